@@ -1,0 +1,310 @@
+"""Built-in offline intent classifier for German and English studio messages.
+
+The model is a TF-IDF (word 1-2 grams + character 2-5 grams) logistic regression trained
+on the labelled examples shipped in ``engine/ai/data/intents.jsonl``. Character n-grams make
+it robust against German compounds ("Probetraining", "10er-Karte") and WhatsApp typos.
+
+Nothing is downloaded: the model is trained lazily, in well under a second, on first use
+and cached for the whole process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+INTENTS: tuple[str, ...] = (
+    "training_plan",
+    "booking",
+    "cancellation",
+    "pricing",
+    "opening_hours",
+    "trial_class",
+    "membership",
+    "complaint",
+    "greeting",
+    "other",
+)
+
+DATA_PATH = Path(__file__).parent / "data" / "intents.jsonl"
+
+_FOLD = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class IntentResult:
+    """The predicted intent of a message and the model's probability for it (0..1)."""
+
+    intent: str
+    confidence: float
+
+    def to_output(self) -> dict[str, Any]:
+        """Return a JSON-able dict (``{"intent": ..., "confidence": ...}``)."""
+        return {"intent": self.intent, "confidence": round(self.confidence, 4)}
+
+
+def normalize(text: str) -> str:
+    """Lower-case, fold umlauts/ß (``ö`` -> ``oe``) and collapse whitespace."""
+    text = unicodedata.normalize("NFC", text).lower().translate(_FOLD)
+    return _SPACES.sub(" ", text).strip()
+
+
+# Cross-lingual keyword concepts. A match appends a marker token (e.g. ``zzprice``) to the
+# word features, so "Was kostet ..." and "how much is ..." share a feature even when the
+# training set has few examples with that exact wording. Patterns run on normalize()d text.
+_CONCEPTS: dict[str, tuple[str, ...]] = {
+    "plan": (
+        r"plan\b", r"trainingsplan", r"workout", r"uebung", r"routine", r"programm?", r"\bsplit",
+        r"saetze", r"wiederholung", r"muskel", r"abnehm", r"\bkraft", r"dehn", r"stretch", r"exercise",
+        r"\bsets?\b", r"\breps?\b", r"muscle", r"strength", r"stronger", r"lose weight", r"fat loss",
+        r"abs\b", r"glute", r"\bcore\b", r"\bbeine?\b", r"\blegs?\b", r"bauch", r"oberkoerper",
+        r"upper body", r"beweglich", r"mobility", r"ausdauer", r"endurance", r"marathon", r"\b10k\b",
+        r"hantel", r"dumbbell", r"kettlebell", r"was (soll|sollte) ich (machen|trainieren)",
+        r"what should i (do|train)", r"staerker", r"ganzkoerper", r"full body",
+    ),
+    "book": (
+        r"buch(e|en|t|ung)", r"\bbook", r"reservier", r"\breserv", r"anmeld", r"eintrag", r"trag .*\bein\b",
+        r"platz", r"plaetze", r"warteliste", r"waitlist", r"termin", r"vereinbar", r"mitmachen",
+        r"sign (me )?up", r"\bspots?\b", r"put me (down|in)", r"add me", r"schedule", r"\bjoin",
+        r"\bspace\b", r"regist", r"ausgebucht", r"fully booked", r"save me",
+    ),
+    "cancel": (
+        r"kuendig", r"storn", r"absag", r"abmeld", r"austrag", r"streich", r"nicht kommen",
+        r"schaff\w* .*nicht", r"nicht schaff", r"loesch", r"beend", r"cancel", r"terminat",
+        r"(can'?t|cannot|won'?t|not) (be able to )?(make|come)", r"take me off", r"remove me",
+        r"drop out", r"unsubscrib", r"\bend my", r"stop my", r"refund", r"geld zurueck",
+        r"not (want to )?renew", r"nicht verlaenger", r"\braus\b", r"krank", r"\bsick\b",
+    ),
+    "price": (
+        r"kost(e|et|en)\b", r"kosten", r"preis", r"teuer", r"billig", r"guenstig", r"rabatt", r"ermaessig",
+        r"gebuehr", r"\bzahl", r"bezahl", r"\beuro", r"€", r"angebot", r"aktion", r"\bcosts?\b",
+        r"pric", r"how much", r"wie ?viel kostet", r"expensive", r"cheap", r"discount", r"\bfees?\b",
+        r"\bpay\b", r"offers?\b", r"\bdeals?\b", r"\brates?\b",
+    ),
+    "hours": (
+        r"\boffen\b", r"geoeffnet", r"oeffn", r"\bzu\b\??$", r"macht ihr .*zu", r"\bauf\b\??$",
+        r"feiertag", r"uhrzeit", r"\bopen", r"\bclos", r"\bhours\b", r"what time", r"holiday",
+        r"how (late|early)", r"bis wann", r"bis wie ?viel uhr", r"ab wann", r"ab wie ?viel uhr",
+        r"weihnacht", r"christmas", r"silvester", r"ostern", r"easter", r"24/7", r"besetzt", r"staffed",
+        r"\bopening times", r"sonntags?", r"sundays?", r"wochenende", r"weekend",
+    ),
+    "trial": (
+        r"probe", r"schnupper", r"\btest", r"ausprobier", r"kennenlern", r"unverbindlich", r"gratis",
+        r"erste (stunde|mal)", r"trial", r"\btry", r"taster", r"first tim", r"first class",
+        r"\bintro", r"no commitment", r"\bneu\b", r"\bnew\b", r"noch nie", r"never been",
+        r"reinschau", r"reinschnupper", r"for free", r"kostenlos (mit|vorbei|test|aus)",
+    ),
+    "member": (
+        r"mitglied", r"vertrag", r"\babo\b", r"abonnement", r"tarif", r"pausier", r"ruhen",
+        r"einfrier", r"laufzeit", r"verlaenger", r"beitrag", r"abbuch", r"bankverbind", r"\biban\b",
+        r"member", r"contract", r"\bpause", r"freeze", r"on hold", r"renew", r"upgrade",
+        r"bank details", r"gueltig", r"valid", r"urban sports", r"wellpass", r"\bmonthly plan",
+        r"basic", r"unlimited", r"premium", r"ruhend",
+    ),
+    "complaint": (
+        r"unzufrieden", r"aerger", r"beschwer", r"kaputt", r"defekt", r"dreckig", r"schmutz", r"nerv",
+        r"sauer\b", r"enttaeusch", r"unfreundlich", r"unmoeglich", r"frech", r"katastroph", r"frust",
+        r"zu (laut|kalt|warm|heiss|spaet|voll)", r"nicht ok", r"ueberfuell", r"reicht", r"funktioniert (nie|nicht)",
+        r"complain", r"unhappy", r"annoy", r"\brude\b", r"dirty", r"filthy", r"broken", r"disappoint",
+        r"unacceptable", r"terrible", r"awful", r"upset", r"fed up", r"not ok", r"not happy",
+        r"too (loud|cold|hot|late|full)", r"smell", r"riech", r"stink", r"overcrowd", r"overbook",
+        r"never works", r"schlecht", r"\bbad\b", r"\bmies", r"ignorier", r"ignored", r"freezing",
+        r"kalt\b", r"\bcold\b", r"unverschaemt", r"horrible", r"worst",
+    ),
+    "greet": (
+        r"^(hallo|hi+|hey+|moin|servus|huhu|halloechen|hello|hiya|yo|howdy|heyho)\b", r"guten (morgen|tag|abend)",
+        r"good (morning|afternoon|evening)", r"gruess", r"\bdanke", r"\bdank\b", r"tschuess", r"ciao",
+        r"bis (morgen|bald|dann|spaeter)", r"\bthanks?\b", r"thank you", r"\bthx\b", r"cheers", r"\bbye\b",
+        r"see you", r"^(ok|okay|alles klar|super|cool|perfekt|top)\b", r"schoenen (abend|tag)",
+        r"nice (evening|day)", r"wie gehts", r"how are you",
+    ),
+    "facility": (
+        r"park", r"fahrrad", r"\bbike\b", r"handtu", r"towel", r"wlan", r"wifi", r"schliessfa", r"spind",
+        r"locker", r"duschgel", r"shower gel", r"\bhund", r"\bdog", r"adresse", r"address", r"bewerb",
+        r"\bjob", r"hiring", r"\bapply", r"rechnung", r"invoice", r"receipt", r"quittung", r"vergessen",
+        r"forgot", r"left my", r"liegen lassen", r"barrierefrei", r"accessible", r"instagram", r"snack",
+        r"shake", r"kaufen", r"\bbuy", r"\bsell", r"verkauf", r"eingang", r"entrance", r"bahn", r"train\b",
+        r"\bbus\b", r"physio", r"\bkarte zahlen", r"by card", r"\balt\b", r"\bage\b", r"event",
+    ),
+}
+_COMPILED_CONCEPTS = [(name, re.compile("|".join(p))) for name, p in _CONCEPTS.items()]
+
+
+def add_concepts(text: str) -> str:
+    """Normalise ``text`` and append a ``zz<concept>`` marker for each keyword concept it hits."""
+    norm = normalize(text)
+    markers = [f"zz{name}" for name, pattern in _COMPILED_CONCEPTS if pattern.search(norm)]
+    return " ".join([norm, *markers])
+
+
+def load_examples(path: Path | None = None) -> list[dict[str, str]]:
+    """Load the shipped labelled examples (``{"text", "intent", "lang"}`` dicts)."""
+    source = path or DATA_PATH
+    examples: list[dict[str, str]] = []
+    with source.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if record.get("intent") not in INTENTS or not str(record.get("text", "")).strip():
+                raise ValueError(f"{source.name}:{number}: invalid example {record!r}")
+            examples.append(record)
+    return examples
+
+
+def _build_pipeline() -> Any:
+    """Return an untrained scikit-learn pipeline (imported lazily: sklearn is heavy)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    features = FeatureUnion(
+        [
+            ("words", TfidfVectorizer(preprocessor=add_concepts, ngram_range=(1, 2), sublinear_tf=True)),
+            (
+                "chars",
+                TfidfVectorizer(
+                    preprocessor=normalize, analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1
+                ),
+            ),
+        ]
+    )
+    model = LogisticRegression(C=10.0, max_iter=1000, solver="newton-cg")
+    return Pipeline([("features", features), ("model", model)])
+
+
+def _split_examples(examples: Iterable[Mapping[str, Any] | Sequence[str]]) -> tuple[list[str], list[str]]:
+    """Turn dicts (``text``/``intent``) or ``(text, intent)`` pairs into two lists."""
+    texts: list[str] = []
+    labels: list[str] = []
+    for example in examples:
+        if isinstance(example, Mapping):
+            text, intent = example["text"], example["intent"]
+        else:
+            text, intent = example[0], example[1]
+        if intent not in INTENTS:
+            raise ValueError(f"unknown intent {intent!r}; expected one of {', '.join(INTENTS)}")
+        texts.append(str(text))
+        labels.append(str(intent))
+    if len(set(labels)) < 2:
+        raise ValueError("need examples of at least two intents to train")
+    return texts, labels
+
+
+class IntentClassifier:
+    """A trained intent model. Create one with :func:`train`; thread-safe for prediction."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self._pipeline = pipeline
+        self.intents: tuple[str, ...] = tuple(str(c) for c in pipeline.classes_)
+
+    def classify(self, text: str) -> IntentResult:
+        """Classify one message; empty/whitespace text gives ``IntentResult("other", 0.0)``."""
+        return self.classify_many([text])[0]
+
+    def classify_many(self, texts: Sequence[str]) -> list[IntentResult]:
+        """Classify several messages at once (faster than calling :meth:`classify` in a loop)."""
+        results: list[IntentResult | None] = [None] * len(texts)
+        todo = [(i, t) for i, t in enumerate(texts) if t and normalize(t)]
+        if todo:
+            probabilities = self._pipeline.predict_proba([t for _, t in todo])
+            for (index, _), row in zip(todo, probabilities):
+                best = int(row.argmax())
+                confidence = min(1.0, max(0.0, float(row[best])))
+                results[index] = IntentResult(self.intents[best], confidence)
+        return [r if r is not None else IntentResult("other", 0.0) for r in results]
+
+
+def train(examples: Iterable[Mapping[str, Any] | Sequence[str]]) -> IntentClassifier:
+    """Train a classifier on ``{"text", "intent"}`` dicts or ``(text, intent)`` pairs."""
+    texts, labels = _split_examples(examples)
+    pipeline = _build_pipeline()
+    pipeline.fit(texts, labels)
+    logger.debug("trained intent classifier on %d examples", len(texts))
+    return IntentClassifier(pipeline)
+
+
+_default: IntentClassifier | None = None
+_default_lock = threading.Lock()
+
+
+def default_classifier() -> IntentClassifier:
+    """Return the process-wide classifier, training it from the shipped data on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = train(load_examples())
+    return _default
+
+
+def classify(text: str) -> IntentResult:
+    """Classify a member's message with the built-in model."""
+    if not text or not text.strip():
+        return IntentResult("other", 0.0)
+    return default_classifier().classify(text)
+
+
+def evaluate(test_fraction: float = 0.25, seed: int = 42) -> dict[str, Any]:
+    """Train on a stratified, deterministic split of the shipped data and score the rest.
+
+    Returns ``{"accuracy", "n_train", "n_test", "per_intent"}`` where ``per_intent`` maps each
+    intent to ``{"precision", "recall", "f1", "support"}``.
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+    from sklearn.model_selection import train_test_split
+
+    examples = load_examples()
+    labels = [e["intent"] for e in examples]
+    train_part, test_part = train_test_split(
+        examples, test_size=test_fraction, random_state=seed, stratify=labels
+    )
+    classifier = train(train_part)
+    expected = [e["intent"] for e in test_part]
+    predicted = [r.intent for r in classifier.classify_many([e["text"] for e in test_part])]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        expected, predicted, labels=list(INTENTS), zero_division=0
+    )
+    per_intent = {
+        intent: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, intent in enumerate(INTENTS)
+    }
+    correct = sum(e == p for e, p in zip(expected, predicted))
+    return {
+        "accuracy": correct / len(test_part),
+        "n_train": len(train_part),
+        "n_test": len(test_part),
+        "per_intent": per_intent,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: print ``intent<TAB>confidence`` for each text argument (``argv`` excludes the program)."""
+    texts = list(sys.argv[1:] if argv is None else argv)
+    if not texts:
+        sys.stderr.write("usage: classify TEXT [TEXT...]\n")
+        return 2
+    for text in texts:
+        result = classify(text)
+        sys.stdout.write(f"{result.intent}\t{result.confidence:.2f}\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""Who is acting: users, argon2 password hashes, roles and the permission check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from engine.errors import InvalidInput, PermissionDenied
+from engine.store.db import session_scope
+from engine.store.models import Membership, Role, Tenant, User, utcnow
+
+_hasher = PasswordHasher()
+
+#: After this many wrong passwords in a row, each further try waits longer (seconds).
+FREE_ATTEMPTS = 3
+MAX_LOCK_SECONDS = 300
+
+READ, EDIT, ADMIN = "read", "edit", "admin"
+_ALLOWED = {
+    Role.OWNER: {READ, EDIT, ADMIN},
+    Role.EDITOR: {READ, EDIT},
+    Role.ANALYST: {READ},
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A user acting in one tenant. Every service call takes one."""
+
+    tenant_id: str
+    user_id: str | None = None
+    role: str = Role.OWNER
+    email: str | None = None
+
+    def can(self, permission: str) -> bool:
+        return permission in _ALLOWED.get(Role(self.role), set())
+
+    def require(self, permission: str) -> None:
+        if not self.can(permission):
+            raise PermissionDenied(f"the {self.role} role may not do this ({permission})")
+
+
+def system_actor(tenant_id: str) -> Actor:
+    """The engine itself (worker, CLI) acting for a tenant."""
+    return Actor(tenant_id=tenant_id, user_id=None, role=Role.OWNER)
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 8:
+        raise InvalidInput("must be at least 8 characters", field="password")
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def create_user(db: Engine, *, email: str, password: str, name: str = "") -> User:
+    email = email.strip().lower()
+    if "@" not in email:
+        raise InvalidInput(f"{email!r} is not an e-mail address", field="email")
+    with session_scope(db) as s:
+        if s.exec(select(User).where(User.email == email)).first():
+            raise InvalidInput(f"a user with e-mail {email} already exists", field="email")
+        user = User(email=email, name=name, password_hash=hash_password(password))
+        s.add(user)
+    return user
+
+
+def add_membership(db: Engine, *, user_id: str, tenant_id: str, role: str) -> None:
+    if role not in {r.value for r in Role}:
+        raise InvalidInput(f"unknown role {role!r} (owner, editor or analyst)", field="role")
+    with session_scope(db) as s:
+        s.add(Membership(user_id=user_id, tenant_id=tenant_id, role=role))
+
+
+class LoginFailed(InvalidInput):
+    """Wrong e-mail or password."""
+
+
+class LoginThrottled(InvalidInput):
+    """Too many wrong passwords; wait a moment before trying again."""
+
+
+def authenticate(db: Engine, email: str, password: str) -> tuple[User, list[tuple[Tenant, str]]]:
+    """The user and their (tenant, role) pairs; raises LoginFailed or LoginThrottled.
+
+    After ``FREE_ATTEMPTS`` wrong passwords the account is locked for a growing number of
+    seconds (2, 4, 8 ... up to five minutes); the message says how long.
+    """
+    email = (email or "").strip().lower()
+    with session_scope(db) as s:
+        user = s.exec(select(User).where(User.email == email)).first()
+        if user is None:
+            _hasher.hash(password or "x")  # spend the same time as a real check
+            raise LoginFailed()
+        now = utcnow()
+        if user.locked_until and user.locked_until > now:
+            wait = int((user.locked_until - now).total_seconds()) + 1
+            raise LoginThrottled(f"Too many wrong passwords. Try again in {wait} seconds.")
+        if not verify_password(user.password_hash, password or ""):
+            user.failed_logins += 1
+            if user.failed_logins >= FREE_ATTEMPTS:
+                lock = min(2 ** (user.failed_logins - FREE_ATTEMPTS + 1), MAX_LOCK_SECONDS)
+                user.locked_until = now + timedelta(seconds=lock)
+            s.add(user)
+            s.commit()
+            raise LoginFailed()
+        user.failed_logins, user.locked_until = 0, None
+        s.add(user)
+        rows = s.exec(
+            select(Tenant, Membership.role).join(Membership, Membership.tenant_id == Tenant.id).where(Membership.user_id == user.id).order_by(Tenant.name)
+        ).all()
+        return user, [(t, role) for t, role in rows]

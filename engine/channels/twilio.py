@@ -1,0 +1,90 @@
+"""Twilio Programmable Messaging (SMS) adapter."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+from pydantic import Field, SecretStr
+
+from engine.channels._http import json_or_none, post_once, raise_for_provider_error
+from engine.channels._settings import ChannelSettings
+from engine.channels.base import DeliveryResult, OutgoingMessage
+from engine.channels.phones import normalize_phone
+from engine.errors import InvalidRecipient, PermanentError
+
+logger = logging.getLogger(__name__)
+
+#: Twilio error codes meaning "this recipient cannot receive SMS" (invalid / not mobile /
+#: unsubscribed via STOP): raised as :class:`InvalidRecipient`.
+RECIPIENT_ERROR_CODES = frozenset({21211, 21614, 21610, 21612})
+
+
+class TwilioSettings(ChannelSettings):
+    """Twilio account credentials and sender (``snake_case`` or ``camelCase`` keys)."""
+
+    base_url: str = "https://api.twilio.com"
+    account_sid: str
+    auth_token: SecretStr
+    from_number: str
+    timeout: float = Field(default=10.0, gt=0)
+
+
+def _describe_twilio_error(response: httpx.Response) -> tuple[str, Any]:
+    data = json_or_none(response)
+    if not isinstance(data, dict):
+        return (response.text[:300] or response.reason_phrase), None
+    code = data.get("code")
+    text = str(data.get("message") or "unknown error")
+    return (f"{text} (code {code})" if code is not None else text), code
+
+
+class TwilioSmsAdapter:
+    """Sends SMS through Twilio's Messages API (one attempt per :meth:`send`)."""
+
+    name = "twilio"
+
+    def __init__(self, settings: TwilioSettings, client: httpx.Client | None = None) -> None:
+        self.settings = settings
+        self.client = client
+
+    @property
+    def url(self) -> str:
+        """The ``Messages.json`` endpoint of the configured account."""
+        s = self.settings
+        return f"{s.base_url.rstrip('/')}/2010-04-01/Accounts/{s.account_sid}/Messages.json"
+
+    def send(self, message: OutgoingMessage, **kw: Any) -> DeliveryResult:
+        """POST ``To``/``From``/``Body`` once; return ``sent`` with Twilio's message ``sid``.
+
+        Raises :class:`InvalidRecipient` (bad number, locally or per Twilio), :class:`RetryableError`
+        (timeouts, connection errors, 408/429/5xx; ``retry_after`` from ``Retry-After``) or
+        :class:`PermanentError` (other 4xx, with Twilio's message). The auth token never appears
+        in errors.
+        """
+        to = normalize_phone(message.recipient)
+        token = self.settings.auth_token.get_secret_value()
+        response = post_once(
+            self.client,
+            self.url,
+            provider="Twilio",
+            timeout=self.settings.timeout,
+            secrets=[token],
+            data={"To": to, "From": self.settings.from_number, "Body": message.body},
+            auth=(self.settings.account_sid, token),
+        )
+        data = json_or_none(response)
+        code = data.get("code") if isinstance(data, dict) else None
+        raise_for_provider_error(
+            response,
+            provider="Twilio",
+            secrets=[token],
+            describe=_describe_twilio_error,
+            permanent_class=InvalidRecipient if code in RECIPIENT_ERROR_CODES else PermanentError,
+        )
+        sid = data.get("sid") if isinstance(data, dict) else None
+        if not sid:
+            logger.warning("Twilio accepted the message but returned no sid")
+        detail = {"status": data.get("status")} if isinstance(data, dict) and data.get("status") else {}
+        return DeliveryResult(status="sent", provider_message_id=sid, detail=detail)

@@ -1,0 +1,149 @@
+"""``python -m engine <command>``: init, validate, schema, import, export, worker, bench, classify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine import services
+from engine.auth import system_actor
+from engine.errors import EngineError, ValidationFailed
+from engine.settings import get_settings
+from engine.store.db import get_engine
+from engine.validation import validate
+
+
+def _load_json(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise EngineError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    except OSError as exc:
+        raise EngineError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
+def cmd_init(args) -> int:
+    from engine.seed import init
+
+    settings = get_settings()
+    result = init(get_engine(args.database_url), demo_email=settings.demo_email, demo_password=settings.demo_password)
+    state = "created" if result["tenant_created"] else "already there"
+    print(f"database ready; demo tenant {state}; login {settings.demo_email} / {settings.demo_password}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    failed = False
+    for path in args.files:
+        try:
+            raw = _load_json(path)
+        except EngineError as exc:
+            print(f"{path}: error: {exc.message}")
+            failed = True
+            continue
+        items = raw if isinstance(raw, list) else [raw]
+        for n, item in enumerate(items):
+            prefix = f"{path}" + (f"[{n}]" if isinstance(raw, list) else "")
+            problems = validate(item)
+            for p in problems:
+                print(f"{prefix}: {p.severity}: {p.path or '(workflow)'}: {p.message}")
+            failed |= any(p.severity == "error" for p in problems)
+            if not problems:
+                print(f"{prefix}: ok")
+    return 1 if failed else 0
+
+
+def cmd_schema(args) -> int:
+    from engine.definitions import workflow_json_schema
+
+    print(json.dumps(workflow_json_schema(), indent=2))
+    return 0
+
+
+def cmd_import(args) -> int:
+    db = get_engine(args.database_url)
+    actor = system_actor(services.find_tenant(db, args.tenant).id)
+    items: list = []
+    for path in args.files:
+        raw = _load_json(path)
+        items += raw if isinstance(raw, list) else [raw]
+    for wf in services.import_workflows(db, actor, items):
+        print(f"imported {wf.id}  {wf.name}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    db = get_engine(args.database_url)
+    actor = system_actor(services.find_tenant(db, args.tenant).id)
+    items = services.export_workflows(db, actor, args.workflow)
+    print(json.dumps(items[0] if args.workflow else items, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from engine.worker import run_worker
+
+    return run_worker(get_engine(args.database_url), once=args.once, name=args.name)
+
+
+def cmd_bench(args) -> int:
+    from bench.run import main as bench_main
+
+    return bench_main(args)
+
+
+def cmd_classify(args) -> int:
+    from engine.ai.intent import main as classify_main
+
+    return classify_main(args.texts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="Studio Automations engine")
+    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="create or migrate the database and seed the demo tenant").set_defaults(func=cmd_init)
+    p = sub.add_parser("validate", help="check workflow JSON files; exit 1 on errors")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_validate)
+    sub.add_parser("schema", help="print the JSON Schema of the workflow format").set_defaults(func=cmd_schema)
+    p = sub.add_parser("import", help="import workflow JSON files into a tenant (all or nothing)")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--tenant", required=True, help="tenant slug or id")
+    p.set_defaults(func=cmd_import)
+    p = sub.add_parser("export", help="print a tenant's workflows as JSON")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--workflow", default=None, help="one workflow id")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("worker", help="run due work (waits, follow-ups, retries, cron)")
+    p.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    p.add_argument("--name", default=None, help="worker name in leases (default host:pid)")
+    p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("bench", help="measure executions per second")
+    p.add_argument("--n", type=int, default=2000, help="events per measurement")
+    p.add_argument("--waiting", type=int, default=100_000, help="waiting executions for (c)")
+    p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("classify", help="print intent<TAB>confidence per text (built-in classifier)")
+    p.add_argument("texts", nargs="+")
+    p.set_defaults(func=cmd_classify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "worker" else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ValidationFailed as exc:
+        for p in exc.problems:
+            print(f"{p.severity}: {p.path or '(workflow)'}: {p.message}", file=sys.stderr)
+        return 1
+    except EngineError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1

@@ -1,0 +1,415 @@
+"""Use cases shared by the UI, the REST API and the CLI. Every function takes an Actor.
+
+A workflow of another tenant is "not found", never "forbidden": ids don't leak. Lists and
+stats are SQL pages and aggregates over indexed columns, so they stay fast with tens of
+thousands of workflows in a tenant.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from engine.auth import ADMIN, EDIT, READ, Actor
+from engine.errors import InvalidInput, NotFound, ValidationFailed
+from engine.schedule import next_fire_time
+from engine.store.db import session_scope
+from engine.store.models import (
+    DueStatus,
+    DueWork,
+    Tenant,
+    Workflow,
+    WorkflowVersion,
+    utcnow,
+)
+from engine.validation import Problem, parse_workflow
+
+UPDATABLE = ("name", "description", "enabled", "trigger", "conditions", "actions")
+MAX_PAGE_SIZE = 500
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+    def to_api(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class WorkflowOut(Out):
+    """A stored workflow: the definition plus id, tenant, timestamps and run counters."""
+
+    id: str
+    tenant_id: str
+    name: str
+    description: str | None = None
+    enabled: bool
+    trigger: dict
+    conditions: list
+    actions: list
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    run_count: int = 0
+    success_count: int = 0
+    error_count: int = 0
+    last_run_at: datetime | None = None
+    next_fire_at: datetime | None = None
+    warnings: list[dict] = Field(default_factory=list)
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        """The importable JSON (what export writes)."""
+        return definition_of(self.model_dump(mode="json", by_alias=True))
+
+    @property
+    def success_rate(self) -> float | None:
+        finished = self.success_count + self.error_count
+        return self.success_count / finished if finished else None
+
+
+class WorkflowStats(Out):
+    total_workflows: int
+    enabled_workflows: int
+    total_executions: int
+    success_rate: float
+
+
+class WorkflowPage(Out):
+    items: list[WorkflowOut]
+    total: int
+    page: int
+    page_size: int
+    stats: WorkflowStats | None = None
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+class VersionOut(Out):
+    version: int
+    created_at: datetime
+    created_by: str | None
+    note: str | None
+    definition: dict
+
+
+class TenantOut(Out):
+    id: str
+    slug: str
+    name: str
+    timezone: str
+    settings: dict
+
+
+def definition_of(data: dict[str, Any]) -> dict[str, Any]:
+    """Only the keys of the workflow format, in the spec's order."""
+    keys = ("name", "description", "enabled", "trigger", "conditions", "actions")
+    return {k: data[k] for k in keys if k in data and not (k == "description" and data[k] is None)}
+
+
+def _to_out(row: Workflow, warnings: list[Problem] = ()) -> WorkflowOut:
+    d = row.definition
+    return WorkflowOut(
+        id=row.id, tenant_id=row.tenant_id, name=row.name, description=row.description, enabled=row.enabled,
+        trigger=d["trigger"], conditions=d.get("conditions", []), actions=d["actions"], version=row.version,
+        created_at=row.created_at, updated_at=row.updated_at, run_count=row.run_count,
+        success_count=row.success_count, error_count=row.error_count, last_run_at=row.last_run_at,
+        next_fire_at=row.next_fire_at, warnings=[p.to_dict() for p in warnings],
+    )
+
+
+# --------------------------------------------------------------------------- tenants
+
+
+def create_tenant(db: Engine, *, slug: str, name: str, timezone: str = "Europe/Berlin", settings: dict | None = None) -> TenantOut:
+    """A new studio. (Not tenant-scoped: only the CLI and set-up call it.)"""
+    _check_timezone(timezone)
+    with session_scope(db) as s:
+        if s.exec(select(Tenant).where(Tenant.slug == slug)).first():
+            raise InvalidInput(f"a tenant with slug {slug!r} already exists", field="slug")
+        tenant = Tenant(slug=slug, name=name, timezone=timezone, settings=settings or {})
+        s.add(tenant)
+    return TenantOut.model_validate(tenant)
+
+
+def _check_timezone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidInput(f"unknown timezone {name!r} (use an IANA name such as Europe/Berlin)", field="timezone") from exc
+
+
+def get_tenant(db: Engine, actor: Actor) -> TenantOut:
+    with Session(db) as s:
+        tenant = s.get(Tenant, actor.tenant_id)
+        if tenant is None:
+            raise NotFound("tenant not found")
+        return TenantOut.model_validate(tenant)
+
+
+def find_tenant(db: Engine, slug_or_id: str) -> TenantOut:
+    """Look a tenant up by slug or id (CLI)."""
+    with Session(db) as s:
+        tenant = s.exec(select(Tenant).where((Tenant.slug == slug_or_id) | (Tenant.id == slug_or_id))).first()
+        if tenant is None:
+            raise NotFound(f"tenant {slug_or_id!r} not found")
+        return TenantOut.model_validate(tenant)
+
+
+def update_tenant_settings(db: Engine, actor: Actor, *, timezone: str | None = None, name: str | None = None, settings: dict | None = None) -> TenantOut:
+    actor.require(ADMIN)
+    if timezone:
+        _check_timezone(timezone)
+    with session_scope(db) as s:
+        tenant = s.get(Tenant, actor.tenant_id)
+        if tenant is None:
+            raise NotFound("tenant not found")
+        tenant.timezone = timezone or tenant.timezone
+        tenant.name = name or tenant.name
+        if settings is not None:
+            tenant.settings = {**tenant.settings, **settings}
+        s.add(tenant)
+    if timezone:
+        _reschedule_cron(db, actor)
+    return TenantOut.model_validate(tenant)
+
+
+# --------------------------------------------------------------------------- workflows
+
+
+def _load(s: Session, actor: Actor, workflow_id: str, *, lock: bool = False) -> Workflow:
+    stmt = select(Workflow).where(Workflow.id == workflow_id, Workflow.tenant_id == actor.tenant_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = s.exec(stmt).first()
+    if row is None:
+        raise NotFound(f"workflow {workflow_id} not found")
+    return row
+
+
+def _tenant_timezone(s: Session, tenant_id: str) -> str:
+    return s.exec(select(Tenant.timezone).where(Tenant.id == tenant_id)).one()
+
+
+def _apply(s: Session, row: Workflow, definition: dict[str, Any]) -> None:
+    """Copy a validated definition's indexed fields onto the row and plan its cron."""
+    row.name = definition["name"]
+    row.description = definition.get("description")
+    row.enabled = definition.get("enabled", True)
+    row.trigger_type = definition["trigger"]["type"]
+    row.definition = definition
+    row.next_fire_at = None
+    if row.trigger_type == "time_based" and row.enabled:
+        tz = _tenant_timezone(s, row.tenant_id)
+        row.next_fire_at = next_fire_time(definition["trigger"]["config"]["schedule"], tz, utcnow())
+
+
+def _record_version(s: Session, row: Workflow, actor: Actor, note: str | None = None) -> None:
+    s.add(WorkflowVersion(tenant_id=row.tenant_id, workflow_id=row.id, version=row.version,
+                          definition=copy.deepcopy(row.definition), created_by=actor.user_id, note=note))
+
+
+def _validated(data: Any) -> tuple[dict[str, Any], list[Problem]]:
+    definition, warnings = parse_workflow(data)
+    return definition.to_json(), [p for p in warnings if p.severity == "warning"]
+
+
+def create_workflow(db: Engine, actor: Actor, data: dict[str, Any], *, note: str | None = None) -> WorkflowOut:
+    """Validate and store a new workflow (version 1). Raises ValidationFailed with every problem."""
+    actor.require(EDIT)
+    definition, warnings = _validated(data)
+    with session_scope(db) as s:
+        row = Workflow(tenant_id=actor.tenant_id, created_by=actor.user_id, name=definition["name"], trigger_type="")
+        _apply(s, row, definition)
+        s.add(row)
+        s.flush()
+        _record_version(s, row, actor, note or "created")
+    return _to_out(row, warnings)
+
+
+def update_workflow(db: Engine, actor: Actor, workflow_id: str, changes: dict[str, Any], *, note: str | None = None) -> WorkflowOut:
+    """Partial update as the spec's ``/update``: given top-level keys replace the stored ones."""
+    actor.require(EDIT)
+    unknown = sorted(set(changes) - set(UPDATABLE) - {"workflowId", "id"})
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {', '.join(unknown)}; updatable: {', '.join(UPDATABLE)}", field=unknown[0])
+    with session_scope(db) as s:
+        row = _load(s, actor, workflow_id, lock=True)
+        merged = {**row.definition, **{k: v for k, v in changes.items() if k in UPDATABLE}}
+        definition, warnings = _validated(merged)
+        if definition == row.definition:
+            return _to_out(row, warnings)
+        _apply(s, row, definition)
+        row.version += 1
+        row.updated_at = utcnow()
+        s.add(row)
+        _record_version(s, row, actor, note)
+    return _to_out(row, warnings)
+
+
+def set_enabled(db: Engine, actor: Actor, workflow_id: str, enabled: bool) -> WorkflowOut:
+    return update_workflow(db, actor, workflow_id, {"enabled": enabled}, note="enabled" if enabled else "disabled")
+
+
+def delete_workflow(db: Engine, actor: Actor, workflow_id: str) -> None:
+    """Delete a workflow and its pending due work. Past executions stay (with its name)."""
+    actor.require(EDIT)
+    with session_scope(db) as s:
+        row = _load(s, actor, workflow_id, lock=True)
+        s.exec(sa.update(DueWork).where(DueWork.workflow_id == row.id, DueWork.status == DueStatus.PENDING)
+               .values(status=DueStatus.CANCELLED))
+        s.delete(row)
+
+
+def duplicate_workflow(db: Engine, actor: Actor, workflow_id: str, *, name: str | None = None) -> WorkflowOut:
+    """A copy, disabled, named "<name> (copy)" unless a name is given."""
+    original = get_workflow(db, actor, workflow_id)
+    definition = original.definition
+    definition["name"] = name or f"{original.name} (copy)"[:200]
+    definition["enabled"] = False
+    return create_workflow(db, actor, definition, note=f"duplicated from {workflow_id}")
+
+
+def get_workflow(db: Engine, actor: Actor, workflow_id: str) -> WorkflowOut:
+    actor.require(READ)
+    with Session(db) as s:
+        return _to_out(_load(s, actor, workflow_id))
+
+
+def list_workflows(
+    db: Engine,
+    actor: Actor,
+    *,
+    enabled_only: bool = False,
+    include_stats: bool = False,
+    search: str | None = None,
+    trigger_type: str | None = None,
+    enabled: bool | None = None,
+    page: int = 1,
+    page_size: int = 50,
+    order: str = "name",
+) -> WorkflowPage:
+    """One page of the tenant's workflows (by name, or most recently updated first)."""
+    actor.require(READ)
+    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"page must be >= 1 and page size between 1 and {MAX_PAGE_SIZE}", field="page")
+    where = [Workflow.tenant_id == actor.tenant_id]
+    if enabled_only or enabled is True:
+        where.append(Workflow.enabled == sa.true())
+    elif enabled is False:
+        where.append(Workflow.enabled == sa.false())
+    if trigger_type:
+        where.append(Workflow.trigger_type == trigger_type)
+    if search:
+        pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(func.lower(Workflow.name).like(pattern, escape="\\"))
+    ordering = (col(Workflow.updated_at).desc(), Workflow.id) if order == "updated" else (func.lower(Workflow.name), Workflow.id)
+    with Session(db) as s:
+        total = s.exec(select(func.count()).select_from(Workflow).where(*where)).one()
+        rows = s.exec(select(Workflow).where(*where).order_by(*ordering).offset((page - 1) * page_size).limit(page_size)).all()
+        items = [_to_out(r) for r in rows]
+    stats = workflow_stats(db, actor) if include_stats else None
+    return WorkflowPage(items=items, total=total, page=page, page_size=page_size, stats=stats)
+
+
+def workflow_stats(db: Engine, actor: Actor) -> WorkflowStats:
+    """The spec's stats: totals and success rate (succeeded / finished runs), one SQL query."""
+    actor.require(READ)
+    q = select(
+        func.count(),
+        func.coalesce(func.sum(sa.case((Workflow.enabled == sa.true(), 1), else_=0)), 0),
+        func.coalesce(func.sum(Workflow.run_count), 0),
+        func.coalesce(func.sum(Workflow.success_count), 0),
+        func.coalesce(func.sum(Workflow.error_count), 0),
+    ).where(Workflow.tenant_id == actor.tenant_id)
+    with Session(db) as s:
+        total, enabled, runs, ok, failed = s.exec(q).one()
+    finished = ok + failed
+    return WorkflowStats(total_workflows=total, enabled_workflows=enabled, total_executions=runs,
+                         success_rate=round(ok / finished, 4) if finished else 0.0)
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def list_versions(db: Engine, actor: Actor, workflow_id: str) -> list[VersionOut]:
+    actor.require(READ)
+    with Session(db) as s:
+        _load(s, actor, workflow_id)
+        rows = s.exec(select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id,
+                                                    WorkflowVersion.tenant_id == actor.tenant_id)
+                      .order_by(col(WorkflowVersion.version).desc())).all()
+        return [VersionOut.model_validate(r) for r in rows]
+
+
+def rollback_workflow(db: Engine, actor: Actor, workflow_id: str, version: int) -> WorkflowOut:
+    """Make an old version current again (as a new version, so nothing is lost)."""
+    actor.require(EDIT)
+    with Session(db) as s:
+        _load(s, actor, workflow_id)
+        old = s.exec(select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id,
+                                                   WorkflowVersion.tenant_id == actor.tenant_id,
+                                                   WorkflowVersion.version == version)).first()
+        if old is None:
+            raise NotFound(f"version {version} of workflow {workflow_id} not found")
+        definition = copy.deepcopy(old.definition)
+    return update_workflow(db, actor, workflow_id, definition, note=f"rolled back to version {version}")
+
+
+# --------------------------------------------------------------------------- import / export
+
+
+def export_workflows(db: Engine, actor: Actor, workflow_id: str | None = None) -> list[dict[str, Any]]:
+    """Definitions as importable JSON (one workflow, or every workflow of the tenant)."""
+    actor.require(READ)
+    if workflow_id:
+        return [get_workflow(db, actor, workflow_id).definition]
+    with Session(db) as s:
+        rows = s.exec(select(Workflow.definition).where(Workflow.tenant_id == actor.tenant_id).order_by(func.lower(Workflow.name))).all()
+    return [definition_of(d) for d in rows]
+
+
+def import_workflows(db: Engine, actor: Actor, items: list[Any]) -> list[WorkflowOut]:
+    """Import several definitions, all or nothing: one invalid item stores none."""
+    actor.require(EDIT)
+    if not isinstance(items, list) or not items:
+        raise InvalidInput("expected a workflow object or a non-empty list of them", field="workflows")
+    problems: list[Problem] = []
+    parsed = []
+    for i, item in enumerate(items):
+        try:
+            parsed.append(_validated(item))
+        except ValidationFailed as exc:
+            problems += [Problem(f"[{i}].{p.path}" if p.path else f"[{i}]", p.message, p.severity) for p in exc.problems]
+    if any(p.severity == "error" for p in problems):
+        raise ValidationFailed(problems)
+    out = []
+    with session_scope(db) as s:
+        for definition, warnings in parsed:
+            row = Workflow(tenant_id=actor.tenant_id, created_by=actor.user_id, name=definition["name"], trigger_type="")
+            _apply(s, row, definition)
+            s.add(row)
+            s.flush()
+            _record_version(s, row, actor, "imported")
+            out.append((row, warnings))
+    return [_to_out(r, w) for r, w in out]
+
+
+def _reschedule_cron(db: Engine, actor: Actor) -> None:
+    """After a timezone change, recompute the next fire time of every time_based workflow."""
+    with session_scope(db) as s:
+        rows = s.exec(select(Workflow).where(Workflow.tenant_id == actor.tenant_id, Workflow.trigger_type == "time_based",
+                                             Workflow.enabled == sa.true())).all()
+        for row in rows:
+            _apply(s, row, row.definition)
+            s.add(row)

@@ -1,0 +1,45 @@
+"""Process settings from the environment (one pydantic-settings object)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    #: SQLAlchemy URL. Default: a SQLite file under ``STUDIO_DATA_DIR``.
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    #: Where the embedded SQLite file lives.
+    data_dir: Path = Field(default=Path("data"), alias="STUDIO_DATA_DIR")
+    #: Demo login created by ``python -m engine init``.
+    demo_email: str = Field(default="owner@demo.studio", alias="STUDIO_DEMO_EMAIL")
+    demo_password: str = Field(default="demo-owner-2026", alias="STUDIO_DEMO_PASSWORD")
+    #: Worker: how long a claimed item stays leased before another worker may take it.
+    lease_seconds: int = Field(default=60, alias="STUDIO_LEASE_SECONDS")
+    #: Worker: idle poll interval in seconds.
+    poll_interval: float = Field(default=1.0, alias="STUDIO_POLL_INTERVAL")
+    #: Days to keep skipped executions ("why didn't my workflow run?").
+    skipped_retention_days: int = Field(default=30, alias="STUDIO_SKIPPED_RETENTION_DAYS")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return normalize_url(self.database_url)
+        return f"sqlite:///{(self.data_dir / 'studio.db').resolve()}"
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgres://`` and ``postgresql://`` and use the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,358 @@
+"""Tables. Every row that belongs to a studio carries ``tenant_id``; every query filters on it.
+
+Times are stored as naive UTC (``UTCDateTime`` converts at the boundary) so SQLite and
+PostgreSQL behave the same. Definitions and free data are JSON (JSONB on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware UTC datetimes in Python, naive UTC in the database."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+def _json(default=dict) -> Any:
+    return Field(default_factory=default, sa_column=sa.Column(JSONType, nullable=False))
+
+
+def _tenant_fk() -> Any:
+    return Field(foreign_key="tenants.id", ondelete="CASCADE", max_length=32)
+
+
+class Role(StrEnum):
+    OWNER = "owner"  # everything, including settings and users
+    EDITOR = "editor"  # build, run, enable workflows
+    ANALYST = "analyst"  # read-only: workflows, executions, stats
+
+
+class ExecutionStatus(StrEnum):
+    PENDING = "pending"  # created, not started yet
+    RUNNING = "running"  # a step is being executed
+    WAITING = "waiting"  # parked until a due-work row fires (wait, retry, deferred)
+    SUCCEEDED = "succeeded"  # reached the end; failed steps may have been continued past
+    FAILED = "failed"  # stopped by a failing step with onError=stop, or an engine error
+    SKIPPED = "skipped"  # conditions did not hold; see the explanation
+    CANCELLED = "cancelled"  # stopped by a person or because the workflow was deleted
+
+
+FINISHED_STATUSES = (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.SKIPPED, ExecutionStatus.CANCELLED)
+
+
+class StepStatus(StrEnum):
+    RUNNING = "running"  # started, not finished (a crash leaves this; the step is re-run)
+    SUCCEEDED = "succeeded"  # output recorded
+    FAILED = "failed"  # error recorded; may be retried as a new attempt
+    WAITING = "waiting"  # the step parked the execution (wait, deferred message)
+    SIMULATED = "simulated"  # dry run: nothing was sent or written
+
+
+class DueKind(StrEnum):
+    RESUME = "resume"  # continue a waiting execution (wait action, retry, deferral)
+    FOLLOW_UP = "follow_up"  # send a scheduled follow-up message
+    CRON = "cron"  # fire a time_based workflow
+    DELIVER = "deliver"  # deliver a deferred outbox message
+
+
+class DueStatus(StrEnum):
+    PENDING = "pending"  # waiting for its due time
+    CLAIMED = "claimed"  # a worker holds the lease until locked_until
+    DONE = "done"  # finished
+    FAILED = "failed"  # gave up; see error
+    CANCELLED = "cancelled"  # no longer needed
+
+
+class OutboxStatus(StrEnum):
+    RECORDED = "recorded"  # kept in the outbox only (no adapter configured)
+    SENT = "sent"  # handed to the provider
+    FAILED = "failed"  # provider refused or unreachable
+    SUPPRESSED = "suppressed"  # not sent on purpose (frequency cap, 24h window)
+    DEFERRED = "deferred"  # waiting for quiet hours to end
+    SIMULATED = "simulated"  # dry run
+
+
+class LeadStatus(StrEnum):
+    NEW = "new"
+    CONTACTED = "contacted"
+    QUALIFIED = "qualified"
+    MEMBER = "member"
+    LOST = "lost"
+
+
+class Tenant(SQLModel, table=True):
+    __tablename__ = "tenants"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    slug: str = Field(unique=True, index=True, max_length=64)
+    name: str = Field(max_length=200)
+    timezone: str = Field(default="Europe/Berlin", max_length=64)
+    settings: dict = _json()
+    created_at: datetime = _created()
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    email: str = Field(unique=True, index=True, max_length=320)
+    name: str = Field(default="", max_length=200)
+    password_hash: str = Field(max_length=255)
+    failed_logins: int = 0
+    locked_until: datetime | None = _ts()
+    created_at: datetime = _created()
+
+
+class Membership(SQLModel, table=True):
+    """A user's role in one tenant (a user may belong to several studios)."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (sa.UniqueConstraint("user_id", "tenant_id"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    user_id: str = Field(foreign_key="users.id", ondelete="CASCADE", index=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    role: str = Field(default=Role.OWNER, max_length=16)
+
+
+class Workflow(SQLModel, table=True):
+    __tablename__ = "workflows"
+    __table_args__ = (
+        sa.Index("ix_workflows_match", "tenant_id", "trigger_type", "enabled"),
+        sa.Index("ix_workflows_tenant_name", "tenant_id", "name"),
+        sa.Index("ix_workflows_tenant_updated", "tenant_id", "updated_at"),
+        sa.Index("ix_workflows_next_fire", "next_fire_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    name: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    enabled: bool = True
+    trigger_type: str = Field(max_length=32)
+    definition: dict = _json()
+    version: int = 1
+    created_by: str | None = Field(default=None, max_length=32)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    # Counters kept by the runner so lists and stats never scan executions.
+    run_count: int = 0
+    success_count: int = 0
+    error_count: int = 0
+    last_run_at: datetime | None = _ts()
+    #: For time_based workflows: the next cron fire time (UTC).
+    next_fire_at: datetime | None = _ts()
+
+
+class WorkflowVersion(SQLModel, table=True):
+    """Every save of a workflow: who, when, the full definition."""
+
+    __tablename__ = "workflow_versions"
+    __table_args__ = (sa.UniqueConstraint("workflow_id", "version"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    workflow_id: str = Field(foreign_key="workflows.id", ondelete="CASCADE", index=True, max_length=32)
+    version: int
+    definition: dict = _json()
+    created_by: str | None = Field(default=None, max_length=32)
+    created_at: datetime = _created()
+    note: str | None = Field(default=None, max_length=500)
+
+
+class EventRecord(SQLModel, table=True):
+    __tablename__ = "events"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_events_idempotency"),
+        sa.Index("ix_events_tenant_received", "tenant_id", "received_at"),
+        sa.Index("ix_events_tenant_sender", "tenant_id", "sender", "received_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    trigger_type: str = Field(max_length=32)
+    channel: str | None = Field(default=None, max_length=16)
+    content: str | None = None
+    sender: str | None = Field(default=None, max_length=320)
+    intent: str | None = Field(default=None, max_length=64)
+    intent_confidence: float | None = None
+    custom_fields: dict = _json()
+    data: dict = _json()
+    received_at: datetime = _created()
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    #: How many workflow-emitted events led here (create_lead -> lead_created ...).
+    depth: int = 0
+    parent_execution_id: str | None = Field(default=None, max_length=32)
+
+
+class Execution(SQLModel, table=True):
+    __tablename__ = "executions"
+    __table_args__ = (
+        sa.Index("ix_executions_tenant_workflow_started", "tenant_id", "workflow_id", "started_at"),
+        sa.Index("ix_executions_tenant_started", "tenant_id", "started_at"),
+        sa.Index("ix_executions_event", "event_id"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    workflow_id: str | None = Field(default=None, foreign_key="workflows.id", ondelete="SET NULL", max_length=32)
+    workflow_name: str = Field(default="", max_length=200)
+    workflow_version: int = 1
+    event_id: str | None = Field(default=None, foreign_key="events.id", ondelete="SET NULL", max_length=32)
+    status: str = Field(default=ExecutionStatus.PENDING, max_length=16)
+    #: live (from an event), manual (run now), dry_run (nothing leaves the machine).
+    mode: str = Field(default="live", max_length=16)
+    #: The definition as it was when the run started: edits never change a running execution.
+    definition: dict = _json()
+    #: trigger data, results per action, lead id: what templates see.
+    context: dict = _json()
+    explanation: list = _json(list)
+    current_action_id: str | None = Field(default=None, max_length=64)
+    error: str | None = None
+    started_at: datetime = _created()
+    finished_at: datetime | None = _ts()
+    actions_executed: int = 0
+
+
+class StepRun(SQLModel, table=True):
+    __tablename__ = "step_runs"
+    __table_args__ = (
+        sa.UniqueConstraint("execution_id", "action_id", "attempt", name="uq_step_attempt"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    execution_id: str = Field(foreign_key="executions.id", ondelete="CASCADE", index=True, max_length=32)
+    action_id: str = Field(max_length=64)
+    action_type: str = Field(max_length=32)
+    attempt: int = 1
+    status: str = Field(default=StepStatus.RUNNING, max_length=16)
+    input: dict = _json()
+    output: dict = _json()
+    error: str | None = None
+    started_at: datetime = _created()
+    finished_at: datetime | None = _ts()
+
+
+class OutboxMessage(SQLModel, table=True):
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        sa.Index("ix_outbox_tenant_created", "tenant_id", "created_at"),
+        sa.Index("ix_outbox_tenant_recipient", "tenant_id", "recipient", "created_at"),
+        # One message per step attempt: a re-run step never duplicates its message.
+        sa.UniqueConstraint("step_run_id", name="uq_outbox_step"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    execution_id: str | None = Field(default=None, foreign_key="executions.id", ondelete="SET NULL", max_length=32)
+    step_run_id: str | None = Field(default=None, max_length=80)
+    channel: str = Field(max_length=16)
+    recipient: str = Field(default="", max_length=320)
+    subject: str | None = Field(default=None, max_length=500)
+    body: str = ""
+    status: str = Field(default=OutboxStatus.RECORDED, max_length=16)
+    adapter: str = Field(default="outbox", max_length=32)
+    provider_message_id: str | None = Field(default=None, max_length=200)
+    error: str | None = None
+    detail: dict = _json()
+    created_at: datetime = _created()
+    sent_at: datetime | None = _ts()
+    deliver_after: datetime | None = _ts()
+
+
+class Lead(SQLModel, table=True):
+    __tablename__ = "leads"
+    __table_args__ = (
+        sa.Index("ix_leads_tenant_email", "tenant_id", "email"),
+        sa.Index("ix_leads_tenant_phone", "tenant_id", "phone"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    name: str = Field(default="", max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    source: str | None = Field(default=None, max_length=100)
+    status: str = Field(default=LeadStatus.NEW, max_length=16)
+    notes: str | None = None
+    custom_fields: dict = _json()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Booking(SQLModel, table=True):
+    __tablename__ = "bookings"
+    __table_args__ = (sa.Index("ix_bookings_tenant_starts", "tenant_id", "starts_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    lead_id: str | None = Field(default=None, foreign_key="leads.id", ondelete="SET NULL", max_length=32)
+    member_name: str = Field(max_length=200)
+    member_contact: str | None = Field(default=None, max_length=320)
+    class_name: str = Field(max_length=200)
+    starts_at: datetime = _created()
+    status: str = Field(default="confirmed", max_length=16)
+    created_at: datetime = _created()
+
+
+class DueWork(SQLModel, table=True):
+    """Durable time: waits, follow-ups, retries, deferred messages and cron fire times."""
+
+    __tablename__ = "due_work"
+    __table_args__ = (
+        sa.Index("ix_due_work_status_due", "status", "due_at"),
+        sa.Index("ix_due_work_execution", "execution_id"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    kind: str = Field(max_length=16)
+    due_at: datetime = _created()
+    status: str = Field(default=DueStatus.PENDING, max_length=16)
+    execution_id: str | None = Field(default=None, foreign_key="executions.id", ondelete="CASCADE", max_length=32)
+    workflow_id: str | None = Field(default=None, foreign_key="workflows.id", ondelete="CASCADE", max_length=32)
+    payload: dict = _json()
+    attempts: int = 0
+    locked_by: str | None = Field(default=None, max_length=100)
+    locked_until: datetime | None = _ts()
+    error: str | None = None
+    created_at: datetime = _created()
+    done_at: datetime | None = _ts()

@@ -1,0 +1,126 @@
+"""``{{trigger.from}}``-style templates, rendered in Jinja2's sandbox.
+
+Roots: ``trigger``, ``results``, ``lead``, ``tenant``, ``now``. Action ids may contain ``-``
+(``{{results.ai-1.text}}``), which Jinja would read as a subtraction, so dotted paths are
+rewritten to subscripts (``results["ai-1"]["text"]``) before Jinja sees them. An unknown
+variable raises :class:`TemplateError` instead of rendering an empty string.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from engine.errors import TemplateError
+
+ROOTS = ("trigger", "results", "lead", "tenant", "now")
+
+_EXPR = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+# A dotted path: root identifier followed by one or more ".segment" (segments may hold '-').
+_PATH = re.compile(r"(?<![\w.\"'\]])([A-Za-z_]\w*)((?:\.[A-Za-z0-9_][\w-]*)+)")
+_STRING = re.compile(r"(\"[^\"]*\"|'[^']*')")
+
+_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def has_template(text: str) -> bool:
+    """Whether the text contains a ``{{ ... }}`` expression."""
+    return "{{" in text
+
+
+def _subscript(match: re.Match[str]) -> str:
+    root, rest = match.group(1), match.group(2)
+    parts = rest[1:].split(".")
+    return root + "".join(f'["{p}"]' for p in parts)
+
+
+def _rewrite_expression(expr: str) -> str:
+    # Leave string literals alone; rewrite dotted paths everywhere else.
+    pieces = _STRING.split(expr)
+    return "".join(p if i % 2 else _PATH.sub(_subscript, p) for i, p in enumerate(pieces))
+
+
+def _rewrite(template: str) -> str:
+    return _EXPR.sub(lambda m: "{{" + _rewrite_expression(m.group(1)) + "}}", template)
+
+
+def references(template: str) -> list[tuple[str, ...]]:
+    """Every variable path used in the template, e.g. ``("results", "ai-1", "text")``."""
+    found: list[tuple[str, ...]] = []
+    for expr in _EXPR.findall(template):
+        for piece in _STRING.split(expr)[::2]:
+            consumed = set()
+            for m in _PATH.finditer(piece):
+                found.append((m.group(1), *m.group(2)[1:].split(".")))
+                consumed.update(range(m.start(), m.end()))
+            for m in re.finditer(r"(?<![\w.\"'\]])([A-Za-z_]\w*)", piece):
+                if m.start() not in consumed and m.group(1) not in _JINJA_WORDS and not _is_filter(piece, m.start()):
+                    found.append((m.group(1),))
+    return found
+
+
+_JINJA_WORDS = {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "True", "False", "None"}
+
+
+def _is_filter(piece: str, start: int) -> bool:
+    return piece[:start].rstrip().endswith("|")
+
+
+@lru_cache(maxsize=2048)
+def _compile(template: str):
+    try:
+        return _env.from_string(_rewrite(template))
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}") from exc
+
+
+def check_syntax(template: str) -> str | None:
+    """The syntax error message of the template, or ``None`` when it parses."""
+    try:
+        _compile(template)
+    except TemplateError as exc:
+        return exc.message
+    return None
+
+
+def render(template: str, context: dict[str, Any]) -> str:
+    """Render the template; unknown variables and sandbox violations raise TemplateError."""
+    if not has_template(template):
+        return template
+    try:
+        return _compile(template).render(context)
+    except UndefinedError as exc:
+        raise TemplateError(f"unknown variable in template {template!r}: {exc.message}") from exc
+    except SecurityError as exc:
+        raise TemplateError(f"template not allowed: {exc}") from exc
+    except TemplateError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any rendering failure is the template's
+        raise TemplateError(f"template {template!r} failed: {exc}") from exc
+
+
+def render_value(value: Any, context: dict[str, Any]) -> Any:
+    """Render templates inside strings, lists and dicts (keys stay as written)."""
+    if isinstance(value, str):
+        return render(value, context)
+    if isinstance(value, list):
+        return [render_value(v, context) for v in value]
+    if isinstance(value, dict):
+        return {k: render_value(v, context) for k, v in value.items()}
+    return value
+
+
+def iter_strings(value: Any, path: str = ""):
+    """Yield ``(path, string)`` for every string inside nested lists and dicts."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from iter_strings(v, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from iter_strings(v, f"{path}.{k}" if path else str(k))

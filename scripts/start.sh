@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Start the product: migrate + seed the database, run a worker beside the Streamlit app.
+source "$(dirname "$0")/_venv.sh" run
+.venv/bin/python -m engine init
+.venv/bin/python -m engine worker &
+WORKER=$!
+trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
+echo "Open http://localhost:${STUDIO_PORT:-8501}  (worker pid $WORKER)"
+.venv/bin/python -m streamlit run app.py --server.port "${STUDIO_PORT:-8501}" --server.headless true "$@"
