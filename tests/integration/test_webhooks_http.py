@@ -125,7 +125,7 @@ def test_429_retry_after_seconds(receiver, allow):
 
 
 def test_503_retry_after_http_date(receiver, allow):
-    receiver.routes["/down"] = (503, {"Retry-After": "Tue, 14 Nov 2023 22:14:20 GMT"}, b"", 0)  # NOW + 120
+    receiver.routes["/down"] = (503, {"Retry-After": "Tue, 14 Nov 2023 22:15:20 GMT"}, b"", 0)  # NOW + 120
     with pytest.raises(RetryableError) as info:
         call_webhook(url=receiver.url + "/down", secret=None, allow_list=allow, now=NOW)
     assert info.value.retry_after == 120.0

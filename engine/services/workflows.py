@@ -31,6 +31,14 @@ from engine.store.models import (
 )
 from engine.validation import Problem, parse_workflow
 
+__all__ = [
+    "WorkflowOut", "WorkflowStats", "WorkflowPage", "VersionOut", "TenantOut", "definition_of",
+    "create_tenant", "get_tenant", "find_tenant", "update_tenant_settings",
+    "create_workflow", "update_workflow", "set_enabled", "delete_workflow", "duplicate_workflow",
+    "get_workflow", "list_workflows", "workflow_stats", "list_versions", "rollback_workflow",
+    "export_workflows", "import_workflows", "UPDATABLE", "MAX_PAGE_SIZE",
+]
+
 UPDATABLE = ("name", "description", "enabled", "trigger", "conditions", "actions")
 MAX_PAGE_SIZE = 500
 

@@ -1,0 +1,10 @@
+"""Use cases shared by the UI, the REST API and the CLI. Every function takes an Actor.
+
+``workflows``: tenants, workflow CRUD, versions, import/export, stats.
+``runs``: events, manual and dry runs, executions, outbox, leads and bookings.
+"""
+
+from engine.services.workflows import *  # noqa: F401,F403
+from engine.services.workflows import __all__ as _wf_all
+
+__all__ = list(_wf_all)
