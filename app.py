@@ -1,22 +1,44 @@
-"""Studio Automations admin app (placeholder until the UI issue lands): lists the demo workflows."""
+"""Studio Automations admin app: page config, login gate, tenant context and navigation."""
 
 import streamlit as st
 
-from engine import services
-from engine.auth import system_actor
-from engine.store.db import get_engine
+from engine.auth import ADMIN, EDIT
+from ui import session, style
+from ui.labels import ROLE_LABELS
 
 st.set_page_config(page_title="Studio Automations", page_icon="⚡", layout="wide")
+style.apply()
 
+actor = session.actor()
+if actor is None:
+    st.navigation([st.Page("pages/login.py", title="Sign in", icon="🔐")], position="hidden").run()
+    st.stop()
 
-@st.cache_resource
-def db():
-    return get_engine()
+pages = {
+    "Automations": [
+        st.Page("pages/workflows.py", title="Workflows", icon="⚡", default=True),
+        *([st.Page("pages/builder.py", title="Builder", icon="🛠️"),
+           st.Page("pages/templates.py", title="Templates", icon="🧩")] if actor.can(EDIT) else []),
+        st.Page("pages/history.py", title="Version history", icon="🕘"),
+    ],
+    "Insights": [st.Page("pages/executions.py", title="Executions", icon="📊")],
+}
+if actor.can(ADMIN):
+    pages["Studio"] = [st.Page("pages/settings.py", title="Settings & users", icon="⚙️")]
 
+with st.sidebar:
+    st.markdown(f"**{session.tenant_name()}**")
+    st.caption(f"{actor.email or 'signed in'} · {ROLE_LABELS.get(str(actor.role), actor.role)}")
+    tenants = st.session_state.get("auth_tenants", [])
+    if len(tenants) > 1:
+        ids = [t["id"] for t in tenants]
+        names = {t["id"]: f"{t['name']} ({ROLE_LABELS.get(t['role'], t['role'])})" for t in tenants}
+        picked = st.selectbox("Studio", ids, index=ids.index(actor.tenant_id), format_func=names.get, key="auth_switch_tenant")
+        if picked != actor.tenant_id:
+            session.choose_tenant(picked)
+            st.rerun()
+    if st.button("Log out", icon=":material/logout:", key="auth_logout"):
+        session.logout()
+        st.rerun()
 
-st.title("Studio Automations")
-tenant = services.find_tenant(db(), "demo")
-page = services.list_workflows(db(), system_actor(tenant.id), include_stats=True)
-st.caption(f"{tenant.name} · {page.stats.total_workflows} workflows, {page.stats.enabled_workflows} enabled")
-for wf in page.items:
-    st.markdown(f"**{wf.name}** — `{wf.trigger['type']}` — {'enabled' if wf.enabled else 'disabled'}")
+st.navigation(pages).run()

@@ -21,7 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_serializer
 from pydantic.alias_generators import to_camel
 
 
@@ -228,7 +228,14 @@ Trigger = Annotated[
 
 # --------------------------------------------------------------------------- conditions
 
-Hour = Annotated[float, Field(ge=0, le=24)]
+def _compact_number(value: float) -> float | int:
+    # Export ``9`` as written, not ``9.0``: an import -> export round trip keeps the JSON text.
+    return int(value) if float(value).is_integer() else value
+
+
+#: A float that exports whole numbers without ``.0``.
+Number = Annotated[float, PlainSerializer(_compact_number, when_used="json")]
+Hour = Annotated[Number, Field(ge=0, le=24)]
 Weekday = Annotated[int, Field(ge=0, le=6, description="0 = Sunday ... 6 = Saturday")]
 Scalar = Union[bool, int, float, str]
 
@@ -274,7 +281,7 @@ class DayOfWeek(Model):
 class ConfidenceThreshold(Model):
     type: Literal["confidence_threshold"]
     operator: Literal["greater_than", "less_than"]
-    value: Annotated[float, Field(ge=0, le=1)]
+    value: Annotated[Number, Field(ge=0, le=1)]
 
 
 class ChannelMatch(Model):
@@ -436,10 +443,14 @@ class ActionBase(Model):
     @model_serializer(mode="wrap")
     def _drop_implicit_next(self, handler):
         data = handler(self)
-        if not self.has_explicit_next and isinstance(data, dict):
+        if not isinstance(data, dict):
+            return data
+        if not self.has_explicit_next:
             data.pop("nextActionId", None)
             data.pop("next_action_id", None)
-        return data
+        # The spec's key order (id, type, config, nextActionId, ...), so exports diff cleanly.
+        first = [k for k in ("id", "type", "config", "nextActionId", "next_action_id") if k in data]
+        return {**{k: data[k] for k in first}, **{k: v for k, v in data.items() if k not in first}}
 
 
 class SendMessageAction(ActionBase):

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     #: Days to keep skipped executions ("why didn't my workflow run?").
     skipped_retention_days: int = Field(default=30, alias="STUDIO_SKIPPED_RETENTION_DAYS")
 
+    #: Operator switch: let tenant settings point provider adapters at another base URL
+    #: (tests, staging). Off by default so a tenant cannot send provider tokens elsewhere.
+    allow_provider_base_url: bool = Field(default=False, alias="STUDIO_ALLOW_PROVIDER_BASE_URL")
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return normalize_url(self.database_url)

@@ -80,15 +80,29 @@ def _schema_problems(raw: dict) -> list[Problem]:
     try:
         WorkflowDefinition.model_validate(raw)
     except ValidationError as exc:
-        return [_from_pydantic(err, raw) for err in exc.errors(include_url=False)]
+        return [_from_pydantic(err, raw) for err in exc.errors(include_url=False) if not _other_union_member(err, raw)]
     return []
+
+
+def _other_union_member(err: dict, raw: dict) -> bool:
+    """Whether the error comes from the list member of a ``x | list[x]`` union while the
+    value is a single item, or the other way round: the other member's error is the useful one."""
+    value: Any = raw
+    for part in err["loc"]:
+        if isinstance(part, str) and not isinstance(value, dict):
+            return part.startswith("list[") != isinstance(value, list)
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            continue  # a discriminator tag: stay on the same object
+    return False
 
 
 def _from_pydantic(err: dict, raw: dict) -> Problem:
     loc, node = _clean_loc(err["loc"], raw)
     path = format_path(loc)
     kind = err["type"]
-    field = str(loc[-1]) if loc else ""
+    field = next((str(part) for part in reversed(loc) if isinstance(part, str)), "")
     if kind == "union_tag_invalid":
         return Problem(path + ".type", _unknown_type_message(loc, err))
     if kind == "union_tag_not_found":
@@ -120,8 +134,8 @@ def _clean_loc(loc: tuple, raw: Any) -> tuple[tuple, Any]:
         if isinstance(node, dict) and part not in node and isinstance(part, str) and node.get("type") is not None:
             # a discriminator tag or a union member name such as 'str' or 'list[str]'
             continue
-        if isinstance(node, list) and not isinstance(part, int):
-            continue
+        if isinstance(part, str) and node is not raw and not isinstance(node, dict):
+            continue  # a union member name such as 'constrained-float' under a list or scalar
         clean.append(part)
         parent = node
         try:

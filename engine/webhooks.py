@@ -44,7 +44,9 @@ host name or a network containing it is not enough).
 DNS rebinding: :func:`call_webhook` resolves each hop ONCE, checks every address, then connects
 to the checked address (URL rewritten to the IP, ``Host`` header and TLS SNI/certificate
 verification use the original host name), so a second, different DNS answer cannot be used.
-Environment proxies are ignored (``trust_env=False``) for the same reason. Redirects are
+Environment proxies are ignored (``trust_env=False``) for the same reason, and every request
+is sent with ``Connection: close`` and (unless a client is injected) a fresh client per hop, so
+no pooled connection keyed by IP is reused for a different host name. Redirects are
 followed manually (at most 5) and every hop goes through the same guard.
 """
 
@@ -351,7 +353,8 @@ def _encode_body(body: Any) -> tuple[bytes | None, str | None]:
 def _build_headers(
     base: dict[str, str], content: bytes | None, content_type: str | None, secret: str | None, now: int | None
 ) -> dict[str, str]:
-    headers = {"User-Agent": USER_AGENT, **base}
+    # "Connection: close": a pooled connection (keyed by IP) is never reused for another host name.
+    headers = {"User-Agent": USER_AGENT, **base, "Connection": "close"}
     lower = {k.lower() for k in headers}
     if content is not None and content_type and "content-type" not in lower:
         headers["Content-Type"] = content_type
@@ -492,29 +495,30 @@ def call_webhook(
     in ``exc.details["response"]``), :class:`BlockedAddress` if a hop is not allowed.
     """
     allow = list(allow_list)
-    own_client = client is None
-    http = client or httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False, follow_redirects=False)
     content, content_type = _encode_body(body)
     current_headers = dict(headers or {})
     current_url, current_method = url, method.upper()
-    try:
-        for hop in range(MAX_REDIRECTS + 1):
-            target = _check_target(current_url, allow, resolver)
-            request_headers = _build_headers(current_headers, content, content_type, secret, now)
+    for hop in range(MAX_REDIRECTS + 1):
+        target = _check_target(current_url, allow, resolver)
+        request_headers = _build_headers(current_headers, content, content_type, secret, now)
+        logger.info("webhook %s %s (hop %d)", current_method, current_url, hop)
+        # A fresh client per hop (unless injected): a pooled connection, keyed by IP, must never
+        # carry a request for another host name over a TLS session made for the previous one.
+        http = client or httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False, follow_redirects=False)
+        try:
             request = _pinned_request(http, current_method, current_url, target, request_headers, content, timeout)
-            logger.info("webhook %s %s (hop %d)", current_method, current_url, hop)
             result = _send_once(http, request, timeout, current_url)
-            location = result["headers"].get("location")
-            if result["status"] not in REDIRECT_STATUSES or not location:
-                return _classify(result, now)
-            next_url = str(httpx.URL(current_url).join(location))
-            if not _same_origin(current_url, next_url):
-                current_headers = {k: v for k, v in current_headers.items() if k.lower() != "authorization"}
-            current_method, content = _redirect(current_method, result["status"], content)
-            if content is None:
-                content_type = None
-            current_url = next_url
-        raise PermanentError(f"Webhook {url} redirected more than {MAX_REDIRECTS} times.")
-    finally:
-        if own_client:
-            http.close()
+        finally:
+            if client is None:
+                http.close()
+        location = result["headers"].get("location")
+        if result["status"] not in REDIRECT_STATUSES or not location:
+            return _classify(result, now)
+        next_url = str(httpx.URL(current_url).join(location))
+        if not _same_origin(current_url, next_url):
+            current_headers = {k: v for k, v in current_headers.items() if k.lower() != "authorization"}
+        current_method, content = _redirect(current_method, result["status"], content)
+        if content is None:
+            content_type = None
+        current_url = next_url
+    raise PermanentError(f"Webhook {url} redirected more than {MAX_REDIRECTS} times.")

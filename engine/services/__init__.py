@@ -6,5 +6,7 @@
 
 from engine.services.workflows import *  # noqa: F401,F403
 from engine.services.workflows import __all__ as _wf_all
+from engine.services.runs import *  # noqa: F401,F403
+from engine.services.runs import __all__ as _runs_all
 
-__all__ = list(_wf_all)
+__all__ = list(_wf_all) + list(_runs_all)

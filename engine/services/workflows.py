@@ -8,6 +8,7 @@ thousands of workflows in a tenant.
 from __future__ import annotations
 
 import copy
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -143,7 +144,9 @@ def create_tenant(db: Engine, *, slug: str, name: str, timezone: str = "Europe/B
     with session_scope(db) as s:
         if s.exec(select(Tenant).where(Tenant.slug == slug)).first():
             raise InvalidInput(f"a tenant with slug {slug!r} already exists", field="slug")
-        tenant = Tenant(slug=slug, name=name, timezone=timezone, settings=settings or {})
+        # Every studio gets its own webhook signing secret (receivers verify X-Studio-Signature).
+        settings = {"webhookSecret": secrets.token_hex(32), **(settings or {})}
+        tenant = Tenant(slug=slug, name=name, timezone=timezone, settings=settings)
         s.add(tenant)
     return TenantOut.model_validate(tenant)
 

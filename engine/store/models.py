@@ -101,6 +101,7 @@ class DueStatus(StrEnum):
 
 
 class OutboxStatus(StrEnum):
+    PENDING = "pending"  # waiting for the worker to hand it to the channel's adapter
     RECORDED = "recorded"  # kept in the outbox only (no adapter configured)
     SENT = "sent"  # handed to the provider
     FAILED = "failed"  # provider refused or unreachable
@@ -228,6 +229,7 @@ class Execution(SQLModel, table=True):
         sa.Index("ix_executions_tenant_workflow_started", "tenant_id", "workflow_id", "started_at"),
         sa.Index("ix_executions_tenant_started", "tenant_id", "started_at"),
         sa.Index("ix_executions_event", "event_id"),
+        sa.Index("ix_executions_status_heartbeat", "status", "heartbeat_at"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -245,6 +247,12 @@ class Execution(SQLModel, table=True):
     context: dict = _json()
     explanation: list = _json(list)
     current_action_id: str | None = Field(default=None, max_length=64)
+    #: Set by whoever is executing it; a step only commits while the token is unchanged,
+    #: so a worker whose lease was taken over cannot complete a step twice.
+    lease_token: str | None = Field(default=None, max_length=32)
+    #: Last progress; a running execution without progress for a lease is resumed by a worker.
+    heartbeat_at: datetime | None = _ts()
+    depth: int = 0
     error: str | None = None
     started_at: datetime = _created()
     finished_at: datetime | None = _ts()

@@ -1,11 +1,15 @@
 """call_webhook against a real local HTTP server on 127.0.0.1."""
 
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from engine.errors import BlockedAddress, PermanentError, RetryableError
@@ -18,7 +22,7 @@ NOW = 1_700_000_000
 class Receiver:
     """Threaded HTTP server recording requests; ``routes[path] = (status, headers, body, delay)``."""
 
-    def __init__(self):
+    def __init__(self, tls: ssl.SSLContext | None = None):
         self.requests = []
         self.routes = {}
         receiver = self
@@ -52,9 +56,11 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
 
     def close(self):
@@ -239,3 +245,41 @@ def test_authorization_dropped_on_cross_origin_redirect(receiver):
         assert "Authorization" not in other.requests[0]["headers"]
     finally:
         other.close()
+
+
+# ------------------------------------------------------------------ HTTPS with a pinned address
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not available to create a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hooks.test",
+         "-addext", "subjectAltName=DNS:hooks.test", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    r = Receiver(tls=server_ctx)
+    yield r, ssl.create_default_context(cafile=str(cert))
+    r.close()
+
+
+def loopback_resolver(host, port, *a, **k):
+    return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+
+def test_https_pinned_ip_keeps_sni_and_certificate_check(tls_receiver):
+    receiver, client_ctx = tls_receiver
+    with httpx.Client(verify=client_ctx, trust_env=False) as client:
+        result = call_webhook(url=f"https://hooks.test:{receiver.port}/s", body={"a": 1}, secret=SECRET, now=NOW,
+                              allow_list=["hooks.test"], resolver=loopback_resolver, client=client)
+        assert result["status"] == 200
+        assert receiver.requests[0]["headers"]["Host"] == f"hooks.test:{receiver.port}"
+        # a host name the certificate does not cover fails verification even though the IP is the same
+        with pytest.raises(RetryableError):
+            call_webhook(url=f"https://other.test:{receiver.port}/s", secret=None, allow_list=["other.test"],
+                         resolver=loopback_resolver, client=client)
+    assert len(receiver.requests) == 1

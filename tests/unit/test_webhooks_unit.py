@@ -1,5 +1,6 @@
 import hashlib
 import hmac
+import ipaddress
 import socket
 
 import pytest
@@ -15,7 +16,6 @@ from engine.webhooks import (
     sign_payload,
     verify_signature,
 )
-import ipaddress
 
 SECRET = "whsec_test"
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 20:25:23.651505
+Create Date: 2026-11-25 20:32:28.584029
 """
 from alembic import op
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('tenants',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('slug', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -120,6 +120,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('workflows', schema=None) as batch_op:
         batch_op.create_index('ix_workflows_match', ['tenant_id', 'trigger_type', 'enabled'], unique=False)
+        batch_op.create_index('ix_workflows_next_fire', ['next_fire_at'], unique=False)
         batch_op.create_index('ix_workflows_tenant_name', ['tenant_id', 'name'], unique=False)
         batch_op.create_index('ix_workflows_tenant_updated', ['tenant_id', 'updated_at'], unique=False)
 
@@ -153,6 +154,9 @@ def upgrade() -> None:
     sa.Column('context', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('explanation', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('current_action_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('lease_token', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('heartbeat_at', engine.store.models.UTCDateTime(), nullable=True),
+    sa.Column('depth', sa.Integer(), nullable=False),
     sa.Column('error', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('started_at', engine.store.models.UTCDateTime(), nullable=False),
     sa.Column('finished_at', engine.store.models.UTCDateTime(), nullable=True),
@@ -164,6 +168,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('executions', schema=None) as batch_op:
         batch_op.create_index('ix_executions_event', ['event_id'], unique=False)
+        batch_op.create_index('ix_executions_status_heartbeat', ['status', 'heartbeat_at'], unique=False)
         batch_op.create_index('ix_executions_tenant_started', ['tenant_id', 'started_at'], unique=False)
         batch_op.create_index('ix_executions_tenant_workflow_started', ['tenant_id', 'workflow_id', 'started_at'], unique=False)
 
@@ -255,11 +260,11 @@ def upgrade() -> None:
     with op.batch_alter_table('step_runs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_step_runs_execution_id'), ['execution_id'], unique=False)
 
-    
+
 
 
 def downgrade() -> None:
-    
+
     with op.batch_alter_table('step_runs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_step_runs_execution_id'))
 
@@ -281,6 +286,7 @@ def downgrade() -> None:
     with op.batch_alter_table('executions', schema=None) as batch_op:
         batch_op.drop_index('ix_executions_tenant_workflow_started')
         batch_op.drop_index('ix_executions_tenant_started')
+        batch_op.drop_index('ix_executions_status_heartbeat')
         batch_op.drop_index('ix_executions_event')
 
     op.drop_table('executions')
@@ -291,6 +297,7 @@ def downgrade() -> None:
     with op.batch_alter_table('workflows', schema=None) as batch_op:
         batch_op.drop_index('ix_workflows_tenant_updated')
         batch_op.drop_index('ix_workflows_tenant_name')
+        batch_op.drop_index('ix_workflows_next_fire')
         batch_op.drop_index('ix_workflows_match')
 
     op.drop_table('workflows')
@@ -316,4 +323,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tenants_slug'))
 
     op.drop_table('tenants')
-    
+

@@ -1,0 +1,578 @@
+"""The execution state machine: ingest -> match -> conditions -> steps, with durable time.
+
+Rules that make it safe to crash anywhere:
+
+* A step's effects (outbox row, lead, due-work row) and the execution's move to the next
+  action commit in **one transaction**; a completed step is therefore never run again.
+* Each commit checks the execution's ``lease_token``; a worker whose lease was taken over
+  cannot complete a step twice.
+* External actions (HTTP, SMTP, AI) commit a ``running`` step first and do their I/O with
+  no transaction open; a crash in between re-runs that one step as a new attempt.
+* Waits, retries and follow-ups are ``due_work`` rows; nothing sleeps.
+
+Time comes from ``clock`` so tests jump hours without sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from engine.actions import StepContext, StepResult, executor_for
+from engine.conditions import EvalContext, evaluate
+from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event, WorkflowDefinition
+from engine.errors import EngineError, InvalidInput, NotFound, PermanentError, RetryableError, TemplateError
+from engine.store.db import session_scope
+from engine.store.models import (
+    DueKind,
+    DueWork,
+    EventRecord,
+    Execution,
+    ExecutionStatus,
+    Lead,
+    StepRun,
+    StepStatus,
+    Tenant,
+    Workflow,
+    new_id,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+
+#: create_lead -> lead_created -> ... stops here, with the reason recorded.
+MAX_CHAIN_DEPTH = 5
+#: Retries for a retryable failure when the action has no ``retry`` policy of its own.
+DEFAULT_RETRY_ATTEMPTS = 3
+DEFAULT_BACKOFF = 30.0
+MAX_BACKOFF = 3600.0
+INTENT_MARKERS = ('"intent_match"', '"confidence_threshold"', '"intent":')
+
+Clock = Callable[[], datetime]
+
+
+class LeaseLost(EngineError):
+    """Another worker took over this execution; this one stops without writing."""
+
+
+@dataclass
+class IngestResult:
+    event_id: str
+    execution_ids: list[str]
+    duplicate: bool = False
+
+
+@dataclass
+class _Run:
+    """An execution being driven (what the loop needs, loaded once)."""
+
+    id: str
+    tenant: dict[str, Any]
+    workflow_id: str | None
+    definition: WorkflowDefinition
+    context: dict[str, Any]
+    current: str | None
+    token: str
+    mode: str
+    depth: int
+    actions_executed: int = 0
+    failed_steps: list[str] = field(default_factory=list)
+    emitted: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.mode == "dry_run"
+
+
+@lru_cache(maxsize=512)
+def _parse_definition(key: tuple[str | None, int], raw_json: str) -> WorkflowDefinition:
+    import json
+
+    return WorkflowDefinition.model_validate(json.loads(raw_json))
+
+
+def parse_definition(workflow_id: str | None, version: int, raw: dict) -> WorkflowDefinition:
+    import json
+
+    return _parse_definition((workflow_id, version), json.dumps(raw, sort_keys=True))
+
+
+def trigger_data(event: EventRecord) -> dict[str, Any]:
+    """What ``{{trigger.*}}`` and conditions see: the event's fields plus its free data."""
+    data = {k: v for k, v in (event.data or {}).items()}
+    data.update({
+        "type": event.trigger_type, "channel": event.channel, "content": event.content, "from": event.sender,
+        "intent": event.intent, "intentConfidence": event.intent_confidence,
+        "customFields": event.custom_fields or {}, "receivedAt": event.received_at.isoformat(),
+        "eventId": event.id,
+    })
+    for key in ("leadId", "bookingId"):
+        data.setdefault(key, None)
+    return data
+
+
+def tenant_context(tenant: Tenant) -> dict[str, Any]:
+    return {"id": tenant.id, "slug": tenant.slug, "name": tenant.name, "timezone": tenant.timezone,
+            "settings": tenant.settings or {}, "tz": ZoneInfo(tenant.timezone)}
+
+
+def template_context(run_context: dict[str, Any], tenant: dict[str, Any], now: datetime) -> dict[str, Any]:
+    public_tenant = {k: v for k, v in tenant.items() if k not in ("settings", "tz")}
+    return {**run_context, "tenant": public_tenant, "now": now.astimezone(tenant["tz"]).isoformat(timespec="seconds")}
+
+
+class Runner:
+    """Runs workflows for events, manual runs and resumptions. One per process is enough."""
+
+    def __init__(self, db, *, clock: Clock = utcnow, classifier: Callable[[str], Any] | None = None,
+                 max_depth: int = MAX_CHAIN_DEPTH) -> None:
+        self.db = db
+        self.clock = clock
+        self.classifier = classifier
+        self.max_depth = max_depth
+        #: Set by the worker on SIGTERM: the loop parks the execution after the current step.
+        self.stop_requested: Callable[[], bool] = lambda: False
+
+    # ------------------------------------------------------------------ ingest
+
+    def ingest(self, tenant_id: str, event: dict[str, Any] | Event, *, depth: int = 0,
+               parent_execution_id: str | None = None) -> IngestResult:
+        """Store the event, start every enabled workflow it matches, run them as far as they go."""
+        ev = _parse_event(event)
+        now = self.clock()
+        try:
+            with session_scope(self.db) as s:
+                if ev.idempotency_key:
+                    existing = _event_by_key(s, tenant_id, ev.idempotency_key)
+                    if existing:
+                        return IngestResult(existing.id, _executions_of(s, existing.id), duplicate=True)
+                tenant = _tenant(s, tenant_id)
+                candidates = _candidates(s, tenant_id, ev)
+                self._fill_intent(ev, candidates)
+                record = _event_record(tenant_id, ev, now, depth, parent_execution_id)
+                s.add(record)
+                runs = self._start_matching(s, tenant, record, candidates, now, depth)
+        except IntegrityError:
+            # Same idempotency key stored concurrently: answer with the first event.
+            with Session(self.db) as s:
+                existing = _event_by_key(s, tenant_id, ev.idempotency_key or "")
+                if existing is None:
+                    raise
+                return IngestResult(existing.id, _executions_of(s, existing.id), duplicate=True)
+        for run in runs:
+            self._drive(run)
+        return IngestResult(record.id, [r.id for r in runs] + self._skipped_ids, duplicate=False)
+
+    def _fill_intent(self, ev: Event, candidates: list) -> None:
+        """Classify message text when a matching workflow looks at the intent and none was given."""
+        if ev.intent or not ev.content or self.classifier is None:
+            return
+        if any(w.trigger_type == "intent_detected" or any(m in w.definition_text for m in INTENT_MARKERS) for w in candidates):
+            result = self.classifier(ev.content)
+            ev.intent, ev.intent_confidence = result.intent, result.confidence
+
+    def _start_matching(self, s: Session, tenant: Tenant, record: EventRecord, candidates: list, now: datetime,
+                        depth: int) -> list[_Run]:
+        tctx = tenant_context(tenant)
+        trigger = trigger_data(record)
+        local_now = now.astimezone(tctx["tz"])
+        runs, self._skipped_ids = [], []
+        for wf in candidates:
+            definition = parse_definition(wf.id, wf.version, wf.definition)
+            if not _trigger_matches(definition, record):
+                continue
+            evaluation = evaluate(definition.conditions, EvalContext(trigger, local_now))
+            execution = _new_execution(tenant.id, wf, record.id, trigger, evaluation.explanation, now, "live", depth)
+            if not evaluation.passed:
+                execution.status, execution.finished_at = ExecutionStatus.SKIPPED, now
+                s.add(execution)
+                self._skipped_ids.append(execution.id)
+                continue
+            s.add(execution)
+            runs.append(_Run(execution.id, tctx, wf.id, definition, execution.context, execution.current_action_id,
+                             execution.lease_token, "live", depth))
+        return runs
+
+    # ------------------------------------------------------------------ manual and dry runs
+
+    def run_workflow(self, tenant_id: str, workflow_id: str, trigger_data_in: dict[str, Any] | None = None, *,
+                     bypass_conditions: bool = False, dry_run: bool = False, mode: str = "manual") -> str:
+        """Run one workflow now (the spec's /run; cron fires use mode="live"). Returns the execution id.
+
+        An ``idempotencyKey`` in the trigger data that was already used raises IntegrityError.
+        """
+        now = self.clock()
+        mode = "dry_run" if dry_run else mode
+        with session_scope(self.db) as s:
+            wf = s.exec(select(Workflow).where(Workflow.id == workflow_id, Workflow.tenant_id == tenant_id)).first()
+            if wf is None:
+                raise NotFound(f"workflow {workflow_id} not found")
+            tenant = _tenant(s, tenant_id)
+            ev = _parse_event({"triggerType": wf.trigger_type, **_event_fields(trigger_data_in or {})})
+            if ev.channel is None and wf.trigger_type in MESSAGE_TRIGGER_CHANNELS:
+                ev.channel = MESSAGE_TRIGGER_CHANNELS[wf.trigger_type]
+            candidate = _Candidate(wf.id, wf.name, wf.version, wf.definition, wf.trigger_type)
+            self._fill_intent(ev, [candidate])
+            record = _event_record(tenant_id, ev, now, 0, None)
+            if not dry_run:
+                s.add(record)
+            definition = parse_definition(wf.id, wf.version, wf.definition)
+            tctx = tenant_context(tenant)
+            trigger = trigger_data(record)
+            evaluation = evaluate(definition.conditions, EvalContext(trigger, now.astimezone(tctx["tz"])))
+            passed = evaluation.passed or bypass_conditions
+            explanation = evaluation.explanation + ([{"path": "conditions", "condition": "bypass", "passed": True,
+                                                      "message": "conditions bypassed for this manual run"}]
+                                                     if bypass_conditions and not evaluation.passed else [])
+            execution = _new_execution(tenant_id, candidate, None if dry_run else record.id, trigger, explanation, now, mode, 0)
+            if not passed:
+                execution.status, execution.finished_at = ExecutionStatus.SKIPPED, now
+            s.add(execution)
+        if passed:
+            self._drive(_Run(execution.id, tctx, wf.id, definition, execution.context, execution.current_action_id,
+                             execution.lease_token, mode, 0))
+        return execution.id
+
+    # ------------------------------------------------------------------ resume (worker)
+
+    def resume(self, execution_id: str, *, stale_before: datetime | None = None) -> str | None:
+        """Continue a waiting execution, or a running one whose runner made no progress since
+        ``stale_before`` (it died). Returns the new status; does nothing to other executions."""
+        now = self.clock()
+        with session_scope(self.db) as s:
+            stmt = select(Execution).where(Execution.id == execution_id)
+            if s.bind.dialect.name == "postgresql":
+                stmt = stmt.with_for_update()
+            ex = s.exec(stmt).first()
+            if ex is None:
+                return None
+            abandoned = ex.status == ExecutionStatus.RUNNING and (stale_before is None or ex.heartbeat_at < stale_before)
+            if ex.status not in (ExecutionStatus.WAITING, ExecutionStatus.PENDING) and not abandoned:
+                return ex.status
+            tctx = tenant_context(_tenant(s, ex.tenant_id))
+            ex.lease_token, ex.status, ex.heartbeat_at = new_id(), ExecutionStatus.RUNNING, now
+            s.add(ex)
+            run = _Run(ex.id, tctx, ex.workflow_id, parse_definition(ex.workflow_id, ex.workflow_version, ex.definition),
+                       dict(ex.context), ex.current_action_id, ex.lease_token, ex.mode, ex.depth, ex.actions_executed,
+                       list(ex.context.get("failedSteps", [])))
+        return self._drive(run)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _drive(self, run: _Run) -> str:
+        try:
+            status = self._loop(run)
+        except LeaseLost:
+            logger.info("execution %s was taken over by another worker", run.id)
+            return ExecutionStatus.RUNNING
+        self._process_emitted(run)
+        return status
+
+    def _loop(self, run: _Run) -> str:
+        while run.current is not None:
+            action = run.definition.action(run.current)
+            executor = executor_for(action.type)
+            if executor.external and not run.dry_run:
+                outcome = self._external_step(run, action, executor)
+            else:
+                outcome = self._local_step(run, action, executor)
+            if outcome is not None:
+                return outcome
+            if run.current is not None and self.stop_requested():
+                return self._park(run)
+        return self._finish(run)
+
+    def _park(self, run: _Run) -> str:
+        """Shutting down: hand the rest of the execution to the next worker, right away."""
+        now = self.clock()
+        with session_scope(self.db) as s:
+            s.add(DueWork(tenant_id=run.tenant["id"], kind=DueKind.RESUME, due_at=now, execution_id=run.id,
+                          workflow_id=run.workflow_id, payload={"actionId": run.current, "reason": "worker stopped"}))
+            self._save(s, run, now, status=ExecutionStatus.WAITING)
+        return ExecutionStatus.WAITING
+
+    def _attempt(self, run: _Run, action_id: str) -> int:
+        attempts = run.context.setdefault("attempts", {})
+        attempts[action_id] = attempts.get(action_id, 0) + 1
+        return attempts[action_id]
+
+    def _step_context(self, run: _Run, action, step_id: str, attempt: int, now: datetime, session) -> StepContext:
+        return StepContext(tenant=run.tenant, execution_id=run.id, step_id=step_id, action=action,
+                           context=template_context(run.context, run.tenant, now), now=now, dry_run=run.dry_run,
+                           session=session, attempt=attempt, emit=lambda e: self._emit(run, e), db=self.db)
+
+    def _local_step(self, run: _Run, action, executor) -> str | None:
+        now = self.clock()
+        attempt = self._attempt(run, action.id)
+        step = StepRun(tenant_id=run.tenant["id"], execution_id=run.id, action_id=action.id, action_type=action.type,
+                       attempt=attempt, started_at=now)
+        with session_scope(self.db) as s:
+            try:
+                with s.begin_nested():  # a failed action's partial writes are rolled back alone
+                    result = executor.fn(self._step_context(run, action, step.id, attempt, now, s))
+            except Exception as exc:  # noqa: BLE001 - any failure of an action is recorded on its step
+                return self._failed(s, run, action, step, exc, now)
+            return self._succeeded(s, run, action, step, result, now)
+
+    def _external_step(self, run: _Run, action, executor) -> str | None:
+        now = self.clock()
+        attempt = self._attempt(run, action.id)
+        step = StepRun(tenant_id=run.tenant["id"], execution_id=run.id, action_id=action.id, action_type=action.type,
+                       attempt=attempt, started_at=now)
+        with session_scope(self.db) as s:
+            s.add(step)
+            self._save(s, run, now, status=ExecutionStatus.RUNNING)
+        try:
+            result, error = executor.fn(self._step_context(run, action, step.id, attempt, now, None)), None
+        except Exception as exc:  # noqa: BLE001
+            result, error = None, exc
+        done = self.clock()
+        with session_scope(self.db) as s:
+            step = s.get(StepRun, step.id)
+            if error is not None:
+                return self._failed(s, run, action, step, error, done)
+            return self._succeeded(s, run, action, step, result, done)
+
+    def _succeeded(self, s: Session, run: _Run, action, step: StepRun, result: StepResult, now: datetime) -> str | None:
+        step.status = StepStatus.SIMULATED if run.dry_run else StepStatus.SUCCEEDED
+        step.input, step.output, step.finished_at = _jsonable(result.input), _jsonable(result.output), now
+        s.add(step)
+        run.context.setdefault("results", {})[action.id] = _jsonable(result.output)
+        if result.lead is not None:
+            run.context["lead"] = result.lead
+        run.actions_executed += 1
+        run.current = result.next_action_id if result.jump else _next_in_line(run.definition, action)
+        if result.wait_until is not None:
+            s.add(DueWork(tenant_id=run.tenant["id"], kind=DueKind.RESUME, due_at=result.wait_until,
+                          execution_id=run.id, workflow_id=run.workflow_id, payload={"actionId": run.current}))
+            self._save(s, run, now, status=ExecutionStatus.WAITING)
+            return ExecutionStatus.WAITING
+        self._save(s, run, now, status=ExecutionStatus.RUNNING)
+        return None
+
+    def _failed(self, s: Session, run: _Run, action, step: StepRun, exc: Exception, now: datetime) -> str | None:
+        message = exc.message if isinstance(exc, EngineError) else f"{exc.__class__.__name__}: {exc}"
+        if not isinstance(exc, EngineError):
+            logger.exception("action %s of execution %s raised", action.id, run.id)
+        step.status, step.error, step.finished_at = StepStatus.FAILED, message, now
+        step.output = _jsonable(getattr(exc, "details", {}) or {})
+        s.add(step)
+        delay = _retry_delay(action, exc, step.attempt)
+        if delay is not None and not run.dry_run:
+            s.add(DueWork(tenant_id=run.tenant["id"], kind=DueKind.RESUME, due_at=now + timedelta(seconds=delay),
+                          execution_id=run.id, workflow_id=run.workflow_id,
+                          payload={"actionId": action.id, "retry": step.attempt + 1}))
+            self._save(s, run, now, status=ExecutionStatus.WAITING)
+            return ExecutionStatus.WAITING
+        run.context.setdefault("results", {})[action.id] = {"error": message}
+        run.failed_steps.append(action.id)
+        run.actions_executed += 1
+        if action.on_error == "stop":
+            run.current = None
+            self._save(s, run, now, status=ExecutionStatus.FAILED, error=f"step {action.id} failed: {message}", finished=True)
+            return ExecutionStatus.FAILED
+        run.current = _next_in_line(run.definition, action)
+        self._save(s, run, now, status=ExecutionStatus.RUNNING)
+        return None
+
+    def _finish(self, run: _Run) -> str:
+        now = self.clock()
+        status = ExecutionStatus.FAILED if run.failed_steps else ExecutionStatus.SUCCEEDED
+        error = f"{len(run.failed_steps)} step(s) failed: {', '.join(run.failed_steps)}" if run.failed_steps else None
+        with session_scope(self.db) as s:
+            self._save(s, run, now, status=status, error=error, finished=True)
+        return status
+
+    def _save(self, s: Session, run: _Run, now: datetime, *, status: str, error: str | None = None,
+              finished: bool = False) -> None:
+        """Write the execution's progress, only if this runner still holds its lease."""
+        if run.failed_steps:
+            run.context["failedSteps"] = run.failed_steps
+        values: dict[str, Any] = {"status": status, "context": run.context, "current_action_id": run.current,
+                                  "actions_executed": run.actions_executed, "heartbeat_at": now}
+        if finished:
+            values.update(finished_at=now, error=error)
+        updated = s.execute(sa.update(Execution).where(Execution.id == run.id, Execution.lease_token == run.token)
+                            .values(**values)).rowcount
+        if updated != 1:
+            raise LeaseLost()
+        if finished and run.mode != "dry_run" and run.workflow_id:
+            ok = 1 if status == ExecutionStatus.SUCCEEDED else 0
+            s.execute(sa.update(Workflow).where(Workflow.id == run.workflow_id).values(
+                run_count=Workflow.run_count + 1, success_count=Workflow.success_count + ok,
+                error_count=Workflow.error_count + (1 - ok), last_run_at=now))
+
+    # ------------------------------------------------------------------ chains
+
+    def _emit(self, run: _Run, event: dict[str, Any]) -> dict[str, Any]:
+        """Queue an event (e.g. lead_created) to ingest once this execution's step has committed."""
+        if run.dry_run:
+            return {"emitted": False, "reason": "dry run: no events are emitted"}
+        if run.depth + 1 > self.max_depth:
+            reason = f"chain depth limit {self.max_depth} reached: {event.get('triggerType')} not emitted (a workflow loop?)"
+            logger.warning("execution %s: %s", run.id, reason)
+            return {"emitted": False, "reason": reason}
+        run.emitted.append(event)
+        return {"emitted": True, "depth": run.depth + 1}
+
+    def _process_emitted(self, run: _Run) -> None:
+        while run.emitted:
+            event = run.emitted.pop(0)
+            self.ingest(run.tenant["id"], event, depth=run.depth + 1, parent_execution_id=run.id)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+@dataclass
+class _Candidate:
+    id: str
+    name: str
+    version: int
+    definition: dict
+    trigger_type: str
+
+    @property
+    def definition_text(self) -> str:
+        import json
+
+        return json.dumps(self.definition)
+
+
+def _parse_event(event: dict[str, Any] | Event) -> Event:
+    if isinstance(event, Event):
+        return event.model_copy()
+    if not isinstance(event, dict):
+        raise InvalidInput("an event must be a JSON object", field="event")
+    try:
+        return Event.model_validate(event)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        path = ".".join(str(p) for p in err["loc"]) or "event"
+        raise InvalidInput(err["msg"], field=path) from exc
+
+
+_EVENT_KEYS = {"channel", "content", "from", "intent", "intentConfidence", "leadId", "bookingId", "customFields",
+               "receivedAt", "idempotencyKey"}
+
+
+def _event_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """Split manual trigger data into event fields and free data (``{{trigger.anything}}``)."""
+    fields = {k: v for k, v in data.items() if k in _EVENT_KEYS}
+    extra = {k: v for k, v in data.items() if k not in _EVENT_KEYS and k not in ("triggerType", "type")}
+    if extra:
+        fields["data"] = {**extra, **(data.get("data") or {})}
+    return fields
+
+
+def _event_record(tenant_id: str, ev: Event, now: datetime, depth: int, parent: str | None) -> EventRecord:
+    data = dict(ev.data)
+    if ev.lead_id:
+        data["leadId"] = ev.lead_id
+    if ev.booking_id:
+        data["bookingId"] = ev.booking_id
+    return EventRecord(tenant_id=tenant_id, trigger_type=ev.trigger_type, channel=ev.channel, content=ev.content,
+                       sender=ev.from_, intent=ev.intent, intent_confidence=ev.intent_confidence,
+                       custom_fields=ev.custom_fields, data=data, received_at=ev.received_at or now,
+                       idempotency_key=ev.idempotency_key, depth=depth, parent_execution_id=parent)
+
+
+def _event_by_key(s: Session, tenant_id: str, key: str) -> EventRecord | None:
+    return s.exec(select(EventRecord).where(EventRecord.tenant_id == tenant_id, EventRecord.idempotency_key == key)).first()
+
+
+def _executions_of(s: Session, event_id: str) -> list[str]:
+    return list(s.exec(select(Execution.id).where(Execution.event_id == event_id)).all())
+
+
+def _tenant(s: Session, tenant_id: str) -> Tenant:
+    tenant = s.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFound("tenant not found")
+    return tenant
+
+
+def _candidates(s: Session, tenant_id: str, ev: Event) -> list[_Candidate]:
+    """Enabled workflows of the event's trigger type (and intent_detected for messages with text)."""
+    types = [ev.trigger_type]
+    if ev.trigger_type in MESSAGE_TRIGGER_CHANNELS:
+        types.append("intent_detected")
+    rows = s.exec(select(Workflow.id, Workflow.name, Workflow.version, Workflow.definition, Workflow.trigger_type)
+                  .where(Workflow.tenant_id == tenant_id, Workflow.trigger_type.in_(types), Workflow.enabled == sa.true())).all()
+    return [_Candidate(*row) for row in rows]
+
+
+def _trigger_matches(definition: WorkflowDefinition, event: EventRecord) -> bool:
+    config = definition.trigger.config
+    channel = getattr(config, "channel", None)
+    if channel and event.channel and channel != event.channel:
+        return False
+    intent = getattr(config, "intent", None)
+    if intent and event.intent != intent:
+        return False
+    return True
+
+
+def _new_execution(tenant_id: str, wf, event_id: str | None, trigger: dict, explanation: list, now: datetime,
+                   mode: str, depth: int) -> Execution:
+    definition = wf.definition
+    first = definition["actions"][0]["id"] if definition.get("actions") else None
+    context = {"trigger": trigger, "results": {}, "lead": _lead_stub(trigger)}
+    return Execution(tenant_id=tenant_id, workflow_id=wf.id, workflow_name=wf.name, workflow_version=wf.version,
+                     event_id=event_id, status=ExecutionStatus.RUNNING, mode=mode, definition=definition,
+                     context=context, explanation=explanation, current_action_id=first, started_at=now,
+                     heartbeat_at=now, lease_token=new_id(), depth=depth)
+
+
+def _lead_stub(trigger: dict) -> dict:
+    """Templates may use ``{{lead.*}}``; before a lead is loaded it holds what the trigger knows."""
+    return {"id": trigger.get("leadId"), "name": trigger.get("name") or trigger.get("from"), "phone": None, "email": None,
+            "customFields": trigger.get("customFields") or {}}
+
+
+def _next_in_line(definition: WorkflowDefinition, action) -> str | None:
+    if action.has_explicit_next:
+        return action.next_action_id
+    ids = [a.id for a in definition.actions]
+    pos = ids.index(action.id)
+    return ids[pos + 1] if pos + 1 < len(ids) else None
+
+
+def _retry_delay(action, exc: Exception, attempt: int) -> float | None:
+    """Seconds until the next attempt, or None when the failure is final."""
+    if isinstance(exc, (PermanentError, TemplateError, InvalidInput)):
+        return None
+    policy = action.retry
+    if policy is None and not isinstance(exc, RetryableError):
+        return None
+    max_attempts = policy.max_attempts if policy else DEFAULT_RETRY_ATTEMPTS
+    if attempt >= max_attempts:
+        return None
+    base, cap = (policy.backoff, policy.max_backoff) if policy else (DEFAULT_BACKOFF, MAX_BACKOFF)
+    from engine.webhooks import backoff_delay
+
+    return backoff_delay(attempt, base=base, cap=cap, retry_after=getattr(exc, "retry_after", None))
+
+
+def _jsonable(value: Any) -> Any:
+    """Make step input/output safe for a JSON column (datetimes and odd types become text)."""
+    import json
+
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return json.loads(json.dumps(value, default=str))
+
+
+def load_lead(s: Session, tenant_id: str, lead_id: str) -> Lead | None:
+    return s.exec(select(Lead).where(Lead.id == lead_id, Lead.tenant_id == tenant_id)).first()

@@ -1,0 +1,237 @@
+"""Running things: events, manual and dry runs, executions with their steps, the outbox,
+leads and bookings. Tenant-scoped like every service; other tenants' ids are "not found"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from engine.auth import EDIT, READ, Actor
+from engine.errors import InvalidInput, NotFound
+from engine.runner import IngestResult, Runner
+from engine.services.workflows import MAX_PAGE_SIZE, Out
+from engine.store.db import session_scope
+from engine.store.models import Booking, Execution, Lead, OutboxMessage, StepRun
+
+__all__ = [
+    "StepOut", "ExecutionOut", "ExecutionPage", "OutboxOut", "OutboxPage", "LeadOut", "BookingOut",
+    "ingest_event", "run_workflow", "list_executions", "get_execution", "list_outbox", "list_leads",
+    "create_booking", "list_bookings", "runner_for",
+]
+
+_runners: dict[int, Runner] = {}
+
+
+def runner_for(db: Engine) -> Runner:
+    """One runner per database engine, with the built-in intent classifier."""
+    if id(db) not in _runners:
+        from engine.worker import _default_classifier
+
+        _runners[id(db)] = Runner(db, classifier=_default_classifier())
+    return _runners[id(db)]
+
+
+class StepOut(Out):
+    action_id: str
+    action_type: str
+    attempt: int
+    status: str
+    input: dict
+    output: dict
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class ExecutionOut(Out):
+    id: str
+    workflow_id: str | None
+    workflow_name: str
+    event_id: str | None
+    status: str
+    mode: str
+    started_at: datetime
+    finished_at: datetime | None
+    explanation: list
+    error: str | None
+    actions_executed: int
+    current_action_id: str | None = None
+    results: dict = {}
+    trigger: dict = {}
+    steps: list[StepOut] = []
+
+    @property
+    def success(self) -> bool:
+        return self.status == "succeeded"
+
+
+class ExecutionPage(Out):
+    items: list[ExecutionOut]
+    total: int
+    page: int
+    page_size: int
+
+
+class OutboxOut(Out):
+    id: str
+    execution_id: str | None
+    channel: str
+    recipient: str
+    subject: str | None
+    body: str
+    status: str
+    adapter: str
+    provider_message_id: str | None
+    error: str | None
+    detail: dict
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class OutboxPage(Out):
+    items: list[OutboxOut]
+    total: int
+    page: int
+    page_size: int
+
+
+class LeadOut(Out):
+    id: str
+    name: str
+    email: str | None
+    phone: str | None
+    source: str | None
+    status: str
+    notes: str | None
+    custom_fields: dict
+    created_at: datetime
+
+
+class BookingOut(Out):
+    id: str
+    lead_id: str | None
+    member_name: str
+    member_contact: str | None
+    class_name: str
+    starts_at: datetime
+    status: str
+
+
+def _check_page(page: int, page_size: int) -> None:
+    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"page must be >= 1 and page size between 1 and {MAX_PAGE_SIZE}", field="page")
+
+
+def _execution_out(ex: Execution, steps: list[StepRun] | None = None) -> ExecutionOut:
+    return ExecutionOut(
+        id=ex.id, workflow_id=ex.workflow_id, workflow_name=ex.workflow_name, event_id=ex.event_id, status=ex.status,
+        mode=ex.mode, started_at=ex.started_at, finished_at=ex.finished_at, explanation=ex.explanation, error=ex.error,
+        actions_executed=ex.actions_executed, current_action_id=ex.current_action_id,
+        results=(ex.context or {}).get("results", {}), trigger=(ex.context or {}).get("trigger", {}),
+        steps=[StepOut.model_validate(st) for st in steps or []],
+    )
+
+
+def ingest_event(db: Engine, actor: Actor, event: dict[str, Any]) -> IngestResult:
+    """Store an inbound event and run the workflows it matches (test console, API, adapters)."""
+    actor.require(EDIT)
+    return runner_for(db).ingest(actor.tenant_id, event)
+
+
+def run_workflow(db: Engine, actor: Actor, workflow_id: str, trigger_data: dict[str, Any] | None = None, *,
+                 bypass_conditions: bool = False, dry_run: bool = False) -> ExecutionOut:
+    """Run one workflow now; a dry run sends nothing, calls nothing and writes no lead."""
+    actor.require(EDIT)
+    execution_id = runner_for(db).run_workflow(actor.tenant_id, workflow_id, trigger_data or {},
+                                               bypass_conditions=bypass_conditions, dry_run=dry_run)
+    return get_execution(db, actor, execution_id)
+
+
+def list_executions(db: Engine, actor: Actor, *, workflow_id: str | None = None, status: str | None = None,
+                    page: int = 1, page_size: int = 50) -> ExecutionPage:
+    """Newest first, one SQL page (uses the (tenant, workflow, started_at) index)."""
+    actor.require(READ)
+    _check_page(page, page_size)
+    where = [Execution.tenant_id == actor.tenant_id]
+    if workflow_id:
+        where.append(Execution.workflow_id == workflow_id)
+    if status:
+        where.append(Execution.status == status)
+    with Session(db) as s:
+        total = s.exec(select(func.count()).select_from(Execution).where(*where)).one()
+        rows = s.exec(select(Execution).where(*where).order_by(col(Execution.started_at).desc(), Execution.id)
+                      .offset((page - 1) * page_size).limit(page_size)).all()
+        return ExecutionPage(items=[_execution_out(r) for r in rows], total=total, page=page, page_size=page_size)
+
+
+def get_execution(db: Engine, actor: Actor, execution_id: str) -> ExecutionOut:
+    """One execution with its step trace (every attempt, in order)."""
+    actor.require(READ)
+    with Session(db) as s:
+        ex = s.exec(select(Execution).where(Execution.id == execution_id, Execution.tenant_id == actor.tenant_id)).first()
+        if ex is None:
+            raise NotFound(f"execution {execution_id} not found")
+        steps = s.exec(select(StepRun).where(StepRun.execution_id == ex.id)
+                       .order_by(StepRun.started_at, StepRun.attempt)).all()
+        return _execution_out(ex, list(steps))
+
+
+def list_outbox(db: Engine, actor: Actor, *, execution_id: str | None = None, status: str | None = None,
+                page: int = 1, page_size: int = 50) -> OutboxPage:
+    actor.require(READ)
+    _check_page(page, page_size)
+    where = [OutboxMessage.tenant_id == actor.tenant_id]
+    if execution_id:
+        where.append(OutboxMessage.execution_id == execution_id)
+    if status:
+        where.append(OutboxMessage.status == status)
+    with Session(db) as s:
+        total = s.exec(select(func.count()).select_from(OutboxMessage).where(*where)).one()
+        rows = s.exec(select(OutboxMessage).where(*where).order_by(col(OutboxMessage.created_at).desc(), OutboxMessage.id)
+                      .offset((page - 1) * page_size).limit(page_size)).all()
+        return OutboxPage(items=[OutboxOut.model_validate(r) for r in rows], total=total, page=page, page_size=page_size)
+
+
+def list_leads(db: Engine, actor: Actor, *, page: int = 1, page_size: int = 50) -> list[LeadOut]:
+    actor.require(READ)
+    _check_page(page, page_size)
+    with Session(db) as s:
+        rows = s.exec(select(Lead).where(Lead.tenant_id == actor.tenant_id).order_by(col(Lead.created_at).desc(), Lead.id)
+                      .offset((page - 1) * page_size).limit(page_size)).all()
+        return [LeadOut.model_validate(r) for r in rows]
+
+
+def create_booking(db: Engine, actor: Actor, *, member_name: str, class_name: str, starts_at: datetime,
+                   member_contact: str | None = None, lead_id: str | None = None) -> tuple[BookingOut, IngestResult]:
+    """Store a booking and emit ``booking_created`` (runs the matching workflows)."""
+    actor.require(EDIT)
+    if not member_name.strip():
+        raise InvalidInput("member name is required", field="memberName")
+    if not class_name.strip():
+        raise InvalidInput("class name is required", field="className")
+    with session_scope(db) as s:
+        if lead_id and not s.exec(select(Lead.id).where(Lead.id == lead_id, Lead.tenant_id == actor.tenant_id)).first():
+            raise NotFound(f"lead {lead_id} not found")
+        booking = Booking(tenant_id=actor.tenant_id, lead_id=lead_id, member_name=member_name.strip(),
+                          member_contact=member_contact, class_name=class_name.strip(), starts_at=starts_at)
+        s.add(booking)
+    out = BookingOut.model_validate(booking)
+    result = runner_for(db).ingest(actor.tenant_id, {
+        "triggerType": "booking_created", "bookingId": booking.id, "leadId": lead_id, "from": member_contact,
+        "data": {"memberName": booking.member_name, "className": booking.class_name,
+                 "startsAt": booking.starts_at.isoformat()},
+    })
+    return out, result
+
+
+def list_bookings(db: Engine, actor: Actor, *, page: int = 1, page_size: int = 50) -> list[BookingOut]:
+    actor.require(READ)
+    _check_page(page, page_size)
+    with Session(db) as s:
+        rows = s.exec(select(Booking).where(Booking.tenant_id == actor.tenant_id)
+                      .order_by(col(Booking.starts_at).desc(), Booking.id).offset((page - 1) * page_size).limit(page_size)).all()
+        return [BookingOut.model_validate(r) for r in rows]
+

@@ -1,0 +1,231 @@
+"""The worker: claims due work (waits, retries, follow-ups, deliveries), fires cron triggers
+and takes over executions whose runner died.
+
+Claiming is a lease: ``status=claimed, locked_until=now+lease``. On PostgreSQL the claim
+uses ``FOR UPDATE SKIP LOCKED`` so any number of workers share the table without running an
+item twice; on SQLite every write transaction is ``BEGIN IMMEDIATE``, so claims serialise.
+A worker that dies loses its lease and the item is claimed again; the runner's per-step
+commits (and lease tokens) make sure a completed step is not run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from datetime import datetime, timedelta
+from typing import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from engine.delivery import queue_message
+from engine.errors import EngineError, InvalidInput, PermanentError
+from engine.runner import Runner, tenant_context
+from engine.schedule import next_fire_time
+from engine.settings import get_settings
+from engine.store.db import session_scope
+from engine.store.models import (
+    DueKind,
+    DueStatus,
+    DueWork,
+    Execution,
+    ExecutionStatus,
+    Tenant,
+    Workflow,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Attempts for a delivery or follow-up before it is marked failed.
+MAX_ITEM_ATTEMPTS = 5
+
+
+class Worker:
+    """One worker loop. ``clock`` is injected so tests move time without sleeping."""
+
+    def __init__(self, db, *, name: str | None = None, clock: Callable[[], datetime] = utcnow,
+                 lease_seconds: int | None = None, batch: int = 50, runner: Runner | None = None) -> None:
+        self.db = db
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.clock = clock
+        self.lease = timedelta(seconds=lease_seconds or get_settings().lease_seconds)
+        self.batch = batch
+        self.stopping = threading.Event()
+        self.runner = runner or Runner(db, clock=clock, classifier=_default_classifier())
+        self.runner.stop_requested = self.stopping.is_set
+        self._postgres = db.dialect.name == "postgresql"
+
+    # ------------------------------------------------------------------ one pass
+
+    def run_once(self) -> int:
+        """Do everything that is due now; returns how many items were handled."""
+        handled = self.fire_cron()
+        handled += self.recover_stale()
+        while not self.stopping.is_set():
+            items = self.claim()
+            if not items:
+                break
+            for item in items:
+                if self.stopping.is_set():
+                    break  # unclaimed leases expire; the next worker takes them
+                self.handle(item)
+                handled += 1
+        return handled
+
+    def claim(self, limit: int | None = None) -> list[DueWork]:
+        """Lease up to ``limit`` due items (pending and due, or claimed with an expired lease)."""
+        now = self.clock()
+        due = sa.or_(
+            sa.and_(DueWork.status == DueStatus.PENDING, DueWork.due_at <= now),
+            sa.and_(DueWork.status == DueStatus.CLAIMED, DueWork.locked_until < now),
+        )
+        with session_scope(self.db) as s:
+            stmt = select(DueWork.id).where(due).order_by(DueWork.due_at).limit(limit or self.batch)
+            if self._postgres:
+                stmt = stmt.with_for_update(skip_locked=True)
+            ids = list(s.exec(stmt).all())
+            if not ids:
+                return []
+            s.execute(sa.update(DueWork).where(DueWork.id.in_(ids)).values(
+                status=DueStatus.CLAIMED, locked_by=self.name, locked_until=now + self.lease,
+                attempts=DueWork.attempts + 1))
+            return list(s.exec(select(DueWork).where(DueWork.id.in_(ids)).order_by(DueWork.due_at)).all())
+
+    def handle(self, item: DueWork) -> None:
+        """Run one claimed item; failures are recorded on the item, never raised."""
+        try:
+            {DueKind.RESUME: self._resume, DueKind.FOLLOW_UP: self._follow_up,
+             DueKind.DELIVER: self._deliver}[DueKind(item.kind)](item)
+        except Exception as exc:  # noqa: BLE001 - the loop must survive any item
+            logger.exception("due item %s (%s) failed", item.id, item.kind)
+            self._give_up_or_retry(item, exc)
+
+    # ------------------------------------------------------------------ kinds
+
+    def _resume(self, item: DueWork) -> None:
+        self.runner.resume(item.execution_id, stale_before=self.clock() - self.lease)
+        self._done(item)
+
+    def _follow_up(self, item: DueWork) -> None:
+        """Write the follow-up message to the outbox and close the item in one transaction."""
+        p = item.payload
+        with session_scope(self.db) as s:
+            tenant = tenant_context(s.get(Tenant, item.tenant_id))
+            queue_message(s, tenant=tenant, execution_id=item.execution_id, step_id=f"follow-up:{item.id}",
+                          channel=p["channel"], recipient=p.get("recipient"), body=p["body"], subject=p.get("subject"),
+                          now=self.clock())
+            self._done(item, s)
+
+    def _deliver(self, item: DueWork) -> None:
+        from engine.delivery import deliver
+
+        deliver(self.db, item.payload["outboxId"], now=self.clock())
+        self._done(item)
+
+    def _done(self, item: DueWork, s: Session | None = None) -> None:
+        stmt = (sa.update(DueWork).where(DueWork.id == item.id, DueWork.locked_by == self.name,
+                                         DueWork.status == DueStatus.CLAIMED)
+                .values(status=DueStatus.DONE, done_at=self.clock(), locked_until=None))
+        if s is not None:
+            s.execute(stmt)
+            return
+        with session_scope(self.db) as s2:
+            s2.execute(stmt)
+
+    def _give_up_or_retry(self, item: DueWork, exc: Exception) -> None:
+        from engine.webhooks import backoff_delay
+
+        message = exc.message if isinstance(exc, EngineError) else f"{exc.__class__.__name__}: {exc}"
+        final = isinstance(exc, (PermanentError, InvalidInput)) or item.attempts >= MAX_ITEM_ATTEMPTS
+        values = {"error": message, "locked_until": None}
+        if final:
+            values.update(status=DueStatus.FAILED, done_at=self.clock())
+        else:
+            delay = backoff_delay(item.attempts, base=30.0, cap=3600.0, retry_after=getattr(exc, "retry_after", None))
+            values.update(status=DueStatus.PENDING, due_at=self.clock() + timedelta(seconds=delay))
+        with session_scope(self.db) as s:
+            s.execute(sa.update(DueWork).where(DueWork.id == item.id, DueWork.locked_by == self.name).values(**values))
+
+    # ------------------------------------------------------------------ cron
+
+    def fire_cron(self) -> int:
+        """Run every time_based workflow whose fire time has come, exactly once per fire time."""
+        now = self.clock()
+        with session_scope(self.db) as s:
+            stmt = (select(Workflow.id, Workflow.tenant_id, Workflow.definition, Workflow.next_fire_at, Tenant.timezone)
+                    .join(Tenant, Tenant.id == Workflow.tenant_id)
+                    .where(Workflow.next_fire_at <= now, Workflow.enabled == sa.true()).limit(self.batch))
+            if self._postgres:
+                stmt = stmt.with_for_update(skip_locked=True, of=Workflow)
+            due = list(s.exec(stmt).all())
+        fired = 0
+        for wf_id, tenant_id, definition, fire_at, tz in due:
+            key = f"cron:{wf_id}:{fire_at.isoformat()}"
+            try:
+                self.runner.run_workflow(tenant_id, wf_id, {"idempotencyKey": key, "scheduledFor": fire_at.isoformat()},
+                                         mode="live")
+                fired += 1
+            except IntegrityError:
+                logger.info("cron %s already fired for %s", wf_id, fire_at)
+            nxt = next_fire_time(definition["trigger"]["config"]["schedule"], tz, max(now, fire_at))
+            with session_scope(self.db) as s:
+                s.execute(sa.update(Workflow).where(Workflow.id == wf_id, Workflow.next_fire_at == fire_at)
+                          .values(next_fire_at=nxt))
+        return fired
+
+    # ------------------------------------------------------------------ crashed runners
+
+    def recover_stale(self) -> int:
+        """Resume executions left ``running`` by a process that died (no progress for a lease)."""
+        stale_before = self.clock() - self.lease
+        with Session(self.db) as s:
+            ids = s.exec(select(Execution.id).where(Execution.status == ExecutionStatus.RUNNING,
+                                                    Execution.heartbeat_at < stale_before).limit(self.batch)).all()
+        for execution_id in ids:
+            self.runner.resume(execution_id, stale_before=stale_before)
+        return len(ids)
+
+    # ------------------------------------------------------------------ loop
+
+    def run_forever(self, poll_interval: float | None = None) -> None:
+        interval = poll_interval if poll_interval is not None else get_settings().poll_interval
+        logger.info("worker %s started", self.name)
+        while not self.stopping.is_set():
+            try:
+                handled = self.run_once()
+            except Exception:  # noqa: BLE001 - e.g. the database restarting; try again
+                logger.exception("worker pass failed")
+                handled = 0
+            if not handled:
+                self.stopping.wait(interval)
+        logger.info("worker %s stopped", self.name)
+
+
+def _default_classifier():
+    try:
+        from engine.ai.intent import classify
+    except ImportError:  # pragma: no cover
+        return None
+    return classify
+
+
+def run_worker(db, *, once: bool = False, name: str | None = None) -> int:
+    """Entry point of ``python -m engine worker``. SIGTERM/SIGINT: finish the step, exit."""
+    worker = Worker(db, name=name)
+    if once:
+        worker.run_once()
+        return 0
+
+    def stop(signum, _frame):
+        logger.info("signal %s: finishing the current step, then exiting", signum)
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker.run_forever()
+    return 0

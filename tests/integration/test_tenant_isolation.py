@@ -1,0 +1,85 @@
+"""Tenant B never sees, changes or learns about tenant A's workflows."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import services
+from engine.errors import NotFound
+
+
+@pytest.fixture
+def a_workflow(db, actor, spec_examples):
+    """Tenant A's stored workflow (with two versions and some runs)."""
+    wf = services.create_workflow(db, actor, spec_examples[1])
+    services.update_workflow(db, actor, wf.id, {"name": "A's secret CRM hook"})
+    return services.get_workflow(db, actor, wf.id)
+
+
+OPERATIONS = {
+    "get": lambda db, b, wid: services.get_workflow(db, b, wid),
+    "update": lambda db, b, wid: services.update_workflow(db, b, wid, {"name": "hijacked"}),
+    "disable": lambda db, b, wid: services.set_enabled(db, b, wid, False),
+    "delete": lambda db, b, wid: services.delete_workflow(db, b, wid),
+    "duplicate": lambda db, b, wid: services.duplicate_workflow(db, b, wid),
+    "versions": lambda db, b, wid: services.list_versions(db, b, wid),
+    "rollback": lambda db, b, wid: services.rollback_workflow(db, b, wid, 1),
+    "export": lambda db, b, wid: services.export_workflows(db, b, wid),
+}
+
+
+@pytest.mark.parametrize("operation", list(OPERATIONS))
+def test_another_tenants_workflow_is_not_found_and_left_untouched(db, actor, other_actor, a_workflow, operation):
+    with pytest.raises(NotFound) as exc:
+        OPERATIONS[operation](db, other_actor, a_workflow.id)
+    # The same answer as for an id that never existed: nothing about A leaks.
+    with pytest.raises(NotFound) as unknown:
+        OPERATIONS[operation](db, other_actor, "f" * 32)
+    assert exc.value.message == unknown.value.message.replace("f" * 32, a_workflow.id)
+    assert "A's" not in exc.value.message and actor.tenant_id not in exc.value.message
+    after = services.get_workflow(db, actor, a_workflow.id)
+    assert (after.name, after.enabled, after.version) == ("A's secret CRM hook", True, 2)
+    assert services.list_workflows(db, other_actor).total == 0
+
+
+def test_lists_and_stats_only_count_the_own_tenant(db, actor, other_actor, a_workflow, spec_examples):
+    services.create_workflow(db, other_actor, spec_examples[2])
+    b_page = services.list_workflows(db, other_actor, include_stats=True)
+    assert [w.name for w in b_page.items] == [spec_examples[2]["name"]]
+    assert b_page.total == 1 and b_page.stats.total_workflows == 1
+    assert all(w.tenant_id == other_actor.tenant_id for w in b_page.items)
+    for filters in ({"search": "secret"}, {"trigger_type": "lead_created"}, {"enabled_only": True}):
+        assert services.list_workflows(db, other_actor, **filters).items == [] or all(
+            w.tenant_id == other_actor.tenant_id for w in services.list_workflows(db, other_actor, **filters).items
+        )
+    assert services.list_workflows(db, other_actor, search="secret").total == 0
+    assert services.list_workflows(db, other_actor, trigger_type="lead_created").total == 0
+
+
+def test_stats_ignore_the_other_tenants_counters(db, actor, other_actor, a_workflow):
+    from sqlmodel import Session
+
+    from engine.store.models import Workflow
+
+    with Session(db) as s:
+        row = s.get(Workflow, a_workflow.id)
+        row.run_count, row.success_count, row.error_count = 100, 90, 10
+        s.add(row)
+        s.commit()
+    assert services.workflow_stats(db, other_actor).to_api() == {
+        "totalWorkflows": 0, "enabledWorkflows": 0, "totalExecutions": 0, "successRate": 0.0,
+    }
+    assert services.workflow_stats(db, actor).total_executions == 100
+
+
+def test_export_of_all_workflows_is_only_the_own_tenants(db, actor, other_actor, a_workflow, spec_examples):
+    services.create_workflow(db, other_actor, spec_examples[3])
+    assert services.export_workflows(db, other_actor) == [spec_examples[3]]
+    assert [d["name"] for d in services.export_workflows(db, actor)] == ["A's secret CRM hook"]
+
+
+def test_the_same_definition_in_two_tenants_is_two_independent_workflows(db, actor, other_actor, spec_examples):
+    a = services.create_workflow(db, actor, spec_examples[0])
+    b = services.create_workflow(db, other_actor, spec_examples[0])
+    services.delete_workflow(db, other_actor, b.id)
+    assert services.get_workflow(db, actor, a.id).version == 1
