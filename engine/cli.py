@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from engine import services
 from engine.auth import system_actor
 from engine.errors import EngineError, ValidationFailed
@@ -146,4 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except EngineError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except DBAPIError as exc:
+        # No traceback for a missing schema or an unreachable server: say what to do.
+        logging.getLogger(__name__).debug("database error", exc_info=True)
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
+        print(f"error: database error ({reason}); is the database reachable and set up with "
+              "'python -m engine init'?", file=sys.stderr)
         return 1

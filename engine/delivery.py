@@ -36,17 +36,71 @@ def queue_message(
     session: Session, *, tenant: dict[str, Any], execution_id: str | None, step_id: str | None, channel: str,
     recipient: str | None, body: str, subject: str | None, now: datetime, trigger: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the message to the outbox (in the caller's transaction) and return the step output."""
+    """Write the message to the outbox (in the caller's transaction) and return the step output.
+
+    Tenant policies apply here: a frequency cap per contact and day suppresses, quiet hours
+    defer (durably, to the end of the quiet period). A direct reply within minutes of the
+    contact's own message is exempt from both.
+    """
     if not recipient:
         raise InvalidInput("no recipient: set one in the action or send from a trigger that has a sender", field="recipient")
     adapter = configured_adapter(tenant, channel)
+    status = OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED
+    policy = _policy(session, tenant, recipient, now, trigger or {})
     msg = OutboxMessage(tenant_id=tenant["id"], execution_id=execution_id, step_run_id=step_id, channel=channel,
                         recipient=recipient, subject=subject, body=body, adapter=adapter or "outbox",
-                        status=OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED, created_at=now)
+                        status=policy.get("status") or status, error=policy.get("reason"),
+                        deliver_after=policy.get("deferredUntil"), detail={"policy": _public(policy)} if policy else {},
+                        created_at=now)
     session.add(msg)
-    if adapter:
-        session.add(DueWork(tenant_id=tenant["id"], kind=DueKind.DELIVER, due_at=now, payload={"outboxId": msg.id}))
-    return {"outboxId": msg.id, "channel": channel, "recipient": recipient, "status": msg.status, "adapter": msg.adapter}
+    due_at = policy.get("deferredUntil") or (now if adapter else None)
+    if due_at and msg.status != OutboxStatus.SUPPRESSED:
+        session.add(DueWork(tenant_id=tenant["id"], kind=DueKind.DELIVER, due_at=due_at, payload={"outboxId": msg.id}))
+    out = {"outboxId": msg.id, "channel": channel, "recipient": recipient, "status": msg.status, "adapter": msg.adapter}
+    return {**out, "policy": _public(policy)} if policy else out
+
+
+def _public(policy: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in policy.items()}
+
+
+def _policy(session: Session, tenant: dict[str, Any], recipient: str, now: datetime, trigger: dict[str, Any]) -> dict[str, Any]:
+    """Quiet hours and frequency cap for this message: {} when it may go now."""
+    from datetime import time, timedelta
+
+    from engine.channels.policy import QuietHours, frequency_cap_reached, is_direct_reply, next_allowed_time
+
+    settings = tenant.get("settings") or {}
+    quiet, cap = settings.get("quietHours"), settings.get("frequencyCap")
+    if not quiet and cap is None:
+        return {}
+    received = trigger.get("receivedAt")
+    if trigger.get("from") == recipient and received and is_direct_reply(datetime.fromisoformat(received), now):
+        return {"exempt": "direct reply to the contact's own message"}
+    tz = tenant["tz"]
+    local = now.astimezone(tz)
+    if cap is not None:
+        day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        sent = _sent_since(session, tenant["id"], recipient, day_start)
+        if frequency_cap_reached(sent, int(cap)):
+            return {"status": OutboxStatus.SUPPRESSED,
+                    "reason": f"frequency cap: {recipient} already got {sent} automated message(s) today (limit {cap})"}
+    if quiet:
+        hours = QuietHours(time.fromisoformat(quiet["start"]), time.fromisoformat(quiet["end"]))
+        allowed = next_allowed_time(local, hours)
+        if allowed is not None:
+            return {"status": OutboxStatus.DEFERRED, "deferredUntil": allowed.astimezone(now.tzinfo),
+                    "reason": f"quiet hours {quiet['start']}-{quiet['end']}: deferred to {allowed.isoformat(timespec='minutes')}"}
+    return {}
+
+
+def _sent_since(session: Session, tenant_id: str, recipient: str, since: datetime) -> int:
+    from sqlmodel import func, select
+
+    counted = (OutboxStatus.RECORDED, OutboxStatus.SENT, OutboxStatus.PENDING, OutboxStatus.DEFERRED)
+    return session.exec(select(func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.tenant_id == tenant_id, OutboxMessage.recipient == recipient,
+        OutboxMessage.created_at >= since, OutboxMessage.status.in_(counted))).one()
 
 
 def schedule_follow_up(
@@ -70,8 +124,12 @@ def deliver(db, outbox_id: str, *, now: datetime) -> str:
 
     with session_scope(db) as s:
         msg = s.get(OutboxMessage, outbox_id)
-        if msg is None or msg.status != OutboxStatus.PENDING:
+        if msg is None or msg.status not in (OutboxStatus.PENDING, OutboxStatus.DEFERRED):
             return msg.status if msg else "missing"
+        if msg.adapter == "outbox":  # deferred by quiet hours, no adapter: now it counts as recorded
+            msg.status, msg.sent_at = OutboxStatus.RECORDED, now
+            s.add(msg)
+            return msg.status
         tenant = s.get(Tenant, msg.tenant_id)
         settings, channel = dict(tenant.settings or {}), msg.channel
         outgoing = OutgoingMessage(channel=channel, recipient=msg.recipient, body=msg.body, subject=msg.subject)

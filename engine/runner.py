@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from engine.actions import StepContext, StepResult, executor_for
+from engine.actions import Executor, StepContext, StepResult, executor_for
 from engine.conditions import EvalContext, evaluate
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event, WorkflowDefinition
 from engine.errors import EngineError, InvalidInput, NotFound, PermanentError, RetryableError, TemplateError
@@ -284,7 +284,7 @@ class Runner:
             if executor.external and not run.dry_run:
                 outcome = self._external_step(run, action, executor)
             else:
-                outcome = self._local_step(run, action, executor)
+                outcome = self._local_steps(run)
             if outcome is not None:
                 return outcome
             if run.current is not None and self.stop_requested():
@@ -310,18 +310,39 @@ class Runner:
                            context=template_context(run.context, run.tenant, now), now=now, dry_run=run.dry_run,
                            session=session, attempt=attempt, emit=lambda e: self._emit(run, e), db=self.db)
 
-    def _local_step(self, run: _Run, action, executor) -> str | None:
-        now = self.clock()
-        attempt = self._attempt(run, action.id)
-        step = StepRun(tenant_id=run.tenant["id"], execution_id=run.id, action_id=action.id, action_type=action.type,
-                       attempt=attempt, started_at=now)
+    def _local_steps(self, run: _Run) -> str | None:
+        """Run consecutive local steps in one transaction (up to a wait, an external step or the end).
+
+        Local steps only write rows, so committing them together is still exactly-once: a
+        crash rolls all of them back and they run again, with nothing left behind.
+        """
         with session_scope(self.db) as s:
-            try:
-                with s.begin_nested():  # a failed action's partial writes are rolled back alone
-                    result = executor.fn(self._step_context(run, action, step.id, attempt, now, s))
-            except Exception as exc:  # noqa: BLE001 - any failure of an action is recorded on its step
-                return self._failed(s, run, action, step, exc, now)
-            return self._succeeded(s, run, action, step, result, now)
+            while run.current is not None:
+                action = run.definition.action(run.current)
+                executor = executor_for(action.type)
+                if executor.external and not run.dry_run:
+                    break
+                if executor.external:  # a dry run never calls out (HTTP, AI providers)
+                    executor = _SIMULATED_EXTERNAL
+                now = self.clock()
+                attempt = self._attempt(run, action.id)
+                step = StepRun(tenant_id=run.tenant["id"], execution_id=run.id, action_id=action.id,
+                               action_type=action.type, attempt=attempt, started_at=now)
+                try:
+                    with s.begin_nested():  # a failed action's partial writes are rolled back alone
+                        result = executor.fn(self._step_context(run, action, step.id, attempt, now, s))
+                except Exception as exc:  # noqa: BLE001 - any failure of an action is recorded on its step
+                    outcome = self._failed(s, run, action, step, exc, now)
+                else:
+                    outcome = self._succeeded(s, run, action, step, result, now)
+                if outcome is not None:
+                    return outcome
+                if self.stop_requested():
+                    break
+            if run.current is None:
+                return self._finish_in(s, run)
+            self._save(s, run, self.clock(), status=ExecutionStatus.RUNNING)
+        return None
 
     def _external_step(self, run: _Run, action, executor) -> str | None:
         now = self.clock()
@@ -339,8 +360,12 @@ class Runner:
         with session_scope(self.db) as s:
             step = s.get(StepRun, step.id)
             if error is not None:
-                return self._failed(s, run, action, step, error, done)
-            return self._succeeded(s, run, action, step, result, done)
+                outcome = self._failed(s, run, action, step, error, done)
+            else:
+                outcome = self._succeeded(s, run, action, step, result, done)
+            if outcome is None:
+                self._save(s, run, done, status=ExecutionStatus.RUNNING)
+            return outcome
 
     def _succeeded(self, s: Session, run: _Run, action, step: StepRun, result: StepResult, now: datetime) -> str | None:
         step.status = StepStatus.SIMULATED if run.dry_run else StepStatus.SUCCEEDED
@@ -356,7 +381,6 @@ class Runner:
                           execution_id=run.id, workflow_id=run.workflow_id, payload={"actionId": run.current}))
             self._save(s, run, now, status=ExecutionStatus.WAITING)
             return ExecutionStatus.WAITING
-        self._save(s, run, now, status=ExecutionStatus.RUNNING)
         return None
 
     def _failed(self, s: Session, run: _Run, action, step: StepRun, exc: Exception, now: datetime) -> str | None:
@@ -381,15 +405,16 @@ class Runner:
             self._save(s, run, now, status=ExecutionStatus.FAILED, error=f"step {action.id} failed: {message}", finished=True)
             return ExecutionStatus.FAILED
         run.current = _next_in_line(run.definition, action)
-        self._save(s, run, now, status=ExecutionStatus.RUNNING)
         return None
 
     def _finish(self, run: _Run) -> str:
-        now = self.clock()
+        with session_scope(self.db) as s:
+            return self._finish_in(s, run)
+
+    def _finish_in(self, s: Session, run: _Run) -> str:
         status = ExecutionStatus.FAILED if run.failed_steps else ExecutionStatus.SUCCEEDED
         error = f"{len(run.failed_steps)} step(s) failed: {', '.join(run.failed_steps)}" if run.failed_steps else None
-        with session_scope(self.db) as s:
-            self._save(s, run, now, status=status, error=error, finished=True)
+        self._save(s, run, self.clock(), status=status, error=error, finished=True)
         return status
 
     def _save(self, s: Session, run: _Run, now: datetime, *, status: str, error: str | None = None,
@@ -561,6 +586,16 @@ def _retry_delay(action, exc: Exception, attempt: int) -> float | None:
     from engine.webhooks import backoff_delay
 
     return backoff_delay(attempt, base=base, cap=cap, retry_after=getattr(exc, "retry_after", None))
+
+
+def _simulate_external(step: StepContext) -> StepResult:
+    """Dry run of an external action: render its config (template errors still show), call nothing."""
+    rendered = step.render(step.action.config.model_dump(mode="json", by_alias=True, exclude_none=True))
+    return StepResult(output={"simulated": True, "note": f"dry run: {step.action.type} was not called",
+                              "request": rendered}, input=rendered)
+
+
+_SIMULATED_EXTERNAL = Executor("simulated", _simulate_external)
 
 
 def _jsonable(value: Any) -> Any:

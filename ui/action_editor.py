@@ -12,14 +12,13 @@ from typing import Any
 
 import streamlit as st
 
-from engine.definitions import KNOWN_INTENTS
 from ui import builder_state
 from ui.condition_editor import condition_list
 from ui.definition import (
     UNITS, actions_of, add_action, format_pairs, is_sequential, join_delay, known_action_types, move_action,
     parse_pairs, remove_action, set_next, set_optional, split_delay, variables_before,
 )
-from ui.labels import CHANNELS, action_label, intent_label
+from ui.labels import CHANNELS, action_label
 
 NEXT, END = "__next__", "__end__"
 DEFAULT = "(default)"
@@ -259,5 +258,3 @@ CONFIG_EDITORS = {
     "wait": _wait,
     "branch": _branch,
 }
-
-__all__ = ["actions_editor", "KNOWN_INTENTS", "intent_label"]

@@ -131,11 +131,19 @@ def generate_workout_plan(step: StepContext) -> StepResult:
     return StepResult(output=plan.to_output(), input={"profile": profile.model_dump(mode="json")})
 
 
+def provider_for_tenant(tenant: dict[str, Any]):
+    """The tenant's AI provider (settings ``ai``) over its knowledge base (settings ``knowledgeBase``)."""
+    from engine.ai.knowledge import DEMO_KNOWLEDGE_BASE, KnowledgeBase
+    from engine.ai.providers import provider_from_settings
+
+    settings = tenant.get("settings") or {}
+    kb = KnowledgeBase.model_validate(settings["knowledgeBase"]) if settings.get("knowledgeBase") else DEMO_KNOWLEDGE_BASE
+    return provider_from_settings(settings.get("ai") or {}, kb)
+
+
 @register("ask_ai", external=True)
 def ask_ai(step: StepContext) -> StepResult:
     """Answer the member's message with the tenant's AI provider (offline knowledge base by default)."""
-    from engine.ai.providers import provider_for_tenant
-
     prompt = step.render(step.action.config.prompt)
     question = step.trigger.get("content") or None
     provider = provider_for_tenant(step.tenant)

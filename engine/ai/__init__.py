@@ -1,0 +1,1 @@
+"""AI helpers: offline intent classifier, workout plan generator, reply providers (ask_ai)."""

@@ -96,7 +96,7 @@ class KnowledgeBase(BaseModel):
             )
         for item in self.prices:
             docs.append(
-                Document(f"price:{item.name}", f"{item.name} Preis kostet", f"{item.display()}.", item.display())
+                Document(f"price:{item.name}", item.name, f"{item.display()}.", item.display())
             )
         if self.prices:
             listing = "; ".join(p.display() for p in self.prices)
@@ -143,7 +143,7 @@ def analyse(text: str, *, concepts: bool = True) -> list[str]:
         if word in STOP_WORDS:
             continue
         tokens.append(word)
-        if len(word) > 5 and not word.startswith("zz"):
+        if len(word) > 4 and not word.startswith("zz"):
             tokens += [f"#{word[i:i + 4]}" for i in range(len(word) - 3)]
     return tokens
 

@@ -1,0 +1,95 @@
+"""Workflow builder: five steps (basics, trigger, conditions, actions, review & save) or JSON,
+with a live JSON preview and flow graph beside it. One definition dict in session state."""
+
+import streamlit as st
+
+from engine import services
+from engine.auth import EDIT
+from engine.errors import EngineError, ValidationFailed
+from engine.validation import validate
+from ui import builder_state, session
+from ui.action_editor import actions_editor
+from ui.builder_form import basics_editor, ordered, review
+from ui.condition_editor import condition_list
+from ui.flow_graph import to_dot
+from ui.json_editor import json_editor, pretty
+from ui.problems import show_problems
+from ui.trigger_editor import trigger_editor
+
+actor = session.require_actor()
+if not actor.can(EDIT):
+    st.info("Your role can look at workflows but not build them.", icon="🔒")
+    st.stop()
+
+definition = builder_state.definition()
+key = f"builder_{builder_state.revision()}"
+editing = builder_state.workflow_id()
+
+head, tools = st.columns([3, 2], vertical_alignment="bottom")
+head.title(f"Edit · {definition.get('name') or 'workflow'}" if editing else "New workflow")
+with tools.container(horizontal=True, horizontal_alignment="right"):
+    mode = st.segmented_control("Mode", ["Form", "JSON"], default="Form", key=builder_state.MODE,
+                                on_change=builder_state.bump, label_visibility="collapsed", required=True)
+    if st.button("Start over", icon=":material/add:", key="builder_new", help="Clear the builder for a new workflow"):
+        builder_state.start_new()
+        st.rerun()
+
+form_col, side_col = st.columns([3, 2], gap="large")
+with form_col:
+    if mode == "JSON":
+        json_editor()
+    else:
+        basics, trigger, conditions, actions, save_step = st.tabs(
+            ["① Basics", "② Trigger", "③ Conditions", "④ Actions", "⑤ Review & save"], key="builder_step")
+        with basics:
+            basics_editor(definition, f"{key}_basics")
+        with trigger:
+            trigger_editor(definition, f"{key}_trigger", session.tenant_timezone())
+        with conditions:
+            st.caption("The workflow only runs when **all** of these hold. Use a group for *any of* or *not*.")
+            definition["conditions"] = condition_list(definition.get("conditions") if isinstance(definition.get("conditions"), list) else [],
+                                                      f"{key}_cond", empty_hint="No conditions: the workflow runs for every matching trigger.")
+        with actions:
+            actions_editor(definition, f"{key}_actions")
+        ordered(definition)
+
+definition = builder_state.definition()
+problems = validate(definition)
+errors = [p for p in problems if p.severity == "error"]
+
+
+def save_controls(button_key: str) -> None:
+    note = st.text_input("Note for this version (optional)", key=f"{button_key}_note", placeholder="What changed?")
+    if st.button("Save workflow", type="primary", key=button_key, icon=":material/check:", disabled=bool(errors), width="stretch"):
+        try:
+            if editing:
+                out = services.update_workflow(session.db(), actor, editing, definition, note=note or None)
+            else:
+                out = services.create_workflow(session.db(), actor, definition, note=note or None)
+        except ValidationFailed as exc:
+            show_problems(exc.problems)
+        except EngineError as exc:
+            st.error(exc.message)
+        else:
+            st.session_state[builder_state.WORKFLOW_ID] = out.id
+            st.session_state["builder_saved"] = f"Saved “{out.name}” as version {out.version}."
+            st.rerun()
+
+
+if mode == "Form":
+    with save_step:
+        review(definition)
+        show_problems(problems)
+        save_controls("builder_save")
+
+with side_col:
+    if st.session_state.get("builder_saved"):
+        st.success(st.session_state.pop("builder_saved"), icon="✅")
+    flow, preview = st.tabs(["Flow", "JSON preview"])
+    with flow:
+        st.graphviz_chart(to_dot(definition), width="stretch")
+    with preview:
+        st.code(pretty(definition), language="json", height=460)
+    show_problems(problems)
+    if mode == "JSON":
+        save_controls("builder_save_json")

@@ -1,0 +1,148 @@
+"""Workflows: every workflow with trigger, status, runs, success rate and last run; search,
+filters and paging in SQL; per workflow edit, run, duplicate, export, history, delete."""
+
+import json
+from html import escape
+
+import streamlit as st
+
+from engine import services
+from engine.auth import EDIT
+from engine.definitions import TriggerType
+from engine.errors import EngineError
+from ui import builder_state, session, style
+from ui.formatting import ago, percent
+from ui.labels import trigger_label
+from ui.run_panel import run_panel
+
+PAGE_SIZE = 20
+actor = session.require_actor()
+db = session.db()
+can_edit = actor.can(EDIT)
+
+
+def reset_page() -> None:
+    st.session_state["workflows_page"] = 1
+
+
+def on_toggle(workflow_id: str, key: str) -> None:
+    try:
+        out = services.set_enabled(db, actor, workflow_id, st.session_state[key])
+        st.toast(f"“{out.name}” {'enabled' if out.enabled else 'disabled'}", icon="✅")
+    except EngineError as exc:
+        st.toast(exc.message, icon="⛔")
+
+
+@st.dialog("Delete workflow?")
+def confirm_delete(workflow) -> None:
+    st.markdown(f"**{workflow.name}** will be deleted, with its pending waits and follow-ups. "
+                "Past executions stay in the history. This cannot be undone.")
+    cancel, delete = st.columns(2)
+    if cancel.button("Cancel", key="workflows_delete_cancel", width="stretch"):
+        st.rerun()
+    if delete.button("Delete", type="primary", key="workflows_delete_confirm", icon=":material/delete:", width="stretch"):
+        services.delete_workflow(db, actor, workflow.id)
+        st.session_state["workflows_flash"] = f"Deleted “{workflow.name}”."
+        st.rerun()
+
+
+@st.dialog("Run workflow", width="large")
+def run_dialog(workflow) -> None:
+    st.markdown(f"**{workflow.name}**")
+    run_panel(workflow, "workflows_run")
+
+
+def actions_menu(wf) -> None:
+    with st.popover("", icon=":material/more_horiz:", key=f"workflows_menu_{wf.id}", help="More"):
+        if can_edit and st.button("Edit", icon=":material/edit:", key=f"workflows_edit_{wf.id}", width="stretch"):
+            builder_state.open_in_builder(wf.definition, wf.id)
+        if can_edit and st.button("Run now", icon=":material/play_arrow:", key=f"workflows_run_{wf.id}", width="stretch"):
+            run_dialog(wf)
+        if can_edit and st.button("Duplicate", icon=":material/content_copy:", key=f"workflows_dup_{wf.id}", width="stretch"):
+            copy = services.duplicate_workflow(db, actor, wf.id)
+            st.session_state["workflows_flash"] = f"Created “{copy.name}” (disabled)."
+            st.rerun()
+        st.download_button("Export JSON", json.dumps(wf.definition, indent=2, ensure_ascii=False), file_name=f"{wf.name}.json",
+                           mime="application/json", icon=":material/download:", key=f"workflows_export_{wf.id}",
+                           on_click="ignore", width="stretch")
+        if st.button("Version history", icon=":material/history:", key=f"workflows_history_{wf.id}", width="stretch"):
+            st.session_state["history_workflow_id"] = wf.id
+            st.switch_page("pages/history.py")
+        if can_edit and st.button("Delete", icon=":material/delete:", key=f"workflows_delete_{wf.id}", width="stretch"):
+            confirm_delete(wf)
+
+
+def workflow_row(wf) -> None:
+    with st.container(border=True, key=f"card_wf_{wf.id}"):
+        name, trigger, runs, rate, last, enabled, menu = st.columns([3.2, 1.8, 0.8, 0.9, 1.1, 0.9, 0.5], vertical_alignment="center")
+        name.markdown(f'<div class="sa-title">{escape(wf.name)}</div><div class="sa-muted">{escape(wf.description or "") or "&nbsp;"}</div>',
+                      unsafe_allow_html=True)
+        trigger.markdown(style.pill(trigger_label(wf.trigger.get("type", "?")), "accent"), unsafe_allow_html=True)
+        runs.markdown(f"**{wf.run_count}**<br><span class='sa-muted'>runs</span>", unsafe_allow_html=True)
+        rate.markdown(f"**{percent(wf.success_rate)}**<br><span class='sa-muted'>success</span>", unsafe_allow_html=True)
+        last.markdown(f"{ago(wf.last_run_at)}<br><span class='sa-muted'>last run</span>", unsafe_allow_html=True)
+        with enabled:
+            if can_edit:
+                key = f"workflows_enabled_{wf.id}_{wf.version}"
+                st.toggle("On" if wf.enabled else "Off", value=wf.enabled, key=key, on_change=on_toggle, args=(wf.id, key))
+            else:
+                st.markdown(style.pill("Enabled", "on") if wf.enabled else style.pill("Disabled", "off"), unsafe_allow_html=True)
+        with menu:
+            actions_menu(wf)
+
+
+head, buttons = st.columns([3, 2], vertical_alignment="bottom")
+head.title("Workflows")
+head.caption(f"{session.tenant_name()} · when something happens, if it matches, do these steps.")
+if can_edit:
+    with buttons.container(horizontal=True, horizontal_alignment="right"):
+        if st.button("Templates", icon=":material/apps:", key="workflows_templates"):
+            st.switch_page("pages/templates.py")
+        if st.button("New workflow", type="primary", icon=":material/add:", key="workflows_new"):
+            builder_state.start_new()
+            st.switch_page("pages/builder.py")
+
+if st.session_state.get("workflows_flash"):
+    st.success(st.session_state.pop("workflows_flash"), icon="✅")
+
+stats = services.workflow_stats(db, actor)
+m = st.columns(4)
+m[0].metric("Workflows", stats.total_workflows)
+m[1].metric("Enabled", stats.enabled_workflows)
+m[2].metric("Runs", stats.total_executions)
+m[3].metric("Success rate", percent(stats.success_rate) if stats.total_executions else "–")
+
+search_col, trigger_col, status_col = st.columns([3, 2, 1.4], vertical_alignment="bottom")
+search = search_col.text_input("Search", key="workflows_search", placeholder="Search by name", on_change=reset_page,
+                               icon=":material/search:", label_visibility="collapsed")
+triggers = [None] + [t.value for t in TriggerType]
+trigger_type = trigger_col.selectbox("Trigger", triggers, key="workflows_trigger", on_change=reset_page, label_visibility="collapsed",
+                                     format_func=lambda t: "All triggers" if t is None else trigger_label(t))
+status = status_col.segmented_control("Status", ["All", "Enabled", "Disabled"], default="All", key="workflows_status",
+                                      on_change=reset_page, label_visibility="collapsed", required=True)
+enabled = {"Enabled": True, "Disabled": False}.get(status)
+
+page_no = st.session_state.setdefault("workflows_page", 1)
+result = services.list_workflows(db, actor, search=search or None, trigger_type=trigger_type, enabled=enabled,
+                                 page=page_no, page_size=PAGE_SIZE)
+if result.total and page_no > result.pages:
+    st.session_state["workflows_page"] = result.pages
+    st.rerun()
+
+if not result.items:
+    st.info("No workflows match." if (search or trigger_type or enabled is not None) else
+            "No workflows yet. Start from a template or build one.", icon="🔍")
+for wf in result.items:
+    workflow_row(wf)
+
+if result.total > PAGE_SIZE:
+    prev, info, nxt = st.columns([1, 3, 1], vertical_alignment="center")
+    if prev.button("Previous", icon=":material/chevron_left:", key="workflows_prev", disabled=page_no <= 1):
+        st.session_state["workflows_page"] = page_no - 1
+        st.rerun()
+    info.caption(f"Page {page_no} of {result.pages} · {result.total} workflows")
+    if nxt.button("Next", icon=":material/chevron_right:", key="workflows_next", disabled=page_no >= result.pages):
+        st.session_state["workflows_page"] = page_no + 1
+        st.rerun()
+else:
+    st.caption(f"{result.total} workflow{'s' if result.total != 1 else ''}")

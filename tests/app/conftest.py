@@ -1,0 +1,75 @@
+"""AppTest fixtures: a seeded SQLite database per test and a logged-in actor for each role."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine import auth, services
+from engine.auth import Actor
+from engine.seed import init
+from engine.settings import get_settings
+from engine.store.db import get_engine
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+ROLES = ("owner", "editor", "analyst")
+PASSWORD = "studio-pass-2026"
+
+
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory) -> tuple[Path, dict]:
+    """The demo studio plus an editor and an analyst, seeded once and copied per test."""
+    path = tmp_path_factory.mktemp("app-db") / "template.db"
+    engine = get_engine(f"sqlite:///{path}")
+    result = init(engine, demo_email="owner@demo.studio", demo_password=PASSWORD)
+    users = {"owner": services.find_tenant(engine, "demo")}
+    ids = {}
+    for role in ("editor", "analyst"):
+        user = auth.create_user(engine, email=f"{role}@demo.studio", password=PASSWORD, name=role.title())
+        auth.add_membership(engine, user_id=user.id, tenant_id=result["tenant_id"], role=role)
+        ids[role] = user.id
+    user, _ = auth.authenticate(engine, "owner@demo.studio", PASSWORD)
+    ids["owner"] = user.id
+    engine.dispose()
+    return path, {"tenant_id": result["tenant_id"], "tenant_name": users["owner"].name, "user_ids": ids}
+
+
+@pytest.fixture
+def studio(tmp_path, monkeypatch, seeded_template):
+    """A fresh copy of the seeded database, wired in through DATABASE_URL."""
+    template, info = seeded_template
+    path = tmp_path / "studio.db"
+    shutil.copy(template, path)
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield {**info, "url": url, "db": get_engine(url)}
+    get_engine(url).dispose()
+    get_settings.cache_clear()
+
+
+def actor_for(studio: dict, role: str) -> Actor:
+    return Actor(tenant_id=studio["tenant_id"], user_id=studio["user_ids"][role], role=role, email=f"{role}@demo.studio")
+
+
+@pytest.fixture
+def app_factory(studio):
+    """``app_factory(role, page=None)``: an AppTest logged in as that role, run (and switched to the page)."""
+
+    def make(role: str, page: str | None = None) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.session_state["auth_actor"] = actor_for(studio, role)
+        at.session_state["auth_user"] = {"id": studio["user_ids"][role], "email": f"{role}@demo.studio", "name": role}
+        at.session_state["auth_tenants"] = [{"id": studio["tenant_id"], "name": studio["tenant_name"], "role": role}]
+        at.session_state["auth_tenant_name"] = studio["tenant_name"]
+        at.run()
+        if page:
+            at.switch_page(page)
+            at.run()
+        return at
+
+    return make

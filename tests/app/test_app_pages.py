@@ -1,0 +1,103 @@
+"""Every page renders for every role that may see it; roles see only what they may use."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import APP, PASSWORD, ROLES
+
+PAGES = {
+    "pages/workflows.py": ROLES,
+    "pages/builder.py": ("owner", "editor"),
+    "pages/templates.py": ("owner", "editor"),
+    "pages/history.py": ROLES,
+    "pages/executions.py": ROLES,
+    "pages/settings.py": ("owner",),
+}
+
+
+def _no_exceptions(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.mark.parametrize("page,role", [(p, r) for p, roles in PAGES.items() for r in roles])
+def test_page_renders_for_role(app_factory, page, role):
+    at = app_factory(role, page)
+    _no_exceptions(at)
+    assert at.title, f"{page} shows a title"
+
+
+def test_logged_out_visitor_sees_the_login_form(studio):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    _no_exceptions(at)
+    assert at.text_input(key="login_email") is not None
+    assert not at.session_state["auth_actor"] if "auth_actor" in at.session_state else True
+
+
+def test_wrong_password_shows_a_clear_message(studio):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input(key="login_email").input("owner@demo.studio")
+    at.text_input(key="login_password").input("not-the-password")
+    at.button[0].click().run()
+    _no_exceptions(at)
+    assert any("Wrong e-mail or password" in e.value for e in at.error)
+
+
+def test_throttled_login_shows_the_wait_message(studio):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    for _ in range(4):
+        at.text_input(key="login_email").input("editor@demo.studio")
+        at.text_input(key="login_password").input("wrong-password")
+        at.button[0].click().run()
+    assert any("Try again in" in w.value for w in at.warning)
+
+
+def test_login_with_the_right_password_opens_the_workflows(studio):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input(key="login_email").input("owner@demo.studio")
+    at.text_input(key="login_password").input(PASSWORD)
+    at.button[0].click().run()
+    _no_exceptions(at)
+    assert at.session_state["auth_actor"].role == "owner"
+    assert any(t.value == "Workflows" for t in at.title)
+
+
+def test_analyst_sees_no_edit_controls(app_factory):
+    at = app_factory("analyst")
+    _no_exceptions(at)
+    keys = [b.key or "" for b in at.button]
+    assert not any(k.startswith(("workflows_new", "workflows_edit_", "workflows_delete_", "workflows_run_", "workflows_dup_")) for k in keys)
+    assert not at.toggle, "analysts see an enabled badge, not a toggle"
+
+
+def test_editor_sees_toggles_and_menus(app_factory):
+    at = app_factory("editor")
+    _no_exceptions(at)
+    assert len(at.toggle) == 4  # the spec's four examples
+    assert at.button(key="workflows_new") is not None
+
+
+def test_workflows_search_filters_in_sql(app_factory):
+    at = app_factory("owner")
+    at.text_input(key="workflows_search").input("missed").run()
+    _no_exceptions(at)
+    assert len(at.toggle) == 1
+
+
+def test_toggle_disables_a_workflow(app_factory, studio):
+    from engine import services
+    from tests.app.conftest import actor_for
+
+    at = app_factory("owner")
+    at.toggle[0].set_value(False).run()
+    _no_exceptions(at)
+    page = services.list_workflows(studio["db"], actor_for(studio, "owner"))
+    assert sum(not w.enabled for w in page.items) == 1
+
+
+def test_logout_returns_to_login(app_factory):
+    at = app_factory("owner")
+    at.button(key="auth_logout").click().run()
+    _no_exceptions(at)
+    assert "auth_actor" not in at.session_state

@@ -1,0 +1,122 @@
+"""Users, passwords, memberships and login throttling."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlmodel import Session, select
+
+from engine import auth
+from engine.errors import InvalidInput, PermissionDenied
+from engine.store.models import User, utcnow
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def owner(db, tenant, tenant_factory):
+    """A user who owns studio-a and is an analyst in a second studio."""
+    user = auth.create_user(db, email="  Ana@Studio.Example ", password=PASSWORD, name="Ana")
+    auth.add_membership(db, user_id=user.id, tenant_id=tenant.id, role="owner")
+    auth.add_membership(db, user_id=user.id, tenant_id=tenant_factory("studio-z").id, role="analyst")
+    return user
+
+
+def fail_login(db, times: int) -> None:
+    for _ in range(times):
+        with pytest.raises(auth.LoginFailed):
+            auth.authenticate(db, "ana@studio.example", "wrong password")
+
+
+def test_login_with_the_right_password_returns_the_user_and_memberships(db, owner):
+    user, memberships = auth.authenticate(db, "ANA@studio.example", PASSWORD)
+    assert user.id == owner.id and user.email == "ana@studio.example"
+    assert [(t.slug, role) for t, role in memberships] == [("studio-a", "owner"), ("studio-z", "analyst")]
+
+
+def test_passwords_are_stored_as_argon2_hashes(db, owner):
+    assert owner.password_hash.startswith("$argon2") and PASSWORD not in owner.password_hash
+
+
+def test_a_wrong_password_fails_with_a_message_that_does_not_say_which_part_was_wrong(db, owner):
+    with pytest.raises(auth.LoginFailed) as wrong_password:
+        auth.authenticate(db, "ana@studio.example", "nope-nope")
+    with pytest.raises(auth.LoginFailed) as unknown_user:
+        auth.authenticate(db, "nobody@studio.example", PASSWORD)
+    assert wrong_password.value.message == unknown_user.value.message == "Wrong e-mail or password."
+
+
+def test_repeated_wrong_passwords_throttle_even_the_right_password(db, owner):
+    fail_login(db, auth.FREE_ATTEMPTS)
+    with pytest.raises(auth.LoginThrottled, match=r"Try again in \d+ seconds"):
+        auth.authenticate(db, "ana@studio.example", PASSWORD)
+
+
+def test_the_lock_grows_with_each_further_failure(db, owner):
+    def lock_seconds() -> float:
+        with Session(db) as s:
+            user = s.exec(select(User).where(User.id == owner.id)).one()
+            return (user.locked_until - utcnow()).total_seconds()
+
+    fail_login(db, auth.FREE_ATTEMPTS)
+    first = lock_seconds()
+    expire_lock(db, owner.id)
+    fail_login(db, 1)
+    assert lock_seconds() > first
+
+
+def expire_lock(db, user_id: str) -> None:
+    with Session(db) as s:
+        user = s.get(User, user_id)
+        user.locked_until = utcnow() - timedelta(seconds=1)
+        s.add(user)
+        s.commit()
+
+
+def test_after_the_lock_expires_the_right_password_works_and_resets_the_count(db, owner):
+    fail_login(db, auth.FREE_ATTEMPTS)
+    expire_lock(db, owner.id)
+    auth.authenticate(db, "ana@studio.example", PASSWORD)
+    with Session(db) as s:
+        user = s.get(User, owner.id)
+        assert (user.failed_logins, user.locked_until) == (0, None)
+    fail_login(db, auth.FREE_ATTEMPTS - 1)
+    auth.authenticate(db, "ana@studio.example", PASSWORD)  # still under the limit: not throttled
+
+
+def test_an_unknown_email_fails_like_a_wrong_password(db, owner):
+    for _ in range(auth.FREE_ATTEMPTS + 2):
+        with pytest.raises(auth.LoginFailed):
+            auth.authenticate(db, "ghost@studio.example", PASSWORD)
+
+
+def test_a_second_user_with_the_same_email_is_refused(db, owner):
+    with pytest.raises(InvalidInput, match="already exists"):
+        auth.create_user(db, email="ana@studio.example", password=PASSWORD)
+
+
+@pytest.mark.parametrize(("email", "password", "field"), [("no-at-sign", PASSWORD, "email"), ("bo@studio.example", "short", "password")])
+def test_a_bad_email_or_short_password_is_refused_naming_the_field(db, email, password, field):
+    with pytest.raises(InvalidInput) as exc:
+        auth.create_user(db, email=email, password=password)
+    assert exc.value.field == field
+
+
+def test_an_unknown_role_is_refused(db, owner, tenant):
+    with pytest.raises(InvalidInput, match="role"):
+        auth.add_membership(db, user_id=owner.id, tenant_id=tenant.id, role="janitor")
+
+
+@pytest.mark.parametrize(("role", "allowed"), [
+    ("owner", {"read", "edit", "admin"}),
+    ("editor", {"read", "edit"}),
+    ("analyst", {"read"}),
+])
+def test_roles_grant_their_permissions_and_nothing_more(role, allowed):
+    actor = auth.Actor("t1", role=role)
+    for permission in ("read", "edit", "admin"):
+        assert actor.can(permission) == (permission in allowed)
+        if permission not in allowed:
+            with pytest.raises(PermissionDenied, match=role):
+                actor.require(permission)

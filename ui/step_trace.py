@@ -1,0 +1,52 @@
+"""An execution's result: why it ran (or not) and what each step did."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from ui.labels import action_label
+
+STATUS_ICONS = {"succeeded": "✅", "success": "✅", "completed": "✅", "failed": "⛔", "error": "⛔", "skipped": "⏭️",
+                "waiting": "⏳", "running": "▶️", "pending": "🕒", "cancelled": "✖️", "simulated": "🧪"}
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
+
+
+def status_text(status: Any) -> str:
+    status = str(getattr(status, "value", status) or "unknown")
+    return f"{STATUS_ICONS.get(status, '•')} {status}"
+
+
+def show_execution(execution: Any) -> None:
+    cols = st.columns(4)
+    cols[0].metric("Status", status_text(_get(execution, "status")))
+    cols[1].metric("Mode", str(_get(execution, "mode") or "–"))
+    cols[2].metric("Actions run", _get(execution, "actions_executed", 0) or 0)
+    cols[3].metric("Steps", len(_get(execution, "steps") or []))
+    if _get(execution, "error"):
+        st.error(_get(execution, "error"), icon="⛔")
+    explanation = _get(execution, "explanation") or []
+    if explanation:
+        st.markdown("**Conditions**")
+        st.dataframe([{"": "✅" if _get(e, "passed") else "❌", "condition": _get(e, "condition"),
+                       "actual": str(_get(e, "actual")), "expected": str(_get(e, "expected")), "why": _get(e, "message")}
+                      for e in explanation], hide_index=True, width="stretch")
+    steps = _get(execution, "steps") or []
+    if steps:
+        st.markdown("**Step trace**")
+    for n, step in enumerate(steps, 1):
+        title = f"{n}. {status_text(_get(step, 'status'))} · {action_label(str(_get(step, 'action_type')))} `{_get(step, 'action_id')}`"
+        if (_get(step, "attempt") or 1) > 1:
+            title += f" · attempt {_get(step, 'attempt')}"
+        with st.expander(title, expanded=bool(_get(step, "error"))):
+            if _get(step, "error"):
+                st.error(_get(step, "error"))
+            left, right = st.columns(2)
+            left.caption("Input")
+            left.json(_get(step, "input") or {}, expanded=1)
+            right.caption("Output")
+            right.json(_get(step, "output") or {}, expanded=1)
