@@ -11,20 +11,20 @@ style.apply()
 
 actor = session.actor()
 if actor is None:
-    st.navigation([st.Page("pages/login.py", title="Sign in", icon="🔐")], position="hidden").run()
+    st.navigation([st.Page("pages/login.py", title="Sign in", icon=":material/login:")], position="hidden").run()
     st.stop()
 
 pages = {
     "Automations": [
-        st.Page("pages/workflows.py", title="Workflows", icon="⚡", default=True),
-        *([st.Page("pages/builder.py", title="Builder", icon="🛠️"),
-           st.Page("pages/templates.py", title="Templates", icon="🧩")] if actor.can(EDIT) else []),
-        st.Page("pages/history.py", title="Version history", icon="🕘"),
+        st.Page("pages/workflows.py", title="Workflows", icon=":material/bolt:", default=True),
+        *([st.Page("pages/builder.py", title="Builder", icon=":material/construction:"),
+           st.Page("pages/templates.py", title="Templates", icon=":material/apps:")] if actor.can(EDIT) else []),
+        st.Page("pages/history.py", title="Version history", icon=":material/history:"),
     ],
-    "Insights": [st.Page("pages/executions.py", title="Executions", icon="📊")],
+    "Insights": [st.Page("pages/executions.py", title="Executions", icon=":material/monitoring:")],
 }
 if actor.can(ADMIN):
-    pages["Studio"] = [st.Page("pages/settings.py", title="Settings & users", icon="⚙️")]
+    pages["Studio"] = [st.Page("pages/settings.py", title="Settings & users", icon=":material/settings:")]
 
 with st.sidebar:
     st.markdown(f"**{session.tenant_name()}**")

@@ -32,7 +32,11 @@ def init(db: Engine, *, demo_email: str, demo_password: str) -> dict:
         user = s.exec(select(User).where(User.email == demo_email.lower())).first()
     created = tenant is None
     if tenant is None:
-        out = services.create_tenant(db, slug=DEMO_SLUG, name="Demo Yoga & Fitness Studio", timezone="Europe/Berlin")
+        from engine.ai.knowledge import DEMO_KNOWLEDGE_BASE
+
+        kb = DEMO_KNOWLEDGE_BASE.model_dump(mode="json", by_alias=True)
+        out = services.create_tenant(db, slug=DEMO_SLUG, name="Demo Yoga & Fitness Studio", timezone="Europe/Berlin",
+                                     settings={"knowledgeBase": kb})
         services.import_workflows(db, auth.system_actor(out.id), spec_examples())
         tenant_id = out.id
     else:

@@ -112,7 +112,7 @@ m[1].metric("Enabled", stats.enabled_workflows)
 m[2].metric("Runs", stats.total_executions)
 m[3].metric("Success rate", percent(stats.success_rate) if stats.total_executions else "–")
 
-search_col, trigger_col, status_col = st.columns([3, 2, 1.4], vertical_alignment="bottom")
+search_col, trigger_col, status_col = st.columns([2.6, 1.8, 1.9], vertical_alignment="bottom")
 search = search_col.text_input("Search", key="workflows_search", placeholder="Search by name", on_change=reset_page,
                                icon=":material/search:", label_visibility="collapsed")
 triggers = [None] + [t.value for t in TriggerType]

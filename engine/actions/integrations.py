@@ -133,11 +133,13 @@ def generate_workout_plan(step: StepContext) -> StepResult:
 
 def provider_for_tenant(tenant: dict[str, Any]):
     """The tenant's AI provider (settings ``ai``) over its knowledge base (settings ``knowledgeBase``)."""
-    from engine.ai.knowledge import DEMO_KNOWLEDGE_BASE, KnowledgeBase
+    from engine.ai.knowledge import KnowledgeBase
     from engine.ai.providers import provider_from_settings
 
     settings = tenant.get("settings") or {}
-    kb = KnowledgeBase.model_validate(settings["knowledgeBase"]) if settings.get("knowledgeBase") else DEMO_KNOWLEDGE_BASE
+    # No knowledge base yet: an empty one, so the offline provider hands off politely
+    # instead of quoting someone else's prices.
+    kb = KnowledgeBase.model_validate(settings.get("knowledgeBase") or {"studioName": tenant.get("name") or "unser Studio"})
     return provider_from_settings(settings.get("ai") or {}, kb)
 
 

@@ -228,9 +228,13 @@ class IntentClassifier:
 
 def train(examples: Iterable[Mapping[str, Any] | Sequence[str]]) -> IntentClassifier:
     """Train a classifier on ``{"text", "intent"}`` dicts or ``(text, intent)`` pairs."""
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
     texts, labels = _split_examples(examples)
     pipeline = _build_pipeline()
-    pipeline.fit(texts, labels)
+    # The problem is tiny: BLAS threads only add overhead (and thrash on a busy machine).
+    with threadpool_limits(limits=1):
+        pipeline.fit(texts, labels)
     logger.debug("trained intent classifier on %d examples", len(texts))
     return IntentClassifier(pipeline)
 

@@ -219,16 +219,13 @@ class OpenAICompatibleProvider:
         self.timeout = timeout
         self.knowledge_base = knowledge_base
         self.temperature = temperature
-        self._client = client or httpx.Client(timeout=timeout)
-        self._owns_client = client is None
+        self._client = client  # None: a short-lived client per request (nothing to close)
 
     def __repr__(self) -> str:
         return f"OpenAICompatibleProvider(base_url={self.base_url!r}, model={self.model!r})"
 
     def close(self) -> None:
-        """Close the HTTP client if this provider created it."""
-        if self._owns_client:
-            self._client.close()
+        """Nothing to release: a client passed in belongs to the caller, otherwise none is kept."""
 
     def __enter__(self) -> OpenAICompatibleProvider:
         return self
@@ -271,7 +268,7 @@ class OpenAICompatibleProvider:
         body = {"model": self.model, "messages": messages, "temperature": temperature}
         headers = {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
         try:
-            response = self._client.post(url, json=body, headers=headers, timeout=self.timeout)
+            response = self._post(url, body, headers)
         except httpx.TimeoutException as exc:
             raise RetryableError(f"The AI provider did not answer within {self.timeout:g} s.", provider=self.name) from exc
         except httpx.TransportError as exc:
@@ -286,6 +283,12 @@ class OpenAICompatibleProvider:
         if not isinstance(data, dict):
             raise PermanentError("The AI provider sent an unexpected response.", provider=self.name)
         return data
+
+    def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+        if self._client is not None:
+            return self._client.post(url, json=body, headers=headers, timeout=self.timeout)
+        with httpx.Client(timeout=self.timeout) as client:
+            return client.post(url, json=body, headers=headers)
 
     def _raise_for_status(self, response: httpx.Response) -> None:
         status = response.status_code

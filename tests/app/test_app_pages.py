@@ -60,7 +60,24 @@ def test_login_with_the_right_password_opens_the_workflows(studio):
     at.button[0].click().run()
     _no_exceptions(at)
     assert at.session_state["auth_actor"].role == "owner"
-    assert any(t.value == "Workflows" for t in at.title)
+    assert at.session_state["auth_tenant_name"] == studio["tenant_name"]
+
+
+def test_user_in_two_studios_picks_one(studio):
+    from engine import auth, services
+
+    second = services.create_tenant(studio["db"], slug="second", name="Second Studio")
+    auth.add_membership(studio["db"], user_id=studio["user_ids"]["editor"], tenant_id=second.id, role="analyst")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input(key="login_email").input("editor@demo.studio")
+    at.text_input(key="login_password").input(PASSWORD)
+    at.button[0].click().run()
+    assert "auth_actor" not in at.session_state
+    at.radio(key="login_tenant").set_value(second.id)
+    at.button(key="login_continue").click().run()
+    _no_exceptions(at)
+    assert at.session_state["auth_actor"].tenant_id == second.id
+    assert at.session_state["auth_actor"].role == "analyst"
 
 
 def test_analyst_sees_no_edit_controls(app_factory):

@@ -82,11 +82,21 @@ def send(action_id: str, message: str, **extra) -> dict:
     return {"id": action_id, "type": "send_whatsapp", "config": {"message": message}, **extra}
 
 
+def ticking(now: list[datetime]):
+    """A clock that moves 1 ms per reading, so rows written one after another sort in order."""
+
+    def read() -> datetime:
+        now[0] += timedelta(milliseconds=1)
+        return now[0]
+
+    return read
+
+
 @pytest.fixture
 def clock(db):
     now = [T0]
-    runner = Runner(db, clock=lambda: now[0])
-    worker = Worker(db, clock=lambda: now[0], runner=runner, name="test-worker")
+    runner = Runner(db, clock=ticking(now))
+    worker = Worker(db, clock=ticking(now), runner=runner, name="test-worker")
     return now, runner, worker
 
 
@@ -150,11 +160,13 @@ def test_unknown_variable_fails_the_step_loudly_and_the_workflow_continues(db, t
 
 def test_unknown_result_of_an_action_that_did_not_run_fails_the_step(db, tenant, actor, clock):
     _, runner, _ = clock
-    services.create_workflow(db, actor, workflow([send("send-1", "Antwort: {{results.ai-9.text}}")]))
+    # send-2 exists but has not run yet when send-1 renders.
+    services.create_workflow(db, actor, workflow([send("send-1", "Antwort: {{results.send-2.outboxId}}"),
+                                                  send("send-2", "zwei")]))
     execution_id = run_one(runner, tenant.id, message())
-    [step] = steps_of(db, execution_id)
-    assert step.status == "failed" and "ai-9" in step.error
-    assert outbox_bodies(db, tenant.id) == []
+    step = steps_of(db, execution_id)[0]
+    assert step.action_id == "send-1" and step.status == "failed" and "send-2" in step.error
+    assert outbox_bodies(db, tenant.id) == ["zwei"]
 
 
 def test_on_error_stop_fails_the_execution_and_later_steps_do_not_run(db, tenant, actor, clock):
