@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from engine import auth, services
@@ -18,6 +19,24 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 ROLES = ("owner", "editor", "analyst")
 PASSWORD = "studio-pass-2026"
+
+
+@pytest.fixture(autouse=True)
+def navigation_not_pages_folder(monkeypatch):
+    """Run every AppTest run through app.py's st.navigation, as the server does.
+
+    Streamlit treats a folder called ``pages/`` as old-style multipage pages until the
+    first ``st.navigation`` call switches that off for the process. AppTest resets the
+    flag before each run, so without this every rerun would execute the page script
+    alone (no login gate, no sidebar). The pages guard themselves anyway.
+    """
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
 
 
 @pytest.fixture(scope="session")
