@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
 from engine.errors import InvalidInput
-from engine.store.models import DueKind, DueWork, OutboxMessage, OutboxStatus
+from engine.store.models import DueKind, DueWork, OutboxMessage, OutboxStatus, new_id
 
 
 def default_channel(trigger: dict[str, Any], recipient: str | None) -> str:
@@ -47,16 +48,17 @@ def queue_message(
     adapter = configured_adapter(tenant, channel)
     status = OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED
     policy = _policy(session, tenant, recipient, now, trigger or {})
-    msg = OutboxMessage(tenant_id=tenant["id"], execution_id=execution_id, step_run_id=step_id, channel=channel,
-                        recipient=recipient, subject=subject, body=body, adapter=adapter or "outbox",
-                        status=policy.get("status") or status, error=policy.get("reason"),
-                        deliver_after=policy.get("deferredUntil"), detail={"policy": _public(policy)} if policy else {},
-                        created_at=now)
-    session.add(msg)
+    status = policy.get("status") or status
+    row = {"id": new_id(), "tenant_id": tenant["id"], "execution_id": execution_id, "step_run_id": step_id,
+           "channel": channel, "recipient": recipient, "subject": subject, "body": body, "status": status,
+           "adapter": adapter or "outbox", "provider_message_id": None, "error": policy.get("reason"),
+           "detail": {"policy": _public(policy)} if policy else {}, "created_at": now, "sent_at": None,
+           "deliver_after": policy.get("deferredUntil")}
+    session.execute(sa.insert(OutboxMessage.__table__), row)
     due_at = policy.get("deferredUntil") or (now if adapter else None)
-    if due_at and msg.status != OutboxStatus.SUPPRESSED:
-        session.add(DueWork(tenant_id=tenant["id"], kind=DueKind.DELIVER, due_at=due_at, payload={"outboxId": msg.id}))
-    out = {"outboxId": msg.id, "channel": channel, "recipient": recipient, "status": msg.status, "adapter": msg.adapter}
+    if due_at and status != OutboxStatus.SUPPRESSED:
+        session.add(DueWork(tenant_id=tenant["id"], kind=DueKind.DELIVER, due_at=due_at, payload={"outboxId": row["id"]}))
+    out = {"outboxId": row["id"], "channel": channel, "recipient": recipient, "status": status, "adapter": row["adapter"]}
     return {**out, "policy": _public(policy)} if policy else out
 
 

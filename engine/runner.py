@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
+from collections.abc import Mapping
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
@@ -93,36 +93,39 @@ class _Run:
         return self.mode == "dry_run"
 
 
-@lru_cache(maxsize=512)
-def _parse_definition(key: tuple[str | None, int], raw_json: str) -> WorkflowDefinition:
-    import json
-
-    return WorkflowDefinition.model_validate(json.loads(raw_json))
+_definitions: dict[tuple[str | None, int], WorkflowDefinition] = {}
 
 
 def parse_definition(workflow_id: str | None, version: int, raw: dict) -> WorkflowDefinition:
-    import json
+    """Parsed definition, cached per (workflow, version): a version's definition never changes."""
+    key = (workflow_id, version)
+    found = _definitions.get(key)
+    if found is None:
+        if len(_definitions) > 2048:
+            _definitions.clear()
+        found = _definitions[key] = WorkflowDefinition.model_validate(raw)
+    return found
 
-    return _parse_definition((workflow_id, version), json.dumps(raw, sort_keys=True))
 
-
-def trigger_data(event: EventRecord) -> dict[str, Any]:
+def trigger_data(event: dict[str, Any]) -> dict[str, Any]:
     """What ``{{trigger.*}}`` and conditions see: the event's fields plus its free data."""
-    data = {k: v for k, v in (event.data or {}).items()}
+    data = dict(event["data"] or {})
     data.update({
-        "type": event.trigger_type, "channel": event.channel, "content": event.content, "from": event.sender,
-        "intent": event.intent, "intentConfidence": event.intent_confidence,
-        "customFields": event.custom_fields or {}, "receivedAt": event.received_at.isoformat(),
-        "eventId": event.id,
+        "type": event["trigger_type"], "channel": event["channel"], "content": event["content"],
+        "from": event["sender"], "intent": event["intent"], "intentConfidence": event["intent_confidence"],
+        "customFields": event["custom_fields"] or {}, "receivedAt": event["received_at"].isoformat(),
+        "eventId": event["id"],
     })
-    for key in ("leadId", "bookingId"):
-        data.setdefault(key, None)
+    data.setdefault("leadId", None)
+    data.setdefault("bookingId", None)
     return data
 
 
-def tenant_context(tenant: Tenant) -> dict[str, Any]:
-    return {"id": tenant.id, "slug": tenant.slug, "name": tenant.name, "timezone": tenant.timezone,
-            "settings": tenant.settings or {}, "tz": ZoneInfo(tenant.timezone)}
+def tenant_context(tenant: Any) -> dict[str, Any]:
+    """The tenant as the runner and executors see it (a Tenant row or a mapping of its columns)."""
+    get = tenant.__getitem__ if isinstance(tenant, Mapping) else lambda k: getattr(tenant, k)
+    return {"id": get("id"), "slug": get("slug"), "name": get("name"), "timezone": get("timezone"),
+            "settings": get("settings") or {}, "tz": ZoneInfo(get("timezone"))}
 
 
 def template_context(run_context: dict[str, Any], tenant: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -154,23 +157,23 @@ class Runner:
                 if ev.idempotency_key:
                     existing = _event_by_key(s, tenant_id, ev.idempotency_key)
                     if existing:
-                        return IngestResult(existing.id, _executions_of(s, existing.id), duplicate=True)
+                        return IngestResult(existing, _executions_of(s, existing), duplicate=True)
                 tenant = _tenant(s, tenant_id)
                 candidates = _candidates(s, tenant_id, ev)
                 self._fill_intent(ev, candidates)
-                record = _event_record(tenant_id, ev, now, depth, parent_execution_id)
-                s.add(record)
-                runs = self._start_matching(s, tenant, record, candidates, now, depth)
+                record = _event_row(tenant_id, ev, now, depth, parent_execution_id)
+                _insert(s, EventRecord, record)
+                runs, skipped = self._start_matching(s, tenant, record, candidates, now, depth)
         except IntegrityError:
             # Same idempotency key stored concurrently: answer with the first event.
             with Session(self.db) as s:
                 existing = _event_by_key(s, tenant_id, ev.idempotency_key or "")
                 if existing is None:
                     raise
-                return IngestResult(existing.id, _executions_of(s, existing.id), duplicate=True)
+                return IngestResult(existing, _executions_of(s, existing), duplicate=True)
         for run in runs:
             self._drive(run)
-        return IngestResult(record.id, [r.id for r in runs] + self._skipped_ids, duplicate=False)
+        return IngestResult(record["id"], [r.id for r in runs] + skipped, duplicate=False)
 
     def _fill_intent(self, ev: Event, candidates: list) -> None:
         """Classify message text when a matching workflow looks at the intent and none was given."""
@@ -180,27 +183,27 @@ class Runner:
             result = self.classifier(ev.content)
             ev.intent, ev.intent_confidence = result.intent, result.confidence
 
-    def _start_matching(self, s: Session, tenant: Tenant, record: EventRecord, candidates: list, now: datetime,
-                        depth: int) -> list[_Run]:
-        tctx = tenant_context(tenant)
+    def _start_matching(self, s: Session, tenant: dict[str, Any], record: dict[str, Any], candidates: list,
+                        now: datetime, depth: int) -> tuple[list[_Run], list[str]]:
         trigger = trigger_data(record)
-        local_now = now.astimezone(tctx["tz"])
-        runs, self._skipped_ids = [], []
+        local_now = now.astimezone(tenant["tz"])
+        runs, skipped, rows = [], [], []
         for wf in candidates:
             definition = parse_definition(wf.id, wf.version, wf.definition)
             if not _trigger_matches(definition, record):
                 continue
             evaluation = evaluate(definition.conditions, EvalContext(trigger, local_now))
-            execution = _new_execution(tenant.id, wf, record.id, trigger, evaluation.explanation, now, "live", depth)
+            execution = _execution_row(tenant["id"], wf, record["id"], trigger, evaluation.explanation, now, "live", depth)
+            rows.append(execution)
             if not evaluation.passed:
-                execution.status, execution.finished_at = ExecutionStatus.SKIPPED, now
-                s.add(execution)
-                self._skipped_ids.append(execution.id)
+                execution.update(status=ExecutionStatus.SKIPPED, finished_at=now)
+                skipped.append(execution["id"])
                 continue
-            s.add(execution)
-            runs.append(_Run(execution.id, tctx, wf.id, definition, execution.context, execution.current_action_id,
-                             execution.lease_token, "live", depth))
-        return runs
+            runs.append(_Run(execution["id"], tenant, wf.id, definition, execution["context"],
+                             execution["current_action_id"], execution["lease_token"], "live", depth))
+        if rows:
+            _insert(s, Execution, rows)
+        return runs, skipped
 
     # ------------------------------------------------------------------ manual and dry runs
 
@@ -222,25 +225,26 @@ class Runner:
                 ev.channel = MESSAGE_TRIGGER_CHANNELS[wf.trigger_type]
             candidate = _Candidate(wf.id, wf.name, wf.version, wf.definition, wf.trigger_type)
             self._fill_intent(ev, [candidate])
-            record = _event_record(tenant_id, ev, now, 0, None)
+            record = _event_row(tenant_id, ev, now, 0, None)
             if not dry_run:
-                s.add(record)
+                _insert(s, EventRecord, record)
             definition = parse_definition(wf.id, wf.version, wf.definition)
-            tctx = tenant_context(tenant)
+            tctx = tenant
             trigger = trigger_data(record)
             evaluation = evaluate(definition.conditions, EvalContext(trigger, now.astimezone(tctx["tz"])))
             passed = evaluation.passed or bypass_conditions
             explanation = evaluation.explanation + ([{"path": "conditions", "condition": "bypass", "passed": True,
                                                       "message": "conditions bypassed for this manual run"}]
                                                      if bypass_conditions and not evaluation.passed else [])
-            execution = _new_execution(tenant_id, candidate, None if dry_run else record.id, trigger, explanation, now, mode, 0)
+            execution = _execution_row(tenant_id, candidate, None if dry_run else record["id"], trigger, explanation,
+                                       now, mode, 0)
             if not passed:
-                execution.status, execution.finished_at = ExecutionStatus.SKIPPED, now
-            s.add(execution)
+                execution.update(status=ExecutionStatus.SKIPPED, finished_at=now)
+            _insert(s, Execution, execution)
         if passed:
-            self._drive(_Run(execution.id, tctx, wf.id, definition, execution.context, execution.current_action_id,
-                             execution.lease_token, mode, 0))
-        return execution.id
+            self._drive(_Run(execution["id"], tctx, wf.id, definition, execution["context"],
+                             execution["current_action_id"], execution["lease_token"], mode, 0))
+        return execution["id"]
 
     # ------------------------------------------------------------------ resume (worker)
 
@@ -258,7 +262,7 @@ class Runner:
             abandoned = ex.status == ExecutionStatus.RUNNING and (stale_before is None or ex.heartbeat_at < stale_before)
             if ex.status not in (ExecutionStatus.WAITING, ExecutionStatus.PENDING) and not abandoned:
                 return ex.status
-            tctx = tenant_context(_tenant(s, ex.tenant_id))
+            tctx = _tenant(s, ex.tenant_id)
             ex.lease_token, ex.status, ex.heartbeat_at = new_id(), ExecutionStatus.RUNNING, now
             s.add(ex)
             run = _Run(ex.id, tctx, ex.workflow_id, parse_definition(ex.workflow_id, ex.workflow_version, ex.definition),
@@ -326,11 +330,10 @@ class Runner:
                     executor = _SIMULATED_EXTERNAL
                 now = self.clock()
                 attempt = self._attempt(run, action.id)
-                step = StepRun(tenant_id=run.tenant["id"], execution_id=run.id, action_id=action.id,
-                               action_type=action.type, attempt=attempt, started_at=now)
+                step = _step_row(run, action, attempt, now)
                 try:
                     with s.begin_nested():  # a failed action's partial writes are rolled back alone
-                        result = executor.fn(self._step_context(run, action, step.id, attempt, now, s))
+                        result = executor.fn(self._step_context(run, action, step["id"], attempt, now, s))
                 except Exception as exc:  # noqa: BLE001 - any failure of an action is recorded on its step
                     outcome = self._failed(s, run, action, step, exc, now)
                 else:
@@ -347,18 +350,17 @@ class Runner:
     def _external_step(self, run: _Run, action, executor) -> str | None:
         now = self.clock()
         attempt = self._attempt(run, action.id)
-        step = StepRun(tenant_id=run.tenant["id"], execution_id=run.id, action_id=action.id, action_type=action.type,
-                       attempt=attempt, started_at=now)
+        step = _step_row(run, action, attempt, now)
         with session_scope(self.db) as s:
-            s.add(step)
+            _insert(s, StepRun, step)
             self._save(s, run, now, status=ExecutionStatus.RUNNING)
+        step["persisted"] = True
         try:
-            result, error = executor.fn(self._step_context(run, action, step.id, attempt, now, None)), None
+            result, error = executor.fn(self._step_context(run, action, step["id"], attempt, now, None)), None
         except Exception as exc:  # noqa: BLE001
             result, error = None, exc
         done = self.clock()
         with session_scope(self.db) as s:
-            step = s.get(StepRun, step.id)
             if error is not None:
                 outcome = self._failed(s, run, action, step, error, done)
             else:
@@ -367,10 +369,18 @@ class Runner:
                 self._save(s, run, done, status=ExecutionStatus.RUNNING)
             return outcome
 
-    def _succeeded(self, s: Session, run: _Run, action, step: StepRun, result: StepResult, now: datetime) -> str | None:
-        step.status = StepStatus.SIMULATED if run.dry_run else StepStatus.SUCCEEDED
-        step.input, step.output, step.finished_at = _jsonable(result.input), _jsonable(result.output), now
-        s.add(step)
+    def _write_step(self, s: Session, step: dict[str, Any]) -> None:
+        if step.pop("persisted", False):
+            s.connection().execute(sa.update(StepRun.__table__).where(StepRun.__table__.c.id == step["id"]).values(
+                status=step["status"], input=step["input"], output=step["output"], error=step["error"],
+                finished_at=step["finished_at"]))
+        else:
+            _insert(s, StepRun, step)
+
+    def _succeeded(self, s: Session, run: _Run, action, step: dict, result: StepResult, now: datetime) -> str | None:
+        step.update(status=StepStatus.SIMULATED if run.dry_run else StepStatus.SUCCEEDED, finished_at=now,
+                    input=_jsonable(result.input), output=_jsonable(result.output))
+        self._write_step(s, step)
         run.context.setdefault("results", {})[action.id] = _jsonable(result.output)
         if result.lead is not None:
             run.context["lead"] = result.lead
@@ -383,18 +393,18 @@ class Runner:
             return ExecutionStatus.WAITING
         return None
 
-    def _failed(self, s: Session, run: _Run, action, step: StepRun, exc: Exception, now: datetime) -> str | None:
+    def _failed(self, s: Session, run: _Run, action, step: dict, exc: Exception, now: datetime) -> str | None:
         message = exc.message if isinstance(exc, EngineError) else f"{exc.__class__.__name__}: {exc}"
         if not isinstance(exc, EngineError):
             logger.exception("action %s of execution %s raised", action.id, run.id)
-        step.status, step.error, step.finished_at = StepStatus.FAILED, message, now
-        step.output = _jsonable(getattr(exc, "details", {}) or {})
-        s.add(step)
-        delay = _retry_delay(action, exc, step.attempt)
+        step.update(status=StepStatus.FAILED, error=message, finished_at=now,
+                    output=_jsonable(getattr(exc, "details", {}) or {}))
+        self._write_step(s, step)
+        delay = _retry_delay(action, exc, step["attempt"])
         if delay is not None and not run.dry_run:
             s.add(DueWork(tenant_id=run.tenant["id"], kind=DueKind.RESUME, due_at=now + timedelta(seconds=delay),
                           execution_id=run.id, workflow_id=run.workflow_id,
-                          payload={"actionId": action.id, "retry": step.attempt + 1}))
+                          payload={"actionId": action.id, "retry": step["attempt"] + 1}))
             self._save(s, run, now, status=ExecutionStatus.WAITING)
             return ExecutionStatus.WAITING
         run.context.setdefault("results", {})[action.id] = {"error": message}
@@ -422,19 +432,16 @@ class Runner:
         """Write the execution's progress, only if this runner still holds its lease."""
         if run.failed_steps:
             run.context["failedSteps"] = run.failed_steps
-        values: dict[str, Any] = {"status": status, "context": run.context, "current_action_id": run.current,
-                                  "actions_executed": run.actions_executed, "heartbeat_at": now}
+        values: dict[str, Any] = {"b_id": run.id, "b_token": run.token, "status": status, "context": run.context,
+                                  "current_action_id": run.current, "actions_executed": run.actions_executed,
+                                  "heartbeat_at": now}
         if finished:
             values.update(finished_at=now, error=error)
-        updated = s.execute(sa.update(Execution).where(Execution.id == run.id, Execution.lease_token == run.token)
-                            .values(**values)).rowcount
-        if updated != 1:
+        if s.connection().execute(_SAVE_EXECUTION, values).rowcount != 1:
             raise LeaseLost()
         if finished and run.mode != "dry_run" and run.workflow_id:
             ok = 1 if status == ExecutionStatus.SUCCEEDED else 0
-            s.execute(sa.update(Workflow).where(Workflow.id == run.workflow_id).values(
-                run_count=Workflow.run_count + 1, success_count=Workflow.success_count + ok,
-                error_count=Workflow.error_count + (1 - ok), last_run_at=now))
+            s.connection().execute(_COUNT_RUN, {"b_id": run.workflow_id, "b_ok": ok, "b_bad": 1 - ok, "b_at": now})
 
     # ------------------------------------------------------------------ chains
 
@@ -499,31 +506,52 @@ def _event_fields(data: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _event_record(tenant_id: str, ev: Event, now: datetime, depth: int, parent: str | None) -> EventRecord:
+def _insert(s: Session, model: Any, rows: dict[str, Any] | list[dict[str, Any]]) -> None:
+    """A Core insert on the session's connection (the hot path skips the ORM unit of work)."""
+    s.connection().execute(model.__table__.insert(), rows)
+
+
+_ex, _wf = Execution.__table__.c, Workflow.__table__.c
+#: SET columns come from the parameters given; only the holder of the lease token may write.
+_SAVE_EXECUTION = sa.update(Execution.__table__).where(_ex.id == sa.bindparam("b_id"),
+                                                       _ex.lease_token == sa.bindparam("b_token"))
+_COUNT_RUN = sa.update(Workflow.__table__).where(_wf.id == sa.bindparam("b_id")).values(
+    run_count=_wf.run_count + 1, success_count=_wf.success_count + sa.bindparam("b_ok"),
+    error_count=_wf.error_count + sa.bindparam("b_bad"), last_run_at=sa.bindparam("b_at"))
+
+
+def _event_row(tenant_id: str, ev: Event, now: datetime, depth: int, parent: str | None) -> dict[str, Any]:
     data = dict(ev.data)
     if ev.lead_id:
         data["leadId"] = ev.lead_id
     if ev.booking_id:
         data["bookingId"] = ev.booking_id
-    return EventRecord(tenant_id=tenant_id, trigger_type=ev.trigger_type, channel=ev.channel, content=ev.content,
-                       sender=ev.from_, intent=ev.intent, intent_confidence=ev.intent_confidence,
-                       custom_fields=ev.custom_fields, data=data, received_at=ev.received_at or now,
-                       idempotency_key=ev.idempotency_key, depth=depth, parent_execution_id=parent)
+    return {"id": new_id(), "tenant_id": tenant_id, "trigger_type": ev.trigger_type, "channel": ev.channel,
+            "content": ev.content, "sender": ev.from_, "intent": ev.intent, "intent_confidence": ev.intent_confidence,
+            "custom_fields": ev.custom_fields, "data": data, "received_at": ev.received_at or now,
+            "idempotency_key": ev.idempotency_key, "depth": depth, "parent_execution_id": parent}
 
 
-def _event_by_key(s: Session, tenant_id: str, key: str) -> EventRecord | None:
-    return s.exec(select(EventRecord).where(EventRecord.tenant_id == tenant_id, EventRecord.idempotency_key == key)).first()
+def _step_row(run: _Run, action, attempt: int, now: datetime) -> dict[str, Any]:
+    return {"id": new_id(), "tenant_id": run.tenant["id"], "execution_id": run.id, "action_id": action.id,
+            "action_type": action.type, "attempt": attempt, "status": StepStatus.RUNNING, "input": {}, "output": {},
+            "error": None, "started_at": now, "finished_at": None}
+
+
+def _event_by_key(s: Session, tenant_id: str, key: str) -> str | None:
+    return s.exec(select(EventRecord.id).where(EventRecord.tenant_id == tenant_id, EventRecord.idempotency_key == key)).first()
 
 
 def _executions_of(s: Session, event_id: str) -> list[str]:
     return list(s.exec(select(Execution.id).where(Execution.event_id == event_id)).all())
 
 
-def _tenant(s: Session, tenant_id: str) -> Tenant:
-    tenant = s.get(Tenant, tenant_id)
-    if tenant is None:
+def _tenant(s: Session, tenant_id: str) -> dict[str, Any]:
+    t = Tenant.__table__.c
+    row = s.connection().execute(sa.select(t.id, t.slug, t.name, t.timezone, t.settings).where(t.id == tenant_id)).mappings().first()
+    if row is None:
         raise NotFound("tenant not found")
-    return tenant
+    return tenant_context(row)
 
 
 def _candidates(s: Session, tenant_id: str, ev: Event) -> list[_Candidate]:
@@ -536,26 +564,26 @@ def _candidates(s: Session, tenant_id: str, ev: Event) -> list[_Candidate]:
     return [_Candidate(*row) for row in rows]
 
 
-def _trigger_matches(definition: WorkflowDefinition, event: EventRecord) -> bool:
+def _trigger_matches(definition: WorkflowDefinition, event: dict[str, Any]) -> bool:
     config = definition.trigger.config
     channel = getattr(config, "channel", None)
-    if channel and event.channel and channel != event.channel:
+    if channel and event["channel"] and channel != event["channel"]:
         return False
     intent = getattr(config, "intent", None)
-    if intent and event.intent != intent:
+    if intent and event["intent"] != intent:
         return False
     return True
 
 
-def _new_execution(tenant_id: str, wf, event_id: str | None, trigger: dict, explanation: list, now: datetime,
-                   mode: str, depth: int) -> Execution:
+def _execution_row(tenant_id: str, wf, event_id: str | None, trigger: dict, explanation: list, now: datetime,
+                   mode: str, depth: int) -> dict[str, Any]:
     definition = wf.definition
     first = definition["actions"][0]["id"] if definition.get("actions") else None
-    context = {"trigger": trigger, "results": {}, "lead": _lead_stub(trigger)}
-    return Execution(tenant_id=tenant_id, workflow_id=wf.id, workflow_name=wf.name, workflow_version=wf.version,
-                     event_id=event_id, status=ExecutionStatus.RUNNING, mode=mode, definition=definition,
-                     context=context, explanation=explanation, current_action_id=first, started_at=now,
-                     heartbeat_at=now, lease_token=new_id(), depth=depth)
+    return {"id": new_id(), "tenant_id": tenant_id, "workflow_id": wf.id, "workflow_name": wf.name,
+            "workflow_version": wf.version, "event_id": event_id, "status": ExecutionStatus.RUNNING, "mode": mode,
+            "definition": definition, "context": {"trigger": trigger, "results": {}, "lead": _lead_stub(trigger)},
+            "explanation": explanation, "current_action_id": first, "lease_token": new_id(), "heartbeat_at": now,
+            "depth": depth, "error": None, "started_at": now, "finished_at": None, "actions_executed": 0}
 
 
 def _lead_stub(trigger: dict) -> dict:

@@ -158,6 +158,8 @@ class Workflow(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_workflows_match", "tenant_id", "trigger_type", "enabled"),
         sa.Index("ix_workflows_tenant_name", "tenant_id", "name"),
+        # The list is ordered by lower(name): an expression index serves its pages.
+        sa.Index("ix_workflows_tenant_lower_name", "tenant_id", sa.text("lower(name)"), "id"),
         sa.Index("ix_workflows_tenant_updated", "tenant_id", "updated_at"),
         sa.Index("ix_workflows_next_fire", "next_fire_at"),
     )

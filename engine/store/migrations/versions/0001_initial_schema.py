@@ -122,6 +122,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_workflows_match', ['tenant_id', 'trigger_type', 'enabled'], unique=False)
         batch_op.create_index('ix_workflows_next_fire', ['next_fire_at'], unique=False)
         batch_op.create_index('ix_workflows_tenant_name', ['tenant_id', 'name'], unique=False)
+        batch_op.create_index('ix_workflows_tenant_lower_name', ['tenant_id', sa.text('lower(name)'), 'id'], unique=False)
         batch_op.create_index('ix_workflows_tenant_updated', ['tenant_id', 'updated_at'], unique=False)
 
     op.create_table('bookings',
@@ -296,6 +297,7 @@ def downgrade() -> None:
     op.drop_table('bookings')
     with op.batch_alter_table('workflows', schema=None) as batch_op:
         batch_op.drop_index('ix_workflows_tenant_updated')
+        batch_op.drop_index('ix_workflows_tenant_lower_name')
         batch_op.drop_index('ix_workflows_tenant_name')
         batch_op.drop_index('ix_workflows_next_fire')
         batch_op.drop_index('ix_workflows_match')
