@@ -26,6 +26,17 @@ def default_channel(trigger: dict[str, Any], recipient: str | None) -> str:
     return "sms" if recipient and any(ch.isdigit() for ch in recipient) else "web"
 
 
+def normalize_recipient(channel: str, recipient: str, tenant: dict[str, Any]) -> str:
+    """E.164 for phone channels, a checked address for e-mail; raises InvalidRecipient."""
+    from engine.channels.phones import normalize_email, normalize_phone
+
+    if channel in ("whatsapp", "sms"):
+        return normalize_phone(recipient, (tenant.get("settings") or {}).get("defaultRegion", "DE"))
+    if channel == "email":
+        return normalize_email(recipient)
+    return recipient
+
+
 def configured_adapter(tenant: dict[str, Any], channel: str) -> str | None:
     """The adapter name configured for the channel in tenant settings, or None (outbox only)."""
     conf = (tenant.get("settings") or {}).get("channels", {}).get(channel) or {}
@@ -45,6 +56,7 @@ def queue_message(
     """
     if not recipient:
         raise InvalidInput("no recipient: set one in the action or send from a trigger that has a sender", field="recipient")
+    recipient = normalize_recipient(channel, recipient, tenant)
     adapter = configured_adapter(tenant, channel)
     status = OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED
     policy = _policy(session, tenant, recipient, now, trigger or {})

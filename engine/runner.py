@@ -152,6 +152,7 @@ class Runner:
         """Store the event, start every enabled workflow it matches, run them as far as they go."""
         ev = _parse_event(event)
         now = self.clock()
+        self._provider_intent(tenant_id, ev)
         try:
             with session_scope(self.db) as s:
                 if ev.idempotency_key:
@@ -176,12 +177,35 @@ class Runner:
         return IngestResult(record["id"], [r.id for r in runs] + skipped, duplicate=False)
 
     def _fill_intent(self, ev: Event, candidates: list) -> None:
-        """Classify message text when a matching workflow looks at the intent and none was given."""
+        """Classify message text when a matching workflow looks at the intent and none was given.
+
+        The built-in classifier runs in-process; a tenant whose AI settings say
+        ``"classify": true`` had its text classified by its provider before the transaction
+        (see :meth:`_provider_intent`), so no HTTP call happens while the database is locked.
+        """
         if ev.intent or not ev.content or self.classifier is None:
             return
         if any(w.trigger_type == "intent_detected" or any(m in w.definition_text for m in INTENT_MARKERS) for w in candidates):
             result = self.classifier(ev.content)
             ev.intent, ev.intent_confidence = result.intent, result.confidence
+
+    def _provider_intent(self, tenant_id: str, ev: Event) -> None:
+        """When the tenant lets its AI provider classify, ask it now (outside any transaction)."""
+        if ev.intent or not ev.content or ev.trigger_type not in MESSAGE_TRIGGER_CHANNELS:
+            return
+        with Session(self.db) as s:
+            settings = s.connection().execute(sa.select(Tenant.__table__.c.settings)
+                                              .where(Tenant.__table__.c.id == tenant_id)).scalar() or {}
+        if not (settings.get("ai") or {}).get("classify"):
+            return
+        from engine.actions.integrations import provider_for_tenant
+
+        try:
+            result = provider_for_tenant({"settings": settings}).classify(ev.content)
+        except EngineError as exc:
+            logger.warning("AI provider could not classify (%s); using the built-in classifier", exc.message)
+            return
+        ev.intent, ev.intent_confidence = result.intent, result.confidence
 
     def _start_matching(self, s: Session, tenant: dict[str, Any], record: dict[str, Any], candidates: list,
                         now: datetime, depth: int) -> tuple[list[_Run], list[str]]:
@@ -396,7 +420,8 @@ class Runner:
     def _failed(self, s: Session, run: _Run, action, step: dict, exc: Exception, now: datetime) -> str | None:
         message = exc.message if isinstance(exc, EngineError) else f"{exc.__class__.__name__}: {exc}"
         if not isinstance(exc, EngineError):
-            logger.exception("action %s of execution %s raised", action.id, run.id)
+            # exc_info=exc: for external steps this runs after the except block has ended.
+            logger.error("action %s of execution %s raised", action.id, run.id, exc_info=exc)
         step.update(status=StepStatus.FAILED, error=message, finished_at=now,
                     output=_jsonable(getattr(exc, "details", {}) or {}))
         self._write_step(s, step)

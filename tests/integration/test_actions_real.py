@@ -86,7 +86,7 @@ def test_all_twelve_action_types_do_real_work(db, tenant_factory, runner, worker
     assert steps["branch-1"].output["matched"] is True  # jumped over wait-1
     assert steps["ai-1"].output["provider"] == "offline"
     assert len(steps["plan-1"].output["days"]) == 2
-    assert steps["wa-1"].output["recipient"] == "+49 176 1234 5678"
+    assert steps["wa-1"].output["recipient"] == "+4917612345678"  # normalised to E.164
     with Session(db) as s:
         lead = s.exec(select(Lead).where(Lead.tenant_id == tenant.id)).one()
         assert (lead.name, lead.email, lead.status) == ("Mia", "mia@example.com", "contacted")
@@ -271,3 +271,27 @@ def test_inbound_text_gets_an_intent_before_matching(db, tenant_factory, runner)
     result = runner.ingest(tenant.id, {"triggerType": "whatsapp_message", "content": "Was kostet eine 10er-Karte?", "from": "+4917612345678"})
     execution = services.get_execution(db, actor, result.execution_ids[0])
     assert execution.trigger["intent"] == "pricing" and execution.trigger["intentConfidence"] > 0.5
+
+
+def test_an_unusable_phone_number_fails_the_step_with_a_clear_error(db, tenant_factory, runner):
+    tenant = tenant_factory()
+    actor = _actor(tenant)
+    services.create_workflow(db, actor, _workflow([{"id": "sms-1", "type": "send_sms", "config": {"message": "Hi", "recipient": "call me maybe"}}]))
+    result = runner.ingest(tenant.id, {"triggerType": "web_chat", "content": "x", "from": "v"})
+    step = _steps(db, actor, result.execution_ids[0])["sms-1"]
+    assert step.status == "failed" and "call me maybe" in step.error
+    assert services.list_outbox(db, actor).total == 0
+
+
+def test_a_tenant_can_let_its_openai_compatible_provider_classify(db, tenant_factory, runner, receiver):
+    import json as _json
+
+    receiver.responses.append((200, {"choices": [{"message": {"content": _json.dumps({"intent": "complaint", "confidence": 0.77})}}]}, {}))
+    tenant = tenant_factory(ai={"provider": "openai_compatible", "baseUrl": receiver.url, "apiKey": "k", "model": "m", "classify": True})
+    actor = _actor(tenant)
+    services.create_workflow(db, actor, {"name": "Complaints", "trigger": {"type": "intent_detected", "config": {"intent": "complaint"}},
+                                         "actions": [{"id": "a", "type": "send_whatsapp", "config": {"message": "Das tut uns leid"}}]})
+    result = runner.ingest(tenant.id, {"triggerType": "whatsapp_message", "content": "Hallo zusammen", "from": "+4917612345678"})
+    execution = services.get_execution(db, actor, result.execution_ids[0])
+    assert (execution.trigger["intent"], execution.trigger["intentConfidence"]) == ("complaint", 0.77)
+    assert receiver.requests[0].path == "/chat/completions"
