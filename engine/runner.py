@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from engine.actions import Executor, StepContext, StepResult, executor_for
+from engine.actions import StepContext, StepResult, executor_for
 from engine.conditions import EvalContext, evaluate
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event, WorkflowDefinition
 from engine.errors import EngineError, InvalidInput, NotFound, PermanentError, RetryableError, TemplateError
@@ -350,8 +350,6 @@ class Runner:
                 executor = executor_for(action.type)
                 if executor.external and not run.dry_run:
                     break
-                if executor.external:  # a dry run never calls out (HTTP, AI providers)
-                    executor = _SIMULATED_EXTERNAL
                 now = self.clock()
                 attempt = self._attempt(run, action.id)
                 step = _step_row(run, action, attempt, now)
@@ -639,16 +637,6 @@ def _retry_delay(action, exc: Exception, attempt: int) -> float | None:
     from engine.webhooks import backoff_delay
 
     return backoff_delay(attempt, base=base, cap=cap, retry_after=getattr(exc, "retry_after", None))
-
-
-def _simulate_external(step: StepContext) -> StepResult:
-    """Dry run of an external action: render its config (template errors still show), call nothing."""
-    rendered = step.render(step.action.config.model_dump(mode="json", by_alias=True, exclude_none=True))
-    return StepResult(output={"simulated": True, "note": f"dry run: {step.action.type} was not called",
-                              "request": rendered}, input=rendered)
-
-
-_SIMULATED_EXTERNAL = Executor("simulated", _simulate_external)
 
 
 def _jsonable(value: Any) -> Any:

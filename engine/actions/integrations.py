@@ -149,6 +149,10 @@ def ask_ai(step: StepContext) -> StepResult:
     prompt = step.render(step.action.config.prompt)
     question = step.trigger.get("content") or None
     provider = provider_for_tenant(step.tenant)
+    if step.dry_run and provider.__class__.__name__ != "OfflineProvider":
+        # A dry run calls nothing outside; the offline provider is local, so it still answers.
+        return StepResult(output={"text": "(dry run: the AI provider was not called)", "provider": "simulated",
+                                  "simulated": True}, input={"prompt": prompt, "question": question})
     answer = provider.answer(prompt, question=question, language=step.tenant.get("settings", {}).get("language", "de"))
     return StepResult(output=answer.to_output(), input={"prompt": prompt, "question": question})
 
@@ -166,6 +170,9 @@ def call_webhook(step: StepContext) -> StepResult:
     settings = step.tenant.get("settings") or {}
     headers.setdefault("Idempotency-Key", f"{step.execution_id}:{step.action.id}")
     rendered = {"url": url, "method": method, "headers": headers, "body": body}
+    if step.dry_run:
+        return StepResult(output={"simulated": True, "note": "dry run: the webhook was not called", "request": rendered},
+                          input=rendered)
     response = http_call(url=url, method=method, headers=headers, body=body, secret=settings.get("webhookSecret"),
                          allow_list=settings.get("webhookAllowList") or (), timeout=cfg.timeout or 10.0,
                          now=int(time.time()))

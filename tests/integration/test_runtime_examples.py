@@ -147,13 +147,12 @@ def test_training_plan_runs_above_the_confidence_threshold(db, tenant, actor, sp
 
     [execution_id] = runner.ingest(tenant.id, _training_plan_event(0.9)).execution_ids
     ex = services.get_execution(db, actor, execution_id)
-    # ask_ai may fail while its provider is not configured; the run is not skipped and the
-    # WhatsApp message is sent either way (onError defaults to continue).
-    assert ex.status in ("succeeded", "failed")
+    assert ex.status == "succeeded", ex.error
     assert ex.explanation[0]["passed"] is True
     steps = {s.action_id: s for s in ex.steps}
     assert set(steps) == {"ai-1", "send-1"}
-    assert steps["send-1"].status == "succeeded"
+    assert steps["ai-1"].status == "succeeded" and steps["send-1"].status == "succeeded"
+    assert steps["ai-1"].input["question"] == "Kannst du mir einen Trainingsplan erstellen?"
     [msg] = outbox(db, tenant.id)
     assert msg.channel == "whatsapp" and msg.recipient == PHONE and "Trainingsplan" in msg.body
 
