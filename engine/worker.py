@@ -59,6 +59,7 @@ class Worker:
         self.runner = runner or Runner(db, clock=clock, classifier=_default_classifier())
         self.runner.stop_requested = self.stopping.is_set
         self._postgres = db.dialect.name == "postgresql"
+        self._last_purge: datetime | None = None
 
     # ------------------------------------------------------------------ one pass
 
@@ -66,6 +67,7 @@ class Worker:
         """Do everything that is due now; returns how many items were handled."""
         handled = self.fire_cron()
         handled += self.recover_stale()
+        self.purge_skipped()
         while not self.stopping.is_set():
             items = self.claim()
             if not items:
@@ -189,6 +191,23 @@ class Worker:
         for execution_id in ids:
             self.runner.resume(execution_id, stale_before=stale_before)
         return len(ids)
+
+    # ------------------------------------------------------------------ retention
+
+    def purge_skipped(self, *, force: bool = False) -> int:
+        """Delete skipped executions older than the retention (at most once an hour)."""
+        now = self.clock()
+        if not force and self._last_purge and now - self._last_purge < timedelta(hours=1):
+            return 0
+        self._last_purge = now
+        cutoff = now - timedelta(days=get_settings().skipped_retention_days)
+        with session_scope(self.db) as s:
+            old = select(Execution.id).where(Execution.status == ExecutionStatus.SKIPPED,
+                                             Execution.started_at < cutoff).limit(10_000)
+            deleted = s.execute(sa.delete(Execution).where(Execution.id.in_(old.scalar_subquery()))).rowcount
+        if deleted:
+            logger.info("purged %s skipped executions older than %s", deleted, cutoff.date())
+        return deleted
 
     # ------------------------------------------------------------------ loop
 

@@ -446,3 +446,27 @@ def test_worker_resumes_each_tenant_with_its_own_data(db, tenant_factory, clock)
     now[0] += timedelta(seconds=5)
     assert worker.run_once() == 2
     assert outbox_bodies(db, a.id) == ["iso-a"] and outbox_bodies(db, b.id) == ["iso-b"]
+
+
+def test_skipped_executions_are_purged_after_the_retention(db, tenant_factory):
+    from datetime import datetime, timedelta, timezone
+
+    from engine import services
+    from engine.auth import system_actor
+    from engine.runner import Runner
+    from engine.worker import Worker
+
+    tenant = tenant_factory()
+    actor = system_actor(tenant.id)
+    services.create_workflow(db, actor, {"name": "Never", "trigger": {"type": "missed_call"},
+                                         "conditions": [{"type": "sender_match", "operator": "equals", "value": "nobody"}],
+                                         "actions": [{"id": "a", "type": "wait", "config": {"delay": 1}}]})
+    now = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
+    runner = Runner(db, clock=lambda: now[0])
+    runner.ingest(tenant.id, {"triggerType": "missed_call", "from": "+4917612345678"})
+    worker = Worker(db, clock=lambda: now[0], runner=runner)
+    now[0] += timedelta(days=29)
+    assert worker.purge_skipped(force=True) == 0
+    now[0] += timedelta(days=2)
+    assert worker.purge_skipped(force=True) == 1
+    assert services.list_executions(db, actor).total == 0
