@@ -87,7 +87,7 @@ with side_col:
         st.success(st.session_state.pop("builder_saved"), icon="✅")
     flow, preview = st.tabs(["Flow", "JSON preview"])
     with flow:
-        st.graphviz_chart(to_dot(definition), width="stretch")
+        st.graphviz_chart(to_dot(definition))
     with preview:
         st.code(pretty(definition), language="json", height=460)
     show_problems(problems)

@@ -33,23 +33,47 @@ def on_toggle(workflow_id: str, key: str) -> None:
         st.toast(exc.message, icon="⛔")
 
 
-@st.dialog("Delete workflow?")
+def close_dialogs() -> None:
+    st.session_state.pop("workflows_delete_id", None)
+    st.session_state.pop("workflows_run_id", None)
+
+
+@st.dialog("Delete workflow?", on_dismiss=close_dialogs)
 def confirm_delete(workflow) -> None:
-    st.markdown(f"**{workflow.name}** will be deleted, with its pending waits and follow-ups. "
+    st.markdown(f"**{escape(workflow.name)}** will be deleted, with its pending waits and follow-ups. "
                 "Past executions stay in the history. This cannot be undone.")
     cancel, delete = st.columns(2)
     if cancel.button("Cancel", key="workflows_delete_cancel", width="stretch"):
+        close_dialogs()
         st.rerun()
     if delete.button("Delete", type="primary", key="workflows_delete_confirm", icon=":material/delete:", width="stretch"):
         services.delete_workflow(db, actor, workflow.id)
+        close_dialogs()
         st.session_state["workflows_flash"] = f"Deleted “{workflow.name}”."
         st.rerun()
 
 
-@st.dialog("Run workflow", width="large")
+@st.dialog("Run workflow", width="large", on_dismiss=close_dialogs)
 def run_dialog(workflow) -> None:
-    st.markdown(f"**{workflow.name}**")
+    st.markdown(f"**{escape(workflow.name)}**")
     run_panel(workflow, "workflows_run")
+
+
+def open_dialog(kind: str, workflow_id: str) -> None:
+    """Remember the open dialog, so it stays open across reruns (its form, its result)."""
+    close_dialogs()
+    st.session_state[f"workflows_{kind}_id"] = workflow_id
+    st.rerun()
+
+
+def show_open_dialog() -> None:
+    for kind, dialog in (("run", run_dialog), ("delete", confirm_delete)):
+        workflow_id = st.session_state.get(f"workflows_{kind}_id")
+        if workflow_id:
+            try:
+                dialog(services.get_workflow(db, actor, workflow_id))
+            except EngineError:
+                close_dialogs()
 
 
 def actions_menu(wf) -> None:
@@ -57,7 +81,7 @@ def actions_menu(wf) -> None:
         if can_edit and st.button("Edit", icon=":material/edit:", key=f"workflows_edit_{wf.id}", width="stretch"):
             builder_state.open_in_builder(wf.definition, wf.id)
         if can_edit and st.button("Run now", icon=":material/play_arrow:", key=f"workflows_run_{wf.id}", width="stretch"):
-            run_dialog(wf)
+            open_dialog("run", wf.id)
         if can_edit and st.button("Duplicate", icon=":material/content_copy:", key=f"workflows_dup_{wf.id}", width="stretch"):
             copy = services.duplicate_workflow(db, actor, wf.id)
             st.session_state["workflows_flash"] = f"Created “{copy.name}” (disabled)."
@@ -69,7 +93,7 @@ def actions_menu(wf) -> None:
             st.session_state["history_workflow_id"] = wf.id
             st.switch_page("pages/history.py")
         if can_edit and st.button("Delete", icon=":material/delete:", key=f"workflows_delete_{wf.id}", width="stretch"):
-            confirm_delete(wf)
+            open_dialog("delete", wf.id)
 
 
 def workflow_row(wf) -> None:
@@ -134,6 +158,8 @@ if not result.items:
             "No workflows yet. Start from a template or build one.", icon="🔍")
 for wf in result.items:
     workflow_row(wf)
+
+show_open_dialog()
 
 if result.total > PAGE_SIZE:
     prev, info, nxt = st.columns([1, 3, 1], vertical_alignment="center")

@@ -12,7 +12,7 @@ KEY_ORDER = ("name", "description", "enabled", "trigger", "conditions", "actions
 
 def basics_editor(definition: dict, key: str) -> None:
     definition["name"] = st.text_input("Name", value=str(definition.get("name") or ""), key=f"{key}_name",
-                                       placeholder="Missed Call Follow-Up", max_chars=200)
+                                       placeholder="e.g. Welcome new leads", max_chars=200)
     description = st.text_area("Description (optional)", value=str(definition.get("description") or ""),
                                key=f"{key}_description", height=90, placeholder="What does this workflow do, and why?")
     if description.strip():

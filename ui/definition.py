@@ -133,6 +133,8 @@ def is_sequential(definition: dict, index: int) -> bool:
 
 def set_next(definition: dict, index: int, target: str | None, *, sequential: bool) -> None:
     actions = definition["actions"]
+    if sequential and "nextActionId" not in actions[index]:
+        return  # implicit "next in list" (allowed by the format) stays implicit
     if sequential:
         actions[index]["nextActionId"] = actions[index + 1].get("id") if index + 1 < len(actions) else None
     else:

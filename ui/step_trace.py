@@ -12,6 +12,10 @@ STATUS_ICONS = {"succeeded": "✅", "success": "✅", "completed": "✅", "faile
                 "waiting": "⏳", "running": "▶️", "pending": "🕒", "cancelled": "✖️", "simulated": "🧪"}
 
 
+BADGE_COLORS = {"succeeded": "green", "failed": "red", "skipped": "orange", "waiting": "blue", "running": "blue",
+                "cancelled": "gray", "pending": "gray"}
+
+
 def _get(obj: Any, name: str, default: Any = None) -> Any:
     return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
 
@@ -22,11 +26,12 @@ def status_text(status: Any) -> str:
 
 
 def show_execution(execution: Any) -> None:
-    cols = st.columns(4)
-    cols[0].metric("Status", status_text(_get(execution, "status")))
-    cols[1].metric("Mode", str(_get(execution, "mode") or "–"))
-    cols[2].metric("Actions run", _get(execution, "actions_executed", 0) or 0)
-    cols[3].metric("Steps", len(_get(execution, "steps") or []))
+    status = str(getattr(_get(execution, "status"), "value", _get(execution, "status")) or "unknown")
+    color = BADGE_COLORS.get(status, "gray")
+    mode = str(_get(execution, "mode") or "–").replace("_", " ")
+    st.markdown(f":{color}-badge[{status_text(status)}] :gray-badge[{mode}] "
+                f":gray-badge[{_get(execution, 'actions_executed', 0) or 0} actions run] "
+                f":gray-badge[{len(_get(execution, 'steps') or [])} steps]")
     if _get(execution, "error"):
         st.error(_get(execution, "error"), icon="⛔")
     explanation = _get(execution, "explanation") or []

@@ -13,7 +13,8 @@ from ui.labels import trigger_label
 def workflow_picker(key: str, *, allow_none: bool = False) -> str | None:
     """A search box and a select; the choice lives in ``st.session_state[key]``."""
     db, actor = session.db(), session.actor()
-    search = st.text_input("Find a workflow", key=f"{key}_search", placeholder="Search by name", icon=":material/search:")
+    search_col, select_col = st.columns([1, 2], vertical_alignment="bottom")
+    search = search_col.text_input("Find a workflow", key=f"{key}_search", placeholder="Search by name", icon=":material/search:")
     page = services.list_workflows(db, actor, search=search or None, page_size=50)
     options = {w.id: f"{w.name} · {trigger_label(w.trigger.get('type', '?'))}" for w in page.items}
     chosen = st.session_state.get(key)
@@ -25,6 +26,6 @@ def workflow_picker(key: str, *, allow_none: bool = False) -> str | None:
             st.session_state[key] = None
     ids = ([None] if allow_none else []) + list(options)
     if not ids:
-        st.info("No workflow matches.", icon="🔍")
+        select_col.info("No workflow matches.", icon="🔍")
         return None
-    return st.selectbox("Workflow", ids, key=key, format_func=lambda i: "All workflows" if i is None else options[i])
+    return select_col.selectbox("Workflow", ids, key=key, format_func=lambda i: "All workflows" if i is None else options[i])

@@ -61,6 +61,7 @@ def test_login_with_the_right_password_opens_the_workflows(studio):
     _no_exceptions(at)
     assert at.session_state["auth_actor"].role == "owner"
     assert at.session_state["auth_tenant_name"] == studio["tenant_name"]
+    assert any(t.value == "Workflows" for t in at.title)
 
 
 def test_user_in_two_studios_picks_one(studio):
