@@ -20,10 +20,13 @@ st.title("Version history")
 st.caption("Each save is a version. Compare any version with the current one and roll back: a rollback is a new version, nothing is lost.")
 
 
+MEMBERS = {m.user_id: m.email for m in services.list_members(db, actor)}
+
+
 def who(user_id: str | None) -> str:
     if user_id is None:
         return "the system"
-    return "you" if user_id == actor.user_id else f"user {user_id[:8]}"
+    return "you" if user_id == actor.user_id else MEMBERS.get(user_id, "a former member")
 
 
 def pretty(definition: dict) -> list[str]:

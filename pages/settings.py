@@ -4,7 +4,7 @@ from zoneinfo import available_timezones
 
 import streamlit as st
 
-from engine import auth, services
+from engine import services
 from engine.auth import ADMIN
 from engine.errors import EngineError
 from ui import session
@@ -42,12 +42,17 @@ with st.container(border=True, key="card_users"):
         a, b = st.columns(2)
         email = a.text_input("E-mail", key="settings_user_email")
         role = b.selectbox("Role", list(ROLE_LABELS), index=1, format_func=ROLE_LABELS.get, key="settings_user_role")
-        password = st.text_input("Initial password (at least 8 characters)", type="password", key="settings_user_password")
+        password = st.text_input("Initial password (at least 8 characters; not needed for someone who already has a login)",
+                                 type="password", key="settings_user_password")
         if st.form_submit_button("Add user", type="primary"):
             try:
-                user = auth.create_user(db, email=email, password=password)
-                auth.add_membership(db, user_id=user.id, tenant_id=actor.tenant_id, role=role)
+                user = services.add_member(db, actor, email=email, password=password or None, role=role)
             except EngineError as exc:
                 st.error(exc.message)
             else:
                 st.success(f"{user.email} can now sign in as {ROLE_LABELS[role].lower()}.", icon="✅")
+
+with st.container(border=True, key="card_members"):
+    st.subheader("Members")
+    st.dataframe([{"E-mail": m.email, "Name": m.name, "Role": ROLE_LABELS.get(m.role, m.role)}
+                  for m in services.list_members(db, actor)], hide_index=True, use_container_width=True)

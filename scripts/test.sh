@@ -3,8 +3,8 @@
 source "$(dirname "$0")/_venv.sh" test "[test]"
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "Installing Debian's Chromium for the browser tests ..."
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+    echo "Installing Debian's Chromium (and an emoji font for screenshots) for the browser tests ..."
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji) >/dev/null
   else
     echo "Browser tests need Chromium at /usr/bin/chromium: sudo apt-get install -y chromium" >&2
   fi

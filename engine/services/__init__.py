@@ -9,4 +9,7 @@ from engine.services.workflows import __all__ as _wf_all
 from engine.services.runs import *  # noqa: F401,F403
 from engine.services.runs import __all__ as _runs_all
 
-__all__ = list(_wf_all) + list(_runs_all)
+from engine.services.members import *  # noqa: F401,F403
+from engine.services.members import __all__ as _members_all
+
+__all__ = list(_wf_all) + list(_runs_all) + list(_members_all)

@@ -120,3 +120,26 @@ def test_roles_grant_their_permissions_and_nothing_more(role, allowed):
         if permission not in allowed:
             with pytest.raises(PermissionDenied, match=role):
                 actor.require(permission)
+
+
+def test_only_owners_add_members_and_members_are_listed_per_studio(db, tenant_factory):
+    import pytest as _pytest
+
+    from engine import services
+    from engine.auth import Actor, authenticate, system_actor
+    from engine.errors import Conflict, PermissionDenied
+
+    a, b = tenant_factory(), tenant_factory()
+    owner_a = system_actor(a.id)
+    services.add_member(db, owner_a, email="Eva@Studio.de", password="eva-password-1", role="editor")
+    with _pytest.raises(Conflict):
+        services.add_member(db, owner_a, email="eva@studio.de", role="analyst")
+    editor = Actor(tenant_id=a.id, role="editor")
+    with _pytest.raises(PermissionDenied):
+        services.add_member(db, editor, email="x@studio.de", password="x-password-1", role="owner")
+    # the same person joins a second studio without a new password
+    services.add_member(db, system_actor(b.id), email="eva@studio.de", role="analyst")
+    assert [(m.email, m.role) for m in services.list_members(db, owner_a)] == [("eva@studio.de", "editor")]
+    assert [(m.email, m.role) for m in services.list_members(db, system_actor(b.id))] == [("eva@studio.de", "analyst")]
+    _, memberships = authenticate(db, "eva@studio.de", "eva-password-1")
+    assert sorted(role for _, role in memberships) == ["analyst", "editor"]
