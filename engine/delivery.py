@@ -80,7 +80,7 @@ def _public(policy: dict[str, Any]) -> dict[str, Any]:
 
 def _policy(session: Session, tenant: dict[str, Any], recipient: str, now: datetime, trigger: dict[str, Any]) -> dict[str, Any]:
     """Quiet hours and frequency cap for this message: {} when it may go now."""
-    from datetime import time, timedelta
+    from datetime import time
 
     from engine.channels.policy import QuietHours, frequency_cap_reached, is_direct_reply, next_allowed_time
 

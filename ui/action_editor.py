@@ -8,7 +8,6 @@ in milliseconds.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import streamlit as st
 

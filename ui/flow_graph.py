@@ -65,7 +65,7 @@ def to_dot(definition: dict) -> str:
         lines.append(f'  conditions [label="If: {names[:60]}", shape=box, style="rounded,dashed", color="{GREY}"];')
         lines.append("  trigger -> conditions;")
         first = "conditions"
-    lines.append(f'  end [label="End", shape=circle, style=filled, fillcolor="#F5F5F7", color="#D2D2D7", fontsize=9, width=0.5, fixedsize=true];')
+    lines.append('  end [label="End", shape=circle, style=filled, fillcolor="#F5F5F7", color="#D2D2D7", fontsize=9, width=0.5, fixedsize=true];')
     if not actions:
         lines.append(f"  {first} -> end;")
         return "\n".join(lines + ["}"])

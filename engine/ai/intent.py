@@ -21,20 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.definitions import KNOWN_INTENTS
+
 logger = logging.getLogger(__name__)
 
-INTENTS: tuple[str, ...] = (
-    "training_plan",
-    "booking",
-    "cancellation",
-    "pricing",
-    "opening_hours",
-    "trial_class",
-    "membership",
-    "complaint",
-    "greeting",
-    "other",
-)
+#: The intents the built-in classifier knows (the format's list; one source of truth).
+INTENTS: tuple[str, ...] = KNOWN_INTENTS
 
 DATA_PATH = Path(__file__).parent / "data" / "intents.jsonl"
 

@@ -17,14 +17,13 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from engine.webhooks import parse_retry_after
 from engine.ai.intent import INTENTS, IntentResult, classify as classify_offline
 from engine.ai.knowledge import DEMO_KNOWLEDGE_BASE, KnowledgeBase, KnowledgeEntry, Match, PriceItem, Retriever
 from engine.errors import InvalidInput, PermanentError, RetryableError
@@ -177,24 +176,6 @@ class OfflineProvider:
 
 # ---------------------------------------------------------------------------------------
 # OpenAI-compatible
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), else None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    return max(0.0, seconds)
 
 
 class OpenAICompatibleProvider:

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from engine import auth, services
 from engine.runner import Runner
-from engine.store.models import DueKind, DueWork, EventRecord, Lead, OutboxMessage, StepRun
+from engine.store.models import DueKind, DueWork, EventRecord, Lead, OutboxMessage
 from engine.webhooks import SIGNATURE_HEADER, verify_signature
 from engine.worker import Worker
 

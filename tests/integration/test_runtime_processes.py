@@ -17,7 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from engine import auth, services
