@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
@@ -354,7 +355,8 @@ class Runner:
                 attempt = self._attempt(run, action.id)
                 step = _step_row(run, action, attempt, now)
                 try:
-                    with s.begin_nested():  # a failed action's partial writes are rolled back alone
+                    # A savepoint rolls back a failed action's partial writes alone.
+                    with nullcontext() if executor.atomic else s.begin_nested():
                         result = executor.fn(self._step_context(run, action, step["id"], attempt, now, s))
                 except Exception as exc:  # noqa: BLE001 - any failure of an action is recorded on its step
                     outcome = self._failed(s, run, action, step, exc, now)

@@ -63,18 +63,25 @@ class Executor:
     type: str
     fn: Callable[[StepContext], StepResult]
     external: bool = False
+    #: Writes at most one thing, after everything that can fail: no savepoint needed.
+    atomic: bool = False
 
 
 REGISTRY: dict[str, Executor] = {}
 
 
-def register(action_type: str, *, external: bool = False):
-    """Decorator: the executor for ``action_type``. Registering a type twice is an error."""
+def register(action_type: str, *, external: bool = False, atomic: bool = False):
+    """Decorator: the executor for ``action_type``. Registering a type twice is an error.
+
+    ``external``: talks to the outside world (no transaction is held across it).
+    ``atomic``: its only write comes after everything that can fail, so the runner can skip
+    the savepoint that otherwise isolates a failing action's partial writes.
+    """
 
     def wrap(fn: Callable[[StepContext], StepResult]):
         if action_type in REGISTRY:
             raise RuntimeError(f"an executor for {action_type!r} is already registered")
-        REGISTRY[action_type] = Executor(action_type, fn, external)
+        REGISTRY[action_type] = Executor(action_type, fn, external, atomic)
         return fn
 
     return wrap

@@ -17,7 +17,7 @@ def _contact(step: StepContext) -> str | None:
     return step.trigger.get("from") or lead.get("phone") or lead.get("email")
 
 
-@register("wait")
+@register("wait", atomic=True)
 def wait(step: StepContext) -> StepResult:
     """Park the execution; the worker resumes it at ``now + delay`` (a durable row)."""
     delay_ms = step.action.config.delay
@@ -28,7 +28,7 @@ def wait(step: StepContext) -> StepResult:
     return StepResult(output=output, wait_until=until)
 
 
-@register("branch")
+@register("branch", atomic=True)
 def branch(step: StepContext) -> StepResult:
     """If the branch's conditions hold, jump to its target; else follow the action's own next."""
     local_now = step.now.astimezone(step.tenant["tz"])
@@ -41,7 +41,7 @@ def branch(step: StepContext) -> StepResult:
     return StepResult(output=output)
 
 
-@register("schedule_follow_up")
+@register("schedule_follow_up", atomic=True)
 def follow_up(step: StepContext) -> StepResult:
     """Schedule a message for later without blocking the rest of the workflow."""
     cfg = step.action.config

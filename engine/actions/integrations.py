@@ -118,7 +118,7 @@ def _find_for_update(s: Session, step: StepContext, lead_id: str | None) -> Lead
     return lead
 
 
-@register("generate_workout_plan")
+@register("generate_workout_plan", atomic=True)
 def generate_workout_plan(step: StepContext) -> StepResult:
     """A deterministic plan from the member's profile (config, then trigger data, then lead)."""
     from engine.ai.workout import generate_plan, profile_from_data

@@ -21,21 +21,21 @@ def _send(step: StepContext, channel: str | None) -> StepResult:
     return StepResult(output=output, input=rendered)
 
 
-@register("send_message")
+@register("send_message", atomic=True)
 def send_message(step: StepContext) -> StepResult:
     return _send(step, None)
 
 
-@register("send_whatsapp")
+@register("send_whatsapp", atomic=True)
 def send_whatsapp(step: StepContext) -> StepResult:
     return _send(step, "whatsapp")
 
 
-@register("send_email")
+@register("send_email", atomic=True)
 def send_email(step: StepContext) -> StepResult:
     return _send(step, "email")
 
 
-@register("send_sms")
+@register("send_sms", atomic=True)
 def send_sms(step: StepContext) -> StepResult:
     return _send(step, "sms")

@@ -39,7 +39,10 @@ def _create_engine(url: str) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # No pre-ping (a round trip per checkout on the hot path): connections are recycled every
+    # 30 minutes, and a connection the server dropped fails one unit of work, which the
+    # worker's loop retries and the UI reports.
+    return sa.create_engine(url, pool_recycle=1800, pool_size=5, max_overflow=10)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

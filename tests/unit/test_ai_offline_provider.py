@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 import pytest
 
@@ -190,11 +189,6 @@ def test_provider_from_settings_rejects_bad_settings(settings: dict, field: str)
 )
 def test_parse_retry_after_seconds(header: str | None, expected: float | None) -> None:
     assert parse_retry_after(header) == expected
-
-
-def test_parse_retry_after_http_date() -> None:
-    now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
-    assert parse_retry_after("Wed, 01 May 2024 12:00:30 GMT", now=now) == 30.0
 
 
 @pytest.mark.parametrize(
