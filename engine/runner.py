@@ -39,7 +39,6 @@ from engine.store.models import (
     EventRecord,
     Execution,
     ExecutionStatus,
-    Lead,
     StepRun,
     StepStatus,
     Tenant,
@@ -132,6 +131,15 @@ def tenant_context(tenant: Any) -> dict[str, Any]:
 def template_context(run_context: dict[str, Any], tenant: dict[str, Any], now: datetime) -> dict[str, Any]:
     public_tenant = {k: v for k, v in tenant.items() if k not in ("settings", "tz")}
     return {**run_context, "tenant": public_tenant, "now": now.astimezone(tenant["tz"]).isoformat(timespec="seconds")}
+
+
+def builtin_classifier() -> Callable[[str], Any] | None:
+    """The built-in offline intent classifier (None if the AI package is unavailable)."""
+    try:
+        from engine.ai.intent import classify
+    except ImportError:  # pragma: no cover
+        return None
+    return classify
 
 
 class Runner:
@@ -650,7 +658,3 @@ def _jsonable(value: Any) -> Any:
         return value
     except TypeError:
         return json.loads(json.dumps(value, default=str))
-
-
-def load_lead(s: Session, tenant_id: str, lead_id: str) -> Lead | None:
-    return s.exec(select(Lead).where(Lead.id == lead_id, Lead.tenant_id == tenant_id)).first()

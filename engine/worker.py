@@ -24,7 +24,7 @@ from sqlmodel import Session, select
 
 from engine.delivery import queue_message
 from engine.errors import EngineError, InvalidInput, PermanentError
-from engine.runner import Runner, tenant_context
+from engine.runner import Runner, builtin_classifier, tenant_context
 from engine.schedule import next_fire_time
 from engine.settings import get_settings
 from engine.store.db import session_scope
@@ -56,7 +56,7 @@ class Worker:
         self.lease = timedelta(seconds=lease_seconds or get_settings().lease_seconds)
         self.batch = batch
         self.stopping = threading.Event()
-        self.runner = runner or Runner(db, clock=clock, classifier=_default_classifier())
+        self.runner = runner or Runner(db, clock=clock, classifier=builtin_classifier())
         self.runner.stop_requested = self.stopping.is_set
         self._postgres = db.dialect.name == "postgresql"
         self._last_purge: datetime | None = None
@@ -223,14 +223,6 @@ class Worker:
             if not handled:
                 self.stopping.wait(interval)
         logger.info("worker %s stopped", self.name)
-
-
-def _default_classifier():
-    try:
-        from engine.ai.intent import classify
-    except ImportError:  # pragma: no cover
-        return None
-    return classify
 
 
 def run_worker(db, *, once: bool = False, name: str | None = None) -> int:

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, func, select
 
 from engine.auth import EDIT, READ, Actor
 from engine.errors import InvalidInput, NotFound
-from engine.runner import IngestResult, Runner
+from engine.runner import IngestResult, Runner, builtin_classifier
 from engine.services.workflows import MAX_PAGE_SIZE, Out
 from engine.store.db import session_scope
 from engine.store.models import Booking, Execution, Lead, OutboxMessage, StepRun
@@ -28,9 +28,7 @@ _runners: dict[int, Runner] = {}
 def runner_for(db: Engine) -> Runner:
     """One runner per database engine, with the built-in intent classifier."""
     if id(db) not in _runners:
-        from engine.worker import _default_classifier
-
-        _runners[id(db)] = Runner(db, classifier=_default_classifier())
+        _runners[id(db)] = Runner(db, classifier=builtin_classifier())
     return _runners[id(db)]
 
 
