@@ -4,6 +4,9 @@ source "$(dirname "$0")/_venv.sh" run
 .venv/bin/python -m engine init
 .venv/bin/python -m engine worker &
 WORKER=$!
-trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
-echo "Open http://localhost:${STUDIO_PORT:-8501}  (worker pid $WORKER)"
-.venv/bin/python -m streamlit run app.py --server.port "${STUDIO_PORT:-8501}" --server.headless true "$@"
+.venv/bin/python -m streamlit run app.py --server.port "${STUDIO_PORT:-8501}" --server.headless true "$@" &
+APP=$!
+# Ctrl-C or a TERM to this script stops both; if either one dies, the other is stopped too.
+trap 'kill $WORKER $APP 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
+echo "Open http://localhost:${STUDIO_PORT:-8501}  (app pid $APP, worker pid $WORKER)"
+wait -n $WORKER $APP
