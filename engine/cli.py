@@ -1,4 +1,4 @@
-"""``python -m engine <command>``: init, validate, schema, import, export, worker, bench, classify."""
+"""``python -m engine <command>``: init, validate, schema, import, export, worker, bench, classify, api, api-key."""
 
 from __future__ import annotations
 
@@ -104,6 +104,35 @@ def cmd_classify(args) -> int:
     return classify_main(args.texts)
 
 
+def cmd_api(args) -> int:
+    import uvicorn
+
+    from engine.api import create_app
+
+    uvicorn.run(create_app(get_engine(args.database_url)), host=args.host, port=args.port,
+                log_level="info" if args.verbose else "warning")
+    return 0
+
+
+def cmd_api_key(args) -> int:
+    db = get_engine(args.database_url)
+    actor = system_actor(services.find_tenant(db, args.tenant).id)
+    if args.key_command == "create":
+        key, secret = services.create_api_key(db, actor, name=args.name, role=args.role)
+        # The secret alone on stdout, so KEY=$(python -m engine api-key create ...) works.
+        print(f"created API key {key.id} ({key.name}, {key.role}); the secret is shown only this once:", file=sys.stderr)
+        print(secret)
+    elif args.key_command == "list":
+        for key in services.list_api_keys(db, actor):
+            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+            used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
+            print(f"{key.id}  {key.prefix}...  {key.role:<7}  {state:<23}  last used {used}  {key.name}")
+    else:
+        key = services.revoke_api_key(db, actor, args.key_id)
+        print(f"revoked {key.id} ({key.name})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Studio Automations engine")
     parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
@@ -133,6 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="print intent<TAB>confidence per text (built-in classifier)")
     p.add_argument("texts", nargs="+")
     p.set_defaults(func=cmd_classify)
+    p = sub.add_parser("api", help="serve the REST API (OpenAPI docs at /docs)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_api)
+    p = sub.add_parser("api-key", help="create, list or revoke a tenant's API keys")
+    keys = p.add_subparsers(dest="key_command", required=True)
+    k = keys.add_parser("create", help="print a new key's secret (shown once)")
+    k.add_argument("--name", required=True, help="what the key is for, e.g. CRM")
+    k.add_argument("--role", default="editor", choices=["owner", "editor", "analyst"])
+    k = keys.add_parser("list", help="the tenant's keys (never the secrets)")
+    k = keys.add_parser("revoke", help="stop a key from working")
+    k.add_argument("key_id", metavar="ID")
+    for k in keys.choices.values():
+        k.add_argument("--tenant", required=True, help="tenant slug or id")
+    p.set_defaults(func=cmd_api_key)
     return parser
 
 

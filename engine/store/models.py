@@ -366,3 +366,26 @@ class DueWork(SQLModel, table=True):
     error: str | None = None
     created_at: datetime = _created()
     done_at: datetime | None = _ts()
+
+
+class ApiKey(SQLModel, table=True):
+    """A secret for the REST API, acting in one tenant with one role.
+
+    Only the SHA-256 of the secret is stored (the secret is 32 random bytes, so a fast hash
+    is enough); ``prefix`` is its first characters, to recognise a key in lists.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (sa.Index("ix_api_keys_tenant_created", "tenant_id", "created_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    #: Who created it (kept when the user goes, so history still has the key).
+    user_id: str | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL", max_length=32)
+    name: str = Field(max_length=200)
+    role: str = Field(default=Role.EDITOR, max_length=16)
+    key_hash: str = Field(unique=True, index=True, max_length=64)
+    prefix: str = Field(max_length=16)
+    created_at: datetime = _created()
+    last_used_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()

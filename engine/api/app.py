@@ -1,0 +1,70 @@
+"""The FastAPI app: the third door onto engine/services (next to the Streamlit UI and the CLI).
+
+Every route authenticates with an API key (``Authorization: Bearer sa_...``) that acts in
+one tenant with one role, and makes one service call; errors come back in one shape
+(see ``engine/api/errors.py``). ``/api/health`` and ``/api/schema`` need no key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Engine
+
+from engine.api import errors, runs, workflows
+from engine.api.deps import Db
+from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit
+
+DESCRIPTION = """
+Workflows, runs, events and the outbox of one studio, over JSON.
+
+**Auth:** every route except `/api/health` and `/api/schema` needs an API key:
+`Authorization: Bearer sa_...`. Create one with
+`python -m engine api-key create --tenant <slug> --name <name> --role owner|editor|analyst`.
+The key's role decides what it may do (analysts read, editors build and run, owners everything).
+
+**Errors:** `{"success": false, "error": {"code", "message", "field"?, "problems"?}}` with
+401 `unauthorized`, 403 `forbidden`, 404 `not_found` (also for another studio's ids),
+409 `conflict`, 413 `too_large`, 422 `invalid` (every problem with its JSON path).
+"""
+
+
+def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The API over ``db`` (default: the process-wide engine of ``DATABASE_URL``)."""
+    if db is None:
+        from engine.store.db import get_engine
+
+        db = get_engine()
+    app = FastAPI(title="Studio Automations API", version="1", description=DESCRIPTION)
+    app.state.db = db
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.include_router(workflows.router)
+    app.include_router(runs.router)
+    app.include_router(_meta_router())
+    return app
+
+
+def _meta_router() -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["meta"])
+
+    @router.get("/health", summary="Liveness and database check (no key needed)")
+    def health(db: Db) -> Any:
+        try:
+            with db.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            return JSONResponse({"status": "error", "database": reason}, status_code=503)
+        return {"status": "ok", "database": "ok"}
+
+    @router.get("/schema", summary="JSON Schema of the workflow format (no key needed)")
+    def schema() -> dict[str, Any]:
+        from engine.definitions import workflow_json_schema
+
+        return workflow_json_schema()
+
+    return router

@@ -1,0 +1,84 @@
+"""Routes for what runs: inbound events, executions with their steps, the outbox, bookings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query
+from pydantic import AwareDatetime, Field
+
+from engine import services
+from engine.api.deps import CurrentActor, Db
+from engine.api.workflows import CamelBody
+from engine.errors import InvalidInput
+
+router = APIRouter(prefix="/api", tags=["runs"])
+
+EVENT_EXAMPLE = {"triggerType": "whatsapp_message", "channel": "whatsapp", "content": "Was kostet die 10er-Karte?",
+                 "from": "+4915112345678"}
+
+
+class BookingRequest(CamelBody):
+    member_name: Annotated[str, Field(min_length=1, max_length=200)]
+    class_name: Annotated[str, Field(min_length=1, max_length=200)]
+    starts_at: AwareDatetime = Field(description="ISO 8601 with an offset, e.g. 2025-11-24T18:00:00+01:00")
+    member_contact: Annotated[str, Field(max_length=320)] | None = None
+    lead_id: Annotated[str, Field(max_length=32)] | None = None
+
+
+def _page(items: list, total: int, page: int, page_size: int, key: str) -> dict[str, Any]:
+    return {"success": True, key: [i.to_api() for i in items], "total": total, "page": page, "pageSize": page_size}
+
+
+PageNo = Annotated[int, Query(ge=1)]
+PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=services.MAX_PAGE_SIZE)]
+
+
+@router.post("/events", summary="Ingest an inbound event")
+def ingest_event(
+    db: Db, actor: CurrentActor,
+    event: Annotated[dict[str, Any], Body(examples=[EVENT_EXAMPLE])],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> dict[str, Any]:
+    """Store the event, then run every enabled workflow it matches.
+
+    With an ``Idempotency-Key`` header (or ``idempotencyKey`` in the body) a repeated delivery
+    stores nothing new and answers with the first event's executions (``duplicate: true``).
+    """
+    if idempotency_key:
+        if event.get("idempotencyKey") not in (None, idempotency_key):
+            raise InvalidInput("differs from the Idempotency-Key header", field="idempotencyKey")
+        event = {**event, "idempotencyKey": idempotency_key}
+    result = services.ingest_event(db, actor, event)
+    return {"success": True, "eventId": result.event_id, "executionIds": result.execution_ids, "duplicate": result.duplicate}
+
+
+@router.get("/executions", summary="Executions, newest first")
+def list_executions(db: Db, actor: CurrentActor,
+                    workflow_id: Annotated[str | None, Query(alias="workflowId", max_length=64)] = None,
+                    status: Annotated[str | None, Query(max_length=16)] = None,
+                    page: PageNo = 1, page_size: PageSize = 50) -> dict[str, Any]:
+    result = services.list_executions(db, actor, workflow_id=workflow_id, status=status, page=page, page_size=page_size)
+    return _page(result.items, result.total, result.page, result.page_size, "executions")
+
+
+@router.get("/executions/{execution_id}", summary="One execution with its step trace")
+def get_execution(db: Db, actor: CurrentActor, execution_id: str) -> dict[str, Any]:
+    return {"success": True, "execution": services.get_execution(db, actor, execution_id).to_api()}
+
+
+@router.get("/outbox", summary="Messages the workflows sent or recorded, newest first")
+def list_outbox(db: Db, actor: CurrentActor,
+                execution_id: Annotated[str | None, Query(alias="executionId", max_length=64)] = None,
+                status: Annotated[str | None, Query(max_length=16)] = None,
+                page: PageNo = 1, page_size: PageSize = 50) -> dict[str, Any]:
+    result = services.list_outbox(db, actor, execution_id=execution_id, status=status, page=page, page_size=page_size)
+    return _page(result.items, result.total, result.page, result.page_size, "messages")
+
+
+@router.post("/bookings", status_code=201, summary="Record a booking (emits booking_created)")
+def create_booking(db: Db, actor: CurrentActor, body: BookingRequest) -> dict[str, Any]:
+    booking, result = services.create_booking(db, actor, member_name=body.member_name, class_name=body.class_name,
+                                              starts_at=body.starts_at, member_contact=body.member_contact,
+                                              lead_id=body.lead_id)
+    return {"success": True, "booking": booking.to_api(), "eventId": result.event_id, "executionIds": result.execution_ids}
