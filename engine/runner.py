@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from collections.abc import Mapping
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,7 @@ from engine.conditions import EvalContext, evaluate
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event, WorkflowDefinition
 from engine.errors import EngineError, InvalidInput, NotFound, PermanentError, RetryableError, TemplateError
 from engine.store.db import session_scope
+from engine.store.fast import FastStatement, connection_of
 from engine.store.models import (
     DueKind,
     DueWork,
@@ -161,26 +162,35 @@ class Runner:
         """Store the event, start every enabled workflow it matches, run them as far as they go."""
         ev = _parse_event(event)
         now = self.clock()
-        self._provider_intent(tenant_id, ev)
-        try:
-            with session_scope(self.db) as s:
-                if ev.idempotency_key:
-                    existing = _event_by_key(s, tenant_id, ev.idempotency_key)
-                    if existing:
-                        return IngestResult(existing, _executions_of(s, existing), duplicate=True)
-                tenant = _tenant(s, tenant_id)
-                candidates = _candidates(s, tenant_id, ev)
-                self._fill_intent(ev, candidates)
-                record = _event_row(tenant_id, ev, now, depth, parent_execution_id)
-                _insert(s, EventRecord, record)
-                runs, skipped = self._start_matching(s, tenant, record, candidates, now, depth)
-        except IntegrityError:
-            # Same idempotency key stored concurrently: answer with the first event.
-            with Session(self.db) as s:
-                existing = _event_by_key(s, tenant_id, ev.idempotency_key or "")
-                if existing is None:
-                    raise
-                return IngestResult(existing, _executions_of(s, existing), duplicate=True)
+        asked_provider = False
+        while True:
+            try:
+                # A plain Connection transaction (no Session: nothing here needs the ORM).
+                with self.db.begin() as conn:
+                    if ev.idempotency_key:
+                        existing = _event_by_key(conn, tenant_id, ev.idempotency_key)
+                        if existing:
+                            return IngestResult(existing, _executions_of(conn, existing), duplicate=True)
+                    tenant = _tenant(conn, tenant_id)
+                    if not asked_provider and self._wants_provider(ev, tenant["settings"]):
+                        # Never call the provider with the database locked: roll back, ask, start again.
+                        raise _AskProviderFirst(tenant["settings"])
+                    candidates = _candidates(conn, tenant_id, ev)
+                    self._fill_intent(ev, candidates)
+                    record = _event_row(tenant_id, ev, now, depth, parent_execution_id)
+                    _insert(conn, EventRecord, record)
+                    runs, skipped = self._start_matching(conn, tenant, record, candidates, now, depth)
+                break
+            except _AskProviderFirst as ask:
+                asked_provider = True
+                self._provider_intent(ev, ask.settings)
+            except IntegrityError:
+                # Same idempotency key stored concurrently: answer with the first event.
+                with self.db.connect() as conn:
+                    existing = _event_by_key(conn, tenant_id, ev.idempotency_key or "")
+                    if existing is None:
+                        raise
+                    return IngestResult(existing, _executions_of(conn, existing), duplicate=True)
         for run in runs:
             self._drive(run)
         return IngestResult(record["id"], [r.id for r in runs] + skipped, duplicate=False)
@@ -198,15 +208,15 @@ class Runner:
             result = self.classifier(ev.content)
             ev.intent, ev.intent_confidence = result.intent, result.confidence
 
-    def _provider_intent(self, tenant_id: str, ev: Event) -> None:
-        """When the tenant lets its AI provider classify, ask it now (outside any transaction)."""
+    @staticmethod
+    def _wants_provider(ev: Event, settings: dict[str, Any] | None) -> bool:
+        """A message without an intent, for a tenant whose AI provider classifies text."""
         if ev.intent or not ev.content or ev.trigger_type not in MESSAGE_TRIGGER_CHANNELS:
-            return
-        with Session(self.db) as s:
-            settings = s.connection().execute(sa.select(Tenant.__table__.c.settings)
-                                              .where(Tenant.__table__.c.id == tenant_id)).scalar() or {}
-        if not (settings.get("ai") or {}).get("classify"):
-            return
+            return False
+        return bool(((settings or {}).get("ai") or {}).get("classify"))
+
+    def _provider_intent(self, ev: Event, settings: dict[str, Any]) -> None:
+        """Ask the tenant's AI provider for the intent (called with no transaction open)."""
         from engine.actions.integrations import provider_for_tenant
 
         try:
@@ -216,7 +226,7 @@ class Runner:
             return
         ev.intent, ev.intent_confidence = result.intent, result.confidence
 
-    def _start_matching(self, s: Session, tenant: dict[str, Any], record: dict[str, Any], candidates: list,
+    def _start_matching(self, s: Session | sa.Connection, tenant: dict[str, Any], record: dict[str, Any], candidates: list,
                         now: datetime, depth: int) -> tuple[list[_Run], list[str]]:
         trigger = trigger_data(record)
         local_now = now.astimezone(tenant["tz"])
@@ -353,7 +363,7 @@ class Runner:
         Local steps only write rows, so committing them together is still exactly-once: a
         crash rolls all of them back and they run again, with nothing left behind.
         """
-        with session_scope(self.db) as s:
+        with _local_transaction(self.db) as s:
             while run.current is not None:
                 action = run.definition.action(run.current)
                 executor = executor_for(action.type)
@@ -410,10 +420,11 @@ class Runner:
             _insert(s, StepRun, step)
 
     def _succeeded(self, s: Session, run: _Run, action, step: dict, result: StepResult, now: datetime) -> str | None:
+        output = _jsonable(result.output)
         step.update(status=StepStatus.SIMULATED if run.dry_run else StepStatus.SUCCEEDED, finished_at=now,
-                    input=_jsonable(result.input), output=_jsonable(result.output))
+                    input=_jsonable(result.input), output=output)
         self._write_step(s, step)
-        run.context.setdefault("results", {})[action.id] = _jsonable(result.output)
+        run.context.setdefault("results", {})[action.id] = output
         if result.lead is not None:
             run.context["lead"] = result.lead
         run.actions_executed += 1
@@ -470,11 +481,12 @@ class Runner:
                                   "heartbeat_at": now}
         if finished:
             values.update(finished_at=now, error=error)
-        if s.connection().execute(_SAVE_EXECUTION, values).rowcount != 1:
+        conn = s.connection()
+        if (_FAST_SAVE_FINISHED if finished else _FAST_SAVE).rowcount(conn, values) != 1:
             raise LeaseLost()
         if finished and run.mode != "dry_run" and run.workflow_id:
             ok = 1 if status == ExecutionStatus.SUCCEEDED else 0
-            s.connection().execute(_COUNT_RUN, {"b_id": run.workflow_id, "b_ok": ok, "b_bad": 1 - ok, "b_at": now})
+            _FAST_COUNT_RUN.rowcount(conn, {"b_id": run.workflow_id, "b_ok": ok, "b_bad": 1 - ok, "b_at": now})
 
     # ------------------------------------------------------------------ chains
 
@@ -539,9 +551,64 @@ def _event_fields(data: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _insert(s: Session, model: Any, rows: dict[str, Any] | list[dict[str, Any]]) -> None:
-    """A Core insert on the session's connection (the hot path skips the ORM unit of work)."""
-    s.connection().execute(model.__table__.insert(), rows)
+class _LazySession:
+    """The ``session`` of a local-steps transaction, made only when something needs the ORM.
+
+    The runner's own statements (step rows, the lease-checked execution update, the outbox
+    insert) need only the transaction's Connection, which ``connection()`` returns as a
+    Session would. Any other use (``add``, ``exec``, ``get``, ``begin_nested`` ...) creates a
+    real Session bound to that Connection: it joins the open transaction (SQLAlchemy's default
+    ``join_transaction_mode``), so its writes commit or roll back with everything else;
+    :func:`_local_transaction` flushes it before the commit.
+    """
+
+    __slots__ = ("_conn", "_session")
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+        self._session: Session | None = None
+
+    def connection(self, *args: Any, **kwargs: Any) -> sa.Connection:
+        return self._conn if self._session is None else self._session.connection(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if self._session is None:
+            self._session = Session(bind=self._conn, expire_on_commit=False)
+        return getattr(self._session, name)
+
+
+@contextmanager
+def _local_transaction(db) -> Iterator[_LazySession]:
+    """One transaction for consecutive local steps: commits on success, rolls back on any error."""
+    with db.begin() as conn:
+        lazy = _LazySession(conn)
+        try:
+            yield lazy
+            if lazy._session is not None:
+                lazy._session.flush()
+        finally:
+            if lazy._session is not None:
+                lazy._session.close()
+
+
+class _AskProviderFirst(Exception):
+    """Raised inside the ingest transaction to roll it back before the AI provider is called."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__("classify with the tenant's AI provider first")
+        self.settings = settings
+
+
+_FAST_INSERTS = {model: FastStatement(model.__table__.insert()) for model in (EventRecord, Execution, StepRun)}
+
+
+def _insert(s: Session | sa.Connection, model: Any, rows: dict[str, Any] | list[dict[str, Any]]) -> None:
+    """An insert of complete rows (every column given) on the transaction's DB-API connection."""
+    fast = _FAST_INSERTS.get(model)
+    if fast is None:
+        connection_of(s).execute(model.__table__.insert(), rows)
+    else:
+        fast.executemany(s, [rows] if isinstance(rows, dict) else rows)
 
 
 _ex, _wf = Execution.__table__.c, Workflow.__table__.c
@@ -551,6 +618,18 @@ _SAVE_EXECUTION = sa.update(Execution.__table__).where(_ex.id == sa.bindparam("b
 _COUNT_RUN = sa.update(Workflow.__table__).where(_wf.id == sa.bindparam("b_id")).values(
     run_count=_wf.run_count + 1, success_count=_wf.success_count + sa.bindparam("b_ok"),
     error_count=_wf.error_count + sa.bindparam("b_bad"), last_run_at=sa.bindparam("b_at"))
+_SAVE_KEYS = ["status", "context", "current_action_id", "actions_executed", "heartbeat_at"]
+_FAST_SAVE = FastStatement(_SAVE_EXECUTION, _SAVE_KEYS)
+_FAST_SAVE_FINISHED = FastStatement(_SAVE_EXECUTION, _SAVE_KEYS + ["finished_at", "error"])
+_FAST_COUNT_RUN = FastStatement(_COUNT_RUN)
+_tc = Tenant.__table__.c
+_TENANT_COLUMNS = ("id", "slug", "name", "timezone", "settings")
+_FAST_TENANT = FastStatement(sa.select(*(_tc[k] for k in _TENANT_COLUMNS)).where(_tc.id == sa.bindparam("tenant_id")))
+#: Two IN parameters (the same type twice when there is one): no expanding parameter, one SQL text.
+_FAST_CANDIDATES = FastStatement(
+    sa.select(_wf.id, _wf.name, _wf.version, _wf.definition, _wf.trigger_type)
+    .where(_wf.tenant_id == sa.bindparam("tenant_id"), _wf.trigger_type.in_([sa.bindparam("t1"), sa.bindparam("t2")]),
+           _wf.enabled == sa.true()))
 
 
 def _event_row(tenant_id: str, ev: Event, now: datetime, depth: int, parent: str | None) -> dict[str, Any]:
@@ -571,29 +650,28 @@ def _step_row(run: _Run, action, attempt: int, now: datetime) -> dict[str, Any]:
             "error": None, "started_at": now, "finished_at": None}
 
 
-def _event_by_key(s: Session, tenant_id: str, key: str) -> str | None:
-    return s.exec(select(EventRecord.id).where(EventRecord.tenant_id == tenant_id, EventRecord.idempotency_key == key)).first()
+def _event_by_key(s: Session | sa.Connection, tenant_id: str, key: str) -> str | None:
+    e = EventRecord.__table__.c
+    return connection_of(s).execute(sa.select(e.id).where(e.tenant_id == tenant_id, e.idempotency_key == key)).scalar()
 
 
-def _executions_of(s: Session, event_id: str) -> list[str]:
-    return list(s.exec(select(Execution.id).where(Execution.event_id == event_id)).all())
+def _executions_of(s: Session | sa.Connection, event_id: str) -> list[str]:
+    x = Execution.__table__.c
+    return list(connection_of(s).execute(sa.select(x.id).where(x.event_id == event_id)).scalars())
 
 
-def _tenant(s: Session, tenant_id: str) -> dict[str, Any]:
-    t = Tenant.__table__.c
-    row = s.connection().execute(sa.select(t.id, t.slug, t.name, t.timezone, t.settings).where(t.id == tenant_id)).mappings().first()
+def _tenant(s: Session | sa.Connection, tenant_id: str) -> dict[str, Any]:
+    row = _FAST_TENANT.first(s, {"tenant_id": tenant_id})
     if row is None:
         raise NotFound("tenant not found")
-    return tenant_context(row)
+    return tenant_context(dict(zip(_TENANT_COLUMNS, row)))
 
 
-def _candidates(s: Session, tenant_id: str, ev: Event) -> list[_Candidate]:
+def _candidates(s: Session | sa.Connection, tenant_id: str, ev: Event) -> list[_Candidate]:
     """Enabled workflows of the event's trigger type (and intent_detected for messages with text)."""
-    types = [ev.trigger_type]
-    if ev.trigger_type in MESSAGE_TRIGGER_CHANNELS:
-        types.append("intent_detected")
-    rows = s.exec(select(Workflow.id, Workflow.name, Workflow.version, Workflow.definition, Workflow.trigger_type)
-                  .where(Workflow.tenant_id == tenant_id, Workflow.trigger_type.in_(types), Workflow.enabled == sa.true())).all()
+    trigger_type = str(ev.trigger_type)
+    other = "intent_detected" if ev.trigger_type in MESSAGE_TRIGGER_CHANNELS else trigger_type
+    rows = _FAST_CANDIDATES.all(s, {"tenant_id": tenant_id, "t1": trigger_type, "t2": other})
     return [_Candidate(*row) for row in rows]
 
 
