@@ -123,6 +123,18 @@ def _check_page(page: int, page_size: int) -> None:
         raise InvalidInput(f"page must be >= 1 and page size between 1 and {MAX_PAGE_SIZE}", field="page")
 
 
+def _newest_first(db: Engine, model: Any, time_column: Any, actor: Actor, filters: dict[Any, Any],
+                  page: int, page_size: int) -> tuple[int, list[Any]]:
+    """Total and one page of the tenant's rows, newest first; filters with a None value are ignored."""
+    _check_page(page, page_size)
+    where = [model.tenant_id == actor.tenant_id, *(column == value for column, value in filters.items() if value)]
+    with Session(db) as s:
+        total = s.exec(select(func.count()).select_from(model).where(*where)).one()
+        rows = s.exec(select(model).where(*where).order_by(col(time_column).desc(), model.id)
+                      .offset((page - 1) * page_size).limit(page_size)).all()
+        return total, list(rows)
+
+
 def _execution_out(ex: Execution, steps: list[StepRun] | None = None) -> ExecutionOut:
     return ExecutionOut(
         id=ex.id, workflow_id=ex.workflow_id, workflow_name=ex.workflow_name, event_id=ex.event_id, status=ex.status,
@@ -152,17 +164,9 @@ def list_executions(db: Engine, actor: Actor, *, workflow_id: str | None = None,
                     page: int = 1, page_size: int = 50) -> ExecutionPage:
     """Newest first, one SQL page (uses the (tenant, workflow, started_at) index)."""
     actor.require(READ)
-    _check_page(page, page_size)
-    where = [Execution.tenant_id == actor.tenant_id]
-    if workflow_id:
-        where.append(Execution.workflow_id == workflow_id)
-    if status:
-        where.append(Execution.status == status)
-    with Session(db) as s:
-        total = s.exec(select(func.count()).select_from(Execution).where(*where)).one()
-        rows = s.exec(select(Execution).where(*where).order_by(col(Execution.started_at).desc(), Execution.id)
-                      .offset((page - 1) * page_size).limit(page_size)).all()
-        return ExecutionPage(items=[_execution_out(r) for r in rows], total=total, page=page, page_size=page_size)
+    filters = {Execution.workflow_id: workflow_id, Execution.status: status}
+    total, rows = _newest_first(db, Execution, Execution.started_at, actor, filters, page, page_size)
+    return ExecutionPage(items=[_execution_out(r) for r in rows], total=total, page=page, page_size=page_size)
 
 
 def get_execution(db: Engine, actor: Actor, execution_id: str) -> ExecutionOut:
@@ -180,17 +184,9 @@ def get_execution(db: Engine, actor: Actor, execution_id: str) -> ExecutionOut:
 def list_outbox(db: Engine, actor: Actor, *, execution_id: str | None = None, status: str | None = None,
                 page: int = 1, page_size: int = 50) -> OutboxPage:
     actor.require(READ)
-    _check_page(page, page_size)
-    where = [OutboxMessage.tenant_id == actor.tenant_id]
-    if execution_id:
-        where.append(OutboxMessage.execution_id == execution_id)
-    if status:
-        where.append(OutboxMessage.status == status)
-    with Session(db) as s:
-        total = s.exec(select(func.count()).select_from(OutboxMessage).where(*where)).one()
-        rows = s.exec(select(OutboxMessage).where(*where).order_by(col(OutboxMessage.created_at).desc(), OutboxMessage.id)
-                      .offset((page - 1) * page_size).limit(page_size)).all()
-        return OutboxPage(items=[OutboxOut.model_validate(r) for r in rows], total=total, page=page, page_size=page_size)
+    filters = {OutboxMessage.execution_id: execution_id, OutboxMessage.status: status}
+    total, rows = _newest_first(db, OutboxMessage, OutboxMessage.created_at, actor, filters, page, page_size)
+    return OutboxPage(items=[OutboxOut.model_validate(r) for r in rows], total=total, page=page, page_size=page_size)
 
 
 def list_leads(db: Engine, actor: Actor, *, page: int = 1, page_size: int = 50) -> list[LeadOut]:
