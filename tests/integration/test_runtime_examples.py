@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlmodel import Session, select
@@ -21,53 +19,11 @@ from engine.runner import Runner
 from engine.store.models import DueKind, DueWork, EventRecord, Lead, OutboxMessage
 from engine.webhooks import SIGNATURE_HEADER, verify_signature
 from engine.worker import Worker
+from tests.servers import Receiver
 
 PHONE = "+4915112345678"
 # Monday 4 May 2026, summer time in Berlin (UTC+2) and New York (UTC-4).
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=timezone.utc)
-
-
-class Receiver:
-    """A threaded HTTP server on 127.0.0.1 that records requests and answers ``statuses`` in turn."""
-
-    def __init__(self, statuses=(200,)):
-        self.requests: list[dict] = []
-        self.statuses = list(statuses)
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
-                payload = json.dumps({"ok": status < 300}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -237,7 +193,7 @@ def _lead_webhook_workflow(db, actor, spec_examples, url: str):
 def test_lead_created_calls_the_signed_webhook_and_schedules_a_follow_up(db, tenant_factory, spec_examples, receiver):
     tenant = tenant_factory("leads", webhookAllowList=["127.0.0.1"])
     actor = auth.system_actor(tenant.id)
-    wf = _lead_webhook_workflow(db, actor, spec_examples, receiver.url)
+    wf = _lead_webhook_workflow(db, actor, spec_examples, receiver.hook_url)
     assert wf.version == 2
     now, runner, worker = clocked(db)
 
@@ -277,7 +233,7 @@ def test_lead_created_calls_the_signed_webhook_and_schedules_a_follow_up(db, ten
 
 
 def test_webhook_to_loopback_is_blocked_without_the_allow_list(db, tenant, actor, spec_examples, receiver):
-    _lead_webhook_workflow(db, actor, spec_examples, receiver.url)
+    _lead_webhook_workflow(db, actor, spec_examples, receiver.hook_url)
     _, runner, _ = clocked(db)
     [execution_id] = runner.ingest(tenant.id, {"triggerType": "lead_created", "leadId": "l1"}).execution_ids
     ex = services.get_execution(db, actor, execution_id)
@@ -294,7 +250,7 @@ def test_webhook_to_loopback_is_blocked_without_the_allow_list(db, tenant, actor
 def test_dry_run_of_the_lead_webhook_example_has_no_side_effects(db, tenant_factory, spec_examples, receiver):
     tenant = tenant_factory("dry", webhookAllowList=["127.0.0.1"])
     actor = auth.system_actor(tenant.id)
-    wf = _lead_webhook_workflow(db, actor, spec_examples, receiver.url)
+    wf = _lead_webhook_workflow(db, actor, spec_examples, receiver.hook_url)
     create = {"id": "lead-1", "type": "create_lead",
               "config": {"name": "Dry Run", "email": "dry@example.de"}, "nextActionId": "send-1"}
     send = {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hallo {{trigger.from}}"}}

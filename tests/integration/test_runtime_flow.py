@@ -3,10 +3,7 @@ idempotency, chain depth and tenant isolation. Time is injected; nothing sleeps.
 
 from __future__ import annotations
 
-import json
-import threading
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlmodel import Session, func, select
@@ -16,47 +13,10 @@ from engine.errors import NotFound
 from engine.runner import MAX_CHAIN_DEPTH, Runner
 from engine.store.models import DueKind, DueWork, EventRecord, Execution, Lead, OutboxMessage, StepRun
 from engine.worker import Worker
+from tests.servers import Receiver
 
 PHONE = "+4915112345678"
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=timezone.utc)
-
-
-class Receiver:
-    """A threaded HTTP server on 127.0.0.1 answering ``statuses`` in turn (the last one repeats)."""
-
-    def __init__(self, statuses=(200,)):
-        self.requests: list[dict] = []
-        self.statuses = list(statuses)
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                receiver.requests.append({"headers": dict(self.headers), "body": body})
-                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
-                payload = json.dumps({"status": status}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -64,7 +24,7 @@ def make_receiver():
     made = []
 
     def make(statuses=(200,)):
-        made.append(Receiver(statuses))
+        made.append(Receiver(statuses=statuses))
         return made[-1]
 
     yield make
@@ -274,7 +234,7 @@ def test_retryable_failure_is_retried_durably_until_it_succeeds(db, tenant_facto
     tenant = tenant_factory("retry", webhookAllowList=["127.0.0.1"])
     actor = auth.system_actor(tenant.id)
     receiver = make_receiver([503, 503, 503, 200])
-    services.create_workflow(db, actor, _webhook_workflow(receiver.url, {"maxAttempts": 4, "backoff": 1}))
+    services.create_workflow(db, actor, _webhook_workflow(receiver.hook_url, {"maxAttempts": 4, "backoff": 1}))
     now = [T0]
     runner = Runner(db, clock=lambda: now[0])
     worker = Worker(db, clock=lambda: now[0], runner=runner, name="retry-worker")
@@ -311,7 +271,7 @@ def test_retries_stop_after_max_attempts(db, tenant_factory, make_receiver):
     tenant = tenant_factory("retry-max", webhookAllowList=["127.0.0.1"])
     actor = auth.system_actor(tenant.id)
     receiver = make_receiver([503])
-    services.create_workflow(db, actor, _webhook_workflow(receiver.url, {"maxAttempts": 2, "backoff": 1}))
+    services.create_workflow(db, actor, _webhook_workflow(receiver.hook_url, {"maxAttempts": 2, "backoff": 1}))
     now = [T0]
     runner = Runner(db, clock=lambda: now[0])
     worker = Worker(db, clock=lambda: now[0], runner=runner, name="retry-worker")
@@ -330,7 +290,7 @@ def test_permanent_failure_is_not_retried(db, tenant_factory, make_receiver):
     tenant = tenant_factory("perm", webhookAllowList=["127.0.0.1"])
     actor = auth.system_actor(tenant.id)
     receiver = make_receiver([404])
-    services.create_workflow(db, actor, _webhook_workflow(receiver.url, {"maxAttempts": 4, "backoff": 1}))
+    services.create_workflow(db, actor, _webhook_workflow(receiver.hook_url, {"maxAttempts": 4, "backoff": 1}))
     now = [T0]
     runner = Runner(db, clock=lambda: now[0])
     execution_id = run_one(runner, tenant.id, message())
