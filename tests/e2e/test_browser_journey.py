@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import ANALYST, OWNER, App
 
@@ -20,6 +21,25 @@ def app(page, app_url, artifacts) -> App:
 
 def _row(app: App, name: str):
     return app.page.locator("[class*='st-key-card_wf_']").filter(has_text=name)
+
+
+def _menu_item(app: App, workflow: str, item: str):
+    """Open a workflow's "⋯" menu and return its visible ``item`` button.
+
+    A click that lands while Streamlit is still re-rendering the list can be lost, so the
+    toggle is clicked again (at most three times) until the item shows up.
+    """
+    button = app.visible(app.page.get_by_role("button", name=item, exact=True)).first
+    for _ in range(3):
+        app.settle()
+        _row(app, workflow).get_by_test_id("stPopover").get_by_role("button").first.click()
+        try:
+            button.wait_for(timeout=10_000)
+            return button
+        except PlaywrightTimeout:
+            continue
+    button.wait_for()
+    return button
 
 
 def test_owner_builds_a_branching_workflow_toggles_and_deletes_it(app: App):
@@ -82,8 +102,7 @@ def test_owner_builds_a_branching_workflow_toggles_and_deletes_it(app: App):
     app.settle()
     _row(app, NAME).get_by_role("switch", name="On").wait_for(state="attached")
 
-    _row(app, NAME).get_by_test_id("stPopover").get_by_role("button").first.click()
-    app.visible(page.get_by_role("button", name="Delete", exact=True)).first.click()
+    _menu_item(app, NAME, "Delete").click()
     dialog = page.get_by_test_id("stDialog")
     dialog.get_by_text("cannot be undone").wait_for()
     app.shot("08-delete-dialog")
@@ -100,8 +119,7 @@ def test_owner_runs_a_workflow_and_reads_its_step_trace(app: App):
         pytest.skip("running workflows arrives with the runtime")
     page = app.page
     app.login(*OWNER)
-    _row(app, "Missed Call Follow-Up").get_by_test_id("stPopover").get_by_role("button").first.click()
-    app.visible(page.get_by_role("button", name="Run now", exact=True)).first.click()
+    _menu_item(app, "Missed Call Follow-Up", "Run now").click()
     dialog = page.get_by_test_id("stDialog")
     dialog.get_by_text("Dry run").wait_for()
     dialog.get_by_role("button", name="Run now").click()
@@ -129,8 +147,6 @@ def test_analyst_sees_no_edit_controls(app: App):
     assert nav.get_by_text("Settings & users", exact=True).count() == 0
     assert page.get_by_role("button", name="New workflow").count() == 0
     assert page.get_by_role("switch").count() == 0
-    _row(app, "Missed Call Follow-Up").get_by_test_id("stPopover").get_by_role("button").first.click()
-    app.settle()
-    page.get_by_role("button", name="Version history").first.wait_for()
+    _menu_item(app, "Missed Call Follow-Up", "Version history")
     for forbidden in ("Edit", "Run now", "Duplicate", "Delete"):
         assert app.visible(page.get_by_role("button", name=forbidden, exact=True)).count() == 0
