@@ -159,6 +159,9 @@ def test_workers_killed_with_sigkill_lose_nothing_and_repeat_nothing(db_and_url)
         # 4. A fresh worker finishes everything.
         third = start_worker(url)
         procs.append(third)
+        # Its SIGTERM handler is installed before it logs "started"; the previous worker may
+        # already have finished everything, so wait for that before step 5's SIGTERM.
+        wait_for_start(third)
         poll(lambda: count(db, select(func.count()).select_from(Execution)
                            .where(Execution.status.in_(("succeeded", "failed")))) == len(ids),
              60, interval=0.2, what="all executions to finish")
