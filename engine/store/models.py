@@ -6,7 +6,8 @@ PostgreSQL behave the same. Definitions and free data are JSON (JSONB on Postgre
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
@@ -17,7 +18,14 @@ from sqlmodel import Field, SQLModel
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits, time-ordered like UUIDv7: 48 bits of milliseconds, then 80 random bits.
+
+    Rows written together get neighbouring keys, so an insert touches the last page of each
+    primary-key and foreign-key index instead of a random page (with random keys a single
+    event dirtied ~15 scattered pages, and SQLite writes every dirty page whole at commit).
+    80 random bits keep ids unguessable; ids from the same millisecond are unordered.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def utcnow() -> datetime:
