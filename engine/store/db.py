@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -35,14 +37,28 @@ def _create_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                  json_serializer=json_dumps, json_deserializer=orjson.loads)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     # No pre-ping (a round trip per checkout on the hot path): connections are recycled every
     # 30 minutes, and a connection the server dropped fails one unit of work, which the
     # worker's loop retries and the UI reports.
-    return sa.create_engine(url, pool_recycle=1800, pool_size=5, max_overflow=10)
+    return sa.create_engine(url, pool_recycle=1800, pool_size=5, max_overflow=10, json_serializer=json_dumps,
+                            json_deserializer=orjson.loads)
+
+
+def json_dumps(value) -> str:
+    """JSON for JSON columns: orjson (about 5x faster than the standard library on the hot path).
+
+    Anything orjson refuses (integers beyond 64 bits, odd key types) goes through the
+    standard library, which then accepts it or raises TypeError as before.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -53,6 +69,12 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    # Checkpoint the WAL into the database every 10,000 pages (~40 MB) instead of SQLite's
+    # 1,000: a checkpoint writes each changed page once and fsyncs, so rarer checkpoints
+    # write the hot pages (the ends of the time-ordered indexes) far fewer times; ingest
+    # throughput rose ~20 % (docs/PERFORMANCE.md). The file is cut back to 64 MB afterwards.
+    cur.execute("PRAGMA wal_autocheckpoint=10000")
+    cur.execute("PRAGMA journal_size_limit=67108864")
     cur.close()
 
 

@@ -35,6 +35,7 @@ Only simple statements belong here: no ``IN`` lists with expanding parameters, n
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta, timezone
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -73,7 +74,7 @@ class _Compiled:
         self.binds: list[tuple[str | None, str, Any]] = []
         for name in names:
             bp = compiled.binds[name]
-            proc = bp.type.dialect_impl(dialect).bind_processor(dialect)
+            proc = _fast_processor(bp.type, dialect) or bp.type.dialect_impl(dialect).bind_processor(dialect)
             if bp.required:
                 self.binds.append((name, escaped.get(name, name), proc))
             else:
@@ -110,7 +111,8 @@ class FastStatement:
         self._lock = threading.Lock()
 
     def compiled(self, dialect: Dialect) -> _Compiled:
-        key = (dialect.name, dialect.driver, dialect.paramstyle, getattr(dialect, "server_version_info", None))
+        key = (dialect.name, dialect.driver, dialect.paramstyle, getattr(dialect, "server_version_info", None),
+               getattr(dialect, "_json_serializer", None))
         found = self._by_dialect.get(key)
         if found is None:
             with self._lock:
@@ -174,6 +176,61 @@ class FastStatement:
     def first(self, target: Session | Connection, params: Mapping[str, Any]) -> tuple | None:
         rows = self.all(target, params)
         return rows[0] if rows else None
+
+
+_UTC = timezone.utc
+_SAMPLES = (datetime(2026, 3, 29, 1, 30, 0, 0, tzinfo=_UTC), datetime(2026, 11, 25, 23, 59, 59, 999999, tzinfo=_UTC),
+            datetime(2026, 7, 1, 12, 0, 0, 123, tzinfo=timezone(timedelta(hours=2))), datetime(2026, 1, 1, 8, 0), datetime(999, 1, 2, 3, 4, 5, 6), None)
+
+
+#: The last datetime converted and its text: one ``now`` fills several columns of several rows.
+_last_datetime: tuple[Any, Any] = (None, None)
+
+
+def _sqlite_utc_datetime(value: datetime | None) -> str | None:
+    """SQLAlchemy's SQLite DATETIME text for an aware (or naive UTC) datetime, in one step."""
+    global _last_datetime
+    last = _last_datetime
+    if value is last[0]:
+        return last[1]
+    text = value
+    if value is not None:
+        text = (value.astimezone(_UTC).replace(tzinfo=None) if value.tzinfo is not None else value).isoformat(" ", "microseconds")
+        _last_datetime = (value, text)
+    return text
+
+_JSON_SAMPLES = ({"a": [1, 2.5, None, "ü"], "b": {"c": True}}, [], {}, None, "text", 3)
+
+
+def _fast_processor(type_: Any, dialect: Dialect) -> Any:
+    """A quicker bind processor where one exists, used only if it agrees with SQLAlchemy's own.
+
+    ``UTCDateTime`` on SQLite goes through a TypeDecorator and then SQLAlchemy's DATETIME
+    formatting (two calls and a ``replace``); :func:`_sqlite_utc_datetime` does both at once.
+    JSON on SQLite is the engine's ``json_serializer`` called directly. Each is checked
+    against SQLAlchemy's processor on sample values when the statement is compiled, so a
+    different storage format in a future SQLAlchemy falls back to its own.
+    """
+    from engine.store.models import UTCDateTime
+
+    if dialect.name != "sqlite":
+        return None
+    impl = type_.dialect_impl(dialect)
+    reference = impl.bind_processor(dialect)
+    if reference is None:
+        return None
+    if isinstance(type_, UTCDateTime):
+        fast, samples = _sqlite_utc_datetime, _SAMPLES
+    elif isinstance(impl, sa.JSON) and not impl.none_as_null:
+        # SQLAlchemy's JSON text is the engine's json_serializer's (None is JSON null).
+        fast, samples = getattr(dialect, "_json_serializer", None), _JSON_SAMPLES
+        if fast is None:
+            return None
+    else:
+        return None
+    if any(reference(v) != fast(v) for v in samples):
+        return None
+    return fast
 
 
 def _reraise(conn: Connection, sql: str, args: Any, exc: Exception, cursor: Any) -> None:
