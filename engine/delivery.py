@@ -80,7 +80,9 @@ def queue_message(
            "adapter": adapter or "outbox", "provider_message_id": None, "error": policy.get("reason"),
            "detail": {"policy": _public(policy)} if policy else {}, "created_at": now, "sent_at": None,
            "deliver_after": policy.get("deferredUntil")}
-    _INSERT_OUTBOX.executemany(session, [row])
+    buffer_insert = getattr(session, "buffer_insert", None)  # the runner's local transactions buffer writes
+    if buffer_insert is None or not buffer_insert(_INSERT_OUTBOX, [row]):
+        _INSERT_OUTBOX.executemany(session, [row])
     due_at = policy.get("deferredUntil") or (now if adapter else None)
     if due_at and status != OutboxStatus.SUPPRESSED:
         session.add(DueWork(tenant_id=tenant["id"], kind=DueKind.DELIVER, due_at=due_at, payload={"outboxId": row["id"]}))

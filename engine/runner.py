@@ -16,6 +16,8 @@ Time comes from ``clock`` so tests jump hours without sleeping.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from collections.abc import Iterator, Mapping
@@ -32,7 +34,7 @@ from engine.actions import StepContext, StepResult, executor_for
 from engine.conditions import EvalContext, evaluate
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event, WorkflowDefinition
 from engine.errors import EngineError, InvalidInput, NotFound, PermanentError, RetryableError, TemplateError
-from engine.store.db import session_scope
+from engine.store.db import json_dumps, session_scope
 from engine.store.fast import FastStatement, connection_of
 from engine.store.models import (
     DueKind,
@@ -88,6 +90,8 @@ class _Run:
     actions_executed: int = 0
     failed_steps: list[str] = field(default_factory=list)
     emitted: list[dict[str, Any]] = field(default_factory=list)
+    #: The status its local steps stopped in (waiting, succeeded, ...); None: it goes on.
+    stopped: str | None = None
 
     @property
     def dry_run(self) -> bool:
@@ -154,46 +158,109 @@ class Runner:
         self.max_depth = max_depth
         #: Set by the worker on SIGTERM: the loop parks the execution after the current step.
         self.stop_requested: Callable[[], bool] = lambda: False
+        self._group = _GroupCommit(self._ingest_batch)
 
     # ------------------------------------------------------------------ ingest
 
     def ingest(self, tenant_id: str, event: dict[str, Any] | Event, *, depth: int = 0,
                parent_execution_id: str | None = None) -> IngestResult:
-        """Store the event, start every enabled workflow it matches, run them as far as they go."""
-        ev = _parse_event(event)
-        now = self.clock()
-        asked_provider = False
+        """Store the event, start every enabled workflow it matches, run them as far as they go.
+
+        The event, its executions and their local steps (up to a wait, an external step or
+        the end) commit in **one transaction**, shared with the other ingest calls that
+        arrive meanwhile (group commit, see :class:`_GroupCommit`): a caller alone commits
+        at once; callers that arrive while a commit is running share the next one.
+        External steps then run in the caller's thread with no transaction open.
+        """
+        with self._group.inside():
+            return self._ingest(_IngestRequest(tenant_id, _parse_event(event), depth, parent_execution_id, self.clock()))
+
+    def _ingest(self, req: _IngestRequest) -> IngestResult:
         while True:
-            try:
-                # A plain Connection transaction (no Session: nothing here needs the ORM).
-                with self.db.begin() as conn:
-                    if ev.idempotency_key:
-                        existing = _event_by_key(conn, tenant_id, ev.idempotency_key)
-                        if existing:
-                            return IngestResult(existing, _executions_of(conn, existing), duplicate=True)
-                    tenant = _tenant(conn, tenant_id)
-                    if not asked_provider and self._wants_provider(ev, tenant["settings"]):
-                        # Never call the provider with the database locked: roll back, ask, start again.
-                        raise _AskProviderFirst(tenant["settings"])
-                    candidates = _candidates(conn, tenant_id, ev)
-                    self._fill_intent(ev, candidates)
-                    record = _event_row(tenant_id, ev, now, depth, parent_execution_id)
-                    _insert(conn, EventRecord, record)
-                    runs, skipped = self._start_matching(conn, tenant, record, candidates, now, depth)
+            if getattr(_batch_state, "active", False):
+                self._ingest_alone(req)  # called from inside a batch: never wait for ourselves
+            else:
+                self._group.submit(req)
+                if req.alone:  # its batch failed: try it again on its own
+                    req.alone = False
+                    self._ingest_alone(req)
+            if req.ask_provider is None:
                 break
-            except _AskProviderFirst as ask:
-                asked_provider = True
-                self._provider_intent(ev, ask.settings)
-            except IntegrityError:
-                # Same idempotency key stored concurrently: answer with the first event.
-                with self.db.connect() as conn:
-                    existing = _event_by_key(conn, tenant_id, ev.idempotency_key or "")
-                    if existing is None:
-                        raise
-                    return IngestResult(existing, _executions_of(conn, existing), duplicate=True)
-        for run in runs:
-            self._drive(run)
-        return IngestResult(record["id"], [r.id for r in runs] + skipped, duplicate=False)
+            # Never call the provider with the database locked: ask, then ingest again.
+            settings, req.ask_provider, req.asked_provider = req.ask_provider, None, True
+            self._provider_intent(req.ev, settings)
+        if req.error is not None:
+            raise req.error
+        if req.result is not None:
+            return req.result
+        for run in req.runs:
+            if run.stopped is None:
+                self._drive(run)  # an external step is next
+            else:
+                self._process_emitted(run)
+        return IngestResult(req.record["id"], [r.id for r in req.runs] + req.skipped, duplicate=False)
+
+    def _ingest_alone(self, req: _IngestRequest) -> None:
+        """One request in its own transaction; a concurrent duplicate key answers with the first event."""
+        try:
+            self._ingest_batch([req])
+        except IntegrityError:
+            if not req.ev.idempotency_key:
+                raise
+            with self.db.connect() as conn:
+                existing = _event_by_key(conn, req.tenant_id, req.ev.idempotency_key)
+                if existing is None:
+                    raise
+                req.result = IngestResult(existing, _executions_of(conn, existing), duplicate=True)
+
+    def _ingest_batch(self, batch: list[_IngestRequest]) -> None:
+        """Ingest every request of ``batch`` in one transaction (raises if the transaction fails).
+
+        A request that fails before writing anything (unknown tenant, provider needed)
+        keeps its error or question on the request and does not disturb the others.
+        """
+        tenants: dict[str, dict[str, Any]] = {}
+        candidates: dict[tuple[str, str], list[_Candidate]] = {}
+        _batch_state.active = True
+        try:
+            with _local_transaction(self.db) as s:
+                for req in batch:
+                    req.reset()
+                    self._ingest_in(s, req, tenants, candidates)
+        except BaseException:
+            for req in batch:
+                req.reset()
+            raise
+        finally:
+            _batch_state.active = False
+
+    def _ingest_in(self, s: _LazySession, req: _IngestRequest, tenants: dict, candidates: dict) -> None:
+        ev, tenant_id = req.ev, req.tenant_id
+        if ev.idempotency_key:
+            existing = _event_by_key(s, tenant_id, ev.idempotency_key)
+            if existing:
+                req.result = IngestResult(existing, _executions_of(s, existing), duplicate=True)
+                return
+        tenant = tenants.get(tenant_id)
+        if tenant is None:
+            try:
+                tenant = tenants[tenant_id] = _tenant(s, tenant_id)
+            except NotFound as exc:
+                req.error = exc
+                return
+        if not req.asked_provider and self._wants_provider(ev, tenant["settings"]):
+            req.ask_provider = tenant["settings"]
+            return
+        key = (tenant_id, str(ev.trigger_type))
+        found = candidates.get(key)
+        if found is None:
+            found = candidates[key] = _candidates(s, tenant_id, ev)
+        self._fill_intent(ev, found)
+        req.record = _event_row(tenant_id, ev, req.now, req.depth, req.parent_execution_id)
+        _insert(s, EventRecord, req.record)
+        req.runs, req.skipped = self._start_matching(s, tenant, req.record, found, req.now, req.depth)
+        for run in req.runs:
+            run.stopped = self._local_steps_in(s, run)
 
     def _fill_intent(self, ev: Event, candidates: list) -> None:
         """Classify message text when a matching workflow looks at the intent and none was given.
@@ -358,35 +425,40 @@ class Runner:
                            session=session, attempt=attempt, emit=lambda e: self._emit(run, e), db=self.db)
 
     def _local_steps(self, run: _Run) -> str | None:
-        """Run consecutive local steps in one transaction (up to a wait, an external step or the end).
+        with _local_transaction(self.db) as s:
+            return self._local_steps_in(s, run)
+
+    def _local_steps_in(self, s: _LazySession, run: _Run) -> str | None:
+        """Run consecutive local steps in the open transaction (up to a wait, an external step or the end).
 
         Local steps only write rows, so committing them together is still exactly-once: a
         crash rolls all of them back and they run again, with nothing left behind.
+        Returns the execution's new status when it stopped (waiting, failed, finished), None
+        when it goes on (an external step is next, or the worker is stopping).
         """
-        with _local_transaction(self.db) as s:
-            while run.current is not None:
-                action = run.definition.action(run.current)
-                executor = executor_for(action.type)
-                if executor.external and not run.dry_run:
-                    break
-                now = self.clock()
-                attempt = self._attempt(run, action.id)
-                step = _step_row(run, action, attempt, now)
-                try:
-                    # A savepoint rolls back a failed action's partial writes alone.
-                    with nullcontext() if executor.atomic else s.begin_nested():
-                        result = executor.fn(self._step_context(run, action, step["id"], attempt, now, s))
-                except Exception as exc:  # noqa: BLE001 - any failure of an action is recorded on its step
-                    outcome = self._failed(s, run, action, step, exc, now)
-                else:
-                    outcome = self._succeeded(s, run, action, step, result, now)
-                if outcome is not None:
-                    return outcome
-                if self.stop_requested():
-                    break
-            if run.current is None:
-                return self._finish_in(s, run)
-            self._save(s, run, self.clock(), status=ExecutionStatus.RUNNING)
+        while run.current is not None:
+            action = run.definition.action(run.current)
+            executor = executor_for(action.type)
+            if executor.external and not run.dry_run:
+                break
+            now = self.clock()
+            attempt = self._attempt(run, action.id)
+            step = _step_row(run, action, attempt, now)
+            try:
+                # A savepoint rolls back a failed action's partial writes alone.
+                with nullcontext() if executor.atomic else s.begin_nested():
+                    result = executor.fn(self._step_context(run, action, step["id"], attempt, now, s))
+            except Exception as exc:  # noqa: BLE001 - any failure of an action is recorded on its step
+                outcome = self._failed(s, run, action, step, exc, now)
+            else:
+                outcome = self._succeeded(s, run, action, step, result, now)
+            if outcome is not None:
+                return outcome
+            if self.stop_requested():
+                break
+        if run.current is None:
+            return self._finish_in(s, run)
+        self._save(s, run, self.clock(), status=ExecutionStatus.RUNNING)
         return None
 
     def _external_step(self, run: _Run, action, executor) -> str | None:
@@ -481,12 +553,17 @@ class Runner:
                                   "heartbeat_at": now}
         if finished:
             values.update(finished_at=now, error=error)
-        conn = s.connection()
-        if (_FAST_SAVE_FINISHED if finished else _FAST_SAVE).rowcount(conn, values) != 1:
+        pending = s.pending_execution(run.id) if isinstance(s, _LazySession) else None
+        if pending is not None:
+            # Not written yet (same transaction, so the lease is ours): the row is written final.
+            pending.update((k, v) for k, v in values.items() if not k.startswith("b_"))
+        elif (_FAST_SAVE_FINISHED if finished else _FAST_SAVE).rowcount(s.connection(), values) != 1:
             raise LeaseLost()
         if finished and run.mode != "dry_run" and run.workflow_id:
             ok = 1 if status == ExecutionStatus.SUCCEEDED else 0
-            _FAST_COUNT_RUN.rowcount(conn, {"b_id": run.workflow_id, "b_ok": ok, "b_bad": 1 - ok, "b_at": now})
+            if not (isinstance(s, _LazySession) and s.count_run(run.workflow_id, ok, now)):
+                _FAST_COUNT_RUN.rowcount(s.connection(), {"b_id": run.workflow_id, "b_n": 1, "b_ok": ok, "b_bad": 1 - ok,
+                                                          "b_at": now})
 
     # ------------------------------------------------------------------ chains
 
@@ -505,6 +582,122 @@ class Runner:
         while run.emitted:
             event = run.emitted.pop(0)
             self.ingest(run.tenant["id"], event, depth=run.depth + 1, parent_execution_id=run.id)
+
+
+# ---------------------------------------------------------------------- group commit
+
+#: ``active`` while this thread runs an ingest batch (a nested ingest must not wait for it).
+_batch_state = threading.local()
+
+
+@dataclass
+class _IngestRequest:
+    """One ``ingest`` call on its way through a batch."""
+
+    tenant_id: str
+    ev: Event
+    depth: int
+    parent_execution_id: str | None
+    now: datetime
+    asked_provider: bool = False
+    #: What the call returns or raises, once its batch has committed.
+    result: IngestResult | None = None
+    error: Exception | None = None
+    #: The tenant's settings when its AI provider must classify first (no transaction open).
+    ask_provider: dict[str, Any] | None = None
+    #: Its batch failed as a whole: the caller runs it again on its own.
+    alone: bool = False
+    record: dict[str, Any] | None = None
+    runs: list[_Run] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    #: Group commit: this caller's own lock, and whether it was woken to lead a batch.
+    wake: Any = None
+    lead: bool = False
+
+    def reset(self) -> None:
+        self.result = self.error = self.ask_provider = self.record = None
+        self.runs, self.skipped = [], []
+
+
+class _GroupCommit:
+    """Leader/follower group commit for concurrent ingest calls (no timer, no extra thread).
+
+    A caller that finds no batch running becomes the leader: it runs its own request and
+    every request queued so far (up to ``max_batch``) in one transaction. Callers arriving
+    meanwhile queue up, each waiting on its own lock; when a batch ends its followers are
+    woken and the first queued caller leads the next batch. A caller alone therefore
+    commits at once; under load one commit serves many events. If a batch's transaction
+    fails, each of its requests is run again by its own caller, alone, so one bad request
+    never fails the others.
+    """
+
+    def __init__(self, process: Callable[[list[_IngestRequest]], None], max_batch: int = 64,
+                 gather_seconds: float = 0.001) -> None:
+        self._process = process
+        self._max = max_batch
+        self._gather = gather_seconds
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._queue: list[_IngestRequest] = []
+        self._busy = False
+        #: Callers inside ``ingest`` (see :meth:`inside`); with siblings the leader gathers.
+        self._callers = 0
+
+    @contextmanager
+    def inside(self) -> Iterator[None]:
+        with self._lock:
+            self._callers += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._callers -= 1
+
+    def submit(self, req: _IngestRequest) -> None:
+        req.lead, req.wake = False, None
+        with self._lock:
+            if self._busy:
+                req.wake = threading.Lock()
+                req.wake.acquire()
+                self._queue.append(req)
+                self._arrived.notify()
+            else:
+                self._busy = True
+        if req.wake is not None:
+            req.wake.acquire()  # released when its batch is done, or when it is to lead the next
+            if not req.lead:
+                return
+        with self._lock:
+            # Like PostgreSQL's commit_delay/commit_siblings: with other callers about to
+            # arrive, wait up to ``gather_seconds`` for them so one commit serves them all.
+            # A caller alone never waits.
+            deadline = time.monotonic() + self._gather
+            while len(self._queue) + 1 < min(self._callers, self._max):
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._arrived.wait(left):
+                    break
+            batch = [req, *self._queue[:self._max - 1]]
+            del self._queue[:self._max - 1]
+        try:
+            self._process(batch)
+        except BaseException as exc:  # each request is retried alone by its caller
+            logger.debug("ingest batch of %d failed; retrying each alone", len(batch), exc_info=True)
+            for r in batch:
+                r.alone = True
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            with self._lock:
+                successor = self._queue.pop(0) if self._queue else None
+                if successor is None:
+                    self._busy = False
+                else:
+                    successor.lead = True
+            if successor is not None:
+                successor.wake.release()
+            for r in batch:
+                if r.wake is not None:
+                    r.wake.release()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -552,29 +745,87 @@ def _event_fields(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class _LazySession:
-    """The ``session`` of a local-steps transaction, made only when something needs the ORM.
+    """The ``session`` of a local-steps transaction: a write buffer, and an ORM Session on demand.
 
-    The runner's own statements (step rows, the lease-checked execution update, the outbox
-    insert) need only the transaction's Connection, which ``connection()`` returns as a
-    Session would. Any other use (``add``, ``exec``, ``get``, ``begin_nested`` ...) creates a
-    real Session bound to that Connection: it joins the open transaction (SQLAlchemy's default
-    ``join_transaction_mode``), so its writes commit or roll back with everything else;
-    :func:`_local_transaction` flushes it before the commit.
+    * **Write buffer.** The runner's inserts (events, executions, steps, outbox rows) are
+      kept in Python and written with one ``executemany`` per table when anything else uses
+      the transaction or at its end, in foreign-key order. An execution still in the buffer
+      is updated in place, so a run that finishes inside the transaction is written once, in
+      its final state; run counters are added up per workflow and written once. Readers see
+      no difference: every other use of the session or its connection writes the buffer
+      first, and it is written before the commit (or dropped with a rollback).
+    * **ORM on demand.** ``connection()`` returns the transaction's Connection as a Session
+      would. Any other use (``add``, ``exec``, ``get`` ...) creates a real Session bound to
+      that Connection: it joins the open transaction (SQLAlchemy's default
+      ``join_transaction_mode``), so its writes commit or roll back with everything else.
+      ``begin_nested`` (the savepoint around an action that writes several things) turns the
+      buffer off for the rest of the transaction, so a rolled-back savepoint takes back
+      everything written inside it.
     """
 
-    __slots__ = ("_conn", "_session")
+    __slots__ = ("_buffering", "_conn", "_counts", "_executions", "_rows", "_session")
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
         self._session: Session | None = None
+        self._rows: dict[FastStatement, list[dict[str, Any]]] = {}
+        self._executions: dict[str, dict[str, Any]] = {}
+        #: workflow id -> [runs, succeeded, failed, last run at]
+        self._counts: dict[str, list] = {}
+        self._buffering = True
+
+    def buffer_insert(self, fast: FastStatement, rows: list[dict[str, Any]]) -> bool:
+        """Keep rows for ``fast`` (an INSERT of every column, see engine.store.fast) until the
+        next write-out; False when not buffering (the caller then runs it at once)."""
+        if not self._buffering:
+            return False
+        self._rows.setdefault(fast, []).extend(rows)
+        if fast is _FAST_INSERTS[Execution]:
+            self._executions.update((row["id"], row) for row in rows)
+        return True
+
+    def pending_execution(self, execution_id: str) -> dict[str, Any] | None:
+        """The execution's row if it is still in the buffer (to update in place)."""
+        return self._executions.get(execution_id)
+
+    def count_run(self, workflow_id: str, ok: int, at: datetime) -> bool:
+        if not self._buffering:
+            return False
+        counts = self._counts.setdefault(workflow_id, [0, 0, 0, at])
+        counts[0] += 1
+        counts[1] += ok
+        counts[2] += 1 - ok
+        counts[3] = max(counts[3], at)
+        return True
+
+    def write_out(self) -> None:
+        """Write the buffer: tables parents first, then the run counters."""
+        if self._rows:
+            rows, self._rows, self._executions = self._rows, {}, {}
+            for fast in sorted(rows, key=lambda f: _TABLE_ORDER[f.stmt.table.name]):
+                fast.executemany(self._conn, rows[fast])
+        if self._counts:
+            counts, self._counts = self._counts, {}
+            for workflow_id, (n, ok, bad, at) in counts.items():
+                _FAST_COUNT_RUN.rowcount(self._conn, {"b_id": workflow_id, "b_n": n, "b_ok": ok, "b_bad": bad, "b_at": at})
 
     def connection(self, *args: Any, **kwargs: Any) -> sa.Connection:
+        self.write_out()
         return self._conn if self._session is None else self._session.connection(*args, **kwargs)
 
-    def __getattr__(self, name: str) -> Any:
+    def begin_nested(self) -> Any:
+        self.write_out()
+        self._buffering = False
+        return self._orm().begin_nested()
+
+    def _orm(self) -> Session:
         if self._session is None:
             self._session = Session(bind=self._conn, expire_on_commit=False)
-        return getattr(self._session, name)
+        return self._session
+
+    def __getattr__(self, name: str) -> Any:
+        self.write_out()
+        return getattr(self._orm(), name)
 
 
 @contextmanager
@@ -584,6 +835,7 @@ def _local_transaction(db) -> Iterator[_LazySession]:
         lazy = _LazySession(conn)
         try:
             yield lazy
+            lazy.write_out()
             if lazy._session is not None:
                 lazy._session.flush()
         finally:
@@ -591,24 +843,18 @@ def _local_transaction(db) -> Iterator[_LazySession]:
                 lazy._session.close()
 
 
-class _AskProviderFirst(Exception):
-    """Raised inside the ingest transaction to roll it back before the AI provider is called."""
-
-    def __init__(self, settings: dict[str, Any]) -> None:
-        super().__init__("classify with the tenant's AI provider first")
-        self.settings = settings
-
-
 _FAST_INSERTS = {model: FastStatement(model.__table__.insert()) for model in (EventRecord, Execution, StepRun)}
 
 
-def _insert(s: Session | sa.Connection, model: Any, rows: dict[str, Any] | list[dict[str, Any]]) -> None:
-    """An insert of complete rows (every column given) on the transaction's DB-API connection."""
+def _insert(s: Session | sa.Connection | _LazySession, model: Any, rows: dict[str, Any] | list[dict[str, Any]]) -> None:
+    """An insert of complete rows (every column given): buffered in a local transaction, else
+    run on the transaction's DB-API connection."""
     fast = _FAST_INSERTS.get(model)
+    rows = [rows] if isinstance(rows, dict) else rows
     if fast is None:
         connection_of(s).execute(model.__table__.insert(), rows)
-    else:
-        fast.executemany(s, [rows] if isinstance(rows, dict) else rows)
+    elif not (isinstance(s, _LazySession) and s.buffer_insert(fast, rows)):
+        fast.executemany(s, rows)
 
 
 _ex, _wf = Execution.__table__.c, Workflow.__table__.c
@@ -616,12 +862,14 @@ _ex, _wf = Execution.__table__.c, Workflow.__table__.c
 _SAVE_EXECUTION = sa.update(Execution.__table__).where(_ex.id == sa.bindparam("b_id"),
                                                        _ex.lease_token == sa.bindparam("b_token"))
 _COUNT_RUN = sa.update(Workflow.__table__).where(_wf.id == sa.bindparam("b_id")).values(
-    run_count=_wf.run_count + 1, success_count=_wf.success_count + sa.bindparam("b_ok"),
+    run_count=_wf.run_count + sa.bindparam("b_n"), success_count=_wf.success_count + sa.bindparam("b_ok"),
     error_count=_wf.error_count + sa.bindparam("b_bad"), last_run_at=sa.bindparam("b_at"))
 _SAVE_KEYS = ["status", "context", "current_action_id", "actions_executed", "heartbeat_at"]
 _FAST_SAVE = FastStatement(_SAVE_EXECUTION, _SAVE_KEYS)
 _FAST_SAVE_FINISHED = FastStatement(_SAVE_EXECUTION, _SAVE_KEYS + ["finished_at", "error"])
 _FAST_COUNT_RUN = FastStatement(_COUNT_RUN)
+#: The write buffer writes tables parents first (SQLAlchemy's foreign-key order).
+_TABLE_ORDER = {t.name: i for i, t in enumerate(EventRecord.metadata.sorted_tables)}
 _tc = Tenant.__table__.c
 _TENANT_COLUMNS = ("id", "slug", "name", "timezone", "settings")
 _FAST_TENANT = FastStatement(sa.select(*(_tc[k] for k in _TENANT_COLUMNS)).where(_tc.id == sa.bindparam("tenant_id")))
@@ -732,7 +980,8 @@ def _jsonable(value: Any) -> Any:
     import json
 
     try:
-        json.dumps(value)
+        json_dumps(value)
         return value
     except TypeError:
         return json.loads(json.dumps(value, default=str))
+
