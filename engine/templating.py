@@ -87,10 +87,59 @@ def check_syntax(template: str) -> str | None:
     return None
 
 
+#: ``{{ path }}`` with nothing but a dotted path inside (the common case).
+_SIMPLE = re.compile(r"\{\{\s*([A-Za-z_]\w*(?:\.[A-Za-z0-9_][\w-]*)*)\s*\}\}")
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+@lru_cache(maxsize=2048)
+def _plan(template: str) -> tuple | None:
+    """Literal text and key paths, alternating, when every expression is a plain path; else None."""
+    parts: list[Any] = []
+    pos = 0
+    for m in _SIMPLE.finditer(template):
+        parts.append(template[pos:m.start()])
+        parts.append(tuple(m.group(1).split(".")))
+        pos = m.end()
+    parts.append(template[pos:])
+    if any(marker in literal for literal in parts[::2] for marker in ("{{", "{%", "{#")):
+        return None  # filters, operators, statements or comments: Jinja's job
+    return tuple(parts)
+
+
+def _render_plain(plan: tuple, context: dict[str, Any]) -> str | None:
+    """What Jinja renders for a plan of plain paths (``str()`` of the value), or None when a
+    path does not lead through dict keys to a plain value (Jinja then decides, errors included)."""
+    out = []
+    for i, part in enumerate(plan):
+        if i % 2 == 0:
+            out.append(part)
+            continue
+        value: Any = context
+        for key in part:
+            if type(value) is not dict or key not in value:
+                return None
+            value = value[key]
+        if not isinstance(value, _PLAIN_TYPES):
+            return None
+        out.append(value if type(value) is str else str(value))
+    return "".join(out)
+
+
 def render(template: str, context: dict[str, Any]) -> str:
-    """Render the template; unknown variables and sandbox violations raise TemplateError."""
+    """Render the template; unknown variables and sandbox violations raise TemplateError.
+
+    Templates made only of text and plain paths (``Hi {{trigger.from}}!``) are filled in
+    directly, as Jinja would fill them; anything else, and any path that does not resolve,
+    goes through the sandboxed Jinja environment.
+    """
     if not has_template(template):
         return template
+    plan = _plan(template)
+    if plan is not None:
+        text = _render_plain(plan, context)
+        if text is not None:
+            return text
     try:
         return _compile(template).render(context)
     except UndefinedError as exc:
