@@ -81,7 +81,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def _sqlite_begin_immediate(conn) -> None:
     # Take the write lock at BEGIN: two writers then queue on busy_timeout instead of
     # failing with "database is locked" when a read transaction tries to upgrade.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Straight on the driver connection: SQLAlchemy's statement machinery would cost more than
+    # the BEGIN itself on the ingest path (pysqlite's own transaction handling is off).
+    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -34,6 +34,7 @@ Only simple statements belong here: no ``IN`` lists with expanding parameters, n
 
 from __future__ import annotations
 
+import operator
 import threading
 from datetime import datetime, timedelta, timezone
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,7 +53,7 @@ def connection_of(target: Session | Connection) -> Connection:
 class _Compiled:
     """One statement compiled for one dialect (see :class:`FastStatement`)."""
 
-    __slots__ = ("binds", "dialect", "positional", "result_procs", "sql")
+    __slots__ = ("_getter", "_procs", "binds", "dialect", "positional", "result_procs", "sql")
 
     def __init__(self, stmt: Any, dialect: Dialect, column_keys: Sequence[str] | None) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(column_keys) if column_keys is not None else None)
@@ -80,6 +81,13 @@ class _Compiled:
             else:
                 value = bp.effective_value
                 self.binds.append((None, escaped.get(name, name), value if proc is None else proc(value)))
+        #: Positional statements without constants: all values in one C call, then the
+        #: processors of the few columns that have one (most rows have 10-20 columns).
+        self._getter: Any = None
+        if self.positional and self.binds and all(name is not None for name, _sql, _proc in self.binds):
+            keys = [name for name, _sql, _proc in self.binds]
+            self._getter = operator.itemgetter(*keys) if len(keys) > 1 else (lambda p, k=keys[0]: (p[k],))
+            self._procs = [(i, proc) for i, (_name, _sql, proc) in enumerate(self.binds) if proc is not None]
         self.result_procs: list[Any] | None = None
         if isinstance(stmt, sa.Select):
             procs = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in stmt.selected_columns]
@@ -87,6 +95,11 @@ class _Compiled:
 
     def args(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """The DB-API parameters for ``params`` (every required name must be present)."""
+        if self._getter is not None:
+            values = list(self._getter(params))
+            for i, proc in self._procs:
+                values[i] = proc(values[i])
+            return values
         if self.positional:
             return [proc if name is None else params[name] if proc is None else proc(params[name])
                     for name, _sql, proc in self.binds]
@@ -183,20 +196,22 @@ _SAMPLES = (datetime(2026, 3, 29, 1, 30, 0, 0, tzinfo=_UTC), datetime(2026, 11, 
             datetime(2026, 7, 1, 12, 0, 0, 123, tzinfo=timezone(timedelta(hours=2))), datetime(2026, 1, 1, 8, 0), datetime(999, 1, 2, 3, 4, 5, 6), None)
 
 
-#: The last datetime converted and its text: one ``now`` fills several columns of several rows.
-_last_datetime: tuple[Any, Any] = (None, None)
+#: Recently converted datetimes and their text: the same few ``now`` values fill several
+#: columns of several rows (received, started, heartbeat, finished ...). Equal datetimes
+#: (aware ones compare in UTC) have equal text, so any thread may use any entry.
+_recent: dict[datetime, str] = {}
 
 
 def _sqlite_utc_datetime(value: datetime | None) -> str | None:
     """SQLAlchemy's SQLite DATETIME text for an aware (or naive UTC) datetime, in one step."""
-    global _last_datetime
-    last = _last_datetime
-    if value is last[0]:
-        return last[1]
-    text = value
-    if value is not None:
-        text = (value.astimezone(_UTC).replace(tzinfo=None) if value.tzinfo is not None else value).isoformat(" ", "microseconds")
-        _last_datetime = (value, text)
+    if value is None:
+        return None
+    text = _recent.get(value)
+    if text is None:
+        if len(_recent) > 512:
+            _recent.clear()
+        text = _recent[value] = (value.astimezone(_UTC).replace(tzinfo=None) if value.tzinfo is not None
+                                 else value).isoformat(" ", "microseconds")
     return text
 
 _JSON_SAMPLES = ({"a": [1, 2.5, None, "ü"], "b": {"c": True}}, [], {}, None, "text", 3)
