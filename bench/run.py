@@ -1,7 +1,9 @@
 """Engine benchmark: ``python -m engine bench``.
 
 (a) executions per second, ingest to done: one workflow (keyword_match + send_whatsapp to
-    the outbox), every event, execution, step and outbox row persisted;
+    the outbox), every event, execution, step and outbox row persisted. Events come from
+    ``--producers`` concurrent callers (threads calling ``Runner.ingest`` one event at a
+    time, as the REST API's worker threads do), and also from one caller alone;
 (b) the same with 1,000 other enabled workflows of other trigger types in the tenant;
 (c) due items resumed per second by one worker with 100,000 waiting executions of which
     1,000 are due.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -38,12 +41,51 @@ WORKFLOW = {
 OTHER_TYPES = ["missed_call", "lead_created", "booking_created", "email_received", "sms_received", "web_chat", "voice_call"]
 
 
-def _ingest_rate(runner: Runner, tenant_id: str, n: int) -> float:
-    start = time.perf_counter()
-    for i in range(n):
-        runner.ingest(tenant_id, {"triggerType": "whatsapp_message", "channel": "whatsapp", "content": f"Hallo {i}",
-                                  "from": f"+49151{i:08d}"})
-    return n / (time.perf_counter() - start)
+def _event(i: int) -> dict:
+    return {"triggerType": "whatsapp_message", "channel": "whatsapp", "content": f"Hallo {i}", "from": f"+49151{i:08d}"}
+
+
+def _ingest_rate(runner: Runner, tenant_id: str, n: int, producers: int = 1) -> float:
+    """Events per second from ``producers`` callers; checks every event ran to ``succeeded``."""
+    before = _succeeded(runner.db, tenant_id)
+    if producers <= 1:
+        start = time.perf_counter()
+        for i in range(n):
+            runner.ingest(tenant_id, _event(i))
+        elapsed = time.perf_counter() - start
+    else:
+        share = [n // producers + (1 if k < n % producers else 0) for k in range(producers)]
+        gate = threading.Barrier(producers + 1)
+        errors: list[BaseException] = []
+
+        def produce(k: int) -> None:
+            gate.wait()
+            try:
+                for i in range(share[k]):
+                    runner.ingest(tenant_id, _event(k * 1_000_000 + i))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=produce, args=(k,)) for k in range(producers)]
+        for t in threads:
+            t.start()
+        gate.wait()
+        start = time.perf_counter()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
+        if errors:
+            raise errors[0]
+    done = _succeeded(runner.db, tenant_id) - before
+    if done != n:
+        raise RuntimeError(f"{n} events ingested but {done} executions succeeded")
+    return n / elapsed
+
+
+def _succeeded(db, tenant_id: str) -> int:
+    x = Execution.__table__.c
+    with db.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).where(x.tenant_id == tenant_id, x.status == "succeeded")).scalar()
 
 
 def _add_other_workflows(db, tenant_id: str, count: int) -> None:
@@ -94,25 +136,27 @@ def _resume_rate(db, tenant_id: str, waiting: int, due: int) -> float:
     return due / elapsed
 
 
-def measure(url: str, n: int, waiting: int) -> dict[str, float]:
+def measure(url: str, n: int, waiting: int, producers: int) -> dict[str, float]:
     db = get_engine(url)
     migrate(db)
     tenant = services.create_tenant(db, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
     services.create_workflow(db, system_actor(tenant.id), WORKFLOW)
     runner = Runner(db)
-    _ingest_rate(runner, tenant.id, min(200, n))  # warm-up: imports, caches, JIT-free but cold pages
-    a = statistics.median(_ingest_rate(runner, tenant.id, n) for _ in range(3))
+    _ingest_rate(runner, tenant.id, min(200, n), producers)  # warm-up: imports, caches, cold pages
+    a = statistics.median(_ingest_rate(runner, tenant.id, n, producers) for _ in range(3))
+    alone = statistics.median(_ingest_rate(runner, tenant.id, n) for _ in range(3))
     _add_other_workflows(db, tenant.id, 1000)
-    b = statistics.median(_ingest_rate(runner, tenant.id, n) for _ in range(3))
+    b = statistics.median(_ingest_rate(runner, tenant.id, n, producers) for _ in range(3))
     other = services.create_tenant(db, slug=f"bench-wait-{uuid.uuid4().hex[:6]}", name="Bench wait")
-    c = _resume_rate(db, other.id, waiting, 1000)
-    return {"a": a, "b": b, "c": c}
+    c = _resume_rate(db, other.id, waiting, min(1000, waiting))
+    return {"a": a, "alone": alone, "b": b, "c": c}
 
 
-def _report(label: str, r: dict[str, float], waiting: int) -> None:
-    print(f"[{label}] (a) executions/s, 1 workflow:                    {r['a']:8.0f}")
-    print(f"[{label}] (b) executions/s, + 1,000 other workflows:      {r['b']:8.0f}  ({(r['b'] / r['a'] - 1) * 100:+.1f}% vs a)")
-    print(f"[{label}] (c) due items resumed/s, {waiting:,} waiting, 1,000 due: {r['c']:8.0f}")
+def _report(label: str, r: dict[str, float], waiting: int, producers: int) -> None:
+    print(f"[{label}] (a) executions/s, 1 workflow, {producers} concurrent callers:   {r['a']:8.0f}")
+    print(f"[{label}]     the same, one caller at a time:                {r['alone']:8.0f}")
+    print(f"[{label}] (b) executions/s, + 1,000 other workflows:         {r['b']:8.0f}  ({(r['b'] / r['a'] - 1) * 100:+.1f}% vs a)")
+    print(f"[{label}] (c) due items resumed/s, {waiting:,} waiting, {min(1000, waiting):,} due: {r['c']:8.0f}")
 
 
 def _postgres_scratch(url: str):
@@ -125,15 +169,15 @@ def _postgres_scratch(url: str):
 
 
 def main(args) -> int:
-    n, waiting = args.n, args.waiting
+    n, waiting, producers = args.n, args.waiting, args.producers
     with tempfile.TemporaryDirectory() as tmp:
-        sqlite = measure(f"sqlite:///{tmp}/bench.db", n, waiting)
-        _report("sqlite", sqlite, waiting)
+        sqlite = measure(f"sqlite:///{tmp}/bench.db", n, waiting, producers)
+        _report("sqlite", sqlite, waiting, producers)
     url = os.environ.get("DATABASE_URL", "")
     if url.startswith(("postgres://", "postgresql")):
         admin, name, scratch = _postgres_scratch(url)
         try:
-            _report("postgresql", measure(scratch, n, waiting), waiting)
+            _report("postgresql", measure(scratch, n, waiting, producers), waiting, producers)
         finally:
             get_engine(scratch).dispose()
             with admin.connect() as conn:
