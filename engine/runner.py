@@ -158,7 +158,9 @@ class Runner:
         self.max_depth = max_depth
         #: Set by the worker on SIGTERM: the loop parks the execution after the current step.
         self.stop_requested: Callable[[], bool] = lambda: False
-        self._group = _GroupCommit(self._ingest_batch)
+        #: Ingest batches of this runner write one after the other (see _LazySession).
+        self._write_lock = threading.Lock()
+        self._group = _GroupCommit(self._prepare_batch, self._commit_batch)
 
     # ------------------------------------------------------------------ ingest
 
@@ -203,7 +205,7 @@ class Runner:
     def _ingest_alone(self, req: _IngestRequest) -> None:
         """One request in its own transaction; a concurrent duplicate key answers with the first event."""
         try:
-            self._ingest_batch([req])
+            self._commit_batch(self._prepare_batch([req]))
         except IntegrityError:
             if not req.ev.idempotency_key:
                 raise
@@ -213,38 +215,53 @@ class Runner:
                     raise
                 req.result = IngestResult(existing, _executions_of(conn, existing), duplicate=True)
 
-    def _ingest_batch(self, batch: list[_IngestRequest]) -> None:
-        """Ingest every request of ``batch`` in one transaction (raises if the transaction fails).
+    def _prepare_batch(self, batch: list[_IngestRequest]) -> _LazySession:
+        """Run every request of ``batch`` as far as it goes, its writes kept in one unit of work.
 
-        A request that fails before writing anything (unknown tenant, provider needed)
-        keeps its error or question on the request and does not disturb the others.
+        Returns the unit of work holding the write lock; :meth:`_commit_batch` commits it.
+        Lookups that need no transaction (tenant, candidate workflows, idempotency keys) run
+        on a plain connection; the transaction begins when something needs it (an action
+        reading the database) or at the latest here, at the end. A request that fails before
+        writing anything (unknown tenant, provider needed) keeps its error or question on the
+        request and does not disturb the others. Raises if the batch as a whole fails.
         """
         tenants: dict[str, dict[str, Any]] = {}
         candidates: dict[tuple[str, str], list[_Candidate]] = {}
+        s = _LazySession(db=self.db, lock=self._write_lock)
         _batch_state.active = True
         try:
-            with _local_transaction(self.db) as s:
+            with self.db.connect() as reader:
                 for req in batch:
                     req.reset()
-                    self._ingest_in(s, req, tenants, candidates)
+                    self._ingest_in(s, reader, req, tenants, candidates)
+            s.begin()  # take the write lock now: the next batch's actions read after this one's writes
         except BaseException:
+            s.abort()
             for req in batch:
                 req.reset()
             raise
         finally:
             _batch_state.active = False
+        return s
 
-    def _ingest_in(self, s: _LazySession, req: _IngestRequest, tenants: dict, candidates: dict) -> None:
+    @staticmethod
+    def _commit_batch(s: _LazySession) -> None:
+        s.commit()
+
+    def _ingest_in(self, s: _LazySession, reader: sa.Connection, req: _IngestRequest, tenants: dict,
+                   candidates: dict) -> None:
         ev, tenant_id = req.ev, req.tenant_id
+        # Once the transaction has begun, look things up inside it (it sees the buffer's rows).
+        look = s if s.begun else reader
         if ev.idempotency_key:
-            existing = _event_by_key(s, tenant_id, ev.idempotency_key)
+            existing = _event_by_key(look, tenant_id, ev.idempotency_key)
             if existing:
-                req.result = IngestResult(existing, _executions_of(s, existing), duplicate=True)
+                req.result = IngestResult(existing, _executions_of(look, existing), duplicate=True)
                 return
         tenant = tenants.get(tenant_id)
         if tenant is None:
             try:
-                tenant = tenants[tenant_id] = _tenant(s, tenant_id)
+                tenant = tenants[tenant_id] = _tenant(look, tenant_id)
             except NotFound as exc:
                 req.error = exc
                 return
@@ -254,7 +271,7 @@ class Runner:
         key = (tenant_id, str(ev.trigger_type))
         found = candidates.get(key)
         if found is None:
-            found = candidates[key] = _candidates(s, tenant_id, ev)
+            found = candidates[key] = _candidates(look, tenant_id, ev)
         self._fill_intent(ev, found)
         req.record = _event_row(tenant_id, ev, req.now, req.depth, req.parent_execution_id)
         _insert(s, EventRecord, req.record)
@@ -622,18 +639,21 @@ class _IngestRequest:
 class _GroupCommit:
     """Leader/follower group commit for concurrent ingest calls (no timer, no extra thread).
 
-    A caller that finds no batch running becomes the leader: it runs its own request and
-    every request queued so far (up to ``max_batch``) in one transaction. Callers arriving
-    meanwhile queue up, each waiting on its own lock; when a batch ends its followers are
-    woken and the first queued caller leads the next batch. A caller alone therefore
-    commits at once; under load one commit serves many events. If a batch's transaction
-    fails, each of its requests is run again by its own caller, alone, so one bad request
-    never fails the others.
+    A caller that finds no batch running becomes the leader: it prepares its own request and
+    every request queued so far (up to ``max_batch``) as one unit of work, then commits it.
+    Callers arriving meanwhile queue up, each waiting on its own lock. As soon as a batch is
+    prepared, leadership passes to the first queued caller, so the next batch is prepared
+    while this one commits (the commit holds the runner's write lock, so the next batch's
+    writes and reads still come after it); when the commit is done its callers are woken.
+    A caller alone therefore commits at once; under load one commit serves many events. If
+    a batch fails, each of its requests is run again by its own caller, alone, so one bad
+    request never fails the others.
     """
 
-    def __init__(self, process: Callable[[list[_IngestRequest]], None], max_batch: int = 64,
-                 gather_seconds: float = 0.001) -> None:
-        self._process = process
+    def __init__(self, prepare: Callable[[list[_IngestRequest]], Any], commit: Callable[[Any], None],
+                 max_batch: int = 64, gather_seconds: float = 0.001) -> None:
+        self._prepare = prepare
+        self._commit = commit
         self._max = max_batch
         self._gather = gather_seconds
         self._lock = threading.Lock()
@@ -678,26 +698,39 @@ class _GroupCommit:
                     break
             batch = [req, *self._queue[:self._max - 1]]
             del self._queue[:self._max - 1]
+        work, failure = None, None
         try:
-            self._process(batch)
+            work = self._prepare(batch)
         except BaseException as exc:  # each request is retried alone by its caller
-            logger.debug("ingest batch of %d failed; retrying each alone", len(batch), exc_info=True)
-            for r in batch:
-                r.alone = True
-            if not isinstance(exc, Exception):
-                raise
+            failure = exc
         finally:
-            with self._lock:
-                successor = self._queue.pop(0) if self._queue else None
-                if successor is None:
-                    self._busy = False
-                else:
-                    successor.lead = True
-            if successor is not None:
-                successor.wake.release()
+            self._hand_over()
+        try:
+            if failure is None:
+                self._commit(work)
+        except BaseException as exc:
+            failure = exc
+        finally:
+            if failure is not None:
+                logger.debug("ingest batch of %d failed; retrying each alone", len(batch), exc_info=failure)
+                for r in batch:
+                    r.alone = True
             for r in batch:
                 if r.wake is not None:
                     r.wake.release()
+        if failure is not None and not isinstance(failure, Exception):
+            raise failure
+
+    def _hand_over(self) -> None:
+        """Let the first queued caller lead the next batch (or mark the group idle)."""
+        with self._lock:
+            successor = self._queue.pop(0) if self._queue else None
+            if successor is None:
+                self._busy = False
+            else:
+                successor.lead = True
+        if successor is not None:
+            successor.wake.release()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -761,18 +794,44 @@ class _LazySession:
       ``begin_nested`` (the savepoint around an action that writes several things) turns the
       buffer off for the rest of the transaction, so a rolled-back savepoint takes back
       everything written inside it.
+    * **Transaction on demand** (ingest batches, made with ``db`` and ``lock``): nothing is
+      begun until something needs the database; then ``lock`` (the runner's write lock) is
+      taken and the transaction begins, so every read an action makes sees the writes of
+      the batches before it. :meth:`commit` / :meth:`abort` end it and release the lock.
     """
 
-    __slots__ = ("_buffering", "_conn", "_counts", "_executions", "_rows", "_session")
+    __slots__ = ("_buffering", "_conn", "_counts", "_db", "_executions", "_lock", "_rows", "_session", "_tx")
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection | None = None, *, db: Any = None, lock: Any = None) -> None:
         self._conn = conn
+        self._db, self._lock, self._tx = db, lock, None
         self._session: Session | None = None
         self._rows: dict[FastStatement, list[dict[str, Any]]] = {}
         self._executions: dict[str, dict[str, Any]] = {}
         #: workflow id -> [runs, succeeded, failed, last run at]
         self._counts: dict[str, list] = {}
         self._buffering = True
+
+    @property
+    def begun(self) -> bool:
+        return self._conn is not None
+
+    def begin(self) -> sa.Connection:
+        """The transaction's Connection, begun (under the write lock) if it was not yet."""
+        if self._conn is None:
+            self._lock.acquire()
+            try:
+                conn = self._db.connect()
+                try:
+                    self._tx = conn.begin()
+                except BaseException:
+                    conn.close()
+                    raise
+            except BaseException:
+                self._lock.release()
+                raise
+            self._conn = conn
+        return self._conn
 
     def buffer_insert(self, fast: FastStatement, rows: list[dict[str, Any]]) -> bool:
         """Keep rows for ``fast`` (an INSERT of every column, see engine.store.fast) until the
@@ -801,17 +860,20 @@ class _LazySession:
     def write_out(self) -> None:
         """Write the buffer: tables parents first, then the run counters."""
         if self._rows:
+            conn = self.begin()
             rows, self._rows, self._executions = self._rows, {}, {}
             for fast in sorted(rows, key=lambda f: _TABLE_ORDER[f.stmt.table.name]):
-                fast.executemany(self._conn, rows[fast])
+                fast.executemany(conn, rows[fast])
         if self._counts:
+            conn = self.begin()
             counts, self._counts = self._counts, {}
             for workflow_id, (n, ok, bad, at) in counts.items():
-                _FAST_COUNT_RUN.rowcount(self._conn, {"b_id": workflow_id, "b_n": n, "b_ok": ok, "b_bad": bad, "b_at": at})
+                _FAST_COUNT_RUN.rowcount(conn, {"b_id": workflow_id, "b_n": n, "b_ok": ok, "b_bad": bad, "b_at": at})
 
     def connection(self, *args: Any, **kwargs: Any) -> sa.Connection:
         self.write_out()
-        return self._conn if self._session is None else self._session.connection(*args, **kwargs)
+        conn = self.begin()
+        return conn if self._session is None else self._session.connection(*args, **kwargs)
 
     def begin_nested(self) -> Any:
         self.write_out()
@@ -820,12 +882,40 @@ class _LazySession:
 
     def _orm(self) -> Session:
         if self._session is None:
-            self._session = Session(bind=self._conn, expire_on_commit=False)
+            self._session = Session(bind=self.begin(), expire_on_commit=False)
         return self._session
 
     def __getattr__(self, name: str) -> Any:
         self.write_out()
         return getattr(self._orm(), name)
+
+    def flush_all(self) -> None:
+        """Everything into the transaction (buffer, then the ORM session), ready to commit."""
+        self.write_out()
+        if self._session is not None:
+            self._session.flush()
+
+    def commit(self) -> None:
+        """Write everything and commit (a transaction on demand that was never needed: nothing)."""
+        try:
+            self.flush_all()
+            if self._tx is not None:
+                self._tx.commit()
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Roll back whatever was not committed, close, release the write lock."""
+        self._rows, self._executions, self._counts = {}, {}, {}
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._tx is not None:
+            conn, self._conn, self._tx = self._conn, None, None
+            try:
+                conn.close()  # rolls back if still open
+            finally:
+                self._lock.release()
 
 
 @contextmanager
@@ -835,9 +925,7 @@ def _local_transaction(db) -> Iterator[_LazySession]:
         lazy = _LazySession(conn)
         try:
             yield lazy
-            lazy.write_out()
-            if lazy._session is not None:
-                lazy._session.flush()
+            lazy.flush_all()
         finally:
             if lazy._session is not None:
                 lazy._session.close()
@@ -898,14 +986,20 @@ def _step_row(run: _Run, action, attempt: int, now: datetime) -> dict[str, Any]:
             "error": None, "started_at": now, "finished_at": None}
 
 
-def _event_by_key(s: Session | sa.Connection, tenant_id: str, key: str) -> str | None:
-    e = EventRecord.__table__.c
-    return connection_of(s).execute(sa.select(e.id).where(e.tenant_id == tenant_id, e.idempotency_key == key)).scalar()
+_ev, _exc = EventRecord.__table__.c, Execution.__table__.c
+#: On the DB-API connection: on a plain (not begun) Connection they begin no transaction.
+_FAST_EVENT_BY_KEY = FastStatement(sa.select(_ev.id).where(_ev.tenant_id == sa.bindparam("tenant_id"),
+                                                           _ev.idempotency_key == sa.bindparam("key")))
+_FAST_EXECUTIONS_OF = FastStatement(sa.select(_exc.id).where(_exc.event_id == sa.bindparam("event_id")))
 
 
-def _executions_of(s: Session | sa.Connection, event_id: str) -> list[str]:
-    x = Execution.__table__.c
-    return list(connection_of(s).execute(sa.select(x.id).where(x.event_id == event_id)).scalars())
+def _event_by_key(s: Session | sa.Connection | _LazySession, tenant_id: str, key: str) -> str | None:
+    row = _FAST_EVENT_BY_KEY.first(s, {"tenant_id": tenant_id, "key": key})
+    return row[0] if row else None
+
+
+def _executions_of(s: Session | sa.Connection | _LazySession, event_id: str) -> list[str]:
+    return [row[0] for row in _FAST_EXECUTIONS_OF.all(s, {"event_id": event_id})]
 
 
 def _tenant(s: Session | sa.Connection, tenant_id: str) -> dict[str, Any]:
