@@ -102,8 +102,10 @@ def _plan(template: str) -> tuple | None:
         parts.append(tuple(m.group(1).split(".")))
         pos = m.end()
     parts.append(template[pos:])
-    if any(marker in literal for literal in parts[::2] for marker in ("{{", "{%", "{#")):
-        return None  # filters, operators, statements or comments: Jinja's job
+    literals = parts[::2]
+    if any(marker in literal for literal in literals for marker in ("{{", "{%", "{#")) or any(
+            literal.endswith("{") for literal in literals[:-1]):
+        return None  # filters, operators, statements, comments, "{{{": Jinja's job
     return tuple(parts)
 
 

@@ -71,3 +71,46 @@ def test_render_value_renders_strings_inside_lists_and_dicts_but_keeps_keys(cont
 def test_iter_strings_yields_a_path_for_every_nested_string():
     found = list(templating.iter_strings({"message": "a", "body": {"items": ["b", {"c": "d"}]}, "n": 1}))
     assert found == [("message", "a"), ("body.items[0]", "b"), ("body.items[1].c", "d")]
+
+
+# --------------------------------------------------------------------------- plain-path fast path
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False, width=32),
+                    st.text(max_size=8), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+_PATHS = ["trigger.from", "trigger.n", "results.ai-1.text", "lead.name", "now", "trigger.items", "trigger.missing",
+          "results.send-1.status"]
+_LITERALS = st.text(alphabet=st.sampled_from("ab {}%#-\n!ü"), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.tuples(_LITERALS, st.sampled_from(_PATHS), st.sampled_from(["", " "])), min_size=1, max_size=3),
+       tail=_LITERALS, values=st.lists(_VALUES, min_size=4, max_size=4))
+def test_plain_paths_render_exactly_as_jinja_renders_them(pieces, tail, values):
+    template = "".join(f"{lit}{{{{{sp}{path}{sp}}}}}" for lit, path, sp in pieces) + tail
+    context = {"trigger": {"from": values[0], "n": values[1]}, "results": {"ai-1": {"text": values[2]}},
+               "lead": {"name": values[3]}, "now": "2026-03-01T10:00:00+01:00"}
+
+    def outcome(fn):
+        try:
+            return "ok", fn()
+        except Exception as exc:  # noqa: BLE001 - compared, not hidden
+            return "error", type(exc).__name__
+
+    def jinja():
+        try:
+            return templating._compile(template).render(context)
+        except Exception as exc:
+            raise TemplateError(str(exc)) from exc
+
+    assert outcome(lambda: templating.render(template, context)) == outcome(jinja)
+
+
+def test_the_fast_path_is_taken_only_for_plain_paths():
+    assert templating._plan("Hi {{trigger.from}}!") is not None
+    assert templating._plan("{{ results.ai-1.text }} {{now}}") is not None
+    for template in ("{{trigger.from|upper}}", "{{ 1 + 2 }}", "{% if x %}y{% endif %}", "{{- trigger.from }}",
+                     "{# note #}{{trigger.from}}", "{{trigger['from']}}"):
+        assert templating._plan(template) is None, template
