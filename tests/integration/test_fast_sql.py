@@ -141,3 +141,40 @@ def test_statements_needing_python_defaults_are_refused():
     partial = FastStatement(sa.insert(EventRecord.__table__), column_keys=["id", "tenant_id", "trigger_type"])
     with pytest.raises(ValueError, match="defaults"):
         partial.compiled(sa.create_engine("sqlite://").dialect)
+
+
+def test_sqlite_binds_use_the_direct_processors_only_where_they_agree(tmp_path):
+    from engine.store.db import get_engine, json_dumps
+    from engine.store.fast import _sqlite_utc_datetime
+
+    ours = get_engine(f"sqlite:///{tmp_path}/ours.db")
+    plain = sa.create_engine(f"sqlite:///{tmp_path}/plain.db")  # SQLAlchemy's default JSON serializer
+    insert = _FAST_INSERTS[Execution]
+    by_key = {name: proc for name, _sql, proc in insert.compiled(ours.dialect).binds}
+    assert by_key["started_at"] is _sqlite_utc_datetime and by_key["context"] is json_dumps
+    plain_procs = {name: proc for name, _sql, proc in insert.compiled(plain.dialect).binds}
+    assert plain_procs["context"] is not json_dumps  # compiled separately, with SQLAlchemy's own
+    reference = Execution.__table__.c.started_at.type.dialect_impl(ours.dialect).bind_processor(ours.dialect)
+    for moment in (AT, AT.replace(microsecond=7), AT.astimezone(timezone(timedelta(hours=-5))), AT.replace(tzinfo=None)):
+        assert _sqlite_utc_datetime(moment) == reference(moment)
+
+
+def test_ids_are_time_ordered_unique_and_32_hex_digits():
+    import threading
+    import time as _time
+
+    first = new_id()
+    _time.sleep(0.002)
+    found: list[str] = []
+
+    def make() -> None:
+        found.extend(new_id() for _ in range(2000))
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(found)) == 8000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in found)
+    assert min(found) > first  # later milliseconds sort later
