@@ -100,14 +100,13 @@ def _public(policy: dict[str, Any]) -> dict[str, Any]:
 
 def _policy(session: Session, tenant: dict[str, Any], recipient: str, now: datetime, trigger: dict[str, Any]) -> dict[str, Any]:
     """Quiet hours and frequency cap for this message: {} when it may go now."""
-    from datetime import time
-
-    from engine.channels.policy import QuietHours, frequency_cap_reached, is_direct_reply, next_allowed_time
-
     settings = tenant.get("settings") or {}
     quiet, cap = settings.get("quietHours"), settings.get("frequencyCap")
     if not quiet and cap is None:
         return {}
+    from datetime import time
+
+    from engine.channels.policy import QuietHours, frequency_cap_reached, is_direct_reply, next_allowed_time
     received = trigger.get("receivedAt")
     if trigger.get("from") == recipient and received and is_direct_reply(datetime.fromisoformat(received), now):
         return {"exempt": "direct reply to the contact's own message"}

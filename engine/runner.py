@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timedelta
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -133,9 +134,15 @@ def tenant_context(tenant: Any) -> dict[str, Any]:
             "settings": get("settings") or {}, "tz": ZoneInfo(get("timezone"))}
 
 
+_PRIVATE_TENANT_KEYS = ("settings", "tz", "public")
+
+
 def template_context(run_context: dict[str, Any], tenant: dict[str, Any], now: datetime) -> dict[str, Any]:
-    public_tenant = {k: v for k, v in tenant.items() if k not in ("settings", "tz")}
-    return {**run_context, "tenant": public_tenant, "now": now.astimezone(tenant["tz"]).isoformat(timespec="seconds")}
+    """What templates see: the run's context, ``tenant`` without its settings, and ``now``."""
+    public = tenant.get("public")
+    if public is None:
+        public = tenant["public"] = {k: v for k, v in tenant.items() if k not in _PRIVATE_TENANT_KEYS}
+    return {**run_context, "tenant": public, "now": now.astimezone(tenant["tz"]).isoformat(timespec="seconds")}
 
 
 def builtin_classifier() -> Callable[[str], Any] | None:
@@ -174,18 +181,26 @@ class Runner:
         at once; callers that arrive while a commit is running share the next one.
         External steps then run in the caller's thread with no transaction open.
         """
-        with self._group.inside():
-            return self._ingest(_IngestRequest(tenant_id, _parse_event(event), depth, parent_execution_id, self.clock()))
+        req = _IngestRequest(tenant_id, _parse_event(event), depth, parent_execution_id, self.clock())
+        group = self._group
+        depth_here = getattr(_batch_state, "depth", 0)
+        if depth_here:  # a chained event from this thread: already counted
+            return self._ingest(req)
+        group.enter()
+        try:
+            return self._ingest(req)
+        finally:
+            group.leave()
 
     def _ingest(self, req: _IngestRequest) -> IngestResult:
+        if getattr(_batch_state, "active", False):
+            # It would wait for the write lock its own batch holds.
+            raise RuntimeError("Runner.ingest called from inside an ingest batch: actions emit events with step.emit")
         while True:
-            if getattr(_batch_state, "active", False):
-                self._ingest_alone(req)  # called from inside a batch: never wait for ourselves
-            else:
-                self._group.submit(req)
-                if req.alone:  # its batch failed: try it again on its own
-                    req.alone = False
-                    self._ingest_alone(req)
+            self._group.submit(req)
+            if req.alone:  # its batch failed: try it again on its own
+                req.alone = False
+                self._ingest_alone(req)
             if req.ask_provider is None:
                 break
             # Never call the provider with the database locked: ask, then ingest again.
@@ -218,23 +233,23 @@ class Runner:
     def _prepare_batch(self, batch: list[_IngestRequest]) -> _LazySession:
         """Run every request of ``batch`` as far as it goes, its writes kept in one unit of work.
 
-        Returns the unit of work holding the write lock; :meth:`_commit_batch` commits it.
-        Lookups that need no transaction (tenant, candidate workflows, idempotency keys) run
-        on a plain connection; the transaction begins when something needs it (an action
-        reading the database) or at the latest here, at the end. A request that fails before
+        Returns the unit of work; :meth:`_commit_batch` writes and commits it. Lookups that
+        need no transaction (tenant, candidate workflows, idempotency keys) run on its
+        connection before a transaction is begun, so SQLite's write lock is held only while
+        the batch is written; the transaction begins earlier when something needs it (an
+        action reading the database sees the batch's own writes). A request that fails before
         writing anything (unknown tenant, provider needed) keeps its error or question on the
         request and does not disturb the others. Raises if the batch as a whole fails.
         """
         tenants: dict[str, dict[str, Any]] = {}
         candidates: dict[tuple[str, str], list[_Candidate]] = {}
-        s = _LazySession(db=self.db, lock=self._write_lock)
+        conn = self.db.connect()
+        s = _LazySession(conn, lazy=True, lock=self._write_lock)
         _batch_state.active = True
         try:
-            with self.db.connect() as reader:
-                for req in batch:
-                    req.reset()
-                    self._ingest_in(s, reader, req, tenants, candidates)
-            s.begin()  # take the write lock now: the next batch's actions read after this one's writes
+            for req in batch:
+                req.reset()
+                self._ingest_in(s, conn, req, tenants, candidates)
         except BaseException:
             s.abort()
             for req in batch:
@@ -573,7 +588,8 @@ class Runner:
         pending = s.pending_execution(run.id) if isinstance(s, _LazySession) else None
         if pending is not None:
             # Not written yet (same transaction, so the lease is ours): the row is written final.
-            pending.update((k, v) for k, v in values.items() if not k.startswith("b_"))
+            pending.update(values)
+            del pending["b_id"], pending["b_token"]
         elif (_FAST_SAVE_FINISHED if finished else _FAST_SAVE).rowcount(s.connection(), values) != 1:
             raise LeaseLost()
         if finished and run.mode != "dry_run" and run.workflow_id:
@@ -603,7 +619,8 @@ class Runner:
 
 # ---------------------------------------------------------------------- group commit
 
-#: ``active`` while this thread runs an ingest batch (a nested ingest must not wait for it).
+#: Per thread: ``active`` while it prepares an ingest batch (an ingest from there would wait
+#: for its own write lock); ``depth`` of nested ingest calls (chains), counted once.
 _batch_state = threading.local()
 
 
@@ -640,14 +657,16 @@ class _GroupCommit:
     """Leader/follower group commit for concurrent ingest calls (no timer, no extra thread).
 
     A caller that finds no batch running becomes the leader: it prepares its own request and
-    every request queued so far (up to ``max_batch``) as one unit of work, then commits it.
-    Callers arriving meanwhile queue up, each waiting on its own lock. As soon as a batch is
-    prepared, leadership passes to the first queued caller, so the next batch is prepared
-    while this one commits (the commit holds the runner's write lock, so the next batch's
-    writes and reads still come after it); when the commit is done its callers are woken.
-    A caller alone therefore commits at once; under load one commit serves many events. If
-    a batch fails, each of its requests is run again by its own caller, alone, so one bad
-    request never fails the others.
+    every request queued so far (up to ``max_batch``) as one unit of work and commits it.
+    Callers arriving meanwhile queue up, each waiting on its own lock; when the commit is
+    done its callers are woken and the first queued caller leads the next batch. A caller
+    alone therefore commits at once; under load one commit serves many events. If a batch
+    fails, each of its requests is run again by its own caller, alone, so one bad request
+    never fails the others.
+
+    (Preparing the next batch while one commits was measured and dropped: the committing
+    thread gives up the GIL for every row SQLite steps through and waits up to a switch
+    interval to get it back from the preparing thread, which made it slower, not faster.)
     """
 
     def __init__(self, prepare: Callable[[list[_IngestRequest]], Any], commit: Callable[[Any], None],
@@ -663,15 +682,16 @@ class _GroupCommit:
         #: Callers inside ``ingest`` (see :meth:`inside`); with siblings the leader gathers.
         self._callers = 0
 
-    @contextmanager
-    def inside(self) -> Iterator[None]:
+    def enter(self) -> None:
+        """Count this thread among the callers (the outermost of its ingest calls does this)."""
+        _batch_state.depth = 1
         with self._lock:
             self._callers += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._callers -= 1
+
+    def leave(self) -> None:
+        _batch_state.depth = 0
+        with self._lock:
+            self._callers -= 1
 
     def submit(self, req: _IngestRequest) -> None:
         req.lead, req.wake = False, None
@@ -698,23 +718,16 @@ class _GroupCommit:
                     break
             batch = [req, *self._queue[:self._max - 1]]
             del self._queue[:self._max - 1]
-        work, failure = None, None
+        failure = None
         try:
-            work = self._prepare(batch)
+            self._commit(self._prepare(batch))
         except BaseException as exc:  # each request is retried alone by its caller
             failure = exc
+            logger.debug("ingest batch of %d failed; retrying each alone", len(batch), exc_info=exc)
+            for r in batch:
+                r.alone = True
         finally:
             self._hand_over()
-        try:
-            if failure is None:
-                self._commit(work)
-        except BaseException as exc:
-            failure = exc
-        finally:
-            if failure is not None:
-                logger.debug("ingest batch of %d failed; retrying each alone", len(batch), exc_info=failure)
-                for r in batch:
-                    r.alone = True
             for r in batch:
                 if r.wake is not None:
                     r.wake.release()
@@ -744,11 +757,9 @@ class _Candidate:
     definition: dict
     trigger_type: str
 
-    @property
+    @cached_property
     def definition_text(self) -> str:
-        import json
-
-        return json.dumps(self.definition)
+        return json_dumps(self.definition)
 
 
 def _parse_event(event: dict[str, Any] | Event) -> Event:
@@ -794,17 +805,21 @@ class _LazySession:
       ``begin_nested`` (the savepoint around an action that writes several things) turns the
       buffer off for the rest of the transaction, so a rolled-back savepoint takes back
       everything written inside it.
-    * **Transaction on demand** (ingest batches, made with ``db`` and ``lock``): nothing is
-      begun until something needs the database; then ``lock`` (the runner's write lock) is
-      taken and the transaction begins, so every read an action makes sees the writes of
-      the batches before it. :meth:`commit` / :meth:`abort` end it and release the lock.
+    * **Transaction on demand** (ingest batches: ``lazy=True`` and the runner's write lock):
+      the connection is not in a transaction until something needs one (an action using
+      the session, or the final write-out); then ``lock`` is taken and the transaction
+      begins (``BEGIN IMMEDIATE`` on SQLite), so SQLite's write lock is held only while it
+      is needed. :meth:`commit` / :meth:`abort` end it, close the connection, release the lock.
     """
 
-    __slots__ = ("_buffering", "_conn", "_counts", "_db", "_executions", "_lock", "_rows", "_session", "_tx")
+    __slots__ = ("_buffering", "_conn", "_counts", "_executions", "_idle", "_lock", "_rows", "_session", "_tx")
 
-    def __init__(self, conn: sa.Connection | None = None, *, db: Any = None, lock: Any = None) -> None:
-        self._conn = conn
-        self._db, self._lock, self._tx = db, lock, None
+    def __init__(self, conn: sa.Connection, *, lazy: bool = False, lock: Any = None) -> None:
+        #: ``_conn``: the connection once in a transaction. ``_idle``: with ``lazy``, the
+        #: connection this unit of work owns (begun on demand, closed by commit/abort).
+        self._conn: sa.Connection | None = None if lazy else conn
+        self._idle: sa.Connection | None = conn if lazy else None
+        self._lock, self._tx = lock, None
         self._session: Session | None = None
         self._rows: dict[FastStatement, list[dict[str, Any]]] = {}
         self._executions: dict[str, dict[str, Any]] = {}
@@ -821,16 +836,11 @@ class _LazySession:
         if self._conn is None:
             self._lock.acquire()
             try:
-                conn = self._db.connect()
-                try:
-                    self._tx = conn.begin()
-                except BaseException:
-                    conn.close()
-                    raise
+                self._tx = self._idle.begin()
             except BaseException:
                 self._lock.release()
                 raise
-            self._conn = conn
+            self._conn = self._idle
         return self._conn
 
     def buffer_insert(self, fast: FastStatement, rows: list[dict[str, Any]]) -> bool:
@@ -905,17 +915,19 @@ class _LazySession:
             self.abort()
 
     def abort(self) -> None:
-        """Roll back whatever was not committed, close, release the write lock."""
+        """Roll back whatever was not committed, give the connection back, release the write lock."""
         self._rows, self._executions, self._counts = {}, {}, {}
         if self._session is not None:
             self._session.close()
             self._session = None
-        if self._tx is not None:
-            conn, self._conn, self._tx = self._conn, None, None
+        conn, self._idle = self._idle, None
+        if conn is not None:
+            self._conn, tx, self._tx = None, self._tx, None
             try:
                 conn.close()  # rolls back if still open
             finally:
-                self._lock.release()
+                if tx is not None:
+                    self._lock.release()
 
 
 @contextmanager
@@ -1019,10 +1031,11 @@ def _candidates(s: Session | sa.Connection, tenant_id: str, ev: Event) -> list[_
 
 def _trigger_matches(definition: WorkflowDefinition, event: dict[str, Any]) -> bool:
     config = definition.trigger.config
-    channel = getattr(config, "channel", None)
+    fields = config.__dict__  # declared fields (a missing attribute would raise inside pydantic)
+    channel = fields.get("channel")
     if channel and event["channel"] and channel != event["channel"]:
         return False
-    intent = getattr(config, "intent", None)
+    intent = fields.get("intent")
     if intent and event["intent"] != intent:
         return False
     return True

@@ -10,8 +10,9 @@ def _send(step: StepContext, channel: str | None) -> StepResult:
     cfg = step.action.config
     body = step.render(cfg.message)
     recipient = step.render(cfg.recipient) if cfg.recipient else step.trigger.get("from")
-    channel = channel or getattr(cfg, "channel", None) or default_channel(step.trigger, recipient)
-    subject = step.render(cfg.subject) if getattr(cfg, "subject", None) else None
+    fields = cfg.__dict__  # declared fields only; getattr() of a missing one raises inside pydantic (slow)
+    channel = channel or fields.get("channel") or default_channel(step.trigger, recipient)
+    subject = step.render(fields["subject"]) if fields.get("subject") else None
     rendered = {"message": body, "recipient": recipient, "channel": channel, **({"subject": subject} if subject else {})}
     if step.dry_run:
         return StepResult(output={**rendered, "status": "simulated", "simulated": True}, input=rendered)

@@ -200,18 +200,25 @@ _SAMPLES = (datetime(2026, 3, 29, 1, 30, 0, 0, tzinfo=_UTC), datetime(2026, 11, 
 #: columns of several rows (received, started, heartbeat, finished ...). Equal datetimes
 #: (aware ones compare in UTC) have equal text, so any thread may use any entry.
 _recent: dict[datetime, str] = {}
+#: The very last one (an identity check is cheaper than hashing an aware datetime).
+_last: tuple[Any, Any] = (None, None)
 
 
 def _sqlite_utc_datetime(value: datetime | None) -> str | None:
     """SQLAlchemy's SQLite DATETIME text for an aware (or naive UTC) datetime, in one step."""
+    global _last
     if value is None:
         return None
+    last = _last
+    if value is last[0]:
+        return last[1]
     text = _recent.get(value)
     if text is None:
         if len(_recent) > 512:
             _recent.clear()
         text = _recent[value] = (value.astimezone(_UTC).replace(tzinfo=None) if value.tzinfo is not None
                                  else value).isoformat(" ", "microseconds")
+    _last = (value, text)
     return text
 
 _JSON_SAMPLES = ({"a": [1, 2.5, None, "ü"], "b": {"c": True}}, [], {}, None, "text", 3)
