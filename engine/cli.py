@@ -158,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure executions per second")
     p.add_argument("--n", type=int, default=2000, help="events per measurement")
     p.add_argument("--waiting", type=int, default=100_000, help="waiting executions for (c)")
-    p.add_argument("--producers", type=int, default=32,
-                   help="concurrent callers for (a) and (b), like the API's worker threads (default 32)")
+    p.add_argument("--producers", type=int, default=40,
+                   help="concurrent callers for (a) and (b), like the REST API's 40 worker threads (default 40)")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("classify", help="print intent<TAB>confidence per text (built-in classifier)")
     p.add_argument("texts", nargs="+")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timedelta
@@ -679,19 +680,20 @@ class _GroupCommit:
         self._arrived = threading.Condition(self._lock)
         self._queue: list[_IngestRequest] = []
         self._busy = False
-        #: Callers inside ``ingest`` (see :meth:`inside`); with siblings the leader gathers.
-        self._callers = 0
+        #: One entry per caller inside ``ingest`` (see :meth:`enter`); with siblings the leader gathers.
+        self._inside: deque[None] = deque()
 
     def enter(self) -> None:
-        """Count this thread among the callers (the outermost of its ingest calls does this)."""
+        """Count this thread among the callers (the outermost of its ingest calls does this).
+
+        ``deque.append``/``pop`` are atomic in CPython: no lock for a number that only
+        steers how long a leader gathers."""
         _batch_state.depth = 1
-        with self._lock:
-            self._callers += 1
+        self._inside.append(None)
 
     def leave(self) -> None:
         _batch_state.depth = 0
-        with self._lock:
-            self._callers -= 1
+        self._inside.pop()
 
     def submit(self, req: _IngestRequest) -> None:
         req.lead, req.wake = False, None
@@ -712,7 +714,7 @@ class _GroupCommit:
             # arrive, wait up to ``gather_seconds`` for them so one commit serves them all.
             # A caller alone never waits.
             deadline = time.monotonic() + self._gather
-            while len(self._queue) + 1 < min(self._callers, self._max):
+            while len(self._queue) + 1 < min(len(self._inside), self._max):
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._arrived.wait(left):
                     break

@@ -41,6 +41,12 @@ def _create_engine(url: str) -> Engine:
                                   json_serializer=json_dumps, json_deserializer=orjson.loads)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin_immediate)
+        if path and path != ":memory:" and not path.startswith("file:"):
+            from engine.store.checkpoint import CHECKPOINTER
+
+            real = str(Path(path).resolve())
+            # WAL checkpoints in the background, not inside a commit (engine/store/checkpoint.py).
+            sa.event.listen(engine, "commit", lambda _conn: CHECKPOINTER.mark(real))
         return engine
     # No pre-ping (a round trip per checkout on the hot path): connections are recycled every
     # 30 minutes, and a connection the server dropped fails one unit of work, which the
@@ -69,10 +75,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
-    # Checkpoint the WAL into the database every 10,000 pages (~40 MB) instead of SQLite's
-    # 1,000: a checkpoint writes each changed page once and fsyncs, so rarer checkpoints
-    # write the hot pages (the ends of the time-ordered indexes) far fewer times; ingest
-    # throughput rose ~20 % (docs/PERFORMANCE.md). The file is cut back to 64 MB afterwards.
+    # Checkpoints normally run in a background thread (engine/store/checkpoint.py); a commit
+    # checkpoints by itself only past 10,000 pages (~40 MB) instead of SQLite's 1,000, as a
+    # backstop. The file is cut back to 64 MB after a checkpoint.
     cur.execute("PRAGMA wal_autocheckpoint=10000")
     cur.execute("PRAGMA journal_size_limit=67108864")
     cur.close()

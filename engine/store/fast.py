@@ -93,6 +93,16 @@ class _Compiled:
             procs = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in stmt.selected_columns]
             self.result_procs = procs if any(procs) else None
 
+    def args_many(self, rows: Iterable[Mapping[str, Any]]) -> list:
+        """:meth:`args` for many rows (column by column: fewer Python calls per value)."""
+        if self._getter is None:
+            return [self.args(row) for row in rows]
+        values = [list(t) for t in map(self._getter, rows)]
+        for i, proc in self._procs:
+            for v in values:
+                v[i] = proc(v[i])
+        return values
+
     def args(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """The DB-API parameters for ``params`` (every required name must be present)."""
         if self._getter is not None:
@@ -151,7 +161,7 @@ class FastStatement:
         """Run once per parameter set (INSERT of several rows)."""
         conn = connection_of(target)
         c = self.compiled(conn.dialect)
-        args = [c.args(row) for row in rows]
+        args = c.args_many(rows)
         if not args:
             return
         cursor = conn.connection.dbapi_connection.cursor()
