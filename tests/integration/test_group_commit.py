@@ -14,7 +14,6 @@ import threading
 import time
 from collections import Counter
 
-import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
