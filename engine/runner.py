@@ -19,11 +19,11 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from functools import cached_property
-from datetime import datetime, timedelta
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
@@ -35,7 +35,14 @@ from sqlmodel import Session, select
 from engine.actions import StepContext, StepResult, executor_for
 from engine.conditions import EvalContext, evaluate
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event, WorkflowDefinition
-from engine.errors import EngineError, InvalidInput, NotFound, PermanentError, RetryableError, TemplateError
+from engine.errors import (
+    EngineError,
+    InvalidInput,
+    NotFound,
+    PermanentError,
+    RetryableError,
+    TemplateError,
+)
 from engine.store.db import json_dumps, session_scope
 from engine.store.fast import FastStatement, connection_of
 from engine.store.models import (

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import operator
 import threading
-from datetime import datetime, timedelta, timezone
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+
 import sqlalchemy as sa
 
 from engine.store import checkpoint as cp

@@ -22,7 +22,14 @@ from engine.auth import system_actor
 from engine.errors import NotFound
 from engine.runner import Runner
 from engine.store import fast
-from engine.store.models import EventRecord, Execution, Lead, OutboxMessage, StepRun, Workflow
+from engine.store.models import (
+    EventRecord,
+    Execution,
+    Lead,
+    OutboxMessage,
+    StepRun,
+    Workflow,
+)
 
 SENDERS = [f"+49151{i:08d}" for i in range(40)]
 
