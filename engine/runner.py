@@ -175,7 +175,7 @@ class Runner:
         self.stop_requested: Callable[[], bool] = lambda: False
         #: Ingest batches of this runner write one after the other (see _LazySession).
         self._write_lock = threading.Lock()
-        self._group = _GroupCommit(self._prepare_batch, self._commit_batch)
+        self._group = _GroupCommit(self._prepare_batch, _LazySession.commit)
 
     # ------------------------------------------------------------------ ingest
 
@@ -190,15 +190,13 @@ class Runner:
         External steps then run in the caller's thread with no transaction open.
         """
         req = _IngestRequest(tenant_id, _parse_event(event), depth, parent_execution_id, self.clock())
-        group = self._group
-        depth_here = getattr(_batch_state, "depth", 0)
-        if depth_here:  # a chained event from this thread: already counted
+        if getattr(_batch_state, "depth", 0):  # a chained event from this thread: already counted
             return self._ingest(req)
-        group.enter()
+        self._group.enter()
         try:
             return self._ingest(req)
         finally:
-            group.leave()
+            self._group.leave()
 
     def _ingest(self, req: _IngestRequest) -> IngestResult:
         if getattr(_batch_state, "active", False):
@@ -228,7 +226,7 @@ class Runner:
     def _ingest_alone(self, req: _IngestRequest) -> None:
         """One request in its own transaction; a concurrent duplicate key answers with the first event."""
         try:
-            self._commit_batch(self._prepare_batch([req]))
+            self._prepare_batch([req]).commit()
         except IntegrityError:
             if not req.ev.idempotency_key:
                 raise
@@ -241,7 +239,7 @@ class Runner:
     def _prepare_batch(self, batch: list[_IngestRequest]) -> _LazySession:
         """Run every request of ``batch`` as far as it goes, its writes kept in one unit of work.
 
-        Returns the unit of work; :meth:`_commit_batch` writes and commits it. Lookups that
+        Returns the unit of work; its ``commit()`` writes and commits it. Lookups that
         need no transaction (tenant, candidate workflows, idempotency keys) run on its
         connection before a transaction is begun, so SQLite's write lock is held only while
         the batch is written; the transaction begins earlier when something needs it (an
@@ -266,10 +264,6 @@ class Runner:
         finally:
             _batch_state.active = False
         return s
-
-    @staticmethod
-    def _commit_batch(s: _LazySession) -> None:
-        s.commit()
 
     def _ingest_in(self, s: _LazySession, reader: sa.Connection, req: _IngestRequest, tenants: dict,
                    candidates: dict) -> None:
