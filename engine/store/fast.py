@@ -202,8 +202,10 @@ class FastStatement:
 
 
 _UTC = timezone.utc
+#: Checked against SQLAlchemy's own processor before the direct one is used.
 _SAMPLES = (datetime(2026, 3, 29, 1, 30, 0, 0, tzinfo=_UTC), datetime(2026, 11, 25, 23, 59, 59, 999999, tzinfo=_UTC),
-            datetime(2026, 7, 1, 12, 0, 0, 123, tzinfo=timezone(timedelta(hours=2))), datetime(2026, 1, 1, 8, 0), datetime(999, 1, 2, 3, 4, 5, 6), None)
+            datetime(2026, 7, 1, 12, 0, 0, 123, tzinfo=timezone(timedelta(hours=2))), datetime(2026, 1, 1, 8, 0),
+            datetime(999, 1, 2, 3, 4, 5, 6), None)
 
 
 #: Recently converted datetimes and their text: the same few ``now`` values fill several
@@ -230,6 +232,7 @@ def _sqlite_utc_datetime(value: datetime | None) -> str | None:
                                  else value).isoformat(" ", "microseconds")
     _last = (value, text)
     return text
+
 
 _JSON_SAMPLES = ({"a": [1, 2.5, None, "ü"], "b": {"c": True}}, [], {}, None, "text", 3)
 
