@@ -27,7 +27,7 @@ from engine.errors import EngineError, InvalidInput, PermanentError
 from engine.runner import Runner, builtin_classifier, tenant_context
 from engine.schedule import next_fire_time
 from engine.settings import get_settings
-from engine.store.db import session_scope
+from engine.store.db import read_session, session_scope
 from engine.store.models import (
     DueKind,
     DueStatus,
@@ -185,7 +185,7 @@ class Worker:
     def recover_stale(self) -> int:
         """Resume executions left ``running`` by a process that died (no progress for a lease)."""
         stale_before = self.clock() - self.lease
-        with Session(self.db) as s:
+        with read_session(self.db) as s:
             ids = s.exec(select(Execution.id).where(Execution.status == ExecutionStatus.RUNNING,
                                                     Execution.heartbeat_at < stale_before).limit(self.batch)).all()
         for execution_id in ids:
