@@ -56,11 +56,13 @@ class Result:
     events: int = 0
     executions: int = 0
     missing: int = 0
+    #: Server CPU (user + system, every server process) per acknowledged request.
+    cpu_ms: float = 0.0
 
     def line(self, label: str) -> str:
         check = "ok" if self.missing == 0 and self.events >= self.ok else "FAILED"
         return (f"[{label}] c{self.connections:<3} {self.rps:8.0f} req/s  p50 {self.p50_ms:7.1f} ms  p99 {self.p99_ms:7.1f} ms  "
-                f"errors {self.errors + self.non2xx:<5} acknowledged {self.ok:>7}  stored events {self.events:>7}  "
+                f"server CPU {self.cpu_ms:.2f} ms/req  errors {self.errors + self.non2xx:<5} acknowledged {self.ok:>7}  stored events {self.events:>7}  "
                 f"executions {self.executions:>7}  events without execution {self.missing}  check {check}")
 
 
@@ -108,6 +110,18 @@ class Server:
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError("the API server did not answer within 60 seconds")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every process of the server's group so far (Linux /proc)."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid:  # process group id
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -175,8 +189,10 @@ def measure(url: str, *, workers: int, connections: list[int], duration: float, 
     try:
         for c in connections:
             before = _counts(url, tenant_id)
+            cpu = server.cpu_seconds()
             r = load(server.base, secret, c, duration, tool)
             time.sleep(0.5)  # requests still in flight when the load stopped
+            r.cpu_ms = (server.cpu_seconds() - cpu) * 1000 / max(r.ok, 1)
             after = _counts(url, tenant_id)
             r.events, r.executions = after[0] - before[0], after[1] - before[1]
             r.missing = after[2]
