@@ -60,6 +60,8 @@ class Worker:
         self.runner.stop_requested = self.stopping.is_set
         self._postgres = db.dialect.name == "postgresql"
         self._last_purge: datetime | None = None
+        #: Resume due ``resume`` items in batches (one transaction per claimed batch).
+        self.batch_resumes = True
 
     # ------------------------------------------------------------------ one pass
 
@@ -72,6 +74,8 @@ class Worker:
             items = self.claim()
             if not items:
                 break
+            batched, items = self._resume_batch(items)
+            handled += batched
             for item in items:
                 if self.stopping.is_set():
                     break  # unclaimed leases expire; the next worker takes them
@@ -97,6 +101,15 @@ class Worker:
                 status=DueStatus.CLAIMED, locked_by=self.name, locked_until=now + self.lease,
                 attempts=DueWork.attempts + 1))
             return list(s.exec(select(DueWork).where(DueWork.id.in_(ids)).order_by(DueWork.due_at)).all())
+
+    def _resume_batch(self, items: list[DueWork]) -> tuple[int, list[DueWork]]:
+        """Resume the batch's ``resume`` items in one transaction (engine/worker_batch.py);
+        returns how many it handled and the items left for :meth:`handle`."""
+        if not self.batch_resumes or self.stopping.is_set():
+            return 0, items
+        from engine.worker_batch import resume_batch
+
+        return resume_batch(self, items)
 
     def handle(self, item: DueWork) -> None:
         """Run one claimed item; failures are recorded on the item, never raised."""
