@@ -23,6 +23,8 @@ _readers: dict[int, tuple[Engine, Engine]] = {}
 #: Connections kept per process: the API's thread pool (anyio's default of 40 threads).
 POOL_SIZE = 40
 POOL_OVERFLOW = 10
+PG_POOL_SIZE = 20
+PG_POOL_OVERFLOW = 20
 #: Execution option that marks a connection's transactions as read-only (see read_session).
 READ_ONLY = "studio_read_only"
 _lock = threading.Lock()
@@ -60,7 +62,10 @@ def _create_engine(url: str) -> Engine:
     # No pre-ping (a round trip per checkout on the hot path): connections are recycled every
     # 30 minutes, and a connection the server dropped fails one unit of work, which the
     # worker's loop retries and the UI reports.
-    return sa.create_engine(url, pool_recycle=1800, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+    # Half the SQLite pool kept open: each server process may hold up to 40, and PostgreSQL's
+    # default max_connections is 100 for every process and tool together. Few are busy at
+    # once (the group-commit leader, cache misses), so overflow connections are rare.
+    return sa.create_engine(url, pool_recycle=1800, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW,
                             json_serializer=json_dumps, json_deserializer=orjson.loads)
 
 
