@@ -18,6 +18,7 @@ from engine.api import errors, runs, workflows
 from engine.api.deps import Db
 from engine.api.fast_events import FastEvents
 from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit
+from engine.store.db import reader
 
 DESCRIPTION = """
 Workflows, runs, events and the outbox of one studio, over JSON.
@@ -61,7 +62,7 @@ def _meta_router() -> APIRouter:
     @router.get("/health", summary="Liveness and database check (no key needed)")
     def health(db: Db) -> Any:
         try:
-            with db.connect() as conn:
+            with reader(db).connect() as conn:  # a deferred read: never waits for the writer
                 conn.execute(sa.text("SELECT 1"))
         except sa.exc.SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]

@@ -169,3 +169,18 @@ def test_the_cache_is_bounded(db, actor, monkeypatch):
         services.actor_for_api_key(db, s)
     assert services.cached_actor_for_api_key(db, secrets[0]) is None
     assert all(services.cached_actor_for_api_key(db, s) for s in secrets[1:])
+
+
+def test_health_answers_while_a_writer_holds_the_lock(db):
+    writer = db.connect()
+    writer.begin()
+    writer.execute(sa.update(Tenant).values(name="uncommitted"))
+    try:
+        with TestClient(create_app(db)) as client:
+            t, out = _in_thread(lambda: client.get("/api/health"))
+            t.join(JOIN)
+            assert not t.is_alive(), "the health check waited for the writer's lock"
+            assert out["value"].json() == {"status": "ok", "database": "ok"}
+    finally:
+        writer.rollback()
+        writer.close()
