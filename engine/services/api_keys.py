@@ -127,7 +127,8 @@ class KeyCache:
     **Revocation bound.** An entry lives ``ttl`` seconds (``STUDIO_API_KEY_CACHE_SECONDS``,
     default 5). The process that revokes a key forgets it at once; every other process (other
     ``--workers``, other hosts) stops accepting it at most ``ttl`` seconds after the
-    revocation committed, because it then asks the database again. Only successful lookups are
+    revocation committed (plus the few milliseconds of a lookup that read the row just
+    before), because it then asks the database again. Only successful lookups are
     cached, so a new key works at once, and at most ``max_entries`` keys are kept (oldest out).
     """
 
