@@ -100,7 +100,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def _sqlite_begin_immediate(conn) -> None:
     # Writers take the write lock at BEGIN: two writers then queue on busy_timeout instead of
     # failing with "database is locked" when a read transaction tries to upgrade.
-    # Readers (read_session / read_connection) begin deferred: in WAL mode they read the last
+    # Readers (read_session, reader(engine)) begin deferred: in WAL mode they read the last
     # committed snapshot and never wait for the writer.
     # Straight on the driver connection: SQLAlchemy's statement machinery would cost more than
     # the BEGIN itself on the ingest path (pysqlite's own transaction handling is off).
