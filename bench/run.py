@@ -109,7 +109,10 @@ def _resume_rate(db, tenant_id: str, waiting: int, due: int) -> float:
                     {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hallo!"}, "nextActionId": None}]})
     now = utcnow()
     definition = wf.definition
-    context = {"trigger": {"type": "missed_call", "from": "+491510000000"}, "results": {"wait-1": {}}, "lead": {}}
+    # Every member has a number of their own (valid, so the reminder is really queued; a
+    # shared invalid number made every send fail, cheaply, and cached nothing either).
+    def context(i: int) -> dict:
+        return {"trigger": {"type": "missed_call", "from": f"+49151{i:08d}"}, "results": {"wait-1": {}}, "lead": {}}
     batch = 10_000
     for start in range(0, waiting, batch):
         executions, items = [], []
@@ -118,7 +121,7 @@ def _resume_rate(db, tenant_id: str, waiting: int, due: int) -> float:
             due_at = now - timedelta(seconds=1) if i < due else now + timedelta(hours=1 + i % 48)
             executions.append({"id": ex_id, "tenant_id": tenant_id, "workflow_id": wf.id, "workflow_name": wf.name,
                                "workflow_version": 1, "status": "waiting", "mode": "live", "definition": definition,
-                               "context": context, "explanation": [], "current_action_id": "send-1",
+                               "context": context(i), "explanation": [], "current_action_id": "send-1",
                                "lease_token": new_id(), "depth": 0, "started_at": now, "heartbeat_at": now,
                                "actions_executed": 1})
             items.append({"id": new_id(), "tenant_id": tenant_id, "kind": "resume", "due_at": due_at, "status": "pending",
@@ -133,6 +136,11 @@ def _resume_rate(db, tenant_id: str, waiting: int, due: int) -> float:
     elapsed = time.perf_counter() - start
     if handled < due:
         raise RuntimeError(f"worker handled {handled} items, expected {due}")
+    x = Execution.__table__.c
+    with db.connect() as conn:
+        sent = conn.execute(sa.select(sa.func.count()).where(x.tenant_id == tenant_id, x.status == "succeeded")).scalar()
+    if sent != due:
+        raise RuntimeError(f"{due} due reminders resumed but {sent} executions succeeded")
     return due / elapsed
 
 

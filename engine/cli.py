@@ -93,6 +93,10 @@ def cmd_worker(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.what == "http":
+        from bench.http import main as http_main
+
+        return http_main(args)
     from bench.run import main as bench_main
 
     return bench_main(args)
@@ -105,12 +109,10 @@ def cmd_classify(args) -> int:
 
 
 def cmd_api(args) -> int:
-    import uvicorn
+    from engine.api.serve import serve
 
-    from engine.api import create_app
-
-    uvicorn.run(create_app(get_engine(args.database_url)), host=args.host, port=args.port,
-                log_level="info" if args.verbose else "warning")
+    url = get_engine(args.database_url).url.render_as_string(hide_password=False)
+    serve(url, host=args.host, port=args.port, workers=args.workers, verbose=args.verbose)
     return 0
 
 
@@ -155,7 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="run what is due now, then exit")
     p.add_argument("--name", default=None, help="worker name in leases (default host:pid)")
     p.set_defaults(func=cmd_worker)
-    p = sub.add_parser("bench", help="measure executions per second")
+    p = sub.add_parser("bench", help="measure executions per second ('bench http': the REST API under load)")
+    p.add_argument("what", nargs="?", default="engine", choices=["engine", "http"],
+                   help="engine: in-process figures (a), (b), (c); http: POST /api/events over loopback")
+    p.add_argument("--duration", type=float, default=20, help="http: seconds per load run")
+    p.add_argument("--connections", default="16,64", help="http: connection counts, comma-separated")
+    p.add_argument("--pg-workers", type=int, default=2, help="http: PostgreSQL server processes to compare with 1 (0: skip)")
+    p.add_argument("--python-load", action="store_true", help="http: use bench/loadgen.py even when wrk is installed")
     p.add_argument("--n", type=int, default=2000, help="events per measurement")
     p.add_argument("--waiting", type=int, default=100_000, help="waiting executions for (c)")
     p.add_argument("--producers", type=int, default=40,
@@ -167,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("api", help="serve the REST API (OpenAPI docs at /docs)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes (PostgreSQL only; SQLite runs one process, see engine/api/serve.py)")
     p.set_defaults(func=cmd_api)
     p = sub.add_parser("api-key", help="create, list or revoke a tenant's API keys")
     keys = p.add_subparsers(dest="key_command", required=True)

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     #: (tests, staging). Off by default so a tenant cannot send provider tokens elsewhere.
     allow_provider_base_url: bool = Field(default=False, alias="STUDIO_ALLOW_PROVIDER_BASE_URL")
 
+    #: REST API: seconds a verified API key is trusted without asking the database again.
+    #: This is the bound on how long a revoked key keeps working on *another* process
+    #: (the process that revokes forgets the key at once). 0 turns the cache off.
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300, alias="STUDIO_API_KEY_CACHE_SECONDS")
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return normalize_url(self.database_url)

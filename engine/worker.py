@@ -27,7 +27,7 @@ from engine.errors import EngineError, InvalidInput, PermanentError
 from engine.runner import Runner, builtin_classifier, tenant_context
 from engine.schedule import next_fire_time
 from engine.settings import get_settings
-from engine.store.db import session_scope
+from engine.store.db import read_session, session_scope
 from engine.store.models import (
     DueKind,
     DueStatus,
@@ -60,6 +60,8 @@ class Worker:
         self.runner.stop_requested = self.stopping.is_set
         self._postgres = db.dialect.name == "postgresql"
         self._last_purge: datetime | None = None
+        #: Resume due ``resume`` items in batches (one transaction per claimed batch).
+        self.batch_resumes = True
 
     # ------------------------------------------------------------------ one pass
 
@@ -72,6 +74,8 @@ class Worker:
             items = self.claim()
             if not items:
                 break
+            batched, items = self._resume_batch(items)
+            handled += batched
             for item in items:
                 if self.stopping.is_set():
                     break  # unclaimed leases expire; the next worker takes them
@@ -97,6 +101,15 @@ class Worker:
                 status=DueStatus.CLAIMED, locked_by=self.name, locked_until=now + self.lease,
                 attempts=DueWork.attempts + 1))
             return list(s.exec(select(DueWork).where(DueWork.id.in_(ids)).order_by(DueWork.due_at)).all())
+
+    def _resume_batch(self, items: list[DueWork]) -> tuple[int, list[DueWork]]:
+        """Resume the batch's ``resume`` items in one transaction (engine/worker_batch.py);
+        returns how many it handled and the items left for :meth:`handle`."""
+        if not self.batch_resumes or self.stopping.is_set():
+            return 0, items
+        from engine.worker_batch import resume_batch
+
+        return resume_batch(self, items)
 
     def handle(self, item: DueWork) -> None:
         """Run one claimed item; failures are recorded on the item, never raised."""
@@ -185,7 +198,7 @@ class Worker:
     def recover_stale(self) -> int:
         """Resume executions left ``running`` by a process that died (no progress for a lease)."""
         stale_before = self.clock() - self.lease
-        with Session(self.db) as s:
+        with read_session(self.db) as s:
             ids = s.exec(select(Execution.id).where(Execution.status == ExecutionStatus.RUNNING,
                                                     Execution.heartbeat_at < stale_before).limit(self.batch)).all()
         for execution_id in ids:

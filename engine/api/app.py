@@ -16,7 +16,9 @@ from sqlalchemy.engine import Engine
 
 from engine.api import errors, runs, workflows
 from engine.api.deps import Db
+from engine.api.fast_events import FastEvents
 from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit
+from engine.store.db import reader
 
 DESCRIPTION = """
 Workflows, runs, events and the outbox of one studio, over JSON.
@@ -32,8 +34,12 @@ The key's role decides what it may do (analysts read, editors build and run, own
 """
 
 
-def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The API over ``db`` (default: the process-wide engine of ``DATABASE_URL``)."""
+def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES, fast_events: bool = True) -> FastAPI:
+    """The API over ``db`` (default: the process-wide engine of ``DATABASE_URL``).
+
+    ``fast_events``: answer ``POST /api/events`` with a cached key without FastAPI's
+    per-request machinery (``engine/api/fast_events.py``); same answers either way.
+    """
     if db is None:
         from engine.store.db import get_engine
 
@@ -41,6 +47,8 @@ def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
     app = FastAPI(title="Studio Automations API", version="1", description=DESCRIPTION)
     app.state.db = db
     errors.install(app)
+    # Added first, so it runs inside the body size limit (add_middleware wraps outermost last).
+    app.add_middleware(FastEvents, db=db, enabled=fast_events)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.include_router(workflows.router)
     app.include_router(runs.router)
@@ -54,7 +62,7 @@ def _meta_router() -> APIRouter:
     @router.get("/health", summary="Liveness and database check (no key needed)")
     def health(db: Db) -> Any:
         try:
-            with db.connect() as conn:
+            with reader(db).connect() as conn:  # a deferred read: never waits for the writer
                 conn.execute(sa.text("SELECT 1"))
         except sa.exc.SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]

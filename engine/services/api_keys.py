@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.services.workflows import Out
-from engine.store.db import session_scope
+from engine.store.db import read_session, session_scope
 from engine.store.models import ApiKey, Role, utcnow
 
-__all__ = ["ApiKeyOut", "create_api_key", "list_api_keys", "revoke_api_key", "actor_for_api_key", "KEY_PREFIX"]
+__all__ = ["ApiKeyOut", "create_api_key", "list_api_keys", "revoke_api_key", "actor_for_api_key", "KEY_PREFIX",
+           "cached_actor_for_api_key", "KEY_CACHE"]
 
 KEY_PREFIX = "sa_"
 #: ``last_used_at`` is written at most this often per key, so reads stay reads.
@@ -65,7 +70,7 @@ def create_api_key(db: Engine, actor: Actor, *, name: str, role: str) -> tuple[A
 def list_api_keys(db: Engine, actor: Actor) -> list[ApiKeyOut]:
     """The tenant's keys, newest first, revoked ones included (owners only)."""
     actor.require(ADMIN)
-    with Session(db) as s:
+    with read_session(db) as s:
         rows = s.exec(select(ApiKey).where(ApiKey.tenant_id == actor.tenant_id)
                       .order_by(col(ApiKey.created_at).desc(), ApiKey.id)).all()
         return [ApiKeyOut.model_validate(r) for r in rows]
@@ -81,19 +86,105 @@ def revoke_api_key(db: Engine, actor: Actor, key_id: str) -> ApiKeyOut:
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             s.add(row)
+    KEY_CACHE.forget(row.id)
     return ApiKeyOut.model_validate(row)
 
 
 def actor_for_api_key(db: Engine, secret: str) -> Actor:
-    """Who a request with this secret acts as; raises PermissionDenied for unknown or revoked keys."""
+    """Who a request with this secret acts as; raises PermissionDenied for unknown or revoked keys.
+
+    Asks the database (a deferred read: it never waits for a writer) and remembers the answer
+    in :data:`KEY_CACHE`; see :func:`cached_actor_for_api_key` for the lookup without I/O.
+    """
     if not secret or not secret.startswith(KEY_PREFIX) or len(secret) > 200:
         raise PermissionDenied("invalid or revoked API key")
-    with Session(db) as s:
-        row = s.exec(select(ApiKey).where(ApiKey.key_hash == _hash(secret))).first()
+    key_hash = _hash(secret)
+    with read_session(db) as s:
+        row = s.exec(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
     if row is None or row.revoked_at is not None:
+        KEY_CACHE.forget_hash(db, key_hash)
         raise PermissionDenied("invalid or revoked API key")
     _touch(db, row)
-    return Actor(tenant_id=row.tenant_id, user_id=row.user_id, role=row.role, email=f"api-key:{row.name}")
+    actor = Actor(tenant_id=row.tenant_id, user_id=row.user_id, role=row.role, email=f"api-key:{row.name}")
+    KEY_CACHE.put(db, key_hash, row.id, actor)
+    return actor
+
+
+def cached_actor_for_api_key(db: Engine, secret: str) -> Actor | None:
+    """The actor of a key verified less than ``STUDIO_API_KEY_CACHE_SECONDS`` ago, else None.
+
+    No database round trip and no I/O: safe to call on the event loop. None means "ask
+    :func:`actor_for_api_key`" (unknown keys are never cached, so they always reach the database).
+    """
+    if not secret or not secret.startswith(KEY_PREFIX) or len(secret) > 200:
+        return None
+    return KEY_CACHE.get(db, _hash(secret))
+
+
+class KeyCache:
+    """Verified API keys per process: ``(engine, sha256 of the secret) -> (actor, key id, expiry)``.
+
+    **Revocation bound.** An entry lives ``ttl`` seconds (``STUDIO_API_KEY_CACHE_SECONDS``,
+    default 5). The process that revokes a key forgets it at once; every other process (other
+    ``--workers``, other hosts) stops accepting it at most ``ttl`` seconds after the
+    revocation committed (plus the few milliseconds of a lookup that read the row just
+    before), because it then asks the database again. Only successful lookups are
+    cached, so a new key works at once, and at most ``max_entries`` keys are kept (oldest out).
+    """
+
+    def __init__(self, *, ttl: float | None = None, max_entries: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[Engine, str], tuple[Actor, str, float]] = OrderedDict()
+
+    @property
+    def ttl(self) -> float:
+        if self._ttl is not None:
+            return self._ttl
+        from engine.settings import get_settings
+
+        return get_settings().api_key_cache_seconds
+
+    def get(self, db: Engine, key_hash: str) -> Actor | None:
+        entry = self._entries.get((db, key_hash))
+        if entry is None:
+            return None
+        if entry[2] <= self.clock():
+            with self._lock:
+                self._entries.pop((db, key_hash), None)
+            return None
+        return entry[0]
+
+    def put(self, db: Engine, key_hash: str, key_id: str, actor: Actor) -> None:
+        ttl = self.ttl
+        if ttl <= 0:
+            return
+        with self._lock:
+            self._entries[(db, key_hash)] = (actor, key_id, self.clock() + ttl)
+            self._entries.move_to_end((db, key_hash))
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key by id (on revocation in this process)."""
+        with self._lock:
+            for k in [k for k, (_a, kid, _e) in self._entries.items() if kid == key_id]:
+                del self._entries[k]
+
+    def forget_hash(self, db: Engine, key_hash: str) -> None:
+        with self._lock:
+            self._entries.pop((db, key_hash), None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+#: The process-wide cache used by the REST API.
+KEY_CACHE = KeyCache()
 
 
 def _touch(db: Engine, row: ApiKey) -> None:

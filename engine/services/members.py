@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from engine.auth import ADMIN, READ, Actor, hash_password
 from engine.errors import Conflict, InvalidInput
 from engine.services.workflows import Out
-from engine.store.db import session_scope
+from engine.store.db import read_session, session_scope
 from engine.store.models import Membership, Role, User
 
 __all__ = ["MemberOut", "list_members", "add_member"]
@@ -24,7 +24,7 @@ class MemberOut(Out):
 def list_members(db: Engine, actor: Actor) -> list[MemberOut]:
     """The studio's users and their roles, by e-mail."""
     actor.require(READ)
-    with Session(db) as s:
+    with read_session(db) as s:
         rows = s.exec(select(User, Membership.role).join(Membership, Membership.user_id == User.id)
                       .where(Membership.tenant_id == actor.tenant_id).order_by(User.email)).all()
         return [MemberOut(user_id=u.id, email=u.email, name=u.name, role=role) for u, role in rows]

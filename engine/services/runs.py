@@ -13,7 +13,7 @@ from engine.auth import EDIT, READ, Actor
 from engine.errors import InvalidInput, NotFound
 from engine.runner import IngestResult, Runner, builtin_classifier
 from engine.services.workflows import MAX_PAGE_SIZE, Out
-from engine.store.db import session_scope
+from engine.store.db import read_session, session_scope
 from engine.store.models import Booking, Execution, Lead, OutboxMessage, StepRun
 
 __all__ = [
@@ -172,7 +172,7 @@ def list_executions(db: Engine, actor: Actor, *, workflow_id: str | None = None,
 def get_execution(db: Engine, actor: Actor, execution_id: str) -> ExecutionOut:
     """One execution with its step trace (every attempt, in order)."""
     actor.require(READ)
-    with Session(db) as s:
+    with read_session(db) as s:
         ex = s.exec(select(Execution).where(Execution.id == execution_id, Execution.tenant_id == actor.tenant_id)).first()
         if ex is None:
             raise NotFound(f"execution {execution_id} not found")
@@ -192,7 +192,7 @@ def list_outbox(db: Engine, actor: Actor, *, execution_id: str | None = None, st
 def list_leads(db: Engine, actor: Actor, *, page: int = 1, page_size: int = 50) -> list[LeadOut]:
     actor.require(READ)
     _check_page(page, page_size)
-    with Session(db) as s:
+    with read_session(db) as s:
         rows = s.exec(select(Lead).where(Lead.tenant_id == actor.tenant_id).order_by(col(Lead.created_at).desc(), Lead.id)
                       .offset((page - 1) * page_size).limit(page_size)).all()
         return [LeadOut.model_validate(r) for r in rows]
@@ -224,7 +224,7 @@ def create_booking(db: Engine, actor: Actor, *, member_name: str, class_name: st
 def list_bookings(db: Engine, actor: Actor, *, page: int = 1, page_size: int = 50) -> list[BookingOut]:
     actor.require(READ)
     _check_page(page, page_size)
-    with Session(db) as s:
+    with read_session(db) as s:
         rows = s.exec(select(Booking).where(Booking.tenant_id == actor.tenant_id)
                       .order_by(col(Booking.starts_at).desc(), Booking.id).offset((page - 1) * page_size).limit(page_size)).all()
         return [BookingOut.model_validate(r) for r in rows]

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, func, select
 from engine.auth import ADMIN, EDIT, READ, Actor
 from engine.errors import InvalidInput, NotFound, ValidationFailed
 from engine.schedule import next_fire_time
-from engine.store.db import session_scope
+from engine.store.db import read_session, session_scope
 from engine.store.models import (
     DueStatus,
     DueWork,
@@ -161,7 +161,7 @@ def _check_timezone(name: str) -> None:
 
 
 def get_tenant(db: Engine, actor: Actor) -> TenantOut:
-    with Session(db) as s:
+    with read_session(db) as s:
         tenant = s.get(Tenant, actor.tenant_id)
         if tenant is None:
             raise NotFound("tenant not found")
@@ -170,7 +170,7 @@ def get_tenant(db: Engine, actor: Actor) -> TenantOut:
 
 def find_tenant(db: Engine, slug_or_id: str) -> TenantOut:
     """Look a tenant up by slug or id (CLI)."""
-    with Session(db) as s:
+    with read_session(db) as s:
         tenant = s.exec(select(Tenant).where((Tenant.slug == slug_or_id) | (Tenant.id == slug_or_id))).first()
         if tenant is None:
             raise NotFound(f"tenant {slug_or_id!r} not found")
@@ -293,7 +293,7 @@ def duplicate_workflow(db: Engine, actor: Actor, workflow_id: str, *, name: str 
 
 def get_workflow(db: Engine, actor: Actor, workflow_id: str) -> WorkflowOut:
     actor.require(READ)
-    with Session(db) as s:
+    with read_session(db) as s:
         return _to_out(_load(s, actor, workflow_id))
 
 
@@ -325,7 +325,7 @@ def list_workflows(
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append(func.lower(Workflow.name).like(pattern, escape="\\"))
     ordering = (col(Workflow.updated_at).desc(), Workflow.id) if order == "updated" else (func.lower(Workflow.name), Workflow.id)
-    with Session(db) as s:
+    with read_session(db) as s:
         total = s.exec(select(func.count()).select_from(Workflow).where(*where)).one()
         rows = s.exec(select(Workflow).where(*where).order_by(*ordering).offset((page - 1) * page_size).limit(page_size)).all()
         items = [_to_out(r) for r in rows]
@@ -343,7 +343,7 @@ def workflow_stats(db: Engine, actor: Actor) -> WorkflowStats:
         func.coalesce(func.sum(Workflow.success_count), 0),
         func.coalesce(func.sum(Workflow.error_count), 0),
     ).where(Workflow.tenant_id == actor.tenant_id)
-    with Session(db) as s:
+    with read_session(db) as s:
         total, enabled, runs, ok, failed = s.exec(q).one()
     finished = ok + failed
     return WorkflowStats(total_workflows=total, enabled_workflows=enabled, total_executions=runs,
@@ -355,7 +355,7 @@ def workflow_stats(db: Engine, actor: Actor) -> WorkflowStats:
 
 def list_versions(db: Engine, actor: Actor, workflow_id: str) -> list[VersionOut]:
     actor.require(READ)
-    with Session(db) as s:
+    with read_session(db) as s:
         _load(s, actor, workflow_id)
         rows = s.exec(select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id,
                                                     WorkflowVersion.tenant_id == actor.tenant_id)
@@ -366,7 +366,7 @@ def list_versions(db: Engine, actor: Actor, workflow_id: str) -> list[VersionOut
 def rollback_workflow(db: Engine, actor: Actor, workflow_id: str, version: int) -> WorkflowOut:
     """Make an old version current again (as a new version, so nothing is lost)."""
     actor.require(EDIT)
-    with Session(db) as s:
+    with read_session(db) as s:
         _load(s, actor, workflow_id)
         old = s.exec(select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id,
                                                    WorkflowVersion.tenant_id == actor.tenant_id,
@@ -385,7 +385,7 @@ def export_workflows(db: Engine, actor: Actor, workflow_id: str | None = None) -
     actor.require(READ)
     if workflow_id:
         return [get_workflow(db, actor, workflow_id).definition]
-    with Session(db) as s:
+    with read_session(db) as s:
         rows = s.exec(select(Workflow.definition).where(Workflow.tenant_id == actor.tenant_id).order_by(func.lower(Workflow.name))).all()
     return [definition_of(d) for d in rows]
 

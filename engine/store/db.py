@@ -19,6 +19,14 @@ from engine.settings import get_settings, normalize_url
 logger = logging.getLogger(__name__)
 
 _engines: dict[str, Engine] = {}
+_readers: dict[int, tuple[Engine, Engine]] = {}
+#: Connections kept per process: the API's thread pool (anyio's default of 40 threads).
+POOL_SIZE = 40
+POOL_OVERFLOW = 10
+PG_POOL_SIZE = 20
+PG_POOL_OVERFLOW = 20
+#: Execution option that marks a connection's transactions as read-only (see read_session).
+READ_ONLY = "studio_read_only"
 _lock = threading.Lock()
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -37,7 +45,10 @@ def _create_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # The pool holds as many connections as the API has threads, so a busy server never
+        # opens (and re-PRAGMAs) overflow connections per request.
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                  pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
                                   json_serializer=json_dumps, json_deserializer=orjson.loads)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin_immediate)
@@ -51,8 +62,11 @@ def _create_engine(url: str) -> Engine:
     # No pre-ping (a round trip per checkout on the hot path): connections are recycled every
     # 30 minutes, and a connection the server dropped fails one unit of work, which the
     # worker's loop retries and the UI reports.
-    return sa.create_engine(url, pool_recycle=1800, pool_size=5, max_overflow=10, json_serializer=json_dumps,
-                            json_deserializer=orjson.loads)
+    # Half the SQLite pool kept open: each server process may hold up to 40, and PostgreSQL's
+    # default max_connections is 100 for every process and tool together. Few are busy at
+    # once (the group-commit leader, cache misses), so overflow connections are rare.
+    return sa.create_engine(url, pool_recycle=1800, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW,
+                            json_serializer=json_dumps, json_deserializer=orjson.loads)
 
 
 def json_dumps(value) -> str:
@@ -84,11 +98,14 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def _sqlite_begin_immediate(conn) -> None:
-    # Take the write lock at BEGIN: two writers then queue on busy_timeout instead of
+    # Writers take the write lock at BEGIN: two writers then queue on busy_timeout instead of
     # failing with "database is locked" when a read transaction tries to upgrade.
+    # Readers (read_session, reader(engine)) begin deferred: in WAL mode they read the last
+    # committed snapshot and never wait for the writer.
     # Straight on the driver connection: SQLAlchemy's statement machinery would cost more than
     # the BEGIN itself on the ingest path (pysqlite's own transaction handling is off).
-    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
+    read_only = conn.get_execution_options().get(READ_ONLY, False)
+    conn.connection.driver_connection.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -105,6 +122,36 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def reader(engine: Engine) -> Engine:
+    """``engine`` for readers: same pool, but transactions begin deferred on SQLite.
+
+    Writing through it is refused by :func:`read_session` (ORM flushes); a Core write on a
+    reader connection would upgrade a deferred transaction and may fail with "database is
+    locked", so readers must only read.
+    """
+    found = _readers.get(id(engine))
+    if found is None or found[0] is not engine:
+        found = _readers[id(engine)] = (engine, engine.execution_options(**{READ_ONLY: True}))
+    return found[1]
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A session that only reads (auth, lookups, lists, pages).
+
+    On SQLite its transaction begins deferred (``BEGIN``, not ``BEGIN IMMEDIATE``), so it reads
+    the last committed state while a writer holds the write lock instead of queueing behind
+    it. On PostgreSQL it is an ordinary session. Flushing anything raises ``RuntimeError``.
+    """
+    with Session(reader(engine), expire_on_commit=False) as session:
+        sa.event.listen(session, "before_flush", _refuse_flush)
+        yield session
+
+
+def _refuse_flush(_session, _ctx, _instances) -> None:
+    raise RuntimeError("read_session is read-only: write in session_scope")
 
 
 def alembic_config(url: str):

@@ -1,0 +1,233 @@
+"""HTTP benchmark: ``python -m engine bench http``.
+
+Starts ``python -m engine api`` on loopback over a fresh SQLite file (one tenant, one
+workflow: keyword condition + WhatsApp reply to the outbox, every execution persisted),
+drives ``POST /api/events`` from a separate process for ``--duration`` seconds at each of
+``--connections`` (``wrk -t2 --latency`` when installed, else ``bench/loadgen.py``) and
+prints req/s, p50, p99, errors, and a check that every acknowledged event has its
+execution. Then the same on PostgreSQL (a throw-away database next to ``DATABASE_URL`` or
+``TEST_POSTGRES_URL``) with 1 and ``--pg-workers`` processes, and the ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+from bench.run import WORKFLOW, _postgres_scratch
+from engine import services
+from engine.auth import system_actor
+from engine.store.db import get_engine, migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+BODY = {"triggerType": "whatsapp_message", "channel": "whatsapp", "content": "Hallo, was kostet die 10er-Karte?",
+        "from": "+4915112345678"}
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = [[{body}]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {secret}"
+"""
+
+
+@dataclass
+class Result:
+    connections: int
+    requests: int
+    ok: int
+    non2xx: int
+    errors: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    events: int = 0
+    executions: int = 0
+    missing: int = 0
+    #: Server CPU (user + system, every server process) per acknowledged request.
+    cpu_ms: float = 0.0
+
+    def line(self, label: str) -> str:
+        check = "ok" if self.missing == 0 and self.events >= self.ok else "FAILED"
+        return (f"[{label}] c{self.connections:<3} {self.rps:8.0f} req/s  p50 {self.p50_ms:7.1f} ms  p99 {self.p99_ms:7.1f} ms  "
+                f"server CPU {self.cpu_ms:.2f} ms/req  errors {self.errors + self.non2xx:<5} acknowledged {self.ok:>7}  stored events {self.events:>7}  "
+                f"executions {self.executions:>7}  events without execution {self.missing}  check {check}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare(url: str) -> tuple[str, str]:
+    """A tenant with the benchmark workflow and an editor key; returns (tenant id, secret)."""
+    db = get_engine(url)
+    migrate(db)
+    tenant = services.create_tenant(db, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
+    actor = system_actor(tenant.id)
+    services.create_workflow(db, actor, WORKFLOW)
+    _, secret = services.create_api_key(db, actor, name="bench", role="editor")
+    db.dispose()
+    return tenant.id, secret
+
+
+class Server:
+    """``python -m engine api`` in its own process group (stopped with SIGTERM, then SIGKILL)."""
+
+    def __init__(self, url: str, workers: int) -> None:
+        self.port = _free_port()
+        env = {**os.environ, "DATABASE_URL": url}
+        argv = [sys.executable, "-m", "engine", "--database-url", url, "api", "--port", str(self.port),
+                "--workers", str(workers)]
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, start_new_session=True)
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._wait(workers)
+
+    def _wait(self, workers: int) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the API server exited: {self.proc.stderr.read()}")
+            try:
+                if httpx.get(f"{self.base}/api/health", timeout=1).status_code == 200:
+                    time.sleep(1.0 if workers > 1 else 0.2)  # let every worker process come up
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("the API server did not answer within 60 seconds")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every process of the server's group so far (Linux /proc)."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid:  # process group id
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def load(base: str, secret: str, connections: int, duration: float, tool: str) -> Result:
+    """Drive POST /api/events from a separate process."""
+    url = f"{base}/api/events"
+    body = json.dumps(BODY)
+    if tool == "wrk":
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+            f.write(WRK_SCRIPT.format(body=body, secret=secret))
+        try:
+            out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(duration)}s", "--latency", "--timeout", "10s",
+                                  "-s", f.name, url], capture_output=True, text=True, check=True).stdout
+        finally:
+            os.unlink(f.name)
+        return _parse_wrk(out, connections)
+    out = subprocess.run([sys.executable, "-m", "bench.loadgen", url, "--connections", str(connections),
+                          "--duration", str(duration), "--header", f"Authorization: Bearer {secret}", "--body", body],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    r = json.loads(out)
+    return Result(connections, r["requests"], r["ok"], r["non2xx"], r["errors"], r["rps"], r["p50_ms"], r["p99_ms"])
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def _parse_wrk(out: str, connections: int) -> Result:
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    errors = sum(int(x) for x in m.groups()) if (m := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)) else 0
+    return Result(connections, requests, requests - non2xx, non2xx, errors,
+                  float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+                  _ms(re.search(r"\s50%\s+(\S+)", out).group(1)), _ms(re.search(r"\s99%\s+(\S+)", out).group(1)))
+
+
+def _counts(url: str, tenant_id: str) -> tuple[int, int, int]:
+    """(events, executions, events without an execution) of the tenant."""
+    db = get_engine(url)
+    t = {"t": tenant_id}
+    with db.connect() as conn:
+        q = conn.execute
+        events = q(sa.text("SELECT count(*) FROM events WHERE tenant_id = :t"), t).scalar()
+        executions = q(sa.text("SELECT count(*) FROM executions WHERE tenant_id = :t AND status = 'succeeded'"), t).scalar()
+        missing = q(sa.text("SELECT count(*) FROM events e WHERE e.tenant_id = :t AND NOT EXISTS "
+                            "(SELECT 1 FROM executions x WHERE x.event_id = e.id)"), t).scalar()
+    return events, executions, missing
+
+
+def measure(url: str, *, workers: int, connections: list[int], duration: float, tool: str) -> list[Result]:
+    """Fresh tenant, one server, one load run per connection count (counts checked after each)."""
+    tenant_id, secret = prepare(url)
+    results = []
+    server = Server(url, workers)
+    try:
+        for c in connections:
+            before = _counts(url, tenant_id)
+            cpu = server.cpu_seconds()
+            r = load(server.base, secret, c, duration, tool)
+            time.sleep(0.5)  # requests still in flight when the load stopped
+            r.cpu_ms = (server.cpu_seconds() - cpu) * 1000 / max(r.ok, 1)
+            after = _counts(url, tenant_id)
+            r.events, r.executions = after[0] - before[0], after[1] - before[1]
+            r.missing = after[2]
+            results.append(r)
+    finally:
+        server.stop()
+    return results
+
+
+def main(args) -> int:
+    tool = "wrk" if shutil.which("wrk") and not args.python_load else "python"
+    connections = [int(c) for c in str(args.connections).split(",")]
+    print(f"load: {tool}, {args.duration:.0f} s per run; POST /api/events, one matching workflow; "
+          f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    failed = False
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in measure(f"sqlite:///{tmp}/bench.db", workers=1, connections=connections, duration=args.duration, tool=tool):
+            print(r.line("sqlite, 1 process"), flush=True)
+            failed |= r.missing > 0 or r.events < r.ok
+    pg = os.environ.get("DATABASE_URL", "") or os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    if args.pg_workers and pg.startswith(("postgres://", "postgresql")):
+        rates = {}
+        for workers in sorted({1, args.pg_workers}):
+            admin, name, scratch = _postgres_scratch(pg)
+            try:
+                for r in measure(scratch, workers=workers, connections=connections, duration=args.duration, tool=tool):
+                    print(r.line(f"postgresql, {workers} process{'es' if workers > 1 else ''}"), flush=True)
+                    failed |= r.missing > 0 or r.events < r.ok
+                    rates[(workers, r.connections)] = r.rps
+            finally:
+                with admin.connect() as conn:
+                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin.dispose()
+        for c in connections:
+            if (args.pg_workers, c) in rates and args.pg_workers > 1:
+                print(f"[postgresql] c{c}: {args.pg_workers} processes / 1 process = "
+                      f"{rates[(args.pg_workers, c)] / rates[(1, c)]:.2f}x")
+    return 1 if failed else 0
