@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from engine.api import errors, runs, workflows
 from engine.api.deps import Db
-from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit
+from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit, JsonGuard
 
 DESCRIPTION = """
 Workflows, runs, events and the outbox of one studio, over JSON.
@@ -41,6 +41,7 @@ def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
     app = FastAPI(title="Studio Automations API", version="1", description=DESCRIPTION)
     app.state.db = db
     errors.install(app)
+    app.add_middleware(JsonGuard)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.include_router(workflows.router)
     app.include_router(runs.router)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query
-from pydantic import AwareDatetime, Field
+from pydantic import AfterValidator, AwareDatetime, Field
 
 from engine import services
 from engine.api.deps import CurrentActor, Db
 from engine.api.workflows import CamelBody
 from engine.errors import InvalidInput
+from engine.limits import MAX_PAGE, sane_datetime
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -21,16 +22,17 @@ EVENT_EXAMPLE = {"triggerType": "whatsapp_message", "channel": "whatsapp", "cont
 class BookingRequest(CamelBody):
     member_name: Annotated[str, Field(min_length=1, max_length=200)]
     class_name: Annotated[str, Field(min_length=1, max_length=200)]
-    starts_at: AwareDatetime = Field(description="ISO 8601 with an offset, e.g. 2025-11-24T18:00:00+01:00")
+    starts_at: Annotated[AwareDatetime, AfterValidator(sane_datetime)] = Field(
+        description="ISO 8601 with an offset, e.g. 2025-11-24T18:00:00+01:00 (between 1970 and 2200)")
     member_contact: Annotated[str, Field(max_length=320)] | None = None
-    lead_id: Annotated[str, Field(max_length=32)] | None = None
+    lead_id: Annotated[str, Field(min_length=1, max_length=32)] | None = None
 
 
 def _page(items: list, total: int, page: int, page_size: int, key: str) -> dict[str, Any]:
     return {"success": True, key: [i.to_api() for i in items], "total": total, "page": page, "pageSize": page_size}
 
 
-PageNo = Annotated[int, Query(ge=1)]
+PageNo = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=services.MAX_PAGE_SIZE)]
 
 

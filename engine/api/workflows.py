@@ -11,6 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from engine import services
 from engine.api.deps import CurrentActor, Db
+from engine.limits import MAX_PAGE, MAX_VERSION
 from engine.services.runs import ExecutionOut
 from engine.store.models import ExecutionStatus
 from engine.validation import validate
@@ -49,7 +50,7 @@ class RunRequest(CamelBody):
 
 
 class RollbackRequest(CamelBody):
-    version: Annotated[int, Field(ge=1)]
+    version: Annotated[int, Field(ge=1, le=MAX_VERSION)]
 
 
 class DuplicateRequest(CamelBody):
@@ -98,7 +99,7 @@ def list_workflows(
     include_stats: Annotated[bool, Query(alias="includeStats")] = False,
     search: Annotated[str | None, Query(max_length=200, description="part of the name, any case")] = None,
     trigger_type: Annotated[str | None, Query(alias="triggerType", max_length=32)] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=services.MAX_PAGE_SIZE)] = 50,
 ) -> dict[str, Any]:
     """One page of the tenant's workflows by name; ``stats`` is filled when ``includeStats=true``."""

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, func, select
 
 from engine.auth import ADMIN, EDIT, READ, Actor
 from engine.errors import InvalidInput, NotFound, ValidationFailed
+from engine.limits import MAX_PAGE, MAX_VERSION
 from engine.schedule import next_fire_time
 from engine.store.db import session_scope
 from engine.store.models import (
@@ -312,8 +313,9 @@ def list_workflows(
 ) -> WorkflowPage:
     """One page of the tenant's workflows (by name, or most recently updated first)."""
     actor.require(READ)
-    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"page must be >= 1 and page size between 1 and {MAX_PAGE_SIZE}", field="page")
+    if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"page must be between 1 and {MAX_PAGE:,} and page size between 1 and {MAX_PAGE_SIZE}",
+                           field="page")
     where = [Workflow.tenant_id == actor.tenant_id]
     if enabled_only or enabled is True:
         where.append(Workflow.enabled == sa.true())
@@ -322,6 +324,7 @@ def list_workflows(
     if trigger_type:
         where.append(Workflow.trigger_type == trigger_type)
     if search:
+        search = search.replace("\x00", "")  # PostgreSQL cannot compare text with NUL
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append(func.lower(Workflow.name).like(pattern, escape="\\"))
     ordering = (col(Workflow.updated_at).desc(), Workflow.id) if order == "updated" else (func.lower(Workflow.name), Workflow.id)
@@ -366,6 +369,8 @@ def list_versions(db: Engine, actor: Actor, workflow_id: str) -> list[VersionOut
 def rollback_workflow(db: Engine, actor: Actor, workflow_id: str, version: int) -> WorkflowOut:
     """Make an old version current again (as a new version, so nothing is lost)."""
     actor.require(EDIT)
+    if not 1 <= version <= MAX_VERSION:
+        raise NotFound(f"version {version} of workflow {workflow_id} not found")
     with Session(db) as s:
         _load(s, actor, workflow_id)
         old = s.exec(select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id,
