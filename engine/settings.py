@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     #: (tests, staging). Off by default so a tenant cannot send provider tokens elsewhere.
     allow_provider_base_url: bool = Field(default=False, alias="STUDIO_ALLOW_PROVIDER_BASE_URL")
 
+    #: REST API: requests a minute per API key (bursts up to the same number); 0 = no limit.
+    api_rate_limit: int = Field(default=6000, ge=0, alias="STUDIO_API_RATE_LIMIT")
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return normalize_url(self.database_url)

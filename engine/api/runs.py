@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Header, Query
 from pydantic import AfterValidator, AwareDatetime, Field
 
 from engine import services
+from engine.api.contract import EVENT, request_body
 from engine.api.deps import CurrentActor, Db
 from engine.api.workflows import CamelBody
 from engine.errors import InvalidInput
@@ -36,7 +37,7 @@ PageNo = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=services.MAX_PAGE_SIZE)]
 
 
-@router.post("/events", summary="Ingest an inbound event")
+@router.post("/events", summary="Ingest an inbound event", openapi_extra=request_body(EVENT))
 def ingest_event(
     db: Db, actor: CurrentActor,
     event: Annotated[dict[str, Any], Body(examples=[EVENT_EXAMPLE])],
@@ -45,14 +46,17 @@ def ingest_event(
     """Store the event, then run every enabled workflow it matches.
 
     With an ``Idempotency-Key`` header (or ``idempotencyKey`` in the body) a repeated delivery
-    stores nothing new and answers with the first event's executions (``duplicate: true``).
+    stores nothing new and answers with the first event's executions (``duplicate: true``);
+    the same key with a different event answers 422. ``intent`` / ``intentConfidence`` are the
+    message's detected intent (``null`` for events without text).
     """
     if idempotency_key:
         if event.get("idempotencyKey") not in (None, idempotency_key):
             raise InvalidInput("differs from the Idempotency-Key header", field="idempotencyKey")
         event = {**event, "idempotencyKey": idempotency_key}
     result = services.ingest_event(db, actor, event)
-    return {"success": True, "eventId": result.event_id, "executionIds": result.execution_ids, "duplicate": result.duplicate}
+    return {"success": True, "eventId": result.event_id, "executionIds": result.execution_ids, "duplicate": result.duplicate,
+            "intent": result.intent, "intentConfidence": result.intent_confidence}
 
 
 @router.get("/executions", summary="Executions, newest first")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from engine import services
+from engine.api.contract import UPDATE, WORKFLOW, WORKFLOW_LIST, request_body
 from engine.api.deps import CurrentActor, Db
 from engine.limits import MAX_PAGE, MAX_VERSION
 from engine.services.runs import ExecutionOut
@@ -70,14 +71,14 @@ def run_result(ex: ExecutionOut) -> dict[str, Any]:
     }
 
 
-@router.post("/create", status_code=201, summary="Create a workflow (spec)")
+@router.post("/create", status_code=201, summary="Create a workflow (spec)", openapi_extra=request_body(WORKFLOW))
 def create_workflow(db: Db, actor: CurrentActor,
                     definition: Annotated[dict[str, Any], Body(examples=[SPEC_EXAMPLE])]) -> dict[str, Any]:
     """Validate and store a workflow definition. Every problem comes back at once with its JSON path (422)."""
     return _ok(workflow=services.create_workflow(db, actor, definition).to_api())
 
 
-@router.post("/update", summary="Update a workflow (spec)")
+@router.post("/update", summary="Update a workflow (spec)", openapi_extra=request_body(UPDATE))
 def update_workflow(db: Db, actor: CurrentActor, body: UpdateRequest) -> dict[str, Any]:
     """Given top-level keys replace the stored ones; the result is validated as a whole."""
     changes = dict(body.model_extra or {})
@@ -109,7 +110,8 @@ def list_workflows(
                total=result.total, page=result.page, pageSize=result.page_size)
 
 
-@router.post("/import", status_code=201, summary="Import workflows (all or nothing)")
+@router.post("/import", status_code=201, summary="Import workflows (all or nothing)",
+             openapi_extra=request_body(WORKFLOW_LIST))
 def import_workflows(db: Db, actor: CurrentActor,
                      items: Annotated[list[dict[str, Any]] | dict[str, Any], Body(examples=[[SPEC_EXAMPLE]])]) -> dict[str, Any]:
     """A list of definitions (or one); one invalid item stores none, and problems are prefixed with its index."""
@@ -117,7 +119,7 @@ def import_workflows(db: Db, actor: CurrentActor,
     return _ok(workflows=[w.to_api() for w in services.import_workflows(db, actor, items)])
 
 
-@router.post("/validate", summary="Check a definition without storing it")
+@router.post("/validate", summary="Check a definition without storing it", openapi_extra=request_body(WORKFLOW))
 def validate_workflow(actor: CurrentActor, definition: Annotated[Any, Body(examples=[SPEC_EXAMPLE])]) -> dict[str, Any]:
     """Always 200: ``valid`` says whether there are errors; warnings are listed too."""
     problems = validate(definition)

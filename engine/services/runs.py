@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from engine.auth import EDIT, READ, Actor
+from engine.definitions import MESSAGE_TRIGGER_CHANNELS
 from engine import limits
 from engine.errors import InvalidInput, NotFound
 from engine.limits import MAX_PAGE
@@ -155,7 +156,20 @@ def ingest_event(db: Engine, actor: Actor, event: dict[str, Any]) -> IngestResul
     result = runner_for(db).ingest(actor.tenant_id, event)
     if result.duplicate:
         _check_same_event(db, actor, result.event_id, event)
+    elif result.intent is None:
+        _detect_intent(db, result, event)
     return result
+
+
+def _detect_intent(db: Engine, result: IngestResult, event: dict[str, Any]) -> None:
+    """The intent of a message event no workflow asked about, as the spec's orchestrator reports it."""
+    content, classifier = event.get("content"), runner_for(db).classifier
+    if classifier is None or not isinstance(content, str) or not content.strip():
+        return
+    if event.get("triggerType") not in MESSAGE_TRIGGER_CHANNELS:
+        return
+    found = classifier(content)
+    result.intent, result.intent_confidence = found.intent, round(found.confidence, 4)
 
 
 #: What the stored event keeps of a request, and the request's key for it.

@@ -8,6 +8,7 @@ thousands of workflows in a tenant.
 from __future__ import annotations
 
 import copy
+import re
 import secrets
 from datetime import datetime
 from typing import Any
@@ -35,7 +36,7 @@ from engine.validation import Problem, parse_workflow
 
 __all__ = [
     "WorkflowOut", "WorkflowStats", "WorkflowPage", "VersionOut", "TenantOut", "definition_of",
-    "create_tenant", "get_tenant", "find_tenant", "update_tenant_settings",
+    "create_tenant", "list_tenants", "get_tenant", "find_tenant", "update_tenant_settings",
     "create_workflow", "update_workflow", "set_enabled", "delete_workflow", "duplicate_workflow",
     "get_workflow", "list_workflows", "workflow_stats", "list_versions", "rollback_workflow",
     "export_workflows", "import_workflows", "UPDATABLE", "MAX_PAGE_SIZE",
@@ -141,6 +142,7 @@ def _to_out(row: Workflow, warnings: list[Problem] = ()) -> WorkflowOut:
 
 def create_tenant(db: Engine, *, slug: str, name: str, timezone: str = "Europe/Berlin", settings: dict | None = None) -> TenantOut:
     """A new studio. (Not tenant-scoped: only the CLI and set-up call it.)"""
+    _check_tenant_fields(slug, name)
     _check_timezone(timezone)
     with session_scope(db) as s:
         if s.exec(select(Tenant).where(Tenant.slug == slug)).first():
@@ -150,6 +152,23 @@ def create_tenant(db: Engine, *, slug: str, name: str, timezone: str = "Europe/B
         tenant = Tenant(slug=slug, name=name, timezone=timezone, settings=settings)
         s.add(tenant)
     return TenantOut.model_validate(tenant)
+
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def _check_tenant_fields(slug: str, name: str) -> None:
+    if not isinstance(slug, str) or not _SLUG.fullmatch(slug):
+        raise InvalidInput("use 1-63 lower-case letters, digits and dashes, starting with a letter or digit "
+                           f"(got {slug!r})", field="slug")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or "\x00" in name:
+        raise InvalidInput("a name of 1-200 characters is required", field="name")
+
+
+def list_tenants(db: Engine) -> list[TenantOut]:
+    """Every studio, by slug. (Not tenant-scoped: only the CLI and set-up call it.)"""
+    with Session(db) as s:
+        return [TenantOut.model_validate(t) for t in s.exec(select(Tenant).order_by(Tenant.slug)).all()]
 
 
 def _check_timezone(name: str) -> None:
