@@ -28,7 +28,9 @@ MAX_PAGE = 1_000_000
 MAX_VERSION = 2**31 - 1
 #: Dates accepted in events and bookings (UTC, inclusive).
 MIN_DATE = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MAX_DATE = datetime(2200, 1, 1, tzinfo=timezone.utc)
+MAX_DATE = datetime(2200, 12, 31, tzinfo=timezone.utc)
+#: The same window as a pattern for JSON Schema (years 1971-2199 are inside it at any UTC offset).
+DATE_PATTERN = r"^(197[1-9]|19[89][0-9]|2[01][0-9][0-9])-"
 #: Deepest nesting of ``{{ ... }}`` expressions (parentheses, brackets, filters) in a template.
 MAX_TEMPLATE_NESTING = 40
 

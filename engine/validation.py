@@ -74,7 +74,10 @@ def parse_workflow(raw: Any) -> tuple[WorkflowDefinition, list[Problem]]:
     problems = validate(raw)
     if errors_only(problems):
         raise ValidationFailed(problems)
-    return WorkflowDefinition.model_validate(raw), problems
+    try:
+        return WorkflowDefinition.model_validate(raw), problems
+    except ValidationError as exc:  # a gap between the checks above and the model: still a 422
+        raise ValidationFailed([_from_pydantic(err, raw) for err in exc.errors(include_url=False)]) from exc
 
 
 # --------------------------------------------------------------------------- pass 0: limits
@@ -136,7 +139,10 @@ def _schema_problems(raw: dict) -> list[Problem]:
     try:
         WorkflowDefinition.model_validate(raw)
     except ValidationError as exc:
-        return [_from_pydantic(err, raw) for err in exc.errors(include_url=False) if not _other_union_member(err, raw)]
+        errors = exc.errors(include_url=False)
+        kept = [err for err in errors if not _other_union_member(err, raw)]
+        # Never drop every error: a value that fits no member of a union is still an error.
+        return [_from_pydantic(err, raw) for err in kept or errors[:1]]
     return []
 
 

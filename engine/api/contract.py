@@ -105,9 +105,16 @@ def document(app: FastAPI) -> dict[str, Any]:
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    for schema in schemas.values():
+        _storable(schema)
+    schemas[JSON_VALUE] = _json_value_schema()
     for path, item in doc.get("paths", {}).items():
         for method, operation in item.items():
             _own_request_schema(operation)
+            for parameter in operation.get("parameters", []):
+                _storable(parameter.get("schema", {}))
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                _storable(media.get("schema", {}))
             responses = operation.setdefault("responses", {})
             for code in _codes(path, method, operation):
                 responses[str(code)] = {"description": _DESCRIPTIONS[code], "content": error}
@@ -118,11 +125,55 @@ def _own_request_schema(operation: dict[str, Any]) -> None:
     """Where a route names one of our request schemas, that schema alone describes the body."""
     media = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
     schema = media.get("schema", {})
-    if str(schema.get("$ref", "")).rsplit("/", 1)[-1] in (WORKFLOW, WORKFLOW_LIST, UPDATE, EVENT):
+    if str(schema.get("$ref", "")).rsplit("/", 1)[-1] in (WORKFLOW, WORKFLOW_LIST, UPDATE, EVENT, JSON_VALUE):
         examples = schema.get("examples")
         media["schema"] = {"$ref": schema["$ref"]}
         if examples and "example" not in media:
             media["example"] = examples[0]
+
+
+#: Text without the NUL character (which no backend stores); JSON Schema's own words for it.
+NO_NUL = "^[^\\u0000]*$"
+JSON_VALUE = "JsonValue"
+_SHAPE_KEYS = {"type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const", "properties", "items", "not"}
+
+
+def _json_value_schema() -> dict[str, Any]:
+    """Any JSON value the API stores: finite numbers, text without NUL, arrays and objects of them."""
+    ref = {"$ref": f"#/components/schemas/{JSON_VALUE}"}
+    return {"description": "any JSON value: finite numbers, text without NUL, nested at most 32 levels",
+            "anyOf": [{"type": "null"}, {"type": "boolean"}, {"type": "number"},
+                      {"type": "string", "pattern": NO_NUL},
+                      {"type": "array", "items": ref},
+                      {"type": "object", "additionalProperties": ref, "propertyNames": {"pattern": NO_NUL}}]}
+
+
+def _storable(schema: Any) -> None:
+    """Say in the schema what the API refuses at the edge: NUL in any text, and free-form
+    values (``additionalProperties: true``, an untyped schema) are :data:`JSON_VALUE`."""
+    if isinstance(schema, list):
+        for item in schema:
+            _storable(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    types = schema.get("type")
+    if (types == "string" or (isinstance(types, list) and "string" in types)) and "pattern" not in schema \
+            and "enum" not in schema and "const" not in schema:
+        schema["pattern"] = NO_NUL
+    if schema.get("type") == "object" and schema.get("additionalProperties") in (True, {}) and "properties" not in schema:
+        schema["additionalProperties"] = {"$ref": f"#/components/schemas/{JSON_VALUE}"}
+    if schema.get("type") == "object" and "properties" not in schema and "propertyNames" not in schema:
+        schema["propertyNames"] = {"pattern": NO_NUL}
+    for key, value in list(schema.items()):
+        if key in ("properties", "$defs", "patternProperties") and isinstance(value, dict):
+            for name, sub in value.items():
+                if isinstance(sub, dict) and not _SHAPE_KEYS & set(sub):
+                    value[name] = {**sub, "$ref": f"#/components/schemas/{JSON_VALUE}"}
+                else:
+                    _storable(sub)
+        elif key in ("items", "additionalProperties", "not", "anyOf", "oneOf", "allOf", "prefixItems"):
+            _storable(value)
 
 
 def install(app: FastAPI) -> None:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from engine import services
-from engine.api.contract import UPDATE, WORKFLOW, WORKFLOW_LIST, request_body
+from engine.api.contract import JSON_VALUE, UPDATE, WORKFLOW, WORKFLOW_LIST, request_body
 from engine.api.deps import CurrentActor, Db
 from engine.limits import MAX_PAGE, MAX_VERSION
 from engine.services.runs import ExecutionOut
@@ -119,7 +119,8 @@ def import_workflows(db: Db, actor: CurrentActor,
     return _ok(workflows=[w.to_api() for w in services.import_workflows(db, actor, items)])
 
 
-@router.post("/validate", summary="Check a definition without storing it", openapi_extra=request_body(WORKFLOW))
+@router.post("/validate", summary="Check a definition without storing it",
+             openapi_extra=request_body(JSON_VALUE, "a workflow definition; any JSON is checked and answered with its problems"))
 def validate_workflow(actor: CurrentActor, definition: Annotated[Any, Body(examples=[SPEC_EXAMPLE])]) -> dict[str, Any]:
     """Always 200: ``valid`` says whether there are errors; warnings are listed too."""
     problems = validate(definition)

@@ -73,6 +73,8 @@ POISONED_CREATES = {
     "a template of nested {{": (json.dumps(_message("{{" * 3000 + "x" + "}}" * 3000)), "actions[0].config.message"),
     "a template of nested parentheses": (json.dumps(_message("{{ " + "(" * 500 + "1" + ")" * 500 + " }}")),
                                          "actions[0].config.message"),
+    "a list where one value belongs (found by the property tests)": (json.dumps(_workflow_with(conditions=[
+        {"type": "custom_field", "operator": "equals", "field": "x", "value": []}])), "conditions[0].value"),
     "too many actions": (json.dumps(_workflow_with(actions=[
         {"id": f"a{i}", "type": "send_whatsapp", "config": {"message": "hi"}} for i in range(201)])), "actions"),
 }
