@@ -9,8 +9,9 @@ a studio afterwards. The README's "Limits" table lists them.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 #: Deepest nesting of objects and arrays in any JSON body or stored JSON value.
 MAX_JSON_DEPTH = 32
@@ -27,8 +28,8 @@ MAX_PAGE = 1_000_000
 #: Largest version number (a 32-bit signed integer, what every backend stores).
 MAX_VERSION = 2**31 - 1
 #: Dates accepted in events and bookings (UTC, inclusive).
-MIN_DATE = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MAX_DATE = datetime(2200, 12, 31, tzinfo=timezone.utc)
+MIN_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_DATE = datetime(2200, 12, 31, tzinfo=UTC)
 #: The same window as a pattern for JSON Schema (years 1971-2199 are inside it at any UTC offset).
 DATE_PATTERN = r"^(197[1-9]|19[89][0-9]|2[01][0-9][0-9])-"
 #: Deepest nesting of ``{{ ... }}`` expressions (parentheses, brackets, filters) in a template.
@@ -91,7 +92,7 @@ def check_text(value: str | None, path: str) -> None:
 def check_date(value: datetime, path: str) -> datetime:
     """Refuse a date outside ``MIN_DATE`` .. ``MAX_DATE`` (after conversion to UTC)."""
     try:
-        utc = value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     except (OverflowError, ValueError):
         raise LimitExceeded(_date_message(), path) from None
     if not MIN_DATE <= utc <= MAX_DATE:
