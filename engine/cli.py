@@ -1,4 +1,4 @@
-"""``python -m engine <command>``: init, validate, schema, import, export, worker, bench, classify, api, api-key."""
+"""``python -m engine <command>``: init, validate, schema, import, export, worker, bench, classify, api, api-key, tenant."""
 
 from __future__ import annotations
 
@@ -116,6 +116,24 @@ def cmd_api(args) -> int:
     return 0
 
 
+def cmd_tenant(args) -> int:
+    db = get_engine(args.database_url)
+    if args.tenant_command == "create":
+        tenant = services.create_tenant(db, slug=args.slug, name=args.name, timezone=args.timezone)
+        print(f"created tenant {tenant.slug} ({tenant.name}, {tenant.timezone}) id {tenant.id}")
+        print(f"next: python -m engine api-key create --tenant {tenant.slug} --name <name> --role owner",
+              file=sys.stderr)
+        return 0
+    tenants = services.list_tenants(db)
+    if args.json:
+        print(json.dumps([{"id": t.id, "slug": t.slug, "name": t.name, "timezone": t.timezone} for t in tenants], indent=2))
+    for t in [] if args.json else tenants:
+        print(f"{t.slug:<24}  {t.timezone:<20}  {t.id}  {t.name}")
+    if not tenants and not args.json:
+        print("no tenants yet; create one with: python -m engine tenant create --slug S --name N", file=sys.stderr)
+    return 0
+
+
 def cmd_api_key(args) -> int:
     db = get_engine(args.database_url)
     actor = system_actor(services.find_tenant(db, args.tenant).id)
@@ -178,6 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="server processes (PostgreSQL only; SQLite runs one process, see engine/api/serve.py)")
     p.set_defaults(func=cmd_api)
+    p = sub.add_parser("tenant", help="create or list studios (tenants)")
+    tenants = p.add_subparsers(dest="tenant_command", required=True)
+    t = tenants.add_parser("create", help="a new studio")
+    t.add_argument("--slug", required=True, help="short id: lower-case letters, digits, dashes")
+    t.add_argument("--name", required=True, help="the studio's name")
+    t.add_argument("--timezone", default="Europe/Berlin", help="IANA timezone (default Europe/Berlin)")
+    t = tenants.add_parser("list", help="every studio: slug, timezone, id, name")
+    t.add_argument("--json", action="store_true", help="as JSON")
+    p.set_defaults(func=cmd_tenant)
     p = sub.add_parser("api-key", help="create, list or revoke a tenant's API keys")
     keys = p.add_subparsers(dest="key_command", required=True)
     k = keys.add_parser("create", help="print a new key's secret (shown once)")

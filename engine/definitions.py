@@ -21,8 +21,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_serializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_serializer, model_validator
 from pydantic.alias_generators import to_camel
+
+from engine.limits import DATE_PATTERN, json_problems, sane_datetime
 
 
 class Channel(StrEnum):
@@ -566,8 +568,18 @@ class Event(Model):
     booking_id: str | None = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
-    received_at: datetime | None = None
+    received_at: Annotated[datetime | None, AfterValidator(sane_datetime),
+                           Field(json_schema_extra={"pattern": DATE_PATTERN})] = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        """Nothing a backend cannot store: NUL characters, NaN / Infinity, too deep JSON."""
+        if isinstance(data, dict):
+            for where, message in json_problems(data):
+                raise ValueError(f"{where}: {message}" if where else message)
+        return data
 
 
 AllGroup.model_rebuild()

@@ -81,6 +81,9 @@ class IngestResult:
     event_id: str
     execution_ids: list[str]
     duplicate: bool = False
+    #: The event's intent as stored (given, or detected because a matching workflow asked for it).
+    intent: str | None = None
+    intent_confidence: float | None = None
 
 
 @dataclass
@@ -221,7 +224,8 @@ class Runner:
                 self._drive(run)  # an external step is next
             else:
                 self._process_emitted(run)
-        return IngestResult(req.record["id"], [r.id for r in req.runs] + req.skipped, duplicate=False)
+        return IngestResult(req.record["id"], [r.id for r in req.runs] + req.skipped, duplicate=False,
+                            intent=req.ev.intent, intent_confidence=req.ev.intent_confidence)
 
     def _ingest_alone(self, req: _IngestRequest) -> None:
         """One request in its own transaction; a concurrent duplicate key answers with the first event."""

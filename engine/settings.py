@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     #: (the process that revokes forgets the key at once). 0 turns the cache off.
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300, alias="STUDIO_API_KEY_CACHE_SECONDS")
 
+    #: REST API: requests a minute per API key (bursts up to the same number); 0 = no limit.
+    api_rate_limit: int = Field(default=6000, ge=0, alias="STUDIO_API_RATE_LIMIT")
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return normalize_url(self.database_url)

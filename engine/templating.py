@@ -13,9 +13,11 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 
 from engine.errors import TemplateError
+from engine.limits import MAX_RENDERED_BYTES, MAX_TEMPLATE_NESTING
+from engine.template_limits import BoundedSandbox
 
 ROOTS = ("trigger", "results", "lead", "tenant", "now")
 
@@ -24,7 +26,7 @@ _EXPR = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _PATH = re.compile(r"(?<![\w.\"'\]])([A-Za-z_]\w*)((?:\.[A-Za-z0-9_][\w-]*)+)")
 _STRING = re.compile(r"(\"[^\"]*\"|'[^']*')")
 
-_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_env = BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def has_template(text: str) -> bool:
@@ -70,12 +72,41 @@ def _is_filter(piece: str, start: int) -> bool:
     return piece[:start].rstrip().endswith("|")
 
 
+def _nesting(template: str) -> int:
+    """The deepest nesting of ``{{``, ``{%``, brackets and parentheses in the template."""
+    depth = deepest = 0
+    for ch in template:
+        if ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
 @lru_cache(maxsize=2048)
 def _compile(template: str):
+    # Jinja's parser recurses per nesting level: refuse deep nesting before it overflows the stack.
+    if _nesting(template) > MAX_TEMPLATE_NESTING + 2:
+        raise TemplateError(f"template is nested too deeply (more than {MAX_TEMPLATE_NESTING} levels of brackets)")
     try:
         return _env.from_string(_rewrite(template))
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from exc
+    except (RecursionError, MemoryError) as exc:
+        raise TemplateError("template is nested too deeply") from exc
+
+
+def _render_bounded(template: str, context: dict[str, Any]) -> str:
+    """Render, stopping as soon as the output passes :data:`MAX_RENDERED_BYTES`."""
+    out: list[str] = []
+    size = 0
+    for chunk in _compile(template).generate(context):
+        size += len(chunk)
+        if size > MAX_RENDERED_BYTES:
+            raise TemplateError(f"the rendered text is larger than the limit of {MAX_RENDERED_BYTES // 1024} KB")
+        out.append(chunk)
+    return "".join(out)
 
 
 def check_syntax(template: str) -> str | None:
@@ -141,13 +172,17 @@ def render(template: str, context: dict[str, Any]) -> str:
     if plan is not None:
         text = _render_plain(plan, context)
         if text is not None:
+            if len(text) > MAX_RENDERED_BYTES:
+                raise TemplateError(f"the rendered text is larger than the limit of {MAX_RENDERED_BYTES // 1024} KB")
             return text
     try:
-        return _compile(template).render(context)
+        return _render_bounded(template, context)
     except UndefinedError as exc:
         raise TemplateError(f"unknown variable in template {template!r}: {exc.message}") from exc
     except SecurityError as exc:
         raise TemplateError(f"template not allowed: {exc}") from exc
+    except (RecursionError, MemoryError) as exc:
+        raise TemplateError("template is nested too deeply or too large to render") from exc
     except TemplateError:
         raise
     except Exception as exc:  # noqa: BLE001 - any rendering failure is the template's

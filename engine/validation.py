@@ -9,13 +9,14 @@ action does not hide a dangling ``nextActionId`` elsewhere.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any, Iterable, Literal
 from urllib.parse import urlsplit
 
 from croniter import croniter
 from pydantic import ValidationError
 
-from engine import templating
+from engine import limits, templating
 from engine.definitions import (
     KNOWN_INTENTS,
     MAX_FOLLOW_UP_MS,
@@ -53,6 +54,9 @@ def validate(raw: Any) -> list[Problem]:
     """All problems of a workflow definition (errors and warnings), in document order."""
     if not isinstance(raw, dict):
         return [Problem("", "a workflow must be a JSON object with name, trigger, conditions and actions")]
+    beyond = limit_problems(raw)
+    if beyond:
+        return beyond  # nothing else is checked on a value no backend could store
     checks = _graph_problems(raw) + _content_problems(raw)
     # Where a check of ours has a friendlier message for the same spot, drop pydantic's.
     covered = {p.path for p in checks}
@@ -70,7 +74,62 @@ def parse_workflow(raw: Any) -> tuple[WorkflowDefinition, list[Problem]]:
     problems = validate(raw)
     if errors_only(problems):
         raise ValidationFailed(problems)
-    return WorkflowDefinition.model_validate(raw), problems
+    try:
+        return WorkflowDefinition.model_validate(raw), problems
+    except ValidationError as exc:  # a gap between the checks above and the model: still a 422
+        raise ValidationFailed([_from_pydantic(err, raw) for err in exc.errors(include_url=False)]) from exc
+
+
+# --------------------------------------------------------------------------- pass 0: limits
+
+
+def limit_problems(raw: dict) -> list[Problem]:
+    """What is beyond the product's limits (``engine/limits.py``): checked before anything else.
+
+    NUL characters, non-finite numbers and too deep JSON anywhere; too many actions; too
+    deep or too many condition groups. Each with its JSON path.
+    """
+    problems = [Problem(path, message) for path, message in limits.json_problems(raw)]
+    if problems:
+        return problems
+    actions = raw.get("actions")
+    if isinstance(actions, list) and len(actions) > limits.MAX_ACTIONS:
+        problems.append(Problem("actions", f"a workflow has at most {limits.MAX_ACTIONS} actions (got {len(actions)})"))
+    roots = [("conditions", raw.get("conditions"))]
+    roots += [(f"actions[{i}].config.conditions", a["config"].get("conditions"))
+              for i, a in _actions(raw) if a.get("type") == "branch" and isinstance(a.get("config"), dict)]
+    count = 0
+    for path, conditions in roots:
+        found, deep = _condition_shape(conditions, path)
+        count += found
+        problems += deep
+    if count > limits.MAX_CONDITIONS:
+        problems.append(Problem("conditions", f"a workflow has at most {limits.MAX_CONDITIONS} conditions (got {count})"))
+    return problems
+
+
+def _condition_shape(conditions: Any, path: str) -> tuple[int, list[Problem]]:
+    """How many conditions there are under ``conditions``, and a problem where groups nest too deep."""
+    count, problems = 0, []
+    todo: list[tuple[Any, str, int]] = [(conditions, path, 0)]
+    while todo:
+        node, where, depth = todo.pop()
+        if isinstance(node, list):
+            todo.extend((c, f"{where}[{i}]", depth) for i, c in enumerate(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        count += 1
+        if node.get("type") not in GROUP_TYPES:
+            continue
+        if depth >= limits.MAX_CONDITION_DEPTH:
+            problems.append(Problem(where, f"condition groups nest at most {limits.MAX_CONDITION_DEPTH} levels deep"))
+            continue
+        if node.get("type") == "not":
+            todo.append((node.get("condition"), f"{where}.condition", depth + 1))
+        else:
+            todo.append((node.get("conditions"), f"{where}.conditions", depth + 1))
+    return count, problems
 
 
 # --------------------------------------------------------------------------- pass 1: schema
@@ -80,7 +139,10 @@ def _schema_problems(raw: dict) -> list[Problem]:
     try:
         WorkflowDefinition.model_validate(raw)
     except ValidationError as exc:
-        return [_from_pydantic(err, raw) for err in exc.errors(include_url=False) if not _other_union_member(err, raw)]
+        errors = exc.errors(include_url=False)
+        kept = [err for err in errors if not _other_union_member(err, raw)]
+        # Never drop every error: a value that fits no member of a union is still an error.
+        return [_from_pydantic(err, raw) for err in kept or errors[:1]]
     return []
 
 
@@ -303,6 +365,10 @@ def cron_problem(expression: str) -> str | None:
         return f"schedule {expression!r} must have 5 fields (minute hour day-of-month month day-of-week), it has {len(fields)}"
     if not croniter.is_valid(expression):
         return f"schedule {expression!r} is not a valid cron expression"
+    try:
+        croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
+    except Exception:  # noqa: BLE001 - croniter says "no date found" in several ways
+        return f"schedule {expression!r} never fires (no such date, e.g. 30 February)"
     return None
 
 

@@ -150,8 +150,11 @@ class _AllowEntry:
     def matches_address(self, address: IPAddress, port: int) -> bool:
         if self.network is None or not self.matches_port(port):
             return False
-        if address in METADATA_ADDRESSES:  # only an exact address entry unlocks metadata
-            return self.network.num_addresses == 1 and address in self.network
+        if is_metadata_address(address):  # only an exact address entry unlocks metadata
+            if self.network.num_addresses != 1:
+                return False
+            inner = _embedded_ipv4(address)
+            return address in self.network or (inner is not None and inner in self.network)
         return address in self.network
 
 
@@ -192,6 +195,11 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     if address in _NAT64:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
+
+
+def is_metadata_address(address: IPAddress) -> bool:
+    """A cloud-metadata address, also in its IPv6 forms (``::ffff:169.254.169.254``, NAT64, 6to4, Teredo)."""
+    return address in METADATA_ADDRESSES or _embedded_ipv4(address) in METADATA_ADDRESSES
 
 
 def is_blocked_address(address: IPAddress) -> bool:
@@ -266,7 +274,7 @@ def _check_target(url: str, allow_list: Iterable[str], resolver: Resolver) -> _T
             continue
         if any(e.matches_address(address, port) for e in entries):
             continue
-        if host_allowed and address not in METADATA_ADDRESSES:
+        if host_allowed and not is_metadata_address(address):
             continue
         raise BlockedAddress(
             f"Refusing to call {host!r}: it resolves to {address}, an internal address that is not on the "

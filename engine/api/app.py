@@ -14,10 +14,11 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
-from engine.api import errors, runs, workflows
+from engine.api import contract, errors, runs, workflows
 from engine.api.deps import Db
 from engine.api.fast_events import FastEvents
-from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit
+from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit, JsonGuard
+from engine.api.ratelimit import RateLimit
 from engine.store.db import reader
 
 DESCRIPTION = """
@@ -30,15 +31,21 @@ The key's role decides what it may do (analysts read, editors build and run, own
 
 **Errors:** `{"success": false, "error": {"code", "message", "field"?, "problems"?}}` with
 401 `unauthorized`, 403 `forbidden`, 404 `not_found` (also for another studio's ids),
-409 `conflict`, 413 `too_large`, 422 `invalid` (every problem with its JSON path).
+409 `conflict`, 413 `too_large`, 415 `unsupported_media_type`, 422 `invalid` (every problem with its
+JSON path), 429 `rate_limited` (with `Retry-After`). Every route lists the codes it can answer.
+
+**Limits:** JSON nested at most 32 levels, finite numbers only, no NUL characters, dates between
+1970 and 2200, pages up to 1,000,000; see the README's "Limits" table.
 """
 
 
-def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES, fast_events: bool = True) -> FastAPI:
+def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES, fast_events: bool = True,
+               rate_limit: int | None = None) -> FastAPI:
     """The API over ``db`` (default: the process-wide engine of ``DATABASE_URL``).
 
     ``fast_events``: answer ``POST /api/events`` with a cached key without FastAPI's
     per-request machinery (``engine/api/fast_events.py``); same answers either way.
+    ``rate_limit``: requests a minute per API key (default ``STUDIO_API_RATE_LIMIT``; 0 = none).
     """
     if db is None:
         from engine.store.db import get_engine
@@ -47,9 +54,17 @@ def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
     app = FastAPI(title="Studio Automations API", version="1", description=DESCRIPTION)
     app.state.db = db
     errors.install(app)
-    # Added first, so it runs inside the body size limit (add_middleware wraps outermost last).
+    contract.install(app)
+    # Added first, so it runs inside the edge checks (add_middleware wraps outermost last):
+    # rate limit -> body size -> JSON guard -> fast events -> FastAPI.
     app.add_middleware(FastEvents, db=db, enabled=fast_events)
+    app.add_middleware(JsonGuard)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    if rate_limit is None:
+        from engine.settings import get_settings
+
+        rate_limit = get_settings().api_rate_limit
+    app.add_middleware(RateLimit, per_minute=rate_limit)
     app.include_router(workflows.router)
     app.include_router(runs.router)
     app.include_router(_meta_router())

@@ -26,6 +26,7 @@ from engine.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from engine.limits import LimitExceeded
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ _BY_TYPE: list[tuple[type[EngineError], int, str]] = [
     (Conflict, 409, "conflict"),
 ]
 
-_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-               409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "invalid"}
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+               409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "invalid", 429: "rate_limited"}
 
 
 def error_response(status: int, code: str, message: str, *, field: str | None = None,
@@ -104,9 +105,17 @@ def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
                           "(for example an idempotency key that was used before)")
 
 
+def _limit_error(request: Request, exc: LimitExceeded) -> JSONResponse:
+    field = exc.path or "body"
+    return error_response(422, "invalid", f"{field}: {exc}", field=field,
+                          problems=[{"path": field, "message": str(exc), "severity": "error"}])
+
+
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal", "internal error; the server log has the details")
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    # The connection may be in any state: tell the client not to reuse it.
+    return error_response(500, "internal", "internal error; the server log has the details",
+                          headers={"Connection": "close"})
 
 
 def install(app: FastAPI) -> None:
@@ -114,4 +123,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(LimitExceeded, _limit_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -101,7 +101,8 @@ class FastEvents:
             response = errors._unexpected(Request(scope), exc)
         else:
             response = Response(orjson.dumps({"success": True, "eventId": result.event_id,
-                                              "executionIds": result.execution_ids, "duplicate": result.duplicate}),
+                                              "executionIds": result.execution_ids, "duplicate": result.duplicate,
+                                              "intent": result.intent, "intentConfidence": result.intent_confidence}),
                                 media_type="application/json")
         await response(scope, receive, send)
 

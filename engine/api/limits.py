@@ -1,9 +1,13 @@
-"""Request body size limit, enforced before any route reads the body."""
+"""Limits enforced at the edge, before any route reads the request: body size, JSON shape, NUL characters."""
 
 from __future__ import annotations
 
+import json
+from urllib.parse import parse_qsl
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine import limits
 from engine.api.errors import error_response
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -67,3 +71,88 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+class JsonGuard:
+    """Refuse, before any route runs, what no backend can store or serve back (422, naming the field).
+
+    * a JSON body nested deeper than :data:`engine.limits.MAX_JSON_DEPTH`, with ``NaN`` or
+      ``Infinity``, or with a NUL character in any string or key;
+    * a NUL character in the path, a query parameter or a header.
+
+    The body is read once (its size is already bounded by :class:`BodySizeLimit`) and replayed.
+    A body that is not valid JSON goes on to FastAPI, which answers its usual 422.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem = _request_line_problem(scope)
+        if problem is None and _is_json(scope):
+            body, complete = await _read_body(receive)
+            if not complete:
+                return  # client went away
+            problem = body_problem(body)
+            receive = _replay(body, receive)
+        if problem is not None:
+            field, message = problem
+            await error_response(422, "invalid", f"{field}: {message}", field=field,
+                                 problems=[{"path": field, "message": message, "severity": "error"}])(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _is_json(scope: Scope) -> bool:
+    if scope.get("method") not in ("POST", "PUT", "PATCH", "DELETE"):
+        return False
+    content_type = dict(scope.get("headers") or []).get(b"content-type", b"")
+    return content_type.split(b";")[0].strip().lower().endswith(b"json")
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    body, more = b"", True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            return body, False
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    return body, True
+
+
+def _reject_constant(name: str) -> float:
+    raise limits.LimitExceeded(f"numbers must be finite (got {name})")
+
+
+def body_problem(body: bytes) -> tuple[str, str] | None:
+    """``(field, message)`` of the first thing in a JSON body beyond the limits, or ``None``."""
+    if not body.strip():
+        return None
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except limits.LimitExceeded as exc:
+        return "body", str(exc)
+    except RecursionError:
+        return "body", f"nested more than {limits.MAX_JSON_DEPTH} levels deep"
+    except ValueError:
+        return None  # not JSON (or not UTF-8): FastAPI words that error
+    for where, message in limits.json_problems(value):
+        return where or "body", message
+    return None
+
+
+def _request_line_problem(scope: Scope) -> tuple[str, str] | None:
+    nul = "cannot contain the NUL character (\\u0000)"
+    if "\x00" in scope.get("path", ""):
+        return "path", nul
+    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "\\u0000") or "query", nul
+    for name, value in scope.get("headers") or []:
+        if b"\x00" in value:
+            return name.decode("latin-1"), nul
+    return None

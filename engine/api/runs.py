@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query
-from pydantic import AwareDatetime, Field
+from pydantic import AfterValidator, AwareDatetime, Field
 
 from engine import services
+from engine.api.contract import EVENT, request_body
 from engine.api.deps import CurrentActor, Db
 from engine.api.workflows import CamelBody
 from engine.errors import InvalidInput
+from engine.limits import DATE_PATTERN, MAX_PAGE, sane_datetime
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -21,20 +23,22 @@ EVENT_EXAMPLE = {"triggerType": "whatsapp_message", "channel": "whatsapp", "cont
 class BookingRequest(CamelBody):
     member_name: Annotated[str, Field(min_length=1, max_length=200)]
     class_name: Annotated[str, Field(min_length=1, max_length=200)]
-    starts_at: AwareDatetime = Field(description="ISO 8601 with an offset, e.g. 2025-11-24T18:00:00+01:00")
+    starts_at: Annotated[AwareDatetime, AfterValidator(sane_datetime)] = Field(
+        description="ISO 8601 with an offset, e.g. 2025-11-24T18:00:00+01:00 (between 1970 and 2200)",
+        json_schema_extra={"pattern": DATE_PATTERN})
     member_contact: Annotated[str, Field(max_length=320)] | None = None
-    lead_id: Annotated[str, Field(max_length=32)] | None = None
+    lead_id: Annotated[str, Field(min_length=1, max_length=32)] | None = None
 
 
 def _page(items: list, total: int, page: int, page_size: int, key: str) -> dict[str, Any]:
     return {"success": True, key: [i.to_api() for i in items], "total": total, "page": page, "pageSize": page_size}
 
 
-PageNo = Annotated[int, Query(ge=1)]
+PageNo = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=services.MAX_PAGE_SIZE)]
 
 
-@router.post("/events", summary="Ingest an inbound event")
+@router.post("/events", summary="Ingest an inbound event", openapi_extra=request_body(EVENT))
 def ingest_event(
     db: Db, actor: CurrentActor,
     event: Annotated[dict[str, Any], Body(examples=[EVENT_EXAMPLE])],
@@ -43,14 +47,17 @@ def ingest_event(
     """Store the event, then run every enabled workflow it matches.
 
     With an ``Idempotency-Key`` header (or ``idempotencyKey`` in the body) a repeated delivery
-    stores nothing new and answers with the first event's executions (``duplicate: true``).
+    stores nothing new and answers with the first event's executions (``duplicate: true``);
+    the same key with a different event answers 422. ``intent`` / ``intentConfidence`` are the
+    message's detected intent (``null`` for events without text).
     """
     if idempotency_key:
         if event.get("idempotencyKey") not in (None, idempotency_key):
             raise InvalidInput("differs from the Idempotency-Key header", field="idempotencyKey")
         event = {**event, "idempotencyKey": idempotency_key}
     result = services.ingest_event(db, actor, event)
-    return {"success": True, "eventId": result.event_id, "executionIds": result.execution_ids, "duplicate": result.duplicate}
+    return {"success": True, "eventId": result.event_id, "executionIds": result.execution_ids, "duplicate": result.duplicate,
+            "intent": result.intent, "intentConfidence": result.intent_confidence}
 
 
 @router.get("/executions", summary="Executions, newest first")

@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from engine import services
+from engine.api.contract import JSON_VALUE, UPDATE, WORKFLOW, WORKFLOW_LIST, request_body
 from engine.api.deps import CurrentActor, Db
+from engine.limits import MAX_PAGE, MAX_VERSION
 from engine.services.runs import ExecutionOut
 from engine.store.models import ExecutionStatus
 from engine.validation import validate
@@ -49,7 +51,7 @@ class RunRequest(CamelBody):
 
 
 class RollbackRequest(CamelBody):
-    version: Annotated[int, Field(ge=1)]
+    version: Annotated[int, Field(ge=1, le=MAX_VERSION)]
 
 
 class DuplicateRequest(CamelBody):
@@ -69,14 +71,14 @@ def run_result(ex: ExecutionOut) -> dict[str, Any]:
     }
 
 
-@router.post("/create", status_code=201, summary="Create a workflow (spec)")
+@router.post("/create", status_code=201, summary="Create a workflow (spec)", openapi_extra=request_body(WORKFLOW))
 def create_workflow(db: Db, actor: CurrentActor,
                     definition: Annotated[dict[str, Any], Body(examples=[SPEC_EXAMPLE])]) -> dict[str, Any]:
     """Validate and store a workflow definition. Every problem comes back at once with its JSON path (422)."""
     return _ok(workflow=services.create_workflow(db, actor, definition).to_api())
 
 
-@router.post("/update", summary="Update a workflow (spec)")
+@router.post("/update", summary="Update a workflow (spec)", openapi_extra=request_body(UPDATE))
 def update_workflow(db: Db, actor: CurrentActor, body: UpdateRequest) -> dict[str, Any]:
     """Given top-level keys replace the stored ones; the result is validated as a whole."""
     changes = dict(body.model_extra or {})
@@ -98,7 +100,7 @@ def list_workflows(
     include_stats: Annotated[bool, Query(alias="includeStats")] = False,
     search: Annotated[str | None, Query(max_length=200, description="part of the name, any case")] = None,
     trigger_type: Annotated[str | None, Query(alias="triggerType", max_length=32)] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=services.MAX_PAGE_SIZE)] = 50,
 ) -> dict[str, Any]:
     """One page of the tenant's workflows by name; ``stats`` is filled when ``includeStats=true``."""
@@ -108,7 +110,8 @@ def list_workflows(
                total=result.total, page=result.page, pageSize=result.page_size)
 
 
-@router.post("/import", status_code=201, summary="Import workflows (all or nothing)")
+@router.post("/import", status_code=201, summary="Import workflows (all or nothing)",
+             openapi_extra=request_body(WORKFLOW_LIST))
 def import_workflows(db: Db, actor: CurrentActor,
                      items: Annotated[list[dict[str, Any]] | dict[str, Any], Body(examples=[[SPEC_EXAMPLE]])]) -> dict[str, Any]:
     """A list of definitions (or one); one invalid item stores none, and problems are prefixed with its index."""
@@ -116,7 +119,8 @@ def import_workflows(db: Db, actor: CurrentActor,
     return _ok(workflows=[w.to_api() for w in services.import_workflows(db, actor, items)])
 
 
-@router.post("/validate", summary="Check a definition without storing it")
+@router.post("/validate", summary="Check a definition without storing it",
+             openapi_extra=request_body(JSON_VALUE, "a workflow definition; any JSON is checked and answered with its problems"))
 def validate_workflow(actor: CurrentActor, definition: Annotated[Any, Body(examples=[SPEC_EXAMPLE])]) -> dict[str, Any]:
     """Always 200: ``valid`` says whether there are errors; warnings are listed too."""
     problems = validate(definition)

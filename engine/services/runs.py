@@ -10,11 +10,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from engine.auth import EDIT, READ, Actor
+from engine.definitions import MESSAGE_TRIGGER_CHANNELS
+from engine import limits
 from engine.errors import InvalidInput, NotFound
+from engine.limits import MAX_PAGE
 from engine.runner import IngestResult, Runner, builtin_classifier
 from engine.services.workflows import MAX_PAGE_SIZE, Out
 from engine.store.db import read_session, session_scope
-from engine.store.models import Booking, Execution, Lead, OutboxMessage, StepRun
+from engine.store.models import Booking, EventRecord, Execution, Lead, OutboxMessage, StepRun
 
 __all__ = [
     "StepOut", "ExecutionOut", "ExecutionPage", "OutboxOut", "OutboxPage", "LeadOut", "BookingOut",
@@ -119,8 +122,9 @@ class BookingOut(Out):
 
 
 def _check_page(page: int, page_size: int) -> None:
-    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"page must be >= 1 and page size between 1 and {MAX_PAGE_SIZE}", field="page")
+    if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"page must be between 1 and {MAX_PAGE:,} and page size between 1 and {MAX_PAGE_SIZE}",
+                           field="page")
 
 
 def _newest_first(db: Engine, model: Any, time_column: Any, actor: Actor, filters: dict[Any, Any],
@@ -148,13 +152,53 @@ def _execution_out(ex: Execution, steps: list[StepRun] | None = None) -> Executi
 def ingest_event(db: Engine, actor: Actor, event: dict[str, Any]) -> IngestResult:
     """Store an inbound event and run the workflows it matches (test console, API, adapters)."""
     actor.require(EDIT)
-    return runner_for(db).ingest(actor.tenant_id, event)
+    limits.check_json(event)
+    result = runner_for(db).ingest(actor.tenant_id, event)
+    if result.duplicate:
+        _check_same_event(db, actor, result.event_id, event)
+    elif result.intent is None:
+        _detect_intent(db, result, event)
+    return result
+
+
+def _detect_intent(db: Engine, result: IngestResult, event: dict[str, Any]) -> None:
+    """The intent of a message event no workflow asked about, as the spec's orchestrator reports it."""
+    content, classifier = event.get("content"), runner_for(db).classifier
+    if classifier is None or not isinstance(content, str) or not content.strip():
+        return
+    if event.get("triggerType") not in MESSAGE_TRIGGER_CHANNELS:
+        return
+    found = classifier(content)
+    result.intent, result.intent_confidence = found.intent, round(found.confidence, 4)
+
+
+#: What the stored event keeps of a request, and the request's key for it.
+_SAME_EVENT_FIELDS = (("trigger_type", "triggerType"), ("channel", "channel"), ("content", "content"),
+                      ("sender", "from"), ("custom_fields", "customFields"))
+
+
+def _check_same_event(db: Engine, actor: Actor, event_id: str, event: dict[str, Any]) -> None:
+    """A reused idempotency key must come with the same event (as payment APIs do): 422 otherwise."""
+    with Session(db) as s:
+        stored = s.get(EventRecord, event_id)
+    if stored is None:
+        return
+    for column, key in _SAME_EVENT_FIELDS:
+        given = event.get(key)
+        if key == "customFields":
+            given = given or {}
+        elif key == "channel" and given is None:
+            continue  # filled in from the trigger type when left out
+        if given != getattr(stored, column):
+            raise InvalidInput(f"this idempotency key was used for a different event ({key} differs); "
+                               "use a new key for a new event", field="idempotencyKey")
 
 
 def run_workflow(db: Engine, actor: Actor, workflow_id: str, trigger_data: dict[str, Any] | None = None, *,
                  bypass_conditions: bool = False, dry_run: bool = False) -> ExecutionOut:
     """Run one workflow now; a dry run sends nothing, calls nothing and writes no lead."""
     actor.require(EDIT)
+    limits.check_json(trigger_data or {}, "triggerData")
     execution_id = runner_for(db).run_workflow(actor.tenant_id, workflow_id, trigger_data or {},
                                                bypass_conditions=bypass_conditions, dry_run=dry_run)
     return get_execution(db, actor, execution_id)
@@ -206,6 +250,12 @@ def create_booking(db: Engine, actor: Actor, *, member_name: str, class_name: st
         raise InvalidInput("member name is required", field="memberName")
     if not class_name.strip():
         raise InvalidInput("class name is required", field="className")
+    if lead_id is not None and not lead_id.strip():
+        raise InvalidInput("must be a lead's id or left out", field="leadId")
+    for field, text in (("memberName", member_name), ("className", class_name), ("memberContact", member_contact),
+                        ("leadId", lead_id)):
+        limits.check_text(text, field)
+    limits.check_date(starts_at, "startsAt")
     with session_scope(db) as s:
         if lead_id and not s.exec(select(Lead.id).where(Lead.id == lead_id, Lead.tenant_id == actor.tenant_id)).first():
             raise NotFound(f"lead {lead_id} not found")

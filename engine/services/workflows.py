@@ -8,6 +8,7 @@ thousands of workflows in a tenant.
 from __future__ import annotations
 
 import copy
+import re
 import secrets
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from sqlmodel import Session, col, func, select
 
 from engine.auth import ADMIN, EDIT, READ, Actor
 from engine.errors import InvalidInput, NotFound, ValidationFailed
+from engine.limits import MAX_PAGE, MAX_VERSION
 from engine.schedule import next_fire_time
 from engine.store.db import read_session, session_scope
 from engine.store.models import (
@@ -34,7 +36,7 @@ from engine.validation import Problem, parse_workflow
 
 __all__ = [
     "WorkflowOut", "WorkflowStats", "WorkflowPage", "VersionOut", "TenantOut", "definition_of",
-    "create_tenant", "get_tenant", "find_tenant", "update_tenant_settings",
+    "create_tenant", "list_tenants", "get_tenant", "find_tenant", "update_tenant_settings",
     "create_workflow", "update_workflow", "set_enabled", "delete_workflow", "duplicate_workflow",
     "get_workflow", "list_workflows", "workflow_stats", "list_versions", "rollback_workflow",
     "export_workflows", "import_workflows", "UPDATABLE", "MAX_PAGE_SIZE",
@@ -140,6 +142,7 @@ def _to_out(row: Workflow, warnings: list[Problem] = ()) -> WorkflowOut:
 
 def create_tenant(db: Engine, *, slug: str, name: str, timezone: str = "Europe/Berlin", settings: dict | None = None) -> TenantOut:
     """A new studio. (Not tenant-scoped: only the CLI and set-up call it.)"""
+    _check_tenant_fields(slug, name)
     _check_timezone(timezone)
     with session_scope(db) as s:
         if s.exec(select(Tenant).where(Tenant.slug == slug)).first():
@@ -149,6 +152,23 @@ def create_tenant(db: Engine, *, slug: str, name: str, timezone: str = "Europe/B
         tenant = Tenant(slug=slug, name=name, timezone=timezone, settings=settings)
         s.add(tenant)
     return TenantOut.model_validate(tenant)
+
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def _check_tenant_fields(slug: str, name: str) -> None:
+    if not isinstance(slug, str) or not _SLUG.fullmatch(slug):
+        raise InvalidInput("use 1-63 lower-case letters, digits and dashes, starting with a letter or digit "
+                           f"(got {slug!r})", field="slug")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or "\x00" in name:
+        raise InvalidInput("a name of 1-200 characters is required", field="name")
+
+
+def list_tenants(db: Engine) -> list[TenantOut]:
+    """Every studio, by slug. (Not tenant-scoped: only the CLI and set-up call it.)"""
+    with Session(db) as s:
+        return [TenantOut.model_validate(t) for t in s.exec(select(Tenant).order_by(Tenant.slug)).all()]
 
 
 def _check_timezone(name: str) -> None:
@@ -312,8 +332,9 @@ def list_workflows(
 ) -> WorkflowPage:
     """One page of the tenant's workflows (by name, or most recently updated first)."""
     actor.require(READ)
-    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"page must be >= 1 and page size between 1 and {MAX_PAGE_SIZE}", field="page")
+    if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"page must be between 1 and {MAX_PAGE:,} and page size between 1 and {MAX_PAGE_SIZE}",
+                           field="page")
     where = [Workflow.tenant_id == actor.tenant_id]
     if enabled_only or enabled is True:
         where.append(Workflow.enabled == sa.true())
@@ -322,6 +343,7 @@ def list_workflows(
     if trigger_type:
         where.append(Workflow.trigger_type == trigger_type)
     if search:
+        search = search.replace("\x00", "")  # PostgreSQL cannot compare text with NUL
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append(func.lower(Workflow.name).like(pattern, escape="\\"))
     ordering = (col(Workflow.updated_at).desc(), Workflow.id) if order == "updated" else (func.lower(Workflow.name), Workflow.id)
@@ -366,6 +388,8 @@ def list_versions(db: Engine, actor: Actor, workflow_id: str) -> list[VersionOut
 def rollback_workflow(db: Engine, actor: Actor, workflow_id: str, version: int) -> WorkflowOut:
     """Make an old version current again (as a new version, so nothing is lost)."""
     actor.require(EDIT)
+    if not 1 <= version <= MAX_VERSION:
+        raise NotFound(f"version {version} of workflow {workflow_id} not found")
     with read_session(db) as s:
         _load(s, actor, workflow_id)
         old = s.exec(select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id,

@@ -16,6 +16,14 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item (the fuzzer counts failed operations with it)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
 @pytest.fixture
 def client(db) -> TestClient:
     with TestClient(create_app(db)) as c:
