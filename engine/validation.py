@@ -356,6 +356,10 @@ def _one_condition_problems(cond: Any, path: str) -> list[Problem]:
     if ctype == "not":
         return _one_condition_problems(cond.get("condition"), f"{path}.condition")
     value, op = cond.get("value"), cond.get("operator")
+    if ctype == "intent_match" and value in (None, "", []):
+        return [Problem(f"{path}.value", "Pick the intent this condition looks for.")]
+    if ctype in ("keyword_match", "sender_match") and value in (None, "", []):
+        return [Problem(f"{path}.value", "Enter a keyword." if ctype == "keyword_match" else "Enter the sender to look for.")]
     if ctype == "time_range" and op == "between" and not (isinstance(value, list) and len(value) == 2):
         return [Problem(f"{path}.value", "between needs two hours: [start, end], e.g. [9, 18]")]
     if ctype == "time_range" and op != "between" and isinstance(value, list):

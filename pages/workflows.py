@@ -59,11 +59,11 @@ def run_dialog(workflow) -> None:
     run_panel(workflow, "workflows_run")
 
 
-def open_dialog(kind: str, workflow_id: str) -> None:
-    """Remember the open dialog, so it stays open across reruns (its form, its result)."""
+def open_from_menu(kind: str, workflow_id: str) -> None:
+    """Button callback: close the "..." menu first, so it does not cover the dialog's fields."""
+    st.session_state[f"workflows_menu_{workflow_id}"] = False
     close_dialogs()
     st.session_state[f"workflows_{kind}_id"] = workflow_id
-    st.rerun()
 
 
 def show_open_dialog() -> None:
@@ -77,11 +77,12 @@ def show_open_dialog() -> None:
 
 
 def actions_menu(wf) -> None:
-    with st.popover("", icon=":material/more_horiz:", key=f"workflows_menu_{wf.id}", help="More"):
+    with st.popover("", icon=":material/more_horiz:", key=f"workflows_menu_{wf.id}", help="More", on_change="rerun"):
         if can_edit and st.button("Edit", icon=":material/edit:", key=f"workflows_edit_{wf.id}", width="stretch"):
             builder_state.open_in_builder(wf.definition, wf.id)
-        if can_edit and st.button("Run now", icon=":material/play_arrow:", key=f"workflows_run_{wf.id}", width="stretch"):
-            open_dialog("run", wf.id)
+        if can_edit:
+            st.button("Run now", icon=":material/play_arrow:", key=f"workflows_run_{wf.id}", width="stretch",
+                      on_click=open_from_menu, args=("run", wf.id))
         if can_edit and st.button("Duplicate", icon=":material/content_copy:", key=f"workflows_dup_{wf.id}", width="stretch"):
             copy = services.duplicate_workflow(db, actor, wf.id)
             st.session_state["workflows_flash"] = f"Created “{copy.name}” (disabled)."
@@ -92,8 +93,9 @@ def actions_menu(wf) -> None:
         if st.button("Version history", icon=":material/history:", key=f"workflows_history_{wf.id}", width="stretch"):
             st.session_state["history_workflow_id"] = wf.id
             st.switch_page("pages/history.py")
-        if can_edit and st.button("Delete", icon=":material/delete:", key=f"workflows_delete_{wf.id}", width="stretch"):
-            open_dialog("delete", wf.id)
+        if can_edit:
+            st.button("Delete", icon=":material/delete:", key=f"workflows_delete_{wf.id}", width="stretch",
+                      on_click=open_from_menu, args=("delete", wf.id))
 
 
 def workflow_row(wf) -> None:
