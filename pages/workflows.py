@@ -19,6 +19,7 @@ PAGE_SIZE = 20
 actor = session.require_actor()
 db = session.db()
 can_edit = actor.can(EDIT)
+tz_name = session.tenant_timezone()
 
 
 def reset_page() -> None:
@@ -106,7 +107,7 @@ def workflow_row(wf) -> None:
         trigger.markdown(style.pill(trigger_label(wf.trigger.get("type", "?")), "accent"), unsafe_allow_html=True)
         runs.markdown(f"**{wf.run_count}**<br><span class='sa-muted'>runs</span>", unsafe_allow_html=True)
         rate.markdown(f"**{percent(wf.success_rate)}**<br><span class='sa-muted'>success</span>", unsafe_allow_html=True)
-        last.markdown(f"{ago(wf.last_run_at)}<br><span class='sa-muted'>last run</span>", unsafe_allow_html=True)
+        last.markdown(f"{ago(wf.last_run_at, tz_name=tz_name)}<br><span class='sa-muted'>last run</span>", unsafe_allow_html=True)
         with enabled:
             if can_edit:
                 key = f"workflows_enabled_{wf.id}_{wf.version}"
