@@ -115,8 +115,8 @@ def reply_problem(action: dict, path: str, trigger: Any) -> tuple[str, str] | No
     trigger_channel = tconfig.get("channel") or MESSAGE_TRIGGER_CHANNELS.get(ttype)
     if (channel == "voice" or (not channel and (trigger_channel == "voice" or ttype == "missed_call"))) \
             and atype in ("send_message", "schedule_follow_up"):
-        return (f"{path}.config.channel", "A caller cannot be answered with a message on the phone line: "
-                "choose WhatsApp or SMS as the channel.")
+        return (f"{path}.config.channel",
+                "A caller cannot be answered with a message on the phone line: choose WhatsApp or SMS as the channel.")
     if config.get("recipient") or atype == "schedule_follow_up":
         return None  # a follow-up without anyone to write to becomes a task for the team
     where = f"{path}.config.recipient"
@@ -124,11 +124,11 @@ def reply_problem(action: dict, path: str, trigger: Any) -> tuple[str, str] | No
         return where, "A schedule has no sender to reply to: enter a recipient."
     sender = "email" if tconfig.get("channel") == "email" else _SENDER_KIND.get(ttype)
     if channel in _PHONE_CHANNELS and sender == "email":
-        return where, f"The sender of {TRIGGER_NAMES[ttype]} is an e-mail address, which cannot get {channel}: " \
-                      "enter a phone number as recipient or reply by e-mail."
+        return where, (f"The sender of {TRIGGER_NAMES[ttype]} is an e-mail address, which cannot get {channel}: "
+                       "enter a phone number as recipient or reply by e-mail.")
     if channel == "email" and sender == "phone":
-        return where, f"The sender of {TRIGGER_NAMES[ttype]} is a phone number, which cannot get an e-mail: " \
-                      "enter an e-mail address as recipient or reply by WhatsApp or SMS."
+        return where, (f"The sender of {TRIGGER_NAMES[ttype]} is a phone number, which cannot get an e-mail: "
+                       "enter an e-mail address as recipient or reply by WhatsApp or SMS.")
     return None
 
 

@@ -14,8 +14,20 @@ import streamlit as st
 from ui import builder_state
 from ui.condition_editor import condition_list
 from ui.definition import (
-    UNITS, actions_of, add_action, format_pairs, is_sequential, join_delay, known_action_types, move_action,
-    parse_pairs, remove_action, set_next, set_optional, split_delay, variables_with_meaning,
+    UNITS,
+    actions_of,
+    add_action,
+    format_pairs,
+    is_sequential,
+    join_delay,
+    known_action_types,
+    move_action,
+    parse_pairs,
+    remove_action,
+    set_next,
+    set_optional,
+    split_delay,
+    variables_with_meaning,
 )
 from ui.labels import CHANNELS, action_label
 from ui.problems import field_slot

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.definition import actions_of, describe_condition, describe_delay
-from ui.labels import CONDITIONS, action_label, trigger_label
+from ui.labels import action_label, trigger_label
 from ui.problems import field_slot
 
 KEY_ORDER = ("name", "description", "enabled", "trigger", "conditions", "actions")

@@ -15,7 +15,14 @@ import streamlit as st
 from engine.definitions import KNOWN_INTENTS, OPERATORS
 from ui import builder_state
 from ui.definition import parse_scalar
-from ui.labels import CHANNELS, CONDITIONS, OPERATOR_LABELS, WEEKDAYS, hour_label, intent_label
+from ui.labels import (
+    CHANNELS,
+    CONDITIONS,
+    OPERATOR_LABELS,
+    WEEKDAYS,
+    hour_label,
+    intent_label,
+)
 from ui.problems import field_slot
 
 GROUP_TITLES = {"all": "All of these must hold", "any": "Any one of these is enough"}

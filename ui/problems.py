@@ -10,7 +10,7 @@ a JSON path. Errors block saving, warnings don't.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import streamlit as st
 
@@ -35,9 +35,9 @@ def field_slot(path: str) -> None:
 def _slot_for(path: str, slots: dict) -> str | None:
     best = None
     for candidate in slots:
-        if path == candidate or path.startswith(candidate + ".") or path.startswith(candidate + "["):
-            if best is None or len(candidate) > len(best):
-                best = candidate
+        inside = path == candidate or path.startswith((candidate + ".", candidate + "["))
+        if inside and (best is None or len(candidate) > len(best)):
+            best = candidate
     return best
 
 

@@ -77,10 +77,11 @@ def _own_channel(config: dict, key: str, own: str) -> None:
     """A WhatsApp message always comes on WhatsApp: no channel to pick (an imported mismatch can be removed)."""
     st.text_input("Channel", value=CHANNELS.get(own, own), disabled=True, key=f"{key}_own_channel",
                   help="Set by the trigger. For several channels use the “Intent detected” trigger.")
-    if config.get("channel") and config["channel"] != own:
-        if st.button(f"Remove the channel filter “{config['channel']}”", key=f"{key}_drop_channel", icon=":material/close:"):
-            config.pop("channel", None)
-            st.rerun()
+    foreign = config.get("channel") and config["channel"] != own
+    if foreign and st.button(f"Remove the channel filter “{config['channel']}”", key=f"{key}_drop_channel",
+                             icon=":material/close:"):
+        config.pop("channel", None)
+        st.rerun()
 
 
 def _schedule(config: dict, key: str, tz_name: str) -> None:

@@ -199,3 +199,52 @@ def test_a_direct_link_opens_its_page_after_sign_in(app: App):
     page.get_by_role("heading", name=re.compile("Edit · Verpasster Anruf")).wait_for()
     app.settle()
     app.shot("16-deep-link-builder-after-reload", height=1200)
+
+
+def test_problems_show_next_to_their_fields_and_groups_are_spelled_out(app: App):
+    page = app.page
+    app.login(*OWNER)
+    app.click("New workflow")
+    page.get_by_role("heading", name="New workflow").wait_for()
+    app.tab("④ Actions")
+    app.select("Add an action", "Send WhatsApp")
+    app.click("Add action")
+    card = page.locator("[class*='st-key-card_builder_'][class*='_actions_0']").first
+    card.get_by_text("The message: write what the member should receive.").wait_for()
+    messages = app.visible(page.get_by_label("Message", exact=True))
+    messages.first.fill("Hallo {{trigger.name}}, danke für deine Nachricht!")
+    messages.first.press("Tab")
+    app.settle()
+    card.get_by_text(re.compile("Did you mean trigger.from")).wait_for()
+    card.get_by_text("Variables you can use here").click()
+    app.settle()
+    app.shot("14-builder-problem-next-to-field", height=1500)
+
+    app.tab("③ Conditions")
+    app.select("Add a condition", "Group: any of")
+    app.click("Add")
+    page.get_by_text(re.compile("This “any of” group is empty")).first.wait_for()
+    app.select("Add a condition to this group", "Keyword in message")
+    app.click("Add", exact=True)
+    app.fill("Keyword(s)", "preis")
+    app.select("Add a condition to this group", "Detected intent")
+    app.visible(page.get_by_role("button", name="Add", exact=True)).nth(0).click()
+    app.settle()
+    app.select("Intent", "Pricing")
+    app.shot("14-builder-condition-group", height=1500)
+    app.tab("⑤ Review & save")
+    app.visible(page.get_by_text(re.compile("keyword “preis” or intent is pricing"))).first.wait_for()
+    app.shot("14-builder-review-group", height=1200)
+
+
+def test_adding_a_template_saves_a_draft_with_a_link_to_the_builder(app: App):
+    page = app.page
+    app.login(*OWNER)
+    app.nav("Templates")
+    app.visible(page.get_by_role("button", name="Add as draft")).first.click()
+    app.settle()
+    page.get_by_text(re.compile("as a draft: it is off")).wait_for()
+    app.shot("14-templates-added-as-draft")
+    page.get_by_role("link", name="Open it in the builder").click()
+    page.get_by_role("heading", name=re.compile("^Edit · ")).wait_for()
+    app.settle()

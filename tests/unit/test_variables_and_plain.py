@@ -6,7 +6,12 @@ import pytest
 
 from engine.definitions import ActionType, TriggerType
 from engine.validation import validate
-from engine.variables import ACTION_OUTPUTS, TRIGGER_FIELDS, reference_problem, variables_for
+from engine.variables import (
+    ACTION_OUTPUTS,
+    TRIGGER_FIELDS,
+    reference_problem,
+    variables_for,
+)
 from ui.definition import describe_condition
 from ui.flow_graph import to_dot
 from ui.formatting import localize
