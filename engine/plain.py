@@ -102,8 +102,13 @@ def trigger_channel_problem(trigger: Any) -> tuple[str, str] | None:
     return None
 
 
-def reply_problem(action: dict, path: str, trigger: Any) -> tuple[str, str] | None:
-    """A reply to the trigger's sender on a channel that cannot reach that sender."""
+def reply_problem(action: dict, path: str, trigger: Any) -> tuple[str, str] | tuple[str, str, str] | None:
+    """A reply to the trigger's sender on a channel that cannot reach that sender.
+
+    (path, message) is an error; a third item ``"warning"`` marks a doubtful case that can
+    still be saved. A voice call answered with ``send_message`` is fine (the phone system
+    speaks it; the spec's own create example does this).
+    """
     config = action.get("config") if isinstance(action.get("config"), dict) else {}
     atype = str(action.get("type"))
     if atype not in TEXT_FIELDS or atype == "ask_ai":
@@ -113,15 +118,14 @@ def reply_problem(action: dict, path: str, trigger: Any) -> tuple[str, str] | No
     tconfig = trigger.get("config") if isinstance(trigger.get("config"), dict) else {}
     channel = {"send_whatsapp": "whatsapp", "send_sms": "sms", "send_email": "email"}.get(atype) or config.get("channel")
     trigger_channel = tconfig.get("channel") or MESSAGE_TRIGGER_CHANNELS.get(ttype)
-    if (channel == "voice" or (not channel and (trigger_channel == "voice" or ttype == "missed_call"))) \
-            and atype in ("send_message", "schedule_follow_up"):
-        return (f"{path}.config.channel",
-                "A caller cannot be answered with a message on the phone line: choose WhatsApp or SMS as the channel.")
+    if ttype == "missed_call" and channel in (None, "voice") and atype in ("send_message", "schedule_follow_up"):
+        return (f"{path}.config.channel", "A missed call has no open line to speak this on: choose WhatsApp or SMS "
+                "to send the caller a message they can read.", "warning")
     if config.get("recipient") or atype == "schedule_follow_up":
         return None  # a follow-up without anyone to write to becomes a task for the team
     where = f"{path}.config.recipient"
     if ttype == "time_based":
-        return where, "A schedule has no sender to reply to: enter a recipient."
+        return where, "A schedule has no sender to reply to: enter a recipient, or nobody gets this message.", "warning"
     sender = "email" if tconfig.get("channel") == "email" else _SENDER_KIND.get(ttype)
     if channel in _PHONE_CHANNELS and sender == "email":
         return where, (f"The sender of {TRIGGER_NAMES[ttype]} is an e-mail address, which cannot get {channel}: "

@@ -188,3 +188,24 @@ def test_ended_sessions_sign_the_open_tab_out(studio, monkeypatch):
     at.run()
     assert "auth_actor" not in at.session_state
     assert at.text_input(key="login_email")
+
+
+def test_the_on_error_select_has_a_label(app_factory):
+    at = app_factory("owner", "pages/builder.py")
+    _add_action(at, "wait")
+    select = at.selectbox(key=_key(at, "actions_0_wait_onerror"))
+    assert select.label == "When this action fails" and select.label_visibility != "collapsed"
+
+
+def test_a_new_tab_with_the_session_cookie_is_signed_in_and_a_forged_one_is_not(studio, monkeypatch):
+    from ui import session
+
+    token = auth.start_session(studio["db"], user_id=studio["user_ids"]["editor"], tenant_id=studio["tenant_id"])
+    monkeypatch.setattr(session, "_cookie_token", lambda: token)  # what st.context.cookies holds after a reload
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert at.session_state["auth_actor"].role == "editor" and at.session_state["auth_actor"].tenant_id == studio["tenant_id"]
+    assert any(t.value == "Workflows" for t in at.title)
+
+    monkeypatch.setattr(session, "_cookie_token", lambda: token + "x")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert "auth_actor" not in at.session_state and at.text_input(key="login_email")

@@ -13,6 +13,7 @@ import pytest
 
 from engine import services
 from engine.auth import system_actor
+from engine.seed import demo_workflows
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "engine" / "examples").glob("*.json"))
@@ -127,7 +128,7 @@ def test_init_on_the_test_database_seeds_the_demo_tenant(db):
     result = run_cli("init", database_url=url_of(db))
     assert result.returncode == 0, result.stderr
     demo = services.find_tenant(db, "demo")
-    assert services.list_workflows(db, system_actor(demo.id)).total == 4
+    assert services.list_workflows(db, system_actor(demo.id)).total == len(demo_workflows())
 
 
 def test_import_then_export_round_trips_the_spec_examples(db, tenant, tmp_path):

@@ -83,10 +83,21 @@ def test_problems_are_sentences_about_the_field(raw, path, words):
     assert not any("should have" in m or "validation" in m for m in problems.values())
 
 
-def test_a_caller_cannot_be_answered_on_the_phone_line():
-    raw = {"name": "x", "trigger": {"type": "voice_call", "config": {}},
+def test_a_message_to_a_missed_call_on_its_own_channel_is_a_warning_and_the_spec_example_is_clean():
+    from engine.api.workflows import SPEC_EXAMPLE
+
+    assert validate(SPEC_EXAMPLE) == []  # voice_call -> send_message: the phone system speaks it
+    raw = {"name": "x", "trigger": {"type": "missed_call", "config": {}},
            "actions": [{"id": "s", "type": "send_message", "config": {"message": "hi"}}]}
-    assert "choose WhatsApp or SMS" in {p.path: p.message for p in validate(raw)}["actions[0].config.channel"]
+    [problem] = validate(raw)
+    assert problem.severity == "warning" and "choose WhatsApp or SMS" in problem.message
+
+
+def test_a_scheduled_message_without_recipient_is_a_warning():
+    raw = wf(trigger="time_based")
+    raw["trigger"]["config"] = {"schedule": "0 9 * * *"}
+    [problem] = validate(raw)
+    assert problem.severity == "warning" and problem.path == "actions[0].config.recipient"
 
 
 def test_groups_are_spelled_out_in_the_review_and_the_flow_graph():
