@@ -286,7 +286,7 @@ def _plain_action_problems(raw: dict, action: dict, path: str) -> list[Problem]:
     problems = [Problem(p, m) for p, m in plain.empty_text_problems(action, path)]
     reply = plain.reply_problem(action, path, trigger)
     if reply:
-        problems.append(Problem(*reply))
+        problems.append(Problem(*reply))  # (path, message[, "warning"])
     config = action.get("config")
     if isinstance(config, dict):
         types = {a.get("id"): a.get("type") for _, a in _actions(raw)}
