@@ -10,21 +10,35 @@ st.set_page_config(page_title="Studio Automations", page_icon="⚡", layout="wid
 style.apply()
 
 actor = session.actor()
+session.write_cookie()
+
+
+def app_pages(can) -> dict[str, list]:
+    """The navigation for a role (``can(permission)``)."""
+    pages = {
+        "Automations": [
+            st.Page("pages/workflows.py", title="Workflows", icon=":material/bolt:", default=True),
+            *([st.Page("pages/builder.py", title="Builder", icon=":material/construction:"),
+               st.Page("pages/templates.py", title="Templates", icon=":material/apps:")] if can(EDIT) else []),
+            st.Page("pages/history.py", title="Version history", icon=":material/history:"),
+        ],
+        "Insights": [st.Page("pages/executions.py", title="Executions", icon=":material/monitoring:")],
+    }
+    if can(ADMIN):
+        pages["Studio"] = [st.Page("pages/settings.py", title="Settings & users", icon=":material/settings:")]
+    return pages
+
+
 if actor is None:
-    st.navigation([st.Page("pages/login.py", title="Sign in", icon=":material/login:")], position="hidden").run()
+    # Every page's address shows the sign-in form, so a direct link (/builder,
+    # /executions?id=...) opens that page once signed in instead of "Page not found".
+    paths = [p.url_path for group in app_pages(lambda _: True).values() for p in group if p.url_path]
+    sign_in = [st.Page("pages/login.py", title="Sign in", icon=":material/login:", default=True)]
+    sign_in += [st.Page("pages/login.py", title="Sign in", icon=":material/login:", url_path=path) for path in paths]
+    st.navigation(sign_in, position="hidden").run()
     st.stop()
 
-pages = {
-    "Automations": [
-        st.Page("pages/workflows.py", title="Workflows", icon=":material/bolt:", default=True),
-        *([st.Page("pages/builder.py", title="Builder", icon=":material/construction:"),
-           st.Page("pages/templates.py", title="Templates", icon=":material/apps:")] if actor.can(EDIT) else []),
-        st.Page("pages/history.py", title="Version history", icon=":material/history:"),
-    ],
-    "Insights": [st.Page("pages/executions.py", title="Executions", icon=":material/monitoring:")],
-}
-if actor.can(ADMIN):
-    pages["Studio"] = [st.Page("pages/settings.py", title="Settings & users", icon=":material/settings:")]
+pages = app_pages(actor.can)
 
 with st.sidebar:
     st.markdown(f"**{session.tenant_name()}**")

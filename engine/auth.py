@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -12,7 +14,7 @@ from sqlmodel import select
 
 from engine.errors import InvalidInput, PermissionDenied
 from engine.store.db import session_scope
-from engine.store.models import Membership, Role, Tenant, User, utcnow
+from engine.store.models import Membership, Role, Tenant, User, UserSession, utcnow
 
 _hasher = PasswordHasher()
 
@@ -120,3 +122,94 @@ def authenticate(db: Engine, email: str, password: str) -> tuple[User, list[tupl
             select(Tenant, Membership.role).join(Membership, Membership.tenant_id == Tenant.id).where(Membership.user_id == user.id).order_by(Tenant.name)
         ).all()
         return user, [(t, role) for t, role in rows]
+
+
+# --------------------------------------------------------------------------- browser sessions
+
+#: A sign-in lasts a working day; after that the browser asks for the password again.
+SESSION_HOURS = 10
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def start_session(db: Engine, *, user_id: str, tenant_id: str | None = None, hours: float = SESSION_HOURS) -> str:
+    """Record a sign-in and return its secret token (for the browser's cookie; stored hashed)."""
+    token = secrets.token_urlsafe(32)
+    with session_scope(db) as s:
+        s.add(UserSession(user_id=user_id, tenant_id=tenant_id, token_hash=_token_hash(token),
+                          expires_at=utcnow() + timedelta(hours=hours)))
+    return token
+
+
+def resume_session(db: Engine, *, token: str | None) -> tuple[User, list[tuple[Tenant, str]], str | None] | None:
+    """The user, their (tenant, role) pairs and the chosen tenant of a live session, else ``None``.
+
+    ``None`` for an unknown, expired or ended token, and when the user no longer belongs to
+    any studio. A chosen tenant the user has left is dropped (they pick again).
+    """
+    if not token:
+        return None
+    with session_scope(db) as s:
+        row = s.exec(select(UserSession).where(UserSession.token_hash == _token_hash(token))).first()
+        if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+            return None
+        user = s.get(User, row.user_id)
+        memberships = _memberships(s, row.user_id)
+        if user is None or not memberships:
+            return None
+        chosen = row.tenant_id if any(t.id == row.tenant_id for t, _ in memberships) else None
+        return user, memberships, chosen
+
+
+def choose_session_tenant(db: Engine, *, token: str, tenant_id: str) -> None:
+    """Remember the studio picked in this browser (a reload opens it again)."""
+    with session_scope(db) as s:
+        row = s.exec(select(UserSession).where(UserSession.token_hash == _token_hash(token))).first()
+        if row is not None:
+            row.tenant_id = tenant_id
+            s.add(row)
+
+
+def end_session(db: Engine, *, token: str | None) -> None:
+    """Sign this browser out (the token stops working at once)."""
+    if not token:
+        return
+    with session_scope(db) as s:
+        row = s.exec(select(UserSession).where(UserSession.token_hash == _token_hash(token))).first()
+        if row is not None and row.revoked_at is None:
+            row.revoked_at = utcnow()
+            s.add(row)
+
+
+def end_sessions(db: Engine, *, user_id: str) -> int:
+    """Sign a user out everywhere (password change, removal, lost device). Returns how many ended.
+
+    Call this when a user is removed from a studio or deleted: their open browsers stop
+    working on the next click instead of at the end of the day.
+    """
+    with session_scope(db) as s:
+        rows = s.exec(select(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))).all()
+        now = utcnow()
+        for row in rows:
+            row.revoked_at = now
+            s.add(row)
+        return len(rows)
+
+
+def change_password(db: Engine, *, user_id: str, current: str, new: str) -> None:
+    """Set a new password after checking the current one; ends every session of the user."""
+    with session_scope(db) as s:
+        user = s.get(User, user_id)
+        if user is None or not verify_password(user.password_hash, current):
+            raise InvalidInput("the current password is not right", field="currentPassword")
+        user.password_hash = hash_password(new)
+        s.add(user)
+    end_sessions(db, user_id=user_id)
+
+
+def _memberships(s, user_id: str) -> list[tuple[Tenant, str]]:
+    rows = s.exec(select(Tenant, Membership.role).join(Membership, Membership.tenant_id == Tenant.id)
+                  .where(Membership.user_id == user_id).order_by(Tenant.name)).all()
+    return [(t, role) for t, role in rows]

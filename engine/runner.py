@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from engine.actions import StepContext, StepResult, executor_for
+from engine.ai.language import detect_language
 from engine.conditions import EvalContext, evaluate
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event, WorkflowDefinition
 from engine.errors import (
@@ -135,6 +136,8 @@ def trigger_data(event: dict[str, Any]) -> dict[str, Any]:
     })
     data.setdefault("leadId", None)
     data.setdefault("bookingId", None)
+    if "language" not in data:  # the member's language (de/en) for replies, None = the studio's
+        data["language"] = detect_language(event["content"]) if event["content"] else None
     return data
 
 

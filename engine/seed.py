@@ -16,6 +16,7 @@ from engine.store.models import Tenant, User
 logger = logging.getLogger(__name__)
 
 EXAMPLES = Path(__file__).parent / "examples"
+DEMO_WORKFLOWS = Path(__file__).parent / "demo"
 DEMO_SLUG = "demo"
 
 
@@ -24,8 +25,21 @@ def spec_examples() -> list[dict]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(EXAMPLES.glob("*.json"))]
 
 
+def demo_workflows() -> list[dict]:
+    """The demo studio's workflows: the spec's examples made into what a studio would run.
+
+    Training plans are generated and sent in the member's language; WhatsApp questions are
+    answered from the knowledge base in business hours (9-18) and after hours (18-9).
+    """
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(DEMO_WORKFLOWS.glob("*.json"))]
+
+
 def init(db: Engine, *, demo_email: str, demo_password: str) -> dict:
-    """Apply migrations; on first run create the demo tenant, its owner login and examples."""
+    """Apply migrations; on first run create the demo tenant, its owner login and its workflows.
+
+    The spec's four examples stay in the template gallery (``spec_examples``); the demo runs
+    :func:`demo_workflows`, which are built on them.
+    """
     migrate(db)
     with Session(db) as s:
         tenant = s.exec(select(Tenant).where(Tenant.slug == DEMO_SLUG)).first()
@@ -37,7 +51,7 @@ def init(db: Engine, *, demo_email: str, demo_password: str) -> dict:
         kb = DEMO_KNOWLEDGE_BASE.model_dump(mode="json", by_alias=True)
         out = services.create_tenant(db, slug=DEMO_SLUG, name="Demo Yoga & Fitness Studio", timezone="Europe/Berlin",
                                      settings={"knowledgeBase": kb})
-        services.import_workflows(db, auth.system_actor(out.id), spec_examples())
+        services.import_workflows(db, auth.system_actor(out.id), demo_workflows())
         tenant_id = out.id
     else:
         tenant_id = tenant.id

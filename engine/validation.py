@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from croniter import croniter
 from pydantic import ValidationError
 
-from engine import limits, templating
+from engine import limits, plain, templating
 from engine.definitions import (
     KNOWN_INTENTS,
     MAX_FOLLOW_UP_MS,
@@ -174,10 +174,10 @@ def _from_pydantic(err: dict, raw: dict) -> Problem:
         allowed = ", ".join(OPERATORS[ctype])
         return Problem(path, f"operator {node.get('operator')!r} is not allowed for {ctype} conditions (allowed: {allowed})")
     if kind == "missing":
-        return Problem(path, f"{field} is required")
+        return Problem(path, f"{plain.label(field)} is required.")
     if kind == "extra_forbidden":
-        return Problem(path, f"unknown field {field!r}")
-    return Problem(path, f"{field + ': ' if field else ''}{err['msg']}")
+        return Problem(path, f"“{field}” is not a field here (check the spelling).")
+    return Problem(path, plain.plain_message(err, field))
 
 
 def _unknown_type_message(loc: tuple, err: dict) -> str:
@@ -324,12 +324,36 @@ def _reachability_problems(edges: dict[str, list[str]], actions: list[tuple[int,
 
 
 def _content_problems(raw: dict) -> list[Problem]:
-    problems = _trigger_problems(raw.get("trigger"))
+    problems = _name_problems(raw)
+    problems += _trigger_problems(raw.get("trigger"))
     problems += _condition_problems(raw.get("conditions"), "conditions")
     action_ids = {a.get("id") for _, a in _actions(raw)}
     trigger_channel = _trigger_channel(raw.get("trigger"))
     for i, action in _actions(raw):
         problems += _action_problems(action, f"actions[{i}]", action_ids, trigger_channel)
+        problems += _plain_action_problems(raw, action, f"actions[{i}]")
+    return problems
+
+
+def _name_problems(raw: dict) -> list[Problem]:
+    name = raw.get("name")
+    if name is None or (isinstance(name, str) and not name.strip()):
+        return [Problem("name", "Give the workflow a name, e.g. “Welcome new leads”.")]
+    return []
+
+
+def _plain_action_problems(raw: dict, action: dict, path: str) -> list[Problem]:
+    """Empty texts, replies the trigger cannot answer on, variables it does not provide."""
+    trigger = raw.get("trigger") if isinstance(raw.get("trigger"), dict) else {}
+    problems = [Problem(p, m) for p, m in plain.empty_text_problems(action, path)]
+    reply = plain.reply_problem(action, path, trigger)
+    if reply:
+        problems.append(Problem(*reply))  # (path, message[, "warning"])
+    config = action.get("config")
+    if isinstance(config, dict):
+        types = {a.get("id"): a.get("type") for _, a in _actions(raw)}
+        problems += [Problem(p, m, "warning") for p, m in
+                     plain.variable_problems(config, f"{path}.config", trigger_type=trigger.get("type"), actions=types)]
     return problems
 
 
@@ -348,6 +372,9 @@ def _trigger_problems(trigger: Any) -> list[Problem]:
         return []
     config = trigger["config"]
     problems = []
+    mismatch = plain.trigger_channel_problem(trigger)
+    if mismatch:
+        problems.append(Problem(*mismatch))
     if trigger.get("type") == "time_based" and isinstance(config.get("schedule"), str):
         message = cron_problem(config["schedule"])
         if message:
@@ -390,10 +417,15 @@ def _one_condition_problems(cond: Any, path: str) -> list[Problem]:
         return []
     ctype = cond.get("type")
     if ctype in ("all", "any"):
-        return _condition_problems(cond.get("conditions"), f"{path}.conditions")
+        empty = [Problem(p, m) for p, m in plain.empty_group_problems(cond, path)]
+        return empty or _condition_problems(cond.get("conditions"), f"{path}.conditions")
     if ctype == "not":
         return _one_condition_problems(cond.get("condition"), f"{path}.condition")
     value, op = cond.get("value"), cond.get("operator")
+    if ctype == "intent_match" and value in (None, "", []):
+        return [Problem(f"{path}.value", "Pick the intent this condition looks for.")]
+    if ctype in ("keyword_match", "sender_match") and value in (None, "", []):
+        return [Problem(f"{path}.value", "Enter a keyword." if ctype == "keyword_match" else "Enter the sender to look for.")]
     if ctype == "time_range" and op == "between" and not (isinstance(value, list) and len(value) == 2):
         return [Problem(f"{path}.value", "between needs two hours: [start, end], e.g. [9, 18]")]
     if ctype == "time_range" and op != "between" and isinstance(value, list):

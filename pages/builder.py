@@ -5,7 +5,7 @@ import streamlit as st
 
 from engine import services
 from engine.auth import EDIT
-from engine.errors import EngineError, ValidationFailed
+from engine.errors import EngineError, NotFound, ValidationFailed
 from engine.validation import validate
 from ui import builder_state, session
 from ui.action_editor import actions_editor
@@ -13,7 +13,7 @@ from ui.builder_form import basics_editor, ordered, review
 from ui.condition_editor import condition_list
 from ui.flow_graph import to_dot
 from ui.json_editor import json_editor, pretty
-from ui.problems import show_problems
+from ui.problems import begin_slots, fill_slots, show_problems
 from ui.trigger_editor import trigger_editor
 
 actor = session.require_actor()
@@ -21,16 +21,23 @@ if not actor.can(EDIT):
     st.info("Your role can look at workflows but not build them.", icon="🔒")
     st.stop()
 
+try:
+    builder_state.follow_link(session.db(), actor)
+except NotFound:
+    st.error("That workflow does not exist in this studio (it may have been deleted). Here is a new one instead.", icon="🔎")
+
 definition = builder_state.definition()
 key = f"builder_{builder_state.revision()}"
 editing = builder_state.workflow_id()
+begin_slots()
 
 head, tools = st.columns([3, 2], vertical_alignment="bottom")
 head.title(f"Edit · {definition.get('name') or 'workflow'}" if editing else "New workflow")
 with tools.container(horizontal=True, horizontal_alignment="right"):
     mode = st.segmented_control("Mode", ["Form", "JSON"], default="Form", key=builder_state.MODE,
                                 on_change=builder_state.bump, label_visibility="collapsed", required=True)
-    if st.button("Start over", icon=":material/add:", key="builder_new", help="Clear the builder for a new workflow"):
+    if st.button("New workflow", icon=":material/add:", key="builder_new", type="primary",
+                 help="Put this one aside (saved versions stay) and start a blank draft"):
         builder_state.start_new()
         st.rerun()
 
@@ -56,6 +63,8 @@ with form_col:
 definition = builder_state.definition()
 problems = validate(definition)
 errors = [p for p in problems if p.severity == "error"]
+if mode == "Form":
+    fill_slots(problems)  # each problem next to its field; the summary lists them all again
 
 
 def save_controls(button_key: str) -> None:
@@ -72,14 +81,16 @@ def save_controls(button_key: str) -> None:
             st.error(exc.message)
         else:
             st.session_state[builder_state.WORKFLOW_ID] = out.id
-            st.session_state["builder_saved"] = f"Saved “{out.name}” as version {out.version}."
+            st.query_params["id"] = out.id
+            state = "It is on and runs from now on." if out.enabled else "It is off (a draft): turn it on in the Workflows list or under ① Basics."
+            st.session_state["builder_saved"] = f"Saved “{out.name}” as version {out.version}. {state}"
             st.rerun()
 
 
 if mode == "Form":
     with save_step:
         review(definition)
-        show_problems(problems)
+        show_problems(problems, definition=definition)
         save_controls("builder_save")
 
 with side_col:
@@ -90,6 +101,6 @@ with side_col:
         st.graphviz_chart(to_dot(definition))
     with preview:
         st.code(pretty(definition), language="json", height=460)
-    show_problems(problems)
+    show_problems(problems, definition=definition)
     if mode == "JSON":
         save_controls("builder_save_json")

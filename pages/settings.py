@@ -55,4 +55,4 @@ with st.container(border=True, key="card_users"):
 with st.container(border=True, key="card_members"):
     st.subheader("Members")
     st.dataframe([{"E-mail": m.email, "Name": m.name, "Role": ROLE_LABELS.get(m.role, m.role)}
-                  for m in services.list_members(db, actor)], hide_index=True, use_container_width=True)
+                  for m in services.list_members(db, actor)], hide_index=True, width="stretch")

@@ -10,7 +10,7 @@ from engine.errors import EngineError, ValidationFailed
 from ui import builder_state, session
 from ui.labels import CONDITIONS, action_label, trigger_label
 from ui.problems import show_problems
-from ui.templates import gallery, parse_upload
+from ui.templates import as_draft, gallery, parse_upload
 
 actor = session.require_actor()
 if not actor.can(EDIT):
@@ -19,7 +19,14 @@ if not actor.can(EDIT):
 db = session.db()
 
 st.title("Templates")
-st.caption("Ready-made workflows for studios. Open one in the builder to adapt it, or add it as it is (disabled first is wise).")
+st.caption("Ready-made workflows for studios. Open one in the builder to adapt it, or add it as a draft: "
+           "drafts are off until you turn them on.")
+added = st.session_state.get("templates_added")
+if added:
+    with st.container(border=True, key="card_templates_added"):
+        st.success(f"Added “{added['name']}” as a draft: it is **off** and will not run until you turn it on.", icon="✅")
+        st.page_link("pages/builder.py", label="Open it in the builder", icon=":material/construction:",
+                     query_params={"id": added["id"]})
 
 
 def template_card(n: int, source: str, definition: dict) -> None:
@@ -33,13 +40,15 @@ def template_card(n: int, source: str, definition: dict) -> None:
         use, add = st.columns(2)
         if use.button("Customise", key=f"templates_use_{n}", icon=":material/edit:", type="primary", width="stretch"):
             builder_state.open_in_builder(definition)
-        if add.button("Add", key=f"templates_add_{n}", icon=":material/add:", width="stretch"):
+        if add.button("Add as draft", key=f"templates_add_{n}", icon=":material/add:", width="stretch",
+                      help="Saved switched off: nothing runs until you turn it on."):
             try:
-                out = services.import_workflows(db, actor, [definition])[0]
+                out = services.import_workflows(db, actor, [as_draft(definition)])[0]
             except EngineError as exc:
                 st.error(exc.message)
             else:
-                st.toast(f"Added “{out.name}”", icon="✅")
+                st.session_state["templates_added"] = {"id": out.id, "name": out.name}
+                st.rerun()
 
 
 templates = gallery()

@@ -19,6 +19,7 @@ PAGE_SIZE = 20
 actor = session.require_actor()
 db = session.db()
 can_edit = actor.can(EDIT)
+tz_name = session.tenant_timezone()
 
 
 def reset_page() -> None:
@@ -59,11 +60,11 @@ def run_dialog(workflow) -> None:
     run_panel(workflow, "workflows_run")
 
 
-def open_dialog(kind: str, workflow_id: str) -> None:
-    """Remember the open dialog, so it stays open across reruns (its form, its result)."""
+def open_from_menu(kind: str, workflow_id: str) -> None:
+    """Button callback: close the "..." menu first, so it does not cover the dialog's fields."""
+    st.session_state[f"workflows_menu_{workflow_id}"] = False
     close_dialogs()
     st.session_state[f"workflows_{kind}_id"] = workflow_id
-    st.rerun()
 
 
 def show_open_dialog() -> None:
@@ -77,11 +78,12 @@ def show_open_dialog() -> None:
 
 
 def actions_menu(wf) -> None:
-    with st.popover("", icon=":material/more_horiz:", key=f"workflows_menu_{wf.id}", help="More"):
+    with st.popover("", icon=":material/more_horiz:", key=f"workflows_menu_{wf.id}", help="More", on_change="rerun"):
         if can_edit and st.button("Edit", icon=":material/edit:", key=f"workflows_edit_{wf.id}", width="stretch"):
             builder_state.open_in_builder(wf.definition, wf.id)
-        if can_edit and st.button("Run now", icon=":material/play_arrow:", key=f"workflows_run_{wf.id}", width="stretch"):
-            open_dialog("run", wf.id)
+        if can_edit:
+            st.button("Run now", icon=":material/play_arrow:", key=f"workflows_run_{wf.id}", width="stretch",
+                      on_click=open_from_menu, args=("run", wf.id))
         if can_edit and st.button("Duplicate", icon=":material/content_copy:", key=f"workflows_dup_{wf.id}", width="stretch"):
             copy = services.duplicate_workflow(db, actor, wf.id)
             st.session_state["workflows_flash"] = f"Created “{copy.name}” (disabled)."
@@ -92,8 +94,9 @@ def actions_menu(wf) -> None:
         if st.button("Version history", icon=":material/history:", key=f"workflows_history_{wf.id}", width="stretch"):
             st.session_state["history_workflow_id"] = wf.id
             st.switch_page("pages/history.py")
-        if can_edit and st.button("Delete", icon=":material/delete:", key=f"workflows_delete_{wf.id}", width="stretch"):
-            open_dialog("delete", wf.id)
+        if can_edit:
+            st.button("Delete", icon=":material/delete:", key=f"workflows_delete_{wf.id}", width="stretch",
+                      on_click=open_from_menu, args=("delete", wf.id))
 
 
 def workflow_row(wf) -> None:
@@ -104,7 +107,7 @@ def workflow_row(wf) -> None:
         trigger.markdown(style.pill(trigger_label(wf.trigger.get("type", "?")), "accent"), unsafe_allow_html=True)
         runs.markdown(f"**{wf.run_count}**<br><span class='sa-muted'>runs</span>", unsafe_allow_html=True)
         rate.markdown(f"**{percent(wf.success_rate)}**<br><span class='sa-muted'>success</span>", unsafe_allow_html=True)
-        last.markdown(f"{ago(wf.last_run_at)}<br><span class='sa-muted'>last run</span>", unsafe_allow_html=True)
+        last.markdown(f"{ago(wf.last_run_at, tz_name=tz_name)}<br><span class='sa-muted'>last run</span>", unsafe_allow_html=True)
         with enabled:
             if can_edit:
                 key = f"workflows_enabled_{wf.id}_{wf.version}"

@@ -14,10 +14,26 @@ import streamlit as st
 from ui import builder_state
 from ui.condition_editor import condition_list
 from ui.definition import (
-    UNITS, actions_of, add_action, format_pairs, is_sequential, join_delay, known_action_types, move_action,
-    parse_pairs, remove_action, set_next, set_optional, split_delay, variables_before,
+    UNITS,
+    actions_of,
+    add_action,
+    format_pairs,
+    is_sequential,
+    join_delay,
+    known_action_types,
+    move_action,
+    parse_pairs,
+    remove_action,
+    set_next,
+    set_optional,
+    split_delay,
+    variables_with_meaning,
 )
 from ui.labels import CHANNELS, action_label
+from ui.problems import field_slot
+
+#: While a step card is drawn: the JSON path of its config, so each field reserves its problem slot.
+PATH = "builder_action_path"
 
 NEXT, END = "__next__", "__end__"
 DEFAULT = "(default)"
@@ -30,7 +46,11 @@ def actions_editor(definition: dict, key: str) -> None:
         st.info("No actions yet. Add the first step below: for example *Wait*, then *Send WhatsApp*.", icon="👇")
     for i, action in enumerate(actions):
         with st.container(border=True, key=f"card_{key}_{i}"):
+            st.session_state[PATH] = f"actions[{i}].config"
             _action_card(definition, i, action, f"{key}_{i}_{action.get('type')}")
+            field_slot(f"actions[{i}]")
+    st.session_state.pop(PATH, None)
+    field_slot("actions")
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     kind = left.selectbox("Add an action", known_action_types(), format_func=action_label, key=f"{key}_newtype")
     if right.button("Add action", key=f"{key}_add", icon=":material/add:", type="primary", width="stretch"):
@@ -107,8 +127,8 @@ def _advanced(action: dict, key: str) -> None:
 
 def _variables(definition: dict, i: int) -> None:
     with st.expander("Variables you can use here"):
-        st.markdown(" ".join(f"`{v}`" for v in variables_before(definition, i)))
-        st.caption("Results of earlier steps appear as results.<action id>.… Unknown variables are reported before saving.")
+        st.markdown("\n".join(f"- `{{{{{v}}}}}` {meaning}" for v, meaning in variables_with_meaning(definition, i)))
+        st.caption("These come from this workflow's trigger and earlier steps. Anything else is flagged before saving.")
 
 
 def _text(config: dict, field: str, label: str, key: str, *, area: bool = False, optional: bool = False, **kw) -> None:
@@ -118,6 +138,12 @@ def _text(config: dict, field: str, label: str, key: str, *, area: bool = False,
         set_optional(config, field, value.strip() or None)
     else:
         config[field] = value
+    _slot(field)
+
+
+def _slot(field: str) -> None:
+    if st.session_state.get(PATH):
+        field_slot(f"{st.session_state[PATH]}.{field}")
 
 
 def _optional_select(config: dict, field: str, label: str, options: dict[str, str], key: str, default_label: str = DEFAULT) -> None:
@@ -126,6 +152,7 @@ def _optional_select(config: dict, field: str, label: str, options: dict[str, st
     picked = st.selectbox(label, keys, index=keys.index(current), key=f"{key}_{field}",
                           format_func=lambda o: default_label if o == DEFAULT else options[o])
     set_optional(config, field, None if picked == DEFAULT else picked)
+    _slot(field)
 
 
 def _message(config: dict, key: str, definition: dict, i: int, *, channel: bool = False, subject: bool = False) -> None:
@@ -171,6 +198,7 @@ def _delay(config: dict, key: str, label: str) -> None:
     amount = a.number_input(label, min_value=0.0, value=float(amount), step=1.0, key=f"{key}_amount", format="%g")
     unit = b.selectbox("Unit", list(UNITS), index=list(UNITS).index(unit), key=f"{key}_unit")
     config["delay"] = join_delay(amount, unit)
+    _slot("delay")
 
 
 def _wait(config: dict, key: str, definition: dict, i: int) -> None:
@@ -235,7 +263,8 @@ def _body(config: dict, key: str) -> None:
 def _branch(config: dict, key: str, definition: dict, i: int) -> None:
     st.caption("When **all** these conditions hold, jump to the chosen step; otherwise continue with *Then* below.")
     config["conditions"] = condition_list(config.setdefault("conditions", []), f"{key}_cond",
-                                          empty_hint="No conditions: the branch always jumps.")
+                                          empty_hint="No conditions: the branch always jumps.",
+                                          path=f"{st.session_state.get(PATH, 'actions[0].config')}.conditions")
     others = [None] + _others(definition, i)
     current = config.get("nextActionId") if config.get("nextActionId") in others else None
     target = st.selectbox("If they hold, jump to", others, index=others.index(current), key=f"{key}_target",

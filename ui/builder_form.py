@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.definition import actions_of, describe_delay
-from ui.labels import CONDITIONS, action_label, trigger_label
+from ui.definition import actions_of, describe_condition, describe_delay
+from ui.labels import action_label, trigger_label
+from ui.problems import field_slot
 
 KEY_ORDER = ("name", "description", "enabled", "trigger", "conditions", "actions")
 
@@ -19,8 +20,9 @@ def basics_editor(definition: dict, key: str) -> None:
         definition["description"] = description
     else:
         definition.pop("description", None)
-    definition["enabled"] = st.toggle("Enable immediately", value=bool(definition.get("enabled", True)), key=f"{key}_enabled",
-                                      help="Disabled workflows are kept but never run.")
+    field_slot("name")
+    definition["enabled"] = st.toggle("Turn on when saved", value=bool(definition.get("enabled", False)), key=f"{key}_enabled",
+                                      help="Off (a draft): saved but never runs. Turn it on when you have tried it.")
 
 
 def ordered(definition: dict) -> None:
@@ -40,11 +42,12 @@ def review(definition: dict) -> None:
                 + "".join(f" · `{k}: {v}`" for k, v in (trigger.get("config") or {}).items()))
     conditions = definition.get("conditions") or []
     if conditions:
-        st.markdown("**If** " + ", ".join(CONDITIONS.get(c.get("type"), "?") for c in conditions if isinstance(c, dict)))
+        st.markdown("**If** " + " **and** ".join(describe_condition(c) for c in conditions if isinstance(c, dict)))
     steps = []
     for n, action in enumerate(actions_of(definition), 1):
         extra = f" ({describe_delay(action['config'].get('delay'))})" if action.get("type") in ("wait", "schedule_follow_up") \
             and isinstance(action.get("config"), dict) else ""
         steps.append(f"{n}. {action_label(action.get('type', '?'))}{extra} `{action.get('id')}`")
     st.markdown("**Do**\n\n" + ("\n".join(steps) if steps else "_nothing yet_"))
-    st.caption("Enabled: it runs as soon as it is saved." if definition.get("enabled", True) else "Disabled: saved, but it will not run.")
+    st.caption("On: it runs as soon as it is saved." if definition.get("enabled", False)
+               else "Off (a draft): saved, but it will not run until you turn it on.")

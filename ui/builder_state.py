@@ -38,7 +38,31 @@ def replace(new: dict, *, workflow_id: str | None = None) -> None:
 
 
 def start_new() -> None:
+    """A blank draft; the address loses its ``?id=`` so a reload does not bring the old one back."""
     replace(new_definition())
+    st.query_params.pop("id", None)
+
+
+def follow_link(db, actor) -> None:
+    """Open the workflow named in the address (``/builder?id=...``), once per change of the id.
+
+    Raises ``NotFound`` for an id that is not in the actor's studio (another studio's
+    workflow looks exactly like a missing one).
+    """
+    from engine import services
+
+    wanted = st.query_params.get("id")
+    if not wanted or wanted == workflow_id():
+        if workflow_id() and not wanted:
+            st.query_params["id"] = workflow_id()  # keep the address pointing at what is open
+        return
+    try:
+        found = services.get_workflow(db, actor, wanted)
+    except Exception:
+        st.query_params.pop("id", None)
+        start_new()
+        raise
+    replace(found.definition, workflow_id=found.id)
 
 
 def workflow_id() -> str | None:
@@ -49,4 +73,4 @@ def open_in_builder(new: dict, workflow_id: str | None = None) -> None:
     """From another page: load this definition and go to the builder."""
     replace(new, workflow_id=workflow_id)
     st.session_state[MODE] = "Form"
-    st.switch_page("pages/builder.py")
+    st.switch_page("pages/builder.py", query_params={"id": workflow_id} if workflow_id else None)

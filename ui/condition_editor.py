@@ -15,11 +15,21 @@ import streamlit as st
 from engine.definitions import KNOWN_INTENTS, OPERATORS
 from ui import builder_state
 from ui.definition import parse_scalar
-from ui.labels import CHANNELS, CONDITIONS, OPERATOR_LABELS, WEEKDAYS, hour_label, intent_label
+from ui.labels import (
+    CHANNELS,
+    CONDITIONS,
+    OPERATOR_LABELS,
+    WEEKDAYS,
+    hour_label,
+    intent_label,
+)
+from ui.problems import field_slot
+
+GROUP_TITLES = {"all": "All of these must hold", "any": "Any one of these is enough"}
 
 LEAF_DEFAULTS: dict[str, dict[str, Any]] = {
     "keyword_match": {"operator": "contains", "value": ""},
-    "intent_match": {"operator": "equals", "value": "booking"},
+    "intent_match": {"operator": "equals", "value": None},  # the owner picks; nothing pre-picked
     "sender_match": {"operator": "contains", "value": ""},
     "time_range": {"operator": "between", "value": [9, 18]},
     "day_of_week": {"operator": "in", "value": [1, 2, 3, 4, 5]},
@@ -39,14 +49,14 @@ def default_condition(ctype: str) -> dict:
     return {"type": ctype, **{k: (list(v) if isinstance(v, list) else v) for k, v in LEAF_DEFAULTS[ctype].items()}}
 
 
-def condition_list(conditions: list, key: str, *, empty_hint: str) -> list:
-    """Edit a list of conditions in place; returns it."""
+def condition_list(conditions: list, key: str, *, empty_hint: str, path: str = "conditions", nested: bool = False) -> list:
+    """Edit a list of conditions in place; returns it. One "add" control per level, at its end."""
     if not conditions:
         st.caption(empty_hint)
     remove = None
     for i, cond in enumerate(conditions):
         with st.container(border=True, key=f"card_{key}_{i}"):
-            conditions[i] = condition_editor(cond, f"{key}_{i}")
+            conditions[i] = condition_editor(cond, f"{key}_{i}", path=f"{path}[{i}]")
             if st.button("Remove condition", key=f"{key}_{i}_remove", icon=":material/delete:", type="tertiary"):
                 remove = i
     if remove is not None:
@@ -54,14 +64,26 @@ def condition_list(conditions: list, key: str, *, empty_hint: str) -> list:
         builder_state.bump()  # rows shifted: widgets must start again from the dict
         st.rerun()
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    kind = left.selectbox("Add a condition", list(CONDITIONS), format_func=CONDITIONS.get, key=f"{key}_newtype")
+    label = "Add a condition to this group" if nested else "Add a condition"
+    kind = left.selectbox(label, list(CONDITIONS), format_func=CONDITIONS.get, key=f"{key}_newtype")
     if right.button("Add", key=f"{key}_add", icon=":material/add:", width="stretch"):
         conditions.append(default_condition(kind))
         st.rerun()
     return conditions
 
 
-def condition_editor(cond: Any, key: str) -> dict:
+def _group(cond: dict, ctype: str, key: str, path: str) -> None:
+    """A group's conditions, indented under its title, with its own add control."""
+    st.markdown(f"**{GROUP_TITLES[ctype]}:**")
+    gutter, body = st.columns([0.04, 0.96])
+    gutter.markdown("<div style='border-left:3px solid #0A84FF;height:100%;min-height:3rem'></div>", unsafe_allow_html=True)
+    with body:
+        cond["conditions"] = condition_list(cond.setdefault("conditions", []), key, nested=True, path=f"{path}.conditions",
+                                            empty_hint="Empty: add at least one condition, or remove the group.")
+        field_slot(f"{path}.conditions")
+
+
+def condition_editor(cond: Any, key: str, *, path: str = "conditions[0]") -> dict:
     cond = cond if isinstance(cond, dict) else {}
     types = list(CONDITIONS)
     current = cond.get("type") if cond.get("type") in types else None
@@ -73,12 +95,13 @@ def condition_editor(cond: Any, key: str) -> dict:
         cond = default_condition(picked)
     k = f"{key}_{picked}"
     if picked in ("all", "any"):
-        cond["conditions"] = condition_list(cond.setdefault("conditions", []), k, empty_hint="An empty group is always true.")
+        _group(cond, picked, k, path)
     elif picked == "not":
         st.caption("True when this condition is false:")
-        cond["condition"] = condition_editor(cond.get("condition"), f"{k}_inner")
+        cond["condition"] = condition_editor(cond.get("condition"), f"{k}_inner", path=f"{path}.condition")
     else:
         _leaf(cond, picked, k)
+        field_slot(path)
     return cond
 
 
@@ -123,7 +146,8 @@ def _intent(value: Any, op: str, key: str) -> Any:
     options = list(KNOWN_INTENTS) + [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str) and v and v not in KNOWN_INTENTS]
     if op in LIST_OPERATORS:
         return st.multiselect("Intents", options, default=[v for v in value if v in options], key=key, format_func=intent_label)
-    return st.selectbox("Intent", options, index=options.index(value) if value in options else 0, key=key, format_func=intent_label)
+    return st.selectbox("Intent", options, index=options.index(value) if value in options else None, key=key,
+                        format_func=intent_label, placeholder="Choose an intent")
 
 
 def _sender(value: Any, op: str, key: str) -> str:

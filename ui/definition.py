@@ -57,7 +57,8 @@ UNITS = {"minutes": 60_000, "hours": 3_600_000, "days": 86_400_000}
 
 
 def new_definition() -> dict[str, Any]:
-    return {"name": "", "enabled": True, "trigger": {"type": "missed_call", "config": {}}, "conditions": [], "actions": []}
+    """A blank workflow: a draft (off until the owner turns it on) on the trigger most studios need first."""
+    return {"name": "", "enabled": False, "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [], "actions": []}
 
 
 def actions_of(definition: dict) -> list[dict]:
@@ -162,12 +163,17 @@ def describe_delay(ms: Any) -> str:
 
 
 def variables_before(definition: dict, index: int) -> list[str]:
-    """Template variables an action at ``index`` can use: trigger, earlier results, lead..."""
-    out = [f"{{{{{v}}}}}" for v in TRIGGER_VARIABLES]
-    for action in actions_of(definition)[:index]:
-        for field in RESULT_FIELDS.get(action.get("type"), ()):
-            out.append(f"{{{{results.{action.get('id')}.{field}}}}}")
-    return out + [f"{{{{{v}}}}}" for v in OTHER_VARIABLES]
+    """Template variables an action at ``index`` can use, from the same declaration the
+    validator checks against (``engine.variables``): this trigger's fields, the lead, earlier results."""
+    return [f"{{{{{v}}}}}" for v, _ in variables_with_meaning(definition, index)]
+
+
+def variables_with_meaning(definition: dict, index: int) -> list[tuple[str, str]]:
+    """(variable, what it holds) pairs for the action at ``index``."""
+    from engine.variables import variables_for
+
+    trigger = definition.get("trigger") if isinstance(definition.get("trigger"), dict) else {}
+    return variables_for(trigger.get("type"), actions_of(definition)[:index])
 
 
 def set_optional(config: dict, key: str, value: Any) -> None:
@@ -209,3 +215,38 @@ def format_pairs(pairs: Any, *, sep: str = ":") -> str:
 
 def known_action_types() -> list[str]:
     return [t.value for t in ActionType]
+
+
+_SUBJECT = {"keyword_match": "keyword", "intent_match": "intent", "sender_match": "sender", "time_range": "time",
+            "day_of_week": "day", "confidence_threshold": "confidence", "channel_match": "channel"}
+_OPS = {"equals": "is", "contains": "", "starts_with": "starts with", "ends_with": "ends with", "in": "is one of",
+        "not_in": "is none of", "greater_than": "after", "less_than": "before", "between": "between"}
+_DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+
+
+def _value_text(ctype: str, value: Any) -> str:
+    values = value if isinstance(value, list) else [value]
+    if ctype == "day_of_week":
+        return ", ".join(_DAYS[v] if isinstance(v, int) and 0 <= v < 7 else str(v) for v in values)
+    if ctype == "time_range":
+        return "–".join(f"{v:g}:00" if isinstance(v, (int, float)) else str(v) for v in values)
+    if ctype == "intent_match":
+        return " / ".join(str(v).replace("_", " ") for v in values if v is not None) or "(none picked)"
+    return " / ".join(f"“{v}”" if isinstance(v, str) else str(v) for v in values)
+
+
+def describe_condition(cond: Any) -> str:
+    """One condition in words, groups included: ``(keyword “preis” or intent pricing)``."""
+    if not isinstance(cond, dict):
+        return "?"
+    ctype = cond.get("type")
+    if ctype in ("all", "any"):
+        inner = [describe_condition(c) for c in cond.get("conditions") or []]
+        return "(" + f" {'and' if ctype == 'all' else 'or'} ".join(inner) + ")" if inner else "(empty group)"
+    if ctype == "not":
+        return "not " + describe_condition(cond.get("condition"))
+    if ctype == "custom_field":
+        return f"{cond.get('field') or '?'} {_OPS.get(cond.get('operator'), cond.get('operator'))} {cond.get('value')!r}".replace("  ", " ")
+    op = _OPS.get(cond.get("operator"), str(cond.get("operator")))
+    subject = _SUBJECT.get(str(ctype), str(ctype))
+    return " ".join(x for x in (subject, op, _value_text(str(ctype), cond.get("value"))) if x)

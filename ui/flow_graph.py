@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ui.definition import actions_of, describe_delay
-from ui.labels import ACTIONS, CONDITIONS, TRIGGERS
+from ui.definition import actions_of, describe_condition, describe_delay
+from ui.labels import ACTIONS, TRIGGERS
 
 ACCENT, SOFT, GREY = "#0A84FF", "#E6F1FF", "#86868B"
 
@@ -22,10 +22,18 @@ def _summary(action: dict) -> str:
     if atype == "call_webhook":
         return f"{config.get('method', 'POST')} {str(config.get('webhookUrl', ''))[:32]}"
     if atype == "branch":
-        n = len(config.get("conditions") or [])
-        return f"{n} condition{'s' if n != 1 else ''}"
+        conditions = [c for c in config.get("conditions") or [] if isinstance(c, dict)]
+        text = " and ".join(describe_condition(c) for c in conditions) or "always"
+        return "if " + ((text[:40] + "…") if len(text) > 40 else text)
     text = config.get("message") or config.get("prompt") or ""
     return (text[:30] + "…") if len(text) > 30 else text
+
+
+def _conditions_label(conditions: list) -> str:
+    """Every top-level condition on its own line, groups spelled out: (keyword “preis” or intent is pricing)."""
+    lines = [describe_condition(c) for c in conditions if isinstance(c, dict)]
+    lines = [(line[:70] + "…") if len(line) > 70 else line for line in lines]
+    return "If " + "\nand ".join(lines)
 
 
 def _node(action: dict) -> str:
@@ -61,8 +69,7 @@ def to_dot(definition: dict) -> str:
     first = "trigger"
     conditions = definition.get("conditions") or []
     if conditions:
-        names = ", ".join(CONDITIONS.get(c.get("type"), "?") for c in conditions if isinstance(c, dict))
-        lines.append(f'  conditions [label="If: {names[:60]}", shape=box, style="rounded,dashed", color="{GREY}"];')
+        lines.append(f'  conditions [label={_quote(_conditions_label(conditions))}, shape=box, style="rounded,dashed", color="{GREY}"];')
         lines.append("  trigger -> conditions;")
         first = "conditions"
     lines.append('  end [label="End", shape=circle, style=filled, fillcolor="#F5F5F7", color="#D2D2D7", fontsize=9, width=0.5, fixedsize=true];')

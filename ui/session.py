@@ -2,10 +2,19 @@
 
 Session keys (prefix ``auth_``):
 ``auth_actor`` the :class:`engine.auth.Actor` of the chosen tenant (None = logged out),
-``auth_user`` {"id", "email", "name"}, ``auth_tenants`` [{"id", "name", "role"}].
+``auth_user`` {"id", "email", "name"}, ``auth_tenants`` [{"id", "name", "role"}],
+``auth_token`` this browser's session token (also in the ``sa_session`` cookie).
+
+A reload or a second tab starts a new Streamlit session: :func:`actor` then resumes the
+server-side session named by the cookie (``engine.auth.resume_session``). Each run re-checks
+the token at most every ``RECHECK_SECONDS``, so signing out elsewhere, a password change or
+the removal of the user ends this tab too.
 """
 
 from __future__ import annotations
+
+import json
+import time
 
 import streamlit as st
 from sqlalchemy.engine import Engine
@@ -26,8 +35,56 @@ def db() -> Engine:
     return _engine(get_settings().resolved_database_url())
 
 
+COOKIE = "sa_session"
+RECHECK_SECONDS = 15
+
+
 def actor() -> Actor | None:
+    """The signed-in actor of this tab, resumed from the session cookie after a reload."""
+    if st.session_state.get("auth_user") is None:
+        _resume(_cookie_token())
+    elif st.session_state.get("auth_token") and time.monotonic() - st.session_state.get("auth_checked", 0) > RECHECK_SECONDS:
+        if auth.resume_session(db(), token=st.session_state["auth_token"]) is None:
+            _clear_state()
+            st.session_state["auth_cookie"] = None
+        else:
+            st.session_state["auth_checked"] = time.monotonic()
     return st.session_state.get("auth_actor")
+
+
+def _cookie_token() -> str | None:
+    try:
+        token = st.context.cookies.get(COOKIE)
+    except Exception:  # noqa: BLE001 - no request context (bare script runs): nothing to resume
+        return None
+    return token if isinstance(token, str) and token else None
+
+
+def _resume(token: str | None) -> None:
+    found = auth.resume_session(db(), token=token) if token else None
+    if found is None:
+        return
+    user, memberships, chosen = found
+    _remember(user, memberships, token)
+    if chosen or len(memberships) == 1:
+        choose_tenant(chosen or memberships[0][0].id)
+
+
+def _remember(user, memberships, token: str) -> None:
+    st.session_state["auth_user"] = {"id": user.id, "email": user.email, "name": user.name}
+    st.session_state["auth_tenants"] = [{"id": t.id, "name": t.name, "role": str(role)} for t, role in memberships]
+    st.session_state["auth_token"] = token
+    st.session_state["auth_checked"] = time.monotonic()
+
+
+def write_cookie() -> None:
+    """Store (or delete) the session cookie in the browser after a sign-in or sign-out."""
+    if "auth_cookie" not in st.session_state:
+        return
+    token = st.session_state.pop("auth_cookie")
+    age = auth.SESSION_HOURS * 3600 if token else 0
+    st.html(f"<script>document.cookie = {json.dumps(COOKIE)} + '=' + {json.dumps(token or '')}"
+            f" + '; path=/; max-age={age}; SameSite=Strict';</script>", unsafe_allow_javascript=True)
 
 
 def require_actor() -> Actor:
@@ -40,8 +97,9 @@ def require_actor() -> Actor:
 def login(email: str, password: str) -> None:
     """Check the password; choose the tenant when there is only one. Raises LoginFailed/LoginThrottled."""
     user, memberships = auth.authenticate(db(), email, password)
-    st.session_state["auth_user"] = {"id": user.id, "email": user.email, "name": user.name}
-    st.session_state["auth_tenants"] = [{"id": t.id, "name": t.name, "role": str(role)} for t, role in memberships]
+    token = auth.start_session(db(), user_id=user.id)
+    _remember(user, memberships, token)
+    st.session_state["auth_cookie"] = token
     if len(memberships) == 1:
         choose_tenant(memberships[0][0].id)
 
@@ -51,9 +109,18 @@ def choose_tenant(tenant_id: str) -> None:
     tenant = next(t for t in st.session_state["auth_tenants"] if t["id"] == tenant_id)
     st.session_state["auth_actor"] = Actor(tenant_id=tenant["id"], user_id=user["id"], role=tenant["role"], email=user["email"])
     st.session_state["auth_tenant_name"] = tenant["name"]
+    if st.session_state.get("auth_token"):
+        auth.choose_session_tenant(db(), token=st.session_state["auth_token"], tenant_id=tenant["id"])
 
 
 def logout() -> None:
+    """Sign this browser out: the server forgets the session and the cookie is deleted."""
+    auth.end_session(db(), token=st.session_state.get("auth_token"))
+    _clear_state()
+    st.session_state["auth_cookie"] = None
+
+
+def _clear_state() -> None:
     for key in list(st.session_state.keys()):
         del st.session_state[key]
 

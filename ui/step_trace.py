@@ -6,6 +6,7 @@ from typing import Any
 
 import streamlit as st
 
+from ui.formatting import localize
 from ui.labels import action_label
 
 STATUS_ICONS = {"succeeded": "✅", "success": "✅", "completed": "✅", "failed": "⛔", "error": "⛔", "skipped": "⏭️",
@@ -25,7 +26,12 @@ def status_text(status: Any) -> str:
     return f"{STATUS_ICONS.get(status, '•')} {status}"
 
 
-def show_execution(execution: Any) -> None:
+def show_execution(execution: Any, tz_name: str | None = None) -> None:
+    """The execution's conditions and step trace; times in the studio's timezone."""
+    if tz_name is None:
+        from ui import session
+
+        tz_name = session.tenant_timezone()
     status = str(getattr(_get(execution, "status"), "value", _get(execution, "status")) or "unknown")
     color = BADGE_COLORS.get(status, "gray")
     mode = str(_get(execution, "mode") or "–").replace("_", " ")
@@ -52,6 +58,6 @@ def show_execution(execution: Any) -> None:
                 st.error(_get(step, "error"))
             left, right = st.columns(2)
             left.caption("Input")
-            left.json(_get(step, "input") or {}, expanded=1)
-            right.caption("Output")
-            right.json(_get(step, "output") or {}, expanded=1)
+            left.json(localize(_get(step, "input") or {}, tz_name), expanded=1)
+            right.caption(f"Output (times in {tz_name})")
+            right.json(localize(_get(step, "output") or {}, tz_name), expanded=1)

@@ -30,3 +30,8 @@ def parse_upload(data: bytes) -> list:
     if isinstance(raw, dict) and isinstance(raw.get("workflows"), list):
         raw = raw["workflows"]
     return raw if isinstance(raw, list) else [raw]
+
+
+def as_draft(definition: dict) -> dict:
+    """A copy of a template that is switched off: adding a template never starts it silently."""
+    return {**definition, "enabled": False}

@@ -12,6 +12,7 @@ from engine.schedule import describe, upcoming
 from engine.validation import cron_problem
 from ui.definition import TRIGGER_DEFAULTS, set_optional
 from ui.labels import CHANNELS, TRIGGERS, intent_label, trigger_label
+from ui.problems import field_slot
 
 ANY = "(any)"
 CRON_EXAMPLES = {"0 9 * * *": "every day at 09:00", "30 7 * * 1-5": "weekdays at 07:30",
@@ -28,6 +29,7 @@ def trigger_editor(definition: dict, key: str, tz_name: str) -> None:
     picked = st.selectbox("When this happens", types, index=types.index(current) if current else None,
                           format_func=trigger_label, key=f"{key}_type", placeholder="Choose a trigger")
     if picked is None:
+        field_slot("trigger")
         return
     if picked != current:
         trigger = {"type": picked, "config": dict(TRIGGER_DEFAULTS.get(picked, {}))}
@@ -37,16 +39,17 @@ def trigger_editor(definition: dict, key: str, tz_name: str) -> None:
     definition["trigger"] = trigger
     k = f"{key}_{picked}"
     if picked in MESSAGE_TRIGGER_CHANNELS:
-        _message_trigger(config, k, required_intent=False)
+        _message_trigger(config, k, required_intent=False, own_channel=str(MESSAGE_TRIGGER_CHANNELS[picked]))
     elif picked == TriggerType.INTENT_DETECTED:
         _message_trigger(config, k, required_intent=True)
     elif picked == TriggerType.TIME_BASED:
         _schedule(config, k, tz_name)
     else:
         st.caption(f"{TRIGGERS[picked][0]} No settings: the workflow runs for every {TRIGGERS[picked][1].lower()}.")
+    field_slot("trigger")
 
 
-def _message_trigger(config: dict, key: str, *, required_intent: bool) -> None:
+def _message_trigger(config: dict, key: str, *, required_intent: bool, own_channel: str | None = None) -> None:
     left, right = st.columns(2)
     with left:
         intents = list(KNOWN_INTENTS)
@@ -60,11 +63,25 @@ def _message_trigger(config: dict, key: str, *, required_intent: bool) -> None:
                               help="What the message is about, as the AI classifier detects it.")
         set_optional(config, "intent", None if intent == ANY else intent)
     with right:
+        if own_channel:
+            _own_channel(config, key, own_channel)
+            return
         channels = [ANY] + list(CHANNELS)
         value = config.get("channel")
         channel = st.selectbox("Channel", channels, index=channels.index(value) if value in channels else 0,
                                key=f"{key}_channel", format_func=lambda c: CHANNELS.get(c, c))
         set_optional(config, "channel", None if channel == ANY else channel)
+
+
+def _own_channel(config: dict, key: str, own: str) -> None:
+    """A WhatsApp message always comes on WhatsApp: no channel to pick (an imported mismatch can be removed)."""
+    st.text_input("Channel", value=CHANNELS.get(own, own), disabled=True, key=f"{key}_own_channel",
+                  help="Set by the trigger. For several channels use the “Intent detected” trigger.")
+    foreign = config.get("channel") and config["channel"] != own
+    if foreign and st.button(f"Remove the channel filter “{config['channel']}”", key=f"{key}_drop_channel",
+                             icon=":material/close:"):
+        config.pop("channel", None)
+        st.rerun()
 
 
 def _schedule(config: dict, key: str, tz_name: str) -> None:

@@ -153,7 +153,9 @@ def ask_ai(step: StepContext) -> StepResult:
         # A dry run calls nothing outside; the offline provider is local, so it still answers.
         return StepResult(output={"text": "(dry run: the AI provider was not called)", "provider": "simulated",
                                   "simulated": True}, input={"prompt": prompt, "question": question})
-    answer = provider.answer(prompt, question=question, language=step.tenant.get("settings", {}).get("language", "de"))
+    # Answer in the member's language when the message tells it, else in the studio's.
+    language = step.trigger.get("language") or step.tenant.get("settings", {}).get("language", "de")
+    answer = provider.answer(prompt, question=question, language=language)
     return StepResult(output=answer.to_output(), input={"prompt": prompt, "question": question})
 
 

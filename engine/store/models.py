@@ -407,3 +407,23 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = _created()
     last_used_at: datetime | None = _ts()
     revoked_at: datetime | None = _ts()
+
+
+class UserSession(SQLModel, table=True):
+    """A signed-in browser: survives a reload or a second tab for a working day.
+
+    The browser keeps a random 32-byte token in a cookie; only its SHA-256 is stored, so a
+    database leak does not sign anyone in. Signing out, a password change or the removal of
+    the user sets ``revoked_at`` (``engine.auth.end_sessions``).
+    """
+
+    __tablename__ = "user_sessions"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    user_id: str = Field(foreign_key="users.id", ondelete="CASCADE", index=True, max_length=32)
+    #: The studio chosen in this browser (None until the user picks one).
+    tenant_id: str | None = Field(default=None, foreign_key="tenants.id", ondelete="CASCADE", max_length=32)
+    token_hash: str = Field(unique=True, index=True, max_length=64)
+    created_at: datetime = _created()
+    expires_at: datetime = _ts(nullable=False)
+    revoked_at: datetime | None = _ts()

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from engine.seed import demo_workflows
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -77,7 +79,7 @@ def test_the_real_server_answers_health_and_the_spec_list_over_http(cli):
         headers = {"Authorization": f"Bearer {secret}"}
         listed = httpx.get(f"{base}/api/workflows/list", params={"includeStats": "true"}, headers=headers, timeout=10)
         assert listed.status_code == 200, listed.text
-        assert listed.json()["stats"]["totalWorkflows"] == 4  # the demo studio's spec examples
+        assert listed.json()["stats"]["totalWorkflows"] == len(demo_workflows())  # the demo studio's workflows
         assert httpx.get(f"{base}/api/workflows/list", timeout=5).status_code == 401
     finally:
         proc.terminate()

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine import auth, services
 from engine.auth import Actor
-from engine.seed import init
+from engine.seed import init, spec_examples
 from engine.settings import get_settings
 from engine.store.db import get_engine
 
@@ -45,6 +45,8 @@ def seeded_template(tmp_path_factory) -> tuple[Path, dict]:
     path = tmp_path_factory.mktemp("app-db") / "template.db"
     engine = get_engine(f"sqlite:///{path}")
     result = init(engine, demo_email="owner@demo.studio", demo_password=PASSWORD)
+    # The demo runs its own workflows; these tests also exercise the spec's four examples.
+    services.import_workflows(engine, auth.system_actor(result["tenant_id"]), spec_examples())
     users = {"owner": services.find_tenant(engine, "demo")}
     ids = {}
     for role in ("editor", "analyst"):

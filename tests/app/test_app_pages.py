@@ -92,7 +92,7 @@ def test_analyst_sees_no_edit_controls(app_factory):
 def test_editor_sees_toggles_and_menus(app_factory):
     at = app_factory("editor")
     _no_exceptions(at)
-    assert len(at.toggle) == 4  # the spec's four examples
+    assert len(at.toggle) == 9  # the demo studio's five workflows and the spec's four examples
     assert at.button(key="workflows_new") is not None
 
 

@@ -36,6 +36,7 @@ def test_missed_call_follow_up_built_in_the_form_stores_the_spec_json(app_factor
     at = app_factory("owner", "pages/builder.py")
     at.text_input(key=_key(at, "basics_name")).input(expected["name"])
     at.text_area(key=_key(at, "basics_description")).input(expected["description"])
+    at.toggle(key=_key(at, "basics_enabled")).set_value(True)  # new workflows are drafts unless turned on
     at.selectbox(key=_key(at, "trigger_type")).set_value("missed_call")
     at.run()
     _add_action(at, "wait")
@@ -57,7 +58,7 @@ def test_missed_call_follow_up_built_in_the_form_stores_the_spec_json(app_factor
 def test_builder_blocks_saving_while_there_are_errors(app_factory):
     at = app_factory("editor", "pages/builder.py")
     assert at.button(key="builder_save").disabled  # no name, no actions yet
-    assert any("saving is blocked" in e.value for e in at.error)
+    assert any("before saving" in e.value for e in at.error)
 
 
 def test_builder_edits_every_trigger_condition_and_action_type_without_errors(app_factory):

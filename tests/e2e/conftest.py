@@ -87,6 +87,7 @@ def app_url(tmp_path_factory, chromium):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, proc, log)
+        os.environ["E2E_DATABASE_URL"] = env["DATABASE_URL"]  # tests may look rows up in the app's database
         yield url
     finally:
         _stop(proc)
@@ -132,6 +133,7 @@ class App:
 
     def __init__(self, page, url: str, artifacts: Path):
         self.page, self.url, self.artifacts = page, url, artifacts
+        self.database_url = os.environ.get("E2E_DATABASE_URL")
 
     def settle(self) -> None:
         """Wait until the script run finished (the running indicator is gone)."""

@@ -12,6 +12,7 @@ from tests.e2e.conftest import ANALYST, OWNER, App
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 NAME = "Class Question Router"
+MISSED_CALL = "Verpasster Anruf: WhatsApp nach 5 Minuten"  # the demo studio's missed-call workflow
 
 
 @pytest.fixture
@@ -56,6 +57,7 @@ def test_owner_builds_a_branching_workflow_toggles_and_deletes_it(app: App):
     app.fill("Description (optional)", "Price questions get the price list by SMS, everything else a WhatsApp reply")
 
     app.tab("② Trigger")
+    assert app.visible(page.get_by_label("Channel", exact=True)).first.input_value() == "💬 WhatsApp"  # the default, fixed
     app.select("When this happens", "Schedule")
     page.get_by_text("Next runs:").wait_for()
     app.shot("03-builder-trigger-schedule", height=1100)
@@ -82,7 +84,8 @@ def test_owner_builds_a_branching_workflow_toggles_and_deletes_it(app: App):
 
     app.tab("⑤ Review & save")
     app.click("Save workflow")
-    page.get_by_text(re.compile("Saved “Class Question Router” as version 1")).wait_for()
+    page.get_by_text(re.compile("Saved “Class Question Router” as version 1. It is off")).wait_for()
+    assert "id=" in page.url  # the address names the workflow: a reload brings it back
     app.shot("05-builder-saved")
 
     page.get_by_role("radio", name="JSON", exact=True).click()
@@ -94,13 +97,13 @@ def test_owner_builds_a_branching_workflow_toggles_and_deletes_it(app: App):
     app.fill("Search", "Class Question")
     row = _row(app, NAME)
     row.wait_for()
-    row.get_by_role("switch", name="On").click(force=True)  # the input is visually hidden behind its label
-    app.settle()
-    _row(app, NAME).get_by_role("switch", name="Off").wait_for(state="attached")
-    app.shot("07-workflow-disabled")
-    _row(app, NAME).get_by_role("switch", name="Off").click(force=True)
+    app.shot("07-workflow-saved-as-draft")
+    row.get_by_role("switch", name="Off").click(force=True)  # saved as a draft; the input hides behind its label
     app.settle()
     _row(app, NAME).get_by_role("switch", name="On").wait_for(state="attached")
+    _row(app, NAME).get_by_role("switch", name="On").click(force=True)
+    app.settle()
+    _row(app, NAME).get_by_role("switch", name="Off").wait_for(state="attached")
 
     _menu_item(app, NAME, "Delete").click()
     dialog = page.get_by_test_id("stDialog")
@@ -119,9 +122,11 @@ def test_owner_runs_a_workflow_and_reads_its_step_trace(app: App):
         pytest.skip("running workflows arrives with the runtime")
     page = app.page
     app.login(*OWNER)
-    _menu_item(app, "Missed Call Follow-Up", "Run now").click()
+    _menu_item(app, MISSED_CALL, "Run now").click()
     dialog = page.get_by_test_id("stDialog")
     dialog.get_by_text("Dry run").wait_for()
+    page.wait_for_timeout(500)
+    assert app.visible(page.get_by_test_id("stPopoverBody")).count() == 0  # the menu closed for the dialog
     dialog.get_by_role("button", name="Run now").click()
     dialog.get_by_text("Step trace").wait_for()
     app.shot("09-run-now-trace", height=1200)
@@ -147,6 +152,99 @@ def test_analyst_sees_no_edit_controls(app: App):
     assert nav.get_by_text("Settings & users", exact=True).count() == 0
     assert page.get_by_role("button", name="New workflow").count() == 0
     assert page.get_by_role("switch").count() == 0
-    _menu_item(app, "Missed Call Follow-Up", "Version history")
+    _menu_item(app, MISSED_CALL, "Version history")
     for forbidden in ("Edit", "Run now", "Duplicate", "Delete"):
         assert app.visible(page.get_by_role("button", name=forbidden, exact=True)).count() == 0
+
+
+def test_reload_and_second_tab_keep_the_owner_signed_in_until_sign_out(app: App):
+    page = app.page
+    app.login(*OWNER)
+    page.reload()
+    page.get_by_role("heading", name="Workflows").wait_for()
+    app.settle()
+    assert page.get_by_role("button", name="Sign in").count() == 0
+    second = page.context.new_page()
+    second.goto(app.url + "/templates")
+    second.get_by_role("heading", name="Templates").wait_for()
+    second.close()
+    app.page.get_by_role("button", name="Log out").click()
+    app.settle()
+    page.get_by_role("button", name="Sign in").wait_for()
+    page.reload()
+    page.get_by_role("button", name="Sign in").wait_for()  # the session ended on the server, not only in this tab
+
+
+def test_a_direct_link_opens_its_page_after_sign_in(app: App):
+    from engine import services
+    from engine.auth import system_actor
+    from engine.store.db import get_engine
+
+    page = app.page
+    page.goto(app.url + "/builder")
+    page.get_by_role("button", name="Sign in").wait_for()
+    assert page.get_by_text("Page not found").count() == 0
+    app.shot("15-deep-link-sign-in")
+    page.get_by_label("E-mail").fill(OWNER[0])
+    page.get_by_role("textbox", name="Password").fill(OWNER[1])
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="New workflow").wait_for()
+    app.settle()
+    assert page.url.rstrip("/").endswith("/builder")
+
+    db = get_engine(app.database_url)
+    tenant = services.find_tenant(db, "demo")
+    wf = services.list_workflows(db, system_actor(tenant.id), search="Verpasster Anruf").items[0]
+    page.goto(f"{app.url}/builder?id={wf.id}")
+    page.get_by_role("heading", name=re.compile("Edit · Verpasster Anruf")).wait_for()
+    app.settle()
+    app.shot("16-deep-link-builder-after-reload", height=1200)
+
+
+def test_problems_show_next_to_their_fields_and_groups_are_spelled_out(app: App):
+    page = app.page
+    app.login(*OWNER)
+    app.click("New workflow")
+    page.get_by_role("heading", name="New workflow").wait_for()
+    app.tab("④ Actions")
+    app.select("Add an action", "Send WhatsApp")
+    app.click("Add action")
+    card = page.locator("[class*='st-key-card_builder_'][class*='_actions_0']").first
+    card.get_by_text("The message: write what the member should receive.").wait_for()
+    messages = app.visible(page.get_by_label("Message", exact=True))
+    messages.first.fill("Hallo {{trigger.name}}, danke für deine Nachricht!")
+    messages.first.press("Tab")
+    app.settle()
+    card.get_by_text(re.compile("Did you mean trigger.from")).wait_for()
+    card.get_by_text("Variables you can use here").click()
+    app.settle()
+    app.shot("14-builder-problem-next-to-field", height=1500)
+
+    app.tab("③ Conditions")
+    app.select("Add a condition", "Group: any of")
+    app.click("Add")
+    page.get_by_text(re.compile("This “any of” group is empty")).first.wait_for()
+    app.select("Add a condition to this group", "Keyword in message")
+    app.click("Add", exact=True)
+    app.fill("Keyword(s)", "preis")
+    app.select("Add a condition to this group", "Detected intent")
+    app.visible(page.get_by_role("button", name="Add", exact=True)).nth(0).click()
+    app.settle()
+    app.select("Intent", "Pricing")
+    app.shot("14-builder-condition-group", height=1500)
+    app.tab("⑤ Review & save")
+    app.visible(page.get_by_text(re.compile("keyword “preis” or intent is pricing"))).first.wait_for()
+    app.shot("14-builder-review-group", height=1200)
+
+
+def test_adding_a_template_saves_a_draft_with_a_link_to_the_builder(app: App):
+    page = app.page
+    app.login(*OWNER)
+    app.nav("Templates")
+    app.visible(page.get_by_role("button", name="Add as draft")).first.click()
+    app.settle()
+    page.get_by_text(re.compile("as a draft: it is off")).wait_for()
+    app.shot("14-templates-added-as-draft")
+    page.get_by_role("link", name="Open it in the builder").click()
+    page.get_by_role("heading", name=re.compile("^Edit · ")).wait_for()
+    app.settle()

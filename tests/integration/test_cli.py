@@ -13,6 +13,7 @@ import pytest
 
 from engine import services
 from engine.auth import system_actor
+from engine.seed import demo_workflows
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "engine" / "examples").glob("*.json"))
@@ -104,7 +105,7 @@ def test_schema_prints_the_json_schema():
 # --------------------------------------------------------------------------- init / import / export
 
 
-def test_init_twice_is_idempotent_and_seeds_the_four_demo_workflows(tmp_path):
+def test_init_twice_is_idempotent_and_seeds_the_demo_workflows(tmp_path):
     url = f"sqlite:///{tmp_path / 'studio.db'}"
     first = run_cli("init", database_url=url, data_dir=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -114,7 +115,7 @@ def test_init_twice_is_idempotent_and_seeds_the_four_demo_workflows(tmp_path):
     assert "already there" in second.stdout
     exported = run_cli("export", "--tenant", "demo", database_url=url, data_dir=tmp_path)
     names = sorted(wf["name"] for wf in json.loads(exported.stdout))
-    assert names == sorted(json.loads(p.read_text())["name"] for p in EXAMPLES)
+    assert names == sorted(json.loads(p.read_text())["name"] for p in (ROOT / "engine" / "demo").glob("*.json"))
 
 
 def test_init_reads_database_url_from_the_environment(tmp_path):
@@ -127,7 +128,7 @@ def test_init_on_the_test_database_seeds_the_demo_tenant(db):
     result = run_cli("init", database_url=url_of(db))
     assert result.returncode == 0, result.stderr
     demo = services.find_tenant(db, "demo")
-    assert services.list_workflows(db, system_actor(demo.id)).total == 4
+    assert services.list_workflows(db, system_actor(demo.id)).total == len(demo_workflows())
 
 
 def test_import_then_export_round_trips_the_spec_examples(db, tenant, tmp_path):

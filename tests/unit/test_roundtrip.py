@@ -18,17 +18,19 @@ from engine.definitions import (
     KNOWN_INTENTS,
     MAX_FOLLOW_UP_MS,
     MAX_WAIT_MS,
+    MESSAGE_TRIGGER_CHANNELS,
     OPERATORS,
     TRIGGER_MODELS,
     Channel,
     WorkflowDefinition,
 )
+from engine.plain import reply_problem
 from engine.validation import errors_only, validate
 
 CHANNELS = [c.value for c in Channel]
 SAFE_TEXT = st.text(alphabet=string.ascii_letters + string.digits + " .,!?-äöüß", min_size=1, max_size=30)
 TEMPLATES = st.sampled_from(["Hallo {{trigger.from}}", "{{ lead.name }} – {{ tenant.name }}", "Um {{now}}: {{trigger.content | upper}}"])
-MESSAGE = st.one_of(SAFE_TEXT, TEMPLATES)
+MESSAGE = st.one_of(SAFE_TEXT.filter(str.strip), TEMPLATES)
 INTENTS = st.sampled_from(KNOWN_INTENTS)
 HOUR = st.one_of(st.integers(0, 24), st.floats(0, 24, allow_nan=False))
 CRON = st.sampled_from(["0 9 * * *", "*/15 8-20 * * 1-5", "30 2 * * *", "0 0 1 * *", "5 4 * * 0,6"])
@@ -55,7 +57,8 @@ def triggers(draw) -> dict:
         config["intent"] = draw(INTENTS)
         optional(draw, config, "channel", st.sampled_from(CHANNELS))
     elif ttype not in ("missed_call", "lead_created", "booking_created"):
-        optional(draw, config, "channel", st.sampled_from(CHANNELS))
+        # A message trigger's channel filter can only be its own channel.
+        optional(draw, config, "channel", st.just(str(MESSAGE_TRIGGER_CHANNELS[ttype])))
         optional(draw, config, "intent", INTENTS)
     trigger = {"type": ttype}
     if config or draw(st.booleans()):
@@ -98,7 +101,7 @@ def leaf_conditions(draw) -> dict:
 
 def _groups(inner):
     return st.one_of(
-        st.builds(lambda cs: {"type": "all", "conditions": cs}, st.lists(inner, max_size=3)),
+        st.builds(lambda cs: {"type": "all", "conditions": cs}, st.lists(inner, min_size=1, max_size=3)),
         st.builds(lambda cs: {"type": "any", "conditions": cs}, st.lists(inner, min_size=1, max_size=3)),
         st.builds(lambda c: {"type": "not", "condition": c}, inner),
     )
@@ -187,6 +190,12 @@ def workflows(draw) -> dict:
     optional(draw, wf, "enabled", st.booleans())
     if draw(st.booleans()):
         wf["conditions"] = draw(CONDITIONS)
+    for i, action in enumerate(wf["actions"]):
+        # A reply the trigger cannot answer on is an error (engine.plain.reply_problem): address
+        # such a message to a phone number on SMS, as an owner would.
+        if reply_problem(action, f"actions[{i}]", wf["trigger"]):
+            action["config"].update({"recipient": "+4915112345678", "channel": "sms"} if action["type"] in (
+                "send_message", "schedule_follow_up") else {"recipient": "+4915112345678" if action["type"] != "send_email" else "ana@example.com"})
     return wf
 
 

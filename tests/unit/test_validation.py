@@ -131,7 +131,9 @@ def test_an_invalid_cron_schedule_is_reported_on_the_schedule(schedule):
 
 
 def test_a_valid_cron_schedule_passes():
-    assert validate(workflow(trigger={"type": "time_based", "config": {"schedule": "*/15 8-20 * * 1-5"}})) == []
+    raw = workflow(trigger={"type": "time_based", "config": {"schedule": "*/15 8-20 * * 1-5"}})
+    raw["actions"][0]["config"]["recipient"] = "+4915112345678"  # a schedule has no sender to reply to
+    assert validate(raw) == []
 
 
 def test_a_negative_delay_is_reported():
@@ -197,7 +199,7 @@ def test_an_unknown_trigger_type_is_reported_on_the_trigger():
 
 
 def test_a_missing_required_config_field_names_the_field():
-    assert errors_at(workflow({"id": "a", "type": "send_email", "config": {}}))["actions[0].config.message"] == "message is required"
+    assert errors_at(workflow({"id": "a", "type": "send_email", "config": {}}))["actions[0].config.message"] == "Message is required."
 
 
 @pytest.mark.parametrize(("condition", "path", "words"), [
