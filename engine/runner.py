@@ -19,12 +19,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -180,25 +180,26 @@ class Runner:
     # ------------------------------------------------------------------ ingest
 
     def ingest(self, tenant_id: str, event: dict[str, Any] | Event, *, depth: int = 0,
-               parent_execution_id: str | None = None) -> IngestResult:
+               parent_execution_id: str | None = None, defer_external: bool = False) -> IngestResult:
         """Store the event, start every enabled workflow it matches, run them as far as they go.
 
         The event, its executions and their local steps (up to a wait, an external step or
         the end) commit in **one transaction**, shared with the other ingest calls that
         arrive meanwhile (group commit, see :class:`_GroupCommit`): a caller alone commits
         at once; callers that arrive while a commit is running share the next one.
-        External steps then run in the caller's thread with no transaction open.
+        External steps then run in the caller's thread with no transaction open, or, with
+        ``defer_external`` (provider webhooks that must answer fast), are handed to the worker.
         """
         req = _IngestRequest(tenant_id, _parse_event(event), depth, parent_execution_id, self.clock())
         if getattr(_batch_state, "depth", 0):  # a chained event from this thread: already counted
-            return self._ingest(req)
+            return self._ingest(req, defer_external)
         self._group.enter()
         try:
-            return self._ingest(req)
+            return self._ingest(req, defer_external)
         finally:
             self._group.leave()
 
-    def _ingest(self, req: _IngestRequest) -> IngestResult:
+    def _ingest(self, req: _IngestRequest, defer_external: bool = False) -> IngestResult:
         if getattr(_batch_state, "active", False):
             # It would wait for the write lock its own batch holds.
             raise RuntimeError("Runner.ingest called from inside an ingest batch: actions emit events with step.emit")
@@ -217,7 +218,10 @@ class Runner:
         if req.result is not None:
             return req.result
         for run in req.runs:
-            if run.stopped is None:
+            if run.stopped is None and defer_external:
+                self._park(run, reason="external step handed to the worker")
+                self._process_emitted(run)
+            elif run.stopped is None:
                 self._drive(run)  # an external step is next
             else:
                 self._process_emitted(run)
@@ -439,12 +443,12 @@ class Runner:
                 return self._park(run)
         return self._finish(run)
 
-    def _park(self, run: _Run) -> str:
-        """Shutting down: hand the rest of the execution to the next worker, right away."""
+    def _park(self, run: _Run, reason: str = "worker stopped") -> str:
+        """Shutting down (or deferring): hand the rest of the execution to the next worker, right away."""
         now = self.clock()
         with session_scope(self.db) as s:
             s.add(DueWork(tenant_id=run.tenant["id"], kind=DueKind.RESUME, due_at=now, execution_id=run.id,
-                          workflow_id=run.workflow_id, payload={"actionId": run.current, "reason": "worker stopped"}))
+                          workflow_id=run.workflow_id, payload={"actionId": run.current, "reason": reason}))
             self._save(s, run, now, status=ExecutionStatus.WAITING)
         return ExecutionStatus.WAITING
 

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     #: (tests, staging). Off by default so a tenant cannot send provider tokens elsewhere.
     allow_provider_base_url: bool = Field(default=False, alias="STUDIO_ALLOW_PROVIDER_BASE_URL")
 
+    #: The public https URL of the REST API app (provider callback URLs are built from it, and
+    #: Twilio signs the URL it called, which behind a proxy differs from the one we see).
+    public_url: str | None = Field(default=None, alias="STUDIO_PUBLIC_URL")
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return normalize_url(self.database_url)

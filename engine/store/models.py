@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -39,7 +39,7 @@ _random = threading.local()
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(sa.types.TypeDecorator):
@@ -50,11 +50,11 @@ class UTCDateTime(sa.types.TypeDecorator):
 
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 
     def process_result_value(self, value, dialect):
-        return value.replace(tzinfo=timezone.utc) if value is not None else None
+        return value.replace(tzinfo=UTC) if value is not None else None
 
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -122,6 +122,8 @@ class OutboxStatus(StrEnum):
     PENDING = "pending"  # waiting for the worker to hand it to the channel's adapter
     RECORDED = "recorded"  # kept in the outbox only (no adapter configured)
     SENT = "sent"  # handed to the provider
+    DELIVERED = "delivered"  # the provider reported delivery to the handset / mailbox
+    READ = "read"  # the provider reported that the contact read it (WhatsApp)
     FAILED = "failed"  # provider refused or unreachable
     SUPPRESSED = "suppressed"  # not sent on purpose (frequency cap, 24h window)
     DEFERRED = "deferred"  # waiting for quiet hours to end
@@ -407,3 +409,45 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = _created()
     last_used_at: datetime | None = _ts()
     revoked_at: datetime | None = _ts()
+
+
+class TenantSecret(SQLModel, table=True):
+    """One write-only secret of a studio (e.g. ``channels.whatsapp.accessToken``), Fernet-encrypted.
+
+    The plaintext is only ever decrypted for the adapter or signature check that needs it;
+    pages, the API and exports see ``set_at`` only.
+    """
+
+    __tablename__ = "tenant_secrets"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_tenant_secrets_name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    name: str = Field(max_length=100)
+    ciphertext: str
+    set_at: datetime = _created()
+    set_by: str | None = Field(default=None, max_length=320)
+
+
+class InboundEndpoint(SQLModel, table=True):
+    """The unguessable id in a studio's public provider webhook URLs (``/hooks/<id>/...``)."""
+
+    __tablename__ = "inbound_endpoints"
+
+    id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(foreign_key="tenants.id", ondelete="CASCADE", unique=True, max_length=32)
+    created_at: datetime = _created()
+
+
+class SettingsAudit(SQLModel, table=True):
+    """Who changed which studio setting when (secrets recorded as "changed", never their value)."""
+
+    __tablename__ = "settings_audit"
+    __table_args__ = (sa.Index("ix_settings_audit_tenant_at", "tenant_id", "at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    at: datetime = _created()
+    actor: str = Field(default="system", max_length=320)
+    area: str = Field(max_length=64)
+    changes: dict = _json()
