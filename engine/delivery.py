@@ -106,12 +106,7 @@ def _policy(session: Session, tenant: dict[str, Any], recipient: str, now: datet
         return {}
     from datetime import time
 
-    from engine.channels.policy import (
-        QuietHours,
-        frequency_cap_reached,
-        is_direct_reply,
-        next_allowed_time,
-    )
+    from engine.channels.policy import QuietHours, frequency_cap_reached, is_direct_reply, next_allowed_time
     received = trigger.get("receivedAt")
     if trigger.get("from") == recipient and received and is_direct_reply(datetime.fromisoformat(received), now):
         return {"exempt": "direct reply to the contact's own message"}

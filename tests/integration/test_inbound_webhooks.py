@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from engine import services
 from engine.api import create_app
+from engine.auth import Actor
 from engine.errors import PermissionDenied
 from engine.inbound.signatures import meta_signature, twilio_signature
 from engine.services import channel_settings as cs
@@ -297,7 +298,7 @@ def test_webhook_ids_do_not_cross_tenants(db, actor, other_actor, client):
                     secrets={"appSecret": "b-secret"})
     assert _post_meta(client, hook_b, _wa_message("wamid.B", "x"), secret=APP_SECRET).status_code == 403
     with pytest.raises(PermissionDenied):
-        cs.get_channel(db, services.Actor(tenant_id=actor.tenant_id, role="editor"), "whatsapp")
+        cs.get_channel(db, Actor(tenant_id=actor.tenant_id, role="editor"), "whatsapp")
 
 
 def test_secrets_encrypted_at_rest_and_never_shown(db, actor):
