@@ -81,8 +81,31 @@ def _callback_urls(db, actor) -> None:
               "email": "Inbound e-mail service (Postmark inbound JSON) > Webhook URL",
               "widget": "Web chat script"}
     for key, url in urls.items():
+        if key == "widget":
+            continue
         st.markdown(f"**{labels[key]}**")
         st.code(url, language=None)
+
+
+def _web_chat(db, actor, tenant) -> None:
+    from engine.inbound.webchat import allowed_origins, save_web_chat
+
+    st.subheader("Web chat")
+    st.caption("Put this script on your website; visitors' messages start your web chat workflows and "
+               "their replies appear in the chat box.")
+    base = (get_settings().public_url or st.session_state.get("settings_ch_base") or "https://studio.example.com").rstrip("/")
+    snippet = f'<script src="{base}/widget.js" data-studio="{cs.chat_key(db, actor)}" data-title="Chat with us" async></script>'
+    st.code(snippet, language="html")
+    with st.form("settings_ch_webchat_form", border=False):
+        origins = st.text_area("Websites allowed to use the chat (one per line, e.g. https://www.mystudio.de)",
+                               value="\n".join(allowed_origins(db, actor.tenant_id)), key="settings_ch_webchat_origins")
+        if st.form_submit_button("Save", type="primary"):
+            try:
+                save_web_chat(db, actor, allowed_origins=origins.splitlines())
+            except EngineError as exc:
+                st.error(exc.message, icon="⚠️")
+            else:
+                st.success("Saved.", icon="✅")
 
 
 def render(db, actor, tenant) -> None:
@@ -91,6 +114,8 @@ def render(db, actor, tenant) -> None:
         with st.container(border=True, key=f"settings_ch_card_{channel}"):
             st.subheader(title)
             _channel_form(db, actor, channel)
+    with st.container(border=True, key="settings_ch_card_webchat"):
+        _web_chat(db, actor, tenant)
     with st.container(border=True, key="settings_ch_card_urls"):
         _callback_urls(db, actor)
 

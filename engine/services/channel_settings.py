@@ -289,9 +289,32 @@ def webhook_id(db: Engine, actor: Actor) -> str:
     with session_scope(db) as s:
         row = s.exec(select(InboundEndpoint).where(InboundEndpoint.tenant_id == actor.tenant_id)).first()
         if row is None:
-            row = InboundEndpoint(id=_random.token_urlsafe(24), tenant_id=actor.tenant_id)
+            row = _new_endpoint(actor.tenant_id)
             s.add(row)
         return row.id
+
+
+def _new_endpoint(tenant_id: str) -> InboundEndpoint:
+    return InboundEndpoint(id=_random.token_urlsafe(24), tenant_id=tenant_id, chat_key="wc_" + _random.token_urlsafe(18))
+
+
+def chat_key(db: Engine, actor: Actor) -> str:
+    """The web chat widget's public key of the studio (created on first use)."""
+    actor.require(ADMIN)
+    webhook_id(db, actor)
+    with Session(db) as s:
+        return s.exec(select(InboundEndpoint.chat_key).where(InboundEndpoint.tenant_id == actor.tenant_id)).one()
+
+
+def tenant_for_chat_key(db: Engine, key: str) -> str:
+    """The tenant behind a web chat key; :class:`NotFound` when unknown."""
+    if not key or len(key) > 64:
+        raise NotFound("unknown chat key")
+    with Session(db) as s:
+        found = s.exec(select(InboundEndpoint.tenant_id).where(InboundEndpoint.chat_key == key)).first()
+        if found is None:
+            raise NotFound("unknown chat key")
+        return found
 
 
 def tenant_for_webhook(db: Engine, hook_id: str) -> str:

@@ -436,6 +436,8 @@ class InboundEndpoint(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     tenant_id: str = Field(foreign_key="tenants.id", ondelete="CASCADE", unique=True, max_length=32)
+    #: The web chat widget's public key (``data-studio`` on the script tag); public by design.
+    chat_key: str = Field(unique=True, max_length=64)
     created_at: datetime = _created()
 
 

@@ -32,10 +32,12 @@ def upgrade() -> None:
     op.create_table('inbound_endpoints',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('tenant_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('chat_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('created_at', engine.store.models.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('tenant_id')
+    sa.UniqueConstraint('tenant_id'),
+    sa.UniqueConstraint('chat_key')
     )
     op.create_table('settings_audit',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
