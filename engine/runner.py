@@ -340,7 +340,7 @@ class Runner:
             definition = parse_definition(wf.id, wf.version, wf.definition)
             if not _trigger_matches(definition, record):
                 continue
-            evaluation = evaluate(definition.conditions, EvalContext(trigger, local_now))
+            evaluation = evaluate(definition.conditions, EvalContext(trigger, local_now, None, _hours(tenant)))
             execution = _execution_row(tenant["id"], wf, record["id"], trigger, evaluation.explanation, now, "live", depth)
             rows.append(execution)
             if not evaluation.passed:
@@ -379,7 +379,7 @@ class Runner:
             definition = parse_definition(wf.id, wf.version, wf.definition)
             tctx = tenant
             trigger = trigger_data(record)
-            evaluation = evaluate(definition.conditions, EvalContext(trigger, now.astimezone(tctx["tz"])))
+            evaluation = evaluate(definition.conditions, EvalContext(trigger, now.astimezone(tctx["tz"]), None, _hours(tctx)))
             passed = evaluation.passed or bypass_conditions
             explanation = evaluation.explanation + ([{"path": "conditions", "condition": "bypass", "passed": True,
                                                       "message": "conditions bypassed for this manual run"}]
@@ -1057,6 +1057,11 @@ def _execution_row(tenant_id: str, wf, event_id: str | None, trigger: dict, expl
             "definition": definition, "context": {"trigger": trigger, "results": {}, "lead": _lead_stub(trigger)},
             "explanation": explanation, "current_action_id": first, "lease_token": new_id(), "heartbeat_at": now,
             "depth": depth, "error": None, "started_at": now, "finished_at": None, "actions_executed": 0}
+
+
+def _hours(tenant: dict[str, Any]) -> dict[str, Any] | None:
+    """The studio's business hours (for ``outside_business_hours`` conditions)."""
+    return (tenant.get("settings") or {}).get("businessHours")
 
 
 def _lead_stub(trigger: dict) -> dict:
