@@ -13,6 +13,7 @@ is closed. ``close`` before ``open`` runs past midnight. Conditions use it throu
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -27,11 +28,12 @@ def _js_weekday(day: date) -> int:
     return (day.weekday() + 1) % 7
 
 
-def _parse_time(value: Any, field: str) -> time:
-    try:
-        return time.fromisoformat(str(value))
-    except ValueError:
-        raise InvalidInput(f"{value!r} is not a time like 09:00", field=field) from None
+def parse_time(value: Any, field: str) -> time:
+    """``"9:00"``, ``"09:00"`` or ``"21:30"`` as a time; raises :class:`InvalidInput` naming ``field``."""
+    match = re.fullmatch(r"\s*(\d{1,2})[:.](\d{2})\s*", str(value or ""))
+    if match and int(match[1]) < 24 and int(match[2]) < 60:
+        return time(int(match[1]), int(match[2]))
+    raise InvalidInput(f"{value!r} is not a time like 09:00", field=field)
 
 
 def validate(raw: Any) -> dict[str, Any]:
@@ -44,8 +46,8 @@ def validate(raw: Any) -> dict[str, Any]:
             raise InvalidInput("weekday must be 0 (Sunday) ... 6 (Saturday)", field=f"businessHours.weekly.{key}")
         if not hours:
             continue
-        opens = _parse_time(hours.get("open"), f"businessHours.weekly.{key}.open")
-        closes = _parse_time(hours.get("close"), f"businessHours.weekly.{key}.close")
+        opens = parse_time(hours.get("open"), f"businessHours.weekly.{key}.open")
+        closes = parse_time(hours.get("close"), f"businessHours.weekly.{key}.close")
         if opens == closes:
             raise InvalidInput("opening and closing time are the same", field=f"businessHours.weekly.{key}.close")
         weekly[str(key)] = {"open": opens.strftime("%H:%M"), "close": closes.strftime("%H:%M")}
