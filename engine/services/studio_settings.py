@@ -20,7 +20,8 @@ import secrets as _random
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -171,9 +172,10 @@ def save_ai_provider(db: Engine, actor: Actor, *, provider: str, base_url: str |
             raise InvalidInput("is required for an OpenAI-compatible provider", field="ai.model")
     try:
         ProviderSettings.model_validate({k: v for k, v in value.items() if v is not None and k != "apiKeyEncrypted"})
-    except Exception as exc:  # noqa: BLE001 - pydantic's message, field names only
-        errors = getattr(exc, "errors", lambda: [{"loc": ("provider",), "msg": str(exc)}])()
-        raise InvalidInput(errors[0]["msg"], field="ai." + str(errors[0]["loc"][0] if errors[0]["loc"] else "provider")) from None
+    except ValidationError as exc:  # field names and messages only, never values
+        error = exc.errors()[0]
+        where = to_camel(str(error["loc"][0])) if error["loc"] else "provider"
+        raise InvalidInput(error["msg"], field=f"ai.{where}") from None
     changes = {k: {"from": old.get(k), "to": value.get(k)} for k in ("provider", "baseUrl", "model") if old.get(k) != value.get(k)}
     if api_key:
         changes["apiKey"] = "changed"
