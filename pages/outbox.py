@@ -30,6 +30,9 @@ except EngineError as exc:
     st.stop()
 
 st.caption(f"{result.total} message(s)")
+if not result.items:
+    st.info("No messages match. Messages appear here as soon as a workflow sends or records one.", icon="📭")
+    st.stop()
 rows = [{"When": m.created_at, "Channel": m.channel, "Contact": m.recipient, "Workflow": m.workflow_name or "",
          "Status": m.status, "Reason / error": m.reason or "", "Provider id": m.provider_message_id or "",
          "Message": m.body[:120], "Execution": m.execution_id or ""} for m in result.items]
@@ -50,11 +53,10 @@ if selected:
         st.write(msg.body)
         if msg.delivery_events:
             st.dataframe(msg.delivery_events, hide_index=True, width="stretch")
-        if msg.status == "failed" and actor.can(EDIT):
-            if st.button("Retry delivery", type="primary", key="outbox_retry"):
-                try:
-                    retry_delivery(db, actor, msg.id)
-                except EngineError as exc:
-                    st.error(exc.message)
-                else:
-                    st.success("Queued: the worker sends it again now.", icon="✅")
+        if msg.status == "failed" and actor.can(EDIT) and st.button("Retry delivery", type="primary", key="outbox_retry"):
+            try:
+                retry_delivery(db, actor, msg.id)
+            except EngineError as exc:
+                st.error(exc.message)
+            else:
+                st.success("Queued: the worker sends it again now.", icon="✅")

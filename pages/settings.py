@@ -11,7 +11,7 @@ import streamlit as st
 from engine import services
 from engine.auth import ADMIN
 from engine.errors import EngineError
-from ui import session, settings_channels
+from ui import session, settings_channels, settings_sections
 from ui.labels import ROLE_LABELS
 
 actor = session.require_actor()
@@ -66,10 +66,19 @@ def users_section(db, actor, tenant) -> None:
                       for m in services.list_members(db, actor)], hide_index=True, width="stretch")
 
 
+def all_users_section(db, actor, tenant) -> None:
+    users_section(db, actor, tenant)
+    settings_sections.members_section(db, actor, tenant)
+
+
 SECTIONS = [
     ("Studio", studio_section),
     ("Channels", settings_channels.render),
-    ("Users", users_section),
+    ("Hours & limits", settings_sections.hours_section),
+    ("AI & knowledge", settings_sections.ai_section),
+    ("Webhooks", settings_sections.webhooks_section),
+    ("API keys", settings_sections.api_keys_section),
+    ("Users", all_users_section),
     ("Audit log", settings_channels.render_audit),
 ]
 

@@ -24,7 +24,8 @@ def _secret_caption(state: cs.SecretState) -> str:
 def _channel_form(db, actor, channel: str) -> None:
     view = cs.get_channel(db, actor, channel)
     _, fields = cs.CHANNEL_FIELDS[channel]
-    with st.form(f"settings_ch_form_{channel}", border=False):
+    # clear_on_submit: typed secrets must not stay in the page (the input would keep the value).
+    with st.form(f"settings_ch_form_{channel}", border=False, clear_on_submit=True):
         enabled = st.toggle("Send through this provider", value=view.enabled, key=f"settings_ch_{channel}_enabled",
                             help="Off: messages are only recorded in the outbox.")
         values, secrets = {}, {}
