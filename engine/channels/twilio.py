@@ -30,6 +30,8 @@ class TwilioSettings(ChannelSettings):
     from_number: str | None = None
     #: A messaging service (``MG...``) sends instead of ``from_number`` when set.
     messaging_service_sid: str | None = None
+    #: Where Twilio reports the message's status (set by the engine from STUDIO_PUBLIC_URL).
+    status_callback: str | None = None
     timeout: float = Field(default=10.0, gt=0)
 
 
@@ -66,7 +68,10 @@ class TwilioSmsAdapter:
         return f"{s.base_url.rstrip('/')}/2010-04-01/Accounts/{s.account_sid}/Messages.json"
 
     def _form(self, to: str, body: str) -> dict[str, str]:
-        return {"To": to, **_sender(self.settings), "Body": body}
+        form = {"To": to, **_sender(self.settings), "Body": body}
+        if self.settings.status_callback:
+            form["StatusCallback"] = self.settings.status_callback
+        return form
 
     def send(self, message: OutgoingMessage, **kw: Any) -> DeliveryResult:
         """POST ``To``/``From``/``Body`` once; return ``sent`` with Twilio's message ``sid``.

@@ -277,7 +277,20 @@ def resolved_tenant_settings(session: Session, tenant_id: str, settings: dict[st
         _, channel, field = name.split(".", 2)
         if channel in channels:
             channels[channel][field] = decrypt(row.ciphertext)
+    _add_status_callback(session, tenant_id, channels)
     return {**settings, "channels": channels}
+
+
+def _add_status_callback(session: Session, tenant_id: str, channels: dict[str, dict[str, Any]]) -> None:
+    """With ``STUDIO_PUBLIC_URL`` set, Twilio is told per message where to report its status."""
+    from engine.settings import get_settings
+
+    base = get_settings().public_url
+    if not base or "sms" not in channels or channels["sms"].get("statusCallback"):
+        return
+    hook = session.exec(select(InboundEndpoint.id).where(InboundEndpoint.tenant_id == tenant_id)).first()
+    if hook:
+        channels["sms"]["statusCallback"] = f"{base.rstrip('/')}/hooks/{hook}/twilio/message-status"
 
 
 # --------------------------------------------------------------------------- public webhook id

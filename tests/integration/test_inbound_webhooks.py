@@ -316,3 +316,21 @@ def test_secrets_encrypted_at_rest_and_never_shown(db, actor):
     audit = cs.list_audit(db, actor)
     assert audit and audit[-1].changes["accessToken"] == "changed"
     assert ACCESS not in json.dumps([a.model_dump(mode="json") for a in audit])
+
+
+def test_twilio_sends_carry_the_status_callback_when_public_url_is_set(db, actor, monkeypatch):
+    monkeypatch.setenv("STUDIO_PUBLIC_URL", "https://studio.example.com")
+    get_settings.cache_clear()
+    fake = Receiver()
+    fake.responses.append((201, {"sid": "SM1"}, {}))
+    try:
+        hook = _twilio_setup(db, actor, fake)
+        result = cs.send_test_message(db, actor, "sms", recipient="+4917611112222")
+        assert result.ok and result.provider_message_id == "SM1"
+        form = dict(pair.split("=", 1) for pair in fake.requests[0].body.decode().split("&"))
+        from urllib.parse import unquote_plus
+
+        assert unquote_plus(form["StatusCallback"]) == f"https://studio.example.com/hooks/{hook}/twilio/message-status"
+        assert TWILIO_TOKEN not in result.model_dump_json()
+    finally:
+        fake.close()
