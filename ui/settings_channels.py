@@ -28,11 +28,12 @@ def _channel_form(db, actor, channel: str) -> None:
     with st.form(f"settings_ch_form_{channel}", border=False, clear_on_submit=True):
         enabled = st.toggle("Send through this provider", value=view.enabled, key=f"settings_ch_{channel}_enabled",
                             help="Off: messages are only recorded in the outbox.")
-        values, secrets = {}, {}
+        values, secrets, slots = {}, {}, {}
         cols = st.columns(2)
         for i, f in enumerate(fields):
             col = cols[i % 2]
             key = f"settings_ch_{channel}_{f.name}"
+            slots[f.name] = col.container()  # error messages appear right above the field
             if f.secret:
                 secrets[f.name] = col.text_input(f"{f.label} ({_secret_caption(view.secrets[f.name])})", value="",
                                                  type="password", key=key, help=f.help or None,
@@ -49,9 +50,14 @@ def _channel_form(db, actor, channel: str) -> None:
             try:
                 cs.save_channel(db, actor, channel, enabled=enabled, values=values, secrets=secrets)
             except EngineError as exc:
-                st.error(exc.message, icon="⚠️")
+                name = str(getattr(exc, "field", "") or "").rsplit(".", 1)[-1]
+                (slots[name] if name in slots else st).error(exc.message, icon="⚠️")
             else:
-                st.success("Saved. Secrets are stored encrypted and are not shown again.", icon="✅")
+                st.session_state["settings_ch_saved"] = channel
+                st.rerun()  # show the new state ("set on ...") at once
+    if st.session_state.get("settings_ch_saved") == channel:
+        del st.session_state["settings_ch_saved"]
+        st.success("Saved. Secrets are stored encrypted and are not shown again.", icon="✅")
     a, b = st.columns([3, 1], vertical_alignment="bottom")
     to = a.text_input("Send a test message to", key=f"settings_ch_{channel}_test_to",
                       placeholder="name@example.org" if channel == "email" else "+49 176 ...")

@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/hooks", tags=["provider webhooks"])
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-_ERRORS = {403: {"description": "Bad or missing provider signature (or verify token)"},
+_ERRORS = {400: {"description": "Signed body is not JSON"},
+           403: {"description": "Bad or missing provider signature (or verify token)"},
            404: {"description": "Unknown studio webhook id"}}
 
 
