@@ -334,3 +334,23 @@ def test_twilio_sends_carry_the_status_callback_when_public_url_is_set(db, actor
         assert TWILIO_TOKEN not in result.model_dump_json()
     finally:
         fake.close()
+
+
+def test_external_steps_wait_for_the_worker_so_the_webhook_answers_at_once(db, tenant_factory, client):
+    tenant = tenant_factory(webhookAllowList=["127.0.0.1"])
+    actor = Actor(tenant_id=tenant.id, role="owner")
+    crm = Receiver()
+    try:
+        with Receiver() as graph:
+            hook = _whatsapp(db, actor, graph)
+        services.create_workflow(db, actor, _workflow("whatsapp_message", {
+            "type": "call_webhook", "config": {"webhookUrl": crm.url + "/crm", "body": {"text": "{{trigger.content}}"}}}))
+        assert _post_meta(client, hook, _wa_message("wamid.EXT", "Neuer Lead")).status_code == 200
+        assert crm.requests == []  # the provider got its answer before any remote call
+        execution = services.list_executions(db, actor).items[0]
+        assert execution.status == "waiting"
+        Worker(db, name="t").run_once()
+        assert len(crm.requests) == 1 and crm.requests[0].json() == {"text": "Neuer Lead"}
+        assert services.get_execution(db, actor, execution.id).status == "succeeded"
+    finally:
+        crm.close()
