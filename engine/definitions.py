@@ -109,7 +109,7 @@ OPERATORS: dict[str, tuple[str, ...]] = {
     "keyword_match": ("equals", "contains", "starts_with", "ends_with"),
     "intent_match": ("equals", "in", "not_in"),
     "sender_match": ("equals", "contains"),
-    "time_range": ("greater_than", "less_than", "between"),
+    "time_range": ("greater_than", "less_than", "between", "outside_business_hours", "within_business_hours"),
     "day_of_week": ("equals", "in"),
     "confidence_threshold": ("greater_than", "less_than"),
     "channel_match": ("equals", "in"),
