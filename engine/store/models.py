@@ -306,6 +306,8 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_outbox_tenant_created", "tenant_id", "created_at"),
         sa.Index("ix_outbox_tenant_recipient", "tenant_id", "recipient", "created_at"),
+        # Provider status callbacks find their message by the provider's id.
+        sa.Index("ix_outbox_tenant_provider_id", "tenant_id", "provider_message_id"),
         # One message per step attempt: a re-run step never duplicates its message.
         sa.UniqueConstraint("step_run_id", name="uq_outbox_step"),
     )

@@ -51,9 +51,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('settings_audit', schema=None) as batch_op:
         batch_op.create_index('ix_settings_audit_tenant_at', ['tenant_id', 'at'], unique=False)
+    with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
+        batch_op.create_index('ix_outbox_tenant_provider_id', ['tenant_id', 'provider_message_id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_tenant_provider_id')
     with op.batch_alter_table('settings_audit', schema=None) as batch_op:
         batch_op.drop_index('ix_settings_audit_tenant_at')
     op.drop_table('settings_audit')
