@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
-from engine.api import errors, inbound, runs, webchat, workflows
+from engine.api import errors, inbound, runs, studio, webchat, workflows
 from engine.api.deps import Db
 from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit
 
@@ -44,6 +44,7 @@ def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.include_router(workflows.router)
     app.include_router(runs.router)
+    app.include_router(studio.router)  # channel settings, test message, audit, outbox retry
     app.include_router(inbound.router)  # public provider webhooks (signature-checked)
     app.include_router(webchat.router)  # widget.js and the public chat routes
     app.include_router(_meta_router())
