@@ -51,7 +51,7 @@ def _channel_form(db, actor, channel: str) -> None:
                 cs.save_channel(db, actor, channel, enabled=enabled, values=values, secrets=secrets)
             except EngineError as exc:
                 name = str(getattr(exc, "field", "") or "").rsplit(".", 1)[-1]
-                (slots[name] if name in slots else st).error(exc.message, icon="⚠️")
+                slots.get(name, st).error(exc.message, icon="⚠️")
             else:
                 st.session_state["settings_ch_saved"] = channel
                 st.rerun()  # show the new state ("set on ...") at once

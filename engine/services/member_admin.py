@@ -17,7 +17,7 @@ from engine.store.models import Membership, Role, User
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["change_role", "remove_member", "end_user_sessions"]
+__all__ = ["change_role", "end_user_sessions", "remove_member"]
 
 
 def end_user_sessions(db: Engine, user_id: str) -> bool:

@@ -15,11 +15,18 @@ from engine.auth import EDIT, READ, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.services.workflows import MAX_PAGE_SIZE
 from engine.store.db import session_scope
-from engine.store.models import DueKind, DueWork, Execution, OutboxMessage, OutboxStatus, utcnow
+from engine.store.models import (
+    DueKind,
+    DueWork,
+    Execution,
+    OutboxMessage,
+    OutboxStatus,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OutboxRow", "OutboxRows", "OUTBOX_STATUSES", "browse_outbox", "retry_delivery"]
+__all__ = ["OUTBOX_STATUSES", "OutboxRow", "OutboxRows", "browse_outbox", "retry_delivery"]
 
 OUTBOX_STATUSES = tuple(s.value for s in OutboxStatus)
 

@@ -140,9 +140,8 @@ def save_quiet_hours(db: Engine, actor: Actor, *, start: str | None, end: str | 
 
 def save_frequency_cap(db: Engine, actor: Actor, cap: int | None) -> int | None:
     """At most ``cap`` automated messages per contact and day (None: no cap)."""
-    if cap is not None:
-        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 100:
-            raise InvalidInput("must be a whole number from 1 to 100 (or empty for no cap)", field="frequencyCap")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 100):
+        raise InvalidInput("must be a whole number from 1 to 100 (or empty for no cap)", field="frequencyCap")
     _update(db, actor, "frequencyCap", "frequencyCap", cap)
     return cap
 

@@ -118,7 +118,8 @@ def test_no_secret_in_api_exports_logs_or_database(db, actor, caplog):
         graph.close()
     if db.dialect.name == "sqlite":
         db.dispose()  # checkpoint the WAL into the file
-        raw = open(db.url.database, "rb").read()
+        with open(db.url.database, "rb") as fh:
+            raw = fh.read()
         for name, value in SECRETS.items():
             assert value.encode() not in raw, f"{name} stored in plain text"
         assert signing.encode() not in raw

@@ -12,9 +12,10 @@ from sqlmodel import Session, select
 
 from engine import auth, services
 from engine.auth import Actor
-from engine.errors import Conflict, InvalidInput, PermissionDenied
+from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.services import channel_settings as cs
-from engine.services import member_admin, outbox, studio_settings as ss
+from engine.services import member_admin, outbox
+from engine.services import studio_settings as ss
 from engine.settings import get_settings
 from engine.store.models import DueWork, OutboxMessage, utcnow
 from engine.webhooks import verify_signature
@@ -133,7 +134,7 @@ def test_last_owner_can_be_neither_removed_nor_demoted(db, tenant):
 def test_other_tenants_users_and_settings_are_out_of_reach(db, actor, other_actor):
     foreign = auth.create_user(db, email="b@x.test", password="password-123")
     auth.add_membership(db, user_id=foreign.id, tenant_id=other_actor.tenant_id, role="editor")
-    with pytest.raises(Exception) as err:
+    with pytest.raises(NotFound) as err:
         member_admin.remove_member(db, actor, foreign.id)
     assert "not a member" in str(err.value)
     editor = Actor(tenant_id=actor.tenant_id, role="editor")
@@ -153,7 +154,7 @@ def test_outbox_retry_only_for_failed_and_own_tenant(db, actor, other_actor):
                            status="sent", adapter="twilio")
         s.add(msg)
         s.add(ok)
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):
         outbox.retry_delivery(db, other_actor, msg.id)
     with pytest.raises(Conflict):
         outbox.retry_delivery(db, actor, ok.id)
