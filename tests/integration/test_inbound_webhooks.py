@@ -354,3 +354,15 @@ def test_external_steps_wait_for_the_worker_so_the_webhook_answers_at_once(db, t
         assert services.get_execution(db, actor, execution.id).status == "succeeded"
     finally:
         crm.close()
+
+
+def test_cli_prints_the_callback_urls(db, actor, capsys):
+    from engine.cli import main
+
+    url = db.url.render_as_string(hide_password=False)
+    tenant = services.get_tenant(db, actor)
+    assert main(["--database-url", url, "callback-urls", "--tenant", tenant.slug, "--base-url", "https://s.example"]) == 0
+    out = capsys.readouterr().out
+    hook = cs.webhook_id(db, actor)
+    assert f"whatsapp\thttps://s.example/hooks/{hook}/whatsapp" in out
+    assert 'data-studio="wc_' in out
