@@ -22,7 +22,8 @@ def app_pages(can) -> dict[str, list]:
                st.Page("pages/templates.py", title="Templates", icon=":material/apps:")] if can(EDIT) else []),
             st.Page("pages/history.py", title="Version history", icon=":material/history:"),
         ],
-        "Insights": [st.Page("pages/executions.py", title="Executions", icon=":material/monitoring:")],
+        "Insights": [st.Page("pages/executions.py", title="Executions", icon=":material/monitoring:"),
+                     st.Page("pages/outbox.py", title="Outbox", icon=":material/outbox:")],
     }
     if can(ADMIN):
         pages["Studio"] = [st.Page("pages/settings.py", title="Settings & users", icon=":material/settings:")]

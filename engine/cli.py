@@ -153,6 +153,19 @@ def cmd_api_key(args) -> int:
     return 0
 
 
+def cmd_callback_urls(args) -> int:
+    """Print the provider callback URLs and the web chat snippet of a tenant."""
+    from engine.services import channel_settings
+
+    db = get_engine(args.database_url)
+    actor = system_actor(services.find_tenant(db, args.tenant).id)
+    base = args.base_url or get_settings().public_url or "https://studio.example.com"
+    for name, url in channel_settings.callback_urls(db, actor, base).items():
+        print(f"{name}\t{url}")
+    print(f"widget\t<script src=\"{base.rstrip('/')}/widget.js\" data-studio=\"{channel_settings.chat_key(db, actor)}\" async></script>")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Studio Automations engine")
     parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
@@ -216,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     for k in keys.choices.values():
         k.add_argument("--tenant", required=True, help="tenant slug or id")
     p.set_defaults(func=cmd_api_key)
+    p = sub.add_parser("callback-urls", help="print the URLs to paste into Meta's, Twilio's and the mail service's consoles")
+    p.add_argument("--tenant", required=True, help="tenant slug or id")
+    p.add_argument("--base-url", default=None, help="public address of the API (default STUDIO_PUBLIC_URL)")
+    p.set_defaults(func=cmd_callback_urls)
     return parser
 
 

@@ -23,6 +23,8 @@ class EvalContext:
     trigger: dict[str, Any]
     now_local: datetime
     lead: dict[str, Any] | None = None
+    #: The studio's business hours (settings ``businessHours``) for ``outside_business_hours``.
+    business_hours: dict[str, Any] | None = None
 
 
 @dataclass
@@ -120,6 +122,12 @@ def _sender(cond, ctx):
 
 def _hour(cond, ctx):
     now = ctx.now_local
+    if cond.operator.endswith("business_hours"):
+        from engine.business_hours import is_open
+
+        open_now = is_open(ctx.business_hours, now)
+        return now.strftime("%a %H:%M") + (" (open)" if open_now else " (closed)"), \
+            open_now if cond.operator == "within_business_hours" else not open_now
     hour = now.hour + now.minute / 60
     if cond.operator == "greater_than":
         return now.hour, now.hour > cond.value if float(cond.value).is_integer() else hour > cond.value

@@ -111,7 +111,7 @@ OPERATORS: dict[str, tuple[str, ...]] = {
     "keyword_match": ("equals", "contains", "starts_with", "ends_with"),
     "intent_match": ("equals", "in", "not_in"),
     "sender_match": ("equals", "contains"),
-    "time_range": ("greater_than", "less_than", "between"),
+    "time_range": ("greater_than", "less_than", "between", "outside_business_hours", "within_business_hours"),
     "day_of_week": ("equals", "in"),
     "confidence_threshold": ("greater_than", "less_than"),
     "channel_match": ("equals", "in"),
@@ -265,11 +265,21 @@ class SenderMatch(Model):
 
 
 class TimeRange(Model):
-    """The hour of day in the tenant's timezone; ``between`` takes ``[start, end)``."""
+    """The hour of day in the tenant's timezone; ``between`` takes ``[start, end)``.
+
+    ``outside_business_hours`` / ``within_business_hours`` (no ``value``) use the studio's
+    business hours and closed days from its settings.
+    """
 
     type: Literal["time_range"]
-    operator: Literal["greater_than", "less_than", "between"]
-    value: Hour | Annotated[list[Hour], Field(min_length=2, max_length=2)]
+    operator: Literal["greater_than", "less_than", "between", "outside_business_hours", "within_business_hours"]
+    value: Hour | Annotated[list[Hour], Field(min_length=2, max_length=2)] | None = None
+
+    @model_validator(mode="after")
+    def _value_needed(self) -> TimeRange:
+        if self.value is None and not self.operator.endswith("business_hours"):
+            raise ValueError(f"{self.operator} needs a value (an hour, or [start, end] for between)")
+        return self
 
 
 class DayOfWeek(Model):

@@ -164,9 +164,11 @@ def deliver(db, outbox_id: str, *, now: datetime) -> str:
             s.add(msg)
             return msg.status
         tenant = s.get(Tenant, msg.tenant_id)
-        settings, channel = dict(tenant.settings or {}), msg.channel
+        from engine.services.channel_settings import resolved_tenant_settings
+
+        settings, channel = resolved_tenant_settings(s, msg.tenant_id, dict(tenant.settings or {})), msg.channel
         outgoing = OutgoingMessage(channel=channel, recipient=msg.recipient, body=msg.body, subject=msg.subject)
-        last_inbound = _last_inbound_at(s, msg.tenant_id, msg.recipient)
+        last_inbound = _last_inbound_at(s, msg.tenant_id, msg.recipient, channel)
     adapter = adapter_for(channel, settings, allow_base_url_override=get_settings().allow_provider_base_url)
     result = adapter.send(outgoing, last_inbound_at=last_inbound, now=now)
     with session_scope(db) as s:
@@ -178,10 +180,14 @@ def deliver(db, outbox_id: str, *, now: datetime) -> str:
     return result.status
 
 
-def _last_inbound_at(session: Session, tenant_id: str, sender: str) -> datetime | None:
+def _last_inbound_at(session: Session, tenant_id: str, sender: str, channel: str | None = None) -> datetime | None:
+    """When the contact last wrote to us (on ``channel`` when given: WhatsApp's 24-hour window
+    counts only the contact's WhatsApp messages)."""
     from sqlmodel import func, select
 
     from engine.store.models import EventRecord
 
-    return session.exec(select(func.max(EventRecord.received_at)).where(
-        EventRecord.tenant_id == tenant_id, EventRecord.sender == sender)).one()
+    where = [EventRecord.tenant_id == tenant_id, EventRecord.sender == sender]
+    if channel == "whatsapp":
+        where.append(EventRecord.channel == channel)
+    return session.exec(select(func.max(EventRecord.received_at)).where(*where)).one()

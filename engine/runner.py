@@ -186,25 +186,26 @@ class Runner:
     # ------------------------------------------------------------------ ingest
 
     def ingest(self, tenant_id: str, event: dict[str, Any] | Event, *, depth: int = 0,
-               parent_execution_id: str | None = None) -> IngestResult:
+               parent_execution_id: str | None = None, defer_external: bool = False) -> IngestResult:
         """Store the event, start every enabled workflow it matches, run them as far as they go.
 
         The event, its executions and their local steps (up to a wait, an external step or
         the end) commit in **one transaction**, shared with the other ingest calls that
         arrive meanwhile (group commit, see :class:`_GroupCommit`): a caller alone commits
         at once; callers that arrive while a commit is running share the next one.
-        External steps then run in the caller's thread with no transaction open.
+        External steps then run in the caller's thread with no transaction open, or, with
+        ``defer_external`` (provider webhooks that must answer fast), are handed to the worker.
         """
         req = _IngestRequest(tenant_id, _parse_event(event), depth, parent_execution_id, self.clock())
         if getattr(_batch_state, "depth", 0):  # a chained event from this thread: already counted
-            return self._ingest(req)
+            return self._ingest(req, defer_external)
         self._group.enter()
         try:
-            return self._ingest(req)
+            return self._ingest(req, defer_external)
         finally:
             self._group.leave()
 
-    def _ingest(self, req: _IngestRequest) -> IngestResult:
+    def _ingest(self, req: _IngestRequest, defer_external: bool = False) -> IngestResult:
         if getattr(_batch_state, "active", False):
             # It would wait for the write lock its own batch holds.
             raise RuntimeError("Runner.ingest called from inside an ingest batch: actions emit events with step.emit")
@@ -223,7 +224,10 @@ class Runner:
         if req.result is not None:
             return req.result
         for run in req.runs:
-            if run.stopped is None:
+            if run.stopped is None and defer_external:
+                self._park(run, reason="external step handed to the worker")
+                self._process_emitted(run)
+            elif run.stopped is None:
                 self._drive(run)  # an external step is next
             else:
                 self._process_emitted(run)
@@ -343,7 +347,7 @@ class Runner:
             definition = parse_definition(wf.id, wf.version, wf.definition)
             if not _trigger_matches(definition, record):
                 continue
-            evaluation = evaluate(definition.conditions, EvalContext(trigger, local_now))
+            evaluation = evaluate(definition.conditions, EvalContext(trigger, local_now, None, _hours(tenant)))
             execution = _execution_row(tenant["id"], wf, record["id"], trigger, evaluation.explanation, now, "live", depth)
             rows.append(execution)
             if not evaluation.passed:
@@ -382,7 +386,7 @@ class Runner:
             definition = parse_definition(wf.id, wf.version, wf.definition)
             tctx = tenant
             trigger = trigger_data(record)
-            evaluation = evaluate(definition.conditions, EvalContext(trigger, now.astimezone(tctx["tz"])))
+            evaluation = evaluate(definition.conditions, EvalContext(trigger, now.astimezone(tctx["tz"]), None, _hours(tctx)))
             passed = evaluation.passed or bypass_conditions
             explanation = evaluation.explanation + ([{"path": "conditions", "condition": "bypass", "passed": True,
                                                       "message": "conditions bypassed for this manual run"}]
@@ -446,12 +450,12 @@ class Runner:
                 return self._park(run)
         return self._finish(run)
 
-    def _park(self, run: _Run) -> str:
-        """Shutting down: hand the rest of the execution to the next worker, right away."""
+    def _park(self, run: _Run, reason: str = "worker stopped") -> str:
+        """Shutting down (or deferring): hand the rest of the execution to the next worker, right away."""
         now = self.clock()
         with session_scope(self.db) as s:
             s.add(DueWork(tenant_id=run.tenant["id"], kind=DueKind.RESUME, due_at=now, execution_id=run.id,
-                          workflow_id=run.workflow_id, payload={"actionId": run.current, "reason": "worker stopped"}))
+                          workflow_id=run.workflow_id, payload={"actionId": run.current, "reason": reason}))
             self._save(s, run, now, status=ExecutionStatus.WAITING)
         return ExecutionStatus.WAITING
 
@@ -1060,6 +1064,11 @@ def _execution_row(tenant_id: str, wf, event_id: str | None, trigger: dict, expl
             "definition": definition, "context": {"trigger": trigger, "results": {}, "lead": _lead_stub(trigger)},
             "explanation": explanation, "current_action_id": first, "lease_token": new_id(), "heartbeat_at": now,
             "depth": depth, "error": None, "started_at": now, "finished_at": None, "actions_executed": 0}
+
+
+def _hours(tenant: dict[str, Any]) -> dict[str, Any] | None:
+    """The studio's business hours (for ``outside_business_hours`` conditions)."""
+    return (tenant.get("settings") or {}).get("businessHours")
 
 
 def _lead_stub(trigger: dict) -> dict:

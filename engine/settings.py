@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     #: REST API: requests a minute per API key (bursts up to the same number); 0 = no limit.
     api_rate_limit: int = Field(default=6000, ge=0, alias="STUDIO_API_RATE_LIMIT")
 
+    #: The public https URL of the REST API app (provider callback URLs are built from it, and
+    #: Twilio signs the URL it called, which behind a proxy differs from the one we see).
+    public_url: str | None = Field(default=None, alias="STUDIO_PUBLIC_URL")
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return normalize_url(self.database_url)

@@ -428,6 +428,8 @@ def _one_condition_problems(cond: Any, path: str) -> list[Problem]:
         return [Problem(f"{path}.value", "Enter a keyword." if ctype == "keyword_match" else "Enter the sender to look for.")]
     if ctype == "time_range" and op == "between" and not (isinstance(value, list) and len(value) == 2):
         return [Problem(f"{path}.value", "between needs two hours: [start, end], e.g. [9, 18]")]
+    if ctype == "time_range" and str(op).endswith("business_hours") and value is not None:
+        return [Problem(f"{path}.value", f"{op} takes no value: it uses the studio's business hours (Settings)")]
     if ctype == "time_range" and op != "between" and isinstance(value, list):
         return [Problem(f"{path}.value", f"{op} needs one hour (0-24); use between for a range")]
     if ctype in ("intent_match",) and op == "equals" and isinstance(value, list):

@@ -359,7 +359,7 @@ def _encode_body(body: Any) -> tuple[bytes | None, str | None]:
 
 
 def _build_headers(
-    base: dict[str, str], content: bytes | None, content_type: str | None, secret: str | None, now: int | None
+    base: dict[str, str], content: bytes | None, content_type: str | None, secret: str | list[str] | None, now: int | None
 ) -> dict[str, str]:
     # "Connection: close": a pooled connection (keyed by IP) is never reused for another host name.
     headers = {"User-Agent": USER_AGENT, **base, "Connection": "close"}
@@ -369,7 +369,10 @@ def _build_headers(
     if secret:
         timestamp = int(time.time()) if now is None else int(now)
         headers[TIMESTAMP_HEADER] = str(timestamp)
-        headers[SIGNATURE_HEADER] = sign_payload(secret, timestamp, content or b"")
+        secrets = [secret] if isinstance(secret, str) else list(secret)
+        # Several secrets (rotation grace period): one v1= per secret, as verify_signature accepts.
+        headers[SIGNATURE_HEADER] = ",".join([f"t={timestamp}"] + [
+            f"v1={_hmac_hex(one, timestamp, content or b'')}" for one in secrets])
     return headers
 
 
@@ -481,7 +484,7 @@ def call_webhook(
     method: str = "POST",
     headers: dict[str, str] | None = None,
     body: Any = None,
-    secret: str | None,
+    secret: str | list[str] | None,
     allow_list: Iterable[str] = (),
     timeout: float = 10.0,
     client: httpx.Client | None = None,

@@ -6,6 +6,7 @@ from engine import services
 from engine.errors import EngineError
 from ui import session
 from ui.formatting import local
+from ui.delivery_outcomes import show_deliveries
 from ui.step_trace import show_execution, status_text
 from ui.workflow_picker import workflow_picker
 
@@ -62,3 +63,4 @@ chosen = result.items[min(index, len(result.items) - 1)]
 with st.container(border=True, key="card_execution_detail"):
     st.markdown(f"**{chosen.workflow_name}** · {local(chosen.started_at, tz)}")
     show_execution(services.get_execution(db, actor, chosen.id))
+    show_deliveries(db, actor, chosen.id)

@@ -1,4 +1,8 @@
-"""Studio settings (name, timezone) and users: owners only."""
+"""Studio settings, channels, users and the audit log: owners only.
+
+Each section is one entry of ``SECTIONS`` (title, render(db, actor, tenant)); a new section
+is one line there.
+"""
 
 from zoneinfo import available_timezones
 
@@ -7,7 +11,7 @@ import streamlit as st
 from engine import services
 from engine.auth import ADMIN
 from engine.errors import EngineError
-from ui import session
+from ui import session, settings_channels, settings_sections
 from ui.labels import ROLE_LABELS
 
 actor = session.require_actor()
@@ -19,40 +23,65 @@ tenant = services.get_tenant(db, actor)
 
 st.title("Settings & users")
 
-with st.container(border=True, key="card_settings"):
-    st.subheader("Studio")
-    with st.form("settings_form", border=False):
-        name = st.text_input("Studio name", value=tenant.name, key="settings_name")
-        zones = sorted(available_timezones())
-        timezone = st.selectbox("Timezone", zones, index=zones.index(tenant.timezone) if tenant.timezone in zones else 0,
-                                key="settings_timezone", help="Schedules, time-of-day and weekday conditions use this timezone.")
-        if st.form_submit_button("Save settings", type="primary"):
-            try:
-                out = services.update_tenant_settings(db, actor, name=name, timezone=timezone)
-            except EngineError as exc:
-                st.error(exc.message)
-            else:
-                st.session_state["auth_tenant_name"] = out.name
-                st.success("Saved.", icon="✅")
 
-with st.container(border=True, key="card_users"):
-    st.subheader("Add a user")
-    st.caption("Owners can do everything; editors build, run and enable workflows; analysts only look.")
-    with st.form("settings_user_form", border=False, clear_on_submit=True):
-        a, b = st.columns(2)
-        email = a.text_input("E-mail", key="settings_user_email")
-        role = b.selectbox("Role", list(ROLE_LABELS), index=1, format_func=ROLE_LABELS.get, key="settings_user_role")
-        password = st.text_input("Initial password (at least 8 characters; not needed for someone who already has a login)",
-                                 type="password", key="settings_user_password")
-        if st.form_submit_button("Add user", type="primary"):
-            try:
-                user = services.add_member(db, actor, email=email, password=password or None, role=role)
-            except EngineError as exc:
-                st.error(exc.message)
-            else:
-                st.success(f"{user.email} can now sign in as {ROLE_LABELS[role].lower()}.", icon="✅")
+def studio_section(db, actor, tenant) -> None:
+    with st.container(border=True, key="card_settings"):
+        st.subheader("Studio")
+        with st.form("settings_form", border=False):
+            name = st.text_input("Studio name", value=tenant.name, key="settings_name")
+            zones = sorted(available_timezones())
+            timezone = st.selectbox("Timezone", zones, index=zones.index(tenant.timezone) if tenant.timezone in zones else 0,
+                                    key="settings_timezone", help="Schedules, time-of-day and weekday conditions use this timezone.")
+            if st.form_submit_button("Save settings", type="primary"):
+                try:
+                    out = services.update_tenant_settings(db, actor, name=name, timezone=timezone)
+                except EngineError as exc:
+                    st.error(exc.message)
+                else:
+                    st.session_state["auth_tenant_name"] = out.name
+                    st.success("Saved.", icon="✅")
 
-with st.container(border=True, key="card_members"):
-    st.subheader("Members")
-    st.dataframe([{"E-mail": m.email, "Name": m.name, "Role": ROLE_LABELS.get(m.role, m.role)}
-                  for m in services.list_members(db, actor)], hide_index=True, width="stretch")
+
+def users_section(db, actor, tenant) -> None:
+    with st.container(border=True, key="card_users"):
+        st.subheader("Add a user")
+        st.caption("Owners can do everything; editors build, run and enable workflows; analysts only look.")
+        with st.form("settings_user_form", border=False, clear_on_submit=True):
+            a, b = st.columns(2)
+            email = a.text_input("E-mail", key="settings_user_email")
+            role = b.selectbox("Role", list(ROLE_LABELS), index=1, format_func=ROLE_LABELS.get, key="settings_user_role")
+            password = st.text_input("Initial password (at least 8 characters; not needed for someone who already has a login)",
+                                     type="password", key="settings_user_password")
+            if st.form_submit_button("Add user", type="primary"):
+                try:
+                    user = services.add_member(db, actor, email=email, password=password or None, role=role)
+                except EngineError as exc:
+                    st.error(exc.message)
+                else:
+                    st.success(f"{user.email} can now sign in as {ROLE_LABELS[role].lower()}.", icon="✅")
+
+    with st.container(border=True, key="card_members"):
+        st.subheader("Members")
+        st.dataframe([{"E-mail": m.email, "Name": m.name, "Role": ROLE_LABELS.get(m.role, m.role)}
+                      for m in services.list_members(db, actor)], hide_index=True, width="stretch")
+
+
+def all_users_section(db, actor, tenant) -> None:
+    users_section(db, actor, tenant)
+    settings_sections.members_section(db, actor, tenant)
+
+
+SECTIONS = [
+    ("Studio", studio_section),
+    ("Channels", settings_channels.render),
+    ("Hours & limits", settings_sections.hours_section),
+    ("AI & knowledge", settings_sections.ai_section),
+    ("Webhooks", settings_sections.webhooks_section),
+    ("API keys", settings_sections.api_keys_section),
+    ("Users", all_users_section),
+    ("Audit log", settings_channels.render_audit),
+]
+
+for tab, (_, render) in zip(st.tabs([title for title, _ in SECTIONS]), SECTIONS, strict=True):
+    with tab:
+        render(db, actor, tenant)

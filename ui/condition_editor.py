@@ -114,6 +114,10 @@ def _leaf(cond: dict, ctype: str, key: str) -> None:
             cond["field"] = st.text_input("Field", value=str(cond.get("field", "")), key=f"{key}_field", placeholder="membership")
         op = st.selectbox("Operator", operators, index=operators.index(current), format_func=OPERATOR_LABELS.get, key=f"{key}_op")
     cond["operator"] = op
+    if op.endswith("business_hours"):  # no value: the studio's hours from Settings > Hours & limits
+        cond.pop("value", None)
+        value_col.caption("Uses the business hours and closed days in Settings > Hours & limits.")
+        return
     value = _reshape(cond.get("value"), ctype, op)
     with value_col:
         cond["value"] = VALUE_WIDGETS[ctype](value, op, f"{key}_{op}_value")

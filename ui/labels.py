@@ -56,6 +56,8 @@ OPERATOR_LABELS = {
     "greater_than": "is after / above",
     "less_than": "is before / below",
     "between": "is between",
+    "outside_business_hours": "is outside business hours",
+    "within_business_hours": "is within business hours",
 }
 
 CHANNELS: dict[str, str] = {

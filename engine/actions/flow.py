@@ -32,7 +32,8 @@ def wait(step: StepContext) -> StepResult:
 def branch(step: StepContext) -> StepResult:
     """If the branch's conditions hold, jump to its target; else follow the action's own next."""
     local_now = step.now.astimezone(step.tenant["tz"])
-    result = evaluate(step.action.config.conditions, EvalContext(step.trigger, local_now, step.context.get("lead")),
+    result = evaluate(step.action.config.conditions, EvalContext(step.trigger, local_now, step.context.get("lead"),
+                                                                  (step.tenant.get("settings") or {}).get("businessHours")),
                       path=f"actions.{step.action.id}.config.conditions")
     output = {"matched": result.passed, "explanation": result.explanation,
               "target": step.action.config.next_action_id if result.passed else None}

@@ -131,8 +131,11 @@ def generate_workout_plan(step: StepContext) -> StepResult:
     return StepResult(output=plan.to_output(), input={"profile": profile.model_dump(mode="json")})
 
 
-def provider_for_tenant(tenant: dict[str, Any]):
-    """The tenant's AI provider (settings ``ai``) over its knowledge base (settings ``knowledgeBase``)."""
+def provider_for_tenant(tenant: dict[str, Any], client: Any = None):
+    """The tenant's AI provider (settings ``ai``) over its knowledge base (settings ``knowledgeBase``).
+
+    An API key saved in the settings page is stored encrypted (``apiKeyEncrypted``) and
+    decrypted here, only for the provider."""
     from engine.ai.knowledge import KnowledgeBase
     from engine.ai.providers import provider_from_settings
 
@@ -140,7 +143,12 @@ def provider_for_tenant(tenant: dict[str, Any]):
     # No knowledge base yet: an empty one, so the offline provider hands off politely
     # instead of quoting someone else's prices.
     kb = KnowledgeBase.model_validate(settings.get("knowledgeBase") or {"studioName": tenant.get("name") or "unser Studio"})
-    return provider_from_settings(settings.get("ai") or {}, kb)
+    ai = dict(settings.get("ai") or {})
+    if ai.get("apiKeyEncrypted"):
+        from engine.secrets import decrypt
+
+        ai["apiKey"] = decrypt(ai.pop("apiKeyEncrypted"))
+    return provider_from_settings(ai, kb, client=client)
 
 
 @register("ask_ai", external=True)
@@ -175,7 +183,10 @@ def call_webhook(step: StepContext) -> StepResult:
     if step.dry_run:
         return StepResult(output={"simulated": True, "note": "dry run: the webhook was not called", "request": rendered},
                           input=rendered)
-    response = http_call(url=url, method=method, headers=headers, body=body, secret=settings.get("webhookSecret"),
+    from engine.services.studio_settings import signing_secrets
+
+    secrets = signing_secrets(step.db, step.tenant["id"], settings)
+    response = http_call(url=url, method=method, headers=headers, body=body, secret=secrets or None,
                          allow_list=settings.get("webhookAllowList") or (), timeout=cfg.timeout or 10.0,
                          now=int(time.time()))
     return StepResult(output=response, input=rendered)

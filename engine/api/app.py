@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
-from engine.api import contract, errors, runs, workflows
+from engine.api import contract, errors, inbound, runs, studio, webchat, workflows
 from engine.api.deps import Db
 from engine.api.fast_events import FastEvents
 from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit, JsonGuard
@@ -67,6 +67,9 @@ def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
     app.add_middleware(RateLimit, per_minute=rate_limit)
     app.include_router(workflows.router)
     app.include_router(runs.router)
+    app.include_router(studio.router)  # channel settings, test message, audit, outbox retry
+    app.include_router(inbound.router)  # public provider webhooks (signature-checked)
+    app.include_router(webchat.router)  # widget.js and the public chat routes
     app.include_router(_meta_router())
     return app
 

@@ -27,8 +27,20 @@ class TwilioSettings(ChannelSettings):
     base_url: str = "https://api.twilio.com"
     account_sid: str
     auth_token: SecretStr
-    from_number: str
+    from_number: str | None = None
+    #: A messaging service (``MG...``) sends instead of ``from_number`` when set.
+    messaging_service_sid: str | None = None
+    #: Where Twilio reports the message's status (set by the engine from STUDIO_PUBLIC_URL).
+    status_callback: str | None = None
     timeout: float = Field(default=10.0, gt=0)
+
+
+def _sender(settings: TwilioSettings) -> dict[str, str]:
+    if settings.messaging_service_sid:
+        return {"MessagingServiceSid": settings.messaging_service_sid}
+    if not settings.from_number:
+        raise PermanentError("Twilio settings need a sender number or a messaging service SID")
+    return {"From": settings.from_number}
 
 
 def _describe_twilio_error(response: httpx.Response) -> tuple[str, Any]:
@@ -55,6 +67,12 @@ class TwilioSmsAdapter:
         s = self.settings
         return f"{s.base_url.rstrip('/')}/2010-04-01/Accounts/{s.account_sid}/Messages.json"
 
+    def _form(self, to: str, body: str) -> dict[str, str]:
+        form = {"To": to, **_sender(self.settings), "Body": body}
+        if self.settings.status_callback:
+            form["StatusCallback"] = self.settings.status_callback
+        return form
+
     def send(self, message: OutgoingMessage, **kw: Any) -> DeliveryResult:
         """POST ``To``/``From``/``Body`` once; return ``sent`` with Twilio's message ``sid``.
 
@@ -71,7 +89,7 @@ class TwilioSmsAdapter:
             provider="Twilio",
             timeout=self.settings.timeout,
             secrets=[token],
-            data={"To": to, "From": self.settings.from_number, "Body": message.body},
+            data=self._form(to, message.body),
             auth=(self.settings.account_sid, token),
         )
         data = json_or_none(response)

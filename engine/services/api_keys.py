@@ -64,7 +64,14 @@ def create_api_key(db: Engine, actor: Actor, *, name: str, role: str) -> tuple[A
         row = ApiKey(tenant_id=actor.tenant_id, user_id=actor.user_id, name=name, role=role,
                      key_hash=_hash(secret), prefix=secret[:8])
         s.add(row)
+    _audit(db, actor, {name: {"from": None, "to": f"created ({role}, {secret[:8]}...)"}})
     return ApiKeyOut.model_validate(row), secret
+
+
+def _audit(db: Engine, actor: Actor, changes: dict) -> None:
+    from engine.services.channel_settings import record_audit
+
+    record_audit(db, actor, "apiKeys", changes)
 
 
 def list_api_keys(db: Engine, actor: Actor) -> list[ApiKeyOut]:
@@ -83,10 +90,13 @@ def revoke_api_key(db: Engine, actor: Actor, key_id: str) -> ApiKeyOut:
         row = s.exec(select(ApiKey).where(ApiKey.id == key_id, ApiKey.tenant_id == actor.tenant_id)).first()
         if row is None:
             raise NotFound(f"API key {key_id} not found")
-        if row.revoked_at is None:
+        revoked = row.revoked_at is None
+        if revoked:
             row.revoked_at = utcnow()
             s.add(row)
     KEY_CACHE.forget(row.id)
+    if revoked:
+        _audit(db, actor, {row.name: {"from": "active", "to": "revoked"}})
     return ApiKeyOut.model_validate(row)
 
 

@@ -122,6 +122,8 @@ class OutboxStatus(StrEnum):
     PENDING = "pending"  # waiting for the worker to hand it to the channel's adapter
     RECORDED = "recorded"  # kept in the outbox only (no adapter configured)
     SENT = "sent"  # handed to the provider
+    DELIVERED = "delivered"  # the provider reported delivery to the handset / mailbox
+    READ = "read"  # the provider reported that the contact read it (WhatsApp)
     FAILED = "failed"  # provider refused or unreachable
     SUPPRESSED = "suppressed"  # not sent on purpose (frequency cap, 24h window)
     DEFERRED = "deferred"  # waiting for quiet hours to end
@@ -304,6 +306,8 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_outbox_tenant_created", "tenant_id", "created_at"),
         sa.Index("ix_outbox_tenant_recipient", "tenant_id", "recipient", "created_at"),
+        # Provider status callbacks find their message by the provider's id.
+        sa.Index("ix_outbox_tenant_provider_id", "tenant_id", "provider_message_id"),
         # One message per step attempt: a re-run step never duplicates its message.
         sa.UniqueConstraint("step_run_id", name="uq_outbox_step"),
     )
@@ -427,3 +431,47 @@ class UserSession(SQLModel, table=True):
     created_at: datetime = _created()
     expires_at: datetime = _ts(nullable=False)
     revoked_at: datetime | None = _ts()
+
+
+class TenantSecret(SQLModel, table=True):
+    """One write-only secret of a studio (e.g. ``channels.whatsapp.accessToken``), Fernet-encrypted.
+
+    The plaintext is only ever decrypted for the adapter or signature check that needs it;
+    pages, the API and exports see ``set_at`` only.
+    """
+
+    __tablename__ = "tenant_secrets"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_tenant_secrets_name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    name: str = Field(max_length=100)
+    ciphertext: str
+    set_at: datetime = _created()
+    set_by: str | None = Field(default=None, max_length=320)
+
+
+class InboundEndpoint(SQLModel, table=True):
+    """The unguessable id in a studio's public provider webhook URLs (``/hooks/<id>/...``)."""
+
+    __tablename__ = "inbound_endpoints"
+
+    id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(foreign_key="tenants.id", ondelete="CASCADE", unique=True, max_length=32)
+    #: The web chat widget's public key (``data-studio`` on the script tag); public by design.
+    chat_key: str = Field(unique=True, max_length=64)
+    created_at: datetime = _created()
+
+
+class SettingsAudit(SQLModel, table=True):
+    """Who changed which studio setting when (secrets recorded as "changed", never their value)."""
+
+    __tablename__ = "settings_audit"
+    __table_args__ = (sa.Index("ix_settings_audit_tenant_at", "tenant_id", "at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    at: datetime = _created()
+    actor: str = Field(default="system", max_length=320)
+    area: str = Field(max_length=64)
+    changes: dict = _json()

@@ -14,6 +14,7 @@ PAGES = {
     "pages/history.py": ROLES,
     "pages/executions.py": ROLES,
     "pages/settings.py": ("owner",),
+    "pages/outbox.py": ROLES,
 }
 
 

@@ -91,3 +91,16 @@ def test_a_user_removed_from_every_studio_cannot_resume(db, user, tenant):
         s.delete(s.exec(select(Membership).where(Membership.user_id == user.id)).one())
         s.commit()
     assert auth.resume_session(db, token=token) is None
+
+
+def test_removing_a_member_ends_their_sessions(db, user, tenant):
+    from engine.auth import Actor
+    from engine.services import member_admin
+
+    owner = auth.create_user(db, email="owner@studio.test", password=PASSWORD)
+    auth.add_membership(db, user_id=owner.id, tenant_id=tenant.id, role="owner")
+    token = auth.start_session(db, user_id=user.id)
+    kept = auth.start_session(db, user_id=owner.id)
+    member_admin.remove_member(db, Actor(tenant_id=tenant.id, user_id=owner.id, role="owner"), user.id)
+    assert auth.resume_session(db, token=token) is None
+    assert auth.resume_session(db, token=kept) is not None

@@ -85,6 +85,8 @@ def leaf_conditions(draw) -> dict:
         cond["value"] = draw(_one_or_many(INTENTS, ("in", "not_in"), op))
     elif ctype == "sender_match":
         cond["value"] = draw(SAFE_TEXT)
+    elif ctype == "time_range" and op.endswith("business_hours"):
+        pass  # uses the studio's business hours: no value
     elif ctype == "time_range":
         cond["value"] = draw(st.lists(HOUR, min_size=2, max_size=2) if op == "between" else HOUR)
     elif ctype == "day_of_week":

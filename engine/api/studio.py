@@ -1,0 +1,116 @@
+"""Owner routes for channel settings (secrets write-only), test messages, the settings audit
+log, and retrying a failed outbox delivery (editors and owners)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from engine.api.deps import CurrentActor, Db
+from engine.services import channel_settings as cs
+from engine.services import outbox
+
+router = APIRouter(prefix="/api", tags=["settings"])
+
+ChannelName = Annotated[Literal["whatsapp", "sms", "email"], Path(description="whatsapp, sms (Twilio) or email (SMTP)")]
+_OWNER = {401: {"description": "No or revoked API key"}, 403: {"description": "Only owners"},
+          422: {"description": "Invalid field (named in error.field)"}}
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
+
+
+class SecretStateOut(_Camel):
+    set: bool
+    set_at: str | None = None
+    set_by: str | None = None
+
+
+class ChannelOut(_Camel):
+    success: bool = True
+    channel: str
+    enabled: bool
+    adapter: str
+    values: dict[str, Any]
+    secrets: dict[str, SecretStateOut] = Field(description="Never the values: only whether and when each secret was set")
+
+
+class ChannelIn(_Camel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    enabled: bool
+    values: dict[str, str | int | None] = Field(default_factory=dict, description="Non-secret fields")
+    secrets: dict[str, Annotated[str, Field(max_length=4000)] | None] = Field(
+        default_factory=dict, description="Secrets to replace; omitted or empty keeps the stored one")
+
+
+class TestMessageIn(_Camel):
+    recipient: Annotated[str, Field(min_length=1, max_length=320)]
+
+
+class TestMessageOut(_Camel):
+    success: bool = True
+    ok: bool
+    status: str
+    provider_message_id: str | None = None
+    answer: str
+
+
+class AuditEntryOut(_Camel):
+    at: str
+    actor: str
+    area: str
+    changes: dict[str, Any]
+
+
+class AuditOut(_Camel):
+    success: bool = True
+    entries: list[AuditEntryOut]
+
+
+class RetryOut(_Camel):
+    success: bool = True
+    id: str
+    status: str
+
+
+def _channel_out(view: cs.ChannelView) -> ChannelOut:
+    return ChannelOut(channel=view.channel, enabled=view.enabled, adapter=view.adapter, values=view.values,
+                      secrets={k: SecretStateOut(set=v.set, set_at=v.set_at.isoformat() if v.set_at else None, set_by=v.set_by)
+                               for k, v in view.secrets.items()})
+
+
+@router.get("/settings/channels/{channel}", response_model=ChannelOut, responses=_OWNER, summary="A channel's settings")
+def get_channel(db: Db, actor: CurrentActor, channel: ChannelName) -> ChannelOut:
+    return _channel_out(cs.get_channel(db, actor, channel))
+
+
+@router.put("/settings/channels/{channel}", response_model=ChannelOut, responses=_OWNER, summary="Save a channel's settings")
+def put_channel(db: Db, actor: CurrentActor, channel: ChannelName, body: ChannelIn) -> ChannelOut:
+    return _channel_out(cs.save_channel(db, actor, channel, enabled=body.enabled, values=body.values, secrets=body.secrets))
+
+
+@router.post("/settings/channels/{channel}/test", response_model=TestMessageOut, responses=_OWNER,
+             summary="Send a test message now and return the provider's answer")
+def test_channel(db: Db, actor: CurrentActor, channel: ChannelName, body: TestMessageIn) -> TestMessageOut:
+    result = cs.send_test_message(db, actor, channel, recipient=body.recipient)
+    return TestMessageOut(ok=result.ok, status=result.status, provider_message_id=result.provider_message_id, answer=result.answer)
+
+
+@router.get("/settings/audit", response_model=AuditOut, responses=_OWNER, summary="Settings changes, newest first")
+def audit(db: Db, actor: CurrentActor) -> AuditOut:
+    return AuditOut(entries=[AuditEntryOut(at=a.at.isoformat(), actor=a.actor, area=a.area, changes=a.changes)
+                             for a in cs.list_audit(db, actor)])
+
+
+@router.post("/outbox/{message_id}/retry", response_model=RetryOut,
+             responses={401: _OWNER[401], 403: {"description": "Analysts may not retry"}, 404: {"description": "Unknown message"},
+                        409: {"description": "Not failed, or the channel has no provider"}},
+             summary="Queue a failed delivery for another attempt")
+def retry(db: Db, actor: CurrentActor, message_id: Annotated[str, Path(max_length=64)]) -> RetryOut:
+    row = outbox.retry_delivery(db, actor, message_id)
+    return RetryOut(id=row.id, status=row.status)

@@ -1,0 +1,119 @@
+"""The outbox as a studio sees it: every message with its delivery status, filters, and
+"retry" for a failed delivery (editors and owners)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from engine.auth import EDIT, READ, Actor
+from engine.errors import Conflict, InvalidInput, NotFound
+from engine.services.workflows import MAX_PAGE_SIZE
+from engine.store.db import session_scope
+from engine.store.models import (
+    DueKind,
+    DueWork,
+    Execution,
+    OutboxMessage,
+    OutboxStatus,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["OUTBOX_STATUSES", "OutboxRow", "OutboxRows", "browse_outbox", "retry_delivery"]
+
+OUTBOX_STATUSES = tuple(s.value for s in OutboxStatus)
+
+
+class OutboxRow(BaseModel):
+    id: str
+    created_at: datetime
+    channel: str
+    recipient: str
+    subject: str | None
+    body: str
+    status: str
+    reason: str | None
+    adapter: str
+    provider_message_id: str | None
+    workflow_name: str | None
+    execution_id: str | None
+    sent_at: datetime | None
+    delivery_events: list[dict]
+
+
+class OutboxRows(BaseModel):
+    items: list[OutboxRow]
+    total: int
+    page: int
+    page_size: int
+
+
+def browse_outbox(db: Engine, actor: Actor, *, status: str | None = None, channel: str | None = None,
+                  recipient: str | None = None, execution_id: str | None = None,
+                  page: int = 1, page_size: int = 50) -> OutboxRows:
+    """Newest first, one page, with the workflow of each message."""
+    actor.require(READ)
+    if status and status not in OUTBOX_STATUSES:
+        raise InvalidInput(f"unknown status {status!r} (one of {', '.join(OUTBOX_STATUSES)})", field="status")
+    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"page must be >= 1 and page size between 1 and {MAX_PAGE_SIZE}", field="page")
+    where = [OutboxMessage.tenant_id == actor.tenant_id]
+    if status:
+        where.append(OutboxMessage.status == status)
+    if channel:
+        where.append(OutboxMessage.channel == channel)
+    if recipient:
+        where.append(col(OutboxMessage.recipient).contains(recipient.strip()))
+    if execution_id:
+        where.append(OutboxMessage.execution_id == execution_id)
+    with Session(db) as s:
+        total = s.exec(select(func.count()).select_from(OutboxMessage).where(*where)).one()
+        rows = s.exec(select(OutboxMessage, Execution.workflow_name)
+                      .join(Execution, Execution.id == OutboxMessage.execution_id, isouter=True)
+                      .where(*where).order_by(col(OutboxMessage.created_at).desc(), OutboxMessage.id)
+                      .offset((page - 1) * page_size).limit(page_size)).all()
+    items = [OutboxRow(id=m.id, created_at=m.created_at, channel=m.channel, recipient=m.recipient, subject=m.subject,
+                       body=m.body, status=m.status, reason=m.error, adapter=m.adapter,
+                       provider_message_id=m.provider_message_id, workflow_name=wf, execution_id=m.execution_id,
+                       sent_at=m.sent_at, delivery_events=list((m.detail or {}).get("deliveryEvents") or []))
+             for m, wf in rows]
+    return OutboxRows(items=items, total=total, page=page, page_size=page_size)
+
+
+def retry_delivery(db: Engine, actor: Actor, outbox_id: str) -> OutboxRow:
+    """Queue a failed message for one more delivery attempt by the worker (same message, same row)."""
+    actor.require(EDIT)
+    with session_scope(db) as s:
+        msg = s.exec(select(OutboxMessage).where(OutboxMessage.id == outbox_id,
+                                                 OutboxMessage.tenant_id == actor.tenant_id)).first()
+        if msg is None:
+            raise NotFound(f"message {outbox_id} not found")
+        if msg.status != OutboxStatus.FAILED:
+            raise Conflict(f"only failed messages can be retried (this one is {msg.status})")
+        if msg.adapter == "outbox":
+            raise Conflict("this channel has no provider configured: connect it in Settings > Channels first")
+        history = list((msg.detail or {}).get("deliveryEvents") or [])
+        history.append({"status": "retry", "at": utcnow().isoformat(), "by": actor.email or "system",
+                        "previousError": msg.error})
+        s.execute(sa.update(OutboxMessage).where(OutboxMessage.id == msg.id).values(
+            status=OutboxStatus.PENDING, error=None, detail={**(msg.detail or {}), "deliveryEvents": history}))
+        s.add(DueWork(tenant_id=actor.tenant_id, kind=DueKind.DELIVER, due_at=utcnow(), payload={"outboxId": msg.id}))
+    logger.info("outbox message %s queued for retry by %s", outbox_id, actor.email or "system")
+    return _one(db, actor, outbox_id)
+
+
+def _one(db: Engine, actor: Actor, outbox_id: str) -> OutboxRow:
+    with Session(db) as s:
+        m = s.exec(select(OutboxMessage).where(OutboxMessage.id == outbox_id, OutboxMessage.tenant_id == actor.tenant_id)).one()
+        wf = s.exec(select(Execution.workflow_name).where(Execution.id == m.execution_id)).first() if m.execution_id else None
+    return OutboxRow(id=m.id, created_at=m.created_at, channel=m.channel, recipient=m.recipient, subject=m.subject,
+                     body=m.body, status=m.status, reason=m.error, adapter=m.adapter,
+                     provider_message_id=m.provider_message_id, workflow_name=wf, execution_id=m.execution_id,
+                     sent_at=m.sent_at, delivery_events=list((m.detail or {}).get("deliveryEvents") or []))

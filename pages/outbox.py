@@ -1,0 +1,62 @@
+"""Outbox: every message the workflows sent or recorded, its delivery status, and retry."""
+
+import streamlit as st
+
+from engine.auth import EDIT
+from engine.errors import EngineError
+from engine.services.outbox import OUTBOX_STATUSES, browse_outbox, retry_delivery
+from ui import session
+
+actor = session.require_actor()
+db = session.db()
+
+st.title("Outbox")
+st.caption("Recorded: kept here only (no provider connected). Sent → delivered → read as the provider reports it; "
+           "suppressed and deferred say why.")
+
+a, b, c = st.columns(3)
+status = a.selectbox("Status", ["", *OUTBOX_STATUSES], format_func=lambda s: s or "any", key="outbox_status")
+channel = b.selectbox("Channel", ["", "whatsapp", "sms", "email", "web", "voice"], format_func=lambda s: s or "any",
+                      key="outbox_channel")
+recipient = c.text_input("Contact contains", key="outbox_recipient")
+page_size = 50
+page = int(st.query_params.get("page", 1) or 1)
+
+try:
+    result = browse_outbox(db, actor, status=status or None, channel=channel or None, recipient=recipient or None,
+                           page=page, page_size=page_size)
+except EngineError as exc:
+    st.error(exc.message)
+    st.stop()
+
+st.caption(f"{result.total} message(s)")
+if not result.items:
+    st.info("No messages match. Messages appear here as soon as a workflow sends or records one.", icon="📭")
+    st.stop()
+rows = [{"When": m.created_at, "Channel": m.channel, "Contact": m.recipient, "Workflow": m.workflow_name or "",
+         "Status": m.status, "Reason / error": m.reason or "", "Provider id": m.provider_message_id or "",
+         "Message": m.body[:120], "Execution": m.execution_id or ""} for m in result.items]
+picked = st.dataframe(rows, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                      key="outbox_table")
+pages = max(1, -(-result.total // page_size))
+if pages > 1:
+    new_page = st.number_input("Page", min_value=1, max_value=pages, value=min(page, pages), key="outbox_page")
+    if new_page != page:
+        st.query_params["page"] = str(new_page)
+        st.rerun()
+
+selected = (picked.selection.rows if picked else []) or []
+if selected:
+    msg = result.items[selected[0]]
+    with st.container(border=True, key="outbox_detail"):
+        st.subheader(f"{msg.channel} to {msg.recipient}")
+        st.write(msg.body)
+        if msg.delivery_events:
+            st.dataframe(msg.delivery_events, hide_index=True, width="stretch")
+        if msg.status == "failed" and actor.can(EDIT) and st.button("Retry delivery", type="primary", key="outbox_retry"):
+            try:
+                retry_delivery(db, actor, msg.id)
+            except EngineError as exc:
+                st.error(exc.message)
+            else:
+                st.success("Queued: the worker sends it again now.", icon="✅")

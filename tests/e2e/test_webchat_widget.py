@@ -1,0 +1,101 @@
+"""The web chat widget in a real browser: a studio website on one loopback port embeds
+``widget.js`` from the API (uvicorn) on another; a visitor's message runs a web_chat
+workflow and its reply appears in the chat box. Origins not on the allow-list are refused."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import uvicorn
+from cryptography.fernet import Fernet
+
+from engine import services
+from engine.api import create_app
+from engine.auth import system_actor
+from engine.inbound import webchat
+from engine.services import channel_settings as cs
+from engine.settings import get_settings
+from tests.e2e.conftest import ARTIFACTS
+from tests.servers import free_port
+
+
+@pytest.fixture(autouse=True)
+def secret_key(monkeypatch):
+    monkeypatch.setenv("STUDIO_SECRET_KEY", Fernet.generate_key().decode())
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def api(sqlite_db):
+    server = uvicorn.Server(uvicorn.Config(create_app(sqlite_db), host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{server.config.port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def _website(html: str) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            data = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_widget_chat_round_trip(sqlite_db, api, browser):
+    db = sqlite_db
+    tenant = services.create_tenant(db, slug="yoga-nord", name="Yoga Nord")
+    actor = system_actor(tenant.id)
+    services.create_workflow(db, actor, {
+        "name": "Chat answer", "trigger": {"type": "web_chat", "config": {}}, "conditions": [],
+        "actions": [{"id": "reply", "type": "send_message",
+                     "config": {"message": "Namaste! Du fragtest: {{trigger.content}}"}, "nextActionId": None}]})
+    key = cs.chat_key(db, actor)
+    html = (f'<!doctype html><html><head><title>Yoga Nord</title></head><body><h1>Yoga Nord</h1>'
+            f'<p>Welcome to our studio.</p><script src="{api}/widget.js" data-studio="{key}" async></script></body></html>')
+    site = _website(html)
+    other = _website(html)
+    site_url = f"http://127.0.0.1:{site.server_address[1]}"
+    webchat.save_web_chat(db, actor, allowed_origins=[site_url])
+    page = browser.new_page()
+    try:
+        page.goto(site_url + "/")
+        page.click("#sa-chat-open")
+        page.fill("#sa-chat-input", "Gibt es morgen Yin Yoga?")
+        page.click("#sa-chat-send")
+        reply = page.locator(".sa-chat-reply")
+        reply.first.wait_for(timeout=20_000)
+        assert "Namaste! Du fragtest: Gibt es morgen Yin Yoga?" in reply.first.inner_text()
+        assert page.locator(".sa-chat-mine").count() == 1
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "12-webchat-widget.png"))
+        # The same page from an origin that is not on the allow-list: refused with a clear message.
+        page.goto(f"http://127.0.0.1:{other.server_address[1]}/")
+        page.click("#sa-chat-open")
+        page.fill("#sa-chat-input", "Hallo?")
+        page.click("#sa-chat-send")
+        page.wait_for_function("document.querySelector('#sa-chat-status').textContent.length > 0", timeout=20_000)
+        assert page.locator(".sa-chat-reply").count() == 0
+    finally:
+        page.close()
+        site.shutdown()
+        other.shutdown()
