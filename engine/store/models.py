@@ -407,3 +407,7 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = _created()
     last_used_at: datetime | None = _ts()
     revoked_at: datetime | None = _ts()
+
+
+# Data lifecycle tables (issue 16) live in their own module; importing them here registers them.
+from engine.store.lifecycle import ContactErasure, ContactOptOut, ExecutionRollup, RetentionMark  # noqa: E402,F401
