@@ -204,6 +204,14 @@ _TABLES = {t.name: t for t in (_ev, _ex, _st, _ob, _due, _lead, _book, _opt)}
 # --------------------------------------------------------------------------- export
 
 
+def contact_counts(db: Engine, actor: Actor, *, phone: str | None = None, email: str | None = None) -> dict[str, int]:
+    """How many rows per table hold the contact (what an export shows and an erasure changes)."""
+    actor.require(ADMIN)
+    with session_scope(db) as s:
+        found = find_contact_rows(s, actor.tenant_id, _contact_for(s, actor, phone, email))
+    return {name: len(ids) for name, ids in found.items()}
+
+
 def export_contact(db: Engine, actor: Actor, *, phone: str | None = None, email: str | None = None) -> dict[str, Any]:
     """Everything stored about one contact, as one JSON-ready document (owners only)."""
     actor.require(ADMIN)

@@ -56,3 +56,8 @@ with st.container(border=True, key="card_members"):
     st.subheader("Members")
     st.dataframe([{"E-mail": m.email, "Name": m.name, "Role": ROLE_LABELS.get(m.role, m.role)}
                   for m in services.list_members(db, actor)], hide_index=True, use_container_width=True)
+
+# Retention, a member's data (export, erase) and opt-outs (issue 16).
+from ui import settings_data  # noqa: E402
+
+settings_data.render(actor)
