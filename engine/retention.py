@@ -302,19 +302,24 @@ class Pruner:
             if conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() != 2:
                 return 0
             conn.rollback()
-            while not self.stop():
-                free = conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
-                conn.rollback()
-                if not free:
-                    break
-                step = min(free, pages_per_step)
+            free = _freelist(conn)
+            while free and not self.stop():
                 with conn.begin():
                     # The pragma frees one page per step of the statement: fetch every step.
-                    cur = conn.connection.driver_connection.execute(f"PRAGMA incremental_vacuum({int(step)})")
+                    cur = conn.connection.driver_connection.execute(f"PRAGMA incremental_vacuum({min(free, pages_per_step)})")
                     cur.fetchall()
-                freed += step
+                left = _freelist(conn)
+                if left >= free:
+                    break  # nothing more could be given back
+                freed, free = freed + free - left, left
                 self.sleep(self.pause)
         return freed
+
+
+def _freelist(conn) -> int:
+    free = conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
+    conn.rollback()
+    return int(free)
 
 
 def _add_rollups(s, rows: list[Any]) -> None:
