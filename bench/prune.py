@@ -169,7 +169,7 @@ def print_result(label: str, r: dict, seconds: float) -> None:
     print(f"  pruning: {p['seconds']:.0f} s, {r['n'] / p['seconds']:,.0f} executions/s, {p['batches']:,} batches, deleted {p['deleted']}")
     print(f"  database size: {r['size_before'] / 1e6:,.1f} MB before, {r['size_after'] / 1e6:,.1f} MB after, "
           f"which includes the {len(q) + len(b):,} events ingested meanwhile"
-          + (f" ({p['vacuumed']:,} pages given back by incremental vacuum)" if p["vacuumed"] else ""))
+          + (f"; incremental vacuum gave {p['vacuumed']:,} pages ({p['vacuumed'] * 4096 / 1e6:,.0f} MB) back" if p["vacuumed"] else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
