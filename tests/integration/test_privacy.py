@@ -59,6 +59,8 @@ def studio(db, tenant_factory):
     message(a.id, runner, PHONE, WORDS, "Erika Muster", EMAIL)
     message(a.id, runner, OTHER_PHONE, "Ich moechte eine Probestunde", "Max Other", "max@example.de")
     message(b.id, runner, PHONE, WORDS, "Erika Muster", EMAIL)  # the same member in another studio
+    # A provider's delivery key that contains the number (the event itself has no workflow).
+    runner.ingest(a.id, {"triggerType": "missed_call", "from": "+49 151 12345678", "idempotencyKey": f"call:{PHONE}:1"})
     lead = next(x for x in services.list_leads(db, actor_a) if x.phone == PHONE)
     services.create_booking(db, actor_a, member_name="Erika Muster", class_name="Yin Yoga", lead_id=lead.id,
                             member_contact=EMAIL, starts_at=datetime(2026, 12, 1, 18, tzinfo=timezone.utc))
@@ -109,6 +111,7 @@ def test_erasure_leaves_no_trace_of_the_member(studio):
     assert len(services.list_leads(db, a)) == 2 and len(services.list_bookings(db, a)) == 1
     assert record.counts["leads"] == 1 and record.counts["bookings"] == 1 and record.counts["events"] >= 3
     assert record.counts["due_work"] == 1  # the follow-up, cancelled
+    assert traces(db, a.tenant_id, "call:") == []  # the idempotency key is gone with the number
     # The record says who, when and which contact (hash), and nothing of the data.
     [stored] = list_erasures(db, a)
     assert stored.contact_hash == record.contact_hash == parse_contact(phone=PHONE).digest
@@ -173,6 +176,7 @@ def test_an_erased_follow_up_is_not_sent(studio):
     assert len(services.list_leads(db, a)) == 2 and len(services.list_bookings(db, a)) == 1
     assert record.counts["leads"] == 1 and record.counts["bookings"] == 1 and record.counts["events"] >= 3
     assert record.counts["due_work"] == 1  # the follow-up, cancelled
+    assert traces(db, a.tenant_id, "call:") == []  # the idempotency key is gone with the number
     # The record says who, when and which contact (hash), and nothing of the data.
     [stored] = list_erasures(db, a)
     assert stored.contact_hash == record.contact_hash == parse_contact(phone=PHONE).digest
