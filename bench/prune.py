@@ -33,7 +33,14 @@ from engine.auth import system_actor
 from engine.retention import Pruner, execution_counts
 from engine.runner import Runner
 from engine.store.db import get_engine, migrate
-from engine.store.models import EventRecord, Execution, OutboxMessage, StepRun, new_id, utcnow
+from engine.store.models import (
+    EventRecord,
+    Execution,
+    OutboxMessage,
+    StepRun,
+    new_id,
+    utcnow,
+)
 
 WORKFLOW = {"name": "Bench reply", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
             "actions": [{"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hi {{trigger.content}}!"}}]}

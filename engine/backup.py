@@ -91,7 +91,7 @@ def _postgres(db: Engine, target: Path) -> str:
     url = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
     partial = target.with_name(f".{target.name}.partial")
     proc = subprocess.run([pg_dump, "--format=custom", "--no-owner", f"--file={partial}", f"--dbname={url}"],
-                          capture_output=True, text=True, timeout=6 * 3600)
+                          capture_output=True, text=True, timeout=6 * 3600, check=False)
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
         raise BackupFailed(f"pg_dump failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
@@ -106,6 +106,6 @@ def restore_postgres(target_url: str, path: str | os.PathLike) -> None:
         raise BackupFailed("pg_restore is not installed (apt-get install postgresql-client)")
     url = target_url.replace("postgresql+psycopg://", "postgresql://", 1)
     proc = subprocess.run([pg_restore, "--clean", "--if-exists", "--no-owner", f"--dbname={url}", str(path)],
-                          capture_output=True, text=True, timeout=6 * 3600)
+                          capture_output=True, text=True, timeout=6 * 3600, check=False)
     if proc.returncode != 0:
         raise BackupFailed(f"pg_restore failed: {proc.stderr.strip()[-500:]}")

@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict

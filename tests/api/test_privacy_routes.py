@@ -3,7 +3,6 @@ another studio's key never reaches this studio's members."""
 
 from __future__ import annotations
 
-from engine import services
 from tests.api.conftest import simple_workflow
 
 PHONE = "+4915112345678"

@@ -3,7 +3,6 @@ exported and erased after confirmation, opt-out words and manual opt-outs."""
 
 from __future__ import annotations
 
-from engine import services
 from engine.auth import system_actor
 from engine.optout import list_opt_outs
 from engine.privacy import contact_counts, list_erasures

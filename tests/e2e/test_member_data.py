@@ -60,7 +60,7 @@ def test_owner_exports_and_erases_a_member(page, data_url, artifacts):
     page.get_by_text("stored row(s)").wait_for()
     with page.expect_download() as download:
         app.click("Download JSON")
-    doc = json.loads(open(download.value.path(), encoding="utf-8").read())
+    doc = json.loads(download.value.path().read_text(encoding="utf-8"))
     assert doc["contact"]["value"] == PHONE and "Mein Knie tut weh" in json.dumps(doc, ensure_ascii=False)
     page.get_by_role("heading", name="A member's data").scroll_into_view_if_needed()
     app.shot("16-settings-member-data", height=2600)

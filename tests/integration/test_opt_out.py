@@ -4,7 +4,7 @@ other studios are not affected; the REST door goes through the same ingest path.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, select
@@ -121,7 +121,7 @@ def test_owner_marks_by_hand_and_a_queued_message_is_not_delivered(studio):
     with pytest.raises(InvalidInput):
         set_opt_out(db, actor, contact="nobody", opted_out=True)
     set_opt_out(db, actor, contact="0151 12345678", opted_out=True, note="desk")
-    assert deliver(db, queued.id, now=datetime.now(timezone.utc) + timedelta(hours=1)) == "suppressed"
+    assert deliver(db, queued.id, now=datetime.now(UTC) + timedelta(hours=1)) == "suppressed"
     assert "opted out" in last_message(db, actor.tenant_id).error
 
 

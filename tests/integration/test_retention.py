@@ -3,7 +3,7 @@ counts survive both, pruning works in small batches and never touches another st
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -12,12 +12,25 @@ from sqlmodel import Session, func, select
 from engine import services
 from engine.auth import system_actor
 from engine.errors import InvalidInput, PermissionDenied
-from engine.retention import Pruner, check_retention, execution_counts, get_retention, set_retention
+from engine.retention import (
+    Pruner,
+    check_retention,
+    execution_counts,
+    get_retention,
+    set_retention,
+)
 from engine.runner import Runner
-from engine.store.models import EventRecord, Execution, OutboxMessage, Role, StepRun, Workflow
+from engine.store.models import (
+    EventRecord,
+    Execution,
+    OutboxMessage,
+    Role,
+    StepRun,
+    Workflow,
+)
 from engine.worker import Worker
 
-T0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 PHONE = "+4915112345678"
 REPLY = {"name": "Echo", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
          "actions": [{"id": "reply", "type": "send_whatsapp", "config": {"message": "Du schriebst: {{trigger.content}}"}}]}
