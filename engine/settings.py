@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     #: Pruning: rows per transaction, pause between transactions (s), time per worker pass (s).
     prune_batch: int = Field(default=500, alias="STUDIO_PRUNE_BATCH")
     prune_pause: float = Field(default=0.05, alias="STUDIO_PRUNE_PAUSE")
-    prune_budget: float = Field(default=5.0, alias="STUDIO_PRUNE_BUDGET")
+    prune_budget: float = Field(default=2.0, alias="STUDIO_PRUNE_BUDGET")
     #: Words that opt a member out of / back into automated messages (comma-separated).
     opt_out_words: str = Field(default="STOP,STOPP,STOPALL,UNSUBSCRIBE,ABMELDEN,ABBESTELLEN", alias="STUDIO_OPT_OUT_WORDS")
     opt_in_words: str = Field(default="START,UNSTOP,ANMELDEN", alias="STUDIO_OPT_IN_WORDS")
