@@ -87,6 +87,9 @@ def test_details_go_after_their_horizon_and_counts_stay(db, setup):
     assert execution_counts(db, actor) == before == {"succeeded": 5}
     assert services.get_workflow(db, actor, wf.id).run_count == 5
     assert services.list_executions(db, actor).total == 5
+    pruned = services.get_execution(db, actor, old[0])
+    assert pruned.steps == [] and pruned.details_removed and pruned.status == "succeeded"
+    assert services.get_execution(db, actor, new[0]).details_removed is None
     # A second pass finds nothing left to do (the mark remembers how far it came).
     assert Pruner(db, clock=clock, pause=0).run().total() == 0
 
