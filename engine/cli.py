@@ -1,4 +1,5 @@
-"""``python -m engine <command>``: init, validate, schema, import, export, worker, bench, classify, api, api-key, tenant."""
+"""``python -m engine <command>``: init, validate, schema, import, export, worker, bench, classify, api, api-key,
+tenant, callback-urls, contact, backup, prune."""
 
 from __future__ import annotations
 
@@ -166,6 +167,46 @@ def cmd_callback_urls(args) -> int:
     return 0
 
 
+def cmd_contact(args) -> int:
+    from engine.privacy import erase_contact, export_contact
+
+    db = get_engine(args.database_url)
+    actor = system_actor(services.find_tenant(db, args.tenant).id)
+    if args.contact_command == "export":
+        text = json.dumps(export_contact(db, actor, phone=args.phone, email=args.email), indent=2, ensure_ascii=False)
+        if args.out:
+            Path(args.out).write_text(text + "\n", encoding="utf-8")
+            print(f"wrote {args.out}", file=sys.stderr)
+        else:
+            print(text)
+        return 0
+    if not args.yes:
+        print("error: erasure cannot be undone; export first if needed, then repeat with --yes", file=sys.stderr)
+        return 2
+    record = erase_contact(db, actor, phone=args.phone, email=args.email)
+    rows = ", ".join(f"{k} {v}" for k, v in record.counts.items() if v) or "nothing stored"
+    print(f"erased ({rows}); recorded as {record.id}, contact hash {record.contact_hash}")
+    return 0
+
+
+def cmd_backup(args) -> int:
+    from engine.backup import backup
+
+    result = backup(get_engine(args.database_url), args.path, overwrite=args.overwrite)
+    print(f"backup written to {result.path} ({result.bytes / 1e6:.1f} MB in {result.seconds:.1f} s, {result.method})")
+    return 0
+
+
+def cmd_prune(args) -> int:
+    from engine.retention import Pruner
+
+    report = Pruner(get_engine(args.database_url)).run(budget=args.budget)
+    print(f"details removed: {dict(report.details) or 'none'}; rows deleted: {dict(report.deleted) or 'none'}; "
+          f"{report.batches} batches; {report.vacuumed_pages} pages given back"
+          + ("" if report.finished else "; more to do (run again)"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Studio Automations engine")
     parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
@@ -233,6 +274,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", required=True, help="tenant slug or id")
     p.add_argument("--base-url", default=None, help="public address of the API (default STUDIO_PUBLIC_URL)")
     p.set_defaults(func=cmd_callback_urls)
+    p = sub.add_parser("contact", help="a member's data (GDPR): export it as JSON, or erase it")
+    contact = p.add_subparsers(dest="contact_command", required=True)
+    c_export = contact.add_parser("export", help="everything stored about one phone number or e-mail address")
+    c_export.add_argument("--out", default=None, help="write to this file instead of stdout")
+    c_erase = contact.add_parser("erase", help="anonymise the contact everywhere (cannot be undone)")
+    c_erase.add_argument("--yes", action="store_true", help="confirm the erasure")
+    for c in (c_export, c_erase):
+        c.add_argument("--tenant", required=True, help="tenant slug or id")
+        who = c.add_mutually_exclusive_group(required=True)
+        who.add_argument("--phone", default=None)
+        who.add_argument("--email", default=None)
+    p.set_defaults(func=cmd_contact)
+    p = sub.add_parser("backup", help="write a consistent copy of the database while it runs")
+    p.add_argument("path", help="target file (SQLite copy, or pg_dump custom format on PostgreSQL)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=cmd_backup)
+    p = sub.add_parser("prune", help="apply the studios' retention now (the worker also does this)")
+    p.add_argument("--budget", type=float, default=None, help="stop after this many seconds (default: until done)")
+    p.set_defaults(func=cmd_prune)
     return parser
 
 

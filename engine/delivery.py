@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from engine.errors import InvalidInput
+from engine.optout import opt_out_reason
 from engine.store.fast import FastStatement
 from engine.store.models import DueKind, DueWork, OutboxMessage, OutboxStatus, new_id
 
@@ -73,7 +74,9 @@ def queue_message(
     recipient = normalize_recipient(channel, recipient, tenant)
     adapter = configured_adapter(tenant, channel)
     status = OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED
-    policy = _policy(session, tenant, recipient, now, trigger or {})
+    reason = opt_out_reason(session, tenant, recipient)  # the member wrote STOP (engine/optout.py)
+    policy = {"status": OutboxStatus.SUPPRESSED, "reason": reason} if reason else \
+        _policy(session, tenant, recipient, now, trigger or {})
     status = policy.get("status") or status
     row = {"id": new_id(), "tenant_id": tenant["id"], "execution_id": execution_id, "step_run_id": step_id,
            "channel": channel, "recipient": recipient, "subject": subject, "body": body, "status": status,
@@ -159,6 +162,11 @@ def deliver(db, outbox_id: str, *, now: datetime) -> str:
         msg = s.get(OutboxMessage, outbox_id)
         if msg is None or msg.status not in (OutboxStatus.PENDING, OutboxStatus.DEFERRED):
             return msg.status if msg else "missing"
+        reason = _opted_out(s, msg)
+        if reason:  # the member opted out after the message was queued (e.g. deferred by quiet hours)
+            msg.status, msg.error = OutboxStatus.SUPPRESSED, reason
+            s.add(msg)
+            return msg.status
         if msg.adapter == "outbox":  # deferred by quiet hours, no adapter: now it counts as recorded
             msg.status, msg.sent_at = OutboxStatus.RECORDED, now
             s.add(msg)
@@ -178,6 +186,14 @@ def deliver(db, outbox_id: str, *, now: datetime) -> str:
         msg.sent_at = now if result.status == "sent" else None
         s.add(msg)
     return result.status
+
+
+def _opted_out(session: Session, msg: OutboxMessage) -> str | None:
+    from engine.optout import opt_out_reason
+    from engine.store.models import Tenant
+
+    tenant = session.get(Tenant, msg.tenant_id)
+    return opt_out_reason(session, {"id": msg.tenant_id, "settings": tenant.settings if tenant else {}}, msg.recipient)
 
 
 def _last_inbound_at(session: Session, tenant_id: str, sender: str, channel: str | None = None) -> datetime | None:

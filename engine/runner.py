@@ -44,6 +44,7 @@ from engine.errors import (
     RetryableError,
     TemplateError,
 )
+from engine.optout import note_opt_words
 from engine.store.db import json_dumps, session_scope
 from engine.store.fast import FastStatement, connection_of
 from engine.store.models import (
@@ -303,6 +304,8 @@ class Runner:
         self._fill_intent(ev, found)
         req.record = _event_row(tenant_id, ev, req.now, req.depth, req.parent_execution_id)
         _insert(s, EventRecord, req.record)
+        if req.record["content"] and req.record["sender"]:
+            note_opt_words(s, tenant, req.record, req.now)  # STOP / START on any channel (engine/optout.py)
         req.runs, req.skipped = self._start_matching(s, tenant, req.record, found, req.now, req.depth)
         for run in req.runs:
             run.stopped = self._local_steps_in(s, run)

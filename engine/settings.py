@@ -25,6 +25,18 @@ class Settings(BaseSettings):
     poll_interval: float = Field(default=1.0, alias="STUDIO_POLL_INTERVAL")
     #: Days to keep skipped executions ("why didn't my workflow run?").
     skipped_retention_days: int = Field(default=30, alias="STUDIO_SKIPPED_RETENTION_DAYS")
+    #: Default days to keep execution details (step input/output, message bodies, event payloads);
+    #: a studio may set its own on the settings page (engine/retention.py).
+    retention_details_days: int = Field(default=90, alias="STUDIO_RETENTION_DETAILS_DAYS")
+    #: Default days to keep summary rows (executions, messages, events); counts survive as rollups.
+    retention_summary_days: int = Field(default=730, alias="STUDIO_RETENTION_SUMMARY_DAYS")
+    #: Pruning: rows per transaction, pause between transactions (s), time per worker pass (s).
+    prune_batch: int = Field(default=500, alias="STUDIO_PRUNE_BATCH")
+    prune_pause: float = Field(default=0.05, alias="STUDIO_PRUNE_PAUSE")
+    prune_budget: float = Field(default=2.0, alias="STUDIO_PRUNE_BUDGET")
+    #: Words that opt a member out of / back into automated messages (comma-separated).
+    opt_out_words: str = Field(default="STOP,STOPP,STOPALL,UNSUBSCRIBE,ABMELDEN,ABBESTELLEN", alias="STUDIO_OPT_OUT_WORDS")
+    opt_in_words: str = Field(default="START,UNSTOP,ANMELDEN", alias="STUDIO_OPT_IN_WORDS")
 
     #: Operator switch: let tenant settings point provider adapters at another base URL
     #: (tests, staging). Off by default so a tenant cannot send provider tokens elsewhere.

@@ -62,6 +62,7 @@ class Worker:
         self._last_purge: datetime | None = None
         #: Resume due ``resume`` items in batches (one transaction per claimed batch).
         self.batch_resumes = True
+        self._next_prune: datetime | None = None
 
     # ------------------------------------------------------------------ one pass
 
@@ -70,6 +71,7 @@ class Worker:
         handled = self.fire_cron()
         handled += self.recover_stale()
         self.purge_skipped()
+        self.prune()
         while not self.stopping.is_set():
             items = self.claim()
             if not items:
@@ -214,13 +216,26 @@ class Worker:
             return 0
         self._last_purge = now
         cutoff = now - timedelta(days=get_settings().skipped_retention_days)
-        with session_scope(self.db) as s:
-            old = select(Execution.id).where(Execution.status == ExecutionStatus.SKIPPED,
-                                             Execution.started_at < cutoff).limit(10_000)
-            deleted = s.execute(sa.delete(Execution).where(Execution.id.in_(old.scalar_subquery()))).rowcount
+        from engine.retention import Pruner
+
+        # In small batches, counted in the rollups first (engine/retention.py).
+        deleted = Pruner(self.db, clock=self.clock, stop=self.stopping.is_set, sleep=self.stopping.wait).delete_skipped(cutoff)
         if deleted:
             logger.info("purged %s skipped executions older than %s", deleted, cutoff.date())
         return deleted
+
+    def prune(self, *, force: bool = False) -> int:
+        """Apply the studios' retention (engine/retention.py) for at most ``STUDIO_PRUNE_BUDGET``
+        seconds, in small batches; unfinished work continues at the next pass, else in 10 minutes."""
+        from engine.retention import Pruner
+
+        now = self.clock()
+        if not force and self._next_prune is not None and now < self._next_prune:
+            return 0
+        report = Pruner(self.db, clock=self.clock, stop=self.stopping.is_set, sleep=self.stopping.wait).run(
+            budget=get_settings().prune_budget)
+        self._next_prune = now if not report.finished else now + timedelta(minutes=10)
+        return report.total()
 
     # ------------------------------------------------------------------ loop
 

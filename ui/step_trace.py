@@ -40,6 +40,11 @@ def show_execution(execution: Any, tz_name: str | None = None) -> None:
                 f":gray-badge[{len(_get(execution, 'steps') or [])} steps]")
     if _get(execution, "error"):
         st.error(_get(execution, "error"), icon="⛔")
+    removed = _get(execution, "details_removed")
+    if removed:
+        st.caption("The member's data in this run was erased on request." if removed == "erased" else
+                   f"Details (steps' input and output, trigger data) were removed on {removed[:10]} by the studio's "
+                   "retention; the summary stays.")
     explanation = _get(execution, "explanation") or []
     if explanation:
         st.markdown("**Conditions**")

@@ -63,6 +63,8 @@ class ExecutionOut(Out):
     results: dict = {}
     trigger: dict = {}
     steps: list[StepOut] = []
+    #: Set when retention removed the details (steps, trigger data); "erased" for an erased member.
+    details_removed: str | None = None
 
     @property
     def success(self) -> bool:
@@ -146,6 +148,7 @@ def _execution_out(ex: Execution, steps: list[StepRun] | None = None) -> Executi
         actions_executed=ex.actions_executed, current_action_id=ex.current_action_id,
         results=(ex.context or {}).get("results", {}), trigger=(ex.context or {}).get("trigger", {}),
         steps=[StepOut.model_validate(st) for st in steps or []],
+        details_removed=(ex.context or {}).get("detailsPrunedAt") or ("erased" if (ex.context or {}).get("erased") else None),
     )
 
 

@@ -475,3 +475,7 @@ class SettingsAudit(SQLModel, table=True):
     actor: str = Field(default="system", max_length=320)
     area: str = Field(max_length=64)
     changes: dict = _json()
+
+
+# Data lifecycle tables (issue 16) live in their own module; importing them here registers them.
+from engine.store.lifecycle import ContactErasure, ContactOptOut, ExecutionRollup, RetentionMark  # noqa: E402,F401

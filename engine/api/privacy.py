@@ -1,0 +1,89 @@
+"""Routes for the data lifecycle: retention settings, a member's data (export, erase) and opt-outs.
+
+Contacts travel in request bodies, never in URLs, so phone numbers and addresses do not end
+up in access logs. Export and erasure need an owner key.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import Field
+
+from engine import optout, privacy, retention
+from engine.api.deps import CurrentActor, Db
+from engine.api.workflows import CamelBody
+
+router = APIRouter(prefix="/api", tags=["privacy"])
+
+
+class ContactRequest(CamelBody):
+    """Exactly one of ``phone`` or ``email``."""
+
+    phone: Annotated[str, Field(max_length=64)] | None = None
+    email: Annotated[str, Field(max_length=320)] | None = None
+
+
+class EraseRequest(ContactRequest):
+    confirm: bool = Field(default=False, description="must be true: erasure cannot be undone")
+
+
+class RetentionRequest(CamelBody):
+    details_days: int = Field(description="days to keep steps' input/output, message bodies, event payloads")
+    summary_days: int = Field(description="days to keep execution, message and event rows (counts survive as rollups)")
+
+
+class OptOutRequest(CamelBody):
+    contact: Annotated[str, Field(min_length=1, max_length=320)]
+    opted_out: bool
+
+
+class OptWordsRequest(CamelBody):
+    stop_words: list[str]
+    start_words: list[str]
+
+
+@router.get("/settings/retention", summary="How long the studio keeps execution details and summaries")
+def get_retention(db: Db, actor: CurrentActor) -> dict[str, Any]:
+    return {"success": True, "retention": retention.get_retention(db, actor).to_api()}
+
+
+@router.put("/settings/retention", summary="Set the studio's retention (owners)")
+def set_retention(db: Db, actor: CurrentActor, body: RetentionRequest) -> dict[str, Any]:
+    out = retention.set_retention(db, actor, details_days=body.details_days, summary_days=body.summary_days)
+    return {"success": True, "retention": out.to_api()}
+
+
+@router.post("/contacts/export", summary="Everything stored about one member, as one JSON document (owners)")
+def export_contact(db: Db, actor: CurrentActor, body: ContactRequest) -> dict[str, Any]:
+    return {"success": True, "export": privacy.export_contact(db, actor, phone=body.phone, email=body.email)}
+
+
+@router.post("/contacts/erase", summary="Anonymise one member everywhere (owners; cannot be undone)")
+def erase_contact(db: Db, actor: CurrentActor, body: EraseRequest) -> dict[str, Any]:
+    from engine.errors import InvalidInput
+
+    if not body.confirm:
+        raise InvalidInput("must be true: erasure cannot be undone (export first if needed)", field="confirm")
+    return {"success": True, "erasure": privacy.erase_contact(db, actor, phone=body.phone, email=body.email).to_api()}
+
+
+@router.get("/contacts/erasures", summary="Erasures done: who, when, which contact hash (owners)")
+def list_erasures(db: Db, actor: CurrentActor, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+    return {"success": True, "erasures": [e.to_api() for e in privacy.list_erasures(db, actor, limit=limit)]}
+
+
+@router.get("/contacts/opt-outs", summary="Members who opted out of automated messages")
+def list_opt_outs(db: Db, actor: CurrentActor) -> dict[str, Any]:
+    return {"success": True, "optOuts": [o.to_api() for o in optout.list_opt_outs(db, actor)]}
+
+
+@router.post("/contacts/opt-outs", summary="Mark a member opted out or in by hand (owners)")
+def set_opt_out(db: Db, actor: CurrentActor, body: OptOutRequest) -> dict[str, Any]:
+    return {"success": True, "optOut": optout.set_opt_out(db, actor, contact=body.contact, opted_out=body.opted_out).to_api()}
+
+
+@router.put("/settings/opt-out-words", summary="The studio's own opt-out and opt-in words (owners)")
+def set_opt_words(db: Db, actor: CurrentActor, body: OptWordsRequest) -> dict[str, Any]:
+    return {"success": True, **optout.set_opt_words(db, actor, stop_words=body.stop_words, start_words=body.start_words)}
