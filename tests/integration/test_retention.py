@@ -149,6 +149,9 @@ def test_each_studio_keeps_its_own_retention(db, setup, tenant_factory):
     assert count(db, StepRun, StepRun.tenant_id == tenant.id) == 0
     assert count(db, StepRun, StepRun.tenant_id == other.id) == 2
     assert get_retention(db, other_actor).details_days == 365 and get_retention(db, actor).details_days == 90
+    clock.now += timedelta(days=800)  # both studios' executions roll up; counts never mix
+    Pruner(db, clock=clock, pause=0).run()
+    assert execution_counts(db, actor) == {"succeeded": 2} and execution_counts(db, other_actor) == {"succeeded": 2}
     assert get_retention(db, actor).summary_days == 730 and not get_retention(db, actor).custom
 
 
