@@ -187,7 +187,7 @@ def action_lists(draw) -> list[dict]:
 
 @st.composite
 def workflows(draw) -> dict:
-    wf = {"name": draw(SAFE_TEXT), "trigger": draw(triggers()), "actions": draw(action_lists())}
+    wf = {"name": draw(SAFE_TEXT.filter(str.strip)), "trigger": draw(triggers()), "actions": draw(action_lists())}
     optional(draw, wf, "description", SAFE_TEXT)
     optional(draw, wf, "enabled", st.booleans())
     if draw(st.booleans()):
