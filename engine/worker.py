@@ -120,7 +120,7 @@ class Worker:
             tenant = tenant_context(s.get(Tenant, item.tenant_id))
             queue_message(s, tenant=tenant, execution_id=item.execution_id, step_id=f"follow-up:{item.id}",
                           channel=p["channel"], recipient=p.get("recipient"), body=p["body"], subject=p.get("subject"),
-                          now=self.clock())
+                          now=self.clock(), test=bool(p.get("test")))
             self._done(item, s)
 
     def _deliver(self, item: DueWork) -> None:
