@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -180,6 +181,9 @@ class Runner:
         #: Ingest batches of this runner write one after the other (see _LazySession).
         self._write_lock = threading.Lock()
         self._group = _GroupCommit(self._prepare_batch, _LazySession.commit)
+        #: Unsaved definitions by workflow id (test console scenarios against a builder draft):
+        #: matching sees these instead of the stored ones. Only ever set on a runner of its own.
+        self.drafts: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ ingest
 
@@ -297,6 +301,8 @@ class Runner:
         found = candidates.get(key)
         if found is None:
             found = candidates[key] = _candidates(look, tenant_id, ev)
+            if self.drafts:
+                found[:] = _with_drafts(ev, found, self.drafts)
         self._fill_intent(ev, found)
         req.record = _event_row(tenant_id, ev, req.now, req.depth, req.parent_execution_id, req.test)
         _insert(s, EventRecord, req.record)
@@ -1053,6 +1059,21 @@ def _candidates(s: Session | sa.Connection, tenant_id: str, ev: Event) -> list[_
     other = "intent_detected" if ev.trigger_type in MESSAGE_TRIGGER_CHANNELS else trigger_type
     rows = _FAST_CANDIDATES.all(s, {"tenant_id": tenant_id, "t1": trigger_type, "t2": other})
     return [_Candidate(*row) for row in rows]
+
+
+def _with_drafts(ev: Event, found: list[_Candidate], drafts: dict[str, dict[str, Any]]) -> list[_Candidate]:
+    """The candidates with draft definitions in place of the stored ones (a draft may change
+    the trigger type or be disabled). The caller checked that the drafts' workflows are the tenant's."""
+    trigger_type = str(ev.trigger_type)
+    wanted = {trigger_type} | ({"intent_detected"} if ev.trigger_type in MESSAGE_TRIGGER_CHANNELS else set())
+    out = [c for c in found if c.id not in drafts]
+    for workflow_id, definition in drafts.items():
+        draft_type = (definition.get("trigger") or {}).get("type")
+        if definition.get("enabled", True) is not False and draft_type in wanted:
+            # A version of its own (negative, from the content) keeps the parse cache apart from saved versions.
+            version = -(zlib.crc32(json_dumps(definition).encode()) % 2_000_000_000) - 1
+            out.append(_Candidate(workflow_id, str(definition.get("name") or ""), version, definition, draft_type))
+    return out
 
 
 def _trigger_matches(definition: WorkflowDefinition, event: dict[str, Any]) -> bool:

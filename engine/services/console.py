@@ -23,7 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -73,6 +74,8 @@ class TestContact(BaseModel):
 
 class ConsoleInput(BaseModel):
     """One thing the member (or the world) does: a message, a missed call, a lead, a booking, a tick."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
     kind: Literal["message", "missed_call", "lead", "booking", "schedule"] = "message"
     channel: Channel = Channel.WHATSAPP
@@ -157,6 +160,8 @@ class TurnReport(Out):
     #: Workflows listening to other triggers: {trigger type: [names]}.
     other_triggers: dict[str, list[str]]
     replies: list[Reply]
+    #: The event's free data (booking class, lead name ...).
+    event_data: dict = {}
     server_ms: float | None = None
 
 
@@ -251,29 +256,57 @@ def _lead_event(inp: ConsoleInput, contact: TestContact) -> dict[str, Any]:
             "data": {"name": name, "email": email, "phone": phone, "source": inp.lead_source or "test console"}}
 
 
-def _shifted_runner(db: Engine, at: datetime) -> Runner:
-    """A runner whose clock starts at ``at`` and runs on (the engine takes the clock as a parameter)."""
-    if at.tzinfo is None:
+def _runner(db: Engine, at: datetime | None, drafts: dict[str, dict] | None) -> Runner:
+    """The shared runner; or, for "send as if at" or drafts, one whose clock starts at ``at``
+    and runs on (the engine takes the clock as a parameter) and which sees the drafts."""
+    if at is None and not drafts:
+        return runner_for(db)
+    if at is not None and at.tzinfo is None:
         raise InvalidInput("give the simulated time with its time zone", field="at")
-    offset = at.astimezone(timezone.utc) - utcnow()
-    return Runner(db, clock=lambda: utcnow() + offset, classifier=builtin_classifier())
+    offset = at.astimezone(timezone.utc) - utcnow() if at is not None else timedelta(0)
+    runner = Runner(db, clock=lambda: utcnow() + offset, classifier=builtin_classifier())
+    runner.drafts = dict(drafts or {})
+    return runner
+
+
+def checked_drafts(db: Engine, actor: Actor, drafts: dict[str, dict] | None) -> dict[str, dict]:
+    """Drafts of the actor's own workflows only, each validated like a save would be."""
+    if not drafts:
+        return {}
+    from engine.validation import errors_only, validate
+
+    with Session(db) as s:
+        owned = set(s.exec(select(Workflow.id).where(Workflow.tenant_id == actor.tenant_id,
+                                                     col(Workflow.id).in_(list(drafts)))).all())
+    out = {}
+    for workflow_id, definition in drafts.items():
+        if workflow_id not in owned:
+            raise NotFound(f"workflow {workflow_id} not found")
+        problems = errors_only(validate(definition))
+        if problems:
+            raise InvalidInput(f"the draft is not valid: {problems[0].message}", field=f"drafts.{problems[0].path}")
+        out[workflow_id] = definition
+    return out
 
 
 # --------------------------------------------------------------------------- send
 
 
 def send(db: Engine, actor: Actor, *, contact: TestContact, inp: ConsoleInput, live: bool = False,
-         real_calls: bool = False) -> TurnReport:
+         real_calls: bool = False, drafts: dict[str, dict] | None = None) -> TurnReport:
     """Feed one input through the engine as ``contact`` and report every decision.
 
     Test mode (default) stores everything with ``is_test`` and delivers nothing; ``live``
     sends through the configured channels. Raises InvalidInput naming the field for bad input
-    (nothing is stored then).
+    (nothing is stored then). ``drafts`` (test mode only): unsaved definitions by workflow id
+    that matching uses instead of the stored ones.
     """
     actor.require(EDIT)
+    if live and drafts:
+        raise InvalidInput("drafts can only be tried in test mode", field="live")
     started = time.perf_counter()
     contact = _checked_contact(contact)
-    runner = _shifted_runner(db, inp.at) if inp.at else runner_for(db)
+    runner = _runner(db, inp.at, checked_drafts(db, actor, drafts))
     test = not live
     if inp.kind == "schedule":
         event_id = _fire_schedule(db, actor, runner, inp, contact, test=test, real_calls=real_calls)
@@ -345,7 +378,8 @@ def turn_report(db: Engine, actor: Actor, event_id: str, *, kind: str | None = N
         event_id=ev.id, kind=kind or _kind_of(ev.trigger_type), trigger_type=ev.trigger_type, channel=ev.channel,
         text=ev.content, subject=(ev.data or {}).get("subject"), sender=ev.sender, at=ev.received_at,
         is_test=ev.is_test, intent=intent, intent_confidence=round(confidence, 4) if confidence is not None else None,
-        intent_used=used, decisions=_ordered(decisions), other_triggers=others, replies=replies)
+        intent_used=used, decisions=_ordered(decisions), other_triggers=others, replies=replies,
+        event_data=dict(ev.data or {}))
 
 
 def _kind_of(trigger_type: str) -> str:
@@ -514,7 +548,7 @@ def pending_items(db: Engine, actor: Actor, contact: TestContact) -> list[Pendin
 
 
 def fast_forward(db: Engine, actor: Actor, contact: TestContact, *, all_items: bool = False,
-                 max_items: int = 100) -> list[PendingItem]:
+                 max_items: int = 100, drafts: dict[str, dict] | None = None) -> list[PendingItem]:
     """Resume the conversation's next due item (or all of them, including ones they create) now.
 
     Each item goes through :meth:`engine.worker.Worker.handle`, claimed by a worker whose clock
@@ -536,8 +570,9 @@ def fast_forward(db: Engine, actor: Actor, contact: TestContact, *, all_items: b
         due = item.due_at
         offset = due - utcnow()
         clock = (lambda o=offset: utcnow() + o)
-        worker = Worker(db, name=f"console:{actor.tenant_id}", clock=clock,
-                        runner=Runner(db, clock=clock, classifier=builtin_classifier()))
+        runner = Runner(db, clock=clock, classifier=builtin_classifier())
+        runner.drafts = checked_drafts(db, actor, drafts)
+        worker = Worker(db, name=f"console:{actor.tenant_id}", clock=clock, runner=runner)
         for claimed in worker.claim(ids=[item.id]):
             worker.handle(claimed)
         handled.append(item)

@@ -235,3 +235,64 @@ def test_schedule_tick_of_a_scheduled_workflow(db, tenant, actor):
     report = console.send(db, actor, contact=contact, inp=ConsoleInput(kind="schedule", workflow_id=wf.id))
     assert report.trigger_type == "time_based" and report.replies[0].body == "Guten Morgen"
     assert services.get_workflow(db, actor, wf.id).run_count == 0
+
+
+# --------------------------------------------------------------------------- scenarios
+
+from engine.services import scenarios  # noqa: E402
+
+
+def _missed_call_scenario(db, actor, spec_examples):
+    services.import_workflows(db, actor, spec_examples)
+    contact = console.new_contact()
+    console.send(db, actor, contact=contact, inp=ConsoleInput(kind="missed_call"))
+    console.fast_forward(db, actor, contact, all_items=True)
+    conv = console.conversation(db, actor, contact)
+    steps = scenarios.steps_from(conv)
+    assert [s["kind"] for s in steps] == ["missed_call", "skip_all"]
+    offered = scenarios.expectations_from(conv)
+    assert {"kind": "ran", "workflow": "Missed Call Follow-Up", "turn": 0} in offered
+    expect = [{"kind": "ran", "workflow": "Missed Call Follow-Up"}, {"kind": "sent", "contains": "angerufen"}]
+    return scenarios.save_scenario(db, actor, {"name": "Missed call gets a follow-up", "steps": steps,
+                                               "expectations": expect})
+
+
+def test_scenario_passes_then_fails_against_a_draft(db, tenant, actor, spec_examples):
+    sc = _missed_call_scenario(db, actor, spec_examples)
+    (result,) = scenarios.run_all(db, actor)
+    assert result.passed and result.failures == []
+    assert scenarios.get_scenario(db, actor, sc.id).status == "pass"
+    wf = next(w for w in services.list_workflows(db, actor).items if w.name == "Missed Call Follow-Up")
+    draft = services.get_workflow(db, actor, wf.id).definition
+    draft["actions"][1]["config"]["message"] = "Schön, dass du dich meldest."
+    failing = scenarios.run_scenario(db, actor, sc.id, drafts={wf.id: draft})
+    assert not failing.passed and failing.draft
+    assert "angerufen" in failing.failures[0] and "Schön, dass du dich meldest" in failing.failures[0]
+    # The draft was not saved and the stored result is still the last real run.
+    assert services.get_workflow(db, actor, wf.id).definition["actions"][1]["config"]["message"].startswith("Hallo!")
+    assert scenarios.get_scenario(db, actor, sc.id).status == "pass"
+    # A disabled draft: the workflow is not considered at all.
+    failing = scenarios.run_scenario(db, actor, sc.id, drafts={wf.id: {**draft, "enabled": False}})
+    assert "runs, but it was skipped" in failing.failures[0]
+
+
+def test_scenario_fail_is_stored_and_names_are_per_studio(db, tenant, actor, other_actor, spec_examples):
+    sc = _missed_call_scenario(db, actor, spec_examples)
+    wf = next(w for w in services.list_workflows(db, actor).items if w.name == "Missed Call Follow-Up")
+    services.set_enabled(db, actor, wf.id, False)
+    (result,) = scenarios.run_all(db, actor)
+    assert not result.passed and scenarios.get_scenario(db, actor, sc.id).status == "fail"
+    with pytest.raises(NotFound):
+        scenarios.get_scenario(db, other_actor, sc.id)
+    assert scenarios.list_scenarios(db, other_actor) == []
+    from engine.errors import Conflict
+
+    with pytest.raises(Conflict):
+        scenarios.save_scenario(db, actor, {"name": sc.name, "steps": sc.steps, "expectations": sc.expectations})
+    with pytest.raises(InvalidInput) as info:
+        scenarios.save_scenario(db, actor, {"name": "x", "steps": [], "expectations": sc.expectations})
+    assert info.value.field == "steps"
+    analyst = Actor(tenant_id=tenant.id, user_id=None, role=Role.ANALYST)
+    assert scenarios.list_scenarios(db, analyst)[0].status == "fail"
+    with pytest.raises(PermissionDenied):
+        scenarios.run_all(db, analyst)
