@@ -20,6 +20,7 @@ pages = {
         *([st.Page("pages/builder.py", title="Builder", icon=":material/construction:"),
            st.Page("pages/templates.py", title="Templates", icon=":material/apps:")] if actor.can(EDIT) else []),
         st.Page("pages/history.py", title="Version history", icon=":material/history:"),
+        st.Page("pages/console.py", title="Test console", icon=":material/forum:"),
     ],
     "Insights": [st.Page("pages/executions.py", title="Executions", icon=":material/monitoring:")],
 }

@@ -190,7 +190,7 @@ def new_contact(name: str = "Test Member") -> TestContact:
     return TestContact(name=name, phone=f"+49151{digits}", email=f"test-{tag}@example.com")
 
 
-def _checked_contact(contact: TestContact) -> TestContact:
+def checked_contact(contact: TestContact) -> TestContact:
     from engine.channels.phones import normalize_email, normalize_phone
     from engine.errors import InvalidRecipient
 
@@ -305,7 +305,7 @@ def send(db: Engine, actor: Actor, *, contact: TestContact, inp: ConsoleInput, l
     if live and drafts:
         raise InvalidInput("drafts can only be tried in test mode", field="live")
     started = time.perf_counter()
-    contact = _checked_contact(contact)
+    contact = checked_contact(contact)
     runner = _runner(db, inp.at, checked_drafts(db, actor, drafts))
     test = not live
     if inp.kind == "schedule":
@@ -484,7 +484,7 @@ def _ai_and_plan(results: dict[str, Any]) -> tuple[str | None, dict | None]:
             continue
         if output.get("provider") and provider is None:
             provider = str(output["provider"])
-        if plan is None and (output.get("weeks") or output.get("sessions") or output.get("plan")):
+        if plan is None and output.get("days") and output.get("summary"):
             plan = output
     return provider, plan
 
@@ -501,7 +501,7 @@ def _conversation_events(s: Session, tenant_id: str, contact: TestContact) -> li
 def conversation(db: Engine, actor: Actor, contact: TestContact) -> Conversation:
     """The contact's test conversation: every input with its report, and what is still due."""
     actor.require(READ)
-    contact = _checked_contact(contact)
+    contact = checked_contact(contact)
     with Session(db) as s:
         ids = [e.id for e in _conversation_events(s, actor.tenant_id, contact)]
     turns = [turn_report(db, actor, event_id) for event_id in ids]
@@ -559,7 +559,7 @@ def fast_forward(db: Engine, actor: Actor, contact: TestContact, *, all_items: b
     from engine.worker import Worker
 
     actor.require(EDIT)
-    contact = _checked_contact(contact)
+    contact = checked_contact(contact)
     handled: list[PendingItem] = []
     while len(handled) < max_items:
         pending = pending_items(db, actor, contact)
