@@ -205,6 +205,7 @@ def run_scenario(db: Engine, actor: Actor, scenario_id: str, *, drafts: dict[str
     ``drafts``: unsaved definitions by workflow id to run against; the result is then not stored.
     """
     actor.require(EDIT)
+    drafts = console.checked_drafts(db, actor, drafts)
     sc = get_scenario(db, actor, scenario_id)
     contact = console.new_contact(sc.contact.get("name") or "Test Member")
     turns: list[TurnReport] = []
@@ -236,6 +237,7 @@ def run_scenario(db: Engine, actor: Actor, scenario_id: str, *, drafts: dict[str
 def run_all(db: Engine, actor: Actor, *, drafts: dict[str, dict] | None = None) -> list[ScenarioResult]:
     """Every scenario of the studio, by name."""
     actor.require(EDIT)
+    drafts = console.checked_drafts(db, actor, drafts)  # a bad draft is refused before anything runs
     return [run_scenario(db, actor, sc.id, drafts=drafts) for sc in list_scenarios(db, actor)]
 
 
