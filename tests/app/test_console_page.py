@@ -99,3 +99,43 @@ def test_owner_saves_and_runs_a_scenario(app_factory, studio):
     at.button(key="console_run_all").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(e.label.startswith("✅ Hallo on WhatsApp · pass") for e in at.expander)
+
+
+def _missed_call_guard(studio):
+    owner = actor_for(studio, "owner")
+    contact = console.new_contact()
+    console.send(studio["db"], owner, contact=contact, inp=ConsoleInput(kind="missed_call"))
+    console.fast_forward(studio["db"], owner, contact, all_items=True)
+    conv = console.conversation(studio["db"], owner, contact)
+    scenarios.save_scenario(studio["db"], owner, {"name": "Missed call follow-up", "steps": scenarios.steps_from(conv),
+                                                  "expectations": [{"kind": "sent", "contains": "angerufen"}]})
+    from engine import services
+
+    return next(w for w in services.list_workflows(studio["db"], owner).items if w.name == "Missed Call Follow-Up")
+
+
+def test_builder_shows_the_draft_failing_a_scenario_and_asks_before_saving(app_factory, studio):
+    from engine import services
+
+    wf = _missed_call_guard(studio)
+    owner = actor_for(studio, "owner")
+    draft = services.get_workflow(studio["db"], owner, wf.id).definition
+    at = app_factory("editor")
+    at.session_state["builder_workflow_id"] = wf.id
+    at.session_state["builder_def"] = draft
+    at.switch_page("pages/builder.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Scenarios: 1 pass, 0 fail" in s.value for s in at.success)
+    draft = dict(at.session_state["builder_def"])
+    draft["actions"] = [dict(a) for a in draft["actions"]]
+    draft["actions"][1]["config"] = {"message": "Schön, dass du dich meldest."}
+    at.session_state["builder_def"] = draft
+    at.session_state["builder_rev"] = at.session_state["builder_rev"] + 1  # widgets start again from the dict
+    at.run()
+    assert any("Scenarios: 0 pass, 1 fails" in e.value for e in at.error), [e.value for e in at.error]
+    at.button(key="builder_save").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert services.get_workflow(studio["db"], owner, wf.id).version == 1  # not saved yet: asks first
+    at.button(key="builder_sc_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert services.get_workflow(studio["db"], owner, wf.id).version == 2
