@@ -296,3 +296,13 @@ def test_scenario_fail_is_stored_and_names_are_per_studio(db, tenant, actor, oth
     assert scenarios.list_scenarios(db, analyst)[0].status == "fail"
     with pytest.raises(PermissionDenied):
         scenarios.run_all(db, analyst)
+
+
+def test_demo_studio_scenarios_pass_on_the_seed(sqlite_db):
+    from engine.seed import DEMO_SCENARIOS, init
+
+    out = init(sqlite_db, demo_email="owner@demo.example", demo_password="a-long-password-1")
+    actor = system_actor(out["tenant_id"])
+    results = scenarios.run_all(sqlite_db, actor)
+    assert len(results) == len(DEMO_SCENARIOS)
+    assert [r.failures for r in results if not r.passed] == []
