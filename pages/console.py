@@ -27,6 +27,20 @@ tz = session.tenant_timezone()
 can_send = actor.can(EDIT)
 inject_css()
 
+
+@st.cache_resource(show_spinner="Loading the intent classifier…")
+def _warm_classifier() -> bool:
+    """Train the built-in classifier once per process, not inside the first console message."""
+    from engine.runner import builtin_classifier
+
+    classify = builtin_classifier()
+    if classify is not None:
+        classify("Hallo")
+    return True
+
+
+_warm_classifier()
+
 st.title("Test console")
 st.caption("Talk to your automations like a member. Every workflow's decision is shown; in test mode nothing "
            "leaves the machine and nothing counts.")
@@ -143,7 +157,7 @@ if can_send:
 
         kind = st.segmented_control("Send", list(KIND_LABELS), format_func=KIND_LABELS.get, default="message",
                                     key="console_kind") or "message"
-        with st.form("console_form", clear_on_submit=kind == "message", border=True):
+        with st.form("console_form", border=True):
             values: dict = {"kind": kind}
             if kind == "message":
                 values["channel"] = st.selectbox("Channel", list(CHANNEL_LABELS), format_func=CHANNEL_LABELS.get,
@@ -191,7 +205,8 @@ if can_send:
                       for n, t in enumerate(conv.turns, 1)}
             current = st.session_state.get("console_turn")
             index = ids.index(current) if current in ids else len(ids) - 1
-            picked = st.selectbox("Input", ids, index=index, format_func=labels.get, key="console_pick")
+            # Keyed by the newest input, so a new message selects itself.
+            picked = st.selectbox("Input", ids, index=index, format_func=labels.get, key=f"console_pick_{ids[-1]}")
             turn = conv.turns[ids.index(picked)]
             if picked == current and st.session_state.get("console_last_ms"):
                 turn.server_ms = st.session_state["console_last_ms"]

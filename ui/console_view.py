@@ -131,7 +131,8 @@ def show_decisions(turn: TurnReport) -> None:
             if d.fast_forwarded:
                 st.caption("⏩ fast-forwarded: " + ", ".join(f"due {f.get('dueAt', '')[:16]}" for f in d.fast_forwarded))
             if d.execution_id:
-                show_execution(d.model_dump())
+                show_execution({**d.model_dump(), "mode": "test" if turn.is_test else "live",
+                                "actions_executed": len({st_.action_id for st_ in d.steps})})
     if turn.other_triggers:
         parts = [f"{TRIGGER_LABELS.get(t, t)}: {', '.join(names)}" for t, names in sorted(turn.other_triggers.items())]
         st.caption("Listening to other triggers (not considered): " + " · ".join(parts))
