@@ -201,7 +201,7 @@ if can_send:
             st.caption("Send something to see which workflows run and why the others do not.")
         else:
             ids = [t.event_id for t in conv.turns]
-            labels = {t.event_id: f"{n}. {KIND_LABELS.get(t.kind, t.kind)}: {(t.text or '')[:40]}"
+            labels = {t.event_id: f"{n}. {KIND_LABELS.get(t.kind, t.kind)}" + (f": {t.text[:40]}" if t.text else "")
                       for n, t in enumerate(conv.turns, 1)}
             current = st.session_state.get("console_turn")
             index = ids.index(current) if current in ids else len(ids) - 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import OWNER, App
+from tests.e2e.test_browser_journey import _menu_item
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,7 +48,7 @@ def test_console_spec_manual_tests_time_travel_and_scenarios(app: App):
     # New conversation; a missed call; its follow-up only after "Skip all".
     app.click("New conversation")
     page.get_by_text("No messages yet").wait_for()
-    page.get_by_test_id("stButtonGroup").get_by_role("button", name="Missed call").click()
+    app.visible(page.get_by_text("Missed call", exact=True)).first.click()
     app.settle()
     app.click("Send")
     page.get_by_text("continue at step send-1").first.wait_for()
@@ -69,3 +70,27 @@ def test_console_spec_manual_tests_time_travel_and_scenarios(app: App):
     app.click("Run all")
     page.get_by_text("Missed call gets a WhatsApp · pass").first.wait_for()
     app.shot("10-console-scenarios", height=1800)
+
+    # Change the workflow in the builder: the scenario fails against the unsaved draft.
+    app.nav("Workflows")
+    app.fill("Search", "Missed Call")
+    _menu_item(app, "Missed Call Follow-Up", "Edit").click()
+    app.settle()
+    page.get_by_role("heading", name="Edit · Missed Call Follow-Up").wait_for()
+    app.tab("⑤ Review & save")
+    page.get_by_text("Scenarios: 5 pass, 0 fail").first.wait_for()
+    app.tab("④ Actions")
+    message = app.visible(page.get_by_label("Message", exact=True)).first
+    message.fill("Schön, dass du dich meldest.")
+    message.press("Tab")
+    app.settle()
+    app.tab("⑤ Review & save")
+    page.get_by_text("Scenarios: 3 pass, 2 fail").first.wait_for()
+    page.get_by_text("What differs").first.click()
+    app.settle()
+    app.shot("10-builder-scenarios-fail-on-draft", height=1600)
+    app.click("Save workflow")
+    page.get_by_role("dialog").get_by_text("Save anyway?", exact=False).wait_for()
+    app.shot("10-builder-confirm-save")
+    page.get_by_role("dialog").get_by_role("button", name="Keep editing").click()
+    app.settle()
