@@ -8,7 +8,13 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from engine.services.console import Conversation, PendingItem, Reply, TurnReport, WorkflowDecision
+from engine.services.console import (
+    Conversation,
+    PendingItem,
+    Reply,
+    TurnReport,
+    WorkflowDecision,
+)
 from ui.step_trace import show_execution
 
 CHANNEL_LABELS = {"whatsapp": "WhatsApp", "sms": "SMS", "voice": "Voice call (transcript)", "email": "E-mail",

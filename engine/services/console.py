@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -49,9 +49,22 @@ from engine.store.models import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "TestContact", "ConsoleInput", "StepView", "WorkflowDecision", "Reply", "TurnReport", "PendingItem",
-    "Conversation", "new_contact", "send", "turn_report", "conversation", "pending_items", "fast_forward",
-    "MAX_MESSAGE_CHARS", "INPUT_KINDS",
+    "INPUT_KINDS",
+    "MAX_MESSAGE_CHARS",
+    "ConsoleInput",
+    "Conversation",
+    "PendingItem",
+    "Reply",
+    "StepView",
+    "TestContact",
+    "TurnReport",
+    "WorkflowDecision",
+    "conversation",
+    "fast_forward",
+    "new_contact",
+    "pending_items",
+    "send",
+    "turn_report",
 ]
 
 #: Longer than any SMS or chat message a studio gets; beyond it the console says so.
@@ -207,7 +220,7 @@ def checked_contact(contact: TestContact) -> TestContact:
 
 def _event_for(inp: ConsoleInput, contact: TestContact) -> dict[str, Any]:
     """The event the input becomes (what a provider webhook or the bookings page would ingest)."""
-    received = inp.at.astimezone(timezone.utc).isoformat() if inp.at else None
+    received = inp.at.astimezone(UTC).isoformat() if inp.at else None
     base: dict[str, Any] = {"receivedAt": received} if received else {}
     if inp.kind == "message":
         text = (inp.text or "").strip()
@@ -263,7 +276,7 @@ def _runner(db: Engine, at: datetime | None, drafts: dict[str, dict] | None) -> 
         return runner_for(db)
     if at is not None and at.tzinfo is None:
         raise InvalidInput("give the simulated time with its time zone", field="at")
-    offset = at.astimezone(timezone.utc) - utcnow() if at is not None else timedelta(0)
+    offset = at.astimezone(UTC) - utcnow() if at is not None else timedelta(0)
     runner = Runner(db, clock=lambda: utcnow() + offset, classifier=builtin_classifier())
     runner.drafts = dict(drafts or {})
     return runner

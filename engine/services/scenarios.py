@@ -30,9 +30,22 @@ from engine.store.models import Scenario, utcnow
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Expectation", "ScenarioStep", "ScenarioIn", "ScenarioOut", "ScenarioResult", "save_scenario",
-           "list_scenarios", "get_scenario", "delete_scenario", "run_scenario", "run_all", "expectations_from",
-           "steps_from", "MAX_STEPS"]
+__all__ = [
+    "MAX_STEPS",
+    "Expectation",
+    "ScenarioIn",
+    "ScenarioOut",
+    "ScenarioResult",
+    "ScenarioStep",
+    "delete_scenario",
+    "expectations_from",
+    "get_scenario",
+    "list_scenarios",
+    "run_all",
+    "run_scenario",
+    "save_scenario",
+    "steps_from",
+]
 
 MAX_STEPS = 50
 

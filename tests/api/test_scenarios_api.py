@@ -19,7 +19,7 @@ def _scenario(db, actor, expect_text="Hallo"):
 
 
 def test_list_and_run(client, db, actor, auth, key_factory, other_auth):
-    wf, sc = _scenario(db, actor)
+    wf, _ = _scenario(db, actor)
     body = client.get("/api/scenarios", headers=auth).json()
     assert body["success"] and body["scenarios"][0]["name"] == "Hi gets Hallo"
     assert body["scenarios"][0]["status"] == "never run"

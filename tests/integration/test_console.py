@@ -239,7 +239,7 @@ def test_schedule_tick_of_a_scheduled_workflow(db, tenant, actor):
 
 # --------------------------------------------------------------------------- scenarios
 
-from engine.services import scenarios  # noqa: E402
+from engine.services import scenarios
 
 
 def _missed_call_scenario(db, actor, spec_examples):
@@ -306,3 +306,16 @@ def test_demo_studio_scenarios_pass_on_the_seed(sqlite_db):
     results = scenarios.run_all(sqlite_db, actor)
     assert len(results) == len(DEMO_SCENARIOS)
     assert [r.failures for r in results if not r.passed] == []
+
+
+def test_live_mode_counts_and_plans_show_as_plans(db, tenant, actor):
+    wf = services.create_workflow(db, actor, _wf("Plan", [
+        {"id": "plan-1", "type": "generate_workout_plan", "config": {"daysPerWeek": 2}},
+        {"id": "send-1", "type": "send_whatsapp", "config": {"message": "{{results.plan-1.summary}}"}}]))
+    report = _say(db, actor, console.new_contact(), "Plan bitte")
+    assert report.replies[0].plan and report.replies[0].plan["summary"] == report.replies[0].body
+    live = _say(db, actor, console.new_contact(), "Plan bitte", live=True)
+    assert not live.is_test and live.replies[0].status == "recorded"
+    assert services.get_workflow(db, actor, wf.id).run_count == 1
+    with pytest.raises(InvalidInput):
+        _say(db, actor, console.new_contact(), "x", live=True, drafts={wf.id: {}})
