@@ -77,3 +77,14 @@ def failing(db, actor, workflow_id: str | None, definition: dict) -> int:
         return 0
     result = check(db, actor, workflow_id, definition, force=True)
     return int(result.get("fail", 0)) if result else 0
+
+
+def failing_when_enabled(db, actor, workflow_id: str) -> list[str]:
+    """Names of scenarios that fail if this stored workflow is switched on (none: go ahead)."""
+    from engine import services
+
+    if not scenarios.list_scenarios(db, actor):
+        return []
+    definition = {**services.get_workflow(db, actor, workflow_id).definition, "enabled": True}
+    result = _run(db, actor, workflow_id, definition)
+    return list(result.get("failures", {}))

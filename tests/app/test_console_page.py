@@ -140,3 +140,22 @@ def test_builder_shows_the_draft_failing_a_scenario_and_asks_before_saving(app_f
     at.button(key="builder_sc_go").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert services.get_workflow(studio["db"], owner, wf.id).version == 2
+
+
+def test_switching_on_a_workflow_that_fails_a_scenario_asks_first(app_factory, studio):
+    from engine import services
+
+    owner = actor_for(studio, "owner")
+    wf = next(w for w in services.list_workflows(studio["db"], owner).items if w.name == "Missed Call Follow-Up")
+    services.update_workflow(studio["db"], owner, wf.id, {"actions": [
+        {"id": "wait-1", "type": "wait", "config": {"delay": 300000}, "nextActionId": "send-1"},
+        {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Servus"}, "nextActionId": None}]})
+    services.set_enabled(studio["db"], owner, wf.id, False)
+    at = app_factory("editor")
+    toggle = next(t for t in at.toggle if wf.id in t.key)
+    toggle.set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not services.get_workflow(studio["db"], owner, wf.id).enabled  # asked, not switched
+    assert any("Verpasster Anruf" in w.value for w in at.warning)
+    at.button(key="workflows_enable_confirm").click().run()
+    assert services.get_workflow(studio["db"], owner, wf.id).enabled
