@@ -276,7 +276,8 @@ if not items:
 for sc in items:
     icon = {"pass": "✅", "fail": "❌"}.get(sc.status, "⚪")
     when = sc.last_run_at.astimezone(ZoneInfo(tz)).strftime("%d %b %H:%M") if sc.last_run_at else "never run"
-    with st.expander(f"{icon} {sc.name} · {sc.status} · {when}", expanded=sc.status == "fail"):
+    title = f"{icon} {sc.name} · {sc.status}" + (f" · {when}" if sc.last_run_at else "")
+    with st.expander(title, expanded=sc.status == "fail"):
         for failure in sc.last_result.get("failures", []):
             st.error(failure, icon="❌")
         st.markdown("**Expects:** " + "; ".join(scenarios.Expectation.model_validate(e).describe() for e in sc.expectations))

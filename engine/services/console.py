@@ -11,7 +11,7 @@ of real members changes, and webhooks and remote AI are simulated unless ``real_
 with its clock at each item's due time (see :func:`fast_forward`).
 
 A conversation is identified by its test contact (a fresh phone number and e-mail address):
-its events are the tenant's test events sent from that contact.
+its events are the tenant's events sent from that contact (test, and live ones sent from the console).
 """
 
 from __future__ import annotations
@@ -507,12 +507,13 @@ def _ai_and_plan(results: dict[str, Any]) -> tuple[str | None, dict | None]:
 
 def _conversation_events(s: Session, tenant_id: str, contact: TestContact) -> list[EventRecord]:
     return list(s.exec(select(EventRecord).where(
-        EventRecord.tenant_id == tenant_id, EventRecord.is_test == sa.true(), EventRecord.depth == 0,
+        EventRecord.tenant_id == tenant_id, EventRecord.depth == 0,
         col(EventRecord.sender).in_([contact.phone, contact.email])).order_by(EventRecord.received_at, EventRecord.id)).all())
 
 
 def conversation(db: Engine, actor: Actor, contact: TestContact) -> Conversation:
-    """The contact's test conversation: every input with its report, and what is still due."""
+    """The contact's conversation (test and live inputs sent as this contact): every input with
+    its report, and what is still due."""
     actor.require(READ)
     contact = checked_contact(contact)
     with Session(db) as s:

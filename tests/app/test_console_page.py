@@ -159,3 +159,21 @@ def test_switching_on_a_workflow_that_fails_a_scenario_asks_first(app_factory, s
     assert any("Verpasster Anruf" in w.value for w in at.warning)
     at.button(key="workflows_enable_confirm").click().run()
     assert services.get_workflow(studio["db"], owner, wf.id).enabled
+
+
+def test_live_mode_sends_only_after_confirmation(app_factory, studio):
+    from sqlmodel import Session, select
+
+    from engine.store.models import EventRecord
+
+    at = app_factory("owner", PAGE)
+    at.toggle(key="console_live").set_value(True).run()
+    _send(at, "Hallo live")
+    with Session(studio["db"]) as s:
+        assert s.exec(select(EventRecord)).all() == []  # not yet: the dialog asks first
+    at.button(key="console_live_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    with Session(studio["db"]) as s:
+        (event,) = s.exec(select(EventRecord)).all()
+    assert event.content == "Hallo live" and not event.is_test
+    assert "Live" in _texts(at)
