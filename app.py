@@ -21,6 +21,7 @@ def app_pages(can) -> dict[str, list]:
             *([st.Page("pages/builder.py", title="Builder", icon=":material/construction:"),
                st.Page("pages/templates.py", title="Templates", icon=":material/apps:")] if can(EDIT) else []),
             st.Page("pages/history.py", title="Version history", icon=":material/history:"),
+            st.Page("pages/console.py", title="Test console", icon=":material/forum:"),
         ],
         "Insights": [st.Page("pages/executions.py", title="Executions", icon=":material/monitoring:"),
                      st.Page("pages/outbox.py", title="Outbox", icon=":material/outbox:")],

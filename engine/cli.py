@@ -1,5 +1,5 @@
 """``python -m engine <command>``: init, validate, schema, import, export, worker, bench, classify, api, api-key,
-tenant, callback-urls, contact, backup, prune."""
+tenant, callback-urls, contact, backup, prune, scenarios."""
 
 from __future__ import annotations
 
@@ -207,6 +207,24 @@ def cmd_prune(args) -> int:
     return 0
 
 
+def cmd_scenarios(args) -> int:
+    """Run a studio's test-console scenarios: one line per scenario, exit 1 on any failure."""
+    from engine.services import scenarios
+
+    db = get_engine(args.database_url)
+    actor = system_actor(services.find_tenant(db, args.tenant).id)
+    if args.scenario_command == "list":
+        for sc in scenarios.list_scenarios(db, actor):
+            print(f"{sc.status:<9}  {sc.name}")
+        return 0
+    results = scenarios.run_all(db, actor)
+    for r in results:
+        print(f"{'PASS' if r.passed else 'FAIL'}  {r.name}" + (f"  -- {'; '.join(r.failures)}" if r.failures else ""))
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} pass, {failed} fail", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Studio Automations engine")
     parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
@@ -293,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prune", help="apply the studios' retention now (the worker also does this)")
     p.add_argument("--budget", type=float, default=None, help="stop after this many seconds (default: until done)")
     p.set_defaults(func=cmd_prune)
+    p = sub.add_parser("scenarios", help="run or list a studio's test-console scenarios (exit 1 on any failure)")
+    sc = p.add_subparsers(dest="scenario_command", required=True)
+    for name, text in (("run", "replay every scenario in test mode"), ("list", "scenarios with their last result")):
+        sc.add_parser(name, help=text).add_argument("--tenant", required=True, help="tenant slug or id")
+    p.set_defaults(func=cmd_scenarios)
     return parser
 
 

@@ -62,27 +62,31 @@ def configured_adapter(tenant: dict[str, Any], channel: str) -> str | None:
 def queue_message(
     session: Session, *, tenant: dict[str, Any], execution_id: str | None, step_id: str | None, channel: str,
     recipient: str | None, body: str, subject: str | None, now: datetime, trigger: dict[str, Any] | None = None,
+    test: bool = False,
 ) -> dict[str, Any]:
     """Write the message to the outbox (in the caller's transaction) and return the step output.
 
     Tenant policies apply here: a frequency cap per contact and day suppresses, quiet hours
     defer (durably, to the end of the quiet period). A direct reply within minutes of the
     contact's own message is exempt from both.
+
+    ``test`` (test console): the row is flagged, never handed to an adapter (``simulated``),
+    and caps count only other test messages, so tests and real members never affect each other.
     """
     if not recipient:
         raise InvalidInput("no recipient: set one in the action or send from a trigger that has a sender", field="recipient")
     recipient = normalize_recipient(channel, recipient, tenant)
-    adapter = configured_adapter(tenant, channel)
-    status = OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED
+    adapter = None if test else configured_adapter(tenant, channel)
+    status = OutboxStatus.SIMULATED if test else (OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED)
     reason = opt_out_reason(session, tenant, recipient)  # the member wrote STOP (engine/optout.py)
     policy = {"status": OutboxStatus.SUPPRESSED, "reason": reason} if reason else \
-        _policy(session, tenant, recipient, now, trigger or {})
+        _policy(session, tenant, recipient, now, trigger or {}, test)
     status = policy.get("status") or status
     row = {"id": new_id(), "tenant_id": tenant["id"], "execution_id": execution_id, "step_run_id": step_id,
            "channel": channel, "recipient": recipient, "subject": subject, "body": body, "status": status,
            "adapter": adapter or "outbox", "provider_message_id": None, "error": policy.get("reason"),
            "detail": {"policy": _public(policy)} if policy else {}, "created_at": now, "sent_at": None,
-           "deliver_after": policy.get("deferredUntil")}
+           "deliver_after": policy.get("deferredUntil"), "is_test": test}
     buffer_insert = getattr(session, "buffer_insert", None)  # the runner's local transactions buffer writes
     if buffer_insert is None or not buffer_insert(_INSERT_OUTBOX, [row]):
         _INSERT_OUTBOX.executemany(session, [row])
@@ -101,7 +105,8 @@ def _public(policy: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in policy.items()}
 
 
-def _policy(session: Session, tenant: dict[str, Any], recipient: str, now: datetime, trigger: dict[str, Any]) -> dict[str, Any]:
+def _policy(session: Session, tenant: dict[str, Any], recipient: str, now: datetime, trigger: dict[str, Any],
+            test: bool = False) -> dict[str, Any]:
     """Quiet hours and frequency cap for this message: {} when it may go now."""
     settings = tenant.get("settings") or {}
     quiet, cap = settings.get("quietHours"), settings.get("frequencyCap")
@@ -117,7 +122,7 @@ def _policy(session: Session, tenant: dict[str, Any], recipient: str, now: datet
     local = now.astimezone(tz)
     if cap is not None:
         day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        sent = _sent_since(session, tenant["id"], recipient, day_start)
+        sent = _sent_since(session, tenant["id"], recipient, day_start, test)
         if frequency_cap_reached(sent, int(cap)):
             return {"status": OutboxStatus.SUPPRESSED,
                     "reason": f"frequency cap: {recipient} already got {sent} automated message(s) today (limit {cap})"}
@@ -130,22 +135,29 @@ def _policy(session: Session, tenant: dict[str, Any], recipient: str, now: datet
     return {}
 
 
-def _sent_since(session: Session, tenant_id: str, recipient: str, since: datetime) -> int:
+def _sent_since(session: Session, tenant_id: str, recipient: str, since: datetime, test: bool = False) -> int:
+    """Messages counted by the frequency cap: live ones for live runs, test ones for test runs."""
     from sqlmodel import func, select
 
     counted = (OutboxStatus.RECORDED, OutboxStatus.SENT, OutboxStatus.PENDING, OutboxStatus.DEFERRED)
+    if test:
+        counted = (*counted, OutboxStatus.SIMULATED)
     return session.exec(select(func.count()).select_from(OutboxMessage).where(
         OutboxMessage.tenant_id == tenant_id, OutboxMessage.recipient == recipient,
-        OutboxMessage.created_at >= since, OutboxMessage.status.in_(counted))).one()
+        OutboxMessage.created_at >= since, OutboxMessage.status.in_(counted),
+        OutboxMessage.is_test == test)).one()
 
 
 def schedule_follow_up(
     session: Session, *, tenant_id: str, execution_id: str, step_id: str, due_at: datetime, channel: str,
-    recipient: str | None, body: str,
+    recipient: str | None, body: str, test: bool = False,
 ) -> str:
     """A durable follow-up: the worker writes the message to the outbox when it is due."""
+    payload = {"channel": channel, "recipient": recipient, "body": body, "stepId": step_id}
+    if test:
+        payload["test"] = True
     item = DueWork(tenant_id=tenant_id, kind=DueKind.FOLLOW_UP, due_at=due_at, execution_id=execution_id,
-                   payload={"channel": channel, "recipient": recipient, "body": body, "stepId": step_id})
+                   payload=payload)
     session.add(item)
     return item.id
 
@@ -168,7 +180,7 @@ def deliver(db, outbox_id: str, *, now: datetime) -> str:
             s.add(msg)
             return msg.status
         if msg.adapter == "outbox":  # deferred by quiet hours, no adapter: now it counts as recorded
-            msg.status, msg.sent_at = OutboxStatus.RECORDED, now
+            msg.status, msg.sent_at = (OutboxStatus.SIMULATED if msg.is_test else OutboxStatus.RECORDED), now
             s.add(msg)
             return msg.status
         tenant = s.get(Tenant, msg.tenant_id)
@@ -203,7 +215,7 @@ def _last_inbound_at(session: Session, tenant_id: str, sender: str, channel: str
 
     from engine.store.models import EventRecord
 
-    where = [EventRecord.tenant_id == tenant_id, EventRecord.sender == sender]
+    where = [EventRecord.tenant_id == tenant_id, EventRecord.sender == sender, EventRecord.is_test == sa.false()]
     if channel == "whatsapp":
         where.append(EventRecord.channel == channel)
     return session.exec(select(func.max(EventRecord.received_at)).where(*where)).one()

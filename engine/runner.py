@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -106,6 +107,10 @@ class _Run:
     emitted: list[dict[str, Any]] = field(default_factory=list)
     #: The status its local steps stopped in (waiting, succeeded, ...); None: it goes on.
     stopped: str | None = None
+    #: A test-console run: messages stay in the outbox, counters and caps are untouched,
+    #: webhooks and remote AI are simulated unless ``real_calls``.
+    test: bool = False
+    real_calls: bool = False
 
     @property
     def dry_run(self) -> bool:
@@ -183,11 +188,15 @@ class Runner:
         #: Ingest batches of this runner write one after the other (see _LazySession).
         self._write_lock = threading.Lock()
         self._group = _GroupCommit(self._prepare_batch, _LazySession.commit)
+        #: Unsaved definitions by workflow id (test console scenarios against a builder draft):
+        #: matching sees these instead of the stored ones. Only ever set on a runner of its own.
+        self.drafts: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ ingest
 
     def ingest(self, tenant_id: str, event: dict[str, Any] | Event, *, depth: int = 0,
-               parent_execution_id: str | None = None, defer_external: bool = False) -> IngestResult:
+               parent_execution_id: str | None = None, defer_external: bool = False, test: bool = False,
+               real_calls: bool = False) -> IngestResult:
         """Store the event, start every enabled workflow it matches, run them as far as they go.
 
         The event, its executions and their local steps (up to a wait, an external step or
@@ -196,8 +205,12 @@ class Runner:
         at once; callers that arrive while a commit is running share the next one.
         External steps then run in the caller's thread with no transaction open, or, with
         ``defer_external`` (provider webhooks that must answer fast), are handed to the worker.
+
+        ``test``: a test-console event (stored with ``is_test``; see :class:`_Run`);
+        ``real_calls``: a test event whose webhooks and remote AI are called for real.
         """
-        req = _IngestRequest(tenant_id, _parse_event(event), depth, parent_execution_id, self.clock())
+        req = _IngestRequest(tenant_id, _parse_event(event), depth, parent_execution_id, self.clock(),
+                             test=test, real_calls=real_calls and test)
         if getattr(_batch_state, "depth", 0):  # a chained event from this thread: already counted
             return self._ingest(req, defer_external)
         self._group.enter()
@@ -294,19 +307,22 @@ class Runner:
             except NotFound as exc:
                 req.error = exc
                 return
-        if not req.asked_provider and self._wants_provider(ev, tenant["settings"]):
+        if not req.asked_provider and (req.real_calls or not req.test) and self._wants_provider(ev, tenant["settings"]):
             req.ask_provider = tenant["settings"]
             return
         key = (tenant_id, str(ev.trigger_type))
         found = candidates.get(key)
         if found is None:
             found = candidates[key] = _candidates(look, tenant_id, ev)
+            if self.drafts:
+                found[:] = _with_drafts(ev, found, self.drafts)
         self._fill_intent(ev, found)
-        req.record = _event_row(tenant_id, ev, req.now, req.depth, req.parent_execution_id)
+        req.record = _event_row(tenant_id, ev, req.now, req.depth, req.parent_execution_id, req.test)
         _insert(s, EventRecord, req.record)
-        if req.record["content"] and req.record["sender"]:
+        if req.record["content"] and req.record["sender"] and not req.test:
             note_opt_words(s, tenant, req.record, req.now)  # STOP / START on any channel (engine/optout.py)
-        req.runs, req.skipped = self._start_matching(s, tenant, req.record, found, req.now, req.depth)
+        req.runs, req.skipped = self._start_matching(s, tenant, req.record, found, req.now, req.depth,
+                                                     test=req.test, real_calls=req.real_calls)
         for run in req.runs:
             run.stopped = self._local_steps_in(s, run)
 
@@ -342,7 +358,8 @@ class Runner:
         ev.intent, ev.intent_confidence = result.intent, result.confidence
 
     def _start_matching(self, s: Session | sa.Connection, tenant: dict[str, Any], record: dict[str, Any], candidates: list,
-                        now: datetime, depth: int) -> tuple[list[_Run], list[str]]:
+                        now: datetime, depth: int, *, test: bool = False,
+                        real_calls: bool = False) -> tuple[list[_Run], list[str]]:
         trigger = trigger_data(record)
         local_now = now.astimezone(tenant["tz"])
         runs, skipped, rows = [], [], []
@@ -351,14 +368,16 @@ class Runner:
             if not _trigger_matches(definition, record):
                 continue
             evaluation = evaluate(definition.conditions, EvalContext(trigger, local_now, None, _hours(tenant)))
-            execution = _execution_row(tenant["id"], wf, record["id"], trigger, evaluation.explanation, now, "live", depth)
+            execution = _execution_row(tenant["id"], wf, record["id"], trigger, evaluation.explanation, now,
+                                       "test" if test else "live", depth, test, real_calls)
             rows.append(execution)
             if not evaluation.passed:
                 execution.update(status=ExecutionStatus.SKIPPED, finished_at=now)
                 skipped.append(execution["id"])
                 continue
             runs.append(_Run(execution["id"], tenant, wf.id, definition, execution["context"],
-                             execution["current_action_id"], execution["lease_token"], "live", depth))
+                             execution["current_action_id"], execution["lease_token"], execution["mode"], depth,
+                             test=test, real_calls=real_calls))
         if rows:
             _insert(s, Execution, rows)
         return runs, skipped
@@ -366,13 +385,17 @@ class Runner:
     # ------------------------------------------------------------------ manual and dry runs
 
     def run_workflow(self, tenant_id: str, workflow_id: str, trigger_data_in: dict[str, Any] | None = None, *,
-                     bypass_conditions: bool = False, dry_run: bool = False, mode: str = "manual") -> str:
+                     bypass_conditions: bool = False, dry_run: bool = False, mode: str = "manual",
+                     test: bool = False, real_calls: bool = False) -> str:
         """Run one workflow now (the spec's /run; cron fires use mode="live"). Returns the execution id.
+
+        ``test``: a test-console run (e.g. a scheduled workflow's tick fired from the console).
 
         An ``idempotencyKey`` in the trigger data that was already used raises IntegrityError.
         """
         now = self.clock()
-        mode = "dry_run" if dry_run else mode
+        mode = "dry_run" if dry_run else ("test" if test else mode)
+        test, real_calls = test and not dry_run, real_calls and test and not dry_run
         with session_scope(self.db) as s:
             wf = s.exec(select(Workflow).where(Workflow.id == workflow_id, Workflow.tenant_id == tenant_id)).first()
             if wf is None:
@@ -383,7 +406,7 @@ class Runner:
                 ev.channel = MESSAGE_TRIGGER_CHANNELS[wf.trigger_type]
             candidate = _Candidate(wf.id, wf.name, wf.version, wf.definition, wf.trigger_type)
             self._fill_intent(ev, [candidate])
-            record = _event_row(tenant_id, ev, now, 0, None)
+            record = _event_row(tenant_id, ev, now, 0, None, test)
             if not dry_run:
                 _insert(s, EventRecord, record)
             definition = parse_definition(wf.id, wf.version, wf.definition)
@@ -395,13 +418,14 @@ class Runner:
                                                       "message": "conditions bypassed for this manual run"}]
                                                      if bypass_conditions and not evaluation.passed else [])
             execution = _execution_row(tenant_id, candidate, None if dry_run else record["id"], trigger, explanation,
-                                       now, mode, 0)
+                                       now, mode, 0, test, real_calls)
             if not passed:
                 execution.update(status=ExecutionStatus.SKIPPED, finished_at=now)
             _insert(s, Execution, execution)
         if passed:
             self._drive(_Run(execution["id"], tctx, wf.id, definition, execution["context"],
-                             execution["current_action_id"], execution["lease_token"], mode, 0))
+                             execution["current_action_id"], execution["lease_token"], mode, 0,
+                             test=test, real_calls=real_calls))
         return execution["id"]
 
     # ------------------------------------------------------------------ resume (worker)
@@ -425,7 +449,8 @@ class Runner:
             s.add(ex)
             run = _Run(ex.id, tctx, ex.workflow_id, parse_definition(ex.workflow_id, ex.workflow_version, ex.definition),
                        dict(ex.context), ex.current_action_id, ex.lease_token, ex.mode, ex.depth, ex.actions_executed,
-                       list(ex.context.get("failedSteps", [])))
+                       list(ex.context.get("failedSteps", [])), test=bool(ex.is_test),
+                       real_calls=bool((ex.context or {}).get("testRealCalls")))
         return self._drive(run)
 
     # ------------------------------------------------------------------ the loop
@@ -470,7 +495,8 @@ class Runner:
     def _step_context(self, run: _Run, action, step_id: str, attempt: int, now: datetime, session) -> StepContext:
         return StepContext(tenant=run.tenant, execution_id=run.id, step_id=step_id, action=action,
                            context=template_context(run.context, run.tenant, now), now=now, dry_run=run.dry_run,
-                           session=session, attempt=attempt, emit=lambda e: self._emit(run, e), db=self.db)
+                           session=session, attempt=attempt, emit=lambda e: self._emit(run, e), db=self.db,
+                           test=run.test, real_calls=run.real_calls)
 
     def _local_steps(self, run: _Run) -> str | None:
         with _local_transaction(self.db) as s:
@@ -608,7 +634,7 @@ class Runner:
             del pending["b_id"], pending["b_token"]
         elif (_FAST_SAVE_FINISHED if finished else _FAST_SAVE).rowcount(s.connection(), values) != 1:
             raise LeaseLost()
-        if finished and run.mode != "dry_run" and run.workflow_id:
+        if finished and run.mode != "dry_run" and not run.test and run.workflow_id:
             ok = 1 if status == ExecutionStatus.SUCCEEDED else 0
             if not (isinstance(s, _LazySession) and s.count_run(run.workflow_id, ok, now)):
                 _FAST_COUNT_RUN.rowcount(s.connection(), {"b_id": run.workflow_id, "b_n": 1, "b_ok": ok, "b_bad": 1 - ok,
@@ -630,7 +656,8 @@ class Runner:
     def _process_emitted(self, run: _Run) -> None:
         while run.emitted:
             event = run.emitted.pop(0)
-            self.ingest(run.tenant["id"], event, depth=run.depth + 1, parent_execution_id=run.id)
+            self.ingest(run.tenant["id"], event, depth=run.depth + 1, parent_execution_id=run.id, test=run.test,
+                        real_calls=run.real_calls)
 
 
 # ---------------------------------------------------------------------- group commit
@@ -649,6 +676,8 @@ class _IngestRequest:
     depth: int
     parent_execution_id: str | None
     now: datetime
+    test: bool = False
+    real_calls: bool = False
     asked_provider: bool = False
     #: What the call returns or raises, once its batch has committed.
     result: IngestResult | None = None
@@ -997,7 +1026,8 @@ _FAST_CANDIDATES = FastStatement(
            _wf.enabled == sa.true()))
 
 
-def _event_row(tenant_id: str, ev: Event, now: datetime, depth: int, parent: str | None) -> dict[str, Any]:
+def _event_row(tenant_id: str, ev: Event, now: datetime, depth: int, parent: str | None,
+               is_test: bool = False) -> dict[str, Any]:
     data = dict(ev.data)
     if ev.lead_id:
         data["leadId"] = ev.lead_id
@@ -1006,7 +1036,7 @@ def _event_row(tenant_id: str, ev: Event, now: datetime, depth: int, parent: str
     return {"id": new_id(), "tenant_id": tenant_id, "trigger_type": ev.trigger_type, "channel": ev.channel,
             "content": ev.content, "sender": ev.from_, "intent": ev.intent, "intent_confidence": ev.intent_confidence,
             "custom_fields": ev.custom_fields, "data": data, "received_at": ev.received_at or now,
-            "idempotency_key": ev.idempotency_key, "depth": depth, "parent_execution_id": parent}
+            "idempotency_key": ev.idempotency_key, "depth": depth, "parent_execution_id": parent, "is_test": is_test}
 
 
 def _step_row(run: _Run, action, attempt: int, now: datetime) -> dict[str, Any]:
@@ -1046,6 +1076,21 @@ def _candidates(s: Session | sa.Connection, tenant_id: str, ev: Event) -> list[_
     return [_Candidate(*row) for row in rows]
 
 
+def _with_drafts(ev: Event, found: list[_Candidate], drafts: dict[str, dict[str, Any]]) -> list[_Candidate]:
+    """The candidates with draft definitions in place of the stored ones (a draft may change
+    the trigger type or be disabled). The caller checked that the drafts' workflows are the tenant's."""
+    trigger_type = str(ev.trigger_type)
+    wanted = {trigger_type} | ({"intent_detected"} if ev.trigger_type in MESSAGE_TRIGGER_CHANNELS else set())
+    out = [c for c in found if c.id not in drafts]
+    for workflow_id, definition in drafts.items():
+        draft_type = (definition.get("trigger") or {}).get("type")
+        if definition.get("enabled", True) is not False and draft_type in wanted:
+            # A version of its own (negative, from the content) keeps the parse cache apart from saved versions.
+            version = -(zlib.crc32(json_dumps(definition).encode()) % 2_000_000_000) - 1
+            out.append(_Candidate(workflow_id, str(definition.get("name") or ""), version, definition, draft_type))
+    return out
+
+
 def _trigger_matches(definition: WorkflowDefinition, event: dict[str, Any]) -> bool:
     config = definition.trigger.config
     fields = config.__dict__  # declared fields (a missing attribute would raise inside pydantic)
@@ -1059,14 +1104,18 @@ def _trigger_matches(definition: WorkflowDefinition, event: dict[str, Any]) -> b
 
 
 def _execution_row(tenant_id: str, wf, event_id: str | None, trigger: dict, explanation: list, now: datetime,
-                   mode: str, depth: int) -> dict[str, Any]:
+                   mode: str, depth: int, is_test: bool = False, real_calls: bool = False) -> dict[str, Any]:
     definition = wf.definition
     first = definition["actions"][0]["id"] if definition.get("actions") else None
+    context = {"trigger": trigger, "results": {}, "lead": _lead_stub(trigger)}
+    if real_calls:
+        context["testRealCalls"] = True  # a resumed test run keeps calling for real
     return {"id": new_id(), "tenant_id": tenant_id, "workflow_id": wf.id, "workflow_name": wf.name,
             "workflow_version": wf.version, "event_id": event_id, "status": ExecutionStatus.RUNNING, "mode": mode,
-            "definition": definition, "context": {"trigger": trigger, "results": {}, "lead": _lead_stub(trigger)},
+            "definition": definition, "context": context,
             "explanation": explanation, "current_action_id": first, "lease_token": new_id(), "heartbeat_at": now,
-            "depth": depth, "error": None, "started_at": now, "finished_at": None, "actions_executed": 0}
+            "depth": depth, "error": None, "started_at": now, "finished_at": None, "actions_executed": 0,
+            "is_test": is_test}
 
 
 def _hours(tenant: dict[str, Any]) -> dict[str, Any] | None:

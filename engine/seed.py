@@ -52,6 +52,7 @@ def init(db: Engine, *, demo_email: str, demo_password: str) -> dict:
         out = services.create_tenant(db, slug=DEMO_SLUG, name="Demo Yoga & Fitness Studio", timezone="Europe/Berlin",
                                      settings={"knowledgeBase": kb})
         services.import_workflows(db, auth.system_actor(out.id), demo_workflows())
+        seed_scenarios(db, out.id)
         tenant_id = out.id
     else:
         tenant_id = tenant.id
@@ -59,3 +60,39 @@ def init(db: Engine, *, demo_email: str, demo_password: str) -> dict:
         user = auth.create_user(db, email=demo_email, password=demo_password, name="Demo Owner")
         auth.add_membership(db, user_id=user.id, tenant_id=tenant_id, role="owner")
     return {"tenant_id": tenant_id, "tenant_created": created, "email": demo_email}
+
+
+#: The spec's manual tests as test-console scenarios of the demo studio (engine/services/scenarios.py).
+#: "Hallo" is sent as if at 07:30 on a Sunday, so the after-hours reply (before 9) must run.
+DEMO_SCENARIOS = [
+    {"name": "Trainingsplan per Sprachanruf",
+     "steps": [{"kind": "message", "channel": "voice", "text": "Ich möchte einen Trainingsplan"}],
+     "expectations": [{"kind": "intent", "intent": "training_plan"}, {"kind": "ran", "workflow": "Trainingsplan auf Anfrage"},
+                      {"kind": "sent", "contains": "Trainingsplan"}]},
+    {"name": "Trainingsplan per WhatsApp",
+     "steps": [{"kind": "message", "channel": "whatsapp", "text": "Ich möchte einen Trainingsplan"}],
+     "expectations": [{"kind": "intent", "intent": "training_plan"}, {"kind": "ran", "workflow": "Trainingsplan auf Anfrage"},
+                      {"kind": "sent", "contains": "Trainingsplan"}]},
+    {"name": "Hallo auf WhatsApp am frühen Morgen",
+     "steps": [{"kind": "message", "channel": "whatsapp", "text": "Hallo", "at": "2026-11-29T07:30:00+01:00"}],
+     "expectations": [{"kind": "ran", "workflow": "Antwort außerhalb der Geschäftszeiten"},
+                      {"kind": "skipped", "workflow": "Trainingsplan auf Anfrage"},
+                      {"kind": "skipped", "workflow": "Antworten während der Geschäftszeiten"},
+                      {"kind": "sent", "contains": "von 9 bis 18 Uhr"}]},
+    {"name": "Verpasster Anruf bekommt nach 5 Minuten eine Nachricht",
+     "steps": [{"kind": "missed_call"}, {"kind": "skip_all"}],
+     "expectations": [{"kind": "ran", "workflow": "Verpasster Anruf: WhatsApp nach 5 Minuten"}, {"kind": "sent", "contains": "Anruf leider verpasst"}]},
+]
+
+
+def seed_scenarios(db: Engine, tenant_id: str) -> None:
+    """The demo studio's scenarios (skipped when one of the same name exists)."""
+    from engine.errors import Conflict
+    from engine.services import scenarios
+
+    actor = auth.system_actor(tenant_id)
+    for item in DEMO_SCENARIOS:
+        try:
+            scenarios.save_scenario(db, actor, item)
+        except Conflict:
+            logger.info("demo scenario %r exists", item["name"])

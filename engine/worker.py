@@ -85,13 +85,17 @@ class Worker:
                 handled += 1
         return handled
 
-    def claim(self, limit: int | None = None) -> list[DueWork]:
-        """Lease up to ``limit`` due items (pending and due, or claimed with an expired lease)."""
+    def claim(self, limit: int | None = None, *, ids: list[str] | None = None) -> list[DueWork]:
+        """Lease up to ``limit`` due items (pending and due, or claimed with an expired lease).
+
+        ``ids``: only these items (the test console fast-forwards one conversation's items)."""
         now = self.clock()
         due = sa.or_(
             sa.and_(DueWork.status == DueStatus.PENDING, DueWork.due_at <= now),
             sa.and_(DueWork.status == DueStatus.CLAIMED, DueWork.locked_until < now),
         )
+        if ids is not None:
+            due = sa.and_(due, DueWork.id.in_(ids))
         with session_scope(self.db) as s:
             stmt = select(DueWork.id).where(due).order_by(DueWork.due_at).limit(limit or self.batch)
             if self._postgres:
@@ -135,7 +139,7 @@ class Worker:
             tenant = tenant_context(s.get(Tenant, item.tenant_id))
             queue_message(s, tenant=tenant, execution_id=item.execution_id, step_id=f"follow-up:{item.id}",
                           channel=p["channel"], recipient=p.get("recipient"), body=p["body"], subject=p.get("subject"),
-                          now=self.clock())
+                          now=self.clock(), test=bool(p.get("test")))
             self._done(item, s)
 
     def _deliver(self, item: DueWork) -> None:

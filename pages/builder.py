@@ -7,7 +7,7 @@ from engine import services
 from engine.auth import EDIT
 from engine.errors import EngineError, NotFound, ValidationFailed
 from engine.validation import validate
-from ui import builder_state, session
+from ui import builder_state, console_builder, session
 from ui.action_editor import actions_editor
 from ui.builder_form import basics_editor, ordered, review
 from ui.condition_editor import condition_list
@@ -69,22 +69,42 @@ if mode == "Form":
 
 def save_controls(button_key: str) -> None:
     note = st.text_input("Note for this version (optional)", key=f"{button_key}_note", placeholder="What changed?")
+    if not errors:
+        console_builder.show_status(session.db(), actor, editing, definition, button_key)
     if st.button("Save workflow", type="primary", key=button_key, icon=":material/check:", disabled=bool(errors), width="stretch"):
-        try:
-            if editing:
-                out = services.update_workflow(session.db(), actor, editing, definition, note=note or None)
-            else:
-                out = services.create_workflow(session.db(), actor, definition, note=note or None)
-        except ValidationFailed as exc:
-            show_problems(exc.problems)
-        except EngineError as exc:
-            st.error(exc.message)
-        else:
-            st.session_state[builder_state.WORKFLOW_ID] = out.id
-            st.query_params["id"] = out.id
-            state = "It is on and runs from now on." if out.enabled else "It is off (a draft): turn it on in the Workflows list or under ① Basics."
-            st.session_state["builder_saved"] = f"Saved “{out.name}” as version {out.version}. {state}"
+        if console_builder.failing(session.db(), actor, editing, definition):
+            st.session_state["builder_sc_confirm"] = note or ""
             st.rerun()
+        save(note)
+
+
+@st.dialog("Save with failing scenarios?", on_dismiss=lambda: st.session_state.pop("builder_sc_confirm", None))
+def confirm_save() -> None:
+    st.warning("Some test-console scenarios fail against this version (see “What differs”). Save anyway?", icon="❌")
+    cancel, go = st.columns(2)
+    if cancel.button("Keep editing", key="builder_sc_cancel", width="stretch"):
+        st.session_state.pop("builder_sc_confirm", None)
+        st.rerun()
+    if go.button("Save anyway", type="primary", key="builder_sc_go", width="stretch"):
+        save(st.session_state.pop("builder_sc_confirm", None))
+
+
+def save(note: str | None) -> None:
+    try:
+        if editing:
+            out = services.update_workflow(session.db(), actor, editing, definition, note=note or None)
+        else:
+            out = services.create_workflow(session.db(), actor, definition, note=note or None)
+    except ValidationFailed as exc:
+        show_problems(exc.problems)
+    except EngineError as exc:
+        st.error(exc.message)
+    else:
+        st.session_state[builder_state.WORKFLOW_ID] = out.id
+        st.query_params["id"] = out.id
+        state = "It is on and runs from now on." if out.enabled else "It is off (a draft): turn it on in the Workflows list or under ① Basics."
+        st.session_state["builder_saved"] = f"Saved “{out.name}” as version {out.version}. {state}"
+        st.rerun()
 
 
 if mode == "Form":
@@ -104,3 +124,6 @@ with side_col:
     show_problems(problems, definition=definition)
     if mode == "JSON":
         save_controls("builder_save_json")
+
+if st.session_state.get("builder_sc_confirm") is not None and not errors:
+    confirm_save()

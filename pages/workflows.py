@@ -10,7 +10,7 @@ from engine import services
 from engine.auth import EDIT
 from engine.definitions import TriggerType
 from engine.errors import EngineError
-from ui import builder_state, session, style
+from ui import builder_state, console_builder, session, style
 from ui.formatting import ago, percent
 from ui.labels import trigger_label
 from ui.run_panel import run_panel
@@ -27,6 +27,10 @@ def reset_page() -> None:
 
 
 def on_toggle(workflow_id: str, key: str) -> None:
+    if st.session_state[key] and console_builder.failing_when_enabled(db, actor, workflow_id):
+        st.session_state[key] = False  # ask first (test-console scenarios fail with it on)
+        st.session_state["workflows_enable_id"] = workflow_id
+        return
     try:
         out = services.set_enabled(db, actor, workflow_id, st.session_state[key])
         st.toast(f"“{out.name}” {'enabled' if out.enabled else 'disabled'}", icon="✅")
@@ -37,6 +41,7 @@ def on_toggle(workflow_id: str, key: str) -> None:
 def close_dialogs() -> None:
     st.session_state.pop("workflows_delete_id", None)
     st.session_state.pop("workflows_run_id", None)
+    st.session_state.pop("workflows_enable_id", None)
 
 
 @st.dialog("Delete workflow?", on_dismiss=close_dialogs)
@@ -67,8 +72,24 @@ def open_from_menu(kind: str, workflow_id: str) -> None:
     st.session_state[f"workflows_{kind}_id"] = workflow_id
 
 
+@st.dialog("Switch on with failing scenarios?", on_dismiss=close_dialogs)
+def confirm_enable(workflow) -> None:
+    names = console_builder.failing_when_enabled(db, actor, workflow.id)
+    st.warning(f"With **{escape(workflow.name)}** on, these test-console scenarios fail: " + ", ".join(names)
+               + ". Switch it on anyway?", icon="❌")
+    cancel, go = st.columns(2)
+    if cancel.button("Leave it off", key="workflows_enable_cancel", width="stretch"):
+        close_dialogs()
+        st.rerun()
+    if go.button("Switch on", type="primary", key="workflows_enable_confirm", width="stretch"):
+        services.set_enabled(db, actor, workflow.id, True)
+        close_dialogs()
+        st.session_state["workflows_flash"] = f"“{workflow.name}” enabled."
+        st.rerun()
+
+
 def show_open_dialog() -> None:
-    for kind, dialog in (("run", run_dialog), ("delete", confirm_delete)):
+    for kind, dialog in (("run", run_dialog), ("delete", confirm_delete), ("enable", confirm_enable)):
         workflow_id = st.session_state.get(f"workflows_{kind}_id")
         if workflow_id:
             try:

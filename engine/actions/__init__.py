@@ -31,6 +31,15 @@ class StepContext:
     attempt: int = 1
     emit: Callable[[dict[str, Any]], None] | None = None
     db: Any = None
+    #: A test-console run: nothing is delivered or counted (see engine/services/console.py).
+    test: bool = False
+    #: In a test run: call webhooks and remote AI providers for real.
+    real_calls: bool = False
+
+    @property
+    def simulate_calls(self) -> bool:
+        """Calls to the outside world are simulated (dry run, or a test run without real calls)."""
+        return self.dry_run or (self.test and not self.real_calls)
 
     def render(self, value: Any) -> Any:
         """Render templates inside a config value against trigger/results/lead/tenant/now."""

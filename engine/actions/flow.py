@@ -59,5 +59,5 @@ def follow_up(step: StepContext) -> StepResult:
         return StepResult(output={**output, "simulated": True}, input=rendered)
     follow_up_id = schedule_follow_up(step.session, tenant_id=step.tenant["id"], execution_id=step.execution_id,
                                       step_id=step.step_id, due_at=due, channel=channel, recipient=recipient,
-                                      body=message)
+                                      body=message, test=step.test)
     return StepResult(output={**output, "followUpId": follow_up_id}, input=rendered)

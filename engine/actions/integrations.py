@@ -68,6 +68,13 @@ def create_lead(step: StepContext) -> StepResult:
     rendered = {**data, **({"customFields": custom} if custom else {})}
     if step.dry_run:
         return StepResult(output={"simulated": True, "lead": rendered}, input=rendered)
+    if step.test:
+        # Test console: no lead is stored, but lead_created still fires (as a test event).
+        emitted = step.emit({"triggerType": "lead_created", "from": phone or email,
+                             "data": {"name": data.get("name", ""), "email": email, "phone": phone,
+                                      "source": data.get("source") or "workflow"}})
+        return StepResult(output={"simulated": True, "note": "test mode: no lead was stored", "lead": rendered,
+                                  "leadCreatedEvent": emitted}, input=rendered)
     s = step.session
     existing = find_lead_by_contact(s, step.tenant["id"], email, phone)
     if existing:
@@ -92,7 +99,7 @@ def update_lead(step: StepContext) -> StepResult:
     lead_id = step.render(cfg.lead_id) if cfg.lead_id else None
     updates = step.render(cfg.updates)
     rendered = {"leadId": lead_id, "updates": updates}
-    if step.dry_run:
+    if step.dry_run or step.test:
         return StepResult(output={"simulated": True, **rendered}, input=rendered)
     s = step.session
     lead = _find_for_update(s, step, lead_id)
@@ -157,9 +164,10 @@ def ask_ai(step: StepContext) -> StepResult:
     prompt = step.render(step.action.config.prompt)
     question = step.trigger.get("content") or None
     provider = provider_for_tenant(step.tenant)
-    if step.dry_run and provider.__class__.__name__ != "OfflineProvider":
-        # A dry run calls nothing outside; the offline provider is local, so it still answers.
-        return StepResult(output={"text": "(dry run: the AI provider was not called)", "provider": "simulated",
+    if step.simulate_calls and provider.__class__.__name__ != "OfflineProvider":
+        # A dry or test run calls nothing outside; the offline provider is local, so it still answers.
+        what = "dry run" if step.dry_run else "test mode"
+        return StepResult(output={"text": f"({what}: the AI provider was not called)", "provider": "simulated",
                                   "simulated": True}, input={"prompt": prompt, "question": question})
     # Answer in the member's language when the message tells it, else in the studio's.
     language = step.trigger.get("language") or step.tenant.get("settings", {}).get("language", "de")
@@ -180,8 +188,9 @@ def call_webhook(step: StepContext) -> StepResult:
     settings = step.tenant.get("settings") or {}
     headers.setdefault("Idempotency-Key", f"{step.execution_id}:{step.action.id}")
     rendered = {"url": url, "method": method, "headers": headers, "body": body}
-    if step.dry_run:
-        return StepResult(output={"simulated": True, "note": "dry run: the webhook was not called", "request": rendered},
+    if step.simulate_calls:
+        what = "dry run" if step.dry_run else "test mode"
+        return StepResult(output={"simulated": True, "note": f"{what}: the webhook was not called", "request": rendered},
                           input=rendered)
     from engine.services.studio_settings import signing_secrets
 

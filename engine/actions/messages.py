@@ -18,7 +18,7 @@ def _send(step: StepContext, channel: str | None) -> StepResult:
         return StepResult(output={**rendered, "status": "simulated", "simulated": True}, input=rendered)
     output = queue_message(step.session, tenant=step.tenant, execution_id=step.execution_id, step_id=step.step_id,
                            channel=channel, recipient=recipient, body=body, subject=subject, now=step.now,
-                           trigger=step.trigger)
+                           trigger=step.trigger, test=step.test)
     return StepResult(output=output, input=rendered)
 
 

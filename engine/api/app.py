@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
-from engine.api import contract, errors, inbound, runs, studio, webchat, workflows
+from engine.api import contract, errors, inbound, runs, scenarios, studio, webchat, workflows
 from engine.api import privacy as privacy_routes
 from engine.api.deps import Db
 from engine.api.fast_events import FastEvents
@@ -72,6 +72,7 @@ def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
     app.include_router(inbound.router)  # public provider webhooks (signature-checked)
     app.include_router(webchat.router)  # widget.js and the public chat routes
     app.include_router(privacy_routes.router)
+    app.include_router(scenarios.router)
     app.include_router(_meta_router())
     return app
 

@@ -72,6 +72,11 @@ def _json(default=dict) -> Any:
     return Field(default_factory=default, sa_column=sa.Column(JSONType, nullable=False))
 
 
+def _flag() -> Any:
+    """A NOT NULL boolean, false by default (also on rows written before the column existed)."""
+    return Field(default=False, sa_column=sa.Column(sa.Boolean(), nullable=False, server_default=sa.false()))
+
+
 def _tenant_fk() -> Any:
     return Field(foreign_key="tenants.id", ondelete="CASCADE", max_length=32)
 
@@ -243,6 +248,8 @@ class EventRecord(SQLModel, table=True):
     #: How many workflow-emitted events led here (create_lead -> lead_created ...).
     depth: int = 0
     parent_execution_id: str | None = Field(default=None, max_length=32)
+    #: From the test console: never delivered, never counted (see engine/services/console.py).
+    is_test: bool = _flag()
 
 
 class Execution(SQLModel, table=True):
@@ -279,6 +286,8 @@ class Execution(SQLModel, table=True):
     started_at: datetime = _created()
     finished_at: datetime | None = _ts()
     actions_executed: int = 0
+    #: A test-console run: its messages are never delivered, it changes no counter or cap.
+    is_test: bool = _flag()
 
 
 class StepRun(SQLModel, table=True):
@@ -328,6 +337,8 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = _created()
     sent_at: datetime | None = _ts()
     deliver_after: datetime | None = _ts()
+    #: Written by a test-console run: shown, never handed to an adapter, not counted by caps.
+    is_test: bool = _flag()
 
 
 class Lead(SQLModel, table=True):
@@ -475,6 +486,29 @@ class SettingsAudit(SQLModel, table=True):
     actor: str = Field(default="system", max_length=320)
     area: str = Field(max_length=64)
     changes: dict = _json()
+
+
+class Scenario(SQLModel, table=True):
+    """A saved test-console conversation and what the owner expects from it (see engine/services/scenarios.py)."""
+
+    __tablename__ = "scenarios"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_scenarios_tenant_name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = _tenant_fk()
+    name: str = Field(max_length=200)
+    channel: str = Field(default="whatsapp", max_length=16)
+    #: Contact profile (name, phone, email) used as a template: every run gets a fresh contact.
+    contact: dict = _json()
+    #: The inputs, in order: [{"kind": "message"|"missed_call"|..., ..., "at": iso or null}]
+    steps: list = _json(list)
+    #: What must happen: [{"kind": "ran"|"skipped"|"sent"|"intent", ...}]
+    expectations: list = _json(list)
+    last_result: dict = _json()
+    last_run_at: datetime | None = _ts()
+    created_by: str | None = Field(default=None, max_length=32)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
 
 
 # Data lifecycle tables (issue 16) live in their own module; importing them here registers them.

@@ -174,3 +174,25 @@ def test_a_database_that_was_never_initialised_is_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "python -m engine init" in result.stderr
+
+
+def test_scenarios_run_prints_one_line_each_and_fails_on_a_failure(sqlite_db, tmp_path):
+    from engine.services import console, scenarios
+    from engine.services.console import ConsoleInput
+
+    tenant = services.create_tenant(sqlite_db, slug="cli-sc", name="CLI")
+    actor = system_actor(tenant.id)
+    services.create_workflow(sqlite_db, actor, {"name": "Echo", "trigger": {"type": "sms_received", "config": {}},
+                                                "actions": [{"id": "s", "type": "send_sms", "config": {"message": "Pong"}}]})
+    contact = console.new_contact()
+    console.send(sqlite_db, actor, contact=contact, inp=ConsoleInput(channel="sms", text="Ping"))
+    steps = scenarios.steps_from(console.conversation(sqlite_db, actor, contact))
+    scenarios.save_scenario(sqlite_db, actor, {"name": "a pong", "steps": steps, "expectations": [{"kind": "sent", "contains": "Pong"}]})
+    ok = run_cli("scenarios", "run", "--tenant", "cli-sc", database_url=url_of(sqlite_db), data_dir=tmp_path)
+    assert ok.returncode == 0 and ok.stdout.strip() == "PASS  a pong", ok.stderr
+    scenarios.save_scenario(sqlite_db, actor, {"name": "b ping", "steps": steps, "expectations": [{"kind": "sent", "contains": "Ping!"}]})
+    bad = run_cli("scenarios", "run", "--tenant", "cli-sc", database_url=url_of(sqlite_db), data_dir=tmp_path)
+    lines = bad.stdout.strip().splitlines()
+    assert bad.returncode == 1 and lines[0] == "PASS  a pong" and lines[1].startswith("FAIL  b ping  -- expected a reply contains 'Ping!'")
+    listed = run_cli("scenarios", "list", "--tenant", "cli-sc", database_url=url_of(sqlite_db), data_dir=tmp_path)
+    assert listed.stdout.split() == ["pass", "a", "pong", "fail", "b", "ping"]

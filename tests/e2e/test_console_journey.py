@@ -1,0 +1,96 @@
+"""Real-browser journey through the test console: the spec's manual tests, a missed call whose
+follow-up arrives after "Skip all", a saved scenario, and the builder showing that scenario
+fail against an unsaved change before saving. Screenshots go to test-artifacts/e2e."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import OWNER, App
+from tests.e2e.test_browser_journey import _menu_item
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+def app(page, app_url, artifacts) -> App:
+    return App(page, app_url, artifacts)
+
+
+def _say(app: App, channel: str, text: str) -> None:
+    app.select("Channel", channel)
+    field = app.visible(app.page.get_by_label("Message", exact=True)).first
+    field.fill(text)
+    app.click("Send")
+
+
+def test_console_spec_manual_tests_time_travel_and_scenarios(app: App):
+    page = app.page
+    app.login(*OWNER)
+    app.nav("Test console")
+    page.get_by_role("heading", name="Test console").wait_for()
+
+    # "Ich möchte einen Trainingsplan" on voice: intent, the workflow runs, the reply bubble.
+    _say(app, "Voice call (transcript)", "Ich möchte einen Trainingsplan")
+    page.get_by_text("training_plan", exact=False).first.wait_for()
+    page.get_by_text("Training Plan Request — succeeded").first.wait_for()
+    page.locator(".sa-out").filter(has_text="Trainingsplan").first.wait_for()
+    app.shot("10-console-training-plan-voice", height=1500)
+
+    # The same on WhatsApp, then "Hallo": the others show why they were skipped.
+    _say(app, "WhatsApp", "Ich möchte einen Trainingsplan")
+    page.get_by_text("Training Plan Request — succeeded").first.wait_for()
+    _say(app, "WhatsApp", "Hallo")
+    page.get_by_text("Training Plan Request — skipped: listens for intent training_plan").first.wait_for()
+    page.get_by_text("Listening to other triggers (not considered)").first.wait_for()
+    app.shot("10-console-hallo-decisions", height=1500)
+
+    # New conversation; a missed call; its follow-up only after "Skip all".
+    app.click("New conversation")
+    page.get_by_text("No messages yet").wait_for()
+    app.visible(page.get_by_text("Missed call", exact=True)).first.click()
+    app.settle()
+    app.click("Send")
+    page.get_by_text("continue at step send-1").first.wait_for()
+    assert page.locator(".sa-out").count() == 0
+    app.shot("10-console-missed-call-waiting", height=1400)
+    app.click("Skip all")
+    page.locator(".sa-out").filter(has_text="angerufen").first.wait_for()
+    app.shot("10-console-missed-call-after-skip", height=1400)
+
+    # Save it as a scenario.
+    app.click("Save as scenario")
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Name", exact=True).fill("Missed call gets a WhatsApp")
+    dialog.get_by_label("Name", exact=True).press("Tab")
+    app.settle()
+    dialog.get_by_role("button", name="Save scenario").click()
+    app.settle()
+    page.get_by_text("Saved scenario").first.wait_for()
+    app.click("Run all")
+    page.get_by_text("Missed call gets a WhatsApp · pass").first.wait_for()
+    app.shot("10-console-scenarios", height=1800)
+
+    # Change the workflow in the builder: the scenario fails against the unsaved draft.
+    app.nav("Workflows")
+    app.fill("Search", "Missed Call")
+    _menu_item(app, "Missed Call Follow-Up", "Edit").click()
+    app.settle()
+    page.get_by_role("heading", name="Edit · Missed Call Follow-Up").wait_for()
+    app.tab("⑤ Review & save")
+    page.get_by_text("Scenarios: 5 pass, 0 fail").first.wait_for()
+    app.tab("④ Actions")
+    message = app.visible(page.get_by_label("Message", exact=True)).first
+    message.fill("Schön, dass du dich meldest.")
+    message.press("Tab")
+    app.settle()
+    app.tab("⑤ Review & save")
+    page.get_by_text("Scenarios: 3 pass, 2 fail").first.wait_for()
+    page.get_by_text("What differs").first.click()
+    app.settle()
+    app.shot("10-builder-scenarios-fail-on-draft", height=1600)
+    app.click("Save workflow")
+    page.get_by_role("dialog").get_by_text("Save anyway?", exact=False).wait_for()
+    app.shot("10-builder-confirm-save")
+    page.get_by_role("dialog").get_by_role("button", name="Keep editing").click()
+    app.settle()
