@@ -117,10 +117,10 @@ def reply_problem(action: dict, path: str, trigger: Any) -> tuple[str, str] | tu
     ttype = str(trigger.get("type"))
     tconfig = trigger.get("config") if isinstance(trigger.get("config"), dict) else {}
     channel = {"send_whatsapp": "whatsapp", "send_sms": "sms", "send_email": "email"}.get(atype) or config.get("channel")
-    trigger_channel = tconfig.get("channel") or MESSAGE_TRIGGER_CHANNELS.get(ttype)
-    if ttype == "missed_call" and channel in (None, "voice") and atype in ("send_message", "schedule_follow_up"):
-        return (f"{path}.config.channel", "A missed call has no open line to speak this on: choose WhatsApp or SMS "
-                "to send the caller a message they can read.", "warning")
+    if ttype == "missed_call" and channel == "voice":
+        return (f"{path}.config.channel",
+                ("A missed call has no open line to speak this on: choose WhatsApp or SMS "
+                 "to send the caller a message they can read."), "warning")
     if config.get("recipient") or atype == "schedule_follow_up":
         return None  # a follow-up without anyone to write to becomes a task for the team
     where = f"{path}.config.recipient"

@@ -88,7 +88,7 @@ def test_a_message_to_a_missed_call_on_its_own_channel_is_a_warning_and_the_spec
 
     assert validate(SPEC_EXAMPLE) == []  # voice_call -> send_message: the phone system speaks it
     raw = {"name": "x", "trigger": {"type": "missed_call", "config": {}},
-           "actions": [{"id": "s", "type": "send_message", "config": {"message": "hi"}}]}
+           "actions": [{"id": "s", "type": "send_message", "config": {"message": "hi", "channel": "voice"}}]}
     [problem] = validate(raw)
     assert problem.severity == "warning" and "choose WhatsApp or SMS" in problem.message
 
