@@ -128,9 +128,16 @@ def _reject_constant(name: str) -> float:
     raise limits.LimitExceeded(f"numbers must be finite (got {name})")
 
 
+def _plainly_fine(body: bytes) -> bool:
+    """Whether the raw text alone shows the body is within the limits (most events): JSON can
+    only write NUL as ``\\u0000``, NaN and Infinity by name, and depth needs brackets."""
+    return (body.count(b"[") + body.count(b"{") <= limits.MAX_JSON_DEPTH and b"\\u0000" not in body.lower()
+            and b"NaN" not in body and b"Infinity" not in body)
+
+
 def body_problem(body: bytes) -> tuple[str, str] | None:
     """``(field, message)`` of the first thing in a JSON body beyond the limits, or ``None``."""
-    if not body.strip():
+    if not body.strip() or _plainly_fine(body):
         return None
     try:
         value = json.loads(body, parse_constant=_reject_constant)
