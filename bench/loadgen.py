@@ -52,7 +52,7 @@ async def _connection(host: str, port: int, payload: bytes, until: float, stats:
                 latencies.append(time.perf_counter() - start)
                 stats["requests"] += 1
                 stats["ok" if 200 <= status < 300 else "non2xx"] += 1
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
             stats["errors"] += 1
         finally:
             writer.close()

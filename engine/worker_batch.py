@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from engine.runner import _local_transaction, _Run, _tenant, parse_definition
-from engine.store.models import DueKind, DueStatus, DueWork, Execution, ExecutionStatus, new_id
+from engine.store.models import (
+    DueKind,
+    DueStatus,
+    DueWork,
+    Execution,
+    ExecutionStatus,
+    new_id,
+)
 
 if TYPE_CHECKING:
     from engine.worker import Worker

@@ -81,12 +81,11 @@ def test_a_read_completes_while_a_writer_holds_the_lock(db, actor):
 
 
 def test_a_read_session_refuses_to_write(db, actor):
-    with pytest.raises(RuntimeError, match="read-only"):
-        with read_session(db) as s:
-            tenant = s.get(Tenant, actor.tenant_id)
-            tenant.name = "changed"
-            s.add(tenant)
-            s.flush()
+    with pytest.raises(RuntimeError, match="read-only"), read_session(db) as s:
+        tenant = s.get(Tenant, actor.tenant_id)
+        tenant.name = "changed"
+        s.add(tenant)
+        s.flush()
     assert services.get_tenant(db, actor).name != "changed"
 
 
