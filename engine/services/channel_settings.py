@@ -162,7 +162,8 @@ def get_channel(db: Engine, actor: Actor, channel: str) -> ChannelView:
     for f in fields:
         if f.secret:
             row = rows.get(_secret_name(channel, f.name))
-            states[f.name] = SecretState(set=row is not None, set_at=row.set_at if row else None,
+            legacy = bool(conf.get(f.name))  # plain text from before encryption; moved on the next save
+            states[f.name] = SecretState(set=row is not None or legacy, set_at=row.set_at if row else None,
                                          set_by=row.set_by if row else None)
     enabled = conf.get("adapter") == adapter
     return ChannelView(channel=channel, enabled=enabled, adapter=adapter, values=values, secrets=states)
@@ -232,13 +233,18 @@ def save_channel(db: Engine, actor: Actor, channel: str, *, enabled: bool, value
         if tenant is None:
             raise NotFound("tenant not found")
         existing = _secret_rows(s, actor.tenant_id, f"channels.{channel}.")
+        old = dict(((tenant.settings or {}).get("channels") or {}).get(channel) or {})
+        for f in fields:  # plain-text secrets from older settings move into encrypted storage
+            legacy = old.get(f.name)
+            if f.secret and isinstance(legacy, str) and legacy and f.name not in secrets \
+                    and _secret_name(channel, f.name) not in existing:
+                secrets[f.name] = legacy
         if enabled:
             _check_specific(channel, clean)
             for f in fields:
                 have = clean.get(f.name) if not f.secret else (f.name in secrets or _secret_name(channel, f.name) in existing)
                 if f.required and not have:
                     raise InvalidInput("is required to switch this channel on", field=f"channels.{channel}.{f.name}")
-        old = dict(((tenant.settings or {}).get("channels") or {}).get(channel) or {})
         new = {"adapter": adapter if enabled else "outbox", **{k: v for k, v in clean.items() if v is not None}}
         channels = dict((tenant.settings or {}).get("channels") or {})
         channels[channel] = new
@@ -252,7 +258,9 @@ def save_channel(db: Engine, actor: Actor, channel: str, *, enabled: bool, value
                 row = TenantSecret(tenant_id=actor.tenant_id, name=_secret_name(channel, key), ciphertext="")
             row.ciphertext, row.set_at, row.set_by = encrypt(value), now, by
             s.add(row)
-        changes = {k: {"from": old.get(k), "to": new.get(k)} for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+        secret_names = {f.name for f in fields if f.secret}
+        changes = {k: {"from": old.get(k), "to": new.get(k)} for k in sorted(set(old) | set(new))
+                   if old.get(k) != new.get(k) and k not in secret_names}
         changes.update({k: "changed" for k in secrets})
         if changes:
             s.add(SettingsAudit(tenant_id=actor.tenant_id, actor=by, area=f"channels.{channel}", changes=changes))

@@ -366,3 +366,15 @@ def test_cli_prints_the_callback_urls(db, actor, capsys):
     hook = cs.webhook_id(db, actor)
     assert f"whatsapp\thttps://s.example/hooks/{hook}/whatsapp" in out
     assert 'data-studio="wc_' in out
+
+
+def test_plain_text_secrets_from_old_settings_move_into_encrypted_storage(db, tenant_factory):
+    tenant = tenant_factory(channels={"sms": {"adapter": "twilio", "accountSid": "AC9", "authToken": "legacy-plain-token",
+                                              "fromNumber": "+4930123456"}})
+    actor = Actor(tenant_id=tenant.id, role="owner")
+    assert cs.get_channel(db, actor, "sms").secrets["authToken"].set
+    cs.save_channel(db, actor, "sms", enabled=True, values={"accountSid": "AC9", "fromNumber": "+4930123456"})
+    assert "legacy-plain-token" not in json.dumps(services.get_tenant(db, actor).settings)
+    assert cs.secret_value(db, tenant.id, "channels.sms.authToken") == "legacy-plain-token"
+    audit = cs.list_audit(db, actor)[0]
+    assert audit.changes["authToken"] == "changed" and "legacy-plain-token" not in json.dumps(audit.changes)

@@ -167,3 +167,19 @@ def test_outbox_retry_only_for_failed_and_own_tenant(db, actor, other_actor):
     assert page.total == 1 and outbox.browse_outbox(db, other_actor).total == 0
     with pytest.raises(InvalidInput):
         outbox.browse_outbox(db, actor, status="bogus")
+
+
+def test_ai_provider_test_button_talks_to_the_endpoint(db, actor):
+    from tests.servers import Receiver
+
+    with Receiver() as llm:
+        llm.responses.append((200, {"choices": [{"message": {"content": "Mo-Fr 7-22 Uhr."}}]}, {}))
+        llm.responses.append((401, {"error": {"message": "bad key"}}, {}))
+        ss.save_ai_provider(db, actor, provider="openai_compatible", base_url=llm.url + "/v1", model="small",
+                            api_key="sk-test-button-key")
+        ok, answer = ss.check_ai_provider(db, actor)
+        assert ok and answer == "Mo-Fr 7-22 Uhr."
+        sent = llm.requests[0]
+        assert sent.path == "/v1/chat/completions" and sent.headers["authorization"] == "Bearer sk-test-button-key"
+        ok, answer = ss.check_ai_provider(db, actor)
+        assert not ok and "API key" in answer and "sk-test-button-key" not in answer
