@@ -85,9 +85,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # pysqlite's own transaction handling is off so BEGIN IMMEDIATE below takes effect.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    # Takes effect only on a new, empty file (an existing one keeps its mode until a VACUUM):
-    # pruning then gives freed pages back with PRAGMA incremental_vacuum (engine/retention.py).
-    cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    # Only on a new, empty file (an existing one keeps its mode until a VACUUM): pruning then
+    # gives freed pages back with PRAGMA incremental_vacuum (engine/retention.py). Setting it
+    # on an existing file would wait for the write lock, so a reader would queue behind a writer.
+    if cur.execute("PRAGMA page_count").fetchone()[0] == 0:
+        cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
