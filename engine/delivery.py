@@ -79,7 +79,7 @@ def queue_message(
            "channel": channel, "recipient": recipient, "subject": subject, "body": body, "status": status,
            "adapter": adapter or "outbox", "provider_message_id": None, "error": policy.get("reason"),
            "detail": {"policy": _public(policy)} if policy else {}, "created_at": now, "sent_at": None,
-           "deliver_after": policy.get("deferredUntil")}
+           "deliver_after": policy.get("deferredUntil"), "is_test": False}
     buffer_insert = getattr(session, "buffer_insert", None)  # the runner's local transactions buffer writes
     if buffer_insert is None or not buffer_insert(_INSERT_OUTBOX, [row]):
         _INSERT_OUTBOX.executemany(session, [row])

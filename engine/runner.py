@@ -992,7 +992,7 @@ def _event_row(tenant_id: str, ev: Event, now: datetime, depth: int, parent: str
     return {"id": new_id(), "tenant_id": tenant_id, "trigger_type": ev.trigger_type, "channel": ev.channel,
             "content": ev.content, "sender": ev.from_, "intent": ev.intent, "intent_confidence": ev.intent_confidence,
             "custom_fields": ev.custom_fields, "data": data, "received_at": ev.received_at or now,
-            "idempotency_key": ev.idempotency_key, "depth": depth, "parent_execution_id": parent}
+            "idempotency_key": ev.idempotency_key, "depth": depth, "parent_execution_id": parent, "is_test": False}
 
 
 def _step_row(run: _Run, action, attempt: int, now: datetime) -> dict[str, Any]:
@@ -1052,7 +1052,8 @@ def _execution_row(tenant_id: str, wf, event_id: str | None, trigger: dict, expl
             "workflow_version": wf.version, "event_id": event_id, "status": ExecutionStatus.RUNNING, "mode": mode,
             "definition": definition, "context": {"trigger": trigger, "results": {}, "lead": _lead_stub(trigger)},
             "explanation": explanation, "current_action_id": first, "lease_token": new_id(), "heartbeat_at": now,
-            "depth": depth, "error": None, "started_at": now, "finished_at": None, "actions_executed": 0}
+            "depth": depth, "error": None, "started_at": now, "finished_at": None, "actions_executed": 0,
+            "is_test": False, "replay_of": None}
 
 
 def _lead_stub(trigger: dict) -> dict:

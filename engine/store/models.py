@@ -241,6 +241,8 @@ class EventRecord(SQLModel, table=True):
     #: How many workflow-emitted events led here (create_lead -> lead_created ...).
     depth: int = 0
     parent_execution_id: str | None = Field(default=None, max_length=32)
+    #: Sent from the test console: shown, never counted (issue 10 owns the console).
+    is_test: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class Execution(SQLModel, table=True):
@@ -250,6 +252,9 @@ class Execution(SQLModel, table=True):
         sa.Index("ix_executions_tenant_started", "tenant_id", "started_at"),
         sa.Index("ix_executions_event", "event_id"),
         sa.Index("ix_executions_status_heartbeat", "status", "heartbeat_at"),
+        # Keyset pages of the executions list, newest first, whole tenant or one status.
+        sa.Index("ix_executions_tenant_started_id", "tenant_id", "started_at", "id"),
+        sa.Index("ix_executions_tenant_status_started", "tenant_id", "status", "started_at"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -277,6 +282,10 @@ class Execution(SQLModel, table=True):
     started_at: datetime = _created()
     finished_at: datetime | None = _ts()
     actions_executed: int = 0
+    #: Started from the test console: shown, never counted (issue 10 owns the console).
+    is_test: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    #: The failed execution this one replays; unique, so an execution is replayed at most once.
+    replay_of: str | None = Field(default=None, max_length=32, unique=True)
 
 
 class StepRun(SQLModel, table=True):
@@ -324,6 +333,8 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = _created()
     sent_at: datetime | None = _ts()
     deliver_after: datetime | None = _ts()
+    #: Written by a test-console run: shown, never counted (issue 10 owns the console).
+    is_test: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class Lead(SQLModel, table=True):
@@ -331,6 +342,7 @@ class Lead(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_leads_tenant_email", "tenant_id", "email"),
         sa.Index("ix_leads_tenant_phone", "tenant_id", "phone"),
+        sa.Index("ix_leads_tenant_created", "tenant_id", "created_at"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -348,7 +360,8 @@ class Lead(SQLModel, table=True):
 
 class Booking(SQLModel, table=True):
     __tablename__ = "bookings"
-    __table_args__ = (sa.Index("ix_bookings_tenant_starts", "tenant_id", "starts_at"),)
+    __table_args__ = (sa.Index("ix_bookings_tenant_starts", "tenant_id", "starts_at"),
+                      sa.Index("ix_bookings_tenant_created", "tenant_id", "created_at"))
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     tenant_id: str = _tenant_fk()

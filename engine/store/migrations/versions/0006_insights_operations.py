@@ -1,0 +1,50 @@
+"""insights and operations: test-run flags, replay link, indexes for keyset pages and stats
+
+``is_test`` on events, executions and outbox_messages is the same column issue 10 (test
+console) adds; the integrator keeps one copy.
+
+Revision ID: 0006
+Revises: 0002
+Create Date: 2026-11-26 09:30:00
+"""
+from alembic import op
+import sqlalchemy as sa
+import sqlmodel
+
+
+revision = '0006'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+_TEST_FLAGGED = ('events', 'executions', 'outbox_messages')
+
+
+def upgrade() -> None:
+    for table in _TEST_FLAGGED:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.add_column(sa.Column('is_test', sa.Boolean(), server_default=sa.false(), nullable=False))
+    with op.batch_alter_table('executions', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('replay_of', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True))
+        batch_op.create_unique_constraint(batch_op.f('uq_executions_replay_of'), ['replay_of'])
+        batch_op.create_index('ix_executions_tenant_started_id', ['tenant_id', 'started_at', 'id'], unique=False)
+        batch_op.create_index('ix_executions_tenant_status_started', ['tenant_id', 'status', 'started_at'], unique=False)
+    with op.batch_alter_table('leads', schema=None) as batch_op:
+        batch_op.create_index('ix_leads_tenant_created', ['tenant_id', 'created_at'], unique=False)
+    with op.batch_alter_table('bookings', schema=None) as batch_op:
+        batch_op.create_index('ix_bookings_tenant_created', ['tenant_id', 'created_at'], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('bookings', schema=None) as batch_op:
+        batch_op.drop_index('ix_bookings_tenant_created')
+    with op.batch_alter_table('leads', schema=None) as batch_op:
+        batch_op.drop_index('ix_leads_tenant_created')
+    with op.batch_alter_table('executions', schema=None) as batch_op:
+        batch_op.drop_index('ix_executions_tenant_status_started')
+        batch_op.drop_index('ix_executions_tenant_started_id')
+        batch_op.drop_constraint(batch_op.f('uq_executions_replay_of'), type_='unique')
+        batch_op.drop_column('replay_of')
+    for table in _TEST_FLAGGED:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_column('is_test')
