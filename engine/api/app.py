@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
-from engine.api import errors, runs, workflows
+from engine.api import errors, insights, runs, workflows
 from engine.api.deps import Db
 from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit
 
@@ -43,6 +43,7 @@ def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.include_router(workflows.router)
+    app.include_router(insights.router)  # before runs: /executions/search must not match /executions/{id}
     app.include_router(runs.router)
     app.include_router(_meta_router())
     return app

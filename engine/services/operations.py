@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from engine import domain
+from engine import domain, privacy
 from engine.auth import EDIT, READ, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.runner import _lead_stub
@@ -61,7 +61,7 @@ __all__ = [
     "cancel_execution",
     "contact_timeline",
     "count_executions",
-    "iter_executions_csv",
+    "iter_executions_csv", "mask_executions", "contact_forms",
     "replay_execution",
     "search_executions",
 ]
@@ -176,8 +176,16 @@ def search_executions(db: Engine, actor: Actor, filters: ExecutionFilter | None 
         more = len(rows) > page_size
         rows = rows[:page_size]
         items = [_execution_out(r) for r in rows]
+    items = mask_executions(db, actor, items)
     nxt = encode_cursor(rows[-1].started_at, rows[-1].id) if more and rows else None
     return ExecutionKeysetPage(items=items, next_cursor=nxt, page_size=page_size)
+
+
+def mask_executions(db: Engine, actor: Actor, items: list[ExecutionOut]) -> list[ExecutionOut]:
+    """Executions as the actor may see them: contacts masked for analysts (unless allowed)."""
+    if privacy.sees_contacts(db, actor):
+        return items
+    return [ExecutionOut.model_validate(privacy.mask_data(i.model_dump())) for i in items]
 
 
 def count_executions(db: Engine, actor: Actor, filters: ExecutionFilter | None = None) -> int:
@@ -199,6 +207,8 @@ def iter_executions_csv(db: Engine, actor: Actor, filters: ExecutionFilter | Non
     """Every matching execution as CSV text, streamed in keyset batches (never all rows at once)."""
     actor.require(READ)
     f, after = filters or ExecutionFilter(), None
+    if mask is None and not privacy.sees_contacts(db, actor):
+        mask = privacy.mask_text
     yield _csv_line(CSV_COLUMNS)
     while True:
         with Session(db) as s:

@@ -166,7 +166,8 @@ def list_executions(db: Engine, actor: Actor, *, workflow_id: str | None = None,
     actor.require(READ)
     filters = {Execution.workflow_id: workflow_id, Execution.status: status}
     total, rows = _newest_first(db, Execution, Execution.started_at, actor, filters, page, page_size)
-    return ExecutionPage(items=[_execution_out(r) for r in rows], total=total, page=page, page_size=page_size)
+    return ExecutionPage(items=[_visible(db, actor, _execution_out(r)) for r in rows], total=total, page=page,
+                         page_size=page_size)
 
 
 def get_execution(db: Engine, actor: Actor, execution_id: str) -> ExecutionOut:
@@ -178,7 +179,15 @@ def get_execution(db: Engine, actor: Actor, execution_id: str) -> ExecutionOut:
             raise NotFound(f"execution {execution_id} not found")
         steps = s.exec(select(StepRun).where(StepRun.execution_id == ex.id)
                        .order_by(StepRun.started_at, StepRun.attempt)).all()
-        return _execution_out(ex, list(steps))
+        out = _execution_out(ex, list(steps))
+    return _visible(db, actor, out)
+
+
+def _visible(db: Engine, actor: Actor, out: ExecutionOut) -> ExecutionOut:
+    """Contacts masked for analysts unless the owner allows them (engine.privacy)."""
+    from engine import privacy
+
+    return out if privacy.sees_contacts(db, actor) else ExecutionOut.model_validate(privacy.mask_data(out.model_dump()))
 
 
 def list_outbox(db: Engine, actor: Actor, *, execution_id: str | None = None, status: str | None = None,
