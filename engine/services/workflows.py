@@ -302,7 +302,9 @@ def duplicate_workflow(db: Engine, actor: Actor, workflow_id: str, *, name: str 
 def get_workflow(db: Engine, actor: Actor, workflow_id: str) -> WorkflowOut:
     actor.require(READ)
     with Session(db) as s:
-        return _to_out(_load(s, actor, workflow_id))
+        out = _to_out(_load(s, actor, workflow_id))
+        _with_counts(s, actor, [out])
+        return out
 
 
 def list_workflows(
