@@ -21,7 +21,8 @@ pages = {
            st.Page("pages/templates.py", title="Templates", icon=":material/apps:")] if actor.can(EDIT) else []),
         st.Page("pages/history.py", title="Version history", icon=":material/history:"),
     ],
-    "Insights": [st.Page("pages/executions.py", title="Executions", icon=":material/monitoring:")],
+    "Insights": [st.Page("pages/insights.py", title="Insights", icon=":material/insights:"),
+                 st.Page("pages/executions.py", title="Executions", icon=":material/monitoring:")],
 }
 if actor.can(ADMIN):
     pages["Studio"] = [st.Page("pages/settings.py", title="Settings & users", icon=":material/settings:")]

@@ -57,7 +57,7 @@ __all__ = [
     "ExecutionFilter",
     "ExecutionKeysetPage",
     "ReplayOut",
-    "bulk_replay",
+    "bulk_replay", "count_replayable",
     "cancel_execution",
     "contact_timeline",
     "count_executions",
@@ -337,17 +337,27 @@ def replay_execution(db: Engine, actor: Actor, execution_id: str, *, from_step: 
     return ReplayOut(original_id=execution_id, execution=get_execution(db, actor, row["id"]))
 
 
+def _replayable(actor: Actor, filters: ExecutionFilter) -> sa.Select:
+    f = ExecutionFilter(**{**filters.__dict__, "status": "failed"})
+    replayed = sa.select(Execution.replay_of).where(Execution.tenant_id == actor.tenant_id,
+                                                    Execution.replay_of.isnot(None))
+    return _select(actor, f, _ex.id).where(_ex.id.notin_(replayed))
+
+
+def count_replayable(db: Engine, actor: Actor, filters: ExecutionFilter) -> int:
+    """Failed executions matching the filters that were not replayed yet (what bulk replay would do)."""
+    actor.require(READ)
+    with Session(db) as s:
+        return s.execute(sa.select(sa.func.count()).select_from(_replayable(actor, filters).subquery())).scalar_one()
+
+
 def bulk_replay(db: Engine, actor: Actor, filters: ExecutionFilter, *, from_step: str = "failed",
                 version: str = "original", limit: int = 1000,
                 on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Replay every failed, not yet replayed execution matching the filters (at most ``limit``)."""
     actor.require(EDIT)
-    f = ExecutionFilter(**{**filters.__dict__, "status": "failed"})
-    replayed = sa.select(Execution.replay_of).where(Execution.tenant_id == actor.tenant_id,
-                                                    Execution.replay_of.isnot(None))
     with Session(db) as s:
-        ids = list(s.execute(_keyset(_select(actor, f, _ex.id).where(_ex.id.notin_(replayed)), None)
-                             .limit(limit)).scalars())
+        ids = list(s.execute(_keyset(_replayable(actor, filters), None).limit(limit)).scalars())
     done, errors = [], []
     for i, execution_id in enumerate(ids, 1):
         try:

@@ -195,7 +195,12 @@ def list_outbox(db: Engine, actor: Actor, *, execution_id: str | None = None, st
     actor.require(READ)
     filters = {OutboxMessage.execution_id: execution_id, OutboxMessage.status: status}
     total, rows = _newest_first(db, OutboxMessage, OutboxMessage.created_at, actor, filters, page, page_size)
-    return OutboxPage(items=[OutboxOut.model_validate(r) for r in rows], total=total, page=page, page_size=page_size)
+    items = [OutboxOut.model_validate(r) for r in rows]
+    from engine import privacy
+
+    if not privacy.sees_contacts(db, actor):
+        items = [OutboxOut.model_validate(privacy.mask_data(i.model_dump())) for i in items]
+    return OutboxPage(items=items, total=total, page=page, page_size=page_size)
 
 
 def list_leads(db: Engine, actor: Actor, *, page: int = 1, page_size: int = 50) -> list[LeadOut]:
