@@ -8,6 +8,7 @@ from engine import services
 from engine.auth import ADMIN
 from engine.errors import EngineError
 from ui import session
+from ui.insights_settings import insights_settings_card
 from ui.labels import ROLE_LABELS
 
 actor = session.require_actor()
@@ -34,6 +35,8 @@ with st.container(border=True, key="card_settings"):
             else:
                 st.session_state["auth_tenant_name"] = out.name
                 st.success("Saved.", icon="✅")
+
+insights_settings_card(db, actor, tenant)
 
 with st.container(border=True, key="card_users"):
     st.subheader("Add a user")

@@ -81,3 +81,13 @@ def test_cancel_and_replay_through_the_services_the_page_calls(studio, runs):
     db, editor = studio["db"], actor_for(studio, "editor")
     page = operations.search_executions(db, editor, operations.ExecutionFilter(status="failed"))
     assert [e.id for e in page.items] == [runs["failed"]]
+
+
+def test_owner_turns_on_contact_details_for_analysts(app_factory, runs, studio):
+    owner = app_factory("owner", "pages/settings.py")
+    _ok(owner)
+    owner.toggle(key="settings_analysts_contacts").set_value(True).run()
+    _ok(owner)
+    assert services.get_tenant(studio["db"], actor_for(studio, "owner")).settings["analystsSeeContacts"] is True
+    analyst = app_factory("analyst", "pages/executions.py")
+    assert any(PHONE in df.value.to_csv() for df in analyst.dataframe)
