@@ -11,6 +11,7 @@ DST day is one bucket with exactly its own executions.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -147,20 +148,25 @@ def _day_bucket(column: Any, p: Period) -> Any:
     return sa.case(*[(column < b, i) for i, b in enumerate(bounds[1:])], else_=None)
 
 
+def _ceil(x: Any) -> Any:
+    """ceil() for a positive SQL number (SQLite has no ceil without its math extension)."""
+    whole = sa.cast(x, sa.Integer)
+    return whole + sa.case((x > whole, 1), else_=0)
+
+
 def _percentiles(s: Session, values: sa.Select, qs: tuple[float, ...]) -> list[float | None]:
-    """Nearest-rank percentiles of a one-column select, in SQL (count, then ORDER BY .. OFFSET)."""
+    """Nearest-rank percentiles of a one-column select in one SQL pass (window functions)."""
     sub = values.subquery()
-    col = list(sub.c)[0]
-    n = s.execute(sa.select(sa.func.count()).select_from(sub).where(col.isnot(None))).scalar_one()
-    out: list[float | None] = []
-    for q in qs:
-        if not n:
-            out.append(None)
-            continue
-        k = max(0, min(n - 1, int(round(q * n + 0.5)) - 1))
-        v = s.execute(sa.select(col).where(col.isnot(None)).order_by(col).limit(1).offset(k)).scalar_one()
-        out.append(round(float(v), 1))
-    return out
+    v = next(iter(sub.c))
+    ranked = sa.select(v.label("v"), sa.func.row_number().over(order_by=v).label("rn"),
+                       sa.func.count().over().label("n")).where(v.isnot(None)).subquery()
+    wanted = [sa.case((_ceil(ranked.c.n * q) < 1, 1), else_=_ceil(ranked.c.n * q)) for q in qs]
+    found = s.execute(sa.select(ranked.c.rn, ranked.c.v, ranked.c.n).where(sa.or_(*(ranked.c.rn == w for w in wanted)))).all()
+    if not found:
+        return [None for _ in qs]
+    n = found[0].n
+    by_rank = {r.rn: round(float(r.v), 1) for r in found}
+    return [by_rank.get(max(1, math.ceil(n * q))) for q in qs]
 
 
 # --------------------------------------------------------------------------- KPIs
@@ -194,15 +200,20 @@ def _count(s: Session, model: Any, tenant_id: str, p: Period) -> int:
 
 
 def _first_reply_seconds(s: Session, tenant_id: str, p: Period) -> list[float | None]:
-    """Median and p90 of inbound message -> first automated message of its executions."""
-    first_out = (sa.select(_ex.event_id.label("event_id"), sa.func.min(_ob.created_at).label("replied"))
-                 .join(OutboxMessage.__table__, _ob.execution_id == _ex.id)
-                 .where(_ex.tenant_id == tenant_id, domain.counted(), _in(_ex.started_at, p), _ob.is_test == sa.false())
-                 .group_by(_ex.event_id).subquery())
+    """Median and p90 of inbound message -> first automated message of its executions.
+
+    Driven from the inbound messages of the period (covering index), then each message's
+    executions (by event) and their first outbox row (by execution, created_at).
+    """
     dialect = s.get_bind().dialect.name
-    values = (sa.select(_seconds(first_out.c.replied, _ev.received_at, dialect).label("d"))
-              .join(first_out, first_out.c.event_id == _ev.id)
-              .where(_ev.tenant_id == tenant_id, _ev.channel.in_(MESSAGE_CHANNELS), _ev.depth == 0))
+    first_out = (sa.select(sa.func.min(_ob.created_at)).where(_ob.execution_id == _ex.id, _ob.is_test == sa.false())
+                 .correlate(Execution.__table__).scalar_subquery())
+    replied = (sa.select(_ev.id.label("event_id"), _ev.received_at.label("at"), sa.func.min(first_out).label("replied"))
+               .select_from(EventRecord.__table__.join(Execution.__table__, _ex.event_id == _ev.id))
+               .where(_ev.tenant_id == tenant_id, _ev.is_test == sa.false(), _ev.depth == 0,
+                      _ev.channel.in_(MESSAGE_CHANNELS), _in(_ev.received_at, p), domain.counted())
+               .group_by(_ev.id, _ev.received_at).subquery())
+    values = sa.select(_seconds(replied.c.replied, replied.c.at, dialect).label("d")).where(replied.c.replied.isnot(None))
     return _percentiles(s, values, (0.5, 0.9))
 
 
