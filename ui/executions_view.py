@@ -72,7 +72,8 @@ def _duration(step: Any) -> str:
 def show_detail(db: Any, actor: Any, execution: Any, tz: str) -> None:
     """The triggering event, the timeline of steps, the messages sent, then the full trace."""
     trig = execution.trigger or {}
-    st.markdown(f"**Event** · {trig.get('type', '–')} · {trig.get('channel') or '–'} · from **{trig.get('from') or '–'}**"
+    sender = str(trig.get("from") or "–").replace("*", "\\*")  # masked contacts contain asterisks
+    st.markdown(f"**Event** · {trig.get('type', '–')} · {trig.get('channel') or '–'} · from **{sender}**"
                 + (f" · intent `{trig['intent']}`" if trig.get("intent") else ""))
     if trig.get("content"):
         st.info(trig["content"], icon="💬")

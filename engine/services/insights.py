@@ -199,20 +199,28 @@ def _count(s: Session, model: Any, tenant_id: str, p: Period) -> int:
     return s.execute(sa.select(sa.func.count()).where(t.tenant_id == tenant_id, _in(t.created_at, p))).scalar_one()
 
 
+#: First-reply percentiles are estimated from at most this many of the period's latest inbound
+#: messages: a bounded sample keeps the query constant-time at any volume (the exact value
+#: would be a rollup written by the runner; see docs/PERFORMANCE.md).
+REPLY_SAMPLE = 2000
+
+
 def _first_reply_seconds(s: Session, tenant_id: str, p: Period) -> list[float | None]:
     """Median and p90 of inbound message -> first automated message of its executions.
 
-    Driven from the inbound messages of the period (covering index), then each message's
-    executions (by event) and their first outbox row (by execution, created_at).
+    Driven from the period's latest inbound messages (covering index, newest first, at most
+    ``REPLY_SAMPLE``), then each message's executions and their first outbox row.
     """
     dialect = s.get_bind().dialect.name
+    inbound = (sa.select(_ev.id.label("id"), _ev.received_at.label("at"))
+               .where(_ev.tenant_id == tenant_id, _ev.is_test == sa.false(), _ev.depth == 0,
+                      _ev.channel.in_(MESSAGE_CHANNELS), _in(_ev.received_at, p))
+               .order_by(_ev.received_at.desc()).limit(REPLY_SAMPLE).subquery())
     first_out = (sa.select(sa.func.min(_ob.created_at)).where(_ob.execution_id == _ex.id, _ob.is_test == sa.false())
                  .correlate(Execution.__table__).scalar_subquery())
-    replied = (sa.select(_ev.id.label("event_id"), _ev.received_at.label("at"), sa.func.min(first_out).label("replied"))
-               .select_from(EventRecord.__table__.join(Execution.__table__, _ex.event_id == _ev.id))
-               .where(_ev.tenant_id == tenant_id, _ev.is_test == sa.false(), _ev.depth == 0,
-                      _ev.channel.in_(MESSAGE_CHANNELS), _in(_ev.received_at, p), domain.counted())
-               .group_by(_ev.id, _ev.received_at).subquery())
+    replied = (sa.select(inbound.c.id, inbound.c.at, sa.func.min(first_out).label("replied"))
+               .select_from(inbound.join(Execution.__table__, _ex.event_id == inbound.c.id))
+               .where(domain.counted()).group_by(inbound.c.id, inbound.c.at).subquery())
     values = sa.select(_seconds(replied.c.replied, replied.c.at, dialect).label("d")).where(replied.c.replied.isnot(None))
     return _percentiles(s, values, (0.5, 0.9))
 
