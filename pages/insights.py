@@ -73,7 +73,8 @@ shown = [{"Workflow": r["workflow"], "Runs": r["runs"], "Success rate": percent(
           "Skipped": r["skipped"], "Errors": r["errors"], "Median duration (s)": r["medianDurationS"],
           "Last run": view.when(r["lastRun"], tz), "Trend": r["trend"]} for r in table]
 picked = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                      key="insights_workflows", column_config={"Trend": st.column_config.LineChartColumn("Trend (runs per day)")})
+                      key="insights_workflows", column_config={"Trend": st.column_config.LineChartColumn("Trend (runs per day)"),
+                                     "Median duration (s)": st.column_config.NumberColumn(format="%.2f")})
 
 exports = st.columns(3)
 exports[0].download_button("KPI table (CSV)", view.kpis_csv(kpis), file_name="kpis.csv", mime="text/csv",
@@ -93,7 +94,7 @@ if table and selection:
         except EngineError as exc:
             st.error(exc.message)
         else:
-            st.graphviz_chart(view.flow_dot(definition, numbers), width="stretch")
+            st.graphviz_chart(view.flow_dot(definition, numbers))
         goal = insights.goal_of(db, actor, chosen["workflowId"]) or {"kind": "booking", "days": 7}
         g1, g2 = st.columns(2)
         kind = g1.selectbox("Goal", ["booking", "lead"], index=0 if goal["kind"] == "booking" else 1,

@@ -104,7 +104,7 @@ def heatmap_chart(rows: list[dict[str, Any]]) -> alt.Chart:
     days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
     return alt.Chart(alt.Data(values=rows)).mark_rect().encode(
         x=alt.X("hour:O", title="hour (studio time)"), y=alt.Y("weekday:N", sort=days, title=None),
-        color=alt.Color("n:Q", title="messages", scale=alt.Scale(scheme="blues")),
+        color=alt.Color("n:Q", title="messages", scale=alt.Scale(scheme="blues"), legend=alt.Legend(format="d")),
         tooltip=["weekday:N", "hour:O", alt.Tooltip("n:Q", title="messages")],
     ).properties(height=220)
 
