@@ -406,7 +406,8 @@ def per_workflow(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]:
     actor.require(READ)
     q = (sa.select(Workflow.id, Workflow.name, *domain.count_columns(), sa.func.max(_ex.started_at).label("last"))
          .select_from(Workflow.__table__.outerjoin(Execution.__table__, sa.and_(
-             _ex.workflow_id == Workflow.id, domain.counted(), _in(_ex.started_at, p))))
+             _ex.tenant_id == Workflow.tenant_id, _ex.workflow_id == Workflow.id, domain.counted(),
+             _in(_ex.started_at, p))))
          .where(Workflow.tenant_id == actor.tenant_id).group_by(Workflow.id, Workflow.name).order_by(Workflow.name))
     with Session(db) as s:
         rows = s.execute(q).all()
