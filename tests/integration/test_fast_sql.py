@@ -27,7 +27,7 @@ def _event(tenant_id: str, **over) -> dict:
            "content": "Hallo ünïcode", "sender": "+4915100000001", "intent": None, "intent_confidence": 0.5,
            "custom_fields": {"a": [1, 2, {"b": None}]}, "data": {"x": "y"},
            "received_at": AT.astimezone(timezone(timedelta(hours=2))), "idempotency_key": None, "depth": 0,
-           "parent_execution_id": None}
+           "parent_execution_id": None, "is_test": False}
     row.update(over)
     return row
 
@@ -37,7 +37,7 @@ def _execution(tenant_id: str, **over) -> dict:
            "event_id": None, "status": "running", "mode": "live", "definition": {"actions": []},
            "context": {"trigger": {"from": "x"}}, "explanation": [], "current_action_id": None,
            "lease_token": "token-1", "heartbeat_at": AT, "depth": 0, "error": None, "started_at": AT,
-           "finished_at": None, "actions_executed": 0}
+           "finished_at": None, "actions_executed": 0, "is_test": False, "replay_of": None}
     row.update(over)
     return row
 
