@@ -27,7 +27,16 @@ import sqlalchemy as sa
 from engine.auth import system_actor
 from engine.services import insights, operations
 from engine.store.db import get_engine, migrate
-from engine.store.models import EventRecord, Execution, OutboxMessage, StepRun, Tenant, Workflow, new_id, utcnow
+from engine.store.models import (
+    EventRecord,
+    Execution,
+    OutboxMessage,
+    StepRun,
+    Tenant,
+    Workflow,
+    new_id,
+    utcnow,
+)
 
 BATCH = 5000
 STATUSES = ["succeeded"] * 70 + ["failed"] * 8 + ["skipped"] * 17 + ["waiting"] * 3 + ["cancelled"] * 2

@@ -45,9 +45,9 @@ with tab_list:
     tools[0].download_button("Export CSV (all filtered)", lambda: "".join(operations.iter_executions_csv(db, actor, filters)),
                              file_name="executions.csv", mime="text/csv", icon=":material/download:",
                              key="executions_export", on_click="ignore")
-    if can_edit and filters.status in (None, "failed"):
-        if tools[1].button("Replay failed…", icon=":material/replay:", key="executions_bulk"):
-            view.bulk_dialog(db, actor, filters, operations.count_replayable(db, actor, filters))
+    if can_edit and filters.status in (None, "failed") and tools[1].button(
+            "Replay failed…", icon=":material/replay:", key="executions_bulk"):
+        view.bulk_dialog(db, actor, filters, operations.count_replayable(db, actor, filters))
 
     if not page.items:
         st.info("No executions match. Run a workflow from the Workflows page, send an event, or widen the filters.", icon="📭")

@@ -12,7 +12,16 @@ from datetime import timedelta
 
 import pytest
 
-from tests.e2e.conftest import ANALYST, OWNER, ROOT, App, _create_analyst, _free_port, _stop, _wait_until_up
+from tests.e2e.conftest import (
+    ANALYST,
+    OWNER,
+    ROOT,
+    App,
+    _create_analyst,
+    _free_port,
+    _stop,
+    _wait_until_up,
+)
 from tests.servers import Receiver
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

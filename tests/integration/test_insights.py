@@ -9,7 +9,14 @@ from engine import auth, services
 from engine.errors import InvalidInput
 from engine.services import insights
 from engine.store.db import session_scope
-from engine.store.models import Booking, EventRecord, Execution, OutboxMessage, Role, StepRun, new_id
+from engine.store.models import (
+    Booking,
+    EventRecord,
+    Execution,
+    OutboxMessage,
+    Role,
+    StepRun,
+)
 
 
 def _at(*args) -> datetime:
