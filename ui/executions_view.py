@@ -75,6 +75,10 @@ def show_detail(db: Any, actor: Any, execution: Any, tz: str) -> None:
     sender = str(trig.get("from") or "–").replace("*", "\\*")  # masked contacts contain asterisks
     st.markdown(f"**Event** · {trig.get('type', '–')} · {trig.get('channel') or '–'} · from **{sender}**"
                 + (f" · intent `{trig['intent']}`" if trig.get("intent") else ""))
+    if execution.replay_of:
+        st.caption(f"↻ Replay of execution `{execution.replay_of}`")
+    if execution.is_test:
+        st.caption("🧪 Test-console run: shown here, never counted.")
     if trig.get("content"):
         st.info(trig["content"], icon="💬")
     if execution.steps:

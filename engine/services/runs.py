@@ -60,6 +60,9 @@ class ExecutionOut(Out):
     results: dict = {}
     trigger: dict = {}
     steps: list[StepOut] = []
+    #: The failed execution this one replays (issue 11), and whether it is a test-console run.
+    replay_of: str | None = None
+    is_test: bool = False
 
     @property
     def success(self) -> bool:
@@ -141,7 +144,8 @@ def _execution_out(ex: Execution, steps: list[StepRun] | None = None) -> Executi
         mode=ex.mode, started_at=ex.started_at, finished_at=ex.finished_at, explanation=ex.explanation, error=ex.error,
         actions_executed=ex.actions_executed, current_action_id=ex.current_action_id,
         results=(ex.context or {}).get("results", {}), trigger=(ex.context or {}).get("trigger", {}),
-        steps=[StepOut.model_validate(st) for st in steps or []],
+        steps=[StepOut.model_validate(st) for st in steps or []], replay_of=getattr(ex, "replay_of", None),
+        is_test=bool(getattr(ex, "is_test", False)),
     )
 
 

@@ -66,7 +66,7 @@ def test_replay_from_the_failed_step_succeeds_once_the_receiver_is_back(db, stud
     receiver = receivers([404, 200])
     _, failed = _failed_execution(db, studio, receiver)
     out = ops.replay_execution(db, studio, failed, from_step="failed")
-    assert out.execution.status == "succeeded" and out.original_id == failed
+    assert out.execution.status == "succeeded" and out.original_id == failed and out.execution.replay_of == failed
     assert [s.action_id for s in out.execution.steps] == ["hook-1", "send-1"]
     assert len(receiver.requests) == 2 and _bodies(db, studio.tenant_id) == ["Danke!"]
     with pytest.raises(Conflict):
