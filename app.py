@@ -23,7 +23,8 @@ def app_pages(can) -> dict[str, list]:
             st.Page("pages/history.py", title="Version history", icon=":material/history:"),
             st.Page("pages/console.py", title="Test console", icon=":material/forum:"),
         ],
-        "Insights": [st.Page("pages/executions.py", title="Executions", icon=":material/monitoring:"),
+        "Insights": [st.Page("pages/insights.py", title="Insights", icon=":material/insights:"),
+                     st.Page("pages/executions.py", title="Executions", icon=":material/monitoring:"),
                      st.Page("pages/outbox.py", title="Outbox", icon=":material/outbox:")],
     }
     if can(ADMIN):

@@ -1115,7 +1115,7 @@ def _execution_row(tenant_id: str, wf, event_id: str | None, trigger: dict, expl
             "definition": definition, "context": context,
             "explanation": explanation, "current_action_id": first, "lease_token": new_id(), "heartbeat_at": now,
             "depth": depth, "error": None, "started_at": now, "finished_at": None, "actions_executed": 0,
-            "is_test": is_test}
+            "is_test": is_test, "replay_of": None}
 
 
 def _hours(tenant: dict[str, Any]) -> dict[str, Any] | None:

@@ -136,11 +136,15 @@ class Worker:
         """Write the follow-up message to the outbox and close the item in one transaction."""
         p = item.payload
         with session_scope(self.db) as s:
+            # Close the item first: when its execution was cancelled meanwhile, the conditional
+            # update finds nothing (the cancel's row lock comes first) and nothing is sent.
+            if not self._done(item, s):
+                logger.info("follow-up %s was cancelled before it fired", item.id)
+                return
             tenant = tenant_context(s.get(Tenant, item.tenant_id))
             queue_message(s, tenant=tenant, execution_id=item.execution_id, step_id=f"follow-up:{item.id}",
                           channel=p["channel"], recipient=p.get("recipient"), body=p["body"], subject=p.get("subject"),
                           now=self.clock(), test=bool(p.get("test")))
-            self._done(item, s)
 
     def _deliver(self, item: DueWork) -> None:
         from engine.delivery import deliver
@@ -148,15 +152,15 @@ class Worker:
         deliver(self.db, item.payload["outboxId"], now=self.clock())
         self._done(item)
 
-    def _done(self, item: DueWork, s: Session | None = None) -> None:
+    def _done(self, item: DueWork, s: Session | None = None) -> bool:
+        """Close a claimed item; False when it is no longer ours (cancelled or taken over)."""
         stmt = (sa.update(DueWork).where(DueWork.id == item.id, DueWork.locked_by == self.name,
                                          DueWork.status == DueStatus.CLAIMED)
                 .values(status=DueStatus.DONE, done_at=self.clock(), locked_until=None))
         if s is not None:
-            s.execute(stmt)
-            return
+            return s.execute(stmt).rowcount == 1
         with session_scope(self.db) as s2:
-            s2.execute(stmt)
+            return s2.execute(stmt).rowcount == 1
 
     def _give_up_or_retry(self, item: DueWork, exc: Exception) -> None:
         from engine.webhooks import backoff_delay

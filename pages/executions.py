@@ -1,66 +1,104 @@
-"""Executions: what ran, when, with which result; open one for its conditions and step trace."""
+"""Executions: what ran, when, with which result; filter, open one, replay or cancel it."""
 
 import streamlit as st
 
 from engine import services
+from engine.auth import EDIT
 from engine.errors import EngineError
+from engine.services import operations
+from ui import executions_view as view
 from ui import session
 from ui.formatting import local
-from ui.delivery_outcomes import show_deliveries
-from ui.step_trace import show_execution, status_text
+from ui.step_trace import status_text
 from ui.workflow_picker import workflow_picker
 
 PAGE_SIZE = 25
 actor = session.require_actor()
 db = session.db()
 tz = session.tenant_timezone()
+can_edit = actor.can(EDIT)
 
 st.title("Executions")
-st.caption("Every run of every workflow, including the skipped ones and why they were skipped.")
+st.caption("Every run of every workflow, including the skipped ones and why they were skipped. "
+           "Counts follow one rule everywhere: test and dry runs never count.")
+if flash := st.session_state.pop("executions_flash", None):
+    st.success(flash, icon="✅")
 
 stats = services.workflow_stats(db, actor)
-m = st.columns(3)
-m[0].metric("Runs", stats.total_executions)
-m[1].metric("Success rate", f"{stats.success_rate * 100:.0f}%" if stats.total_executions else "–")
-m[2].metric("Enabled workflows", f"{stats.enabled_workflows} / {stats.total_workflows}")
+m = st.columns(4)
+m[0].metric("Runs", stats.total_executions, border=True)
+m[1].metric("Success rate", f"{stats.success_rate * 100:.0f}%" if stats.succeeded + stats.failed else "–", border=True)
+m[2].metric("Skipped", stats.skipped, border=True)
+m[3].metric("Waiting or running", stats.in_progress, border=True)
 
-if not hasattr(services, "list_executions"):
-    st.info("Executions arrive with the runtime.", icon="🚧")
-    st.stop()
+tab_list, tab_contact = st.tabs(["Executions", "Contact timeline"])
+with tab_list:
+    filters = view.filter_bar(tz, workflow_picker)
+    cursors = st.session_state.setdefault("executions_cursors", [None])
+    try:
+        page = operations.search_executions(db, actor, filters, after=cursors[-1], page_size=PAGE_SIZE)
+    except EngineError as exc:
+        st.error(exc.message)
+        st.stop()
 
-left, right = st.columns([3, 1], vertical_alignment="bottom")
-with left:
-    workflow_id = workflow_picker("executions_workflow", allow_none=True)
-statuses = [None, "succeeded", "failed", "skipped", "waiting", "running", "pending", "cancelled"]
-status = right.selectbox("Status", statuses, key="executions_status", format_func=lambda s: "All statuses" if s is None else status_text(s))
-page_no = st.session_state.setdefault("executions_page", 1)
-try:
-    result = services.list_executions(db, actor, workflow_id=workflow_id, status=status, page=page_no, page_size=PAGE_SIZE)
-except EngineError as exc:
-    st.error(exc.message)
-    st.stop()
+    tools = st.columns([1, 1, 2], vertical_alignment="center")
+    tools[0].download_button("Export CSV (all filtered)", lambda: "".join(operations.iter_executions_csv(db, actor, filters)),
+                             file_name="executions.csv", mime="text/csv", icon=":material/download:",
+                             key="executions_export", on_click="ignore")
+    if can_edit and filters.status in (None, "failed") and tools[1].button(
+            "Replay failed…", icon=":material/replay:", key="executions_bulk"):
+        view.bulk_dialog(db, actor, filters, operations.count_replayable(db, actor, filters))
 
-if not result.items:
-    st.info("No executions yet. Run a workflow from the Workflows page (Run now) or send an event.", icon="📭")
-    st.stop()
+    if not page.items:
+        st.info("No executions match. Run a workflow from the Workflows page, send an event, or widen the filters.", icon="📭")
+    else:
+        picked = st.dataframe(view.rows_of(page.items, tz), hide_index=True, width="stretch", on_select="rerun",
+                              selection_mode="single-row", key="executions_table")
+        prev, info, nxt = st.columns([1, 3, 1], vertical_alignment="center")
+        if prev.button("Newer", key="executions_prev", disabled=len(cursors) <= 1, icon=":material/chevron_left:"):
+            cursors.pop()
+            st.rerun()
+        info.caption(f"Page {len(cursors)} · {PAGE_SIZE} per page, newest first")
+        if nxt.button("Older", key="executions_next", disabled=page.next_cursor is None, icon=":material/chevron_right:"):
+            cursors.append(page.next_cursor)
+            st.rerun()
 
-rows = [{"Started": local(e.started_at, tz), "Workflow": e.workflow_name, "Status": status_text(e.status), "Mode": e.mode,
-         "Actions": e.actions_executed, "Error": e.error or ""} for e in result.items]
-picked = st.dataframe(rows, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="executions_table")
-pages = max(1, -(-result.total // PAGE_SIZE))
-prev, info, nxt = st.columns([1, 3, 1], vertical_alignment="center")
-if prev.button("Previous", key="executions_prev", disabled=page_no <= 1, icon=":material/chevron_left:"):
-    st.session_state["executions_page"] = page_no - 1
-    st.rerun()
-info.caption(f"Page {page_no} of {pages} · {result.total} executions")
-if nxt.button("Next", key="executions_next", disabled=page_no >= pages, icon=":material/chevron_right:"):
-    st.session_state["executions_page"] = page_no + 1
-    st.rerun()
+        selection = getattr(getattr(picked, "selection", None), "rows", None) or []
+        wanted = st.session_state.pop("executions_open", None) or st.query_params.get("execution")
+        chosen_id = page.items[selection[0]].id if selection else (wanted or page.items[0].id)
 
-selection = getattr(getattr(picked, "selection", None), "rows", None) or []
-index = selection[0] if selection else 0
-chosen = result.items[min(index, len(result.items) - 1)]
-with st.container(border=True, key="card_execution_detail"):
-    st.markdown(f"**{chosen.workflow_name}** · {local(chosen.started_at, tz)}")
-    show_execution(services.get_execution(db, actor, chosen.id))
-    show_deliveries(db, actor, chosen.id)
+        @st.fragment(run_every=3 if view.is_live(next((e.status for e in page.items if e.id == chosen_id), "")) else None)
+        def detail(execution_id: str) -> None:
+            try:
+                ex = services.get_execution(db, actor, execution_id)
+            except EngineError as exc:
+                st.error(exc.message)
+                return
+            with st.container(border=True, key="card_execution_detail"):
+                head, act1, act2 = st.columns([4, 1, 1], vertical_alignment="center")
+                head.markdown(f"**{ex.workflow_name}** · {local(ex.started_at, tz)} · {status_text(ex.status)}")
+                if can_edit and ex.status == "failed" and act1.button("Replay", icon=":material/replay:",
+                                                                       key="executions_replay"):
+                    view.replay_dialog(db, actor, ex.id)
+                if can_edit and ex.status in operations.CANCELLABLE and act2.button(
+                        "Cancel", icon=":material/cancel:", key="executions_cancel"):
+                    view.cancel_dialog(db, actor, ex.id)
+                if view.is_live(ex.status):
+                    st.caption("Refreshes by itself every 3 s while it waits or runs.")
+                view.show_detail(db, actor, ex, tz)
+
+        detail(chosen_id)
+
+with tab_contact:
+    contact = st.text_input("Phone number or e-mail of the member", key="executions_timeline_contact",
+                            placeholder="+49 151 … or name@example.com")
+    if contact:
+        try:
+            items = operations.contact_timeline(db, actor, contact)
+        except EngineError as exc:
+            st.error(exc.message)
+        else:
+            if items:
+                st.dataframe(view.timeline_rows(items, tz), hide_index=True, width="stretch", key="executions_timeline")
+            else:
+                st.info("Nothing from or to this contact yet.", icon="📭")

@@ -12,6 +12,7 @@ from engine import services
 from engine.auth import ADMIN
 from engine.errors import EngineError
 from ui import session, settings_channels, settings_data, settings_sections
+from ui.insights_settings import insights_settings_card
 from ui.labels import ROLE_LABELS
 
 actor = session.require_actor()
@@ -79,6 +80,7 @@ SECTIONS = [
     ("Webhooks", settings_sections.webhooks_section),
     ("API keys", settings_sections.api_keys_section),
     ("Users", all_users_section),
+    ("Insights", insights_settings_card),  # analysts see contact details; minutes saved and goals per workflow
     ("Data & privacy", lambda db, actor, tenant: settings_data.render(actor)),  # retention, a member's data, opt-outs
     ("Audit log", settings_channels.render_audit),
 ]

@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
-from engine.api import contract, errors, inbound, runs, scenarios, studio, webchat, workflows
+from engine.api import contract, errors, inbound, insights, runs, scenarios, studio, webchat, workflows
 from engine.api import privacy as privacy_routes
 from engine.api.deps import Db
 from engine.api.fast_events import FastEvents
@@ -67,6 +67,7 @@ def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
         rate_limit = get_settings().api_rate_limit
     app.add_middleware(RateLimit, per_minute=rate_limit)
     app.include_router(workflows.router)
+    app.include_router(insights.router)  # before runs: /executions/search must not match /executions/{id}
     app.include_router(runs.router)
     app.include_router(studio.router)  # channel settings, test message, audit, outbox retry
     app.include_router(inbound.router)  # public provider webhooks (signature-checked)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Header, Query
 from pydantic import AfterValidator, AwareDatetime, Field
 
 from engine import services
+from engine.api import insights
 from engine.api.contract import EVENT, request_body
 from engine.api.deps import CurrentActor, Db
 from engine.api.workflows import CamelBody
@@ -64,7 +65,15 @@ def ingest_event(
 def list_executions(db: Db, actor: CurrentActor,
                     workflow_id: Annotated[str | None, Query(alias="workflowId", max_length=64)] = None,
                     status: Annotated[str | None, Query(max_length=16)] = None,
-                    page: PageNo = 1, page_size: PageSize = 50) -> dict[str, Any]:
+                    page: PageNo = 1, page_size: PageSize = 50,
+                    first: insights.From = None, last: insights.To = None, trigger: insights.Short = None,
+                    channel: insights.Short = None, intent: insights.Short = None, contact: insights.Contact = None,
+                    after: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
+    """With ``from``, ``to``, ``trigger``, ``channel``, ``intent``, ``contact`` or ``after`` (a cursor),
+    the list is keyset-paged like ``/api/executions/search`` (``nextCursor``); otherwise numbered pages."""
+    if any((first, last, trigger, channel, intent, contact, after)) or status == "test":
+        return insights.search_executions(db, actor, first, last, status, workflow_id, trigger, channel, intent,
+                                          contact, after, page_size)
     result = services.list_executions(db, actor, workflow_id=workflow_id, status=status, page=page, page_size=page_size)
     return _page(result.items, result.total, result.page, result.page_size, "executions")
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from engine import services
+from engine import domain, services
 from engine.api.contract import JSON_VALUE, UPDATE, WORKFLOW, WORKFLOW_LIST, request_body
 from engine.api.deps import CurrentActor, Db
 from engine.limits import MAX_PAGE, MAX_VERSION
@@ -65,7 +65,7 @@ def _ok(**payload: Any) -> dict[str, Any]:
 def run_result(ex: ExecutionOut) -> dict[str, Any]:
     """The spec's ``result`` object, plus status, error, the condition explanation and the steps."""
     return {
-        "success": ex.status not in _NOT_SUCCESS, "executionId": ex.id, "actionsExecuted": ex.actions_executed,
+        "success": domain.is_success(ex.status), "executionId": ex.id, "actionsExecuted": ex.actions_executed,
         "results": ex.results, "status": ex.status, "error": ex.error, "explanation": ex.explanation,
         "steps": [s.to_api() for s in ex.steps],
     }

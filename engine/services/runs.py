@@ -65,6 +65,9 @@ class ExecutionOut(Out):
     steps: list[StepOut] = []
     #: Set when retention removed the details (steps, trigger data); "erased" for an erased member.
     details_removed: str | None = None
+    #: The failed execution this one replays (issue 11), and whether it is a test-console run.
+    replay_of: str | None = None
+    is_test: bool = False
 
     @property
     def success(self) -> bool:
@@ -149,6 +152,8 @@ def _execution_out(ex: Execution, steps: list[StepRun] | None = None) -> Executi
         results=(ex.context or {}).get("results", {}), trigger=(ex.context or {}).get("trigger", {}),
         steps=[StepOut.model_validate(st) for st in steps or []],
         details_removed=(ex.context or {}).get("detailsPrunedAt") or ("erased" if (ex.context or {}).get("erased") else None),
+        replay_of=getattr(ex, "replay_of", None),
+        is_test=bool(getattr(ex, "is_test", False)),
     )
 
 
@@ -213,7 +218,8 @@ def list_executions(db: Engine, actor: Actor, *, workflow_id: str | None = None,
     actor.require(READ)
     filters = {Execution.workflow_id: workflow_id, Execution.status: status}
     total, rows = _newest_first(db, Execution, Execution.started_at, actor, filters, page, page_size)
-    return ExecutionPage(items=[_execution_out(r) for r in rows], total=total, page=page, page_size=page_size)
+    return ExecutionPage(items=[_visible(db, actor, _execution_out(r)) for r in rows], total=total, page=page,
+                         page_size=page_size)
 
 
 def get_execution(db: Engine, actor: Actor, execution_id: str) -> ExecutionOut:
@@ -225,7 +231,15 @@ def get_execution(db: Engine, actor: Actor, execution_id: str) -> ExecutionOut:
             raise NotFound(f"execution {execution_id} not found")
         steps = s.exec(select(StepRun).where(StepRun.execution_id == ex.id)
                        .order_by(StepRun.started_at, StepRun.attempt)).all()
-        return _execution_out(ex, list(steps))
+        out = _execution_out(ex, list(steps))
+    return _visible(db, actor, out)
+
+
+def _visible(db: Engine, actor: Actor, out: ExecutionOut) -> ExecutionOut:
+    """Contacts masked for analysts unless the owner allows them (engine.masking)."""
+    from engine import masking
+
+    return out if masking.sees_contacts(db, actor) else ExecutionOut.model_validate(masking.mask_data(out.model_dump()))
 
 
 def list_outbox(db: Engine, actor: Actor, *, execution_id: str | None = None, status: str | None = None,
@@ -233,7 +247,12 @@ def list_outbox(db: Engine, actor: Actor, *, execution_id: str | None = None, st
     actor.require(READ)
     filters = {OutboxMessage.execution_id: execution_id, OutboxMessage.status: status}
     total, rows = _newest_first(db, OutboxMessage, OutboxMessage.created_at, actor, filters, page, page_size)
-    return OutboxPage(items=[OutboxOut.model_validate(r) for r in rows], total=total, page=page, page_size=page_size)
+    items = [OutboxOut.model_validate(r) for r in rows]
+    from engine import masking
+
+    if not masking.sees_contacts(db, actor):
+        items = [OutboxOut.model_validate(masking.mask_data(i.model_dump())) for i in items]
+    return OutboxPage(items=items, total=total, page=page, page_size=page_size)
 
 
 def list_leads(db: Engine, actor: Actor, *, page: int = 1, page_size: int = 50) -> list[LeadOut]:

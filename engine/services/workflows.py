@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
+from engine import domain
 from engine.auth import ADMIN, EDIT, READ, Actor
 from engine.errors import InvalidInput, NotFound, ValidationFailed
 from engine.limits import MAX_PAGE, MAX_VERSION
@@ -27,6 +28,7 @@ from engine.store.db import read_session, session_scope
 from engine.store.models import (
     DueStatus,
     DueWork,
+    Execution,
     Tenant,
     Workflow,
     WorkflowVersion,
@@ -70,6 +72,8 @@ class WorkflowOut(Out):
     run_count: int = 0
     success_count: int = 0
     error_count: int = 0
+    skipped_count: int = 0
+    in_progress_count: int = 0
     last_run_at: datetime | None = None
     next_fire_at: datetime | None = None
     warnings: list[dict] = Field(default_factory=list)
@@ -81,8 +85,7 @@ class WorkflowOut(Out):
 
     @property
     def success_rate(self) -> float | None:
-        finished = self.success_count + self.error_count
-        return self.success_count / finished if finished else None
+        return domain.success_rate(self.success_count, self.error_count)
 
 
 class WorkflowStats(Out):
@@ -90,6 +93,11 @@ class WorkflowStats(Out):
     enabled_workflows: int
     total_executions: int
     success_rate: float
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    in_progress: int = 0
+    cancelled: int = 0
 
 
 class WorkflowPage(Out):
@@ -314,7 +322,9 @@ def duplicate_workflow(db: Engine, actor: Actor, workflow_id: str, *, name: str 
 def get_workflow(db: Engine, actor: Actor, workflow_id: str) -> WorkflowOut:
     actor.require(READ)
     with read_session(db) as s:
-        return _to_out(_load(s, actor, workflow_id))
+        out = _to_out(_load(s, actor, workflow_id))
+        _with_counts(s, actor, [out])
+        return out
 
 
 def list_workflows(
@@ -351,25 +361,38 @@ def list_workflows(
         total = s.exec(select(func.count()).select_from(Workflow).where(*where)).one()
         rows = s.exec(select(Workflow).where(*where).order_by(*ordering).offset((page - 1) * page_size).limit(page_size)).all()
         items = [_to_out(r) for r in rows]
+        _with_counts(s, actor, items)
     stats = workflow_stats(db, actor) if include_stats else None
     return WorkflowPage(items=items, total=total, page=page, page_size=page_size, stats=stats)
 
 
 def workflow_stats(db: Engine, actor: Actor) -> WorkflowStats:
-    """The spec's stats: totals and success rate (succeeded / finished runs), one SQL query."""
+    """The spec's stats, counted as ``engine.domain`` defines (skipped and waiting runs are runs;
+    success rate = succeeded / (succeeded + failed); test and dry runs never count). SQL only."""
     actor.require(READ)
-    q = select(
-        func.count(),
-        func.coalesce(func.sum(sa.case((Workflow.enabled == sa.true(), 1), else_=0)), 0),
-        func.coalesce(func.sum(Workflow.run_count), 0),
-        func.coalesce(func.sum(Workflow.success_count), 0),
-        func.coalesce(func.sum(Workflow.error_count), 0),
-    ).where(Workflow.tenant_id == actor.tenant_id)
+    wf_q = select(func.count(), func.coalesce(func.sum(sa.case((Workflow.enabled == sa.true(), 1), else_=0)), 0)
+                  ).where(Workflow.tenant_id == actor.tenant_id)
     with read_session(db) as s:
-        total, enabled, runs, ok, failed = s.exec(q).one()
-    finished = ok + failed
-    return WorkflowStats(total_workflows=total, enabled_workflows=enabled, total_executions=runs,
-                         success_rate=round(ok / finished, 4) if finished else 0.0)
+        total, enabled = s.exec(wf_q).one()
+        counts = domain.all_time_counts(s, actor.tenant_id).get(None) or dict.fromkeys(domain.COUNT_KEYS, 0)
+    rate = domain.success_rate(counts["succeeded"], counts["failed"])
+    return WorkflowStats(total_workflows=total, enabled_workflows=enabled, total_executions=counts["runs"],
+                         success_rate=rate or 0.0, succeeded=counts["succeeded"], failed=counts["failed"],
+                         skipped=counts["skipped"], in_progress=counts["in_progress"], cancelled=counts["cancelled"])
+
+
+def _with_counts(s: Session, actor: Actor, items: list[WorkflowOut]) -> None:
+    """Fill the cards' counters, counted as ``engine.domain`` defines (live rows plus pruned rollups)."""
+    if not items:
+        return
+    found = domain.all_time_counts(s, actor.tenant_id, [w.id for w in items])
+    for item in items:
+        c = found.get(item.id)
+        if c:
+            item.run_count, item.success_count, item.error_count = c["runs"], c["succeeded"], c["failed"]
+            item.skipped_count, item.in_progress_count = c["skipped"], c["in_progress"]
+        else:
+            item.run_count = item.success_count = item.error_count = item.skipped_count = item.in_progress_count = 0
 
 
 # --------------------------------------------------------------------------- versions

@@ -11,7 +11,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from engine.store.models import OutboxMessage, _created, _json, _tenant_fk, _ts, new_id
+from engine.store.models import _created, _json, _tenant_fk, _ts, new_id
 
 
 class ExecutionRollup(SQLModel, table=True):
@@ -82,7 +82,5 @@ class ContactErasure(SQLModel, table=True):
     erased_at: datetime = _created()
     counts: dict = _json()
 
-
-#: Deleting an execution sets its messages' execution_id to NULL: without this index every
-#: deleted execution would scan the whole outbox (on both databases).
-sa.Index("ix_outbox_execution", OutboxMessage.__table__.c.execution_id)
+# Deleting an execution sets its messages' execution_id to NULL: ``ix_outbox_execution_created``
+# (execution_id, created_at; models.py, migration 0006) keeps that from scanning the outbox.

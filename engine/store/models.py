@@ -231,6 +231,8 @@ class EventRecord(SQLModel, table=True):
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_events_idempotency"),
         sa.Index("ix_events_tenant_received", "tenant_id", "received_at"),
         sa.Index("ix_events_tenant_sender", "tenant_id", "sender", "received_at"),
+        # Covering for the Insights' inbound counts, intents and heatmap.
+        sa.Index("ix_events_tenant_received_cover", "tenant_id", "received_at", "channel", "depth", "is_test", "intent"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -259,6 +261,11 @@ class Execution(SQLModel, table=True):
         sa.Index("ix_executions_tenant_started", "tenant_id", "started_at"),
         sa.Index("ix_executions_event", "event_id"),
         sa.Index("ix_executions_status_heartbeat", "status", "heartbeat_at"),
+        # Keyset pages of the executions list (newest first), and covering for the Insights
+        # counts so they read the index only (status, flags and workflow ride along).
+        sa.Index("ix_executions_tenant_started_id", "tenant_id", "started_at", "id", "status", "is_test", "mode",
+                 "workflow_id"),
+        sa.Index("ix_executions_tenant_status_started", "tenant_id", "status", "started_at"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -288,6 +295,8 @@ class Execution(SQLModel, table=True):
     actions_executed: int = 0
     #: A test-console run: its messages are never delivered, it changes no counter or cap.
     is_test: bool = _flag()
+    #: The failed execution this one replays; unique, so an execution is replayed at most once.
+    replay_of: str | None = Field(default=None, max_length=32, unique=True)
 
 
 class StepRun(SQLModel, table=True):
@@ -317,6 +326,9 @@ class OutboxMessage(SQLModel, table=True):
         sa.Index("ix_outbox_tenant_recipient", "tenant_id", "recipient", "created_at"),
         # Provider status callbacks find their message by the provider's id.
         sa.Index("ix_outbox_tenant_provider_id", "tenant_id", "provider_message_id"),
+        # An execution's messages (detail, first-reply times); covering counts by channel and status.
+        sa.Index("ix_outbox_execution_created", "execution_id", "created_at"),
+        sa.Index("ix_outbox_tenant_created_cover", "tenant_id", "created_at", "channel", "status", "is_test"),
         # One message per step attempt: a re-run step never duplicates its message.
         sa.UniqueConstraint("step_run_id", name="uq_outbox_step"),
     )
@@ -346,6 +358,7 @@ class Lead(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_leads_tenant_email", "tenant_id", "email"),
         sa.Index("ix_leads_tenant_phone", "tenant_id", "phone"),
+        sa.Index("ix_leads_tenant_created", "tenant_id", "created_at"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -363,7 +376,8 @@ class Lead(SQLModel, table=True):
 
 class Booking(SQLModel, table=True):
     __tablename__ = "bookings"
-    __table_args__ = (sa.Index("ix_bookings_tenant_starts", "tenant_id", "starts_at"),)
+    __table_args__ = (sa.Index("ix_bookings_tenant_starts", "tenant_id", "starts_at"),
+                      sa.Index("ix_bookings_tenant_created", "tenant_id", "created_at"))
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     tenant_id: str = _tenant_fk()

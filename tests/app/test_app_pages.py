@@ -13,6 +13,7 @@ PAGES = {
     "pages/templates.py": ("owner", "editor"),
     "pages/history.py": ROLES,
     "pages/executions.py": ROLES,
+    "pages/insights.py": ROLES,
     "pages/settings.py": ("owner",),
     "pages/outbox.py": ROLES,
 }

@@ -37,7 +37,7 @@ def _execution(tenant_id: str, **over) -> dict:
            "event_id": None, "status": "running", "mode": "live", "definition": {"actions": []},
            "context": {"trigger": {"from": "x"}}, "explanation": [], "current_action_id": None,
            "lease_token": "token-1", "heartbeat_at": AT, "depth": 0, "error": None, "started_at": AT,
-           "finished_at": None, "actions_executed": 0, "is_test": False}
+           "finished_at": None, "actions_executed": 0, "is_test": False, "replay_of": None}
     row.update(over)
     return row
 

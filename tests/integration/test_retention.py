@@ -112,6 +112,9 @@ def test_summaries_go_after_their_horizon_into_rollups(db, setup):
     assert execution_counts(db, actor, workflow_id=wf.id) == {"succeeded": 5}
     after = services.get_workflow(db, actor, wf.id)
     assert (after.run_count, after.success_count) == (stats_before.run_count, stats_before.success_count) == (5, 5)
+    stats = services.workflow_stats(db, actor)
+    assert (stats.total_executions, stats.succeeded, stats.success_rate) == (5, 5, 1.0)
+    assert services.list_workflows(db, actor).items[0].run_count == 5
 
 
 def test_pruning_runs_in_small_batches_with_pauses(db, setup):

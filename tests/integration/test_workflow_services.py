@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from engine import services
 from engine.auth import Actor
 from engine.errors import InvalidInput, NotFound, PermissionDenied, ValidationFailed
-from engine.store.models import Workflow, WorkflowVersion
+from engine.store.models import Execution, Workflow, WorkflowVersion
 
 
 def simple(name: str, trigger: str = "whatsapp_message", enabled: bool = True, **extra) -> dict:
@@ -41,10 +41,13 @@ def stored_versions(db, workflow_id: str) -> list[int]:
 
 
 def set_counters(db, workflow_id: str, *, runs: int, ok: int, failed: int) -> None:
+    """Store executions: ``ok`` succeeded, ``failed`` failed and the rest of ``runs`` skipped
+    (runs are counted from executions as engine.domain defines them)."""
     with Session(db) as s:
         row = s.get(Workflow, workflow_id)
-        row.run_count, row.success_count, row.error_count = runs, ok, failed
-        s.add(row)
+        statuses = ["succeeded"] * ok + ["failed"] * failed + ["skipped"] * (runs - ok - failed)
+        s.add_all(Execution(tenant_id=row.tenant_id, workflow_id=row.id, workflow_name=row.name, status=st)
+                  for st in statuses)
         s.commit()
 
 
@@ -202,17 +205,22 @@ def test_list_rejects_a_page_size_out_of_bounds(db, actor):
         services.list_workflows(db, actor, page=0)
 
 
+def _spec_keys(stats: dict) -> dict:
+    return {k: stats[k] for k in ("totalWorkflows", "enabledWorkflows", "totalExecutions", "successRate")}
+
+
 def test_stats_aggregate_counters_across_the_tenant(db, actor, many):
     set_counters(db, many[0].id, runs=40, ok=38, failed=2)
     set_counters(db, many[1].id, runs=10, ok=9, failed=0)
     stats = services.workflow_stats(db, actor)
     assert (stats.total_workflows, stats.enabled_workflows, stats.total_executions) == (12, 6, 50)
     assert stats.success_rate == pytest.approx(47 / 49, abs=1e-4)
-    assert stats.to_api() == {"totalWorkflows": 12, "enabledWorkflows": 6, "totalExecutions": 50, "successRate": round(47 / 49, 4)}
+    assert (stats.succeeded, stats.failed, stats.skipped) == (47, 2, 1)
+    assert _spec_keys(stats.to_api()) == {"totalWorkflows": 12, "enabledWorkflows": 6, "totalExecutions": 50, "successRate": round(47 / 49, 4)}
 
 
 def test_stats_of_an_empty_tenant_are_zero(db, actor):
-    assert services.workflow_stats(db, actor).to_api() == {"totalWorkflows": 0, "enabledWorkflows": 0, "totalExecutions": 0, "successRate": 0.0}
+    assert _spec_keys(services.workflow_stats(db, actor).to_api()) == {"totalWorkflows": 0, "enabledWorkflows": 0, "totalExecutions": 0, "successRate": 0.0}
 
 
 def test_list_include_stats_returns_the_stats_with_the_page(db, actor, many):

@@ -66,11 +66,9 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('tenant_id', 'kind')
     )
-    op.create_index('ix_outbox_execution', 'outbox_messages', ['execution_id'], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index('ix_outbox_execution', table_name='outbox_messages')
     op.drop_table('retention_marks')
     op.drop_table('execution_rollups')
     op.drop_table('contact_opt_outs')

@@ -1,0 +1,401 @@
+"""Operations on executions: filtered keyset pages, streamed CSV, replay, cancel, bulk replay,
+and one member's timeline. Tenant-scoped like every service; other tenants' ids are "not found".
+
+Exactly once, without locks held across I/O:
+
+* **cancel** is one conditional ``UPDATE .. WHERE status IN (waiting, pending)``; the same
+  transaction cancels the execution's due work (resume, follow-ups) and suppresses its
+  deferred messages. A worker that already claimed a follow-up closes it with a conditional
+  update first and sends nothing when the cancel won (see ``engine/worker.py``); a worker that
+  claimed its resume finds the execution cancelled and does nothing.
+* **replay** inserts a new execution with ``replay_of = <failed id>``; the column is unique, so
+  of two concurrent replays of one execution exactly one commits, the other gets ``Conflict``.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from engine import domain, masking
+from engine.auth import EDIT, READ, Actor
+from engine.errors import Conflict, InvalidInput, NotFound
+from engine.runner import _lead_stub
+from engine.services.runs import ExecutionOut, _execution_out, runner_for
+from engine.services.workflows import MAX_PAGE_SIZE, Out
+from engine.store.db import session_scope
+from engine.store.models import (
+    DueStatus,
+    DueWork,
+    EventRecord,
+    Execution,
+    ExecutionStatus,
+    OutboxMessage,
+    OutboxStatus,
+    StepRun,
+    Workflow,
+    new_id,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CANCELLABLE",
+    "CSV_COLUMNS",
+    "ExecutionFilter",
+    "ExecutionKeysetPage",
+    "ReplayOut",
+    "bulk_replay", "count_replayable",
+    "cancel_execution",
+    "contact_timeline",
+    "count_executions",
+    "iter_executions_csv", "mask_executions", "contact_forms",
+    "replay_execution",
+    "search_executions",
+]
+
+CANCELLABLE = (ExecutionStatus.WAITING, ExecutionStatus.PENDING)
+CSV_COLUMNS = ("id", "started_at", "finished_at", "workflow", "status", "mode", "trigger", "channel", "sender",
+               "intent", "actions_executed", "error", "test", "replay_of")
+_ex, _ev = Execution.__table__.c, EventRecord.__table__.c
+
+
+@dataclass
+class ExecutionFilter:
+    """The executions page's filters; empty fields do not filter. Times are UTC bounds [start, end)."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    status: str | None = None
+    workflow_id: str | None = None
+    trigger: str | None = None
+    channel: str | None = None
+    intent: str | None = None
+    contact: str | None = None
+
+    def check(self) -> None:
+        if self.status and self.status not in domain.STATUS_FILTERS and self.status != domain.Outcome.IN_PROGRESS:
+            raise InvalidInput(f"status must be one of {', '.join(domain.STATUS_FILTERS)}", field="status")
+        if self.start and self.end and self.end <= self.start:
+            raise InvalidInput("the end is not after the start", field="to")
+
+    @property
+    def needs_event(self) -> bool:
+        return bool(self.trigger or self.channel or self.intent or self.contact)
+
+
+class ExecutionKeysetPage(Out):
+    items: list[ExecutionOut]
+    #: Pass as ``after`` for the next (older) page; None on the last page.
+    next_cursor: str | None = None
+    page_size: int
+
+
+class ReplayOut(Out):
+    original_id: str
+    execution: ExecutionOut
+
+
+def _where(actor: Actor, f: ExecutionFilter) -> list[Any]:
+    f.check()
+    where: list[Any] = [_ex.tenant_id == actor.tenant_id]
+    where += domain.status_filter(f.status) if f.status else [_ex.is_test == sa.false()]
+    if f.status and f.status != domain.TEST_FILTER:
+        where.append(_ex.is_test == sa.false())
+    optional = [(f.start, lambda v: _ex.started_at >= v), (f.end, lambda v: _ex.started_at < v),
+                (f.workflow_id, lambda v: _ex.workflow_id == v), (f.trigger, lambda v: _ev.trigger_type == v),
+                (f.channel, lambda v: _ev.channel == v), (f.intent, lambda v: _ev.intent == v),
+                (f.contact, lambda v: _ev.sender.in_(contact_forms(v)))]
+    where += [make(value) for value, make in optional if value]
+    return where
+
+
+def contact_forms(value: str) -> list[str]:
+    """The contact as typed and in its normalised form (E.164 phone or lower-case e-mail)."""
+    from engine.channels.phones import is_email, normalize_email, normalize_phone
+
+    raw = value.strip()
+    forms = {raw}
+    try:
+        forms.add(normalize_email(raw) if is_email(raw) else normalize_phone(raw))
+    except Exception:  # noqa: BLE001 - not a phone number or address: match it as typed
+        logger.debug("contact %r is not normalisable", raw)
+    return sorted(forms)
+
+
+def _select(actor: Actor, f: ExecutionFilter, *columns: Any) -> sa.Select:
+    q = sa.select(*columns) if columns else select(Execution)
+    if f.needs_event:
+        q = q.join_from(Execution, EventRecord, _ev.id == _ex.event_id)
+    return q.where(*_where(actor, f))
+
+
+def encode_cursor(started_at: datetime, execution_id: str) -> str:
+    raw = f"{started_at.astimezone(UTC).isoformat()}|{execution_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, execution_id = raw.split("|", 1)
+        return datetime.fromisoformat(at), execution_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("not a cursor from this list", field="after") from exc
+
+
+def _keyset(q: Any, after: str | None) -> Any:
+    """Newest first, strictly older than the cursor: (started_at, id) < (at, id) with the index."""
+    if after:
+        at, execution_id = decode_cursor(after)
+        q = q.where(sa.or_(_ex.started_at < at, sa.and_(_ex.started_at == at, _ex.id < execution_id)))
+    return q.order_by(col(Execution.started_at).desc(), col(Execution.id).desc())
+
+
+def search_executions(db: Engine, actor: Actor, filters: ExecutionFilter | None = None, *, after: str | None = None,
+                      page_size: int = 50) -> ExecutionKeysetPage:
+    """One keyset page of executions (newest first) with the filters; fast at any depth."""
+    actor.require(READ)
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"page size must be between 1 and {MAX_PAGE_SIZE}", field="pageSize")
+    f = filters or ExecutionFilter()
+    with Session(db) as s:
+        rows = list(s.exec(_keyset(_select(actor, f), after).limit(page_size + 1)).all())
+        more = len(rows) > page_size
+        rows = rows[:page_size]
+        items = [_execution_out(r) for r in rows]
+    items = mask_executions(db, actor, items)
+    nxt = encode_cursor(rows[-1].started_at, rows[-1].id) if more and rows else None
+    return ExecutionKeysetPage(items=items, next_cursor=nxt, page_size=page_size)
+
+
+def mask_executions(db: Engine, actor: Actor, items: list[ExecutionOut]) -> list[ExecutionOut]:
+    """Executions as the actor may see them: contacts masked for analysts (unless allowed)."""
+    if masking.sees_contacts(db, actor):
+        return items
+    return [ExecutionOut.model_validate(masking.mask_data(i.model_dump())) for i in items]
+
+
+def count_executions(db: Engine, actor: Actor, filters: ExecutionFilter | None = None) -> int:
+    """How many executions match the filters (one COUNT)."""
+    actor.require(READ)
+    with Session(db) as s:
+        return s.execute(_select(actor, filters or ExecutionFilter(), sa.func.count())).scalar_one()
+
+
+def _csv_row(ex: Execution, ev: dict[str, Any] | None) -> list[Any]:
+    ev = ev or {}
+    return [ex.id, ex.started_at.isoformat(), ex.finished_at.isoformat() if ex.finished_at else "", ex.workflow_name,
+            ex.status, ex.mode, ev.get("trigger_type") or "", ev.get("channel") or "", ev.get("sender") or "",
+            ev.get("intent") or "", ex.actions_executed, ex.error or "", "yes" if ex.is_test else "", ex.replay_of or ""]
+
+
+def iter_executions_csv(db: Engine, actor: Actor, filters: ExecutionFilter | None = None, *,
+                        mask: Callable[[str], str] | None = None, batch: int = 1000) -> Iterator[str]:
+    """Every matching execution as CSV text, streamed in keyset batches (never all rows at once)."""
+    actor.require(READ)
+    f, after = filters or ExecutionFilter(), None
+    if mask is None and not masking.sees_contacts(db, actor):
+        mask = masking.mask_text
+    yield _csv_line(CSV_COLUMNS)
+    while True:
+        with Session(db) as s:
+            cols = (Execution, _ev.trigger_type, _ev.channel, _ev.sender, _ev.intent)
+            q = _keyset(_select(actor, f, *cols).outerjoin(EventRecord, _ev.id == _ex.event_id) if not f.needs_event
+                        else _select(actor, f, *cols), after).limit(batch)
+            rows = s.execute(q).all()
+            out = []
+            for ex, trigger, channel, sender, intent in rows:
+                ev = {"trigger_type": trigger, "channel": channel, "sender": mask(sender) if (mask and sender) else sender,
+                      "intent": intent}
+                out.append(_csv_line(_csv_row(ex, ev)))
+        if out:
+            yield "".join(out)
+        if len(rows) < batch:
+            return
+        after = encode_cursor(rows[-1][0].started_at, rows[-1][0].id)
+
+
+def _csv_line(values: Any) -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerow(values)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- cancel
+
+
+def cancel_execution(db: Engine, actor: Actor, execution_id: str, *, reason: str) -> ExecutionOut:
+    """Cancel a waiting (or not yet started) execution: it never resumes, its follow-ups never fire."""
+    actor.require(EDIT)
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("say why the execution is cancelled", field="reason")
+    if len(reason) > 500:
+        raise InvalidInput("at most 500 characters", field="reason")
+    now = utcnow()
+    with session_scope(db) as s:
+        status = _status_of(s, actor, execution_id)
+        moved = s.execute(sa.update(Execution).where(
+            Execution.id == execution_id, Execution.tenant_id == actor.tenant_id, Execution.status.in_(CANCELLABLE))
+            .values(status=ExecutionStatus.CANCELLED, finished_at=now, lease_token=new_id(), current_action_id=None,
+                    error=f"cancelled by {actor.email or actor.role}: {reason}")).rowcount
+        if moved != 1:
+            raise Conflict(f"only waiting executions can be cancelled; this one is {status}")
+        s.execute(sa.update(DueWork).where(DueWork.execution_id == execution_id,
+                                           DueWork.status.in_((DueStatus.PENDING, DueStatus.CLAIMED)))
+                  .values(status=DueStatus.CANCELLED, done_at=now, error=f"execution cancelled: {reason}"))
+        s.execute(sa.update(OutboxMessage).where(OutboxMessage.execution_id == execution_id,
+                                                 OutboxMessage.status == OutboxStatus.DEFERRED)
+                  .values(status=OutboxStatus.SUPPRESSED, error=f"execution cancelled: {reason}"))
+    logger.info("execution %s cancelled by %s", execution_id, actor.user_id or actor.role)
+    from engine.services.runs import get_execution
+
+    return get_execution(db, actor, execution_id)
+
+
+def _status_of(s: Session, actor: Actor, execution_id: str) -> str:
+    status = s.exec(select(Execution.status).where(Execution.id == execution_id,
+                                                   Execution.tenant_id == actor.tenant_id)).first()
+    if status is None:
+        raise NotFound(f"execution {execution_id} not found")
+    return status
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def _failed_step(s: Session, execution_id: str) -> str | None:
+    return s.exec(select(StepRun.action_id).where(StepRun.execution_id == execution_id, StepRun.status == "failed")
+                  .order_by(col(StepRun.started_at).desc(), col(StepRun.attempt).desc())).first()
+
+
+def _replay_row(s: Session, actor: Actor, ex: Execution, from_step: str, version: str) -> dict[str, Any]:
+    definition, number, name = ex.definition, ex.workflow_version, ex.workflow_name
+    if version == "current":
+        wf = s.get(Workflow, ex.workflow_id) if ex.workflow_id else None
+        if wf is None or wf.tenant_id != actor.tenant_id:
+            raise InvalidInput("the workflow was deleted: replay with the version it ran", field="version")
+        definition, number, name = wf.definition, wf.version, wf.name
+    ids = [a["id"] for a in definition.get("actions", [])]
+    context = dict(ex.context or {})
+    if from_step == "failed":
+        start = _failed_step(s, ex.id)
+        if start is None or start not in ids:
+            raise InvalidInput("no failed step to start from in this version: replay from the start", field="fromStep")
+        context.pop("failedSteps", None)
+        context["attempts"] = {}
+    else:
+        start = ids[0] if ids else None
+        trigger = context.get("trigger", {})
+        context = {"trigger": trigger, "results": {}, "lead": _lead_stub(trigger)}
+    context["replayOf"] = ex.id
+    return {"id": new_id(), "tenant_id": actor.tenant_id, "workflow_id": ex.workflow_id, "workflow_name": name,
+            "workflow_version": number, "event_id": ex.event_id, "status": ExecutionStatus.PENDING, "mode": ex.mode,
+            "definition": definition, "context": context, "explanation": ex.explanation, "current_action_id": start,
+            "lease_token": None, "heartbeat_at": None, "depth": ex.depth, "error": None, "started_at": utcnow(),
+            "finished_at": None, "actions_executed": 0, "is_test": ex.is_test, "replay_of": ex.id}
+
+
+def replay_execution(db: Engine, actor: Actor, execution_id: str, *, from_step: str = "failed",
+                     version: str = "original") -> ReplayOut:
+    """Run a failed execution again as a new execution, from its failed step or from the start,
+    with the definition it ran or the workflow's current one. Each failed execution is replayed
+    at most once (``Conflict`` for the second attempt, even a concurrent one)."""
+    actor.require(EDIT)
+    if from_step not in ("failed", "start"):
+        raise InvalidInput("fromStep must be failed or start", field="fromStep")
+    if version not in ("original", "current"):
+        raise InvalidInput("version must be original or current", field="version")
+    try:
+        with session_scope(db) as s:
+            ex = s.exec(select(Execution).where(Execution.id == execution_id,
+                                                Execution.tenant_id == actor.tenant_id)).first()
+            if ex is None:
+                raise NotFound(f"execution {execution_id} not found")
+            if ex.status != ExecutionStatus.FAILED:
+                raise Conflict(f"only failed executions can be replayed; this one is {ex.status}")
+            row = _replay_row(s, actor, ex, from_step, version)
+            s.execute(sa.insert(Execution).values(**row))
+    except IntegrityError as exc:
+        raise Conflict(f"execution {execution_id} was already replayed") from exc
+    runner_for(db).resume(row["id"])
+    from engine.services.runs import get_execution
+
+    return ReplayOut(original_id=execution_id, execution=get_execution(db, actor, row["id"]))
+
+
+def _replayable(actor: Actor, filters: ExecutionFilter) -> sa.Select:
+    f = ExecutionFilter(**{**filters.__dict__, "status": "failed"})
+    replayed = sa.select(Execution.replay_of).where(Execution.tenant_id == actor.tenant_id,
+                                                    Execution.replay_of.isnot(None))
+    return _select(actor, f, _ex.id).where(_ex.id.notin_(replayed))
+
+
+def count_replayable(db: Engine, actor: Actor, filters: ExecutionFilter) -> int:
+    """Failed executions matching the filters that were not replayed yet (what bulk replay would do)."""
+    actor.require(READ)
+    with Session(db) as s:
+        return s.execute(sa.select(sa.func.count()).select_from(_replayable(actor, filters).subquery())).scalar_one()
+
+
+def bulk_replay(db: Engine, actor: Actor, filters: ExecutionFilter, *, from_step: str = "failed",
+                version: str = "original", limit: int = 1000,
+                on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Replay every failed, not yet replayed execution matching the filters (at most ``limit``)."""
+    actor.require(EDIT)
+    with Session(db) as s:
+        ids = list(s.execute(_keyset(_replayable(actor, filters), None).limit(limit)).scalars())
+    done, errors = [], []
+    for i, execution_id in enumerate(ids, 1):
+        try:
+            done.append(replay_execution(db, actor, execution_id, from_step=from_step, version=version).execution.id)
+        except (Conflict, InvalidInput, NotFound) as exc:
+            errors.append({"executionId": execution_id, "error": exc.message})
+        if on_progress:
+            on_progress(i, len(ids))
+    return {"selected": len(ids), "replayed": done, "errors": errors}
+
+
+# --------------------------------------------------------------------------- contact timeline
+
+
+def contact_timeline(db: Engine, actor: Actor, contact: str, *, limit: int = 200) -> list[dict[str, Any]]:
+    """Everything one member sent and received, and every execution their messages started, in order."""
+    actor.require(READ)
+    contact = (contact or "").strip()
+    if not contact:
+        raise InvalidInput("give a phone number or an e-mail address", field="contact")
+    ob = OutboxMessage.__table__.c
+    with Session(db) as s:
+        inbound = s.execute(sa.select(_ev.id, _ev.received_at, _ev.channel, _ev.content, _ev.intent, _ev.trigger_type)
+                            .where(_ev.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)))
+                            .order_by(_ev.received_at.desc()).limit(limit)).all()
+        outbound = s.execute(sa.select(ob.id, ob.created_at, ob.channel, ob.body, ob.status, ob.execution_id)
+                             .where(ob.tenant_id == actor.tenant_id, ob.recipient.in_(contact_forms(contact)))
+                             .order_by(ob.created_at.desc()).limit(limit)).all()
+        runs = s.execute(sa.select(_ex.id, _ex.started_at, _ex.workflow_name, _ex.status)
+                         .join_from(Execution, EventRecord, _ev.id == _ex.event_id)
+                         .where(_ex.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)))
+                         .order_by(_ex.started_at.desc()).limit(limit)).all()
+    items = [{"at": r.received_at, "kind": "received", "channel": r.channel, "text": r.content or r.trigger_type,
+              "detail": r.intent, "id": r.id} for r in inbound]
+    items += [{"at": r.created_at, "kind": "sent", "channel": r.channel, "text": r.body, "detail": r.status,
+               "id": r.execution_id} for r in outbound]
+    items += [{"at": r.started_at, "kind": "execution", "channel": None, "text": r.workflow_name, "detail": r.status,
+               "id": r.id} for r in runs]
+    for item in items:
+        item["at"] = item["at"].replace(tzinfo=UTC) if item["at"].tzinfo is None else item["at"]
+    return sorted(items, key=lambda i: i["at"])[-limit:]

@@ -1,0 +1,110 @@
+"""Insights: how the automations did over a date range, compared with the period before."""
+
+import streamlit as st
+
+from engine.errors import EngineError
+from engine.services import insights
+from ui import insights_view as view
+from ui import session
+from ui.formatting import percent
+
+actor = session.require_actor()
+db = session.db()
+tz = session.tenant_timezone()
+
+st.title("Insights")
+st.caption(f"Counts in the studio's time zone ({tz}). Test-console and dry runs never count.")
+
+try:
+    period = view.range_picker(tz, key="insights")
+    kpis = insights.kpis(db, actor, period)
+except EngineError as exc:
+    st.error(exc.message)
+    st.stop()
+st.caption(view.days_label(period))
+
+view.kpi_tiles(kpis)
+if kpis["current"]["executions"] == 0 and kpis["previous"]["executions"] == 0:
+    st.info("Nothing ran in this range yet. Pick a longer range, or send a test event from a workflow.", icon="📭")
+
+left, right = st.columns(2)
+with left.container(border=True, key="insights_card_executions"):
+    st.markdown("**Executions over time, by status**")
+    st.altair_chart(view.executions_chart(insights.executions_by_day(db, actor, period)), width="stretch")
+with right.container(border=True, key="insights_card_volume"):
+    st.markdown("**Volume by trigger and channel**")
+    st.altair_chart(view.volume_chart(insights.volume_by_trigger_channel(db, actor, period)), width="stretch")
+left, right = st.columns(2)
+with left.container(border=True, key="insights_card_heatmap"):
+    st.markdown("**When do members write?** (inbound messages by weekday and hour)")
+    st.altair_chart(view.heatmap_chart(insights.inbound_heatmap(db, actor, period)), width="stretch")
+with right.container(border=True, key="insights_card_intents"):
+    st.markdown("**Intents over time**")
+    st.altair_chart(view.intents_chart(insights.intents_by_day(db, actor, period)), width="stretch")
+
+left, right = st.columns(2)
+with left.container(border=True, key="insights_card_failures"):
+    st.markdown("**Action failure rates**")
+    st.altair_chart(view.failure_chart(insights.action_failure_rates(db, actor, period)), width="stretch")
+with right.container(border=True, key="insights_card_errors"):
+    st.markdown("**Top error reasons**")
+    errors = insights.top_errors(db, actor, period)
+    if not errors:
+        st.caption("No failed executions in this range. 🎉")
+    for e in errors:
+        st.page_link("pages/executions.py", label=f"{e['n']}× {e['error'][:90]}", icon=":material/error:",
+                     query_params={"status": "failed", "execution": e["exampleId"]})
+    skips = insights.skip_reasons(db, actor, period)
+    if skips:
+        st.markdown("**Top skip reasons**")
+        st.dataframe([{"Reason": s["reason"], "Skipped": s["n"]} for s in skips], hide_index=True, width="stretch")
+
+with st.container(border=True, key="insights_card_messages"):
+    st.markdown("**Messages by channel and outcome**")
+    rows = view.messages_table(kpis)
+    if rows:
+        st.dataframe(rows, hide_index=True, width="stretch")
+    else:
+        st.caption("No messages sent in this range.")
+
+st.subheader("Workflows")
+table = insights.per_workflow(db, actor, period)
+shown = [{"Workflow": r["workflow"], "Runs": r["runs"], "Success rate": percent(r["successRate"]),
+          "Skipped": r["skipped"], "Errors": r["errors"], "Median duration (s)": r["medianDurationS"],
+          "Last run": view.when(r["lastRun"], tz), "Trend": r["trend"]} for r in table]
+picked = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                      key="insights_workflows", column_config={"Trend": st.column_config.LineChartColumn("Trend (runs per day)"),
+                                     "Median duration (s)": st.column_config.NumberColumn(format="%.2f")})
+
+exports = st.columns(3)
+exports[0].download_button("KPI table (CSV)", view.kpis_csv(kpis), file_name="kpis.csv", mime="text/csv",
+                           icon=":material/download:", key="insights_export_kpis", on_click="ignore")
+exports[1].download_button("Per-workflow table (CSV)", view.workflows_csv(table), file_name="workflows.csv",
+                           mime="text/csv", icon=":material/download:", key="insights_export_workflows", on_click="ignore")
+exports[2].page_link("pages/executions.py", label="Executions of this range (CSV on that page)", icon=":material/list:")
+
+selection = getattr(getattr(picked, "selection", None), "rows", None) or []
+if table and selection:
+    chosen = table[selection[0]]
+    with st.container(border=True, key="insights_card_flow"):
+        st.markdown(f"**{chosen['workflow']}** · the flow with the numbers of this range")
+        try:
+            definition = view.definition_of(db, actor, chosen["workflowId"])
+            numbers = insights.flow_numbers(db, actor, chosen["workflowId"], period)
+        except EngineError as exc:
+            st.error(exc.message)
+        else:
+            st.graphviz_chart(view.flow_dot(definition, numbers))
+        goal = insights.goal_of(db, actor, chosen["workflowId"]) or {"kind": "booking", "days": 7}
+        g1, g2 = st.columns(2)
+        kind = g1.selectbox("Goal", ["booking", "lead"], index=0 if goal["kind"] == "booking" else 1,
+                            format_func={"booking": "a booking", "lead": "a new lead"}.get, key="insights_goal_kind")
+        days = g2.number_input("within days", 1, 90, int(goal["days"]), key="insights_goal_days")
+        conv = insights.conversions(db, actor, chosen["workflowId"], period, kind=kind, days=int(days))
+        hours = conv["medianHoursToConvert"]
+        st.metric(f"{chosen['workflow']}: {'booked' if kind == 'booking' else 'became a lead'} within {days} days",
+                  percent(conv["rate"]), help=f"{conv['converted']} of {conv['executions']} executions with a contact",
+                  border=True)
+        st.caption(f"Median time to convert: {'–' if hours is None else f'{hours:.1f} h'}")
+else:
+    st.caption("Select a workflow to see its flow with the numbers on it and its conversions.")

@@ -1,0 +1,99 @@
+"""GET /api/stats, the executions filters, CSV exports, replay and cancel over HTTP."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from engine import services
+from tests.api.conftest import simple_workflow
+from tests.servers import Receiver
+
+PHONE = "+4915112345678"
+
+
+def _today() -> str:
+    return datetime.now(ZoneInfo("Europe/Berlin")).date().isoformat()
+
+
+def _event(content="Hallo", sender=PHONE) -> dict:
+    return {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": sender, "content": content}
+
+
+def test_stats_counts_like_the_workflow_list(client, auth):
+    client.post("/api/workflows/create", json=simple_workflow(), headers=auth)
+    cond = simple_workflow("Only mornings")
+    cond["conditions"] = [{"type": "keyword_match", "operator": "contains", "value": "Kurs"}]
+    client.post("/api/workflows/create", json=cond, headers=auth)
+    for _ in range(2):
+        assert client.post("/api/events", json=_event(), headers=auth).status_code == 200
+    r = client.get("/api/stats", params={"from": _today(), "to": _today()}, headers=auth)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    k = body["current"]
+    assert (k["executions"], k["succeeded"], k["skipped"], k["inbound_events"]) == (4, 2, 2, 2)
+    assert body["range"]["timezone"] == "Europe/Berlin" and body["delta"]["executions"] == 4
+    listed = client.get("/api/workflows/list", params={"includeStats": "true"}, headers=auth).json()["stats"]
+    assert listed["totalExecutions"] == 4 and listed["successRate"] == 1.0 == k["success_rate"]
+    assert body["skipReasons"][0]["n"] == 2
+
+
+def test_stats_errors_name_the_field(client, auth):
+    r = client.get("/api/stats", params={"from": "2026-11-10", "to": "2026-11-01"}, headers=auth)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "to"
+    r = client.get("/api/stats", params={"from": "yesterday"}, headers=auth)
+    assert r.status_code == 422
+
+
+def test_filters_cursor_and_streamed_csv(client, auth):
+    client.post("/api/workflows/create", json=simple_workflow(), headers=auth)
+    for i in range(5):
+        client.post("/api/events", json=_event(f"m{i}", sender=f"+491511234567{i}"), headers=auth)
+    page = client.get("/api/executions", params={"pageSize": 2, "from": _today()}, headers=auth).json()
+    assert len(page["executions"]) == 2 and page["nextCursor"]
+    nxt = client.get("/api/executions", params={"pageSize": 2, "after": page["nextCursor"]}, headers=auth).json()
+    assert not {e["id"] for e in nxt["executions"]} & {e["id"] for e in page["executions"]}
+    one = client.get("/api/executions/search", params={"contact": "0151 12345672"}, headers=auth).json()
+    assert len(one["executions"]) == 1 and one["executions"][0]["trigger"]["from"] == "+4915112345672"
+    r = client.get("/api/executions/export.csv", params={"channel": "whatsapp"}, headers=auth)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert len(r.text.strip().splitlines()) == 6
+    assert client.get("/api/executions", params={"status": "bogus", "from": _today()}, headers=auth).status_code == 422
+    kpis = client.get("/api/stats/export.csv", headers=auth)
+    assert kpis.status_code == 200 and "executions,5" in kpis.text
+    wf = client.get("/api/stats/export.csv", params={"table": "workflows"}, headers=auth)
+    assert "Reply on WhatsApp,5" in wf.text
+
+
+def test_replay_and_cancel_over_http_with_roles(db, client, auth, key_factory, actor, other_auth):
+    services.update_tenant_settings(db, actor, settings={"webhookAllowList": ["127.0.0.1"]})
+    with Receiver(statuses=[404, 200]) as receiver:
+        hook = {"name": "CRM", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
+                "actions": [{"id": "hook", "type": "call_webhook", "onError": "stop",
+                             "config": {"webhookUrl": receiver.hook_url, "method": "POST"}}]}
+        client.post("/api/workflows/create", json=hook, headers=auth)
+        [failed] = client.post("/api/events", json=_event(), headers=auth).json()["executionIds"]
+        analyst = key_factory(actor, "analyst")
+        assert client.post(f"/api/executions/{failed}/replay", headers=analyst).status_code == 403
+        assert client.post(f"/api/executions/{failed}/replay", headers=other_auth).status_code == 404
+        r = client.post(f"/api/executions/{failed}/replay", json={"fromStep": "failed"}, headers=auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["execution"]["status"] == "succeeded"
+        assert client.post(f"/api/executions/{failed}/replay", headers=auth).status_code == 409
+    r = client.post(f"/api/executions/{failed}/cancel", json={"reason": "x"}, headers=auth)
+    assert r.status_code == 409
+    assert client.post(f"/api/executions/{failed}/cancel", json={}, headers=auth).status_code == 422
+
+
+def test_analysts_see_masked_contacts_unless_the_owner_allows(db, client, auth, key_factory, actor):
+    client.post("/api/workflows/create", json=simple_workflow(), headers=auth)
+    [ex_id] = client.post("/api/events", json=_event(), headers=auth).json()["executionIds"]
+    analyst = key_factory(actor, "analyst")
+    shown = client.get(f"/api/executions/{ex_id}", headers=analyst).json()["execution"]
+    assert shown["trigger"]["from"] == "+49 151 ****678" and PHONE not in str(shown)
+    listed = client.get("/api/executions", headers=analyst).json()["executions"][0]
+    assert listed["trigger"]["from"] == "+49 151 ****678"
+    assert PHONE not in client.get("/api/executions/export.csv", headers=analyst).text
+    assert PHONE in client.get("/api/executions/export.csv", headers=auth).text
+    services.update_tenant_settings(db, actor, settings={"analystsSeeContacts": True})
+    assert client.get(f"/api/executions/{ex_id}", headers=analyst).json()["execution"]["trigger"]["from"] == PHONE

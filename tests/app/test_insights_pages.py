@@ -1,0 +1,93 @@
+"""The Insights and Executions pages per role, on the seeded studio with real runs."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine import services
+from engine.services import operations
+from tests.app.conftest import actor_for
+
+PHONE = "+4915112345678"
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.fixture
+def runs(studio):
+    """Two real events through the seeded workflows, plus one failing webhook execution."""
+    db, owner = studio["db"], actor_for(studio, "owner")
+    services.update_tenant_settings(db, owner, settings={"webhookAllowList": ["127.0.0.1"]})
+    wf = services.create_workflow(db, owner, {
+        "name": "CRM hook", "trigger": {"type": "sms_received", "config": {}}, "conditions": [],
+        "actions": [{"id": "hook", "type": "call_webhook", "onError": "stop", "retry": {"maxAttempts": 1, "backoff": 1},
+                     "config": {"webhookUrl": "http://127.0.0.1:9/down", "method": "POST", "timeout": 1}}]})
+    for text in ("Was kostet die 10er-Karte?", "Ich möchte einen Probetermin"):
+        services.ingest_event(db, owner, {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE,
+                                          "content": text})
+    [failed] = services.ingest_event(db, owner, {"triggerType": "sms_received", "channel": "sms", "from": PHONE,
+                                                 "content": "Hallo"}).execution_ids
+    return {"failed": failed, "workflow": wf.id}
+
+
+@pytest.mark.parametrize("role", ["owner", "editor", "analyst"])
+def test_insights_counts_and_charts_for_every_role(app_factory, runs, role):
+    at = app_factory(role, "pages/insights.py")
+    _ok(at)
+    assert at.title[0].value == "Insights"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Inbound messages"] == "3" and metrics["Failures"] == "1"
+    assert int(metrics["Executions"]) >= 3
+    assert any("CRM hook" in df.value.to_csv() for df in at.dataframe)
+
+
+def test_insights_range_switch_keeps_working(app_factory, runs):
+    at = app_factory("analyst", "pages/insights.py")
+    at.session_state["insights_range"] = "today"
+    at.run()
+    _ok(at)
+    assert {m.label: m.value for m in at.metric}["Failures"] == "1"
+
+
+def test_executions_page_shows_replay_for_editors_only(app_factory, runs, studio):
+    editor = app_factory("editor", "pages/executions.py")
+    _ok(editor)
+    keys = [b.key for b in editor.button]
+    assert "executions_replay" in keys and "executions_bulk" in keys
+    analyst = app_factory("analyst", "pages/executions.py")
+    _ok(analyst)
+    keys = [b.key for b in analyst.button]
+    assert "executions_replay" not in keys and "executions_bulk" not in keys and "executions_cancel" not in keys
+    contacts = [df.value.to_csv() for df in analyst.dataframe]
+    assert any("+49 151 ****678" in c for c in contacts) and not any(PHONE in c for c in contacts)
+
+
+def test_executions_filters_status_test_and_contact(app_factory, runs):
+    at = app_factory("owner", "pages/executions.py")
+    at.selectbox(key="executions_status").set_value("test").run()
+    _ok(at)
+    assert any("No executions match" in i.value for i in at.info)
+    at.selectbox(key="executions_status").set_value("failed").run()
+    _ok(at)
+    assert len(at.dataframe[0].value) == 1
+    at.text_input(key="executions_contact").set_value("0151 12345678").run()
+    _ok(at)
+
+
+def test_cancel_and_replay_through_the_services_the_page_calls(studio, runs):
+    db, editor = studio["db"], actor_for(studio, "editor")
+    page = operations.search_executions(db, editor, operations.ExecutionFilter(status="failed"))
+    assert [e.id for e in page.items] == [runs["failed"]]
+
+
+def test_owner_turns_on_contact_details_for_analysts(app_factory, runs, studio):
+    owner = app_factory("owner", "pages/settings.py")
+    _ok(owner)
+    owner.toggle(key="settings_analysts_contacts").set_value(True).run()
+    _ok(owner)
+    assert services.get_tenant(studio["db"], actor_for(studio, "owner")).settings["analystsSeeContacts"] is True
+    analyst = app_factory("analyst", "pages/executions.py")
+    assert any(PHONE in df.value.to_csv() for df in analyst.dataframe)
