@@ -24,6 +24,7 @@ from sqlmodel import Session
 from engine import domain
 from engine.auth import READ, Actor
 from engine.errors import InvalidInput, NotFound
+from engine.store.db import read_session
 from engine.store.models import (
     Booking,
     EventRecord,
@@ -256,7 +257,7 @@ def _delta(now: Any, before: Any) -> Any:
 def kpis(db: Engine, actor: Actor, period: Period) -> dict[str, Any]:
     """Every KPI for the period, the same for the previous period of equal length, and deltas."""
     actor.require(READ)
-    with Session(db) as s:
+    with read_session(db) as s:
         tenant = _tenant(s, actor)
         current, previous = _kpis_in(s, tenant, period), _kpis_in(s, tenant, period.previous())
     return {"current": current, "previous": previous, "delta": {k: _delta(v, previous[k]) for k, v in current.items()}}
@@ -275,7 +276,7 @@ def stats(db: Engine, actor: Actor, *, first: date | None = None, last: date | N
 
 
 def _tz(db: Engine, actor: Actor) -> str:
-    with Session(db) as s:
+    with read_session(db) as s:
         return _tenant(s, actor).timezone
 
 
@@ -289,7 +290,7 @@ def executions_by_day(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any
     outcome = sa.case((_ex.status.in_(domain.IN_PROGRESS_STATUSES), "in_progress"), else_=_ex.status).label("o")
     q = (sa.select(bucket, outcome, sa.func.count()).where(_ex.tenant_id == actor.tenant_id, domain.counted(),
                                                             _in(_ex.started_at, p)).group_by(bucket, outcome))
-    with Session(db) as s:
+    with read_session(db) as s:
         rows = s.execute(q).all()
     days = p.days
     return [{"day": days[b].isoformat(), "outcome": o, "n": n} for b, o, n in rows if b is not None]
@@ -303,7 +304,7 @@ def intents_by_day(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]:
     q = (sa.select(bucket, intent, sa.func.count()).where(
         _ev.tenant_id == actor.tenant_id, _ev.is_test == sa.false(), _ev.depth == 0, _ev.channel.in_(MESSAGE_CHANNELS),
         _in(_ev.received_at, p)).group_by(bucket, intent))
-    with Session(db) as s:
+    with read_session(db) as s:
         rows = s.execute(q).all()
     return [{"day": p.days[b].isoformat(), "intent": i, "n": n} for b, i, n in rows if b is not None]
 
@@ -312,7 +313,7 @@ def inbound_heatmap(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]
     """Inbound messages by local weekday and hour: SQL groups by UTC hour, each hour is then placed
     on the studio's wall clock (zones with half-hour offsets land on the hour they start in)."""
     actor.require(READ)
-    with Session(db) as s:
+    with read_session(db) as s:
         dialect = s.get_bind().dialect.name
         hour = (sa.func.date_trunc("hour", _ev.received_at) if dialect == "postgresql"
                 else sa.func.strftime("%Y-%m-%d %H:00:00", _ev.received_at)).label("h")
@@ -337,7 +338,7 @@ def volume_by_trigger_channel(db: Engine, actor: Actor, p: Period) -> list[dict[
          .select_from(Execution.__table__.join(EventRecord.__table__, _ev.id == _ex.event_id))
          .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _in(_ex.started_at, p))
          .group_by(_ev.trigger_type, channel))
-    with Session(db) as s:
+    with read_session(db) as s:
         return [{"trigger": t, "channel": c, "n": n} for t, c, n in s.execute(q)]
 
 
@@ -348,7 +349,7 @@ def top_errors(db: Engine, actor: Actor, p: Period, *, limit: int = 10) -> list[
                    sa.func.max(_ex.id)).where(_ex.tenant_id == actor.tenant_id, domain.counted(),
                                               _ex.status == "failed", _in(_ex.started_at, p))
          .group_by(sa.text("1")).order_by(sa.desc("n")).limit(limit))
-    with Session(db) as s:
+    with read_session(db) as s:
         return [{"error": e, "n": n, "exampleId": ex} for e, n, ex in s.execute(q)]
 
 
@@ -358,7 +359,7 @@ def skip_reasons(db: Engine, actor: Actor, p: Period, *, limit: int = 5) -> list
     q = (sa.select(_ex.workflow_name, sa.func.count().label("n")).where(
         _ex.tenant_id == actor.tenant_id, domain.counted(), _ex.status == "skipped", _in(_ex.started_at, p))
          .group_by(_ex.workflow_name).order_by(sa.desc("n")).limit(limit))
-    with Session(db) as s:
+    with read_session(db) as s:
         return [{"reason": f"conditions of “{name}” did not hold", "workflow": name, "n": n} for name, n in s.execute(q)]
 
 
@@ -370,7 +371,7 @@ def action_failure_rates(db: Engine, actor: Actor, p: Period) -> list[dict[str, 
          .select_from(StepRun.__table__.join(Execution.__table__, _ex.id == _st.execution_id))
          .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _in(_ex.started_at, p))
          .group_by(_st.action_type))
-    with Session(db) as s:
+    with read_session(db) as s:
         return [{"actionType": t, "attempts": n, "failed": f, "failureRate": round(f / n, 4) if n else 0.0}
                 for t, n, f in s.execute(q)]
 
@@ -409,7 +410,7 @@ def per_workflow(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]:
              _ex.tenant_id == Workflow.tenant_id, _ex.workflow_id == Workflow.id, domain.counted(),
              _in(_ex.started_at, p))))
          .where(Workflow.tenant_id == actor.tenant_id).group_by(Workflow.id, Workflow.name).order_by(Workflow.name))
-    with Session(db) as s:
+    with read_session(db) as s:
         rows = s.execute(q).all()
         medians, trends = _median_durations(s, actor.tenant_id, p), _trend(s, actor.tenant_id, p)
     out = []
@@ -438,7 +439,7 @@ def flow_numbers(db: Engine, actor: Actor, workflow_id: str, p: Period) -> dict[
          .join(last, sa.and_(last.c.execution_id == _st.execution_id, last.c.action_id == _st.action_id,
                              last.c.a == _st.attempt)).group_by(_st.action_id, _st.status))
     out: dict[str, dict[str, int]] = {}
-    with Session(db) as s:
+    with read_session(db) as s:
         for action_id, status, n in s.execute(q):
             entry = out.setdefault(action_id, {"reached": 0})
             entry[status] = entry.get(status, 0) + n
@@ -452,7 +453,7 @@ def flow_numbers(db: Engine, actor: Actor, workflow_id: str, p: Period) -> dict[
 def goal_of(db: Engine, actor: Actor, workflow_id: str) -> dict[str, Any] | None:
     """The workflow's conversion goal from the studio settings: {"kind": "booking"|"lead", "days": N}."""
     actor.require(READ)
-    with Session(db) as s:
+    with read_session(db) as s:
         return ((_tenant(s, actor).settings or {}).get("goals") or {}).get(workflow_id)
 
 
@@ -479,7 +480,7 @@ def conversions(db: Engine, actor: Actor, workflow_id: str, p: Period, *, kind: 
             .select_from(Execution.__table__.join(EventRecord.__table__, _ev.id == _ex.event_id))
             .where(_ex.tenant_id == actor.tenant_id, _ex.workflow_id == workflow_id, domain.counted(),
                    _ex.status != "skipped", _in(_ex.started_at, p), _ev.sender.isnot(None)).subquery())
-    with Session(db) as s:
+    with read_session(db) as s:
         total, converted = s.execute(sa.select(sa.func.count(), sa.func.count(runs.c.g))).one()
         dialect = s.get_bind().dialect.name
         (median,) = _percentiles(s, sa.select((_seconds(runs.c.g, runs.c.s, dialect) / 3600.0).label("h")), (0.5,))

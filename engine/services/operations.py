@@ -34,7 +34,7 @@ from engine.errors import Conflict, InvalidInput, NotFound
 from engine.runner import _lead_stub
 from engine.services.runs import ExecutionOut, _execution_out, runner_for
 from engine.services.workflows import MAX_PAGE_SIZE, Out
-from engine.store.db import session_scope
+from engine.store.db import read_session, session_scope
 from engine.store.models import (
     DueStatus,
     DueWork,
@@ -171,7 +171,7 @@ def search_executions(db: Engine, actor: Actor, filters: ExecutionFilter | None 
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidInput(f"page size must be between 1 and {MAX_PAGE_SIZE}", field="pageSize")
     f = filters or ExecutionFilter()
-    with Session(db) as s:
+    with read_session(db) as s:
         rows = list(s.exec(_keyset(_select(actor, f), after).limit(page_size + 1)).all())
         more = len(rows) > page_size
         rows = rows[:page_size]
@@ -191,7 +191,7 @@ def mask_executions(db: Engine, actor: Actor, items: list[ExecutionOut]) -> list
 def count_executions(db: Engine, actor: Actor, filters: ExecutionFilter | None = None) -> int:
     """How many executions match the filters (one COUNT)."""
     actor.require(READ)
-    with Session(db) as s:
+    with read_session(db) as s:
         return s.execute(_select(actor, filters or ExecutionFilter(), sa.func.count())).scalar_one()
 
 
@@ -211,7 +211,7 @@ def iter_executions_csv(db: Engine, actor: Actor, filters: ExecutionFilter | Non
         mask = masking.mask_text
     yield _csv_line(CSV_COLUMNS)
     while True:
-        with Session(db) as s:
+        with read_session(db) as s:
             cols = (Execution, _ev.trigger_type, _ev.channel, _ev.sender, _ev.intent)
             q = _keyset(_select(actor, f, *cols).outerjoin(EventRecord, _ev.id == _ex.event_id) if not f.needs_event
                         else _select(actor, f, *cols), after).limit(batch)
@@ -347,7 +347,7 @@ def _replayable(actor: Actor, filters: ExecutionFilter) -> sa.Select:
 def count_replayable(db: Engine, actor: Actor, filters: ExecutionFilter) -> int:
     """Failed executions matching the filters that were not replayed yet (what bulk replay would do)."""
     actor.require(READ)
-    with Session(db) as s:
+    with read_session(db) as s:
         return s.execute(sa.select(sa.func.count()).select_from(_replayable(actor, filters).subquery())).scalar_one()
 
 
@@ -356,7 +356,7 @@ def bulk_replay(db: Engine, actor: Actor, filters: ExecutionFilter, *, from_step
                 on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Replay every failed, not yet replayed execution matching the filters (at most ``limit``)."""
     actor.require(EDIT)
-    with Session(db) as s:
+    with read_session(db) as s:
         ids = list(s.execute(_keyset(_replayable(actor, filters), None).limit(limit)).scalars())
     done, errors = [], []
     for i, execution_id in enumerate(ids, 1):
@@ -379,7 +379,7 @@ def contact_timeline(db: Engine, actor: Actor, contact: str, *, limit: int = 200
     if not contact:
         raise InvalidInput("give a phone number or an e-mail address", field="contact")
     ob = OutboxMessage.__table__.c
-    with Session(db) as s:
+    with read_session(db) as s:
         inbound = s.execute(sa.select(_ev.id, _ev.received_at, _ev.channel, _ev.content, _ev.intent, _ev.trigger_type)
                             .where(_ev.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)))
                             .order_by(_ev.received_at.desc()).limit(limit)).all()

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, func, select
 from engine.auth import EDIT, READ, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.services.workflows import MAX_PAGE_SIZE
-from engine.store.db import session_scope
+from engine.store.db import read_session, session_scope
 from engine.store.models import (
     DueKind,
     DueWork,
@@ -73,7 +73,7 @@ def browse_outbox(db: Engine, actor: Actor, *, status: str | None = None, channe
         where.append(col(OutboxMessage.recipient).contains(recipient.strip()))
     if execution_id:
         where.append(OutboxMessage.execution_id == execution_id)
-    with Session(db) as s:
+    with read_session(db) as s:
         total = s.exec(select(func.count()).select_from(OutboxMessage).where(*where)).one()
         rows = s.exec(select(OutboxMessage, Execution.workflow_name)
                       .join(Execution, Execution.id == OutboxMessage.execution_id, isouter=True)
@@ -84,7 +84,16 @@ def browse_outbox(db: Engine, actor: Actor, *, status: str | None = None, channe
                        provider_message_id=m.provider_message_id, workflow_name=wf, execution_id=m.execution_id,
                        sent_at=m.sent_at, delivery_events=list((m.detail or {}).get("deliveryEvents") or []))
              for m, wf in rows]
-    return OutboxRows(items=items, total=total, page=page, page_size=page_size)
+    return OutboxRows(items=_masked(db, actor, items), total=total, page=page, page_size=page_size)
+
+
+def _masked(db: Engine, actor: Actor, items: list[OutboxRow]) -> list[OutboxRow]:
+    """Analysts see contacts masked unless an owner allows them (engine/masking.py)."""
+    from engine import masking
+
+    if masking.sees_contacts(db, actor):
+        return items
+    return [OutboxRow.model_validate(masking.mask_data(i.model_dump())) for i in items]
 
 
 def retry_delivery(db: Engine, actor: Actor, outbox_id: str) -> OutboxRow:
@@ -110,7 +119,7 @@ def retry_delivery(db: Engine, actor: Actor, outbox_id: str) -> OutboxRow:
 
 
 def _one(db: Engine, actor: Actor, outbox_id: str) -> OutboxRow:
-    with Session(db) as s:
+    with read_session(db) as s:
         m = s.exec(select(OutboxMessage).where(OutboxMessage.id == outbox_id, OutboxMessage.tenant_id == actor.tenant_id)).one()
         wf = s.exec(select(Execution.workflow_name).where(Execution.id == m.execution_id)).first() if m.execution_id else None
     return OutboxRow(id=m.id, created_at=m.created_at, channel=m.channel, recipient=m.recipient, subject=m.subject,

@@ -183,3 +183,18 @@ def test_ai_provider_test_button_talks_to_the_endpoint(db, actor):
         assert sent.path == "/v1/chat/completions" and sent.headers["authorization"] == "Bearer sk-test-button-key"
         ok, answer = ss.check_ai_provider(db, actor)
         assert not ok and "API key" in answer and "sk-test-button-key" not in answer
+
+
+def test_outbox_page_masks_contacts_for_analysts_unless_allowed(db, actor):
+    from engine.masking import SETTING
+    from engine.store.db import session_scope
+
+    with session_scope(db) as s:
+        s.add(OutboxMessage(tenant_id=actor.tenant_id, channel="sms", recipient="+4917611112222",
+                            body="Hallo, ruf an: +4917611112222", status="sent", adapter="twilio"))
+    analyst = Actor(tenant_id=actor.tenant_id, role="analyst")
+    row = outbox.browse_outbox(db, analyst).items[0]
+    assert "11112222" not in row.recipient and "11112222" not in row.body and row.recipient.endswith("222")
+    assert outbox.browse_outbox(db, actor).items[0].recipient == "+4917611112222"  # owners see everything
+    services.update_tenant_settings(db, actor, settings={SETTING: True})
+    assert outbox.browse_outbox(db, analyst).items[0].recipient == "+4917611112222"
