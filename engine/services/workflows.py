@@ -155,11 +155,21 @@ def create_tenant(db: Engine, *, slug: str, name: str, timezone: str = "Europe/B
     with session_scope(db) as s:
         if s.exec(select(Tenant).where(Tenant.slug == slug)).first():
             raise InvalidInput(f"a tenant with slug {slug!r} already exists", field="slug")
-        # Every studio gets its own webhook signing secret (receivers verify X-Studio-Signature).
-        settings = {"webhookSecret": secrets.token_hex(32), **(settings or {})}
-        tenant = Tenant(slug=slug, name=name, timezone=timezone, settings=settings)
+        tenant = Tenant(slug=slug, name=name, timezone=timezone, settings=settings or {})
         s.add(tenant)
+        s.flush()
+        # Every studio gets its own webhook signing secret (receivers verify X-Studio-Signature),
+        # encrypted at rest like every other secret; owners see a new one once, when they rotate it.
+        s.add(_signing_secret_row(tenant.id))
     return TenantOut.model_validate(tenant)
+
+
+def _signing_secret_row(tenant_id: str) -> Any:
+    from engine.secrets import encrypt
+    from engine.services.studio_settings import SIGNING
+    from engine.store.models import TenantSecret
+
+    return TenantSecret(tenant_id=tenant_id, name=SIGNING, ciphertext=encrypt("whsec_" + secrets.token_hex(24)))
 
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

@@ -94,7 +94,7 @@ def test_all_twelve_action_types_do_real_work(db, tenant_factory, runner, worker
     assert channels == ["email", "sms", "web", "whatsapp"]
     hook = receiver.requests[0]
     assert hook.path == "/crm" and hook.json() == {"leadId": lead.id}
-    secret = services.get_tenant(db, actor).settings["webhookSecret"]
+    secret = __import__("engine.services.studio_settings", fromlist=["x"]).signing_secrets(db, actor.tenant_id, {})[0]
     assert verify_signature(secret, hook.headers[SIGNATURE_HEADER.lower()], hook.body, now=int(datetime.now().timestamp()))
     assert services.get_workflow(db, actor, wf.id).run_count == 1
 

@@ -208,7 +208,7 @@ def test_lead_created_calls_the_signed_webhook_and_schedules_a_follow_up(db, ten
     [request] = receiver.requests
     assert json.loads(request["body"]) == {"leadId": "lead-42", "source": "pilar_systems"}
     header = request["headers"][SIGNATURE_HEADER]
-    secret = services.get_tenant(db, actor).settings["webhookSecret"]
+    secret = __import__("engine.services.studio_settings", fromlist=["x"]).signing_secrets(db, actor.tenant_id, {})[0]
     assert verify_signature(secret, header, request["body"], now=int(time.time()))
     assert not verify_signature("wrong-secret", header, request["body"], now=int(time.time()))
 

@@ -65,7 +65,7 @@ def test_no_secret_in_api_exports_logs_or_database(db, actor, caplog):
                         secrets={"password": SECRETS["smtp"]})
         ss.save_ai_provider(db, actor, provider="openai_compatible", base_url="https://llm.example/v1", model="m",
                             api_key=SECRETS["ai"])
-        legacy = services.get_tenant(db, actor).settings["webhookSecret"]
+        legacy = __import__("engine.services.studio_settings", fromlist=["x"]).signing_secrets(db, actor.tenant_id, {})[0]
         signing = ss.rotate_signing_secret(db, actor)
         tenant = services.get_tenant(db, actor)
         channels = dict(tenant.settings["channels"])

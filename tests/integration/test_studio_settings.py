@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from sqlmodel import Session, select
 
@@ -80,9 +81,34 @@ def test_knowledge_csv_import_all_or_nothing(db, actor):
     assert entries[0]["tags"] == ["Probestunde", "trial"]
 
 
+def test_a_new_studio_signing_secret_is_encrypted_not_in_its_settings(db, actor):
+    from engine.store.models import TenantSecret
+
+    assert "webhookSecret" not in services.get_tenant(db, actor).settings
+    [current] = ss.signing_secrets(db, actor.tenant_id, {})
+    with Session(db) as s:
+        row = s.exec(select(TenantSecret).where(TenantSecret.tenant_id == actor.tenant_id)).one()
+    assert current.startswith("whsec_") and current not in row.ciphertext
+
+
+def test_a_legacy_plain_signing_secret_still_signs_until_rotated(db, actor):
+    from engine.store.db import session_scope
+    from engine.store.models import Tenant, TenantSecret
+
+    with session_scope(db) as s:  # a studio created before secrets were encrypted
+        s.execute(sa.delete(TenantSecret).where(TenantSecret.tenant_id == actor.tenant_id))
+        tenant = s.get(Tenant, actor.tenant_id)
+        tenant.settings = {**tenant.settings, "webhookSecret": "legacy-plain-secret"}
+        s.add(tenant)
+    assert ss.signing_secrets(db, actor.tenant_id, services.get_tenant(db, actor).settings) == ["legacy-plain-secret"]
+    new = ss.rotate_signing_secret(db, actor)
+    settings = services.get_tenant(db, actor).settings
+    assert "webhookSecret" not in settings
+    assert ss.signing_secrets(db, actor.tenant_id, settings) == [new, "legacy-plain-secret"]
+
+
 def test_signing_secret_rotation_keeps_old_valid_for_24_hours(db, actor):
-    legacy = services.get_tenant(db, actor).settings["webhookSecret"]
-    assert ss.signing_secrets(db, actor.tenant_id, services.get_tenant(db, actor).settings) == [legacy]
+    legacy = ss.signing_secrets(db, actor.tenant_id, {})[0]
     new = ss.rotate_signing_secret(db, actor)
     settings = services.get_tenant(db, actor).settings
     assert "webhookSecret" not in settings  # no longer kept in plain text
