@@ -132,8 +132,9 @@ def test_builder_shows_the_draft_failing_a_scenario_and_asks_before_saving(app_f
     at.session_state["builder_def"] = draft
     at.session_state["builder_rev"] = at.session_state["builder_rev"] + 1  # widgets start again from the dict
     at.run()
-    # The demo's own missed-call scenario and this one both fail on the changed message.
-    assert any("Scenarios: 3 pass, 2 fail" in e.value for e in at.error), [e.value for e in at.error]
+    # This scenario fails on the changed message; the demo's missed-call scenario guards the demo's
+    # own missed-call workflow ("Verpasster Anruf ..."), which this draft does not change.
+    assert any("Scenarios: 4 pass, 1 fail" in e.value for e in at.error), [e.value for e in at.error]
     at.button(key="builder_save").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert services.get_workflow(studio["db"], owner, wf.id).version == 1  # not saved yet: asks first
@@ -146,7 +147,7 @@ def test_switching_on_a_workflow_that_fails_a_scenario_asks_first(app_factory, s
     from engine import services
 
     owner = actor_for(studio, "owner")
-    wf = next(w for w in services.list_workflows(studio["db"], owner).items if w.name == "Missed Call Follow-Up")
+    wf = next(w for w in services.list_workflows(studio["db"], owner).items if w.name == "Verpasster Anruf: WhatsApp nach 5 Minuten")
     services.update_workflow(studio["db"], owner, wf.id, {"actions": [
         {"id": "wait-1", "type": "wait", "config": {"delay": 300000}, "nextActionId": "send-1"},
         {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Servus"}, "nextActionId": None}]})
