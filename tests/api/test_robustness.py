@@ -164,6 +164,12 @@ def test_page_numbers_beyond_the_limit_are_422(client, auth, path, query):
     _refused(client.get(f"{path}?{query}", headers=auth), query.split("=")[0])
 
 
+@pytest.mark.parametrize("path", ["/api/outbox?status=a&status=b", "/api/executions?page=1&page=2",
+                                  "/api/workflows/list?search=a&search="])
+def test_a_query_parameter_given_twice_is_422_found_by_the_fuzzer(client, auth, path):
+    _refused(client.get(path, headers=auth), path.split("?")[1].split("=")[0])
+
+
 def test_a_rollback_version_beyond_64_bits_is_422(client, auth):
     wf = client.post("/api/workflows/create", json=simple_workflow(), headers=auth).json()["workflow"]
     for version in (2**64, 2**31):
