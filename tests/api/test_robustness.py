@@ -297,3 +297,17 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after(db, auth, other_aut
         assert r.json()["error"]["code"] == "rate_limited"
         # Another key has its own budget.
         assert c.get("/api/outbox", headers=other_auth).status_code == 200
+
+
+def test_a_nul_from_outside_the_api_is_stripped_before_storage(db, actor):
+    """A webhook's or AI provider's answer may carry NUL; JSON columns store it without (PostgreSQL cannot)."""
+    from sqlmodel import Session
+
+    from engine.store.db import session_scope
+    from engine.store.models import Lead
+
+    with session_scope(db) as s:
+        lead = Lead(tenant_id=actor.tenant_id, name="Anna", custom_fields={"note\x00": "a\x00b", "path": "C:\\u0000"})
+        s.add(lead)
+    with Session(db) as s:
+        assert s.get(Lead, lead.id).custom_fields == {"note": "ab", "path": "C:\\u0000"}
