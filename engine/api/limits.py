@@ -169,16 +169,23 @@ def _request_line_problem(scope: Scope) -> tuple[str, str] | None:
 
 
 def single_query_values(request: Request) -> None:
-    """An app-wide dependency: a query parameter the route takes once may be given once (422).
+    """An app-wide dependency: only the query parameters a route takes, each once (else 422).
 
-    ``?status=a&status=b`` would otherwise quietly use the last value. Parameters a route
-    declares as a list (``list[str]``) may repeat, so routes added later keep working.
+    ``?pagesize=10`` (a typo) or ``?status=a&status=b`` would otherwise be quietly ignored or
+    use the last value. Parameters a route declares as a list (``list[str]``) may repeat, so
+    routes added later keep working without doing anything.
     """
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    for field in _query_fields(dependant):
+    fields = list(_query_fields(dependant))
+    known = {field.alias for field in fields}
+    for name in request.query_params:
+        if name not in known:
+            allowed = ", ".join(sorted(known)) or "none"
+            raise InvalidInput(f"unknown query parameter (this route takes: {allowed})", field=name or "query")
+    for field in fields:
         if _is_list(field.field_info.annotation):
             continue
         if len(request.query_params.getlist(field.alias)) > 1:

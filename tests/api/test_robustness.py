@@ -311,3 +311,11 @@ def test_a_nul_from_outside_the_api_is_stripped_before_storage(db, actor):
         s.add(lead)
     with Session(db) as s:
         assert s.get(Lead, lead.id).custom_fields == {"note": "ab", "path": "C:\\u0000"}
+
+
+@pytest.mark.parametrize("path,field", [("/api/outbox?executionId=0&=null", "query"),
+                                        ("/api/workflows/list?pagesize=10", "pagesize"),
+                                        ("/api/workflows/W1?x=1", "x")])
+def test_an_unknown_query_parameter_is_422_naming_it_found_by_the_fuzzer(client, auth, path, field):
+    error = _refused(client.get(path, headers=auth), field)
+    assert "unknown query parameter" in error["message"]
