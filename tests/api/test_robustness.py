@@ -178,7 +178,8 @@ def test_a_rollback_version_beyond_64_bits_is_422(client, auth):
     assert r.status_code == 404
 
 
-@pytest.mark.parametrize("starts_at", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "1900-01-01T00:00:00+00:00"])
+@pytest.mark.parametrize("starts_at", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "1900-01-01T00:00:00+00:00",
+                                       2.5, 1767632400])
 def test_booking_dates_at_the_edge_of_the_calendar_are_422(client, auth, starts_at):
     r = client.post("/api/bookings", json={"memberName": "Anna", "className": "Yoga", "startsAt": starts_at}, headers=auth)
     _refused(r, "startsAt")
