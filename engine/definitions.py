@@ -21,10 +21,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_serializer, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_serializer, model_validator
 from pydantic.alias_generators import to_camel
 
-from engine.limits import DATE_PATTERN, json_problems, sane_datetime
+from engine.limits import DATE_PATTERN, json_problems, sane_datetime, text_datetime
 
 
 class Channel(StrEnum):
@@ -578,7 +578,7 @@ class Event(Model):
     booking_id: str | None = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
-    received_at: Annotated[datetime | None, AfterValidator(sane_datetime),
+    received_at: Annotated[datetime | None, BeforeValidator(text_datetime), AfterValidator(sane_datetime),
                            Field(json_schema_extra={"pattern": DATE_PATTERN})] = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 

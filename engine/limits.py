@@ -114,6 +114,14 @@ def sane_datetime(value: datetime | None) -> datetime | None:
         raise ValueError(str(exc)) from None
 
 
+def text_datetime(value: Any) -> Any:
+    """A pydantic ``BeforeValidator``: a date as ISO 8601 text (or a datetime), not a number of
+    seconds, which pydantic would otherwise quietly read as a Unix timestamp."""
+    if value is None or isinstance(value, (str, datetime)):
+        return value
+    raise ValueError("must be an ISO 8601 date and time such as 2026-01-05T18:00:00+01:00")
+
+
 def no_nul(value: Any) -> Any:
     """A pydantic ``AfterValidator`` for text and JSON fields: no NUL, finite, not too deep."""
     for where, message in json_problems(value):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
@@ -18,7 +18,7 @@ from engine.api import contract, errors, inbound, insights, runs, scenarios, stu
 from engine.api import privacy as privacy_routes
 from engine.api.deps import Db
 from engine.api.fast_events import FastEvents
-from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit, JsonGuard
+from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit, JsonGuard, single_query_values
 from engine.api.ratelimit import RateLimit
 from engine.store.db import reader
 
@@ -52,7 +52,8 @@ def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
         from engine.store.db import get_engine
 
         db = get_engine()
-    app = FastAPI(title="Studio Automations API", version="1", description=DESCRIPTION)
+    app = FastAPI(title="Studio Automations API", version="1", description=DESCRIPTION,
+                  dependencies=[Depends(single_query_values)])
     app.state.db = db
     errors.install(app)
     contract.install(app)

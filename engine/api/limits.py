@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import typing
 from urllib.parse import parse_qsl
 
+from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import limits
 from engine.api.errors import error_response
+from engine.errors import InvalidInput
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -163,3 +166,40 @@ def _request_line_problem(scope: Scope) -> tuple[str, str] | None:
         if b"\x00" in value:
             return name.decode("latin-1"), nul
     return None
+
+
+def single_query_values(request: Request) -> None:
+    """An app-wide dependency: only the query parameters a route takes, each once (else 422).
+
+    ``?pagesize=10`` (a typo) or ``?status=a&status=b`` would otherwise be quietly ignored or
+    use the last value. Parameters a route declares as a list (``list[str]``) may repeat, so
+    routes added later keep working without doing anything.
+    """
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    fields = list(_query_fields(dependant))
+    known = {field.alias for field in fields}
+    for name in request.query_params:
+        if name not in known:
+            allowed = ", ".join(sorted(known)) or "none"
+            raise InvalidInput(f"unknown query parameter (this route takes: {allowed})", field=name or "query")
+    for field in fields:
+        if _is_list(field.field_info.annotation):
+            continue
+        if len(request.query_params.getlist(field.alias)) > 1:
+            raise InvalidInput("is given more than once; give it once", field=field.alias)
+
+
+def _is_list(annotation: object) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (list, set, tuple, frozenset):
+        return True
+    return any(_is_list(arg) for arg in typing.get_args(annotation)) if origin is not None else False
+
+
+def _query_fields(dependant):
+    yield from dependant.query_params
+    for sub in dependant.dependencies:
+        yield from _query_fields(sub)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query
-from pydantic import AfterValidator, AwareDatetime, Field
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
 
 from engine import services
 from engine.api import insights
@@ -13,7 +13,7 @@ from engine.api.contract import EVENT, request_body
 from engine.api.deps import CurrentActor, Db
 from engine.api.workflows import CamelBody
 from engine.errors import InvalidInput
-from engine.limits import DATE_PATTERN, MAX_PAGE, sane_datetime
+from engine.limits import DATE_PATTERN, MAX_PAGE, sane_datetime, text_datetime
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -24,7 +24,7 @@ EVENT_EXAMPLE = {"triggerType": "whatsapp_message", "channel": "whatsapp", "cont
 class BookingRequest(CamelBody):
     member_name: Annotated[str, Field(min_length=1, max_length=200)]
     class_name: Annotated[str, Field(min_length=1, max_length=200)]
-    starts_at: Annotated[AwareDatetime, AfterValidator(sane_datetime)] = Field(
+    starts_at: Annotated[AwareDatetime, BeforeValidator(text_datetime), AfterValidator(sane_datetime)] = Field(
         description="ISO 8601 with an offset, e.g. 2025-11-24T18:00:00+01:00 (between 1970 and 2200)",
         json_schema_extra={"pattern": DATE_PATTERN})
     member_contact: Annotated[str, Field(max_length=320)] | None = None

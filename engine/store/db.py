@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,12 +74,19 @@ def json_dumps(value) -> str:
     """JSON for JSON columns: orjson (about 5x faster than the standard library on the hot path).
 
     Anything orjson refuses (integers beyond 64 bits, odd key types) goes through the
-    standard library, which then accepts it or raises TypeError as before.
+    standard library, which then accepts it or raises TypeError as before. NUL characters
+    (which PostgreSQL cannot store; the API refuses them, but a webhook's or an AI provider's
+    answer may carry one) are stripped, on every backend alike.
     """
     try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+        text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:
-        return json.dumps(value)
+        text = json.dumps(value)
+    return _NUL_ESCAPE.sub(r"\1", text) if "\\u0000" in text else text
+
+
+#: A ``\u0000`` escape in JSON text (not an escaped backslash followed by "u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -164,6 +164,12 @@ def test_page_numbers_beyond_the_limit_are_422(client, auth, path, query):
     _refused(client.get(f"{path}?{query}", headers=auth), query.split("=")[0])
 
 
+@pytest.mark.parametrize("path", ["/api/outbox?status=a&status=b", "/api/executions?page=1&page=2",
+                                  "/api/workflows/list?search=a&search="])
+def test_a_query_parameter_given_twice_is_422_found_by_the_fuzzer(client, auth, path):
+    _refused(client.get(path, headers=auth), path.split("?")[1].split("=")[0])
+
+
 def test_a_rollback_version_beyond_64_bits_is_422(client, auth):
     wf = client.post("/api/workflows/create", json=simple_workflow(), headers=auth).json()["workflow"]
     for version in (2**64, 2**31):
@@ -172,7 +178,8 @@ def test_a_rollback_version_beyond_64_bits_is_422(client, auth):
     assert r.status_code == 404
 
 
-@pytest.mark.parametrize("starts_at", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "1900-01-01T00:00:00+00:00"])
+@pytest.mark.parametrize("starts_at", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "1900-01-01T00:00:00+00:00",
+                                       2.5, 1767632400])
 def test_booking_dates_at_the_edge_of_the_calendar_are_422(client, auth, starts_at):
     r = client.post("/api/bookings", json={"memberName": "Anna", "className": "Yoga", "startsAt": starts_at}, headers=auth)
     _refused(r, "startsAt")
@@ -291,3 +298,25 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after(db, auth, other_aut
         assert r.json()["error"]["code"] == "rate_limited"
         # Another key has its own budget.
         assert c.get("/api/outbox", headers=other_auth).status_code == 200
+
+
+def test_a_nul_from_outside_the_api_is_stripped_before_storage(db, actor):
+    """A webhook's or AI provider's answer may carry NUL; JSON columns store it without (PostgreSQL cannot)."""
+    from sqlmodel import Session
+
+    from engine.store.db import session_scope
+    from engine.store.models import Lead
+
+    with session_scope(db) as s:
+        lead = Lead(tenant_id=actor.tenant_id, name="Anna", custom_fields={"note\x00": "a\x00b", "path": "C:\\u0000"})
+        s.add(lead)
+    with Session(db) as s:
+        assert s.get(Lead, lead.id).custom_fields == {"note": "ab", "path": "C:\\u0000"}
+
+
+@pytest.mark.parametrize("path,field", [("/api/outbox?executionId=0&=null", "query"),
+                                        ("/api/workflows/list?pagesize=10", "pagesize"),
+                                        ("/api/workflows/W1?x=1", "x")])
+def test_an_unknown_query_parameter_is_422_naming_it_found_by_the_fuzzer(client, auth, path, field):
+    error = _refused(client.get(path, headers=auth), field)
+    assert "unknown query parameter" in error["message"]
