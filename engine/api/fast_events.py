@@ -30,10 +30,11 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine import services
 from engine.api import errors
+from engine.api.limits import read_body, replay_body
 from engine.auth import EDIT, Actor
 from engine.errors import EngineError
 
@@ -58,12 +59,12 @@ class FastEvents:
         if actor is None:
             await self.app(scope, receive, send)
             return
-        body, complete = await _read_body(receive)
+        body, complete = await read_body(receive)
         if not complete:
             return  # the client went away
         event = _event_or_none(body, idempotency_key)
         if event is None:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay_body(body, receive), send)
             return
         await self._ingest(scope, receive, send, actor, event)
 
@@ -120,27 +121,3 @@ def _event_or_none(body: bytes, idempotency_key: str | None) -> dict[str, Any] |
             return None
         event = {**event, "idempotencyKey": idempotency_key}
     return event
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    chunks, more = [], True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"", False
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks), True
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

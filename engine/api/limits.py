@@ -54,7 +54,7 @@ class BodySizeLimit:
             if len(body) > self.max_bytes:
                 await self._too_large(scope, receive, send)
                 return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay_body(body, receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = f"{self.max_bytes // 1024} KB" if self.max_bytes % (1024 * 1024) else f"{self.max_bytes // (1024 * 1024)} MB"
@@ -63,7 +63,8 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands ``body`` (already read) to the next app once, then the client's messages."""
     sent = False
 
     async def replay() -> Message:
@@ -96,11 +97,11 @@ class JsonGuard:
             return
         problem = _request_line_problem(scope)
         if problem is None and _is_json(scope):
-            body, complete = await _read_body(receive)
+            body, complete = await read_body(receive)
             if not complete:
                 return  # client went away
             problem = body_problem(body)
-            receive = _replay(body, receive)
+            receive = replay_body(body, receive)
         if problem is not None:
             field, message = problem
             await error_response(422, "invalid", f"{field}: {message}", field=field,
@@ -116,15 +117,16 @@ def _is_json(scope: Scope) -> bool:
     return content_type.split(b";")[0].strip().lower().endswith(b"json")
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    body, more = b"", True
+async def read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The whole request body, and False when the client went away before sending it all."""
+    chunks, more = [], True
     while more:
         message = await receive()
         if message["type"] != "http.request":
-            return body, False
-        body += message.get("body", b"")
+            return b"", False
+        chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
-    return body, True
+    return b"".join(chunks), True
 
 
 def _reject_constant(name: str) -> float:
