@@ -64,7 +64,8 @@ with tab_list:
             st.rerun()
 
         selection = getattr(getattr(picked, "selection", None), "rows", None) or []
-        wanted = st.session_state.pop("executions_open", None) or st.query_params.get("execution")
+        wanted = (st.session_state.pop("executions_open", None) or st.query_params.get("execution")
+                  or st.query_params.get("id"))  # /executions?id=... (links from elsewhere)
         chosen_id = page.items[selection[0]].id if selection else (wanted or page.items[0].id)
 
         @st.fragment(run_every=3 if view.is_live(next((e.status for e in page.items if e.id == chosen_id), "")) else None)

@@ -91,3 +91,14 @@ def test_owner_turns_on_contact_details_for_analysts(app_factory, runs, studio):
     assert services.get_tenant(studio["db"], actor_for(studio, "owner")).settings["analystsSeeContacts"] is True
     analyst = app_factory("analyst", "pages/executions.py")
     assert any(PHONE in df.value.to_csv() for df in analyst.dataframe)
+
+
+def test_a_link_to_one_execution_opens_its_detail(app_factory, runs, studio):
+    oldest = services.list_executions(studio["db"], actor_for(studio, "owner"), page_size=100).items[-1]
+    assert oldest.id != runs["failed"]  # not the newest, which the page shows anyway
+    at = app_factory("owner")
+    at.query_params["id"] = oldest.id
+    at.switch_page("pages/executions.py").run()
+    _ok(at)
+    heads = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert any(oldest.workflow_name in h for h in heads) and not any("CRM hook" in h for h in heads), heads
