@@ -33,15 +33,15 @@ def test_console_spec_manual_tests_time_travel_and_scenarios(app: App):
     # "Ich möchte einen Trainingsplan" on voice: intent, the workflow runs, the reply bubble.
     _say(app, "Voice call (transcript)", "Ich möchte einen Trainingsplan")
     page.get_by_text("training_plan", exact=False).first.wait_for()
-    page.get_by_text("Training Plan Request — succeeded").first.wait_for()
+    page.get_by_text("Trainingsplan auf Anfrage — succeeded").first.wait_for()
     page.locator(".sa-out").filter(has_text="Trainingsplan").first.wait_for()
     app.shot("10-console-training-plan-voice", height=1500)
 
     # The same on WhatsApp, then "Hallo": the others show why they were skipped.
     _say(app, "WhatsApp", "Ich möchte einen Trainingsplan")
-    page.get_by_text("Training Plan Request — succeeded").first.wait_for()
+    page.get_by_text("Trainingsplan auf Anfrage — succeeded").first.wait_for()
     _say(app, "WhatsApp", "Hallo")
-    page.get_by_text("Training Plan Request — skipped: listens for intent training_plan").first.wait_for()
+    page.get_by_text("Trainingsplan auf Anfrage — skipped: listens for intent training_plan").first.wait_for()
     page.get_by_text("Listening to other triggers (not considered)").first.wait_for()
     app.shot("10-console-hallo-decisions", height=1500)
 
@@ -55,7 +55,7 @@ def test_console_spec_manual_tests_time_travel_and_scenarios(app: App):
     assert page.locator(".sa-out").count() == 0
     app.shot("10-console-missed-call-waiting", height=1400)
     app.click("Skip all")
-    page.locator(".sa-out").filter(has_text="angerufen").first.wait_for()
+    page.locator(".sa-out").filter(has_text="Anruf leider verpasst").first.wait_for()
     app.shot("10-console-missed-call-after-skip", height=1400)
 
     # Save it as a scenario.
@@ -73,10 +73,10 @@ def test_console_spec_manual_tests_time_travel_and_scenarios(app: App):
 
     # Change the workflow in the builder: the scenario fails against the unsaved draft.
     app.nav("Workflows")
-    app.fill("Search", "Missed Call")
-    _menu_item(app, "Missed Call Follow-Up", "Edit").click()
+    app.fill("Search", "Verpasster Anruf")
+    _menu_item(app, "Verpasster Anruf: WhatsApp nach 5 Minuten", "Edit").click()
     app.settle()
-    page.get_by_role("heading", name="Edit · Missed Call Follow-Up").wait_for()
+    page.get_by_role("heading", name="Edit · Verpasster Anruf: WhatsApp nach 5 Minuten").wait_for()
     app.tab("⑤ Review & save")
     page.get_by_text("Scenarios: 5 pass, 0 fail").first.wait_for()
     app.tab("④ Actions")

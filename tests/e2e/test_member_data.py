@@ -54,6 +54,7 @@ def test_owner_exports_and_erases_a_member(page, data_url, artifacts):
     app = App(page, data_url, artifacts)
     app.login(*OWNER)
     app.nav("Settings & users")
+    app.tab("Data & privacy")
     page.get_by_role("heading", name="A member's data").wait_for()
     app.fill("Phone number", "0151 12345678")
     app.click("Find and export")
