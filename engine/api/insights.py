@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from engine import domain
 from engine.api.deps import CurrentActor, Db
@@ -21,8 +22,16 @@ from engine.services.workflows import MAX_PAGE_SIZE
 
 router = APIRouter(prefix="/api", tags=["insights"])
 
-From = Annotated[date | None, Query(alias="from", description="first local day, YYYY-MM-DD (studio timezone)")]
-To = Annotated[date | None, Query(alias="to", description="last local day, YYYY-MM-DD (inclusive)")]
+def _iso_day(value: Any) -> Any:
+    """A ``BeforeValidator``: a day as ``YYYY-MM-DD`` text; pydantic would read ``0.0`` as a Unix timestamp."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
+From = Annotated[Day | None, Query(alias="from", description="first local day, YYYY-MM-DD (studio timezone)")]
+To = Annotated[Day | None, Query(alias="to", description="last local day, YYYY-MM-DD (inclusive)")]
 Range = Annotated[Literal["today", "7d", "30d", "month", "custom"],
                   Query(alias="range", description="a preset; from/to (either alone is that one day) make it custom")]
 

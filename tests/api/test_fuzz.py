@@ -45,7 +45,7 @@ CHANNEL_SETTINGS = "/api/settings/channels/{channel}"
 #: and range=custom needs one of them (relations between parameters JSON Schema cannot say).
 PERIODS = {"/api/stats", "/api/stats/workflows", "/api/stats/workflows/{workflow_id}/flow",
            "/api/stats/workflows/{workflow_id}/conversions", "/api/stats/export.csv",
-           "/api/executions/search", "/api/executions/export.csv"}
+           "/api/executions", "/api/executions/search", "/api/executions/export.csv"}
 
 
 def _period_refusable(query: dict) -> bool:
@@ -75,7 +75,7 @@ def _semantic(case) -> bool:
         return True
     if path in PERIODS and _period_refusable(query):
         return True
-    if path == "/api/executions/search" and query.get("after"):
+    if path in ("/api/executions", "/api/executions/search") and query.get("after"):
         return True
     if path == "/api/settings/retention" and isinstance(body, dict):
         details, summary = body.get("detailsDays"), body.get("summaryDays")

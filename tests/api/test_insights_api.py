@@ -121,3 +121,17 @@ def test_csv_exports_and_status_filter_are_documented(client, auth):
     assert "failed" in str(status["schema"]) and "in_progress" in str(status["schema"])
     r = client.get("/api/executions/search", params={"status": "{"}, headers=auth)
     assert r.status_code == 422 and r.json()["error"]["field"] == "status"
+
+
+def test_a_number_is_not_a_day_found_by_the_fuzzer(client, auth):
+    """``?to=0.0`` was read as a Unix timestamp (1970-01-01); days are YYYY-MM-DD text."""
+    for path in ("/api/stats", "/api/stats/workflows", "/api/executions", "/api/executions/search"):
+        r = client.get(path, params={"to": "0.0", "from": "5e-124"}, headers=auth)
+        assert r.status_code == 422 and r.json()["error"]["field"] in ("from", "to"), (path, r.text)
+
+
+def test_the_executions_list_documents_its_status_filter_found_by_the_fuzzer(client, auth):
+    r = client.get("/api/executions", params={"status": "»d"}, headers=auth)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "status"
+    for status in ("failed", "in_progress", "test"):
+        assert client.get("/api/executions", params={"status": status}, headers=auth).status_code == 200, status
