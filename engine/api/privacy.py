@@ -12,10 +12,10 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from engine import optout, privacy, retention
-from engine.optout import MAX_WORD
-from engine.retention import MAX_DAYS
 from engine.api.deps import CurrentActor, Db
 from engine.api.workflows import CamelBody
+from engine.optout import MAX_WORD
+from engine.retention import MAX_DAYS
 
 router = APIRouter(prefix="/api", tags=["privacy"])
 

@@ -59,3 +59,12 @@ def test_unknown_keys_a_body_ignores_are_documented_without_nul(client, auth):
     assert schema["propertyNames"]["pattern"] == "^[^\\u0000]*$"
     r = client.post("/api/settings/channels/sms/test", headers=auth, json={"recipient": "+4915112345678", "x": [{"a\u0000": 1}]})
     assert r.status_code == 422 and "NUL" in r.json()["error"]["message"]
+
+
+def test_channel_settings_document_their_field_names(client, auth):
+    """The fuzzer sent keys of no channel, which the document allowed and the service refuses."""
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ChannelIn"]
+    assert "port" in schema["properties"]["values"]["propertyNames"]["enum"]
+    assert "authToken" in schema["properties"]["secrets"]["propertyNames"]["enum"]
+    r = client.put("/api/settings/channels/email", headers=auth, json={"enabled": False, "values": {"": "x"}})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "channels.email."
