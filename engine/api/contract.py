@@ -163,7 +163,11 @@ def _storable(schema: Any) -> None:
         schema["pattern"] = NO_NUL
     if schema.get("type") == "object" and schema.get("additionalProperties") in (True, {}) and "properties" not in schema:
         schema["additionalProperties"] = {"$ref": f"#/components/schemas/{JSON_VALUE}"}
-    if schema.get("type") == "object" and "properties" not in schema and "propertyNames" not in schema:
+    if schema.get("type") == "object" and "properties" in schema and "additionalProperties" not in schema:
+        # a model that ignores unknown keys still gets them through the edge checks (JSON_VALUE)
+        schema["additionalProperties"] = {"$ref": f"#/components/schemas/{JSON_VALUE}"}
+    if schema.get("type") == "object" and "propertyNames" not in schema \
+            and schema.get("additionalProperties") is not False:
         schema["propertyNames"] = {"pattern": NO_NUL}
     for key, value in list(schema.items()):
         if key in ("properties", "$defs", "patternProperties") and isinstance(value, dict):

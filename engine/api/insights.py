@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
+from engine import domain
 from engine.api.deps import CurrentActor, Db
 from engine.api.workflows import CamelBody
 from engine.services import insights, operations
@@ -20,9 +22,27 @@ from engine.services.workflows import MAX_PAGE_SIZE
 
 router = APIRouter(prefix="/api", tags=["insights"])
 
-From = Annotated[date | None, Query(alias="from", description="first local day, YYYY-MM-DD (studio timezone)")]
-To = Annotated[date | None, Query(alias="to", description="last local day, YYYY-MM-DD (inclusive)")]
-Range = Annotated[Literal["today", "7d", "30d", "month", "custom"], Query(alias="range")]
+def _iso_day(value: Any) -> Any:
+    """A ``BeforeValidator``: a day as ``YYYY-MM-DD`` text; pydantic would read ``0.0`` as a Unix timestamp."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
+From = Annotated[Day | None, Query(alias="from", description="first local day, YYYY-MM-DD (studio timezone)")]
+To = Annotated[Day | None, Query(alias="to", description="last local day, YYYY-MM-DD (inclusive)")]
+Range = Annotated[Literal["today", "7d", "30d", "month", "custom"],
+                  Query(alias="range", description="a preset; from/to (either alone is that one day) make it custom")]
+
+
+class CsvResponse(StreamingResponse):
+    """A streamed CSV download (documented as ``text/csv`` in the OpenAPI document)."""
+
+    media_type = "text/csv"
+
+
+_CSV = {200: {"description": "CSV with a header row", "content": {"text/csv": {"schema": {"type": "string"}}}}}
 
 
 class ReplayRequest(CamelBody):
@@ -35,8 +55,10 @@ class CancelRequest(CamelBody):
 
 
 def _period(db, actor, preset: str, first: date | None, last: date | None) -> insights.Period:
+    """The period of ``range`` or ``from``/``to``; one of ``from``/``to`` alone is that one day
+    (as in the executions search)."""
     tz = insights._tz(db, actor)
-    return insights.resolve_period(tz, preset, first=first, last=last)
+    return insights.resolve_period(tz, preset, first=first or last, last=last or first)
 
 
 def _csv(rows: list[list[Any]]) -> str:
@@ -46,7 +68,7 @@ def _csv(rows: list[list[Any]]) -> str:
 
 
 def _download(chunks: Iterator[str] | list[str], name: str) -> StreamingResponse:
-    return StreamingResponse(iter(chunks), media_type="text/csv; charset=utf-8",
+    return CsvResponse(iter(chunks), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
@@ -54,7 +76,7 @@ def _download(chunks: Iterator[str] | list[str], name: str) -> StreamingResponse
 def get_stats(db: Db, actor: CurrentActor, first: From = None, last: To = None, preset: Range = "30d") -> dict[str, Any]:
     """Counts as ``engine.domain`` defines them (test and dry runs never count), in the studio's
     timezone: ``from``/``to`` are local days (inclusive), or ``range`` is a preset."""
-    return {"success": True, **insights.stats(db, actor, first=first, last=last, preset=preset)}
+    return {"success": True, **insights.stats(db, actor, first=first or last, last=last or first, preset=preset)}
 
 
 @router.get("/stats/workflows", summary="Per workflow: runs, success rate, skipped, errors, median duration, trend")
@@ -79,7 +101,8 @@ def get_conversions(db: Db, actor: CurrentActor, workflow_id: str, kind: Literal
     return {"success": True, "conversions": insights.conversions(db, actor, workflow_id, p, kind=kind, days=days)}
 
 
-@router.get("/stats/export.csv", summary="The KPI table or the per-workflow table as CSV")
+@router.get("/stats/export.csv", summary="The KPI table or the per-workflow table as CSV", response_class=CsvResponse,
+            responses=_CSV)
 def export_stats(db: Db, actor: CurrentActor, table: Literal["kpis", "workflows"] = "kpis", first: From = None,
                  last: To = None, preset: Range = "30d") -> StreamingResponse:
     p = _period(db, actor, preset, first, last)
@@ -104,7 +127,7 @@ def _filters(db, actor, first, last, status, workflow_id, trigger, channel, inte
                                       channel=channel, intent=intent, contact=contact)
 
 
-Status = Annotated[str | None, Query(max_length=16)]
+Status = Annotated[Literal[(*domain.STATUS_FILTERS, domain.Outcome.IN_PROGRESS.value)] | None, Query()]
 Short = Annotated[str | None, Query(max_length=64)]
 Contact = Annotated[str | None, Query(max_length=320, description="phone number or e-mail address of the member")]
 
@@ -121,7 +144,8 @@ def search_executions(db: Db, actor: CurrentActor, first: From = None, last: To 
             "pageSize": page.page_size}
 
 
-@router.get("/executions/export.csv", summary="Every filtered execution as CSV, streamed")
+@router.get("/executions/export.csv", summary="Every filtered execution as CSV, streamed", response_class=CsvResponse,
+            responses=_CSV)
 def export_executions(db: Db, actor: CurrentActor, first: From = None, last: To = None, status: Status = None,
                       workflow_id: Annotated[str | None, Query(alias="workflowId", max_length=64)] = None,
                       trigger: Short = None, channel: Short = None, intent: Short = None,

@@ -14,24 +14,40 @@ from pydantic import Field
 from engine import optout, privacy, retention
 from engine.api.deps import CurrentActor, Db
 from engine.api.workflows import CamelBody
+from engine.optout import MAX_WORD
+from engine.retention import MAX_DAYS
 
 router = APIRouter(prefix="/api", tags=["privacy"])
+
+
+def _exactly_one_contact(schema: dict[str, Any]) -> None:
+    """The schema says what the service checks: exactly one of phone or email, as text."""
+    schema["oneOf"] = [{"required": ["phone"], "not": {"required": ["email"]}},
+                       {"required": ["email"], "not": {"required": ["phone"]}}]
+
+
+_Word = Annotated[str, Field(min_length=1, max_length=MAX_WORD, pattern=r"\S")]
+_Days = Annotated[int, Field(ge=1, le=MAX_DAYS)]
 
 
 class ContactRequest(CamelBody):
     """Exactly one of ``phone`` or ``email``."""
 
-    phone: Annotated[str, Field(max_length=64)] | None = None
-    email: Annotated[str, Field(max_length=320)] | None = None
+    model_config = CamelBody.model_config | {"json_schema_extra": _exactly_one_contact}
+
+    # Text when given (null is refused, as documented); absent is None.
+    phone: Annotated[str, Field(max_length=64, pattern=r"\S")] = None  # type: ignore[assignment]
+    email: Annotated[str, Field(max_length=320, pattern=r"\S")] = None  # type: ignore[assignment]
 
 
 class EraseRequest(ContactRequest):
-    confirm: bool = Field(default=False, description="must be true: erasure cannot be undone")
+    confirm: bool = Field(description="must be true: erasure cannot be undone", json_schema_extra={"const": True})
 
 
 class RetentionRequest(CamelBody):
-    details_days: int = Field(description="days to keep steps' input/output, message bodies, event payloads")
-    summary_days: int = Field(description="days to keep execution, message and event rows (counts survive as rollups)")
+    details_days: _Days = Field(description="days to keep steps' input/output, message bodies, event payloads")
+    summary_days: _Days = Field(description="days to keep execution, message and event rows (counts survive as "
+                                            "rollups); at least detailsDays")
 
 
 class OptOutRequest(CamelBody):
@@ -40,8 +56,8 @@ class OptOutRequest(CamelBody):
 
 
 class OptWordsRequest(CamelBody):
-    stop_words: list[str]
-    start_words: list[str]
+    stop_words: Annotated[list[_Word], Field(min_length=1, max_length=20)]
+    start_words: Annotated[list[_Word], Field(min_length=1, max_length=20, description="none of the stopWords")]
 
 
 @router.get("/settings/retention", summary="How long the studio keeps execution details and summaries")

@@ -64,7 +64,7 @@ def ingest_event(
 @router.get("/executions", summary="Executions, newest first")
 def list_executions(db: Db, actor: CurrentActor,
                     workflow_id: Annotated[str | None, Query(alias="workflowId", max_length=64)] = None,
-                    status: Annotated[str | None, Query(max_length=16)] = None,
+                    status: insights.Status = None,
                     page: PageNo = 1, page_size: PageSize = 50,
                     first: insights.From = None, last: insights.To = None, trigger: insights.Short = None,
                     channel: insights.Short = None, intent: insights.Short = None, contact: insights.Contact = None,

@@ -39,13 +39,21 @@ class ChannelOut(_Camel):
     secrets: dict[str, SecretStateOut] = Field(description="Never the values: only whether and when each secret was set")
 
 
+def _names(*, secret: bool) -> list[str]:
+    """Every channel's field names of one kind (the channel in the path narrows them further)."""
+    return sorted({f.name for _, fields in cs.CHANNEL_FIELDS.values() for f in fields if f.secret == secret})
+
+
 class ChannelIn(_Camel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
     enabled: bool
-    values: dict[str, str | int | None] = Field(default_factory=dict, description="Non-secret fields")
+    values: dict[str, str | int | None] = Field(
+        default_factory=dict, description="Non-secret fields (which ones depends on the channel)",
+        json_schema_extra={"propertyNames": {"enum": _names(secret=False)}})
     secrets: dict[str, Annotated[str, Field(max_length=4000)] | None] = Field(
-        default_factory=dict, description="Secrets to replace; omitted or empty keeps the stored one")
+        default_factory=dict, description="Secrets to replace; omitted or empty keeps the stored one",
+        json_schema_extra={"propertyNames": {"enum": _names(secret=True)}})
 
 
 class TestMessageIn(_Camel):

@@ -33,14 +33,59 @@ from engine.auth import system_actor
 SEMANTIC = {"/api/workflows/create", "/api/workflows/update", "/api/workflows/import"}
 
 
-def _semantic(case) -> bool:
-    """Whether a schema-valid request may rightly be refused: see SEMANTIC; and an event with an
-    idempotency key, which must match the header and, when reused, the first event's body."""
-    if case.operation.path in SEMANTIC:
+#: Operations whose body names a member's phone number or e-mail address: whether it is one is
+#: libphonenumber's call (for the studio's default region) and the address grammar's, beyond
+#: what JSON Schema can say; every other check stays on.
+CONTACTS = {"/api/contacts/export", "/api/contacts/erase", "/api/contacts/opt-outs"}
+#: Which fields a channel's settings take depends on the {channel} path parameter, and which of
+#: them are required on whether the body switches the channel on (JSON Schema cannot tie a body
+#: to a path parameter, nor one field's requirement to another's value).
+CHANNEL_SETTINGS = "/api/settings/channels/{channel}"
+#: Routes taking a period: from/to are each a valid date, but together at most 400 days in order,
+#: and range=custom needs one of them (relations between parameters JSON Schema cannot say).
+PERIODS = {"/api/stats", "/api/stats/workflows", "/api/stats/workflows/{workflow_id}/flow",
+           "/api/stats/workflows/{workflow_id}/conversions", "/api/stats/export.csv",
+           "/api/executions", "/api/executions/search", "/api/executions/export.csv"}
+
+
+def _period_refusable(query: dict) -> bool:
+    from datetime import date
+
+    if query.get("range") == "custom" and not (query.get("from") or query.get("to")):
         return True
-    if case.operation.path == "/api/events":
+    try:
+        first, last = date.fromisoformat(str(query["from"])), date.fromisoformat(str(query["to"]))
+    except (KeyError, ValueError):
+        return False
+    return last < first or (last - first).days >= 400
+
+
+def _words(body, key: str) -> set[str]:
+    return {w.strip().upper() for w in (body.get(key) or []) if isinstance(w, str)} if isinstance(body, dict) else set()
+
+
+def _semantic(case) -> bool:
+    """Whether a schema-valid request may rightly be refused: see SEMANTIC, CONTACTS,
+    CHANNEL_SETTINGS and PERIODS; an event with an idempotency key, which must match the header
+    and, when reused, the first event's body; a retention whose summaries would not outlive its
+    details; opt-out words that are also opt-in words; a search cursor (opaque, from a previous
+    page); cross-field rules JSON Schema cannot say."""
+    path, body, query = case.operation.path, case.body, case.query or {}
+    if path in SEMANTIC or path in CONTACTS or (path == CHANNEL_SETTINGS and case.method.upper() == "PUT"):
+        return True
+    if path in PERIODS and _period_refusable(query):
+        return True
+    if path in ("/api/executions", "/api/executions/search") and query.get("after"):
+        return True
+    if path == "/api/settings/retention" and isinstance(body, dict):
+        details, summary = body.get("detailsDays"), body.get("summaryDays")
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (details, summary))
+        return numbers and summary < details
+    if path == "/api/settings/opt-out-words":
+        return bool(_words(body, "stopWords") & _words(body, "startWords"))
+    if path == "/api/events":
         headers = {k.lower() for k in (case.headers or {})}
-        return "idempotency-key" in headers or (isinstance(case.body, dict) and "idempotencyKey" in case.body)
+        return "idempotency-key" in headers or (isinstance(body, dict) and "idempotencyKey" in body)
     return False
 
 

@@ -97,3 +97,41 @@ def test_analysts_see_masked_contacts_unless_the_owner_allows(db, client, auth, 
     assert PHONE in client.get("/api/executions/export.csv", headers=auth).text
     services.update_tenant_settings(db, actor, settings={"analystsSeeContacts": True})
     assert client.get(f"/api/executions/{ex_id}", headers=analyst).json()["execution"]["trigger"]["from"] == PHONE
+
+
+def test_one_end_of_a_period_alone_is_that_day(client, auth):
+    """Found by the fuzzer: ``?to=...`` alone was 422 on /api/stats but one day on the executions search."""
+    for path in ("/api/stats", "/api/stats/workflows", "/api/stats/export.csv"):
+        for end in ("from", "to"):
+            r = client.get(path, params={end: "2026-11-03", "range": "7d"}, headers=auth)
+            assert r.status_code == 200, (path, end, r.text)
+    body = client.get("/api/stats", params={"to": "2026-11-03"}, headers=auth).json()
+    assert body["range"]["from"] == body["range"]["to"] == "2026-11-03"
+    r = client.get("/api/stats", params={"range": "custom"}, headers=auth)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "from"
+
+
+def test_csv_exports_and_status_filter_are_documented(client, auth):
+    """Found by the fuzzer: the CSV routes were documented as JSON, and the status filter as any text."""
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/api/stats/export.csv", "/api/executions/export.csv"):
+        assert list(paths[path]["get"]["responses"]["200"]["content"]) == ["text/csv"]
+        assert client.get(path, headers=auth).headers["content-type"].startswith("text/csv")
+    [status] = [p for p in paths["/api/executions/search"]["get"]["parameters"] if p["name"] == "status"]
+    assert "failed" in str(status["schema"]) and "in_progress" in str(status["schema"])
+    r = client.get("/api/executions/search", params={"status": "{"}, headers=auth)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "status"
+
+
+def test_a_number_is_not_a_day_found_by_the_fuzzer(client, auth):
+    """``?to=0.0`` was read as a Unix timestamp (1970-01-01); days are YYYY-MM-DD text."""
+    for path in ("/api/stats", "/api/stats/workflows", "/api/executions", "/api/executions/search"):
+        r = client.get(path, params={"to": "0.0", "from": "5e-124"}, headers=auth)
+        assert r.status_code == 422 and r.json()["error"]["field"] in ("from", "to"), (path, r.text)
+
+
+def test_the_executions_list_documents_its_status_filter_found_by_the_fuzzer(client, auth):
+    r = client.get("/api/executions", params={"status": "»d"}, headers=auth)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "status"
+    for status in ("failed", "in_progress", "test"):
+        assert client.get("/api/executions", params={"status": status}, headers=auth).status_code == 200, status

@@ -49,3 +49,22 @@ def test_outbox_retry_route(client, db, auth, other_auth, key_factory, actor):
     r = client.post(f"/api/outbox/{msg.id}/retry", headers=auth)
     assert r.status_code == 200 and r.json()["status"] == "pending"
     assert client.post(f"/api/outbox/{msg.id}/retry", headers=auth).status_code == 409
+
+
+def test_unknown_keys_a_body_ignores_are_documented_without_nul(client, auth):
+    """Found by the fuzzer: the test-message body documented any extra key, but the edge refuses a
+    NUL character in any key (422); the document now says so for every model that ignores extras."""
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["TestMessageIn"]
+    assert schema["additionalProperties"] == {"$ref": "#/components/schemas/JsonValue"}
+    assert schema["propertyNames"]["pattern"] == "^[^\\u0000]*$"
+    r = client.post("/api/settings/channels/sms/test", headers=auth, json={"recipient": "+4915112345678", "x": [{"a\u0000": 1}]})
+    assert r.status_code == 422 and "NUL" in r.json()["error"]["message"]
+
+
+def test_channel_settings_document_their_field_names(client, auth):
+    """The fuzzer sent keys of no channel, which the document allowed and the service refuses."""
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ChannelIn"]
+    assert "port" in schema["properties"]["values"]["propertyNames"]["enum"]
+    assert "authToken" in schema["properties"]["secrets"]["propertyNames"]["enum"]
+    r = client.put("/api/settings/channels/email", headers=auth, json={"enabled": False, "values": {"": "x"}})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "channels.email."
