@@ -6,6 +6,8 @@ import threading
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.ai import intent
 from engine.ai.intent import INTENTS, IntentClassifier, IntentResult, classify, evaluate, load_examples, main, train
@@ -160,3 +162,26 @@ def test_main_prints_intent_and_confidence(capsys: pytest.CaptureFixture[str]) -
 def test_main_without_texts_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_one_message_scores_exactly_as_the_scikit_learn_pipeline(text: str) -> None:
+    import numpy as np
+
+    classifier = intent.default_classifier()
+    assert classifier._direct is not None  # the fast path is in use for single messages
+    if not intent.normalize(text):
+        return
+    expected = classifier._pipeline.predict_proba([text])[0]
+    assert np.allclose(classifier._direct.predict_proba(text), expected, rtol=0, atol=1e-9)
+
+
+def test_every_shipped_example_scores_as_the_pipeline() -> None:
+    import numpy as np
+
+    classifier = intent.default_classifier()
+    texts = [e["text"] if isinstance(e, dict) else e[0] for e in load_examples()]
+    direct = np.array([classifier._direct.predict_proba(t) for t in texts])
+    assert np.allclose(direct, classifier._pipeline.predict_proba(texts), rtol=0, atol=1e-9)
+    assert [classifier.classify(t).intent for t in texts] == [r.intent for r in classifier.classify_many(texts)]
