@@ -183,12 +183,22 @@ def _counts(url: str, tenant_id: str) -> tuple[int, int, int]:
     return events, executions, missing
 
 
+def _warm_up(base: str, secret: str, workers: int) -> None:
+    """A few events first, so every server process has its intent model trained and the key
+    cached before the clock runs (a fresh process trains its model in the background)."""
+    headers = {"Authorization": f"Bearer {secret}"}
+    with httpx.Client(timeout=120) as client:
+        for _ in range(8 * workers):
+            client.post(f"{base}/api/events", json=BODY, headers=headers).raise_for_status()
+
+
 def measure(url: str, *, workers: int, connections: list[int], duration: float, tool: str) -> list[Result]:
     """Fresh tenant, one server, one load run per connection count (counts checked after each)."""
     tenant_id, secret = prepare(url)
     results = []
     server = Server(url, workers)
     try:
+        _warm_up(server.base, secret, workers)
         for c in connections:
             before = _counts(url, tenant_id)
             cpu = server.cpu_seconds()

@@ -50,12 +50,26 @@ def serve(url: str, *, host: str, port: int, workers: int = 1, verbose: bool = F
         raise SqliteWorkers()
     options = server_options() | {"host": host, "port": port, "log_level": "info" if verbose else "warning"}
     if workers == 1:
-        from engine.api import create_app
         from engine.store.db import get_engine
 
-        uvicorn.run(create_app(get_engine(url)), **options)
+        uvicorn.run(app_factory(get_engine(url)), **options)
         return
     # Worker processes are spawned: they find the database in the environment.
     os.environ["DATABASE_URL"] = url
     logger.info("serving on %s:%s with %d processes", host, port, workers)
-    uvicorn.run("engine.api.app:create_app", factory=True, workers=workers, **options)
+    uvicorn.run("engine.api.serve:app_factory", factory=True, workers=workers, **options)
+
+
+def app_factory(db=None):
+    """The app of one server process, with the intent model trained in the background at once.
+
+    Every message event answers its intent, and training takes seconds: without this the
+    first requests after a start would each wait for it.
+    """
+    import threading
+
+    from engine.ai.intent import default_classifier
+    from engine.api import create_app
+
+    threading.Thread(target=default_classifier, name="intent-warm-up", daemon=True).start()
+    return create_app(db)
