@@ -92,9 +92,12 @@ class Server:
         # One key stands in for every client here, so the per-key rate limit (issue 13, default
         # 6,000 a minute) is off: this measures what the server can ingest, not the limit.
         env = {**os.environ, "DATABASE_URL": url, "STUDIO_API_RATE_LIMIT": "0"}
+        # The server's stderr goes to a file, not a pipe: nobody reads a pipe while the load runs, and a
+        # full one (64 KB of warnings) blocks every thread of the server that logs.
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - open for the server's lifetime
         argv = [sys.executable, "-m", "engine", "--database-url", url, "api", "--host", "127.0.0.1",
                 "--port", str(self.port), "--workers", str(workers)]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log,
                                      text=True, start_new_session=True)
         self.base = f"http://127.0.0.1:{self.port}"
         self._wait(workers)
@@ -103,7 +106,7 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the API server exited: {self.proc.stderr.read()}")
+                raise RuntimeError(f"the API server exited: {self.stderr()}")
             try:
                 if httpx.get(f"{self.base}/api/health", timeout=1).status_code == 200:
                     time.sleep(1.0 if workers > 1 else 0.2)  # let every worker process come up
@@ -112,6 +115,11 @@ class Server:
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError("the API server did not answer within 60 seconds")
+
+    def stderr(self) -> str:
+        """What the server wrote to stderr so far."""
+        self.log.seek(0)
+        return self.log.read()
 
     def cpu_seconds(self) -> float:
         """User + system CPU of every process of the server's group so far (Linux /proc)."""
