@@ -92,9 +92,12 @@ class Server:
         # One key stands in for every client here, so the per-key rate limit (issue 13, default
         # 6,000 a minute) is off: this measures what the server can ingest, not the limit.
         env = {**os.environ, "DATABASE_URL": url, "STUDIO_API_RATE_LIMIT": "0"}
-        argv = [sys.executable, "-m", "engine", "--database-url", url, "api", "--port", str(self.port),
-                "--workers", str(workers)]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # The server's stderr goes to a file, not a pipe: nobody reads a pipe while the load runs, and a
+        # full one (64 KB of warnings) blocks every thread of the server that logs.
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - open for the server's lifetime
+        argv = [sys.executable, "-m", "engine", "--database-url", url, "api", "--host", "127.0.0.1",
+                "--port", str(self.port), "--workers", str(workers)]
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log,
                                      text=True, start_new_session=True)
         self.base = f"http://127.0.0.1:{self.port}"
         self._wait(workers)
@@ -103,7 +106,7 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the API server exited: {self.proc.stderr.read()}")
+                raise RuntimeError(f"the API server exited: {self.stderr()}")
             try:
                 if httpx.get(f"{self.base}/api/health", timeout=1).status_code == 200:
                     time.sleep(1.0 if workers > 1 else 0.2)  # let every worker process come up
@@ -112,6 +115,11 @@ class Server:
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError("the API server did not answer within 60 seconds")
+
+    def stderr(self) -> str:
+        """What the server wrote to stderr so far."""
+        self.log.seek(0)
+        return self.log.read()
 
     def cpu_seconds(self) -> float:
         """User + system CPU of every process of the server's group so far (Linux /proc)."""
@@ -137,22 +145,47 @@ class Server:
 
 def load(base: str, secret: str, connections: int, duration: float, tool: str) -> Result:
     """Drive POST /api/events from a separate process."""
+    return start_load(base, secret, connections, duration, tool).result()
+
+
+class LoadRun:
+    """A running load process (:func:`start_load`): ``result()`` waits for it and reads its figures; ``stop()``
+    ends it early with SIGINT, after which both wrk and ``bench.loadgen`` print what they measured so far."""
+
+    def __init__(self, argv: list[str], tool: str, connections: int, script: str | None = None) -> None:
+        self.tool, self.connections, self.script = tool, connections, script
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+
+    def result(self) -> Result:
+        try:
+            out, err = self.proc.communicate()
+        finally:
+            if self.script:
+                os.unlink(self.script)
+        if self.proc.returncode != 0:
+            raise subprocess.CalledProcessError(self.proc.returncode, self.proc.args, out, err)
+        if self.tool == "wrk":
+            return _parse_wrk(out, self.connections)
+        r = json.loads(out)
+        return Result(self.connections, r["requests"], r["ok"], r["non2xx"], r["errors"], r["rps"], r["p50_ms"], r["p99_ms"])
+
+
+def start_load(base: str, secret: str, connections: int, duration: float, tool: str) -> LoadRun:
+    """Start driving POST /api/events from a separate process for ``duration`` seconds (or until stopped)."""
     url = f"{base}/api/events"
     body = json.dumps(BODY)
     if tool == "wrk":
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
             f.write(WRK_SCRIPT.format(body=body, secret=secret))
-        try:
-            out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(duration)}s", "--latency", "--timeout", "10s",
-                                  "-s", f.name, url], capture_output=True, text=True, check=True).stdout
-        finally:
-            os.unlink(f.name)
-        return _parse_wrk(out, connections)
-    out = subprocess.run([sys.executable, "-m", "bench.loadgen", url, "--connections", str(connections),
-                          "--duration", str(duration), "--header", f"Authorization: Bearer {secret}", "--body", body],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    r = json.loads(out)
-    return Result(connections, r["requests"], r["ok"], r["non2xx"], r["errors"], r["rps"], r["p50_ms"], r["p99_ms"])
+        argv = ["wrk", "-t2", f"-c{connections}", f"-d{int(duration)}s", "--latency", "--timeout", "10s", "-s", f.name, url]
+        return LoadRun(argv, tool, connections, script=f.name)
+    argv = [sys.executable, "-m", "bench.loadgen", url, "--connections", str(connections),
+            "--duration", str(duration), "--header", f"Authorization: Bearer {secret}", "--body", body]
+    return LoadRun(argv, tool, connections)
 
 
 def _ms(text: str) -> float:

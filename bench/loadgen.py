@@ -3,6 +3,7 @@
 ``python -m bench.loadgen URL --connections 64 --duration 20 --header 'K: V' --body '{...}'``
 keeps ``connections`` keep-alive connections busy with POSTs for ``duration`` seconds and
 prints one JSON line: requests, ok (2xx), non2xx, errors, req/s, p50/p99 in ms.
+SIGINT ends the run early (requests in flight are finished) and still prints the figures.
 It is plain asyncio on raw sockets: an HTTP client library would cost more CPU per
 request than the server under test, on the same machine.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import time
 from urllib.parse import urlsplit
 
@@ -36,8 +38,8 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _connection(host: str, port: int, payload: bytes, until: float, stats: dict, latencies: list) -> None:
-    while time.perf_counter() < until:
+async def _connection(host: str, port: int, payload: bytes, until: list[float], stats: dict, latencies: list) -> None:
+    while time.perf_counter() < until[0]:
         try:
             reader, writer = await asyncio.open_connection(host, port)
         except OSError:
@@ -45,7 +47,7 @@ async def _connection(host: str, port: int, payload: bytes, until: float, stats:
             await asyncio.sleep(0.05)
             continue
         try:
-            while time.perf_counter() < until:
+            while time.perf_counter() < until[0]:
                 start = time.perf_counter()
                 writer.write(payload)
                 status = await asyncio.wait_for(_read_response(reader), timeout=10)
@@ -58,13 +60,16 @@ async def _connection(host: str, port: int, payload: bytes, until: float, stats:
             writer.close()
 
 
-async def run(url: str, connections: int, duration: float, headers: list[str], body: bytes) -> dict:
+async def run(url: str, connections: int, duration: float, headers: list[str], body: bytes,
+              stop_on_sigint: bool = False) -> dict:
     parts = urlsplit(url)
     payload = _request(url, headers, body)
     stats = {"requests": 0, "ok": 0, "non2xx": 0, "errors": 0}
     latencies: list[float] = []
     start = time.perf_counter()
-    until = start + duration
+    until = [start + duration]  # a list: SIGINT moves the end to now
+    if stop_on_sigint:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, until.__setitem__, 0, 0.0)
     await asyncio.gather(*(_connection(parts.hostname, parts.port or 80, payload, until, stats, latencies)
                            for _ in range(connections)))
     elapsed = time.perf_counter() - start
@@ -90,7 +95,8 @@ def main() -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
-    print(json.dumps(asyncio.run(run(args.url, args.connections, args.duration, args.header, args.body.encode()))))
+    print(json.dumps(asyncio.run(run(args.url, args.connections, args.duration, args.header, args.body.encode(),
+                                       stop_on_sigint=True))))
 
 
 if __name__ == "__main__":

@@ -1,38 +1,44 @@
-"""Pruning benchmark: ``python -m bench.prune --n 1000000``.
+"""Pruning benchmark over HTTP: ``python -m bench.prune --n 1000000``.
 
 Fills a fresh database with ``--n`` executions older than the summary retention (each with
-its event, one step and one outbox message: 4 rows per execution), then
+its event, one step and one outbox message: 4 rows per execution), starts the real API
+server (``python -m engine api`` on loopback, its own process, ``STUDIO_API_RATE_LIMIT=0``:
+one key sending as fast as it can) over the same database, then
 
-1. measures ingest latency for ``--seconds`` with nothing else running (``--producers``
-   threads calling ``Runner.ingest``, the path the REST API's ``POST /api/events`` takes);
-2. starts the pruner (the worker's code, default batch and pause) and measures ingest
-   latency again while it deletes every old execution (rolled up into daily counts first);
-3. prints ingest p50/p99 without and during pruning, pruning time and rate, and the
-   database size before and after (SQLite: file plus WAL; the file is incremental-vacuumed).
+1. drives ``POST /api/events`` from a separate process (``wrk`` when installed, else
+   ``bench.loadgen``; one editor key, ``--connections`` keep-alive connections) for
+   ``--seconds`` with nothing else running;
+2. runs the pruner (the worker's own code, :class:`engine.retention.Pruner`, default batch
+   and pause) in this process while the same load runs, until every old execution is
+   rolled up into daily counts and deleted; the load is stopped when the pruner is done;
+3. prints req/s, p50, p99 and errors without and during pruning, pruning time and rate,
+   and the database size before and after (SQLite: file plus WAL, measured with the
+   server stopped; the file is incremental-vacuumed by the pruner).
 
-SQLite by default (a temporary file); ``--database-url postgresql://...`` uses a throw-away
-database created next to it. Figures depend on the machine's load: say so when quoting them.
+It checks that counts survive pruning (every acknowledged event is counted) and that no
+old execution is left. SQLite by default (a temporary file); ``--database-url
+postgresql://...`` uses a throw-away database created on that server. Figures depend on
+the machine's load: say so when quoting them.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
+import shutil
 import tempfile
 import threading
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from engine import services
+from bench import http
+from bench.run import _postgres_scratch
 from engine.auth import system_actor
 from engine.retention import Pruner, execution_counts
-from engine.runner import Runner
-from engine.store.db import get_engine, migrate
+from engine.store.db import get_engine
 from engine.store.models import (
     EventRecord,
     Execution,
@@ -41,6 +47,9 @@ from engine.store.models import (
     new_id,
     utcnow,
 )
+
+#: The load runs at least this long (a load process stopped while it starts up would measure nothing).
+MIN_BUSY_SECONDS = 1.5
 
 WORKFLOW = {"name": "Bench reply", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
             "actions": [{"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hi {{trigger.content}}!"}}]}
@@ -89,123 +98,129 @@ def size(db) -> int:
         return int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar())
 
 
-class Ingest:
-    """``producers`` threads ingesting events; latencies in ms of every call."""
 
-    def __init__(self, runner: Runner, tenant_id: str, producers: int) -> None:
-        self.runner, self.tenant_id, self.producers = runner, tenant_id, producers
-        self.stop, self.latencies, self.errors = threading.Event(), [], []
-
-    def run(self, until: threading.Event | float) -> list[float]:
-        self.stop.clear()
-        self.latencies = []
-        threads = [threading.Thread(target=self._loop, args=(k,)) for k in range(self.producers)]
-        for t in threads:
-            t.start()
-        if isinstance(until, threading.Event):
-            until.wait()
-        else:
-            time.sleep(until)
-        self.stop.set()
-        for t in threads:
-            t.join()
-        if self.errors:
-            raise self.errors[0]
-        return self.latencies
-
-    def _loop(self, k: int) -> None:
-        i = 0
-        while not self.stop.is_set():
-            t0 = time.perf_counter()
-            try:
-                self.runner.ingest(self.tenant_id, {"triggerType": "whatsapp_message", "channel": "whatsapp",
-                                                    "content": f"Hallo {k}-{i}", "from": f"+49170{k:02d}{i % 10**6:06d}"})
-            except Exception as exc:  # noqa: BLE001 - reported by run()
-                self.errors.append(exc)
-                return
-            self.latencies.append((time.perf_counter() - t0) * 1000)
-            i += 1
+def _workflow_id(db, tenant_id: str) -> str:
+    with db.connect() as conn:
+        return conn.execute(sa.text("SELECT id FROM workflows WHERE tenant_id = :t"), {"t": tenant_id}).scalar_one()
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=1000)[int(q * 1000) - 1] if len(values) > 10 else float("nan")
+def _old_left(db) -> int:
+    with db.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(Execution.__table__)
+                            .where(Execution.__table__.c.started_at < utcnow() - timedelta(days=730))).scalar()
 
 
-def run(url: str, n: int, seconds: float, producers: int, batch: int | None, pause: float | None) -> dict:
-    db = get_engine(url)
-    migrate(db)
-    tenant = services.create_tenant(db, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
-    actor = system_actor(tenant.id)
-    wf = services.create_workflow(db, actor, WORKFLOW)
-    t0 = time.perf_counter()
-    fill(db, tenant.id, wf.id, n)
-    print(f"  filled {n:,} old executions (x4 rows) in {time.perf_counter() - t0:.0f} s", flush=True)
-    size_before = size(db)
-    runner = Runner(db)
-    ingest = Ingest(runner, tenant.id, producers)
-    quiet = ingest.run(seconds)
-    counts_before = execution_counts(db, actor)
-    done = threading.Event()
-    report: dict = {}
+def prune_under_load(db, server: http.Server, secret: str, *, connections: int, tool: str, batch: int | None,
+                     pause: float | None) -> tuple[http.Result, dict]:
+    """Run the pruner here while a separate process posts events to ``server``; stop the load when it is done."""
+    done, report = threading.Event(), {}
 
     def prune() -> None:
         start = time.perf_counter()
-        result = Pruner(db, batch=batch, pause=pause).run()
-        report.update(seconds=time.perf_counter() - start, deleted=dict(result.deleted), batches=result.batches,
-                      vacuumed=result.vacuumed_pages)
-        done.set()
+        try:
+            result = Pruner(db, batch=batch, pause=pause).run()
+            report.update(seconds=time.perf_counter() - start, deleted=dict(result.deleted), batches=result.batches,
+                          vacuumed=result.vacuumed_pages)
+        except Exception as exc:  # noqa: BLE001 - raised below, after the load is stopped
+            report["error"] = exc
+        finally:
+            done.set()
 
-    pruner = threading.Thread(target=prune)
+    pruner = threading.Thread(target=prune, name="pruner")
     pruner.start()
-    busy = ingest.run(done)
-    pruner.join()
-    counts_after = execution_counts(db, actor)
-    assert sum(counts_after.values()) == sum(counts_before.values()) + len(busy), "counts must survive pruning"
-    with db.connect() as conn:
-        left = conn.execute(sa.select(sa.func.count()).select_from(Execution.__table__)
-                            .where(Execution.__table__.c.started_at < utcnow() - timedelta(days=730))).scalar()
+    started = time.monotonic()
+    load = http.start_load(server.base, secret, connections, 24 * 3600, tool)
+    try:
+        done.wait()
+        time.sleep(max(0.0, MIN_BUSY_SECONDS - (time.monotonic() - started)))
+    finally:
+        load.stop()
+        pruner.join()
+    busy = load.result()
+    if "error" in report:
+        raise report["error"]
+    return busy, report
+
+
+def run(url: str, n: int, *, seconds: float, connections: int, tool: str, batch: int | None = None,
+        pause: float | None = None, workers: int = 1) -> dict:
+    """Fill, serve, measure ingest without and during pruning; the figures as a dict."""
+    tenant_id, secret = http.prepare(url)  # migrates; tenant, the HTTP benchmark's workflow, an editor key
+    db = get_engine(url)
+    actor = system_actor(tenant_id)
+    t0 = time.perf_counter()
+    fill(db, tenant_id, _workflow_id(db, tenant_id), n)
+    print(f"  filled {n:,} old executions (x4 rows) in {time.perf_counter() - t0:.0f} s", flush=True)
+    size_before = size(db)
+    server = http.Server(url, workers)  # the per-key rate limit off (STUDIO_API_RATE_LIMIT=0)
+    try:
+        http._warm_up(server.base, secret, workers)  # intent model trained, key cached
+        quiet = http.load(server.base, secret, connections, seconds, tool)
+        time.sleep(0.5)  # requests still in flight when the load stopped
+        counts_before = sum(execution_counts(db, actor).values())
+        print(f"  measured ingest without pruning ({quiet.requests:,} requests); pruning now", flush=True)
+        busy, report = prune_under_load(db, server, secret, connections=connections, tool=tool, batch=batch, pause=pause)
+        time.sleep(0.5)
+        counts_after = sum(execution_counts(db, actor).values())
+    finally:
+        server.stop()
+    assert counts_before >= n + quiet.ok, f"{counts_before} counted before pruning, expected at least {n + quiet.ok}"
+    assert counts_after >= counts_before + busy.ok, (
+        f"counts must survive pruning: {counts_after} after, {counts_before} + {busy.ok} acknowledged before")
+    left = _old_left(db)
     assert left == 0, f"{left} old executions left"
-    return {"quiet": quiet, "busy": busy, "prune": report, "size_before": size_before, "size_after": size(db), "n": n}
+    return {"quiet": quiet, "busy": busy, "prune": report, "size_before": size_before, "size_after": size(db), "n": n,
+            "tool": tool, "connections": connections, "workers": workers}
 
 
-def print_result(label: str, r: dict, seconds: float) -> None:
+def _line(r: http.Result) -> str:
+    return (f"{r.rps:,.0f} req/s, p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms, errors {r.errors + r.non2xx:,} "
+            f"({r.ok:,} acknowledged)")
+
+
+def print_result(label: str, r: dict) -> None:
     q, b, p = r["quiet"], r["busy"], r["prune"]
-    print(f"{label}: {r['n']:,} old executions ({4 * r['n']:,} rows)")
-    print(f"  ingest without pruning: {len(q) / seconds:,.0f} events/s, p50 {pct(q, .5):.1f} ms, p99 {pct(q, .99):.1f} ms")
-    print(f"  ingest during pruning:  {len(b) / p['seconds']:,.0f} events/s, p50 {pct(b, .5):.1f} ms, p99 {pct(b, .99):.1f} ms")
-    print(f"  pruning: {p['seconds']:.0f} s, {r['n'] / p['seconds']:,.0f} executions/s, {p['batches']:,} batches, deleted {p['deleted']}")
+    print(f"{label}: {r['n']:,} old executions ({4 * r['n']:,} rows); POST /api/events over HTTP with {r['tool']}, "
+          f"{r['connections']} connections, {r['workers']} server process{'es' if r['workers'] > 1 else ''}")
+    print(f"  ingest without pruning: {_line(q)}")
+    print(f"  ingest during pruning:  {_line(b)}")
+    print(f"  pruning: {p['seconds']:.0f} s, {r['n'] / p['seconds']:,.0f} executions/s, {p['batches']:,} batches, "
+          f"deleted {p['deleted']}")
     print(f"  database size: {r['size_before'] / 1e6:,.1f} MB before, {r['size_after'] / 1e6:,.1f} MB after, "
-          f"which includes the {len(q) + len(b):,} events ingested meanwhile"
-          + (f"; incremental vacuum gave {p['vacuumed']:,} pages ({p['vacuumed'] * 4096 / 1e6:,.0f} MB) back" if p["vacuumed"] else ""))
+          f"which includes the {q.ok + b.ok:,} events ingested meanwhile"
+          + (f"; incremental vacuum gave {p['vacuumed']:,} pages ({p['vacuumed'] * 4096 / 1e6:,.0f} MB) back"
+             if p["vacuumed"] else ""), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.prune", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="old executions to prune (the issue asks for 1,000,000)")
     parser.add_argument("--seconds", type=float, default=20, help="how long to measure ingest without pruning")
-    parser.add_argument("--producers", type=int, default=4, help="concurrent ingest callers")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent HTTP connections of the load")
+    parser.add_argument("--python-load", action="store_true", help="use bench.loadgen even when wrk is installed")
+    parser.add_argument("--workers", type=int, default=1, help="API server processes (PostgreSQL only)")
     parser.add_argument("--batch", type=int, default=None, help="rows per pruning transaction (default STUDIO_PRUNE_BATCH)")
     parser.add_argument("--pause", type=float, default=None, help="pause between batches in s (default STUDIO_PRUNE_PAUSE)")
     parser.add_argument("--database-url", default=None, help="a PostgreSQL server URL (a throw-away database is made there)")
     args = parser.parse_args(argv)
+    tool = "wrk" if shutil.which("wrk") and not args.python_load else "python"
+    options = {"seconds": args.seconds, "connections": args.connections, "tool": tool, "batch": args.batch,
+               "pause": args.pause, "workers": args.workers}
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     if args.database_url:
-        admin = sa.create_engine(args.database_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
-        name = f"sa_bench_prune_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        url = args.database_url.rsplit("/", 1)[0] + "/" + name
+        admin, name, url = _postgres_scratch(args.database_url)
         try:
-            print_result("PostgreSQL", run(url, args.n, args.seconds, args.producers, args.batch, args.pause), args.seconds)
+            print_result("PostgreSQL", run(url, args.n, **options))
         finally:
             get_engine(url).dispose()
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.dispose()
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-prune-") as tmp:
         url = f"sqlite:///{tmp}/studio.db"
         try:
-            print_result("SQLite", run(url, args.n, args.seconds, args.producers, args.batch, args.pause), args.seconds)
+            print_result("SQLite", run(url, args.n, **options))
         finally:
             get_engine(url).dispose()
     return 0
