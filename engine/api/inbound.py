@@ -122,45 +122,37 @@ def _twiml() -> Response:
 _TWIML = {200: {"content": {"application/xml": {}}, "description": "Empty TwiML"}, **_ERRORS}
 
 
-@router.post("/{hook_id}/twilio/sms", summary="Twilio inbound SMS", response_class=Response, responses=_TWIML)
-async def twilio_sms(hook_id: str, request: Request, db: Db) -> Response:
-    """An inbound SMS becomes ``sms_received`` (replies go out through the workflow, not TwiML)."""
+async def _twilio_event(hook_id: str, request: Request, db, parse) -> Response:
+    """Check Twilio's signature, turn the form into an event with ``parse`` (None: nothing to
+    store) and ingest it; Twilio gets an empty TwiML answer."""
     checked = await _twilio(hook_id, request, db)
     if isinstance(checked, Response):
         return checked
     tenant_id, form = checked
-    event = twilio_parser.sms_event(form)
+    event = parse(form)
     if event:
         await run_in_threadpool(ingest_events, db, tenant_id, [event])
     return _twiml()
+
+
+@router.post("/{hook_id}/twilio/sms", summary="Twilio inbound SMS", response_class=Response, responses=_TWIML)
+async def twilio_sms(hook_id: str, request: Request, db: Db) -> Response:
+    """An inbound SMS becomes ``sms_received`` (replies go out through the workflow, not TwiML)."""
+    return await _twilio_event(hook_id, request, db, twilio_parser.sms_event)
 
 
 @router.post("/{hook_id}/twilio/call-status", summary="Twilio call status callback", response_class=Response,
              responses=_TWIML)
 async def twilio_call_status(hook_id: str, request: Request, db: Db) -> Response:
     """``no-answer``, ``busy``, ``failed`` or ``canceled`` becomes ``missed_call`` with the caller."""
-    checked = await _twilio(hook_id, request, db)
-    if isinstance(checked, Response):
-        return checked
-    tenant_id, form = checked
-    event = twilio_parser.call_status_event(form)
-    if event:
-        await run_in_threadpool(ingest_events, db, tenant_id, [event])
-    return _twiml()
+    return await _twilio_event(hook_id, request, db, twilio_parser.call_status_event)
 
 
 @router.post("/{hook_id}/twilio/transcription", summary="Twilio transcription callback", response_class=Response,
              responses=_TWIML)
 async def twilio_transcription(hook_id: str, request: Request, db: Db) -> Response:
     """A finished transcription becomes a ``voice_call`` event with the transcript."""
-    checked = await _twilio(hook_id, request, db)
-    if isinstance(checked, Response):
-        return checked
-    tenant_id, form = checked
-    event = twilio_parser.transcription_event(form)
-    if event:
-        await run_in_threadpool(ingest_events, db, tenant_id, [event])
-    return _twiml()
+    return await _twilio_event(hook_id, request, db, twilio_parser.transcription_event)
 
 
 @router.post("/{hook_id}/twilio/message-status", summary="Twilio message status callback", response_class=Response,
