@@ -28,24 +28,19 @@ if kpis["current"]["executions"] == 0 and kpis["previous"]["executions"] == 0:
     st.info("Nothing ran in this range yet. Pick a longer range, or send a test event from a workflow.", icon="📭")
 
 left, right = st.columns(2)
-with left.container(border=True, key="insights_card_executions"):
-    st.markdown("**Executions over time, by status**")
-    st.altair_chart(view.executions_chart(insights.executions_by_day(db, actor, period)), width="stretch")
-with right.container(border=True, key="insights_card_volume"):
-    st.markdown("**Volume by trigger and channel**")
-    st.altair_chart(view.volume_chart(insights.volume_by_trigger_channel(db, actor, period)), width="stretch")
+view.chart_card(left, "insights_card_executions", "**Executions over time, by status**",
+                view.executions_chart(insights.executions_by_day(db, actor, period)))
+view.chart_card(right, "insights_card_volume", "**Volume by trigger and channel**",
+                view.volume_chart(insights.volume_by_trigger_channel(db, actor, period)))
 left, right = st.columns(2)
-with left.container(border=True, key="insights_card_heatmap"):
-    st.markdown("**When do members write?** (inbound messages by weekday and hour)")
-    st.altair_chart(view.heatmap_chart(insights.inbound_heatmap(db, actor, period)), width="stretch")
-with right.container(border=True, key="insights_card_intents"):
-    st.markdown("**Intents over time**")
-    st.altair_chart(view.intents_chart(insights.intents_by_day(db, actor, period)), width="stretch")
+view.chart_card(left, "insights_card_heatmap", "**When do members write?** (inbound messages by weekday and hour)",
+                view.heatmap_chart(insights.inbound_heatmap(db, actor, period)))
+view.chart_card(right, "insights_card_intents", "**Intents over time**",
+                view.intents_chart(insights.intents_by_day(db, actor, period)))
 
 left, right = st.columns(2)
-with left.container(border=True, key="insights_card_failures"):
-    st.markdown("**Action failure rates**")
-    st.altair_chart(view.failure_chart(insights.action_failure_rates(db, actor, period)), width="stretch")
+view.chart_card(left, "insights_card_failures", "**Action failure rates**",
+                view.failure_chart(insights.action_failure_rates(db, actor, period)))
 with right.container(border=True, key="insights_card_errors"):
     st.markdown("**Top error reasons**")
     errors = insights.top_errors(db, actor, period)

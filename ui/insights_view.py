@@ -173,3 +173,10 @@ def definition_of(db: Any, actor: Any, workflow_id: str) -> dict[str, Any]:
     from engine import services
 
     return services.get_workflow(db, actor, workflow_id).definition
+
+
+def chart_card(column, key: str, title: str, chart) -> None:
+    """One bordered card with a title (markdown) and an Altair chart, in ``column``."""
+    with column.container(border=True, key=key):
+        st.markdown(title)
+        st.altair_chart(chart, width="stretch")
