@@ -197,6 +197,7 @@ def call_webhook(step: StepContext) -> StepResult:
 
     secrets = signing_secrets(step.db, step.tenant["id"], settings)
     response = http_call(url=url, method=method, headers=headers, body=body, secret=secrets or None,
-                         allow_list=settings.get("webhookAllowList") or (), timeout=cfg.timeout or 10.0,
-                         now=int(step.now.timestamp()))
+                         allow_list=settings.get("webhookAllowList") or (), timeout=cfg.timeout or 10.0)
+    # No ``now``: the signature's timestamp is checked by the receiver against its own clock, so
+    # it is the real time (engine.webhooks signs with the default clock), never an injected one.
     return StepResult(output=response, input=rendered)
