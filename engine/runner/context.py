@@ -210,7 +210,8 @@ def hours(tenant: dict[str, Any]) -> dict[str, Any] | None:
 
 def lead_stub(trigger: dict) -> dict:
     """Templates may use ``{{lead.*}}``; before a lead is loaded it holds what the trigger knows."""
-    return {"id": trigger.get("leadId"), "name": trigger.get("name") or trigger.get("from"), "phone": None, "email": None,
+    return {"id": trigger.get("leadId"), "name": trigger.get("name") or trigger.get("from"), "phone": None,
+            "email": None,
             "customFields": trigger.get("customFields") or {}}
 
 

@@ -7,7 +7,6 @@ matching executions and run their local steps, all in one unit of work.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,11 +18,10 @@ from sqlmodel import select
 
 from engine.conditions import EvalContext, evaluate
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event
-from engine.errors import EngineError, NotFound
+from engine.errors import NotFound
 from engine.optout import note_opt_words
 from engine.runner.buffer import BufferedUnitOfWork
 from engine.runner.context import (
-    INTENT_MARKERS,
     MAX_CHAIN_DEPTH,
     Candidate,
     IngestResult,
@@ -38,12 +36,11 @@ from engine.runner.context import (
     with_drafts,
 )
 from engine.runner.group_commit import GroupCommit, Ticket
+from engine.runner.intent import fill_intent, provider_intent, wants_provider
 from engine.runner.machine import ExecutionMachine, load_tenant
 from engine.store.models import EventRecord, Execution, ExecutionStatus, Workflow, utcnow
 from engine.store.runs import candidate_rows, event_by_key, event_row, execution_row, executions_of
 from engine.uow import Clock, UnitOfWork, unit_of_work
-
-logger = logging.getLogger(__name__)
 
 #: Per thread: ``active`` while it prepares an ingest batch (an ingest from there would wait
 #: for its own write lock).
@@ -139,7 +136,7 @@ class Runner(ExecutionMachine):
                 break
             # Never call the provider with the database locked: ask, then ingest again.
             settings, req.ask_provider, req.asked_provider = req.ask_provider, None, True
-            self._provider_intent(req.ev, settings)
+            provider_intent(req.ev, settings)
         if req.error is not None:
             raise req.error
         if req.result is not None:
@@ -165,7 +162,7 @@ class Runner(ExecutionMachine):
                 if req.ask_provider is None:
                     break
                 settings, req.ask_provider, req.asked_provider = req.ask_provider, None, True
-                self._provider_intent(req.ev, settings)  # (the caller's transaction is open meanwhile)
+                provider_intent(req.ev, settings)  # (the caller's transaction is open meanwhile)
             if req.error is not None:
                 raise req.error
             if req.result is not None:
@@ -246,7 +243,7 @@ class Runner(ExecutionMachine):
             except NotFound as exc:
                 req.error = exc
                 return
-        if not req.asked_provider and (req.real_calls or not req.test) and self._wants_provider(ev, tenant["settings"]):
+        if not req.asked_provider and (req.real_calls or not req.test) and wants_provider(ev, tenant["settings"]):
             req.ask_provider = tenant["settings"]
             return
         key = (tenant_id, str(ev.trigger_type))
@@ -255,7 +252,7 @@ class Runner(ExecutionMachine):
             found = candidates[key] = _candidates(look, tenant_id, ev)
             if self.drafts:
                 found[:] = with_drafts(ev, found, self.drafts)
-        self._fill_intent(ev, found)
+        fill_intent(self.classifier, ev, found)
         req.record = event_row(tenant_id, ev, req.now, req.depth, req.parent_execution_id, req.test)
         s.insert(EventRecord, req.record)
         if req.record["content"] and req.record["sender"] and not req.test:
@@ -264,37 +261,6 @@ class Runner(ExecutionMachine):
                                                      test=req.test, real_calls=req.real_calls)
         for run in req.runs:
             run.stopped = self.local_steps_in(s, run)
-
-    def _fill_intent(self, ev: Event, candidates: list) -> None:
-        """Classify message text when a matching workflow looks at the intent and none was given.
-
-        The built-in classifier runs in-process; a tenant whose AI settings say
-        ``"classify": true`` had its text classified by its provider before the transaction
-        (see :meth:`_provider_intent`), so no HTTP call happens while the database is locked.
-        """
-        if ev.intent or not ev.content or self.classifier is None:
-            return
-        if any(w.trigger_type == "intent_detected" or any(m in w.definition_text for m in INTENT_MARKERS) for w in candidates):
-            result = self.classifier(ev.content)
-            ev.intent, ev.intent_confidence = result.intent, result.confidence
-
-    @staticmethod
-    def _wants_provider(ev: Event, settings: dict[str, Any] | None) -> bool:
-        """A message without an intent, for a tenant whose AI provider classifies text."""
-        if ev.intent or not ev.content or ev.trigger_type not in MESSAGE_TRIGGER_CHANNELS:
-            return False
-        return bool(((settings or {}).get("ai") or {}).get("classify"))
-
-    def _provider_intent(self, ev: Event, settings: dict[str, Any]) -> None:
-        """Ask the tenant's AI provider for the intent (called with no transaction open)."""
-        from engine.actions.integrations import provider_for_tenant
-
-        try:
-            result = provider_for_tenant({"settings": settings}).classify(ev.content)
-        except EngineError as exc:
-            logger.warning("AI provider could not classify (%s); using the built-in classifier", exc.message)
-            return
-        ev.intent, ev.intent_confidence = result.intent, result.confidence
 
     def _start_matching(self, s: UnitOfWork, tenant: dict[str, Any], record: dict[str, Any], candidates: list,
                         now: datetime, depth: int, *, test: bool = False,
@@ -345,7 +311,7 @@ class Runner(ExecutionMachine):
             if ev.channel is None and wf.trigger_type in MESSAGE_TRIGGER_CHANNELS:
                 ev.channel = MESSAGE_TRIGGER_CHANNELS[wf.trigger_type]
             candidate = Candidate(wf.id, wf.name, wf.version, wf.definition, wf.trigger_type)
-            self._fill_intent(ev, [candidate])
+            fill_intent(self.classifier, ev, [candidate])
             record = event_row(tenant_id, ev, now, 0, None, test)
             if not dry_run:
                 uow.insert(EventRecord, record)

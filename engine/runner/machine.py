@@ -82,7 +82,8 @@ class ExecutionMachine:
             ex = execution_for_resume(s, execution_id)
             if ex is None:
                 return None
-            abandoned = ex.status == ExecutionStatus.RUNNING and (stale_before is None or ex.heartbeat_at < stale_before)
+            abandoned = ex.status == ExecutionStatus.RUNNING and (stale_before is None
+                                                                  or ex.heartbeat_at < stale_before)
             if ex.status not in (ExecutionStatus.WAITING, ExecutionStatus.PENDING) and not abandoned:
                 return ex.status
             tctx = load_tenant(uow.connection(), ex.tenant_id)
@@ -209,7 +210,8 @@ class ExecutionMachine:
         else:
             uow.insert(StepRun, step)
 
-    def _succeeded(self, uow: UnitOfWork, run: Run, action, step: dict, result: StepResult, now: datetime) -> str | None:
+    def _succeeded(self, uow: UnitOfWork, run: Run, action, step: dict, result: StepResult,
+                   now: datetime) -> str | None:
         output = jsonable(result.output)
         step.update(status=StepStatus.SIMULATED if run.dry_run else StepStatus.SUCCEEDED, finished_at=now,
                     input=jsonable(result.input), output=output)
@@ -290,7 +292,8 @@ class ExecutionMachine:
         if run.dry_run:
             return {"emitted": False, "reason": "dry run: no events are emitted"}
         if run.depth + 1 > self.max_depth:
-            reason = f"chain depth limit {self.max_depth} reached: {event.get('triggerType')} not emitted (a workflow loop?)"
+            reason = (f"chain depth limit {self.max_depth} reached: {event.get('triggerType')} not emitted "
+                      "(a workflow loop?)")
             logger.warning("execution %s: %s", run.id, reason)
             return {"emitted": False, "reason": reason}
         run.emitted.append(event)

@@ -67,7 +67,7 @@ class RowFactory:
             if default is not None and default.is_scalar:
                 static[key] = default.arg
             elif default is not None and default.is_callable:
-                factory = factory or default.arg
+                factory = factory or (lambda wrapped=default.arg: wrapped(None))  # SQLAlchemy passes a context
             elif factory is None and field is not None and field.default is not PydanticUndefined:
                 static[key] = field.default
             elif factory is None:
@@ -76,8 +76,7 @@ class RowFactory:
             if factory is utcnow:
                 now_columns.append(key)
             elif factory is not None:
-                # SQLAlchemy wraps a one-argument-less callable; the model's own factory is plain.
-                factories.append((key, field.default_factory if field is not None and field.default_factory else factory))
+                factories.append((key, factory))
         self._static, self._factories, self._now_columns = static, tuple(factories), tuple(now_columns)
 
     def __call__(self, values: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
@@ -88,7 +87,8 @@ class RowFactory:
         for key in self._now_columns:
             if key not in values:
                 if now is None:
-                    raise ValueError(f"{self.model.__tablename__}.{key} defaults to now: pass now (the unit of work's time)")
+                    raise ValueError(f"{self.model.__tablename__}.{key} defaults to now: "
+                                     "pass now (the unit of work's time)")
                 row[key] = now
         return row
 

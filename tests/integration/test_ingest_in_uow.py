@@ -14,7 +14,8 @@ from engine.uow import unit_of_work
 
 CALLER = "+4915112345678"
 DEFINITION = {"name": "Missed call", "trigger": {"type": "missed_call", "config": {}}, "conditions": [],
-              "actions": [{"id": "lead-1", "type": "create_lead", "config": {"name": "Caller", "phone": "{{trigger.from}}"}},
+              "actions": [{"id": "lead-1", "type": "create_lead",
+                           "config": {"name": "Caller", "phone": "{{trigger.from}}"}},
                           {"id": "sms-1", "type": "send_sms", "config": {"message": "We call you back"}}]}
 
 
