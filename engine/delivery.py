@@ -16,8 +16,9 @@ from sqlmodel import Session
 
 from engine.errors import InvalidInput
 from engine.optout import opt_out_reason
-from engine.store.fast import FastStatement
-from engine.store.models import DueKind, DueWork, OutboxMessage, OutboxStatus, new_id
+from engine.store.models import DueKind, DueWork, OutboxMessage, OutboxStatus
+from engine.store.runs import due_row, outbox_row
+from engine.uow import UnitOfWork, unit_of_work
 
 
 def default_channel(trigger: dict[str, Any], recipient: str | None) -> str:
@@ -60,11 +61,11 @@ def configured_adapter(tenant: dict[str, Any], channel: str) -> str | None:
 
 
 def queue_message(
-    session: Session, *, tenant: dict[str, Any], execution_id: str | None, step_id: str | None, channel: str,
+    uow: UnitOfWork, *, tenant: dict[str, Any], execution_id: str | None, step_id: str | None, channel: str,
     recipient: str | None, body: str, subject: str | None, now: datetime, trigger: dict[str, Any] | None = None,
     test: bool = False,
 ) -> dict[str, Any]:
-    """Write the message to the outbox (in the caller's transaction) and return the step output.
+    """Write the message to the outbox (in the caller's unit of work) and return the step output.
 
     Tenant policies apply here: a frequency cap per contact and day suppresses, quiet hours
     defer (durably, to the end of the quiet period). A direct reply within minutes of the
@@ -78,34 +79,35 @@ def queue_message(
     recipient = normalize_recipient(channel, recipient, tenant)
     adapter = None if test else configured_adapter(tenant, channel)
     status = OutboxStatus.SIMULATED if test else (OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED)
-    reason = opt_out_reason(session, tenant, recipient)  # the member wrote STOP (engine/optout.py)
+    reason = _opt_out_reason(uow, tenant, recipient)  # the member wrote STOP (engine/optout.py)
     policy = {"status": OutboxStatus.SUPPRESSED, "reason": reason} if reason else \
-        _policy(session, tenant, recipient, now, trigger or {}, test)
+        _policy(uow, tenant, recipient, now, trigger or {}, test)
     status = policy.get("status") or status
-    row = {"id": new_id(), "tenant_id": tenant["id"], "execution_id": execution_id, "step_run_id": step_id,
-           "channel": channel, "recipient": recipient, "subject": subject, "body": body, "status": status,
-           "adapter": adapter or "outbox", "provider_message_id": None, "error": policy.get("reason"),
-           "detail": {"policy": _public(policy)} if policy else {}, "created_at": now, "sent_at": None,
-           "deliver_after": policy.get("deferredUntil"), "is_test": test}
-    buffer_insert = getattr(session, "buffer_insert", None)  # the runner's local transactions buffer writes
-    if buffer_insert is None or not buffer_insert(_INSERT_OUTBOX, [row]):
-        _INSERT_OUTBOX.executemany(session, [row])
+    row = outbox_row(now, tenant_id=tenant["id"], execution_id=execution_id, step_run_id=step_id, channel=channel,
+                     recipient=recipient, subject=subject, body=body, status=status, adapter=adapter or "outbox",
+                     error=policy.get("reason"), detail={"policy": _public(policy)} if policy else {},
+                     deliver_after=policy.get("deferredUntil"), is_test=test)
+    uow.insert(OutboxMessage, row)  # buffered in the runner's transactions (engine/runner/buffer.py)
     due_at = policy.get("deferredUntil") or (now if adapter else None)
     if due_at and status != OutboxStatus.SUPPRESSED:
-        session.add(DueWork(tenant_id=tenant["id"], kind=DueKind.DELIVER, due_at=due_at, payload={"outboxId": row["id"]}))
+        uow.insert(DueWork, due_row(now, tenant_id=tenant["id"], kind=DueKind.DELIVER, due_at=due_at,
+                                    payload={"outboxId": row["id"]}))
     out = {"outboxId": row["id"], "channel": channel, "recipient": recipient, "status": status, "adapter": row["adapter"]}
     return {**out, "policy": _public(policy)} if policy else out
 
 
-#: Every column is given (see engine.store.fast): the hot path skips SQLAlchemy's per-statement work.
-_INSERT_OUTBOX = FastStatement(sa.insert(OutboxMessage.__table__))
+def _opt_out_reason(uow: UnitOfWork, tenant: dict[str, Any], recipient: str) -> str | None:
+    # Only a studio where someone opted out looks (so most messages never touch the session).
+    from engine.optout import FLAG
+
+    return opt_out_reason(uow.session, tenant, recipient) if (tenant.get("settings") or {}).get(FLAG) else None
 
 
 def _public(policy: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in policy.items()}
 
 
-def _policy(session: Session, tenant: dict[str, Any], recipient: str, now: datetime, trigger: dict[str, Any],
+def _policy(uow: UnitOfWork, tenant: dict[str, Any], recipient: str, now: datetime, trigger: dict[str, Any],
             test: bool = False) -> dict[str, Any]:
     """Quiet hours and frequency cap for this message: {} when it may go now."""
     settings = tenant.get("settings") or {}
@@ -122,7 +124,7 @@ def _policy(session: Session, tenant: dict[str, Any], recipient: str, now: datet
     local = now.astimezone(tz)
     if cap is not None:
         day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        sent = _sent_since(session, tenant["id"], recipient, day_start, test)
+        sent = _sent_since(uow.session, tenant["id"], recipient, day_start, test)
         if frequency_cap_reached(sent, int(cap)):
             return {"status": OutboxStatus.SUPPRESSED,
                     "reason": f"frequency cap: {recipient} already got {sent} automated message(s) today (limit {cap})"}
@@ -149,17 +151,17 @@ def _sent_since(session: Session, tenant_id: str, recipient: str, since: datetim
 
 
 def schedule_follow_up(
-    session: Session, *, tenant_id: str, execution_id: str, step_id: str, due_at: datetime, channel: str,
+    uow: UnitOfWork, *, tenant_id: str, execution_id: str, step_id: str, due_at: datetime, channel: str,
     recipient: str | None, body: str, test: bool = False,
 ) -> str:
     """A durable follow-up: the worker writes the message to the outbox when it is due."""
     payload = {"channel": channel, "recipient": recipient, "body": body, "stepId": step_id}
     if test:
         payload["test"] = True
-    item = DueWork(tenant_id=tenant_id, kind=DueKind.FOLLOW_UP, due_at=due_at, execution_id=execution_id,
+    item = due_row(uow.now(), tenant_id=tenant_id, kind=DueKind.FOLLOW_UP, due_at=due_at, execution_id=execution_id,
                    payload=payload)
-    session.add(item)
-    return item.id
+    uow.insert(DueWork, item)
+    return item["id"]
 
 
 def deliver(db, outbox_id: str, *, now: datetime) -> str:
@@ -167,10 +169,10 @@ def deliver(db, outbox_id: str, *, now: datetime) -> str:
     from engine.channels.base import OutgoingMessage
     from engine.channels.registry import adapter_for
     from engine.settings import get_settings
-    from engine.store.db import session_scope
     from engine.store.models import Tenant
 
-    with session_scope(db) as s:
+    with unit_of_work(db, clock=lambda: now) as uow:
+        s = uow.session
         msg = s.get(OutboxMessage, outbox_id)
         if msg is None or msg.status not in (OutboxStatus.PENDING, OutboxStatus.DEFERRED):
             return msg.status if msg else "missing"
@@ -191,12 +193,12 @@ def deliver(db, outbox_id: str, *, now: datetime) -> str:
         last_inbound = _last_inbound_at(s, msg.tenant_id, msg.recipient, channel)
     adapter = adapter_for(channel, settings, allow_base_url_override=get_settings().allow_provider_base_url)
     result = adapter.send(outgoing, last_inbound_at=last_inbound, now=now)
-    with session_scope(db) as s:
-        msg = s.get(OutboxMessage, outbox_id)
+    with unit_of_work(db, clock=lambda: now) as uow:
+        msg = uow.session.get(OutboxMessage, outbox_id)
         msg.status, msg.provider_message_id, msg.error = result.status, result.provider_message_id, result.error
         msg.detail = {**(msg.detail or {}), **(result.detail or {})}
         msg.sent_at = now if result.status == "sent" else None
-        s.add(msg)
+        uow.session.add(msg)
     return result.status
 
 

@@ -10,8 +10,8 @@ protocol. The contract:
 * **Reads see the unit's own writes.** ``session`` and ``connection()`` work inside the same
   transaction; anything buffered is written into the transaction before either is used.
 * **Buffered inserts.** :meth:`UnitOfWork.insert` takes complete rows (built from the table's
-  own columns and defaults, see ``engine.store``). A buffered unit of work (the runner's
-  ingest, :mod:`engine.runner`) keeps them in memory and writes them with one ``executemany``
+  own columns and defaults, see :mod:`engine.store.runs`). A buffered unit of work (the runner's
+  transactions, :mod:`engine.runner.buffer`) keeps them in memory and writes them with one ``executemany``
   per table, parents first, at the next flush; a plain one writes them at once. Either way
   they are inside the transaction and commit or roll back with it.
 * **Flush points.** :meth:`UnitOfWork.flush`, any use of ``session`` or ``connection()``, and
@@ -34,6 +34,7 @@ from sqlmodel import Session
 
 from engine.store.db import read_session, session_scope
 from engine.store.models import utcnow
+from engine.store.runs import FAST_INSERTS
 
 Clock = Callable[[], datetime]
 
@@ -87,7 +88,12 @@ class PlainUnitOfWork:
         rows = [rows] if isinstance(rows, dict) else rows
         if rows:
             self._session.flush()
-            self._session.connection().execute(model.__table__.insert(), rows)
+            conn = self._session.connection()
+            fast = FAST_INSERTS.get(model)
+            if fast is not None and len(rows[0]) >= len(fast.column_keys):  # complete rows: the fast path
+                fast.executemany(conn, rows)
+            else:
+                conn.execute(model.__table__.insert(), rows)
 
     def flush(self) -> None:
         self._session.flush()

@@ -68,6 +68,7 @@ from typing import Any
 import httpx
 
 from engine.errors import BlockedAddress, PermanentError, RetryableError
+from engine.store.models import utcnow as default_clock
 
 logger = logging.getLogger(__name__)
 
@@ -367,7 +368,7 @@ def _build_headers(
     if content is not None and content_type and "content-type" not in lower:
         headers["Content-Type"] = content_type
     if secret:
-        timestamp = int(time.time()) if now is None else int(now)
+        timestamp = int(default_clock().timestamp()) if now is None else int(now)
         headers[TIMESTAMP_HEADER] = str(timestamp)
         secrets = [secret] if isinstance(secret, str) else list(secret)
         # Several secrets (rotation grace period): one v1= per secret, as verify_signature accepts.

@@ -18,26 +18,23 @@ import threading
 from datetime import datetime, timedelta
 from typing import Callable
 
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
 
 from engine.delivery import queue_message
 from engine.errors import EngineError, InvalidInput, PermanentError
 from engine.runner import Runner, builtin_classifier, tenant_context
 from engine.schedule import next_fire_time
 from engine.settings import get_settings
-from engine.store.db import read_session, session_scope
-from engine.store.models import (
-    DueKind,
-    DueStatus,
-    DueWork,
-    Execution,
-    ExecutionStatus,
-    Tenant,
-    Workflow,
-    utcnow,
+from engine.store.models import DueKind, DueStatus, DueWork, Tenant, utcnow
+from engine.store.runs import (
+    advance_cron,
+    claim_due,
+    close_due,
+    due_cron,
+    reschedule_due,
+    stale_executions,
 )
+from engine.uow import UnitOfWork, unit_of_work
 
 logger = logging.getLogger(__name__)
 
@@ -89,24 +86,9 @@ class Worker:
         """Lease up to ``limit`` due items (pending and due, or claimed with an expired lease).
 
         ``ids``: only these items (the test console fast-forwards one conversation's items)."""
-        now = self.clock()
-        due = sa.or_(
-            sa.and_(DueWork.status == DueStatus.PENDING, DueWork.due_at <= now),
-            sa.and_(DueWork.status == DueStatus.CLAIMED, DueWork.locked_until < now),
-        )
-        if ids is not None:
-            due = sa.and_(due, DueWork.id.in_(ids))
-        with session_scope(self.db) as s:
-            stmt = select(DueWork.id).where(due).order_by(DueWork.due_at).limit(limit or self.batch)
-            if self._postgres:
-                stmt = stmt.with_for_update(skip_locked=True)
-            ids = list(s.exec(stmt).all())
-            if not ids:
-                return []
-            s.execute(sa.update(DueWork).where(DueWork.id.in_(ids)).values(
-                status=DueStatus.CLAIMED, locked_by=self.name, locked_until=now + self.lease,
-                attempts=DueWork.attempts + 1))
-            return list(s.exec(select(DueWork).where(DueWork.id.in_(ids)).order_by(DueWork.due_at)).all())
+        with self._uow() as uow:
+            return claim_due(uow.session, now=uow.now(), lease=self.lease, worker=self.name,
+                             limit=limit or self.batch, postgres=self._postgres, ids=ids)
 
     def _resume_batch(self, items: list[DueWork]) -> tuple[int, list[DueWork]]:
         """Resume the batch's ``resume`` items in one transaction (engine/worker_batch.py);
@@ -135,16 +117,16 @@ class Worker:
     def _follow_up(self, item: DueWork) -> None:
         """Write the follow-up message to the outbox and close the item in one transaction."""
         p = item.payload
-        with session_scope(self.db) as s:
+        with self._uow() as uow:
             # Close the item first: when its execution was cancelled meanwhile, the conditional
             # update finds nothing (the cancel's row lock comes first) and nothing is sent.
-            if not self._done(item, s):
+            if not self._done(item, uow):
                 logger.info("follow-up %s was cancelled before it fired", item.id)
                 return
-            tenant = tenant_context(s.get(Tenant, item.tenant_id))
-            queue_message(s, tenant=tenant, execution_id=item.execution_id, step_id=f"follow-up:{item.id}",
+            tenant = tenant_context(uow.session.get(Tenant, item.tenant_id))
+            queue_message(uow, tenant=tenant, execution_id=item.execution_id, step_id=f"follow-up:{item.id}",
                           channel=p["channel"], recipient=p.get("recipient"), body=p["body"], subject=p.get("subject"),
-                          now=self.clock(), test=bool(p.get("test")))
+                          now=uow.now(), test=bool(p.get("test")))
 
     def _deliver(self, item: DueWork) -> None:
         from engine.delivery import deliver
@@ -152,15 +134,16 @@ class Worker:
         deliver(self.db, item.payload["outboxId"], now=self.clock())
         self._done(item)
 
-    def _done(self, item: DueWork, s: Session | None = None) -> bool:
+    def _uow(self):
+        """A unit of work on the worker's clock."""
+        return unit_of_work(self.db, clock=self.clock)
+
+    def _done(self, item: DueWork, uow: UnitOfWork | None = None) -> bool:
         """Close a claimed item; False when it is no longer ours (cancelled or taken over)."""
-        stmt = (sa.update(DueWork).where(DueWork.id == item.id, DueWork.locked_by == self.name,
-                                         DueWork.status == DueStatus.CLAIMED)
-                .values(status=DueStatus.DONE, done_at=self.clock(), locked_until=None))
-        if s is not None:
-            return s.execute(stmt).rowcount == 1
-        with session_scope(self.db) as s2:
-            return s2.execute(stmt).rowcount == 1
+        if uow is not None:
+            return close_due(uow.connection(), item.id, self.name, uow.now())
+        with self._uow() as own:
+            return close_due(own.connection(), item.id, self.name, own.now())
 
     def _give_up_or_retry(self, item: DueWork, exc: Exception) -> None:
         from engine.webhooks import backoff_delay
@@ -168,26 +151,22 @@ class Worker:
         message = exc.message if isinstance(exc, EngineError) else f"{exc.__class__.__name__}: {exc}"
         final = isinstance(exc, (PermanentError, InvalidInput)) or item.attempts >= MAX_ITEM_ATTEMPTS
         values = {"error": message, "locked_until": None}
-        if final:
-            values.update(status=DueStatus.FAILED, done_at=self.clock())
-        else:
-            delay = backoff_delay(item.attempts, base=30.0, cap=3600.0, retry_after=getattr(exc, "retry_after", None))
-            values.update(status=DueStatus.PENDING, due_at=self.clock() + timedelta(seconds=delay))
-        with session_scope(self.db) as s:
-            s.execute(sa.update(DueWork).where(DueWork.id == item.id, DueWork.locked_by == self.name).values(**values))
+        with self._uow() as uow:
+            if final:
+                values.update(status=DueStatus.FAILED, done_at=uow.now())
+            else:
+                delay = backoff_delay(item.attempts, base=30.0, cap=3600.0,
+                                      retry_after=getattr(exc, "retry_after", None))
+                values.update(status=DueStatus.PENDING, due_at=uow.now() + timedelta(seconds=delay))
+            reschedule_due(uow.connection(), item.id, self.name, values)
 
     # ------------------------------------------------------------------ cron
 
     def fire_cron(self) -> int:
         """Run every time_based workflow whose fire time has come, exactly once per fire time."""
-        now = self.clock()
-        with session_scope(self.db) as s:
-            stmt = (select(Workflow.id, Workflow.tenant_id, Workflow.definition, Workflow.next_fire_at, Tenant.timezone)
-                    .join(Tenant, Tenant.id == Workflow.tenant_id)
-                    .where(Workflow.next_fire_at <= now, Workflow.enabled == sa.true()).limit(self.batch))
-            if self._postgres:
-                stmt = stmt.with_for_update(skip_locked=True, of=Workflow)
-            due = list(s.exec(stmt).all())
+        with self._uow() as uow:
+            now = uow.now()
+            due = due_cron(uow.session, now, self.batch, self._postgres)
         fired = 0
         for wf_id, tenant_id, definition, fire_at, tz in due:
             key = f"cron:{wf_id}:{fire_at.isoformat()}"
@@ -198,9 +177,8 @@ class Worker:
             except IntegrityError:
                 logger.info("cron %s already fired for %s", wf_id, fire_at)
             nxt = next_fire_time(definition["trigger"]["config"]["schedule"], tz, max(now, fire_at))
-            with session_scope(self.db) as s:
-                s.execute(sa.update(Workflow).where(Workflow.id == wf_id, Workflow.next_fire_at == fire_at)
-                          .values(next_fire_at=nxt))
+            with self._uow() as uow:
+                advance_cron(uow.connection(), wf_id, fire_at, nxt)
         return fired
 
     # ------------------------------------------------------------------ crashed runners
@@ -208,9 +186,8 @@ class Worker:
     def recover_stale(self) -> int:
         """Resume executions left ``running`` by a process that died (no progress for a lease)."""
         stale_before = self.clock() - self.lease
-        with read_session(self.db) as s:
-            ids = s.exec(select(Execution.id).where(Execution.status == ExecutionStatus.RUNNING,
-                                                    Execution.heartbeat_at < stale_before).limit(self.batch)).all()
+        with unit_of_work(self.db, clock=self.clock, read_only=True) as uow:
+            ids = stale_executions(uow.session, stale_before, self.batch)
         for execution_id in ids:
             self.runner.resume(execution_id, stale_before=stale_before)
         return len(ids)

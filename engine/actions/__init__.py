@@ -11,14 +11,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
-from sqlmodel import Session
-
 from engine import templating
+from engine.uow import UnitOfWork
 
 
 @dataclass
 class StepContext:
-    """Everything an executor may use. ``session`` is the open unit of work (None for external)."""
+    """Everything an executor may use.
+
+    ``uow``: the step's unit of work (:mod:`engine.uow`; None for external steps, which run
+    with no transaction open): ``uow.session`` for ORM reads and writes, ``uow.insert`` for
+    complete rows. ``now`` is the step's time (the unit of work's clock): executors read no
+    other clock.
+    """
 
     tenant: dict[str, Any]
     execution_id: str
@@ -27,7 +32,7 @@ class StepContext:
     context: dict[str, Any]
     now: datetime
     dry_run: bool
-    session: Session | None
+    uow: UnitOfWork | None
     attempt: int = 1
     emit: Callable[[dict[str, Any]], None] | None = None
     db: Any = None

@@ -57,7 +57,7 @@ def follow_up(step: StepContext) -> StepResult:
     output = {"scheduledFor": due.isoformat(), "channel": channel, "recipient": recipient, "message": message}
     if step.dry_run:
         return StepResult(output={**output, "simulated": True}, input=rendered)
-    follow_up_id = schedule_follow_up(step.session, tenant_id=step.tenant["id"], execution_id=step.execution_id,
+    follow_up_id = schedule_follow_up(step.uow, tenant_id=step.tenant["id"], execution_id=step.execution_id,
                                       step_id=step.step_id, due_at=due, channel=channel, recipient=recipient,
                                       body=message, test=step.test)
     return StepResult(output={**output, "followUpId": follow_up_id}, input=rendered)

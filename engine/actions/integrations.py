@@ -3,14 +3,14 @@ generate_workout_plan, call_webhook."""
 
 from __future__ import annotations
 
-import time
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, select
 
 from engine.actions import StepContext, StepResult, register
 from engine.errors import InvalidInput, NotFound
-from engine.store.models import Lead, LeadStatus, utcnow
+from engine.store.models import Lead, LeadStatus
 
 LEAD_FIELDS = ("name", "email", "phone", "source", "status", "notes")
 
@@ -35,7 +35,7 @@ def find_lead_by_contact(s: Session, tenant_id: str, email: str | None, phone: s
     return None
 
 
-def _apply_updates(lead: Lead, updates: dict[str, Any]) -> list[str]:
+def _apply_updates(lead: Lead, updates: dict[str, Any], now: datetime) -> list[str]:
     unknown = sorted(set(updates) - set(LEAD_FIELDS) - {"customFields"})
     if unknown:
         raise InvalidInput(f"unknown lead field(s) {', '.join(unknown)}; known: {', '.join(LEAD_FIELDS)}, customFields",
@@ -54,7 +54,7 @@ def _apply_updates(lead: Lead, updates: dict[str, Any]) -> list[str]:
     if updates.get("customFields"):
         lead.custom_fields = {**(lead.custom_fields or {}), **updates["customFields"]}
         changed.append("customFields")
-    lead.updated_at = utcnow()
+    lead.updated_at = now
     return changed
 
 
@@ -75,16 +75,17 @@ def create_lead(step: StepContext) -> StepResult:
                                       "source": data.get("source") or "workflow"}})
         return StepResult(output={"simulated": True, "note": "test mode: no lead was stored", "lead": rendered,
                                   "leadCreatedEvent": emitted}, input=rendered)
-    s = step.session
+    s = step.uow.session
     existing = find_lead_by_contact(s, step.tenant["id"], email, phone)
     if existing:
-        changed = _apply_updates(existing, {**data, "customFields": custom})
+        changed = _apply_updates(existing, {**data, "customFields": custom}, step.now)
         s.add(existing)
         return StepResult(output={"leadId": existing.id, "created": False, "changed": changed,
                                   "note": "a lead with the same e-mail or phone exists: updated it instead of creating a duplicate"},
                           input=rendered, lead=lead_to_dict(existing))
     lead = Lead(tenant_id=step.tenant["id"], name=data.get("name", ""), email=email, phone=phone,
-                source=data.get("source") or "workflow", notes=data.get("notes"), custom_fields=custom)
+                source=data.get("source") or "workflow", notes=data.get("notes"), custom_fields=custom,
+                created_at=step.now, updated_at=step.now)
     s.add(lead)
     emitted = step.emit({"triggerType": "lead_created", "leadId": lead.id, "from": phone or email,
                          "data": {"name": lead.name, "email": email, "phone": phone, "source": lead.source}})
@@ -101,9 +102,9 @@ def update_lead(step: StepContext) -> StepResult:
     rendered = {"leadId": lead_id, "updates": updates}
     if step.dry_run or step.test:
         return StepResult(output={"simulated": True, **rendered}, input=rendered)
-    s = step.session
+    s = step.uow.session
     lead = _find_for_update(s, step, lead_id)
-    changed = _apply_updates(lead, updates)
+    changed = _apply_updates(lead, updates, step.now)
     s.add(lead)
     return StepResult(output={"leadId": lead.id, "changed": changed}, input=rendered, lead=lead_to_dict(lead))
 
@@ -196,6 +197,7 @@ def call_webhook(step: StepContext) -> StepResult:
 
     secrets = signing_secrets(step.db, step.tenant["id"], settings)
     response = http_call(url=url, method=method, headers=headers, body=body, secret=secrets or None,
-                         allow_list=settings.get("webhookAllowList") or (), timeout=cfg.timeout or 10.0,
-                         now=int(time.time()))
+                         allow_list=settings.get("webhookAllowList") or (), timeout=cfg.timeout or 10.0)
+    # No ``now``: the signature's timestamp is checked by the receiver against its own clock, so
+    # it is the real time (engine.webhooks signs with the default clock), never an injected one.
     return StepResult(output=response, input=rendered)

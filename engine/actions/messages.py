@@ -16,7 +16,7 @@ def _send(step: StepContext, channel: str | None) -> StepResult:
     rendered = {"message": body, "recipient": recipient, "channel": channel, **({"subject": subject} if subject else {})}
     if step.dry_run:
         return StepResult(output={**rendered, "status": "simulated", "simulated": True}, input=rendered)
-    output = queue_message(step.session, tenant=step.tenant, execution_id=step.execution_id, step_id=step.step_id,
+    output = queue_message(step.uow, tenant=step.tenant, execution_id=step.execution_id, step_id=step.step_id,
                            channel=channel, recipient=recipient, body=body, subject=subject, now=step.now,
                            trigger=step.trigger, test=step.test)
     return StepResult(output=output, input=rendered)

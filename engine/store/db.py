@@ -33,7 +33,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def get_engine(url: str | None = None) -> Engine:
-    """The process-wide engine for ``url`` (default: ``DATABASE_URL`` or the SQLite file)."""
+    """The process-wide engine for ``url`` (default: ``DATABASE_URL`` or the SQLite file).
+
+    ``sqlite://`` (or ``sqlite:///:memory:``) is one in-memory database per process, on a single
+    shared connection; :func:`new_engine` gives a fresh one (tests)."""
     url = normalize_url(url) if url else get_settings().resolved_database_url()
     with _lock:
         if url not in _engines:
@@ -41,11 +44,30 @@ def get_engine(url: str | None = None) -> Engine:
         return _engines[url]
 
 
+def new_engine(url: str) -> Engine:
+    """An engine of its own for ``url``, not shared with the process (``sqlite://``: a fresh, empty
+    in-memory database; call :func:`migrate` on it). The caller disposes of it."""
+    return _create_engine(normalize_url(url))
+
+
+def is_memory_sqlite(url: str) -> bool:
+    database = sa.engine.make_url(url).database
+    return not database or database == ":memory:" or "mode=memory" in url
+
+
 def _create_engine(url: str) -> Engine:
+    if url.startswith("sqlite") and is_memory_sqlite(url):
+        # One in-memory database lives as long as its one connection: every checkout gets that
+        # connection (StaticPool), from any thread. The engine's units of work take turns on it
+        # (the runner, the worker and services open them one after the other).
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False}, poolclass=sa.pool.StaticPool,
+                                  json_serializer=json_dumps, json_deserializer=orjson.loads)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin_immediate)
+        return engine
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sa.engine.make_url(url).database
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         # The pool holds as many connections as the API has threads, so a busy server never
         # opens (and re-PRAGMAs) overflow connections per request.
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
@@ -53,7 +75,7 @@ def _create_engine(url: str) -> Engine:
                                   json_serializer=json_dumps, json_deserializer=orjson.loads)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin_immediate)
-        if path and path != ":memory:" and not path.startswith("file:"):
+        if not path.startswith("file:"):
             from engine.store.checkpoint import CHECKPOINTER
 
             real = str(Path(path).resolve())

@@ -1,7 +1,7 @@
 """Group commit of concurrent ingest calls, on SQLite and PostgreSQL.
 
 Concurrent ``Runner.ingest`` calls share one unit of work and one commit (see
-``engine.runner._GroupCommit``). These tests force several calls into one batch (the first
+``engine.runner.group_commit``). These tests force several calls into one batch (the first
 batch is held until the others have queued) and check that batching changes nothing a
 caller or a reader can see: every call gets its own answer, policies that read earlier
 writes still see them, a bad request or a failed batch never costs another event, and
@@ -11,7 +11,6 @@ nothing is written twice.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 
 import sqlalchemy as sa
@@ -52,37 +51,38 @@ class Batches:
 
     def __init__(self, runner: Runner, hold: int) -> None:
         self.sizes: list[int] = []
-        self._hold = hold
-        group = runner._group
-        original = group._prepare
+        #: Set when the first batch is being prepared (its leader holds the group).
+        self.leading = threading.Event()
+        group = runner.group_commit
+        original = group.prepare
 
         def prepare(batch):
             if not self.sizes and hold:
-                deadline = time.monotonic() + 10
-                while len(group._queue) < hold and time.monotonic() < deadline:
-                    time.sleep(0.005)
+                self.leading.set()
+                group.wait_queued(hold, timeout=10)
             self.sizes.append(len(batch))
             return original(batch)
 
-        group._prepare = prepare
+        group.prepare = prepare
 
 
-def ingest_concurrently(runner: Runner, calls: list[tuple[str, dict]]) -> list:
-    """Run every (tenant id, event) from its own thread; results (or exceptions) in order."""
+def ingest_concurrently(runner: Runner, calls: list[tuple[str, dict]], batches: Batches) -> list:
+    """Run every (tenant id, event) from its own thread; results (or exceptions) in order.
+
+    Call 0 starts first and leads the first batch; the others start once it holds the group,
+    so they queue behind it."""
     results: list = [None] * len(calls)
-    gate = threading.Barrier(len(calls))
 
     def call(i: int) -> None:
-        gate.wait()
-        if i:
-            time.sleep(0.02)  # let call 0 lead the first batch, so the others queue behind it
         try:
             results[i] = runner.ingest(*calls[i])
         except Exception as exc:  # noqa: BLE001 - returned to the test
             results[i] = exc
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(calls))]
-    for t in threads:
+    threads[0].start()
+    assert batches.leading.wait(10)
+    for t in threads[1:]:
         t.start()
     for t in threads:
         t.join(60)
@@ -98,7 +98,7 @@ def test_concurrent_events_share_commits_and_each_caller_gets_its_own_result(db,
     wf = services.create_workflow(db, actor, reply_workflow())
     runner = Runner(db)
     batches = Batches(runner, hold=8)
-    results = ingest_concurrently(runner, [(tenant.id, message(i)) for i in range(24)])
+    results = ingest_concurrently(runner, [(tenant.id, message(i)) for i in range(24)], batches)
 
     assert not [r for r in results if isinstance(r, Exception)]
     assert batches.sizes[1] >= 8, batches.sizes  # the callers queued behind the held first batch
@@ -123,7 +123,7 @@ def test_an_unknown_tenant_in_a_batch_fails_only_its_own_call(db, tenant, actor)
     batches = Batches(runner, hold=5)
     calls = [(tenant.id, message(i)) for i in range(6)]
     calls[3] = ("no-such-tenant", message(3))
-    results = ingest_concurrently(runner, calls)
+    results = ingest_concurrently(runner, calls, batches)
 
     assert batches.sizes[:2] == [1, 5]
     assert isinstance(results[3], NotFound)
@@ -136,7 +136,7 @@ def test_the_same_idempotency_key_twice_in_one_batch_runs_once(db, tenant, actor
     runner = Runner(db)
     batches = Batches(runner, hold=3)
     calls = [(tenant.id, message(i, idempotencyKey="wamid.1" if i in (1, 2) else f"wamid.x{i}")) for i in range(4)]
-    results = ingest_concurrently(runner, calls)
+    results = ingest_concurrently(runner, calls, batches)
 
     assert batches.sizes[:2] == [1, 3]
     assert not [r for r in results if isinstance(r, Exception)]
@@ -155,7 +155,7 @@ def test_frequency_cap_sees_messages_written_earlier_in_the_same_batch(db, tenan
     batches = Batches(runner, hold=3)
     calls = [(tenant.id, message(i)) for i in range(4)]
     calls[0] = (tenant.id, {**message(0), "content": "no keyword"})  # leads the first batch, sends nothing
-    results = ingest_concurrently(runner, calls)
+    results = ingest_concurrently(runner, calls, batches)
 
     assert batches.sizes[:2] == [1, 3]
     assert not [r for r in results if isinstance(r, Exception)]
@@ -172,7 +172,7 @@ def test_leads_created_in_one_batch_are_deduplicated(db, tenant, actor):
     batches = Batches(runner, hold=4)
     calls = [(tenant.id, {"triggerType": "missed_call", "from": "+4915199999999" if i in (1, 2, 3) else SENDERS[i]})
              for i in range(5)]
-    results = ingest_concurrently(runner, calls)
+    results = ingest_concurrently(runner, calls, batches)
 
     assert batches.sizes[0] == 1 and batches.sizes[1] >= 4  # (lead_created events may join)
     assert not [r for r in results if isinstance(r, Exception)]
@@ -195,7 +195,7 @@ def test_a_batch_that_fails_to_commit_loses_nothing_and_writes_nothing_twice(db,
         return original(self, target, rows)
 
     monkeypatch.setattr(fast.FastStatement, "executemany", flaky)
-    results = ingest_concurrently(runner, [(tenant.id, message(i)) for i in range(6)])
+    results = ingest_concurrently(runner, [(tenant.id, message(i)) for i in range(6)], batches)
 
     assert failures == [5] and batches.sizes[:2] == [1, 5]
     assert not [r for r in results if isinstance(r, Exception)]  # each retried alone, and succeeded
