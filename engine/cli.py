@@ -69,20 +69,20 @@ def cmd_schema(args) -> int:
 
 def cmd_import(args) -> int:
     db = get_engine(args.database_url)
-    actor = system_actor(services.find_tenant(db, args.tenant).id)
+    actor = system_actor(services.find_tenant(uow=db, slug_or_id=args.tenant).id)
     items: list = []
     for path in args.files:
         raw = _load_json(path)
         items += raw if isinstance(raw, list) else [raw]
-    for wf in services.import_workflows(db, actor, items):
+    for wf in services.import_workflows(uow=db, actor=actor, items=items):
         print(f"imported {wf.id}  {wf.name}")
     return 0
 
 
 def cmd_export(args) -> int:
     db = get_engine(args.database_url)
-    actor = system_actor(services.find_tenant(db, args.tenant).id)
-    items = services.export_workflows(db, actor, args.workflow)
+    actor = system_actor(services.find_tenant(uow=db, slug_or_id=args.tenant).id)
+    items = services.export_workflows(uow=db, actor=actor, workflow_id=args.workflow)
     print(json.dumps(items[0] if args.workflow else items, indent=2, ensure_ascii=False))
     return 0
 
@@ -120,12 +120,12 @@ def cmd_api(args) -> int:
 def cmd_tenant(args) -> int:
     db = get_engine(args.database_url)
     if args.tenant_command == "create":
-        tenant = services.create_tenant(db, slug=args.slug, name=args.name, timezone=args.timezone)
+        tenant = services.create_tenant(uow=db, slug=args.slug, name=args.name, timezone=args.timezone)
         print(f"created tenant {tenant.slug} ({tenant.name}, {tenant.timezone}) id {tenant.id}")
         print(f"next: python -m engine api-key create --tenant {tenant.slug} --name <name> --role owner",
               file=sys.stderr)
         return 0
-    tenants = services.list_tenants(db)
+    tenants = services.list_tenants(uow=db)
     if args.json:
         print(json.dumps([{"id": t.id, "slug": t.slug, "name": t.name, "timezone": t.timezone} for t in tenants], indent=2))
     for t in [] if args.json else tenants:
@@ -137,19 +137,19 @@ def cmd_tenant(args) -> int:
 
 def cmd_api_key(args) -> int:
     db = get_engine(args.database_url)
-    actor = system_actor(services.find_tenant(db, args.tenant).id)
+    actor = system_actor(services.find_tenant(uow=db, slug_or_id=args.tenant).id)
     if args.key_command == "create":
-        key, secret = services.create_api_key(db, actor, name=args.name, role=args.role)
+        key, secret = services.create_api_key(uow=db, actor=actor, name=args.name, role=args.role)
         # The secret alone on stdout, so KEY=$(python -m engine api-key create ...) works.
         print(f"created API key {key.id} ({key.name}, {key.role}); the secret is shown only this once:", file=sys.stderr)
         print(secret)
     elif args.key_command == "list":
-        for key in services.list_api_keys(db, actor):
+        for key in services.list_api_keys(uow=db, actor=actor):
             state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
             used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
             print(f"{key.id}  {key.prefix}...  {key.role:<7}  {state:<23}  last used {used}  {key.name}")
     else:
-        key = services.revoke_api_key(db, actor, args.key_id)
+        key = services.revoke_api_key(uow=db, actor=actor, key_id=args.key_id)
         print(f"revoked {key.id} ({key.name})")
     return 0
 
@@ -159,11 +159,11 @@ def cmd_callback_urls(args) -> int:
     from engine.services import channel_settings
 
     db = get_engine(args.database_url)
-    actor = system_actor(services.find_tenant(db, args.tenant).id)
+    actor = system_actor(services.find_tenant(uow=db, slug_or_id=args.tenant).id)
     base = args.base_url or get_settings().public_url or "https://studio.example.com"
-    for name, url in channel_settings.callback_urls(db, actor, base).items():
+    for name, url in channel_settings.callback_urls(uow=db, actor=actor, base_url=base).items():
         print(f"{name}\t{url}")
-    print(f"widget\t<script src=\"{base.rstrip('/')}/widget.js\" data-studio=\"{channel_settings.chat_key(db, actor)}\" async></script>")
+    print(f"widget\t<script src=\"{base.rstrip('/')}/widget.js\" data-studio=\"{channel_settings.chat_key(uow=db, actor=actor)}\" async></script>")
     return 0
 
 
@@ -171,9 +171,9 @@ def cmd_contact(args) -> int:
     from engine.privacy import erase_contact, export_contact
 
     db = get_engine(args.database_url)
-    actor = system_actor(services.find_tenant(db, args.tenant).id)
+    actor = system_actor(services.find_tenant(uow=db, slug_or_id=args.tenant).id)
     if args.contact_command == "export":
-        text = json.dumps(export_contact(db, actor, phone=args.phone, email=args.email), indent=2, ensure_ascii=False)
+        text = json.dumps(export_contact(uow=db, actor=actor, phone=args.phone, email=args.email), indent=2, ensure_ascii=False)
         if args.out:
             Path(args.out).write_text(text + "\n", encoding="utf-8")
             print(f"wrote {args.out}", file=sys.stderr)
@@ -183,7 +183,7 @@ def cmd_contact(args) -> int:
     if not args.yes:
         print("error: erasure cannot be undone; export first if needed, then repeat with --yes", file=sys.stderr)
         return 2
-    record = erase_contact(db, actor, phone=args.phone, email=args.email)
+    record = erase_contact(uow=db, actor=actor, phone=args.phone, email=args.email)
     rows = ", ".join(f"{k} {v}" for k, v in record.counts.items() if v) or "nothing stored"
     print(f"erased ({rows}); recorded as {record.id}, contact hash {record.contact_hash}")
     return 0
@@ -212,12 +212,12 @@ def cmd_scenarios(args) -> int:
     from engine.services import scenarios
 
     db = get_engine(args.database_url)
-    actor = system_actor(services.find_tenant(db, args.tenant).id)
+    actor = system_actor(services.find_tenant(uow=db, slug_or_id=args.tenant).id)
     if args.scenario_command == "list":
-        for sc in scenarios.list_scenarios(db, actor):
+        for sc in scenarios.list_scenarios(uow=db, actor=actor):
             print(f"{sc.status:<9}  {sc.name}")
         return 0
-    results = scenarios.run_all(db, actor)
+    results = scenarios.run_all(uow=db, actor=actor)
     for r in results:
         print(f"{'PASS' if r.passed else 'FAIL'}  {r.name}" + (f"  -- {'; '.join(r.failures)}" if r.failures else ""))
     failed = sum(not r.passed for r in results)

@@ -196,7 +196,7 @@ class Runner:
 
     def ingest(self, tenant_id: str, event: dict[str, Any] | Event, *, depth: int = 0,
                parent_execution_id: str | None = None, defer_external: bool = False, test: bool = False,
-               real_calls: bool = False) -> IngestResult:
+               real_calls: bool = False, uow: Any = None) -> IngestResult:
         """Store the event, start every enabled workflow it matches, run them as far as they go.
 
         The event, its executions and their local steps (up to a wait, an external step or
@@ -208,9 +208,13 @@ class Runner:
 
         ``test``: a test-console event (stored with ``is_test``; see :class:`_Run`);
         ``real_calls``: a test event whose webhooks and remote AI are called for real.
+        ``uow``: the caller's unit of work (e.g. a booking and its event): everything is written
+        into it and commits with it, no group commit; external steps are handed to the worker.
         """
-        req = _IngestRequest(tenant_id, _parse_event(event), depth, parent_execution_id, self.clock(),
-                             test=test, real_calls=real_calls and test)
+        req = _IngestRequest(tenant_id, _parse_event(event), depth, parent_execution_id,
+                             self.clock() if uow is None else uow.now(), test=test, real_calls=real_calls and test)
+        if uow is not None:
+            return self._ingest_within(uow, req)
         if getattr(_batch_state, "depth", 0):  # a chained event from this thread: already counted
             return self._ingest(req, defer_external)
         self._group.enter()
@@ -260,6 +264,40 @@ class Runner:
                 if existing is None:
                     raise
                 req.result = IngestResult(existing, _executions_of(conn, existing), duplicate=True)
+
+    def _ingest_within(self, uow: Any, req: _IngestRequest) -> IngestResult:
+        """``req`` written into the caller's unit of work (no commit here); its external steps
+        and those of the events it chains are parked for the worker."""
+        if getattr(_batch_state, "active", False):
+            raise RuntimeError("Runner.ingest called from inside an ingest batch: actions emit events with step.emit")
+        uow.flush()
+        conn = uow.connection()
+        s = _LazySession(conn)
+        _batch_state.active = True
+        try:
+            self._ingest_in(s, conn, req, {}, {})
+            if req.ask_provider is not None:  # a message for a classifying provider (nothing written yet)
+                settings, req.ask_provider, req.asked_provider = req.ask_provider, None, True
+                self._provider_intent(req.ev, settings)
+                self._ingest_in(s, conn, req, {}, {})
+            if req.error is not None:
+                raise req.error
+            if req.result is not None:
+                return req.result
+            for run in req.runs:
+                if run.stopped is None:
+                    self._park_in(s, run, "external step handed to the worker", req.now)
+            s.flush_all()
+        finally:
+            _batch_state.active = False
+            if s._session is not None:
+                s._session.close()
+        for run in req.runs:
+            while run.emitted:
+                self.ingest(run.tenant["id"], run.emitted.pop(0), depth=run.depth + 1, parent_execution_id=run.id,
+                            test=run.test, real_calls=run.real_calls, uow=uow)
+        return IngestResult(req.record["id"], [r.id for r in req.runs] + req.skipped, duplicate=False,
+                            intent=req.ev.intent, intent_confidence=req.ev.intent_confidence)
 
     def _prepare_batch(self, batch: list[_IngestRequest]) -> _LazySession:
         """Run every request of ``batch`` as far as it goes, its writes kept in one unit of work.
@@ -480,11 +518,13 @@ class Runner:
 
     def _park(self, run: _Run, reason: str = "worker stopped") -> str:
         """Shutting down (or deferring): hand the rest of the execution to the next worker, right away."""
-        now = self.clock()
         with session_scope(self.db) as s:
-            s.add(DueWork(tenant_id=run.tenant["id"], kind=DueKind.RESUME, due_at=now, execution_id=run.id,
-                          workflow_id=run.workflow_id, payload={"actionId": run.current, "reason": reason}))
-            self._save(s, run, now, status=ExecutionStatus.WAITING)
+            return self._park_in(s, run, reason, self.clock())
+
+    def _park_in(self, s: Any, run: _Run, reason: str, now: datetime) -> str:
+        s.add(DueWork(tenant_id=run.tenant["id"], kind=DueKind.RESUME, due_at=now, execution_id=run.id,
+                      workflow_id=run.workflow_id, payload={"actionId": run.current, "reason": reason}))
+        self._save(s, run, now, status=ExecutionStatus.WAITING)
         return ExecutionStatus.WAITING
 
     def _attempt(self, run: _Run, action_id: str) -> int:

@@ -49,16 +49,16 @@ def init(db: Engine, *, demo_email: str, demo_password: str) -> dict:
         from engine.ai.knowledge import DEMO_KNOWLEDGE_BASE
 
         kb = DEMO_KNOWLEDGE_BASE.model_dump(mode="json", by_alias=True)
-        out = services.create_tenant(db, slug=DEMO_SLUG, name="Demo Yoga & Fitness Studio", timezone="Europe/Berlin",
-                                     settings={"knowledgeBase": kb})
-        services.import_workflows(db, auth.system_actor(out.id), demo_workflows())
+        out = services.create_tenant(uow=db, slug=DEMO_SLUG, name="Demo Yoga & Fitness Studio",
+                                     timezone="Europe/Berlin", settings={"knowledgeBase": kb})
+        services.import_workflows(uow=db, actor=auth.system_actor(out.id), items=demo_workflows())
         seed_scenarios(db, out.id)
         tenant_id = out.id
     else:
         tenant_id = tenant.id
     if user is None:
-        user = auth.create_user(db, email=demo_email, password=demo_password, name="Demo Owner")
-        auth.add_membership(db, user_id=user.id, tenant_id=tenant_id, role="owner")
+        user = auth.create_user(uow=db, email=demo_email, password=demo_password, name="Demo Owner")
+        auth.add_membership(uow=db, user_id=user.id, tenant_id=tenant_id, role="owner")
     return {"tenant_id": tenant_id, "tenant_created": created, "email": demo_email}
 
 
@@ -93,6 +93,6 @@ def seed_scenarios(db: Engine, tenant_id: str) -> None:
     actor = auth.system_actor(tenant_id)
     for item in DEMO_SCENARIOS:
         try:
-            scenarios.save_scenario(db, actor, item)
+            scenarios.save_scenario(uow=db, actor=actor, data=item)
         except Conflict:
             logger.info("demo scenario %r exists", item["name"])

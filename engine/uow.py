@@ -49,6 +49,11 @@ class UnitOfWork(Protocol):
     @property
     def clock(self) -> Clock: ...
 
+    @property
+    def db(self) -> Engine:
+        """The engine the unit runs on, for work that commits on its own (the runner's
+        external steps, a manual run) and for keys of per-database caches."""
+
     def now(self) -> datetime:
         """The unit's time (its clock, read now)."""
 
@@ -65,9 +70,16 @@ class UnitOfWork(Protocol):
 class PlainUnitOfWork:
     """A unit of work over one ORM session: nothing buffered, inserts are written at once."""
 
-    def __init__(self, session: Session, *, clock: Clock = utcnow) -> None:
+    def __init__(self, session: Session, *, clock: Clock = utcnow, db: Engine | None = None) -> None:
         self._session = session
         self._clock = clock
+        self._db = db
+
+    @property
+    def db(self) -> Engine:
+        if self._db is None:
+            raise RuntimeError("this unit of work was opened without its engine")
+        return self._db
 
     @property
     def session(self) -> Session:
@@ -98,4 +110,4 @@ def unit_of_work(db: Engine, *, clock: Clock = utcnow, read_only: bool = False) 
     """One use case, one transaction: commits when the block ends, rolls back on any error."""
     scope = read_session(db) if read_only else session_scope(db)
     with scope as session:
-        yield PlainUnitOfWork(session, clock=clock)
+        yield PlainUnitOfWork(session, clock=clock, db=db)
