@@ -113,15 +113,15 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
 
 def page_render(db, actor, p) -> None:
     """Every service call the Insights page makes for one render."""
-    insights.kpis(db, actor, p)
-    insights.executions_by_day(db, actor, p)
-    insights.volume_by_trigger_channel(db, actor, p)
-    insights.inbound_heatmap(db, actor, p)
-    insights.intents_by_day(db, actor, p)
-    insights.action_failure_rates(db, actor, p)
-    insights.top_errors(db, actor, p)
-    insights.skip_reasons(db, actor, p)
-    insights.per_workflow(db, actor, p)
+    insights.kpis(uow=db, actor=actor, period=p)
+    insights.executions_by_day(uow=db, actor=actor, p=p)
+    insights.volume_by_trigger_channel(uow=db, actor=actor, p=p)
+    insights.inbound_heatmap(uow=db, actor=actor, p=p)
+    insights.intents_by_day(uow=db, actor=actor, p=p)
+    insights.action_failure_rates(uow=db, actor=actor, p=p)
+    insights.top_errors(uow=db, actor=actor, p=p)
+    insights.skip_reasons(uow=db, actor=actor, p=p)
+    insights.per_workflow(uow=db, actor=actor, p=p)
 
 
 def cursor_at(db, tenant_id: str, offset: int) -> str | None:
@@ -163,14 +163,17 @@ def main(argv: list[str] | None = None) -> int:
         p = insights.resolve_period("Europe/Berlin", "30d")
         deep = cursor_at(db, ids[0], 999 * 25)
         figures = {
-            "insights numbers, 30 days (KPIs + previous period)": lambda: insights.kpis(db, actor, p),
+            "insights numbers, 30 days (KPIs + previous period)": lambda: insights.kpis(uow=db, actor=actor, period=p),
             "insights page, all service calls": lambda: page_render(db, actor, p),
-            "executions page 1 (25 rows)": lambda: operations.search_executions(db, actor, page_size=25),
-            "executions page 1,000 (keyset)": lambda: operations.search_executions(db, actor, after=deep, page_size=25),
-            "executions page 1, filter status=failed": lambda: operations.search_executions(
-                db, actor, operations.ExecutionFilter(status="failed"), page_size=25),
-            "executions page 1, filter channel=sms": lambda: operations.search_executions(
-                db, actor, operations.ExecutionFilter(channel="sms"), page_size=25),
+            "executions page 1 (25 rows)": lambda: operations.search_executions(uow=db, actor=actor, page_size=25),
+            "executions page 1,000 (keyset)": lambda: operations.search_executions(uow=db, actor=actor, after=deep,
+                                                                                   page_size=25),
+            "executions page 1, filter status=failed": lambda: operations.search_executions(uow=db, actor=actor,
+                                                                                            filters=operations.ExecutionFilter(status="failed"),
+                                                                                            page_size=25),
+            "executions page 1, filter channel=sms": lambda: operations.search_executions(uow=db, actor=actor,
+                                                                                          filters=operations.ExecutionFilter(channel="sms"),
+                                                                                          page_size=25),
         }
         print(f"database: {db.dialect.name}; {args.n:,} executions per studio, 2 studios; median of {args.repeat}")
         for label, fn in figures.items():

@@ -57,7 +57,7 @@ def workflow_rows(tenant_id: str, count: int, seed: int = 7) -> list[dict]:
 
 
 def seed_tenant(db, count: int) -> str:
-    tenant = services.create_tenant(db, slug=f"bench-{uuid.uuid4().hex[:8]}", name="Bench Studio")
+    tenant = services.create_tenant(uow=db, slug=f"bench-{uuid.uuid4().hex[:8]}", name="Bench Studio")
     rows = workflow_rows(tenant.id, count)
     with db.begin() as conn:
         for start in range(0, len(rows), BATCH):
@@ -81,14 +81,17 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
 def measure(db, tenant_id: str, runs: int) -> dict[str, float]:
     actor = system_actor(tenant_id)
     cases: dict[str, Callable[[], object]] = {
-        "list_workflows page 1 (50)": lambda: services.list_workflows(db, actor),
-        "list_workflows search 'missed call' (page 1)": lambda: services.list_workflows(db, actor, search="missed call"),
-        "list_workflows search '#04242' (1 hit)": lambda: services.list_workflows(db, actor, search="#04242"),
-        "list_workflows page 100 (50)": lambda: services.list_workflows(db, actor, page=100),
-        "list_workflows enabledOnly + includeStats": lambda: services.list_workflows(db, actor, enabled_only=True, include_stats=True),
-        "workflow_stats": lambda: services.workflow_stats(db, actor),
+        "list_workflows page 1 (50)": lambda: services.list_workflows(uow=db, actor=actor),
+        "list_workflows search 'missed call' (page 1)": lambda: services.list_workflows(uow=db, actor=actor,
+                                                                                        search="missed call"),
+        "list_workflows search '#04242' (1 hit)": lambda: services.list_workflows(uow=db, actor=actor, search="#04242"),
+        "list_workflows page 100 (50)": lambda: services.list_workflows(uow=db, actor=actor, page=100),
+        "list_workflows enabledOnly + includeStats": lambda: services.list_workflows(uow=db, actor=actor,
+                                                                                     enabled_only=True,
+                                                                                     include_stats=True),
+        "workflow_stats": lambda: services.workflow_stats(uow=db, actor=actor),
     }
-    sanity = services.list_workflows(db, actor, page=100)
+    sanity = services.list_workflows(uow=db, actor=actor, page=100)
     assert len(sanity.items) == 50, "page 100 must be full"
     return {label: median_ms(fn, runs) for label, fn in cases.items()}
 

@@ -49,17 +49,17 @@ def _workflows() -> list[dict]:
 
 def measure(db, messages: int) -> dict[str, float]:
     migrate(db)
-    tenant = services.create_tenant(db, slug=f"bench-{uuid.uuid4().hex[:8]}", name="Bench")
+    tenant = services.create_tenant(uow=db, slug=f"bench-{uuid.uuid4().hex[:8]}", name="Bench")
     actor = system_actor(tenant.id)
-    services.import_workflows(db, actor, _workflows())
+    services.import_workflows(uow=db, actor=actor, items=_workflows())
     texts = ["Hallo, was kostet ein Yoga Kurs?", "Ich möchte einen Trainingsplan", "Wann habt ihr offen?",
              "Hallo!", "Gibt es einen Parkplatz bei der Sauna?"]
     contact = console.new_contact()
-    console.send(db, actor, contact=contact, inp=ConsoleInput(text="warm-up"))  # classifier and caches loaded
+    console.send(uow=db, actor=actor, contact=contact, inp=ConsoleInput(text="warm-up"))  # classifier and caches loaded
     wall, server, considered = [], [], 0
     for i in range(messages):
         start = time.perf_counter()
-        report = console.send(db, actor, contact=contact, inp=ConsoleInput(text=texts[i % len(texts)]))
+        report = console.send(uow=db, actor=actor, contact=contact, inp=ConsoleInput(text=texts[i % len(texts)]))
         wall.append((time.perf_counter() - start) * 1000)
         server.append(report.server_ms or 0.0)
         considered = max(considered, len(report.decisions) + sum(len(v) for v in report.other_triggers.values()))

@@ -76,10 +76,10 @@ def prepare(url: str) -> tuple[str, str]:
     """A tenant with the benchmark workflow and an editor key; returns (tenant id, secret)."""
     db = get_engine(url)
     migrate(db)
-    tenant = services.create_tenant(db, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
+    tenant = services.create_tenant(uow=db, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
     actor = system_actor(tenant.id)
-    services.create_workflow(db, actor, WORKFLOW)
-    _, secret = services.create_api_key(db, actor, name="bench", role="editor")
+    services.create_workflow(uow=db, actor=actor, data=WORKFLOW)
+    _, secret = services.create_api_key(uow=db, actor=actor, name="bench", role="editor")
     db.dispose()
     return tenant.id, secret
 

@@ -97,7 +97,8 @@ def db(request):
 def tenant_factory(db):
     def make(slug: str | None = None, timezone: str = "Europe/Berlin", **settings) -> services.TenantOut:
         slug = slug or f"studio-{uuid.uuid4().hex[:8]}"
-        return services.create_tenant(db, slug=slug, name=slug.title(), timezone=timezone, settings=settings or None)
+        return services.create_tenant(uow=db, slug=slug, name=slug.title(), timezone=timezone,
+                                      settings=settings or None)
 
     return make
 

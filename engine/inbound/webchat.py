@@ -20,7 +20,6 @@ from sqlmodel import Session, col, select
 
 from engine.auth import ADMIN, Actor
 from engine.errors import EngineError, InvalidInput, PermissionDenied
-from engine.store.db import session_scope
 from engine.store.models import OutboxMessage, Tenant
 from engine.uow import UnitOfWork
 

@@ -35,7 +35,7 @@ def key_factory(db):
     """``make(actor, role)`` -> headers with a fresh API key of that role in the actor's tenant."""
 
     def make(actor, role: str = "owner", name: str = "test key") -> dict[str, str]:
-        _, secret = services.create_api_key(db, system_actor(actor.tenant_id), name=name, role=role)
+        _, secret = services.create_api_key(uow=db, actor=system_actor(actor.tenant_id), name=name, role=role)
         return {"Authorization": f"Bearer {secret}"}
 
     return make

@@ -116,7 +116,7 @@ schema.config.phases.update(phases=["examples", "fuzzing"])
 @pytest.fixture
 def fuzz_auth(db, tenant) -> dict[str, str]:
     APP.state.db = db
-    _, secret = services.create_api_key(db, system_actor(tenant.id), name="fuzzer", role="owner")
+    _, secret = services.create_api_key(uow=db, actor=system_actor(tenant.id), name="fuzzer", role="owner")
     return {"Authorization": f"Bearer {secret}"}
 
 

@@ -142,16 +142,17 @@ def test_the_engine_refuses_what_the_edge_refuses(db, actor):
     from engine.limits import LimitExceeded
 
     with pytest.raises(InvalidInput):
-        services.create_workflow(db, actor, _workflow_with(conditions=[
+        services.create_workflow(uow=db, actor=actor, data=_workflow_with(conditions=[
             {"type": "custom_field", "operator": "equals", "field": "x", "value": float("nan")}]))
     with pytest.raises((InvalidInput, LimitExceeded)):
-        services.ingest_event(db, actor, {"triggerType": "whatsapp_message", "content": "a\x00b"})
+        services.ingest_event(uow=db, actor=actor, event={"triggerType": "whatsapp_message", "content": "a\x00b"})
     nested: list = []
     for _ in range(100):
         nested = [nested]
     with pytest.raises((InvalidInput, LimitExceeded)):
-        services.ingest_event(db, actor, {"triggerType": "whatsapp_message", "customFields": {"a": nested}})
-    assert services.list_executions(db, actor).total == 0
+        services.ingest_event(uow=db, actor=actor,
+                              event={"triggerType": "whatsapp_message", "customFields": {"a": nested}})
+    assert services.list_executions(uow=db, actor=actor).total == 0
 
 
 # --------------------------------------------------------------------------- 500s from unchecked ranges

@@ -54,12 +54,12 @@ def test_several_processes_on_sqlite_are_refused_with_the_reason(tmp_path):
 @pytest.mark.slow
 def test_two_processes_on_postgresql_serve_events_and_honour_revocation(postgres_db):
     db = postgres_db
-    tenant = services.create_tenant(db, slug="workers", name="Workers")
+    tenant = services.create_tenant(uow=db, slug="workers", name="Workers")
     actor = system_actor(tenant.id)
-    services.create_workflow(db, actor, {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
+    services.create_workflow(uow=db, actor=actor, data={"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
                                          "actions": [{"id": "send-1", "type": "send_whatsapp",
                                                       "config": {"message": "Hi"}, "nextActionId": None}]})
-    key, secret = services.create_api_key(db, actor, name="CRM", role="editor")
+    key, secret = services.create_api_key(uow=db, actor=actor, name="CRM", role="editor")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _start(db.url.render_as_string(hide_password=False), "--workers", "2", "--port", str(port),
@@ -75,8 +75,8 @@ def test_two_processes_on_postgresql_serve_events_and_honour_revocation(postgres
                 assert r.status_code == 200, r.text
                 ids += r.json()["executionIds"]
             assert len(ids) == 20
-            assert all(services.get_execution(db, actor, i).status == "succeeded" for i in ids)
-            services.revoke_api_key(db, actor, key.id)  # in this process: the servers only see the database
+            assert all(services.get_execution(uow=db, actor=actor, execution_id=i).status == "succeeded" for i in ids)
+            services.revoke_api_key(uow=db, actor=actor, key_id=key.id)  # in this process: the servers only see the database
             time.sleep(1.5)  # the cache bound the servers were started with
             for _ in range(10):
                 r = httpx.post(f"{base}/api/events", json=EVENT, headers=headers, timeout=10)

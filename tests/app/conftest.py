@@ -46,14 +46,14 @@ def seeded_template(tmp_path_factory) -> tuple[Path, dict]:
     engine = get_engine(f"sqlite:///{path}")
     result = init(engine, demo_email="owner@demo.studio", demo_password=PASSWORD)
     # The demo runs its own workflows; these tests also exercise the spec's four examples.
-    services.import_workflows(engine, auth.system_actor(result["tenant_id"]), spec_examples())
-    users = {"owner": services.find_tenant(engine, "demo")}
+    services.import_workflows(uow=engine, actor=auth.system_actor(result["tenant_id"]), items=spec_examples())
+    users = {"owner": services.find_tenant(uow=engine, slug_or_id="demo")}
     ids = {}
     for role in ("editor", "analyst"):
-        user = auth.create_user(engine, email=f"{role}@demo.studio", password=PASSWORD, name=role.title())
-        auth.add_membership(engine, user_id=user.id, tenant_id=result["tenant_id"], role=role)
+        user = auth.create_user(uow=engine, email=f"{role}@demo.studio", password=PASSWORD, name=role.title())
+        auth.add_membership(uow=engine, user_id=user.id, tenant_id=result["tenant_id"], role=role)
         ids[role] = user.id
-    user, _ = auth.authenticate(engine, "owner@demo.studio", PASSWORD)
+    user, _ = auth.authenticate(uow=engine, email="owner@demo.studio", password=PASSWORD)
     ids["owner"] = user.id
     engine.dispose()
     return path, {"tenant_id": result["tenant_id"], "tenant_name": users["owner"].name, "user_ids": ids}

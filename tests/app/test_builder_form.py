@@ -50,7 +50,7 @@ def test_missed_call_follow_up_built_in_the_form_stores_the_spec_json(app_factor
     assert not at.exception, [e.value for e in at.exception]
 
     saved_id = at.session_state["builder_workflow_id"]
-    stored = services.get_workflow(studio["db"], actor_for(studio, "owner"), saved_id).definition
+    stored = services.get_workflow(uow=studio["db"], actor=actor_for(studio, "owner"), workflow_id=saved_id).definition
     assert _without_ids(stored) == _without_ids(expected)
     assert stored == expected  # the builder even picks the spec's ids (wait-1, send-1)
 

@@ -47,8 +47,8 @@ def test_find_export_and_erase_a_member(app_factory, studio):
     at.button(key="privacy_erase_confirm").click().run()
     assert not at.exception
     assert any("Erased" in s.value for s in at.success)
-    assert sum(contact_counts(studio["db"], actor, phone=PHONE).values()) == 0
-    assert len(list_erasures(studio["db"], actor)) == 1
+    assert sum(contact_counts(uow=studio["db"], actor=actor, phone=PHONE).values()) == 0
+    assert len(list_erasures(uow=studio["db"], actor=actor)) == 1
 
 
 def test_bad_contact_names_the_problem(app_factory):
@@ -63,4 +63,4 @@ def test_manual_opt_out(app_factory, studio):
     at.text_input(key="privacy_manual_contact").input(PHONE)
     at.button(key="FormSubmitter:privacy_manual_form-Apply").click().run()
     assert not at.exception
-    assert [o.contact for o in list_opt_outs(studio["db"], system_actor(studio["tenant_id"]))] == [PHONE]
+    assert [o.contact for o in list_opt_outs(uow=studio["db"], actor=system_actor(studio["tenant_id"]))] == [PHONE]

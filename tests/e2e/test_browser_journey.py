@@ -200,8 +200,8 @@ def test_a_direct_link_opens_its_page_after_sign_in(app: App):
     assert page.url.rstrip("/").endswith("/builder")
 
     db = get_engine(app.database_url)
-    tenant = services.find_tenant(db, "demo")
-    wf = services.list_workflows(db, system_actor(tenant.id), search="Verpasster Anruf").items[0]
+    tenant = services.find_tenant(uow=db, slug_or_id="demo")
+    wf = services.list_workflows(uow=db, actor=system_actor(tenant.id), search="Verpasster Anruf").items[0]
     page.goto(f"{app.url}/builder?id={wf.id}")
     page.get_by_role("heading", name=re.compile("Edit · Verpasster Anruf")).wait_for()
     app.settle()

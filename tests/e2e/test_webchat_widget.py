@@ -63,19 +63,19 @@ def _website(html: str) -> ThreadingHTTPServer:
 
 def test_widget_chat_round_trip(sqlite_db, api, browser):
     db = sqlite_db
-    tenant = services.create_tenant(db, slug="yoga-nord", name="Yoga Nord")
+    tenant = services.create_tenant(uow=db, slug="yoga-nord", name="Yoga Nord")
     actor = system_actor(tenant.id)
-    services.create_workflow(db, actor, {
+    services.create_workflow(uow=db, actor=actor, data={
         "name": "Chat answer", "trigger": {"type": "web_chat", "config": {}}, "conditions": [],
         "actions": [{"id": "reply", "type": "send_message",
                      "config": {"message": "Namaste! Du fragtest: {{trigger.content}}"}, "nextActionId": None}]})
-    key = cs.chat_key(db, actor)
+    key = cs.chat_key(uow=db, actor=actor)
     html = (f'<!doctype html><html><head><title>Yoga Nord</title></head><body><h1>Yoga Nord</h1>'
             f'<p>Welcome to our studio.</p><script src="{api}/widget.js" data-studio="{key}" async></script></body></html>')
     site = _website(html)
     other = _website(html)
     site_url = f"http://127.0.0.1:{site.server_address[1]}"
-    webchat.save_web_chat(db, actor, allowed_origins=[site_url])
+    webchat.save_web_chat(uow=db, actor=actor, allowed_origins=[site_url])
     page = browser.new_page()
     try:
         page.goto(site_url + "/")

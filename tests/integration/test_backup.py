@@ -79,7 +79,7 @@ def restored_engine(db, path, request):
 
 def test_backup_while_ingesting_restores_every_row(db, tenant_factory, tmp_path, request):
     tenant = tenant_factory()
-    services.create_workflow(db, system_actor(tenant.id), REPLY)
+    services.create_workflow(uow=db, actor=system_actor(tenant.id), data=REPLY)
     runner = Runner(db)
     for i in range(20):
         runner.ingest(tenant.id, {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": "+4915112345678",

@@ -16,7 +16,7 @@ REPLY = {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
 
 def seeded(db, tenant_factory):
     tenant = tenant_factory("cli-studio")
-    services.create_workflow(db, system_actor(tenant.id), REPLY)
+    services.create_workflow(uow=db, actor=system_actor(tenant.id), data=REPLY)
     Runner(db).ingest(tenant.id, {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE,
                                   "content": "Mein Knie tut weh"})
     return tenant
@@ -49,7 +49,7 @@ def test_contact_needs_one_valid_contact(db, tenant_factory):
 
 def test_backup_and_prune(sqlite_db, tmp_path):
     db = sqlite_db
-    services.create_tenant(db, slug="b", name="B")
+    services.create_tenant(uow=db, slug="b", name="B")
     target = tmp_path / "copy.db"
     r = run_cli("backup", str(target), database_url=url_of(db))
     assert r.returncode == 0, r.stderr

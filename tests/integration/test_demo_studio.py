@@ -45,7 +45,7 @@ def test_demo_workflows_are_valid_and_seeded_enabled(db, demo):
         assert [p for p in validate(definition) if p.severity == "error"] == [], definition["name"]
     from engine.auth import system_actor
 
-    stored = services.list_workflows(db, system_actor(demo))
+    stored = services.list_workflows(uow=db, actor=system_actor(demo))
     items = getattr(stored, "items", stored)
     assert sorted(w.name for w in items) == sorted(d["name"] for d in demo_workflows())
     assert all(w.enabled for w in items)
@@ -55,7 +55,7 @@ def test_seeding_twice_adds_nothing(db, demo):
     from engine.auth import system_actor
 
     init(db, demo_email="owner@demo.studio", demo_password="demo-pass-2026")
-    stored = services.list_workflows(db, system_actor(demo))
+    stored = services.list_workflows(uow=db, actor=system_actor(demo))
     assert len(getattr(stored, "items", stored)) == len(demo_workflows())
 
 
@@ -109,9 +109,9 @@ def test_after_hours_reply_speaks_english_to_an_english_member(db, demo):
 def test_spec_examples_still_import_unchanged(db, demo):
     from engine.auth import system_actor
 
-    imported = services.import_workflows(db, system_actor(demo), spec_examples())
+    imported = services.import_workflows(uow=db, actor=system_actor(demo), items=spec_examples())
     for out, original in zip(imported, spec_examples()):
-        assert services.get_workflow(db, system_actor(demo), out.id).definition == original
+        assert services.get_workflow(uow=db, actor=system_actor(demo), workflow_id=out.id).definition == original
 
 
 @pytest.mark.parametrize("text, language", [

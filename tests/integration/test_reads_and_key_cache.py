@@ -48,22 +48,23 @@ def _fresh_cache():
 
 def test_a_read_completes_while_a_writer_holds_the_lock(db, actor):
 
-    _, secret = services.create_api_key(db, actor, name="CRM", role="editor")
-    services.create_workflow(db, actor, {"name": "Hello", "trigger": {"type": "missed_call", "config": {}},
+    _, secret = services.create_api_key(uow=db, actor=actor, name="CRM", role="editor")
+    services.create_workflow(uow=db, actor=actor, data={"name": "Hello", "trigger": {"type": "missed_call", "config": {}},
                                          "actions": [{"id": "a", "type": "wait", "config": {"delay": 1000}}]})
     # The first use of a key records last_used_at (a write, at most once a minute per key).
-    services.actor_for_api_key(db, secret)
+    services.actor_for_api_key(uow=db, secret=secret)
     KEY_CACHE.clear()  # so the read below asks the database
     writer = db.connect()
     writer.begin()  # BEGIN IMMEDIATE: the write lock is held until the rollback below
     writer.execute(sa.update(Tenant).values(name="uncommitted"))
     try:
         # A second writer queues behind the lock ...
-        blocked, blocked_out = _in_thread(lambda: services.update_tenant_settings(db, actor, name="second writer"))
+        blocked, blocked_out = _in_thread(lambda: services.update_tenant_settings(uow=db, actor=actor,
+                                                                                  name="second writer"))
         # ... while reads (API-key auth, a list, a lookup) go through and see the last commit.
-        read, out = _in_thread(lambda: (services.actor_for_api_key(db, secret),
-                                        services.list_workflows(db, actor),
-                                        services.get_tenant(db, actor)))
+        read, out = _in_thread(lambda: (services.actor_for_api_key(uow=db, secret=secret),
+                                        services.list_workflows(uow=db, actor=actor),
+                                        services.get_tenant(uow=db, actor=actor)))
         read.join(JOIN)
         assert not read.is_alive(), "a read waited for the writer's lock"
         assert "error" not in out, out.get("error")
@@ -77,7 +78,7 @@ def test_a_read_completes_while_a_writer_holds_the_lock(db, actor):
         writer.close()
     blocked.join(JOIN)
     assert not blocked.is_alive() and "error" not in blocked_out
-    assert services.get_tenant(db, actor).name == "second writer"
+    assert services.get_tenant(uow=db, actor=actor).name == "second writer"
 
 
 def test_a_read_session_refuses_to_write(db, actor):
@@ -86,7 +87,7 @@ def test_a_read_session_refuses_to_write(db, actor):
         tenant.name = "changed"
         s.add(tenant)
         s.flush()
-    assert services.get_tenant(db, actor).name != "changed"
+    assert services.get_tenant(uow=db, actor=actor).name != "changed"
 
 
 def test_a_writer_session_still_takes_the_lock_at_begin(sqlite_db):
@@ -96,9 +97,9 @@ def test_a_writer_session_still_takes_the_lock_at_begin(sqlite_db):
 
 
 def test_a_cached_key_needs_no_database_round_trip(db, actor):
-    _, secret = services.create_api_key(db, actor, name="CRM", role="editor")
+    _, secret = services.create_api_key(uow=db, actor=actor, name="CRM", role="editor")
     assert services.cached_actor_for_api_key(db, secret) is None  # not verified yet
-    first = services.actor_for_api_key(db, secret)
+    first = services.actor_for_api_key(uow=db, secret=secret)
     statements: list[str] = []
     listener = lambda *args: statements.append(args[2])  # noqa: E731 - (conn, cursor, statement, ...)
     sa.event.listen(db, "before_cursor_execute", listener)
@@ -112,7 +113,7 @@ def test_a_cached_key_needs_no_database_round_trip(db, actor):
 def test_unknown_keys_are_never_cached(db, actor):
     for _ in range(2):
         with pytest.raises(PermissionDenied):
-            services.actor_for_api_key(db, "sa_unknown-key")
+            services.actor_for_api_key(uow=db, secret="sa_unknown-key")
         assert services.cached_actor_for_api_key(db, "sa_unknown-key") is None
 
 
@@ -120,7 +121,7 @@ def test_a_key_revoked_by_another_process_stops_working_within_the_cache_ttl(db,
     now = [1000.0]
     monkeypatch.setattr(KEY_CACHE, "clock", lambda: now[0])
     monkeypatch.setattr(KEY_CACHE, "_ttl", 5.0)
-    key, secret = services.create_api_key(db, actor, name="CRM", role="editor")
+    key, secret = services.create_api_key(uow=db, actor=actor, name="CRM", role="editor")
     headers = {"Authorization": f"Bearer {secret}"}
     with TestClient(create_app(db)) as client:
         assert client.get("/api/workflows/list", headers=headers).status_code == 200
@@ -137,25 +138,25 @@ def test_a_key_revoked_by_another_process_stops_working_within_the_cache_ttl(db,
 
 def test_revoking_in_this_process_forgets_the_key_at_once(db, actor, monkeypatch):
     monkeypatch.setattr(KEY_CACHE, "_ttl", 300.0)
-    key, secret = services.create_api_key(db, actor, name="CRM", role="editor")
-    services.actor_for_api_key(db, secret)
+    key, secret = services.create_api_key(uow=db, actor=actor, name="CRM", role="editor")
+    services.actor_for_api_key(uow=db, secret=secret)
     assert services.cached_actor_for_api_key(db, secret) is not None
-    services.revoke_api_key(db, actor, key.id)
+    services.revoke_api_key(uow=db, actor=actor, key_id=key.id)
     assert services.cached_actor_for_api_key(db, secret) is None
 
 
 def test_a_zero_ttl_turns_the_cache_off(db, actor, monkeypatch):
     monkeypatch.setattr(KEY_CACHE, "_ttl", 0.0)
-    _, secret = services.create_api_key(db, actor, name="CRM", role="editor")
-    services.actor_for_api_key(db, secret)
+    _, secret = services.create_api_key(uow=db, actor=actor, name="CRM", role="editor")
+    services.actor_for_api_key(uow=db, secret=secret)
     assert services.cached_actor_for_api_key(db, secret) is None
 
 
 def test_the_cache_keeps_each_tenants_actor(db, actor, other_actor):
-    _, a = services.create_api_key(db, actor, name="A", role="analyst")
-    _, b = services.create_api_key(db, system_actor(other_actor.tenant_id), name="B", role="owner")
-    services.actor_for_api_key(db, a)
-    services.actor_for_api_key(db, b)
+    _, a = services.create_api_key(uow=db, actor=actor, name="A", role="analyst")
+    _, b = services.create_api_key(uow=db, actor=system_actor(other_actor.tenant_id), name="B", role="owner")
+    services.actor_for_api_key(uow=db, secret=a)
+    services.actor_for_api_key(uow=db, secret=b)
     assert services.cached_actor_for_api_key(db, a).tenant_id == actor.tenant_id
     assert services.cached_actor_for_api_key(db, a).role == "analyst"
     assert services.cached_actor_for_api_key(db, b).tenant_id == other_actor.tenant_id
@@ -163,9 +164,9 @@ def test_the_cache_keeps_each_tenants_actor(db, actor, other_actor):
 
 def test_the_cache_is_bounded(db, actor, monkeypatch):
     monkeypatch.setattr(KEY_CACHE, "max_entries", 2)
-    secrets = [services.create_api_key(db, actor, name=f"K{i}", role="editor")[1] for i in range(3)]
+    secrets = [services.create_api_key(uow=db, actor=actor, name=f"K{i}", role="editor")[1] for i in range(3)]
     for s in secrets:
-        services.actor_for_api_key(db, s)
+        services.actor_for_api_key(uow=db, secret=s)
     assert services.cached_actor_for_api_key(db, secrets[0]) is None
     assert all(services.cached_actor_for_api_key(db, s) for s in secrets[1:])
 

@@ -54,7 +54,7 @@ def _counts(db, tenant_id: str) -> dict[str, int]:
 
 @pytest.fixture
 def parked(db, tenant, actor):
-    services.create_workflow(db, actor, _wait_then([_send("send-1", "Bis gleich, {{trigger.from}}!")]))
+    services.create_workflow(uow=db, actor=actor, data=_wait_then([_send("send-1", "Bis gleich, {{trigger.from}}!")]))
     now = [T0]
     ids = _park(db, tenant.id, 120, now)
     now[0] += timedelta(hours=2)
@@ -66,7 +66,7 @@ def test_one_pass_resumes_every_due_wait_exactly_once(db, tenant, actor, parked)
     worker = Worker(db, clock=lambda: now[0], name="w1", batch=50)
     assert worker.run_once() == 120
     assert _counts(db, tenant.id) == {"steps": 120, "outbox": 120, "succeeded": 120, "due_done": 120}
-    ex = services.get_execution(db, actor, ids[7])
+    ex = services.get_execution(uow=db, actor=actor, execution_id=ids[7])
     assert [s.action_id for s in ex.steps] == ["wait-1", "send-1"]
     assert worker.run_once() == 0  # nothing left, nothing resumed twice
     assert _counts(db, tenant.id)["outbox"] == 120
@@ -120,7 +120,7 @@ def test_a_batch_drives_external_steps_after_its_commit(db, tenant_factory):
     try:
         hook = {"id": "hook-1", "type": "call_webhook",
                 "config": {"webhookUrl": receiver.hook_url, "method": "POST", "body": {"from": "{{trigger.from}}"}}}
-        services.create_workflow(db, actor, _wait_then([hook, _send("send-1", "fertig")]))
+        services.create_workflow(uow=db, actor=actor, data=_wait_then([hook, _send("send-1", "fertig")]))
         now = [T0]
         _park(db, tenant.id, 5, now)
         now[0] += timedelta(hours=2)
