@@ -29,6 +29,7 @@ from engine.store.models import (
     Workflow,
 )
 from engine.worker import Worker
+from engine.uow import unit_of_work
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 PHONE = "+4915112345678"
@@ -49,7 +50,8 @@ class Clock:
 def setup(db, tenant_factory):
     tenant = tenant_factory()
     actor = system_actor(tenant.id)
-    wf = services.create_workflow(uow=db, actor=actor, data=REPLY)
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=actor, data=REPLY)
     clock = Clock()
     return tenant, actor, wf, clock, Runner(db, clock=clock)
 
@@ -85,11 +87,15 @@ def test_details_go_after_their_horizon_and_counts_stay(db, setup):
         # The summary stays: who got what on which channel, and when.
         assert {m.recipient for m in s.exec(select(OutboxMessage))} == {PHONE}
     assert execution_counts(db, actor) == before == {"succeeded": 5}
-    assert services.get_workflow(uow=db, actor=actor, workflow_id=wf.id).run_count == 5
-    assert services.list_executions(uow=db, actor=actor).total == 5
-    pruned = services.get_execution(uow=db, actor=actor, execution_id=old[0])
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id).run_count == 5
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_executions(uow=uow, actor=actor).total == 5
+    with unit_of_work(db, read_only=True) as uow:
+        pruned = services.get_execution(uow=uow, actor=actor, execution_id=old[0])
     assert pruned.steps == [] and pruned.details_removed and pruned.status == "succeeded"
-    assert services.get_execution(uow=db, actor=actor, execution_id=new[0]).details_removed is None
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_execution(uow=uow, actor=actor, execution_id=new[0]).details_removed is None
     # A second pass finds nothing left to do (the mark remembers how far it came).
     assert Pruner(db, clock=clock, pause=0).run().total() == 0
 
@@ -99,7 +105,8 @@ def test_summaries_go_after_their_horizon_into_rollups(db, setup):
     ingest(runner, tenant.id, 4)
     clock.now += timedelta(days=100)
     ingest(runner, tenant.id, 1)
-    stats_before = services.get_workflow(uow=db, actor=actor, workflow_id=wf.id)
+    with unit_of_work(db, read_only=True) as uow:
+        stats_before = services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id)
     clock.now = T0 + timedelta(days=731 + 50)  # the first four are past two years, the last one is not
 
     report = Pruner(db, clock=clock, pause=0).run()
@@ -110,11 +117,14 @@ def test_summaries_go_after_their_horizon_into_rollups(db, setup):
     assert execution_counts(db, actor) == {"succeeded": 5}
     assert execution_counts(db, actor, since=T0 - timedelta(days=1), until=T0 + timedelta(days=1)) == {"succeeded": 4}
     assert execution_counts(db, actor, workflow_id=wf.id) == {"succeeded": 5}
-    after = services.get_workflow(uow=db, actor=actor, workflow_id=wf.id)
+    with unit_of_work(db, read_only=True) as uow:
+        after = services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id)
     assert (after.run_count, after.success_count) == (stats_before.run_count, stats_before.success_count) == (5, 5)
-    stats = services.workflow_stats(uow=db, actor=actor)
+    with unit_of_work(db, read_only=True) as uow:
+        stats = services.workflow_stats(uow=uow, actor=actor)
     assert (stats.total_executions, stats.succeeded, stats.success_rate) == (5, 5, 1.0)
-    assert services.list_workflows(uow=db, actor=actor).items[0].run_count == 5
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_workflows(uow=uow, actor=actor).items[0].run_count == 5
 
 
 def test_pruning_runs_in_small_batches_with_pauses(db, setup):
@@ -143,7 +153,8 @@ def test_each_studio_keeps_its_own_retention(db, setup, tenant_factory):
     tenant, actor, wf, clock, runner = setup
     other = tenant_factory()
     other_actor = system_actor(other.id)
-    services.create_workflow(uow=db, actor=other_actor, data=REPLY)
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=other_actor, data=REPLY)
     set_retention(db, other_actor, details_days=365, summary_days=800)
     ingest(runner, tenant.id, 2)
     ingest(runner, other.id, 2)
@@ -160,9 +171,10 @@ def test_each_studio_keeps_its_own_retention(db, setup, tenant_factory):
 
 def test_worker_prunes_and_skipped_purge_keeps_counts(db, setup):
     tenant, actor, wf, clock, runner = setup
-    services.create_workflow(uow=db, actor=actor, data={"name": "Never", "trigger": {"type": "missed_call"},
-                                         "conditions": [{"type": "sender_match", "operator": "equals", "value": "nobody"}],
-                                         "actions": [{"id": "a", "type": "wait", "config": {"delay": 1}}]})
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data={"name": "Never", "trigger": {"type": "missed_call"},
+                                             "conditions": [{"type": "sender_match", "operator": "equals", "value": "nobody"}],
+                                             "actions": [{"id": "a", "type": "wait", "config": {"delay": 1}}]})
     runner.ingest(tenant.id, {"triggerType": "missed_call", "from": PHONE})
     ingest(runner, tenant.id, 1)
     clock.now += timedelta(days=95)
@@ -196,9 +208,11 @@ def test_sqlite_gives_freed_pages_back(sqlite_db, tenant_factory):
     db = sqlite_db
     with db.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2  # new files are incremental
-    tenant = services.create_tenant(uow=db, slug="big", name="Big")
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug="big", name="Big")
     actor = system_actor(tenant.id)
-    services.create_workflow(uow=db, actor=actor, data=REPLY)
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=REPLY)
     clock = Clock()
     runner = Runner(db, clock=clock)
     ingest(runner, tenant.id, 60, "x" * 4000)
