@@ -103,8 +103,10 @@ def revoke_api_key(*, uow: UnitOfWork, actor: Actor, key_id: str) -> ApiKeyOut:
 def actor_for_api_key(*, uow: UnitOfWork, secret: str) -> Actor:
     """Who a request with this secret acts as; raises PermissionDenied for unknown or revoked keys.
 
-    Asks the database (a deferred read: it never waits for a writer) and remembers the answer
-    in :data:`KEY_CACHE`; see :func:`cached_actor_for_api_key` for the lookup without I/O.
+    Asks the database through ``uow``, which must be read-only (a deferred read: it never
+    waits for a writer; the last-used time is written in a short unit of its own), and
+    remembers the answer in :data:`KEY_CACHE`; see :func:`cached_actor_for_api_key` for the
+    lookup without I/O.
     """
     if not secret or not secret.startswith(KEY_PREFIX) or len(secret) > 200:
         raise PermissionDenied("invalid or revoked API key")

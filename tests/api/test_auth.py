@@ -66,7 +66,7 @@ def test_key_service_stores_only_a_hash_and_reports_the_prefix(db, actor):
     with db.connect() as conn:
         stored = conn.execute(text("select key_hash from api_keys")).scalar_one()
     assert secret not in stored and len(stored) == 64
-    with unit_of_work(db) as uow:
+    with unit_of_work(db, read_only=True) as uow:
         who = services.actor_for_api_key(uow=uow, secret=secret)
     assert (who.tenant_id, who.role) == (actor.tenant_id, "editor")
     with unit_of_work(db, read_only=True) as uow:

@@ -56,7 +56,7 @@ def test_a_read_completes_while_a_writer_holds_the_lock(db, actor):
         services.create_workflow(uow=uow, actor=actor, data={"name": "Hello", "trigger": {"type": "missed_call", "config": {}},
                                              "actions": [{"id": "a", "type": "wait", "config": {"delay": 1000}}]})
     # The first use of a key records last_used_at (a write, at most once a minute per key).
-    with unit_of_work(db) as uow:
+    with unit_of_work(db, read_only=True) as uow:
         services.actor_for_api_key(uow=uow, secret=secret)
     KEY_CACHE.clear()  # so the read below asks the database
     writer = db.connect()
@@ -107,7 +107,7 @@ def test_a_cached_key_needs_no_database_round_trip(db, actor):
     with unit_of_work(db) as uow:
         _, secret = services.create_api_key(uow=uow, actor=actor, name="CRM", role="editor")
     assert services.cached_actor_for_api_key(db, secret) is None  # not verified yet
-    with unit_of_work(db) as uow:
+    with unit_of_work(db, read_only=True) as uow:
         first = services.actor_for_api_key(uow=uow, secret=secret)
     statements: list[str] = []
     listener = lambda *args: statements.append(args[2])  # noqa: E731 - (conn, cursor, statement, ...)
@@ -122,7 +122,7 @@ def test_a_cached_key_needs_no_database_round_trip(db, actor):
 def test_unknown_keys_are_never_cached(db, actor):
     for _ in range(2):
         with pytest.raises(PermissionDenied):
-            with unit_of_work(db) as uow:
+            with unit_of_work(db, read_only=True) as uow:
                 services.actor_for_api_key(uow=uow, secret="sa_unknown-key")
         assert services.cached_actor_for_api_key(db, "sa_unknown-key") is None
 
@@ -151,7 +151,7 @@ def test_revoking_in_this_process_forgets_the_key_at_once(db, actor, monkeypatch
     monkeypatch.setattr(KEY_CACHE, "_ttl", 300.0)
     with unit_of_work(db) as uow:
         key, secret = services.create_api_key(uow=uow, actor=actor, name="CRM", role="editor")
-    with unit_of_work(db) as uow:
+    with unit_of_work(db, read_only=True) as uow:
         services.actor_for_api_key(uow=uow, secret=secret)
     assert services.cached_actor_for_api_key(db, secret) is not None
     with unit_of_work(db) as uow:
@@ -163,7 +163,7 @@ def test_a_zero_ttl_turns_the_cache_off(db, actor, monkeypatch):
     monkeypatch.setattr(KEY_CACHE, "_ttl", 0.0)
     with unit_of_work(db) as uow:
         _, secret = services.create_api_key(uow=uow, actor=actor, name="CRM", role="editor")
-    with unit_of_work(db) as uow:
+    with unit_of_work(db, read_only=True) as uow:
         services.actor_for_api_key(uow=uow, secret=secret)
     assert services.cached_actor_for_api_key(db, secret) is None
 
@@ -173,9 +173,9 @@ def test_the_cache_keeps_each_tenants_actor(db, actor, other_actor):
         _, a = services.create_api_key(uow=uow, actor=actor, name="A", role="analyst")
     with unit_of_work(db) as uow:
         _, b = services.create_api_key(uow=uow, actor=system_actor(other_actor.tenant_id), name="B", role="owner")
-    with unit_of_work(db) as uow:
+    with unit_of_work(db, read_only=True) as uow:
         services.actor_for_api_key(uow=uow, secret=a)
-    with unit_of_work(db) as uow:
+    with unit_of_work(db, read_only=True) as uow:
         services.actor_for_api_key(uow=uow, secret=b)
     assert services.cached_actor_for_api_key(db, a).tenant_id == actor.tenant_id
     assert services.cached_actor_for_api_key(db, a).role == "analyst"
@@ -187,7 +187,7 @@ def test_the_cache_is_bounded(db, actor, monkeypatch):
     with unit_of_work(db) as uow:
         secrets = [services.create_api_key(uow=uow, actor=actor, name=f"K{i}", role="editor")[1] for i in range(3)]
     for s in secrets:
-        with unit_of_work(db) as uow:
+        with unit_of_work(db, read_only=True) as uow:
             services.actor_for_api_key(uow=uow, secret=s)
     assert services.cached_actor_for_api_key(db, secrets[0]) is None
     assert all(services.cached_actor_for_api_key(db, s) for s in secrets[1:])
