@@ -73,6 +73,7 @@ def create_user(*, uow: UnitOfWork, email: str, password: str, name: str = "") -
         raise InvalidInput(f"a user with e-mail {email} already exists", field="email")
     user = User(email=email, name=name, password_hash=hash_password(password))
     s.add(user)
+    s.flush()  # written now, so rows that refer to it (memberships) can follow in the same unit of work
     return user
 
 

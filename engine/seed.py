@@ -95,7 +95,6 @@ def seed_scenarios(uow: UnitOfWork, tenant_id: str) -> None:
     actor = auth.system_actor(tenant_id)
     for item in DEMO_SCENARIOS:
         try:
-            with uow.session.begin_nested():  # an existing one fails alone
-                scenarios.save_scenario(uow=uow, actor=actor, data=item)
+            scenarios.save_scenario(uow=uow, actor=actor, data=item)
         except Conflict:
             logger.info("demo scenario %r exists", item["name"])

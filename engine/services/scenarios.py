@@ -175,8 +175,8 @@ def save_scenario(*, uow: UnitOfWork, actor: Actor, data: dict[str, Any] | Scena
                    expectations=[e.model_dump(mode="json", exclude_none=True) for e in sc.expectations],
                    created_by=actor.user_id)
     try:
-        s = uow.session
-        s.add(row)
+        with uow.session.begin_nested():  # a taken name fails alone, at once
+            uow.session.add(row)
     except IntegrityError:
         raise Conflict(f"a scenario called {name!r} already exists", field="name") from None
     return ScenarioOut.model_validate(row)

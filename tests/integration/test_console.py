@@ -19,6 +19,8 @@ from engine.services.console import ConsoleInput, TestContact
 from engine.store.models import DueWork, EventRecord, Execution, OutboxMessage, Role
 from engine.worker import Worker
 from tests.servers import Receiver
+from engine.uow import unit_of_work
+from tests.uow import in_uow
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -36,7 +38,8 @@ def _wf(name, actions, trigger="whatsapp_message", conditions=(), config=None):
 
 
 def _say(db, actor, contact, text, channel="whatsapp", **kw):
-    return console.send(db, actor, contact=contact, inp=ConsoleInput(kind="message", channel=channel, text=text), **kw)
+    return in_uow(db, console.send, actor=actor, contact=contact,
+                  inp=ConsoleInput(kind="message", channel=channel, text=text), **kw)
 
 
 def _count(db, model, **where):
@@ -281,7 +284,6 @@ def test_schedule_tick_of_a_scheduled_workflow(db, tenant, actor):
 # --------------------------------------------------------------------------- scenarios
 
 from engine.services import scenarios
-from engine.uow import unit_of_work
 
 
 def _missed_call_scenario(db, actor, spec_examples):

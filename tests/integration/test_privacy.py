@@ -25,6 +25,7 @@ from engine.privacy import (
 from engine.retention import execution_counts
 from engine.store.models import Role, SQLModel
 from engine.uow import unit_of_work
+from tests.uow import in_uow
 
 PHONE = "+4915112345678"
 OTHER_PHONE = "+4917099887766"
@@ -66,7 +67,7 @@ def studio(db, tenant_factory):
             services.create_workflow(uow=uow, actor=actor, data=INTAKE)
         with unit_of_work(db) as uow:
             services.create_workflow(uow=uow, actor=actor, data=WELCOME)
-    runner = runner_for(uow=db)
+    runner = runner_for(db)
     message(a.id, runner, PHONE, WORDS, "Erika Muster", EMAIL)
     message(a.id, runner, OTHER_PHONE, "Ich moechte eine Probestunde", "Max Other", "max@example.de")
     message(b.id, runner, PHONE, WORDS, "Erika Muster", EMAIL)  # the same member in another studio
@@ -178,7 +179,7 @@ def test_only_owners_and_one_contact(studio):
     for kwargs, field in (({}, "email"), ({"phone": PHONE, "email": EMAIL}, "phone"), ({"phone": "12"}, "phone"),
                           ({"email": "not-an-address"}, "email")):
         with pytest.raises(InvalidInput) as exc:
-            erase_contact(db, a, **kwargs)
+            in_uow(db, erase_contact, actor=a, **kwargs)
         assert exc.value.field == field
     with unit_of_work(db, read_only=True) as uow:
         assert list_erasures(uow=uow, actor=a) == [] and traces(db, a.tenant_id, "Knie tut weh")
