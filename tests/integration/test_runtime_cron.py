@@ -35,8 +35,7 @@ def nightly(schedule: str = "30 2 * * *") -> dict:
 def step_through(db, monkeypatch, actor, first_day: datetime, days: int, workflow: dict | None = None):
     """Create the workflow at local midnight of ``first_day``, then run the worker every 15 minutes."""
     now = [first_day.replace(tzinfo=BERLIN).astimezone(timezone.utc)]
-    monkeypatch.setattr("engine.services.workflows.utcnow", lambda: now[0])
-    with unit_of_work(db) as uow:
+    with unit_of_work(db, clock=lambda: now[0]) as uow:  # next_fire_at is planned from the unit's clock
         wf = services.create_workflow(uow=uow, actor=actor, data=workflow or nightly())
     runner = Runner(db, clock=lambda: now[0])
     worker = Worker(db, clock=lambda: now[0], runner=runner, name="cron-worker")
@@ -81,8 +80,7 @@ def test_cron_fires_once_a_day_across_fall_back(db, actor, monkeypatch):
 def test_cron_fire_is_idempotent_per_fire_time(db, actor, monkeypatch):
     """Two workers (or a restarted one) that see the same fire time run it once."""
     now = [datetime(2026, 6, 1, 0, 0, tzinfo=timezone.utc)]
-    monkeypatch.setattr("engine.services.workflows.utcnow", lambda: now[0])
-    with unit_of_work(db) as uow:
+    with unit_of_work(db, clock=lambda: now[0]) as uow:  # next_fire_at is planned from the unit's clock
         wf = services.create_workflow(uow=uow, actor=actor, data=nightly("0 * * * *"))
     runner = Runner(db, clock=lambda: now[0])
     a = Worker(db, clock=lambda: now[0], runner=runner, name="a")
@@ -116,8 +114,7 @@ def test_cron_is_evaluated_in_the_tenant_timezone(db, tenant_factory, monkeypatc
     tenant = tenant_factory(timezone=tz_name)
     actor = auth.system_actor(tenant.id)
     now = [datetime(2026, 7, 1, 0, 0, tzinfo=timezone.utc)]
-    monkeypatch.setattr("engine.services.workflows.utcnow", lambda: now[0])
-    with unit_of_work(db) as uow:
+    with unit_of_work(db, clock=lambda: now[0]) as uow:  # next_fire_at is planned from the unit's clock
         wf = services.create_workflow(uow=uow, actor=actor, data=nightly())
     runner = Runner(db, clock=lambda: now[0])
     worker = Worker(db, clock=lambda: now[0], runner=runner, name="tz-worker")
