@@ -35,7 +35,8 @@ def render(actor: Actor) -> None:
 
 
 def _retention_card(db, actor: Actor) -> None:
-    current = retention.get_retention(db, actor)
+    with unit_of_work(db, read_only=True) as uow:
+        current = retention.get_retention(uow=uow, actor=actor)
     with st.container(border=True, key="privacy_card_retention"):
         st.subheader("Data retention")
         st.caption("Details are what a run saw and wrote: steps' input and output, message texts, event payloads. "
@@ -49,7 +50,9 @@ def _retention_card(db, actor: Actor) -> None:
                                      value=current.summary_days, key="privacy_summary_days")
             if st.form_submit_button("Save retention", type="primary"):
                 try:
-                    out = retention.set_retention(db, actor, details_days=int(details), summary_days=int(summary))
+                    with unit_of_work(db) as uow:
+                        out = retention.set_retention(uow=uow, actor=actor, details_days=int(details),
+                                                      summary_days=int(summary))
                 except EngineError as exc:
                     st.error(exc.message)
                 else:

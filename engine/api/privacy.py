@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from engine import optout, privacy, retention
-from engine.api.deps import CurrentActor, Db, ReadUow, Uow
+from engine.api.deps import CurrentActor, ReadUow, Uow
 from engine.api.workflows import CamelBody
 from engine.optout import MAX_WORD
 from engine.retention import MAX_DAYS
@@ -61,13 +61,13 @@ class OptWordsRequest(CamelBody):
 
 
 @router.get("/settings/retention", summary="How long the studio keeps execution details and summaries")
-def get_retention(db: Db, actor: CurrentActor) -> dict[str, Any]:
-    return {"success": True, "retention": retention.get_retention(db, actor).to_api()}
+def get_retention(uow: ReadUow, actor: CurrentActor) -> dict[str, Any]:
+    return {"success": True, "retention": retention.get_retention(uow=uow, actor=actor).to_api()}
 
 
 @router.put("/settings/retention", summary="Set the studio's retention (owners)")
-def set_retention(db: Db, actor: CurrentActor, body: RetentionRequest) -> dict[str, Any]:
-    out = retention.set_retention(db, actor, details_days=body.details_days, summary_days=body.summary_days)
+def set_retention(uow: Uow, actor: CurrentActor, body: RetentionRequest) -> dict[str, Any]:
+    out = retention.set_retention(uow=uow, actor=actor, details_days=body.details_days, summary_days=body.summary_days)
     return {"success": True, "retention": out.to_api()}
 
 

@@ -7,6 +7,7 @@ from engine.auth import system_actor
 from engine.optout import list_opt_outs
 from engine.privacy import contact_counts, list_erasures
 from engine.retention import get_retention
+from tests.uow import in_uow
 from engine.runner import Runner
 from engine.uow import unit_of_work
 
@@ -28,7 +29,7 @@ def test_retention_is_saved(app_factory, studio):
     at.button(key="FormSubmitter:privacy_retention_form-Save retention").click().run()
     assert not at.exception
     assert any("details for 30 days" in s.value for s in at.success)
-    ret = get_retention(studio["db"], system_actor(studio["tenant_id"]))
+    ret = in_uow(studio["db"], get_retention, read_only=True, actor=system_actor(studio["tenant_id"]))
     assert (ret.details_days, ret.summary_days) == (30, 400)
 
 

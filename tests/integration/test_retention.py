@@ -30,6 +30,7 @@ from engine.store.models import (
 )
 from engine.worker import Worker
 from engine.uow import unit_of_work
+from tests.uow import in_uow
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 PHONE = "+4915112345678"
@@ -155,18 +156,18 @@ def test_each_studio_keeps_its_own_retention(db, setup, tenant_factory):
     other_actor = system_actor(other.id)
     with unit_of_work(db) as uow:
         services.create_workflow(uow=uow, actor=other_actor, data=REPLY)
-    set_retention(db, other_actor, details_days=365, summary_days=800)
+    in_uow(db, set_retention, actor=other_actor, details_days=365, summary_days=800)
     ingest(runner, tenant.id, 2)
     ingest(runner, other.id, 2)
     clock.now += timedelta(days=120)
     Pruner(db, clock=clock, pause=0).run()
     assert count(db, StepRun, StepRun.tenant_id == tenant.id) == 0
     assert count(db, StepRun, StepRun.tenant_id == other.id) == 2
-    assert get_retention(db, other_actor).details_days == 365 and get_retention(db, actor).details_days == 90
+    assert in_uow(db, get_retention, actor=other_actor).details_days == 365 and in_uow(db, get_retention, actor=actor).details_days == 90
     clock.now += timedelta(days=800)  # both studios' executions roll up; counts never mix
     Pruner(db, clock=clock, pause=0).run()
     assert execution_counts(db, actor) == {"succeeded": 2} and execution_counts(db, other_actor) == {"succeeded": 2}
-    assert get_retention(db, actor).summary_days == 730 and not get_retention(db, actor).custom
+    assert in_uow(db, get_retention, actor=actor).summary_days == 730 and not in_uow(db, get_retention, actor=actor).custom
 
 
 def test_worker_prunes_and_skipped_purge_keeps_counts(db, setup):
@@ -192,15 +193,15 @@ def test_worker_prunes_and_skipped_purge_keeps_counts(db, setup):
 def test_bad_retention_names_the_field_and_stores_nothing(db, setup, details, summary, field):
     tenant, actor, *_ = setup
     with pytest.raises(InvalidInput) as exc:
-        set_retention(db, actor, details_days=details, summary_days=summary)
+        in_uow(db, set_retention, actor=actor, details_days=details, summary_days=summary)
     assert exc.value.field == field
-    assert not get_retention(db, actor).custom
+    assert not in_uow(db, get_retention, actor=actor).custom
 
 
 def test_only_owners_change_retention(db, setup):
     tenant, *_ = setup
     with pytest.raises(PermissionDenied):
-        set_retention(db, system_actor(tenant.id).__class__(tenant.id, role=Role.EDITOR), details_days=30, summary_days=60)
+        in_uow(db, set_retention, actor=system_actor(tenant.id).__class__(tenant.id, role=Role.EDITOR), details_days=30, summary_days=60)
     assert check_retention(30, 60) == (30, 60)
 
 
