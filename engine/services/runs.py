@@ -33,8 +33,7 @@ def before_runner(uow: UnitOfWork) -> None:
     a replay, the test console): what it wrote so far commits, it holds no write lock the runner
     would wait for, and what it reads afterwards includes the runner's work."""
     uow.flush()
-    if uow.session.in_transaction():  # an unused unit (the events hot path) has nothing to end
-        uow.session.commit()
+    uow.commit()  # an unused unit (the events hot path) has nothing to end
 
 
 def runner_for(db: Engine) -> Runner:
