@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from engine.uow import unit_of_work
 
 
 def _server(db):
@@ -72,14 +73,16 @@ def run(requests: int, concurrency: int, database_url: str | None) -> dict:
         database_url = f"sqlite:///{Path(tmp.name) / 'bench.db'}"
     db = get_engine(database_url)
     migrate(db)
-    tenant = services.create_tenant(db, slug=f"bench-inbound-{int(time.time())}", name="Bench")
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug=f"bench-inbound-{int(time.time())}", name="Bench")
     actor = system_actor(tenant.id)
-    cs.save_channel(db, actor, "whatsapp", enabled=True, values={"phoneNumberId": "1"},
-                    secrets={"accessToken": "t", "appSecret": "bench-secret", "verifyToken": "v"})
-    services.create_workflow(db, actor, {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
-                                         "conditions": [], "actions": [{"id": "r", "type": "send_whatsapp",
-                                         "config": {"message": "Hallo {{trigger.content}}"}, "nextActionId": None}]})
-    hook = cs.webhook_id(db, actor)
+    with unit_of_work(db) as uow:
+        cs.save_channel(uow=uow, actor=actor, channel="whatsapp", enabled=True, values={"phoneNumberId": "1"},
+                        secrets={"accessToken": "t", "appSecret": "bench-secret", "verifyToken": "v"})
+        services.create_workflow(uow=uow, actor=actor, data={"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
+                                             "conditions": [], "actions": [{"id": "r", "type": "send_whatsapp",
+                                             "config": {"message": "Hallo {{trigger.content}}"}, "nextActionId": None}]})
+        hook = cs.webhook_id(uow=uow, actor=actor)
     server, thread, base = _server(db)
     url = f"{base}/hooks/{hook}/whatsapp"
     bodies = [_body(i) for i in range(requests)]

@@ -37,11 +37,18 @@ from engine.store.models import (
     new_id,
     utcnow,
 )
+from engine.uow import unit_of_work
 
 BATCH = 5000
 STATUSES = ["succeeded"] * 70 + ["failed"] * 8 + ["skipped"] * 17 + ["waiting"] * 3 + ["cancelled"] * 2
 CHANNELS = ["whatsapp", "sms", "email", "web", "voice"]
 INTENTS = ["pricing", "booking", "cancellation", "opening_hours", None]
+
+
+def _read(db, service, **kwargs):
+    """One read as a page or a GET route makes it: in a read-only unit of work of its own."""
+    with unit_of_work(db, read_only=True) as uow:
+        return service(uow=uow, **kwargs)
 
 
 def _workflows(conn, tenant_id: str, count: int = 20) -> list[str]:
@@ -113,15 +120,16 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
 
 def page_render(db, actor, p) -> None:
     """Every service call the Insights page makes for one render."""
-    insights.kpis(db, actor, p)
-    insights.executions_by_day(db, actor, p)
-    insights.volume_by_trigger_channel(db, actor, p)
-    insights.inbound_heatmap(db, actor, p)
-    insights.intents_by_day(db, actor, p)
-    insights.action_failure_rates(db, actor, p)
-    insights.top_errors(db, actor, p)
-    insights.skip_reasons(db, actor, p)
-    insights.per_workflow(db, actor, p)
+    with unit_of_work(db, read_only=True) as uow:
+        insights.kpis(uow=uow, actor=actor, period=p)
+        insights.executions_by_day(uow=uow, actor=actor, p=p)
+        insights.volume_by_trigger_channel(uow=uow, actor=actor, p=p)
+        insights.inbound_heatmap(uow=uow, actor=actor, p=p)
+        insights.intents_by_day(uow=uow, actor=actor, p=p)
+        insights.action_failure_rates(uow=uow, actor=actor, p=p)
+        insights.top_errors(uow=uow, actor=actor, p=p)
+        insights.skip_reasons(uow=uow, actor=actor, p=p)
+        insights.per_workflow(uow=uow, actor=actor, p=p)
 
 
 def cursor_at(db, tenant_id: str, offset: int) -> str | None:
@@ -163,14 +171,17 @@ def main(argv: list[str] | None = None) -> int:
         p = insights.resolve_period("Europe/Berlin", "30d")
         deep = cursor_at(db, ids[0], 999 * 25)
         figures = {
-            "insights numbers, 30 days (KPIs + previous period)": lambda: insights.kpis(db, actor, p),
+            "insights numbers, 30 days (KPIs + previous period)": lambda: _read(db, insights.kpis, actor=actor, period=p),
             "insights page, all service calls": lambda: page_render(db, actor, p),
-            "executions page 1 (25 rows)": lambda: operations.search_executions(db, actor, page_size=25),
-            "executions page 1,000 (keyset)": lambda: operations.search_executions(db, actor, after=deep, page_size=25),
-            "executions page 1, filter status=failed": lambda: operations.search_executions(
-                db, actor, operations.ExecutionFilter(status="failed"), page_size=25),
-            "executions page 1, filter channel=sms": lambda: operations.search_executions(
-                db, actor, operations.ExecutionFilter(channel="sms"), page_size=25),
+            "executions page 1 (25 rows)": lambda: _read(db, operations.search_executions, actor=actor, page_size=25),
+            "executions page 1,000 (keyset)": lambda: _read(db, operations.search_executions, actor=actor, after=deep,
+                                                                                   page_size=25),
+            "executions page 1, filter status=failed": lambda: _read(db, operations.search_executions, actor=actor,
+                                                                                            filters=operations.ExecutionFilter(status="failed"),
+                                                                                            page_size=25),
+            "executions page 1, filter channel=sms": lambda: _read(db, operations.search_executions, actor=actor,
+                                                                                          filters=operations.ExecutionFilter(channel="sms"),
+                                                                                          page_size=25),
         }
         print(f"database: {db.dialect.name}; {args.n:,} executions per studio, 2 studios; median of {args.repeat}")
         for label, fn in figures.items():

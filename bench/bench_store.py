@@ -29,8 +29,15 @@ from engine.seed import spec_examples
 from engine.store.db import get_engine, migrate
 from engine.store.models import Tenant, Workflow, new_id, utcnow
 from engine.validation import errors_only, validate
+from engine.uow import unit_of_work
 
 BATCH = 1000
+
+
+def _read(db, service, **kwargs):
+    """One read as a page or a GET route makes it: in a read-only unit of work of its own."""
+    with unit_of_work(db, read_only=True) as uow:
+        return service(uow=uow, **kwargs)
 
 
 def workflow_rows(tenant_id: str, count: int, seed: int = 7) -> list[dict]:
@@ -57,7 +64,8 @@ def workflow_rows(tenant_id: str, count: int, seed: int = 7) -> list[dict]:
 
 
 def seed_tenant(db, count: int) -> str:
-    tenant = services.create_tenant(db, slug=f"bench-{uuid.uuid4().hex[:8]}", name="Bench Studio")
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug=f"bench-{uuid.uuid4().hex[:8]}", name="Bench Studio")
     rows = workflow_rows(tenant.id, count)
     with db.begin() as conn:
         for start in range(0, len(rows), BATCH):
@@ -81,14 +89,18 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
 def measure(db, tenant_id: str, runs: int) -> dict[str, float]:
     actor = system_actor(tenant_id)
     cases: dict[str, Callable[[], object]] = {
-        "list_workflows page 1 (50)": lambda: services.list_workflows(db, actor),
-        "list_workflows search 'missed call' (page 1)": lambda: services.list_workflows(db, actor, search="missed call"),
-        "list_workflows search '#04242' (1 hit)": lambda: services.list_workflows(db, actor, search="#04242"),
-        "list_workflows page 100 (50)": lambda: services.list_workflows(db, actor, page=100),
-        "list_workflows enabledOnly + includeStats": lambda: services.list_workflows(db, actor, enabled_only=True, include_stats=True),
-        "workflow_stats": lambda: services.workflow_stats(db, actor),
+        "list_workflows page 1 (50)": lambda: _read(db, services.list_workflows, actor=actor),
+        "list_workflows search 'missed call' (page 1)": lambda: _read(db, services.list_workflows, actor=actor,
+                                                                                        search="missed call"),
+        "list_workflows search '#04242' (1 hit)": lambda: _read(db, services.list_workflows, actor=actor, search="#04242"),
+        "list_workflows page 100 (50)": lambda: _read(db, services.list_workflows, actor=actor, page=100),
+        "list_workflows enabledOnly + includeStats": lambda: _read(db, services.list_workflows, actor=actor,
+                                                                                     enabled_only=True,
+                                                                                     include_stats=True),
+        "workflow_stats": lambda: _read(db, services.workflow_stats, actor=actor),
     }
-    sanity = services.list_workflows(db, actor, page=100)
+    with unit_of_work(db, read_only=True) as uow:
+        sanity = services.list_workflows(uow=uow, actor=actor, page=100)
     assert len(sanity.items) == 50, "page 100 must be full"
     return {label: median_ms(fn, runs) for label, fn in cases.items()}
 

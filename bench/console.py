@@ -24,6 +24,7 @@ from engine.auth import system_actor
 from engine.services import console
 from engine.services.console import ConsoleInput
 from engine.store.db import get_engine, migrate
+from engine.uow import unit_of_work
 
 WORDS = ["hallo", "preis", "kurs", "yoga", "termin", "probetraining", "kündigung", "pause", "sauna", "parkplatz"]
 INTENTS = ["training_plan", "booking", "pricing", "opening_hours", "cancellation"]
@@ -49,17 +50,21 @@ def _workflows() -> list[dict]:
 
 def measure(db, messages: int) -> dict[str, float]:
     migrate(db)
-    tenant = services.create_tenant(db, slug=f"bench-{uuid.uuid4().hex[:8]}", name="Bench")
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug=f"bench-{uuid.uuid4().hex[:8]}", name="Bench")
     actor = system_actor(tenant.id)
-    services.import_workflows(db, actor, _workflows())
+    with unit_of_work(db) as uow:
+        services.import_workflows(uow=uow, actor=actor, items=_workflows())
     texts = ["Hallo, was kostet ein Yoga Kurs?", "Ich möchte einen Trainingsplan", "Wann habt ihr offen?",
              "Hallo!", "Gibt es einen Parkplatz bei der Sauna?"]
     contact = console.new_contact()
-    console.send(db, actor, contact=contact, inp=ConsoleInput(text="warm-up"))  # classifier and caches loaded
+    with unit_of_work(db) as uow:
+        console.send(uow=uow, actor=actor, contact=contact, inp=ConsoleInput(text="warm-up"))  # classifier and caches loaded
     wall, server, considered = [], [], 0
     for i in range(messages):
         start = time.perf_counter()
-        report = console.send(db, actor, contact=contact, inp=ConsoleInput(text=texts[i % len(texts)]))
+        with unit_of_work(db) as uow:
+            report = console.send(uow=uow, actor=actor, contact=contact, inp=ConsoleInput(text=texts[i % len(texts)]))
         wall.append((time.perf_counter() - start) * 1000)
         server.append(report.server_ms or 0.0)
         considered = max(considered, len(report.decisions) + sum(len(v) for v in report.other_triggers.values()))

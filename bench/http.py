@@ -32,6 +32,7 @@ from bench.run import WORKFLOW, _postgres_scratch
 from engine import services
 from engine.auth import system_actor
 from engine.store.db import get_engine, migrate
+from engine.uow import unit_of_work
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {"triggerType": "whatsapp_message", "channel": "whatsapp", "content": "Hallo, was kostet die 10er-Karte?",
@@ -76,10 +77,12 @@ def prepare(url: str) -> tuple[str, str]:
     """A tenant with the benchmark workflow and an editor key; returns (tenant id, secret)."""
     db = get_engine(url)
     migrate(db)
-    tenant = services.create_tenant(db, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
     actor = system_actor(tenant.id)
-    services.create_workflow(db, actor, WORKFLOW)
-    _, secret = services.create_api_key(db, actor, name="bench", role="editor")
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=WORKFLOW)
+        _, secret = services.create_api_key(uow=uow, actor=actor, name="bench", role="editor")
     db.dispose()
     return tenant.id, secret
 

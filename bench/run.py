@@ -31,6 +31,7 @@ from engine.runner import Runner
 from engine.store.db import get_engine, migrate
 from engine.store.models import DueWork, Execution, Workflow, new_id, utcnow
 from engine.worker import Worker
+from engine.uow import unit_of_work
 
 WORKFLOW = {
     "name": "Bench reply", "enabled": True,
@@ -103,10 +104,11 @@ def _add_other_workflows(db, tenant_id: str, count: int) -> None:
 
 def _resume_rate(db, tenant_id: str, waiting: int, due: int) -> float:
     """Park ``waiting`` executions on a wait; make ``due`` of them due; time one worker."""
-    wf = services.create_workflow(db, system_actor(tenant_id), {
-        "name": "Bench wait", "trigger": {"type": "missed_call", "config": {}},
-        "actions": [{"id": "wait-1", "type": "wait", "config": {"delay": 3_600_000}},
-                    {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hallo!"}, "nextActionId": None}]})
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=system_actor(tenant_id), data={
+            "name": "Bench wait", "trigger": {"type": "missed_call", "config": {}},
+            "actions": [{"id": "wait-1", "type": "wait", "config": {"delay": 3_600_000}},
+                        {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hallo!"}, "nextActionId": None}]})
     now = utcnow()
     definition = wf.definition
     # Every member has a number of their own (valid, so the reminder is really queued; a
@@ -147,15 +149,17 @@ def _resume_rate(db, tenant_id: str, waiting: int, due: int) -> float:
 def measure(url: str, n: int, waiting: int, producers: int) -> dict[str, float]:
     db = get_engine(url)
     migrate(db)
-    tenant = services.create_tenant(db, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
-    services.create_workflow(db, system_actor(tenant.id), WORKFLOW)
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
+        services.create_workflow(uow=uow, actor=system_actor(tenant.id), data=WORKFLOW)
     runner = Runner(db)
     _ingest_rate(runner, tenant.id, min(200, n), producers)  # warm-up: imports, caches, cold pages
     a = statistics.median(_ingest_rate(runner, tenant.id, n, producers) for _ in range(3))
     alone = statistics.median(_ingest_rate(runner, tenant.id, n) for _ in range(3))
     _add_other_workflows(db, tenant.id, 1000)
     b = statistics.median(_ingest_rate(runner, tenant.id, n, producers) for _ in range(3))
-    other = services.create_tenant(db, slug=f"bench-wait-{uuid.uuid4().hex[:6]}", name="Bench wait")
+    with unit_of_work(db) as uow:
+        other = services.create_tenant(uow=uow, slug=f"bench-wait-{uuid.uuid4().hex[:6]}", name="Bench wait")
     c = _resume_rate(db, other.id, waiting, min(1000, waiting))
     return {"a": a, "alone": alone, "b": b, "c": c}
 

@@ -9,12 +9,11 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from engine.uow import UnitOfWork
 from engine.errors import InvalidInput, PermissionDenied
-from engine.store.db import session_scope
-from engine.store.models import Membership, Role, Tenant, User, UserSession, utcnow
+from engine.store.models import Membership, Role, Tenant, User, UserSession
 
 _hasher = PasswordHasher()
 
@@ -65,23 +64,24 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-def create_user(db: Engine, *, email: str, password: str, name: str = "") -> User:
+def create_user(*, uow: UnitOfWork, email: str, password: str, name: str = "") -> User:
     email = email.strip().lower()
     if "@" not in email:
         raise InvalidInput(f"{email!r} is not an e-mail address", field="email")
-    with session_scope(db) as s:
-        if s.exec(select(User).where(User.email == email)).first():
-            raise InvalidInput(f"a user with e-mail {email} already exists", field="email")
-        user = User(email=email, name=name, password_hash=hash_password(password))
-        s.add(user)
+    s = uow.session
+    if s.exec(select(User).where(User.email == email)).first():
+        raise InvalidInput(f"a user with e-mail {email} already exists", field="email")
+    user = User(email=email, name=name, password_hash=hash_password(password))
+    s.add(user)
+    s.flush()  # written now, so rows that refer to it (memberships) can follow in the same unit of work
     return user
 
 
-def add_membership(db: Engine, *, user_id: str, tenant_id: str, role: str) -> None:
+def add_membership(*, uow: UnitOfWork, user_id: str, tenant_id: str, role: str) -> None:
     if role not in {r.value for r in Role}:
         raise InvalidInput(f"unknown role {role!r} (owner, editor or analyst)", field="role")
-    with session_scope(db) as s:
-        s.add(Membership(user_id=user_id, tenant_id=tenant_id, role=role))
+    s = uow.session
+    s.add(Membership(user_id=user_id, tenant_id=tenant_id, role=role))
 
 
 class LoginFailed(InvalidInput):
@@ -92,36 +92,36 @@ class LoginThrottled(InvalidInput):
     """Too many wrong passwords; wait a moment before trying again."""
 
 
-def authenticate(db: Engine, email: str, password: str) -> tuple[User, list[tuple[Tenant, str]]]:
+def authenticate(*, uow: UnitOfWork, email: str, password: str) -> tuple[User, list[tuple[Tenant, str]]]:
     """The user and their (tenant, role) pairs; raises LoginFailed or LoginThrottled.
 
     After ``FREE_ATTEMPTS`` wrong passwords the account is locked for a growing number of
     seconds (2, 4, 8 ... up to five minutes); the message says how long.
     """
     email = (email or "").strip().lower()
-    with session_scope(db) as s:
-        user = s.exec(select(User).where(User.email == email)).first()
-        if user is None:
-            _hasher.hash(password or "x")  # spend the same time as a real check
-            raise LoginFailed()
-        now = utcnow()
-        if user.locked_until and user.locked_until > now:
-            wait = int((user.locked_until - now).total_seconds()) + 1
-            raise LoginThrottled(f"Too many wrong passwords. Try again in {wait} seconds.")
-        if not verify_password(user.password_hash, password or ""):
-            user.failed_logins += 1
-            if user.failed_logins >= FREE_ATTEMPTS:
-                lock = min(2 ** (user.failed_logins - FREE_ATTEMPTS + 1), MAX_LOCK_SECONDS)
-                user.locked_until = now + timedelta(seconds=lock)
-            s.add(user)
-            s.commit()
-            raise LoginFailed()
-        user.failed_logins, user.locked_until = 0, None
+    s = uow.session
+    user = s.exec(select(User).where(User.email == email)).first()
+    if user is None:
+        _hasher.hash(password or "x")  # spend the same time as a real check
+        raise LoginFailed()
+    now = uow.now()
+    if user.locked_until and user.locked_until > now:
+        wait = int((user.locked_until - now).total_seconds()) + 1
+        raise LoginThrottled(f"Too many wrong passwords. Try again in {wait} seconds.")
+    if not verify_password(user.password_hash, password or ""):
+        user.failed_logins += 1
+        if user.failed_logins >= FREE_ATTEMPTS:
+            lock = min(2 ** (user.failed_logins - FREE_ATTEMPTS + 1), MAX_LOCK_SECONDS)
+            user.locked_until = now + timedelta(seconds=lock)
         s.add(user)
-        rows = s.exec(
-            select(Tenant, Membership.role).join(Membership, Membership.tenant_id == Tenant.id).where(Membership.user_id == user.id).order_by(Tenant.name)
-        ).all()
-        return user, [(t, role) for t, role in rows]
+        s.commit()
+        raise LoginFailed()
+    user.failed_logins, user.locked_until = 0, None
+    s.add(user)
+    rows = s.exec(
+        select(Tenant, Membership.role).join(Membership, Membership.tenant_id == Tenant.id).where(Membership.user_id == user.id).order_by(Tenant.name)
+    ).all()
+    return user, [(t, role) for t, role in rows]
 
 
 # --------------------------------------------------------------------------- browser sessions
@@ -134,16 +134,16 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def start_session(db: Engine, *, user_id: str, tenant_id: str | None = None, hours: float = SESSION_HOURS) -> str:
+def start_session(*, uow: UnitOfWork, user_id: str, tenant_id: str | None = None, hours: float = SESSION_HOURS) -> str:
     """Record a sign-in and return its secret token (for the browser's cookie; stored hashed)."""
     token = secrets.token_urlsafe(32)
-    with session_scope(db) as s:
-        s.add(UserSession(user_id=user_id, tenant_id=tenant_id, token_hash=_token_hash(token),
-                          expires_at=utcnow() + timedelta(hours=hours)))
+    s = uow.session
+    s.add(UserSession(user_id=user_id, tenant_id=tenant_id, token_hash=_token_hash(token),
+                      expires_at=uow.now() + timedelta(hours=hours)))
     return token
 
 
-def resume_session(db: Engine, *, token: str | None) -> tuple[User, list[tuple[Tenant, str]], str | None] | None:
+def resume_session(*, uow: UnitOfWork, token: str | None) -> tuple[User, list[tuple[Tenant, str]], str | None] | None:
     """The user, their (tenant, role) pairs and the chosen tenant of a live session, else ``None``.
 
     ``None`` for an unknown, expired or ended token, and when the user no longer belongs to
@@ -151,62 +151,62 @@ def resume_session(db: Engine, *, token: str | None) -> tuple[User, list[tuple[T
     """
     if not token:
         return None
-    with session_scope(db) as s:
-        row = s.exec(select(UserSession).where(UserSession.token_hash == _token_hash(token))).first()
-        if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
-            return None
-        user = s.get(User, row.user_id)
-        memberships = _memberships(s, row.user_id)
-        if user is None or not memberships:
-            return None
-        chosen = row.tenant_id if any(t.id == row.tenant_id for t, _ in memberships) else None
-        return user, memberships, chosen
+    s = uow.session
+    row = s.exec(select(UserSession).where(UserSession.token_hash == _token_hash(token))).first()
+    if row is None or row.revoked_at is not None or row.expires_at <= uow.now():
+        return None
+    user = s.get(User, row.user_id)
+    memberships = _memberships(s, row.user_id)
+    if user is None or not memberships:
+        return None
+    chosen = row.tenant_id if any(t.id == row.tenant_id for t, _ in memberships) else None
+    return user, memberships, chosen
 
 
-def choose_session_tenant(db: Engine, *, token: str, tenant_id: str) -> None:
+def choose_session_tenant(*, uow: UnitOfWork, token: str, tenant_id: str) -> None:
     """Remember the studio picked in this browser (a reload opens it again)."""
-    with session_scope(db) as s:
-        row = s.exec(select(UserSession).where(UserSession.token_hash == _token_hash(token))).first()
-        if row is not None:
-            row.tenant_id = tenant_id
-            s.add(row)
+    s = uow.session
+    row = s.exec(select(UserSession).where(UserSession.token_hash == _token_hash(token))).first()
+    if row is not None:
+        row.tenant_id = tenant_id
+        s.add(row)
 
 
-def end_session(db: Engine, *, token: str | None) -> None:
+def end_session(*, uow: UnitOfWork, token: str | None) -> None:
     """Sign this browser out (the token stops working at once)."""
     if not token:
         return
-    with session_scope(db) as s:
-        row = s.exec(select(UserSession).where(UserSession.token_hash == _token_hash(token))).first()
-        if row is not None and row.revoked_at is None:
-            row.revoked_at = utcnow()
-            s.add(row)
+    s = uow.session
+    row = s.exec(select(UserSession).where(UserSession.token_hash == _token_hash(token))).first()
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = uow.now()
+        s.add(row)
 
 
-def end_sessions(db: Engine, *, user_id: str) -> int:
+def end_sessions(*, uow: UnitOfWork, user_id: str) -> int:
     """Sign a user out everywhere (password change, removal, lost device). Returns how many ended.
 
     Call this when a user is removed from a studio or deleted: their open browsers stop
     working on the next click instead of at the end of the day.
     """
-    with session_scope(db) as s:
-        rows = s.exec(select(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))).all()
-        now = utcnow()
-        for row in rows:
-            row.revoked_at = now
-            s.add(row)
-        return len(rows)
+    s = uow.session
+    rows = s.exec(select(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))).all()
+    now = uow.now()
+    for row in rows:
+        row.revoked_at = now
+        s.add(row)
+    return len(rows)
 
 
-def change_password(db: Engine, *, user_id: str, current: str, new: str) -> None:
+def change_password(*, uow: UnitOfWork, user_id: str, current: str, new: str) -> None:
     """Set a new password after checking the current one; ends every session of the user."""
-    with session_scope(db) as s:
-        user = s.get(User, user_id)
-        if user is None or not verify_password(user.password_hash, current):
-            raise InvalidInput("the current password is not right", field="currentPassword")
-        user.password_hash = hash_password(new)
-        s.add(user)
-    end_sessions(db, user_id=user_id)
+    s = uow.session
+    user = s.get(User, user_id)
+    if user is None or not verify_password(user.password_hash, current):
+        raise InvalidInput("the current password is not right", field="currentPassword")
+    user.password_hash = hash_password(new)
+    s.add(user)
+    end_sessions(uow=uow, user_id=user_id)
 
 
 def _memberships(s, user_id: str) -> list[tuple[Tenant, str]]:

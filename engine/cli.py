@@ -17,6 +17,7 @@ from engine.auth import system_actor
 from engine.errors import EngineError, ValidationFailed
 from engine.settings import get_settings
 from engine.store.db import get_engine
+from engine.uow import UnitOfWork, unit_of_work
 from engine.validation import validate
 
 
@@ -69,20 +70,22 @@ def cmd_schema(args) -> int:
 
 def cmd_import(args) -> int:
     db = get_engine(args.database_url)
-    actor = system_actor(services.find_tenant(db, args.tenant).id)
     items: list = []
     for path in args.files:
         raw = _load_json(path)
         items += raw if isinstance(raw, list) else [raw]
-    for wf in services.import_workflows(db, actor, items):
+    with unit_of_work(db) as uow:  # every workflow of the files, or none
+        actor = system_actor(services.find_tenant(uow=uow, slug_or_id=args.tenant).id)
+        imported = services.import_workflows(uow=uow, actor=actor, items=items)
+    for wf in imported:
         print(f"imported {wf.id}  {wf.name}")
     return 0
 
 
 def cmd_export(args) -> int:
-    db = get_engine(args.database_url)
-    actor = system_actor(services.find_tenant(db, args.tenant).id)
-    items = services.export_workflows(db, actor, args.workflow)
+    with unit_of_work(get_engine(args.database_url), read_only=True) as uow:
+        actor = system_actor(services.find_tenant(uow=uow, slug_or_id=args.tenant).id)
+        items = services.export_workflows(uow=uow, actor=actor, workflow_id=args.workflow)
     print(json.dumps(items[0] if args.workflow else items, indent=2, ensure_ascii=False))
     return 0
 
@@ -120,12 +123,14 @@ def cmd_api(args) -> int:
 def cmd_tenant(args) -> int:
     db = get_engine(args.database_url)
     if args.tenant_command == "create":
-        tenant = services.create_tenant(db, slug=args.slug, name=args.name, timezone=args.timezone)
+        with unit_of_work(db) as uow:
+            tenant = services.create_tenant(uow=uow, slug=args.slug, name=args.name, timezone=args.timezone)
         print(f"created tenant {tenant.slug} ({tenant.name}, {tenant.timezone}) id {tenant.id}")
         print(f"next: python -m engine api-key create --tenant {tenant.slug} --name <name> --role owner",
               file=sys.stderr)
         return 0
-    tenants = services.list_tenants(db)
+    with unit_of_work(db, read_only=True) as uow:
+        tenants = services.list_tenants(uow=uow)
     if args.json:
         print(json.dumps([{"id": t.id, "slug": t.slug, "name": t.name, "timezone": t.timezone} for t in tenants], indent=2))
     for t in [] if args.json else tenants:
@@ -136,20 +141,24 @@ def cmd_tenant(args) -> int:
 
 
 def cmd_api_key(args) -> int:
-    db = get_engine(args.database_url)
-    actor = system_actor(services.find_tenant(db, args.tenant).id)
+    with unit_of_work(get_engine(args.database_url), read_only=args.key_command == "list") as uow:
+        return _api_key(args, uow)
+
+
+def _api_key(args, uow: UnitOfWork) -> int:
+    actor = system_actor(services.find_tenant(uow=uow, slug_or_id=args.tenant).id)
     if args.key_command == "create":
-        key, secret = services.create_api_key(db, actor, name=args.name, role=args.role)
+        key, secret = services.create_api_key(uow=uow, actor=actor, name=args.name, role=args.role)
         # The secret alone on stdout, so KEY=$(python -m engine api-key create ...) works.
         print(f"created API key {key.id} ({key.name}, {key.role}); the secret is shown only this once:", file=sys.stderr)
         print(secret)
     elif args.key_command == "list":
-        for key in services.list_api_keys(db, actor):
+        for key in services.list_api_keys(uow=uow, actor=actor):
             state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
             used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
             print(f"{key.id}  {key.prefix}...  {key.role:<7}  {state:<23}  last used {used}  {key.name}")
     else:
-        key = services.revoke_api_key(db, actor, args.key_id)
+        key = services.revoke_api_key(uow=uow, actor=actor, key_id=args.key_id)
         print(f"revoked {key.id} ({key.name})")
     return 0
 
@@ -158,12 +167,14 @@ def cmd_callback_urls(args) -> int:
     """Print the provider callback URLs and the web chat snippet of a tenant."""
     from engine.services import channel_settings
 
-    db = get_engine(args.database_url)
-    actor = system_actor(services.find_tenant(db, args.tenant).id)
     base = args.base_url or get_settings().public_url or "https://studio.example.com"
-    for name, url in channel_settings.callback_urls(db, actor, base).items():
+    with unit_of_work(get_engine(args.database_url)) as uow:  # the first call creates the chat key
+        actor = system_actor(services.find_tenant(uow=uow, slug_or_id=args.tenant).id)
+        urls = channel_settings.callback_urls(uow=uow, actor=actor, base_url=base)
+        chat_key = channel_settings.chat_key(uow=uow, actor=actor)
+    for name, url in urls.items():
         print(f"{name}\t{url}")
-    print(f"widget\t<script src=\"{base.rstrip('/')}/widget.js\" data-studio=\"{channel_settings.chat_key(db, actor)}\" async></script>")
+    print(f"widget\t<script src=\"{base.rstrip('/')}/widget.js\" data-studio=\"{chat_key}\" async></script>")
     return 0
 
 
@@ -171,9 +182,11 @@ def cmd_contact(args) -> int:
     from engine.privacy import erase_contact, export_contact
 
     db = get_engine(args.database_url)
-    actor = system_actor(services.find_tenant(db, args.tenant).id)
     if args.contact_command == "export":
-        text = json.dumps(export_contact(db, actor, phone=args.phone, email=args.email), indent=2, ensure_ascii=False)
+        with unit_of_work(db, read_only=True) as uow:
+            actor = system_actor(services.find_tenant(uow=uow, slug_or_id=args.tenant).id)
+            text = json.dumps(export_contact(uow=uow, actor=actor, phone=args.phone, email=args.email), indent=2,
+                              ensure_ascii=False)
         if args.out:
             Path(args.out).write_text(text + "\n", encoding="utf-8")
             print(f"wrote {args.out}", file=sys.stderr)
@@ -183,7 +196,9 @@ def cmd_contact(args) -> int:
     if not args.yes:
         print("error: erasure cannot be undone; export first if needed, then repeat with --yes", file=sys.stderr)
         return 2
-    record = erase_contact(db, actor, phone=args.phone, email=args.email)
+    with unit_of_work(db) as uow:
+        actor = system_actor(services.find_tenant(uow=uow, slug_or_id=args.tenant).id)
+        record = erase_contact(uow=uow, actor=actor, phone=args.phone, email=args.email)
     rows = ", ".join(f"{k} {v}" for k, v in record.counts.items() if v) or "nothing stored"
     print(f"erased ({rows}); recorded as {record.id}, contact hash {record.contact_hash}")
     return 0
@@ -211,13 +226,13 @@ def cmd_scenarios(args) -> int:
     """Run a studio's test-console scenarios: one line per scenario, exit 1 on any failure."""
     from engine.services import scenarios
 
-    db = get_engine(args.database_url)
-    actor = system_actor(services.find_tenant(db, args.tenant).id)
-    if args.scenario_command == "list":
-        for sc in scenarios.list_scenarios(db, actor):
-            print(f"{sc.status:<9}  {sc.name}")
-        return 0
-    results = scenarios.run_all(db, actor)
+    with unit_of_work(get_engine(args.database_url), read_only=args.scenario_command == "list") as uow:
+        actor = system_actor(services.find_tenant(uow=uow, slug_or_id=args.tenant).id)
+        if args.scenario_command == "list":
+            for sc in scenarios.list_scenarios(uow=uow, actor=actor):
+                print(f"{sc.status:<9}  {sc.name}")
+            return 0
+        results = scenarios.run_all(uow=uow, actor=actor)
     for r in results:
         print(f"{'PASS' if r.passed else 'FAIL'}  {r.name}" + (f"  -- {'; '.join(r.failures)}" if r.failures else ""))
     failed = sum(not r.passed for r in results)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
-
 from engine.auth import Actor
 from engine.store.models import Role, Tenant
+from engine.uow import UnitOfWork
 
 __all__ = ["SETTING", "mask_phone", "mask_email", "mask_text", "mask_data", "sees_contacts", "masker_for"]
 
@@ -57,15 +55,14 @@ def mask_data(value: Any) -> Any:
     return value
 
 
-def sees_contacts(db: Engine, actor: Actor) -> bool:
+def sees_contacts(*, uow: UnitOfWork, actor: Actor) -> bool:
     """Owners and editors do; analysts only when the owner turned the setting on."""
     if actor.role != Role.ANALYST:
         return True
-    with Session(db) as s:
-        tenant = s.get(Tenant, actor.tenant_id)
-        return bool(tenant and (tenant.settings or {}).get(SETTING))
+    tenant = uow.session.get(Tenant, actor.tenant_id)
+    return bool(tenant and (tenant.settings or {}).get(SETTING))
 
 
-def masker_for(db: Engine, actor: Actor):
+def masker_for(*, uow: UnitOfWork, actor: Actor):
     """``mask_data`` when the actor must not see contacts, else the identity."""
-    return (lambda v: v) if sees_contacts(db, actor) else mask_data
+    return (lambda v: v) if sees_contacts(uow=uow, actor=actor) else mask_data

@@ -20,14 +20,13 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
-from sqlalchemy.engine import Engine
 
+from engine.uow import UnitOfWork
 from engine.auth import ADMIN, READ, Actor
 from engine.errors import InvalidInput, InvalidRecipient, NotFound
 from engine.settings import get_settings
-from engine.store.db import session_scope
 from engine.store.lifecycle import ContactOptOut
-from engine.store.models import Tenant, new_id, utcnow
+from engine.store.models import Tenant, new_id
 
 logger = logging.getLogger(__name__)
 
@@ -161,48 +160,48 @@ def opt_out_reason(s: Any, tenant: dict[str, Any], recipient: str) -> str | None
 # --------------------------------------------------------------------------- the studio's view
 
 
-def list_opt_outs(db: Engine, actor: Actor, *, opted_out_only: bool = True, limit: int = 500) -> list[OptOutOut]:
+def list_opt_outs(*, uow: UnitOfWork, actor: Actor, opted_out_only: bool = True, limit: int = 500) -> list[OptOutOut]:
     """Contacts who opted out (or all with a recorded word), newest first."""
     actor.require(READ)
     stmt = sa.select(_opt).where(_opt.c.tenant_id == actor.tenant_id).order_by(_opt.c.changed_at.desc()).limit(limit)
     if opted_out_only:
         stmt = stmt.where(_opt.c.opted_out == sa.true())
-    with db.connect() as conn:
-        return [OptOutOut.model_validate(dict(r)) for r in conn.execute(stmt).mappings()]
+    conn = uow.connection()
+    return [OptOutOut.model_validate(dict(r)) for r in conn.execute(stmt).mappings()]
 
 
-def set_opt_out(db: Engine, actor: Actor, *, contact: str, opted_out: bool, note: str = "manual") -> OptOutOut:
+def set_opt_out(*, uow: UnitOfWork, actor: Actor, contact: str, opted_out: bool, note: str = "manual") -> OptOutOut:
     """Owners: mark a contact opted out or in by hand (e.g. a member asked at the desk)."""
     actor.require(ADMIN)
     if not isinstance(contact, str) or not contact.strip():
         raise InvalidInput("give a phone number or e-mail address", field="contact")
-    with session_scope(db) as s:
-        row = s.get(Tenant, actor.tenant_id)
-        if row is None:
-            raise NotFound("tenant not found")
-        tenant = {"id": row.id, "settings": dict(row.settings or {})}
-        key = contact_key(contact, tenant["settings"])
-        if not key.startswith("+") and "@" not in key:
-            raise InvalidInput(f"{contact!r} is not a phone number or e-mail address", field="contact")
-        conn = s.connection()
-        now = utcnow()
-        _upsert(conn, actor.tenant_id, key, opted_out, note.upper()[:MAX_WORD], None, now)
-        if opted_out and not tenant["settings"].get(FLAG):
-            _set_flag(conn, tenant)
+    s = uow.session
+    row = s.get(Tenant, actor.tenant_id)
+    if row is None:
+        raise NotFound("tenant not found")
+    tenant = {"id": row.id, "settings": dict(row.settings or {})}
+    key = contact_key(contact, tenant["settings"])
+    if not key.startswith("+") and "@" not in key:
+        raise InvalidInput(f"{contact!r} is not a phone number or e-mail address", field="contact")
+    conn = s.connection()
+    now = uow.now()
+    _upsert(conn, actor.tenant_id, key, opted_out, note.upper()[:MAX_WORD], None, now)
+    if opted_out and not tenant["settings"].get(FLAG):
+        _set_flag(conn, tenant)
     return OptOutOut(contact=key, opted_out=opted_out, word=note.upper()[:MAX_WORD], changed_at=now)
 
 
-def set_opt_words(db: Engine, actor: Actor, *, stop_words: Any, start_words: Any) -> dict[str, list[str]]:
+def set_opt_words(*, uow: UnitOfWork, actor: Actor, stop_words: Any, start_words: Any) -> dict[str, list[str]]:
     """Owners: the studio's own opt-out and opt-in words (a word may not be in both)."""
     actor.require(ADMIN)
     stop, start = check_words(stop_words, "stopWords"), check_words(start_words, "startWords")
     both = set(stop) & set(start)
     if both:
         raise InvalidInput(f"{', '.join(sorted(both))} cannot both opt out and opt in", field="startWords")
-    with session_scope(db) as s:
-        row = s.get(Tenant, actor.tenant_id, with_for_update=True)
-        if row is None:
-            raise NotFound("tenant not found")
-        row.settings = {**(row.settings or {}), "optOut": {"stopWords": stop, "startWords": start}}
-        s.add(row)
+    s = uow.session
+    row = s.get(Tenant, actor.tenant_id, with_for_update=True)
+    if row is None:
+        raise NotFound("tenant not found")
+    row.settings = {**(row.settings or {}), "optOut": {"stopWords": stop, "startWords": start}}
+    s.add(row)
     return {"stopWords": stop, "startWords": start}

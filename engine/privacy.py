@@ -23,11 +23,10 @@ import phonenumbers
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
-from sqlalchemy.engine import Engine
 
+from engine.uow import UnitOfWork
 from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, InvalidRecipient, NotFound
-from engine.store.db import session_scope
 from engine.store.lifecycle import ContactErasure, ContactOptOut
 from engine.store.models import (
     Booking,
@@ -39,7 +38,6 @@ from engine.store.models import (
     OutboxMessage,
     StepRun,
     Tenant,
-    utcnow,
 )
 
 logger = logging.getLogger(__name__)
@@ -204,24 +202,26 @@ _TABLES = {t.name: t for t in (_ev, _ex, _st, _ob, _due, _lead, _book, _opt)}
 # --------------------------------------------------------------------------- export
 
 
-def contact_counts(db: Engine, actor: Actor, *, phone: str | None = None, email: str | None = None) -> dict[str, int]:
+def contact_counts(*, uow: UnitOfWork, actor: Actor, phone: str | None = None,
+                   email: str | None = None) -> dict[str, int]:
     """How many rows per table hold the contact (what an export shows and an erasure changes)."""
     actor.require(ADMIN)
-    with session_scope(db) as s:
-        found = find_contact_rows(s, actor.tenant_id, _contact_for(s, actor, phone, email))
+    s = uow.session
+    found = find_contact_rows(s, actor.tenant_id, _contact_for(s, actor, phone, email))
     return {name: len(ids) for name, ids in found.items()}
 
 
-def export_contact(db: Engine, actor: Actor, *, phone: str | None = None, email: str | None = None) -> dict[str, Any]:
+def export_contact(*, uow: UnitOfWork, actor: Actor, phone: str | None = None,
+                   email: str | None = None) -> dict[str, Any]:
     """Everything stored about one contact, as one JSON-ready document (owners only)."""
     actor.require(ADMIN)
-    with session_scope(db) as s:
-        contact = _contact_for(s, actor, phone, email)
-        found = find_contact_rows(s, actor.tenant_id, contact)
-        tables = {name: _rows(s, _TABLES[name], ids) for name, ids in found.items()}
+    s = uow.session
+    contact = _contact_for(s, actor, phone, email)
+    found = find_contact_rows(s, actor.tenant_id, contact)
+    tables = {name: _rows(s, _TABLES[name], ids) for name, ids in found.items()}
     logger.info("tenant %s: exported the data of a contact (%s rows)", actor.tenant_id, sum(len(v) for v in tables.values()))
     return {"contact": {"kind": contact.kind, "value": contact.value}, "tenantId": actor.tenant_id,
-            "exportedAt": utcnow().isoformat(), "counts": {k: len(v) for k, v in tables.items()}, "tables": tables}
+            "exportedAt": uow.now().isoformat(), "counts": {k: len(v) for k, v in tables.items()}, "tables": tables}
 
 
 def _rows(s, table: sa.Table, ids: set[str]) -> list[dict[str, Any]]:
@@ -241,27 +241,27 @@ def _jsonable(value: Any) -> Any:
 # --------------------------------------------------------------------------- erasure
 
 
-def erase_contact(db: Engine, actor: Actor, *, phone: str | None = None, email: str | None = None) -> ErasureOut:
+def erase_contact(*, uow: UnitOfWork, actor: Actor, phone: str | None = None, email: str | None = None) -> ErasureOut:
     """Anonymise every row holding the contact, in one transaction, and record the erasure.
 
     Rows are overwritten, not deleted, so counts (executions per workflow, messages per
     channel, leads per status) stay; opt-out rows of the contact are deleted.
     """
     actor.require(ADMIN)
-    with session_scope(db) as s:
-        contact = _contact_for(s, actor, phone, email)
-        found = find_contact_rows(s, actor.tenant_id, contact)
-        counts = {name: len(ids) for name, ids in found.items()}
-        for name, ids in found.items():
-            _scrub(s, _TABLES[name], actor.tenant_id, ids)
-        record = {"id": _new_id(), "tenant_id": actor.tenant_id, "contact_hash": contact.digest, "kind": contact.kind,
-                  "erased_by": actor.email or actor.user_id or "system", "erased_at": utcnow(), "counts": counts}
-        s.execute(sa.insert(_erasures).values(record))
+    s = uow.session
+    contact = _contact_for(s, actor, phone, email)
+    found = find_contact_rows(s, actor.tenant_id, contact)
+    counts = {name: len(ids) for name, ids in found.items()}
+    for name, ids in found.items():
+        _scrub(s, _TABLES[name], actor.tenant_id, ids, uow.now())
+    record = {"id": _new_id(), "tenant_id": actor.tenant_id, "contact_hash": contact.digest, "kind": contact.kind,
+              "erased_by": actor.email or actor.user_id or "system", "erased_at": uow.now(), "counts": counts}
+    s.execute(sa.insert(_erasures).values(record))
     logger.info("tenant %s: erased a contact (%s)", actor.tenant_id, counts)
     return ErasureOut.model_validate(record)
 
 
-def _scrub(s, table: sa.Table, tenant_id: str, ids: set[str]) -> None:
+def _scrub(s, table: sa.Table, tenant_id: str, ids: set[str], now: datetime) -> None:
     ids_list = sorted(ids)
     for i in range(0, len(ids_list), 500):
         where = (table.c.tenant_id == tenant_id, table.c.id.in_(ids_list[i:i + 500]))
@@ -271,25 +271,25 @@ def _scrub(s, table: sa.Table, tenant_id: str, ids: set[str]) -> None:
         s.execute(sa.update(table).where(*where).values(**SCRUB[table.name]))
         if table is _due:  # a follow-up to an erased contact must not go out any more
             s.execute(sa.update(table).where(*where, table.c.status.in_([DueStatus.PENDING, DueStatus.CLAIMED]))
-                      .values(status=DueStatus.CANCELLED, error="contact erased", done_at=utcnow()))
+                      .values(status=DueStatus.CANCELLED, error="contact erased", done_at=now))
 
 
-def list_erasures(db: Engine, actor: Actor, *, limit: int = 100) -> list[ErasureOut]:
+def list_erasures(*, uow: UnitOfWork, actor: Actor, limit: int = 100) -> list[ErasureOut]:
     """The studio's erasure records, newest first (owners only)."""
     actor.require(ADMIN)
-    with db.connect() as conn:
-        rows = conn.execute(sa.select(_erasures).where(_erasures.c.tenant_id == actor.tenant_id)
-                            .order_by(_erasures.c.erased_at.desc()).limit(limit)).mappings().all()
+    conn = uow.connection()
+    rows = conn.execute(sa.select(_erasures).where(_erasures.c.tenant_id == actor.tenant_id)
+                        .order_by(_erasures.c.erased_at.desc()).limit(limit)).mappings().all()
     return [ErasureOut.model_validate(dict(r)) for r in rows]
 
 
-def was_erased(db: Engine, actor: Actor, *, phone: str | None = None, email: str | None = None) -> bool:
+def was_erased(*, uow: UnitOfWork, actor: Actor, phone: str | None = None, email: str | None = None) -> bool:
     """Whether this contact's data was erased before (the hash is compared, nothing else is kept)."""
     actor.require(ADMIN)
-    with session_scope(db) as s:
-        digest = _contact_for(s, actor, phone, email).digest
-        return s.execute(sa.select(_erasures.c.id).where(_erasures.c.tenant_id == actor.tenant_id,
-                                                         _erasures.c.contact_hash == digest)).first() is not None
+    s = uow.session
+    digest = _contact_for(s, actor, phone, email).digest
+    return s.execute(sa.select(_erasures.c.id).where(_erasures.c.tenant_id == actor.tenant_id,
+                                                     _erasures.c.contact_hash == digest)).first() is not None
 
 
 def _new_id() -> str:

@@ -37,6 +37,7 @@ from engine.auth import ADMIN, READ, Actor
 from engine.errors import InvalidInput, NotFound
 from engine.settings import get_settings
 from engine.store.db import session_scope
+from engine.uow import UnitOfWork
 from engine.store.lifecycle import ExecutionRollup, RetentionMark
 from engine.store.models import (
     FINISHED_STATUSES,
@@ -95,26 +96,25 @@ def check_retention(details_days: Any, summary_days: Any) -> tuple[int, int]:
     return values["detailsDays"], values["summaryDays"]
 
 
-def get_retention(db: Engine, actor: Actor) -> RetentionOut:
+def get_retention(*, uow: UnitOfWork, actor: Actor) -> RetentionOut:
     """The studio's retention (any role may read it)."""
     actor.require(READ)
-    with session_scope(db) as s:
-        tenant = s.get(Tenant, actor.tenant_id)
-        if tenant is None:
-            raise NotFound("tenant not found")
-        return retention_of(tenant.settings)
+    tenant = uow.session.get(Tenant, actor.tenant_id)
+    if tenant is None:
+        raise NotFound("tenant not found")
+    return retention_of(tenant.settings)
 
 
-def set_retention(db: Engine, actor: Actor, *, details_days: int, summary_days: int) -> RetentionOut:
+def set_retention(*, uow: UnitOfWork, actor: Actor, details_days: int, summary_days: int) -> RetentionOut:
     """Owners: how many days details and summary rows are kept (takes effect at the next pruning)."""
     actor.require(ADMIN)
     details, summary = check_retention(details_days, summary_days)
-    with session_scope(db) as s:
-        tenant = s.get(Tenant, actor.tenant_id, with_for_update=True)
-        if tenant is None:
-            raise NotFound("tenant not found")
-        tenant.settings = {**(tenant.settings or {}), "retention": {"detailsDays": details, "summaryDays": summary}}
-        s.add(tenant)
+    s = uow.session
+    tenant = s.get(Tenant, actor.tenant_id, with_for_update=True)
+    if tenant is None:
+        raise NotFound("tenant not found")
+    tenant.settings = {**(tenant.settings or {}), "retention": {"detailsDays": details, "summaryDays": summary}}
+    s.add(tenant)
     logger.info("tenant %s: retention set to %s days of details, %s days of summaries", actor.tenant_id, details, summary)
     return RetentionOut(details_days=details, summary_days=summary, custom=True)
 

@@ -7,11 +7,12 @@ import logging
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from engine import auth, services
 from engine.store.db import migrate
 from engine.store.models import Tenant, User
+from engine.uow import UnitOfWork, unit_of_work
 
 logger = logging.getLogger(__name__)
 
@@ -41,24 +42,25 @@ def init(db: Engine, *, demo_email: str, demo_password: str) -> dict:
     :func:`demo_workflows`, which are built on them.
     """
     migrate(db)
-    with Session(db) as s:
+    with unit_of_work(db) as uow:  # the demo studio, its workflows, scenarios and owner: all or nothing
+        s = uow.session
         tenant = s.exec(select(Tenant).where(Tenant.slug == DEMO_SLUG)).first()
         user = s.exec(select(User).where(User.email == demo_email.lower())).first()
-    created = tenant is None
-    if tenant is None:
-        from engine.ai.knowledge import DEMO_KNOWLEDGE_BASE
+        created = tenant is None
+        if tenant is None:
+            from engine.ai.knowledge import DEMO_KNOWLEDGE_BASE
 
-        kb = DEMO_KNOWLEDGE_BASE.model_dump(mode="json", by_alias=True)
-        out = services.create_tenant(db, slug=DEMO_SLUG, name="Demo Yoga & Fitness Studio", timezone="Europe/Berlin",
-                                     settings={"knowledgeBase": kb})
-        services.import_workflows(db, auth.system_actor(out.id), demo_workflows())
-        seed_scenarios(db, out.id)
-        tenant_id = out.id
-    else:
-        tenant_id = tenant.id
-    if user is None:
-        user = auth.create_user(db, email=demo_email, password=demo_password, name="Demo Owner")
-        auth.add_membership(db, user_id=user.id, tenant_id=tenant_id, role="owner")
+            kb = DEMO_KNOWLEDGE_BASE.model_dump(mode="json", by_alias=True)
+            out = services.create_tenant(uow=uow, slug=DEMO_SLUG, name="Demo Yoga & Fitness Studio",
+                                         timezone="Europe/Berlin", settings={"knowledgeBase": kb})
+            services.import_workflows(uow=uow, actor=auth.system_actor(out.id), items=demo_workflows())
+            seed_scenarios(uow, out.id)
+            tenant_id = out.id
+        else:
+            tenant_id = tenant.id
+        if user is None:
+            user = auth.create_user(uow=uow, email=demo_email, password=demo_password, name="Demo Owner")
+            auth.add_membership(uow=uow, user_id=user.id, tenant_id=tenant_id, role="owner")
     return {"tenant_id": tenant_id, "tenant_created": created, "email": demo_email}
 
 
@@ -85,7 +87,7 @@ DEMO_SCENARIOS = [
 ]
 
 
-def seed_scenarios(db: Engine, tenant_id: str) -> None:
+def seed_scenarios(uow: UnitOfWork, tenant_id: str) -> None:
     """The demo studio's scenarios (skipped when one of the same name exists)."""
     from engine.errors import Conflict
     from engine.services import scenarios
@@ -93,6 +95,6 @@ def seed_scenarios(db: Engine, tenant_id: str) -> None:
     actor = auth.system_actor(tenant_id)
     for item in DEMO_SCENARIOS:
         try:
-            scenarios.save_scenario(db, actor, item)
+            scenarios.save_scenario(uow=uow, actor=actor, data=item)
         except Conflict:
             logger.info("demo scenario %r exists", item["name"])

@@ -24,7 +24,7 @@ protocol. The contract:
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
@@ -50,6 +50,11 @@ class UnitOfWork(Protocol):
     @property
     def clock(self) -> Clock: ...
 
+    @property
+    def db(self) -> Engine:
+        """The engine the unit runs on, for work that commits on its own (the runner's
+        external steps, a manual run) and for keys of per-database caches."""
+
     def now(self) -> datetime:
         """The unit's time (its clock, read now)."""
 
@@ -62,16 +67,34 @@ class UnitOfWork(Protocol):
     def flush(self) -> None:
         """Write everything buffered, and pending ORM changes, into the transaction now."""
 
+    def commit(self) -> None:
+        """Commit what was done so far; the unit goes on in a new transaction. Only for use cases
+        that hand work to the runner, which commits on its own (a manual run, a replay)."""
+
 
 class PlainUnitOfWork:
-    """A unit of work over one ORM session: nothing buffered, inserts are written at once."""
+    """A unit of work over one ORM session: nothing buffered, inserts are written at once.
 
-    def __init__(self, session: Session, *, clock: Clock = utcnow) -> None:
-        self._session = session
+    ``session`` may be a function that opens it: then the session (and a connection) is only
+    opened on first use, so a unit nobody reads through costs nothing (the events hot path).
+    """
+
+    def __init__(self, session: Session | Callable[[], Session], *, clock: Clock = utcnow,
+                 db: Engine | None = None) -> None:
+        self._session, self._open = (session, None) if isinstance(session, Session) else (None, session)
         self._clock = clock
+        self._db = db
+
+    @property
+    def db(self) -> Engine:
+        if self._db is None:
+            raise RuntimeError("this unit of work was opened without its engine")
+        return self._db
 
     @property
     def session(self) -> Session:
+        if self._session is None:
+            self._session = self._open()
         return self._session
 
     @property
@@ -82,13 +105,13 @@ class PlainUnitOfWork:
         return self._clock()
 
     def connection(self) -> sa.Connection:
-        return self._session.connection()
+        return self.session.connection()
 
     def insert(self, model: Any, rows: dict[str, Any] | list[dict[str, Any]]) -> None:
         rows = [rows] if isinstance(rows, dict) else rows
         if rows:
-            self._session.flush()
-            conn = self._session.connection()
+            self.session.flush()
+            conn = self.session.connection()
             fast = FAST_INSERTS.get(model)
             if fast is not None and len(rows[0]) >= len(fast.column_keys):  # complete rows: the fast path
                 fast.executemany(conn, rows)
@@ -96,12 +119,19 @@ class PlainUnitOfWork:
                 conn.execute(model.__table__.insert(), rows)
 
     def flush(self) -> None:
-        self._session.flush()
+        if self._session is not None:
+            self._session.flush()
+
+    def commit(self) -> None:
+        if self._session is not None and self._session.in_transaction():
+            self._session.commit()
 
 
 @contextmanager
 def unit_of_work(db: Engine, *, clock: Clock = utcnow, read_only: bool = False) -> Iterator[PlainUnitOfWork]:
-    """One use case, one transaction: commits when the block ends, rolls back on any error."""
-    scope = read_session(db) if read_only else session_scope(db)
-    with scope as session:
-        yield PlainUnitOfWork(session, clock=clock)
+    """One use case, one transaction: commits when the block ends, rolls back on any error.
+
+    The session is opened on first use (a unit that reads nothing opens no connection)."""
+    with ExitStack() as scopes:
+        yield PlainUnitOfWork(lambda: scopes.enter_context(read_session(db) if read_only else session_scope(db)),
+                              clock=clock, db=db)

@@ -15,6 +15,7 @@ from ui.flow_graph import to_dot
 from ui.json_editor import json_editor, pretty
 from ui.problems import begin_slots, fill_slots, show_problems
 from ui.trigger_editor import trigger_editor
+from engine.uow import unit_of_work
 
 actor = session.require_actor()
 if not actor.can(EDIT):
@@ -92,9 +93,12 @@ def confirm_save() -> None:
 def save(note: str | None) -> None:
     try:
         if editing:
-            out = services.update_workflow(session.db(), actor, editing, definition, note=note or None)
+            with unit_of_work(session.db()) as uow:
+                out = services.update_workflow(uow=uow, actor=actor, workflow_id=editing, changes=definition,
+                                               note=note or None)
         else:
-            out = services.create_workflow(session.db(), actor, definition, note=note or None)
+            with unit_of_work(session.db()) as uow:
+                out = services.create_workflow(uow=uow, actor=actor, data=definition, note=note or None)
     except ValidationFailed as exc:
         show_problems(exc.problems)
     except EngineError as exc:

@@ -20,6 +20,7 @@ from ui.console_view import (
     show_decisions,
     show_thread,
 )
+from engine.uow import unit_of_work
 
 actor = session.require_actor()
 db = session.db()
@@ -60,8 +61,9 @@ def new_conversation() -> None:
 
 def do_send(inp: ConsoleInput, *, live: bool) -> None:
     try:
-        report = console.send(db, actor, contact=contact(), inp=inp, live=live,
-                              real_calls=bool(st.session_state.get("console_real")))
+        with unit_of_work(db) as uow:
+            report = console.send(uow=uow, actor=actor, contact=contact(), inp=inp, live=live,
+                                  real_calls=bool(st.session_state.get("console_real")))
     except EngineError as exc:
         st.session_state["console_error"] = exc.message
         return
@@ -134,7 +136,8 @@ if st.session_state.get("console_error"):
     st.error(st.session_state.pop("console_error"), icon="⛔")
 
 if can_send:
-    conv = console.conversation(db, actor, contact())
+    with unit_of_work(db, read_only=True) as uow:
+        conv = console.conversation(uow=uow, actor=actor, contact=contact())
     left, right = st.columns([5, 6], gap="large")
     with left:
         st.subheader(f"Conversation · {conv.contact.name}")
@@ -147,11 +150,13 @@ if can_send:
                 st.caption(pending_label(item, tz))
             a, b = st.columns(2)
             if a.button("Skip to next", key="console_skip_next", icon=":material/skip_next:", width="stretch"):
-                done = console.fast_forward(db, actor, contact())
+                with unit_of_work(db) as uow:
+                    done = console.fast_forward(uow=uow, actor=actor, contact=contact())
                 st.session_state["console_flash"] = f"Fast-forwarded {len(done)} item(s)."
                 st.rerun()
             if b.button("Skip all", key="console_skip_all", icon=":material/fast_forward:", width="stretch"):
-                done = console.fast_forward(db, actor, contact(), all_items=True)
+                with unit_of_work(db) as uow:
+                    done = console.fast_forward(uow=uow, actor=actor, contact=contact(), all_items=True)
                 st.session_state["console_flash"] = f"Fast-forwarded {len(done)} item(s)."
                 st.rerun()
 
@@ -177,7 +182,8 @@ if can_send:
                 t = st.time_input("Class time", value=time(18, 0), key="console_class_time")
                 values["starts_at"] = datetime.combine(d, t, tzinfo=ZoneInfo(tz))
             elif kind == "schedule":
-                scheduled = list_workflows(db, actor, trigger_type="time_based", page_size=100).items
+                with unit_of_work(db, read_only=True) as uow:
+                    scheduled = list_workflows(uow=uow, actor=actor, trigger_type="time_based", page_size=100).items
                 values["workflow_id"] = st.selectbox("Scheduled workflow", [w.id for w in scheduled],
                                                      format_func={w.id: w.name for w in scheduled}.get,
                                                      key="console_schedule_wf",
@@ -217,7 +223,8 @@ if can_send:
 
 @st.dialog("Save as scenario", width="large", on_dismiss=close_dialogs)
 def save_dialog() -> None:
-    conv = console.conversation(db, actor, contact())
+    with unit_of_work(db, read_only=True) as uow:
+        conv = console.conversation(uow=uow, actor=actor, contact=contact())
     offered = scenarios.expectations_from(conv)
     st.caption("Tick what must keep happening. The conversation's inputs and their times are kept; "
                "each run uses a fresh contact.")
@@ -229,9 +236,10 @@ def save_dialog() -> None:
             chosen.append(exp)
     if st.button("Save scenario", type="primary", key="console_sc_save"):
         try:
-            out = scenarios.save_scenario(db, actor, {"name": name, "channel": (conv.turns[0].channel or "whatsapp"),
-                                                      "contactName": conv.contact.name,
-                                                      "steps": scenarios.steps_from(conv), "expectations": chosen})
+            with unit_of_work(db) as uow:
+                out = scenarios.save_scenario(uow=uow, actor=actor, data={"name": name, "channel": (conv.turns[0].channel or "whatsapp"),
+                                                          "contactName": conv.contact.name,
+                                                          "steps": scenarios.steps_from(conv), "expectations": chosen})
         except EngineError as exc:
             st.error(exc.message)
         else:
@@ -249,23 +257,27 @@ def confirm_delete(sc) -> None:
         st.rerun()
     if go.button("Delete", type="primary", key="console_sc_del_go", width="stretch"):
         close_dialogs()
-        scenarios.delete_scenario(db, actor, sc.id)
+        with unit_of_work(db) as uow:
+            scenarios.delete_scenario(uow=uow, actor=actor, scenario_id=sc.id)
         st.session_state["console_flash"] = f"Deleted scenario “{sc.name}”."
         st.rerun()
 
 
 st.divider()
 st.subheader("Scenarios")
-items = scenarios.list_scenarios(db, actor)
+with unit_of_work(db, read_only=True) as uow:
+    items = scenarios.list_scenarios(uow=uow, actor=actor)
 if can_send:
     b1, b2, _ = st.columns([2, 2, 4])
-    has_turns = can_send and bool(console.conversation(db, actor, contact()).turns)
+    with unit_of_work(db, read_only=True) as uow:
+        has_turns = can_send and bool(console.conversation(uow=uow, actor=actor, contact=contact()).turns)
     if b1.button("Save as scenario", key="console_save", icon=":material/bookmark_add:", disabled=not has_turns):
         close_dialogs()
         st.session_state["console_sc_open"] = True
     if b2.button("Run all", key="console_run_all", icon=":material/play_arrow:", disabled=not items):
         with st.spinner("Replaying every scenario in test mode…"):
-            results = scenarios.run_all(db, actor)
+            with unit_of_work(db) as uow:
+                results = scenarios.run_all(uow=uow, actor=actor)
         failed = [r for r in results if not r.passed]
         st.session_state["console_flash"] = (f"{len(results) - len(failed)} pass, {len(failed)} fail."
                                              if results else "No scenarios yet.")

@@ -11,6 +11,14 @@ from ui import session
 from ui.formatting import local
 from ui.step_trace import status_text
 from ui.workflow_picker import workflow_picker
+from engine.uow import unit_of_work
+
+
+def _csv(db, actor, filters) -> str:
+    """The filtered executions as CSV, read in one read-only unit of work when the button is clicked."""
+    with unit_of_work(db, read_only=True) as uow:
+        return "".join(operations.iter_executions_csv(uow=uow, actor=actor, filters=filters))
+
 
 PAGE_SIZE = 25
 actor = session.require_actor()
@@ -24,7 +32,8 @@ st.caption("Every run of every workflow, including the skipped ones and why they
 if flash := st.session_state.pop("executions_flash", None):
     st.success(flash, icon="✅")
 
-stats = services.workflow_stats(db, actor)
+with unit_of_work(db, read_only=True) as uow:
+    stats = services.workflow_stats(uow=uow, actor=actor)
 m = st.columns(4)
 m[0].metric("Runs", stats.total_executions, border=True)
 m[1].metric("Success rate", f"{stats.success_rate * 100:.0f}%" if stats.succeeded + stats.failed else "–", border=True)
@@ -36,18 +45,22 @@ with tab_list:
     filters = view.filter_bar(tz, workflow_picker)
     cursors = st.session_state.setdefault("executions_cursors", [None])
     try:
-        page = operations.search_executions(db, actor, filters, after=cursors[-1], page_size=PAGE_SIZE)
+        with unit_of_work(db, read_only=True) as uow:
+            page = operations.search_executions(uow=uow, actor=actor, filters=filters, after=cursors[-1],
+                                                page_size=PAGE_SIZE)
     except EngineError as exc:
         st.error(exc.message)
         st.stop()
 
     tools = st.columns([1, 1, 2], vertical_alignment="center")
-    tools[0].download_button("Export CSV (all filtered)", lambda: "".join(operations.iter_executions_csv(db, actor, filters)),
+    tools[0].download_button("Export CSV (all filtered)", lambda: _csv(db, actor, filters),
                              file_name="executions.csv", mime="text/csv", icon=":material/download:",
                              key="executions_export", on_click="ignore")
     if can_edit and filters.status in (None, "failed") and tools[1].button(
             "Replay failed…", icon=":material/replay:", key="executions_bulk"):
-        view.bulk_dialog(db, actor, filters, operations.count_replayable(db, actor, filters))
+        with unit_of_work(db, read_only=True) as uow:
+            replayable = operations.count_replayable(uow=uow, actor=actor, filters=filters)
+        view.bulk_dialog(db, actor, filters, replayable)
 
     if not page.items:
         st.info("No executions match. Run a workflow from the Workflows page, send an event, or widen the filters.", icon="📭")
@@ -71,7 +84,8 @@ with tab_list:
         @st.fragment(run_every=3 if view.is_live(next((e.status for e in page.items if e.id == chosen_id), "")) else None)
         def detail(execution_id: str) -> None:
             try:
-                ex = services.get_execution(db, actor, execution_id)
+                with unit_of_work(db, read_only=True) as uow:
+                    ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
             except EngineError as exc:
                 st.error(exc.message)
                 return
@@ -95,7 +109,8 @@ with tab_contact:
                             placeholder="+49 151 … or name@example.com")
     if contact:
         try:
-            items = operations.contact_timeline(db, actor, contact)
+            with unit_of_work(db, read_only=True) as uow:
+                items = operations.contact_timeline(uow=uow, actor=actor, contact=contact)
         except EngineError as exc:
             st.error(exc.message)
         else:

@@ -11,6 +11,7 @@ from engine.errors import EngineError
 from ui import session
 from ui.formatting import local
 from ui.workflow_picker import workflow_picker
+from engine.uow import unit_of_work
 
 actor = session.require_actor()
 db = session.db()
@@ -20,7 +21,8 @@ st.title("Version history")
 st.caption("Each save is a version. Compare any version with the current one and roll back: a rollback is a new version, nothing is lost.")
 
 
-MEMBERS = {m.user_id: m.email for m in services.list_members(db, actor)}
+with unit_of_work(db, read_only=True) as uow:
+    MEMBERS = {m.user_id: m.email for m in services.list_members(uow=uow, actor=actor)}
 
 
 def who(user_id: str | None) -> str:
@@ -36,8 +38,9 @@ def pretty(definition: dict) -> list[str]:
 workflow_id = workflow_picker("history_workflow_id")
 if workflow_id is None:
     st.stop()
-current = services.get_workflow(db, actor, workflow_id)
-versions = services.list_versions(db, actor, workflow_id)
+with unit_of_work(db, read_only=True) as uow:
+    current = services.get_workflow(uow=uow, actor=actor, workflow_id=workflow_id)
+    versions = services.list_versions(uow=uow, actor=actor, workflow_id=workflow_id)
 st.markdown(f"**{current.name}** is at version **{current.version}** · last changed {local(current.updated_at, tz)}")
 
 if st.session_state.get("history_flash"):
@@ -56,7 +59,8 @@ with listing:
             if actor.can(EDIT) and v.version != current.version and right.button(
                     "Roll back", key=f"history_rollback_{v.version}", icon=":material/undo:", width="stretch"):
                 try:
-                    out = services.rollback_workflow(db, actor, workflow_id, v.version)
+                    with unit_of_work(db) as uow:
+                        out = services.rollback_workflow(uow=uow, actor=actor, workflow_id=workflow_id, version=v.version)
                 except EngineError as exc:
                     st.error(exc.message)
                 else:

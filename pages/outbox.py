@@ -6,6 +6,7 @@ from engine.auth import EDIT
 from engine.errors import EngineError
 from engine.services.outbox import OUTBOX_STATUSES, browse_outbox, retry_delivery
 from ui import session
+from engine.uow import unit_of_work
 
 actor = session.require_actor()
 db = session.db()
@@ -23,8 +24,9 @@ page_size = 50
 page = int(st.query_params.get("page", 1) or 1)
 
 try:
-    result = browse_outbox(db, actor, status=status or None, channel=channel or None, recipient=recipient or None,
-                           page=page, page_size=page_size)
+    with unit_of_work(db, read_only=True) as uow:
+        result = browse_outbox(uow=uow, actor=actor, status=status or None, channel=channel or None,
+                               recipient=recipient or None, page=page, page_size=page_size)
 except EngineError as exc:
     st.error(exc.message)
     st.stop()
@@ -55,7 +57,8 @@ if selected:
             st.dataframe(msg.delivery_events, hide_index=True, width="stretch")
         if msg.status == "failed" and actor.can(EDIT) and st.button("Retry delivery", type="primary", key="outbox_retry"):
             try:
-                retry_delivery(db, actor, msg.id)
+                with unit_of_work(db) as uow:
+                    retry_delivery(uow=uow, actor=actor, outbox_id=msg.id)
             except EngineError as exc:
                 st.error(exc.message)
             else:

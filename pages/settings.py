@@ -14,13 +14,15 @@ from engine.errors import EngineError
 from ui import session, settings_channels, settings_data, settings_sections
 from ui.insights_settings import insights_settings_card
 from ui.labels import ROLE_LABELS
+from engine.uow import unit_of_work
 
 actor = session.require_actor()
 if not actor.can(ADMIN):
     st.info("Only owners can change studio settings and users.", icon="🔒")
     st.stop()
 db = session.db()
-tenant = services.get_tenant(db, actor)
+with unit_of_work(db, read_only=True) as uow:
+    tenant = services.get_tenant(uow=uow, actor=actor)
 
 st.title("Settings & users")
 
@@ -35,7 +37,8 @@ def studio_section(db, actor, tenant) -> None:
                                     key="settings_timezone", help="Schedules, time-of-day and weekday conditions use this timezone.")
             if st.form_submit_button("Save settings", type="primary"):
                 try:
-                    out = services.update_tenant_settings(db, actor, name=name, timezone=timezone)
+                    with unit_of_work(db) as uow:
+                        out = services.update_tenant_settings(uow=uow, actor=actor, name=name, timezone=timezone)
                 except EngineError as exc:
                     st.error(exc.message)
                 else:
@@ -55,7 +58,8 @@ def users_section(db, actor, tenant) -> None:
                                      type="password", key="settings_user_password")
             if st.form_submit_button("Add user", type="primary"):
                 try:
-                    user = services.add_member(db, actor, email=email, password=password or None, role=role)
+                    with unit_of_work(db) as uow:
+                        user = services.add_member(uow=uow, actor=actor, email=email, password=password or None, role=role)
                 except EngineError as exc:
                     st.error(exc.message)
                 else:
@@ -63,8 +67,9 @@ def users_section(db, actor, tenant) -> None:
 
     with st.container(border=True, key="card_members"):
         st.subheader("Members")
-        st.dataframe([{"E-mail": m.email, "Name": m.name, "Role": ROLE_LABELS.get(m.role, m.role)}
-                      for m in services.list_members(db, actor)], hide_index=True, width="stretch")
+        with unit_of_work(db, read_only=True) as uow:
+            st.dataframe([{"E-mail": m.email, "Name": m.name, "Role": ROLE_LABELS.get(m.role, m.role)}
+                          for m in services.list_members(uow=uow, actor=actor)], hide_index=True, width="stretch")
 
 
 def all_users_section(db, actor, tenant) -> None:

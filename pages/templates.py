@@ -11,6 +11,7 @@ from ui import builder_state, session
 from ui.labels import CONDITIONS, action_label, trigger_label
 from ui.problems import show_problems
 from ui.templates import as_draft, gallery, parse_upload
+from engine.uow import unit_of_work
 
 actor = session.require_actor()
 if not actor.can(EDIT):
@@ -43,7 +44,8 @@ def template_card(n: int, source: str, definition: dict) -> None:
         if add.button("Add as draft", key=f"templates_add_{n}", icon=":material/add:", width="stretch",
                       help="Saved switched off: nothing runs until you turn it on."):
             try:
-                out = services.import_workflows(db, actor, [as_draft(definition)])[0]
+                with unit_of_work(db) as uow:
+                    out = services.import_workflows(uow=uow, actor=actor, items=[as_draft(definition)])[0]
             except EngineError as exc:
                 st.error(exc.message)
             else:
@@ -64,7 +66,8 @@ upload = st.file_uploader("Workflow JSON", type=["json"], key="templates_upload"
 if upload is not None and st.button("Import", type="primary", key="templates_import", icon=":material/upload:"):
     try:
         items = parse_upload(upload.getvalue())
-        imported = services.import_workflows(db, actor, items)
+        with unit_of_work(db) as uow:
+            imported = services.import_workflows(uow=uow, actor=actor, items=items)
     except ValueError as exc:
         st.error(f"{upload.name}: {exc}", icon="⛔")
     except ValidationFailed as exc:

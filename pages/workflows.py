@@ -14,6 +14,7 @@ from ui import builder_state, console_builder, session, style
 from ui.formatting import ago, percent
 from ui.labels import trigger_label
 from ui.run_panel import run_panel
+from engine.uow import unit_of_work
 
 PAGE_SIZE = 20
 actor = session.require_actor()
@@ -32,7 +33,8 @@ def on_toggle(workflow_id: str, key: str) -> None:
         st.session_state["workflows_enable_id"] = workflow_id
         return
     try:
-        out = services.set_enabled(db, actor, workflow_id, st.session_state[key])
+        with unit_of_work(db) as uow:
+            out = services.set_enabled(uow=uow, actor=actor, workflow_id=workflow_id, enabled=st.session_state[key])
         st.toast(f"“{out.name}” {'enabled' if out.enabled else 'disabled'}", icon="✅")
     except EngineError as exc:
         st.toast(exc.message, icon="⛔")
@@ -53,7 +55,8 @@ def confirm_delete(workflow) -> None:
         close_dialogs()
         st.rerun()
     if delete.button("Delete", type="primary", key="workflows_delete_confirm", icon=":material/delete:", width="stretch"):
-        services.delete_workflow(db, actor, workflow.id)
+        with unit_of_work(db) as uow:
+            services.delete_workflow(uow=uow, actor=actor, workflow_id=workflow.id)
         close_dialogs()
         st.session_state["workflows_flash"] = f"Deleted “{workflow.name}”."
         st.rerun()
@@ -82,7 +85,8 @@ def confirm_enable(workflow) -> None:
         close_dialogs()
         st.rerun()
     if go.button("Switch on", type="primary", key="workflows_enable_confirm", width="stretch"):
-        services.set_enabled(db, actor, workflow.id, True)
+        with unit_of_work(db) as uow:
+            services.set_enabled(uow=uow, actor=actor, workflow_id=workflow.id, enabled=True)
         close_dialogs()
         st.session_state["workflows_flash"] = f"“{workflow.name}” enabled."
         st.rerun()
@@ -93,7 +97,8 @@ def show_open_dialog() -> None:
         workflow_id = st.session_state.get(f"workflows_{kind}_id")
         if workflow_id:
             try:
-                dialog(services.get_workflow(db, actor, workflow_id))
+                with unit_of_work(db, read_only=True) as uow:
+                    dialog(services.get_workflow(uow=uow, actor=actor, workflow_id=workflow_id))
             except EngineError:
                 close_dialogs()
 
@@ -106,7 +111,8 @@ def actions_menu(wf) -> None:
             st.button("Run now", icon=":material/play_arrow:", key=f"workflows_run_{wf.id}", width="stretch",
                       on_click=open_from_menu, args=("run", wf.id))
         if can_edit and st.button("Duplicate", icon=":material/content_copy:", key=f"workflows_dup_{wf.id}", width="stretch"):
-            copy = services.duplicate_workflow(db, actor, wf.id)
+            with unit_of_work(db) as uow:
+                copy = services.duplicate_workflow(uow=uow, actor=actor, workflow_id=wf.id)
             st.session_state["workflows_flash"] = f"Created “{copy.name}” (disabled)."
             st.rerun()
         st.download_button("Export JSON", json.dumps(wf.definition, indent=2, ensure_ascii=False), file_name=f"{wf.name}.json",
@@ -153,7 +159,8 @@ if can_edit:
 if st.session_state.get("workflows_flash"):
     st.success(st.session_state.pop("workflows_flash"), icon="✅")
 
-stats = services.workflow_stats(db, actor)
+with unit_of_work(db, read_only=True) as uow:
+    stats = services.workflow_stats(uow=uow, actor=actor)
 m = st.columns(4)
 m[0].metric("Workflows", stats.total_workflows)
 m[1].metric("Enabled", stats.enabled_workflows)
@@ -171,8 +178,9 @@ status = status_col.segmented_control("Status", ["All", "Enabled", "Disabled"], 
 enabled = {"Enabled": True, "Disabled": False}.get(status)
 
 page_no = st.session_state.setdefault("workflows_page", 1)
-result = services.list_workflows(db, actor, search=search or None, trigger_type=trigger_type, enabled=enabled,
-                                 page=page_no, page_size=PAGE_SIZE)
+with unit_of_work(db, read_only=True) as uow:
+    result = services.list_workflows(uow=uow, actor=actor, search=search or None, trigger_type=trigger_type, enabled=enabled,
+                                     page=page_no, page_size=PAGE_SIZE)
 if result.total and page_no > result.pages:
     st.session_state["workflows_page"] = result.pages
     st.rerun()

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from engine import auth, services
 from engine.store.db import get_engine, migrate
 from engine.store.models import SQLModel
+from engine.uow import unit_of_work
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -97,7 +98,9 @@ def db(request):
 def tenant_factory(db):
     def make(slug: str | None = None, timezone: str = "Europe/Berlin", **settings) -> services.TenantOut:
         slug = slug or f"studio-{uuid.uuid4().hex[:8]}"
-        return services.create_tenant(db, slug=slug, name=slug.title(), timezone=timezone, settings=settings or None)
+        with unit_of_work(db) as uow:
+            return services.create_tenant(uow=uow, slug=slug, name=slug.title(), timezone=timezone,
+                                          settings=settings or None)
 
     return make
 

@@ -12,6 +12,7 @@ import copy
 import streamlit as st
 
 from ui.definition import new_definition
+from engine.uow import unit_of_work
 
 DEF, REV, WORKFLOW_ID, MODE = "builder_def", "builder_rev", "builder_workflow_id", "builder_mode"
 
@@ -57,7 +58,8 @@ def follow_link(db, actor) -> None:
             st.query_params["id"] = workflow_id()  # keep the address pointing at what is open
         return
     try:
-        found = services.get_workflow(db, actor, wanted)
+        with unit_of_work(db, read_only=True) as uow:
+            found = services.get_workflow(uow=uow, actor=actor, workflow_id=wanted)
     except Exception:
         st.query_params.pop("id", None)
         start_new()

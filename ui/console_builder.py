@@ -13,6 +13,7 @@ import streamlit as st
 
 from engine.errors import EngineError
 from engine.services import scenarios
+from engine.uow import unit_of_work
 
 RESULT = "builder_sc_result"
 #: Above this many scenarios the check runs on a button, not on every change.
@@ -25,7 +26,8 @@ def _digest(workflow_id: str, definition: dict) -> str:
 
 def _run(db, actor, workflow_id: str, definition: dict) -> dict:
     try:
-        results = scenarios.run_all(db, actor, drafts={workflow_id: definition})
+        with unit_of_work(db) as uow:
+            results = scenarios.run_all(uow=uow, actor=actor, drafts={workflow_id: definition})
     except EngineError as exc:
         return {"error": exc.message}
     return {"pass": sum(r.passed for r in results), "fail": sum(not r.passed for r in results),
@@ -38,8 +40,9 @@ def check(db, actor, workflow_id: str, definition: dict, *, force: bool = False)
     cached = st.session_state.get(RESULT)
     if cached and cached.get("digest") == digest:
         return cached["result"]
-    if not force and len(scenarios.list_scenarios(db, actor)) > AUTO_LIMIT:
-        return None
+    with unit_of_work(db, read_only=True) as uow:
+        if not force and len(scenarios.list_scenarios(uow=uow, actor=actor)) > AUTO_LIMIT:
+            return None
     result = _run(db, actor, workflow_id, definition)
     st.session_state[RESULT] = {"digest": digest, "result": result}
     return result
@@ -47,8 +50,9 @@ def check(db, actor, workflow_id: str, definition: dict, *, force: bool = False)
 
 def show_status(db, actor, workflow_id: str | None, definition: dict, key: str) -> dict | None:
     """"Scenarios: 5 pass, 1 fails" for the draft, with what differs; returns the result."""
-    if not workflow_id or not scenarios.list_scenarios(db, actor):
-        return None
+    with unit_of_work(db, read_only=True) as uow:
+        if not workflow_id or not scenarios.list_scenarios(uow=uow, actor=actor):
+            return None
     result = check(db, actor, workflow_id, definition)
     if result is None:
         if st.button("Check scenarios against this draft", key=f"{key}_check", icon=":material/rule:"):
@@ -73,8 +77,9 @@ def show_status(db, actor, workflow_id: str | None, definition: dict, key: str) 
 
 def failing(db, actor, workflow_id: str | None, definition: dict) -> int:
     """How many scenarios fail against the draft (computed now if needed)."""
-    if not workflow_id or not scenarios.list_scenarios(db, actor):
-        return 0
+    with unit_of_work(db, read_only=True) as uow:
+        if not workflow_id or not scenarios.list_scenarios(uow=uow, actor=actor):
+            return 0
     result = check(db, actor, workflow_id, definition, force=True)
     return int(result.get("fail", 0)) if result else 0
 
@@ -83,8 +88,9 @@ def failing_when_enabled(db, actor, workflow_id: str) -> list[str]:
     """Names of scenarios that fail if this stored workflow is switched on (none: go ahead)."""
     from engine import services
 
-    if not scenarios.list_scenarios(db, actor):
-        return []
-    definition = {**services.get_workflow(db, actor, workflow_id).definition, "enabled": True}
+    with unit_of_work(db, read_only=True) as uow:
+        if not scenarios.list_scenarios(uow=uow, actor=actor):
+            return []
+        definition = {**services.get_workflow(uow=uow, actor=actor, workflow_id=workflow_id).definition, "enabled": True}
     result = _run(db, actor, workflow_id, definition)
     return list(result.get("failures", {}))

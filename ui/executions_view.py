@@ -19,6 +19,7 @@ from engine.services import insights, operations
 from ui.formatting import local
 from ui.labels import CHANNELS, TRIGGERS
 from ui.step_trace import show_execution, status_text
+from engine.uow import unit_of_work
 
 FILTER_KEYS = ("executions_range", "executions_status", "executions_workflow", "executions_trigger",
                "executions_channel", "executions_intent", "executions_contact")
@@ -85,7 +86,8 @@ def show_detail(db: Any, actor: Any, execution: Any, tz: str) -> None:
         st.dataframe([{"Step": s.action_id, "Action": s.action_type, "Attempt": s.attempt, "Status": status_text(s.status),
                        "Started": local(s.started_at, tz), "Duration": _duration(s), "Error": s.error or ""}
                       for s in execution.steps], hide_index=True, width="stretch", key=f"executions_steps_{execution.id}")
-    messages = services.list_outbox(db, actor, execution_id=execution.id, page_size=50).items
+    with unit_of_work(db, read_only=True) as uow:
+        messages = services.list_outbox(uow=uow, actor=actor, execution_id=execution.id, page_size=50).items
     if messages:
         st.markdown("**Messages sent**")
         st.dataframe([{"Channel": m.channel, "To": m.recipient, "Status": m.status, "Text": m.body[:120],
@@ -103,7 +105,9 @@ def replay_dialog(db: Any, actor: Any, execution_id: str) -> None:
                        format_func={"original": "the version it ran", "current": "the current version"}.get)
     if st.button("Replay now", type="primary", key="executions_replay_go"):
         try:
-            out = operations.replay_execution(db, actor, execution_id, from_step=start, version=version)
+            with unit_of_work(db) as uow:
+                out = operations.replay_execution(uow=uow, actor=actor, execution_id=execution_id, from_step=start,
+                                                  version=version)
         except EngineError as exc:
             st.error(exc.message)
             return
@@ -118,7 +122,8 @@ def cancel_dialog(db: Any, actor: Any, execution_id: str) -> None:
     reason = st.text_input("Reason", key="executions_cancel_reason", placeholder="e.g. the member booked by phone")
     if st.button("Cancel execution", type="primary", key="executions_cancel_go"):
         try:
-            operations.cancel_execution(db, actor, execution_id, reason=reason)
+            with unit_of_work(db) as uow:
+                operations.cancel_execution(uow=uow, actor=actor, execution_id=execution_id, reason=reason)
         except EngineError as exc:
             st.error(exc.message)
             return
@@ -132,8 +137,9 @@ def bulk_dialog(db: Any, actor: Any, filters: operations.ExecutionFilter, count:
              "once, from its failed step, with the version it ran.")
     if st.button(f"Replay {count}", type="primary", key="executions_bulk_go", disabled=count == 0):
         bar = st.progress(0.0, text="Replaying…")
-        result = operations.bulk_replay(db, actor, filters,
-                                        on_progress=lambda i, n: bar.progress(i / n, text=f"Replayed {i} of {n}"))
+        with unit_of_work(db) as uow:
+            result = operations.bulk_replay(uow=uow, actor=actor, filters=filters,
+                                            on_progress=lambda i, n: bar.progress(i / n, text=f"Replayed {i} of {n}"))
         st.session_state["executions_flash"] = (f"Replayed {len(result['replayed'])} of {result['selected']}"
                                                 + (f"; {len(result['errors'])} could not be replayed" if result["errors"] else ""))
         st.rerun()

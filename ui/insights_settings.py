@@ -10,6 +10,7 @@ import streamlit as st
 from engine import masking, services
 from engine.errors import EngineError
 from engine.services.insights import DEFAULT_MINUTES_SAVED
+from engine.uow import unit_of_work
 
 GOALS = {"": "no goal", "booking": "a booking", "lead": "a new lead"}
 
@@ -37,9 +38,11 @@ def insights_settings_card(db: Any, actor: Any, tenant: Any) -> None:
                           key="settings_analysts_contacts",
                           help="Off: analysts see +49 151 ****678 and j***@example.com everywhere, exports included.")
         if shown != bool(settings.get(masking.SETTING)):
-            services.update_tenant_settings(db, actor, settings={masking.SETTING: shown})
+            with unit_of_work(db) as uow:
+                services.update_tenant_settings(uow=uow, actor=actor, settings={masking.SETTING: shown})
             st.toast("Saved: analysts " + ("now see" if shown else "no longer see") + " contact details.")
-        workflows = services.list_workflows(db, actor, page_size=500).items
+        with unit_of_work(db, read_only=True) as uow:
+            workflows = services.list_workflows(uow=uow, actor=actor, page_size=500).items
         if not workflows:
             return
         st.caption("Time saved counts each succeeded run with its minutes; a goal is what counts as a conversion "
@@ -52,7 +55,8 @@ def insights_settings_card(db: Any, actor: Any, tenant: Any) -> None:
                                     "Within days": st.column_config.NumberColumn(min_value=1, max_value=90, step=1)})
         if st.button("Save insights settings", key="settings_insights_save", type="primary"):
             try:
-                services.update_tenant_settings(db, actor, settings=_changes(edited))
+                with unit_of_work(db) as uow:
+                    services.update_tenant_settings(uow=uow, actor=actor, settings=_changes(edited))
             except EngineError as exc:
                 st.error(exc.message)
             else:

@@ -16,6 +16,7 @@ import streamlit as st
 
 from engine.services import insights
 from ui.flow_graph import to_dot
+from engine.uow import unit_of_work
 
 PRESET_LABELS = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days", "month": "This month", "custom": "Custom"}
 OUTCOME_COLORS = {"succeeded": "#34C759", "failed": "#FF3B30", "skipped": "#FF9500", "in_progress": "#0A84FF",
@@ -172,7 +173,8 @@ def workflows_csv(rows: list[dict[str, Any]]) -> str:
 def definition_of(db: Any, actor: Any, workflow_id: str) -> dict[str, Any]:
     from engine import services
 
-    return services.get_workflow(db, actor, workflow_id).definition
+    with unit_of_work(db, read_only=True) as uow:
+        return services.get_workflow(uow=uow, actor=actor, workflow_id=workflow_id).definition
 
 
 def chart_card(column, key: str, title: str, chart) -> None:

@@ -11,6 +11,7 @@ from ui import session
 from ui.definition import parse_pairs
 from ui.labels import CHANNELS, intent_label, trigger_label
 from ui.step_trace import show_execution
+from engine.uow import unit_of_work
 
 NO_RUNTIME = "Running workflows arrives with the runtime."
 
@@ -60,8 +61,9 @@ def run_panel(workflow, key: str) -> None:
     data, dry_run, bypass = submitted
     try:
         with st.spinner("Running…"):
-            execution = services.run_workflow(session.db(), session.actor(), workflow.id, data,
-                                              bypass_conditions=bypass, dry_run=dry_run)
+            with unit_of_work(session.db()) as uow:
+                execution = services.run_workflow(uow=uow, actor=session.actor(), workflow_id=workflow.id,
+                                                  trigger_data=data, bypass_conditions=bypass, dry_run=dry_run)
     except EngineError as exc:
         st.error(exc.message, icon="⛔")
         return

@@ -23,6 +23,7 @@ from engine import auth, services
 from engine.auth import Actor
 from engine.settings import get_settings
 from engine.store.db import get_engine
+from engine.uow import unit_of_work
 
 
 @st.cache_resource(show_spinner=False)
@@ -44,11 +45,12 @@ def actor() -> Actor | None:
     if st.session_state.get("auth_user") is None:
         _resume(_cookie_token())
     elif st.session_state.get("auth_token") and time.monotonic() - st.session_state.get("auth_checked", 0) > RECHECK_SECONDS:
-        if auth.resume_session(db(), token=st.session_state["auth_token"]) is None:
-            _clear_state()
-            st.session_state["auth_cookie"] = None
-        else:
-            st.session_state["auth_checked"] = time.monotonic()
+        with unit_of_work(db(), read_only=True) as uow:
+            if auth.resume_session(uow=uow, token=st.session_state["auth_token"]) is None:
+                _clear_state()
+                st.session_state["auth_cookie"] = None
+            else:
+                st.session_state["auth_checked"] = time.monotonic()
     return st.session_state.get("auth_actor")
 
 
@@ -61,7 +63,8 @@ def _cookie_token() -> str | None:
 
 
 def _resume(token: str | None) -> None:
-    found = auth.resume_session(db(), token=token) if token else None
+    with unit_of_work(db(), read_only=True) as uow:
+        found = auth.resume_session(uow=uow, token=token) if token else None
     if found is None:
         return
     user, memberships, chosen = found
@@ -96,8 +99,9 @@ def require_actor() -> Actor:
 
 def login(email: str, password: str) -> None:
     """Check the password; choose the tenant when there is only one. Raises LoginFailed/LoginThrottled."""
-    user, memberships = auth.authenticate(db(), email, password)
-    token = auth.start_session(db(), user_id=user.id)
+    with unit_of_work(db()) as uow:
+        user, memberships = auth.authenticate(uow=uow, email=email, password=password)
+        token = auth.start_session(uow=uow, user_id=user.id)
     _remember(user, memberships, token)
     st.session_state["auth_cookie"] = token
     if len(memberships) == 1:
@@ -110,12 +114,14 @@ def choose_tenant(tenant_id: str) -> None:
     st.session_state["auth_actor"] = Actor(tenant_id=tenant["id"], user_id=user["id"], role=tenant["role"], email=user["email"])
     st.session_state["auth_tenant_name"] = tenant["name"]
     if st.session_state.get("auth_token"):
-        auth.choose_session_tenant(db(), token=st.session_state["auth_token"], tenant_id=tenant["id"])
+        with unit_of_work(db()) as uow:
+            auth.choose_session_tenant(uow=uow, token=st.session_state["auth_token"], tenant_id=tenant["id"])
 
 
 def logout() -> None:
     """Sign this browser out: the server forgets the session and the cookie is deleted."""
-    auth.end_session(db(), token=st.session_state.get("auth_token"))
+    with unit_of_work(db()) as uow:
+        auth.end_session(uow=uow, token=st.session_state.get("auth_token"))
     _clear_state()
     st.session_state["auth_cookie"] = None
 
@@ -128,7 +134,8 @@ def _clear_state() -> None:
 def tenant_name() -> str:
     name = st.session_state.get("auth_tenant_name")
     if not name and actor() is not None:
-        name = services.get_tenant(db(), actor()).name
+        with unit_of_work(db(), read_only=True) as uow:
+            name = services.get_tenant(uow=uow, actor=actor()).name
         st.session_state["auth_tenant_name"] = name
     return name or ""
 
@@ -138,6 +145,7 @@ def tenant_timezone() -> str:
     if current is None:
         return "UTC"
     try:
-        return services.get_tenant(db(), current).timezone
+        with unit_of_work(db(), read_only=True) as uow:
+            return services.get_tenant(uow=uow, actor=current).timezone
     except Exception:  # noqa: BLE001 - a preview falls back to UTC rather than failing the page
         return "UTC"

@@ -11,6 +11,7 @@ import streamlit as st
 from engine.errors import EngineError
 from engine.services import channel_settings as cs
 from engine.settings import get_settings
+from engine.uow import unit_of_work
 
 TITLES = {"whatsapp": "WhatsApp Cloud API", "sms": "Twilio (SMS and calls)", "email": "E-mail (SMTP)"}
 
@@ -22,7 +23,8 @@ def _secret_caption(state: cs.SecretState) -> str:
 
 
 def _channel_form(db, actor, channel: str) -> None:
-    view = cs.get_channel(db, actor, channel)
+    with unit_of_work(db, read_only=True) as uow:
+        view = cs.get_channel(uow=uow, actor=actor, channel=channel)
     _, fields = cs.CHANNEL_FIELDS[channel]
     # clear_on_submit: typed secrets must not stay in the page (the input would keep the value).
     with st.form(f"settings_ch_form_{channel}", border=False, clear_on_submit=True):
@@ -48,7 +50,8 @@ def _channel_form(db, actor, channel: str) -> None:
                                                 help=f.help or None)
         if st.form_submit_button("Save", type="primary"):
             try:
-                cs.save_channel(db, actor, channel, enabled=enabled, values=values, secrets=secrets)
+                with unit_of_work(db) as uow:
+                    cs.save_channel(uow=uow, actor=actor, channel=channel, enabled=enabled, values=values, secrets=secrets)
             except EngineError as exc:
                 name = str(getattr(exc, "field", "") or "").rsplit(".", 1)[-1]
                 slots.get(name, st).error(exc.message, icon="⚠️")
@@ -64,7 +67,8 @@ def _channel_form(db, actor, channel: str) -> None:
     if b.button("Send test", key=f"settings_ch_{channel}_test"):
         try:
             with st.spinner("Asking the provider..."):
-                result = cs.send_test_message(db, actor, channel, recipient=to)
+                with unit_of_work(db) as uow:
+                    result = cs.send_test_message(uow=uow, actor=actor, channel=channel, recipient=to)
         except EngineError as exc:
             st.error(exc.message, icon="⚠️")
         else:
@@ -77,7 +81,8 @@ def _callback_urls(db, actor) -> None:
     if not base:
         base = st.text_input("Public address of the API", value="https://studio.example.com", key="settings_ch_base",
                              help="Set STUDIO_PUBLIC_URL on the server to fix it here.")
-    urls = cs.callback_urls(db, actor, base)
+    with unit_of_work(db) as uow:
+        urls = cs.callback_urls(uow=uow, actor=actor, base_url=base)
     st.caption("Paste these into the providers' consoles (the copy button is at the right of each box). "
                "Anyone with a URL can only send signed requests: the signature is checked with your secrets.")
     labels = {"whatsapp": "Meta > WhatsApp > Configuration > Callback URL (verify token as above)",
@@ -101,14 +106,16 @@ def _web_chat(db, actor, tenant) -> None:
     st.caption("Put this script on your website; visitors' messages start your web chat workflows and "
                "their replies appear in the chat box.")
     base = (get_settings().public_url or st.session_state.get("settings_ch_base") or "https://studio.example.com").rstrip("/")
-    snippet = f'<script src="{base}/widget.js" data-studio="{cs.chat_key(db, actor)}" data-title="Chat with us" async></script>'
+    with unit_of_work(db) as uow:
+        snippet = f'<script src="{base}/widget.js" data-studio="{cs.chat_key(uow=uow, actor=actor)}" data-title="Chat with us" async></script>'
     st.code(snippet, language="html")
     with st.form("settings_ch_webchat_form", border=False):
         origins = st.text_area("Websites allowed to use the chat (one per line, e.g. https://www.mystudio.de)",
                                value="\n".join(allowed_origins(db, actor.tenant_id)), key="settings_ch_webchat_origins")
         if st.form_submit_button("Save", type="primary"):
             try:
-                save_web_chat(db, actor, allowed_origins=origins.splitlines())
+                with unit_of_work(db) as uow:
+                    save_web_chat(uow=uow, actor=actor, allowed_origins=origins.splitlines())
             except EngineError as exc:
                 st.error(exc.message, icon="⚠️")
             else:
@@ -129,7 +136,8 @@ def render(db, actor, tenant) -> None:
 
 def render_audit(db, actor, tenant) -> None:
     """The audit log section: who changed which setting when (secrets as "changed")."""
-    rows = cs.list_audit(db, actor)
+    with unit_of_work(db, read_only=True) as uow:
+        rows = cs.list_audit(uow=uow, actor=actor)
     if not rows:
         st.info("No settings changes recorded yet.")
         return

@@ -14,6 +14,7 @@ from engine import optout, privacy, retention
 from engine.auth import ADMIN, Actor
 from engine.errors import EngineError
 from ui import session
+from engine.uow import unit_of_work
 
 TABLE_LABELS = {"events": "Inbound events", "executions": "Executions", "step_runs": "Steps", "outbox_messages": "Messages",
                 "leads": "Leads", "bookings": "Bookings", "due_work": "Scheduled follow-ups", "contact_opt_outs": "Opt-outs"}
@@ -34,7 +35,8 @@ def render(actor: Actor) -> None:
 
 
 def _retention_card(db, actor: Actor) -> None:
-    current = retention.get_retention(db, actor)
+    with unit_of_work(db, read_only=True) as uow:
+        current = retention.get_retention(uow=uow, actor=actor)
     with st.container(border=True, key="privacy_card_retention"):
         st.subheader("Data retention")
         st.caption("Details are what a run saw and wrote: steps' input and output, message texts, event payloads. "
@@ -48,7 +50,9 @@ def _retention_card(db, actor: Actor) -> None:
                                      value=current.summary_days, key="privacy_summary_days")
             if st.form_submit_button("Save retention", type="primary"):
                 try:
-                    out = retention.set_retention(db, actor, details_days=int(details), summary_days=int(summary))
+                    with unit_of_work(db) as uow:
+                        out = retention.set_retention(uow=uow, actor=actor, details_days=int(details),
+                                                      summary_days=int(summary))
                 except EngineError as exc:
                     st.error(exc.message)
                 else:
@@ -77,7 +81,8 @@ def _member_card(db, actor: Actor) -> None:
             _find(db, actor, contact)
         if erase.button("Erase…", key="privacy_erase", icon=":material/delete_forever:", width="stretch"):
             try:
-                st.session_state["privacy_erase_counts"] = privacy.contact_counts(db, actor, **contact)
+                with unit_of_work(db, read_only=True) as uow:
+                    st.session_state["privacy_erase_counts"] = privacy.contact_counts(uow=uow, actor=actor, **contact)
                 st.session_state["privacy_erase_contact"] = contact
                 st.rerun()
             except EngineError as exc:
@@ -88,7 +93,8 @@ def _member_card(db, actor: Actor) -> None:
         flash = st.session_state.pop("privacy_flash", None)
         if flash:
             st.success(flash, icon="✅")
-        records = privacy.list_erasures(db, actor, limit=20)
+        with unit_of_work(db, read_only=True) as uow:
+            records = privacy.list_erasures(uow=uow, actor=actor, limit=20)
         if records:
             st.markdown("**Erasures done** (the contact is kept only as a hash)")
             st.dataframe([{"When": r.erased_at, "By": r.erased_by, "Kind": r.kind, "Contact hash": r.contact_hash[:16] + "…",
@@ -98,7 +104,8 @@ def _member_card(db, actor: Actor) -> None:
 def _find(db, actor: Actor, contact: dict) -> None:
     with st.spinner("Searching every table…"):
         try:
-            st.session_state["privacy_export"] = privacy.export_contact(db, actor, **contact)
+            with unit_of_work(db, read_only=True) as uow:
+                st.session_state["privacy_export"] = privacy.export_contact(uow=uow, actor=actor, **contact)
         except EngineError as exc:
             st.session_state.pop("privacy_export", None)
             st.error(exc.message)
@@ -139,7 +146,8 @@ def _confirm_erase(db, actor: Actor, contact: dict, counts: dict) -> None:
         _close_dialog()
         st.rerun()
     if go.button("Erase", type="primary", key="privacy_erase_confirm", disabled=not sure, width="stretch"):
-        record = privacy.erase_contact(db, actor, **contact)
+        with unit_of_work(db) as uow:
+            record = privacy.erase_contact(uow=uow, actor=actor, **contact)
         _close_dialog()
         st.session_state.pop("privacy_export", None)
         st.session_state["privacy_flash"] = f"Erased {sum(record.counts.values())} row(s). Record {record.id}."
@@ -160,7 +168,8 @@ def _opt_out_card(db, actor: Actor) -> None:
     try:
         from engine import services
 
-        tenant_settings = services.get_tenant(db, actor).settings
+        with unit_of_work(db, read_only=True) as uow:
+            tenant_settings = services.get_tenant(uow=uow, actor=actor).settings
     except EngineError:
         pass
     stop, start = optout.opt_words(tenant_settings)
@@ -174,12 +183,14 @@ def _opt_out_card(db, actor: Actor) -> None:
             start_text = b.text_input("Opt-in words", ", ".join(sorted(start)), key="privacy_start_words")
             if st.form_submit_button("Save words"):
                 try:
-                    optout.set_opt_words(db, actor, stop_words=stop_text, start_words=start_text)
+                    with unit_of_work(db) as uow:
+                        optout.set_opt_words(uow=uow, actor=actor, stop_words=stop_text, start_words=start_text)
                 except EngineError as exc:
                     st.error(exc.message)
                 else:
                     st.success("Saved.", icon="✅")
-        rows = optout.list_opt_outs(db, actor)
+        with unit_of_work(db, read_only=True) as uow:
+            rows = optout.list_opt_outs(uow=uow, actor=actor)
         if rows:
             st.dataframe([{"Contact": r.contact, "Word": r.word, "Channel": r.channel or "", "Since": r.changed_at}
                           for r in rows], hide_index=True, width="stretch")
@@ -191,7 +202,9 @@ def _opt_out_card(db, actor: Actor) -> None:
             mode = b.selectbox("Set", ["Opted out", "Opted in"], key="privacy_manual_mode")
             if st.form_submit_button("Apply"):
                 try:
-                    out = optout.set_opt_out(db, actor, contact=who, opted_out=mode == "Opted out", note="by staff")
+                    with unit_of_work(db) as uow:
+                        out = optout.set_opt_out(uow=uow, actor=actor, contact=who, opted_out=mode == "Opted out",
+                                                 note="by staff")
                 except EngineError as exc:
                     st.error(exc.message)
                 else:

@@ -12,13 +12,16 @@ from engine.errors import EngineError
 from engine.services import member_admin
 from engine.services import studio_settings as ss
 from ui.labels import ROLE_LABELS
+from engine.uow import unit_of_work
 
 DAY_ORDER = (1, 2, 3, 4, 5, 6, 0)  # Monday first on screen; stored as 0 = Sunday
 
 
-def _saved(call, message: str = "Saved.") -> bool:
+def _saved(db, call, message: str = "Saved.") -> bool:
+    """``call(uow)`` in one unit of work: everything it saves commits together, or nothing does."""
     try:
-        call()
+        with unit_of_work(db) as uow:
+            call(uow)
     except EngineError as exc:
         st.error(exc.message, icon="⚠️")
         return False
@@ -28,7 +31,8 @@ def _saved(call, message: str = "Saved.") -> bool:
 
 def hours_section(db, actor, tenant) -> None:
     """Business hours, closed days, quiet hours and the frequency cap."""
-    view = ss.get_studio_settings(db, actor)
+    with unit_of_work(db, read_only=True) as uow:
+        view = ss.get_studio_settings(uow=uow, actor=actor)
     with st.container(border=True, key="settings_card_hours"):
         st.subheader("Business hours")
         st.caption("Used by the condition “outside business hours” (time range → outside business hours).")
@@ -47,7 +51,8 @@ def hours_section(db, actor, tenant) -> None:
             closed = st.text_area("Closed days (one date per line, e.g. 2026-12-24)",
                                   value="\n".join(view.business_hours.get("closedDays", [])), key="settings_hours_closed")
             if st.form_submit_button("Save business hours", type="primary"):
-                _saved(lambda: ss.save_business_hours(db, actor, {"weekly": weekly, "closedDays": closed.split()}))
+                _saved(db, lambda uow: ss.save_business_hours(uow=uow, actor=actor,
+                                                      hours={"weekly": weekly, "closedDays": closed.split()}))
     with st.container(border=True, key="settings_card_limits"):
         st.subheader("Quiet hours and frequency cap")
         with st.form("settings_limits_form", border=False):
@@ -59,13 +64,14 @@ def hours_section(db, actor, tenant) -> None:
             cap = c.number_input("Max automated messages per contact and day (0: no cap)", min_value=0, max_value=100,
                                  value=int(view.frequency_cap or 0), key="settings_cap")
             if st.form_submit_button("Save", type="primary"):
-                _saved(lambda: (ss.save_quiet_hours(db, actor, start=start or None, end=end or None),
-                                ss.save_frequency_cap(db, actor, int(cap) or None)))
+                _saved(db, lambda uow: (ss.save_quiet_hours(uow=uow, actor=actor, start=start or None, end=end or None),
+                                ss.save_frequency_cap(uow=uow, actor=actor, cap=int(cap) or None)))
 
 
 def ai_section(db, actor, tenant) -> None:
     """AI provider (with a test) and the knowledge base the built-in assistant answers from."""
-    view = ss.get_studio_settings(db, actor)
+    with unit_of_work(db, read_only=True) as uow:
+        view = ss.get_studio_settings(uow=uow, actor=actor)
     with st.container(border=True, key="settings_card_ai"):
         st.subheader("AI provider")
         with st.form("settings_ai_form", border=False, clear_on_submit=True):
@@ -80,10 +86,12 @@ def ai_section(db, actor, tenant) -> None:
                                        else ("set, type to replace" if view.ai.api_key.set else "not set")) + ")"
             api_key = st.text_input(key_label, type="password", value="", key="settings_ai_key")
             if st.form_submit_button("Save", type="primary"):
-                _saved(lambda: ss.save_ai_provider(db, actor, provider=provider, base_url=base, model=model, api_key=api_key or None))
+                _saved(db, lambda uow: ss.save_ai_provider(uow=uow, actor=actor, provider=provider, base_url=base, model=model,
+                                                   api_key=api_key or None))
         if st.button("Test the provider", key="settings_ai_test"):
             with st.spinner("Asking…"):
-                ok, answer = ss.check_ai_provider(db, actor)
+                with unit_of_work(db) as uow:
+                    ok, answer = ss.check_ai_provider(uow=uow, actor=actor)
             (st.success if ok else st.error)(answer)
     with st.container(border=True, key="settings_card_kb"):
         st.subheader("Knowledge base")
@@ -94,12 +102,12 @@ def ai_section(db, actor, tenant) -> None:
                                 column_config={"question": "Question", "answer": "Answer", "tags": "Tags"})
         if st.button("Save entries", key="settings_kb_save", type="primary"):
             rows = [r for r in edited if (r.get("question") or "").strip() or (r.get("answer") or "").strip()]
-            _saved(lambda: ss.save_knowledge_entries(db, actor, rows))
+            _saved(db, lambda uow: ss.save_knowledge_entries(uow=uow, actor=actor, entries=rows))
         upload = st.file_uploader("Import CSV (columns question,answer,tags; tags separated by ;)", type=["csv"],
                                   key="settings_kb_csv")
         replace = st.checkbox("Replace the existing entries", key="settings_kb_replace")
         if upload is not None and st.button("Import", key="settings_kb_import"):
-            _saved(lambda: ss.import_knowledge_csv(db, actor, upload.getvalue(), replace=replace), "Imported.")
+            _saved(db, lambda uow: ss.import_knowledge_csv(uow=uow, actor=actor, data=upload.getvalue(), replace=replace), "Imported.")
 
 
 @st.dialog("New signing secret")
@@ -112,20 +120,22 @@ def _rotate_dialog(db, actor) -> None:
             del st.session_state["settings_new_signing_secret"]
             st.rerun()
     elif st.button("Rotate now", type="primary", key="settings_rotate_confirm"):
-        st.session_state["settings_new_signing_secret"] = ss.rotate_signing_secret(db, actor)
+        with unit_of_work(db) as uow:
+            st.session_state["settings_new_signing_secret"] = ss.rotate_signing_secret(uow=uow, actor=actor)
         st.rerun(scope="fragment")
 
 
 def webhooks_section(db, actor, tenant) -> None:
     """Webhook allow-list and the signing secret."""
-    view = ss.get_studio_settings(db, actor)
+    with unit_of_work(db, read_only=True) as uow:
+        view = ss.get_studio_settings(uow=uow, actor=actor)
     with st.container(border=True, key="settings_card_webhooks"):
         st.subheader("Outgoing webhooks")
         with st.form("settings_allow_form", border=False):
             allow = st.text_area("Private hosts or networks webhooks may call (one per line; public addresses need no entry)",
                                  value="\n".join(view.webhook_allow_list), key="settings_allow_list")
             if st.form_submit_button("Save", type="primary"):
-                _saved(lambda: ss.save_webhook_allow_list(db, actor, allow.splitlines()))
+                _saved(db, lambda uow: ss.save_webhook_allow_list(uow=uow, actor=actor, entries=allow.splitlines()))
         state = view.signing_secret
         st.markdown("**Signing secret** (header `X-Studio-Signature`): "
                     + (f"set on {state.set_at:%d %b %Y}" if state.set_at else ("set" if state.set else "not set")))
@@ -139,7 +149,8 @@ def webhooks_section(db, actor, tenant) -> None:
 def _revoke_dialog(db, actor, key) -> None:
     st.write(f"Revoke **{key.name}** ({key.prefix}…)? Programs using it stop working at once.")
     if st.button("Revoke", type="primary", key="settings_key_revoke_confirm"):
-        services.revoke_api_key(db, actor, key.id)
+        with unit_of_work(db) as uow:
+            services.revoke_api_key(uow=uow, actor=actor, key_id=key.id)
         st.rerun()
 
 
@@ -153,13 +164,15 @@ def api_keys_section(db, actor, tenant) -> None:
             role = b.selectbox("Role", list(ROLE_LABELS), index=1, format_func=ROLE_LABELS.get, key="settings_key_role")
             if st.form_submit_button("Create key", type="primary"):
                 try:
-                    _, secret = services.create_api_key(db, actor, name=name, role=role)
+                    with unit_of_work(db) as uow:
+                        _, secret = services.create_api_key(uow=uow, actor=actor, name=name, role=role)
                 except EngineError as exc:
                     st.error(exc.message, icon="⚠️")
                 else:
                     st.warning("Copy the key now: it is not shown again.")
                     st.code(secret, language=None)
-        keys = services.list_api_keys(db, actor)
+        with unit_of_work(db, read_only=True) as uow:
+            keys = services.list_api_keys(uow=uow, actor=actor)
         for key in keys:
             a, b = st.columns([5, 1], vertical_alignment="center")
             used = f"last used {key.last_used_at:%d %b %Y %H:%M}" if key.last_used_at else "never used"
@@ -176,7 +189,8 @@ def _remove_dialog(db, actor, member) -> None:
     st.write(f"Remove **{member.email}** from this studio? Their sessions end now; their login stays for other studios.")
     if st.button("Remove", type="primary", key="settings_member_remove_confirm"):
         try:
-            member_admin.remove_member(db, actor, member.user_id)
+            with unit_of_work(db) as uow:
+                member_admin.remove_member(uow=uow, actor=actor, user_id=member.user_id)
         except EngineError as exc:
             st.error(exc.message)
         else:
@@ -187,7 +201,9 @@ def members_section(db, actor, tenant) -> None:
     """Change roles and remove members (the last owner is protected)."""
     with st.container(border=True, key="settings_card_member_admin"):
         st.subheader("Roles")
-        for m in services.list_members(db, actor):
+        with unit_of_work(db, read_only=True) as uow:
+            members = services.list_members(uow=uow, actor=actor)
+        for m in members:
             a, b, c = st.columns([4, 2, 1], vertical_alignment="center")
             a.markdown(f"**{m.email}** {('· ' + m.name) if m.name else ''}")
             roles = list(ROLE_LABELS)
@@ -195,7 +211,8 @@ def members_section(db, actor, tenant) -> None:
                                key=f"settings_member_role_{m.user_id}", label_visibility="collapsed")
             if role != m.role:
                 try:
-                    member_admin.change_role(db, actor, m.user_id, role)
+                    with unit_of_work(db) as uow:
+                        member_admin.change_role(uow=uow, actor=actor, user_id=m.user_id, role=role)
                 except EngineError as exc:
                     b.error(exc.message)
                 else:

@@ -8,6 +8,7 @@ from engine import services
 from engine.errors import NotFound
 from ui import session
 from ui.labels import trigger_label
+from engine.uow import unit_of_work
 
 
 def workflow_picker(key: str, *, allow_none: bool = False) -> str | None:
@@ -15,12 +16,14 @@ def workflow_picker(key: str, *, allow_none: bool = False) -> str | None:
     db, actor = session.db(), session.actor()
     search_col, select_col = st.columns([1, 2], vertical_alignment="bottom")
     search = search_col.text_input("Find a workflow", key=f"{key}_search", placeholder="Search by name", icon=":material/search:")
-    page = services.list_workflows(db, actor, search=search or None, page_size=50)
+    with unit_of_work(db, read_only=True) as uow:
+        page = services.list_workflows(uow=uow, actor=actor, search=search or None, page_size=50)
     options = {w.id: f"{w.name} · {trigger_label(w.trigger.get('type', '?'))}" for w in page.items}
     chosen = st.session_state.get(key)
     if chosen and chosen not in options:
         try:
-            wf = services.get_workflow(db, actor, chosen)
+            with unit_of_work(db, read_only=True) as uow:
+                wf = services.get_workflow(uow=uow, actor=actor, workflow_id=chosen)
             options = {wf.id: f"{wf.name} · {trigger_label(wf.trigger.get('type', '?'))}", **options}
         except NotFound:
             st.session_state[key] = None

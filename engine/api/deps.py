@@ -9,7 +9,7 @@ database in the thread pool (a deferred read, which never waits for the writer).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Iterator
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -20,6 +20,7 @@ from engine import services
 from engine.api.errors import Unauthorized
 from engine.auth import Actor
 from engine.errors import PermissionDenied
+from engine.uow import UnitOfWork, unit_of_work
 
 _bearer = HTTPBearer(auto_error=False, scheme_name="apiKey", bearerFormat="sa_...",
                      description="An API key from `python -m engine api-key create --tenant <slug> --name <name> --role <role>`.")
@@ -39,10 +40,32 @@ async def current_actor(request: Request,
     if actor is not None:
         return actor
     try:
-        return await run_in_threadpool(services.actor_for_api_key, db, credentials.credentials)
+        return await run_in_threadpool(_actor_for_api_key, db, credentials.credentials)
     except PermissionDenied as exc:
         raise Unauthorized(exc.message) from exc
 
 
+def _actor_for_api_key(db: Engine, secret: str) -> Actor:
+    with unit_of_work(db, read_only=True) as uow:
+        return services.actor_for_api_key(uow=uow, secret=secret)
+
+
+def write_unit(request: Request) -> Iterator[UnitOfWork]:
+    """The request's unit of work: commits when the route returns, before the response is sent
+    (so a failed commit is the response), rolls back when it raises."""
+    with unit_of_work(request.app.state.db) as uow:
+        yield uow
+
+
+def read_unit(request: Request) -> Iterator[UnitOfWork]:
+    """A read-only unit of work for GET routes: never takes SQLite's write lock. It lasts until
+    the response is sent, so a streamed download reads inside it."""
+    with unit_of_work(request.app.state.db, read_only=True) as uow:
+        yield uow
+
+
 Db = Annotated[Engine, Depends(get_db)]
 CurrentActor = Annotated[Actor, Depends(current_actor)]
+#: One unit of work per request: ``Uow`` for routes that write, ``ReadUow`` for GET routes.
+Uow = Annotated[UnitOfWork, Depends(write_unit, scope="function")]
+ReadUow = Annotated[UnitOfWork, Depends(read_unit, scope="request")]

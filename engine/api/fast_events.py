@@ -37,6 +37,7 @@ from engine.api import errors
 from engine.api.limits import read_body, replay_body
 from engine.auth import EDIT, Actor
 from engine.errors import EngineError
+from engine.uow import unit_of_work
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class FastEvents:
 
     async def _ingest(self, scope: Scope, receive: Receive, send: Send, actor: Actor, event: dict[str, Any]) -> None:
         try:
-            result = await run_in_threadpool(services.ingest_event, self.db, actor, event)
+            result = await run_in_threadpool(_ingest, self.db, actor, event)
         except EngineError as exc:
             response = errors._engine_error(Request(scope), exc)
         except IntegrityError as exc:
@@ -121,3 +122,9 @@ def _event_or_none(body: bytes, idempotency_key: str | None) -> dict[str, Any] |
             return None
         event = {**event, "idempotencyKey": idempotency_key}
     return event
+
+
+def _ingest(db: Engine, actor: Actor, event: dict[str, Any]) -> Any:
+    """The event commits in the runner's group commit; the unit of work only reads (see ingest_event)."""
+    with unit_of_work(db, read_only=True) as uow:
+        return services.ingest_event(uow=uow, actor=actor, event=event)

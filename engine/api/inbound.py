@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import Db
+from engine.uow import unit_of_work
 from engine.api.errors import error_response
 from engine.inbound import email as email_parser
 from engine.inbound import signatures
@@ -53,7 +54,13 @@ def _forbidden(provider: str, tenant_id: str, why: str) -> Response:
 
 
 def _tenant(db, hook_id: str) -> str:
-    return tenant_for_webhook(db, hook_id)
+    with unit_of_work(db, read_only=True) as uow:
+        return tenant_for_webhook(uow=uow, hook_id=hook_id)
+
+
+def _secret(db, tenant_id: str, name: str) -> str | None:
+    with unit_of_work(db, read_only=True) as uow:
+        return secret_value(uow=uow, tenant_id=tenant_id, name=name)
 
 
 # --------------------------------------------------------------------------- WhatsApp
@@ -66,7 +73,7 @@ def whatsapp_verify(hook_id: str, db: Db, mode: str = Query("", alias="hub.mode"
                     challenge: str = Query("", alias="hub.challenge", max_length=200)) -> Response:
     """Meta calls this once when the callback URL is saved: echo ``hub.challenge`` if the token fits."""
     tenant_id = _tenant(db, hook_id)
-    expected = secret_value(db, tenant_id, "channels.whatsapp.verifyToken")
+    expected = _secret(db, tenant_id, "channels.whatsapp.verifyToken")
     if mode != "subscribe" or not expected or not hmac.compare_digest(expected.encode(), verify_token.encode()):
         return _forbidden("whatsapp", tenant_id, "verify token does not match")
     return PlainTextResponse(challenge)
@@ -78,7 +85,7 @@ async def whatsapp_webhook(hook_id: str, request: Request, db: Db) -> Any:
     """Checks ``X-Hub-Signature-256`` (HMAC-SHA256 of the raw body with the app secret)."""
     body = await request.body()
     tenant_id = await run_in_threadpool(_tenant, db, hook_id)
-    secret = await run_in_threadpool(secret_value, db, tenant_id, "channels.whatsapp.appSecret")
+    secret = await run_in_threadpool(_secret, db, tenant_id, "channels.whatsapp.appSecret")
     if not signatures.check_meta_signature(secret, body, request.headers.get("x-hub-signature-256")):
         return _forbidden("whatsapp", tenant_id, "bad or missing X-Hub-Signature-256" if secret else "no app secret configured")
     try:
@@ -108,7 +115,7 @@ def _public_url(request: Request) -> str:
 async def _twilio(hook_id: str, request: Request, db) -> tuple[str, dict[str, str]] | Response:
     body = await request.body()
     tenant_id = await run_in_threadpool(_tenant, db, hook_id)
-    token = await run_in_threadpool(secret_value, db, tenant_id, "channels.sms.authToken")
+    token = await run_in_threadpool(_secret, db, tenant_id, "channels.sms.authToken")
     params = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
     if not signatures.check_twilio_signature(token, _public_url(request), params, request.headers.get("x-twilio-signature")):
         return _forbidden("twilio", tenant_id, "bad or missing X-Twilio-Signature" if token else "no auth token configured")
@@ -187,7 +194,7 @@ async def email_webhook(hook_id: str, token: str, request: Request, db: Db) -> A
     """Authenticated by the secret in the URL (or as the basic-auth password with token ``-``)."""
     body = await request.body()
     tenant_id = await run_in_threadpool(_tenant, db, hook_id)
-    expected = await run_in_threadpool(secret_value, db, tenant_id, "inbound.emailToken")
+    expected = await run_in_threadpool(_secret, db, tenant_id, "inbound.emailToken")
     given = token if token != "-" else (_basic_password(request.headers.get("authorization")) or "")
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
         return _forbidden("email", tenant_id, "wrong inbound e-mail token")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from engine import optout, privacy, retention
-from engine.api.deps import CurrentActor, Db
+from engine.api.deps import CurrentActor, ReadUow, Uow
 from engine.api.workflows import CamelBody
 from engine.optout import MAX_WORD
 from engine.retention import MAX_DAYS
@@ -61,45 +61,47 @@ class OptWordsRequest(CamelBody):
 
 
 @router.get("/settings/retention", summary="How long the studio keeps execution details and summaries")
-def get_retention(db: Db, actor: CurrentActor) -> dict[str, Any]:
-    return {"success": True, "retention": retention.get_retention(db, actor).to_api()}
+def get_retention(uow: ReadUow, actor: CurrentActor) -> dict[str, Any]:
+    return {"success": True, "retention": retention.get_retention(uow=uow, actor=actor).to_api()}
 
 
 @router.put("/settings/retention", summary="Set the studio's retention (owners)")
-def set_retention(db: Db, actor: CurrentActor, body: RetentionRequest) -> dict[str, Any]:
-    out = retention.set_retention(db, actor, details_days=body.details_days, summary_days=body.summary_days)
+def set_retention(uow: Uow, actor: CurrentActor, body: RetentionRequest) -> dict[str, Any]:
+    out = retention.set_retention(uow=uow, actor=actor, details_days=body.details_days, summary_days=body.summary_days)
     return {"success": True, "retention": out.to_api()}
 
 
 @router.post("/contacts/export", summary="Everything stored about one member, as one JSON document (owners)")
-def export_contact(db: Db, actor: CurrentActor, body: ContactRequest) -> dict[str, Any]:
-    return {"success": True, "export": privacy.export_contact(db, actor, phone=body.phone, email=body.email)}
+def export_contact(uow: Uow, actor: CurrentActor, body: ContactRequest) -> dict[str, Any]:
+    return {"success": True, "export": privacy.export_contact(uow=uow, actor=actor, phone=body.phone, email=body.email)}
 
 
 @router.post("/contacts/erase", summary="Anonymise one member everywhere (owners; cannot be undone)")
-def erase_contact(db: Db, actor: CurrentActor, body: EraseRequest) -> dict[str, Any]:
+def erase_contact(uow: Uow, actor: CurrentActor, body: EraseRequest) -> dict[str, Any]:
     from engine.errors import InvalidInput
 
     if not body.confirm:
         raise InvalidInput("must be true: erasure cannot be undone (export first if needed)", field="confirm")
-    return {"success": True, "erasure": privacy.erase_contact(db, actor, phone=body.phone, email=body.email).to_api()}
+    return {"success": True, "erasure": privacy.erase_contact(uow=uow, actor=actor, phone=body.phone, email=body.email).to_api()}
 
 
 @router.get("/contacts/erasures", summary="Erasures done: who, when, which contact hash (owners)")
-def list_erasures(db: Db, actor: CurrentActor, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
-    return {"success": True, "erasures": [e.to_api() for e in privacy.list_erasures(db, actor, limit=limit)]}
+def list_erasures(uow: ReadUow, actor: CurrentActor, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+    return {"success": True, "erasures": [e.to_api() for e in privacy.list_erasures(uow=uow, actor=actor, limit=limit)]}
 
 
 @router.get("/contacts/opt-outs", summary="Members who opted out of automated messages")
-def list_opt_outs(db: Db, actor: CurrentActor) -> dict[str, Any]:
-    return {"success": True, "optOuts": [o.to_api() for o in optout.list_opt_outs(db, actor)]}
+def list_opt_outs(uow: ReadUow, actor: CurrentActor) -> dict[str, Any]:
+    return {"success": True, "optOuts": [o.to_api() for o in optout.list_opt_outs(uow=uow, actor=actor)]}
 
 
 @router.post("/contacts/opt-outs", summary="Mark a member opted out or in by hand (owners)")
-def set_opt_out(db: Db, actor: CurrentActor, body: OptOutRequest) -> dict[str, Any]:
-    return {"success": True, "optOut": optout.set_opt_out(db, actor, contact=body.contact, opted_out=body.opted_out).to_api()}
+def set_opt_out(uow: Uow, actor: CurrentActor, body: OptOutRequest) -> dict[str, Any]:
+    return {"success": True, "optOut": optout.set_opt_out(uow=uow, actor=actor, contact=body.contact,
+                                                          opted_out=body.opted_out).to_api()}
 
 
 @router.put("/settings/opt-out-words", summary="The studio's own opt-out and opt-in words (owners)")
-def set_opt_words(db: Db, actor: CurrentActor, body: OptWordsRequest) -> dict[str, Any]:
-    return {"success": True, **optout.set_opt_words(db, actor, stop_words=body.stop_words, start_words=body.start_words)}
+def set_opt_words(uow: Uow, actor: CurrentActor, body: OptWordsRequest) -> dict[str, Any]:
+    return {"success": True, **optout.set_opt_words(uow=uow, actor=actor, stop_words=body.stop_words,
+                                                    start_words=body.start_words)}

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
 from engine import services
 from engine.api import insights
 from engine.api.contract import EVENT, request_body
-from engine.api.deps import CurrentActor, Db
+from engine.api.deps import CurrentActor, ReadUow, Uow
 from engine.api.workflows import CamelBody
 from engine.errors import InvalidInput
 from engine.limits import DATE_PATTERN, MAX_PAGE, sane_datetime, text_datetime
@@ -41,7 +41,7 @@ PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=services.MAX_PAGE_SIZ
 
 @router.post("/events", summary="Ingest an inbound event", openapi_extra=request_body(EVENT))
 def ingest_event(
-    db: Db, actor: CurrentActor,
+    uow: ReadUow, actor: CurrentActor,
     event: Annotated[dict[str, Any], Body(examples=[EVENT_EXAMPLE])],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> dict[str, Any]:
@@ -56,13 +56,13 @@ def ingest_event(
         if event.get("idempotencyKey") not in (None, idempotency_key):
             raise InvalidInput("differs from the Idempotency-Key header", field="idempotencyKey")
         event = {**event, "idempotencyKey": idempotency_key}
-    result = services.ingest_event(db, actor, event)
+    result = services.ingest_event(uow=uow, actor=actor, event=event)
     return {"success": True, "eventId": result.event_id, "executionIds": result.execution_ids, "duplicate": result.duplicate,
             "intent": result.intent, "intentConfidence": result.intent_confidence}
 
 
 @router.get("/executions", summary="Executions, newest first")
-def list_executions(db: Db, actor: CurrentActor,
+def list_executions(uow: ReadUow, actor: CurrentActor,
                     workflow_id: Annotated[str | None, Query(alias="workflowId", max_length=64)] = None,
                     status: insights.Status = None,
                     page: PageNo = 1, page_size: PageSize = 50,
@@ -72,29 +72,31 @@ def list_executions(db: Db, actor: CurrentActor,
     """With ``from``, ``to``, ``trigger``, ``channel``, ``intent``, ``contact`` or ``after`` (a cursor),
     the list is keyset-paged like ``/api/executions/search`` (``nextCursor``); otherwise numbered pages."""
     if any((first, last, trigger, channel, intent, contact, after)) or status == "test":
-        return insights.search_executions(db, actor, first, last, status, workflow_id, trigger, channel, intent,
+        return insights.search_executions(uow, actor, first, last, status, workflow_id, trigger, channel, intent,
                                           contact, after, page_size)
-    result = services.list_executions(db, actor, workflow_id=workflow_id, status=status, page=page, page_size=page_size)
+    result = services.list_executions(uow=uow, actor=actor, workflow_id=workflow_id, status=status, page=page,
+                                      page_size=page_size)
     return _page(result.items, result.total, result.page, result.page_size, "executions")
 
 
 @router.get("/executions/{execution_id}", summary="One execution with its step trace")
-def get_execution(db: Db, actor: CurrentActor, execution_id: str) -> dict[str, Any]:
-    return {"success": True, "execution": services.get_execution(db, actor, execution_id).to_api()}
+def get_execution(uow: ReadUow, actor: CurrentActor, execution_id: str) -> dict[str, Any]:
+    return {"success": True, "execution": services.get_execution(uow=uow, actor=actor, execution_id=execution_id).to_api()}
 
 
 @router.get("/outbox", summary="Messages the workflows sent or recorded, newest first")
-def list_outbox(db: Db, actor: CurrentActor,
+def list_outbox(uow: ReadUow, actor: CurrentActor,
                 execution_id: Annotated[str | None, Query(alias="executionId", max_length=64)] = None,
                 status: Annotated[str | None, Query(max_length=16)] = None,
                 page: PageNo = 1, page_size: PageSize = 50) -> dict[str, Any]:
-    result = services.list_outbox(db, actor, execution_id=execution_id, status=status, page=page, page_size=page_size)
+    result = services.list_outbox(uow=uow, actor=actor, execution_id=execution_id, status=status, page=page,
+                                  page_size=page_size)
     return _page(result.items, result.total, result.page, result.page_size, "messages")
 
 
 @router.post("/bookings", status_code=201, summary="Record a booking (emits booking_created)")
-def create_booking(db: Db, actor: CurrentActor, body: BookingRequest) -> dict[str, Any]:
-    booking, result = services.create_booking(db, actor, member_name=body.member_name, class_name=body.class_name,
-                                              starts_at=body.starts_at, member_contact=body.member_contact,
-                                              lead_id=body.lead_id)
+def create_booking(uow: Uow, actor: CurrentActor, body: BookingRequest) -> dict[str, Any]:
+    booking, result = services.create_booking(uow=uow, actor=actor, member_name=body.member_name,
+                                              class_name=body.class_name, starts_at=body.starts_at,
+                                              member_contact=body.member_contact, lead_id=body.lead_id)
     return {"success": True, "booking": booking.to_api(), "eventId": result.event_id, "executionIds": result.execution_ids}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from engine.api.deps import CurrentActor, Db
+from engine.api.deps import CurrentActor, ReadUow, Uow
 from engine.services import scenarios
 
 router = APIRouter(prefix="/api", tags=["scenarios"])
@@ -78,10 +78,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.get("/scenarios", summary="The studio's test-console scenarios with their last result",
             response_model=ScenarioList, response_model_by_alias=True, responses=ERRORS)
-def list_scenarios(db: Db, actor: CurrentActor) -> Any:
+def list_scenarios(uow: ReadUow, actor: CurrentActor) -> Any:
     items = [ScenarioItem(id=s.id, name=s.name, channel=s.channel, status=s.status, steps=s.steps,
                           expectations=s.expectations, last_result=s.last_result, last_run_at=s.last_run_at)
-             for s in scenarios.list_scenarios(db, actor)]
+             for s in scenarios.list_scenarios(uow=uow, actor=actor)]
     return ScenarioList(scenarios=items)
 
 
@@ -89,11 +89,11 @@ def list_scenarios(db: Db, actor: CurrentActor) -> Any:
              response_model=ScenarioRunResponse, response_model_by_alias=True,
              responses={**ERRORS, 404: {"model": ErrorResponse, "description": "a draft's workflow is not this studio's"},
                         422: {"model": ErrorResponse, "description": "a draft is not a valid workflow"}})
-def run_scenarios(db: Db, actor: CurrentActor,
+def run_scenarios(uow: Uow, actor: CurrentActor,
                   body: Annotated[RunRequest | None, Body()] = None) -> Any:
     """Nothing is delivered or counted (test mode). With ``drafts`` the runs use those unsaved
     definitions and the stored last results are left alone."""
-    results = scenarios.run_all(db, actor, drafts=body.drafts if body else None)
+    results = scenarios.run_all(uow=uow, actor=actor, drafts=body.drafts if body else None)
     failed = sum(not r.passed for r in results)
     return ScenarioRunResponse(passed=len(results) - failed, failed=failed,
                                results=[ScenarioRunItem.model_validate(r.model_dump()) for r in results])

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from engine.api.deps import CurrentActor, Db
+from engine.api.deps import CurrentActor, ReadUow, Uow
 from engine.services import channel_settings as cs
 from engine.services import outbox
 
@@ -93,32 +93,33 @@ def _channel_out(view: cs.ChannelView) -> ChannelOut:
 
 
 @router.get("/settings/channels/{channel}", response_model=ChannelOut, responses=_OWNER, summary="A channel's settings")
-def get_channel(db: Db, actor: CurrentActor, channel: ChannelName) -> ChannelOut:
-    return _channel_out(cs.get_channel(db, actor, channel))
+def get_channel(uow: ReadUow, actor: CurrentActor, channel: ChannelName) -> ChannelOut:
+    return _channel_out(cs.get_channel(uow=uow, actor=actor, channel=channel))
 
 
 @router.put("/settings/channels/{channel}", response_model=ChannelOut, responses=_OWNER, summary="Save a channel's settings")
-def put_channel(db: Db, actor: CurrentActor, channel: ChannelName, body: ChannelIn) -> ChannelOut:
-    return _channel_out(cs.save_channel(db, actor, channel, enabled=body.enabled, values=body.values, secrets=body.secrets))
+def put_channel(uow: Uow, actor: CurrentActor, channel: ChannelName, body: ChannelIn) -> ChannelOut:
+    return _channel_out(cs.save_channel(uow=uow, actor=actor, channel=channel, enabled=body.enabled, values=body.values,
+                                        secrets=body.secrets))
 
 
 @router.post("/settings/channels/{channel}/test", response_model=TestMessageOut, responses=_OWNER,
              summary="Send a test message now and return the provider's answer")
-def test_channel(db: Db, actor: CurrentActor, channel: ChannelName, body: TestMessageIn) -> TestMessageOut:
-    result = cs.send_test_message(db, actor, channel, recipient=body.recipient)
+def test_channel(uow: Uow, actor: CurrentActor, channel: ChannelName, body: TestMessageIn) -> TestMessageOut:
+    result = cs.send_test_message(uow=uow, actor=actor, channel=channel, recipient=body.recipient)
     return TestMessageOut(ok=result.ok, status=result.status, provider_message_id=result.provider_message_id, answer=result.answer)
 
 
 @router.get("/settings/audit", response_model=AuditOut, responses=_OWNER, summary="Settings changes, newest first")
-def audit(db: Db, actor: CurrentActor) -> AuditOut:
+def audit(uow: ReadUow, actor: CurrentActor) -> AuditOut:
     return AuditOut(entries=[AuditEntryOut(at=a.at.isoformat(), actor=a.actor, area=a.area, changes=a.changes)
-                             for a in cs.list_audit(db, actor)])
+                             for a in cs.list_audit(uow=uow, actor=actor)])
 
 
 @router.post("/outbox/{message_id}/retry", response_model=RetryOut,
              responses={401: _OWNER[401], 403: {"description": "Analysts may not retry"}, 404: {"description": "Unknown message"},
                         409: {"description": "Not failed, or the channel has no provider"}},
              summary="Queue a failed delivery for another attempt")
-def retry(db: Db, actor: CurrentActor, message_id: Annotated[str, Path(max_length=64)]) -> RetryOut:
-    row = outbox.retry_delivery(db, actor, message_id)
+def retry(uow: Uow, actor: CurrentActor, message_id: Annotated[str, Path(max_length=64)]) -> RetryOut:
+    row = outbox.retry_delivery(uow=uow, actor=actor, outbox_id=message_id)
     return RetryOut(id=row.id, status=row.status)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import Db
+from engine.uow import unit_of_work
 from engine.api.errors import error_response
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.inbound import webchat
@@ -51,7 +52,8 @@ def _cors(origin: str) -> dict[str, str]:
 
 
 def _guard(db, key: str, request: Request) -> tuple[str, str]:
-    tenant_id = tenant_for_chat_key(db, key)
+    with unit_of_work(db, read_only=True) as uow:
+        tenant_id = tenant_for_chat_key(uow=uow, key=key)
     return tenant_id, webchat.check_origin(db, tenant_id, request.headers.get("origin"))
 
 

@@ -11,7 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from engine import domain, services
 from engine.api.contract import JSON_VALUE, UPDATE, WORKFLOW, WORKFLOW_LIST, request_body
-from engine.api.deps import CurrentActor, Db
+from engine.api.deps import CurrentActor, ReadUow, Uow
 from engine.limits import MAX_PAGE, MAX_VERSION
 from engine.services.runs import ExecutionOut
 from engine.store.models import ExecutionStatus
@@ -72,30 +72,30 @@ def run_result(ex: ExecutionOut) -> dict[str, Any]:
 
 
 @router.post("/create", status_code=201, summary="Create a workflow (spec)", openapi_extra=request_body(WORKFLOW))
-def create_workflow(db: Db, actor: CurrentActor,
+def create_workflow(uow: Uow, actor: CurrentActor,
                     definition: Annotated[dict[str, Any], Body(examples=[SPEC_EXAMPLE])]) -> dict[str, Any]:
     """Validate and store a workflow definition. Every problem comes back at once with its JSON path (422)."""
-    return _ok(workflow=services.create_workflow(db, actor, definition).to_api())
+    return _ok(workflow=services.create_workflow(uow=uow, actor=actor, data=definition).to_api())
 
 
 @router.post("/update", summary="Update a workflow (spec)", openapi_extra=request_body(UPDATE))
-def update_workflow(db: Db, actor: CurrentActor, body: UpdateRequest) -> dict[str, Any]:
+def update_workflow(uow: Uow, actor: CurrentActor, body: UpdateRequest) -> dict[str, Any]:
     """Given top-level keys replace the stored ones; the result is validated as a whole."""
     changes = dict(body.model_extra or {})
-    return _ok(workflow=services.update_workflow(db, actor, body.workflowId, changes).to_api())
+    return _ok(workflow=services.update_workflow(uow=uow, actor=actor, workflow_id=body.workflowId, changes=changes).to_api())
 
 
 @router.post("/run", summary="Run a workflow now (spec)")
-def run_workflow(db: Db, actor: CurrentActor, body: RunRequest) -> dict[str, Any]:
+def run_workflow(uow: Uow, actor: CurrentActor, body: RunRequest) -> dict[str, Any]:
     """Run one workflow with the given trigger data; answers when it finished or parked (e.g. at a wait)."""
-    ex = services.run_workflow(db, actor, body.workflow_id, body.trigger_data,
+    ex = services.run_workflow(uow=uow, actor=actor, workflow_id=body.workflow_id, trigger_data=body.trigger_data,
                                bypass_conditions=body.bypass_conditions, dry_run=body.dry_run)
     return _ok(result=run_result(ex))
 
 
 @router.get("/list", summary="List workflows (spec)")
 def list_workflows(
-    db: Db, actor: CurrentActor,
+    uow: ReadUow, actor: CurrentActor,
     enabled_only: Annotated[bool, Query(alias="enabledOnly")] = False,
     include_stats: Annotated[bool, Query(alias="includeStats")] = False,
     search: Annotated[str | None, Query(max_length=200, description="part of the name, any case")] = None,
@@ -104,19 +104,19 @@ def list_workflows(
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=services.MAX_PAGE_SIZE)] = 50,
 ) -> dict[str, Any]:
     """One page of the tenant's workflows by name; ``stats`` is filled when ``includeStats=true``."""
-    result = services.list_workflows(db, actor, enabled_only=enabled_only, include_stats=include_stats, search=search,
-                                     trigger_type=trigger_type, page=page, page_size=page_size)
+    result = services.list_workflows(uow=uow, actor=actor, enabled_only=enabled_only, include_stats=include_stats,
+                                     search=search, trigger_type=trigger_type, page=page, page_size=page_size)
     return _ok(workflows=[w.to_api() for w in result.items], stats=result.stats.to_api() if result.stats else None,
                total=result.total, page=result.page, pageSize=result.page_size)
 
 
 @router.post("/import", status_code=201, summary="Import workflows (all or nothing)",
              openapi_extra=request_body(WORKFLOW_LIST))
-def import_workflows(db: Db, actor: CurrentActor,
+def import_workflows(uow: Uow, actor: CurrentActor,
                      items: Annotated[list[dict[str, Any]] | dict[str, Any], Body(examples=[[SPEC_EXAMPLE]])]) -> dict[str, Any]:
     """A list of definitions (or one); one invalid item stores none, and problems are prefixed with its index."""
     items = items if isinstance(items, list) else [items]
-    return _ok(workflows=[w.to_api() for w in services.import_workflows(db, actor, items)])
+    return _ok(workflows=[w.to_api() for w in services.import_workflows(uow=uow, actor=actor, items=items)])
 
 
 @router.post("/validate", summary="Check a definition without storing it",
@@ -128,35 +128,35 @@ def validate_workflow(actor: CurrentActor, definition: Annotated[Any, Body(examp
 
 
 @router.get("/{workflow_id}", summary="One workflow")
-def get_workflow(db: Db, actor: CurrentActor, workflow_id: str) -> dict[str, Any]:
-    return _ok(workflow=services.get_workflow(db, actor, workflow_id).to_api())
+def get_workflow(uow: ReadUow, actor: CurrentActor, workflow_id: str) -> dict[str, Any]:
+    return _ok(workflow=services.get_workflow(uow=uow, actor=actor, workflow_id=workflow_id).to_api())
 
 
 @router.delete("/{workflow_id}", summary="Delete a workflow")
-def delete_workflow(db: Db, actor: CurrentActor, workflow_id: str) -> dict[str, Any]:
+def delete_workflow(uow: Uow, actor: CurrentActor, workflow_id: str) -> dict[str, Any]:
     """Pending waits and follow-ups are cancelled; past executions stay."""
-    services.delete_workflow(db, actor, workflow_id)
+    services.delete_workflow(uow=uow, actor=actor, workflow_id=workflow_id)
     return _ok(deleted=workflow_id)
 
 
 @router.post("/{workflow_id}/duplicate", status_code=201, summary="Copy a workflow (disabled)")
-def duplicate_workflow(db: Db, actor: CurrentActor, workflow_id: str,
+def duplicate_workflow(uow: Uow, actor: CurrentActor, workflow_id: str,
                        body: Annotated[DuplicateRequest | None, Body()] = None) -> dict[str, Any]:
     name = body.name if body else None
-    return _ok(workflow=services.duplicate_workflow(db, actor, workflow_id, name=name).to_api())
+    return _ok(workflow=services.duplicate_workflow(uow=uow, actor=actor, workflow_id=workflow_id, name=name).to_api())
 
 
 @router.get("/{workflow_id}/versions", summary="Version history, newest first")
-def list_versions(db: Db, actor: CurrentActor, workflow_id: str) -> dict[str, Any]:
-    return _ok(versions=[v.to_api() for v in services.list_versions(db, actor, workflow_id)])
+def list_versions(uow: ReadUow, actor: CurrentActor, workflow_id: str) -> dict[str, Any]:
+    return _ok(versions=[v.to_api() for v in services.list_versions(uow=uow, actor=actor, workflow_id=workflow_id)])
 
 
 @router.post("/{workflow_id}/rollback", summary="Make an old version current (as a new version)")
-def rollback_workflow(db: Db, actor: CurrentActor, workflow_id: str, body: RollbackRequest) -> dict[str, Any]:
-    return _ok(workflow=services.rollback_workflow(db, actor, workflow_id, body.version).to_api())
+def rollback_workflow(uow: Uow, actor: CurrentActor, workflow_id: str, body: RollbackRequest) -> dict[str, Any]:
+    return _ok(workflow=services.rollback_workflow(uow=uow, actor=actor, workflow_id=workflow_id, version=body.version).to_api())
 
 
 @router.get("/{workflow_id}/export", summary="The importable JSON of one workflow")
-def export_workflow(db: Db, actor: CurrentActor, workflow_id: str) -> dict[str, Any]:
+def export_workflow(uow: ReadUow, actor: CurrentActor, workflow_id: str) -> dict[str, Any]:
     """The bare definition (what ``/import`` and ``python -m engine import`` take), not wrapped."""
-    return services.export_workflows(db, actor, workflow_id)[0]
+    return services.export_workflows(uow=uow, actor=actor, workflow_id=workflow_id)[0]

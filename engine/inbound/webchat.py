@@ -20,8 +20,8 @@ from sqlmodel import Session, col, select
 
 from engine.auth import ADMIN, Actor
 from engine.errors import EngineError, InvalidInput, PermissionDenied
-from engine.store.db import session_scope
 from engine.store.models import OutboxMessage, Tenant
+from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def replies(db: Engine, tenant_id: str, *, conversation_id: str, after: datetime
     return [{"id": r.id, "text": r.body, "at": r.created_at.isoformat()} for r in rows]
 
 
-def save_web_chat(db: Engine, actor: Actor, *, allowed_origins: list[str]) -> list[str]:
+def save_web_chat(*, uow: UnitOfWork, actor: Actor, allowed_origins: list[str]) -> list[str]:
     """Set the websites allowed to embed the chat (``https://www.studio.de``; owners only)."""
     from engine.services.channel_settings import record_audit
 
@@ -136,12 +136,12 @@ def save_web_chat(db: Engine, actor: Actor, *, allowed_origins: list[str]) -> li
             raise InvalidInput(f"{origin!r} is not an origin like https://www.example.com (no path)",
                                field="webChat.allowedOrigins")
         clean.append(origin)
-    with session_scope(db) as s:
-        tenant = s.get(Tenant, actor.tenant_id)
-        old = list(((tenant.settings or {}).get("webChat") or {}).get("allowedOrigins") or [])
-        tenant.settings = {**(tenant.settings or {}), "webChat": {**((tenant.settings or {}).get("webChat") or {}),
-                                                                 "allowedOrigins": clean}}
-        s.add(tenant)
+    s = uow.session
+    tenant = s.get(Tenant, actor.tenant_id)
+    old = list(((tenant.settings or {}).get("webChat") or {}).get("allowedOrigins") or [])
+    tenant.settings = {**(tenant.settings or {}), "webChat": {**((tenant.settings or {}).get("webChat") or {}),
+                                                             "allowedOrigins": clean}}
+    s.add(tenant)
     if old != clean:
-        record_audit(db, actor, "webChat", {"allowedOrigins": {"from": old, "to": clean}})
+        record_audit(uow=uow, actor=actor, area="webChat", changes={"allowedOrigins": {"from": old, "to": clean}})
     return clean

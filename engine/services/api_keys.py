@@ -19,11 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from engine.uow import UnitOfWork, unit_of_work
 from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.services.workflows import Out
-from engine.store.db import read_session, session_scope
-from engine.store.models import ApiKey, Role, utcnow
+from engine.store.models import ApiKey, Role
 
 __all__ = ["ApiKeyOut", "create_api_key", "list_api_keys", "revoke_api_key", "actor_for_api_key", "KEY_PREFIX",
            "cached_actor_for_api_key", "KEY_CACHE"]
@@ -51,7 +51,7 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def create_api_key(db: Engine, actor: Actor, *, name: str, role: str) -> tuple[ApiKeyOut, str]:
+def create_api_key(*, uow: UnitOfWork, actor: Actor, name: str, role: str) -> tuple[ApiKeyOut, str]:
     """A new key for the actor's tenant (owners only). Returns the key and its secret, once."""
     actor.require(ADMIN)
     name = (name or "").strip()
@@ -60,63 +60,65 @@ def create_api_key(db: Engine, actor: Actor, *, name: str, role: str) -> tuple[A
     if role not in {r.value for r in Role}:
         raise InvalidInput(f"unknown role {role!r} (owner, editor or analyst)", field="role")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    with session_scope(db) as s:
-        row = ApiKey(tenant_id=actor.tenant_id, user_id=actor.user_id, name=name, role=role,
-                     key_hash=_hash(secret), prefix=secret[:8])
-        s.add(row)
-    _audit(db, actor, {name: {"from": None, "to": f"created ({role}, {secret[:8]}...)"}})
+    s = uow.session
+    row = ApiKey(tenant_id=actor.tenant_id, user_id=actor.user_id, name=name, role=role,
+                 key_hash=_hash(secret), prefix=secret[:8], created_at=uow.now())
+    s.add(row)
+    _audit(uow, actor, {name: {"from": None, "to": f"created ({role}, {secret[:8]}...)"}})
     return ApiKeyOut.model_validate(row), secret
 
 
-def _audit(db: Engine, actor: Actor, changes: dict) -> None:
+def _audit(uow: UnitOfWork, actor: Actor, changes: dict) -> None:
     from engine.services.channel_settings import record_audit
 
-    record_audit(db, actor, "apiKeys", changes)
+    record_audit(uow=uow, actor=actor, area="apiKeys", changes=changes)
 
 
-def list_api_keys(db: Engine, actor: Actor) -> list[ApiKeyOut]:
+def list_api_keys(*, uow: UnitOfWork, actor: Actor) -> list[ApiKeyOut]:
     """The tenant's keys, newest first, revoked ones included (owners only)."""
     actor.require(ADMIN)
-    with read_session(db) as s:
-        rows = s.exec(select(ApiKey).where(ApiKey.tenant_id == actor.tenant_id)
-                      .order_by(col(ApiKey.created_at).desc(), ApiKey.id)).all()
-        return [ApiKeyOut.model_validate(r) for r in rows]
+    s = uow.session
+    rows = s.exec(select(ApiKey).where(ApiKey.tenant_id == actor.tenant_id)
+                  .order_by(col(ApiKey.created_at).desc(), ApiKey.id)).all()
+    return [ApiKeyOut.model_validate(r) for r in rows]
 
 
-def revoke_api_key(db: Engine, actor: Actor, key_id: str) -> ApiKeyOut:
+def revoke_api_key(*, uow: UnitOfWork, actor: Actor, key_id: str) -> ApiKeyOut:
     """Stop a key from working (owners only). Revoking twice keeps the first time."""
     actor.require(ADMIN)
-    with session_scope(db) as s:
-        row = s.exec(select(ApiKey).where(ApiKey.id == key_id, ApiKey.tenant_id == actor.tenant_id)).first()
-        if row is None:
-            raise NotFound(f"API key {key_id} not found")
-        revoked = row.revoked_at is None
-        if revoked:
-            row.revoked_at = utcnow()
-            s.add(row)
+    s = uow.session
+    row = s.exec(select(ApiKey).where(ApiKey.id == key_id, ApiKey.tenant_id == actor.tenant_id)).first()
+    if row is None:
+        raise NotFound(f"API key {key_id} not found")
+    revoked = row.revoked_at is None
+    if revoked:
+        row.revoked_at = uow.now()
+        s.add(row)
     KEY_CACHE.forget(row.id)
     if revoked:
-        _audit(db, actor, {row.name: {"from": "active", "to": "revoked"}})
+        _audit(uow, actor, {row.name: {"from": "active", "to": "revoked"}})
     return ApiKeyOut.model_validate(row)
 
 
-def actor_for_api_key(db: Engine, secret: str) -> Actor:
+def actor_for_api_key(*, uow: UnitOfWork, secret: str) -> Actor:
     """Who a request with this secret acts as; raises PermissionDenied for unknown or revoked keys.
 
-    Asks the database (a deferred read: it never waits for a writer) and remembers the answer
-    in :data:`KEY_CACHE`; see :func:`cached_actor_for_api_key` for the lookup without I/O.
+    Asks the database through ``uow``, which must be read-only (a deferred read: it never
+    waits for a writer; the last-used time is written in a short unit of its own), and
+    remembers the answer in :data:`KEY_CACHE`; see :func:`cached_actor_for_api_key` for the
+    lookup without I/O.
     """
     if not secret or not secret.startswith(KEY_PREFIX) or len(secret) > 200:
         raise PermissionDenied("invalid or revoked API key")
     key_hash = _hash(secret)
-    with read_session(db) as s:
-        row = s.exec(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
+    s = uow.session
+    row = s.exec(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
     if row is None or row.revoked_at is not None:
-        KEY_CACHE.forget_hash(db, key_hash)
+        KEY_CACHE.forget_hash(uow.db, key_hash)
         raise PermissionDenied("invalid or revoked API key")
-    _touch(db, row)
+    _touch(uow, row)
     actor = Actor(tenant_id=row.tenant_id, user_id=row.user_id, role=row.role, email=f"api-key:{row.name}")
-    KEY_CACHE.put(db, key_hash, row.id, actor)
+    KEY_CACHE.put(uow.db, key_hash, row.id, actor)
     return actor
 
 
@@ -197,9 +199,12 @@ class KeyCache:
 KEY_CACHE = KeyCache()
 
 
-def _touch(db: Engine, row: ApiKey) -> None:
-    now = utcnow()
+def _touch(uow: UnitOfWork, row: ApiKey) -> None:
+    """Record the key's last use. Bookkeeping, not part of the request: written in a short unit
+    of work of its own (at most once a minute per key), so the lookup's unit stays a read that
+    never waits for the writer."""
+    now = uow.now()
     if row.last_used_at is not None and now - row.last_used_at < _TOUCH_EVERY:
         return
-    with session_scope(db) as s:
-        s.exec(sa.update(ApiKey).where(col(ApiKey.id) == row.id).values(last_used_at=now))
+    with unit_of_work(uow.db, clock=uow.clock) as own:
+        own.session.exec(sa.update(ApiKey).where(col(ApiKey.id) == row.id).values(last_used_at=now))

@@ -17,19 +17,17 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from engine.uow import UnitOfWork
 from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, NotFound
 from engine.secrets import decrypt, encrypt
-from engine.store.db import session_scope
 from engine.store.models import (
     InboundEndpoint,
     SettingsAudit,
     Tenant,
     TenantSecret,
-    utcnow,
 )
 
 logger = logging.getLogger(__name__)
@@ -147,16 +145,16 @@ def _secret_rows(s: Session, tenant_id: str, prefix: str) -> dict[str, TenantSec
     return {r.name: r for r in rows}
 
 
-def get_channel(db: Engine, actor: Actor, channel: str) -> ChannelView:
+def get_channel(*, uow: UnitOfWork, actor: Actor, channel: str) -> ChannelView:
     """The channel's fields (secrets as set/not set with the date)."""
     actor.require(ADMIN)
     adapter, fields = _spec(channel)
-    with Session(db) as s:
-        tenant = s.get(Tenant, actor.tenant_id)
-        if tenant is None:
-            raise NotFound("tenant not found")
-        conf = dict(((tenant.settings or {}).get("channels") or {}).get(channel) or {})
-        rows = _secret_rows(s, actor.tenant_id, f"channels.{channel}.")
+    s = uow.session
+    tenant = s.get(Tenant, actor.tenant_id)
+    if tenant is None:
+        raise NotFound("tenant not found")
+    conf = dict(((tenant.settings or {}).get("channels") or {}).get(channel) or {})
+    rows = _secret_rows(s, actor.tenant_id, f"channels.{channel}.")
     values = {f.name: conf.get(f.name, f.default) for f in fields if not f.secret}
     states = {}
     for f in fields:
@@ -204,7 +202,7 @@ def _check_specific(channel: str, values: dict[str, Any]) -> None:
         raise InvalidInput("is not an e-mail address", field="channels.email.fromAddress")
 
 
-def save_channel(db: Engine, actor: Actor, channel: str, *, enabled: bool, values: dict[str, Any],
+def save_channel(*, uow: UnitOfWork, actor: Actor, channel: str, enabled: bool, values: dict[str, Any],
                  secrets: dict[str, str | None] | None = None) -> ChannelView:
     """Save a channel's fields; a secret given as ``None`` or ``""`` keeps the stored one.
 
@@ -228,51 +226,51 @@ def save_channel(db: Engine, actor: Actor, channel: str, *, enabled: bool, value
     for key, value in secrets.items():
         if not isinstance(value, str) or len(value) > 4000:
             raise InvalidInput("must be text of at most 4000 characters", field=f"channels.{channel}.{key}")
-    with session_scope(db) as s:
-        tenant = s.get(Tenant, actor.tenant_id)
-        if tenant is None:
-            raise NotFound("tenant not found")
-        existing = _secret_rows(s, actor.tenant_id, f"channels.{channel}.")
-        old = dict(((tenant.settings or {}).get("channels") or {}).get(channel) or {})
-        for f in fields:  # plain-text secrets from older settings move into encrypted storage
-            legacy = old.get(f.name)
-            if f.secret and isinstance(legacy, str) and legacy and f.name not in secrets \
-                    and _secret_name(channel, f.name) not in existing:
-                secrets[f.name] = legacy
-        if enabled:
-            _check_specific(channel, clean)
-            for f in fields:
-                have = clean.get(f.name) if not f.secret else (f.name in secrets or _secret_name(channel, f.name) in existing)
-                if f.required and not have:
-                    raise InvalidInput("is required to switch this channel on", field=f"channels.{channel}.{f.name}")
-        new = {"adapter": adapter if enabled else "outbox", **{k: v for k, v in clean.items() if v is not None}}
-        channels = dict((tenant.settings or {}).get("channels") or {})
-        channels[channel] = new
-        tenant.settings = {**(tenant.settings or {}), "channels": channels}
-        s.add(tenant)
-        now = utcnow()
-        by = actor.email or "system"
-        for key, value in secrets.items():
-            row = existing.get(_secret_name(channel, key))
-            if row is None:
-                row = TenantSecret(tenant_id=actor.tenant_id, name=_secret_name(channel, key), ciphertext="")
-            row.ciphertext, row.set_at, row.set_by = encrypt(value), now, by
-            s.add(row)
-        secret_names = {f.name for f in fields if f.secret}
-        changes = {k: {"from": old.get(k), "to": new.get(k)} for k in sorted(set(old) | set(new))
-                   if old.get(k) != new.get(k) and k not in secret_names}
-        changes.update({k: "changed" for k in secrets})
-        if changes:
-            s.add(SettingsAudit(tenant_id=actor.tenant_id, actor=by, area=f"channels.{channel}", changes=changes))
+    s = uow.session
+    tenant = s.get(Tenant, actor.tenant_id)
+    if tenant is None:
+        raise NotFound("tenant not found")
+    existing = _secret_rows(s, actor.tenant_id, f"channels.{channel}.")
+    old = dict(((tenant.settings or {}).get("channels") or {}).get(channel) or {})
+    for f in fields:  # plain-text secrets from older settings move into encrypted storage
+        legacy = old.get(f.name)
+        if f.secret and isinstance(legacy, str) and legacy and f.name not in secrets \
+                and _secret_name(channel, f.name) not in existing:
+            secrets[f.name] = legacy
+    if enabled:
+        _check_specific(channel, clean)
+        for f in fields:
+            have = clean.get(f.name) if not f.secret else (f.name in secrets or _secret_name(channel, f.name) in existing)
+            if f.required and not have:
+                raise InvalidInput("is required to switch this channel on", field=f"channels.{channel}.{f.name}")
+    new = {"adapter": adapter if enabled else "outbox", **{k: v for k, v in clean.items() if v is not None}}
+    channels = dict((tenant.settings or {}).get("channels") or {})
+    channels[channel] = new
+    tenant.settings = {**(tenant.settings or {}), "channels": channels}
+    s.add(tenant)
+    now = uow.now()
+    by = actor.email or "system"
+    for key, value in secrets.items():
+        row = existing.get(_secret_name(channel, key))
+        if row is None:
+            row = TenantSecret(tenant_id=actor.tenant_id, name=_secret_name(channel, key), ciphertext="")
+        row.ciphertext, row.set_at, row.set_by = encrypt(value), now, by
+        s.add(row)
+    secret_names = {f.name for f in fields if f.secret}
+    changes = {k: {"from": old.get(k), "to": new.get(k)} for k in sorted(set(old) | set(new))
+               if old.get(k) != new.get(k) and k not in secret_names}
+    changes.update({k: "changed" for k in secrets})
+    if changes:
+        s.add(SettingsAudit(tenant_id=actor.tenant_id, actor=by, area=f"channels.{channel}", changes=changes))
     logger.info("channel %s settings saved for tenant %s (%d secret(s) replaced)", channel, actor.tenant_id, len(secrets))
-    return get_channel(db, actor, channel)
+    return get_channel(uow=uow, actor=actor, channel=channel)
 
 
-def secret_value(db: Engine, tenant_id: str, name: str) -> str | None:
+def secret_value(*, uow: UnitOfWork, tenant_id: str, name: str) -> str | None:
     """Decrypt one secret for the engine's own use (signature checks); None when not set."""
-    with Session(db) as s:
-        row = s.exec(select(TenantSecret).where(TenantSecret.tenant_id == tenant_id, TenantSecret.name == name)).first()
-        return decrypt(row.ciphertext) if row else None
+    s = uow.session
+    row = s.exec(select(TenantSecret).where(TenantSecret.tenant_id == tenant_id, TenantSecret.name == name)).first()
+    return decrypt(row.ciphertext) if row else None
 
 
 def resolved_tenant_settings(session: Session, tenant_id: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -304,67 +302,67 @@ def _add_status_callback(session: Session, tenant_id: str, channels: dict[str, d
 # --------------------------------------------------------------------------- public webhook id
 
 
-def webhook_id(db: Engine, actor: Actor) -> str:
+def webhook_id(*, uow: UnitOfWork, actor: Actor) -> str:
     """The studio's public webhook id (created on first use; 32 random url-safe characters)."""
     actor.require(ADMIN)
-    with session_scope(db) as s:
-        row = s.exec(select(InboundEndpoint).where(InboundEndpoint.tenant_id == actor.tenant_id)).first()
-        if row is None:
-            row = _new_endpoint(actor.tenant_id)
-            s.add(row)
-        return row.id
+    s = uow.session
+    row = s.exec(select(InboundEndpoint).where(InboundEndpoint.tenant_id == actor.tenant_id)).first()
+    if row is None:
+        row = _new_endpoint(actor.tenant_id)
+        s.add(row)
+    return row.id
 
 
 def _new_endpoint(tenant_id: str) -> InboundEndpoint:
     return InboundEndpoint(id=_random.token_urlsafe(24), tenant_id=tenant_id, chat_key="wc_" + _random.token_urlsafe(18))
 
 
-def chat_key(db: Engine, actor: Actor) -> str:
+def chat_key(*, uow: UnitOfWork, actor: Actor) -> str:
     """The web chat widget's public key of the studio (created on first use)."""
     actor.require(ADMIN)
-    webhook_id(db, actor)
-    with Session(db) as s:
-        return s.exec(select(InboundEndpoint.chat_key).where(InboundEndpoint.tenant_id == actor.tenant_id)).one()
+    webhook_id(uow=uow, actor=actor)
+    s = uow.session
+    return s.exec(select(InboundEndpoint.chat_key).where(InboundEndpoint.tenant_id == actor.tenant_id)).one()
 
 
-def tenant_for_chat_key(db: Engine, key: str) -> str:
+def tenant_for_chat_key(*, uow: UnitOfWork, key: str) -> str:
     """The tenant behind a web chat key; :class:`NotFound` when unknown."""
     if not key or len(key) > 64:
         raise NotFound("unknown chat key")
-    with Session(db) as s:
-        found = s.exec(select(InboundEndpoint.tenant_id).where(InboundEndpoint.chat_key == key)).first()
-        if found is None:
-            raise NotFound("unknown chat key")
-        return found
+    s = uow.session
+    found = s.exec(select(InboundEndpoint.tenant_id).where(InboundEndpoint.chat_key == key)).first()
+    if found is None:
+        raise NotFound("unknown chat key")
+    return found
 
 
-def tenant_for_webhook(db: Engine, hook_id: str) -> str:
+def tenant_for_webhook(*, uow: UnitOfWork, hook_id: str) -> str:
     """The tenant id behind a public webhook id; :class:`NotFound` when unknown."""
     if not hook_id or len(hook_id) > 64:
         raise NotFound("unknown webhook")
-    with Session(db) as s:
-        row = s.get(InboundEndpoint, hook_id)
-        if row is None:
-            raise NotFound("unknown webhook")
-        return row.tenant_id
+    s = uow.session
+    row = s.get(InboundEndpoint, hook_id)
+    if row is None:
+        raise NotFound("unknown webhook")
+    return row.tenant_id
 
 
-def email_inbound_token(db: Engine, actor: Actor) -> str:
+def email_inbound_token(*, uow: UnitOfWork, actor: Actor) -> str:
     """The secret in the inbound e-mail URL (created on first use; owners only)."""
     actor.require(ADMIN)
     name = "inbound.emailToken"
-    current = secret_value(db, actor.tenant_id, name)
+    current = secret_value(uow=uow, tenant_id=actor.tenant_id, name=name)
     if current:
         return current
     token = _random.token_urlsafe(24)
-    with session_scope(db) as s:
-        s.add(TenantSecret(tenant_id=actor.tenant_id, name=name, ciphertext=encrypt(token), set_by=actor.email or "system"))
+    s = uow.session
+    s.add(TenantSecret(tenant_id=actor.tenant_id, name=name, ciphertext=encrypt(token), set_by=actor.email or "system"))
     return token
 
 
-def callback_urls(db: Engine, actor: Actor, base_url: str) -> dict[str, str]:
+def callback_urls(*, uow: UnitOfWork, actor: Actor, base_url: str) -> dict[str, str]:
     """The URLs to paste into Meta's, Twilio's and the mail service's consoles."""
-    hook = webhook_id(db, actor)
+    hook = webhook_id(uow=uow, actor=actor)
     base = f"{base_url.rstrip('/')}/hooks/{hook}"
     return {
         "whatsapp": f"{base}/whatsapp",
@@ -372,7 +370,7 @@ def callback_urls(db: Engine, actor: Actor, base_url: str) -> dict[str, str]:
         "twilio_message_status": f"{base}/twilio/message-status",
         "twilio_call_status": f"{base}/twilio/call-status",
         "twilio_transcription": f"{base}/twilio/transcription",
-        "email": f"{base}/email/{email_inbound_token(db, actor)}",
+        "email": f"{base}/email/{email_inbound_token(uow=uow, actor=actor)}",
         "widget": f"{base_url.rstrip('/')}/widget.js",
     }
 
@@ -380,7 +378,7 @@ def callback_urls(db: Engine, actor: Actor, base_url: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- test message
 
 
-def send_test_message(db: Engine, actor: Actor, channel: str, *, recipient: str,
+def send_test_message(*, uow: UnitOfWork, actor: Actor, channel: str, recipient: str,
                       client: Any = None) -> TestMessageResult:
     """Send one message through the channel's adapter now and report the provider's answer.
 
@@ -397,16 +395,16 @@ def send_test_message(db: Engine, actor: Actor, channel: str, *, recipient: str,
     _spec(channel)
     if not (recipient or "").strip():
         raise InvalidInput("give a phone number or e-mail address to send the test to", field="recipient")
-    with Session(db) as s:
-        tenant = s.get(Tenant, actor.tenant_id)
-        settings = resolved_tenant_settings(s, actor.tenant_id, dict(tenant.settings or {}))
-        name = tenant.name
+    s = uow.session
+    tenant = s.get(Tenant, actor.tenant_id)
+    settings = resolved_tenant_settings(s, actor.tenant_id, dict(tenant.settings or {}))
+    name = tenant.name
     try:
         to = normalize_recipient(channel, recipient, {"settings": settings})
         adapter = adapter_for(channel, settings, client, allow_base_url_override=get_settings().allow_provider_base_url)
         message = OutgoingMessage(channel=channel, recipient=to, subject=f"Test message from {name}",
                                   body=f"This is a test message from {name} (Studio Automations).")
-        result = adapter.send(message, last_inbound_at=utcnow(), now=utcnow())
+        result = adapter.send(message, last_inbound_at=uow.now(), now=uow.now())
     except EngineError as exc:
         return TestMessageResult(ok=False, status="failed", answer=exc.message)
     answer = f"{result.status}" + (f" (provider id {result.provider_message_id})" if result.provider_message_id else "")
@@ -419,16 +417,16 @@ def send_test_message(db: Engine, actor: Actor, channel: str, *, recipient: str,
 # --------------------------------------------------------------------------- audit
 
 
-def record_audit(db: Engine, actor: Actor, area: str, changes: dict[str, Any]) -> None:
+def record_audit(*, uow: UnitOfWork, actor: Actor, area: str, changes: dict[str, Any]) -> None:
     """Add a row to the settings audit log (callers pass secrets as "changed")."""
-    with session_scope(db) as s:
-        s.add(SettingsAudit(tenant_id=actor.tenant_id, actor=actor.email or "system", area=area, changes=changes))
+    s = uow.session
+    s.add(SettingsAudit(tenant_id=actor.tenant_id, actor=actor.email or "system", area=area, changes=changes))
 
 
-def list_audit(db: Engine, actor: Actor, *, limit: int = 200) -> list[AuditOut]:
+def list_audit(*, uow: UnitOfWork, actor: Actor, limit: int = 200) -> list[AuditOut]:
     """The newest settings changes first (owners only)."""
     actor.require(ADMIN)
-    with Session(db) as s:
-        rows = s.exec(select(SettingsAudit).where(SettingsAudit.tenant_id == actor.tenant_id)
-                      .order_by(col(SettingsAudit.at).desc()).limit(max(1, min(limit, 1000)))).all()
-        return [AuditOut(at=r.at, actor=r.actor, area=r.area, changes=r.changes) for r in rows]
+    s = uow.session
+    rows = s.exec(select(SettingsAudit).where(SettingsAudit.tenant_id == actor.tenant_id)
+                  .order_by(col(SettingsAudit.at).desc()).limit(max(1, min(limit, 1000)))).all()
+    return [AuditOut(at=r.at, actor=r.actor, area=r.area, changes=r.changes) for r in rows]

@@ -25,14 +25,14 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from engine.uow import UnitOfWork
 from engine.auth import EDIT, READ, Actor
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Channel
 from engine.errors import InvalidInput, NotFound
 from engine.runner import Runner, builtin_classifier
-from engine.services.runs import runner_for
+from engine.services.runs import before_runner, runner_for
 from engine.services.workflows import Out
 from engine.store.models import (
     DueKind,
@@ -269,28 +269,29 @@ def _lead_event(inp: ConsoleInput, contact: TestContact) -> dict[str, Any]:
             "data": {"name": name, "email": email, "phone": phone, "source": inp.lead_source or "test console"}}
 
 
-def _runner(db: Engine, at: datetime | None, drafts: dict[str, dict] | None) -> Runner:
+def _runner(uow: UnitOfWork, at: datetime | None, drafts: dict[str, dict] | None) -> Runner:
     """The shared runner; or, for "send as if at" or drafts, one whose clock starts at ``at``
     and runs on (the engine takes the clock as a parameter) and which sees the drafts."""
     if at is None and not drafts:
-        return runner_for(db)
+        return runner_for(uow.db)
     if at is not None and at.tzinfo is None:
         raise InvalidInput("give the simulated time with its time zone", field="at")
-    offset = at.astimezone(UTC) - utcnow() if at is not None else timedelta(0)
-    runner = Runner(db, clock=lambda: utcnow() + offset, classifier=builtin_classifier())
+    offset = at.astimezone(UTC) - uow.now() if at is not None else timedelta(0)
+    clock = uow.clock
+    runner = Runner(uow.db, clock=lambda: clock() + offset, classifier=builtin_classifier())
     runner.drafts = dict(drafts or {})
     return runner
 
 
-def checked_drafts(db: Engine, actor: Actor, drafts: dict[str, dict] | None) -> dict[str, dict]:
+def checked_drafts(*, uow: UnitOfWork, actor: Actor, drafts: dict[str, dict] | None) -> dict[str, dict]:
     """Drafts of the actor's own workflows only, each validated like a save would be."""
     if not drafts:
         return {}
     from engine.validation import errors_only, validate
 
-    with Session(db) as s:
-        owned = set(s.exec(select(Workflow.id).where(Workflow.tenant_id == actor.tenant_id,
-                                                     col(Workflow.id).in_(list(drafts)))).all())
+    s = uow.session
+    owned = set(s.exec(select(Workflow.id).where(Workflow.tenant_id == actor.tenant_id,
+                                                 col(Workflow.id).in_(list(drafts)))).all())
     out = {}
     for workflow_id, definition in drafts.items():
         if workflow_id not in owned:
@@ -305,7 +306,7 @@ def checked_drafts(db: Engine, actor: Actor, drafts: dict[str, dict] | None) -> 
 # --------------------------------------------------------------------------- send
 
 
-def send(db: Engine, actor: Actor, *, contact: TestContact, inp: ConsoleInput, live: bool = False,
+def send(*, uow: UnitOfWork, actor: Actor, contact: TestContact, inp: ConsoleInput, live: bool = False,
          real_calls: bool = False, drafts: dict[str, dict] | None = None) -> TurnReport:
     """Feed one input through the engine as ``contact`` and report every decision.
 
@@ -319,60 +320,62 @@ def send(db: Engine, actor: Actor, *, contact: TestContact, inp: ConsoleInput, l
         raise InvalidInput("drafts can only be tried in test mode", field="live")
     started = time.perf_counter()
     contact = checked_contact(contact)
-    runner = _runner(db, inp.at, checked_drafts(db, actor, drafts))
+    runner = _runner(uow, inp.at, checked_drafts(uow=uow, actor=actor, drafts=drafts))
     test = not live
+    before_runner(uow)
     if inp.kind == "schedule":
-        event_id = _fire_schedule(db, actor, runner, inp, contact, test=test, real_calls=real_calls)
+        event_id = _fire_schedule(uow, actor, runner, inp, contact, test=test, real_calls=real_calls)
     else:
         result = runner.ingest(actor.tenant_id, _event_for(inp, contact), test=test, real_calls=real_calls)
         event_id = result.event_id
-    report = turn_report(db, actor, event_id, kind=inp.kind)
+    report = turn_report(uow=uow, actor=actor, event_id=event_id, kind=inp.kind)
     report.server_ms = round((time.perf_counter() - started) * 1000, 1)
     logger.info("console %s for tenant %s: %d workflow(s) considered in %.1f ms", inp.kind, actor.tenant_id,
                 len(report.decisions), report.server_ms)
     return report
 
 
-def _fire_schedule(db: Engine, actor: Actor, runner: Runner, inp: ConsoleInput, contact: TestContact, *,
+def _fire_schedule(uow: UnitOfWork, actor: Actor, runner: Runner, inp: ConsoleInput, contact: TestContact, *,
                    test: bool, real_calls: bool) -> str:
     """The schedule tick of one scheduled workflow, as the worker fires it (run_workflow, mode live/test)."""
     if not inp.workflow_id:
         raise InvalidInput("pick the scheduled workflow to tick", field="workflowId")
-    with Session(db) as s:
-        wf = s.exec(select(Workflow).where(Workflow.id == inp.workflow_id, Workflow.tenant_id == actor.tenant_id)).first()
+    s = uow.session
+    wf = s.exec(select(Workflow).where(Workflow.id == inp.workflow_id, Workflow.tenant_id == actor.tenant_id)).first()
     if wf is None:
         raise NotFound(f"workflow {inp.workflow_id} not found")
     if wf.trigger_type != "time_based":
         raise InvalidInput(f"{wf.name!r} is not a scheduled workflow", field="workflowId")
     at = runner.clock()
+    before_runner(uow)
     execution_id = runner.run_workflow(actor.tenant_id, wf.id, {"from": contact.phone, "scheduledFor": at.isoformat()},
                                        mode="live", test=test, real_calls=real_calls)
-    with Session(db) as s:
-        return s.exec(select(Execution.event_id).where(Execution.id == execution_id)).one()
+    s = uow.session
+    return s.exec(select(Execution.event_id).where(Execution.id == execution_id)).one()
 
 
 # --------------------------------------------------------------------------- reports
 
 
-def turn_report(db: Engine, actor: Actor, event_id: str, *, kind: str | None = None) -> TurnReport:
+def turn_report(*, uow: UnitOfWork, actor: Actor, event_id: str, kind: str | None = None) -> TurnReport:
     """What one event led to: intent, every workflow considered (ran or why skipped), replies.
 
     Chained events (a lead created by a step ...) are followed: their decisions are included,
     marked ``chained``.
     """
     actor.require(READ)
-    with Session(db) as s:
-        ev = s.exec(select(EventRecord).where(EventRecord.id == event_id, EventRecord.tenant_id == actor.tenant_id)).first()
-        if ev is None:
-            raise NotFound(f"event {event_id} not found")
-        workflows = list(s.exec(select(Workflow.id, Workflow.name, Workflow.trigger_type, Workflow.definition,
-                                       Workflow.version).where(Workflow.tenant_id == actor.tenant_id,
-                                                               Workflow.enabled == sa.true())
-                                .order_by(sa.func.lower(Workflow.name))).all())
-        events, executions = _event_tree(s, actor.tenant_id, ev)
-        ex_ids = [e.id for e in executions]
-        steps = _steps_by_execution(s, ex_ids)
-        replies = _replies(s, actor.tenant_id, executions)
+    s = uow.session
+    ev = s.exec(select(EventRecord).where(EventRecord.id == event_id, EventRecord.tenant_id == actor.tenant_id)).first()
+    if ev is None:
+        raise NotFound(f"event {event_id} not found")
+    workflows = list(s.exec(select(Workflow.id, Workflow.name, Workflow.trigger_type, Workflow.definition,
+                                   Workflow.version).where(Workflow.tenant_id == actor.tenant_id,
+                                                           Workflow.enabled == sa.true())
+                            .order_by(sa.func.lower(Workflow.name))).all())
+    events, executions = _event_tree(s, actor.tenant_id, ev)
+    ex_ids = [e.id for e in executions]
+    steps = _steps_by_execution(s, ex_ids)
+    replies = _replies(s, actor.tenant_id, executions)
     decisions = [_decision(ex, steps.get(ex.id, []), chained=ex.event_id != ev.id) for ex in executions]
     decisions += _trigger_skips(ev, workflows, {e.workflow_id for e in executions if e.event_id == ev.id})
     listened = {ev.trigger_type} | ({"intent_detected"} if ev.trigger_type in CHANNEL_TRIGGERS.values() else set())
@@ -511,15 +514,15 @@ def _conversation_events(s: Session, tenant_id: str, contact: TestContact) -> li
         col(EventRecord.sender).in_([contact.phone, contact.email])).order_by(EventRecord.received_at, EventRecord.id)).all())
 
 
-def conversation(db: Engine, actor: Actor, contact: TestContact) -> Conversation:
+def conversation(*, uow: UnitOfWork, actor: Actor, contact: TestContact) -> Conversation:
     """The contact's conversation (test and live inputs sent as this contact): every input with
     its report, and what is still due."""
     actor.require(READ)
     contact = checked_contact(contact)
-    with Session(db) as s:
-        ids = [e.id for e in _conversation_events(s, actor.tenant_id, contact)]
-    turns = [turn_report(db, actor, event_id) for event_id in ids]
-    return Conversation(contact=contact, turns=turns, pending=pending_items(db, actor, contact))
+    s = uow.session
+    ids = [e.id for e in _conversation_events(s, actor.tenant_id, contact)]
+    turns = [turn_report(uow=uow, actor=actor, event_id=event_id) for event_id in ids]
+    return Conversation(contact=contact, turns=turns, pending=pending_items(uow=uow, actor=actor, contact=contact))
 
 
 def _conversation_executions(s: Session, tenant_id: str, contact: TestContact) -> dict[str, Execution]:
@@ -545,11 +548,11 @@ def _pending_rows(s: Session, tenant_id: str, contact: TestContact) -> tuple[lis
     return rows, executions
 
 
-def pending_items(db: Engine, actor: Actor, contact: TestContact) -> list[PendingItem]:
+def pending_items(*, uow: UnitOfWork, actor: Actor, contact: TestContact) -> list[PendingItem]:
     """Waits, follow-ups and deferred messages of the conversation that are not due yet, soonest first."""
     actor.require(READ)
-    with Session(db) as s:
-        rows, executions = _pending_rows(s, actor.tenant_id, contact)
+    s = uow.session
+    rows, executions = _pending_rows(s, actor.tenant_id, contact)
     out = []
     for row in rows:
         ex = executions.get(row.execution_id or "")
@@ -561,8 +564,8 @@ def pending_items(db: Engine, actor: Actor, contact: TestContact) -> list[Pendin
     return out
 
 
-def fast_forward(db: Engine, actor: Actor, contact: TestContact, *, all_items: bool = False,
-                 max_items: int = 100, drafts: dict[str, dict] | None = None) -> list[PendingItem]:
+def fast_forward(*, uow: UnitOfWork, actor: Actor, contact: TestContact, all_items: bool = False, max_items: int = 100,
+                 drafts: dict[str, dict] | None = None) -> list[PendingItem]:
     """Resume the conversation's next due item (or all of them, including ones they create) now.
 
     Each item goes through :meth:`engine.worker.Worker.handle`, claimed by a worker whose clock
@@ -576,17 +579,18 @@ def fast_forward(db: Engine, actor: Actor, contact: TestContact, *, all_items: b
     contact = checked_contact(contact)
     handled: list[PendingItem] = []
     while len(handled) < max_items:
-        pending = pending_items(db, actor, contact)
+        pending = pending_items(uow=uow, actor=actor, contact=contact)
         if not pending:
             break
         item = pending[0]
-        _mark_fast_forwarded(db, actor.tenant_id, item)
+        _mark_fast_forwarded(uow, actor.tenant_id, item)
         due = item.due_at
-        offset = due - utcnow()
-        clock = (lambda o=offset: utcnow() + o)
-        runner = Runner(db, clock=clock, classifier=builtin_classifier())
-        runner.drafts = checked_drafts(db, actor, drafts)
-        worker = Worker(db, name=f"console:{actor.tenant_id}", clock=clock, runner=runner)
+        offset = due - uow.now()
+        clock = (lambda o=offset, now=uow.clock: now() + o)
+        runner = Runner(uow.db, clock=clock, classifier=builtin_classifier())
+        runner.drafts = checked_drafts(uow=uow, actor=actor, drafts=drafts)
+        before_runner(uow)
+        worker = Worker(uow.db, name=f"console:{actor.tenant_id}", clock=clock, runner=runner)
         for claimed in worker.claim(ids=[item.id]):
             worker.handle(claimed)
         handled.append(item)
@@ -595,20 +599,19 @@ def fast_forward(db: Engine, actor: Actor, contact: TestContact, *, all_items: b
     return handled
 
 
-def _mark_fast_forwarded(db: Engine, tenant_id: str, item: PendingItem) -> None:
-    mark = {"dueAt": item.due_at.isoformat(), "at": utcnow().isoformat(), "kind": item.kind}
-    with Session(db) as s:
-        row = s.get(DueWork, item.id)
-        if row is None or row.tenant_id != tenant_id:
-            return
-        row.payload = {**(row.payload or {}), "fastForwarded": mark}
-        s.add(row)
-        if item.execution_id:
-            ex = s.get(Execution, item.execution_id)
-            if ex is not None and ex.status == "waiting":
-                context = dict(ex.context or {})
-                context["fastForwarded"] = [*context.get("fastForwarded", []), mark]
-                ex.context = context
-                s.add(ex)
-        s.commit()
+def _mark_fast_forwarded(uow: UnitOfWork, tenant_id: str, item: PendingItem) -> None:
+    mark = {"dueAt": item.due_at.isoformat(), "at": uow.now().isoformat(), "kind": item.kind}
+    s = uow.session
+    row = s.get(DueWork, item.id)
+    if row is None or row.tenant_id != tenant_id:
+        return
+    row.payload = {**(row.payload or {}), "fastForwarded": mark}
+    s.add(row)
+    if item.execution_id:
+        ex = s.get(Execution, item.execution_id)
+        if ex is not None and ex.status == "waiting":
+            context = dict(ex.context or {})
+            context["fastForwarded"] = [*context.get("fastForwarded", []), mark]
+            ex.context = context
+            s.add(ex)
 

@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from engine import domain
 from engine.auth import READ, Actor
 from engine.errors import InvalidInput, NotFound
-from engine.store.db import read_session
+from engine.uow import UnitOfWork
 from engine.store.models import (
     Booking,
     EventRecord,
@@ -65,6 +65,12 @@ DEFAULT_MINUTES_SAVED = 2.0
 MESSAGE_CHANNELS = ("whatsapp", "sms", "email", "web", "voice")
 _ev, _ex, _ob, _st = EventRecord.__table__.c, Execution.__table__.c, OutboxMessage.__table__.c, StepRun.__table__.c
 
+
+
+@contextmanager
+def _reading(uow: UnitOfWork):
+    """The unit of work's session for a block of reads (the entry point's unit ends the transaction)."""
+    yield uow.session
 
 @dataclass(frozen=True)
 class Period:
@@ -254,49 +260,49 @@ def _delta(now: Any, before: Any) -> Any:
     return round(now - before, 4)
 
 
-def kpis(db: Engine, actor: Actor, period: Period) -> dict[str, Any]:
+def kpis(*, uow: UnitOfWork, actor: Actor, period: Period) -> dict[str, Any]:
     """Every KPI for the period, the same for the previous period of equal length, and deltas."""
     actor.require(READ)
-    with read_session(db) as s:
+    with _reading(uow) as s:
         tenant = _tenant(s, actor)
         current, previous = _kpis_in(s, tenant, period), _kpis_in(s, tenant, period.previous())
     return {"current": current, "previous": previous, "delta": {k: _delta(v, previous[k]) for k, v in current.items()}}
 
 
-def stats(db: Engine, actor: Actor, *, first: date | None = None, last: date | None = None,
-          preset: str = "30d", now: datetime | None = None) -> dict[str, Any]:
+def stats(*, uow: UnitOfWork, actor: Actor, first: date | None = None, last: date | None = None, preset: str = "30d",
+          now: datetime | None = None) -> dict[str, Any]:
     """What ``GET /api/stats`` returns: the range, KPIs with previous period and deltas, top skip reasons."""
     actor.require(READ)
-    tz = _tz(db, actor)
-    p = resolve_period(tz, preset, first=first, last=last, now=now)
+    tz = _tz(uow, actor)
+    p = resolve_period(tz, preset, first=first, last=last, now=now or uow.now())
     prev = p.previous()
     return {"range": {"from": p.first.isoformat(), "to": p.last.isoformat(), "timezone": tz,
                       "previousFrom": prev.first.isoformat(), "previousTo": prev.last.isoformat()},
-            **kpis(db, actor, p), "skipReasons": skip_reasons(db, actor, p)}
+            **kpis(uow=uow, actor=actor, period=p), "skipReasons": skip_reasons(uow=uow, actor=actor, p=p)}
 
 
-def _tz(db: Engine, actor: Actor) -> str:
-    with read_session(db) as s:
+def _tz(uow: UnitOfWork, actor: Actor) -> str:
+    with _reading(uow) as s:
         return _tenant(s, actor).timezone
 
 
 # --------------------------------------------------------------------------- series
 
 
-def executions_by_day(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]:
+def executions_by_day(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Counted executions per local day and outcome (rows: day, outcome, n)."""
     actor.require(READ)
     bucket = _day_bucket(_ex.started_at, p).label("b")
     outcome = sa.case((_ex.status.in_(domain.IN_PROGRESS_STATUSES), "in_progress"), else_=_ex.status).label("o")
     q = (sa.select(bucket, outcome, sa.func.count()).where(_ex.tenant_id == actor.tenant_id, domain.counted(),
                                                             _in(_ex.started_at, p)).group_by(bucket, outcome))
-    with read_session(db) as s:
+    with _reading(uow) as s:
         rows = s.execute(q).all()
     days = p.days
     return [{"day": days[b].isoformat(), "outcome": o, "n": n} for b, o, n in rows if b is not None]
 
 
-def intents_by_day(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]:
+def intents_by_day(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Inbound messages per local day and recognised intent."""
     actor.require(READ)
     bucket = _day_bucket(_ev.received_at, p).label("b")
@@ -304,16 +310,16 @@ def intents_by_day(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]:
     q = (sa.select(bucket, intent, sa.func.count()).where(
         _ev.tenant_id == actor.tenant_id, _ev.is_test == sa.false(), _ev.depth == 0, _ev.channel.in_(MESSAGE_CHANNELS),
         _in(_ev.received_at, p)).group_by(bucket, intent))
-    with read_session(db) as s:
+    with _reading(uow) as s:
         rows = s.execute(q).all()
     return [{"day": p.days[b].isoformat(), "intent": i, "n": n} for b, i, n in rows if b is not None]
 
 
-def inbound_heatmap(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]:
+def inbound_heatmap(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Inbound messages by local weekday and hour: SQL groups by UTC hour, each hour is then placed
     on the studio's wall clock (zones with half-hour offsets land on the hour they start in)."""
     actor.require(READ)
-    with read_session(db) as s:
+    with _reading(uow) as s:
         dialect = s.get_bind().dialect.name
         hour = (sa.func.date_trunc("hour", _ev.received_at) if dialect == "postgresql"
                 else sa.func.strftime("%Y-%m-%d %H:00:00", _ev.received_at)).label("h")
@@ -330,7 +336,7 @@ def inbound_heatmap(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]
     return [{"weekday": k[0], "weekdayNo": k[1], "hour": k[2], "n": n} for k, n in sorted(cells.items(), key=lambda i: i[0][1:])]
 
 
-def volume_by_trigger_channel(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]:
+def volume_by_trigger_channel(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Counted executions per trigger type and channel of their event."""
     actor.require(READ)
     channel = sa.func.coalesce(_ev.channel, "none").label("c")
@@ -338,32 +344,32 @@ def volume_by_trigger_channel(db: Engine, actor: Actor, p: Period) -> list[dict[
          .select_from(Execution.__table__.join(EventRecord.__table__, _ev.id == _ex.event_id))
          .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _in(_ex.started_at, p))
          .group_by(_ev.trigger_type, channel))
-    with read_session(db) as s:
+    with _reading(uow) as s:
         return [{"trigger": t, "channel": c, "n": n} for t, c, n in s.execute(q)]
 
 
-def top_errors(db: Engine, actor: Actor, p: Period, *, limit: int = 10) -> list[dict[str, Any]]:
+def top_errors(*, uow: UnitOfWork, actor: Actor, p: Period, limit: int = 10) -> list[dict[str, Any]]:
     """The most frequent errors of failed executions (text as stored), with one example id."""
     actor.require(READ)
     q = (sa.select(sa.func.coalesce(_ex.error, "(no message)").label("e"), sa.func.count().label("n"),
                    sa.func.max(_ex.id)).where(_ex.tenant_id == actor.tenant_id, domain.counted(),
                                               _ex.status == "failed", _in(_ex.started_at, p))
          .group_by(sa.text("1")).order_by(sa.desc("n")).limit(limit))
-    with read_session(db) as s:
+    with _reading(uow) as s:
         return [{"error": e, "n": n, "exampleId": ex} for e, n, ex in s.execute(q)]
 
 
-def skip_reasons(db: Engine, actor: Actor, p: Period, *, limit: int = 5) -> list[dict[str, Any]]:
+def skip_reasons(*, uow: UnitOfWork, actor: Actor, p: Period, limit: int = 5) -> list[dict[str, Any]]:
     """Top reasons executions were skipped: per workflow (its conditions did not hold)."""
     actor.require(READ)
     q = (sa.select(_ex.workflow_name, sa.func.count().label("n")).where(
         _ex.tenant_id == actor.tenant_id, domain.counted(), _ex.status == "skipped", _in(_ex.started_at, p))
          .group_by(_ex.workflow_name).order_by(sa.desc("n")).limit(limit))
-    with read_session(db) as s:
+    with _reading(uow) as s:
         return [{"reason": f"conditions of “{name}” did not hold", "workflow": name, "n": n} for name, n in s.execute(q)]
 
 
-def action_failure_rates(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]:
+def action_failure_rates(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Per action type: step attempts, failed attempts, failure rate."""
     actor.require(READ)
     failed = sa.func.coalesce(sa.func.sum(sa.case((_st.status == "failed", 1), else_=0)), 0)
@@ -371,7 +377,7 @@ def action_failure_rates(db: Engine, actor: Actor, p: Period) -> list[dict[str, 
          .select_from(StepRun.__table__.join(Execution.__table__, _ex.id == _st.execution_id))
          .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _in(_ex.started_at, p))
          .group_by(_st.action_type))
-    with read_session(db) as s:
+    with _reading(uow) as s:
         return [{"actionType": t, "attempts": n, "failed": f, "failureRate": round(f / n, 4) if n else 0.0}
                 for t, n, f in s.execute(q)]
 
@@ -402,7 +408,7 @@ def _trend(s: Session, tenant_id: str, p: Period) -> dict[str, list[int]]:
     return out
 
 
-def per_workflow(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]:
+def per_workflow(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Per workflow: runs, success rate, skipped, errors, median duration, last run, daily trend."""
     actor.require(READ)
     q = (sa.select(Workflow.id, Workflow.name, *domain.count_columns(), sa.func.max(_ex.started_at).label("last"))
@@ -410,7 +416,7 @@ def per_workflow(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]:
              _ex.tenant_id == Workflow.tenant_id, _ex.workflow_id == Workflow.id, domain.counted(),
              _in(_ex.started_at, p))))
          .where(Workflow.tenant_id == actor.tenant_id).group_by(Workflow.id, Workflow.name).order_by(Workflow.name))
-    with read_session(db) as s:
+    with _reading(uow) as s:
         rows = s.execute(q).all()
         medians, trends = _median_durations(s, actor.tenant_id, p), _trend(s, actor.tenant_id, p)
     out = []
@@ -424,7 +430,7 @@ def per_workflow(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]:
     return out
 
 
-def flow_numbers(db: Engine, actor: Actor, workflow_id: str, p: Period) -> dict[str, dict[str, int]]:
+def flow_numbers(*, uow: UnitOfWork, actor: Actor, workflow_id: str, p: Period) -> dict[str, dict[str, int]]:
     """Per action id: how many executions reached it, and how many of those succeeded, failed, waited.
 
     Counted per execution (the last attempt's status wins over retries): a branch's split is
@@ -439,7 +445,7 @@ def flow_numbers(db: Engine, actor: Actor, workflow_id: str, p: Period) -> dict[
          .join(last, sa.and_(last.c.execution_id == _st.execution_id, last.c.action_id == _st.action_id,
                              last.c.a == _st.attempt)).group_by(_st.action_id, _st.status))
     out: dict[str, dict[str, int]] = {}
-    with read_session(db) as s:
+    with _reading(uow) as s:
         for action_id, status, n in s.execute(q):
             entry = out.setdefault(action_id, {"reached": 0})
             entry[status] = entry.get(status, 0) + n
@@ -450,14 +456,14 @@ def flow_numbers(db: Engine, actor: Actor, workflow_id: str, p: Period) -> dict[
 # --------------------------------------------------------------------------- conversions
 
 
-def goal_of(db: Engine, actor: Actor, workflow_id: str) -> dict[str, Any] | None:
+def goal_of(*, uow: UnitOfWork, actor: Actor, workflow_id: str) -> dict[str, Any] | None:
     """The workflow's conversion goal from the studio settings: {"kind": "booking"|"lead", "days": N}."""
     actor.require(READ)
-    with read_session(db) as s:
+    with _reading(uow) as s:
         return ((_tenant(s, actor).settings or {}).get("goals") or {}).get(workflow_id)
 
 
-def conversions(db: Engine, actor: Actor, workflow_id: str, p: Period, *, kind: str = "booking",
+def conversions(*, uow: UnitOfWork, actor: Actor, workflow_id: str, p: Period, kind: str = "booking",
                 days: int = 7) -> dict[str, Any]:
     """Share of the workflow's counted executions whose contact booked (or became a lead) within
     ``days`` after the execution started, and the median time to convert (hours)."""
@@ -474,13 +480,13 @@ def conversions(db: Engine, actor: Actor, workflow_id: str, p: Period, *, kind: 
         g = Lead.__table__.c
         match = sa.or_(g.phone == _ev.sender, g.email == _ev.sender)
     first_goal = (sa.select(sa.func.min(g.created_at)).where(
-        g.tenant_id == actor.tenant_id, match, g.created_at >= _ex.started_at, g.created_at < _plus(_ex.started_at, window, db.dialect.name))
+        g.tenant_id == actor.tenant_id, match, g.created_at >= _ex.started_at, g.created_at < _plus(_ex.started_at, window, uow.db.dialect.name))
         .correlate(Execution.__table__, EventRecord.__table__).scalar_subquery())
     runs = (sa.select(_ex.started_at.label("s"), first_goal.label("g"))
             .select_from(Execution.__table__.join(EventRecord.__table__, _ev.id == _ex.event_id))
             .where(_ex.tenant_id == actor.tenant_id, _ex.workflow_id == workflow_id, domain.counted(),
                    _ex.status != "skipped", _in(_ex.started_at, p), _ev.sender.isnot(None)).subquery())
-    with read_session(db) as s:
+    with _reading(uow) as s:
         total, converted = s.execute(sa.select(sa.func.count(), sa.func.count(runs.c.g))).one()
         dialect = s.get_bind().dialect.name
         (median,) = _percentiles(s, sa.select((_seconds(runs.c.g, runs.c.s, dialect) / 3600.0).label("h")), (0.5,))

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from engine import auth
+from engine.uow import UnitOfWork
 from engine.auth import ADMIN, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.services.channel_settings import record_audit
-from engine.store.db import session_scope
 from engine.store.models import Membership, Role, User
 
 logger = logging.getLogger(__name__)
@@ -20,9 +19,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["change_role", "end_user_sessions", "remove_member"]
 
 
-def end_user_sessions(db: Engine, user_id: str) -> int:
+def end_user_sessions(*, uow: UnitOfWork, user_id: str) -> int:
     """End every sign-in session of ``user_id`` (their open browsers stop at the next click)."""
-    return auth.end_sessions(db, user_id=user_id)
+    return auth.end_sessions(uow=uow, user_id=user_id)
 
 
 def _membership(s, actor: Actor, user_id: str, *, lock: bool = False) -> tuple[Membership, User]:
@@ -43,35 +42,35 @@ def _owners(s, tenant_id: str) -> int:
     return len(s.exec(stmt).all())
 
 
-def change_role(db: Engine, actor: Actor, user_id: str, role: str) -> str:
+def change_role(*, uow: UnitOfWork, actor: Actor, user_id: str, role: str) -> str:
     """Give a member another role; the last owner keeps being owner."""
     actor.require(ADMIN)
     if role not in {r.value for r in Role}:
         raise InvalidInput(f"unknown role {role!r} (owner, editor or analyst)", field="role")
-    with session_scope(db) as s:
-        membership, user = _membership(s, actor, user_id, lock=True)
-        old = membership.role
-        if old == role:
-            return role
-        if old == Role.OWNER and _owners(s, actor.tenant_id) <= 1:
-            raise Conflict(f"{user.email} is the last owner: make someone else owner first", field="role")
-        membership.role = role
-        s.add(membership)
-        email = user.email
-    record_audit(db, actor, "users", {email: {"from": old, "to": role}})
+    s = uow.session
+    membership, user = _membership(s, actor, user_id, lock=True)
+    old = membership.role
+    if old == role:
+        return role
+    if old == Role.OWNER and _owners(s, actor.tenant_id) <= 1:
+        raise Conflict(f"{user.email} is the last owner: make someone else owner first", field="role")
+    membership.role = role
+    s.add(membership)
+    email = user.email
+    record_audit(uow=uow, actor=actor, area="users", changes={email: {"from": old, "to": role}})
     return role
 
 
-def remove_member(db: Engine, actor: Actor, user_id: str) -> None:
+def remove_member(*, uow: UnitOfWork, actor: Actor, user_id: str) -> None:
     """Take a member out of this studio (their login stays for other studios) and end their sessions."""
     actor.require(ADMIN)
-    with session_scope(db) as s:
-        membership, user = _membership(s, actor, user_id, lock=True)
-        if membership.role == Role.OWNER and _owners(s, actor.tenant_id) <= 1:
-            raise Conflict(f"{user.email} is the last owner of this studio and cannot be removed")
-        s.delete(membership)
-        email = user.email
-    end_user_sessions(db, user_id)
-    record_audit(db, actor, "users", {email: {"from": "member", "to": "removed"}})
+    s = uow.session
+    membership, user = _membership(s, actor, user_id, lock=True)
+    if membership.role == Role.OWNER and _owners(s, actor.tenant_id) <= 1:
+        raise Conflict(f"{user.email} is the last owner of this studio and cannot be removed")
+    s.delete(membership)
+    email = user.email
+    end_user_sessions(uow=uow, user_id=user_id)
+    record_audit(uow=uow, actor=actor, area="users", changes={email: {"from": "member", "to": "removed"}})
 
 

@@ -24,17 +24,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from engine import domain, masking
+from engine.uow import UnitOfWork
 from engine.auth import EDIT, READ, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.runner import _lead_stub
-from engine.services.runs import ExecutionOut, _execution_out, runner_for
+from engine.services.runs import ExecutionOut, _execution_out, before_runner, runner_for
 from engine.services.workflows import MAX_PAGE_SIZE, Out
-from engine.store.db import read_session, session_scope
 from engine.store.models import (
     DueStatus,
     DueWork,
@@ -46,7 +45,6 @@ from engine.store.models import (
     StepRun,
     Workflow,
     new_id,
-    utcnow,
 )
 
 logger = logging.getLogger(__name__)
@@ -164,35 +162,35 @@ def _keyset(q: Any, after: str | None) -> Any:
     return q.order_by(col(Execution.started_at).desc(), col(Execution.id).desc())
 
 
-def search_executions(db: Engine, actor: Actor, filters: ExecutionFilter | None = None, *, after: str | None = None,
-                      page_size: int = 50) -> ExecutionKeysetPage:
+def search_executions(*, uow: UnitOfWork, actor: Actor, filters: ExecutionFilter | None = None,
+                      after: str | None = None, page_size: int = 50) -> ExecutionKeysetPage:
     """One keyset page of executions (newest first) with the filters; fast at any depth."""
     actor.require(READ)
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidInput(f"page size must be between 1 and {MAX_PAGE_SIZE}", field="pageSize")
     f = filters or ExecutionFilter()
-    with read_session(db) as s:
-        rows = list(s.exec(_keyset(_select(actor, f), after).limit(page_size + 1)).all())
-        more = len(rows) > page_size
-        rows = rows[:page_size]
-        items = [_execution_out(r) for r in rows]
-    items = mask_executions(db, actor, items)
+    s = uow.session
+    rows = list(s.exec(_keyset(_select(actor, f), after).limit(page_size + 1)).all())
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    items = [_execution_out(r) for r in rows]
+    items = mask_executions(uow=uow, actor=actor, items=items)
     nxt = encode_cursor(rows[-1].started_at, rows[-1].id) if more and rows else None
     return ExecutionKeysetPage(items=items, next_cursor=nxt, page_size=page_size)
 
 
-def mask_executions(db: Engine, actor: Actor, items: list[ExecutionOut]) -> list[ExecutionOut]:
+def mask_executions(*, uow: UnitOfWork, actor: Actor, items: list[ExecutionOut]) -> list[ExecutionOut]:
     """Executions as the actor may see them: contacts masked for analysts (unless allowed)."""
-    if masking.sees_contacts(db, actor):
+    if masking.sees_contacts(uow=uow, actor=actor):
         return items
     return [ExecutionOut.model_validate(masking.mask_data(i.model_dump())) for i in items]
 
 
-def count_executions(db: Engine, actor: Actor, filters: ExecutionFilter | None = None) -> int:
+def count_executions(*, uow: UnitOfWork, actor: Actor, filters: ExecutionFilter | None = None) -> int:
     """How many executions match the filters (one COUNT)."""
     actor.require(READ)
-    with read_session(db) as s:
-        return s.execute(_select(actor, filters or ExecutionFilter(), sa.func.count())).scalar_one()
+    s = uow.session
+    return s.execute(_select(actor, filters or ExecutionFilter(), sa.func.count())).scalar_one()
 
 
 def _csv_row(ex: Execution, ev: dict[str, Any] | None) -> list[Any]:
@@ -202,25 +200,25 @@ def _csv_row(ex: Execution, ev: dict[str, Any] | None) -> list[Any]:
             ev.get("intent") or "", ex.actions_executed, ex.error or "", "yes" if ex.is_test else "", ex.replay_of or ""]
 
 
-def iter_executions_csv(db: Engine, actor: Actor, filters: ExecutionFilter | None = None, *,
+def iter_executions_csv(*, uow: UnitOfWork, actor: Actor, filters: ExecutionFilter | None = None,
                         mask: Callable[[str], str] | None = None, batch: int = 1000) -> Iterator[str]:
     """Every matching execution as CSV text, streamed in keyset batches (never all rows at once)."""
     actor.require(READ)
     f, after = filters or ExecutionFilter(), None
-    if mask is None and not masking.sees_contacts(db, actor):
+    if mask is None and not masking.sees_contacts(uow=uow, actor=actor):
         mask = masking.mask_text
     yield _csv_line(CSV_COLUMNS)
     while True:
-        with read_session(db) as s:
-            cols = (Execution, _ev.trigger_type, _ev.channel, _ev.sender, _ev.intent)
-            q = _keyset(_select(actor, f, *cols).outerjoin(EventRecord, _ev.id == _ex.event_id) if not f.needs_event
-                        else _select(actor, f, *cols), after).limit(batch)
-            rows = s.execute(q).all()
-            out = []
-            for ex, trigger, channel, sender, intent in rows:
-                ev = {"trigger_type": trigger, "channel": channel, "sender": mask(sender) if (mask and sender) else sender,
-                      "intent": intent}
-                out.append(_csv_line(_csv_row(ex, ev)))
+        s = uow.session
+        cols = (Execution, _ev.trigger_type, _ev.channel, _ev.sender, _ev.intent)
+        q = _keyset(_select(actor, f, *cols).outerjoin(EventRecord, _ev.id == _ex.event_id) if not f.needs_event
+                    else _select(actor, f, *cols), after).limit(batch)
+        rows = s.execute(q).all()
+        out = []
+        for ex, trigger, channel, sender, intent in rows:
+            ev = {"trigger_type": trigger, "channel": channel, "sender": mask(sender) if (mask and sender) else sender,
+                  "intent": intent}
+            out.append(_csv_line(_csv_row(ex, ev)))
         if out:
             yield "".join(out)
         if len(rows) < batch:
@@ -237,7 +235,7 @@ def _csv_line(values: Any) -> str:
 # --------------------------------------------------------------------------- cancel
 
 
-def cancel_execution(db: Engine, actor: Actor, execution_id: str, *, reason: str) -> ExecutionOut:
+def cancel_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, reason: str) -> ExecutionOut:
     """Cancel a waiting (or not yet started) execution: it never resumes, its follow-ups never fire."""
     actor.require(EDIT)
     reason = (reason or "").strip()
@@ -245,25 +243,25 @@ def cancel_execution(db: Engine, actor: Actor, execution_id: str, *, reason: str
         raise InvalidInput("say why the execution is cancelled", field="reason")
     if len(reason) > 500:
         raise InvalidInput("at most 500 characters", field="reason")
-    now = utcnow()
-    with session_scope(db) as s:
-        status = _status_of(s, actor, execution_id)
-        moved = s.execute(sa.update(Execution).where(
-            Execution.id == execution_id, Execution.tenant_id == actor.tenant_id, Execution.status.in_(CANCELLABLE))
-            .values(status=ExecutionStatus.CANCELLED, finished_at=now, lease_token=new_id(), current_action_id=None,
-                    error=f"cancelled by {actor.email or actor.role}: {reason}")).rowcount
-        if moved != 1:
-            raise Conflict(f"only waiting executions can be cancelled; this one is {status}")
-        s.execute(sa.update(DueWork).where(DueWork.execution_id == execution_id,
-                                           DueWork.status.in_((DueStatus.PENDING, DueStatus.CLAIMED)))
-                  .values(status=DueStatus.CANCELLED, done_at=now, error=f"execution cancelled: {reason}"))
-        s.execute(sa.update(OutboxMessage).where(OutboxMessage.execution_id == execution_id,
-                                                 OutboxMessage.status == OutboxStatus.DEFERRED)
-                  .values(status=OutboxStatus.SUPPRESSED, error=f"execution cancelled: {reason}"))
+    now = uow.now()
+    s = uow.session
+    status = _status_of(s, actor, execution_id)
+    moved = s.execute(sa.update(Execution).where(
+        Execution.id == execution_id, Execution.tenant_id == actor.tenant_id, Execution.status.in_(CANCELLABLE))
+        .values(status=ExecutionStatus.CANCELLED, finished_at=now, lease_token=new_id(), current_action_id=None,
+                error=f"cancelled by {actor.email or actor.role}: {reason}")).rowcount
+    if moved != 1:
+        raise Conflict(f"only waiting executions can be cancelled; this one is {status}")
+    s.execute(sa.update(DueWork).where(DueWork.execution_id == execution_id,
+                                       DueWork.status.in_((DueStatus.PENDING, DueStatus.CLAIMED)))
+              .values(status=DueStatus.CANCELLED, done_at=now, error=f"execution cancelled: {reason}"))
+    s.execute(sa.update(OutboxMessage).where(OutboxMessage.execution_id == execution_id,
+                                             OutboxMessage.status == OutboxStatus.DEFERRED)
+              .values(status=OutboxStatus.SUPPRESSED, error=f"execution cancelled: {reason}"))
     logger.info("execution %s cancelled by %s", execution_id, actor.user_id or actor.role)
     from engine.services.runs import get_execution
 
-    return get_execution(db, actor, execution_id)
+    return get_execution(uow=uow, actor=actor, execution_id=execution_id)
 
 
 def _status_of(s: Session, actor: Actor, execution_id: str) -> str:
@@ -282,7 +280,8 @@ def _failed_step(s: Session, execution_id: str) -> str | None:
                   .order_by(col(StepRun.started_at).desc(), col(StepRun.attempt).desc())).first()
 
 
-def _replay_row(s: Session, actor: Actor, ex: Execution, from_step: str, version: str) -> dict[str, Any]:
+def _replay_row(s: Session, actor: Actor, ex: Execution, from_step: str, version: str,
+                now: datetime) -> dict[str, Any]:
     definition, number, name = ex.definition, ex.workflow_version, ex.workflow_name
     if version == "current":
         wf = s.get(Workflow, ex.workflow_id) if ex.workflow_id else None
@@ -305,11 +304,11 @@ def _replay_row(s: Session, actor: Actor, ex: Execution, from_step: str, version
     return {"id": new_id(), "tenant_id": actor.tenant_id, "workflow_id": ex.workflow_id, "workflow_name": name,
             "workflow_version": number, "event_id": ex.event_id, "status": ExecutionStatus.PENDING, "mode": ex.mode,
             "definition": definition, "context": context, "explanation": ex.explanation, "current_action_id": start,
-            "lease_token": None, "heartbeat_at": None, "depth": ex.depth, "error": None, "started_at": utcnow(),
+            "lease_token": None, "heartbeat_at": None, "depth": ex.depth, "error": None, "started_at": now,
             "finished_at": None, "actions_executed": 0, "is_test": ex.is_test, "replay_of": ex.id}
 
 
-def replay_execution(db: Engine, actor: Actor, execution_id: str, *, from_step: str = "failed",
+def replay_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, from_step: str = "failed",
                      version: str = "original") -> ReplayOut:
     """Run a failed execution again as a new execution, from its failed step or from the start,
     with the definition it ran or the workflow's current one. Each failed execution is replayed
@@ -320,21 +319,23 @@ def replay_execution(db: Engine, actor: Actor, execution_id: str, *, from_step: 
     if version not in ("original", "current"):
         raise InvalidInput("version must be original or current", field="version")
     try:
-        with session_scope(db) as s:
-            ex = s.exec(select(Execution).where(Execution.id == execution_id,
-                                                Execution.tenant_id == actor.tenant_id)).first()
-            if ex is None:
-                raise NotFound(f"execution {execution_id} not found")
-            if ex.status != ExecutionStatus.FAILED:
-                raise Conflict(f"only failed executions can be replayed; this one is {ex.status}")
-            row = _replay_row(s, actor, ex, from_step, version)
+        s = uow.session
+        ex = s.exec(select(Execution).where(Execution.id == execution_id,
+                                            Execution.tenant_id == actor.tenant_id)).first()
+        if ex is None:
+            raise NotFound(f"execution {execution_id} not found")
+        if ex.status != ExecutionStatus.FAILED:
+            raise Conflict(f"only failed executions can be replayed; this one is {ex.status}")
+        row = _replay_row(s, actor, ex, from_step, version, uow.now())
+        with s.begin_nested():  # a second replay fails alone: a bulk replay goes on with the next
             s.execute(sa.insert(Execution).values(**row))
     except IntegrityError as exc:
         raise Conflict(f"execution {execution_id} was already replayed") from exc
-    runner_for(db).resume(row["id"])
+    before_runner(uow)  # the replay is stored; the runner drives it in its own transactions
+    runner_for(uow.db).resume(row["id"])
     from engine.services.runs import get_execution
 
-    return ReplayOut(original_id=execution_id, execution=get_execution(db, actor, row["id"]))
+    return ReplayOut(original_id=execution_id, execution=get_execution(uow=uow, actor=actor, execution_id=row["id"]))
 
 
 def _replayable(actor: Actor, filters: ExecutionFilter) -> sa.Select:
@@ -344,24 +345,25 @@ def _replayable(actor: Actor, filters: ExecutionFilter) -> sa.Select:
     return _select(actor, f, _ex.id).where(_ex.id.notin_(replayed))
 
 
-def count_replayable(db: Engine, actor: Actor, filters: ExecutionFilter) -> int:
+def count_replayable(*, uow: UnitOfWork, actor: Actor, filters: ExecutionFilter) -> int:
     """Failed executions matching the filters that were not replayed yet (what bulk replay would do)."""
     actor.require(READ)
-    with read_session(db) as s:
-        return s.execute(sa.select(sa.func.count()).select_from(_replayable(actor, filters).subquery())).scalar_one()
+    s = uow.session
+    return s.execute(sa.select(sa.func.count()).select_from(_replayable(actor, filters).subquery())).scalar_one()
 
 
-def bulk_replay(db: Engine, actor: Actor, filters: ExecutionFilter, *, from_step: str = "failed",
+def bulk_replay(*, uow: UnitOfWork, actor: Actor, filters: ExecutionFilter, from_step: str = "failed",
                 version: str = "original", limit: int = 1000,
                 on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Replay every failed, not yet replayed execution matching the filters (at most ``limit``)."""
     actor.require(EDIT)
-    with read_session(db) as s:
-        ids = list(s.execute(_keyset(_replayable(actor, filters), None).limit(limit)).scalars())
+    s = uow.session
+    ids = list(s.execute(_keyset(_replayable(actor, filters), None).limit(limit)).scalars())
     done, errors = [], []
     for i, execution_id in enumerate(ids, 1):
         try:
-            done.append(replay_execution(db, actor, execution_id, from_step=from_step, version=version).execution.id)
+            done.append(replay_execution(uow=uow, actor=actor, execution_id=execution_id, from_step=from_step,
+                                         version=version).execution.id)
         except (Conflict, InvalidInput, NotFound) as exc:
             errors.append({"executionId": execution_id, "error": exc.message})
         if on_progress:
@@ -372,24 +374,24 @@ def bulk_replay(db: Engine, actor: Actor, filters: ExecutionFilter, *, from_step
 # --------------------------------------------------------------------------- contact timeline
 
 
-def contact_timeline(db: Engine, actor: Actor, contact: str, *, limit: int = 200) -> list[dict[str, Any]]:
+def contact_timeline(*, uow: UnitOfWork, actor: Actor, contact: str, limit: int = 200) -> list[dict[str, Any]]:
     """Everything one member sent and received, and every execution their messages started, in order."""
     actor.require(READ)
     contact = (contact or "").strip()
     if not contact:
         raise InvalidInput("give a phone number or an e-mail address", field="contact")
     ob = OutboxMessage.__table__.c
-    with read_session(db) as s:
-        inbound = s.execute(sa.select(_ev.id, _ev.received_at, _ev.channel, _ev.content, _ev.intent, _ev.trigger_type)
-                            .where(_ev.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)))
-                            .order_by(_ev.received_at.desc()).limit(limit)).all()
-        outbound = s.execute(sa.select(ob.id, ob.created_at, ob.channel, ob.body, ob.status, ob.execution_id)
-                             .where(ob.tenant_id == actor.tenant_id, ob.recipient.in_(contact_forms(contact)))
-                             .order_by(ob.created_at.desc()).limit(limit)).all()
-        runs = s.execute(sa.select(_ex.id, _ex.started_at, _ex.workflow_name, _ex.status)
-                         .join_from(Execution, EventRecord, _ev.id == _ex.event_id)
-                         .where(_ex.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)))
-                         .order_by(_ex.started_at.desc()).limit(limit)).all()
+    s = uow.session
+    inbound = s.execute(sa.select(_ev.id, _ev.received_at, _ev.channel, _ev.content, _ev.intent, _ev.trigger_type)
+                        .where(_ev.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)))
+                        .order_by(_ev.received_at.desc()).limit(limit)).all()
+    outbound = s.execute(sa.select(ob.id, ob.created_at, ob.channel, ob.body, ob.status, ob.execution_id)
+                         .where(ob.tenant_id == actor.tenant_id, ob.recipient.in_(contact_forms(contact)))
+                         .order_by(ob.created_at.desc()).limit(limit)).all()
+    runs = s.execute(sa.select(_ex.id, _ex.started_at, _ex.workflow_name, _ex.status)
+                     .join_from(Execution, EventRecord, _ev.id == _ex.event_id)
+                     .where(_ex.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)))
+                     .order_by(_ex.started_at.desc()).limit(limit)).all()
     items = [{"at": r.received_at, "kind": "received", "channel": r.channel, "text": r.content or r.trigger_type,
               "detail": r.intent, "id": r.id} for r in inbound]
     items += [{"at": r.created_at, "kind": "sent", "channel": r.channel, "text": r.body, "detail": r.status,

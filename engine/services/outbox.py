@@ -8,20 +8,18 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, func, select
+from sqlmodel import col, func, select
 
+from engine.uow import UnitOfWork
 from engine.auth import EDIT, READ, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.services.workflows import MAX_PAGE_SIZE
-from engine.store.db import read_session, session_scope
 from engine.store.models import (
     DueKind,
     DueWork,
     Execution,
     OutboxMessage,
     OutboxStatus,
-    utcnow,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,9 +53,9 @@ class OutboxRows(BaseModel):
     page_size: int
 
 
-def browse_outbox(db: Engine, actor: Actor, *, status: str | None = None, channel: str | None = None,
-                  recipient: str | None = None, execution_id: str | None = None,
-                  page: int = 1, page_size: int = 50) -> OutboxRows:
+def browse_outbox(*, uow: UnitOfWork, actor: Actor, status: str | None = None, channel: str | None = None,
+                  recipient: str | None = None, execution_id: str | None = None, page: int = 1,
+                  page_size: int = 50) -> OutboxRows:
     """Newest first, one page, with the workflow of each message."""
     actor.require(READ)
     if status and status not in OUTBOX_STATUSES:
@@ -73,55 +71,55 @@ def browse_outbox(db: Engine, actor: Actor, *, status: str | None = None, channe
         where.append(col(OutboxMessage.recipient).contains(recipient.strip()))
     if execution_id:
         where.append(OutboxMessage.execution_id == execution_id)
-    with read_session(db) as s:
-        total = s.exec(select(func.count()).select_from(OutboxMessage).where(*where)).one()
-        rows = s.exec(select(OutboxMessage, Execution.workflow_name)
-                      .join(Execution, Execution.id == OutboxMessage.execution_id, isouter=True)
-                      .where(*where).order_by(col(OutboxMessage.created_at).desc(), OutboxMessage.id)
-                      .offset((page - 1) * page_size).limit(page_size)).all()
+    s = uow.session
+    total = s.exec(select(func.count()).select_from(OutboxMessage).where(*where)).one()
+    rows = s.exec(select(OutboxMessage, Execution.workflow_name)
+                  .join(Execution, Execution.id == OutboxMessage.execution_id, isouter=True)
+                  .where(*where).order_by(col(OutboxMessage.created_at).desc(), OutboxMessage.id)
+                  .offset((page - 1) * page_size).limit(page_size)).all()
     items = [OutboxRow(id=m.id, created_at=m.created_at, channel=m.channel, recipient=m.recipient, subject=m.subject,
                        body=m.body, status=m.status, reason=m.error, adapter=m.adapter,
                        provider_message_id=m.provider_message_id, workflow_name=wf, execution_id=m.execution_id,
                        sent_at=m.sent_at, delivery_events=list((m.detail or {}).get("deliveryEvents") or []))
              for m, wf in rows]
-    return OutboxRows(items=_masked(db, actor, items), total=total, page=page, page_size=page_size)
+    return OutboxRows(items=_masked(uow, actor, items), total=total, page=page, page_size=page_size)
 
 
-def _masked(db: Engine, actor: Actor, items: list[OutboxRow]) -> list[OutboxRow]:
+def _masked(uow: UnitOfWork, actor: Actor, items: list[OutboxRow]) -> list[OutboxRow]:
     """Analysts see contacts masked unless an owner allows them (engine/masking.py)."""
     from engine import masking
 
-    if masking.sees_contacts(db, actor):
+    if masking.sees_contacts(uow=uow, actor=actor):
         return items
     return [OutboxRow.model_validate(masking.mask_data(i.model_dump())) for i in items]
 
 
-def retry_delivery(db: Engine, actor: Actor, outbox_id: str) -> OutboxRow:
+def retry_delivery(*, uow: UnitOfWork, actor: Actor, outbox_id: str) -> OutboxRow:
     """Queue a failed message for one more delivery attempt by the worker (same message, same row)."""
     actor.require(EDIT)
-    with session_scope(db) as s:
-        msg = s.exec(select(OutboxMessage).where(OutboxMessage.id == outbox_id,
-                                                 OutboxMessage.tenant_id == actor.tenant_id)).first()
-        if msg is None:
-            raise NotFound(f"message {outbox_id} not found")
-        if msg.status != OutboxStatus.FAILED:
-            raise Conflict(f"only failed messages can be retried (this one is {msg.status})")
-        if msg.adapter == "outbox":
-            raise Conflict("this channel has no provider configured: connect it in Settings > Channels first")
-        history = list((msg.detail or {}).get("deliveryEvents") or [])
-        history.append({"status": "retry", "at": utcnow().isoformat(), "by": actor.email or "system",
-                        "previousError": msg.error})
-        s.execute(sa.update(OutboxMessage).where(OutboxMessage.id == msg.id).values(
-            status=OutboxStatus.PENDING, error=None, detail={**(msg.detail or {}), "deliveryEvents": history}))
-        s.add(DueWork(tenant_id=actor.tenant_id, kind=DueKind.DELIVER, due_at=utcnow(), payload={"outboxId": msg.id}))
+    s = uow.session
+    msg = s.exec(select(OutboxMessage).where(OutboxMessage.id == outbox_id,
+                                             OutboxMessage.tenant_id == actor.tenant_id)).first()
+    if msg is None:
+        raise NotFound(f"message {outbox_id} not found")
+    if msg.status != OutboxStatus.FAILED:
+        raise Conflict(f"only failed messages can be retried (this one is {msg.status})")
+    if msg.adapter == "outbox":
+        raise Conflict("this channel has no provider configured: connect it in Settings > Channels first")
+    history = list((msg.detail or {}).get("deliveryEvents") or [])
+    history.append({"status": "retry", "at": uow.now().isoformat(), "by": actor.email or "system",
+                    "previousError": msg.error})
+    s.execute(sa.update(OutboxMessage).where(OutboxMessage.id == msg.id).values(
+        status=OutboxStatus.PENDING, error=None, detail={**(msg.detail or {}), "deliveryEvents": history}))
+    s.add(DueWork(tenant_id=actor.tenant_id, kind=DueKind.DELIVER, due_at=uow.now(), payload={"outboxId": msg.id}))
     logger.info("outbox message %s queued for retry by %s", outbox_id, actor.email or "system")
-    return _one(db, actor, outbox_id)
+    return _one(uow, actor, outbox_id)
 
 
-def _one(db: Engine, actor: Actor, outbox_id: str) -> OutboxRow:
-    with read_session(db) as s:
-        m = s.exec(select(OutboxMessage).where(OutboxMessage.id == outbox_id, OutboxMessage.tenant_id == actor.tenant_id)).one()
-        wf = s.exec(select(Execution.workflow_name).where(Execution.id == m.execution_id)).first() if m.execution_id else None
+def _one(uow: UnitOfWork, actor: Actor, outbox_id: str) -> OutboxRow:
+    s = uow.session
+    m = s.exec(select(OutboxMessage).where(OutboxMessage.id == outbox_id, OutboxMessage.tenant_id == actor.tenant_id)).one()
+    wf = s.exec(select(Execution.workflow_name).where(Execution.id == m.execution_id)).first() if m.execution_id else None
     return OutboxRow(id=m.id, created_at=m.created_at, channel=m.channel, recipient=m.recipient, subject=m.subject,
                      body=m.body, status=m.status, reason=m.error, adapter=m.adapter,
                      provider_message_id=m.provider_message_id, workflow_name=wf, execution_id=m.execution_id,

@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, func, select
+from sqlmodel import col, func, select
 
+from engine.uow import UnitOfWork
 from engine.auth import EDIT, READ, Actor
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS
 from engine import limits
@@ -16,7 +17,6 @@ from engine.errors import InvalidInput, NotFound
 from engine.limits import MAX_PAGE
 from engine.runner import IngestResult, Runner, builtin_classifier
 from engine.services.workflows import MAX_PAGE_SIZE, Out
-from engine.store.db import read_session, session_scope
 from engine.store.models import Booking, EventRecord, Execution, Lead, OutboxMessage, StepRun
 
 __all__ = [
@@ -26,6 +26,14 @@ __all__ = [
 ]
 
 _runners: dict[int, Runner] = {}
+
+
+def before_runner(uow: UnitOfWork) -> None:
+    """End ``uow``'s transaction before the runner works on its own units of work (a manual run,
+    a replay, the test console): what it wrote so far commits, it holds no write lock the runner
+    would wait for, and what it reads afterwards includes the runner's work."""
+    uow.flush()
+    uow.commit()  # an unused unit (the events hot path) has nothing to end
 
 
 def runner_for(db: Engine) -> Runner:
@@ -132,16 +140,16 @@ def _check_page(page: int, page_size: int) -> None:
                            field="page")
 
 
-def _newest_first(db: Engine, model: Any, time_column: Any, actor: Actor, filters: dict[Any, Any],
-                  page: int, page_size: int) -> tuple[int, list[Any]]:
+def _newest_first(uow: UnitOfWork, model: Any, time_column: Any, actor: Actor, filters: dict[Any, Any], page: int,
+                  page_size: int) -> tuple[int, list[Any]]:
     """Total and one page of the tenant's rows, newest first; filters with a None value are ignored."""
     _check_page(page, page_size)
     where = [model.tenant_id == actor.tenant_id, *(column == value for column, value in filters.items() if value)]
-    with Session(db) as s:
-        total = s.exec(select(func.count()).select_from(model).where(*where)).one()
-        rows = s.exec(select(model).where(*where).order_by(col(time_column).desc(), model.id)
-                      .offset((page - 1) * page_size).limit(page_size)).all()
-        return total, list(rows)
+    s = uow.session
+    total = s.exec(select(func.count()).select_from(model).where(*where)).one()
+    rows = s.exec(select(model).where(*where).order_by(col(time_column).desc(), model.id)
+                  .offset((page - 1) * page_size).limit(page_size)).all()
+    return total, list(rows)
 
 
 def _execution_out(ex: Execution, steps: list[StepRun] | None = None) -> ExecutionOut:
@@ -157,21 +165,27 @@ def _execution_out(ex: Execution, steps: list[StepRun] | None = None) -> Executi
     )
 
 
-def ingest_event(db: Engine, actor: Actor, event: dict[str, Any]) -> IngestResult:
-    """Store an inbound event and run the workflows it matches (test console, API, adapters)."""
+def ingest_event(*, uow: UnitOfWork, actor: Actor, event: dict[str, Any]) -> IngestResult:
+    """Store an inbound event and run the workflows it matches (test console, API, adapters).
+
+    The event commits in the runner's own buffered unit of work, shared with concurrent events
+    (group commit; its external steps run right after, outside any transaction): ``uow`` only
+    reads (the idempotency check), so pass a read-only one, or one that has not written yet.
+    """
     actor.require(EDIT)
     limits.check_json(event)
-    result = runner_for(db).ingest(actor.tenant_id, event)
+    before_runner(uow)
+    result = runner_for(uow.db).ingest(actor.tenant_id, event)
     if result.duplicate:
-        _check_same_event(db, actor, result.event_id, event)
+        _check_same_event(uow, actor, result.event_id, event)
     elif result.intent is None:
-        _detect_intent(db, result, event)
+        _detect_intent(uow, result, event)
     return result
 
 
-def _detect_intent(db: Engine, result: IngestResult, event: dict[str, Any]) -> None:
+def _detect_intent(uow: UnitOfWork, result: IngestResult, event: dict[str, Any]) -> None:
     """The intent of a message event no workflow asked about, as the spec's orchestrator reports it."""
-    content, classifier = event.get("content"), runner_for(db).classifier
+    content, classifier = event.get("content"), runner_for(uow.db).classifier
     if classifier is None or not isinstance(content, str) or not content.strip():
         return
     if event.get("triggerType") not in MESSAGE_TRIGGER_CHANNELS:
@@ -185,10 +199,10 @@ _SAME_EVENT_FIELDS = (("trigger_type", "triggerType"), ("channel", "channel"), (
                       ("sender", "from"), ("custom_fields", "customFields"))
 
 
-def _check_same_event(db: Engine, actor: Actor, event_id: str, event: dict[str, Any]) -> None:
+def _check_same_event(uow: UnitOfWork, actor: Actor, event_id: str, event: dict[str, Any]) -> None:
     """A reused idempotency key must come with the same event (as payment APIs do): 422 otherwise."""
-    with Session(db) as s:
-        stored = s.get(EventRecord, event_id)
+    s = uow.session
+    stored = s.get(EventRecord, event_id)
     if stored is None:
         return
     for column, key in _SAME_EVENT_FIELDS:
@@ -202,71 +216,76 @@ def _check_same_event(db: Engine, actor: Actor, event_id: str, event: dict[str, 
                                "use a new key for a new event", field="idempotencyKey")
 
 
-def run_workflow(db: Engine, actor: Actor, workflow_id: str, trigger_data: dict[str, Any] | None = None, *,
+def run_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str, trigger_data: dict[str, Any] | None = None,
                  bypass_conditions: bool = False, dry_run: bool = False) -> ExecutionOut:
     """Run one workflow now; a dry run sends nothing, calls nothing and writes no lead."""
     actor.require(EDIT)
     limits.check_json(trigger_data or {}, "triggerData")
-    execution_id = runner_for(db).run_workflow(actor.tenant_id, workflow_id, trigger_data or {},
+    before_runner(uow)
+    execution_id = runner_for(uow.db).run_workflow(actor.tenant_id, workflow_id, trigger_data or {},
                                                bypass_conditions=bypass_conditions, dry_run=dry_run)
-    return get_execution(db, actor, execution_id)
+    return get_execution(uow=uow, actor=actor, execution_id=execution_id)
 
 
-def list_executions(db: Engine, actor: Actor, *, workflow_id: str | None = None, status: str | None = None,
+def list_executions(*, uow: UnitOfWork, actor: Actor, workflow_id: str | None = None, status: str | None = None,
                     page: int = 1, page_size: int = 50) -> ExecutionPage:
     """Newest first, one SQL page (uses the (tenant, workflow, started_at) index)."""
     actor.require(READ)
     filters = {Execution.workflow_id: workflow_id, Execution.status: status}
-    total, rows = _newest_first(db, Execution, Execution.started_at, actor, filters, page, page_size)
-    return ExecutionPage(items=[_visible(db, actor, _execution_out(r)) for r in rows], total=total, page=page,
+    total, rows = _newest_first(uow, Execution, Execution.started_at, actor, filters, page, page_size)
+    return ExecutionPage(items=[_visible(uow, actor, _execution_out(r)) for r in rows], total=total, page=page,
                          page_size=page_size)
 
 
-def get_execution(db: Engine, actor: Actor, execution_id: str) -> ExecutionOut:
+def get_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str) -> ExecutionOut:
     """One execution with its step trace (every attempt, in order)."""
     actor.require(READ)
-    with read_session(db) as s:
-        ex = s.exec(select(Execution).where(Execution.id == execution_id, Execution.tenant_id == actor.tenant_id)).first()
-        if ex is None:
-            raise NotFound(f"execution {execution_id} not found")
-        steps = s.exec(select(StepRun).where(StepRun.execution_id == ex.id)
-                       .order_by(StepRun.started_at, StepRun.attempt)).all()
-        out = _execution_out(ex, list(steps))
-    return _visible(db, actor, out)
+    s = uow.session
+    ex = s.exec(select(Execution).where(Execution.id == execution_id, Execution.tenant_id == actor.tenant_id)).first()
+    if ex is None:
+        raise NotFound(f"execution {execution_id} not found")
+    steps = s.exec(select(StepRun).where(StepRun.execution_id == ex.id)
+                   .order_by(StepRun.started_at, StepRun.attempt)).all()
+    out = _execution_out(ex, list(steps))
+    return _visible(uow, actor, out)
 
 
-def _visible(db: Engine, actor: Actor, out: ExecutionOut) -> ExecutionOut:
+def _visible(uow: UnitOfWork, actor: Actor, out: ExecutionOut) -> ExecutionOut:
     """Contacts masked for analysts unless the owner allows them (engine.masking)."""
     from engine import masking
 
-    return out if masking.sees_contacts(db, actor) else ExecutionOut.model_validate(masking.mask_data(out.model_dump()))
+    return out if masking.sees_contacts(uow=uow, actor=actor) else ExecutionOut.model_validate(masking.mask_data(out.model_dump()))
 
 
-def list_outbox(db: Engine, actor: Actor, *, execution_id: str | None = None, status: str | None = None,
+def list_outbox(*, uow: UnitOfWork, actor: Actor, execution_id: str | None = None, status: str | None = None,
                 page: int = 1, page_size: int = 50) -> OutboxPage:
     actor.require(READ)
     filters = {OutboxMessage.execution_id: execution_id, OutboxMessage.status: status}
-    total, rows = _newest_first(db, OutboxMessage, OutboxMessage.created_at, actor, filters, page, page_size)
+    total, rows = _newest_first(uow, OutboxMessage, OutboxMessage.created_at, actor, filters, page, page_size)
     items = [OutboxOut.model_validate(r) for r in rows]
     from engine import masking
 
-    if not masking.sees_contacts(db, actor):
+    if not masking.sees_contacts(uow=uow, actor=actor):
         items = [OutboxOut.model_validate(masking.mask_data(i.model_dump())) for i in items]
     return OutboxPage(items=items, total=total, page=page, page_size=page_size)
 
 
-def list_leads(db: Engine, actor: Actor, *, page: int = 1, page_size: int = 50) -> list[LeadOut]:
+def list_leads(*, uow: UnitOfWork, actor: Actor, page: int = 1, page_size: int = 50) -> list[LeadOut]:
     actor.require(READ)
     _check_page(page, page_size)
-    with read_session(db) as s:
-        rows = s.exec(select(Lead).where(Lead.tenant_id == actor.tenant_id).order_by(col(Lead.created_at).desc(), Lead.id)
-                      .offset((page - 1) * page_size).limit(page_size)).all()
-        return [LeadOut.model_validate(r) for r in rows]
+    s = uow.session
+    rows = s.exec(select(Lead).where(Lead.tenant_id == actor.tenant_id).order_by(col(Lead.created_at).desc(), Lead.id)
+                  .offset((page - 1) * page_size).limit(page_size)).all()
+    return [LeadOut.model_validate(r) for r in rows]
 
 
-def create_booking(db: Engine, actor: Actor, *, member_name: str, class_name: str, starts_at: datetime,
+def create_booking(*, uow: UnitOfWork, actor: Actor, member_name: str, class_name: str, starts_at: datetime,
                    member_contact: str | None = None, lead_id: str | None = None) -> tuple[BookingOut, IngestResult]:
-    """Store a booking and emit ``booking_created`` (runs the matching workflows)."""
+    """Store a booking and emit ``booking_created`` in the same unit of work: both commit or neither.
+
+    The workflows it starts run their local steps in that unit of work too; external steps
+    (webhooks, remote AI) are handed to the worker.
+    """
     actor.require(EDIT)
     if not member_name.strip():
         raise InvalidInput("member name is required", field="memberName")
@@ -278,26 +297,27 @@ def create_booking(db: Engine, actor: Actor, *, member_name: str, class_name: st
                         ("leadId", lead_id)):
         limits.check_text(text, field)
     limits.check_date(starts_at, "startsAt")
-    with session_scope(db) as s:
-        if lead_id and not s.exec(select(Lead.id).where(Lead.id == lead_id, Lead.tenant_id == actor.tenant_id)).first():
-            raise NotFound(f"lead {lead_id} not found")
-        booking = Booking(tenant_id=actor.tenant_id, lead_id=lead_id, member_name=member_name.strip(),
-                          member_contact=member_contact, class_name=class_name.strip(), starts_at=starts_at)
-        s.add(booking)
+    s = uow.session
+    if lead_id and not s.exec(select(Lead.id).where(Lead.id == lead_id, Lead.tenant_id == actor.tenant_id)).first():
+        raise NotFound(f"lead {lead_id} not found")
+    booking = Booking(tenant_id=actor.tenant_id, lead_id=lead_id, member_name=member_name.strip(),
+                      member_contact=member_contact, class_name=class_name.strip(), starts_at=starts_at)
+    s.add(booking)
     out = BookingOut.model_validate(booking)
-    result = runner_for(db).ingest(actor.tenant_id, {
+    event = {
         "triggerType": "booking_created", "bookingId": booking.id, "leadId": lead_id, "from": member_contact,
         "data": {"memberName": booking.member_name, "className": booking.class_name,
                  "startsAt": booking.starts_at.isoformat()},
-    })
+    }
+    result = runner_for(uow.db).ingest(actor.tenant_id, event, uow=uow)
     return out, result
 
 
-def list_bookings(db: Engine, actor: Actor, *, page: int = 1, page_size: int = 50) -> list[BookingOut]:
+def list_bookings(*, uow: UnitOfWork, actor: Actor, page: int = 1, page_size: int = 50) -> list[BookingOut]:
     actor.require(READ)
     _check_page(page, page_size)
-    with read_session(db) as s:
-        rows = s.exec(select(Booking).where(Booking.tenant_id == actor.tenant_id)
-                      .order_by(col(Booking.starts_at).desc(), Booking.id).offset((page - 1) * page_size).limit(page_size)).all()
-        return [BookingOut.model_validate(r) for r in rows]
+    s = uow.session
+    rows = s.exec(select(Booking).where(Booking.tenant_id == actor.tenant_id)
+                  .order_by(col(Booking.starts_at).desc(), Booking.id).offset((page - 1) * page_size).limit(page_size)).all()
+    return [BookingOut.model_validate(r) for r in rows]
 

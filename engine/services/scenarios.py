@@ -16,17 +16,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
+from engine.uow import UnitOfWork
 from engine.auth import EDIT, READ, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.services import console
 from engine.services.console import ConsoleInput, Conversation, TurnReport
 from engine.services.workflows import Out
-from engine.store.db import session_scope
-from engine.store.models import Scenario, utcnow
+from engine.store.models import Scenario
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +163,7 @@ def _validated(data: dict[str, Any] | ScenarioIn) -> ScenarioIn:
         raise InvalidInput(err["msg"], field=path) from None
 
 
-def save_scenario(db: Engine, actor: Actor, data: dict[str, Any] | ScenarioIn) -> ScenarioOut:
+def save_scenario(*, uow: UnitOfWork, actor: Actor, data: dict[str, Any] | ScenarioIn) -> ScenarioOut:
     """Store a scenario of the actor's studio; names are unique per studio."""
     actor.require(EDIT)
     sc = _validated(data)
@@ -176,82 +175,84 @@ def save_scenario(db: Engine, actor: Actor, data: dict[str, Any] | ScenarioIn) -
                    expectations=[e.model_dump(mode="json", exclude_none=True) for e in sc.expectations],
                    created_by=actor.user_id)
     try:
-        with session_scope(db) as s:
-            s.add(row)
+        with uow.session.begin_nested():  # a taken name fails alone, at once
+            uow.session.add(row)
     except IntegrityError:
         raise Conflict(f"a scenario called {name!r} already exists", field="name") from None
     return ScenarioOut.model_validate(row)
 
 
-def list_scenarios(db: Engine, actor: Actor) -> list[ScenarioOut]:
+def list_scenarios(*, uow: UnitOfWork, actor: Actor) -> list[ScenarioOut]:
     """The studio's scenarios with their last result, by name."""
     actor.require(READ)
-    with Session(db) as s:
-        rows = s.exec(select(Scenario).where(Scenario.tenant_id == actor.tenant_id).order_by(col(Scenario.name))).all()
-        return [ScenarioOut.model_validate(r) for r in rows]
+    s = uow.session
+    rows = s.exec(select(Scenario).where(Scenario.tenant_id == actor.tenant_id).order_by(col(Scenario.name))).all()
+    return [ScenarioOut.model_validate(r) for r in rows]
 
 
-def get_scenario(db: Engine, actor: Actor, scenario_id: str) -> ScenarioOut:
+def get_scenario(*, uow: UnitOfWork, actor: Actor, scenario_id: str) -> ScenarioOut:
     actor.require(READ)
-    with Session(db) as s:
-        row = s.exec(select(Scenario).where(Scenario.id == scenario_id, Scenario.tenant_id == actor.tenant_id)).first()
-        if row is None:
-            raise NotFound(f"scenario {scenario_id} not found")
-        return ScenarioOut.model_validate(row)
+    s = uow.session
+    row = s.exec(select(Scenario).where(Scenario.id == scenario_id, Scenario.tenant_id == actor.tenant_id)).first()
+    if row is None:
+        raise NotFound(f"scenario {scenario_id} not found")
+    return ScenarioOut.model_validate(row)
 
 
-def delete_scenario(db: Engine, actor: Actor, scenario_id: str) -> None:
+def delete_scenario(*, uow: UnitOfWork, actor: Actor, scenario_id: str) -> None:
     actor.require(EDIT)
-    with session_scope(db) as s:
-        row = s.exec(select(Scenario).where(Scenario.id == scenario_id, Scenario.tenant_id == actor.tenant_id)).first()
-        if row is None:
-            raise NotFound(f"scenario {scenario_id} not found")
-        s.delete(row)
+    s = uow.session
+    row = s.exec(select(Scenario).where(Scenario.id == scenario_id, Scenario.tenant_id == actor.tenant_id)).first()
+    if row is None:
+        raise NotFound(f"scenario {scenario_id} not found")
+    s.delete(row)
 
 
 # --------------------------------------------------------------------------- running
 
 
-def run_scenario(db: Engine, actor: Actor, scenario_id: str, *, drafts: dict[str, dict] | None = None) -> ScenarioResult:
+def run_scenario(*, uow: UnitOfWork, actor: Actor, scenario_id: str,
+                 drafts: dict[str, dict] | None = None) -> ScenarioResult:
     """Replay the scenario in test mode on a fresh contact and compare with its expectations.
 
     ``drafts``: unsaved definitions by workflow id to run against; the result is then not stored.
     """
     actor.require(EDIT)
-    drafts = console.checked_drafts(db, actor, drafts)
-    sc = get_scenario(db, actor, scenario_id)
+    drafts = console.checked_drafts(uow=uow, actor=actor, drafts=drafts)
+    sc = get_scenario(uow=uow, actor=actor, scenario_id=scenario_id)
     contact = console.new_contact(sc.contact.get("name") or "Test Member")
     turns: list[TurnReport] = []
     errors: list[str] = []
     for i, raw in enumerate(sc.steps):
         step = ScenarioStep.model_validate(raw)
         if step.kind == "skip_all":
-            console.fast_forward(db, actor, contact, all_items=True, drafts=drafts)
+            console.fast_forward(uow=uow, actor=actor, contact=contact, all_items=True, drafts=drafts)
             continue
         try:
-            turns.append(console.send(db, actor, contact=contact, inp=ConsoleInput.model_validate(step.model_dump()),
-                                      drafts=drafts))
+            turns.append(console.send(uow=uow, actor=actor, contact=contact,
+                                      inp=ConsoleInput.model_validate(step.model_dump()), drafts=drafts))
         except (InvalidInput, NotFound) as exc:
             errors.append(f"input {i + 1} could not be sent: {exc.message}")
     # Reports again after the fast-forwards (follow-ups arrive later).
-    final = console.conversation(db, actor, contact).turns
+    final = console.conversation(uow=uow, actor=actor, contact=contact).turns
     failures = errors + [f for e in sc.expectations if (f := _check(Expectation.model_validate(e), final))]
     result = ScenarioResult(scenario_id=sc.id, name=sc.name, passed=not failures, failures=failures,
-                            checked=len(sc.expectations), ran_at=utcnow(), draft=bool(drafts))
+                            checked=len(sc.expectations), ran_at=uow.now(), draft=bool(drafts))
     if not drafts:
-        with session_scope(db) as s:
-            row = s.get(Scenario, sc.id)
-            row.last_result = result.to_api()
-            row.last_run_at = result.ran_at
-            s.add(row)
+        s = uow.session
+        row = s.get(Scenario, sc.id)
+        row.last_result = result.to_api()
+        row.last_run_at = result.ran_at
+        s.add(row)
     return result
 
 
-def run_all(db: Engine, actor: Actor, *, drafts: dict[str, dict] | None = None) -> list[ScenarioResult]:
+def run_all(*, uow: UnitOfWork, actor: Actor, drafts: dict[str, dict] | None = None) -> list[ScenarioResult]:
     """Every scenario of the studio, by name."""
     actor.require(EDIT)
-    drafts = console.checked_drafts(db, actor, drafts)  # a bad draft is refused before anything runs
-    return [run_scenario(db, actor, sc.id, drafts=drafts) for sc in list_scenarios(db, actor)]
+    drafts = console.checked_drafts(uow=uow, actor=actor, drafts=drafts)  # a bad draft is refused before anything runs
+    return [run_scenario(uow=uow, actor=actor, scenario_id=sc.id, drafts=drafts) for sc in list_scenarios(uow=uow,
+                                                                                                          actor=actor)]
 
 
 def _check(exp: Expectation, turns: list[TurnReport]) -> str | None:

@@ -25,11 +25,11 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from engine.uow import UnitOfWork
 from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, NotFound
 from engine.secrets import decrypt, encrypt
 from engine.services.channel_settings import SecretState, record_audit
-from engine.store.db import session_scope
 from engine.store.models import Tenant, TenantSecret, utcnow
 
 logger = logging.getLogger(__name__)
@@ -67,29 +67,30 @@ def _tenant(s: Session, actor: Actor) -> Tenant:
     return tenant
 
 
-def _update(db: Engine, actor: Actor, area: str, key: str, value: Any, *, audit_value: Any = None) -> None:
+def _update(uow: UnitOfWork, actor: Actor, area: str, key: str, value: Any, *, audit_value: Any = None) -> None:
     actor.require(ADMIN)
-    with session_scope(db) as s:
-        tenant = _tenant(s, actor)
-        old = (tenant.settings or {}).get(key)
-        settings = dict(tenant.settings or {})
-        if value is None:
-            settings.pop(key, None)
-        else:
-            settings[key] = value
-        tenant.settings = settings
-        s.add(tenant)
+    s = uow.session
+    tenant = _tenant(s, actor)
+    old = (tenant.settings or {}).get(key)
+    settings = dict(tenant.settings or {})
+    if value is None:
+        settings.pop(key, None)
+    else:
+        settings[key] = value
+    tenant.settings = settings
+    s.add(tenant)
     if old != value:
-        record_audit(db, actor, area, {key: audit_value if audit_value is not None else {"from": old, "to": value}})
+        record_audit(uow=uow, actor=actor, area=area,
+                     changes={key: audit_value if audit_value is not None else {"from": old, "to": value}})
 
 
-def get_studio_settings(db: Engine, actor: Actor) -> StudioSettingsView:
+def get_studio_settings(*, uow: UnitOfWork, actor: Actor) -> StudioSettingsView:
     """Everything the settings page shows (secrets as set/not set only)."""
     actor.require(ADMIN)
-    with Session(db) as s:
-        settings = dict(_tenant(s, actor).settings or {})
-        rows = {r.name: r for r in s.exec(select(TenantSecret).where(
-            TenantSecret.tenant_id == actor.tenant_id, TenantSecret.name.in_([SIGNING, PREVIOUS_SIGNING]))).all()}
+    s = uow.session
+    settings = dict(_tenant(s, actor).settings or {})
+    rows = {r.name: r for r in s.exec(select(TenantSecret).where(
+        TenantSecret.tenant_id == actor.tenant_id, TenantSecret.name.in_([SIGNING, PREVIOUS_SIGNING]))).all()}
     ai = settings.get("ai") or {}
     signing = rows.get(SIGNING)
     previous_until = rows[SIGNING].set_at + ROTATION_GRACE if PREVIOUS_SIGNING in rows and signing else None
@@ -104,19 +105,19 @@ def get_studio_settings(db: Engine, actor: Actor) -> StudioSettingsView:
         webhook_allow_list=list(settings.get("webhookAllowList") or []),
         signing_secret=SecretState(set=bool(signing) or legacy, set_at=signing.set_at if signing else None,
                                    set_by=signing.set_by if signing else None),
-        previous_secret_valid_until=previous_until if previous_until and previous_until > utcnow() else None,
+        previous_secret_valid_until=previous_until if previous_until and previous_until > uow.now() else None,
     )
 
 
 # --------------------------------------------------------------------------- hours and limits
 
 
-def save_business_hours(db: Engine, actor: Actor, hours: dict[str, Any]) -> dict[str, Any]:
+def save_business_hours(*, uow: UnitOfWork, actor: Actor, hours: dict[str, Any]) -> dict[str, Any]:
     """Opening hours per weekday (0 = Sunday) and closed days; see :mod:`engine.business_hours`."""
     from engine.business_hours import validate
 
     clean = validate(hours)
-    _update(db, actor, "businessHours", "businessHours", clean)
+    _update(uow, actor, "businessHours", "businessHours", clean)
     return clean
 
 
@@ -126,43 +127,43 @@ def _hhmm(value: str, field: str) -> str:
     return parse_time(value, field).strftime("%H:%M")
 
 
-def save_quiet_hours(db: Engine, actor: Actor, *, start: str | None, end: str | None) -> dict[str, str] | None:
+def save_quiet_hours(*, uow: UnitOfWork, actor: Actor, start: str | None, end: str | None) -> dict[str, str] | None:
     """No automated messages between ``start`` and ``end`` (deferred to ``end``); both None: off."""
     if not start and not end:
-        _update(db, actor, "quietHours", "quietHours", None)
+        _update(uow, actor, "quietHours", "quietHours", None)
         return None
     value = {"start": _hhmm(start or "", "quietHours.start"), "end": _hhmm(end or "", "quietHours.end")}
     if value["start"] == value["end"]:
         raise InvalidInput("must differ from the start", field="quietHours.end")
-    _update(db, actor, "quietHours", "quietHours", value)
+    _update(uow, actor, "quietHours", "quietHours", value)
     return value
 
 
-def save_frequency_cap(db: Engine, actor: Actor, cap: int | None) -> int | None:
+def save_frequency_cap(*, uow: UnitOfWork, actor: Actor, cap: int | None) -> int | None:
     """At most ``cap`` automated messages per contact and day (None: no cap)."""
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 100):
         raise InvalidInput("must be a whole number from 1 to 100 (or empty for no cap)", field="frequencyCap")
-    _update(db, actor, "frequencyCap", "frequencyCap", cap)
+    _update(uow, actor, "frequencyCap", "frequencyCap", cap)
     return cap
 
 
 # --------------------------------------------------------------------------- AI provider
 
 
-def save_ai_provider(db: Engine, actor: Actor, *, provider: str, base_url: str | None = None, model: str | None = None,
-                     api_key: str | None = None) -> AISettingsView:
+def save_ai_provider(*, uow: UnitOfWork, actor: Actor, provider: str, base_url: str | None = None,
+                     model: str | None = None, api_key: str | None = None) -> AISettingsView:
     """Built-in (offline) or an OpenAI-compatible endpoint; ``api_key`` None/"" keeps the stored one."""
     from engine.ai.providers import ProviderSettings
 
     actor.require(ADMIN)
-    with Session(db) as s:
-        old = dict((_tenant(s, actor).settings or {}).get("ai") or {})
+    s = uow.session
+    old = dict((_tenant(s, actor).settings or {}).get("ai") or {})
     value: dict[str, Any] = {k: v for k, v in old.items() if k in ("classify",)}
     value["provider"] = provider
     if provider != "offline":
         value.update(baseUrl=(base_url or "").strip() or None, model=(model or "").strip() or None)
         if api_key:
-            value.update(apiKeyEncrypted=encrypt(api_key), apiKeySetAt=utcnow().isoformat())
+            value.update(apiKeyEncrypted=encrypt(api_key), apiKeySetAt=uow.now().isoformat())
         elif old.get("apiKeyEncrypted"):
             value.update(apiKeyEncrypted=old["apiKeyEncrypted"], apiKeySetAt=old.get("apiKeySetAt"))
         if not value.get("apiKeyEncrypted"):
@@ -178,24 +179,24 @@ def save_ai_provider(db: Engine, actor: Actor, *, provider: str, base_url: str |
     changes = {k: {"from": old.get(k), "to": value.get(k)} for k in ("provider", "baseUrl", "model") if old.get(k) != value.get(k)}
     if api_key:
         changes["apiKey"] = "changed"
-    with session_scope(db) as s:
-        tenant = _tenant(s, actor)
-        tenant.settings = {**(tenant.settings or {}), "ai": value}
-        s.add(tenant)
+    s = uow.session
+    tenant = _tenant(s, actor)
+    tenant.settings = {**(tenant.settings or {}), "ai": value}
+    s.add(tenant)
     if changes:
-        record_audit(db, actor, "ai", changes)
-    return get_studio_settings(db, actor).ai
+        record_audit(uow=uow, actor=actor, area="ai", changes=changes)
+    return get_studio_settings(uow=uow, actor=actor).ai
 
 
-def check_ai_provider(db: Engine, actor: Actor, *, client: Any = None) -> tuple[bool, str]:
+def check_ai_provider(*, uow: UnitOfWork, actor: Actor, client: Any = None) -> tuple[bool, str]:
     """Ask the configured provider one question; (ok, the answer or the error)."""
     from engine.actions.integrations import provider_for_tenant
     from engine.errors import EngineError
 
     actor.require(ADMIN)
-    with Session(db) as s:
-        tenant = _tenant(s, actor)
-        ctx = {"name": tenant.name, "settings": dict(tenant.settings or {})}
+    s = uow.session
+    tenant = _tenant(s, actor)
+    ctx = {"name": tenant.name, "settings": dict(tenant.settings or {})}
     try:
         provider = provider_for_tenant(ctx, client=client)
         answer = provider.answer("Answer briefly.", question="Wann habt ihr geöffnet?")
@@ -222,24 +223,24 @@ def _clean_entry(raw: dict[str, Any], where: str) -> dict[str, Any]:
     return {"question": question, "answer": answer, "tags": [t.strip() for t in tags if str(t).strip()][:20]}
 
 
-def save_knowledge_entries(db: Engine, actor: Actor, entries: list[dict[str, Any]]) -> int:
+def save_knowledge_entries(*, uow: UnitOfWork, actor: Actor, entries: list[dict[str, Any]]) -> int:
     """Replace the knowledge base's question/answer entries (opening hours and prices are kept)."""
     clean = [_clean_entry(e, f"knowledgeBase.entries[{i}]") for i, e in enumerate(entries)]
     if len(clean) > MAX_KB_ENTRIES:
         raise InvalidInput(f"at most {MAX_KB_ENTRIES} entries", field="knowledgeBase.entries")
     actor.require(ADMIN)
-    with session_scope(db) as s:
-        tenant = _tenant(s, actor)
-        kb = dict((tenant.settings or {}).get("knowledgeBase") or {"studioName": tenant.name})
-        before = len(kb.get("entries") or [])
-        kb["entries"] = clean
-        tenant.settings = {**(tenant.settings or {}), "knowledgeBase": kb}
-        s.add(tenant)
-    record_audit(db, actor, "knowledgeBase", {"entries": {"from": before, "to": len(clean)}})
+    s = uow.session
+    tenant = _tenant(s, actor)
+    kb = dict((tenant.settings or {}).get("knowledgeBase") or {"studioName": tenant.name})
+    before = len(kb.get("entries") or [])
+    kb["entries"] = clean
+    tenant.settings = {**(tenant.settings or {}), "knowledgeBase": kb}
+    s.add(tenant)
+    record_audit(uow=uow, actor=actor, area="knowledgeBase", changes={"entries": {"from": before, "to": len(clean)}})
     return len(clean)
 
 
-def import_knowledge_csv(db: Engine, actor: Actor, data: bytes | str, *, replace: bool = False) -> int:
+def import_knowledge_csv(*, uow: UnitOfWork, actor: Actor, data: bytes | str, replace: bool = False) -> int:
     """Import ``question,answer,tags`` rows (header required; tags split by ``;``).
 
     Every row is checked first; one bad row stores nothing and the error names its line.
@@ -269,14 +270,14 @@ def import_knowledge_csv(db: Engine, actor: Actor, data: bytes | str, *, replace
         rows.append(_clean_entry(row, f"line {line}"))
     if not rows:
         raise InvalidInput("no entries found", field="file")
-    existing = [] if replace else get_studio_settings(db, actor).knowledge_entries
-    return save_knowledge_entries(db, actor, existing + rows)
+    existing = [] if replace else get_studio_settings(uow=uow, actor=actor).knowledge_entries
+    return save_knowledge_entries(uow=uow, actor=actor, entries=existing + rows)
 
 
 # --------------------------------------------------------------------------- webhooks
 
 
-def save_webhook_allow_list(db: Engine, actor: Actor, entries: list[str]) -> list[str]:
+def save_webhook_allow_list(*, uow: UnitOfWork, actor: Actor, entries: list[str]) -> list[str]:
     """Hosts, IPs or networks that ``call_webhook`` may reach even if private (e.g. an on-site CRM)."""
     clean = []
     for raw in entries:
@@ -289,11 +290,11 @@ def save_webhook_allow_list(db: Engine, actor: Actor, entries: list[str]) -> lis
             if not HOST_RE.match(entry) or len(entry) > 253:
                 raise InvalidInput(f"{entry!r} is not a host name, IP address or network", field="webhookAllowList") from None
         clean.append(entry)
-    _update(db, actor, "webhookAllowList", "webhookAllowList", clean or None)
+    _update(uow, actor, "webhookAllowList", "webhookAllowList", clean or None)
     return clean
 
 
-def rotate_signing_secret(db: Engine, actor: Actor) -> str:
+def rotate_signing_secret(*, uow: UnitOfWork, actor: Actor) -> str:
     """A new webhook signing secret, returned ONCE; the previous one keeps signing for 24 hours.
 
     During the grace period every webhook carries both signatures (``v1=<new>,v1=<old>``), so
@@ -301,24 +302,25 @@ def rotate_signing_secret(db: Engine, actor: Actor) -> str:
     """
     actor.require(ADMIN)
     new = "whsec_" + _random.token_hex(24)
-    now = utcnow()
-    with session_scope(db) as s:
-        tenant = _tenant(s, actor)
-        rows = {r.name: r for r in s.exec(select(TenantSecret).where(
-            TenantSecret.tenant_id == actor.tenant_id, TenantSecret.name.in_([SIGNING, PREVIOUS_SIGNING]))).all()}
-        current = decrypt(rows[SIGNING].ciphertext) if SIGNING in rows else (tenant.settings or {}).get("webhookSecret")
-        previous = rows.get(PREVIOUS_SIGNING)
-        if current:
-            previous = previous or TenantSecret(tenant_id=actor.tenant_id, name=PREVIOUS_SIGNING, ciphertext="")
-            previous.ciphertext, previous.set_at, previous.set_by = encrypt(current), now, actor.email or "system"
-            s.add(previous)
-        row = rows.get(SIGNING) or TenantSecret(tenant_id=actor.tenant_id, name=SIGNING, ciphertext="")
-        row.ciphertext, row.set_at, row.set_by = encrypt(new), now, actor.email or "system"
-        s.add(row)
-        if "webhookSecret" in (tenant.settings or {}):
-            tenant.settings = {k: v for k, v in tenant.settings.items() if k != "webhookSecret"}
-            s.add(tenant)
-    record_audit(db, actor, "webhookSigning", {"signingSecret": "changed", "previousValidUntil": (now + ROTATION_GRACE).isoformat()})
+    now = uow.now()
+    s = uow.session
+    tenant = _tenant(s, actor)
+    rows = {r.name: r for r in s.exec(select(TenantSecret).where(
+        TenantSecret.tenant_id == actor.tenant_id, TenantSecret.name.in_([SIGNING, PREVIOUS_SIGNING]))).all()}
+    current = decrypt(rows[SIGNING].ciphertext) if SIGNING in rows else (tenant.settings or {}).get("webhookSecret")
+    previous = rows.get(PREVIOUS_SIGNING)
+    if current:
+        previous = previous or TenantSecret(tenant_id=actor.tenant_id, name=PREVIOUS_SIGNING, ciphertext="")
+        previous.ciphertext, previous.set_at, previous.set_by = encrypt(current), now, actor.email or "system"
+        s.add(previous)
+    row = rows.get(SIGNING) or TenantSecret(tenant_id=actor.tenant_id, name=SIGNING, ciphertext="")
+    row.ciphertext, row.set_at, row.set_by = encrypt(new), now, actor.email or "system"
+    s.add(row)
+    if "webhookSecret" in (tenant.settings or {}):
+        tenant.settings = {k: v for k, v in tenant.settings.items() if k != "webhookSecret"}
+        s.add(tenant)
+    record_audit(uow=uow, actor=actor, area="webhookSigning",
+                 changes={"signingSecret": "changed", "previousValidUntil": (now + ROTATION_GRACE).isoformat()})
     return new
 
 

@@ -16,23 +16,20 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from engine import domain
+from engine.uow import UnitOfWork
 from engine.auth import ADMIN, EDIT, READ, Actor
 from engine.errors import InvalidInput, NotFound, ValidationFailed
 from engine.limits import MAX_PAGE, MAX_VERSION
 from engine.schedule import next_fire_time
-from engine.store.db import read_session, session_scope
 from engine.store.models import (
     DueStatus,
     DueWork,
-    Execution,
     Tenant,
     Workflow,
     WorkflowVersion,
-    utcnow,
 )
 from engine.validation import Problem, parse_workflow
 
@@ -148,19 +145,20 @@ def _to_out(row: Workflow, warnings: list[Problem] = ()) -> WorkflowOut:
 # --------------------------------------------------------------------------- tenants
 
 
-def create_tenant(db: Engine, *, slug: str, name: str, timezone: str = "Europe/Berlin", settings: dict | None = None) -> TenantOut:
+def create_tenant(*, uow: UnitOfWork, slug: str, name: str, timezone: str = "Europe/Berlin",
+                  settings: dict | None = None) -> TenantOut:
     """A new studio. (Not tenant-scoped: only the CLI and set-up call it.)"""
     _check_tenant_fields(slug, name)
     _check_timezone(timezone)
-    with session_scope(db) as s:
-        if s.exec(select(Tenant).where(Tenant.slug == slug)).first():
-            raise InvalidInput(f"a tenant with slug {slug!r} already exists", field="slug")
-        tenant = Tenant(slug=slug, name=name, timezone=timezone, settings=settings or {})
-        s.add(tenant)
-        s.flush()
-        # Every studio gets its own webhook signing secret (receivers verify X-Studio-Signature),
-        # encrypted at rest like every other secret; owners see a new one once, when they rotate it.
-        s.add(_signing_secret_row(tenant.id))
+    s = uow.session
+    if s.exec(select(Tenant).where(Tenant.slug == slug)).first():
+        raise InvalidInput(f"a tenant with slug {slug!r} already exists", field="slug")
+    tenant = Tenant(slug=slug, name=name, timezone=timezone, settings=settings or {})
+    s.add(tenant)
+    s.flush()
+    # Every studio gets its own webhook signing secret (receivers verify X-Studio-Signature),
+    # encrypted at rest like every other secret; owners see a new one once, when they rotate it.
+    s.add(_signing_secret_row(tenant.id))
     return TenantOut.model_validate(tenant)
 
 
@@ -183,10 +181,10 @@ def _check_tenant_fields(slug: str, name: str) -> None:
         raise InvalidInput("a name of 1-200 characters is required", field="name")
 
 
-def list_tenants(db: Engine) -> list[TenantOut]:
+def list_tenants(*, uow: UnitOfWork) -> list[TenantOut]:
     """Every studio, by slug. (Not tenant-scoped: only the CLI and set-up call it.)"""
-    with Session(db) as s:
-        return [TenantOut.model_validate(t) for t in s.exec(select(Tenant).order_by(Tenant.slug)).all()]
+    s = uow.session
+    return [TenantOut.model_validate(t) for t in s.exec(select(Tenant).order_by(Tenant.slug)).all()]
 
 
 def _check_timezone(name: str) -> None:
@@ -198,38 +196,39 @@ def _check_timezone(name: str) -> None:
         raise InvalidInput(f"unknown timezone {name!r} (use an IANA name such as Europe/Berlin)", field="timezone") from exc
 
 
-def get_tenant(db: Engine, actor: Actor) -> TenantOut:
-    with read_session(db) as s:
-        tenant = s.get(Tenant, actor.tenant_id)
-        if tenant is None:
-            raise NotFound("tenant not found")
-        return TenantOut.model_validate(tenant)
+def get_tenant(*, uow: UnitOfWork, actor: Actor) -> TenantOut:
+    s = uow.session
+    tenant = s.get(Tenant, actor.tenant_id)
+    if tenant is None:
+        raise NotFound("tenant not found")
+    return TenantOut.model_validate(tenant)
 
 
-def find_tenant(db: Engine, slug_or_id: str) -> TenantOut:
+def find_tenant(*, uow: UnitOfWork, slug_or_id: str) -> TenantOut:
     """Look a tenant up by slug or id (CLI)."""
-    with read_session(db) as s:
-        tenant = s.exec(select(Tenant).where((Tenant.slug == slug_or_id) | (Tenant.id == slug_or_id))).first()
-        if tenant is None:
-            raise NotFound(f"tenant {slug_or_id!r} not found")
-        return TenantOut.model_validate(tenant)
+    s = uow.session
+    tenant = s.exec(select(Tenant).where((Tenant.slug == slug_or_id) | (Tenant.id == slug_or_id))).first()
+    if tenant is None:
+        raise NotFound(f"tenant {slug_or_id!r} not found")
+    return TenantOut.model_validate(tenant)
 
 
-def update_tenant_settings(db: Engine, actor: Actor, *, timezone: str | None = None, name: str | None = None, settings: dict | None = None) -> TenantOut:
+def update_tenant_settings(*, uow: UnitOfWork, actor: Actor, timezone: str | None = None, name: str | None = None,
+                           settings: dict | None = None) -> TenantOut:
     actor.require(ADMIN)
     if timezone:
         _check_timezone(timezone)
-    with session_scope(db) as s:
-        tenant = s.get(Tenant, actor.tenant_id)
-        if tenant is None:
-            raise NotFound("tenant not found")
-        tenant.timezone = timezone or tenant.timezone
-        tenant.name = name or tenant.name
-        if settings is not None:
-            tenant.settings = {**tenant.settings, **settings}
-        s.add(tenant)
+    s = uow.session
+    tenant = s.get(Tenant, actor.tenant_id)
+    if tenant is None:
+        raise NotFound("tenant not found")
+    tenant.timezone = timezone or tenant.timezone
+    tenant.name = name or tenant.name
+    if settings is not None:
+        tenant.settings = {**tenant.settings, **settings}
+    s.add(tenant)
     if timezone:
-        _reschedule_cron(db, actor)
+        _reschedule_cron(uow, actor)
     return TenantOut.model_validate(tenant)
 
 
@@ -250,7 +249,7 @@ def _tenant_timezone(s: Session, tenant_id: str) -> str:
     return s.exec(select(Tenant.timezone).where(Tenant.id == tenant_id)).one()
 
 
-def _apply(s: Session, row: Workflow, definition: dict[str, Any]) -> None:
+def _apply(s: Session, row: Workflow, definition: dict[str, Any], now: datetime) -> None:
     """Copy a validated definition's indexed fields onto the row and plan its cron."""
     row.name = definition["name"]
     row.description = definition.get("description")
@@ -260,7 +259,7 @@ def _apply(s: Session, row: Workflow, definition: dict[str, Any]) -> None:
     row.next_fire_at = None
     if row.trigger_type == "time_based" and row.enabled:
         tz = _tenant_timezone(s, row.tenant_id)
-        row.next_fire_at = next_fire_time(definition["trigger"]["config"]["schedule"], tz, utcnow())
+        row.next_fire_at = next_fire_time(definition["trigger"]["config"]["schedule"], tz, now)
 
 
 def _record_version(s: Session, row: Workflow, actor: Actor, note: str | None = None) -> None:
@@ -273,83 +272,75 @@ def _validated(data: Any) -> tuple[dict[str, Any], list[Problem]]:
     return definition.to_json(), [p for p in warnings if p.severity == "warning"]
 
 
-def create_workflow(db: Engine, actor: Actor, data: dict[str, Any], *, note: str | None = None) -> WorkflowOut:
+def create_workflow(*, uow: UnitOfWork, actor: Actor, data: dict[str, Any], note: str | None = None) -> WorkflowOut:
     """Validate and store a new workflow (version 1). Raises ValidationFailed with every problem."""
     actor.require(EDIT)
     definition, warnings = _validated(data)
-    with session_scope(db) as s:
-        row = Workflow(tenant_id=actor.tenant_id, created_by=actor.user_id, name=definition["name"], trigger_type="")
-        _apply(s, row, definition)
-        s.add(row)
-        s.flush()
-        _record_version(s, row, actor, note or "created")
+    s = uow.session
+    row = Workflow(tenant_id=actor.tenant_id, created_by=actor.user_id, name=definition["name"], trigger_type="")
+    _apply(s, row, definition, uow.now())
+    s.add(row)
+    s.flush()
+    _record_version(s, row, actor, note or "created")
     return _to_out(row, warnings)
 
 
-def update_workflow(db: Engine, actor: Actor, workflow_id: str, changes: dict[str, Any], *, note: str | None = None) -> WorkflowOut:
+def update_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str, changes: dict[str, Any],
+                    note: str | None = None) -> WorkflowOut:
     """Partial update as the spec's ``/update``: given top-level keys replace the stored ones."""
     actor.require(EDIT)
     unknown = sorted(set(changes) - set(UPDATABLE) - {"workflowId", "id"})
     if unknown:
         raise InvalidInput(f"unknown field(s) {', '.join(unknown)}; updatable: {', '.join(UPDATABLE)}", field=unknown[0])
-    with session_scope(db) as s:
-        row = _load(s, actor, workflow_id, lock=True)
-        merged = {**row.definition, **{k: v for k, v in changes.items() if k in UPDATABLE}}
-        definition, warnings = _validated(merged)
-        if definition == row.definition:
-            return _to_out(row, warnings)
-        _apply(s, row, definition)
-        row.version += 1
-        row.updated_at = utcnow()
-        s.add(row)
-        _record_version(s, row, actor, note)
+    s = uow.session
+    row = _load(s, actor, workflow_id, lock=True)
+    merged = {**row.definition, **{k: v for k, v in changes.items() if k in UPDATABLE}}
+    definition, warnings = _validated(merged)
+    if definition == row.definition:
+        return _to_out(row, warnings)
+    _apply(s, row, definition, uow.now())
+    row.version += 1
+    row.updated_at = uow.now()
+    s.add(row)
+    _record_version(s, row, actor, note)
     return _to_out(row, warnings)
 
 
-def set_enabled(db: Engine, actor: Actor, workflow_id: str, enabled: bool) -> WorkflowOut:
-    return update_workflow(db, actor, workflow_id, {"enabled": enabled}, note="enabled" if enabled else "disabled")
+def set_enabled(*, uow: UnitOfWork, actor: Actor, workflow_id: str, enabled: bool) -> WorkflowOut:
+    return update_workflow(uow=uow, actor=actor, workflow_id=workflow_id, changes={"enabled": enabled},
+                           note="enabled" if enabled else "disabled")
 
 
-def delete_workflow(db: Engine, actor: Actor, workflow_id: str) -> None:
+def delete_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str) -> None:
     """Delete a workflow and its pending due work. Past executions stay (with its name)."""
     actor.require(EDIT)
-    with session_scope(db) as s:
-        row = _load(s, actor, workflow_id, lock=True)
-        s.exec(sa.update(DueWork).where(DueWork.workflow_id == row.id, DueWork.status == DueStatus.PENDING)
-               .values(status=DueStatus.CANCELLED))
-        s.delete(row)
+    s = uow.session
+    row = _load(s, actor, workflow_id, lock=True)
+    s.exec(sa.update(DueWork).where(DueWork.workflow_id == row.id, DueWork.status == DueStatus.PENDING)
+           .values(status=DueStatus.CANCELLED))
+    s.delete(row)
 
 
-def duplicate_workflow(db: Engine, actor: Actor, workflow_id: str, *, name: str | None = None) -> WorkflowOut:
+def duplicate_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str, name: str | None = None) -> WorkflowOut:
     """A copy, disabled, named "<name> (copy)" unless a name is given."""
-    original = get_workflow(db, actor, workflow_id)
+    original = get_workflow(uow=uow, actor=actor, workflow_id=workflow_id)
     definition = original.definition
     definition["name"] = name or f"{original.name} (copy)"[:200]
     definition["enabled"] = False
-    return create_workflow(db, actor, definition, note=f"duplicated from {workflow_id}")
+    return create_workflow(uow=uow, actor=actor, data=definition, note=f"duplicated from {workflow_id}")
 
 
-def get_workflow(db: Engine, actor: Actor, workflow_id: str) -> WorkflowOut:
+def get_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str) -> WorkflowOut:
     actor.require(READ)
-    with read_session(db) as s:
-        out = _to_out(_load(s, actor, workflow_id))
-        _with_counts(s, actor, [out])
-        return out
+    s = uow.session
+    out = _to_out(_load(s, actor, workflow_id))
+    _with_counts(s, actor, [out])
+    return out
 
 
-def list_workflows(
-    db: Engine,
-    actor: Actor,
-    *,
-    enabled_only: bool = False,
-    include_stats: bool = False,
-    search: str | None = None,
-    trigger_type: str | None = None,
-    enabled: bool | None = None,
-    page: int = 1,
-    page_size: int = 50,
-    order: str = "name",
-) -> WorkflowPage:
+def list_workflows(*, uow: UnitOfWork, actor: Actor, enabled_only: bool = False, include_stats: bool = False,
+                   search: str | None = None, trigger_type: str | None = None, enabled: bool | None = None,
+                   page: int = 1, page_size: int = 50, order: str = "name") -> WorkflowPage:
     """One page of the tenant's workflows (by name, or most recently updated first)."""
     actor.require(READ)
     if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -367,24 +358,24 @@ def list_workflows(
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append(func.lower(Workflow.name).like(pattern, escape="\\"))
     ordering = (col(Workflow.updated_at).desc(), Workflow.id) if order == "updated" else (func.lower(Workflow.name), Workflow.id)
-    with read_session(db) as s:
-        total = s.exec(select(func.count()).select_from(Workflow).where(*where)).one()
-        rows = s.exec(select(Workflow).where(*where).order_by(*ordering).offset((page - 1) * page_size).limit(page_size)).all()
-        items = [_to_out(r) for r in rows]
-        _with_counts(s, actor, items)
-    stats = workflow_stats(db, actor) if include_stats else None
+    s = uow.session
+    total = s.exec(select(func.count()).select_from(Workflow).where(*where)).one()
+    rows = s.exec(select(Workflow).where(*where).order_by(*ordering).offset((page - 1) * page_size).limit(page_size)).all()
+    items = [_to_out(r) for r in rows]
+    _with_counts(s, actor, items)
+    stats = workflow_stats(uow=uow, actor=actor) if include_stats else None
     return WorkflowPage(items=items, total=total, page=page, page_size=page_size, stats=stats)
 
 
-def workflow_stats(db: Engine, actor: Actor) -> WorkflowStats:
+def workflow_stats(*, uow: UnitOfWork, actor: Actor) -> WorkflowStats:
     """The spec's stats, counted as ``engine.domain`` defines (skipped and waiting runs are runs;
     success rate = succeeded / (succeeded + failed); test and dry runs never count). SQL only."""
     actor.require(READ)
     wf_q = select(func.count(), func.coalesce(func.sum(sa.case((Workflow.enabled == sa.true(), 1), else_=0)), 0)
                   ).where(Workflow.tenant_id == actor.tenant_id)
-    with read_session(db) as s:
-        total, enabled = s.exec(wf_q).one()
-        counts = domain.all_time_counts(s, actor.tenant_id).get(None) or dict.fromkeys(domain.COUNT_KEYS, 0)
+    s = uow.session
+    total, enabled = s.exec(wf_q).one()
+    counts = domain.all_time_counts(s, actor.tenant_id).get(None) or dict.fromkeys(domain.COUNT_KEYS, 0)
     rate = domain.success_rate(counts["succeeded"], counts["failed"])
     return WorkflowStats(total_workflows=total, enabled_workflows=enabled, total_executions=counts["runs"],
                          success_rate=rate or 0.0, succeeded=counts["succeeded"], failed=counts["failed"],
@@ -408,46 +399,47 @@ def _with_counts(s: Session, actor: Actor, items: list[WorkflowOut]) -> None:
 # --------------------------------------------------------------------------- versions
 
 
-def list_versions(db: Engine, actor: Actor, workflow_id: str) -> list[VersionOut]:
+def list_versions(*, uow: UnitOfWork, actor: Actor, workflow_id: str) -> list[VersionOut]:
     actor.require(READ)
-    with read_session(db) as s:
-        _load(s, actor, workflow_id)
-        rows = s.exec(select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id,
-                                                    WorkflowVersion.tenant_id == actor.tenant_id)
-                      .order_by(col(WorkflowVersion.version).desc())).all()
-        return [VersionOut.model_validate(r) for r in rows]
+    s = uow.session
+    _load(s, actor, workflow_id)
+    rows = s.exec(select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id,
+                                                WorkflowVersion.tenant_id == actor.tenant_id)
+                  .order_by(col(WorkflowVersion.version).desc())).all()
+    return [VersionOut.model_validate(r) for r in rows]
 
 
-def rollback_workflow(db: Engine, actor: Actor, workflow_id: str, version: int) -> WorkflowOut:
+def rollback_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str, version: int) -> WorkflowOut:
     """Make an old version current again (as a new version, so nothing is lost)."""
     actor.require(EDIT)
     if not 1 <= version <= MAX_VERSION:
         raise NotFound(f"version {version} of workflow {workflow_id} not found")
-    with read_session(db) as s:
-        _load(s, actor, workflow_id)
-        old = s.exec(select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id,
-                                                   WorkflowVersion.tenant_id == actor.tenant_id,
-                                                   WorkflowVersion.version == version)).first()
-        if old is None:
-            raise NotFound(f"version {version} of workflow {workflow_id} not found")
-        definition = copy.deepcopy(old.definition)
-    return update_workflow(db, actor, workflow_id, definition, note=f"rolled back to version {version}")
+    s = uow.session
+    _load(s, actor, workflow_id)
+    old = s.exec(select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id,
+                                               WorkflowVersion.tenant_id == actor.tenant_id,
+                                               WorkflowVersion.version == version)).first()
+    if old is None:
+        raise NotFound(f"version {version} of workflow {workflow_id} not found")
+    definition = copy.deepcopy(old.definition)
+    return update_workflow(uow=uow, actor=actor, workflow_id=workflow_id, changes=definition,
+                           note=f"rolled back to version {version}")
 
 
 # --------------------------------------------------------------------------- import / export
 
 
-def export_workflows(db: Engine, actor: Actor, workflow_id: str | None = None) -> list[dict[str, Any]]:
+def export_workflows(*, uow: UnitOfWork, actor: Actor, workflow_id: str | None = None) -> list[dict[str, Any]]:
     """Definitions as importable JSON (one workflow, or every workflow of the tenant)."""
     actor.require(READ)
     if workflow_id:
-        return [get_workflow(db, actor, workflow_id).definition]
-    with read_session(db) as s:
-        rows = s.exec(select(Workflow.definition).where(Workflow.tenant_id == actor.tenant_id).order_by(func.lower(Workflow.name))).all()
+        return [get_workflow(uow=uow, actor=actor, workflow_id=workflow_id).definition]
+    s = uow.session
+    rows = s.exec(select(Workflow.definition).where(Workflow.tenant_id == actor.tenant_id).order_by(func.lower(Workflow.name))).all()
     return [definition_of(d) for d in rows]
 
 
-def import_workflows(db: Engine, actor: Actor, items: list[Any]) -> list[WorkflowOut]:
+def import_workflows(*, uow: UnitOfWork, actor: Actor, items: list[Any]) -> list[WorkflowOut]:
     """Import several definitions, all or nothing: one invalid item stores none."""
     actor.require(EDIT)
     if not isinstance(items, list) or not items:
@@ -462,22 +454,22 @@ def import_workflows(db: Engine, actor: Actor, items: list[Any]) -> list[Workflo
     if any(p.severity == "error" for p in problems):
         raise ValidationFailed(problems)
     out = []
-    with session_scope(db) as s:
-        for definition, warnings in parsed:
-            row = Workflow(tenant_id=actor.tenant_id, created_by=actor.user_id, name=definition["name"], trigger_type="")
-            _apply(s, row, definition)
-            s.add(row)
-            s.flush()
-            _record_version(s, row, actor, "imported")
-            out.append((row, warnings))
+    s = uow.session
+    for definition, warnings in parsed:
+        row = Workflow(tenant_id=actor.tenant_id, created_by=actor.user_id, name=definition["name"], trigger_type="")
+        _apply(s, row, definition, uow.now())
+        s.add(row)
+        s.flush()
+        _record_version(s, row, actor, "imported")
+        out.append((row, warnings))
     return [_to_out(r, w) for r, w in out]
 
 
-def _reschedule_cron(db: Engine, actor: Actor) -> None:
+def _reschedule_cron(uow: UnitOfWork, actor: Actor) -> None:
     """After a timezone change, recompute the next fire time of every time_based workflow."""
-    with session_scope(db) as s:
-        rows = s.exec(select(Workflow).where(Workflow.tenant_id == actor.tenant_id, Workflow.trigger_type == "time_based",
-                                             Workflow.enabled == sa.true())).all()
-        for row in rows:
-            _apply(s, row, row.definition)
-            s.add(row)
+    s = uow.session
+    rows = s.exec(select(Workflow).where(Workflow.tenant_id == actor.tenant_id, Workflow.trigger_type == "time_based",
+                                         Workflow.enabled == sa.true())).all()
+    for row in rows:
+        _apply(s, row, row.definition, uow.now())
+        s.add(row)

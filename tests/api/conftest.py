@@ -9,6 +9,7 @@ import pytest
 from engine import services
 from engine.api import create_app
 from engine.auth import system_actor
+from engine.uow import unit_of_work
 
 with warnings.catch_warnings():
     # Starlette prefers httpx2 for its TestClient; httpx (a dependency of the engine) still works.
@@ -35,7 +36,8 @@ def key_factory(db):
     """``make(actor, role)`` -> headers with a fresh API key of that role in the actor's tenant."""
 
     def make(actor, role: str = "owner", name: str = "test key") -> dict[str, str]:
-        _, secret = services.create_api_key(db, system_actor(actor.tenant_id), name=name, role=role)
+        with unit_of_work(db) as uow:
+            _, secret = services.create_api_key(uow=uow, actor=system_actor(actor.tenant_id), name=name, role=role)
         return {"Authorization": f"Bearer {secret}"}
 
     return make

@@ -8,6 +8,7 @@ from engine import services
 from engine.api.workflows import SPEC_EXAMPLE
 from engine.auth import Actor
 from engine.errors import NotFound, PermissionDenied
+from engine.uow import unit_of_work
 
 
 def test_a_request_without_a_key_is_401_and_says_how_to_authenticate(client):
@@ -27,8 +28,10 @@ def test_an_unknown_key_is_401(client, header):
 
 def test_a_revoked_key_stops_working_at_once(client, db, actor, auth):
     assert client.get("/api/workflows/list", headers=auth).status_code == 200
-    [key] = services.list_api_keys(db, actor)
-    services.revoke_api_key(db, actor, key.id)
+    with unit_of_work(db, read_only=True) as uow:
+        [key] = services.list_api_keys(uow=uow, actor=actor)
+    with unit_of_work(db) as uow:
+        services.revoke_api_key(uow=uow, actor=actor, key_id=key.id)
     r = client.get("/api/workflows/list", headers=auth)
     assert r.status_code == 401
     assert r.json()["error"]["message"] == "invalid or revoked API key"
@@ -54,7 +57,8 @@ def test_editor_key_can_build_and_run(client, key_factory, actor):
 
 
 def test_key_service_stores_only_a_hash_and_reports_the_prefix(db, actor):
-    key, secret = services.create_api_key(db, actor, name="CRM", role="editor")
+    with unit_of_work(db) as uow:
+        key, secret = services.create_api_key(uow=uow, actor=actor, name="CRM", role="editor")
     assert secret.startswith("sa_") and len(secret) > 40
     assert key.prefix == secret[:8]
     from sqlalchemy import text
@@ -62,22 +66,30 @@ def test_key_service_stores_only_a_hash_and_reports_the_prefix(db, actor):
     with db.connect() as conn:
         stored = conn.execute(text("select key_hash from api_keys")).scalar_one()
     assert secret not in stored and len(stored) == 64
-    who = services.actor_for_api_key(db, secret)
+    with unit_of_work(db, read_only=True) as uow:
+        who = services.actor_for_api_key(uow=uow, secret=secret)
     assert (who.tenant_id, who.role) == (actor.tenant_id, "editor")
-    assert services.list_api_keys(db, actor)[0].last_used_at is not None
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_api_keys(uow=uow, actor=actor)[0].last_used_at is not None
 
 
 def test_only_owners_manage_keys_and_other_tenants_keys_are_not_found(db, actor, other_actor):
     editor = Actor(tenant_id=actor.tenant_id, role="editor")
     with pytest.raises(PermissionDenied):
-        services.create_api_key(db, editor, name="x", role="owner")
+        with unit_of_work(db) as uow:
+            services.create_api_key(uow=uow, actor=editor, name="x", role="owner")
     with pytest.raises(PermissionDenied):
-        services.list_api_keys(db, editor)
-    key, _ = services.create_api_key(db, actor, name="CRM", role="analyst")
+        with unit_of_work(db, read_only=True) as uow:
+            services.list_api_keys(uow=uow, actor=editor)
+    with unit_of_work(db) as uow:
+        key, _ = services.create_api_key(uow=uow, actor=actor, name="CRM", role="analyst")
     with pytest.raises(NotFound):
-        services.revoke_api_key(db, other_actor, key.id)
-    assert services.list_api_keys(db, other_actor) == []
-    assert services.list_api_keys(db, actor)[0].revoked_at is None
+        with unit_of_work(db) as uow:
+            services.revoke_api_key(uow=uow, actor=other_actor, key_id=key.id)
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_api_keys(uow=uow, actor=other_actor) == []
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_api_keys(uow=uow, actor=actor)[0].revoked_at is None
 
 
 @pytest.mark.parametrize("name, role, field", [("", "editor", "name"), ("CRM", "boss", "role")])
@@ -85,7 +97,8 @@ def test_a_key_needs_a_name_and_a_known_role(db, actor, name, role, field):
     from engine.errors import InvalidInput
 
     with pytest.raises(InvalidInput) as exc:
-        services.create_api_key(db, actor, name=name, role=role)
+        with unit_of_work(db) as uow:
+            services.create_api_key(uow=uow, actor=actor, name=name, role=role)
     assert exc.value.field == field
 
 

@@ -12,6 +12,7 @@ from engine.api import create_app
 from engine.api import fast_events as fast_module
 from engine.services.api_keys import KEY_CACHE
 from tests.api.conftest import simple_workflow
+from engine.uow import unit_of_work
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -63,7 +64,8 @@ def _with_fresh_keys(cases: list, suffix: str) -> list:
 
 
 def test_fast_and_framework_paths_answer_the_same(db, actor, key_factory):
-    services.create_workflow(db, actor, simple_workflow())
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=simple_workflow())
     headers = key_factory(actor, "editor")
     slow = _answers(db, headers, CASES, fast=False)
     fast = _answers(db, headers, _with_fresh_keys(CASES, "-fast"), fast=True)
@@ -74,7 +76,8 @@ def test_fast_and_framework_paths_answer_the_same(db, actor, key_factory):
 
 @pytest.mark.parametrize("role,status", [("analyst", 403), ("editor", 200), ("owner", 200)])
 def test_the_role_is_checked_on_the_fast_path_too(db, actor, key_factory, role, status):
-    services.create_workflow(db, actor, simple_workflow())
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=simple_workflow())
     headers = key_factory(actor, role)
     with TestClient(create_app(db)) as client:
         answers = [client.post("/api/events", json=EVENT, headers=headers).status_code for _ in range(3)]
@@ -82,7 +85,8 @@ def test_the_role_is_checked_on_the_fast_path_too(db, actor, key_factory, role, 
 
 
 def test_a_cached_key_takes_the_fast_path_and_stores_the_event(db, actor, key_factory, monkeypatch):
-    services.create_workflow(db, actor, simple_workflow())
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=simple_workflow())
     headers = key_factory(actor, "editor")
     taken = []
     real = fast_module.FastEvents._ingest
@@ -99,14 +103,17 @@ def test_a_cached_key_takes_the_fast_path_and_stores_the_event(db, actor, key_fa
     assert first.status_code == second.status_code == 200
     assert taken == [1]
     [execution_id] = second.json()["executionIds"]
-    assert services.get_execution(db, actor, execution_id).status == "succeeded"
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_execution(uow=uow, actor=actor, execution_id=execution_id).status == "succeeded"
 
 
 def test_another_tenants_key_cannot_reach_this_tenants_workflows(db, actor, other_actor, key_factory):
-    services.create_workflow(db, actor, simple_workflow())
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=simple_workflow())
     other = key_factory(other_actor, "owner")
     with TestClient(create_app(db)) as client:
         for _ in range(2):
             r = client.post("/api/events", json=EVENT, headers=other)
             assert r.status_code == 200 and r.json()["executionIds"] == []
-    assert services.list_executions(db, actor).total == 0
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_executions(uow=uow, actor=actor).total == 0

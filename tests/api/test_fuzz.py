@@ -26,6 +26,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from engine import services
 from engine.api import create_app
 from engine.auth import system_actor
+from engine.uow import unit_of_work
 
 #: Operations whose 422s go beyond what JSON Schema can say (a nextActionId must name an
 #: action of the same workflow, a cron schedule must fire, a template must parse): there a
@@ -116,7 +117,8 @@ schema.config.phases.update(phases=["examples", "fuzzing"])
 @pytest.fixture
 def fuzz_auth(db, tenant) -> dict[str, str]:
     APP.state.db = db
-    _, secret = services.create_api_key(db, system_actor(tenant.id), name="fuzzer", role="owner")
+    with unit_of_work(db) as uow:
+        _, secret = services.create_api_key(uow=uow, actor=system_actor(tenant.id), name="fuzzer", role="owner")
     return {"Authorization": f"Bearer {secret}"}
 
 

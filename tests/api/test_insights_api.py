@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from engine import services
 from tests.api.conftest import simple_workflow
 from tests.servers import Receiver
+from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
 
@@ -66,7 +67,8 @@ def test_filters_cursor_and_streamed_csv(client, auth):
 
 
 def test_replay_and_cancel_over_http_with_roles(db, client, auth, key_factory, actor, other_auth):
-    services.update_tenant_settings(db, actor, settings={"webhookAllowList": ["127.0.0.1"]})
+    with unit_of_work(db) as uow:
+        services.update_tenant_settings(uow=uow, actor=actor, settings={"webhookAllowList": ["127.0.0.1"]})
     with Receiver(statuses=[404, 200]) as receiver:
         hook = {"name": "CRM", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
                 "actions": [{"id": "hook", "type": "call_webhook", "onError": "stop",
@@ -95,7 +97,8 @@ def test_analysts_see_masked_contacts_unless_the_owner_allows(db, client, auth, 
     assert listed["trigger"]["from"] == "+49 151 ****678"
     assert PHONE not in client.get("/api/executions/export.csv", headers=analyst).text
     assert PHONE in client.get("/api/executions/export.csv", headers=auth).text
-    services.update_tenant_settings(db, actor, settings={"analystsSeeContacts": True})
+    with unit_of_work(db) as uow:
+        services.update_tenant_settings(uow=uow, actor=actor, settings={"analystsSeeContacts": True})
     assert client.get(f"/api/executions/{ex_id}", headers=analyst).json()["execution"]["trigger"]["from"] == PHONE
 
 

@@ -11,6 +11,7 @@ import pytest
 from engine.api import create_app
 from engine.limits import MAX_RENDERED_BYTES
 from tests.api.conftest import TestClient, simple_workflow
+from engine.uow import unit_of_work
 
 RAW = {"Content-Type": "application/json"}
 
@@ -142,16 +143,21 @@ def test_the_engine_refuses_what_the_edge_refuses(db, actor):
     from engine.limits import LimitExceeded
 
     with pytest.raises(InvalidInput):
-        services.create_workflow(db, actor, _workflow_with(conditions=[
-            {"type": "custom_field", "operator": "equals", "field": "x", "value": float("nan")}]))
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=actor, data=_workflow_with(conditions=[
+                {"type": "custom_field", "operator": "equals", "field": "x", "value": float("nan")}]))
     with pytest.raises((InvalidInput, LimitExceeded)):
-        services.ingest_event(db, actor, {"triggerType": "whatsapp_message", "content": "a\x00b"})
+        with unit_of_work(db) as uow:
+            services.ingest_event(uow=uow, actor=actor, event={"triggerType": "whatsapp_message", "content": "a\x00b"})
     nested: list = []
     for _ in range(100):
         nested = [nested]
     with pytest.raises((InvalidInput, LimitExceeded)):
-        services.ingest_event(db, actor, {"triggerType": "whatsapp_message", "customFields": {"a": nested}})
-    assert services.list_executions(db, actor).total == 0
+        with unit_of_work(db) as uow:
+            services.ingest_event(uow=uow, actor=actor,
+                                  event={"triggerType": "whatsapp_message", "customFields": {"a": nested}})
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_executions(uow=uow, actor=actor).total == 0
 
 
 # --------------------------------------------------------------------------- 500s from unchecked ranges

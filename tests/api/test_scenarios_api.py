@@ -6,15 +6,20 @@ from engine import services
 from engine.services import console, scenarios
 from engine.services.console import ConsoleInput
 from tests.api.conftest import simple_workflow
+from engine.uow import unit_of_work
 
 
 def _scenario(db, actor, expect_text="Hallo"):
-    wf = services.create_workflow(db, actor, simple_workflow())
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=actor, data=simple_workflow())
     contact = console.new_contact()
-    console.send(db, actor, contact=contact, inp=ConsoleInput(text="Hi"))
-    conv = console.conversation(db, actor, contact)
-    sc = scenarios.save_scenario(db, actor, {"name": "Hi gets Hallo", "steps": scenarios.steps_from(conv),
-                                             "expectations": [{"kind": "sent", "contains": expect_text}]})
+    with unit_of_work(db) as uow:
+        console.send(uow=uow, actor=actor, contact=contact, inp=ConsoleInput(text="Hi"))
+    with unit_of_work(db, read_only=True) as uow:
+        conv = console.conversation(uow=uow, actor=actor, contact=contact)
+    with unit_of_work(db) as uow:
+        sc = scenarios.save_scenario(uow=uow, actor=actor, data={"name": "Hi gets Hallo", "steps": scenarios.steps_from(conv),
+                                                 "expectations": [{"kind": "sent", "contains": expect_text}]})
     return wf, sc
 
 
@@ -27,7 +32,8 @@ def test_list_and_run(client, db, actor, auth, key_factory, other_auth):
     assert run.status_code == 200 and run.json()["passed"] == 1 and run.json()["failed"] == 0
     assert client.get("/api/scenarios", headers=auth).json()["scenarios"][0]["lastResult"]["passed"] is True
     # Against a draft: fails, with what differs; stored result unchanged.
-    draft = services.get_workflow(db, actor, wf.id).definition
+    with unit_of_work(db, read_only=True) as uow:
+        draft = services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id).definition
     draft["actions"][0]["config"]["message"] = "Servus!"
     run = client.post("/api/scenarios/run", headers=auth, json={"drafts": {wf.id: draft}}).json()
     assert run["failed"] == 1 and "Servus!" in run["results"][0]["failures"][0] and run["results"][0]["draft"]
@@ -43,7 +49,8 @@ def test_list_and_run(client, db, actor, auth, key_factory, other_auth):
 
 def test_invalid_draft_names_the_problem(client, db, actor, auth, other_actor, other_auth):
     wf, _ = _scenario(db, actor)
-    bad = {**services.get_workflow(db, actor, wf.id).definition, "actions": [{"id": "x", "type": "nope", "config": {}}]}
+    with unit_of_work(db, read_only=True) as uow:
+        bad = {**services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id).definition, "actions": [{"id": "x", "type": "nope", "config": {}}]}
     res = client.post("/api/scenarios/run", headers=auth, json={"drafts": {wf.id: bad}})
     assert res.status_code == 422 and res.json()["error"]["field"].startswith("drafts")
     _scenario(db, other_actor)

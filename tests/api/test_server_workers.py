@@ -17,6 +17,7 @@ from engine import services
 from engine.api.serve import server_options
 from engine.auth import system_actor
 from tests.api.test_server import _free_port, _wait_until_up
+from engine.uow import unit_of_work
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENT = {"triggerType": "whatsapp_message", "channel": "whatsapp", "content": "Hallo", "from": "+4915112345678"}
@@ -54,12 +55,15 @@ def test_several_processes_on_sqlite_are_refused_with_the_reason(tmp_path):
 @pytest.mark.slow
 def test_two_processes_on_postgresql_serve_events_and_honour_revocation(postgres_db):
     db = postgres_db
-    tenant = services.create_tenant(db, slug="workers", name="Workers")
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug="workers", name="Workers")
     actor = system_actor(tenant.id)
-    services.create_workflow(db, actor, {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
-                                         "actions": [{"id": "send-1", "type": "send_whatsapp",
-                                                      "config": {"message": "Hi"}, "nextActionId": None}]})
-    key, secret = services.create_api_key(db, actor, name="CRM", role="editor")
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data={"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
+                                             "actions": [{"id": "send-1", "type": "send_whatsapp",
+                                                          "config": {"message": "Hi"}, "nextActionId": None}]})
+    with unit_of_work(db) as uow:
+        key, secret = services.create_api_key(uow=uow, actor=actor, name="CRM", role="editor")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _start(db.url.render_as_string(hide_password=False), "--workers", "2", "--port", str(port),
@@ -75,8 +79,10 @@ def test_two_processes_on_postgresql_serve_events_and_honour_revocation(postgres
                 assert r.status_code == 200, r.text
                 ids += r.json()["executionIds"]
             assert len(ids) == 20
-            assert all(services.get_execution(db, actor, i).status == "succeeded" for i in ids)
-            services.revoke_api_key(db, actor, key.id)  # in this process: the servers only see the database
+            with unit_of_work(db, read_only=True) as uow:
+                assert all(services.get_execution(uow=uow, actor=actor, execution_id=i).status == "succeeded" for i in ids)
+            with unit_of_work(db) as uow:
+                services.revoke_api_key(uow=uow, actor=actor, key_id=key.id)  # in this process: the servers only see the database
             time.sleep(1.5)  # the cache bound the servers were started with
             for _ in range(10):
                 r = httpx.post(f"{base}/api/events", json=EVENT, headers=headers, timeout=10)

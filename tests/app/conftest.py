@@ -14,6 +14,7 @@ from engine.auth import Actor
 from engine.seed import init, spec_examples
 from engine.settings import get_settings
 from engine.store.db import get_engine
+from engine.uow import unit_of_work
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
@@ -46,14 +47,19 @@ def seeded_template(tmp_path_factory) -> tuple[Path, dict]:
     engine = get_engine(f"sqlite:///{path}")
     result = init(engine, demo_email="owner@demo.studio", demo_password=PASSWORD)
     # The demo runs its own workflows; these tests also exercise the spec's four examples.
-    services.import_workflows(engine, auth.system_actor(result["tenant_id"]), spec_examples())
-    users = {"owner": services.find_tenant(engine, "demo")}
+    with unit_of_work(engine) as uow:
+        services.import_workflows(uow=uow, actor=auth.system_actor(result["tenant_id"]), items=spec_examples())
+    with unit_of_work(engine, read_only=True) as uow:
+        users = {"owner": services.find_tenant(uow=uow, slug_or_id="demo")}
     ids = {}
     for role in ("editor", "analyst"):
-        user = auth.create_user(engine, email=f"{role}@demo.studio", password=PASSWORD, name=role.title())
-        auth.add_membership(engine, user_id=user.id, tenant_id=result["tenant_id"], role=role)
+        with unit_of_work(engine) as uow:
+            user = auth.create_user(uow=uow, email=f"{role}@demo.studio", password=PASSWORD, name=role.title())
+        with unit_of_work(engine) as uow:
+            auth.add_membership(uow=uow, user_id=user.id, tenant_id=result["tenant_id"], role=role)
         ids[role] = user.id
-    user, _ = auth.authenticate(engine, "owner@demo.studio", PASSWORD)
+    with unit_of_work(engine) as uow:
+        user, _ = auth.authenticate(uow=uow, email="owner@demo.studio", password=PASSWORD)
     ids["owner"] = user.id
     engine.dispose()
     return path, {"tenant_id": result["tenant_id"], "tenant_name": users["owner"].name, "user_ids": ids}

@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import APP, PASSWORD, ROLES
+from engine.uow import unit_of_work
 
 PAGES = {
     "pages/workflows.py": ROLES,
@@ -69,8 +70,10 @@ def test_login_with_the_right_password_opens_the_workflows(studio):
 def test_user_in_two_studios_picks_one(studio):
     from engine import auth, services
 
-    second = services.create_tenant(studio["db"], slug="second", name="Second Studio")
-    auth.add_membership(studio["db"], user_id=studio["user_ids"]["editor"], tenant_id=second.id, role="analyst")
+    with unit_of_work(studio["db"]) as uow:
+        second = services.create_tenant(uow=uow, slug="second", name="Second Studio")
+    with unit_of_work(studio["db"]) as uow:
+        auth.add_membership(uow=uow, user_id=studio["user_ids"]["editor"], tenant_id=second.id, role="analyst")
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.text_input(key="login_email").input("editor@demo.studio")
     at.text_input(key="login_password").input(PASSWORD)
@@ -112,7 +115,8 @@ def test_toggle_disables_a_workflow(app_factory, studio):
     at = app_factory("owner")
     at.toggle[0].set_value(False).run()
     _no_exceptions(at)
-    page = services.list_workflows(studio["db"], actor_for(studio, "owner"))
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        page = services.list_workflows(uow=uow, actor=actor_for(studio, "owner"))
     assert sum(not w.enabled for w in page.items) == 1
 
 

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 from engine import auth, services
 from engine.seed import spec_examples
 from tests.app.conftest import APP, PASSWORD, actor_for
+from engine.uow import unit_of_work
 
 
 def _key(at: AppTest, suffix: str) -> str:
@@ -42,7 +43,9 @@ def test_a_new_workflow_is_a_whatsapp_draft(app_factory, studio):
     at.text_area(key=_key(at, "actions_0_send_whatsapp_message")).input("Hallo! Wie können wir helfen?")
     at.run()
     at.button(key="builder_save").click().run()
-    stored = services.get_workflow(studio["db"], actor_for(studio, "owner"), at.session_state["builder_workflow_id"])
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        stored = services.get_workflow(uow=uow, actor=actor_for(studio, "owner"),
+                                       workflow_id=at.session_state["builder_workflow_id"])
     assert stored.enabled is False
     assert any("off (a draft)" in s.value for s in at.success)
 
@@ -131,7 +134,8 @@ def test_adding_a_template_saves_a_draft_and_links_to_the_builder(app_factory, s
     at = app_factory("owner", "pages/templates.py")
     at.button(key="templates_add_0").click().run()
     added = at.session_state["templates_added"]
-    stored = services.get_workflow(studio["db"], actor_for(studio, "owner"), added["id"])
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        stored = services.get_workflow(uow=uow, actor=actor_for(studio, "owner"), workflow_id=added["id"])
     assert stored.enabled is False and stored.name == spec_examples()[0]["name"]
     assert any("is **off**" in s.value for s in at.success)
     assert at.get("page_link")
@@ -139,7 +143,8 @@ def test_adding_a_template_saves_a_draft_and_links_to_the_builder(app_factory, s
 
 def test_a_link_with_an_id_opens_that_workflow_in_the_builder(app_factory, studio):
     owner = actor_for(studio, "owner")
-    wf = services.list_workflows(studio["db"], owner, search="Missed Call").items[0]
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        wf = services.list_workflows(uow=uow, actor=owner, search="Missed Call").items[0]
     at = AppTest.from_file(APP, default_timeout=60)
     fresh = app_factory("owner")
     for k in ("auth_actor", "auth_user", "auth_tenants", "auth_tenant_name"):
@@ -152,8 +157,10 @@ def test_a_link_with_an_id_opens_that_workflow_in_the_builder(app_factory, studi
 
 
 def test_a_link_to_another_studios_workflow_opens_nothing(app_factory, studio):
-    other = services.create_tenant(studio["db"], slug="rival", name="Rival Gym", timezone="Europe/Berlin")
-    foreign = services.create_workflow(studio["db"], auth.system_actor(other.id), spec_examples()[0])
+    with unit_of_work(studio["db"]) as uow:
+        other = services.create_tenant(uow=uow, slug="rival", name="Rival Gym", timezone="Europe/Berlin")
+    with unit_of_work(studio["db"]) as uow:
+        foreign = services.create_workflow(uow=uow, actor=auth.system_actor(other.id), data=spec_examples()[0])
     at = AppTest.from_file(APP, default_timeout=60)
     fresh = app_factory("owner")
     for k in ("auth_actor", "auth_user", "auth_tenants", "auth_tenant_name"):
@@ -170,9 +177,11 @@ def test_signing_in_starts_a_server_session_and_signing_out_ends_it(studio):
     at.text_input(key="login_password").input(PASSWORD)
     at.button[0].click().run()
     token = at.session_state["auth_token"]
-    assert auth.resume_session(studio["db"], token=token)[2] == studio["tenant_id"]  # the studio is remembered
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        assert auth.resume_session(uow=uow, token=token)[2] == studio["tenant_id"]  # the studio is remembered
     at.button(key="auth_logout").click().run()
-    assert auth.resume_session(studio["db"], token=token) is None
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        assert auth.resume_session(uow=uow, token=token) is None
 
 
 def test_ended_sessions_sign_the_open_tab_out(studio, monkeypatch):
@@ -184,7 +193,8 @@ def test_ended_sessions_sign_the_open_tab_out(studio, monkeypatch):
     at.text_input(key="login_password").input(PASSWORD)
     at.button[0].click().run()
     assert at.session_state["auth_actor"] is not None
-    auth.end_sessions(studio["db"], user_id=studio["user_ids"]["owner"])  # e.g. the user was removed
+    with unit_of_work(studio["db"]) as uow:
+        auth.end_sessions(uow=uow, user_id=studio["user_ids"]["owner"])  # e.g. the user was removed
     at.run()
     assert "auth_actor" not in at.session_state
     assert at.text_input(key="login_email")
@@ -200,7 +210,8 @@ def test_the_on_error_select_has_a_label(app_factory):
 def test_a_new_tab_with_the_session_cookie_is_signed_in_and_a_forged_one_is_not(studio, monkeypatch):
     from ui import session
 
-    token = auth.start_session(studio["db"], user_id=studio["user_ids"]["editor"], tenant_id=studio["tenant_id"])
+    with unit_of_work(studio["db"]) as uow:
+        token = auth.start_session(uow=uow, user_id=studio["user_ids"]["editor"], tenant_id=studio["tenant_id"])
     monkeypatch.setattr(session, "_cookie_token", lambda: token)  # what st.context.cookies holds after a reload
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert at.session_state["auth_actor"].role == "editor" and at.session_state["auth_actor"].tenant_id == studio["tenant_id"]

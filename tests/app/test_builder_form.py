@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 from engine import services
 from engine.seed import spec_examples
 from tests.app.conftest import actor_for
+from engine.uow import unit_of_work
 
 
 def _key(at: AppTest, suffix: str) -> str:
@@ -50,7 +51,8 @@ def test_missed_call_follow_up_built_in_the_form_stores_the_spec_json(app_factor
     assert not at.exception, [e.value for e in at.exception]
 
     saved_id = at.session_state["builder_workflow_id"]
-    stored = services.get_workflow(studio["db"], actor_for(studio, "owner"), saved_id).definition
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        stored = services.get_workflow(uow=uow, actor=actor_for(studio, "owner"), workflow_id=saved_id).definition
     assert _without_ids(stored) == _without_ids(expected)
     assert stored == expected  # the builder even picks the spec's ids (wait-1, send-1)
 

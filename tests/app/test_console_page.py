@@ -5,6 +5,7 @@ from __future__ import annotations
 from engine.services import console, scenarios
 from engine.services.console import ConsoleInput, TestContact
 from tests.app.conftest import actor_for
+from engine.uow import unit_of_work
 
 PAGE = "pages/console.py"
 
@@ -73,11 +74,15 @@ def test_new_conversation_starts_clean(app_factory, studio):
 def test_analyst_sees_scenarios_read_only(app_factory, studio):
     owner = actor_for(studio, "owner")
     contact = console.new_contact()
-    console.send(studio["db"], owner, contact=contact, inp=ConsoleInput(text="Hallo"))
-    conv = console.conversation(studio["db"], owner, contact)
-    sc = scenarios.save_scenario(studio["db"], owner, {"name": "Hallo guard", "steps": scenarios.steps_from(conv),
-                                                       "expectations": [{"kind": "sent", "contains": "nie gesendet"}]})
-    scenarios.run_all(studio["db"], owner)
+    with unit_of_work(studio["db"]) as uow:
+        console.send(uow=uow, actor=owner, contact=contact, inp=ConsoleInput(text="Hallo"))
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        conv = console.conversation(uow=uow, actor=owner, contact=contact)
+    with unit_of_work(studio["db"]) as uow:
+        sc = scenarios.save_scenario(uow=uow, actor=owner, data={"name": "Hallo guard", "steps": scenarios.steps_from(conv),
+                                                           "expectations": [{"kind": "sent", "contains": "nie gesendet"}]})
+    with unit_of_work(studio["db"]) as uow:
+        scenarios.run_all(uow=uow, actor=owner)
     at = app_factory("analyst", PAGE)
     assert not at.exception, [e.value for e in at.exception]
     assert any(e.label.startswith("❌ Hallo guard · fail") for e in at.expander)
@@ -95,7 +100,9 @@ def test_owner_saves_and_runs_a_scenario(app_factory, studio):
     at.text_input(key="console_sc_name").input("Hallo on WhatsApp")
     at.button(key="console_sc_save").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert "Hallo on WhatsApp" in [s.name for s in scenarios.list_scenarios(studio["db"], actor_for(studio, "owner"))]
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        assert "Hallo on WhatsApp" in [s.name for s in scenarios.list_scenarios(uow=uow,
+                                                                                actor=actor_for(studio, "owner"))]
     at.button(key="console_run_all").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(e.label.startswith("✅ Hallo on WhatsApp · pass") for e in at.expander)
@@ -104,14 +111,19 @@ def test_owner_saves_and_runs_a_scenario(app_factory, studio):
 def _missed_call_guard(studio):
     owner = actor_for(studio, "owner")
     contact = console.new_contact()
-    console.send(studio["db"], owner, contact=contact, inp=ConsoleInput(kind="missed_call"))
-    console.fast_forward(studio["db"], owner, contact, all_items=True)
-    conv = console.conversation(studio["db"], owner, contact)
-    scenarios.save_scenario(studio["db"], owner, {"name": "Missed call follow-up", "steps": scenarios.steps_from(conv),
-                                                  "expectations": [{"kind": "sent", "contains": "angerufen"}]})
+    with unit_of_work(studio["db"]) as uow:
+        console.send(uow=uow, actor=owner, contact=contact, inp=ConsoleInput(kind="missed_call"))
+    with unit_of_work(studio["db"]) as uow:
+        console.fast_forward(uow=uow, actor=owner, contact=contact, all_items=True)
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        conv = console.conversation(uow=uow, actor=owner, contact=contact)
+    with unit_of_work(studio["db"]) as uow:
+        scenarios.save_scenario(uow=uow, actor=owner, data={"name": "Missed call follow-up", "steps": scenarios.steps_from(conv),
+                                                      "expectations": [{"kind": "sent", "contains": "angerufen"}]})
     from engine import services
 
-    return next(w for w in services.list_workflows(studio["db"], owner).items if w.name == "Missed Call Follow-Up")
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        return next(w for w in services.list_workflows(uow=uow, actor=owner).items if w.name == "Missed Call Follow-Up")
 
 
 def test_builder_shows_the_draft_failing_a_scenario_and_asks_before_saving(app_factory, studio):
@@ -119,7 +131,8 @@ def test_builder_shows_the_draft_failing_a_scenario_and_asks_before_saving(app_f
 
     wf = _missed_call_guard(studio)
     owner = actor_for(studio, "owner")
-    draft = services.get_workflow(studio["db"], owner, wf.id).definition
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        draft = services.get_workflow(uow=uow, actor=owner, workflow_id=wf.id).definition
     at = app_factory("editor")
     at.session_state["builder_workflow_id"] = wf.id
     at.session_state["builder_def"] = draft
@@ -137,29 +150,36 @@ def test_builder_shows_the_draft_failing_a_scenario_and_asks_before_saving(app_f
     assert any("Scenarios: 4 pass, 1 fail" in e.value for e in at.error), [e.value for e in at.error]
     at.button(key="builder_save").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert services.get_workflow(studio["db"], owner, wf.id).version == 1  # not saved yet: asks first
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        assert services.get_workflow(uow=uow, actor=owner, workflow_id=wf.id).version == 1  # not saved yet: asks first
     at.button(key="builder_sc_go").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert services.get_workflow(studio["db"], owner, wf.id).version == 2
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        assert services.get_workflow(uow=uow, actor=owner, workflow_id=wf.id).version == 2
 
 
 def test_switching_on_a_workflow_that_fails_a_scenario_asks_first(app_factory, studio):
     from engine import services
 
     owner = actor_for(studio, "owner")
-    wf = next(w for w in services.list_workflows(studio["db"], owner).items if w.name == "Verpasster Anruf: WhatsApp nach 5 Minuten")
-    services.update_workflow(studio["db"], owner, wf.id, {"actions": [
-        {"id": "wait-1", "type": "wait", "config": {"delay": 300000}, "nextActionId": "send-1"},
-        {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Servus"}, "nextActionId": None}]})
-    services.set_enabled(studio["db"], owner, wf.id, False)
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        wf = next(w for w in services.list_workflows(uow=uow, actor=owner).items if w.name == "Verpasster Anruf: WhatsApp nach 5 Minuten")
+    with unit_of_work(studio["db"]) as uow:
+        services.update_workflow(uow=uow, actor=owner, workflow_id=wf.id, changes={"actions": [
+            {"id": "wait-1", "type": "wait", "config": {"delay": 300000}, "nextActionId": "send-1"},
+            {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Servus"}, "nextActionId": None}]})
+    with unit_of_work(studio["db"]) as uow:
+        services.set_enabled(uow=uow, actor=owner, workflow_id=wf.id, enabled=False)
     at = app_factory("editor")
     toggle = next(t for t in at.toggle if wf.id in t.key)
     toggle.set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert not services.get_workflow(studio["db"], owner, wf.id).enabled  # asked, not switched
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        assert not services.get_workflow(uow=uow, actor=owner, workflow_id=wf.id).enabled  # asked, not switched
     assert any("Verpasster Anruf" in w.value for w in at.warning)
     at.button(key="workflows_enable_confirm").click().run()
-    assert services.get_workflow(studio["db"], owner, wf.id).enabled
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        assert services.get_workflow(uow=uow, actor=owner, workflow_id=wf.id).enabled
 
 
 def test_live_mode_sends_only_after_confirmation(app_factory, studio):

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 from engine import services
 from engine.services import operations
 from tests.app.conftest import actor_for
+from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
 
@@ -20,16 +21,20 @@ def _ok(at: AppTest) -> None:
 def runs(studio):
     """Two real events through the seeded workflows, plus one failing webhook execution."""
     db, owner = studio["db"], actor_for(studio, "owner")
-    services.update_tenant_settings(db, owner, settings={"webhookAllowList": ["127.0.0.1"]})
-    wf = services.create_workflow(db, owner, {
-        "name": "CRM hook", "trigger": {"type": "sms_received", "config": {}}, "conditions": [],
-        "actions": [{"id": "hook", "type": "call_webhook", "onError": "stop", "retry": {"maxAttempts": 1, "backoff": 1},
-                     "config": {"webhookUrl": "http://127.0.0.1:9/down", "method": "POST", "timeout": 1}}]})
+    with unit_of_work(db) as uow:
+        services.update_tenant_settings(uow=uow, actor=owner, settings={"webhookAllowList": ["127.0.0.1"]})
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=owner, data={
+            "name": "CRM hook", "trigger": {"type": "sms_received", "config": {}}, "conditions": [],
+            "actions": [{"id": "hook", "type": "call_webhook", "onError": "stop", "retry": {"maxAttempts": 1, "backoff": 1},
+                         "config": {"webhookUrl": "http://127.0.0.1:9/down", "method": "POST", "timeout": 1}}]})
     for text in ("Was kostet die 10er-Karte?", "Ich möchte einen Probetermin"):
-        services.ingest_event(db, owner, {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE,
-                                          "content": text})
-    [failed] = services.ingest_event(db, owner, {"triggerType": "sms_received", "channel": "sms", "from": PHONE,
-                                                 "content": "Hallo"}).execution_ids
+        with unit_of_work(db) as uow:
+            services.ingest_event(uow=uow, actor=owner, event={"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE,
+                                              "content": text})
+    with unit_of_work(db) as uow:
+        [failed] = services.ingest_event(uow=uow, actor=owner, event={"triggerType": "sms_received", "channel": "sms", "from": PHONE,
+                                                     "content": "Hallo"}).execution_ids
     return {"failed": failed, "workflow": wf.id}
 
 
@@ -79,7 +84,8 @@ def test_executions_filters_status_test_and_contact(app_factory, runs):
 
 def test_cancel_and_replay_through_the_services_the_page_calls(studio, runs):
     db, editor = studio["db"], actor_for(studio, "editor")
-    page = operations.search_executions(db, editor, operations.ExecutionFilter(status="failed"))
+    with unit_of_work(db, read_only=True) as uow:
+        page = operations.search_executions(uow=uow, actor=editor, filters=operations.ExecutionFilter(status="failed"))
     assert [e.id for e in page.items] == [runs["failed"]]
 
 
@@ -88,13 +94,15 @@ def test_owner_turns_on_contact_details_for_analysts(app_factory, runs, studio):
     _ok(owner)
     owner.toggle(key="settings_analysts_contacts").set_value(True).run()
     _ok(owner)
-    assert services.get_tenant(studio["db"], actor_for(studio, "owner")).settings["analystsSeeContacts"] is True
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        assert services.get_tenant(uow=uow, actor=actor_for(studio, "owner")).settings["analystsSeeContacts"] is True
     analyst = app_factory("analyst", "pages/executions.py")
     assert any(PHONE in df.value.to_csv() for df in analyst.dataframe)
 
 
 def test_a_link_to_one_execution_opens_its_detail(app_factory, runs, studio):
-    oldest = services.list_executions(studio["db"], actor_for(studio, "owner"), page_size=100).items[-1]
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        oldest = services.list_executions(uow=uow, actor=actor_for(studio, "owner"), page_size=100).items[-1]
     assert oldest.id != runs["failed"]  # not the newest, which the page shows anyway
     at = app_factory("owner")
     at.query_params["id"] = oldest.id

@@ -6,10 +6,12 @@ import pytest
 
 from engine import services
 from tests.app.conftest import actor_for
+from engine.uow import unit_of_work
 
 
 def _workflow(studio, name: str):
-    page = services.list_workflows(studio["db"], actor_for(studio, "owner"), search=name)
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        page = services.list_workflows(uow=uow, actor=actor_for(studio, "owner"), search=name)
     return page.items[0]
 
 
@@ -22,14 +24,17 @@ def test_run_now_shows_the_result_with_its_step_trace(app_factory, studio):
     assert not at.exception, [e.value for e in at.exception]
     assert any("wait-1" in e.label for e in at.expander)
     assert any("wait-1" in e.label for e in at.expander), [e.label for e in at.expander] + [str(m.value) for m in at.metric] + [e.value for e in at.error]
-    page = services.list_executions(studio["db"], actor_for(studio, "owner"))
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        page = services.list_executions(uow=uow, actor=actor_for(studio, "owner"))
     assert page.total == 1 and page.items[0].mode
 
 
 @pytest.mark.skipif(not hasattr(services, "run_workflow"), reason="the runtime is not there yet")
 def test_executions_page_opens_the_newest_run(app_factory, studio):
     wf = _workflow(studio, "Missed Call")
-    services.run_workflow(studio["db"], actor_for(studio, "owner"), wf.id, {"from": "+4917012345678"}, dry_run=True)
+    with unit_of_work(studio["db"]) as uow:
+        services.run_workflow(uow=uow, actor=actor_for(studio, "owner"), workflow_id=wf.id,
+                              trigger_data={"from": "+4917012345678"}, dry_run=True)
     at = app_factory("analyst", "pages/executions.py")
     assert not at.exception, [e.value for e in at.exception]
     assert any("Missed Call Follow-Up" in m.value for m in at.markdown)
@@ -38,7 +43,9 @@ def test_executions_page_opens_the_newest_run(app_factory, studio):
 def test_history_shows_a_diff_and_rolls_back(app_factory, studio):
     owner = actor_for(studio, "owner")
     wf = _workflow(studio, "Missed Call")
-    services.update_workflow(studio["db"], owner, wf.id, {"name": "Missed Call Follow-Up v2"}, note="renamed")
+    with unit_of_work(studio["db"]) as uow:
+        services.update_workflow(uow=uow, actor=owner, workflow_id=wf.id,
+                                 changes={"name": "Missed Call Follow-Up v2"}, note="renamed")
     at = app_factory("owner")
     at.session_state["history_workflow_id"] = wf.id
     at.switch_page("pages/history.py").run()
@@ -47,14 +54,16 @@ def test_history_shows_a_diff_and_rolls_back(app_factory, studio):
     assert '-  "name": "Missed Call Follow-Up",' in diff and '+  "name": "Missed Call Follow-Up v2",' in diff
     at.button(key="history_rollback_1").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    current = services.get_workflow(studio["db"], owner, wf.id)
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        current = services.get_workflow(uow=uow, actor=owner, workflow_id=wf.id)
     assert current.name == "Missed Call Follow-Up" and current.version == 3
 
 
 def test_analyst_cannot_roll_back(app_factory, studio):
     owner = actor_for(studio, "owner")
     wf = _workflow(studio, "Missed Call")
-    services.update_workflow(studio["db"], owner, wf.id, {"name": "Renamed"})
+    with unit_of_work(studio["db"]) as uow:
+        services.update_workflow(uow=uow, actor=owner, workflow_id=wf.id, changes={"name": "Renamed"})
     at = app_factory("analyst")
     at.session_state["history_workflow_id"] = wf.id
     at.switch_page("pages/history.py").run()
@@ -77,7 +86,9 @@ def test_import_from_a_file(app_factory, studio):
     # AppTest cannot upload files; the parse step is what the page adds on top of the service.
     from ui.templates import parse_upload
 
-    items = parse_upload(json.dumps({"workflows": [services.export_workflows(studio["db"], actor_for(studio, "owner"))[0]]}).encode())
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        items = parse_upload(json.dumps({"workflows": [services.export_workflows(uow=uow,
+                                                                                 actor=actor_for(studio, "owner"))[0]]}).encode())
     assert len(items) == 1 and items[0]["name"]
     with pytest.raises(ValueError, match="line 1"):
         parse_upload(b"{not json")

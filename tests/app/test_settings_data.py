@@ -7,7 +7,9 @@ from engine.auth import system_actor
 from engine.optout import list_opt_outs
 from engine.privacy import contact_counts, list_erasures
 from engine.retention import get_retention
+from tests.uow import in_uow
 from engine.runner import Runner
+from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
 PAGE = "pages/settings.py"
@@ -27,7 +29,7 @@ def test_retention_is_saved(app_factory, studio):
     at.button(key="FormSubmitter:privacy_retention_form-Save retention").click().run()
     assert not at.exception
     assert any("details for 30 days" in s.value for s in at.success)
-    ret = get_retention(studio["db"], system_actor(studio["tenant_id"]))
+    ret = in_uow(studio["db"], get_retention, read_only=True, actor=system_actor(studio["tenant_id"]))
     assert (ret.details_days, ret.summary_days) == (30, 400)
 
 
@@ -47,8 +49,10 @@ def test_find_export_and_erase_a_member(app_factory, studio):
     at.button(key="privacy_erase_confirm").click().run()
     assert not at.exception
     assert any("Erased" in s.value for s in at.success)
-    assert sum(contact_counts(studio["db"], actor, phone=PHONE).values()) == 0
-    assert len(list_erasures(studio["db"], actor)) == 1
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        assert sum(contact_counts(uow=uow, actor=actor, phone=PHONE).values()) == 0
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        assert len(list_erasures(uow=uow, actor=actor)) == 1
 
 
 def test_bad_contact_names_the_problem(app_factory):
@@ -63,4 +67,5 @@ def test_manual_opt_out(app_factory, studio):
     at.text_input(key="privacy_manual_contact").input(PHONE)
     at.button(key="FormSubmitter:privacy_manual_form-Apply").click().run()
     assert not at.exception
-    assert [o.contact for o in list_opt_outs(studio["db"], system_actor(studio["tenant_id"]))] == [PHONE]
+    with unit_of_work(studio["db"], read_only=True) as uow:
+        assert [o.contact for o in list_opt_outs(uow=uow, actor=system_actor(studio["tenant_id"]))] == [PHONE]

@@ -61,10 +61,12 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float =
 
 
 def _create_analyst(env: dict) -> None:
-    code = ("from engine import auth, services; from engine.store.db import get_engine; db = get_engine(); "
-            "t = services.find_tenant(db, 'demo'); "
-            f"u = auth.create_user(db, email={ANALYST[0]!r}, password={ANALYST[1]!r}, name='Analyst'); "
-            "auth.add_membership(db, user_id=u.id, tenant_id=t.id, role='analyst')")
+    code = ("from engine import auth, services; from engine.store.db import get_engine; "
+            "from engine.uow import unit_of_work\n"
+            "with unit_of_work(get_engine()) as uow:\n"
+            "    t = services.find_tenant(uow=uow, slug_or_id='demo')\n"
+            f"    u = auth.create_user(uow=uow, email={ANALYST[0]!r}, password={ANALYST[1]!r}, name='Analyst')\n"
+            "    auth.add_membership(uow=uow, user_id=u.id, tenant_id=t.id, role='analyst')\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=120)
 
 

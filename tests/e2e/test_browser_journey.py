@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import ANALYST, OWNER, App
+from engine.uow import unit_of_work
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 NAME = "Class Question Router"
@@ -200,8 +201,10 @@ def test_a_direct_link_opens_its_page_after_sign_in(app: App):
     assert page.url.rstrip("/").endswith("/builder")
 
     db = get_engine(app.database_url)
-    tenant = services.find_tenant(db, "demo")
-    wf = services.list_workflows(db, system_actor(tenant.id), search="Verpasster Anruf").items[0]
+    with unit_of_work(db, read_only=True) as uow:
+        tenant = services.find_tenant(uow=uow, slug_or_id="demo")
+    with unit_of_work(db, read_only=True) as uow:
+        wf = services.list_workflows(uow=uow, actor=system_actor(tenant.id), search="Verpasster Anruf").items[0]
     page.goto(f"{app.url}/builder?id={wf.id}")
     page.get_by_role("heading", name=re.compile("Edit · Verpasster Anruf")).wait_for()
     app.settle()

@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     _wait_until_up,
 )
 from tests.servers import Receiver
+from engine.uow import unit_of_work
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 PHONE = "+4915112345678"
@@ -59,27 +60,36 @@ def scenario(studio_server):
 
     _, url = studio_server
     db = get_engine(url)
-    owner = auth.system_actor(services.find_tenant(db, "demo").id)
+    with unit_of_work(db, read_only=True) as uow:
+        owner = auth.system_actor(services.find_tenant(uow=uow, slug_or_id="demo").id)
     broken, fixed = Receiver(statuses=[500]), Receiver(statuses=[200])
-    services.update_tenant_settings(db, owner, settings={"webhookAllowList": ["127.0.0.1"]})
-    hook = services.create_workflow(db, owner, {
-        "name": "SMS to CRM", "trigger": {"type": "sms_received", "config": {}}, "conditions": [],
-        "actions": [{"id": "hook", "type": "call_webhook", "onError": "stop", "retry": {"maxAttempts": 1, "backoff": 1},
-                     "config": {"webhookUrl": broken.hook_url, "method": "POST", "body": {"from": "{{trigger.from}}"}}}]})
-    nudge = services.create_workflow(db, owner, {
-        "name": "Web chat nudge", "trigger": {"type": "web_chat", "config": {}}, "conditions": [],
-        "actions": [{"id": "later", "type": "schedule_follow_up", "config": {"delay": 3_600_000, "message": "Noch Fragen?"}},
-                    {"id": "wait-1", "type": "wait", "config": {"delay": 600_000}},
-                    {"id": "thanks", "type": "send_sms", "config": {"message": "Danke"}}]})
+    with unit_of_work(db) as uow:
+        services.update_tenant_settings(uow=uow, actor=owner, settings={"webhookAllowList": ["127.0.0.1"]})
+    with unit_of_work(db) as uow:
+        hook = services.create_workflow(uow=uow, actor=owner, data={
+            "name": "SMS to CRM", "trigger": {"type": "sms_received", "config": {}}, "conditions": [],
+            "actions": [{"id": "hook", "type": "call_webhook", "onError": "stop", "retry": {"maxAttempts": 1, "backoff": 1},
+                         "config": {"webhookUrl": broken.hook_url, "method": "POST", "body": {"from": "{{trigger.from}}"}}}]})
+    with unit_of_work(db) as uow:
+        nudge = services.create_workflow(uow=uow, actor=owner, data={
+            "name": "Web chat nudge", "trigger": {"type": "web_chat", "config": {}}, "conditions": [],
+            "actions": [{"id": "later", "type": "schedule_follow_up", "config": {"delay": 3_600_000, "message": "Noch Fragen?"}},
+                        {"id": "wait-1", "type": "wait", "config": {"delay": 600_000}},
+                        {"id": "thanks", "type": "send_sms", "config": {"message": "Danke"}}]})
     for text in ("Was kostet die 10er-Karte?", "Kann ich morgen zum Yoga kommen?", "Habt ihr Sonntag offen?"):
-        services.ingest_event(db, owner, {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE,
-                                          "content": text})
-    [failed] = services.ingest_event(db, owner, {"triggerType": "sms_received", "channel": "sms", "from": PHONE,
-                                                 "content": "Bitte zurückrufen"}).execution_ids
-    [waiting] = services.ingest_event(db, owner, {"triggerType": "web_chat", "channel": "web", "from": "jana@example.com",
-                                                  "content": "Hallo?"}).execution_ids
-    assert services.get_execution(db, owner, failed).status == "failed"
-    assert services.get_execution(db, owner, waiting).status == "waiting"
+        with unit_of_work(db) as uow:
+            services.ingest_event(uow=uow, actor=owner, event={"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE,
+                                              "content": text})
+    with unit_of_work(db) as uow:
+        [failed] = services.ingest_event(uow=uow, actor=owner, event={"triggerType": "sms_received", "channel": "sms", "from": PHONE,
+                                                     "content": "Bitte zurückrufen"}).execution_ids
+    with unit_of_work(db) as uow:
+        [waiting] = services.ingest_event(uow=uow, actor=owner, event={"triggerType": "web_chat", "channel": "web", "from": "jana@example.com",
+                                                      "content": "Hallo?"}).execution_ids
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_execution(uow=uow, actor=owner, execution_id=failed).status == "failed"
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_execution(uow=uow, actor=owner, execution_id=waiting).status == "waiting"
     yield {"db": db, "owner": owner, "hook": hook, "nudge": nudge, "failed": failed, "waiting": waiting,
            "fixed": fixed}
     broken.close()
@@ -134,9 +144,12 @@ def test_failed_webhook_replayed_after_fixing_its_url_succeeds(app: App, scenari
     from engine import services
 
     wf = scenario["hook"]
-    definition = services.get_workflow(scenario["db"], scenario["owner"], wf.id).definition
+    with unit_of_work(scenario["db"], read_only=True) as uow:
+        definition = services.get_workflow(uow=uow, actor=scenario["owner"], workflow_id=wf.id).definition
     definition["actions"][0]["config"]["webhookUrl"] = scenario["fixed"].hook_url
-    services.update_workflow(scenario["db"], scenario["owner"], wf.id, {"actions": definition["actions"]})
+    with unit_of_work(scenario["db"]) as uow:
+        services.update_workflow(uow=uow, actor=scenario["owner"], workflow_id=wf.id,
+                                 changes={"actions": definition["actions"]})
     app.login(*OWNER)
     app.nav("Executions")
     app.select("Status", "failed")

@@ -18,10 +18,12 @@ from engine import services
 from engine.auth import system_actor
 from engine.runner import Runner
 from engine.store.db import get_engine
+from engine.uow import unit_of_work
 db = get_engine()
-t = services.find_tenant(db, 'demo')
-services.create_workflow(db, system_actor(t.id), {{"name": "Echo", "trigger": {{"type": "whatsapp_message", "config": {{}}}},
-    "conditions": [], "actions": [{{"id": "r", "type": "send_whatsapp", "config": {{"message": "Du schriebst: {{{{trigger.content}}}}"}}}}]}})
+with unit_of_work(db) as uow:
+    t = services.find_tenant(uow=uow, slug_or_id='demo')
+    services.create_workflow(uow=uow, actor=system_actor(t.id), data={{"name": "Echo", "trigger": {{"type": "whatsapp_message", "config": {{}}}},
+        "conditions": [], "actions": [{{"id": "r", "type": "send_whatsapp", "config": {{"message": "Du schriebst: {{{{trigger.content}}}}"}}}}]}})
 r = Runner(db)
 r.ingest(t.id, {{"triggerType": "whatsapp_message", "channel": "whatsapp", "from": "{PHONE}", "content": "Mein Knie tut weh"}})
 r.ingest(t.id, {{"triggerType": "whatsapp_message", "channel": "whatsapp", "from": "+4917099887766", "content": "STOP"}})

@@ -20,6 +20,7 @@ from engine.services import channel_settings as cs
 from engine.settings import get_settings
 from tests.e2e.conftest import ARTIFACTS
 from tests.servers import free_port
+from engine.uow import unit_of_work
 
 
 @pytest.fixture(autouse=True)
@@ -63,19 +64,23 @@ def _website(html: str) -> ThreadingHTTPServer:
 
 def test_widget_chat_round_trip(sqlite_db, api, browser):
     db = sqlite_db
-    tenant = services.create_tenant(db, slug="yoga-nord", name="Yoga Nord")
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug="yoga-nord", name="Yoga Nord")
     actor = system_actor(tenant.id)
-    services.create_workflow(db, actor, {
-        "name": "Chat answer", "trigger": {"type": "web_chat", "config": {}}, "conditions": [],
-        "actions": [{"id": "reply", "type": "send_message",
-                     "config": {"message": "Namaste! Du fragtest: {{trigger.content}}"}, "nextActionId": None}]})
-    key = cs.chat_key(db, actor)
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data={
+            "name": "Chat answer", "trigger": {"type": "web_chat", "config": {}}, "conditions": [],
+            "actions": [{"id": "reply", "type": "send_message",
+                         "config": {"message": "Namaste! Du fragtest: {{trigger.content}}"}, "nextActionId": None}]})
+    with unit_of_work(db) as uow:
+        key = cs.chat_key(uow=uow, actor=actor)
     html = (f'<!doctype html><html><head><title>Yoga Nord</title></head><body><h1>Yoga Nord</h1>'
             f'<p>Welcome to our studio.</p><script src="{api}/widget.js" data-studio="{key}" async></script></body></html>')
     site = _website(html)
     other = _website(html)
     site_url = f"http://127.0.0.1:{site.server_address[1]}"
-    webchat.save_web_chat(db, actor, allowed_origins=[site_url])
+    with unit_of_work(db) as uow:
+        webchat.save_web_chat(uow=uow, actor=actor, allowed_origins=[site_url])
     page = browser.new_page()
     try:
         page.goto(site_url + "/")

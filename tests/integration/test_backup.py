@@ -16,6 +16,7 @@ from engine.runner import Runner
 from engine.store.db import get_engine
 from engine.store.models import SQLModel
 from tests.conftest import PG_ADMIN_URL
+from engine.uow import unit_of_work
 
 REPLY = {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
          "actions": [{"id": "r", "type": "send_whatsapp", "config": {"message": "Hallo {{trigger.content}}"}}]}
@@ -79,7 +80,8 @@ def restored_engine(db, path, request):
 
 def test_backup_while_ingesting_restores_every_row(db, tenant_factory, tmp_path, request):
     tenant = tenant_factory()
-    services.create_workflow(db, system_actor(tenant.id), REPLY)
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=system_actor(tenant.id), data=REPLY)
     runner = Runner(db)
     for i in range(20):
         runner.ingest(tenant.id, {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": "+4915112345678",

@@ -14,6 +14,7 @@ import pytest
 from engine import services
 from engine.auth import system_actor
 from engine.seed import demo_workflows
+from engine.uow import unit_of_work
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "engine" / "examples").glob("*.json"))
@@ -127,8 +128,10 @@ def test_init_reads_database_url_from_the_environment(tmp_path):
 def test_init_on_the_test_database_seeds_the_demo_tenant(db):
     result = run_cli("init", database_url=url_of(db))
     assert result.returncode == 0, result.stderr
-    demo = services.find_tenant(db, "demo")
-    assert services.list_workflows(db, system_actor(demo.id)).total == len(demo_workflows())
+    with unit_of_work(db, read_only=True) as uow:
+        demo = services.find_tenant(uow=uow, slug_or_id="demo")
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_workflows(uow=uow, actor=system_actor(demo.id)).total == len(demo_workflows())
 
 
 def test_import_then_export_round_trips_the_spec_examples(db, tenant, tmp_path):
@@ -142,13 +145,16 @@ def test_import_then_export_round_trips_the_spec_examples(db, tenant, tmp_path):
     # ... and the export file imports again, into another studio.
     dump = tmp_path / "export.json"
     dump.write_text(exported.stdout)
-    services.create_tenant(db, slug="studio-c", name="C")
+    with unit_of_work(db) as uow:
+        services.create_tenant(uow=uow, slug="studio-c", name="C")
     assert run_cli("import", "--tenant", "studio-c", str(dump), database_url=url_of(db)).returncode == 0
-    assert services.list_workflows(db, system_actor(services.find_tenant(db, "studio-c").id)).total == 4
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_workflows(uow=uow, actor=system_actor(services.find_tenant(uow=uow, slug_or_id="studio-c").id)).total == 4
 
 
 def test_export_of_one_workflow_prints_one_object(db, actor, spec_examples):
-    wf = services.create_workflow(db, actor, spec_examples[3])
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=actor, data=spec_examples[3])
     result = run_cli("export", "--tenant", "studio-a", "--workflow", wf.id, database_url=url_of(db))
     assert result.returncode == 0
     assert json.loads(result.stdout) == spec_examples[3]
@@ -158,7 +164,8 @@ def test_import_of_a_bad_file_stores_nothing_and_prints_the_paths(db, actor, acc
     result = run_cli("import", "--tenant", "studio-a", str(EXAMPLES[0]), str(acceptance_file), database_url=url_of(db))
     assert result.returncode == 1
     assert "[1].actions[0].nextActionId" in result.stderr
-    assert services.list_workflows(db, actor).total == 0
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_workflows(uow=uow, actor=actor).total == 0
 
 
 @pytest.mark.parametrize("command", [("export",), ("import", str(EXAMPLES[0]))], ids=["export", "import"])
@@ -180,17 +187,25 @@ def test_scenarios_run_prints_one_line_each_and_fails_on_a_failure(sqlite_db, tm
     from engine.services import console, scenarios
     from engine.services.console import ConsoleInput
 
-    tenant = services.create_tenant(sqlite_db, slug="cli-sc", name="CLI")
+    with unit_of_work(sqlite_db) as uow:
+        tenant = services.create_tenant(uow=uow, slug="cli-sc", name="CLI")
     actor = system_actor(tenant.id)
-    services.create_workflow(sqlite_db, actor, {"name": "Echo", "trigger": {"type": "sms_received", "config": {}},
-                                                "actions": [{"id": "s", "type": "send_sms", "config": {"message": "Pong"}}]})
+    with unit_of_work(sqlite_db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data={"name": "Echo", "trigger": {"type": "sms_received", "config": {}},
+                                                    "actions": [{"id": "s", "type": "send_sms", "config": {"message": "Pong"}}]})
     contact = console.new_contact()
-    console.send(sqlite_db, actor, contact=contact, inp=ConsoleInput(channel="sms", text="Ping"))
-    steps = scenarios.steps_from(console.conversation(sqlite_db, actor, contact))
-    scenarios.save_scenario(sqlite_db, actor, {"name": "a pong", "steps": steps, "expectations": [{"kind": "sent", "contains": "Pong"}]})
+    with unit_of_work(sqlite_db) as uow:
+        console.send(uow=uow, actor=actor, contact=contact, inp=ConsoleInput(channel="sms", text="Ping"))
+    with unit_of_work(sqlite_db, read_only=True) as uow:
+        steps = scenarios.steps_from(console.conversation(uow=uow, actor=actor, contact=contact))
+    with unit_of_work(sqlite_db) as uow:
+        scenarios.save_scenario(uow=uow, actor=actor,
+                                data={"name": "a pong", "steps": steps, "expectations": [{"kind": "sent", "contains": "Pong"}]})
     ok = run_cli("scenarios", "run", "--tenant", "cli-sc", database_url=url_of(sqlite_db), data_dir=tmp_path)
     assert ok.returncode == 0 and ok.stdout.strip() == "PASS  a pong", ok.stderr
-    scenarios.save_scenario(sqlite_db, actor, {"name": "b ping", "steps": steps, "expectations": [{"kind": "sent", "contains": "Ping!"}]})
+    with unit_of_work(sqlite_db) as uow:
+        scenarios.save_scenario(uow=uow, actor=actor,
+                                data={"name": "b ping", "steps": steps, "expectations": [{"kind": "sent", "contains": "Ping!"}]})
     bad = run_cli("scenarios", "run", "--tenant", "cli-sc", database_url=url_of(sqlite_db), data_dir=tmp_path)
     lines = bad.stdout.strip().splitlines()
     assert bad.returncode == 1 and lines[0] == "PASS  a pong" and lines[1].startswith("FAIL  b ping  -- expected a reply contains 'Ping!'")

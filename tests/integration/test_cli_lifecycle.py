@@ -8,6 +8,7 @@ from engine import services
 from engine.auth import system_actor
 from engine.runner import Runner
 from tests.integration.test_cli import run_cli, url_of
+from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
 REPLY = {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
@@ -16,7 +17,8 @@ REPLY = {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
 
 def seeded(db, tenant_factory):
     tenant = tenant_factory("cli-studio")
-    services.create_workflow(db, system_actor(tenant.id), REPLY)
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=system_actor(tenant.id), data=REPLY)
     Runner(db).ingest(tenant.id, {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE,
                                   "content": "Mein Knie tut weh"})
     return tenant
@@ -49,7 +51,8 @@ def test_contact_needs_one_valid_contact(db, tenant_factory):
 
 def test_backup_and_prune(sqlite_db, tmp_path):
     db = sqlite_db
-    services.create_tenant(db, slug="b", name="B")
+    with unit_of_work(db) as uow:
+        services.create_tenant(uow=uow, slug="b", name="B")
     target = tmp_path / "copy.db"
     r = run_cli("backup", str(target), database_url=url_of(db))
     assert r.returncode == 0, r.stderr

@@ -17,6 +17,7 @@ from engine.runner import Runner, builtin_classifier
 from engine.seed import demo_workflows, init, spec_examples
 from engine.store.models import OutboxMessage
 from engine.validation import validate
+from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
 
@@ -45,7 +46,8 @@ def test_demo_workflows_are_valid_and_seeded_enabled(db, demo):
         assert [p for p in validate(definition) if p.severity == "error"] == [], definition["name"]
     from engine.auth import system_actor
 
-    stored = services.list_workflows(db, system_actor(demo))
+    with unit_of_work(db, read_only=True) as uow:
+        stored = services.list_workflows(uow=uow, actor=system_actor(demo))
     items = getattr(stored, "items", stored)
     assert sorted(w.name for w in items) == sorted(d["name"] for d in demo_workflows())
     assert all(w.enabled for w in items)
@@ -55,7 +57,8 @@ def test_seeding_twice_adds_nothing(db, demo):
     from engine.auth import system_actor
 
     init(db, demo_email="owner@demo.studio", demo_password="demo-pass-2026")
-    stored = services.list_workflows(db, system_actor(demo))
+    with unit_of_work(db, read_only=True) as uow:
+        stored = services.list_workflows(uow=uow, actor=system_actor(demo))
     assert len(getattr(stored, "items", stored)) == len(demo_workflows())
 
 
@@ -109,9 +112,11 @@ def test_after_hours_reply_speaks_english_to_an_english_member(db, demo):
 def test_spec_examples_still_import_unchanged(db, demo):
     from engine.auth import system_actor
 
-    imported = services.import_workflows(db, system_actor(demo), spec_examples())
+    with unit_of_work(db) as uow:
+        imported = services.import_workflows(uow=uow, actor=system_actor(demo), items=spec_examples())
     for out, original in zip(imported, spec_examples()):
-        assert services.get_workflow(db, system_actor(demo), out.id).definition == original
+        with unit_of_work(db, read_only=True) as uow:
+            assert services.get_workflow(uow=uow, actor=system_actor(demo), workflow_id=out.id).definition == original
 
 
 @pytest.mark.parametrize("text, language", [

@@ -29,6 +29,7 @@ from engine.store.models import (
     StepRun,
     Workflow,
 )
+from engine.uow import unit_of_work
 
 SENDERS = [f"+49151{i:08d}" for i in range(40)]
 
@@ -95,7 +96,8 @@ def count(db, model, *where) -> int:
 
 
 def test_concurrent_events_share_commits_and_each_caller_gets_its_own_result(db, tenant, actor):
-    wf = services.create_workflow(db, actor, reply_workflow())
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=actor, data=reply_workflow())
     runner = Runner(db)
     batches = Batches(runner, hold=8)
     results = ingest_concurrently(runner, [(tenant.id, message(i)) for i in range(24)], batches)
@@ -118,7 +120,8 @@ def test_concurrent_events_share_commits_and_each_caller_gets_its_own_result(db,
 
 
 def test_an_unknown_tenant_in_a_batch_fails_only_its_own_call(db, tenant, actor):
-    services.create_workflow(db, actor, reply_workflow())
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=reply_workflow())
     runner = Runner(db)
     batches = Batches(runner, hold=5)
     calls = [(tenant.id, message(i)) for i in range(6)]
@@ -132,7 +135,8 @@ def test_an_unknown_tenant_in_a_batch_fails_only_its_own_call(db, tenant, actor)
 
 
 def test_the_same_idempotency_key_twice_in_one_batch_runs_once(db, tenant, actor):
-    services.create_workflow(db, actor, reply_workflow())
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=reply_workflow())
     runner = Runner(db)
     batches = Batches(runner, hold=3)
     calls = [(tenant.id, message(i, idempotencyKey="wamid.1" if i in (1, 2) else f"wamid.x{i}")) for i in range(4)]
@@ -150,7 +154,8 @@ def test_the_same_idempotency_key_twice_in_one_batch_runs_once(db, tenant, actor
 def test_frequency_cap_sees_messages_written_earlier_in_the_same_batch(db, tenant_factory):
     tenant = tenant_factory(frequencyCap=1)
     # Not a direct reply (those are exempt): every event notifies the same front-desk number.
-    services.create_workflow(db, system_actor(tenant.id), reply_workflow(recipient="+4930123456"))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=system_actor(tenant.id), data=reply_workflow(recipient="+4930123456"))
     runner = Runner(db)
     batches = Batches(runner, hold=3)
     calls = [(tenant.id, message(i)) for i in range(4)]
@@ -165,9 +170,10 @@ def test_frequency_cap_sees_messages_written_earlier_in_the_same_batch(db, tenan
 
 
 def test_leads_created_in_one_batch_are_deduplicated(db, tenant, actor):
-    services.create_workflow(db, actor, {
-        "name": "Lead", "trigger": {"type": "missed_call", "config": {}},
-        "actions": [{"id": "lead-1", "type": "create_lead", "config": {"name": "Caller", "phone": "{{trigger.from}}"}}]})
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data={
+            "name": "Lead", "trigger": {"type": "missed_call", "config": {}},
+            "actions": [{"id": "lead-1", "type": "create_lead", "config": {"name": "Caller", "phone": "{{trigger.from}}"}}]})
     runner = Runner(db)
     batches = Batches(runner, hold=4)
     calls = [(tenant.id, {"triggerType": "missed_call", "from": "+4915199999999" if i in (1, 2, 3) else SENDERS[i]})
@@ -181,7 +187,8 @@ def test_leads_created_in_one_batch_are_deduplicated(db, tenant, actor):
 
 
 def test_a_batch_that_fails_to_commit_loses_nothing_and_writes_nothing_twice(db, tenant, actor, monkeypatch):
-    services.create_workflow(db, actor, reply_workflow())
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=reply_workflow())
     runner = Runner(db)
     batches = Batches(runner, hold=5)
     failures = []
@@ -205,7 +212,8 @@ def test_a_batch_that_fails_to_commit_loses_nothing_and_writes_nothing_twice(db,
 
 
 def test_one_caller_alone_never_waits_for_company(db, tenant, actor):
-    services.create_workflow(db, actor, reply_workflow())
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=reply_workflow())
     runner = Runner(db)
     batches = Batches(runner, hold=0)
     for i in range(5):

@@ -25,6 +25,7 @@ from engine.settings import get_settings
 from engine.store.models import EventRecord, OutboxMessage, TenantSecret
 from engine.worker import Worker
 from tests.servers import Receiver, free_port
+from engine.uow import unit_of_work
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -59,17 +60,21 @@ def _workflow(trigger: str, action: dict) -> dict:
 
 def _point_at(db, actor, channel: str, url: str) -> None:
     """Tests only: send this channel's provider calls to a local fake (operator switch is on)."""
-    tenant = services.get_tenant(db, actor)
+    with unit_of_work(db, read_only=True) as uow:
+        tenant = services.get_tenant(uow=uow, actor=actor)
     channels = dict(tenant.settings["channels"])
     channels[channel] = {**channels[channel], "baseUrl": url}
-    services.update_tenant_settings(db, actor, settings={"channels": channels})
+    with unit_of_work(db) as uow:
+        services.update_tenant_settings(uow=uow, actor=actor, settings={"channels": channels})
 
 
 def _whatsapp(db, actor, graph: Receiver) -> str:
-    cs.save_channel(db, actor, "whatsapp", enabled=True, values={"phoneNumberId": "1055"},
-                    secrets={"accessToken": ACCESS, "appSecret": APP_SECRET, "verifyToken": VERIFY})
+    with unit_of_work(db) as uow:
+        cs.save_channel(uow=uow, actor=actor, channel="whatsapp", enabled=True, values={"phoneNumberId": "1055"},
+                        secrets={"accessToken": ACCESS, "appSecret": APP_SECRET, "verifyToken": VERIFY})
     _point_at(db, actor, "whatsapp", graph.url)
-    return cs.webhook_id(db, actor)
+    with unit_of_work(db) as uow:
+        return cs.webhook_id(uow=uow, actor=actor)
 
 
 def _wa_message(msg_id: str, text: str) -> bytes:
@@ -110,8 +115,9 @@ def test_whatsapp_message_runs_workflow_reply_delivered_then_status(db, actor, c
     graph.responses.append((200, {"messages": [{"id": "wamid.REPLY1"}]}, {}))
     try:
         hook = _whatsapp(db, actor, graph)
-        services.create_workflow(db, actor, _workflow("whatsapp_message", {
-            "type": "send_whatsapp", "config": {"message": "Hallo! Du schriebst: {{trigger.content}}"}}))
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=actor, data=_workflow("whatsapp_message", {
+                "type": "send_whatsapp", "config": {"message": "Hallo! Du schriebst: {{trigger.content}}"}}))
         body = _wa_message("wamid.IN1", "Wann ist Yoga?")
         r = _post_meta(client, hook, body)
         assert r.status_code == 200, r.text
@@ -142,7 +148,8 @@ def test_whatsapp_message_runs_workflow_reply_delivered_then_status(db, actor, c
                     assert row.status == "delivered"
         assert row.status == "read"
         assert [e["status"] for e in row.detail["deliveryEvents"]] == ["delivered", "sent", "read"]
-        out = services.list_outbox(db, actor, execution_id=row.execution_id)
+        with unit_of_work(db, read_only=True) as uow:
+            out = services.list_outbox(uow=uow, actor=actor, execution_id=row.execution_id)
         assert out.items[0].status == "read" and out.items[0].provider_message_id == "wamid.REPLY1"
     finally:
         graph.close()
@@ -151,7 +158,9 @@ def test_whatsapp_message_runs_workflow_reply_delivered_then_status(db, actor, c
 def test_whatsapp_bad_signatures_store_nothing(db, actor, client, caplog):
     with Receiver() as graph:
         hook = _whatsapp(db, actor, graph)
-    services.create_workflow(db, actor, _workflow("whatsapp_message", {"type": "send_whatsapp", "config": {"message": "Hi"}}))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor,
+                                 data=_workflow("whatsapp_message", {"type": "send_whatsapp", "config": {"message": "Hi"}}))
     body = _wa_message("wamid.X", "Hallo")
     caplog.set_level(logging.WARNING, logger="engine.api.inbound")
     assert _post_meta(client, hook, body, secret=None).status_code == 403  # missing header
@@ -170,7 +179,9 @@ def test_failed_status_records_the_error(db, actor, client):
     graph.responses.append((200, {"messages": [{"id": "wamid.F"}]}, {}))
     try:
         hook = _whatsapp(db, actor, graph)
-        services.create_workflow(db, actor, _workflow("whatsapp_message", {"type": "send_whatsapp", "config": {"message": "Hi"}}))
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=actor,
+                                     data=_workflow("whatsapp_message", {"type": "send_whatsapp", "config": {"message": "Hi"}}))
         _post_meta(client, hook, _wa_message("wamid.IN2", "Hallo"))
         Worker(db, name="t").run_once()
         err = [{"code": 131026, "title": "Message undeliverable", "error_data": {"details": "Receiver is incapable"}}]
@@ -183,10 +194,12 @@ def test_failed_status_records_the_error(db, actor, client):
 
 
 def _twilio_setup(db, actor, fake: Receiver) -> str:
-    cs.save_channel(db, actor, "sms", enabled=True, values={"accountSid": "AC123", "fromNumber": "+4930123456"},
-                    secrets={"authToken": TWILIO_TOKEN})
+    with unit_of_work(db) as uow:
+        cs.save_channel(uow=uow, actor=actor, channel="sms", enabled=True,
+                        values={"accountSid": "AC123", "fromNumber": "+4930123456"}, secrets={"authToken": TWILIO_TOKEN})
     _point_at(db, actor, "sms", fake.url)
-    return cs.webhook_id(db, actor)
+    with unit_of_work(db) as uow:
+        return cs.webhook_id(uow=uow, actor=actor)
 
 
 def _post_twilio(client, hook: str, kind: str, params: dict, token: str | None = TWILIO_TOKEN):
@@ -202,7 +215,9 @@ def test_twilio_sms_reply_and_status(db, actor, client):
     fake.responses.append((201, {"sid": "SMREPLY1", "status": "queued"}, {}))
     try:
         hook = _twilio_setup(db, actor, fake)
-        services.create_workflow(db, actor, _workflow("sms_received", {"type": "send_sms", "config": {"message": "Danke, {{trigger.content}}"}}))
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=actor,
+                                     data=_workflow("sms_received", {"type": "send_sms", "config": {"message": "Danke, {{trigger.content}}"}}))
         params = {"MessageSid": "SMIN1", "AccountSid": "AC123", "From": "+4917611112222", "To": "+4930123456", "Body": "Probetraining?", "NumMedia": "0"}
         r = _post_twilio(client, hook, "sms", params)
         assert r.status_code == 200 and "<Response>" in r.text
@@ -232,8 +247,9 @@ def test_twilio_missed_call_and_transcription(db, actor, client):
     fake.responses.append((201, {"sid": "SMCB1"}, {}))
     try:
         hook = _twilio_setup(db, actor, fake)
-        services.create_workflow(db, actor, _workflow("missed_call", {
-            "type": "send_sms", "config": {"message": "Sorry, wir haben deinen Anruf verpasst.", "recipient": "{{trigger.from}}"}}))
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=actor, data=_workflow("missed_call", {
+                "type": "send_sms", "config": {"message": "Sorry, wir haben deinen Anruf verpasst.", "recipient": "{{trigger.from}}"}}))
         answered = {"CallSid": "CA0", "CallStatus": "completed", "From": "+4917633334444", "To": "+4930123456"}
         assert _post_twilio(client, hook, "call-status", answered).status_code == 200
         missed = {"CallSid": "CA1", "CallStatus": "no-answer", "From": "+4917633334444", "To": "+4930123456"}
@@ -266,11 +282,14 @@ def test_inbound_email_answered_over_smtp(db, actor, client):
     smtpd = Controller(sink, hostname="127.0.0.1", port=free_port())
     smtpd.start()
     try:
-        cs.save_channel(db, actor, "email", enabled=True, values={"host": "127.0.0.1", "port": smtpd.port, "security": "none",
-                                                                   "fromAddress": "hallo@studio.test"})
-        services.create_workflow(db, actor, _workflow("email_received", {
-            "type": "send_email", "config": {"message": "Danke für: {{trigger.subject}}", "subject": "Re: {{trigger.subject}}"}}))
-        urls = cs.callback_urls(db, actor, "http://testserver")
+        with unit_of_work(db) as uow:
+            cs.save_channel(uow=uow, actor=actor, channel="email", enabled=True, values={"host": "127.0.0.1", "port": smtpd.port, "security": "none",
+                                                                       "fromAddress": "hallo@studio.test"})
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=actor, data=_workflow("email_received", {
+                "type": "send_email", "config": {"message": "Danke für: {{trigger.subject}}", "subject": "Re: {{trigger.subject}}"}}))
+        with unit_of_work(db) as uow:
+            urls = cs.callback_urls(uow=uow, actor=actor, base_url="http://testserver")
         path = urls["email"].removeprefix("http://testserver")
         payload = {"FromFull": {"Email": "Mia@Example.org", "Name": "Mia"}, "From": "Mia <mia@example.org>", "To": "hallo@studio.test",
                    "Subject": "Preise", "TextBody": "Was kostet ein Monat?", "MessageID": "73e6d360-66eb-11e1-8e72-a8904824019b"}
@@ -294,17 +313,20 @@ def test_webhook_ids_do_not_cross_tenants(db, actor, other_actor, client):
         hook_b = _whatsapp(db, other_actor, graph)
     assert hook_a != hook_b
     # B's body signed with A's secret at B's hook is refused (secrets are per studio).
-    cs.save_channel(db, other_actor, "whatsapp", enabled=True, values={"phoneNumberId": "2"},
-                    secrets={"appSecret": "b-secret"})
+    with unit_of_work(db) as uow:
+        cs.save_channel(uow=uow, actor=other_actor, channel="whatsapp", enabled=True, values={"phoneNumberId": "2"},
+                        secrets={"appSecret": "b-secret"})
     assert _post_meta(client, hook_b, _wa_message("wamid.B", "x"), secret=APP_SECRET).status_code == 403
     with pytest.raises(PermissionDenied):
-        cs.get_channel(db, Actor(tenant_id=actor.tenant_id, role="editor"), "whatsapp")
+        with unit_of_work(db, read_only=True) as uow:
+            cs.get_channel(uow=uow, actor=Actor(tenant_id=actor.tenant_id, role="editor"), channel="whatsapp")
 
 
 def test_secrets_encrypted_at_rest_and_never_shown(db, actor):
     with Receiver() as graph:
         _whatsapp(db, actor, graph)
-    view = cs.get_channel(db, actor, "whatsapp")
+    with unit_of_work(db, read_only=True) as uow:
+        view = cs.get_channel(uow=uow, actor=actor, channel="whatsapp")
     dumped = view.model_dump_json()
     for secret in (ACCESS, APP_SECRET, VERIFY):
         assert secret not in dumped
@@ -312,8 +334,10 @@ def test_secrets_encrypted_at_rest_and_never_shown(db, actor):
     with Session(db) as s:
         rows = s.exec(select(TenantSecret)).all()
         assert rows and all(ACCESS not in r.ciphertext and APP_SECRET not in r.ciphertext for r in rows)
-    assert ACCESS not in json.dumps(services.get_tenant(db, actor).settings)
-    audit = cs.list_audit(db, actor)
+    with unit_of_work(db, read_only=True) as uow:
+        assert ACCESS not in json.dumps(services.get_tenant(uow=uow, actor=actor).settings)
+    with unit_of_work(db, read_only=True) as uow:
+        audit = cs.list_audit(uow=uow, actor=actor)
     assert audit and audit[-1].changes["accessToken"] == "changed"
     assert ACCESS not in json.dumps([a.model_dump(mode="json") for a in audit])
 
@@ -325,7 +349,8 @@ def test_twilio_sends_carry_the_status_callback_when_public_url_is_set(db, actor
     fake.responses.append((201, {"sid": "SM1"}, {}))
     try:
         hook = _twilio_setup(db, actor, fake)
-        result = cs.send_test_message(db, actor, "sms", recipient="+4917611112222")
+        with unit_of_work(db) as uow:
+            result = cs.send_test_message(uow=uow, actor=actor, channel="sms", recipient="+4917611112222")
         assert result.ok and result.provider_message_id == "SM1"
         form = dict(pair.split("=", 1) for pair in fake.requests[0].body.decode().split("&"))
         from urllib.parse import unquote_plus
@@ -343,15 +368,18 @@ def test_external_steps_wait_for_the_worker_so_the_webhook_answers_at_once(db, t
     try:
         with Receiver() as graph:
             hook = _whatsapp(db, actor, graph)
-        services.create_workflow(db, actor, _workflow("whatsapp_message", {
-            "type": "call_webhook", "config": {"webhookUrl": crm.url + "/crm", "body": {"text": "{{trigger.content}}"}}}))
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=actor, data=_workflow("whatsapp_message", {
+                "type": "call_webhook", "config": {"webhookUrl": crm.url + "/crm", "body": {"text": "{{trigger.content}}"}}}))
         assert _post_meta(client, hook, _wa_message("wamid.EXT", "Neuer Lead")).status_code == 200
         assert crm.requests == []  # the provider got its answer before any remote call
-        execution = services.list_executions(db, actor).items[0]
+        with unit_of_work(db, read_only=True) as uow:
+            execution = services.list_executions(uow=uow, actor=actor).items[0]
         assert execution.status == "waiting"
         Worker(db, name="t").run_once()
         assert len(crm.requests) == 1 and crm.requests[0].json() == {"text": "Neuer Lead"}
-        assert services.get_execution(db, actor, execution.id).status == "succeeded"
+        with unit_of_work(db, read_only=True) as uow:
+            assert services.get_execution(uow=uow, actor=actor, execution_id=execution.id).status == "succeeded"
     finally:
         crm.close()
 
@@ -360,10 +388,12 @@ def test_cli_prints_the_callback_urls(db, actor, capsys):
     from engine.cli import main
 
     url = db.url.render_as_string(hide_password=False)
-    tenant = services.get_tenant(db, actor)
+    with unit_of_work(db, read_only=True) as uow:
+        tenant = services.get_tenant(uow=uow, actor=actor)
     assert main(["--database-url", url, "callback-urls", "--tenant", tenant.slug, "--base-url", "https://s.example"]) == 0
     out = capsys.readouterr().out
-    hook = cs.webhook_id(db, actor)
+    with unit_of_work(db) as uow:
+        hook = cs.webhook_id(uow=uow, actor=actor)
     assert f"whatsapp\thttps://s.example/hooks/{hook}/whatsapp" in out
     assert 'data-studio="wc_' in out
 
@@ -372,9 +402,15 @@ def test_plain_text_secrets_from_old_settings_move_into_encrypted_storage(db, te
     tenant = tenant_factory(channels={"sms": {"adapter": "twilio", "accountSid": "AC9", "authToken": "legacy-plain-token",
                                               "fromNumber": "+4930123456"}})
     actor = Actor(tenant_id=tenant.id, role="owner")
-    assert cs.get_channel(db, actor, "sms").secrets["authToken"].set
-    cs.save_channel(db, actor, "sms", enabled=True, values={"accountSid": "AC9", "fromNumber": "+4930123456"})
-    assert "legacy-plain-token" not in json.dumps(services.get_tenant(db, actor).settings)
-    assert cs.secret_value(db, tenant.id, "channels.sms.authToken") == "legacy-plain-token"
-    audit = cs.list_audit(db, actor)[0]
+    with unit_of_work(db, read_only=True) as uow:
+        assert cs.get_channel(uow=uow, actor=actor, channel="sms").secrets["authToken"].set
+    with unit_of_work(db) as uow:
+        cs.save_channel(uow=uow, actor=actor, channel="sms", enabled=True,
+                        values={"accountSid": "AC9", "fromNumber": "+4930123456"})
+    with unit_of_work(db, read_only=True) as uow:
+        assert "legacy-plain-token" not in json.dumps(services.get_tenant(uow=uow, actor=actor).settings)
+    with unit_of_work(db, read_only=True) as uow:
+        assert cs.secret_value(uow=uow, tenant_id=tenant.id, name="channels.sms.authToken") == "legacy-plain-token"
+    with unit_of_work(db, read_only=True) as uow:
+        audit = cs.list_audit(uow=uow, actor=actor)[0]
     assert audit.changes["authToken"] == "changed" and "legacy-plain-token" not in json.dumps(audit.changes)

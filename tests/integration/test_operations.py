@@ -15,6 +15,7 @@ from engine.services import operations as ops
 from engine.store.models import DueWork, Execution, OutboxMessage, Role, utcnow
 from engine.worker import Worker
 from tests.servers import Receiver
+from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
 
@@ -50,9 +51,12 @@ def _message(sender: str = PHONE, content: str = "Hallo") -> dict:
 
 
 def _failed_execution(db, actor, receiver) -> tuple[str, str]:
-    wf = services.create_workflow(db, actor, _hook_workflow(receiver.hook_url))
-    [execution_id] = services.ingest_event(db, actor, _message()).execution_ids
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=actor, data=_hook_workflow(receiver.hook_url))
+    with unit_of_work(db) as uow:
+        [execution_id] = services.ingest_event(uow=uow, actor=actor, event=_message()).execution_ids
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     assert ex.status == "failed", ex.error
     return wf.id, execution_id
 
@@ -65,23 +69,30 @@ def _bodies(db, tenant_id: str) -> list[str]:
 def test_replay_from_the_failed_step_succeeds_once_the_receiver_is_back(db, studio, receivers):
     receiver = receivers([404, 200])
     _, failed = _failed_execution(db, studio, receiver)
-    out = ops.replay_execution(db, studio, failed, from_step="failed")
+    with unit_of_work(db) as uow:
+        out = ops.replay_execution(uow=uow, actor=studio, execution_id=failed, from_step="failed")
     assert out.execution.status == "succeeded" and out.original_id == failed and out.execution.replay_of == failed
     assert [s.action_id for s in out.execution.steps] == ["hook-1", "send-1"]
     assert len(receiver.requests) == 2 and _bodies(db, studio.tenant_id) == ["Danke!"]
     with pytest.raises(Conflict):
-        ops.replay_execution(db, studio, failed)
+        with unit_of_work(db) as uow:
+            ops.replay_execution(uow=uow, actor=studio, execution_id=failed)
     with pytest.raises(Conflict):  # only failed executions
-        ops.replay_execution(db, studio, out.execution.id)
+        with unit_of_work(db) as uow:
+            ops.replay_execution(uow=uow, actor=studio, execution_id=out.execution.id)
 
 
 def test_replay_from_the_start_with_the_fixed_url(db, studio, receivers):
     broken, fixed = receivers([500]), receivers([200])
     wf_id, failed = _failed_execution(db, studio, broken)
-    services.update_workflow(db, studio, wf_id, {"actions": _hook_workflow(fixed.hook_url)["actions"]})
+    with unit_of_work(db) as uow:
+        services.update_workflow(uow=uow, actor=studio, workflow_id=wf_id,
+                                 changes={"actions": _hook_workflow(fixed.hook_url)["actions"]})
     with pytest.raises(InvalidInput):
-        ops.replay_execution(db, studio, failed, version="newest")
-    out = ops.replay_execution(db, studio, failed, from_step="start", version="current")
+        with unit_of_work(db) as uow:
+            ops.replay_execution(uow=uow, actor=studio, execution_id=failed, version="newest")
+    with unit_of_work(db) as uow:
+        out = ops.replay_execution(uow=uow, actor=studio, execution_id=failed, from_step="start", version="current")
     assert out.execution.status == "succeeded" and len(fixed.requests) == 1
     assert fixed.requests[0].json()["from"] == PHONE
     with Session(db) as s:
@@ -97,7 +108,8 @@ def test_two_concurrent_replays_run_exactly_once(db, studio, receivers):
     def replay():
         barrier.wait()
         try:
-            results.append(ops.replay_execution(db, studio, failed).execution.status)
+            with unit_of_work(db) as uow:
+                results.append(ops.replay_execution(uow=uow, actor=studio, execution_id=failed).execution.status)
         except Conflict as exc:
             results.append(exc.__class__.__name__)
 
@@ -113,32 +125,39 @@ def test_two_concurrent_replays_run_exactly_once(db, studio, receivers):
 
 
 def _waiting_execution(db, actor) -> str:
-    services.create_workflow(db, actor, {
-        "name": "Nudge", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
-        "actions": [{"id": "later", "type": "schedule_follow_up", "config": {"delay": 3_600_000, "message": "Noch da?"}},
-                    {"id": "wait-1", "type": "wait", "config": {"delay": 60_000}},
-                    {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Nach dem Warten"}}]})
-    [execution_id] = services.ingest_event(db, actor, _message()).execution_ids
-    assert services.get_execution(db, actor, execution_id).status == "waiting"
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data={
+            "name": "Nudge", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
+            "actions": [{"id": "later", "type": "schedule_follow_up", "config": {"delay": 3_600_000, "message": "Noch da?"}},
+                        {"id": "wait-1", "type": "wait", "config": {"delay": 60_000}},
+                        {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Nach dem Warten"}}]})
+    with unit_of_work(db) as uow:
+        [execution_id] = services.ingest_event(uow=uow, actor=actor, event=_message()).execution_ids
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_execution(uow=uow, actor=actor, execution_id=execution_id).status == "waiting"
     return execution_id
 
 
 def test_a_cancelled_wait_never_resumes_and_its_follow_up_never_fires(db, studio):
     execution_id = _waiting_execution(db, studio)
     with pytest.raises(InvalidInput) as e:
-        ops.cancel_execution(db, studio, execution_id, reason=" ")
+        with unit_of_work(db) as uow:
+            ops.cancel_execution(uow=uow, actor=studio, execution_id=execution_id, reason=" ")
     assert e.value.field == "reason"
-    out = ops.cancel_execution(db, studio, execution_id, reason="member called, booked by phone")
+    with unit_of_work(db) as uow:
+        out = ops.cancel_execution(uow=uow, actor=studio, execution_id=execution_id, reason="member called, booked by phone")
     assert out.status == "cancelled" and "booked by phone" in out.error
     later = utcnow() + timedelta(hours=2)
     worker = Worker(db, clock=lambda: later, name="after-cancel")
     worker.run_once()
     assert _bodies(db, studio.tenant_id) == []
-    assert services.get_execution(db, studio, execution_id).status == "cancelled"
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_execution(uow=uow, actor=studio, execution_id=execution_id).status == "cancelled"
     with Session(db) as s:
         assert {d.status for d in s.exec(select(DueWork).where(DueWork.execution_id == execution_id))} == {"cancelled"}
     with pytest.raises(Conflict):
-        ops.cancel_execution(db, studio, execution_id, reason="again")
+        with unit_of_work(db) as uow:
+            ops.cancel_execution(uow=uow, actor=studio, execution_id=execution_id, reason="again")
 
 
 def test_a_follow_up_claimed_before_the_cancel_is_not_sent(db, studio):
@@ -147,11 +166,13 @@ def test_a_follow_up_claimed_before_the_cancel_is_not_sent(db, studio):
     worker = Worker(db, clock=lambda: later, name="racer")
     claimed = worker.claim()
     assert {c.kind for c in claimed} == {"follow_up", "resume"}
-    ops.cancel_execution(db, studio, execution_id, reason="too late for the worker")
+    with unit_of_work(db) as uow:
+        ops.cancel_execution(uow=uow, actor=studio, execution_id=execution_id, reason="too late for the worker")
     for item in claimed:
         worker.handle(item)
     assert _bodies(db, studio.tenant_id) == []
-    assert services.get_execution(db, studio, execution_id).status == "cancelled"
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_execution(uow=uow, actor=studio, execution_id=execution_id).status == "cancelled"
 
 
 def test_two_concurrent_cancels_cancel_once(db, studio):
@@ -161,7 +182,8 @@ def test_two_concurrent_cancels_cancel_once(db, studio):
     def cancel():
         barrier.wait()
         try:
-            results.append(ops.cancel_execution(db, studio, execution_id, reason="dup").status)
+            with unit_of_work(db) as uow:
+                results.append(ops.cancel_execution(uow=uow, actor=studio, execution_id=execution_id, reason="dup").status)
         except Conflict:
             results.append("conflict")
 
@@ -177,51 +199,74 @@ def test_analysts_and_other_studios_cannot_replay_or_cancel(db, studio, other_ac
     _, failed = _failed_execution(db, studio, receivers([500]))
     analyst = auth.Actor(tenant_id=studio.tenant_id, role=Role.ANALYST)
     with pytest.raises(PermissionDenied):
-        ops.replay_execution(db, analyst, failed)
+        with unit_of_work(db) as uow:
+            ops.replay_execution(uow=uow, actor=analyst, execution_id=failed)
     with pytest.raises(PermissionDenied):
-        ops.cancel_execution(db, analyst, failed, reason="x")
+        with unit_of_work(db) as uow:
+            ops.cancel_execution(uow=uow, actor=analyst, execution_id=failed, reason="x")
     with pytest.raises(NotFound):
-        ops.replay_execution(db, other_actor, failed)
+        with unit_of_work(db) as uow:
+            ops.replay_execution(uow=uow, actor=other_actor, execution_id=failed)
     with pytest.raises(NotFound):
-        ops.cancel_execution(db, other_actor, failed, reason="x")
-    assert ops.search_executions(db, other_actor).items == []
+        with unit_of_work(db) as uow:
+            ops.cancel_execution(uow=uow, actor=other_actor, execution_id=failed, reason="x")
+    with unit_of_work(db, read_only=True) as uow:
+        assert ops.search_executions(uow=uow, actor=other_actor).items == []
 
 
 def test_keyset_pages_filters_csv_and_bulk_replay(db, studio, receivers):
     receiver = receivers([500, 500, 500, 200])
-    services.create_workflow(db, studio, _hook_workflow(receiver.hook_url))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=studio, data=_hook_workflow(receiver.hook_url))
     for i in range(3):
-        services.ingest_event(db, studio, _message(f"+491511234567{i}"))
-    services.create_workflow(db, studio, {"name": "Hi", "trigger": {"type": "sms_received", "config": {}},
-                                          "conditions": [], "actions": [
-                                              {"id": "s", "type": "send_sms", "config": {"message": "Hi"}}]})
+        with unit_of_work(db) as uow:
+            services.ingest_event(uow=uow, actor=studio, event=_message(f"+491511234567{i}"))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=studio, data={"name": "Hi", "trigger": {"type": "sms_received", "config": {}},
+                                              "conditions": [], "actions": [
+                                                  {"id": "s", "type": "send_sms", "config": {"message": "Hi"}}]})
     for i in range(4):
-        services.ingest_event(db, studio, {"triggerType": "sms_received", "channel": "sms",
-                                           "from": "+4915199999999", "content": f"m{i}"})
+        with unit_of_work(db) as uow:
+            services.ingest_event(uow=uow, actor=studio, event={"triggerType": "sms_received", "channel": "sms",
+                                               "from": "+4915199999999", "content": f"m{i}"})
     seen, after = [], None
     while True:
-        page = ops.search_executions(db, studio, after=after, page_size=3)
+        with unit_of_work(db, read_only=True) as uow:
+            page = ops.search_executions(uow=uow, actor=studio, after=after, page_size=3)
         seen += [e.id for e in page.items]
         if not page.next_cursor:
             break
         after = page.next_cursor
-    assert len(seen) == len(set(seen)) == 7 == ops.count_executions(db, studio)
+    with unit_of_work(db, read_only=True) as uow:
+        assert len(seen) == len(set(seen)) == 7 == ops.count_executions(uow=uow, actor=studio)
     f = ops.ExecutionFilter(channel="sms")
-    assert ops.count_executions(db, studio, f) == 4
-    assert ops.count_executions(db, studio, ops.ExecutionFilter(contact="0151 12345671")) == 1
-    assert ops.count_executions(db, studio, ops.ExecutionFilter(status="failed")) == 3
-    assert ops.count_executions(db, studio, ops.ExecutionFilter(status="test")) == 0
+    with unit_of_work(db, read_only=True) as uow:
+        assert ops.count_executions(uow=uow, actor=studio, filters=f) == 4
+    with unit_of_work(db, read_only=True) as uow:
+        assert ops.count_executions(uow=uow, actor=studio, filters=ops.ExecutionFilter(contact="0151 12345671")) == 1
+    with unit_of_work(db, read_only=True) as uow:
+        assert ops.count_executions(uow=uow, actor=studio, filters=ops.ExecutionFilter(status="failed")) == 3
+    with unit_of_work(db, read_only=True) as uow:
+        assert ops.count_executions(uow=uow, actor=studio, filters=ops.ExecutionFilter(status="test")) == 0
     with pytest.raises(InvalidInput):
-        ops.search_executions(db, studio, after="garbage!")
+        with unit_of_work(db, read_only=True) as uow:
+            ops.search_executions(uow=uow, actor=studio, after="garbage!")
     with pytest.raises(InvalidInput):
-        ops.count_executions(db, studio, ops.ExecutionFilter(status="nope"))
-    lines = "".join(ops.iter_executions_csv(db, studio, batch=2)).splitlines()
+        with unit_of_work(db, read_only=True) as uow:
+            ops.count_executions(uow=uow, actor=studio, filters=ops.ExecutionFilter(status="nope"))
+    with unit_of_work(db, read_only=True) as uow:
+        lines = "".join(ops.iter_executions_csv(uow=uow, actor=studio, batch=2)).splitlines()
     assert lines[0].startswith("id,started_at") and len(lines) == 8
-    masked = "".join(ops.iter_executions_csv(db, studio, f, mask=lambda v: "***")).splitlines()
+    with unit_of_work(db, read_only=True) as uow:
+        masked = "".join(ops.iter_executions_csv(uow=uow, actor=studio, filters=f, mask=lambda v: "***")).splitlines()
     assert len(masked) == 5 and all(",***," in line for line in masked[1:])
     progress = []
-    result = ops.bulk_replay(db, studio, ops.ExecutionFilter(), on_progress=lambda i, n: progress.append((i, n)))
+    with unit_of_work(db) as uow:
+        result = ops.bulk_replay(uow=uow, actor=studio, filters=ops.ExecutionFilter(),
+                                 on_progress=lambda i, n: progress.append((i, n)))
     assert result["selected"] == 3 and len(result["replayed"]) == 3 and progress[-1] == (3, 3)
-    assert ops.bulk_replay(db, studio, ops.ExecutionFilter())["selected"] == 0  # each replayed once
-    timeline = ops.contact_timeline(db, studio, "+4915199999999")
+    with unit_of_work(db) as uow:
+        assert ops.bulk_replay(uow=uow, actor=studio, filters=ops.ExecutionFilter())["selected"] == 0  # each replayed once
+    with unit_of_work(db, read_only=True) as uow:
+        timeline = ops.contact_timeline(uow=uow, actor=studio, contact="+4915199999999")
     assert [i["kind"] for i in timeline].count("received") == 4 and [i["kind"] for i in timeline].count("sent") == 4

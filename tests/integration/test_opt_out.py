@@ -15,6 +15,7 @@ from engine.errors import InvalidInput, PermissionDenied
 from engine.optout import keyword, list_opt_outs, set_opt_out, set_opt_words
 from engine.runner import Runner
 from engine.store.models import OutboxMessage, Role
+from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
 OTHER = "+4917099887766"
@@ -28,8 +29,10 @@ SMS_REPLY = {"name": "SMS", "trigger": {"type": "sms_received", "config": {}}, "
 def studio(db, tenant_factory):
     tenant = tenant_factory()
     actor = system_actor(tenant.id)
-    services.create_workflow(db, actor, REPLY)
-    services.create_workflow(db, actor, SMS_REPLY)
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=REPLY)
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=SMS_REPLY)
     return db, actor, Runner(db)
 
 
@@ -55,11 +58,13 @@ def test_stop_suppresses_with_the_reason_and_start_resumes(studio):
     # Another member is not affected.
     whatsapp(runner, actor.tenant_id, OTHER, "Hallo")
     assert last_message(db, actor.tenant_id).status == "recorded"
-    [opt] = list_opt_outs(db, actor)
+    with unit_of_work(db, read_only=True) as uow:
+        [opt] = list_opt_outs(uow=uow, actor=actor)
     assert (opt.contact, opt.word, opt.channel) == (PHONE, "STOP", "whatsapp")
     whatsapp(runner, actor.tenant_id, PHONE, "start")
     assert last_message(db, actor.tenant_id).status == "recorded"
-    assert list_opt_outs(db, actor) == []
+    with unit_of_work(db, read_only=True) as uow:
+        assert list_opt_outs(uow=uow, actor=actor) == []
 
 
 def test_opt_out_on_one_channel_holds_on_every_channel(studio):
@@ -80,7 +85,8 @@ def test_words_only_count_as_the_whole_message(studio):
 
 def test_a_studios_own_words(studio):
     db, actor, runner = studio
-    set_opt_words(db, actor, stop_words=["Pause bitte"], start_words=["weiter"])
+    with unit_of_work(db) as uow:
+        set_opt_words(uow=uow, actor=actor, stop_words=["Pause bitte"], start_words=["weiter"])
     whatsapp(runner, actor.tenant_id, PHONE, "STOP")  # not a word of this studio any more
     assert last_message(db, actor.tenant_id).status == "recorded"
     whatsapp(runner, actor.tenant_id, PHONE, "pause bitte")
@@ -88,21 +94,25 @@ def test_a_studios_own_words(studio):
     whatsapp(runner, actor.tenant_id, PHONE, "Weiter")
     assert last_message(db, actor.tenant_id).status == "recorded"
     with pytest.raises(InvalidInput) as exc:
-        set_opt_words(db, actor, stop_words=["STOP"], start_words=["stop"])
+        with unit_of_work(db) as uow:
+            set_opt_words(uow=uow, actor=actor, stop_words=["STOP"], start_words=["stop"])
     assert exc.value.field == "startWords"
     with pytest.raises(InvalidInput) as exc:
-        set_opt_words(db, actor, stop_words=[], start_words=["START"])
+        with unit_of_work(db) as uow:
+            set_opt_words(uow=uow, actor=actor, stop_words=[], start_words=["START"])
     assert exc.value.field == "stopWords"
 
 
 def test_other_studios_are_not_affected(studio, tenant_factory):
     db, actor, runner = studio
     other = system_actor(tenant_factory().id)
-    services.create_workflow(db, other, REPLY)
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=other, data=REPLY)
     whatsapp(runner, actor.tenant_id, PHONE, "STOP")
     whatsapp(runner, other.tenant_id, PHONE, "Hallo")
     assert last_message(db, other.tenant_id).status == "recorded"
-    assert list_opt_outs(db, other) == []
+    with unit_of_work(db, read_only=True) as uow:
+        assert list_opt_outs(uow=uow, actor=other) == []
 
 
 def test_owner_marks_by_hand_and_a_queued_message_is_not_delivered(studio):
@@ -117,10 +127,13 @@ def test_owner_marks_by_hand_and_a_queued_message_is_not_delivered(studio):
         s.add(row)
         s.commit()
     with pytest.raises(PermissionDenied):
-        set_opt_out(db, Actor(tenant_id=actor.tenant_id, role=Role.EDITOR), contact=PHONE, opted_out=True)
+        with unit_of_work(db) as uow:
+            set_opt_out(uow=uow, actor=Actor(tenant_id=actor.tenant_id, role=Role.EDITOR), contact=PHONE, opted_out=True)
     with pytest.raises(InvalidInput):
-        set_opt_out(db, actor, contact="nobody", opted_out=True)
-    set_opt_out(db, actor, contact="0151 12345678", opted_out=True, note="desk")
+        with unit_of_work(db) as uow:
+            set_opt_out(uow=uow, actor=actor, contact="nobody", opted_out=True)
+    with unit_of_work(db) as uow:
+        set_opt_out(uow=uow, actor=actor, contact="0151 12345678", opted_out=True, note="desk")
     assert deliver(db, queued.id, now=datetime.now(UTC) + timedelta(hours=1)) == "suppressed"
     assert "opted out" in last_message(db, actor.tenant_id).error
 
@@ -134,7 +147,8 @@ def test_stop_through_the_rest_api(studio):
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
     db, actor, _ = studio
-    _, secret = services.create_api_key(db, actor, name="inbound", role="editor")
+    with unit_of_work(db) as uow:
+        _, secret = services.create_api_key(uow=uow, actor=actor, name="inbound", role="editor")
     with TestClient(create_app(db)) as client:
         headers = {"Authorization": f"Bearer {secret}"}
         r = client.post("/api/events", headers=headers, json={"triggerType": "whatsapp_message", "channel": "whatsapp",

@@ -24,6 +24,8 @@ from engine.privacy import (
 )
 from engine.retention import execution_counts
 from engine.store.models import Role, SQLModel
+from engine.uow import unit_of_work
+from tests.uow import in_uow
 
 PHONE = "+4915112345678"
 OTHER_PHONE = "+4917099887766"
@@ -61,17 +63,21 @@ def studio(db, tenant_factory):
     a, b = tenant_factory(), tenant_factory()
     actor_a, actor_b = system_actor(a.id), system_actor(b.id)
     for actor in (actor_a, actor_b):
-        services.create_workflow(db, actor, INTAKE)
-        services.create_workflow(db, actor, WELCOME)
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=actor, data=INTAKE)
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=actor, data=WELCOME)
     runner = runner_for(db)
     message(a.id, runner, PHONE, WORDS, "Erika Muster", EMAIL)
     message(a.id, runner, OTHER_PHONE, "Ich moechte eine Probestunde", "Max Other", "max@example.de")
     message(b.id, runner, PHONE, WORDS, "Erika Muster", EMAIL)  # the same member in another studio
     # A provider's delivery key that contains the number (the event itself has no workflow).
     runner.ingest(a.id, {"triggerType": "missed_call", "from": "+49 151 12345678", "idempotencyKey": f"call:{PHONE}:1"})
-    lead = next(x for x in services.list_leads(db, actor_a) if x.phone == PHONE)
-    services.create_booking(db, actor_a, member_name="Erika Muster", class_name="Yin Yoga", lead_id=lead.id,
-                            member_contact=EMAIL, starts_at=datetime(2026, 12, 1, 18, tzinfo=UTC))
+    with unit_of_work(db, read_only=True) as uow:
+        lead = next(x for x in services.list_leads(uow=uow, actor=actor_a) if x.phone == PHONE)
+    with unit_of_work(db) as uow:
+        services.create_booking(uow=uow, actor=actor_a, member_name="Erika Muster", class_name="Yin Yoga", lead_id=lead.id,
+                                member_contact=EMAIL, starts_at=datetime(2026, 12, 1, 18, tzinfo=UTC))
     return db, actor_a, actor_b
 
 
@@ -107,7 +113,8 @@ def test_erasure_leaves_no_trace_of_the_member(studio):
     db, a, b = studio
     assert traces(db, a.tenant_id, "Knie tut weh")  # the search finds the words before erasure
     counts_before = execution_counts(db, a)
-    record = erase_contact(db, a, phone="0151 12345678")
+    with unit_of_work(db) as uow:
+        record = erase_contact(uow=uow, actor=a, phone="0151 12345678")
     for needle in NEEDLES:
         assert traces(db, a.tenant_id, needle) == [], needle
     # The other member of the studio and the same member at another studio keep everything.
@@ -116,20 +123,24 @@ def test_erasure_leaves_no_trace_of_the_member(studio):
         assert traces(db, b.tenant_id, needle), needle
     # Anonymous counts stay: executions per status, leads and bookings as rows.
     assert execution_counts(db, a) == counts_before
-    assert len(services.list_leads(db, a)) == 2 and len(services.list_bookings(db, a)) == 1
+    with unit_of_work(db, read_only=True) as uow:
+        assert len(services.list_leads(uow=uow, actor=a)) == 2 and len(services.list_bookings(uow=uow, actor=a)) == 1
     assert record.counts["leads"] == 1 and record.counts["bookings"] == 1 and record.counts["events"] >= 3
     assert record.counts["due_work"] == 1  # the follow-up, cancelled
     assert traces(db, a.tenant_id, "call:") == []  # the idempotency key is gone with the number
     # The record says who, when and which contact (hash), and nothing of the data.
-    [stored] = list_erasures(db, a)
+    with unit_of_work(db, read_only=True) as uow:
+        [stored] = list_erasures(uow=uow, actor=a)
     assert stored.contact_hash == record.contact_hash == parse_contact(phone=PHONE).digest
     assert all(n not in json.dumps(stored.to_api()) for n in NEEDLES)
-    assert was_erased(db, a, phone=PHONE) and not was_erased(db, b, phone=PHONE)
+    with unit_of_work(db, read_only=True) as uow:
+        assert was_erased(uow=uow, actor=a, phone=PHONE) and not was_erased(uow=uow, actor=b, phone=PHONE)
 
 
 def test_export_holds_everything_the_erasure_removes(studio):
     db, a, _ = studio
-    exported = export_contact(db, a, phone=PHONE)
+    with unit_of_work(db, read_only=True) as uow:
+        exported = export_contact(uow=uow, actor=a, phone=PHONE)
     text = json.dumps(exported, ensure_ascii=False)
     for needle in ("4915112345678", EMAIL, "Knie tut weh", "Erika Muster"):
         assert needle in text, needle
@@ -137,18 +148,21 @@ def test_export_holds_everything_the_erasure_removes(studio):
     exported_ids = {name: {row["id"] for row in rows} for name, rows in exported["tables"].items()}
     with db.connect() as conn:
         to_erase = find_contact_rows(conn, a.tenant_id, parse_contact(phone=PHONE))
-    record = erase_contact(db, a, phone=PHONE)
+    with unit_of_work(db) as uow:
+        record = erase_contact(uow=uow, actor=a, phone=PHONE)
     assert exported_ids == to_erase and exported["counts"] == record.counts
     assert exported["contact"] == {"kind": "phone", "value": PHONE}
     assert {"events", "executions", "step_runs", "outbox_messages", "leads", "bookings", "due_work"} <= {
         k for k, v in exported_ids.items() if v}
     # After erasure, an export finds nothing any more.
-    assert sum(export_contact(db, a, phone=PHONE)["counts"].values()) == 0
+    with unit_of_work(db, read_only=True) as uow:
+        assert sum(export_contact(uow=uow, actor=a, phone=PHONE)["counts"].values()) == 0
 
 
 def test_erase_by_email_finds_the_same_member(studio):
     db, a, _ = studio
-    erase_contact(db, a, email=EMAIL.upper())
+    with unit_of_work(db) as uow:
+        erase_contact(uow=uow, actor=a, email=EMAIL.upper())
     for needle in NEEDLES:
         assert traces(db, a.tenant_id, needle) == [], needle
 
@@ -157,22 +171,26 @@ def test_only_owners_and_one_contact(studio):
     db, a, _ = studio
     analyst = Actor(tenant_id=a.tenant_id, role=Role.EDITOR)
     with pytest.raises(PermissionDenied):
-        export_contact(db, analyst, phone=PHONE)
+        with unit_of_work(db, read_only=True) as uow:
+            export_contact(uow=uow, actor=analyst, phone=PHONE)
     with pytest.raises(PermissionDenied):
-        erase_contact(db, analyst, phone=PHONE)
+        with unit_of_work(db) as uow:
+            erase_contact(uow=uow, actor=analyst, phone=PHONE)
     for kwargs, field in (({}, "email"), ({"phone": PHONE, "email": EMAIL}, "phone"), ({"phone": "12"}, "phone"),
                           ({"email": "not-an-address"}, "email")):
         with pytest.raises(InvalidInput) as exc:
-            erase_contact(db, a, **kwargs)
+            in_uow(db, erase_contact, actor=a, **kwargs)
         assert exc.value.field == field
-    assert list_erasures(db, a) == [] and traces(db, a.tenant_id, "Knie tut weh")
+    with unit_of_work(db, read_only=True) as uow:
+        assert list_erasures(uow=uow, actor=a) == [] and traces(db, a.tenant_id, "Knie tut weh")
 
 
 def test_an_erased_follow_up_is_not_sent(studio):
     from engine.worker import Worker
 
     db, a, _ = studio
-    erase_contact(db, a, phone=PHONE)
+    with unit_of_work(db) as uow:
+        erase_contact(uow=uow, actor=a, phone=PHONE)
     worker = Worker(db, clock=lambda: datetime.now(UTC) + timedelta(days=3))
     worker.run_once()
     # The other member's follow-up went out; the erased member's did not.

@@ -17,6 +17,8 @@ from engine.errors import PermissionDenied
 from engine.services.api_keys import KEY_CACHE
 from engine.store.db import read_session, session_scope
 from engine.store.models import ApiKey, Tenant, utcnow
+from engine.uow import unit_of_work
+from tests.uow import in_uow
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -48,22 +50,26 @@ def _fresh_cache():
 
 def test_a_read_completes_while_a_writer_holds_the_lock(db, actor):
 
-    _, secret = services.create_api_key(db, actor, name="CRM", role="editor")
-    services.create_workflow(db, actor, {"name": "Hello", "trigger": {"type": "missed_call", "config": {}},
-                                         "actions": [{"id": "a", "type": "wait", "config": {"delay": 1000}}]})
+    with unit_of_work(db) as uow:
+        _, secret = services.create_api_key(uow=uow, actor=actor, name="CRM", role="editor")
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data={"name": "Hello", "trigger": {"type": "missed_call", "config": {}},
+                                             "actions": [{"id": "a", "type": "wait", "config": {"delay": 1000}}]})
     # The first use of a key records last_used_at (a write, at most once a minute per key).
-    services.actor_for_api_key(db, secret)
+    with unit_of_work(db, read_only=True) as uow:
+        services.actor_for_api_key(uow=uow, secret=secret)
     KEY_CACHE.clear()  # so the read below asks the database
     writer = db.connect()
     writer.begin()  # BEGIN IMMEDIATE: the write lock is held until the rollback below
     writer.execute(sa.update(Tenant).values(name="uncommitted"))
     try:
         # A second writer queues behind the lock ...
-        blocked, blocked_out = _in_thread(lambda: services.update_tenant_settings(db, actor, name="second writer"))
+        blocked, blocked_out = _in_thread(lambda: in_uow(db, services.update_tenant_settings, actor=actor,
+                                                                                  name="second writer"))
         # ... while reads (API-key auth, a list, a lookup) go through and see the last commit.
-        read, out = _in_thread(lambda: (services.actor_for_api_key(db, secret),
-                                        services.list_workflows(db, actor),
-                                        services.get_tenant(db, actor)))
+        read, out = _in_thread(lambda: (in_uow(db, services.actor_for_api_key, read_only=True, secret=secret),
+                                        in_uow(db, services.list_workflows, read_only=True, actor=actor),
+                                        in_uow(db, services.get_tenant, read_only=True, actor=actor)))
         read.join(JOIN)
         assert not read.is_alive(), "a read waited for the writer's lock"
         assert "error" not in out, out.get("error")
@@ -77,7 +83,8 @@ def test_a_read_completes_while_a_writer_holds_the_lock(db, actor):
         writer.close()
     blocked.join(JOIN)
     assert not blocked.is_alive() and "error" not in blocked_out
-    assert services.get_tenant(db, actor).name == "second writer"
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_tenant(uow=uow, actor=actor).name == "second writer"
 
 
 def test_a_read_session_refuses_to_write(db, actor):
@@ -86,7 +93,8 @@ def test_a_read_session_refuses_to_write(db, actor):
         tenant.name = "changed"
         s.add(tenant)
         s.flush()
-    assert services.get_tenant(db, actor).name != "changed"
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_tenant(uow=uow, actor=actor).name != "changed"
 
 
 def test_a_writer_session_still_takes_the_lock_at_begin(sqlite_db):
@@ -96,9 +104,11 @@ def test_a_writer_session_still_takes_the_lock_at_begin(sqlite_db):
 
 
 def test_a_cached_key_needs_no_database_round_trip(db, actor):
-    _, secret = services.create_api_key(db, actor, name="CRM", role="editor")
+    with unit_of_work(db) as uow:
+        _, secret = services.create_api_key(uow=uow, actor=actor, name="CRM", role="editor")
     assert services.cached_actor_for_api_key(db, secret) is None  # not verified yet
-    first = services.actor_for_api_key(db, secret)
+    with unit_of_work(db, read_only=True) as uow:
+        first = services.actor_for_api_key(uow=uow, secret=secret)
     statements: list[str] = []
     listener = lambda *args: statements.append(args[2])  # noqa: E731 - (conn, cursor, statement, ...)
     sa.event.listen(db, "before_cursor_execute", listener)
@@ -112,7 +122,8 @@ def test_a_cached_key_needs_no_database_round_trip(db, actor):
 def test_unknown_keys_are_never_cached(db, actor):
     for _ in range(2):
         with pytest.raises(PermissionDenied):
-            services.actor_for_api_key(db, "sa_unknown-key")
+            with unit_of_work(db, read_only=True) as uow:
+                services.actor_for_api_key(uow=uow, secret="sa_unknown-key")
         assert services.cached_actor_for_api_key(db, "sa_unknown-key") is None
 
 
@@ -120,7 +131,8 @@ def test_a_key_revoked_by_another_process_stops_working_within_the_cache_ttl(db,
     now = [1000.0]
     monkeypatch.setattr(KEY_CACHE, "clock", lambda: now[0])
     monkeypatch.setattr(KEY_CACHE, "_ttl", 5.0)
-    key, secret = services.create_api_key(db, actor, name="CRM", role="editor")
+    with unit_of_work(db) as uow:
+        key, secret = services.create_api_key(uow=uow, actor=actor, name="CRM", role="editor")
     headers = {"Authorization": f"Bearer {secret}"}
     with TestClient(create_app(db)) as client:
         assert client.get("/api/workflows/list", headers=headers).status_code == 200
@@ -137,25 +149,34 @@ def test_a_key_revoked_by_another_process_stops_working_within_the_cache_ttl(db,
 
 def test_revoking_in_this_process_forgets_the_key_at_once(db, actor, monkeypatch):
     monkeypatch.setattr(KEY_CACHE, "_ttl", 300.0)
-    key, secret = services.create_api_key(db, actor, name="CRM", role="editor")
-    services.actor_for_api_key(db, secret)
+    with unit_of_work(db) as uow:
+        key, secret = services.create_api_key(uow=uow, actor=actor, name="CRM", role="editor")
+    with unit_of_work(db, read_only=True) as uow:
+        services.actor_for_api_key(uow=uow, secret=secret)
     assert services.cached_actor_for_api_key(db, secret) is not None
-    services.revoke_api_key(db, actor, key.id)
+    with unit_of_work(db) as uow:
+        services.revoke_api_key(uow=uow, actor=actor, key_id=key.id)
     assert services.cached_actor_for_api_key(db, secret) is None
 
 
 def test_a_zero_ttl_turns_the_cache_off(db, actor, monkeypatch):
     monkeypatch.setattr(KEY_CACHE, "_ttl", 0.0)
-    _, secret = services.create_api_key(db, actor, name="CRM", role="editor")
-    services.actor_for_api_key(db, secret)
+    with unit_of_work(db) as uow:
+        _, secret = services.create_api_key(uow=uow, actor=actor, name="CRM", role="editor")
+    with unit_of_work(db, read_only=True) as uow:
+        services.actor_for_api_key(uow=uow, secret=secret)
     assert services.cached_actor_for_api_key(db, secret) is None
 
 
 def test_the_cache_keeps_each_tenants_actor(db, actor, other_actor):
-    _, a = services.create_api_key(db, actor, name="A", role="analyst")
-    _, b = services.create_api_key(db, system_actor(other_actor.tenant_id), name="B", role="owner")
-    services.actor_for_api_key(db, a)
-    services.actor_for_api_key(db, b)
+    with unit_of_work(db) as uow:
+        _, a = services.create_api_key(uow=uow, actor=actor, name="A", role="analyst")
+    with unit_of_work(db) as uow:
+        _, b = services.create_api_key(uow=uow, actor=system_actor(other_actor.tenant_id), name="B", role="owner")
+    with unit_of_work(db, read_only=True) as uow:
+        services.actor_for_api_key(uow=uow, secret=a)
+    with unit_of_work(db, read_only=True) as uow:
+        services.actor_for_api_key(uow=uow, secret=b)
     assert services.cached_actor_for_api_key(db, a).tenant_id == actor.tenant_id
     assert services.cached_actor_for_api_key(db, a).role == "analyst"
     assert services.cached_actor_for_api_key(db, b).tenant_id == other_actor.tenant_id
@@ -163,9 +184,11 @@ def test_the_cache_keeps_each_tenants_actor(db, actor, other_actor):
 
 def test_the_cache_is_bounded(db, actor, monkeypatch):
     monkeypatch.setattr(KEY_CACHE, "max_entries", 2)
-    secrets = [services.create_api_key(db, actor, name=f"K{i}", role="editor")[1] for i in range(3)]
+    with unit_of_work(db) as uow:
+        secrets = [services.create_api_key(uow=uow, actor=actor, name=f"K{i}", role="editor")[1] for i in range(3)]
     for s in secrets:
-        services.actor_for_api_key(db, s)
+        with unit_of_work(db, read_only=True) as uow:
+            services.actor_for_api_key(uow=uow, secret=s)
     assert services.cached_actor_for_api_key(db, secrets[0]) is None
     assert all(services.cached_actor_for_api_key(db, s) for s in secrets[1:])
 

@@ -29,6 +29,8 @@ from engine.store.models import (
     Workflow,
 )
 from engine.worker import Worker
+from engine.uow import unit_of_work
+from tests.uow import in_uow
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 PHONE = "+4915112345678"
@@ -49,7 +51,8 @@ class Clock:
 def setup(db, tenant_factory):
     tenant = tenant_factory()
     actor = system_actor(tenant.id)
-    wf = services.create_workflow(db, actor, REPLY)
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=actor, data=REPLY)
     clock = Clock()
     return tenant, actor, wf, clock, Runner(db, clock=clock)
 
@@ -85,11 +88,15 @@ def test_details_go_after_their_horizon_and_counts_stay(db, setup):
         # The summary stays: who got what on which channel, and when.
         assert {m.recipient for m in s.exec(select(OutboxMessage))} == {PHONE}
     assert execution_counts(db, actor) == before == {"succeeded": 5}
-    assert services.get_workflow(db, actor, wf.id).run_count == 5
-    assert services.list_executions(db, actor).total == 5
-    pruned = services.get_execution(db, actor, old[0])
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id).run_count == 5
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_executions(uow=uow, actor=actor).total == 5
+    with unit_of_work(db, read_only=True) as uow:
+        pruned = services.get_execution(uow=uow, actor=actor, execution_id=old[0])
     assert pruned.steps == [] and pruned.details_removed and pruned.status == "succeeded"
-    assert services.get_execution(db, actor, new[0]).details_removed is None
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_execution(uow=uow, actor=actor, execution_id=new[0]).details_removed is None
     # A second pass finds nothing left to do (the mark remembers how far it came).
     assert Pruner(db, clock=clock, pause=0).run().total() == 0
 
@@ -99,7 +106,8 @@ def test_summaries_go_after_their_horizon_into_rollups(db, setup):
     ingest(runner, tenant.id, 4)
     clock.now += timedelta(days=100)
     ingest(runner, tenant.id, 1)
-    stats_before = services.get_workflow(db, actor, wf.id)
+    with unit_of_work(db, read_only=True) as uow:
+        stats_before = services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id)
     clock.now = T0 + timedelta(days=731 + 50)  # the first four are past two years, the last one is not
 
     report = Pruner(db, clock=clock, pause=0).run()
@@ -110,11 +118,14 @@ def test_summaries_go_after_their_horizon_into_rollups(db, setup):
     assert execution_counts(db, actor) == {"succeeded": 5}
     assert execution_counts(db, actor, since=T0 - timedelta(days=1), until=T0 + timedelta(days=1)) == {"succeeded": 4}
     assert execution_counts(db, actor, workflow_id=wf.id) == {"succeeded": 5}
-    after = services.get_workflow(db, actor, wf.id)
+    with unit_of_work(db, read_only=True) as uow:
+        after = services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id)
     assert (after.run_count, after.success_count) == (stats_before.run_count, stats_before.success_count) == (5, 5)
-    stats = services.workflow_stats(db, actor)
+    with unit_of_work(db, read_only=True) as uow:
+        stats = services.workflow_stats(uow=uow, actor=actor)
     assert (stats.total_executions, stats.succeeded, stats.success_rate) == (5, 5, 1.0)
-    assert services.list_workflows(db, actor).items[0].run_count == 5
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_workflows(uow=uow, actor=actor).items[0].run_count == 5
 
 
 def test_pruning_runs_in_small_batches_with_pauses(db, setup):
@@ -143,26 +154,28 @@ def test_each_studio_keeps_its_own_retention(db, setup, tenant_factory):
     tenant, actor, wf, clock, runner = setup
     other = tenant_factory()
     other_actor = system_actor(other.id)
-    services.create_workflow(db, other_actor, REPLY)
-    set_retention(db, other_actor, details_days=365, summary_days=800)
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=other_actor, data=REPLY)
+    in_uow(db, set_retention, actor=other_actor, details_days=365, summary_days=800)
     ingest(runner, tenant.id, 2)
     ingest(runner, other.id, 2)
     clock.now += timedelta(days=120)
     Pruner(db, clock=clock, pause=0).run()
     assert count(db, StepRun, StepRun.tenant_id == tenant.id) == 0
     assert count(db, StepRun, StepRun.tenant_id == other.id) == 2
-    assert get_retention(db, other_actor).details_days == 365 and get_retention(db, actor).details_days == 90
+    assert in_uow(db, get_retention, actor=other_actor).details_days == 365 and in_uow(db, get_retention, actor=actor).details_days == 90
     clock.now += timedelta(days=800)  # both studios' executions roll up; counts never mix
     Pruner(db, clock=clock, pause=0).run()
     assert execution_counts(db, actor) == {"succeeded": 2} and execution_counts(db, other_actor) == {"succeeded": 2}
-    assert get_retention(db, actor).summary_days == 730 and not get_retention(db, actor).custom
+    assert in_uow(db, get_retention, actor=actor).summary_days == 730 and not in_uow(db, get_retention, actor=actor).custom
 
 
 def test_worker_prunes_and_skipped_purge_keeps_counts(db, setup):
     tenant, actor, wf, clock, runner = setup
-    services.create_workflow(db, actor, {"name": "Never", "trigger": {"type": "missed_call"},
-                                         "conditions": [{"type": "sender_match", "operator": "equals", "value": "nobody"}],
-                                         "actions": [{"id": "a", "type": "wait", "config": {"delay": 1}}]})
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data={"name": "Never", "trigger": {"type": "missed_call"},
+                                             "conditions": [{"type": "sender_match", "operator": "equals", "value": "nobody"}],
+                                             "actions": [{"id": "a", "type": "wait", "config": {"delay": 1}}]})
     runner.ingest(tenant.id, {"triggerType": "missed_call", "from": PHONE})
     ingest(runner, tenant.id, 1)
     clock.now += timedelta(days=95)
@@ -180,15 +193,15 @@ def test_worker_prunes_and_skipped_purge_keeps_counts(db, setup):
 def test_bad_retention_names_the_field_and_stores_nothing(db, setup, details, summary, field):
     tenant, actor, *_ = setup
     with pytest.raises(InvalidInput) as exc:
-        set_retention(db, actor, details_days=details, summary_days=summary)
+        in_uow(db, set_retention, actor=actor, details_days=details, summary_days=summary)
     assert exc.value.field == field
-    assert not get_retention(db, actor).custom
+    assert not in_uow(db, get_retention, actor=actor).custom
 
 
 def test_only_owners_change_retention(db, setup):
     tenant, *_ = setup
     with pytest.raises(PermissionDenied):
-        set_retention(db, system_actor(tenant.id).__class__(tenant.id, role=Role.EDITOR), details_days=30, summary_days=60)
+        in_uow(db, set_retention, actor=system_actor(tenant.id).__class__(tenant.id, role=Role.EDITOR), details_days=30, summary_days=60)
     assert check_retention(30, 60) == (30, 60)
 
 
@@ -196,9 +209,11 @@ def test_sqlite_gives_freed_pages_back(sqlite_db, tenant_factory):
     db = sqlite_db
     with db.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2  # new files are incremental
-    tenant = services.create_tenant(db, slug="big", name="Big")
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug="big", name="Big")
     actor = system_actor(tenant.id)
-    services.create_workflow(db, actor, REPLY)
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=REPLY)
     clock = Clock()
     runner = Runner(db, clock=clock)
     ingest(runner, tenant.id, 60, "x" * 4000)

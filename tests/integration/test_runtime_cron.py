@@ -17,6 +17,7 @@ from engine import services
 from engine.runner import Runner
 from engine.store.models import EventRecord, Execution, OutboxMessage, Workflow
 from engine.worker import Worker
+from engine.uow import unit_of_work
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -34,8 +35,8 @@ def nightly(schedule: str = "30 2 * * *") -> dict:
 def step_through(db, monkeypatch, actor, first_day: datetime, days: int, workflow: dict | None = None):
     """Create the workflow at local midnight of ``first_day``, then run the worker every 15 minutes."""
     now = [first_day.replace(tzinfo=BERLIN).astimezone(timezone.utc)]
-    monkeypatch.setattr("engine.services.workflows.utcnow", lambda: now[0])
-    wf = services.create_workflow(db, actor, workflow or nightly())
+    with unit_of_work(db, clock=lambda: now[0]) as uow:  # next_fire_at is planned from the unit's clock
+        wf = services.create_workflow(uow=uow, actor=actor, data=workflow or nightly())
     runner = Runner(db, clock=lambda: now[0])
     worker = Worker(db, clock=lambda: now[0], runner=runner, name="cron-worker")
     end = now[0] + timedelta(days=days)
@@ -79,8 +80,8 @@ def test_cron_fires_once_a_day_across_fall_back(db, actor, monkeypatch):
 def test_cron_fire_is_idempotent_per_fire_time(db, actor, monkeypatch):
     """Two workers (or a restarted one) that see the same fire time run it once."""
     now = [datetime(2026, 6, 1, 0, 0, tzinfo=timezone.utc)]
-    monkeypatch.setattr("engine.services.workflows.utcnow", lambda: now[0])
-    wf = services.create_workflow(db, actor, nightly("0 * * * *"))
+    with unit_of_work(db, clock=lambda: now[0]) as uow:  # next_fire_at is planned from the unit's clock
+        wf = services.create_workflow(uow=uow, actor=actor, data=nightly("0 * * * *"))
     runner = Runner(db, clock=lambda: now[0])
     a = Worker(db, clock=lambda: now[0], runner=runner, name="a")
     b = Worker(db, clock=lambda: now[0], runner=runner, name="b")
@@ -113,8 +114,8 @@ def test_cron_is_evaluated_in_the_tenant_timezone(db, tenant_factory, monkeypatc
     tenant = tenant_factory(timezone=tz_name)
     actor = auth.system_actor(tenant.id)
     now = [datetime(2026, 7, 1, 0, 0, tzinfo=timezone.utc)]
-    monkeypatch.setattr("engine.services.workflows.utcnow", lambda: now[0])
-    wf = services.create_workflow(db, actor, nightly())
+    with unit_of_work(db, clock=lambda: now[0]) as uow:  # next_fire_at is planned from the unit's clock
+        wf = services.create_workflow(uow=uow, actor=actor, data=nightly())
     runner = Runner(db, clock=lambda: now[0])
     worker = Worker(db, clock=lambda: now[0], runner=runner, name="tz-worker")
     for _ in range(4 * 24):

@@ -20,6 +20,7 @@ from engine.store.models import DueKind, DueWork, EventRecord, Lead, OutboxMessa
 from engine.webhooks import SIGNATURE_HEADER, verify_signature
 from engine.worker import Worker
 from tests.servers import Receiver
+from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
 # Monday 4 May 2026, summer time in Berlin (UTC+2) and New York (UTC-4).
@@ -57,12 +58,14 @@ def due_rows(db, tenant_id: str) -> list[DueWork]:
 
 
 def test_missed_call_waits_five_minutes_then_sends_whatsapp(db, tenant, actor, spec_examples):
-    services.create_workflow(db, actor, example(spec_examples, "Missed Call Follow-Up"))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=example(spec_examples, "Missed Call Follow-Up"))
     now, runner, worker = clocked(db)
 
     result = runner.ingest(tenant.id, {"triggerType": "missed_call", "from": PHONE})
     [execution_id] = result.execution_ids
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     assert ex.status == "waiting" and ex.current_action_id == "send-1"
     [due] = due_rows(db, tenant.id)
     assert due.kind == DueKind.RESUME and due.due_at == T0 + timedelta(minutes=5)
@@ -71,14 +74,16 @@ def test_missed_call_waits_five_minutes_then_sends_whatsapp(db, tenant, actor, s
     now[0] = T0 + timedelta(minutes=4)
     worker.run_once()
     assert outbox(db, tenant.id) == []
-    assert services.get_execution(db, actor, execution_id).status == "waiting"
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_execution(uow=uow, actor=actor, execution_id=execution_id).status == "waiting"
 
     now[0] = T0 + timedelta(minutes=6)
     assert worker.run_once() == 1
     [msg] = outbox(db, tenant.id)
     assert msg.channel == "whatsapp" and msg.recipient == PHONE and msg.execution_id == execution_id
     assert "angerufen" in msg.body
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     assert ex.status == "succeeded" and [s.action_id for s in ex.steps] == ["wait-1", "send-1"]
     assert [d.status for d in due_rows(db, tenant.id)] == ["done"]
 
@@ -98,11 +103,13 @@ def _training_plan_event(confidence: float) -> dict:
 
 
 def test_training_plan_runs_above_the_confidence_threshold(db, tenant, actor, spec_examples):
-    services.create_workflow(db, actor, example(spec_examples, "Training Plan Request"))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=example(spec_examples, "Training Plan Request"))
     _, runner, _ = clocked(db)
 
     [execution_id] = runner.ingest(tenant.id, _training_plan_event(0.9)).execution_ids
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     assert ex.status == "succeeded", ex.error
     assert ex.explanation[0]["passed"] is True
     steps = {s.action_id: s for s in ex.steps}
@@ -114,11 +121,13 @@ def test_training_plan_runs_above_the_confidence_threshold(db, tenant, actor, sp
 
 
 def test_training_plan_below_the_threshold_is_skipped_with_an_explanation(db, tenant, actor, spec_examples):
-    services.create_workflow(db, actor, example(spec_examples, "Training Plan Request"))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=example(spec_examples, "Training Plan Request"))
     _, runner, _ = clocked(db)
 
     [execution_id] = runner.ingest(tenant.id, _training_plan_event(0.5)).execution_ids
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     assert ex.status == "skipped" and ex.steps == [] and ex.actions_executed == 0
     [entry] = [e for e in ex.explanation if e["condition"] == "confidence_threshold"]
     assert entry["passed"] is False and entry["actual"] == 0.5 and entry["expected"] == 0.8
@@ -127,7 +136,8 @@ def test_training_plan_below_the_threshold_is_skipped_with_an_explanation(db, te
 
 
 def test_training_plan_ignores_other_intents(db, tenant, actor, spec_examples):
-    services.create_workflow(db, actor, example(spec_examples, "Training Plan Request"))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=example(spec_examples, "Training Plan Request"))
     _, runner, _ = clocked(db)
     event = {**_training_plan_event(0.95), "intent": "pricing"}
     assert runner.ingest(tenant.id, event).execution_ids == []
@@ -150,7 +160,9 @@ def test_after_hours_reply_uses_the_tenant_timezone(db, tenant_factory, spec_exa
     berlin = tenant_factory("berlin", timezone="Europe/Berlin")
     new_york = tenant_factory("new-york", timezone="America/New_York")
     for t in (berlin, new_york):
-        services.create_workflow(db, auth.system_actor(t.id), example(spec_examples, "After Hours Auto-Reply"))
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=auth.system_actor(t.id),
+                                     data=example(spec_examples, "After Hours Auto-Reply"))
 
     early = datetime(2026, 5, 4, 5, 30, tzinfo=timezone.utc)  # 07:30 Berlin, 01:30 New York
     noon = datetime(2026, 5, 4, 10, 0, tzinfo=timezone.utc)  # 12:00 Berlin, 06:00 New York
@@ -173,7 +185,9 @@ def test_after_hours_reply_uses_the_tenant_timezone(db, tenant_factory, spec_exa
 
 
 def test_after_hours_in_winter_time(db, tenant, spec_examples):
-    services.create_workflow(db, auth.system_actor(tenant.id), example(spec_examples, "After Hours Auto-Reply"))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=auth.system_actor(tenant.id),
+                                 data=example(spec_examples, "After Hours Auto-Reply"))
     # 07:30 UTC in January is 08:30 in Berlin (UTC+1): before 9.
     assert _after_hours_at(db, tenant.id, datetime(2026, 1, 12, 7, 30, tzinfo=timezone.utc)) == "succeeded"
     # 08:30 UTC is 09:30 in Berlin.
@@ -184,10 +198,12 @@ def test_after_hours_in_winter_time(db, tenant, spec_examples):
 
 
 def _lead_webhook_workflow(db, actor, spec_examples, url: str):
-    wf = services.create_workflow(db, actor, example(spec_examples, "Lead Qualification Webhook"))
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=actor, data=example(spec_examples, "Lead Qualification Webhook"))
     actions = copy.deepcopy(wf.actions)
     actions[0]["config"]["webhookUrl"] = url
-    return services.update_workflow(db, actor, wf.id, {"actions": actions})
+    with unit_of_work(db) as uow:
+        return services.update_workflow(uow=uow, actor=actor, workflow_id=wf.id, changes={"actions": actions})
 
 
 def test_lead_created_calls_the_signed_webhook_and_schedules_a_follow_up(db, tenant_factory, spec_examples, receiver):
@@ -199,7 +215,8 @@ def test_lead_created_calls_the_signed_webhook_and_schedules_a_follow_up(db, ten
 
     result = runner.ingest(tenant.id, {"triggerType": "lead_created", "leadId": "lead-42", "from": PHONE})
     [execution_id] = result.execution_ids
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     assert ex.status == "succeeded", ex.error
     assert [s.action_id for s in ex.steps] == ["webhook-1", "followup-1"]
     assert ex.results["webhook-1"]["status"] == 200
@@ -236,7 +253,8 @@ def test_webhook_to_loopback_is_blocked_without_the_allow_list(db, tenant, actor
     _lead_webhook_workflow(db, actor, spec_examples, receiver.hook_url)
     _, runner, _ = clocked(db)
     [execution_id] = runner.ingest(tenant.id, {"triggerType": "lead_created", "leadId": "l1"}).execution_ids
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     steps = {s.action_id: s for s in ex.steps}
     assert steps["webhook-1"].status == "failed" and receiver.requests == []
     # onError defaults to continue: the follow-up is still scheduled; no retry for a blocked address.
@@ -256,9 +274,12 @@ def test_dry_run_of_the_lead_webhook_example_has_no_side_effects(db, tenant_fact
     send = {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hallo {{trigger.from}}"}}
     actions = copy.deepcopy(wf.actions)
     actions[1]["nextActionId"] = "lead-1"
-    services.update_workflow(db, actor, wf.id, {"actions": actions + [create, send]})
+    with unit_of_work(db) as uow:
+        services.update_workflow(uow=uow, actor=actor, workflow_id=wf.id, changes={"actions": actions + [create, send]})
 
-    ex = services.run_workflow(db, actor, wf.id, {"leadId": "lead-7", "from": PHONE}, dry_run=True)
+    with unit_of_work(db) as uow:
+        ex = services.run_workflow(uow=uow, actor=actor, workflow_id=wf.id, trigger_data={"leadId": "lead-7", "from": PHONE},
+                                   dry_run=True)
     assert ex.mode == "dry_run" and ex.status == "succeeded", ex.error
     assert [s.action_id for s in ex.steps] == ["webhook-1", "followup-1", "lead-1", "send-1"]
     assert all(s.status == "simulated" for s in ex.steps)
@@ -270,21 +291,25 @@ def test_dry_run_of_the_lead_webhook_example_has_no_side_effects(db, tenant_fact
         assert s.exec(select(EventRecord).where(EventRecord.tenant_id == tenant.id)).all() == []
     assert ex.results["send-1"]["message"] == f"Hallo {PHONE}"
     # A dry run does not count as a run of the workflow.
-    assert services.get_workflow(db, actor, wf.id).run_count == 0
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id).run_count == 0
 
 
 def test_manual_run_with_bypass_conditions_runs_a_workflow_whose_conditions_fail(db, tenant, actor):
-    wf = services.create_workflow(db, actor, {
-        "name": "Only for zebras", "trigger": {"type": "whatsapp_message", "config": {}},
-        "conditions": [{"type": "keyword_match", "operator": "contains", "value": "zebra"}],
-        "actions": [{"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hi"}}],
-    })
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=actor, data={
+            "name": "Only for zebras", "trigger": {"type": "whatsapp_message", "config": {}},
+            "conditions": [{"type": "keyword_match", "operator": "contains", "value": "zebra"}],
+            "actions": [{"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hi"}}],
+        })
     data = {"from": PHONE, "content": "Hallo"}
-    skipped = services.run_workflow(db, actor, wf.id, data)
+    with unit_of_work(db) as uow:
+        skipped = services.run_workflow(uow=uow, actor=actor, workflow_id=wf.id, trigger_data=data)
     assert skipped.status == "skipped" and skipped.mode == "manual" and skipped.steps == []
     assert skipped.explanation[0]["passed"] is False
 
-    ran = services.run_workflow(db, actor, wf.id, data, bypass_conditions=True)
+    with unit_of_work(db) as uow:
+        ran = services.run_workflow(uow=uow, actor=actor, workflow_id=wf.id, trigger_data=data, bypass_conditions=True)
     assert ran.status == "succeeded" and ran.mode == "manual"
     assert [s.status for s in ran.steps] == ["succeeded"]
     assert any(e["condition"] == "bypass" for e in ran.explanation)

@@ -14,6 +14,7 @@ from engine.runner import MAX_CHAIN_DEPTH, Runner
 from engine.store.models import DueKind, DueWork, EventRecord, Execution, Lead, OutboxMessage, StepRun
 from engine.worker import Worker
 from tests.servers import Receiver
+from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=timezone.utc)
@@ -87,25 +88,29 @@ def run_one(runner, tenant_id: str, event: dict) -> str:
 
 def test_templates_see_trigger_and_results_of_ids_with_dashes(db, tenant, actor, clock):
     now, runner, worker = clock
-    services.create_workflow(db, actor, workflow([
-        {"id": "wait-1", "type": "wait", "config": {"delay": 60000}},
-        send("send-1", "Hallo {{trigger.from}}, gewartet: {{results.wait-1.delayMs}} ms, {{ tenant.name }}"),
-    ]))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=workflow([
+            {"id": "wait-1", "type": "wait", "config": {"delay": 60000}},
+            send("send-1", "Hallo {{trigger.from}}, gewartet: {{results.wait-1.delayMs}} ms, {{ tenant.name }}"),
+        ]))
     execution_id = run_one(runner, tenant.id, message())
     now[0] += timedelta(minutes=2)
     worker.run_once()
-    assert services.get_execution(db, actor, execution_id).status == "succeeded"
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_execution(uow=uow, actor=actor, execution_id=execution_id).status == "succeeded"
     assert outbox_bodies(db, tenant.id) == [f"Hallo {PHONE}, gewartet: 60000 ms, Studio-A"]
 
 
 def test_unknown_variable_fails_the_step_loudly_and_the_workflow_continues(db, tenant, actor, clock):
     _, runner, _ = clock
-    services.create_workflow(db, actor, workflow([
-        send("send-1", "Hallo {{trigger.nope}}"),
-        send("send-2", "Weiter geht's"),
-    ]))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=workflow([
+            send("send-1", "Hallo {{trigger.nope}}"),
+            send("send-2", "Weiter geht's"),
+        ]))
     execution_id = run_one(runner, tenant.id, message())
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     steps = {s.action_id: s for s in ex.steps}
     assert steps["send-1"].status == "failed"
     assert "unknown variable" in steps["send-1"].error and "nope" in steps["send-1"].error
@@ -121,8 +126,9 @@ def test_unknown_variable_fails_the_step_loudly_and_the_workflow_continues(db, t
 def test_unknown_result_of_an_action_that_did_not_run_fails_the_step(db, tenant, actor, clock):
     _, runner, _ = clock
     # send-2 exists but has not run yet when send-1 renders.
-    services.create_workflow(db, actor, workflow([send("send-1", "Antwort: {{results.send-2.outboxId}}"),
-                                                  send("send-2", "zwei")]))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=workflow([send("send-1", "Antwort: {{results.send-2.outboxId}}"),
+                                                      send("send-2", "zwei")]))
     execution_id = run_one(runner, tenant.id, message())
     step = steps_of(db, execution_id)[0]
     assert step.action_id == "send-1" and step.status == "failed" and "send-2" in step.error
@@ -131,12 +137,14 @@ def test_unknown_result_of_an_action_that_did_not_run_fails_the_step(db, tenant,
 
 def test_on_error_stop_fails_the_execution_and_later_steps_do_not_run(db, tenant, actor, clock):
     _, runner, _ = clock
-    services.create_workflow(db, actor, workflow([
-        send("send-1", "Hallo {{trigger.nope}}", onError="stop"),
-        send("send-2", "darf nicht kommen"),
-    ]))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=workflow([
+            send("send-1", "Hallo {{trigger.nope}}", onError="stop"),
+            send("send-2", "darf nicht kommen"),
+        ]))
     execution_id = run_one(runner, tenant.id, message())
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     assert ex.status == "failed" and ex.finished_at is not None
     assert "send-1" in ex.error
     assert [(s.action_id, s.status) for s in ex.steps] == [("send-1", "failed")]
@@ -159,9 +167,11 @@ def _branch_workflow() -> dict:
 
 def test_branch_goes_to_its_target_when_the_condition_holds(db, tenant, actor, clock):
     _, runner, _ = clock
-    services.create_workflow(db, actor, _branch_workflow())
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=_branch_workflow())
     execution_id = run_one(runner, tenant.id, message("Was ist der Preis?"))
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     assert [s.action_id for s in ex.steps] == ["branch-1", "send-price"]
     assert ex.results["branch-1"]["matched"] is True and ex.results["branch-1"]["target"] == "send-price"
     assert outbox_bodies(db, tenant.id) == ["Unsere Preise"]
@@ -169,9 +179,11 @@ def test_branch_goes_to_its_target_when_the_condition_holds(db, tenant, actor, c
 
 def test_branch_follows_its_own_next_when_the_condition_fails(db, tenant, actor, clock):
     _, runner, _ = clock
-    services.create_workflow(db, actor, _branch_workflow())
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=_branch_workflow())
     execution_id = run_one(runner, tenant.id, message("Wann habt ihr offen?"))
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     assert ex.status == "succeeded"
     assert [s.action_id for s in ex.steps] == ["branch-1", "send-default"]
     assert ex.results["branch-1"]["matched"] is False
@@ -181,13 +193,14 @@ def test_branch_follows_its_own_next_when_the_condition_fails(db, tenant, actor,
 
 def test_branch_without_own_next_falls_through_to_the_next_in_the_list(db, tenant, actor, clock):
     _, runner, _ = clock
-    services.create_workflow(db, actor, workflow([
-        {"id": "branch-1", "type": "branch",
-         "config": {"conditions": [{"type": "keyword_match", "operator": "contains", "value": "preis"}],
-                    "nextActionId": "send-3"}},
-        send("send-2", "zwei"),
-        send("send-3", "drei"),
-    ]))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=workflow([
+            {"id": "branch-1", "type": "branch",
+             "config": {"conditions": [{"type": "keyword_match", "operator": "contains", "value": "preis"}],
+                        "nextActionId": "send-3"}},
+            send("send-2", "zwei"),
+            send("send-3", "drei"),
+        ]))
     run_one(runner, tenant.id, message("Hallo"))
     assert outbox_bodies(db, tenant.id) == ["zwei", "drei"]
     run_one(runner, tenant.id, message("Preis?"))
@@ -196,13 +209,15 @@ def test_branch_without_own_next_falls_through_to_the_next_in_the_list(db, tenan
 
 def test_next_action_id_absent_means_next_in_list_and_null_ends(db, tenant, actor, clock):
     _, runner, _ = clock
-    services.create_workflow(db, actor, workflow([
-        send("send-1", "eins"),  # absent -> send-2
-        send("send-2", "zwei", nextActionId=None),  # null -> end
-        send("send-3", "drei"),
-    ]))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=workflow([
+            send("send-1", "eins"),  # absent -> send-2
+            send("send-2", "zwei", nextActionId=None),  # null -> end
+            send("send-3", "drei"),
+        ]))
     execution_id = run_one(runner, tenant.id, message())
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     assert ex.status == "succeeded" and ex.actions_executed == 2
     assert [s.action_id for s in ex.steps] == ["send-1", "send-2"]
     assert outbox_bodies(db, tenant.id) == ["eins", "zwei"]
@@ -210,11 +225,12 @@ def test_next_action_id_absent_means_next_in_list_and_null_ends(db, tenant, acto
 
 def test_explicit_next_action_id_jumps_over_actions(db, tenant, actor, clock):
     _, runner, _ = clock
-    services.create_workflow(db, actor, workflow([
-        send("send-1", "eins", nextActionId="send-3"),
-        send("send-2", "zwei"),
-        send("send-3", "drei"),
-    ]))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=workflow([
+            send("send-1", "eins", nextActionId="send-3"),
+            send("send-2", "zwei"),
+            send("send-3", "drei"),
+        ]))
     run_one(runner, tenant.id, message())
     assert outbox_bodies(db, tenant.id) == ["eins", "drei"]
 
@@ -234,13 +250,16 @@ def test_retryable_failure_is_retried_durably_until_it_succeeds(db, tenant_facto
     tenant = tenant_factory("retry", webhookAllowList=["127.0.0.1"])
     actor = auth.system_actor(tenant.id)
     receiver = make_receiver([503, 503, 503, 200])
-    services.create_workflow(db, actor, _webhook_workflow(receiver.hook_url, {"maxAttempts": 4, "backoff": 1}))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor,
+                                 data=_webhook_workflow(receiver.hook_url, {"maxAttempts": 4, "backoff": 1}))
     now = [T0]
     runner = Runner(db, clock=lambda: now[0])
     worker = Worker(db, clock=lambda: now[0], runner=runner, name="retry-worker")
 
     execution_id = run_one(runner, tenant.id, message())
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     assert ex.status == "waiting" and ex.current_action_id == "hook-1"
     with Session(db) as s:
         [due] = s.exec(select(DueWork).where(DueWork.execution_id == execution_id)).all()
@@ -248,11 +267,13 @@ def test_retryable_failure_is_retried_durably_until_it_succeeds(db, tenant_facto
     assert T0 <= due.due_at <= T0 + timedelta(seconds=1)
 
     for _ in range(10):
-        if services.get_execution(db, actor, execution_id).status != "waiting":
-            break
+        with unit_of_work(db, read_only=True) as uow:
+            if services.get_execution(uow=uow, actor=actor, execution_id=execution_id).status != "waiting":
+                break
         now[0] += timedelta(minutes=1)
         worker.run_once()
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     assert ex.status == "succeeded", ex.error
     hook_steps = [s for s in ex.steps if s.action_id == "hook-1"]
     assert [s.attempt for s in hook_steps] == [1, 2, 3, 4]
@@ -271,7 +292,9 @@ def test_retries_stop_after_max_attempts(db, tenant_factory, make_receiver):
     tenant = tenant_factory("retry-max", webhookAllowList=["127.0.0.1"])
     actor = auth.system_actor(tenant.id)
     receiver = make_receiver([503])
-    services.create_workflow(db, actor, _webhook_workflow(receiver.hook_url, {"maxAttempts": 2, "backoff": 1}))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor,
+                                 data=_webhook_workflow(receiver.hook_url, {"maxAttempts": 2, "backoff": 1}))
     now = [T0]
     runner = Runner(db, clock=lambda: now[0])
     worker = Worker(db, clock=lambda: now[0], runner=runner, name="retry-worker")
@@ -279,7 +302,8 @@ def test_retries_stop_after_max_attempts(db, tenant_factory, make_receiver):
     for _ in range(5):
         now[0] += timedelta(minutes=1)
         worker.run_once()
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     assert [s.attempt for s in ex.steps if s.action_id == "hook-1"] == [1, 2]
     assert len(receiver.requests) == 2
     # onError continue (default): the rest runs, the execution reports the failed step.
@@ -290,11 +314,14 @@ def test_permanent_failure_is_not_retried(db, tenant_factory, make_receiver):
     tenant = tenant_factory("perm", webhookAllowList=["127.0.0.1"])
     actor = auth.system_actor(tenant.id)
     receiver = make_receiver([404])
-    services.create_workflow(db, actor, _webhook_workflow(receiver.hook_url, {"maxAttempts": 4, "backoff": 1}))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor,
+                                 data=_webhook_workflow(receiver.hook_url, {"maxAttempts": 4, "backoff": 1}))
     now = [T0]
     runner = Runner(db, clock=lambda: now[0])
     execution_id = run_one(runner, tenant.id, message())
-    ex = services.get_execution(db, actor, execution_id)
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
     [hook] = [s for s in ex.steps if s.action_id == "hook-1"]
     assert hook.status == "failed" and hook.attempt == 1 and "404" in hook.error
     assert ex.status == "failed" and outbox_bodies(db, tenant.id) == ["fertig"]
@@ -309,7 +336,8 @@ def test_permanent_failure_is_not_retried(db, tenant_factory, make_receiver):
 
 def test_same_idempotency_key_runs_once(db, tenant, actor, clock):
     _, runner, _ = clock
-    services.create_workflow(db, actor, workflow([send("send-1", "einmal")]))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=workflow([send("send-1", "einmal")]))
     first = runner.ingest(tenant.id, message(idempotencyKey="msg-123"))
     second = runner.ingest(tenant.id, message(idempotencyKey="msg-123"))
     assert first.duplicate is False and second.duplicate is True
@@ -329,7 +357,8 @@ def test_idempotency_keys_are_per_tenant(db, tenant_factory, clock):
     _, runner, _ = clock
     a, b = tenant_factory("key-a"), tenant_factory("key-b")
     for t in (a, b):
-        services.create_workflow(db, auth.system_actor(t.id), workflow([send("send-1", t.slug)]))
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=auth.system_actor(t.id), data=workflow([send("send-1", t.slug)]))
     ra = runner.ingest(a.id, message(idempotencyKey="same"))
     rb = runner.ingest(b.id, message(idempotencyKey="same"))
     assert not ra.duplicate and not rb.duplicate and ra.event_id != rb.event_id
@@ -338,10 +367,11 @@ def test_idempotency_keys_are_per_tenant(db, tenant_factory, clock):
 
 def test_create_lead_loop_stops_at_the_chain_depth_limit(db, tenant, actor, clock):
     _, runner, _ = clock
-    services.create_workflow(db, actor, workflow([
-        {"id": "lead-1", "type": "create_lead",
-         "config": {"name": "Loop {{trigger.eventId}}", "email": "{{trigger.eventId}}@x.de"}},
-    ], trigger="lead_created", name="Loop"))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=workflow([
+            {"id": "lead-1", "type": "create_lead",
+             "config": {"name": "Loop {{trigger.eventId}}", "email": "{{trigger.eventId}}@x.de"}},
+        ], trigger="lead_created", name="Loop"))
     result = runner.ingest(tenant.id, {"triggerType": "lead_created", "leadId": "seed"})
     assert len(result.execution_ids) == 1
 
@@ -366,27 +396,38 @@ def test_create_lead_loop_stops_at_the_chain_depth_limit(db, tenant, actor, cloc
 
 
 def test_other_tenants_ids_are_not_found(db, tenant, actor, other_actor):
-    wf = services.create_workflow(db, actor, workflow([send("send-1", "Hallo")]))
-    ex = services.run_workflow(db, actor, wf.id, {"from": PHONE})
-    assert services.get_execution(db, actor, ex.id).id == ex.id
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=actor, data=workflow([send("send-1", "Hallo")]))
+    with unit_of_work(db) as uow:
+        ex = services.run_workflow(uow=uow, actor=actor, workflow_id=wf.id, trigger_data={"from": PHONE})
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_execution(uow=uow, actor=actor, execution_id=ex.id).id == ex.id
     with pytest.raises(NotFound):
-        services.run_workflow(db, other_actor, wf.id, {"from": PHONE})
+        with unit_of_work(db) as uow:
+            services.run_workflow(uow=uow, actor=other_actor, workflow_id=wf.id, trigger_data={"from": PHONE})
     with pytest.raises(NotFound):
-        services.run_workflow(db, other_actor, wf.id, {"from": PHONE}, dry_run=True)
+        with unit_of_work(db) as uow:
+            services.run_workflow(uow=uow, actor=other_actor, workflow_id=wf.id, trigger_data={"from": PHONE}, dry_run=True)
     with pytest.raises(NotFound):
-        services.get_execution(db, other_actor, ex.id)
-    assert services.list_executions(db, other_actor).total == 0
-    assert services.list_outbox(db, other_actor).total == 0
-    assert services.list_executions(db, actor).total == 1
+        with unit_of_work(db, read_only=True) as uow:
+            services.get_execution(uow=uow, actor=other_actor, execution_id=ex.id)
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_executions(uow=uow, actor=other_actor).total == 0
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_outbox(uow=uow, actor=other_actor).total == 0
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_executions(uow=uow, actor=actor).total == 1
 
 
 def test_ingest_for_one_tenant_never_runs_another_tenants_workflows(db, tenant, actor, other_actor, clock):
     _, runner, _ = clock
-    services.create_workflow(db, actor, workflow([send("send-1", "A")]))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=workflow([send("send-1", "A")]))
     result = runner.ingest(other_actor.tenant_id, message())
     assert result.execution_ids == []
     assert outbox_bodies(db, tenant.id) == [] and outbox_bodies(db, other_actor.tenant_id) == []
-    services.create_workflow(db, other_actor, workflow([send("send-1", "B")]))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=other_actor, data=workflow([send("send-1", "B")]))
     [execution_id] = runner.ingest(other_actor.tenant_id, message()).execution_ids
     assert outbox_bodies(db, other_actor.tenant_id) == ["B"] and outbox_bodies(db, tenant.id) == []
     with Session(db) as s:
@@ -397,10 +438,11 @@ def test_worker_resumes_each_tenant_with_its_own_data(db, tenant_factory, clock)
     now, runner, worker = clock
     a, b = tenant_factory("iso-a"), tenant_factory("iso-b")
     for t in (a, b):
-        services.create_workflow(db, auth.system_actor(t.id), workflow([
-            {"id": "wait-1", "type": "wait", "config": {"delay": 1000}},
-            send("send-1", "{{ tenant.slug }}"),
-        ]))
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=auth.system_actor(t.id), data=workflow([
+                {"id": "wait-1", "type": "wait", "config": {"delay": 1000}},
+                send("send-1", "{{ tenant.slug }}"),
+            ]))
     runner.ingest(a.id, message())
     runner.ingest(b.id, message())
     now[0] += timedelta(seconds=5)
@@ -418,9 +460,10 @@ def test_skipped_executions_are_purged_after_the_retention(db, tenant_factory):
 
     tenant = tenant_factory()
     actor = system_actor(tenant.id)
-    services.create_workflow(db, actor, {"name": "Never", "trigger": {"type": "missed_call"},
-                                         "conditions": [{"type": "sender_match", "operator": "equals", "value": "nobody"}],
-                                         "actions": [{"id": "a", "type": "wait", "config": {"delay": 1}}]})
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data={"name": "Never", "trigger": {"type": "missed_call"},
+                                             "conditions": [{"type": "sender_match", "operator": "equals", "value": "nobody"}],
+                                             "actions": [{"id": "a", "type": "wait", "config": {"delay": 1}}]})
     now = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
     runner = Runner(db, clock=lambda: now[0])
     runner.ingest(tenant.id, {"triggerType": "missed_call", "from": "+4917612345678"})
@@ -429,4 +472,5 @@ def test_skipped_executions_are_purged_after_the_retention(db, tenant_factory):
     assert worker.purge_skipped(force=True) == 0
     now[0] += timedelta(days=2)
     assert worker.purge_skipped(force=True) == 1
-    assert services.list_executions(db, actor).total == 0
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_executions(uow=uow, actor=actor).total == 0

@@ -23,6 +23,7 @@ from engine import auth, services
 from engine.runner import Runner
 from engine.store.models import DueStatus, DueWork, Execution, OutboxMessage, StepRun, Workflow, utcnow
 from engine.worker import Worker
+from engine.uow import unit_of_work
 
 pytestmark = pytest.mark.slow
 
@@ -124,9 +125,11 @@ def db_and_url(request):
 
 def test_workers_killed_with_sigkill_lose_nothing_and_repeat_nothing(db_and_url):
     db, url = db_and_url
-    tenant = services.create_tenant(db, slug="crash", name="Crash")
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug="crash", name="Crash")
     actor = auth.system_actor(tenant.id)
-    services.create_workflow(db, actor, wait_then_send(2000))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=wait_then_send(2000))
     runner = Runner(db)
     procs: list[subprocess.Popen] = []
     try:
@@ -197,8 +200,10 @@ def test_sigterm_while_idle_exits_zero(sqlite_db):
 
 def test_worker_once_runs_what_is_due_and_exits(sqlite_db):
     db = sqlite_db
-    tenant = services.create_tenant(db, slug="once", name="Once")
-    services.create_workflow(db, auth.system_actor(tenant.id), wait_then_send(1000))
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug="once", name="Once")
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=auth.system_actor(tenant.id), data=wait_then_send(1000))
     runner = Runner(db, clock=lambda: utcnow() - timedelta(minutes=5))
     ids = [runner.ingest(tenant.id, {"triggerType": "whatsapp_message", "from": PHONE, "content": f"o{i}"})
            .execution_ids[0] for i in range(3)]
@@ -239,8 +244,10 @@ def assert_items_ran_once(db, tenant_id: str, ids: list[str]) -> None:
 @pytest.mark.postgres
 def test_four_worker_processes_run_a_thousand_due_items_exactly_once(postgres_db, postgres_url):
     db = postgres_db
-    tenant = services.create_tenant(db, slug="many", name="Many")
-    services.create_workflow(db, auth.system_actor(tenant.id), wait_then_send(1000))
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug="many", name="Many")
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=auth.system_actor(tenant.id), data=wait_then_send(1000))
     ids = park_due_executions(db, tenant.id, 1000)
     procs = [start_worker(postgres_url, lease=60, name=f"w{i}") for i in range(4)]
     try:
@@ -261,8 +268,10 @@ def test_four_worker_processes_run_a_thousand_due_items_exactly_once(postgres_db
 @pytest.mark.postgres
 def test_four_worker_threads_share_due_items_without_running_one_twice(postgres_db):
     db = postgres_db
-    tenant = services.create_tenant(db, slug="threads", name="Threads")
-    services.create_workflow(db, auth.system_actor(tenant.id), wait_then_send(1000))
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug="threads", name="Threads")
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=auth.system_actor(tenant.id), data=wait_then_send(1000))
     ids = park_due_executions(db, tenant.id, 1000)
     workers = [Worker(db, name=f"thread-{i}", runner=Runner(db), lease_seconds=60, batch=25) for i in range(4)]
     start = threading.Barrier(len(workers))

@@ -22,6 +22,7 @@ from engine.services import studio_settings as ss
 from engine.settings import get_settings
 from engine.worker import Worker
 from tests.servers import Receiver
+from engine.uow import unit_of_work
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -56,26 +57,36 @@ def test_no_secret_in_api_exports_logs_or_database(db, actor, caplog):
     graph = Receiver()
     graph.responses.append((200, {"messages": [{"id": "wamid.LEAK1"}]}, {}))
     try:
-        cs.save_channel(db, actor, "whatsapp", enabled=True, values={"phoneNumberId": "1055"},
-                        secrets={"accessToken": SECRETS["wa_token"], "appSecret": SECRETS["wa_app"],
-                                 "verifyToken": SECRETS["wa_verify"]})
-        cs.save_channel(db, actor, "sms", enabled=True, values={"accountSid": "AC1", "fromNumber": "+4930123456"},
-                        secrets={"authToken": SECRETS["tw_token"]})
-        cs.save_channel(db, actor, "email", enabled=True, values={"host": "127.0.0.1", "port": 2525, "fromAddress": "a@b.test"},
-                        secrets={"password": SECRETS["smtp"]})
-        ss.save_ai_provider(db, actor, provider="openai_compatible", base_url="https://llm.example/v1", model="m",
-                            api_key=SECRETS["ai"])
+        with unit_of_work(db) as uow:
+            cs.save_channel(uow=uow, actor=actor, channel="whatsapp", enabled=True, values={"phoneNumberId": "1055"}, secrets={"accessToken": SECRETS["wa_token"], "appSecret": SECRETS["wa_app"],
+                                     "verifyToken": SECRETS["wa_verify"]})
+        with unit_of_work(db) as uow:
+            cs.save_channel(uow=uow, actor=actor, channel="sms", enabled=True,
+                            values={"accountSid": "AC1", "fromNumber": "+4930123456"},
+                            secrets={"authToken": SECRETS["tw_token"]})
+        with unit_of_work(db) as uow:
+            cs.save_channel(uow=uow, actor=actor, channel="email", enabled=True,
+                            values={"host": "127.0.0.1", "port": 2525, "fromAddress": "a@b.test"},
+                            secrets={"password": SECRETS["smtp"]})
+        with unit_of_work(db) as uow:
+            ss.save_ai_provider(uow=uow, actor=actor, provider="openai_compatible", base_url="https://llm.example/v1",
+                                model="m", api_key=SECRETS["ai"])
         legacy = __import__("engine.services.studio_settings", fromlist=["x"]).signing_secrets(db, actor.tenant_id, {})[0]
-        signing = ss.rotate_signing_secret(db, actor)
-        tenant = services.get_tenant(db, actor)
+        with unit_of_work(db) as uow:
+            signing = ss.rotate_signing_secret(uow=uow, actor=actor)
+        with unit_of_work(db, read_only=True) as uow:
+            tenant = services.get_tenant(uow=uow, actor=actor)
         channels = dict(tenant.settings["channels"])
         channels["whatsapp"] = {**channels["whatsapp"], "baseUrl": graph.url}
         channels["sms"] = {**channels["sms"], "baseUrl": "http://127.0.0.1:9"}  # nothing listens: an error answer
-        services.update_tenant_settings(db, actor, settings={"channels": channels})
-        wf = services.create_workflow(db, actor, {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
-                                                  "conditions": [], "actions": [{"id": "r", "type": "send_whatsapp",
-                                                  "config": {"message": "Hallo"}, "nextActionId": None}]})
-        hook = cs.webhook_id(db, actor)
+        with unit_of_work(db) as uow:
+            services.update_tenant_settings(uow=uow, actor=actor, settings={"channels": channels})
+        with unit_of_work(db) as uow:
+            wf = services.create_workflow(uow=uow, actor=actor, data={"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
+                                                      "conditions": [], "actions": [{"id": "r", "type": "send_whatsapp",
+                                                      "config": {"message": "Hallo"}, "nextActionId": None}]})
+        with unit_of_work(db) as uow:
+            hook = cs.webhook_id(uow=uow, actor=actor)
         body = json.dumps({"entry": [{"changes": [{"value": {"messages": [
             {"from": "4917612345678", "id": "wamid.IN", "timestamp": str(int(time.time())), "type": "text",
              "text": {"body": "Hallo"}}]}}]}]}).encode()
@@ -93,27 +104,36 @@ def test_no_secret_in_api_exports_logs_or_database(db, actor, caplog):
             texts.append(("refused webhook", refused.text))
             texts.append(("handshake refusal", client.get(f"/hooks/{hook}/whatsapp", params={
                 "hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"}).text))
-            _, key = services.create_api_key(db, actor, name="leak check", role="owner")
+            with unit_of_work(db) as uow:
+                _, key = services.create_api_key(uow=uow, actor=actor, name="leak check", role="owner")
             headers = {"Authorization": f"Bearer {key}"}
-            execution = services.list_executions(db, actor).items[0].id
+            with unit_of_work(db, read_only=True) as uow:
+                execution = services.list_executions(uow=uow, actor=actor).items[0].id
             for path in ("/api/workflows/list", "/api/executions", f"/api/executions/{execution}", "/api/outbox",
                          f"/api/workflows/{wf.id}", f"/api/workflows/{wf.id}/export", f"/api/workflows/{wf.id}/versions",
                          "/openapi.json"):
                 response = client.get(path, headers=headers)
                 assert response.status_code == 200, path
                 texts.append((path, response.text))
-        result = cs.send_test_message(db, actor, "sms", recipient="+4917611112222")  # Twilio unreachable: an error
+        with unit_of_work(db) as uow:
+            result = cs.send_test_message(uow=uow, actor=actor, channel="sms", recipient="+4917611112222")  # Twilio unreachable: an error
         texts.append(("test message answer", result.model_dump_json()))
-        texts.append(("export", json.dumps(services.export_workflows(db, actor, None), default=str)))
+        with unit_of_work(db, read_only=True) as uow:
+            texts.append(("export", json.dumps(services.export_workflows(uow=uow, actor=actor, workflow_id=None), default=str)))
         for channel in ("whatsapp", "sms", "email"):
-            texts.append((f"channel view {channel}", cs.get_channel(db, actor, channel).model_dump_json()))
-        texts.append(("studio settings view", ss.get_studio_settings(db, actor).model_dump_json()))
-        texts.append(("audit log", json.dumps([a.model_dump(mode="json") for a in cs.list_audit(db, actor)])))
-        texts.append(("outbox page rows", outbox.browse_outbox(db, actor).model_dump_json()))
+            with unit_of_work(db, read_only=True) as uow:
+                texts.append((f"channel view {channel}", cs.get_channel(uow=uow, actor=actor, channel=channel).model_dump_json()))
+        with unit_of_work(db, read_only=True) as uow:
+            texts.append(("studio settings view", ss.get_studio_settings(uow=uow, actor=actor).model_dump_json()))
+        with unit_of_work(db, read_only=True) as uow:
+            texts.append(("audit log", json.dumps([a.model_dump(mode="json") for a in cs.list_audit(uow=uow, actor=actor)])))
+        with unit_of_work(db, read_only=True) as uow:
+            texts.append(("outbox page rows", outbox.browse_outbox(uow=uow, actor=actor).model_dump_json()))
         texts.append(("logs", caplog.text))
         for where, text in texts:
             _assert_clean(where, text, [signing, legacy])
-        assert "Undeliverable" in outbox.browse_outbox(db, actor).items[0].reason
+        with unit_of_work(db, read_only=True) as uow:
+            assert "Undeliverable" in outbox.browse_outbox(uow=uow, actor=actor).items[0].reason
     finally:
         graph.close()
     if db.dialect.name == "sqlite":

@@ -20,6 +20,8 @@ from engine.services import studio_settings as ss
 from engine.settings import get_settings
 from engine.store.models import DueWork, OutboxMessage, utcnow
 from engine.webhooks import verify_signature
+from engine.uow import unit_of_work
+from tests.uow import in_uow
 
 
 @pytest.fixture(autouse=True)
@@ -32,59 +34,81 @@ def secret_key(monkeypatch):
 
 def test_hours_cap_quiet_hours_validate_and_audit(db, actor):
     with pytest.raises(InvalidInput) as err:
-        ss.save_quiet_hours(db, actor, start="21 Uhr", end="08:00")
+        with unit_of_work(db) as uow:
+            ss.save_quiet_hours(uow=uow, actor=actor, start="21 Uhr", end="08:00")
     assert err.value.field == "quietHours.start"
     with pytest.raises(InvalidInput) as err:
-        ss.save_frequency_cap(db, actor, 0)
+        with unit_of_work(db) as uow:
+            ss.save_frequency_cap(uow=uow, actor=actor, cap=0)
     assert err.value.field == "frequencyCap"
-    ss.save_quiet_hours(db, actor, start="21:00", end="8:00")
-    ss.save_frequency_cap(db, actor, 3)
-    ss.save_business_hours(db, actor, {"weekly": {"1": {"open": "07:00", "close": "22:00"}}, "closedDays": ["2026-12-25"]})
-    view = ss.get_studio_settings(db, actor)
+    with unit_of_work(db) as uow:
+        ss.save_quiet_hours(uow=uow, actor=actor, start="21:00", end="8:00")
+    with unit_of_work(db) as uow:
+        ss.save_frequency_cap(uow=uow, actor=actor, cap=3)
+    with unit_of_work(db) as uow:
+        ss.save_business_hours(uow=uow, actor=actor,
+                               hours={"weekly": {"1": {"open": "07:00", "close": "22:00"}}, "closedDays": ["2026-12-25"]})
+    with unit_of_work(db, read_only=True) as uow:
+        view = ss.get_studio_settings(uow=uow, actor=actor)
     assert view.quiet_hours == {"start": "21:00", "end": "08:00"} and view.frequency_cap == 3
     assert view.business_hours["closedDays"] == ["2026-12-25"]
-    areas = [a.area for a in cs.list_audit(db, actor)]
+    with unit_of_work(db, read_only=True) as uow:
+        areas = [a.area for a in cs.list_audit(uow=uow, actor=actor)]
     assert {"quietHours", "frequencyCap", "businessHours"} <= set(areas)
 
 
 def test_ai_key_is_encrypted_and_never_shown(db, actor):
     with pytest.raises(InvalidInput) as err:
-        ss.save_ai_provider(db, actor, provider="openai_compatible", base_url="https://llm.example/v1", model="m")
+        with unit_of_work(db) as uow:
+            ss.save_ai_provider(uow=uow, actor=actor, provider="openai_compatible", base_url="https://llm.example/v1",
+                                model="m")
     assert err.value.field == "ai.apiKey"
-    ss.save_ai_provider(db, actor, provider="openai_compatible", base_url="https://llm.example/v1", model="m",
-                        api_key="sk-very-secret-123")
+    with unit_of_work(db) as uow:
+        ss.save_ai_provider(uow=uow, actor=actor, provider="openai_compatible", base_url="https://llm.example/v1", model="m",
+                            api_key="sk-very-secret-123")
     # Saving again without a key keeps it.
-    view = ss.save_ai_provider(db, actor, provider="openai_compatible", base_url="https://llm.example/v1", model="m2")
+    with unit_of_work(db) as uow:
+        view = ss.save_ai_provider(uow=uow, actor=actor, provider="openai_compatible", base_url="https://llm.example/v1",
+                                   model="m2")
     assert view.api_key.set
-    settings = services.get_tenant(db, actor).settings
+    with unit_of_work(db, read_only=True) as uow:
+        settings = services.get_tenant(uow=uow, actor=actor).settings
     assert "sk-very-secret-123" not in json.dumps(settings)
-    assert "sk-very-secret-123" not in ss.get_studio_settings(db, actor).model_dump_json()
+    with unit_of_work(db, read_only=True) as uow:
+        assert "sk-very-secret-123" not in ss.get_studio_settings(uow=uow, actor=actor).model_dump_json()
     from engine.actions.integrations import provider_for_tenant
 
     provider = provider_for_tenant({"name": "x", "settings": settings})
     assert provider.model == "m2"
-    assert "sk-very-secret-123" not in json.dumps([a.model_dump(mode="json") for a in cs.list_audit(db, actor)])
+    with unit_of_work(db, read_only=True) as uow:
+        assert "sk-very-secret-123" not in json.dumps([a.model_dump(mode="json") for a in cs.list_audit(uow=uow, actor=actor)])
 
 
 def test_knowledge_csv_import_all_or_nothing(db, actor):
     good = "question,answer,tags\nWas kostet eine Probestunde?,Die erste Stunde ist gratis.,Probestunde;trial\n"
-    assert ss.import_knowledge_csv(db, actor, good.encode()) == 1
+    with unit_of_work(db) as uow:
+        assert ss.import_knowledge_csv(uow=uow, actor=actor, data=good.encode()) == 1
     bad = "question,answer\nGibt es Parkplätze?,Ja, im Hof.\nLeere Antwort,\n"
     with pytest.raises(InvalidInput) as err:
-        ss.import_knowledge_csv(db, actor, bad.encode())
+        with unit_of_work(db) as uow:
+            ss.import_knowledge_csv(uow=uow, actor=actor, data=bad.encode())
     assert "line 3" in err.value.field
-    assert len(ss.get_studio_settings(db, actor).knowledge_entries) == 1  # nothing half-written
+    with unit_of_work(db, read_only=True) as uow:
+        assert len(ss.get_studio_settings(uow=uow, actor=actor).knowledge_entries) == 1  # nothing half-written
     with pytest.raises(InvalidInput) as err:
-        ss.import_knowledge_csv(db, actor, b"frage,antwort\nx,y\n")
+        with unit_of_work(db) as uow:
+            ss.import_knowledge_csv(uow=uow, actor=actor, data=b"frage,antwort\nx,y\n")
     assert err.value.field == "file"
-    entries = ss.get_studio_settings(db, actor).knowledge_entries
+    with unit_of_work(db, read_only=True) as uow:
+        entries = ss.get_studio_settings(uow=uow, actor=actor).knowledge_entries
     assert entries[0]["tags"] == ["Probestunde", "trial"]
 
 
 def test_a_new_studio_signing_secret_is_encrypted_not_in_its_settings(db, actor):
     from engine.store.models import TenantSecret
 
-    assert "webhookSecret" not in services.get_tenant(db, actor).settings
+    with unit_of_work(db, read_only=True) as uow:
+        assert "webhookSecret" not in services.get_tenant(uow=uow, actor=actor).settings
     [current] = ss.signing_secrets(db, actor.tenant_id, {})
     with Session(db) as s:
         row = s.exec(select(TenantSecret).where(TenantSecret.tenant_id == actor.tenant_id)).one()
@@ -100,21 +124,27 @@ def test_a_legacy_plain_signing_secret_still_signs_until_rotated(db, actor):
         tenant = s.get(Tenant, actor.tenant_id)
         tenant.settings = {**tenant.settings, "webhookSecret": "legacy-plain-secret"}
         s.add(tenant)
-    assert ss.signing_secrets(db, actor.tenant_id, services.get_tenant(db, actor).settings) == ["legacy-plain-secret"]
-    new = ss.rotate_signing_secret(db, actor)
-    settings = services.get_tenant(db, actor).settings
+    assert ss.signing_secrets(db, actor.tenant_id, in_uow(db, services.get_tenant, actor=actor).settings) == [
+        "legacy-plain-secret"]
+    with unit_of_work(db) as uow:
+        new = ss.rotate_signing_secret(uow=uow, actor=actor)
+    with unit_of_work(db, read_only=True) as uow:
+        settings = services.get_tenant(uow=uow, actor=actor).settings
     assert "webhookSecret" not in settings
     assert ss.signing_secrets(db, actor.tenant_id, settings) == [new, "legacy-plain-secret"]
 
 
 def test_signing_secret_rotation_keeps_old_valid_for_24_hours(db, actor):
     legacy = ss.signing_secrets(db, actor.tenant_id, {})[0]
-    new = ss.rotate_signing_secret(db, actor)
-    settings = services.get_tenant(db, actor).settings
+    with unit_of_work(db) as uow:
+        new = ss.rotate_signing_secret(uow=uow, actor=actor)
+    with unit_of_work(db, read_only=True) as uow:
+        settings = services.get_tenant(uow=uow, actor=actor).settings
     assert "webhookSecret" not in settings  # no longer kept in plain text
     both = ss.signing_secrets(db, actor.tenant_id, settings)
     assert both == [new, legacy]
-    later = ss.signing_secrets(db, actor.tenant_id, settings, now=utcnow() + timedelta(hours=24, seconds=1))
+    later = ss.signing_secrets(db, actor.tenant_id, settings,
+                               now=utcnow() + timedelta(hours=24, seconds=1))
     assert later == [new]
     # The header carries both signatures during the grace period; receivers with either secret verify it.
     from engine.webhooks import _build_headers
@@ -125,47 +155,65 @@ def test_signing_secret_rotation_keeps_old_valid_for_24_hours(db, actor):
     for secret in (new, legacy):
         assert verify_signature(secret, header, b'{"a":1}', now=1_700_000_000)
     assert not verify_signature("other", header, b'{"a":1}', now=1_700_000_000)
-    view = ss.get_studio_settings(db, actor)
+    with unit_of_work(db, read_only=True) as uow:
+        view = ss.get_studio_settings(uow=uow, actor=actor)
     assert view.signing_secret.set and view.previous_secret_valid_until is not None
     assert new not in view.model_dump_json()
 
 
 def test_webhook_allow_list_validation(db, actor):
-    assert ss.save_webhook_allow_list(db, actor, ["crm.local", "10.0.0.0/8", "", "192.168.1.5"]) == [
-        "crm.local", "10.0.0.0/8", "192.168.1.5"]
+    with unit_of_work(db) as uow:
+        assert ss.save_webhook_allow_list(uow=uow, actor=actor, entries=["crm.local", "10.0.0.0/8", "", "192.168.1.5"]) == [
+            "crm.local", "10.0.0.0/8", "192.168.1.5"]
     with pytest.raises(InvalidInput) as err:
-        ss.save_webhook_allow_list(db, actor, ["http://crm.local/path"])
+        with unit_of_work(db) as uow:
+            ss.save_webhook_allow_list(uow=uow, actor=actor, entries=["http://crm.local/path"])
     assert err.value.field == "webhookAllowList"
 
 
 def test_last_owner_can_be_neither_removed_nor_demoted(db, tenant):
-    owner = auth.create_user(db, email="o@x.test", password="password-123")
-    auth.add_membership(db, user_id=owner.id, tenant_id=tenant.id, role="owner")
+    with unit_of_work(db) as uow:
+        owner = auth.create_user(uow=uow, email="o@x.test", password="password-123")
+    with unit_of_work(db) as uow:
+        auth.add_membership(uow=uow, user_id=owner.id, tenant_id=tenant.id, role="owner")
     actor = Actor(tenant_id=tenant.id, user_id=owner.id, role="owner", email="o@x.test")
-    editor = services.add_member(db, actor, email="e@x.test", role="editor", password="password-123")
+    with unit_of_work(db) as uow:
+        editor = services.add_member(uow=uow, actor=actor, email="e@x.test", role="editor", password="password-123")
     with pytest.raises(Conflict):
-        member_admin.change_role(db, actor, owner.id, "editor")
+        with unit_of_work(db) as uow:
+            member_admin.change_role(uow=uow, actor=actor, user_id=owner.id, role="editor")
     with pytest.raises(Conflict):
-        member_admin.remove_member(db, actor, owner.id)
-    member_admin.change_role(db, actor, editor.user_id, "owner")
-    member_admin.change_role(db, actor, owner.id, "analyst")  # now there is another owner
-    roles = {m.email: m.role for m in services.list_members(db, actor)}
+        with unit_of_work(db) as uow:
+            member_admin.remove_member(uow=uow, actor=actor, user_id=owner.id)
+    with unit_of_work(db) as uow:
+        member_admin.change_role(uow=uow, actor=actor, user_id=editor.user_id, role="owner")
+    with unit_of_work(db) as uow:
+        member_admin.change_role(uow=uow, actor=actor, user_id=owner.id, role="analyst")  # now there is another owner
+    with unit_of_work(db, read_only=True) as uow:
+        roles = {m.email: m.role for m in services.list_members(uow=uow, actor=actor)}
     assert roles == {"o@x.test": "analyst", "e@x.test": "owner"}
     new_owner = Actor(tenant_id=tenant.id, user_id=editor.user_id, role="owner", email="e@x.test")
-    member_admin.remove_member(db, new_owner, owner.id)
-    assert [m.email for m in services.list_members(db, new_owner)] == ["e@x.test"]
-    assert any(a.area == "users" for a in cs.list_audit(db, new_owner))
+    with unit_of_work(db) as uow:
+        member_admin.remove_member(uow=uow, actor=new_owner, user_id=owner.id)
+    with unit_of_work(db, read_only=True) as uow:
+        assert [m.email for m in services.list_members(uow=uow, actor=new_owner)] == ["e@x.test"]
+    with unit_of_work(db, read_only=True) as uow:
+        assert any(a.area == "users" for a in cs.list_audit(uow=uow, actor=new_owner))
 
 
 def test_other_tenants_users_and_settings_are_out_of_reach(db, actor, other_actor):
-    foreign = auth.create_user(db, email="b@x.test", password="password-123")
-    auth.add_membership(db, user_id=foreign.id, tenant_id=other_actor.tenant_id, role="editor")
+    with unit_of_work(db) as uow:
+        foreign = auth.create_user(uow=uow, email="b@x.test", password="password-123")
+    with unit_of_work(db) as uow:
+        auth.add_membership(uow=uow, user_id=foreign.id, tenant_id=other_actor.tenant_id, role="editor")
     with pytest.raises(NotFound) as err:
-        member_admin.remove_member(db, actor, foreign.id)
+        with unit_of_work(db) as uow:
+            member_admin.remove_member(uow=uow, actor=actor, user_id=foreign.id)
     assert "not a member" in str(err.value)
     editor = Actor(tenant_id=actor.tenant_id, role="editor")
-    for call in (lambda: ss.save_frequency_cap(db, editor, 2), lambda: ss.rotate_signing_secret(db, editor),
-                 lambda: cs.save_channel(db, editor, "email", enabled=False, values={})):
+    for call in (lambda: in_uow(db, ss.save_frequency_cap, actor=editor, cap=2), lambda: in_uow(db, ss.rotate_signing_secret, 
+                                                                                                              actor=editor),
+                 lambda: in_uow(db, cs.save_channel, actor=editor, channel="email", enabled=False, values={})):
         with pytest.raises(PermissionDenied):
             call()
 
@@ -181,18 +229,24 @@ def test_outbox_retry_only_for_failed_and_own_tenant(db, actor, other_actor):
         s.add(msg)
         s.add(ok)
     with pytest.raises(NotFound):
-        outbox.retry_delivery(db, other_actor, msg.id)
+        with unit_of_work(db) as uow:
+            outbox.retry_delivery(uow=uow, actor=other_actor, outbox_id=msg.id)
     with pytest.raises(Conflict):
-        outbox.retry_delivery(db, actor, ok.id)
-    row = outbox.retry_delivery(db, actor, msg.id)
+        with unit_of_work(db) as uow:
+            outbox.retry_delivery(uow=uow, actor=actor, outbox_id=ok.id)
+    with unit_of_work(db) as uow:
+        row = outbox.retry_delivery(uow=uow, actor=actor, outbox_id=msg.id)
     assert row.status == "pending" and row.reason is None
     assert row.delivery_events[-1]["previousError"] == "Twilio error 30003"
     with Session(db) as s:
         assert s.exec(select(DueWork).where(DueWork.kind == "deliver")).one().payload == {"outboxId": msg.id}
-    page = outbox.browse_outbox(db, actor, status="sent", channel="sms")
-    assert page.total == 1 and outbox.browse_outbox(db, other_actor).total == 0
+    with unit_of_work(db, read_only=True) as uow:
+        page = outbox.browse_outbox(uow=uow, actor=actor, status="sent", channel="sms")
+    with unit_of_work(db, read_only=True) as uow:
+        assert page.total == 1 and outbox.browse_outbox(uow=uow, actor=other_actor).total == 0
     with pytest.raises(InvalidInput):
-        outbox.browse_outbox(db, actor, status="bogus")
+        with unit_of_work(db, read_only=True) as uow:
+            outbox.browse_outbox(uow=uow, actor=actor, status="bogus")
 
 
 def test_ai_provider_test_button_talks_to_the_endpoint(db, actor):
@@ -201,13 +255,16 @@ def test_ai_provider_test_button_talks_to_the_endpoint(db, actor):
     with Receiver() as llm:
         llm.responses.append((200, {"choices": [{"message": {"content": "Mo-Fr 7-22 Uhr."}}]}, {}))
         llm.responses.append((401, {"error": {"message": "bad key"}}, {}))
-        ss.save_ai_provider(db, actor, provider="openai_compatible", base_url=llm.url + "/v1", model="small",
-                            api_key="sk-test-button-key")
-        ok, answer = ss.check_ai_provider(db, actor)
+        with unit_of_work(db) as uow:
+            ss.save_ai_provider(uow=uow, actor=actor, provider="openai_compatible", base_url=llm.url + "/v1", model="small",
+                                api_key="sk-test-button-key")
+        with unit_of_work(db) as uow:
+            ok, answer = ss.check_ai_provider(uow=uow, actor=actor)
         assert ok and answer == "Mo-Fr 7-22 Uhr."
         sent = llm.requests[0]
         assert sent.path == "/v1/chat/completions" and sent.headers["authorization"] == "Bearer sk-test-button-key"
-        ok, answer = ss.check_ai_provider(db, actor)
+        with unit_of_work(db) as uow:
+            ok, answer = ss.check_ai_provider(uow=uow, actor=actor)
         assert not ok and "API key" in answer and "sk-test-button-key" not in answer
 
 
@@ -219,8 +276,12 @@ def test_outbox_page_masks_contacts_for_analysts_unless_allowed(db, actor):
         s.add(OutboxMessage(tenant_id=actor.tenant_id, channel="sms", recipient="+4917611112222",
                             body="Hallo, ruf an: +4917611112222", status="sent", adapter="twilio"))
     analyst = Actor(tenant_id=actor.tenant_id, role="analyst")
-    row = outbox.browse_outbox(db, analyst).items[0]
+    with unit_of_work(db, read_only=True) as uow:
+        row = outbox.browse_outbox(uow=uow, actor=analyst).items[0]
     assert "11112222" not in row.recipient and "11112222" not in row.body and row.recipient.endswith("222")
-    assert outbox.browse_outbox(db, actor).items[0].recipient == "+4917611112222"  # owners see everything
-    services.update_tenant_settings(db, actor, settings={SETTING: True})
-    assert outbox.browse_outbox(db, analyst).items[0].recipient == "+4917611112222"
+    with unit_of_work(db, read_only=True) as uow:
+        assert outbox.browse_outbox(uow=uow, actor=actor).items[0].recipient == "+4917611112222"  # owners see everything
+    with unit_of_work(db) as uow:
+        services.update_tenant_settings(uow=uow, actor=actor, settings={SETTING: True})
+    with unit_of_work(db, read_only=True) as uow:
+        assert outbox.browse_outbox(uow=uow, actor=analyst).items[0].recipient == "+4917611112222"

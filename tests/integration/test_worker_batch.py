@@ -16,6 +16,7 @@ from engine.store.models import DueWork, Execution, OutboxMessage, StepRun
 from engine.worker import Worker
 from engine.worker_batch import resume_batch
 from tests.servers import Receiver
+from engine.uow import unit_of_work
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=timezone.utc)
 PHONE = "+4915112345678"
@@ -54,7 +55,8 @@ def _counts(db, tenant_id: str) -> dict[str, int]:
 
 @pytest.fixture
 def parked(db, tenant, actor):
-    services.create_workflow(db, actor, _wait_then([_send("send-1", "Bis gleich, {{trigger.from}}!")]))
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=_wait_then([_send("send-1", "Bis gleich, {{trigger.from}}!")]))
     now = [T0]
     ids = _park(db, tenant.id, 120, now)
     now[0] += timedelta(hours=2)
@@ -66,7 +68,8 @@ def test_one_pass_resumes_every_due_wait_exactly_once(db, tenant, actor, parked)
     worker = Worker(db, clock=lambda: now[0], name="w1", batch=50)
     assert worker.run_once() == 120
     assert _counts(db, tenant.id) == {"steps": 120, "outbox": 120, "succeeded": 120, "due_done": 120}
-    ex = services.get_execution(db, actor, ids[7])
+    with unit_of_work(db, read_only=True) as uow:
+        ex = services.get_execution(uow=uow, actor=actor, execution_id=ids[7])
     assert [s.action_id for s in ex.steps] == ["wait-1", "send-1"]
     assert worker.run_once() == 0  # nothing left, nothing resumed twice
     assert _counts(db, tenant.id)["outbox"] == 120
@@ -120,7 +123,8 @@ def test_a_batch_drives_external_steps_after_its_commit(db, tenant_factory):
     try:
         hook = {"id": "hook-1", "type": "call_webhook",
                 "config": {"webhookUrl": receiver.hook_url, "method": "POST", "body": {"from": "{{trigger.from}}"}}}
-        services.create_workflow(db, actor, _wait_then([hook, _send("send-1", "fertig")]))
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=actor, data=_wait_then([hook, _send("send-1", "fertig")]))
         now = [T0]
         _park(db, tenant.id, 5, now)
         now[0] += timedelta(hours=2)

@@ -11,6 +11,8 @@ from engine import services
 from engine.auth import Actor
 from engine.errors import InvalidInput, NotFound, PermissionDenied, ValidationFailed
 from engine.store.models import Execution, Workflow, WorkflowVersion
+from engine.uow import unit_of_work
+from tests.uow import in_uow
 
 
 def simple(name: str, trigger: str = "whatsapp_message", enabled: bool = True, **extra) -> dict:
@@ -32,7 +34,8 @@ def analyst(tenant) -> Actor:
 @pytest.fixture
 def workflow(db, actor, spec_examples):
     """The spec's "After Hours Auto-Reply", stored."""
-    return services.create_workflow(db, actor, spec_examples[0])
+    with unit_of_work(db) as uow:
+        return services.create_workflow(uow=uow, actor=actor, data=spec_examples[0])
 
 
 def stored_versions(db, workflow_id: str) -> list[int]:
@@ -55,99 +58,127 @@ def set_counters(db, workflow_id: str, *, runs: int, ok: int, failed: int) -> No
 
 
 def test_create_stores_the_definition_as_version_1(db, actor, spec_examples):
-    wf = services.create_workflow(db, actor, spec_examples[0])
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=actor, data=spec_examples[0])
     assert wf.version == 1 and wf.tenant_id == actor.tenant_id
     assert wf.definition == spec_examples[0]
-    assert services.get_workflow(db, actor, wf.id).definition == spec_examples[0]
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id).definition == spec_examples[0]
     assert stored_versions(db, wf.id) == [1]
-    assert services.list_versions(db, actor, wf.id)[0].definition == spec_examples[0]
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_versions(uow=uow, actor=actor, workflow_id=wf.id)[0].definition == spec_examples[0]
 
 
 def test_create_rejects_an_invalid_definition_and_stores_nothing(db, actor):
     bad = simple("Broken")
     bad["actions"][0]["nextActionId"] = "ghost"
     with pytest.raises(ValidationFailed) as exc:
-        services.create_workflow(db, actor, bad)
+        with unit_of_work(db) as uow:
+            services.create_workflow(uow=uow, actor=actor, data=bad)
     assert [p.path for p in exc.value.problems] == ["actions[0].nextActionId"]
-    assert services.list_workflows(db, actor).total == 0
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_workflows(uow=uow, actor=actor).total == 0
 
 
 def test_create_returns_warnings_but_stores_the_workflow(db, actor):
     data = simple("Unreachable")
     data["actions"][0]["nextActionId"] = None
     data["actions"].append({"id": "never", "type": "wait", "config": {"delay": 1000}})
-    wf = services.create_workflow(db, actor, data)
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=actor, data=data)
     assert [w["path"] for w in wf.warnings] == ["actions[1]"]
 
 
 def test_partial_update_like_the_spec_bumps_the_version_and_keeps_the_rest(db, actor, workflow):
-    updated = services.update_workflow(db, actor, workflow.id, {"workflowId": workflow.id, "name": "Feierabend", "enabled": False})
+    with unit_of_work(db) as uow:
+        updated = services.update_workflow(uow=uow, actor=actor, workflow_id=workflow.id,
+                                           changes={"workflowId": workflow.id, "name": "Feierabend", "enabled": False})
     assert (updated.name, updated.enabled, updated.version) == ("Feierabend", False, 2)
     assert updated.actions == workflow.actions and updated.trigger == workflow.trigger
     assert stored_versions(db, workflow.id) == [1, 2]
-    fetched = services.get_workflow(db, actor, workflow.id)
+    with unit_of_work(db, read_only=True) as uow:
+        fetched = services.get_workflow(uow=uow, actor=actor, workflow_id=workflow.id)
     assert (fetched.name, fetched.enabled, fetched.version) == ("Feierabend", False, 2)
 
 
 def test_an_update_that_changes_nothing_keeps_the_version(db, actor, workflow):
-    assert services.update_workflow(db, actor, workflow.id, {"name": workflow.name}).version == 1
+    with unit_of_work(db) as uow:
+        assert services.update_workflow(uow=uow, actor=actor, workflow_id=workflow.id, changes={"name": workflow.name}).version == 1
     assert stored_versions(db, workflow.id) == [1]
 
 
 def test_an_invalid_update_stores_nothing(db, actor, workflow):
     bad_actions = copy.deepcopy(workflow.actions) + [{"id": "x", "type": "teleport", "config": {}}]
     with pytest.raises(ValidationFailed) as exc:
-        services.update_workflow(db, actor, workflow.id, {"name": "Changed", "actions": bad_actions})
+        with unit_of_work(db) as uow:
+            services.update_workflow(uow=uow, actor=actor, workflow_id=workflow.id,
+                                     changes={"name": "Changed", "actions": bad_actions})
     assert "actions[1].type" in {p.path for p in exc.value.problems}
-    after = services.get_workflow(db, actor, workflow.id)
+    with unit_of_work(db, read_only=True) as uow:
+        after = services.get_workflow(uow=uow, actor=actor, workflow_id=workflow.id)
     assert (after.name, after.version, after.definition) == (workflow.name, 1, workflow.definition)
     assert stored_versions(db, workflow.id) == [1]
 
 
 def test_an_update_with_an_unknown_field_is_refused_naming_it(db, actor, workflow):
     with pytest.raises(InvalidInput, match="colour"):
-        services.update_workflow(db, actor, workflow.id, {"colour": "red"})
+        with unit_of_work(db) as uow:
+            services.update_workflow(uow=uow, actor=actor, workflow_id=workflow.id, changes={"colour": "red"})
 
 
 def test_enable_and_disable_each_record_a_version(db, actor, workflow):
-    assert services.set_enabled(db, actor, workflow.id, False).enabled is False
-    assert services.set_enabled(db, actor, workflow.id, True).enabled is True
-    notes = [v.note for v in services.list_versions(db, actor, workflow.id)]
+    with unit_of_work(db) as uow:
+        assert services.set_enabled(uow=uow, actor=actor, workflow_id=workflow.id, enabled=False).enabled is False
+    with unit_of_work(db) as uow:
+        assert services.set_enabled(uow=uow, actor=actor, workflow_id=workflow.id, enabled=True).enabled is True
+    with unit_of_work(db, read_only=True) as uow:
+        notes = [v.note for v in services.list_versions(uow=uow, actor=actor, workflow_id=workflow.id)]
     assert notes == ["enabled", "disabled", "created"]
 
 
 def test_delete_removes_the_workflow_and_its_versions(db, actor, workflow):
-    services.delete_workflow(db, actor, workflow.id)
+    with unit_of_work(db) as uow:
+        services.delete_workflow(uow=uow, actor=actor, workflow_id=workflow.id)
     with pytest.raises(NotFound):
-        services.get_workflow(db, actor, workflow.id)
-    assert services.list_workflows(db, actor).total == 0
+        with unit_of_work(db, read_only=True) as uow:
+            services.get_workflow(uow=uow, actor=actor, workflow_id=workflow.id)
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_workflows(uow=uow, actor=actor).total == 0
     assert stored_versions(db, workflow.id) == []
     with pytest.raises(NotFound):
-        services.delete_workflow(db, actor, workflow.id)
+        with unit_of_work(db) as uow:
+            services.delete_workflow(uow=uow, actor=actor, workflow_id=workflow.id)
 
 
 def test_duplicate_creates_a_disabled_copy_with_its_own_history(db, actor, workflow):
-    copy_ = services.duplicate_workflow(db, actor, workflow.id)
+    with unit_of_work(db) as uow:
+        copy_ = services.duplicate_workflow(uow=uow, actor=actor, workflow_id=workflow.id)
     assert copy_.id != workflow.id
     assert (copy_.name, copy_.enabled, copy_.version) == ("After Hours Auto-Reply (copy)", False, 1)
     assert copy_.actions == workflow.actions and copy_.conditions == workflow.conditions
-    assert services.get_workflow(db, actor, workflow.id).enabled is True
-    assert services.duplicate_workflow(db, actor, workflow.id, name="Wochenende").name == "Wochenende"
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_workflow(uow=uow, actor=actor, workflow_id=workflow.id).enabled is True
+    with unit_of_work(db) as uow:
+        assert services.duplicate_workflow(uow=uow, actor=actor, workflow_id=workflow.id, name="Wochenende").name == "Wochenende"
 
 
 def test_getting_an_unknown_id_is_not_found(db, actor):
     with pytest.raises(NotFound):
-        services.get_workflow(db, actor, "0" * 32)
+        with unit_of_work(db, read_only=True) as uow:
+            services.get_workflow(uow=uow, actor=actor, workflow_id="0" * 32)
 
 
 # --------------------------------------------------------------------------- versions
 
 
 def test_rollback_makes_an_old_version_current_as_a_new_version(db, actor, workflow):
-    services.update_workflow(db, actor, workflow.id, {"name": "Zweite Fassung"})
-    rolled = services.rollback_workflow(db, actor, workflow.id, 1)
+    with unit_of_work(db) as uow:
+        services.update_workflow(uow=uow, actor=actor, workflow_id=workflow.id, changes={"name": "Zweite Fassung"})
+    with unit_of_work(db) as uow:
+        rolled = services.rollback_workflow(uow=uow, actor=actor, workflow_id=workflow.id, version=1)
     assert (rolled.name, rolled.version) == ("After Hours Auto-Reply", 3)
-    versions = services.list_versions(db, actor, workflow.id)
+    with unit_of_work(db, read_only=True) as uow:
+        versions = services.list_versions(uow=uow, actor=actor, workflow_id=workflow.id)
     assert [v.version for v in versions] == [3, 2, 1]
     assert versions[0].note == "rolled back to version 1"
     assert versions[0].definition == versions[2].definition
@@ -155,7 +186,8 @@ def test_rollback_makes_an_old_version_current_as_a_new_version(db, actor, workf
 
 def test_rollback_to_a_missing_version_is_not_found(db, actor, workflow):
     with pytest.raises(NotFound, match="version 7"):
-        services.rollback_workflow(db, actor, workflow.id, 7)
+        with unit_of_work(db) as uow:
+            services.rollback_workflow(uow=uow, actor=actor, workflow_id=workflow.id, version=7)
 
 
 # --------------------------------------------------------------------------- lists and stats
@@ -164,45 +196,59 @@ def test_rollback_to_a_missing_version_is_not_found(db, actor, workflow):
 @pytest.fixture
 def many(db, actor):
     """12 workflows: names "Flow 00".."Flow 11"; even ones enabled; every third on missed_call."""
-    return [
-        services.create_workflow(db, actor, simple(f"Flow {i:02d}", trigger="missed_call" if i % 3 == 0 else "whatsapp_message", enabled=i % 2 == 0))
-        for i in range(12)
-    ]
+    with unit_of_work(db) as uow:
+        return [
+            services.create_workflow(uow=uow, actor=actor,
+                                     data=simple(f"Flow {i:02d}", trigger="missed_call" if i % 3 == 0 else "whatsapp_message", enabled=i % 2 == 0))
+            for i in range(12)
+        ]
 
 
 def test_list_is_sorted_by_name_and_paginated(db, actor, many):
-    first = services.list_workflows(db, actor, page_size=5)
-    second = services.list_workflows(db, actor, page=2, page_size=5)
-    last = services.list_workflows(db, actor, page=3, page_size=5)
+    with unit_of_work(db, read_only=True) as uow:
+        first = services.list_workflows(uow=uow, actor=actor, page_size=5)
+    with unit_of_work(db, read_only=True) as uow:
+        second = services.list_workflows(uow=uow, actor=actor, page=2, page_size=5)
+    with unit_of_work(db, read_only=True) as uow:
+        last = services.list_workflows(uow=uow, actor=actor, page=3, page_size=5)
     assert [w.name for w in first.items] == [f"Flow {i:02d}" for i in range(5)]
     assert [w.name for w in second.items] == [f"Flow {i:02d}" for i in range(5, 10)]
     assert [w.name for w in last.items] == ["Flow 10", "Flow 11"]
     assert (second.total, second.page, second.pages) == (12, 2, 3)
-    assert services.list_workflows(db, actor, page=4, page_size=5).items == []
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_workflows(uow=uow, actor=actor, page=4, page_size=5).items == []
 
 
 def test_list_enabled_only(db, actor, many):
-    page = services.list_workflows(db, actor, enabled_only=True)
+    with unit_of_work(db, read_only=True) as uow:
+        page = services.list_workflows(uow=uow, actor=actor, enabled_only=True)
     assert page.total == 6 and all(w.enabled for w in page.items)
 
 
 def test_list_search_is_case_insensitive_and_treats_wildcards_literally(db, actor, many):
-    services.create_workflow(db, actor, simple("100% Rabatt_Aktion"))
-    assert [w.name for w in services.list_workflows(db, actor, search="flow 1").items] == ["Flow 10", "Flow 11"]
-    assert [w.name for w in services.list_workflows(db, actor, search="%").items] == ["100% Rabatt_Aktion"]
-    assert [w.name for w in services.list_workflows(db, actor, search="t_a").items] == ["100% Rabatt_Aktion"]
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=actor, data=simple("100% Rabatt_Aktion"))
+    with unit_of_work(db, read_only=True) as uow:
+        assert [w.name for w in services.list_workflows(uow=uow, actor=actor, search="flow 1").items] == ["Flow 10", "Flow 11"]
+    with unit_of_work(db, read_only=True) as uow:
+        assert [w.name for w in services.list_workflows(uow=uow, actor=actor, search="%").items] == ["100% Rabatt_Aktion"]
+    with unit_of_work(db, read_only=True) as uow:
+        assert [w.name for w in services.list_workflows(uow=uow, actor=actor, search="t_a").items] == ["100% Rabatt_Aktion"]
 
 
 def test_list_by_trigger_type(db, actor, many):
-    page = services.list_workflows(db, actor, trigger_type="missed_call")
+    with unit_of_work(db, read_only=True) as uow:
+        page = services.list_workflows(uow=uow, actor=actor, trigger_type="missed_call")
     assert [w.name for w in page.items] == ["Flow 00", "Flow 03", "Flow 06", "Flow 09"]
 
 
 def test_list_rejects_a_page_size_out_of_bounds(db, actor):
     with pytest.raises(InvalidInput):
-        services.list_workflows(db, actor, page_size=services.MAX_PAGE_SIZE + 1)
+        with unit_of_work(db, read_only=True) as uow:
+            services.list_workflows(uow=uow, actor=actor, page_size=services.MAX_PAGE_SIZE + 1)
     with pytest.raises(InvalidInput):
-        services.list_workflows(db, actor, page=0)
+        with unit_of_work(db, read_only=True) as uow:
+            services.list_workflows(uow=uow, actor=actor, page=0)
 
 
 def _spec_keys(stats: dict) -> dict:
@@ -212,7 +258,8 @@ def _spec_keys(stats: dict) -> dict:
 def test_stats_aggregate_counters_across_the_tenant(db, actor, many):
     set_counters(db, many[0].id, runs=40, ok=38, failed=2)
     set_counters(db, many[1].id, runs=10, ok=9, failed=0)
-    stats = services.workflow_stats(db, actor)
+    with unit_of_work(db, read_only=True) as uow:
+        stats = services.workflow_stats(uow=uow, actor=actor)
     assert (stats.total_workflows, stats.enabled_workflows, stats.total_executions) == (12, 6, 50)
     assert stats.success_rate == pytest.approx(47 / 49, abs=1e-4)
     assert (stats.succeeded, stats.failed, stats.skipped) == (47, 2, 1)
@@ -220,15 +267,20 @@ def test_stats_aggregate_counters_across_the_tenant(db, actor, many):
 
 
 def test_stats_of_an_empty_tenant_are_zero(db, actor):
-    assert _spec_keys(services.workflow_stats(db, actor).to_api()) == {"totalWorkflows": 0, "enabledWorkflows": 0, "totalExecutions": 0, "successRate": 0.0}
+    with unit_of_work(db, read_only=True) as uow:
+        assert _spec_keys(services.workflow_stats(uow=uow, actor=actor).to_api()) == {"totalWorkflows": 0, "enabledWorkflows": 0, "totalExecutions": 0, "successRate": 0.0}
 
 
 def test_list_include_stats_returns_the_stats_with_the_page(db, actor, many):
     set_counters(db, many[2].id, runs=4, ok=3, failed=1)
-    page = services.list_workflows(db, actor, include_stats=True, page_size=2)
-    assert page.stats == services.workflow_stats(db, actor)
-    assert services.list_workflows(db, actor).stats is None
-    flow_02 = services.get_workflow(db, actor, many[2].id)
+    with unit_of_work(db, read_only=True) as uow:
+        page = services.list_workflows(uow=uow, actor=actor, include_stats=True, page_size=2)
+    with unit_of_work(db, read_only=True) as uow:
+        assert page.stats == services.workflow_stats(uow=uow, actor=actor)
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_workflows(uow=uow, actor=actor).stats is None
+    with unit_of_work(db, read_only=True) as uow:
+        flow_02 = services.get_workflow(uow=uow, actor=actor, workflow_id=many[2].id)
     assert (flow_02.run_count, flow_02.success_rate) == (4, 0.75)
 
 
@@ -236,9 +288,11 @@ def test_list_include_stats_returns_the_stats_with_the_page(db, actor, many):
 
 
 def test_import_of_the_spec_examples_stores_all_four(db, actor, spec_examples):
-    imported = services.import_workflows(db, actor, spec_examples)
+    with unit_of_work(db) as uow:
+        imported = services.import_workflows(uow=uow, actor=actor, items=spec_examples)
     assert [w.name for w in imported] == [e["name"] for e in spec_examples]
-    page = services.list_workflows(db, actor, include_stats=True)
+    with unit_of_work(db, read_only=True) as uow:
+        page = services.list_workflows(uow=uow, actor=actor, include_stats=True)
     assert page.total == 4 and page.stats.total_workflows == 4 and page.stats.enabled_workflows == 4
 
 
@@ -246,64 +300,84 @@ def test_import_is_all_or_nothing_and_prefixes_paths_with_the_item_index(db, act
     bad = copy.deepcopy(spec_examples[1])
     bad["actions"][0]["nextActionId"] = "ghost"
     with pytest.raises(ValidationFailed) as exc:
-        services.import_workflows(db, actor, [spec_examples[0], bad, spec_examples[2]])
+        with unit_of_work(db) as uow:
+            services.import_workflows(uow=uow, actor=actor, items=[spec_examples[0], bad, spec_examples[2]])
     assert [p.path for p in exc.value.problems if p.severity == "error"] == ["[1].actions[0].nextActionId"]
-    assert services.list_workflows(db, actor).total == 0
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_workflows(uow=uow, actor=actor).total == 0
 
 
 def test_import_of_nothing_is_refused(db, actor):
     with pytest.raises(InvalidInput):
-        services.import_workflows(db, actor, [])
+        with unit_of_work(db) as uow:
+            services.import_workflows(uow=uow, actor=actor, items=[])
 
 
 def test_export_then_import_into_another_tenant_gives_the_same_definitions(db, actor, other_actor, spec_examples):
-    services.import_workflows(db, actor, spec_examples)
-    exported = services.export_workflows(db, actor)
+    with unit_of_work(db) as uow:
+        services.import_workflows(uow=uow, actor=actor, items=spec_examples)
+    with unit_of_work(db, read_only=True) as uow:
+        exported = services.export_workflows(uow=uow, actor=actor)
     assert sorted(exported, key=lambda d: d["name"]) == sorted(spec_examples, key=lambda d: d["name"])
-    services.import_workflows(db, other_actor, exported)
-    assert services.export_workflows(db, other_actor) == exported
+    with unit_of_work(db) as uow:
+        services.import_workflows(uow=uow, actor=other_actor, items=exported)
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.export_workflows(uow=uow, actor=other_actor) == exported
 
 
 def test_export_of_one_workflow_is_its_definition(db, actor, workflow, spec_examples):
-    assert services.export_workflows(db, actor, workflow.id) == [spec_examples[0]]
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.export_workflows(uow=uow, actor=actor, workflow_id=workflow.id) == [spec_examples[0]]
 
 
 def test_time_based_workflows_get_a_next_fire_time(db, actor):
-    wf = services.create_workflow(db, actor, simple("Morgens", trigger="time_based") | {"trigger": {"type": "time_based", "config": {"schedule": "0 9 * * *"}}})
+    with unit_of_work(db) as uow:
+        wf = services.create_workflow(uow=uow, actor=actor,
+                                      data=simple("Morgens", trigger="time_based") | {"trigger": {"type": "time_based", "config": {"schedule": "0 9 * * *"}}})
     assert wf.next_fire_at is not None
-    assert services.set_enabled(db, actor, wf.id, False).next_fire_at is None
+    with unit_of_work(db) as uow:
+        assert services.set_enabled(uow=uow, actor=actor, workflow_id=wf.id, enabled=False).next_fire_at is None
 
 
 # --------------------------------------------------------------------------- roles
 
 
 def test_an_analyst_can_read(db, analyst, workflow):
-    assert services.get_workflow(db, analyst, workflow.id).name == workflow.name
-    assert services.list_workflows(db, analyst, include_stats=True).total == 1
-    assert services.workflow_stats(db, analyst).total_workflows == 1
-    assert len(services.list_versions(db, analyst, workflow.id)) == 1
-    assert len(services.export_workflows(db, analyst)) == 1
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_workflow(uow=uow, actor=analyst, workflow_id=workflow.id).name == workflow.name
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_workflows(uow=uow, actor=analyst, include_stats=True).total == 1
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.workflow_stats(uow=uow, actor=analyst).total_workflows == 1
+    with unit_of_work(db, read_only=True) as uow:
+        assert len(services.list_versions(uow=uow, actor=analyst, workflow_id=workflow.id)) == 1
+    with unit_of_work(db, read_only=True) as uow:
+        assert len(services.export_workflows(uow=uow, actor=analyst)) == 1
 
 
 @pytest.mark.parametrize("change", [
-    lambda db, a, wf: services.create_workflow(db, a, simple("Neu")),
-    lambda db, a, wf: services.update_workflow(db, a, wf.id, {"name": "Neu"}),
-    lambda db, a, wf: services.set_enabled(db, a, wf.id, False),
-    lambda db, a, wf: services.delete_workflow(db, a, wf.id),
-    lambda db, a, wf: services.duplicate_workflow(db, a, wf.id),
-    lambda db, a, wf: services.rollback_workflow(db, a, wf.id, 1),
-    lambda db, a, wf: services.import_workflows(db, a, [simple("Neu")]),
+    lambda db, a, wf: in_uow(db, services.create_workflow, actor=a, data=simple("Neu")),
+    lambda db, a, wf: in_uow(db, services.update_workflow, actor=a, workflow_id=wf.id, changes={"name": "Neu"}),
+    lambda db, a, wf: in_uow(db, services.set_enabled, actor=a, workflow_id=wf.id, enabled=False),
+    lambda db, a, wf: in_uow(db, services.delete_workflow, actor=a, workflow_id=wf.id),
+    lambda db, a, wf: in_uow(db, services.duplicate_workflow, actor=a, workflow_id=wf.id),
+    lambda db, a, wf: in_uow(db, services.rollback_workflow, actor=a, workflow_id=wf.id, version=1),
+    lambda db, a, wf: in_uow(db, services.import_workflows, actor=a, items=[simple("Neu")]),
 ], ids=["create", "update", "disable", "delete", "duplicate", "rollback", "import"])
 def test_an_analyst_cannot_change_anything(db, actor, analyst, workflow, change):
     with pytest.raises(PermissionDenied):
         change(db, analyst, workflow)
-    after = services.get_workflow(db, actor, workflow.id)
+    with unit_of_work(db, read_only=True) as uow:
+        after = services.get_workflow(uow=uow, actor=actor, workflow_id=workflow.id)
     assert (after.name, after.enabled, after.version) == (workflow.name, True, 1)
-    assert services.list_workflows(db, actor).total == 1
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.list_workflows(uow=uow, actor=actor).total == 1
 
 
 def test_an_editor_can_change_workflows_but_not_tenant_settings(db, tenant, workflow):
     editor = Actor(tenant.id, role="editor")
-    assert services.update_workflow(db, editor, workflow.id, {"name": "Vom Editor"}).version == 2
+    with unit_of_work(db) as uow:
+        assert services.update_workflow(uow=uow, actor=editor, workflow_id=workflow.id, changes={"name": "Vom Editor"}).version == 2
     with pytest.raises(PermissionDenied):
-        services.update_tenant_settings(db, editor, name="Umbenannt")
+        with unit_of_work(db) as uow:
+            services.update_tenant_settings(uow=uow, actor=editor, name="Umbenannt")
