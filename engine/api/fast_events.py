@@ -21,13 +21,15 @@ The answer is the route's answer, byte for byte (same JSON, same error shape fro
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -41,6 +43,11 @@ from engine.errors import EngineError
 logger = logging.getLogger(__name__)
 
 PATH = "/api/events"
+#: Threads ingesting fast-path events: as many as anyio's default pool (40), so as many events
+#: wait together in one group commit as before. A plain ``ThreadPoolExecutor`` instead of
+#: ``run_in_threadpool``: anyio's capacity limiter and per-call task-group machinery cost ~12 %
+#: of the server's GIL time at 64 connections (py-spy); the executor's C queue costs a fraction.
+THREADS = 40
 
 
 class FastEvents:
@@ -50,6 +57,12 @@ class FastEvents:
         self.app = app
         self.db = db
         self.enabled = enabled
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:  # on the first request: one event loop, no race
+            self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="fast-events")
+        return self._pool
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not (self.enabled and scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH):
@@ -93,7 +106,8 @@ class FastEvents:
 
     async def _ingest(self, scope: Scope, receive: Receive, send: Send, actor: Actor, event: dict[str, Any]) -> None:
         try:
-            result = await run_in_threadpool(services.ingest_event, self.db, actor, event)
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._executor(), functools.partial(services.ingest_event, self.db, actor, event))
         except EngineError as exc:
             response = errors._engine_error(Request(scope), exc)
         except IntegrityError as exc:
