@@ -101,8 +101,8 @@ def _add_other_workflows(db, tenant_id: str, count: int) -> None:
         conn.execute(sa.insert(Workflow), rows)
 
 
-def _resume_rate(db, tenant_id: str, waiting: int, due: int) -> float:
-    """Park ``waiting`` executions on a wait; make ``due`` of them due; time one worker."""
+def _resume_rate(db, tenant_id: str, waiting: int, due: int, *, batch: int = 100, profile=None) -> float:
+    """Park ``waiting`` executions on a wait; make ``due`` of them due; time one worker (``batch`` per claim)."""
     wf = services.create_workflow(db, system_actor(tenant_id), {
         "name": "Bench wait", "trigger": {"type": "missed_call", "config": {}},
         "actions": [{"id": "wait-1", "type": "wait", "config": {"delay": 3_600_000}},
@@ -130,10 +130,14 @@ def _resume_rate(db, tenant_id: str, waiting: int, due: int) -> float:
         with db.begin() as conn:
             conn.execute(sa.insert(Execution), executions)
             conn.execute(sa.insert(DueWork), items)
-    worker = Worker(db, name="bench", batch=100)
+    worker = Worker(db, name="bench", batch=batch)
+    if profile is not None:
+        profile.enable()
     start = time.perf_counter()
     handled = worker.run_once()
     elapsed = time.perf_counter() - start
+    if profile is not None:
+        profile.disable()
     if handled < due:
         raise RuntimeError(f"worker handled {handled} items, expected {due}")
     x = Execution.__table__.c
