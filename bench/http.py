@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -58,11 +59,18 @@ class Result:
     missing: int = 0
     #: Server CPU (user + system, every server process) per acknowledged request.
     cpu_ms: float = 0.0
+    #: CPU of the load generator (wrk) per acknowledged request.
+    load_cpu_ms: float = 0.0
+    #: PostgreSQL: CPU of the backends serving the benchmark's database per acknowledged request
+    #: (the WAL writer and checkpointer, shared with every database, are not counted).
+    db_cpu_ms: float | None = None
 
     def line(self, label: str) -> str:
         check = "ok" if self.missing == 0 and self.events >= self.ok else "FAILED"
         return (f"[{label}] c{self.connections:<3} {self.rps:8.0f} req/s  p50 {self.p50_ms:7.1f} ms  p99 {self.p99_ms:7.1f} ms  "
-                f"server CPU {self.cpu_ms:.2f} ms/req  errors {self.errors + self.non2xx:<5} acknowledged {self.ok:>7}  stored events {self.events:>7}  "
+                f"server CPU {self.cpu_ms:.2f} ms/req  wrk CPU {self.load_cpu_ms:.2f} ms/req  "
+                + (f"PostgreSQL backends CPU {self.db_cpu_ms:.2f} ms/req  " if self.db_cpu_ms is not None else "")
+                + f"errors {self.errors + self.non2xx:<5} acknowledged {self.ok:>7}  stored events {self.events:>7}  "
                 f"executions {self.executions:>7}  events without execution {self.missing}  check {check}")
 
 
@@ -203,6 +211,29 @@ def _parse_wrk(out: str, connections: int) -> Result:
                   _ms(re.search(r"\s50%\s+(\S+)", out).group(1)), _ms(re.search(r"\s99%\s+(\S+)", out).group(1)))
 
 
+def _proc_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _backend_cpu(url: str) -> dict[int, float] | None:
+    """PostgreSQL on this machine: CPU seconds so far of each backend connected to the database of ``url``."""
+    if not url.startswith("postgres"):
+        return None
+    db = get_engine(url)
+    with db.connect() as conn:
+        pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).scalars().all()
+    return {pid: _proc_cpu_seconds(pid) for pid in pids}
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _counts(url: str, tenant_id: str) -> tuple[int, int, int]:
     """(events, executions, events without an execution) of the tenant."""
     db = get_engine(url)
@@ -234,10 +265,14 @@ def measure(url: str, *, workers: int, connections: list[int], duration: float, 
         _warm_up(server.base, secret, workers)
         for c in connections:
             before = _counts(url, tenant_id)
-            cpu = server.cpu_seconds()
+            cpu, load_cpu, backends = server.cpu_seconds(), _children_cpu_seconds(), _backend_cpu(url)
             r = load(server.base, secret, c, duration, tool)
+            r.load_cpu_ms = (_children_cpu_seconds() - load_cpu) * 1000 / max(r.ok, 1)
             time.sleep(0.5)  # requests still in flight when the load stopped
             r.cpu_ms = (server.cpu_seconds() - cpu) * 1000 / max(r.ok, 1)
+            if backends is not None:
+                after_backends = _backend_cpu(url) or {}
+                r.db_cpu_ms = sum(v - backends.get(pid, 0.0) for pid, v in after_backends.items()) * 1000 / max(r.ok, 1)
             after = _counts(url, tenant_id)
             r.events, r.executions = after[0] - before[0], after[1] - before[1]
             r.missing = after[2]

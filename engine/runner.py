@@ -632,6 +632,8 @@ class Runner:
             # Not written yet (same transaction, so the lease is ours): the row is written final.
             pending.update(values)
             del pending["b_id"], pending["b_token"]
+        elif isinstance(s, _LazySession) and s.buffer_update(_FAST_SAVE_FINISHED if finished else _FAST_SAVE, values):
+            pass  # written and lease-checked at the write-out (worker batches)
         elif (_FAST_SAVE_FINISHED if finished else _FAST_SAVE).rowcount(s.connection(), values) != 1:
             raise LeaseLost()
         if finished and run.mode != "dry_run" and not run.test and run.workflow_id:
@@ -861,7 +863,8 @@ class _LazySession:
       is needed. :meth:`commit` / :meth:`abort` end it, close the connection, release the lock.
     """
 
-    __slots__ = ("_buffering", "_conn", "_counts", "_executions", "_idle", "_lock", "_rows", "_session", "_tx")
+    __slots__ = ("_buffering", "_conn", "_counts", "_executions", "_idle", "_lock", "_rows", "_session", "_tx",
+                 "_updates")
 
     def __init__(self, conn: sa.Connection, *, lazy: bool = False, lock: Any = None) -> None:
         #: ``_conn``: the connection once in a transaction. ``_idle``: with ``lazy``, the
@@ -875,6 +878,8 @@ class _LazySession:
         #: workflow id -> [runs, succeeded, failed, last run at]
         self._counts: dict[str, list] = {}
         self._buffering = True
+        #: With :meth:`defer_updates`: the execution UPDATEs (lease-checked) kept for the write-out.
+        self._updates: dict[FastStatement, list[dict[str, Any]]] | None = None
 
     @property
     def begun(self) -> bool:
@@ -902,6 +907,20 @@ class _LazySession:
             self._executions.update((row["id"], row) for row in rows)
         return True
 
+    def defer_updates(self) -> None:
+        """Keep the executions' progress UPDATEs for the write-out too (one ``executemany``; the
+        worker's batches, engine/worker_batch.py). Their lease check is then made there for all of
+        them at once: fewer rows updated than kept raises :class:`LeaseLost`, and the caller
+        rolls the whole transaction back."""
+        self._updates = {}
+
+    def buffer_update(self, fast: FastStatement, values: dict[str, Any]) -> bool:
+        """Keep a lease-checked execution UPDATE (see :meth:`defer_updates`); False: run it now."""
+        if self._updates is None or not self._buffering:
+            return False
+        self._updates.setdefault(fast, []).append(values)
+        return True
+
     def pending_execution(self, execution_id: str) -> dict[str, Any] | None:
         """The execution's row if it is still in the buffer (to update in place)."""
         return self._executions.get(execution_id)
@@ -923,6 +942,12 @@ class _LazySession:
             rows, self._rows, self._executions = self._rows, {}, {}
             for fast in sorted(rows, key=lambda f: _TABLE_ORDER[f.stmt.table.name]):
                 fast.executemany(conn, rows[fast])
+        if self._updates:
+            conn = self.begin()
+            updates, self._updates = self._updates, {}
+            for fast, values in updates.items():
+                if fast.rowcount_many(conn, values) != len(values):
+                    raise LeaseLost()
         if self._counts:
             conn = self.begin()
             counts, self._counts = self._counts, {}
