@@ -12,6 +12,8 @@ execution. Then the same on PostgreSQL (a throw-away database next to ``DATABASE
 from __future__ import annotations
 
 import json
+import threading
+from collections import Counter
 import os
 import re
 import resource
@@ -64,6 +66,9 @@ class Result:
     #: PostgreSQL: CPU of the backends serving the benchmark's database per acknowledged request
     #: (the WAL writer and checkpointer, shared with every database, are not counted).
     db_cpu_ms: float | None = None
+    #: PostgreSQL: what the benchmark database's busy backends were doing, sampled every 20 ms
+    #: during the load ("CPU" = active and not waiting; else the wait event), share of samples.
+    db_waits: dict[str, float] | None = None
 
     def line(self, label: str) -> str:
         check = "ok" if self.missing == 0 and self.events >= self.ok else "FAILED"
@@ -229,6 +234,31 @@ def _backend_cpu(url: str) -> dict[int, float] | None:
     return {pid: _proc_cpu_seconds(pid) for pid in pids}
 
 
+class _WaitSampler(threading.Thread):
+    """PostgreSQL: samples ``pg_stat_activity`` of the benchmark database every 20 ms while the load runs."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.done, self.counts = url, threading.Event(), Counter()
+
+    def run(self) -> None:
+        db = get_engine(self.url)
+        query = sa.text("SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'")
+        with db.connect() as conn:
+            while not self.done.wait(0.02):
+                for state, kind, event in conn.execute(query):
+                    label = "CPU (active, not waiting)" if state == "active" and kind is None else f"{kind}:{event}"
+                    self.counts[label if state == "active" else f"{state} ({label})"] += 1
+                conn.rollback()
+
+    def shares(self) -> dict[str, float]:
+        self.done.set()
+        self.join()
+        total = sum(self.counts.values()) or 1
+        return {k: v / total for k, v in self.counts.most_common(6)}
+
+
 def _children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -266,7 +296,12 @@ def measure(url: str, *, workers: int, connections: list[int], duration: float, 
         for c in connections:
             before = _counts(url, tenant_id)
             cpu, load_cpu, backends = server.cpu_seconds(), _children_cpu_seconds(), _backend_cpu(url)
+            sampler = _WaitSampler(url) if backends is not None else None
+            if sampler:
+                sampler.start()
             r = load(server.base, secret, c, duration, tool)
+            if sampler:
+                r.db_waits = sampler.shares()
             r.load_cpu_ms = (_children_cpu_seconds() - load_cpu) * 1000 / max(r.ok, 1)
             time.sleep(0.5)  # requests still in flight when the load stopped
             r.cpu_ms = (server.cpu_seconds() - cpu) * 1000 / max(r.ok, 1)
@@ -300,6 +335,7 @@ def main(args) -> int:
             try:
                 for r in measure(scratch, workers=workers, connections=connections, duration=args.duration, tool=tool):
                     print(r.line(f"postgresql, {workers} process{'es' if workers > 1 else ''}"), flush=True)
+                    print("    busy PostgreSQL backends: " + ", ".join(f"{k} {v:.0%}" for k, v in (r.db_waits or {}).items()))
                     failed |= r.missing > 0 or r.events < r.ok
                     rates[(workers, r.connections)] = r.rps
             finally:
