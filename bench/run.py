@@ -101,7 +101,8 @@ def _add_other_workflows(db, tenant_id: str, count: int) -> None:
         conn.execute(sa.insert(Workflow), rows)
 
 
-def _resume_rate(db, tenant_id: str, waiting: int, due: int, *, batch: int = 100, profile=None) -> float:
+def _resume_rate(db, tenant_id: str, waiting: int, due: int, *, batch: int = 100, profile=None,
+                 timings: dict | None = None) -> float:
     """Park ``waiting`` executions on a wait; make ``due`` of them due; time one worker (``batch`` per claim)."""
     wf = services.create_workflow(db, system_actor(tenant_id), {
         "name": "Bench wait", "trigger": {"type": "missed_call", "config": {}},
@@ -133,9 +134,11 @@ def _resume_rate(db, tenant_id: str, waiting: int, due: int, *, batch: int = 100
     worker = Worker(db, name="bench", batch=batch)
     if profile is not None:
         profile.enable()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     handled = worker.run_once()
     elapsed = time.perf_counter() - start
+    if timings is not None:
+        timings.update(wall=elapsed, cpu=time.process_time() - cpu)
     if profile is not None:
         profile.disable()
     if handled < due:
