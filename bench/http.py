@@ -12,8 +12,11 @@ execution. Then the same on PostgreSQL (a throw-away database next to ``DATABASE
 from __future__ import annotations
 
 import json
+import threading
+from collections import Counter
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -59,11 +62,21 @@ class Result:
     missing: int = 0
     #: Server CPU (user + system, every server process) per acknowledged request.
     cpu_ms: float = 0.0
+    #: CPU of the load generator (wrk) per acknowledged request.
+    load_cpu_ms: float = 0.0
+    #: PostgreSQL: CPU of the backends serving the benchmark's database per acknowledged request
+    #: (the WAL writer and checkpointer, shared with every database, are not counted).
+    db_cpu_ms: float | None = None
+    #: PostgreSQL: what the benchmark database's busy backends were doing, sampled every 20 ms
+    #: during the load ("CPU" = active and not waiting; else the wait event), share of samples.
+    db_waits: dict[str, float] | None = None
 
     def line(self, label: str) -> str:
         check = "ok" if self.missing == 0 and self.events >= self.ok else "FAILED"
         return (f"[{label}] c{self.connections:<3} {self.rps:8.0f} req/s  p50 {self.p50_ms:7.1f} ms  p99 {self.p99_ms:7.1f} ms  "
-                f"server CPU {self.cpu_ms:.2f} ms/req  errors {self.errors + self.non2xx:<5} acknowledged {self.ok:>7}  stored events {self.events:>7}  "
+                f"server CPU {self.cpu_ms:.2f} ms/req  wrk CPU {self.load_cpu_ms:.2f} ms/req  "
+                + (f"PostgreSQL backends CPU {self.db_cpu_ms:.2f} ms/req  " if self.db_cpu_ms is not None else "")
+                + f"errors {self.errors + self.non2xx:<5} acknowledged {self.ok:>7}  stored events {self.events:>7}  "
                 f"executions {self.executions:>7}  events without execution {self.missing}  check {check}")
 
 
@@ -206,6 +219,54 @@ def _parse_wrk(out: str, connections: int) -> Result:
                   _ms(re.search(r"\s50%\s+(\S+)", out).group(1)), _ms(re.search(r"\s99%\s+(\S+)", out).group(1)))
 
 
+def _proc_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _backend_cpu(url: str) -> dict[int, float] | None:
+    """PostgreSQL on this machine: CPU seconds so far of each backend connected to the database of ``url``."""
+    if not url.startswith("postgres"):
+        return None
+    db = get_engine(url)
+    with db.connect() as conn:
+        pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).scalars().all()
+    return {pid: _proc_cpu_seconds(pid) for pid in pids}
+
+
+class _WaitSampler(threading.Thread):
+    """PostgreSQL: samples ``pg_stat_activity`` of the benchmark database every 20 ms while the load runs."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.done, self.counts = url, threading.Event(), Counter()
+
+    def run(self) -> None:
+        db = get_engine(self.url)
+        query = sa.text("SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'")
+        with db.connect() as conn:
+            while not self.done.wait(0.02):
+                for state, kind, event in conn.execute(query):
+                    label = "CPU (active, not waiting)" if state == "active" and kind is None else f"{kind}:{event}"
+                    self.counts[label if state == "active" else f"{state} ({label})"] += 1
+                conn.rollback()
+
+    def shares(self) -> dict[str, float]:
+        self.done.set()
+        self.join()
+        total = sum(self.counts.values()) or 1
+        return {k: v / total for k, v in self.counts.most_common(6)}
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _counts(url: str, tenant_id: str) -> tuple[int, int, int]:
     """(events, executions, events without an execution) of the tenant."""
     db = get_engine(url)
@@ -237,10 +298,19 @@ def measure(url: str, *, workers: int, connections: list[int], duration: float, 
         _warm_up(server.base, secret, workers)
         for c in connections:
             before = _counts(url, tenant_id)
-            cpu = server.cpu_seconds()
+            cpu, load_cpu, backends = server.cpu_seconds(), _children_cpu_seconds(), _backend_cpu(url)
+            sampler = _WaitSampler(url) if backends is not None else None
+            if sampler:
+                sampler.start()
             r = load(server.base, secret, c, duration, tool)
+            if sampler:
+                r.db_waits = sampler.shares()
+            r.load_cpu_ms = (_children_cpu_seconds() - load_cpu) * 1000 / max(r.ok, 1)
             time.sleep(0.5)  # requests still in flight when the load stopped
             r.cpu_ms = (server.cpu_seconds() - cpu) * 1000 / max(r.ok, 1)
+            if backends is not None:
+                after_backends = _backend_cpu(url) or {}
+                r.db_cpu_ms = sum(v - backends.get(pid, 0.0) for pid, v in after_backends.items()) * 1000 / max(r.ok, 1)
             after = _counts(url, tenant_id)
             r.events, r.executions = after[0] - before[0], after[1] - before[1]
             r.missing = after[2]
@@ -268,6 +338,7 @@ def main(args) -> int:
             try:
                 for r in measure(scratch, workers=workers, connections=connections, duration=args.duration, tool=tool):
                     print(r.line(f"postgresql, {workers} process{'es' if workers > 1 else ''}"), flush=True)
+                    print("    busy PostgreSQL backends: " + ", ".join(f"{k} {v:.0%}" for k, v in (r.db_waits or {}).items()))
                     failed |= r.missing > 0 or r.events < r.ok
                     rates[(workers, r.connections)] = r.rps
             finally:

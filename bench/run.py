@@ -102,8 +102,9 @@ def _add_other_workflows(db, tenant_id: str, count: int) -> None:
         conn.execute(sa.insert(Workflow), rows)
 
 
-def _resume_rate(db, tenant_id: str, waiting: int, due: int) -> float:
-    """Park ``waiting`` executions on a wait; make ``due`` of them due; time one worker."""
+def _resume_rate(db, tenant_id: str, waiting: int, due: int, *, batch: int = 100, profile=None,
+                 timings: dict | None = None) -> float:
+    """Park ``waiting`` executions on a wait; make ``due`` of them due; time one worker (``batch`` per claim)."""
     with unit_of_work(db) as uow:
         wf = services.create_workflow(uow=uow, actor=system_actor(tenant_id), data={
             "name": "Bench wait", "trigger": {"type": "missed_call", "config": {}},
@@ -115,10 +116,10 @@ def _resume_rate(db, tenant_id: str, waiting: int, due: int) -> float:
     # shared invalid number made every send fail, cheaply, and cached nothing either).
     def context(i: int) -> dict:
         return {"trigger": {"type": "missed_call", "from": f"+49151{i:08d}"}, "results": {"wait-1": {}}, "lead": {}}
-    batch = 10_000
-    for start in range(0, waiting, batch):
+    chunk = 10_000
+    for start in range(0, waiting, chunk):
         executions, items = [], []
-        for i in range(start, min(start + batch, waiting)):
+        for i in range(start, min(start + chunk, waiting)):
             ex_id = new_id()
             due_at = now - timedelta(seconds=1) if i < due else now + timedelta(hours=1 + i % 48)
             executions.append({"id": ex_id, "tenant_id": tenant_id, "workflow_id": wf.id, "workflow_name": wf.name,
@@ -132,10 +133,16 @@ def _resume_rate(db, tenant_id: str, waiting: int, due: int) -> float:
         with db.begin() as conn:
             conn.execute(sa.insert(Execution), executions)
             conn.execute(sa.insert(DueWork), items)
-    worker = Worker(db, name="bench", batch=100)
-    start = time.perf_counter()
+    worker = Worker(db, name="bench", batch=batch)
+    if profile is not None:
+        profile.enable()
+    start, cpu = time.perf_counter(), time.process_time()
     handled = worker.run_once()
     elapsed = time.perf_counter() - start
+    if timings is not None:
+        timings.update(wall=elapsed, cpu=time.process_time() - cpu)
+    if profile is not None:
+        profile.disable()
     if handled < due:
         raise RuntimeError(f"worker handled {handled} items, expected {due}")
     x = Execution.__table__.c

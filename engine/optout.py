@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -59,8 +60,22 @@ def opt_words(settings: dict[str, Any] | None) -> tuple[frozenset[str], frozense
     """(opt-out words, opt-in words) of a studio: its own, else ``STUDIO_OPT_OUT_WORDS`` / ``STUDIO_OPT_IN_WORDS``."""
     conf = (settings or {}).get("optOut") or {}
     env = get_settings()
-    stop = conf.get("stopWords") or _split(env.opt_out_words)
-    start = conf.get("startWords") or _split(env.opt_in_words)
+    stop, start = _hashable(conf.get("stopWords")), _hashable(conf.get("startWords"))
+    try:
+        return _opt_words(stop, start, env.opt_out_words, env.opt_in_words)
+    except TypeError:  # not a list of words: as given, uncached
+        return _opt_words.__wrapped__(stop, start, env.opt_out_words, env.opt_in_words)
+
+
+def _hashable(words: Any) -> Any:
+    return tuple(words) if isinstance(words, list) else words
+
+
+@lru_cache(maxsize=1024)
+def _opt_words(stop: Any, start: Any, env_stop: str, env_start: str) -> tuple[frozenset[str], frozenset[str]]:
+    """Cached: every short inbound message is looked up in these sets (the ingest path)."""
+    stop = stop or _split(env_stop)
+    start = start or _split(env_start)
     return frozenset(w.upper() for w in stop), frozenset(w.upper() for w in start)
 
 

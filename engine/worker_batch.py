@@ -66,6 +66,7 @@ def _resume_in_one_transaction(worker: Worker, items: list[DueWork]) -> list[Run
     stale_before = now - worker.lease
     goes_on: list[Run] = []
     with local_transaction(worker.db, worker.clock) as s:
+        s.defer_updates()  # every execution's final UPDATE in the write-out, with its steps and messages
         conn = s.connection()
         executions = lock_executions(conn, [i.execution_id for i in items if i.execution_id])
         tenants: dict[str, dict[str, Any]] = {}

@@ -16,6 +16,8 @@ import re
 import sys
 import threading
 import unicodedata
+from itertools import repeat
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,11 +135,88 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
 _COMPILED_CONCEPTS = [(name, re.compile("|".join(p))) for name, p in _CONCEPTS.items()]
 
 
+def _required_literals(seq: Any) -> frozenset[str] | None:
+    """Strings of which every match of ``seq`` contains at least one; None when nothing can be said.
+
+    ``seq`` is a parsed regular expression (``re._parser``, the standard library's own parser,
+    so this follows the pattern exactly): a sequence of operations. A run of literal characters
+    is required where it stands; a group, or a repeat of at least once, requires what its
+    content requires; an alternation requires what one of its branches requires (the union).
+    Of several candidates the one with the longest shortest string is kept (the most selective).
+    """
+    from re import _parser as sre
+
+    candidates: list[frozenset[str]] = []
+    run: list[str] = []
+
+    def close() -> None:
+        if run:
+            candidates.append(frozenset(["".join(run)]))
+        run.clear()
+
+    for op, av in seq:
+        if op is sre.LITERAL:
+            run.append(chr(av))
+            continue
+        found: frozenset[str] | None = None
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and av[0] >= 1:
+            inner = list(av[2])
+            if len(inner) == 1 and inner[0][0] is sre.LITERAL:
+                run.append(chr(inner[0][1]))  # "hi+" requires "hi"; what follows may be another "i"
+                close()
+                continue
+            close()
+            found = _required_literals(inner)
+        elif op is sre.SUBPATTERN:
+            close()
+            found = _required_literals(list(av[3])) if not (av[1] or av[2]) else None
+        elif op is sre.BRANCH:
+            close()
+            branches = [_required_literals(list(branch)) for branch in av[1]]
+            found = None if any(b is None for b in branches) else frozenset().union(*branches)
+        else:
+            close()
+        if found:
+            candidates.append(found)
+    close()
+    if not candidates:
+        return None
+    return max(candidates, key=lambda strings: (min(len(x) for x in strings), -len(strings)))
+
+
+def _concept_filter(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+    """Strings of which a text must contain one to match ``pattern``; None: always search."""
+    from re import _parser as sre
+
+    if pattern.flags & re.IGNORECASE:
+        return None
+    found = _required_literals(list(sre.parse(pattern.pattern)))
+    return None if found is None else tuple(sorted(found, key=len))
+
+
+#: Per concept its marker, its pattern and the strings one of which a matching text contains.
+#: Why: the concept patterns are long alternations that Python's ``re`` tries branch by branch
+#: at every position of the text (~80 µs a message, a quarter of the intent of every inbound
+#: event); a substring test per required string (``str.__contains__``, C) rules most concepts
+#: out without a search, and the search decides the rest, so the markers are exactly the
+#: patterns' (tests/test_intent_speed.py compares both on the training set and random texts).
+_FILTERED_CONCEPTS = [(f"zz{name}", pattern, _concept_filter(pattern)) for name, pattern in _COMPILED_CONCEPTS]
+
+
+def _concepts_of(norm: str) -> list[str]:
+    """The ``zz<concept>`` markers of a normalize()d text: the concepts whose pattern it matches."""
+    contains = norm.__contains__
+    return [marker for marker, pattern, needles in _FILTERED_CONCEPTS
+            if (needles is None or any(map(contains, needles))) and pattern.search(norm)]
+
+
 def add_concepts(text: str) -> str:
     """Normalise ``text`` and append a ``zz<concept>`` marker for each keyword concept it hits."""
-    norm = normalize(text)
-    markers = [f"zz{name}" for name, pattern in _COMPILED_CONCEPTS if pattern.search(norm)]
-    return " ".join([norm, *markers])
+    return _with_concepts(normalize(text))
+
+
+def _with_concepts(norm: str) -> str:
+    return " ".join([norm, *_concepts_of(norm)])
 
 
 def load_examples(path: Path | None = None) -> list[dict[str, str]]:
@@ -231,6 +310,10 @@ class _DirectModel:
     n-gram counts, ``1 + log(tf)`` (sublinear tf) times idf, L2-normalised; then the logistic
     regression's softmax over ``coef_ . x + intercept_``. :meth:`of` checks it against the
     pipeline on the training vocabulary and returns None (use the pipeline) if any number differs.
+
+    For the shipped pipeline (words with :func:`add_concepts`, character n-grams of
+    :func:`normalize`) the message is normalised once for both; the vocabulary look-ups run in
+    C (``map`` over the n-gram counts), and one gather and one product score both parts.
     """
 
     def __init__(self, parts: list[tuple[Any, dict[str, int], Any, int]], coef: Any, intercept: Any) -> None:
@@ -246,37 +329,62 @@ class _DirectModel:
             for _, vec in union.transformer_list:
                 if not (vec.sublinear_tf and vec.use_idf and vec.norm == "l2" and not vec.binary):
                     return None
-                parts.append((vec.build_analyzer(), vec.vocabulary_, np.asarray(vec.idf_), offset))
+                parts.append((_ngrams_of_normalized(vec), vec.vocabulary_, np.asarray(vec.idf_), offset))
                 offset += len(vec.vocabulary_)
             if model.coef_.shape != (len(model.classes_), offset) or len(model.classes_) < 3:
                 return None
             direct = cls(parts, np.asarray(model.coef_).T.copy(), np.asarray(model.intercept_))
-            probe = ["Was kostet die 10er-Karte?", "Ich möchte einen Trainingsplan", "hallo!!", "xyz 123"]
+            probe = ["Was kostet die 10er-Karte?", "Ich möchte einen Trainingsplan", "hallo!!", "xyz 123",
+                     "  Kündigung   zum 31.12. bitte,  danke  ", "Hi! Can I BOOK a trial? 😊 €"]
             if not np.allclose(pipeline.predict_proba(probe), [direct.predict_proba(t) for t in probe], atol=1e-9):
                 logger.warning("direct intent scoring differs from scikit-learn's: using the pipeline")
                 return None
             return direct
-        except (AttributeError, KeyError, ValueError):  # another pipeline shape: use it as it is
+        except (AttributeError, KeyError, ValueError, TypeError):  # another pipeline shape: use it as it is
             return None
 
     def predict_proba(self, text: str) -> Any:
         import numpy as np
 
-        scores = self._intercept.copy()
-        for analyze, vocabulary, idf, offset in self._parts:
-            counts: dict[int, int] = {}
-            for token in analyze(text):
-                index = vocabulary.get(token)
-                if index is not None:
-                    counts[index] = counts.get(index, 0) + 1
+        norm = normalize(text)
+        columns, weights = [], []
+        for ngrams, vocabulary, idf, offset in self._parts:
+            counts = Counter(ngrams(text, norm))
             if not counts:
                 continue
-            idx = np.fromiter(counts, dtype=np.intp, count=len(counts))
-            weights = (np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts))) + 1.0) * idf[idx]
-            weights /= np.sqrt(weights @ weights)
-            scores = scores + weights @ self._coef[offset + idx]
+            # Vocabulary look-ups and counts in C (map, fromiter); the arithmetic in numpy.
+            index = np.fromiter(map(vocabulary.get, counts, repeat(-1)), dtype=np.intp, count=len(counts))
+            known = index >= 0
+            if not known.any():
+                continue
+            index = index[known]
+            weight = (np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts))[known]) + 1.0) * idf[index]
+            weight /= np.sqrt(weight @ weight)
+            columns.append(index + offset if offset else index)
+            weights.append(weight)
+        scores = self._intercept
+        if weights:
+            scores = scores + np.concatenate(weights) @ self._coef[np.concatenate(columns)]
         scores = np.exp(scores - scores.max())
         return scores / scores.sum()
+
+
+def _ngrams_of_normalized(vec: Any) -> Any:
+    """``f(text, normalize(text))`` -> the n-grams ``vec``'s analyzer gives for ``text``.
+
+    The shipped vectorizers preprocess with :func:`add_concepts` (words) and :func:`normalize`
+    (characters): both start from ``normalize(text)``, computed once. Any other vectorizer gets
+    its own analyzer on the raw text.
+    """
+    stock = vec.input == "content" and vec.stop_words is None and vec.tokenizer is None
+    if stock and vec.analyzer == "word" and vec.preprocessor is add_concepts:
+        tokenize, word_ngrams = vec.build_tokenizer(), vec._word_ngrams
+        return lambda _text, norm: word_ngrams(tokenize(_with_concepts(norm)))
+    if stock and vec.analyzer == "char_wb" and vec.preprocessor is normalize:
+        char_wb = vec._char_wb_ngrams
+        return lambda _text, norm: char_wb(norm)
+    analyze = vec.build_analyzer()
+    return lambda text, _norm: analyze(text)
 
 
 def train(examples: Iterable[Mapping[str, Any] | Sequence[str]]) -> IntentClassifier:

@@ -21,13 +21,15 @@ The answer is the route's answer, byte for byte (same JSON, same error shape fro
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -42,6 +44,14 @@ from engine.uow import unit_of_work
 logger = logging.getLogger(__name__)
 
 PATH = "/api/events"
+#: Threads ingesting fast-path events: as many as one group commit takes (``max_batch``, 64),
+#: so up to 64 concurrent requests share one commit instead of the last ones waiting in the
+#: pool's queue for the next (at 64 connections: 0.64-0.65 ms of server CPU per request
+#: against 0.68-0.78 ms with 40 threads, alternating runs at load 18-23). Only the batch's
+#: leader holds a database connection, so the pool (40 + 10) is not the bound. A plain
+#: ``ThreadPoolExecutor`` instead of ``run_in_threadpool``: anyio's capacity limiter and
+#: per-call machinery cost ~12 % of the server's GIL time (py-spy, 64 connections).
+THREADS = 64
 
 
 class FastEvents:
@@ -51,6 +61,12 @@ class FastEvents:
         self.app = app
         self.db = db
         self.enabled = enabled
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:  # on the first request: one event loop, no race
+            self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="fast-events")
+        return self._pool
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not (self.enabled and scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH):
@@ -94,7 +110,8 @@ class FastEvents:
 
     async def _ingest(self, scope: Scope, receive: Receive, send: Send, actor: Actor, event: dict[str, Any]) -> None:
         try:
-            result = await run_in_threadpool(_ingest, self.db, actor, event)
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._executor(), functools.partial(_ingest, self.db, actor, event))
         except EngineError as exc:
             response = errors._engine_error(Request(scope), exc)
         except IntegrityError as exc:

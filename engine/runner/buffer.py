@@ -32,9 +32,10 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from engine.runner.context import LeaseLost
 from engine.store.fast import FastStatement
 from engine.store.models import Execution
-from engine.store.runs import FAST_INSERTS, TABLE_ORDER, count_runs, insert_statement
+from engine.store.runs import FAST_INSERTS, TABLE_ORDER, count_runs, insert_statement, save_executions
 from engine.uow import Clock, UnitOfWork
 
 _INSERT_EXECUTION = FAST_INSERTS[Execution]
@@ -44,7 +45,7 @@ class BufferedUnitOfWork:
     """A :class:`engine.uow.UnitOfWork` with a write buffer (see the module docstring)."""
 
     __slots__ = ("_buffering", "_clock", "_conn", "_counts", "_executions", "_idle", "_lock", "_outer", "_rows",
-                 "_session", "_tx")
+                 "_session", "_tx", "_updates")
 
     def __init__(self, conn: sa.Connection | None, *, clock: Clock, lazy: bool = False, lock: Any = None,
                  outer: UnitOfWork | None = None) -> None:
@@ -64,6 +65,9 @@ class BufferedUnitOfWork:
         #: workflow id -> [runs, succeeded, failed, last run at]
         self._counts: dict[str, list] = {}
         self._buffering = True
+        #: With :meth:`defer_updates`: lease-checked execution UPDATEs kept for the write-out,
+        #: by ``finished``.
+        self._updates: dict[bool, list[dict[str, Any]]] | None = None
 
     # ------------------------------------------------------------------ the protocol
 
@@ -124,6 +128,20 @@ class BufferedUnitOfWork:
             self._conn = self._idle
         return self._conn
 
+    def defer_updates(self) -> None:
+        """Keep the executions' progress UPDATEs for the write-out too (one ``executemany``; the
+        worker's batches, engine/worker_batch.py). Their lease check is then made there for all of
+        them at once: fewer rows updated than kept raises LeaseLost, and the caller rolls the
+        whole transaction back."""
+        self._updates = {}
+
+    def buffer_update(self, values: dict[str, Any], finished: bool) -> bool:
+        """Keep a lease-checked execution UPDATE (see :meth:`defer_updates`); False: run it now."""
+        if self._updates is None or not self._buffering:
+            return False
+        self._updates.setdefault(finished, []).append(values)
+        return True
+
     def pending_execution(self, execution_id: str) -> dict[str, Any] | None:
         """The execution's row if it is still in the buffer (to update in place)."""
         return self._executions.get(execution_id)
@@ -153,6 +171,12 @@ class BufferedUnitOfWork:
             rows, self._rows, self._executions = self._rows, {}, {}
             for fast in sorted(rows, key=lambda f: TABLE_ORDER[f.stmt.table.name]):
                 fast.executemany(conn, rows[fast])
+        if self._updates:
+            conn = self.begin()
+            updates, self._updates = self._updates, {}
+            for finished, values in updates.items():
+                if not save_executions(conn, values, finished):
+                    raise LeaseLost()
         if self._counts:
             conn = self.begin()
             counts, self._counts = self._counts, {}
@@ -173,6 +197,8 @@ class BufferedUnitOfWork:
 
         Inside a caller's unit of work only the buffer is dropped: the caller rolls back."""
         self._rows, self._executions, self._counts = {}, {}, {}
+        if self._updates is not None:
+            self._updates = {}
         if self._outer is not None:
             self._session = None
             return

@@ -59,6 +59,8 @@ class GroupCommit(Generic[T]):
         self._busy = False
         #: One entry per caller inside (see :meth:`enter`); with siblings the leader gathers.
         self._inside: deque[None] = deque()
+        #: Callers blocked in :meth:`wait_queued` (every arrival wakes them).
+        self._waiters = 0
 
     # ------------------------------------------------------------------ callers
 
@@ -87,7 +89,11 @@ class GroupCommit(Generic[T]):
     def wait_queued(self, n: int, timeout: float | None = None) -> bool:
         """Block until at least ``n`` requests are queued (tests order threads with it); False on timeout."""
         with self._arrived:
-            return self._arrived.wait_for(lambda: len(self._queue) >= n, timeout)
+            self._waiters += 1
+            try:
+                return self._arrived.wait_for(lambda: len(self._queue) >= n, timeout)
+            finally:
+                self._waiters -= 1
 
     def submit(self, req: T) -> None:
         """Commit ``req`` in a batch; returns when that batch is done (``req.alone``: it failed)."""
@@ -97,7 +103,11 @@ class GroupCommit(Generic[T]):
                 req.wake = threading.Lock()
                 req.wake.acquire()
                 self._queue.append(req)
-                self._arrived.notify_all()
+                # Wake a gathering leader only when its batch is full (its loop below) or a test
+                # waits for a count: a wake per arrival cost the leader up to 40 GIL round trips
+                # per batch (py-spy: ~7 % of ingest).
+                if self._waiters or len(self._queue) + 1 >= min(len(self._inside), self._max):
+                    self._arrived.notify_all()
             else:
                 self._busy = True
         if req.wake is not None:

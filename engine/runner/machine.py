@@ -278,6 +278,8 @@ class ExecutionMachine:
             # Not written yet (same transaction, so the lease is ours): the row is written final.
             pending.update(values)
             del pending["b_id"], pending["b_token"]
+        elif buffered and uow.buffer_update(values, finished):
+            pass  # written and lease-checked at the write-out (worker batches)
         elif not save_execution(uow.connection(), values, finished):
             raise LeaseLost()
         if finished and run.mode != "dry_run" and not run.test and run.workflow_id:

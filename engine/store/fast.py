@@ -175,6 +175,26 @@ class FastStatement:
         finally:
             cursor.close()
 
+    def rowcount_many(self, target: Session | Connection, rows: list[Mapping[str, Any]]) -> int:
+        """Run an UPDATE/DELETE once per parameter set; the number of rows matched in all.
+
+        Counted per set (``execute`` in a loop on one cursor): what ``executemany`` reports as
+        ``rowcount`` differs between drivers."""
+        conn = connection_of(target)
+        c = self.compiled(conn.dialect)
+        args = c.args_many(rows)
+        cursor = conn.connection.dbapi_connection.cursor()
+        total = 0
+        try:
+            for one in args:
+                cursor.execute(c.sql, one)
+                total += cursor.rowcount
+        except conn.dialect.loaded_dbapi.Error as exc:
+            _reraise(conn, c.sql, args, exc, cursor)
+        finally:
+            cursor.close()
+        return total
+
     def rowcount(self, target: Session | Connection, params: Mapping[str, Any]) -> int:
         """Run an UPDATE/DELETE; the number of rows it matched."""
         cursor = self.execute(target, params)

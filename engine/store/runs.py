@@ -234,6 +234,12 @@ def save_execution(conn: Any, values: dict[str, Any], finished: bool) -> bool:
     return (FAST_SAVE_FINISHED if finished else FAST_SAVE).rowcount(conn, values) == 1
 
 
+def save_executions(conn: Any, values: list[dict[str, Any]], finished: bool) -> bool:
+    """:func:`save_execution` for many executions in one ``executemany``; False when any lease
+    token no longer matches (fewer rows updated than given)."""
+    return (FAST_SAVE_FINISHED if finished else FAST_SAVE).rowcount_many(conn, values) == len(values)
+
+
 def count_runs(conn: Any, workflow_id: str, n: int, ok: int, bad: int, at: datetime) -> None:
     """Add finished runs to the workflow's counters."""
     FAST_COUNT_RUN.rowcount(conn, {"b_id": workflow_id, "b_n": n, "b_ok": ok, "b_bad": bad, "b_at": at})

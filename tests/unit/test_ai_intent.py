@@ -185,3 +185,47 @@ def test_every_shipped_example_scores_as_the_pipeline() -> None:
     direct = np.array([classifier._direct.predict_proba(t) for t in texts])
     assert np.allclose(direct, classifier._pipeline.predict_proba(texts), rtol=0, atol=1e-9)
     assert [classifier.classify(t).intent for t in texts] == [r.intent for r in classifier.classify_many(texts)]
+
+
+def _concepts_by_search(norm: str) -> list[str]:
+    """The concept markers as the patterns alone give them (what the pre-filtered version must equal)."""
+    return [f"zz{name}" for name, pattern in intent._COMPILED_CONCEPTS if pattern.search(norm)]
+
+
+#: Pieces of the concept patterns' literal text, so generated messages hit concepts often.
+_FRAGMENTS = sorted({piece for patterns in intent._CONCEPTS.values() for p in patterns
+                     for piece in __import__("re").findall(r"[a-z0-9€/ ']+", p)})
+
+
+def test_concept_markers_of_every_shipped_example_match_the_patterns() -> None:
+    for example in load_examples():
+        norm = intent.normalize(example["text"])
+        assert intent._concepts_of(norm) == _concepts_by_search(norm), example["text"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_FRAGMENTS), st.integers(0, 3), st.text(max_size=3)), max_size=6))
+def test_concept_markers_match_the_patterns_on_mixed_texts(parts: list[tuple[str, int, str]]) -> None:
+    norm = intent.normalize("".join(fragment[cut:] + noise for fragment, cut, noise in parts))
+    assert intent._concepts_of(norm) == _concepts_by_search(norm)
+
+
+@pytest.mark.parametrize(("pattern", "required"), [
+    (r"^(hallo|hi+|yo)\b", {"hallo", "hi", "yo"}),
+    (r"programm?|\bsets?\b", {"program", "set"}),
+    (r"was (soll|sollte) ich", {"was "}),
+    (r"trag .*\bein\b", {"trag "}),
+    (r"[0-9]+x", {"x"}),
+    (r"€", {"€"}),
+])
+def test_required_literals_of_a_pattern(pattern: str, required: set[str]) -> None:
+    import re
+
+    assert set(intent._concept_filter(re.compile(pattern))) == required
+
+
+@pytest.mark.parametrize("pattern", [r"a?b?", r"[ab]+", r"(?i)hallo", r"x|.*"])
+def test_patterns_without_required_literals_are_always_searched(pattern: str) -> None:
+    import re
+
+    assert intent._concept_filter(re.compile(pattern)) is None
