@@ -106,6 +106,22 @@ def test_after_hours_reply_speaks_english_to_an_english_member(db, demo):
     assert "Our team is here every day from 9 am to 6 pm" in body
 
 
+@pytest.mark.parametrize("question, expected", [
+    ("Hello!", "Hi! Great to hear from you."),
+    ("Hi, I'd like to try a class", "Your first trial class with us is free!"),
+    ("How much does the 10-class card cost?", "10-class card: 140 €"),
+    ("What are your opening hours?", "Our opening hours: Mon-Fri 07:00-22:00"),
+])
+def test_english_questions_in_business_hours_get_english_answers(db, demo, question, expected):
+    messages = send(db, demo, question, at(14, 30))
+    assert len(messages) == 1 and expected in messages[0].body, [m.body for m in messages]
+
+
+def test_after_hours_english_member_gets_the_knowledge_base_answer_in_english(db, demo):
+    body = send(db, demo, "How much is the trial class?", at(7))[0].body
+    assert body.startswith("Trial class: 0 € (free, once per person)") and "from 9 am to 6 pm" in body, body
+
+
 def test_spec_examples_still_import_unchanged(db, demo):
     from engine.auth import system_actor
 
