@@ -48,6 +48,27 @@ def _menu_item(app: App, workflow: str, item: str):
     return entry
 
 
+def _flip(app: App, workflow: str, now: str, then: str) -> None:
+    """Flip a workflow's on/off switch labelled ``now`` and wait for the saved state ``then``.
+
+    The browser flips the switch's checked state at once; only a click that observably did
+    not flip it (lost while Streamlit replaced the row) is repeated.
+    """
+    switch = _row(app, workflow).get_by_role("switch", name=now)
+    for _ in range(3):
+        app.settle()
+        before = switch.is_checked()
+        switch.click(force=True)  # the input hides behind its label
+        try:
+            expect(switch).to_be_checked(checked=not before, timeout=5_000)
+            break
+        except AssertionError:
+            if _row(app, workflow).get_by_role("switch", name=then).count():
+                break  # already saved and re-rendered with the new label
+    app.settle()
+    _row(app, workflow).get_by_role("switch", name=then).wait_for(state="attached")
+
+
 def _menu_closed(app: App) -> None:
     """No "⋯" menu is open (none covers a dialog)."""
     expect(app.page.get_by_test_id("stMenuButtonBody")).to_have_count(0)
@@ -109,12 +130,8 @@ def test_owner_builds_a_branching_workflow_toggles_and_deletes_it(app: App):
     row = _row(app, NAME)
     row.wait_for()
     app.shot("07-workflow-saved-as-draft")
-    row.get_by_role("switch", name="Off").click(force=True)  # saved as a draft; the input hides behind its label
-    app.settle()
-    _row(app, NAME).get_by_role("switch", name="On").wait_for(state="attached")
-    _row(app, NAME).get_by_role("switch", name="On").click(force=True)
-    app.settle()
-    _row(app, NAME).get_by_role("switch", name="Off").wait_for(state="attached")
+    _flip(app, NAME, "Off", "On")  # saved as a draft: switch it on, then off again
+    _flip(app, NAME, "On", "Off")
 
     _menu_item(app, NAME, "Delete").click()
     dialog = page.get_by_test_id("stDialog")
