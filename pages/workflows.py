@@ -124,7 +124,7 @@ def on_menu(wf) -> None:
 def actions_menu(wf) -> None:
     items = ["Edit", "Run now", "Duplicate", "Export JSON", "Version history", "Delete"] if can_edit else \
         ["Export JSON", "Version history"]
-    choice = st.menu_button("", items, key=f"workflows_menu_{wf.id}", icon=":material/more_horiz:", help="More",
+    choice = st.menu_button("", items, key=f"workflows_menu_{wf.id}", icon=":material/more_horiz:", help="More actions",
                             on_click=on_menu, args=(wf,),
                             format_func=lambda item: f":material/{MENU_ICONS[item]}: {item}")
     if choice == "Edit":
