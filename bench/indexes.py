@@ -21,6 +21,7 @@ from engine import services
 from engine.auth import system_actor
 from engine.runner import Runner
 from engine.store.db import alembic_config, get_engine, migrate
+from engine.uow import unit_of_work
 
 #: The schema with issue 11's covering indexes (before migration 0015).
 BEFORE = "0006"
@@ -42,8 +43,9 @@ def one_run(revision: str, drop: list[str], n: int, producers: int) -> tuple[flo
         with db.begin() as conn:
             for name in drop:
                 conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
-        tenant = services.create_tenant(db, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
-        services.create_workflow(db, system_actor(tenant.id), WORKFLOW)
+        with unit_of_work(db) as uow:
+            tenant = services.create_tenant(uow=uow, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
+            services.create_workflow(uow=uow, actor=system_actor(tenant.id), data=WORKFLOW)
         runner = Runner(db)
         _ingest_rate(runner, tenant.id, 200, producers)  # warm-up
         cpu = time.process_time()

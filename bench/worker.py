@@ -18,6 +18,7 @@ import uuid
 from bench.run import _postgres_scratch, _resume_rate
 from engine import services
 from engine.store.db import get_engine, migrate
+from engine.uow import unit_of_work
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             db = get_engine(url)
             migrate(db)
-            tenant = services.create_tenant(db, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
+            with unit_of_work(db) as uow:
+                tenant = services.create_tenant(uow=uow, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
             profile = cProfile.Profile() if args.profile else None
             timings: dict = {}
             rate = _resume_rate(db, tenant.id, args.waiting, args.due, batch=args.batch, profile=profile, timings=timings)

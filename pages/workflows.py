@@ -44,6 +44,7 @@ def close_dialogs() -> None:
     st.session_state.pop("workflows_delete_id", None)
     st.session_state.pop("workflows_run_id", None)
     st.session_state.pop("workflows_enable_id", None)
+    st.session_state.pop("workflows_export_id", None)
 
 
 @st.dialog("Delete workflow?", on_dismiss=close_dialogs)
@@ -68,11 +69,17 @@ def run_dialog(workflow) -> None:
     run_panel(workflow, "workflows_run")
 
 
-def open_from_menu(kind: str, workflow_id: str) -> None:
-    """Button callback: close the "..." menu first, so it does not cover the dialog's fields."""
-    st.session_state[f"workflows_menu_{workflow_id}"] = False
+def open_dialog(kind: str, workflow_id: str) -> None:
     close_dialogs()
     st.session_state[f"workflows_{kind}_id"] = workflow_id
+
+
+@st.dialog("Export workflow", width="large", on_dismiss=close_dialogs)
+def export_dialog(workflow) -> None:
+    text = json.dumps(workflow.definition, indent=2, ensure_ascii=False)
+    st.download_button("Download JSON", text, file_name=f"{workflow.name}.json", mime="application/json",
+                       icon=":material/download:", key="workflows_export_download", on_click="ignore", type="primary")
+    st.code(text, language="json", height=360)
 
 
 @st.dialog("Switch on with failing scenarios?", on_dismiss=close_dialogs)
@@ -93,7 +100,8 @@ def confirm_enable(workflow) -> None:
 
 
 def show_open_dialog() -> None:
-    for kind, dialog in (("run", run_dialog), ("delete", confirm_delete), ("enable", confirm_enable)):
+    for kind, dialog in (("run", run_dialog), ("delete", confirm_delete), ("enable", confirm_enable),
+                         ("export", export_dialog)):
         workflow_id = st.session_state.get(f"workflows_{kind}_id")
         if workflow_id:
             try:
@@ -103,27 +111,33 @@ def show_open_dialog() -> None:
                 close_dialogs()
 
 
+MENU_ICONS = {"Edit": "edit", "Run now": "play_arrow", "Duplicate": "content_copy", "Export JSON": "download",
+              "Version history": "history", "Delete": "delete"}
+
+
+def on_menu(wf) -> None:
+    """The "⋯" menu's choice. A menu button closes itself in the browser when an item is picked
+    (a popover's open state is round-tripped and could stay open over the dialog it opened)."""
+    choice = st.session_state.get(f"workflows_menu_{wf.id}")
+    if choice in ("Run now", "Delete", "Export JSON"):
+        open_dialog({"Run now": "run", "Delete": "delete", "Export JSON": "export"}[choice], wf.id)
+    elif choice == "Duplicate":
+        with unit_of_work(db) as uow:
+            copy = services.duplicate_workflow(uow=uow, actor=actor, workflow_id=wf.id)
+        st.session_state["workflows_flash"] = f"Created “{copy.name}” (disabled)."
+
+
 def actions_menu(wf) -> None:
-    with st.popover("", icon=":material/more_horiz:", key=f"workflows_menu_{wf.id}", help="More", on_change="rerun"):
-        if can_edit and st.button("Edit", icon=":material/edit:", key=f"workflows_edit_{wf.id}", width="stretch"):
-            builder_state.open_in_builder(wf.definition, wf.id)
-        if can_edit:
-            st.button("Run now", icon=":material/play_arrow:", key=f"workflows_run_{wf.id}", width="stretch",
-                      on_click=open_from_menu, args=("run", wf.id))
-        if can_edit and st.button("Duplicate", icon=":material/content_copy:", key=f"workflows_dup_{wf.id}", width="stretch"):
-            with unit_of_work(db) as uow:
-                copy = services.duplicate_workflow(uow=uow, actor=actor, workflow_id=wf.id)
-            st.session_state["workflows_flash"] = f"Created “{copy.name}” (disabled)."
-            st.rerun()
-        st.download_button("Export JSON", json.dumps(wf.definition, indent=2, ensure_ascii=False), file_name=f"{wf.name}.json",
-                           mime="application/json", icon=":material/download:", key=f"workflows_export_{wf.id}",
-                           on_click="ignore", width="stretch")
-        if st.button("Version history", icon=":material/history:", key=f"workflows_history_{wf.id}", width="stretch"):
-            st.session_state["history_workflow_id"] = wf.id
-            st.switch_page("pages/history.py")
-        if can_edit:
-            st.button("Delete", icon=":material/delete:", key=f"workflows_delete_{wf.id}", width="stretch",
-                      on_click=open_from_menu, args=("delete", wf.id))
+    items = ["Edit", "Run now", "Duplicate", "Export JSON", "Version history", "Delete"] if can_edit else \
+        ["Export JSON", "Version history"]
+    choice = st.menu_button("", items, key=f"workflows_menu_{wf.id}", icon=":material/more_horiz:", help="More actions",
+                            on_click=on_menu, args=(wf,),
+                            format_func=lambda item: f":material/{MENU_ICONS[item]}: {item}")
+    if choice == "Edit":
+        builder_state.open_in_builder(wf.definition, wf.id)
+    elif choice == "Version history":
+        st.session_state["history_workflow_id"] = wf.id
+        st.switch_page("pages/history.py")
 
 
 def workflow_row(wf) -> None:

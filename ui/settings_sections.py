@@ -95,15 +95,20 @@ def ai_section(db, actor, tenant) -> None:
             (st.success if ok else st.error)(answer)
     with st.container(border=True, key="settings_card_kb"):
         st.subheader("Knowledge base")
-        st.caption(f"{len(view.knowledge_entries)} question/answer entries. Tags are extra search words.")
-        edited = st.data_editor([{"question": e["question"], "answer": e["answer"], "tags": ", ".join(e.get("tags", []))}
-                                 for e in view.knowledge_entries] or [{"question": "", "answer": "", "tags": ""}],
+        st.caption(f"{len(view.knowledge_entries)} question/answer entries. Tags are extra search words; "
+                   "members writing in English get the English answer where there is one.")
+        edited = st.data_editor([{"question": e["question"], "answer": e["answer"], "tags": ", ".join(e.get("tags", [])),
+                                  "questionEn": e.get("questionEn", ""), "answerEn": e.get("answerEn", "")}
+                                 for e in view.knowledge_entries]
+                                or [{"question": "", "answer": "", "tags": "", "questionEn": "", "answerEn": ""}],
                                 num_rows="dynamic", width="stretch", key="settings_kb_editor",
-                                column_config={"question": "Question", "answer": "Answer", "tags": "Tags"})
+                                column_config={"question": "Question", "answer": "Answer", "tags": "Tags",
+                                               "questionEn": "Question (English)", "answerEn": "Answer in English (optional)"})
         if st.button("Save entries", key="settings_kb_save", type="primary"):
             rows = [r for r in edited if (r.get("question") or "").strip() or (r.get("answer") or "").strip()]
             _saved(db, lambda uow: ss.save_knowledge_entries(uow=uow, actor=actor, entries=rows))
-        upload = st.file_uploader("Import CSV (columns question,answer,tags; tags separated by ;)", type=["csv"],
+        upload = st.file_uploader("Import CSV (columns question,answer,tags and optionally questionEn,answerEn; "
+                                  "tags separated by ;)", type=["csv"],
                                   key="settings_kb_csv")
         replace = st.checkbox("Replace the existing entries", key="settings_kb_replace")
         if upload is not None and st.button("Import", key="settings_kb_import"):

@@ -29,6 +29,8 @@ section[data-testid="stSidebar"] {background: #F5F5F7;}
 .sa-pill.accent {background: #E6F1FF; color: #0A64D6;}
 .sa-muted {color: #86868B; font-size: 0.85rem;}
 .sa-title {font-weight: 600; font-size: 1.02rem;}
+/* the workflow rows' "⋯" menu: the icon alone, no chevron */
+div[class*="st-key-workflows_menu_"] [data-testid="stMenuButtonButton"] div[aria-hidden="true"] {display: none;}
 </style>
 """
 

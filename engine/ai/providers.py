@@ -129,24 +129,33 @@ class OfflineProvider:
         self.knowledge_base = knowledge_base if knowledge_base is not None else KnowledgeBase()
         self.min_score = min_score
         self.combine_ratio = combine_ratio
-        self._retriever: Retriever | None = None
+        self._retrievers: dict[str, Retriever] = {}
         self._lock = threading.Lock()
 
     @property
     def retriever(self) -> Retriever:
         """The retrieval index, built on first use."""
-        if self._retriever is None:
-            with self._lock:
-                if self._retriever is None:
-                    self._retriever = Retriever(self.knowledge_base)
-        return self._retriever
+        return self._index("de")
 
-    def search(self, question: str) -> list[Match]:
-        """The documents that answer ``question`` well enough (best first, at most two)."""
-        matches = [m for m in self.retriever.search(question, limit=2) if m.score >= self.min_score]
-        if len(matches) == 2 and matches[1].score < matches[0].score * self.combine_ratio:
-            matches = matches[:1]
-        return matches
+    def _index(self, language: str) -> Retriever:
+        if language not in self._retrievers:
+            with self._lock:
+                if language not in self._retrievers:
+                    self._retrievers[language] = Retriever(self.knowledge_base, language)
+        return self._retrievers[language]
+
+    def search(self, question: str, language: str = "de") -> list[Match]:
+        """The documents that answer ``question`` well enough (best first, at most two).
+
+        An English question is looked up in the English texts first, then as before.
+        """
+        for index in (["en", "de"] if language == "en" else ["de"]):
+            matches = [m for m in self._index(index).search(question, limit=2) if m.score >= self.min_score]
+            if matches:
+                if len(matches) == 2 and matches[1].score < matches[0].score * self.combine_ratio:
+                    matches = matches[:1]
+                return matches
+        return []
 
     def answer(self, prompt: str, *, question: str | None = None, language: str = "de") -> AIAnswer:
         """Answer the member's ``question`` from the knowledge base (``prompt`` if no question)."""
@@ -158,12 +167,12 @@ class OfflineProvider:
         if intent.intent == "complaint" and intent.confidence >= 0.5:
             logger.debug("complaint detected, handing off")
             return self._handoff(language)
-        matches = self.search(text)
+        matches = self.search(text, language)
         if not matches:
             if intent.intent == "greeting" and intent.confidence >= 0.6:
                 return AIAnswer(text=GREETING_REPLY[language], provider=self.name)
             return self._handoff(language)
-        reply = " ".join(m.document.answer for m in matches)
+        reply = " ".join(m.document.answer_in(language) for m in matches)
         return AIAnswer(text=reply, provider=self.name, sources=[m.document.key for m in matches])
 
     def classify(self, text: str) -> IntentResult:

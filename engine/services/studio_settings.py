@@ -220,7 +220,14 @@ def _clean_entry(raw: dict[str, Any], where: str) -> dict[str, Any]:
     tags = raw.get("tags") or []
     if isinstance(tags, str):
         tags = [t for t in re.split(r"[;,|]", tags)]
-    return {"question": question, "answer": answer, "tags": [t.strip() for t in tags if str(t).strip()][:20]}
+    entry = {"question": question, "answer": answer, "tags": [t.strip() for t in tags if str(t).strip()][:20]}
+    for key in ("questionEn", "answerEn"):  # the English question and answer (members writing in English)
+        text = str(raw.get(key) or raw.get(key.lower()) or "").strip()  # CSV headers arrive lower-case
+        if len(text) > (500 if key == "questionEn" else 4000):
+            raise InvalidInput(f"{key} is too long", field=f"{where}.{key}")
+        if text:
+            entry[key] = text
+    return entry
 
 
 def save_knowledge_entries(*, uow: UnitOfWork, actor: Actor, entries: list[dict[str, Any]]) -> int:
@@ -241,7 +248,7 @@ def save_knowledge_entries(*, uow: UnitOfWork, actor: Actor, entries: list[dict[
 
 
 def import_knowledge_csv(*, uow: UnitOfWork, actor: Actor, data: bytes | str, replace: bool = False) -> int:
-    """Import ``question,answer,tags`` rows (header required; tags split by ``;``).
+    """Import ``question,answer,tags[,questionEn,answerEn]`` rows (header required; tags split by ``;``).
 
     Every row is checked first; one bad row stores nothing and the error names its line.
     Returns the number of entries after the import.

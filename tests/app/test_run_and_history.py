@@ -19,7 +19,7 @@ def _workflow(studio, name: str):
 def test_run_now_shows_the_result_with_its_step_trace(app_factory, studio):
     wf = _workflow(studio, "Missed Call")
     at = app_factory("editor")
-    at.button(key=f"workflows_run_{wf.id}").click().run()
+    at.menu_button(key=f"workflows_menu_{wf.id}").click("Run now").run()
     at.button(key="FormSubmitter:workflows_run_form-Run now").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("wait-1" in e.label for e in at.expander)

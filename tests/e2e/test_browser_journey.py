@@ -4,7 +4,6 @@ it through the dialog; an analyst sees no edit controls. Screenshots go to test-
 from __future__ import annotations
 
 import re
-import warnings
 
 import pytest
 from playwright.sync_api import expect
@@ -24,26 +23,57 @@ def app(page, app_url, artifacts) -> App:
 
 
 def _row(app: App, name: str):
-    return app.page.locator("[class*='st-key-card_wf_']").filter(has_text=name)
+    title = app.page.locator(".sa-title").get_by_text(name, exact=True)
+    return app.page.locator("[class*='st-key-card_wf_']").filter(has=title)
 
 
 def _menu_item(app: App, workflow: str, item: str):
-    """Open a workflow's "⋯" menu and return its visible ``item`` button.
+    """Open a workflow's "⋯" menu and return its ``item`` entry.
 
-    A click that lands while Streamlit is still re-rendering the list can be lost, so the
-    toggle is clicked again (at most three times) until the item shows up.
+    The menu opens in the browser alone (no rerun). The toggle is clicked again only when
+    the menu is observably still closed (a click that landed while Streamlit replaced the
+    row can be lost): never a second blind click that would close a menu that was just slow.
     """
-    button = app.visible(app.page.get_by_role("button", name=item, exact=True)).first
+    toggle = _row(app, workflow).get_by_test_id("stMenuButtonButton").first
+    entry = app.page.get_by_role("menuitem", name=item, exact=True)
     for _ in range(3):
         app.settle()
-        _row(app, workflow).get_by_test_id("stPopover").get_by_role("button").first.click()
+        if toggle.get_attribute("aria-expanded") != "true":
+            toggle.click()
         try:
-            button.wait_for(timeout=10_000)
-            return button
+            entry.wait_for(timeout=10_000)
+            return entry
         except PlaywrightTimeout:
             continue
-    button.wait_for()
-    return button
+    entry.wait_for()
+    return entry
+
+
+def _flip(app: App, workflow: str, now: str, then: str) -> None:
+    """Flip a workflow's on/off switch labelled ``now`` and wait for the saved state ``then``.
+
+    The browser flips the switch's checked state at once; only a click that observably did
+    not flip it (lost while Streamlit replaced the row) is repeated.
+    """
+    switch = _row(app, workflow).get_by_role("switch", name=now)
+    for _ in range(3):
+        app.settle()
+        before = switch.is_checked()
+        switch.click(force=True)  # the input hides behind its label
+        try:
+            expect(switch).to_be_checked(checked=not before, timeout=5_000)
+            break
+        except AssertionError:
+            if _row(app, workflow).get_by_role("switch", name=then).count():
+                break  # already saved and re-rendered with the new label
+    app.settle()
+    _row(app, workflow).get_by_role("switch", name=then).wait_for(state="attached")
+
+
+def _menu_closed(app: App) -> None:
+    """No "⋯" menu is open (none covers a dialog)."""
+    expect(app.page.get_by_test_id("stMenuButtonBody")).to_have_count(0)
+    expect(app.page.locator("[data-testid='stMenuButtonButton'][aria-expanded='true']")).to_have_count(0)
 
 
 def test_owner_builds_a_branching_workflow_toggles_and_deletes_it(app: App):
@@ -101,16 +131,13 @@ def test_owner_builds_a_branching_workflow_toggles_and_deletes_it(app: App):
     row = _row(app, NAME)
     row.wait_for()
     app.shot("07-workflow-saved-as-draft")
-    row.get_by_role("switch", name="Off").click(force=True)  # saved as a draft; the input hides behind its label
-    app.settle()
-    _row(app, NAME).get_by_role("switch", name="On").wait_for(state="attached")
-    _row(app, NAME).get_by_role("switch", name="On").click(force=True)
-    app.settle()
-    _row(app, NAME).get_by_role("switch", name="Off").wait_for(state="attached")
+    _flip(app, NAME, "Off", "On")  # saved as a draft: switch it on, then off again
+    _flip(app, NAME, "On", "Off")
 
     _menu_item(app, NAME, "Delete").click()
     dialog = page.get_by_test_id("stDialog")
     dialog.get_by_text("cannot be undone").wait_for()
+    _menu_closed(app)
     app.shot("08-delete-dialog")
     dialog.get_by_role("button", name="Delete", exact=True).click()
     page.get_by_text(f"Deleted “{NAME}”.").wait_for()
@@ -128,13 +155,7 @@ def test_owner_runs_a_workflow_and_reads_its_step_trace(app: App):
     _menu_item(app, MISSED_CALL, "Run now").click()
     dialog = page.get_by_test_id("stDialog")
     dialog.get_by_text("Dry run").wait_for()
-    # The menu should close for the dialog (issue 14). It does here, but stayed open in two CI
-    # runs from a fresh clone (not reproduced alone): reported, not yet understood, so it warns
-    # instead of failing the journey, whose run and step trace below work either way.
-    try:
-        expect(app.visible(page.get_by_test_id("stPopoverBody"))).to_have_count(0, timeout=20_000)
-    except AssertionError:
-        warnings.warn("the workflow's '...' menu stayed open over the Run dialog (issue 14)", stacklevel=1)
+    _menu_closed(app)  # the menu closed for the dialog (issue 14): it covered the dialog's fields
     dialog.get_by_role("button", name="Run now").click()
     dialog.get_by_text("Step trace").wait_for()
     app.shot("09-run-now-trace", height=1200)
@@ -161,8 +182,12 @@ def test_analyst_sees_no_edit_controls(app: App):
     assert page.get_by_role("button", name="New workflow").count() == 0
     assert page.get_by_role("switch").count() == 0
     _menu_item(app, MISSED_CALL, "Version history")
+    entries = [e.strip() for e in page.get_by_role("menuitem").all_inner_texts()]
+    assert [e.split()[-1] for e in entries] == ["JSON", "history"], entries  # Export JSON, Version history only
     for forbidden in ("Edit", "Run now", "Duplicate", "Delete"):
-        assert app.visible(page.get_by_role("button", name=forbidden, exact=True)).count() == 0
+        assert page.get_by_role("menuitem", name=forbidden, exact=True).count() == 0
+    page.keyboard.press("Escape")
+    _menu_closed(app)
 
 
 def test_reload_and_second_tab_keep_the_owner_signed_in_until_sign_out(app: App):

@@ -90,6 +90,11 @@ def test_hello_in_business_hours_gets_a_greeting(db, demo):
     ("Was kostet ein Probetraining?", "Probetraining: 0 €"),
     ("Wann habt ihr offen?", "Öffnungszeiten"),
     ("Was kostet die Mitgliedschaft?", "89 €"),
+    # A member writing in English gets the English texts.
+    ("Hello!", "Hi! Great to hear from you."),
+    ("Hi, I'd like to try a class", "Your first trial class with us is free!"),
+    ("How much does the 10-class card cost?", "10-class card: 140 €"),
+    ("What are your opening hours?", "Our opening hours: Mon-Fri 07:00-22:00"),
 ])
 def test_questions_in_business_hours_are_answered_from_the_knowledge_base(db, demo, question, expected):
     messages = send(db, demo, question, at(14, 30))
@@ -107,6 +112,11 @@ def test_after_hours_reply_covers_the_evening_and_the_early_morning(db, demo, ho
 def test_after_hours_reply_speaks_english_to_an_english_member(db, demo):
     body = send(db, demo, "Hello, what are your opening hours?", at(21))[0].body
     assert "Our team is here every day from 9 am to 6 pm" in body
+
+
+def test_after_hours_english_member_gets_the_knowledge_base_answer_in_english(db, demo):
+    body = send(db, demo, "How much is the trial class?", at(7))[0].body
+    assert body.startswith("Trial class: 0 € (free, once per person)") and "from 9 am to 6 pm" in body, body
 
 
 def test_spec_examples_still_import_unchanged(db, demo):

@@ -104,6 +104,19 @@ def test_knowledge_csv_import_all_or_nothing(db, actor):
     assert entries[0]["tags"] == ["Probestunde", "trial"]
 
 
+def test_knowledge_entries_keep_their_english_question_and_answer(db, actor):
+    csv_text = "question,answer,tags,questionEn,answerEn\nGibt es eine Sauna?,Ja.,Sauna,Is there a sauna?,Yes.\n"
+    in_uow(db, ss.import_knowledge_csv, actor=actor, data=csv_text.encode(), replace=True)
+    entries = in_uow(db, ss.get_studio_settings, actor=actor).knowledge_entries
+    assert entries == [{"question": "Gibt es eine Sauna?", "answer": "Ja.", "tags": ["Sauna"],
+                        "questionEn": "Is there a sauna?", "answerEn": "Yes."}]
+    in_uow(db, ss.save_knowledge_entries, actor=actor, entries=[{**entries[0], "answerEn": ""}])  # emptied: gone
+    assert "answerEn" not in in_uow(db, ss.get_studio_settings, actor=actor).knowledge_entries[0]
+    with pytest.raises(InvalidInput) as err:
+        in_uow(db, ss.save_knowledge_entries, actor=actor, entries=[{**entries[0], "answerEn": "x" * 4001}])
+    assert err.value.field == "knowledgeBase.entries[0].answerEn"
+
+
 def test_a_new_studio_signing_secret_is_encrypted_not_in_its_settings(db, actor):
     from engine.store.models import TenantSecret
 

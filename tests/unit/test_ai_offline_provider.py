@@ -91,6 +91,40 @@ def test_english_handoff(provider: OfflineProvider) -> None:
     assert answer.handoff and answer.text == HANDOFF["en"]
 
 
+@pytest.mark.parametrize("question, source, text", [
+    ("Can I book a trial class?", "faq:Wie funktioniert das Probetraining?", "Your first trial class with us is free!"),
+    ("What are your prices?", "prices", "Our prices: Trial class: 0 € (free, once per person); "),
+    ("How much is the Flex membership?", "price:Flex-Mitgliedschaft", "Flex membership: 89 € / month"),
+    ("Are you open on Sunday?", "opening_hours", "Our opening hours: Mon-Fri 07:00-22:00, Sat 09:00-18:00, Sun 09:00-16:00."),
+    ("Do you have a student discount?", "faq:Gibt es Rabatt für Studierende?", "Yes! Pupils, students"),
+])
+def test_english_question_gets_the_english_answer(provider: OfflineProvider, question: str, source: str, text: str) -> None:
+    answer = provider.answer(PROMPT, question=question, language="en")
+    assert source in answer.sources and text in answer.text, answer
+
+
+def test_german_question_still_gets_the_german_answer(provider: OfflineProvider) -> None:
+    answer = provider.answer(PROMPT, question="Habt ihr sonntags offen?", language="de")
+    assert answer.text.startswith("Unsere Öffnungszeiten: Mo-Fr 07:00-22:00"), answer
+
+
+def test_entry_without_english_answer_answers_in_german_to_english_questions() -> None:
+    kb = KnowledgeBase.model_validate({"entries": [{"question": "Habt ihr eine Sauna?", "answer": "Ja, eine finnische Sauna.",
+                                                    "tags": ["Sauna", "sauna"]}]})
+    answer = OfflineProvider(kb).answer(PROMPT, question="Do you have a sauna?", language="en")
+    assert answer.text == "Ja, eine finnische Sauna.", answer
+
+
+def test_english_texts_come_from_camel_case_settings() -> None:
+    kb = KnowledgeBase.model_validate({
+        "entries": [{"question": "Habt ihr eine Sauna?", "questionEn": "Do you have a sauna?", "answer": "Ja.",
+                     "answerEn": "Yes, a Finnish sauna."}],
+        "prices": [{"name": "Sauna", "price": "5 € / Stunde", "nameEn": "Sauna", "descriptionEn": "towel included"}]})
+    provider = OfflineProvider(kb)
+    assert provider.answer(PROMPT, question="Do you have a sauna?", language="en").text == "Yes, a Finnish sauna."
+    assert kb.prices[0].display("en") == "Sauna: 5 € / hour (towel included)"
+
+
 def test_prompt_is_the_question_when_no_question(provider: OfflineProvider) -> None:
     assert "140 €" in provider.answer("Was kostet die 10er-Karte?").text
 
