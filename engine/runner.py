@@ -1148,7 +1148,7 @@ def _retry_delay(action, exc: Exception, attempt: int) -> float | None:
     if attempt >= max_attempts:
         return None
     base, cap = (policy.backoff, policy.max_backoff) if policy else (DEFAULT_BACKOFF, MAX_BACKOFF)
-    from engine.webhooks import backoff_delay
+    from engine.retry import backoff_delay
 
     return backoff_delay(attempt, base=base, cap=cap, retry_after=getattr(exc, "retry_after", None))
 

@@ -163,7 +163,7 @@ class Worker:
             return s2.execute(stmt).rowcount == 1
 
     def _give_up_or_retry(self, item: DueWork, exc: Exception) -> None:
-        from engine.webhooks import backoff_delay
+        from engine.retry import backoff_delay
 
         message = exc.message if isinstance(exc, EngineError) else f"{exc.__class__.__name__}: {exc}"
         final = isinstance(exc, (PermanentError, InvalidInput)) or item.attempts >= MAX_ITEM_ATTEMPTS

@@ -7,12 +7,11 @@ import pytest
 from hypothesis import given, strategies as st
 
 from engine.errors import BlockedAddress, PermanentError, RetryableError
+from engine.retry import backoff_delay, parse_retry_after
 from engine.webhooks import (
     SIGNATURE_HEADER,
-    backoff_delay,
     check_url_allowed,
     is_blocked_address,
-    parse_retry_after,
     sign_payload,
     verify_signature,
 )
