@@ -348,7 +348,7 @@ class Runner:
 
     def _provider_intent(self, ev: Event, settings: dict[str, Any]) -> None:
         """Ask the tenant's AI provider for the intent (called with no transaction open)."""
-        from engine.actions.integrations import provider_for_tenant
+        from engine.ai import provider_for_tenant
 
         try:
             result = provider_for_tenant({"settings": settings}).classify(ev.content)

@@ -189,7 +189,7 @@ def save_ai_provider(db: Engine, actor: Actor, *, provider: str, base_url: str |
 
 def check_ai_provider(db: Engine, actor: Actor, *, client: Any = None) -> tuple[bool, str]:
     """Ask the configured provider one question; (ok, the answer or the error)."""
-    from engine.actions.integrations import provider_for_tenant
+    from engine.ai import provider_for_tenant
     from engine.errors import EngineError
 
     actor.require(ADMIN)

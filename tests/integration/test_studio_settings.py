@@ -59,7 +59,7 @@ def test_ai_key_is_encrypted_and_never_shown(db, actor):
     settings = services.get_tenant(db, actor).settings
     assert "sk-very-secret-123" not in json.dumps(settings)
     assert "sk-very-secret-123" not in ss.get_studio_settings(db, actor).model_dump_json()
-    from engine.actions.integrations import provider_for_tenant
+    from engine.ai import provider_for_tenant
 
     provider = provider_for_tenant({"name": "x", "settings": settings})
     assert provider.model == "m2"
