@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from engine import services
+from engine import domain, services
 from engine.auth import EDIT
 from engine.errors import EngineError
 from engine.services import operations
@@ -45,7 +45,7 @@ with tab_list:
     tools[0].download_button("Export CSV (all filtered)", lambda: "".join(operations.iter_executions_csv(db, actor, filters)),
                              file_name="executions.csv", mime="text/csv", icon=":material/download:",
                              key="executions_export", on_click="ignore")
-    if can_edit and filters.status in (None, "failed") and tools[1].button(
+    if can_edit and filters.status in (None, domain.ExecutionStatus.FAILED) and tools[1].button(
             "Replay failed…", icon=":material/replay:", key="executions_bulk"):
         view.bulk_dialog(db, actor, filters, operations.count_replayable(db, actor, filters))
 
@@ -78,7 +78,7 @@ with tab_list:
             with st.container(border=True, key="card_execution_detail"):
                 head, act1, act2 = st.columns([4, 1, 1], vertical_alignment="center")
                 head.markdown(f"**{ex.workflow_name}** · {local(ex.started_at, tz)} · {status_text(ex.status)}")
-                if can_edit and ex.status == "failed" and act1.button("Replay", icon=":material/replay:",
+                if can_edit and ex.status == domain.ExecutionStatus.FAILED and act1.button("Replay", icon=":material/replay:",
                                                                        key="executions_replay"):
                     view.replay_dialog(db, actor, ex.id)
                 if can_edit and ex.status in operations.CANCELLABLE and act2.button(

@@ -30,6 +30,7 @@ from sqlmodel import Session, col, select
 
 from engine import domain, masking
 from engine.auth import EDIT, READ, Actor
+from engine.domain import ExecutionStatus
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.runner import _lead_stub
 from engine.services.runs import ExecutionOut, _execution_out, runner_for
@@ -40,7 +41,6 @@ from engine.store.models import (
     DueWork,
     EventRecord,
     Execution,
-    ExecutionStatus,
     OutboxMessage,
     OutboxStatus,
     StepRun,

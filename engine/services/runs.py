@@ -11,7 +11,7 @@ from sqlmodel import Session, col, func, select
 
 from engine.auth import EDIT, READ, Actor
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS
-from engine import limits
+from engine import domain, limits
 from engine.errors import InvalidInput, NotFound
 from engine.limits import MAX_PAGE
 from engine.runner import IngestResult, Runner, builtin_classifier
@@ -71,7 +71,8 @@ class ExecutionOut(Out):
 
     @property
     def success(self) -> bool:
-        return self.status == "succeeded"
+        """Success as :func:`engine.domain.is_success` defines it (a waiting run has not succeeded yet)."""
+        return domain.is_success(self.status)
 
 
 class ExecutionPage(Out):

@@ -17,6 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+# Execution statuses are domain values; re-exported for the store's own users.
+from engine.domain import FINISHED_STATUSES as FINISHED_STATUSES, ExecutionStatus as ExecutionStatus
+
 
 def new_id() -> str:
     """32 hex digits, time-ordered like UUIDv7: 48 bits of milliseconds, then 80 random bits.
@@ -85,19 +88,6 @@ class Role(StrEnum):
     OWNER = "owner"  # everything, including settings and users
     EDITOR = "editor"  # build, run, enable workflows
     ANALYST = "analyst"  # read-only: workflows, executions, stats
-
-
-class ExecutionStatus(StrEnum):
-    PENDING = "pending"  # created, not started yet
-    RUNNING = "running"  # a step is being executed
-    WAITING = "waiting"  # parked until a due-work row fires (wait, retry, deferred)
-    SUCCEEDED = "succeeded"  # reached the end; failed steps may have been continued past
-    FAILED = "failed"  # stopped by a failing step with onError=stop, or an engine error
-    SKIPPED = "skipped"  # conditions did not hold; see the explanation
-    CANCELLED = "cancelled"  # stopped by a person or because the workflow was deleted
-
-
-FINISHED_STATUSES = (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.SKIPPED, ExecutionStatus.CANCELLED)
 
 
 class StepStatus(StrEnum):
