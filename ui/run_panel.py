@@ -12,13 +12,6 @@ from ui.definition import parse_pairs
 from ui.labels import CHANNELS, intent_label, trigger_label
 from ui.step_trace import show_execution
 
-NO_RUNTIME = "Running workflows arrives with the runtime."
-
-
-def runtime_available() -> bool:
-    return hasattr(services, "run_workflow")
-
-
 def trigger_data_form(trigger: dict, key: str) -> tuple[dict, bool, bool] | None:
     """The trigger data, dry-run and bypass flags when submitted, else None."""
     ttype = trigger.get("type", "")
@@ -51,9 +44,6 @@ def trigger_data_form(trigger: dict, key: str) -> tuple[dict, bool, bool] | None
 
 
 def run_panel(workflow, key: str) -> None:
-    if not runtime_available():
-        st.info(NO_RUNTIME, icon="🚧")
-        return
     submitted = trigger_data_form(workflow.trigger, key)
     if submitted is None:
         return

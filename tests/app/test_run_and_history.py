@@ -13,7 +13,6 @@ def _workflow(studio, name: str):
     return page.items[0]
 
 
-@pytest.mark.skipif(not hasattr(services, "run_workflow"), reason="the runtime is not there yet")
 def test_run_now_shows_the_result_with_its_step_trace(app_factory, studio):
     wf = _workflow(studio, "Missed Call")
     at = app_factory("editor")
@@ -26,7 +25,6 @@ def test_run_now_shows_the_result_with_its_step_trace(app_factory, studio):
     assert page.total == 1 and page.items[0].mode
 
 
-@pytest.mark.skipif(not hasattr(services, "run_workflow"), reason="the runtime is not there yet")
 def test_executions_page_opens_the_newest_run(app_factory, studio):
     wf = _workflow(studio, "Missed Call")
     services.run_workflow(studio["db"], actor_for(studio, "owner"), wf.id, {"from": "+4917012345678"}, dry_run=True)

@@ -118,10 +118,6 @@ def test_owner_builds_a_branching_workflow_toggles_and_deletes_it(app: App):
 
 
 def test_owner_runs_a_workflow_and_reads_its_step_trace(app: App):
-    from engine import services
-
-    if not hasattr(services, "run_workflow"):
-        pytest.skip("running workflows arrives with the runtime")
     page = app.page
     app.login(*OWNER)
     _menu_item(app, MISSED_CALL, "Run now").click()
