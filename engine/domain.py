@@ -26,7 +26,6 @@ from typing import Any
 import sqlalchemy as sa
 
 
-
 class ExecutionStatus(StrEnum):
     """``executions.status``."""
 

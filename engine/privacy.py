@@ -176,7 +176,8 @@ def find_contact_rows(s, tenant_id: str, contact: Contact) -> dict[str, set[str]
         executions |= new_ex
         events |= new_ev
     found["events"], found["executions"] = events, executions
-    by_execution = lambda t: t.c.execution_id.in_(executions) if executions else None
+    def by_execution(t):
+        return t.c.execution_id.in_(executions) if executions else None
     found["step_runs"] = _ids(s, _st, tenant_id, by_execution(_st), _mentions(_st, needles))
     found["outbox_messages"] = _ids(s, _ob, tenant_id, by_execution(_ob), _ob.c.recipient.in_(needles.variants),
                                     _mentions(_ob, needles))

@@ -20,12 +20,12 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -1098,9 +1098,7 @@ def _trigger_matches(definition: WorkflowDefinition, event: dict[str, Any]) -> b
     if channel and event["channel"] and channel != event["channel"]:
         return False
     intent = fields.get("intent")
-    if intent and event["intent"] != intent:
-        return False
-    return True
+    return not (intent and event["intent"] != intent)
 
 
 def _execution_row(tenant_id: str, wf, event_id: str | None, trigger: dict, explanation: list, now: datetime,

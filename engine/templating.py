@@ -185,7 +185,7 @@ def render(template: str, context: dict[str, Any]) -> str:
         raise TemplateError("template is nested too deeply or too large to render") from exc
     except TemplateError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any rendering failure is the template's
+    except Exception as exc:
         raise TemplateError(f"template {template!r} failed: {exc}") from exc
 
 

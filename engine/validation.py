@@ -8,9 +8,10 @@ action does not hide a dangling ``nextActionId`` elsewhere.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from croniter import croniter
@@ -471,7 +472,8 @@ def _template_problems(config: dict, path: str, action_ids: set) -> list[Problem
             continue
         for ref in templating.references(text):
             if ref[0] not in templating.ROOTS:
-                problems.append(Problem(where, f"unknown variable {'.'.join(ref)!r}: templates can use {', '.join(r + '.…' for r in templating.ROOTS[:-1])} and now"))
+                roots = ", ".join(r + ".…" for r in templating.ROOTS[:-1])
+                problems.append(Problem(where, f"unknown variable {'.'.join(ref)!r}: templates can use {roots} and now"))
             elif ref[0] == "results" and len(ref) > 1 and ref[1] not in action_ids:
                 problems.append(Problem(where, f"{'.'.join(ref)!r} refers to action {ref[1]!r}, which does not exist"))
     return problems

@@ -15,8 +15,8 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -122,7 +122,7 @@ class Worker:
         try:
             {DueKind.RESUME: self._resume, DueKind.FOLLOW_UP: self._follow_up,
              DueKind.DELIVER: self._deliver}[DueKind(item.kind)](item)
-        except Exception as exc:  # noqa: BLE001 - the loop must survive any item
+        except Exception as exc:
             logger.exception("due item %s (%s) failed", item.id, item.kind)
             self._give_up_or_retry(item, exc)
 
@@ -253,7 +253,7 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 handled = self.run_once()
-            except Exception:  # noqa: BLE001 - e.g. the database restarting; try again
+            except Exception:
                 logger.exception("worker pass failed")
                 handled = 0
             if not handled:

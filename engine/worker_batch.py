@@ -70,7 +70,7 @@ def resume_batch(worker: Worker, items: list[DueWork]) -> tuple[int, list[DueWor
         return 0, items
     try:
         runs = _resume_in_one_transaction(worker, resumes)
-    except Exception:  # noqa: BLE001 - rolled back as a whole: each item goes the one-by-one way
+    except Exception:
         logger.warning("batch of %d resumptions rolled back; resuming them one by one", len(resumes), exc_info=True)
         return 0, items
     for run in runs:
@@ -143,5 +143,5 @@ def _continue(worker: Worker, run: _Run) -> None:
             worker.runner._drive(run)  # ingests what it emitted at the end
         else:
             worker.runner._process_emitted(run)
-    except Exception:  # noqa: BLE001 - the execution stays running; recover_stale takes it over
+    except Exception:
         logger.exception("execution %s failed after its batch committed", run.id)

@@ -12,6 +12,7 @@ from ui.definition import parse_pairs
 from ui.labels import CHANNELS, intent_label, trigger_label
 from ui.step_trace import show_execution
 
+
 def trigger_data_form(trigger: dict, key: str) -> tuple[dict, bool, bool] | None:
     """The trigger data, dry-run and bypass flags when submitted, else None."""
     ttype = trigger.get("type", "")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import streamlit as st
@@ -92,7 +92,7 @@ def _schedule(config: dict, key: str, tz_name: str) -> None:
     if problem:
         st.error(problem, icon="⚠️")
         return
-    fires = upcoming(schedule.strip(), tz_name, datetime.now(timezone.utc), 5)
+    fires = upcoming(schedule.strip(), tz_name, datetime.now(UTC), 5)
     tz = ZoneInfo(tz_name)
     st.success(f"**{describe(schedule.strip())}** ({tz_name})", icon="⏰")
     st.caption("Next runs: " + " · ".join(f.astimezone(tz).strftime("%a %d %b %H:%M") for f in fires))

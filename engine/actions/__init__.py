@@ -7,9 +7,10 @@ never holds a database transaction across their I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from sqlmodel import Session
 

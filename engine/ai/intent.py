@@ -237,7 +237,7 @@ class _DirectModel:
         self._parts, self._coef, self._intercept = parts, coef, intercept
 
     @classmethod
-    def of(cls, pipeline: Any) -> "_DirectModel | None":
+    def of(cls, pipeline: Any) -> _DirectModel | None:
         import numpy as np
 
         try:

@@ -261,7 +261,7 @@ def save_channel(db: Engine, actor: Actor, channel: str, *, enabled: bool, value
         secret_names = {f.name for f in fields if f.secret}
         changes = {k: {"from": old.get(k), "to": new.get(k)} for k in sorted(set(old) | set(new))
                    if old.get(k) != new.get(k) and k not in secret_names}
-        changes.update({k: "changed" for k in secrets})
+        changes.update(dict.fromkeys(secrets, "changed"))
         if changes:
             s.add(SettingsAudit(tenant_id=actor.tenant_id, actor=by, area=f"channels.{channel}", changes=changes))
     logger.info("channel %s settings saved for tenant %s (%d secret(s) replaced)", channel, actor.tenant_id, len(secrets))

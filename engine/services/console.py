@@ -378,7 +378,7 @@ def turn_report(db: Engine, actor: Actor, event_id: str, *, kind: str | None = N
     listened = {ev.trigger_type} | ({"intent_detected"} if ev.trigger_type in CHANNEL_TRIGGERS.values() else set())
     listened |= {e.trigger_type for e in events}
     others: dict[str, list[str]] = {}
-    for wf_id, name, trigger_type, _definition, _version in workflows:
+    for _wf_id, name, trigger_type, _definition, _version in workflows:
         if trigger_type not in listened:
             others.setdefault(trigger_type, []).append(name)
     intent, confidence, used = ev.intent, ev.intent_confidence, ev.intent is not None
@@ -454,7 +454,7 @@ def _trigger_skips(ev: EventRecord, workflows: list, started: set[str | None]) -
     """Workflows listening to this trigger that the trigger's own filter (channel, intent) left out."""
     candidates = {ev.trigger_type} | ({"intent_detected"} if ev.trigger_type in CHANNEL_TRIGGERS.values() else set())
     out = []
-    for wf_id, name, trigger_type, definition, version in workflows:
+    for wf_id, name, trigger_type, definition, _version in workflows:
         if trigger_type not in candidates or wf_id in started:
             continue
         config = (definition.get("trigger") or {}).get("config") or {}
@@ -583,7 +583,8 @@ def fast_forward(db: Engine, actor: Actor, contact: TestContact, *, all_items: b
         _mark_fast_forwarded(db, actor.tenant_id, item)
         due = item.due_at
         offset = due - utcnow()
-        clock = (lambda o=offset: utcnow() + o)
+        def clock(o=offset):
+            return (utcnow() + o)
         runner = Runner(db, clock=clock, classifier=builtin_classifier())
         runner.drafts = checked_drafts(db, actor, drafts)
         worker = Worker(db, name=f"console:{actor.tenant_id}", clock=clock, runner=runner)

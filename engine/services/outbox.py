@@ -9,7 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, func, select
+from sqlmodel import col, func, select
 
 from engine.auth import EDIT, READ, Actor
 from engine.errors import Conflict, InvalidInput, NotFound

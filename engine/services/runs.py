@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
+from engine import domain, limits
 from engine.auth import EDIT, READ, Actor
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS
-from engine import domain, limits
 from engine.errors import InvalidInput, NotFound
 from engine.limits import MAX_PAGE
 from engine.runner import IngestResult, Runner, builtin_classifier

@@ -218,7 +218,7 @@ def _clean_entry(raw: dict[str, Any], where: str) -> dict[str, Any]:
         raise InvalidInput("question (500) or answer (4000 characters) is too long", field=where)
     tags = raw.get("tags") or []
     if isinstance(tags, str):
-        tags = [t for t in re.split(r"[;,|]", tags)]
+        tags = list(re.split(r"[;,|]", tags))
     return {"question": question, "answer": answer, "tags": [t.strip() for t in tags if str(t).strip()][:20]}
 
 

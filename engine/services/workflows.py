@@ -28,7 +28,6 @@ from engine.store.db import read_session, session_scope
 from engine.store.models import (
     DueStatus,
     DueWork,
-    Execution,
     Tenant,
     Workflow,
     WorkflowVersion,

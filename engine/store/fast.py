@@ -37,7 +37,7 @@ from __future__ import annotations
 import operator
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -201,7 +201,7 @@ class FastStatement:
         return rows[0] if rows else None
 
 
-_UTC = timezone.utc
+_UTC = UTC
 #: Checked against SQLAlchemy's own processor before the direct one is used.
 _SAMPLES = (datetime(2026, 3, 29, 1, 30, 0, 0, tzinfo=_UTC), datetime(2026, 11, 25, 23, 59, 59, 999999, tzinfo=_UTC),
             datetime(2026, 7, 1, 12, 0, 0, 123, tzinfo=timezone(timedelta(hours=2))), datetime(2026, 1, 1, 8, 0),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -18,7 +18,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 # Execution statuses are domain values; re-exported for the store's own users.
-from engine.domain import FINISHED_STATUSES as FINISHED_STATUSES, ExecutionStatus as ExecutionStatus
+from engine.domain import FINISHED_STATUSES as FINISHED_STATUSES
+from engine.domain import ExecutionStatus as ExecutionStatus
 
 
 def new_id() -> str:
@@ -42,7 +43,7 @@ _random = threading.local()
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(sa.types.TypeDecorator):
@@ -53,11 +54,11 @@ class UTCDateTime(sa.types.TypeDecorator):
 
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 
     def process_result_value(self, value, dialect):
-        return value.replace(tzinfo=timezone.utc) if value is not None else None
+        return value.replace(tzinfo=UTC) if value is not None else None
 
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")

@@ -7,8 +7,8 @@ import re
 import warnings
 
 import pytest
-from playwright.sync_api import expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import ANALYST, OWNER, App
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -16,7 +16,7 @@ from engine.webhooks import SIGNATURE_HEADER, verify_signature
 from engine.worker import Worker
 from tests.servers import Receiver, free_port
 
-NOW = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)  # 11:00 in Berlin, a Wednesday
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # 11:00 in Berlin, a Wednesday
 
 
 @pytest.fixture
@@ -74,7 +74,9 @@ def test_all_twelve_action_types_do_real_work(db, tenant_factory, runner, worker
         {"id": "mail-1", "type": "send_email", "config": {"message": "Hallo {{lead.name}}", "recipient": "{{trigger.email}}", "subject": "Willkommen"}},
         {"id": "sms-1", "type": "send_sms", "config": {"message": "Bis bald!", "recipient": "+4917612345678"}},
         {"id": "hook-1", "type": "call_webhook", "config": {"webhookUrl": receiver.url + "/crm", "body": {"leadId": "{{results.lead-1.leadId}}"}}},
-        {"id": "branch-1", "type": "branch", "config": {"conditions": [{"type": "keyword_match", "operator": "contains", "value": "preis"}], "nextActionId": "follow-1"}},
+        {"id": "branch-1", "type": "branch",
+         "config": {"conditions": [{"type": "keyword_match", "operator": "contains", "value": "preis"}],
+                    "nextActionId": "follow-1"}},
         {"id": "wait-1", "type": "wait", "config": {"delay": 60_000}},
         {"id": "follow-1", "type": "schedule_follow_up", "config": {"delay": 86_400_000, "message": "Noch Fragen?"}, "nextActionId": None},
     ]))
@@ -224,7 +226,7 @@ def test_quiet_hours_defer_and_the_frequency_cap_suppresses(db, tenant_factory, 
     tenant = tenant_factory(quietHours={"start": "21:00", "end": "08:00"}, frequencyCap=2)
     actor = _actor(tenant)
     services.create_workflow(db, actor, _workflow([{"id": "sms-1", "type": "send_sms", "config": {"message": "Hi"}}], trigger="missed_call"))
-    clock[0] = datetime(2026, 11, 25, 22, 0, tzinfo=timezone.utc)  # 23:00 in Berlin
+    clock[0] = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)  # 23:00 in Berlin
     old_call = (clock[0] - timedelta(hours=2)).isoformat()  # not a direct reply
     outputs = []
     for _ in range(3):
@@ -233,7 +235,7 @@ def test_quiet_hours_defer_and_the_frequency_cap_suppresses(db, tenant_factory, 
     assert [o["status"] for o in outputs] == ["deferred", "deferred", "suppressed"]
     assert outputs[0]["policy"]["deferredUntil"] == "2026-11-26T07:00:00+00:00"
     assert "frequency cap" in outputs[2]["policy"]["reason"]
-    clock[0] = datetime(2026, 11, 26, 7, 0, 30, tzinfo=timezone.utc)
+    clock[0] = datetime(2026, 11, 26, 7, 0, 30, tzinfo=UTC)
     worker.run_once()
     statuses = sorted(m.status for m in services.list_outbox(db, actor).items)
     assert statuses == ["recorded", "recorded", "suppressed"]
@@ -244,7 +246,7 @@ def test_a_direct_reply_is_exempt_from_quiet_hours(db, tenant_factory, runner, c
     actor = _actor(tenant)
     services.create_workflow(db, actor, _workflow([{"id": "wa-1", "type": "send_whatsapp", "config": {"message": "Danke!"}}],
                                                   trigger="whatsapp_message"))
-    clock[0] = datetime(2026, 11, 25, 22, 0, tzinfo=timezone.utc)
+    clock[0] = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
     result = runner.ingest(tenant.id, {"triggerType": "whatsapp_message", "content": "Hallo", "from": "+4917612345678"})
     output = _steps(db, actor, result.execution_ids[0])["wa-1"].output
     assert output["status"] == "recorded" and "direct reply" in output["policy"]["exempt"]

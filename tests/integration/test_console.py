@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from engine import services
 from engine.auth import Actor, system_actor
 from engine.errors import InvalidInput, NotFound, PermissionDenied
-from engine.services import console
+from engine.services import console, scenarios
 from engine.services.console import ConsoleInput, TestContact
 from engine.store.models import DueWork, EventRecord, Execution, OutboxMessage, Role
 from engine.worker import Worker
@@ -238,8 +238,6 @@ def test_schedule_tick_of_a_scheduled_workflow(db, tenant, actor):
 
 
 # --------------------------------------------------------------------------- scenarios
-
-from engine.services import scenarios
 
 
 def _missed_call_scenario(db, actor, spec_examples):

@@ -6,7 +6,7 @@ Seeded with ``engine.seed.init`` on SQLite and PostgreSQL; time is injected, not
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import Session, select
@@ -23,8 +23,8 @@ PHONE = "+4915112345678"
 
 def at(hour: int, minute: int = 0) -> datetime:
     """Wednesday 6 May 2026 at this Berlin wall-clock time (UTC+2)."""
-    return datetime(2026, 5, 6, hour - 2, minute, tzinfo=timezone.utc) if hour >= 2 else \
-        datetime(2026, 5, 5, 22 + hour, minute, tzinfo=timezone.utc)
+    return datetime(2026, 5, 6, hour - 2, minute, tzinfo=UTC) if hour >= 2 else \
+        datetime(2026, 5, 5, 22 + hour, minute, tzinfo=UTC)
 
 
 @pytest.fixture
