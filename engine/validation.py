@@ -345,7 +345,7 @@ def _name_problems(raw: dict) -> list[Problem]:
 
 def _plain_action_problems(raw: dict, action: dict, path: str) -> list[Problem]:
     """Empty texts, replies the trigger cannot answer on, variables it does not provide."""
-    trigger = raw.get("trigger") if isinstance(raw.get("trigger"), dict) else {}
+    trigger = _trigger if isinstance(_trigger := raw.get("trigger"), dict) else {}
     problems = [Problem(p, m) for p, m in plain.empty_text_problems(action, path)]
     reply = plain.reply_problem(action, path, trigger)
     if reply:
@@ -361,7 +361,7 @@ def _plain_action_problems(raw: dict, action: dict, path: str) -> list[Problem]:
 def _trigger_channel(trigger: Any) -> str | None:
     if not isinstance(trigger, dict):
         return None
-    config = trigger.get("config") if isinstance(trigger.get("config"), dict) else {}
+    config = _config if isinstance(_config := trigger.get("config"), dict) else {}
     if config.get("channel"):
         return config["channel"]
     channel = MESSAGE_TRIGGER_CHANNELS.get(trigger.get("type"))

@@ -155,12 +155,12 @@ if can_send:
                 st.session_state["console_flash"] = f"Fast-forwarded {len(done)} item(s)."
                 st.rerun()
 
-        kind = st.segmented_control("Send", list(KIND_LABELS), format_func=KIND_LABELS.get, default="message",
+        kind = st.segmented_control("Send", list(KIND_LABELS), format_func=lambda v: KIND_LABELS.get(v, v), default="message",
                                     key="console_kind") or "message"
         with st.form("console_form", border=True):
             values: dict = {"kind": kind}
             if kind == "message":
-                values["channel"] = st.selectbox("Channel", list(CHANNEL_LABELS), format_func=CHANNEL_LABELS.get,
+                values["channel"] = st.selectbox("Channel", list(CHANNEL_LABELS), format_func=lambda v: CHANNEL_LABELS.get(v, v),
                                                  key="console_channel")
                 values["subject"] = st.text_input("Subject (e-mail)", key="console_subject") or None
                 values["text"] = st.text_area("Message", key="console_text", placeholder="Ich möchte einen Trainingsplan",
@@ -206,7 +206,7 @@ if can_send:
             current = st.session_state.get("console_turn")
             index = ids.index(current) if current in ids else len(ids) - 1
             # Keyed by the newest input, so a new message selects itself.
-            picked = st.selectbox("Input", ids, index=index, format_func=labels.get, key=f"console_pick_{ids[-1]}")
+            picked = st.selectbox("Input", ids, index=index, format_func=lambda v: labels.get(v, v), key=f"console_pick_{ids[-1]}")
             turn = conv.turns[ids.index(picked)]
             if picked == current and st.session_state.get("console_last_ms"):
                 turn.server_ms = st.session_state["console_last_ms"]

@@ -53,8 +53,8 @@ def follow_link(db, actor) -> None:
 
     wanted = st.query_params.get("id")
     if not wanted or wanted == workflow_id():
-        if workflow_id() and not wanted:
-            st.query_params["id"] = workflow_id()  # keep the address pointing at what is open
+        if (current := workflow_id()) and not wanted:
+            st.query_params["id"] = current  # keep the address pointing at what is open
         return
     try:
         found = services.get_workflow(db, actor, wanted)

@@ -33,7 +33,7 @@ def filter_bar(tz: str, workflow_picker) -> operations.ExecutionFilter:
     params = st.query_params
     c = st.columns([1.2, 1, 1, 1, 1.3])
     ranges = {"all": "All time", "today": "Today", "7d": "Last 7 days", "30d": "Last 30 days", "month": "This month"}
-    rng = c[0].selectbox("Date range", list(ranges), format_func=ranges.get, key="executions_range", on_change=_reset_paging)
+    rng = c[0].selectbox("Date range", list(ranges), format_func=lambda v: ranges.get(v, v), key="executions_range", on_change=_reset_paging)
     statuses = [None, *domain.STATUS_FILTERS]
     if "executions_status" not in st.session_state and params.get("status") in statuses:
         st.session_state["executions_status"] = params.get("status")
@@ -132,8 +132,11 @@ def bulk_dialog(db: Any, actor: Any, filters: operations.ExecutionFilter, count:
              "once, from its failed step, with the version it ran.")
     if st.button(f"Replay {count}", type="primary", key="executions_bulk_go", disabled=count == 0):
         bar = st.progress(0.0, text="Replaying…")
-        result = operations.bulk_replay(db, actor, filters,
-                                        on_progress=lambda i, n: bar.progress(i / n, text=f"Replayed {i} of {n}"))
+
+        def progress(i: int, n: int) -> None:
+            bar.progress(i / n, text=f"Replayed {i} of {n}")
+
+        result = operations.bulk_replay(db, actor, filters, on_progress=progress)
         st.session_state["executions_flash"] = (f"Replayed {len(result['replayed'])} of {result['selected']}"
                                                 + (f"; {len(result['errors'])} could not be replayed" if result["errors"] else ""))
         st.rerun()

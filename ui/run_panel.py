@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from engine import services
@@ -23,7 +25,7 @@ def trigger_data_form(trigger: dict, key: str) -> tuple[dict, bool, bool] | None
         sender = a.text_input("From", value="+4917012345678", key=f"{key}_from")
         channels = list(CHANNELS)
         picked = b.selectbox("Channel", channels, index=channels.index(str(channel)) if channel else 1, key=f"{key}_channel",
-                             format_func=CHANNELS.get)
+                             format_func=lambda v: CHANNELS.get(v, v))
         content = st.text_area("Message", value="Hallo, ich hätte gern einen Trainingsplan.", key=f"{key}_content", height=80)
         c, d = st.columns(2)
         intent = c.selectbox("Intent", ["(none)"] + list(KNOWN_INTENTS), key=f"{key}_intent",
@@ -38,7 +40,7 @@ def trigger_data_form(trigger: dict, key: str) -> tuple[dict, bool, bool] | None
         submitted = st.form_submit_button("Run now", type="primary", icon=":material/play_arrow:")
     if not submitted:
         return None
-    data = {"from": sender, "channel": picked, "content": content, "customFields": parse_pairs(custom, scalars=True)}
+    data: dict[str, Any] = {"from": sender, "channel": picked, "content": content, "customFields": parse_pairs(custom, scalars=True)}
     if intent != "(none)":
         data.update(intent=intent, intentConfidence=confidence)
     return data, dry_run, bypass
@@ -51,7 +53,7 @@ def run_panel(workflow, key: str) -> None:
     data, dry_run, bypass = submitted
     try:
         with st.spinner("Running…"):
-            execution = services.run_workflow(session.db(), session.actor(), workflow.id, data,
+            execution = services.run_workflow(session.db(), session.require_actor(), workflow.id, data,
                                               bypass_conditions=bypass, dry_run=dry_run)
     except EngineError as exc:
         st.error(exc.message, icon="⛔")

@@ -70,7 +70,7 @@ def _resume(token: str | None) -> None:
         choose_tenant(chosen or memberships[0][0].id)
 
 
-def _remember(user, memberships, token: str) -> None:
+def _remember(user, memberships, token: str | None) -> None:
     st.session_state["auth_user"] = {"id": user.id, "email": user.email, "name": user.name}
     st.session_state["auth_tenants"] = [{"id": t.id, "name": t.name, "role": str(role)} for t, role in memberships]
     st.session_state["auth_token"] = token
@@ -127,8 +127,8 @@ def _clear_state() -> None:
 
 def tenant_name() -> str:
     name = st.session_state.get("auth_tenant_name")
-    if not name and actor() is not None:
-        name = services.get_tenant(db(), actor()).name
+    if not name and (current := actor()) is not None:
+        name = services.get_tenant(db(), current).name
         st.session_state["auth_tenant_name"] = name
     return name or ""
 

@@ -150,7 +150,7 @@ def api_keys_section(db, actor, tenant) -> None:
         with st.form("settings_key_form", border=False, clear_on_submit=True):
             a, b = st.columns(2)
             name = a.text_input("Name", key="settings_key_name", placeholder="e.g. Website booking form")
-            role = b.selectbox("Role", list(ROLE_LABELS), index=1, format_func=ROLE_LABELS.get, key="settings_key_role")
+            role = b.selectbox("Role", list(ROLE_LABELS), index=1, format_func=lambda v: ROLE_LABELS.get(v, v), key="settings_key_role")
             if st.form_submit_button("Create key", type="primary"):
                 try:
                     _, secret = services.create_api_key(db, actor, name=name, role=role)
@@ -191,7 +191,7 @@ def members_section(db, actor, tenant) -> None:
             a, b, c = st.columns([4, 2, 1], vertical_alignment="center")
             a.markdown(f"**{m.email}** {('· ' + m.name) if m.name else ''}")
             roles = list(ROLE_LABELS)
-            role = b.selectbox("Role", roles, index=roles.index(m.role), format_func=ROLE_LABELS.get,
+            role = b.selectbox("Role", roles, index=roles.index(m.role), format_func=lambda v: ROLE_LABELS.get(v, v),
                                key=f"settings_member_role_{m.user_id}", label_visibility="collapsed")
             if role != m.role:
                 try:

@@ -12,7 +12,7 @@ from ui.labels import trigger_label
 
 def workflow_picker(key: str, *, allow_none: bool = False) -> str | None:
     """A search box and a select; the choice lives in ``st.session_state[key]``."""
-    db, actor = session.db(), session.actor()
+    db, actor = session.db(), session.require_actor()
     search_col, select_col = st.columns([1, 2], vertical_alignment="bottom")
     search = search_col.text_input("Find a workflow", key=f"{key}_search", placeholder="Search by name", icon=":material/search:")
     page = services.list_workflows(db, actor, search=search or None, page_size=50)

@@ -11,11 +11,22 @@ import threading
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
+from sqlmodel import SQLModel as _SQLModel
+
+if TYPE_CHECKING:
+
+    class SQLModel(_SQLModel):
+        """For the type checker only: sqlmodel does not declare the table that ``table=True`` creates."""
+
+        __table__: ClassVar[sa.Table]
+
+else:
+    SQLModel = _SQLModel
 
 # Execution statuses are domain values; re-exported for the store's own users.
 from engine.domain import FINISHED_STATUSES as FINISHED_STATUSES
