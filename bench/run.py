@@ -114,9 +114,9 @@ def _resume_rate(db, tenant_id: str, waiting: int, due: int) -> float:
     def context(i: int) -> dict:
         return {"trigger": {"type": "missed_call", "from": f"+49151{i:08d}"}, "results": {"wait-1": {}}, "lead": {}}
     batch = 10_000
-    for start in range(0, waiting, batch):
+    for first in range(0, waiting, batch):
         executions, items = [], []
-        for i in range(start, min(start + batch, waiting)):
+        for i in range(first, min(first + batch, waiting)):
             ex_id = new_id()
             due_at = now - timedelta(seconds=1) if i < due else now + timedelta(hours=1 + i % 48)
             executions.append({"id": ex_id, "tenant_id": tenant_id, "workflow_id": wf.id, "workflow_name": wf.name,

@@ -10,7 +10,7 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from engine.errors import InvalidInput, PermissionDenied
 from engine.store.db import session_scope
@@ -119,7 +119,7 @@ def authenticate(db: Engine, email: str, password: str) -> tuple[User, list[tupl
         user.failed_logins, user.locked_until = 0, None
         s.add(user)
         rows = s.exec(
-            select(Tenant, Membership.role).join(Membership, Membership.tenant_id == Tenant.id).where(Membership.user_id == user.id).order_by(Tenant.name)
+            select(Tenant, Membership.role).join(Membership, col(Membership.tenant_id) == Tenant.id).where(Membership.user_id == user.id).order_by(Tenant.name)
         ).all()
         return user, [(t, role) for t, role in rows]
 
@@ -190,7 +190,7 @@ def end_sessions(db: Engine, *, user_id: str) -> int:
     working on the next click instead of at the end of the day.
     """
     with session_scope(db) as s:
-        rows = s.exec(select(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))).all()
+        rows = s.exec(select(UserSession).where(UserSession.user_id == user_id, col(UserSession.revoked_at).is_(None))).all()
         now = utcnow()
         for row in rows:
             row.revoked_at = now
@@ -210,6 +210,6 @@ def change_password(db: Engine, *, user_id: str, current: str, new: str) -> None
 
 
 def _memberships(s, user_id: str) -> list[tuple[Tenant, str]]:
-    rows = s.exec(select(Tenant, Membership.role).join(Membership, Membership.tenant_id == Tenant.id)
+    rows = s.exec(select(Tenant, Membership.role).join(Membership, col(Membership.tenant_id) == Tenant.id)
                   .where(Membership.user_id == user_id).order_by(Tenant.name)).all()
     return [(t, role) for t, role in rows]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -107,7 +107,7 @@ KNOWN_INTENTS = (
 )
 
 #: Which trigger types carry an inbound message on a channel.
-MESSAGE_TRIGGER_CHANNELS: dict[TriggerType, Channel] = {
+MESSAGE_TRIGGER_CHANNELS: dict[str, Channel] = {
     TriggerType.VOICE_CALL: Channel.VOICE,
     TriggerType.WHATSAPP_MESSAGE: Channel.WHATSAPP,
     TriggerType.EMAIL_RECEIVED: Channel.EMAIL,
@@ -607,9 +607,9 @@ NotGroup.model_rebuild()
 BranchConfig.model_rebuild()
 WorkflowDefinition.model_rebuild()
 
-TRIGGER_MODELS = {m.model_fields["type"].annotation.__args__[0]: m for m in Trigger.__origin__.__args__}
-CONDITION_MODELS = {m.model_fields["type"].annotation.__args__[0]: m for m in LeafCondition.__args__}
-ACTION_MODELS = {m.model_fields["type"].annotation.__args__[0]: m for m in Action.__origin__.__args__}
+TRIGGER_MODELS = {get_args(m.model_fields["type"].annotation)[0]: m for m in get_args(get_args(Trigger)[0])}
+CONDITION_MODELS = {get_args(m.model_fields["type"].annotation)[0]: m for m in get_args(LeafCondition)}
+ACTION_MODELS = {get_args(m.model_fields["type"].annotation)[0]: m for m in get_args(get_args(Action)[0])}
 
 
 def workflow_json_schema() -> dict[str, Any]:

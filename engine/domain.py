@@ -144,14 +144,14 @@ def all_time_counts(s: Any, tenant_id: str, workflow_ids: list[str] | None = Non
     from engine.store.lifecycle import ExecutionRollup
     from engine.store.models import Execution
 
-    roll = ExecutionRollup.__table__.c
+    roll, ex = ExecutionRollup.__table__.c, Execution.__table__.c
     per_workflow = workflow_ids is not None
-    live = sa.select(*([Execution.workflow_id] if per_workflow else []), *count_columns()).where(
-        Execution.tenant_id == tenant_id, counted())
+    live = sa.select(*([ex.workflow_id] if per_workflow else []), *count_columns()).where(
+        ex.tenant_id == tenant_id, counted())
     pruned = sa.select(*([roll.workflow_id] if per_workflow else []), *rollup_count_columns()).where(
         roll.tenant_id == tenant_id, rollup_counted())
-    if per_workflow:
-        live = live.where(Execution.workflow_id.in_(workflow_ids)).group_by(Execution.workflow_id)
+    if workflow_ids is not None:
+        live = live.where(ex.workflow_id.in_(workflow_ids)).group_by(ex.workflow_id)
         pruned = pruned.where(roll.workflow_id.in_(workflow_ids)).group_by(roll.workflow_id)
     out: dict[str | None, dict[str, int]] = {}
     for stmt in (live, pruned):

@@ -126,10 +126,9 @@ def note_opt_words(s: Any, tenant: dict[str, Any], record: dict[str, Any], now: 
 
 
 def _upsert(conn: Any, tenant_id: str, contact: str, opted_out: bool, word: str, channel: str | None, now: datetime) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(_opt).values(id=new_id(), tenant_id=tenant_id, contact=contact, opted_out=opted_out, word=word,
                                channel=channel, changed_at=now)
     conn.execute(stmt.on_conflict_do_update(index_elements=["tenant_id", "contact"], set_={
@@ -180,7 +179,7 @@ def set_opt_out(db: Engine, actor: Actor, *, contact: str, opted_out: bool, note
         row = s.get(Tenant, actor.tenant_id)
         if row is None:
             raise NotFound("tenant not found")
-        tenant = {"id": row.id, "settings": dict(row.settings or {})}
+        tenant: dict[str, Any] = {"id": row.id, "settings": dict(row.settings or {})}
         key = contact_key(contact, tenant["settings"])
         if not key.startswith("+") and "@" not in key:
             raise InvalidInput(f"{contact!r} is not a phone number or e-mail address", field="contact")

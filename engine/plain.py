@@ -8,6 +8,7 @@ builder can show it next to that field.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from engine import templating
@@ -30,7 +31,7 @@ def label(field: str) -> str:
     return FIELD_LABELS.get(field, field[:1].upper() + field[1:] if field else "This field")
 
 
-def plain_message(err: dict, field: str) -> str:
+def plain_message(err: Mapping[str, Any], field: str) -> str:
     """One pydantic error as a sentence about ``field``."""
     kind, ctx, what = err["type"], err.get("ctx") or {}, label(field)
     if kind == "string_too_short":
@@ -94,7 +95,7 @@ def trigger_channel_problem(trigger: Any) -> tuple[str, str] | None:
     """A message trigger filtered on another channel (a WhatsApp message never arrives by e-mail)."""
     if not isinstance(trigger, dict) or not isinstance(trigger.get("config"), dict):
         return None
-    own = MESSAGE_TRIGGER_CHANNELS.get(trigger.get("type"))
+    own = MESSAGE_TRIGGER_CHANNELS.get(str(trigger.get("type")))
     channel = trigger["config"].get("channel")
     if own and channel and channel != own:
         return ("trigger.config.channel",

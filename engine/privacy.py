@@ -105,6 +105,7 @@ def parse_contact(*, phone: str | None = None, email: str | None = None, region:
         return Contact(kind="email", value=value, variants=sorted({value, email.lower()}))
     from engine.channels.phones import normalize_phone
 
+    assert phone is not None  # exactly one of phone and email was given
     try:
         value = normalize_phone(phone, region)
     except InvalidRecipient as exc:
@@ -146,10 +147,10 @@ def _escape(value: str) -> str:
 
 
 def _ids(s, table: sa.Table, tenant_id: str, *conditions: Any) -> set[str]:
-    conditions = [c for c in conditions if c is not None]
-    if not conditions:
+    given = [c for c in conditions if c is not None]
+    if not given:
         return set()
-    return set(s.execute(sa.select(table.c.id).where(table.c.tenant_id == tenant_id, sa.or_(*conditions))).scalars())
+    return set(s.execute(sa.select(table.c.id).where(table.c.tenant_id == tenant_id, sa.or_(*given))).scalars())
 
 
 def find_contact_rows(s, tenant_id: str, contact: Contact) -> dict[str, set[str]]:

@@ -8,7 +8,7 @@ action does not hide a dangling ``nextActionId`` elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -147,7 +147,7 @@ def _schema_problems(raw: dict) -> list[Problem]:
     return []
 
 
-def _other_union_member(err: dict, raw: dict) -> bool:
+def _other_union_member(err: Mapping[str, Any], raw: dict) -> bool:
     """Whether the error comes from the list member of a ``x | list[x]`` union while the
     value is a single item, or the other way round: the other member's error is the useful one."""
     value: Any = raw
@@ -161,7 +161,7 @@ def _other_union_member(err: dict, raw: dict) -> bool:
     return False
 
 
-def _from_pydantic(err: dict, raw: dict) -> Problem:
+def _from_pydantic(err: Mapping[str, Any], raw: dict) -> Problem:
     loc, node = _clean_loc(err["loc"], raw)
     path = format_path(loc)
     kind = err["type"]
@@ -181,7 +181,7 @@ def _from_pydantic(err: dict, raw: dict) -> Problem:
     return Problem(path, plain.plain_message(err, field))
 
 
-def _unknown_type_message(loc: tuple, err: dict) -> str:
+def _unknown_type_message(loc: tuple, err: Mapping[str, Any]) -> str:
     family = {"actions": "action", "trigger": "trigger", "conditions": "condition"}.get(str(loc[0]), "item")
     if "conditions" in loc[1:] or "condition" in loc:
         family = "condition"
@@ -352,7 +352,7 @@ def _plain_action_problems(raw: dict, action: dict, path: str) -> list[Problem]:
         problems.append(Problem(*reply))  # (path, message[, "warning"])
     config = action.get("config")
     if isinstance(config, dict):
-        types = {a.get("id"): a.get("type") for _, a in _actions(raw)}
+        types = {a["id"]: a.get("type") for _, a in _actions(raw) if isinstance(a.get("id"), str)}
         problems += [Problem(p, m, "warning") for p, m in
                      plain.variable_problems(config, f"{path}.config", trigger_type=trigger.get("type"), actions=types)]
     return problems
@@ -364,7 +364,7 @@ def _trigger_channel(trigger: Any) -> str | None:
     config = _config if isinstance(_config := trigger.get("config"), dict) else {}
     if config.get("channel"):
         return config["channel"]
-    channel = MESSAGE_TRIGGER_CHANNELS.get(trigger.get("type"))
+    channel = MESSAGE_TRIGGER_CHANNELS.get(str(trigger.get("type")))
     return str(channel) if channel else None
 
 

@@ -36,7 +36,7 @@ def detect_language(text: str | None) -> str | None:
     scores = {lang: sum(1 for t in tokens if t in words and t not in _SHARED) for lang, words in _WORDS.items()}
     if "ß" in (text or "") or any(ch in (text or "").casefold() for ch in "äöü"):
         scores["de"] += 1
-    best = max(scores, key=scores.get)
+    best = max(scores, key=scores.__getitem__)
     other = "en" if best == "de" else "de"
     if scores[best] == 0 or scores[best] == scores[other]:
         return None

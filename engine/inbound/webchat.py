@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from engine.auth import ADMIN, Actor
-from engine.errors import EngineError, InvalidInput, PermissionDenied
+from engine.errors import EngineError, InvalidInput, NotFound, PermissionDenied
 from engine.store.db import session_scope
 from engine.store.models import OutboxMessage, Tenant
 
@@ -138,6 +138,8 @@ def save_web_chat(db: Engine, actor: Actor, *, allowed_origins: list[str]) -> li
         clean.append(origin)
     with session_scope(db) as s:
         tenant = s.get(Tenant, actor.tenant_id)
+        if tenant is None:
+            raise NotFound("tenant not found")
         old = list(((tenant.settings or {}).get("webChat") or {}).get("allowedOrigins") or [])
         tenant.settings = {**(tenant.settings or {}), "webChat": {**((tenant.settings or {}).get("webChat") or {}),
                                                                  "allowedOrigins": clean}}
