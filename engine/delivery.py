@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from engine.errors import InvalidInput
 from engine.optout import opt_out_reason
@@ -144,7 +144,7 @@ def _sent_since(session: Session, tenant_id: str, recipient: str, since: datetim
         counted = (*counted, OutboxStatus.SIMULATED)
     return session.exec(select(func.count()).select_from(OutboxMessage).where(
         OutboxMessage.tenant_id == tenant_id, OutboxMessage.recipient == recipient,
-        OutboxMessage.created_at >= since, OutboxMessage.status.in_(counted),
+        col(OutboxMessage.created_at) >= since, col(OutboxMessage.status).in_(counted),
         OutboxMessage.is_test == test)).one()
 
 

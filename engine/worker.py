@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from engine.delivery import queue_message
 from engine.errors import EngineError, InvalidInput, PermanentError
@@ -91,22 +91,22 @@ class Worker:
         ``ids``: only these items (the test console fast-forwards one conversation's items)."""
         now = self.clock()
         due = sa.or_(
-            sa.and_(DueWork.status == DueStatus.PENDING, DueWork.due_at <= now),
-            sa.and_(DueWork.status == DueStatus.CLAIMED, DueWork.locked_until < now),
+            sa.and_(col(DueWork.status) == DueStatus.PENDING, col(DueWork.due_at) <= now),
+            sa.and_(col(DueWork.status) == DueStatus.CLAIMED, col(DueWork.locked_until) < now),
         )
         if ids is not None:
-            due = sa.and_(due, DueWork.id.in_(ids))
+            due = sa.and_(due, col(DueWork.id).in_(ids))
         with session_scope(self.db) as s:
-            stmt = select(DueWork.id).where(due).order_by(DueWork.due_at).limit(limit or self.batch)
+            stmt = select(col(DueWork.id)).where(due).order_by(col(DueWork.due_at)).limit(limit or self.batch)
             if self._postgres:
                 stmt = stmt.with_for_update(skip_locked=True)
             ids = list(s.exec(stmt).all())
             if not ids:
                 return []
-            s.execute(sa.update(DueWork).where(DueWork.id.in_(ids)).values(
+            s.execute(sa.update(DueWork).where(col(DueWork.id).in_(ids)).values(
                 status=DueStatus.CLAIMED, locked_by=self.name, locked_until=now + self.lease,
                 attempts=DueWork.attempts + 1))
-            return list(s.exec(select(DueWork).where(DueWork.id.in_(ids)).order_by(DueWork.due_at)).all())
+            return list(s.exec(select(DueWork).where(col(DueWork.id).in_(ids)).order_by(col(DueWork.due_at))).all())
 
     def _resume_batch(self, items: list[DueWork]) -> tuple[int, list[DueWork]]:
         """Resume the batch's ``resume`` items in one transaction (engine/worker_batch.py);
@@ -154,8 +154,8 @@ class Worker:
 
     def _done(self, item: DueWork, s: Session | None = None) -> bool:
         """Close a claimed item; False when it is no longer ours (cancelled or taken over)."""
-        stmt = (sa.update(DueWork).where(DueWork.id == item.id, DueWork.locked_by == self.name,
-                                         DueWork.status == DueStatus.CLAIMED)
+        stmt = (sa.update(DueWork).where(col(DueWork.id) == item.id, col(DueWork.locked_by) == self.name,
+                                         col(DueWork.status) == DueStatus.CLAIMED)
                 .values(status=DueStatus.DONE, done_at=self.clock(), locked_until=None))
         if s is not None:
             return s.execute(stmt).rowcount == 1
@@ -174,7 +174,7 @@ class Worker:
             delay = backoff_delay(item.attempts, base=30.0, cap=3600.0, retry_after=getattr(exc, "retry_after", None))
             values.update(status=DueStatus.PENDING, due_at=self.clock() + timedelta(seconds=delay))
         with session_scope(self.db) as s:
-            s.execute(sa.update(DueWork).where(DueWork.id == item.id, DueWork.locked_by == self.name).values(**values))
+            s.execute(sa.update(DueWork).where(col(DueWork.id) == item.id, col(DueWork.locked_by) == self.name).values(**values))
 
     # ------------------------------------------------------------------ cron
 
@@ -182,7 +182,7 @@ class Worker:
         """Run every time_based workflow whose fire time has come, exactly once per fire time."""
         now = self.clock()
         with session_scope(self.db) as s:
-            stmt = (select(Workflow.id, Workflow.tenant_id, Workflow.definition, Workflow.next_fire_at, Tenant.timezone)
+            stmt = (select(col(Workflow.id), col(Workflow.tenant_id), col(Workflow.definition), col(Workflow.next_fire_at), col(Tenant.timezone))
                     .join(Tenant, Tenant.id == Workflow.tenant_id)
                     .where(Workflow.next_fire_at <= now, Workflow.enabled == sa.true()).limit(self.batch))
             if self._postgres:

@@ -54,7 +54,8 @@ with form_col:
             trigger_editor(definition, f"{key}_trigger", session.tenant_timezone())
         with conditions:
             st.caption("The workflow only runs when **all** of these hold. Use a group for *any of* or *not*.")
-            definition["conditions"] = condition_list(definition.get("conditions") if isinstance(definition.get("conditions"), list) else [],
+            conds = definition.get("conditions")
+            definition["conditions"] = condition_list(conds if isinstance(conds, list) else [],
                                                       f"{key}_cond", empty_hint="No conditions: the workflow runs for every matching trigger.")
         with actions:
             actions_editor(definition, f"{key}_actions")

@@ -103,6 +103,8 @@ def simulated_at() -> datetime | None:
         return None
     day = st.session_state.get("console_as_if_date")
     clock = st.session_state.get("console_as_if_time")
+    if day is None or clock is None:
+        return None
     return datetime.combine(day, clock, tzinfo=ZoneInfo(tz))
 
 
@@ -179,7 +181,7 @@ if can_send:
             elif kind == "schedule":
                 scheduled = list_workflows(db, actor, trigger_type="time_based", page_size=100).items
                 values["workflow_id"] = st.selectbox("Scheduled workflow", [w.id for w in scheduled],
-                                                     format_func={w.id: w.name for w in scheduled}.get,
+                                                     format_func=lambda v: {w.id: w.name for w in scheduled}.get(v, v),
                                                      key="console_schedule_wf",
                                                      placeholder="No scheduled workflows" if not scheduled else None)
             st.checkbox("Send as if at …", key="console_as_if")

@@ -93,9 +93,9 @@ if table and selection:
         goal = insights.goal_of(db, actor, chosen["workflowId"]) or {"kind": "booking", "days": 7}
         g1, g2 = st.columns(2)
         kind = g1.selectbox("Goal", ["booking", "lead"], index=0 if goal["kind"] == "booking" else 1,
-                            format_func={"booking": "a booking", "lead": "a new lead"}.get, key="insights_goal_kind")
+                            format_func=lambda v: {"booking": "a booking", "lead": "a new lead"}.get(v, v), key="insights_goal_kind")
         days = g2.number_input("within days", 1, 90, int(goal["days"]), key="insights_goal_days")
-        conv = insights.conversions(db, actor, chosen["workflowId"], period, kind=kind, days=int(days))
+        conv = insights.conversions(db, actor, chosen["workflowId"], period, kind=str(kind), days=int(days))
         hours = conv["medianHoursToConvert"]
         st.metric(f"{chosen['workflow']}: {'booked' if kind == 'booking' else 'became a lead'} within {days} days",
                   percent(conv["rate"]), help=f"{conv['converted']} of {conv['executions']} executions with a contact",

@@ -92,6 +92,7 @@ class FastEvents:
         return actor, idempotency_key
 
     async def _ingest(self, scope: Scope, receive: Receive, send: Send, actor: Actor, event: dict[str, Any]) -> None:
+        response: Response
         try:
             result = await run_in_threadpool(services.ingest_event, self.db, actor, event)
         except EngineError as exc:

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/hooks", tags=["provider webhooks"])
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-_ERRORS = {400: {"description": "Signed body is not JSON"},
+_ERRORS: dict[int | str, dict[str, Any]] = {400: {"description": "Signed body is not JSON"},
            403: {"description": "Bad or missing provider signature (or verify token)"},
            404: {"description": "Unknown studio webhook id"}}
 
@@ -119,7 +119,7 @@ def _twiml() -> Response:
     return Response(EMPTY_TWIML, media_type="application/xml")
 
 
-_TWIML = {200: {"content": {"application/xml": {}}, "description": "Empty TwiML"}, **_ERRORS}
+_TWIML: dict[int | str, dict[str, Any]] = {200: {"content": {"application/xml": {}}, "description": "Empty TwiML"}, **_ERRORS}
 
 
 async def _twilio_event(hook_id: str, request: Request, db, parse) -> Response:

@@ -24,7 +24,7 @@ from engine.services.channel_settings import tenant_for_chat_key
 
 router = APIRouter(tags=["web chat"])
 WIDGET = Path(__file__).with_name("static") / "widget.js"
-_ERRORS = {403: {"description": "Origin not on the studio's allow-list"}, 404: {"description": "Unknown chat key"},
+_ERRORS: dict[int | str, dict[str, Any]] = {403: {"description": "Origin not on the studio's allow-list"}, 404: {"description": "Unknown chat key"},
            429: {"description": "Rate limit: try again after Retry-After seconds"}}
 
 

@@ -365,7 +365,7 @@ def turn_report(db: Engine, actor: Actor, event_id: str, *, kind: str | None = N
         ev = s.exec(select(EventRecord).where(EventRecord.id == event_id, EventRecord.tenant_id == actor.tenant_id)).first()
         if ev is None:
             raise NotFound(f"event {event_id} not found")
-        workflows = list(s.exec(select(Workflow.id, Workflow.name, Workflow.trigger_type, Workflow.definition,
+        workflows = list(s.exec(select(col(Workflow.id), col(Workflow.name), col(Workflow.trigger_type), col(Workflow.definition),
                                        Workflow.version).where(Workflow.tenant_id == actor.tenant_id,
                                                                Workflow.enabled == sa.true())
                                 .order_by(sa.func.lower(Workflow.name))).all())
@@ -412,7 +412,7 @@ def _event_tree(s: Session, tenant_id: str, ev: EventRecord) -> tuple[list[Event
     frontier = [ev.id]
     for _ in range(10):  # the runner's chain depth limit is 5
         found = list(s.exec(select(Execution).where(Execution.tenant_id == tenant_id, col(Execution.event_id).in_(frontier))
-                            .order_by(Execution.started_at, Execution.id)).all())
+                            .order_by(col(Execution.started_at), col(Execution.id))).all())
         executions += found
         if not found:
             break
@@ -430,7 +430,7 @@ def _steps_by_execution(s: Session, ex_ids: list[str]) -> dict[str, list[StepRun
     if not ex_ids:
         return out
     for st in s.exec(select(StepRun).where(col(StepRun.execution_id).in_(ex_ids))
-                     .order_by(StepRun.started_at, StepRun.attempt)).all():
+                     .order_by(col(StepRun.started_at), col(StepRun.attempt))).all():
         out.setdefault(st.execution_id, []).append(st)
     return out
 
@@ -478,7 +478,7 @@ def _replies(s: Session, tenant_id: str, executions: list[Execution]) -> list[Re
     results = {e.id: (e.context or {}).get("results", {}) for e in executions}
     rows = s.exec(select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id,
                                               col(OutboxMessage.execution_id).in_(list(names)))
-                  .order_by(OutboxMessage.created_at, OutboxMessage.id)).all()
+                  .order_by(col(OutboxMessage.created_at), col(OutboxMessage.id))).all()
     out = []
     for row in rows:
         provider, plan = _ai_and_plan(results.get(row.execution_id) or {})
@@ -508,7 +508,7 @@ def _ai_and_plan(results: dict[str, Any]) -> tuple[str | None, dict | None]:
 def _conversation_events(s: Session, tenant_id: str, contact: TestContact) -> list[EventRecord]:
     return list(s.exec(select(EventRecord).where(
         EventRecord.tenant_id == tenant_id, EventRecord.depth == 0,
-        col(EventRecord.sender).in_([contact.phone, contact.email])).order_by(EventRecord.received_at, EventRecord.id)).all())
+        col(EventRecord.sender).in_([contact.phone, contact.email])).order_by(col(EventRecord.received_at), col(EventRecord.id))).all())
 
 
 def conversation(db: Engine, actor: Actor, contact: TestContact) -> Conversation:
@@ -539,7 +539,7 @@ def _pending_rows(s: Session, tenant_id: str, contact: TestContact) -> tuple[lis
                                                            col(OutboxMessage.execution_id).in_(list(executions)))).all())
     if outbox_ids:
         deliveries = s.exec(select(DueWork).where(DueWork.tenant_id == tenant_id, DueWork.status == DueStatus.PENDING,
-                                                  DueWork.kind == DueKind.DELIVER, DueWork.execution_id.is_(None))).all()
+                                                  col(DueWork.kind) == DueKind.DELIVER, col(DueWork.execution_id).is_(None))).all()
         rows += [d for d in deliveries if (d.payload or {}).get("outboxId") in outbox_ids]
     rows.sort(key=lambda r: (r.due_at, r.id))
     return rows, executions

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from engine import domain
 from engine.auth import READ, Actor
@@ -405,11 +405,11 @@ def _trend(s: Session, tenant_id: str, p: Period) -> dict[str, list[int]]:
 def per_workflow(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Per workflow: runs, success rate, skipped, errors, median duration, last run, daily trend."""
     actor.require(READ)
-    q = (sa.select(Workflow.id, Workflow.name, *domain.count_columns(), sa.func.max(_ex.started_at).label("last"))
+    q = (sa.select(col(Workflow.id), col(Workflow.name), *domain.count_columns(), sa.func.max(_ex.started_at).label("last"))
          .select_from(Workflow.__table__.outerjoin(Execution.__table__, sa.and_(
              _ex.tenant_id == Workflow.tenant_id, _ex.workflow_id == Workflow.id, domain.counted(),
              _in(_ex.started_at, p))))
-         .where(Workflow.tenant_id == actor.tenant_id).group_by(Workflow.id, Workflow.name).order_by(Workflow.name))
+         .where(col(Workflow.tenant_id) == actor.tenant_id).group_by(col(Workflow.id), col(Workflow.name)).order_by(col(Workflow.name)))
     with read_session(db) as s:
         rows = s.execute(q).all()
         medians, trends = _median_durations(s, actor.tenant_id, p), _trend(s, actor.tenant_id, p)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from engine import auth
 from engine.auth import ADMIN, Actor
@@ -26,7 +26,7 @@ def end_user_sessions(db: Engine, user_id: str) -> int:
 
 
 def _membership(s, actor: Actor, user_id: str, *, lock: bool = False) -> tuple[Membership, User]:
-    stmt = select(Membership, User).join(User, User.id == Membership.user_id).where(
+    stmt = select(Membership, User).join(User, col(User.id) == col(Membership.user_id)).where(
         Membership.tenant_id == actor.tenant_id, Membership.user_id == user_id)
     if lock and s.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update()

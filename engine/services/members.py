@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from engine.auth import ADMIN, READ, Actor, hash_password
 from engine.errors import Conflict, InvalidInput
@@ -25,7 +25,7 @@ def list_members(db: Engine, actor: Actor) -> list[MemberOut]:
     """The studio's users and their roles, by e-mail."""
     actor.require(READ)
     with read_session(db) as s:
-        rows = s.exec(select(User, Membership.role).join(Membership, Membership.user_id == User.id)
+        rows = s.exec(select(User, col(Membership.role)).join(Membership, col(Membership.user_id) == col(User.id))
                       .where(Membership.tenant_id == actor.tenant_id).order_by(User.email)).all()
         return [MemberOut(user_id=u.id, email=u.email, name=u.name, role=role) for u, role in rows]
 

@@ -249,16 +249,16 @@ def cancel_execution(db: Engine, actor: Actor, execution_id: str, *, reason: str
     with session_scope(db) as s:
         status = _status_of(s, actor, execution_id)
         moved = s.execute(sa.update(Execution).where(
-            Execution.id == execution_id, Execution.tenant_id == actor.tenant_id, Execution.status.in_(CANCELLABLE))
+            col(Execution.id) == execution_id, col(Execution.tenant_id) == actor.tenant_id, col(Execution.status).in_(CANCELLABLE))
             .values(status=ExecutionStatus.CANCELLED, finished_at=now, lease_token=new_id(), current_action_id=None,
                     error=f"cancelled by {actor.email or actor.role}: {reason}")).rowcount
         if moved != 1:
             raise Conflict(f"only waiting executions can be cancelled; this one is {status}")
-        s.execute(sa.update(DueWork).where(DueWork.execution_id == execution_id,
-                                           DueWork.status.in_((DueStatus.PENDING, DueStatus.CLAIMED)))
+        s.execute(sa.update(DueWork).where(col(DueWork.execution_id) == execution_id,
+                                           col(DueWork.status).in_((DueStatus.PENDING, DueStatus.CLAIMED)))
                   .values(status=DueStatus.CANCELLED, done_at=now, error=f"execution cancelled: {reason}"))
-        s.execute(sa.update(OutboxMessage).where(OutboxMessage.execution_id == execution_id,
-                                                 OutboxMessage.status == OutboxStatus.DEFERRED)
+        s.execute(sa.update(OutboxMessage).where(col(OutboxMessage.execution_id) == execution_id,
+                                                 col(OutboxMessage.status) == OutboxStatus.DEFERRED)
                   .values(status=OutboxStatus.SUPPRESSED, error=f"execution cancelled: {reason}"))
     logger.info("execution %s cancelled by %s", execution_id, actor.user_id or actor.role)
     from engine.services.runs import get_execution
@@ -339,8 +339,8 @@ def replay_execution(db: Engine, actor: Actor, execution_id: str, *, from_step: 
 
 def _replayable(actor: Actor, filters: ExecutionFilter) -> sa.Select:
     f = ExecutionFilter(**{**filters.__dict__, "status": "failed"})
-    replayed = sa.select(Execution.replay_of).where(Execution.tenant_id == actor.tenant_id,
-                                                    Execution.replay_of.isnot(None))
+    replayed = sa.select(col(Execution.replay_of)).where(col(Execution.tenant_id) == actor.tenant_id,
+                                                    col(Execution.replay_of).isnot(None))
     return _select(actor, f, _ex.id).where(_ex.id.notin_(replayed))
 
 

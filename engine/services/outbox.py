@@ -76,7 +76,7 @@ def browse_outbox(db: Engine, actor: Actor, *, status: str | None = None, channe
     with read_session(db) as s:
         total = s.exec(select(func.count()).select_from(OutboxMessage).where(*where)).one()
         rows = s.exec(select(OutboxMessage, Execution.workflow_name)
-                      .join(Execution, Execution.id == OutboxMessage.execution_id, isouter=True)
+                      .join(Execution, col(Execution.id) == col(OutboxMessage.execution_id), isouter=True)
                       .where(*where).order_by(col(OutboxMessage.created_at).desc(), OutboxMessage.id)
                       .offset((page - 1) * page_size).limit(page_size)).all()
     items = [OutboxRow(id=m.id, created_at=m.created_at, channel=m.channel, recipient=m.recipient, subject=m.subject,
@@ -111,7 +111,7 @@ def retry_delivery(db: Engine, actor: Actor, outbox_id: str) -> OutboxRow:
         history = list((msg.detail or {}).get("deliveryEvents") or [])
         history.append({"status": "retry", "at": utcnow().isoformat(), "by": actor.email or "system",
                         "previousError": msg.error})
-        s.execute(sa.update(OutboxMessage).where(OutboxMessage.id == msg.id).values(
+        s.execute(sa.update(OutboxMessage).where(col(OutboxMessage.id) == msg.id).values(
             status=OutboxStatus.PENDING, error=None, detail={**(msg.detail or {}), "deliveryEvents": history}))
         s.add(DueWork(tenant_id=actor.tenant_id, kind=DueKind.DELIVER, due_at=utcnow(), payload={"outboxId": msg.id}))
     logger.info("outbox message %s queued for retry by %s", outbox_id, actor.email or "system")

@@ -231,7 +231,7 @@ def get_execution(db: Engine, actor: Actor, execution_id: str) -> ExecutionOut:
         if ex is None:
             raise NotFound(f"execution {execution_id} not found")
         steps = s.exec(select(StepRun).where(StepRun.execution_id == ex.id)
-                       .order_by(StepRun.started_at, StepRun.attempt)).all()
+                       .order_by(col(StepRun.started_at), col(StepRun.attempt))).all()
         out = _execution_out(ex, list(steps))
     return _visible(db, actor, out)
 

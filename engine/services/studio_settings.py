@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, NotFound
@@ -89,7 +89,7 @@ def get_studio_settings(db: Engine, actor: Actor) -> StudioSettingsView:
     with Session(db) as s:
         settings = dict(_tenant(s, actor).settings or {})
         rows = {r.name: r for r in s.exec(select(TenantSecret).where(
-            TenantSecret.tenant_id == actor.tenant_id, TenantSecret.name.in_([SIGNING, PREVIOUS_SIGNING]))).all()}
+            col(TenantSecret.tenant_id) == actor.tenant_id, col(TenantSecret.name).in_([SIGNING, PREVIOUS_SIGNING]))).all()}
     ai = settings.get("ai") or {}
     signing = rows.get(SIGNING)
     previous_until = rows[SIGNING].set_at + ROTATION_GRACE if PREVIOUS_SIGNING in rows and signing else None
@@ -305,7 +305,7 @@ def rotate_signing_secret(db: Engine, actor: Actor) -> str:
     with session_scope(db) as s:
         tenant = _tenant(s, actor)
         rows = {r.name: r for r in s.exec(select(TenantSecret).where(
-            TenantSecret.tenant_id == actor.tenant_id, TenantSecret.name.in_([SIGNING, PREVIOUS_SIGNING]))).all()}
+            col(TenantSecret.tenant_id) == actor.tenant_id, col(TenantSecret.name).in_([SIGNING, PREVIOUS_SIGNING]))).all()}
         current = decrypt(rows[SIGNING].ciphertext) if SIGNING in rows else (tenant.settings or {}).get("webhookSecret")
         previous = rows.get(PREVIOUS_SIGNING)
         if current:
@@ -330,7 +330,7 @@ def signing_secrets(db: Engine, tenant_id: str, settings: dict[str, Any], *, now
         return [settings["webhookSecret"]] if settings.get("webhookSecret") else []
     with Session(db) as s:
         rows = {r.name: r for r in s.exec(select(TenantSecret).where(
-            TenantSecret.tenant_id == tenant_id, TenantSecret.name.in_([SIGNING, PREVIOUS_SIGNING]))).all()}
+            col(TenantSecret.tenant_id) == tenant_id, col(TenantSecret.name).in_([SIGNING, PREVIOUS_SIGNING]))).all()}
     if SIGNING not in rows:
         return [settings["webhookSecret"]] if settings.get("webhookSecret") else []
     out = [decrypt(rows[SIGNING].ciphertext)]

@@ -314,7 +314,7 @@ def delete_workflow(db: Engine, actor: Actor, workflow_id: str) -> None:
     actor.require(EDIT)
     with session_scope(db) as s:
         row = _load(s, actor, workflow_id, lock=True)
-        s.exec(sa.update(DueWork).where(DueWork.workflow_id == row.id, DueWork.status == DueStatus.PENDING)
+        s.exec(sa.update(DueWork).where(col(DueWork.workflow_id) == row.id, col(DueWork.status) == DueStatus.PENDING)
                .values(status=DueStatus.CANCELLED))
         s.delete(row)
 
@@ -364,7 +364,7 @@ def list_workflows(
     if search:
         search = search.replace("\x00", "")  # PostgreSQL cannot compare text with NUL
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append(func.lower(Workflow.name).like(pattern, escape="\\"))
+        where.append(func.lower(col(Workflow.name)).like(pattern, escape="\\"))
     ordering = (col(Workflow.updated_at).desc(), Workflow.id) if order == "updated" else (func.lower(Workflow.name), Workflow.id)
     with read_session(db) as s:
         total = s.exec(select(func.count()).select_from(Workflow).where(*where)).one()
@@ -379,7 +379,7 @@ def workflow_stats(db: Engine, actor: Actor) -> WorkflowStats:
     """The spec's stats, counted as ``engine.domain`` defines (skipped and waiting runs are runs;
     success rate = succeeded / (succeeded + failed); test and dry runs never count). SQL only."""
     actor.require(READ)
-    wf_q = select(func.count(), func.coalesce(func.sum(sa.case((Workflow.enabled == sa.true(), 1), else_=0)), 0)
+    wf_q = select(func.count(), func.coalesce(func.sum(sa.case((col(Workflow.enabled) == sa.true(), 1), else_=0)), 0)
                   ).where(Workflow.tenant_id == actor.tenant_id)
     with read_session(db) as s:
         total, enabled = s.exec(wf_q).one()
