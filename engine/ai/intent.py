@@ -16,7 +16,7 @@ import re
 import sys
 import threading
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,18 +292,28 @@ def train(examples: Iterable[Mapping[str, Any] | Sequence[str]]) -> IntentClassi
     return IntentClassifier(pipeline)
 
 
-_default: IntentClassifier | None = None
-_default_lock = threading.Lock()
+class LazyClassifier:
+    """A classifier built by ``build`` on first use, exactly once even when threads ask together."""
+
+    def __init__(self, build: Callable[[], IntentClassifier]) -> None:
+        self._build = build
+        self._value: IntentClassifier | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> IntentClassifier:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+        return self._value
+
+
+_DEFAULT = LazyClassifier(lambda: train(load_examples()))
 
 
 def default_classifier() -> IntentClassifier:
     """Return the process-wide classifier, training it from the shipped data on first use."""
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = train(load_examples())
-    return _default
+    return _DEFAULT.get()
 
 
 def classify(text: str) -> IntentResult:

@@ -158,6 +158,11 @@ class KeyCache:
 
         return get_settings().api_key_cache_seconds
 
+    @ttl.setter
+    def ttl(self, seconds: float | None) -> None:
+        """Fix the entry lifetime; None: ``STUDIO_API_KEY_CACHE_SECONDS`` again."""
+        self._ttl = seconds
+
     def get(self, db: Engine, key_hash: str) -> Actor | None:
         entry = self._entries.get((db, key_hash))
         if entry is None:

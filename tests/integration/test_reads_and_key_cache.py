@@ -44,6 +44,7 @@ def _fresh_cache():
     KEY_CACHE.clear()
     yield
     KEY_CACHE.clear()
+    KEY_CACHE.ttl = None  # back to STUDIO_API_KEY_CACHE_SECONDS
 
 
 def test_a_read_completes_while_a_writer_holds_the_lock(db, actor):
@@ -119,7 +120,7 @@ def test_unknown_keys_are_never_cached(db, actor):
 def test_a_key_revoked_by_another_process_stops_working_within_the_cache_ttl(db, actor, monkeypatch):
     now = [1000.0]
     monkeypatch.setattr(KEY_CACHE, "clock", lambda: now[0])
-    monkeypatch.setattr(KEY_CACHE, "_ttl", 5.0)
+    KEY_CACHE.ttl = 5.0
     key, secret = services.create_api_key(db, actor, name="CRM", role="editor")
     headers = {"Authorization": f"Bearer {secret}"}
     with TestClient(create_app(db)) as client:
@@ -136,7 +137,7 @@ def test_a_key_revoked_by_another_process_stops_working_within_the_cache_ttl(db,
 
 
 def test_revoking_in_this_process_forgets_the_key_at_once(db, actor, monkeypatch):
-    monkeypatch.setattr(KEY_CACHE, "_ttl", 300.0)
+    KEY_CACHE.ttl = 300.0
     key, secret = services.create_api_key(db, actor, name="CRM", role="editor")
     services.actor_for_api_key(db, secret)
     assert services.cached_actor_for_api_key(db, secret) is not None
@@ -145,7 +146,7 @@ def test_revoking_in_this_process_forgets_the_key_at_once(db, actor, monkeypatch
 
 
 def test_a_zero_ttl_turns_the_cache_off(db, actor, monkeypatch):
-    monkeypatch.setattr(KEY_CACHE, "_ttl", 0.0)
+    KEY_CACHE.ttl = 0.0
     _, secret = services.create_api_key(db, actor, name="CRM", role="editor")
     services.actor_for_api_key(db, secret)
     assert services.cached_actor_for_api_key(db, secret) is None
