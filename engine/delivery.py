@@ -77,9 +77,9 @@ def queue_message(
         raise InvalidInput("no recipient: set one in the action or send from a trigger that has a sender", field="recipient")
     recipient = normalize_recipient(channel, recipient, tenant)
     adapter = None if test else configured_adapter(tenant, channel)
-    status = OutboxStatus.SIMULATED if test else (OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED)
+    status: str = OutboxStatus.SIMULATED if test else (OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED)
     reason = opt_out_reason(session, tenant, recipient)  # the member wrote STOP (engine/optout.py)
-    policy = {"status": OutboxStatus.SUPPRESSED, "reason": reason} if reason else \
+    policy: dict[str, Any] = {"status": OutboxStatus.SUPPRESSED, "reason": reason} if reason else \
         _policy(session, tenant, recipient, now, trigger or {}, test)
     status = policy.get("status") or status
     row = {"id": new_id(), "tenant_id": tenant["id"], "execution_id": execution_id, "step_run_id": step_id,
@@ -139,7 +139,7 @@ def _sent_since(session: Session, tenant_id: str, recipient: str, since: datetim
     """Messages counted by the frequency cap: live ones for live runs, test ones for test runs."""
     from sqlmodel import func, select
 
-    counted = (OutboxStatus.RECORDED, OutboxStatus.SENT, OutboxStatus.PENDING, OutboxStatus.DEFERRED)
+    counted: tuple[OutboxStatus, ...] = (OutboxStatus.RECORDED, OutboxStatus.SENT, OutboxStatus.PENDING, OutboxStatus.DEFERRED)
     if test:
         counted = (*counted, OutboxStatus.SIMULATED)
     return session.exec(select(func.count()).select_from(OutboxMessage).where(
@@ -153,7 +153,7 @@ def schedule_follow_up(
     recipient: str | None, body: str, test: bool = False,
 ) -> str:
     """A durable follow-up: the worker writes the message to the outbox when it is due."""
-    payload = {"channel": channel, "recipient": recipient, "body": body, "stepId": step_id}
+    payload: dict[str, Any] = {"channel": channel, "recipient": recipient, "body": body, "stepId": step_id}
     if test:
         payload["test"] = True
     item = DueWork(tenant_id=tenant_id, kind=DueKind.FOLLOW_UP, due_at=due_at, execution_id=execution_id,
@@ -184,6 +184,7 @@ def deliver(db, outbox_id: str, *, now: datetime) -> str:
             s.add(msg)
             return msg.status
         tenant = s.get(Tenant, msg.tenant_id)
+        assert tenant is not None  # the message's tenant (foreign key)
         from engine.services.channel_settings import resolved_tenant_settings
 
         settings, channel = resolved_tenant_settings(s, msg.tenant_id, dict(tenant.settings or {})), msg.channel
@@ -193,6 +194,7 @@ def deliver(db, outbox_id: str, *, now: datetime) -> str:
     result = adapter.send(outgoing, last_inbound_at=last_inbound, now=now)
     with session_scope(db) as s:
         msg = s.get(OutboxMessage, outbox_id)
+        assert msg is not None  # read above; outbox rows are overwritten by retention, never deleted alone
         msg.status, msg.provider_message_id, msg.error = result.status, result.provider_message_id, result.error
         msg.detail = {**(msg.detail or {}), **(result.detail or {})}
         msg.sent_at = now if result.status == "sent" else None

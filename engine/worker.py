@@ -17,6 +17,7 @@ import socket
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -129,6 +130,7 @@ class Worker:
     # ------------------------------------------------------------------ kinds
 
     def _resume(self, item: DueWork) -> None:
+        assert item.execution_id is not None  # a resume item always names its execution
         self.runner.resume(item.execution_id, stale_before=self.clock() - self.lease)
         self._done(item)
 
@@ -157,17 +159,18 @@ class Worker:
         stmt = (sa.update(DueWork).where(col(DueWork.id) == item.id, col(DueWork.locked_by) == self.name,
                                          col(DueWork.status) == DueStatus.CLAIMED)
                 .values(status=DueStatus.DONE, done_at=self.clock(), locked_until=None))
+        # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed as Result.
         if s is not None:
-            return s.execute(stmt).rowcount == 1
+            return s.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
         with session_scope(self.db) as s2:
-            return s2.execute(stmt).rowcount == 1
+            return s2.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
 
     def _give_up_or_retry(self, item: DueWork, exc: Exception) -> None:
         from engine.retry import backoff_delay
 
         message = exc.message if isinstance(exc, EngineError) else f"{exc.__class__.__name__}: {exc}"
         final = isinstance(exc, (PermanentError, InvalidInput)) or item.attempts >= MAX_ITEM_ATTEMPTS
-        values = {"error": message, "locked_until": None}
+        values: dict[str, Any] = {"error": message, "locked_until": None}
         if final:
             values.update(status=DueStatus.FAILED, done_at=self.clock())
         else:
@@ -182,9 +185,11 @@ class Worker:
         """Run every time_based workflow whose fire time has come, exactly once per fire time."""
         now = self.clock()
         with session_scope(self.db) as s:
-            stmt = (select(col(Workflow.id), col(Workflow.tenant_id), col(Workflow.definition), col(Workflow.next_fire_at), col(Tenant.timezone))
-                    .join(Tenant, Tenant.id == Workflow.tenant_id)
-                    .where(Workflow.next_fire_at <= now, Workflow.enabled == sa.true()).limit(self.batch))
+            # sqlmodel's select is typed for at most four columns.
+            stmt = (select(col(Workflow.id), col(Workflow.tenant_id), col(Workflow.definition),  # type: ignore[call-overload]
+                           col(Workflow.next_fire_at), col(Tenant.timezone))
+                    .join(Tenant, col(Tenant.id) == Workflow.tenant_id)
+                    .where(col(Workflow.next_fire_at) <= now, col(Workflow.enabled) == sa.true()).limit(self.batch))
             if self._postgres:
                 stmt = stmt.with_for_update(skip_locked=True, of=Workflow)
             due = list(s.exec(stmt).all())
@@ -210,7 +215,7 @@ class Worker:
         stale_before = self.clock() - self.lease
         with read_session(self.db) as s:
             ids = s.exec(select(Execution.id).where(Execution.status == ExecutionStatus.RUNNING,
-                                                    Execution.heartbeat_at < stale_before).limit(self.batch)).all()
+                                                    col(Execution.heartbeat_at) < stale_before).limit(self.batch)).all()
         for execution_id in ids:
             self.runner.resume(execution_id, stale_before=stale_before)
         return len(ids)

@@ -89,7 +89,7 @@ def _resume_in_one_transaction(worker: Worker, items: list[DueWork]) -> list[_Ru
         tenants: dict[str, dict[str, Any]] = {}
         take_over, runs = [], []
         for item in items:
-            ex = executions.pop(item.execution_id, None)  # an execution twice in a batch: resumed once
+            ex = executions.pop(item.execution_id or "", None)  # an execution twice in a batch: resumed once
             if ex is None or not _resumable(ex, stale_before):
                 continue
             token = new_id()

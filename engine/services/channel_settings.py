@@ -256,10 +256,10 @@ def save_channel(db: Engine, actor: Actor, channel: str, *, enabled: bool, value
             row = existing.get(_secret_name(channel, key))
             if row is None:
                 row = TenantSecret(tenant_id=actor.tenant_id, name=_secret_name(channel, key), ciphertext="")
-            row.ciphertext, row.set_at, row.set_by = encrypt(value), now, by
+            row.ciphertext, row.set_at, row.set_by = encrypt(value or ""), now, by
             s.add(row)
         secret_names = {f.name for f in fields if f.secret}
-        changes = {k: {"from": old.get(k), "to": new.get(k)} for k in sorted(set(old) | set(new))
+        changes: dict[str, Any] = {k: {"from": old.get(k), "to": new.get(k)} for k in sorted(set(old) | set(new))
                    if old.get(k) != new.get(k) and k not in secret_names}
         changes.update(dict.fromkeys(secrets, "changed"))
         if changes:
@@ -399,6 +399,8 @@ def send_test_message(db: Engine, actor: Actor, channel: str, *, recipient: str,
         raise InvalidInput("give a phone number or e-mail address to send the test to", field="recipient")
     with Session(db) as s:
         tenant = s.get(Tenant, actor.tenant_id)
+        if tenant is None:
+            raise NotFound("tenant not found")
         settings = resolved_tenant_settings(s, actor.tenant_id, dict(tenant.settings or {}))
         name = tenant.name
     try:

@@ -246,7 +246,7 @@ def _event_for(inp: ConsoleInput, contact: TestContact) -> dict[str, Any]:
             raise InvalidInput("name the class that was booked", field="className")
         starts = inp.starts_at or (inp.at or utcnow()) + timedelta(days=1)
         return {**base, "triggerType": "booking_created", "from": contact.phone,
-                "data": {"memberName": contact.name, "className": inp.class_name.strip(),
+                "data": {"memberName": contact.name, "className": (inp.class_name or "").strip(),
                          "startsAt": starts.isoformat(), "name": contact.name}}
     raise InvalidInput(f"unknown input kind {inp.kind!r}", field="kind")
 
@@ -255,7 +255,8 @@ def _lead_event(inp: ConsoleInput, contact: TestContact) -> dict[str, Any]:
     from engine.channels.phones import normalize_email, normalize_phone
     from engine.errors import InvalidRecipient
 
-    email, phone = inp.lead_email or contact.email, inp.lead_phone or contact.phone
+    email: str | None = inp.lead_email or contact.email
+    phone: str | None = inp.lead_phone or contact.phone
     try:
         email = normalize_email(email) if email else None
     except InvalidRecipient as exc:
@@ -348,7 +349,9 @@ def _fire_schedule(db: Engine, actor: Actor, runner: Runner, inp: ConsoleInput, 
     execution_id = runner.run_workflow(actor.tenant_id, wf.id, {"from": contact.phone, "scheduledFor": at.isoformat()},
                                        mode="live", test=test, real_calls=real_calls)
     with Session(db) as s:
-        return s.exec(select(Execution.event_id).where(Execution.id == execution_id)).one()
+        event_id = s.exec(select(Execution.event_id).where(Execution.id == execution_id)).one()
+    assert event_id is not None  # a cron tick is an event
+    return event_id
 
 
 # --------------------------------------------------------------------------- reports
@@ -365,7 +368,8 @@ def turn_report(db: Engine, actor: Actor, event_id: str, *, kind: str | None = N
         ev = s.exec(select(EventRecord).where(EventRecord.id == event_id, EventRecord.tenant_id == actor.tenant_id)).first()
         if ev is None:
             raise NotFound(f"event {event_id} not found")
-        workflows = list(s.exec(select(col(Workflow.id), col(Workflow.name), col(Workflow.trigger_type), col(Workflow.definition),
+        # sqlmodel's select is typed for at most four columns.
+        workflows = list(s.exec(select(col(Workflow.id), col(Workflow.name), col(Workflow.trigger_type), col(Workflow.definition),  # type: ignore[call-overload]
                                        Workflow.version).where(Workflow.tenant_id == actor.tenant_id,
                                                                Workflow.enabled == sa.true())
                                 .order_by(sa.func.lower(Workflow.name))).all())
@@ -481,8 +485,8 @@ def _replies(s: Session, tenant_id: str, executions: list[Execution]) -> list[Re
                   .order_by(col(OutboxMessage.created_at), col(OutboxMessage.id))).all()
     out = []
     for row in rows:
-        provider, plan = _ai_and_plan(results.get(row.execution_id) or {})
-        out.append(Reply(outbox_id=row.id, execution_id=row.execution_id, workflow_name=names.get(row.execution_id),
+        provider, plan = _ai_and_plan(results.get(row.execution_id or "") or {})
+        out.append(Reply(outbox_id=row.id, execution_id=row.execution_id, workflow_name=names.get(row.execution_id or ""),
                          channel=row.channel, recipient=row.recipient, subject=row.subject, body=row.body,
                          status=row.status, at=row.created_at, policy=(row.detail or {}).get("policy") or {},
                          ai_provider=provider, plan=plan))
@@ -553,9 +557,10 @@ def pending_items(db: Engine, actor: Actor, contact: TestContact) -> list[Pendin
     out = []
     for row in rows:
         ex = executions.get(row.execution_id or "")
-        what = {DueKind.RESUME: f"continue at step {(row.payload or {}).get('actionId')}",
-                DueKind.FOLLOW_UP: f"follow-up: {(row.payload or {}).get('body', '')[:80]}",
-                DueKind.DELIVER: "deliver a message held back by quiet hours"}.get(row.kind, row.kind)
+        labels: dict[str, str] = {DueKind.RESUME: f"continue at step {(row.payload or {}).get('actionId')}",
+                                  DueKind.FOLLOW_UP: f"follow-up: {(row.payload or {}).get('body', '')[:80]}",
+                                  DueKind.DELIVER: "deliver a message held back by quiet hours"}
+        what = labels.get(row.kind, row.kind)
         out.append(PendingItem(id=row.id, kind=row.kind, due_at=row.due_at, execution_id=row.execution_id,
                                workflow_name=ex.workflow_name if ex else None, what=what))
     return out

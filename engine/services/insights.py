@@ -321,7 +321,7 @@ def inbound_heatmap(db: Engine, actor: Actor, p: Period) -> list[dict[str, Any]]
             _ev.tenant_id == actor.tenant_id, _ev.is_test == sa.false(), _ev.depth == 0,
             _ev.channel.in_(MESSAGE_CHANNELS), _in(_ev.received_at, p)).group_by(hour))
         rows = s.execute(q).all()
-    zone, cells = ZoneInfo(p.tz), {}
+    zone, cells = ZoneInfo(p.tz), dict[Any, Any]()
     for h, n in rows:
         utc = (h if isinstance(h, datetime) else datetime.fromisoformat(h)).replace(tzinfo=UTC)
         local = utc.astimezone(zone)

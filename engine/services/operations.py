@@ -248,7 +248,7 @@ def cancel_execution(db: Engine, actor: Actor, execution_id: str, *, reason: str
     now = utcnow()
     with session_scope(db) as s:
         status = _status_of(s, actor, execution_id)
-        moved = s.execute(sa.update(Execution).where(
+        moved = s.execute(sa.update(Execution).where(  # type: ignore[attr-defined]  # UPDATE: a CursorResult
             col(Execution.id) == execution_id, col(Execution.tenant_id) == actor.tenant_id, col(Execution.status).in_(CANCELLABLE))
             .values(status=ExecutionStatus.CANCELLED, finished_at=now, lease_token=new_id(), current_action_id=None,
                     error=f"cancelled by {actor.email or actor.role}: {reason}")).rowcount

@@ -64,15 +64,15 @@ def browse_outbox(db: Engine, actor: Actor, *, status: str | None = None, channe
         raise InvalidInput(f"unknown status {status!r} (one of {', '.join(OUTBOX_STATUSES)})", field="status")
     if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidInput(f"page must be >= 1 and page size between 1 and {MAX_PAGE_SIZE}", field="page")
-    where = [OutboxMessage.tenant_id == actor.tenant_id]
+    where = [col(OutboxMessage.tenant_id) == actor.tenant_id]
     if status:
-        where.append(OutboxMessage.status == status)
+        where.append(col(OutboxMessage.status) == status)
     if channel:
-        where.append(OutboxMessage.channel == channel)
+        where.append(col(OutboxMessage.channel) == channel)
     if recipient:
         where.append(col(OutboxMessage.recipient).contains(recipient.strip()))
     if execution_id:
-        where.append(OutboxMessage.execution_id == execution_id)
+        where.append(col(OutboxMessage.execution_id) == execution_id)
     with read_session(db) as s:
         total = s.exec(select(func.count()).select_from(OutboxMessage).where(*where)).one()
         rows = s.exec(select(OutboxMessage, Execution.workflow_name)

@@ -241,6 +241,8 @@ def run_scenario(db: Engine, actor: Actor, scenario_id: str, *, drafts: dict[str
     if not drafts:
         with session_scope(db) as s:
             row = s.get(Scenario, sc.id)
+            if row is None:
+                raise NotFound(f"scenario {sc.id} not found")  # deleted while it ran
             row.last_result = result.to_api()
             row.last_run_at = result.ran_at
             s.add(row)

@@ -175,7 +175,8 @@ def save_ai_provider(db: Engine, actor: Actor, *, provider: str, base_url: str |
         error = exc.errors()[0]
         where = to_camel(str(error["loc"][0])) if error["loc"] else "provider"
         raise InvalidInput(error["msg"], field=f"ai.{where}") from None
-    changes = {k: {"from": old.get(k), "to": value.get(k)} for k in ("provider", "baseUrl", "model") if old.get(k) != value.get(k)}
+    changes: dict[str, Any] = {k: {"from": old.get(k), "to": value.get(k)} for k in ("provider", "baseUrl", "model")
+                               if old.get(k) != value.get(k)}
     if api_key:
         changes["apiKey"] = "changed"
     with session_scope(db) as s:

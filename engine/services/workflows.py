@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import re
 import secrets
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -127,13 +128,13 @@ class TenantOut(Out):
     settings: dict
 
 
-def definition_of(data: dict[str, Any]) -> dict[str, Any]:
+def definition_of(data: Mapping[str, Any]) -> dict[str, Any]:
     """Only the keys of the workflow format, in the spec's order."""
     keys = ("name", "description", "enabled", "trigger", "conditions", "actions")
     return {k: data[k] for k in keys if k in data and not (k == "description" and data[k] is None)}
 
 
-def _to_out(row: Workflow, warnings: list[Problem] = ()) -> WorkflowOut:
+def _to_out(row: Workflow, warnings: Sequence[Problem] = ()) -> WorkflowOut:
     d = row.definition
     return WorkflowOut(
         id=row.id, tenant_id=row.tenant_id, name=row.name, description=row.description, enabled=row.enabled,
@@ -354,13 +355,13 @@ def list_workflows(
     if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidInput(f"page must be between 1 and {MAX_PAGE:,} and page size between 1 and {MAX_PAGE_SIZE}",
                            field="page")
-    where = [Workflow.tenant_id == actor.tenant_id]
+    where = [col(Workflow.tenant_id) == actor.tenant_id]
     if enabled_only or enabled is True:
-        where.append(Workflow.enabled == sa.true())
+        where.append(col(Workflow.enabled) == sa.true())
     elif enabled is False:
-        where.append(Workflow.enabled == sa.false())
+        where.append(col(Workflow.enabled) == sa.false())
     if trigger_type:
-        where.append(Workflow.trigger_type == trigger_type)
+        where.append(col(Workflow.trigger_type) == trigger_type)
     if search:
         search = search.replace("\x00", "")  # PostgreSQL cannot compare text with NUL
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -150,6 +150,7 @@ class FastStatement:
         c = self.compiled(conn.dialect)
         args = c.args(params)
         dbapi_conn = conn.connection.dbapi_connection
+        assert dbapi_conn is not None  # an open connection has one
         cursor = dbapi_conn.cursor()
         try:
             cursor.execute(c.sql, args)
@@ -164,7 +165,9 @@ class FastStatement:
         args = c.args_many(rows)
         if not args:
             return
-        cursor = conn.connection.dbapi_connection.cursor()
+        dbapi_conn = conn.connection.dbapi_connection
+        assert dbapi_conn is not None  # an open connection has one
+        cursor = dbapi_conn.cursor()
         try:
             if len(args) == 1:
                 cursor.execute(c.sql, args[0])
@@ -234,7 +237,7 @@ def _sqlite_utc_datetime(value: datetime | None) -> str | None:
     return text
 
 
-_JSON_SAMPLES = ({"a": [1, 2.5, None, "ü"], "b": {"c": True}}, [], {}, None, "text", 3)
+_JSON_SAMPLES: tuple[Any, ...] = ({"a": [1, 2.5, None, "ü"], "b": {"c": True}}, [], {}, None, "text", 3)
 
 
 def _fast_processor(type_: Any, dialect: Dialect) -> Any:
@@ -254,6 +257,8 @@ def _fast_processor(type_: Any, dialect: Dialect) -> Any:
     reference = impl.bind_processor(dialect)
     if reference is None:
         return None
+    fast: Any
+    samples: tuple[Any, ...]
     if isinstance(type_, UTCDateTime):
         fast, samples = _sqlite_utc_datetime, _SAMPLES
     elif isinstance(impl, sa.JSON) and not impl.none_as_null:
@@ -273,7 +278,7 @@ def _reraise(conn: Connection, sql: str, args: Any, exc: Exception, cursor: Any)
     dialect = conn.dialect
     invalidated = False
     try:
-        invalidated = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+        invalidated = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)  # type: ignore[arg-type]  # any driver error
     except Exception:  # noqa: BLE001 - classification only
         invalidated = False
     if invalidated:
