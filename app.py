@@ -50,7 +50,7 @@ with st.sidebar:
     if len(tenants) > 1:
         ids = [t["id"] for t in tenants]
         names = {t["id"]: f"{t['name']} ({ROLE_LABELS.get(t['role'], t['role'])})" for t in tenants}
-        picked = st.selectbox("Studio", ids, index=ids.index(actor.tenant_id), format_func=names.get, key="auth_switch_tenant")
+        picked = st.selectbox("Studio", ids, index=ids.index(actor.tenant_id), format_func=lambda v: names.get(v, v), key="auth_switch_tenant")
         if picked != actor.tenant_id:
             session.choose_tenant(picked)
             st.rerun()

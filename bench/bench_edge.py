@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import timeit
+from collections.abc import Callable
 
 from engine import templating
 from engine.api.limits import body_problem
@@ -25,7 +26,7 @@ def main() -> None:
                         "from": "+4915112345678", "customFields": {"plan": "10er", "visits": 3}}).encode()
     workflow = json.dumps(spec_examples()[0]).encode()
     nested = json.dumps({"triggerType": "web_chat", "customFields": {"a": [[[[[[[[[[1]]]]]]]]]] * 4}}).encode()
-    rows = [(f"edge check, event body ({len(event)} B)", lambda: body_problem(event), 20_000),
+    rows: list[tuple[str, Callable[[], object], int]] = [(f"edge check, event body ({len(event)} B)", lambda: body_problem(event), 20_000),
             (f"edge check, spec workflow ({len(workflow)} B)", lambda: body_problem(workflow), 20_000),
             (f"edge check, full walk ({len(nested)} B, 44 brackets)", lambda: body_problem(nested), 5_000)]
     ctx = {"trigger": {"from": "+4915112345678", "content": "Hallo"}}

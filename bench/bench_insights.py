@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -53,7 +54,7 @@ def _read(db, service, **kwargs):
 
 def _workflows(conn, tenant_id: str, count: int = 20) -> list[str]:
     now = utcnow()
-    rows = [{"id": new_id(), "tenant_id": tenant_id, "name": f"Workflow {i:02d}", "description": None, "enabled": True,
+    rows: list[dict[str, Any]] = [{"id": new_id(), "tenant_id": tenant_id, "name": f"Workflow {i:02d}", "description": None, "enabled": True,
              "trigger_type": "whatsapp_message", "version": 1, "created_by": None, "created_at": now, "updated_at": now,
              "run_count": 0, "success_count": 0, "error_count": 0, "last_run_at": None, "next_fire_at": None,
              "definition": {"name": f"Workflow {i:02d}", "trigger": {"type": "whatsapp_message", "config": {}},
@@ -99,7 +100,7 @@ def fill(db, tenant_id: str, n: int, seed: int) -> float:
     rnd, now, t0 = random.Random(seed), utcnow(), time.perf_counter()
     with db.begin() as conn:
         workflows = _workflows(conn, tenant_id)
-    tables = {"events": EventRecord, "executions": Execution, "steps": StepRun, "messages": OutboxMessage}
+    tables: dict[str, Any] = {"events": EventRecord, "executions": Execution, "steps": StepRun, "messages": OutboxMessage}
     for start in range(0, n, BATCH):
         rows = _batch(tenant_id, workflows, min(BATCH, n - start), rnd, now)
         with db.begin() as conn:

@@ -18,8 +18,8 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import sqlalchemy as sa
 
@@ -28,8 +28,8 @@ from engine.auth import system_actor
 from engine.seed import spec_examples
 from engine.store.db import get_engine, migrate
 from engine.store.models import Tenant, Workflow, new_id, utcnow
-from engine.validation import errors_only, validate
 from engine.uow import unit_of_work
+from engine.validation import errors_only, validate
 
 BATCH = 1000
 

@@ -12,8 +12,6 @@ execution. Then the same on PostgreSQL (a throw-away database next to ``DATABASE
 from __future__ import annotations
 
 import json
-import threading
-from collections import Counter
 import os
 import re
 import resource
@@ -23,8 +21,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,19 +204,27 @@ def start_load(base: str, secret: str, connections: int, duration: float, tool: 
     return LoadRun(argv, tool, connections)
 
 
+def _found(pattern: str, text: str, *, full: bool = False) -> re.Match[str]:
+    """The match of ``pattern`` in wrk's output; a clear error when wrk printed something else."""
+    m = re.fullmatch(pattern, text) if full else re.search(pattern, text)
+    if m is None:
+        raise ValueError(f"wrk output has no {pattern!r}: {text[:200]!r}")
+    return m
+
+
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    value, unit = _found(r"([\d.]+)(us|ms|s|m)", text, full=True).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
 def _parse_wrk(out: str, connections: int) -> Result:
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    requests = int(_found(r"(\d+) requests in", out).group(1))
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     errors = sum(int(x) for x in m.groups()) if (m := re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)) else 0
     return Result(connections, requests, requests - non2xx, non2xx, errors,
-                  float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-                  _ms(re.search(r"\s50%\s+(\S+)", out).group(1)), _ms(re.search(r"\s99%\s+(\S+)", out).group(1)))
+                  float(_found(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+                  _ms(_found(r"\s50%\s+(\S+)", out).group(1)), _ms(_found(r"\s99%\s+(\S+)", out).group(1)))
 
 
 def _proc_cpu_seconds(pid: int) -> float:
@@ -277,7 +285,7 @@ def _counts(url: str, tenant_id: str) -> tuple[int, int, int]:
         executions = q(sa.text("SELECT count(*) FROM executions WHERE tenant_id = :t AND status = 'succeeded'"), t).scalar()
         missing = q(sa.text("SELECT count(*) FROM events e WHERE e.tenant_id = :t AND NOT EXISTS "
                             "(SELECT 1 FROM executions x WHERE x.event_id = e.id)"), t).scalar()
-    return events, executions, missing
+    return int(events or 0), int(executions or 0), int(missing or 0)
 
 
 def _warm_up(base: str, secret: str, workers: int) -> None:

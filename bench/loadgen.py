@@ -70,7 +70,7 @@ async def run(url: str, connections: int, duration: float, headers: list[str], b
     until = [start + duration]  # a list: SIGINT moves the end to now
     if stop_on_sigint:
         asyncio.get_running_loop().add_signal_handler(signal.SIGINT, until.__setitem__, 0, 0.0)
-    await asyncio.gather(*(_connection(parts.hostname, parts.port or 80, payload, until, stats, latencies)
+    await asyncio.gather(*(_connection(parts.hostname or "127.0.0.1", parts.port or 80, payload, until, stats, latencies)
                            for _ in range(connections)))
     elapsed = time.perf_counter() - start
     latencies.sort()

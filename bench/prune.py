@@ -31,6 +31,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -61,7 +62,10 @@ def fill(db, tenant_id: str, workflow_id: str, n: int, chunk: int = 5000) -> Non
     base = utcnow() - timedelta(days=3 * 365)
     ev, ex, st, ob = (m.__table__ for m in (EventRecord, Execution, StepRun, OutboxMessage))
     for start in range(0, n, chunk):
-        events, execs, steps, msgs = [], [], [], []
+        events: list[dict] = []
+        execs: list[dict] = []
+        steps: list[dict] = []
+        msgs: list[dict] = []
         for i in range(start, min(n, start + chunk)):
             at = base + timedelta(seconds=i * 20)
             phone = f"+49151{i % 10**8:08d}"
@@ -113,7 +117,7 @@ def _old_left(db) -> int:
 def prune_under_load(db, server: http.Server, secret: str, *, connections: int, tool: str, batch: int | None,
                      pause: float | None) -> tuple[http.Result, dict]:
     """Run the pruner here while a separate process posts events to ``server``; stop the load when it is done."""
-    done, report = threading.Event(), {}
+    done, report = threading.Event(), dict[str, Any]()
 
     def prune() -> None:
         start = time.perf_counter()

@@ -30,8 +30,8 @@ from engine.auth import system_actor
 from engine.runner import Runner
 from engine.store.db import get_engine, migrate
 from engine.store.models import DueWork, Execution, Workflow, new_id, utcnow
-from engine.worker import Worker
 from engine.uow import unit_of_work
+from engine.worker import Worker
 
 WORKFLOW = {
     "name": "Bench reply", "enabled": True,

@@ -9,11 +9,11 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlmodel import select
+from sqlmodel import col, select
 
-from engine.uow import UnitOfWork
 from engine.errors import InvalidInput, PermissionDenied
 from engine.store.models import Membership, Role, Tenant, User, UserSession
+from engine.uow import UnitOfWork
 
 _hasher = PasswordHasher()
 
@@ -210,6 +210,6 @@ def change_password(*, uow: UnitOfWork, user_id: str, current: str, new: str) ->
 
 
 def _memberships(s, user_id: str) -> list[tuple[Tenant, str]]:
-    rows = s.exec(select(Tenant, Membership.role).join(Membership, Membership.tenant_id == Tenant.id)
+    rows = s.exec(select(Tenant, Membership.role).join(Membership, col(Membership.tenant_id) == Tenant.id)
                   .where(Membership.user_id == user_id).order_by(Tenant.name)).all()
     return [(t, role) for t, role in rows]

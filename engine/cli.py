@@ -97,13 +97,19 @@ def cmd_worker(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    if args.what == "http":
-        from bench.http import main as http_main
+    """The benchmarks live in the checkout's ``bench/`` folder (not in the installed package):
+    imported only here, with a clear error when run outside the checkout."""
+    import importlib
 
-        return http_main(args)
-    from bench.run import main as bench_main
-
-    return bench_main(args)
+    try:
+        module = importlib.import_module("bench.http" if args.what == "http" else "bench.run")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("bench", "bench.http", "bench.run"):
+            raise
+        print("error: the benchmarks are in the source checkout's bench/ folder, which the installed package "
+              "does not ship; run 'python -m engine bench' from the checkout's top folder", file=sys.stderr)
+        return 2
+    return module.main(args)
 
 
 def cmd_classify(args) -> int:

@@ -6,9 +6,10 @@ the actual and the expected value and whether it passed. Times are in the tenant
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from engine.definitions import Condition
 

@@ -19,9 +19,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_serializer, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from engine.limits import DATE_PATTERN, json_problems, sane_datetime, text_datetime
@@ -98,7 +107,7 @@ KNOWN_INTENTS = (
 )
 
 #: Which trigger types carry an inbound message on a channel.
-MESSAGE_TRIGGER_CHANNELS: dict[TriggerType, Channel] = {
+MESSAGE_TRIGGER_CHANNELS: dict[str, Channel] = {
     TriggerType.VOICE_CALL: Channel.VOICE,
     TriggerType.WHATSAPP_MESSAGE: Channel.WHATSAPP,
     TriggerType.EMAIL_RECEIVED: Channel.EMAIL,
@@ -213,18 +222,18 @@ class BookingCreatedTrigger(Model):
 
 
 Trigger = Annotated[
-    Union[
-        VoiceCallTrigger,
-        WhatsAppMessageTrigger,
-        EmailReceivedTrigger,
-        WebChatTrigger,
-        SmsReceivedTrigger,
-        IntentDetectedTrigger,
-        TimeBasedTrigger,
-        MissedCallTrigger,
-        LeadCreatedTrigger,
-        BookingCreatedTrigger,
-    ],
+    (
+        VoiceCallTrigger
+        | WhatsAppMessageTrigger
+        | EmailReceivedTrigger
+        | WebChatTrigger
+        | SmsReceivedTrigger
+        | IntentDetectedTrigger
+        | TimeBasedTrigger
+        | MissedCallTrigger
+        | LeadCreatedTrigger
+        | BookingCreatedTrigger
+    ),
     Field(discriminator="type"),
 ]
 
@@ -239,7 +248,7 @@ def _compact_number(value: float) -> float | int:
 Number = Annotated[float, PlainSerializer(_compact_number, when_used="json")]
 Hour = Annotated[Number, Field(ge=0, le=24)]
 Weekday = Annotated[int, Field(ge=0, le=6, description="0 = Sunday ... 6 = Saturday")]
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 
 
 class KeywordMatch(Model):
@@ -332,19 +341,19 @@ class NotGroup(Model):
     condition: Condition
 
 
-LeafCondition = Union[
-    KeywordMatch,
-    IntentMatch,
-    SenderMatch,
-    TimeRange,
-    DayOfWeek,
-    ConfidenceThreshold,
-    ChannelMatch,
-    CustomField,
-]
+LeafCondition = (
+    KeywordMatch
+    | IntentMatch
+    | SenderMatch
+    | TimeRange
+    | DayOfWeek
+    | ConfidenceThreshold
+    | ChannelMatch
+    | CustomField
+)
 
 Condition = Annotated[
-    Union[LeafCondition, AllGroup, AnyGroup, NotGroup],
+    LeafCondition | AllGroup | AnyGroup | NotGroup,
     Field(discriminator="type"),
 ]
 
@@ -526,20 +535,20 @@ class BranchAction(ActionBase):
 
 
 Action = Annotated[
-    Union[
-        SendMessageAction,
-        SendWhatsAppAction,
-        SendEmailAction,
-        SendSmsAction,
-        AskAiAction,
-        GenerateWorkoutPlanAction,
-        ScheduleFollowUpAction,
-        CreateLeadAction,
-        UpdateLeadAction,
-        CallWebhookAction,
-        WaitAction,
-        BranchAction,
-    ],
+    (
+        SendMessageAction
+        | SendWhatsAppAction
+        | SendEmailAction
+        | SendSmsAction
+        | AskAiAction
+        | GenerateWorkoutPlanAction
+        | ScheduleFollowUpAction
+        | CreateLeadAction
+        | UpdateLeadAction
+        | CallWebhookAction
+        | WaitAction
+        | BranchAction
+    ),
     Field(discriminator="type"),
 ]
 
@@ -598,9 +607,9 @@ NotGroup.model_rebuild()
 BranchConfig.model_rebuild()
 WorkflowDefinition.model_rebuild()
 
-TRIGGER_MODELS = {m.model_fields["type"].annotation.__args__[0]: m for m in Trigger.__origin__.__args__}
-CONDITION_MODELS = {m.model_fields["type"].annotation.__args__[0]: m for m in LeafCondition.__args__}
-ACTION_MODELS = {m.model_fields["type"].annotation.__args__[0]: m for m in Action.__origin__.__args__}
+TRIGGER_MODELS = {get_args(m.model_fields["type"].annotation)[0]: m for m in get_args(get_args(Trigger)[0])}
+CONDITION_MODELS = {get_args(m.model_fields["type"].annotation)[0]: m for m in get_args(LeafCondition)}
+ACTION_MODELS = {get_args(m.model_fields["type"].annotation)[0]: m for m in get_args(get_args(Action)[0])}
 
 
 def workflow_json_schema() -> dict[str, Any]:

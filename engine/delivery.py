@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from engine.errors import InvalidInput
 from engine.optout import opt_out_reason
@@ -141,12 +141,12 @@ def _sent_since(session: Session, tenant_id: str, recipient: str, since: datetim
     """Messages counted by the frequency cap: live ones for live runs, test ones for test runs."""
     from sqlmodel import func, select
 
-    counted = (OutboxStatus.RECORDED, OutboxStatus.SENT, OutboxStatus.PENDING, OutboxStatus.DEFERRED)
+    counted: tuple[OutboxStatus, ...] = (OutboxStatus.RECORDED, OutboxStatus.SENT, OutboxStatus.PENDING, OutboxStatus.DEFERRED)
     if test:
         counted = (*counted, OutboxStatus.SIMULATED)
     return session.exec(select(func.count()).select_from(OutboxMessage).where(
         OutboxMessage.tenant_id == tenant_id, OutboxMessage.recipient == recipient,
-        OutboxMessage.created_at >= since, OutboxMessage.status.in_(counted),
+        col(OutboxMessage.created_at) >= since, col(OutboxMessage.status).in_(counted),
         OutboxMessage.is_test == test)).one()
 
 
@@ -155,7 +155,7 @@ def schedule_follow_up(
     recipient: str | None, body: str, test: bool = False,
 ) -> str:
     """A durable follow-up: the worker writes the message to the outbox when it is due."""
-    payload = {"channel": channel, "recipient": recipient, "body": body, "stepId": step_id}
+    payload: dict[str, Any] = {"channel": channel, "recipient": recipient, "body": body, "stepId": step_id}
     if test:
         payload["test"] = True
     item = due_row(uow.now(), tenant_id=tenant_id, kind=DueKind.FOLLOW_UP, due_at=due_at, execution_id=execution_id,
@@ -186,6 +186,7 @@ def deliver(db, outbox_id: str, *, now: datetime) -> str:
             s.add(msg)
             return msg.status
         tenant = s.get(Tenant, msg.tenant_id)
+        assert tenant is not None  # the message's tenant (foreign key)
         from engine.services.channel_settings import resolved_tenant_settings
 
         settings, channel = resolved_tenant_settings(s, msg.tenant_id, dict(tenant.settings or {})), msg.channel

@@ -1,4 +1,9 @@
-"""The one definition of what an execution counts as.
+"""Execution statuses and the one definition of what an execution counts as.
+
+:class:`ExecutionStatus` (the values of ``executions.status``) lives here, not in the store:
+the API, services and pages import it from this module. :func:`is_success` is the only
+definition of a successful run (the API's ``result.success``, ``ExecutionOut.success`` and the
+``succeeded`` counts agree with it; ``tests/unit/test_domain.py`` pins it).
 
 Workflow cards, the Insights page, ``GET /api/workflows/list?includeStats=true``,
 ``GET /api/stats`` and the executions page all count through this module, so "Runs",
@@ -20,7 +25,32 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.store.models import Execution, ExecutionStatus
+
+class ExecutionStatus(StrEnum):
+    """``executions.status``."""
+
+    PENDING = "pending"  # created, not started yet
+    RUNNING = "running"  # a step is being executed
+    WAITING = "waiting"  # parked until a due-work row fires (wait, retry, deferred)
+    SUCCEEDED = "succeeded"  # reached the end; failed steps may have been continued past
+    FAILED = "failed"  # stopped by a failing step with onError=stop, or an engine error
+    SKIPPED = "skipped"  # conditions did not hold; see the explanation
+    CANCELLED = "cancelled"  # stopped by a person or because the workflow was deleted
+
+
+FINISHED_STATUSES = (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.SKIPPED, ExecutionStatus.CANCELLED)
+
+
+def _columns(table: Any) -> Any:
+    """The columns of ``table`` (a model, a Table or an alias); None: ``executions``.
+
+    The store is imported here, not at the top, because ``engine.store.models`` imports
+    :class:`ExecutionStatus` from this module."""
+    if table is None:
+        from engine.store.models import Execution
+
+        table = Execution
+    return getattr(table, "__table__", table).c
 
 
 class Outcome(StrEnum):
@@ -60,15 +90,15 @@ def success_rate(succeeded: int, failed: int) -> float | None:
     return round(succeeded / finished, 4) if finished else None
 
 
-def counted(table: Any = Execution) -> sa.ColumnElement[bool]:
+def counted(table: Any = None) -> sa.ColumnElement[bool]:
     """WHERE clause: executions that count (no test-console runs, no dry runs)."""
-    t = getattr(table, "__table__", table).c
+    t = _columns(table)
     return sa.and_(t.is_test == sa.false(), t.mode.notin_(UNCOUNTED_MODES))
 
 
-def count_columns(table: Any = Execution) -> list[sa.ColumnElement[int]]:
+def count_columns(table: Any = None) -> list[sa.ColumnElement[int]]:
     """SELECT list: runs, succeeded, failed, skipped, in progress, cancelled (labelled)."""
-    status = getattr(table, "__table__", table).c.status
+    status = _columns(table).status
 
     def n(*values: str) -> sa.ColumnElement[int]:
         return sa.func.coalesce(sa.func.sum(sa.case((status.in_(values), 1), else_=0)), 0)
@@ -112,15 +142,16 @@ def all_time_counts(s: Any, tenant_id: str, workflow_ids: list[str] | None = Non
     ``execution_rollups``, so all-time numbers on the cards and in the stats never drop.
     """
     from engine.store.lifecycle import ExecutionRollup
+    from engine.store.models import Execution
 
-    roll = ExecutionRollup.__table__.c
+    roll, ex = ExecutionRollup.__table__.c, Execution.__table__.c
     per_workflow = workflow_ids is not None
-    live = sa.select(*([Execution.workflow_id] if per_workflow else []), *count_columns()).where(
-        Execution.tenant_id == tenant_id, counted())
+    live = sa.select(*([ex.workflow_id] if per_workflow else []), *count_columns()).where(
+        ex.tenant_id == tenant_id, counted())
     pruned = sa.select(*([roll.workflow_id] if per_workflow else []), *rollup_count_columns()).where(
         roll.tenant_id == tenant_id, rollup_counted())
-    if per_workflow:
-        live = live.where(Execution.workflow_id.in_(workflow_ids)).group_by(Execution.workflow_id)
+    if workflow_ids is not None:
+        live = live.where(ex.workflow_id.in_(workflow_ids)).group_by(ex.workflow_id)
         pruned = pruned.where(roll.workflow_id.in_(workflow_ids)).group_by(roll.workflow_id)
     out: dict[str | None, dict[str, int]] = {}
     for stmt in (live, pruned):
@@ -133,9 +164,9 @@ def all_time_counts(s: Any, tenant_id: str, workflow_ids: list[str] | None = Non
     return out
 
 
-def status_filter(value: str | None, table: Any = Execution) -> list[sa.ColumnElement[bool]]:
+def status_filter(value: str | None, table: Any = None) -> list[sa.ColumnElement[bool]]:
     """WHERE clauses of the executions list's status filter; ``test`` lists test-console runs."""
-    t = getattr(table, "__table__", table).c
+    t = _columns(table)
     if not value:
         return []
     if value == TEST_FILTER:

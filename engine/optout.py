@@ -22,12 +22,12 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from engine.uow import UnitOfWork
 from engine.auth import ADMIN, READ, Actor
 from engine.errors import InvalidInput, InvalidRecipient, NotFound
 from engine.settings import get_settings
 from engine.store.lifecycle import ContactOptOut
 from engine.store.models import Tenant, new_id
+from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -140,10 +140,9 @@ def note_opt_words(s: Any, tenant: dict[str, Any], record: dict[str, Any], now: 
 
 
 def _upsert(conn: Any, tenant_id: str, contact: str, opted_out: bool, word: str, channel: str | None, now: datetime) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(_opt).values(id=new_id(), tenant_id=tenant_id, contact=contact, opted_out=opted_out, word=word,
                                channel=channel, changed_at=now)
     conn.execute(stmt.on_conflict_do_update(index_elements=["tenant_id", "contact"], set_={

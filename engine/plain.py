@@ -8,6 +8,7 @@ builder can show it next to that field.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from engine import templating
@@ -30,7 +31,7 @@ def label(field: str) -> str:
     return FIELD_LABELS.get(field, field[:1].upper() + field[1:] if field else "This field")
 
 
-def plain_message(err: dict, field: str) -> str:
+def plain_message(err: Mapping[str, Any], field: str) -> str:
     """One pydantic error as a sentence about ``field``."""
     kind, ctx, what = err["type"], err.get("ctx") or {}, label(field)
     if kind == "string_too_short":
@@ -76,7 +77,7 @@ _SENDER_KIND = {"voice_call": "phone", "whatsapp_message": "phone", "sms_receive
 def empty_text_problems(action: dict, path: str) -> list[tuple[str, str]]:
     """An empty message or prompt: (path, message) pairs."""
     field = TEXT_FIELDS.get(str(action.get("type")))
-    config = action.get("config") if isinstance(action.get("config"), dict) else {}
+    config = _config if isinstance(_config := action.get("config"), dict) else {}
     if field and isinstance(config.get(field), str) and not config[field].strip():
         what = "prompt: tell the AI what to do" if field == "prompt" else "message: write what the member should receive"
         return [(f"{path}.config.{field}", f"The {what}.")]
@@ -94,7 +95,7 @@ def trigger_channel_problem(trigger: Any) -> tuple[str, str] | None:
     """A message trigger filtered on another channel (a WhatsApp message never arrives by e-mail)."""
     if not isinstance(trigger, dict) or not isinstance(trigger.get("config"), dict):
         return None
-    own = MESSAGE_TRIGGER_CHANNELS.get(trigger.get("type"))
+    own = MESSAGE_TRIGGER_CHANNELS.get(str(trigger.get("type")))
     channel = trigger["config"].get("channel")
     if own and channel and channel != own:
         return ("trigger.config.channel",
@@ -109,13 +110,13 @@ def reply_problem(action: dict, path: str, trigger: Any) -> tuple[str, str] | tu
     still be saved. A voice call answered with ``send_message`` is fine (the phone system
     speaks it; the spec's own create example does this).
     """
-    config = action.get("config") if isinstance(action.get("config"), dict) else {}
+    config = _config if isinstance(_config := action.get("config"), dict) else {}
     atype = str(action.get("type"))
     if atype not in TEXT_FIELDS or atype == "ask_ai":
         return None
     trigger = trigger if isinstance(trigger, dict) else {}
     ttype = str(trigger.get("type"))
-    tconfig = trigger.get("config") if isinstance(trigger.get("config"), dict) else {}
+    tconfig = _tconfig if isinstance(_tconfig := trigger.get("config"), dict) else {}
     channel = {"send_whatsapp": "whatsapp", "send_sms": "sms", "send_email": "email"}.get(atype) or config.get("channel")
     if ttype == "missed_call" and channel == "voice":
         return (f"{path}.config.channel",

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from engine.uow import UnitOfWork
 from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, InvalidRecipient, NotFound
 from engine.store.lifecycle import ContactErasure, ContactOptOut
@@ -39,6 +38,7 @@ from engine.store.models import (
     StepRun,
     Tenant,
 )
+from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ def parse_contact(*, phone: str | None = None, email: str | None = None, region:
         return Contact(kind="email", value=value, variants=sorted({value, email.lower()}))
     from engine.channels.phones import normalize_phone
 
+    assert phone is not None  # exactly one of phone and email was given
     try:
         value = normalize_phone(phone, region)
     except InvalidRecipient as exc:
@@ -144,10 +145,10 @@ def _escape(value: str) -> str:
 
 
 def _ids(s, table: sa.Table, tenant_id: str, *conditions: Any) -> set[str]:
-    conditions = [c for c in conditions if c is not None]
-    if not conditions:
+    given = [c for c in conditions if c is not None]
+    if not given:
         return set()
-    return set(s.execute(sa.select(table.c.id).where(table.c.tenant_id == tenant_id, sa.or_(*conditions))).scalars())
+    return set(s.execute(sa.select(table.c.id).where(table.c.tenant_id == tenant_id, sa.or_(*given))).scalars())
 
 
 def find_contact_rows(s, tenant_id: str, contact: Contact) -> dict[str, set[str]]:
@@ -174,7 +175,8 @@ def find_contact_rows(s, tenant_id: str, contact: Contact) -> dict[str, set[str]
         executions |= new_ex
         events |= new_ev
     found["events"], found["executions"] = events, executions
-    by_execution = lambda t: t.c.execution_id.in_(executions) if executions else None
+    def by_execution(t):
+        return t.c.execution_id.in_(executions) if executions else None
     found["step_runs"] = _ids(s, _st, tenant_id, by_execution(_st), _mentions(_st, needles))
     found["outbox_messages"] = _ids(s, _ob, tenant_id, by_execution(_ob), _ob.c.recipient.in_(needles.variants),
                                     _mentions(_ob, needles))

@@ -37,7 +37,6 @@ from engine.auth import ADMIN, READ, Actor
 from engine.errors import InvalidInput, NotFound
 from engine.settings import get_settings
 from engine.store.db import session_scope
-from engine.uow import UnitOfWork
 from engine.store.lifecycle import ExecutionRollup, RetentionMark
 from engine.store.models import (
     FINISHED_STATUSES,
@@ -48,6 +47,7 @@ from engine.store.models import (
     Tenant,
     utcnow,
 )
+from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ class Pruner:
                              .with_for_update(skip_locked=True)).all()
             if not rows:
                 return 0
-            _add_rollups(s, rows)
+            _add_rollups(s, list(rows))
             s.execute(sa.delete(_ex).where(_ex.c.id.in_([r.id for r in rows])))
             return len(rows)
 
@@ -307,7 +307,8 @@ class Pruner:
             while free and not self.stop():
                 with conn.begin():
                     # The pragma frees one page per step of the statement: fetch every step.
-                    cur = conn.connection.driver_connection.execute(f"PRAGMA incremental_vacuum({min(free, pages_per_step)})")
+                    driver: Any = conn.connection.driver_connection  # the sqlite3 connection
+                    cur = driver.execute(f"PRAGMA incremental_vacuum({min(free, pages_per_step)})")
                     cur.fetchall()
                 left = _freelist(conn)
                 if left >= free:

@@ -8,7 +8,7 @@ fires at its first occurrence only.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -28,7 +28,7 @@ def next_fire_time(expression: str, tz_name: str, after: datetime) -> datetime:
 
 def _place(wall: datetime, tz: ZoneInfo) -> datetime:
     # fold=0: the first of two repeated wall times; a wall time inside a gap maps past it.
-    return wall.replace(tzinfo=tz, fold=0).astimezone(timezone.utc)
+    return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
 
 
 def upcoming(expression: str, tz_name: str, after: datetime, count: int = 5) -> list[datetime]:

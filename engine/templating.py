@@ -55,7 +55,7 @@ def references(template: str) -> list[tuple[str, ...]]:
     found: list[tuple[str, ...]] = []
     for expr in _EXPR.findall(template):
         for piece in _STRING.split(expr)[::2]:
-            consumed = set()
+            consumed: set[int] = set()
             for m in _PATH.finditer(piece):
                 found.append((m.group(1), *m.group(2)[1:].split(".")))
                 consumed.update(range(m.start(), m.end()))
@@ -185,7 +185,7 @@ def render(template: str, context: dict[str, Any]) -> str:
         raise TemplateError("template is nested too deeply or too large to render") from exc
     except TemplateError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any rendering failure is the template's
+    except Exception as exc:
         raise TemplateError(f"template {template!r} failed: {exc}") from exc
 
 

@@ -8,9 +8,10 @@ action does not hide a dangling ``nextActionId`` elsewhere.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from croniter import croniter
@@ -146,7 +147,7 @@ def _schema_problems(raw: dict) -> list[Problem]:
     return []
 
 
-def _other_union_member(err: dict, raw: dict) -> bool:
+def _other_union_member(err: Mapping[str, Any], raw: dict) -> bool:
     """Whether the error comes from the list member of a ``x | list[x]`` union while the
     value is a single item, or the other way round: the other member's error is the useful one."""
     value: Any = raw
@@ -160,7 +161,7 @@ def _other_union_member(err: dict, raw: dict) -> bool:
     return False
 
 
-def _from_pydantic(err: dict, raw: dict) -> Problem:
+def _from_pydantic(err: Mapping[str, Any], raw: dict) -> Problem:
     loc, node = _clean_loc(err["loc"], raw)
     path = format_path(loc)
     kind = err["type"]
@@ -180,7 +181,7 @@ def _from_pydantic(err: dict, raw: dict) -> Problem:
     return Problem(path, plain.plain_message(err, field))
 
 
-def _unknown_type_message(loc: tuple, err: dict) -> str:
+def _unknown_type_message(loc: tuple, err: Mapping[str, Any]) -> str:
     family = {"actions": "action", "trigger": "trigger", "conditions": "condition"}.get(str(loc[0]), "item")
     if "conditions" in loc[1:] or "condition" in loc:
         family = "condition"
@@ -344,14 +345,14 @@ def _name_problems(raw: dict) -> list[Problem]:
 
 def _plain_action_problems(raw: dict, action: dict, path: str) -> list[Problem]:
     """Empty texts, replies the trigger cannot answer on, variables it does not provide."""
-    trigger = raw.get("trigger") if isinstance(raw.get("trigger"), dict) else {}
+    trigger = _trigger if isinstance(_trigger := raw.get("trigger"), dict) else {}
     problems = [Problem(p, m) for p, m in plain.empty_text_problems(action, path)]
     reply = plain.reply_problem(action, path, trigger)
     if reply:
         problems.append(Problem(*reply))  # (path, message[, "warning"])
     config = action.get("config")
     if isinstance(config, dict):
-        types = {a.get("id"): a.get("type") for _, a in _actions(raw)}
+        types = {a["id"]: a.get("type") for _, a in _actions(raw) if isinstance(a.get("id"), str)}
         problems += [Problem(p, m, "warning") for p, m in
                      plain.variable_problems(config, f"{path}.config", trigger_type=trigger.get("type"), actions=types)]
     return problems
@@ -360,10 +361,10 @@ def _plain_action_problems(raw: dict, action: dict, path: str) -> list[Problem]:
 def _trigger_channel(trigger: Any) -> str | None:
     if not isinstance(trigger, dict):
         return None
-    config = trigger.get("config") if isinstance(trigger.get("config"), dict) else {}
+    config = _config if isinstance(_config := trigger.get("config"), dict) else {}
     if config.get("channel"):
         return config["channel"]
-    channel = MESSAGE_TRIGGER_CHANNELS.get(trigger.get("type"))
+    channel = MESSAGE_TRIGGER_CHANNELS.get(str(trigger.get("type")))
     return str(channel) if channel else None
 
 
@@ -471,7 +472,8 @@ def _template_problems(config: dict, path: str, action_ids: set) -> list[Problem
             continue
         for ref in templating.references(text):
             if ref[0] not in templating.ROOTS:
-                problems.append(Problem(where, f"unknown variable {'.'.join(ref)!r}: templates can use {', '.join(r + '.…' for r in templating.ROOTS[:-1])} and now"))
+                roots = ", ".join(r + ".…" for r in templating.ROOTS[:-1])
+                problems.append(Problem(where, f"unknown variable {'.'.join(ref)!r}: templates can use {roots} and now"))
             elif ref[0] == "results" and len(ref) > 1 and ref[1] not in action_ids:
                 problems.append(Problem(where, f"{'.'.join(ref)!r} refers to action {ref[1]!r}, which does not exist"))
     return problems

@@ -1,4 +1,4 @@
-"""Outgoing webhooks: signing, SSRF guard, one-attempt HTTP call, retry backoff.
+"""Outgoing webhooks: signing, SSRF guard, one-attempt HTTP call (retry helpers: :mod:`engine.retry`).
 
 Verifying our signature on your server
 --------------------------------------
@@ -52,13 +52,11 @@ followed manually (at most 5) and every hop goes through the same guard.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
-import random
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -68,6 +66,7 @@ from typing import Any
 import httpx
 
 from engine.errors import BlockedAddress, PermanentError, RetryableError
+from engine.retry import parse_retry_after
 from engine.store.models import utcnow as default_clock
 
 logger = logging.getLogger(__name__)
@@ -294,54 +293,6 @@ def check_url_allowed(url: str, allow_list: Iterable[str], resolver: Resolver = 
     :class:`PermanentError`; malformed URLs raise :class:`PermanentError`.
     """
     _check_target(url, allow_list, resolver)
-
-
-# --------------------------------------------------------------------------- retry helpers
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent/invalid."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None or when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf
-        return None
-    return max(0.0, seconds)
-
-
-def backoff_delay(
-    attempt: int,
-    *,
-    base: float = 2.0,
-    cap: float = 3600.0,
-    retry_after: float | None = None,
-    rand: Callable[[], float] = random.random,
-) -> float:
-    """Seconds to wait before the next attempt ("full jitter" exponential backoff).
-
-    ``attempt`` is the number of the attempt that just failed (1 for the first). The delay is
-    ``rand() * min(cap, base * 2 ** (attempt - 1))``, i.e. uniformly random up to 2, 4, 8, ...
-    seconds, never above ``cap``. If the other side sent ``retry_after`` (seconds, e.g. from
-    ``RetryableError.retry_after``) the result is at least that, even above ``cap``; the runner
-    should still enforce its own overall deadline.
-    """
-    if attempt < 1:
-        raise ValueError("attempt starts at 1")
-    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 64))
-    delay = rand() * ceiling
-    if retry_after is not None and retry_after > delay:
-        delay = float(retry_after)
-    return max(0.0, delay)
 
 
 # --------------------------------------------------------------------------- the call

@@ -15,8 +15,8 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 from sqlalchemy.exc import IntegrityError
 
@@ -104,13 +104,14 @@ class Worker:
         try:
             {DueKind.RESUME: self._resume, DueKind.FOLLOW_UP: self._follow_up,
              DueKind.DELIVER: self._deliver}[DueKind(item.kind)](item)
-        except Exception as exc:  # noqa: BLE001 - the loop must survive any item
+        except Exception as exc:
             logger.exception("due item %s (%s) failed", item.id, item.kind)
             self._give_up_or_retry(item, exc)
 
     # ------------------------------------------------------------------ kinds
 
     def _resume(self, item: DueWork) -> None:
+        assert item.execution_id is not None  # a resume item always names its execution
         self.runner.resume(item.execution_id, stale_before=self.clock() - self.lease)
         self._done(item)
 
@@ -146,7 +147,7 @@ class Worker:
             return close_due(own.connection(), item.id, self.name, own.now())
 
     def _give_up_or_retry(self, item: DueWork, exc: Exception) -> None:
-        from engine.webhooks import backoff_delay
+        from engine.retry import backoff_delay
 
         message = exc.message if isinstance(exc, EngineError) else f"{exc.__class__.__name__}: {exc}"
         final = isinstance(exc, (PermanentError, InvalidInput)) or item.attempts >= MAX_ITEM_ATTEMPTS
@@ -230,7 +231,7 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 handled = self.run_once()
-            except Exception:  # noqa: BLE001 - e.g. the database restarting; try again
+            except Exception:
                 logger.exception("worker pass failed")
                 handled = 0
             if not handled:

@@ -52,7 +52,7 @@ def resume_batch(worker: Worker, items: list[DueWork]) -> tuple[int, list[DueWor
         return 0, items
     try:
         runs = _resume_in_one_transaction(worker, resumes)
-    except Exception:  # noqa: BLE001 - rolled back as a whole: each item goes the one-by-one way
+    except Exception:
         logger.warning("batch of %d resumptions rolled back; resuming them one by one", len(resumes), exc_info=True)
         return 0, items
     for run in runs:
@@ -72,7 +72,7 @@ def _resume_in_one_transaction(worker: Worker, items: list[DueWork]) -> list[Run
         tenants: dict[str, dict[str, Any]] = {}
         take_over, runs = [], []
         for item in items:
-            ex = executions.pop(item.execution_id, None)  # an execution twice in a batch: resumed once
+            ex = executions.pop(item.execution_id or "", None)  # an execution twice in a batch: resumed once
             if ex is None or not _resumable(ex, stale_before):
                 continue
             token = new_id()
@@ -121,5 +121,5 @@ def _continue(worker: Worker, run: Run) -> None:
             worker.runner.drive(run)  # ingests what it emitted at the end
         else:
             worker.runner.process_emitted(run)
-    except Exception:  # noqa: BLE001 - the execution stays running; recover_stale takes it over
+    except Exception:
         logger.exception("execution %s failed after its batch committed", run.id)

@@ -6,6 +6,7 @@ import streamlit as st
 from engine import services
 from engine.auth import EDIT
 from engine.errors import EngineError, NotFound, ValidationFailed
+from engine.uow import unit_of_work
 from engine.validation import validate
 from ui import builder_state, console_builder, session
 from ui.action_editor import actions_editor
@@ -15,7 +16,6 @@ from ui.flow_graph import to_dot
 from ui.json_editor import json_editor, pretty
 from ui.problems import begin_slots, fill_slots, show_problems
 from ui.trigger_editor import trigger_editor
-from engine.uow import unit_of_work
 
 actor = session.require_actor()
 if not actor.can(EDIT):
@@ -55,7 +55,8 @@ with form_col:
             trigger_editor(definition, f"{key}_trigger", session.tenant_timezone())
         with conditions:
             st.caption("The workflow only runs when **all** of these hold. Use a group for *any of* or *not*.")
-            definition["conditions"] = condition_list(definition.get("conditions") if isinstance(definition.get("conditions"), list) else [],
+            conds = definition.get("conditions")
+            definition["conditions"] = condition_list(conds if isinstance(conds, list) else [],
                                                       f"{key}_cond", empty_hint="No conditions: the workflow runs for every matching trigger.")
         with actions:
             actions_editor(definition, f"{key}_actions")

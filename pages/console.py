@@ -11,6 +11,7 @@ from engine.errors import EngineError
 from engine.services import console, scenarios
 from engine.services.console import ConsoleInput, TestContact
 from engine.services.workflows import list_workflows
+from engine.uow import unit_of_work
 from ui import session
 from ui.console_view import (
     CHANNEL_LABELS,
@@ -20,7 +21,6 @@ from ui.console_view import (
     show_decisions,
     show_thread,
 )
-from engine.uow import unit_of_work
 
 actor = session.require_actor()
 db = session.db()
@@ -105,6 +105,8 @@ def simulated_at() -> datetime | None:
         return None
     day = st.session_state.get("console_as_if_date")
     clock = st.session_state.get("console_as_if_time")
+    if day is None or clock is None:
+        return None
     return datetime.combine(day, clock, tzinfo=ZoneInfo(tz))
 
 
@@ -160,12 +162,12 @@ if can_send:
                 st.session_state["console_flash"] = f"Fast-forwarded {len(done)} item(s)."
                 st.rerun()
 
-        kind = st.segmented_control("Send", list(KIND_LABELS), format_func=KIND_LABELS.get, default="message",
+        kind = st.segmented_control("Send", list(KIND_LABELS), format_func=lambda v: KIND_LABELS.get(v, v), default="message",
                                     key="console_kind") or "message"
         with st.form("console_form", border=True):
             values: dict = {"kind": kind}
             if kind == "message":
-                values["channel"] = st.selectbox("Channel", list(CHANNEL_LABELS), format_func=CHANNEL_LABELS.get,
+                values["channel"] = st.selectbox("Channel", list(CHANNEL_LABELS), format_func=lambda v: CHANNEL_LABELS.get(v, v),
                                                  key="console_channel")
                 values["subject"] = st.text_input("Subject (e-mail)", key="console_subject") or None
                 values["text"] = st.text_area("Message", key="console_text", placeholder="Ich möchte einen Trainingsplan",
@@ -185,7 +187,7 @@ if can_send:
                 with unit_of_work(db, read_only=True) as uow:
                     scheduled = list_workflows(uow=uow, actor=actor, trigger_type="time_based", page_size=100).items
                 values["workflow_id"] = st.selectbox("Scheduled workflow", [w.id for w in scheduled],
-                                                     format_func={w.id: w.name for w in scheduled}.get,
+                                                     format_func=lambda v: {w.id: w.name for w in scheduled}.get(v, v),
                                                      key="console_schedule_wf",
                                                      placeholder="No scheduled workflows" if not scheduled else None)
             st.checkbox("Send as if at …", key="console_as_if")
@@ -212,7 +214,7 @@ if can_send:
             current = st.session_state.get("console_turn")
             index = ids.index(current) if current in ids else len(ids) - 1
             # Keyed by the newest input, so a new message selects itself.
-            picked = st.selectbox("Input", ids, index=index, format_func=labels.get, key=f"console_pick_{ids[-1]}")
+            picked = st.selectbox("Input", ids, index=index, format_func=lambda v: labels.get(v, v), key=f"console_pick_{ids[-1]}")
             turn = conv.turns[ids.index(picked)]
             if picked == current and st.session_state.get("console_last_ms"):
                 turn.server_ms = st.session_state["console_last_ms"]

@@ -2,16 +2,16 @@
 
 import streamlit as st
 
-from engine import services
+from engine import domain, services
 from engine.auth import EDIT
 from engine.errors import EngineError
 from engine.services import operations
+from engine.uow import unit_of_work
 from ui import executions_view as view
 from ui import session
 from ui.formatting import local
 from ui.step_trace import status_text
 from ui.workflow_picker import workflow_picker
-from engine.uow import unit_of_work
 
 
 def _csv(db, actor, filters) -> str:
@@ -56,7 +56,7 @@ with tab_list:
     tools[0].download_button("Export CSV (all filtered)", lambda: _csv(db, actor, filters),
                              file_name="executions.csv", mime="text/csv", icon=":material/download:",
                              key="executions_export", on_click="ignore")
-    if can_edit and filters.status in (None, "failed") and tools[1].button(
+    if can_edit and filters.status in (None, domain.ExecutionStatus.FAILED) and tools[1].button(
             "Replay failed…", icon=":material/replay:", key="executions_bulk"):
         with unit_of_work(db, read_only=True) as uow:
             replayable = operations.count_replayable(uow=uow, actor=actor, filters=filters)
@@ -92,7 +92,7 @@ with tab_list:
             with st.container(border=True, key="card_execution_detail"):
                 head, act1, act2 = st.columns([4, 1, 1], vertical_alignment="center")
                 head.markdown(f"**{ex.workflow_name}** · {local(ex.started_at, tz)} · {status_text(ex.status)}")
-                if can_edit and ex.status == "failed" and act1.button("Replay", icon=":material/replay:",
+                if can_edit and ex.status == domain.ExecutionStatus.FAILED and act1.button("Replay", icon=":material/replay:",
                                                                        key="executions_replay"):
                     view.replay_dialog(db, actor, ex.id)
                 if can_edit and ex.status in operations.CANCELLABLE and act2.button(

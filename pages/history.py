@@ -8,10 +8,10 @@ import streamlit as st
 from engine import services
 from engine.auth import EDIT
 from engine.errors import EngineError
+from engine.uow import unit_of_work
 from ui import session
 from ui.formatting import local
 from ui.workflow_picker import workflow_picker
-from engine.uow import unit_of_work
 
 actor = session.require_actor()
 db = session.db()

@@ -4,10 +4,10 @@ import streamlit as st
 
 from engine.errors import EngineError
 from engine.services import insights
+from engine.uow import unit_of_work
 from ui import insights_view as view
 from ui import session
 from ui.formatting import percent
-from engine.uow import unit_of_work
 
 actor = session.require_actor()
 db = session.db()
@@ -103,7 +103,7 @@ if table and selection:
             goal = insights.goal_of(uow=uow, actor=actor, workflow_id=chosen["workflowId"]) or {"kind": "booking", "days": 7}
         g1, g2 = st.columns(2)
         kind = g1.selectbox("Goal", ["booking", "lead"], index=0 if goal["kind"] == "booking" else 1,
-                            format_func={"booking": "a booking", "lead": "a new lead"}.get, key="insights_goal_kind")
+                            format_func=lambda v: {"booking": "a booking", "lead": "a new lead"}.get(v, v), key="insights_goal_kind")
         days = g2.number_input("within days", 1, 90, int(goal["days"]), key="insights_goal_days")
         with unit_of_work(db, read_only=True) as uow:
             conv = insights.conversions(uow=uow, actor=actor, workflow_id=chosen["workflowId"], p=period, kind=kind,

@@ -5,8 +5,8 @@ import streamlit as st
 from engine.auth import EDIT
 from engine.errors import EngineError
 from engine.services.outbox import OUTBOX_STATUSES, browse_outbox, retry_delivery
-from ui import session
 from engine.uow import unit_of_work
+from ui import session
 
 actor = session.require_actor()
 db = session.db()

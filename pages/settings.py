@@ -11,10 +11,10 @@ import streamlit as st
 from engine import services
 from engine.auth import ADMIN
 from engine.errors import EngineError
+from engine.uow import unit_of_work
 from ui import session, settings_channels, settings_data, settings_sections
 from ui.insights_settings import insights_settings_card
 from ui.labels import ROLE_LABELS
-from engine.uow import unit_of_work
 
 actor = session.require_actor()
 if not actor.can(ADMIN):
@@ -53,7 +53,7 @@ def users_section(db, actor, tenant) -> None:
         with st.form("settings_user_form", border=False, clear_on_submit=True):
             a, b = st.columns(2)
             email = a.text_input("E-mail", key="settings_user_email")
-            role = b.selectbox("Role", list(ROLE_LABELS), index=1, format_func=ROLE_LABELS.get, key="settings_user_role")
+            role = b.selectbox("Role", list(ROLE_LABELS), index=1, format_func=lambda v: ROLE_LABELS.get(v, v), key="settings_user_role")
             password = st.text_input("Initial password (at least 8 characters; not needed for someone who already has a login)",
                                      type="password", key="settings_user_password")
             if st.form_submit_button("Add user", type="primary"):

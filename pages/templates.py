@@ -7,11 +7,11 @@ import streamlit as st
 from engine import services
 from engine.auth import EDIT
 from engine.errors import EngineError, ValidationFailed
+from engine.uow import unit_of_work
 from ui import builder_state, session
 from ui.labels import CONDITIONS, action_label, trigger_label
 from ui.problems import show_problems
 from ui.templates import as_draft, gallery, parse_upload
-from engine.uow import unit_of_work
 
 actor = session.require_actor()
 if not actor.can(EDIT):

@@ -10,11 +10,11 @@ from engine import services
 from engine.auth import EDIT
 from engine.definitions import TriggerType
 from engine.errors import EngineError
+from engine.uow import unit_of_work
 from ui import builder_state, console_builder, session, style
 from ui.formatting import ago, percent
 from ui.labels import trigger_label
 from ui.run_panel import run_panel
-from engine.uow import unit_of_work
 
 PAGE_SIZE = 20
 actor = session.require_actor()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the tests need (packages, Debian's Chromium) and run the whole test suite.
+# Install what the tests need (packages, Debian's Chromium), run ruff and mypy, then the whole test suite.
 source "$(dirname "$0")/_venv.sh" test "[test]"
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -9,4 +9,9 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "Browser tests need Chromium at /usr/bin/chromium: sudo apt-get install -y chromium" >&2
   fi
 fi
+# The gates first (seconds, and they fail the run): lint, then types. Configured in pyproject.toml.
+echo "ruff check ..."
+.venv/bin/python -m ruff check --quiet .
+echo "mypy ..."
+.venv/bin/python -m mypy
 exec .venv/bin/python -m pytest "$@"

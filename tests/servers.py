@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import socket
-
-import httpx
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import httpx
 
 
 @dataclass
@@ -77,7 +77,7 @@ class Receiver:
             return status, {"ok": status < 300}, {}
         return 200, {"ok": True}, {}
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         return self
 
     def __exit__(self, *exc: object) -> None:

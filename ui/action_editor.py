@@ -69,9 +69,9 @@ def _action_card(definition: dict, i: int, action: dict, key: str) -> None:
         _restructure(move_action, definition, i, 1)
     if delete.button("", key=f"{key}_delete", icon=":material/delete:", help="Remove this action"):
         _restructure(remove_action, definition, i)
-    config = action.get("config") if isinstance(action.get("config"), dict) else {}
+    config = _config if isinstance(_config := action.get("config"), dict) else {}
     action["config"] = config
-    editor = CONFIG_EDITORS.get(action.get("type"))
+    editor = CONFIG_EDITORS.get(str(action.get("type")))
     if editor is None:
         st.warning(f"Unknown action type {action.get('type')!r}: edit it in JSON mode.")
     else:
@@ -113,10 +113,10 @@ def _advanced(action: dict, key: str) -> None:
         set_optional(action, "label", label.strip() or None)
         options = [DEFAULT, "continue", "stop"]
         current = action.get("onError") if action.get("onError") in options else DEFAULT
-        on_error = st.selectbox("When this action fails", options, index=options.index(current), key=f"{key}_onerror",
+        on_error = st.selectbox("When this action fails", options, index=options.index(str(current)), key=f"{key}_onerror",
                                 format_func=lambda o: {"continue": "Continue with the next step", "stop": "Stop the run"}.get(o, "Default (continue)"))
         set_optional(action, "onError", None if on_error == DEFAULT else on_error)
-        retry = action.get("retry") if isinstance(action.get("retry"), dict) else {}
+        retry = _retry if isinstance(_retry := action.get("retry"), dict) else {}
         attempts = st.number_input("Retry attempts (empty = no retries)", min_value=1, max_value=10, step=1,
                                    value=retry.get("maxAttempts"), key=f"{key}_retry")
         set_optional(action, "retry", {**retry, "maxAttempts": int(attempts)} if attempts else None)
@@ -149,7 +149,7 @@ def _slot(field: str) -> None:
 def _optional_select(config: dict, field: str, label: str, options: dict[str, str], key: str, default_label: str = DEFAULT) -> None:
     keys = [DEFAULT] + list(options)
     current = config.get(field) if config.get(field) in keys else DEFAULT
-    picked = st.selectbox(label, keys, index=keys.index(current), key=f"{key}_{field}",
+    picked = st.selectbox(label, keys, index=keys.index(str(current)), key=f"{key}_{field}",
                           format_func=lambda o: default_label if o == DEFAULT else options[o])
     set_optional(config, field, None if picked == DEFAULT else picked)
     _slot(field)

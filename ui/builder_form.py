@@ -34,7 +34,7 @@ def ordered(definition: dict) -> None:
 
 
 def review(definition: dict) -> None:
-    trigger = definition.get("trigger") if isinstance(definition.get("trigger"), dict) else {}
+    trigger = _trigger if isinstance(_trigger := definition.get("trigger"), dict) else {}
     st.markdown(f"#### {definition.get('name') or 'Unnamed workflow'}")
     if definition.get("description"):
         st.caption(definition["description"])

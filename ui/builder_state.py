@@ -11,8 +11,8 @@ import copy
 
 import streamlit as st
 
-from ui.definition import new_definition
 from engine.uow import unit_of_work
+from ui.definition import new_definition
 
 DEF, REV, WORKFLOW_ID, MODE = "builder_def", "builder_rev", "builder_workflow_id", "builder_mode"
 
@@ -54,8 +54,8 @@ def follow_link(db, actor) -> None:
 
     wanted = st.query_params.get("id")
     if not wanted or wanted == workflow_id():
-        if workflow_id() and not wanted:
-            st.query_params["id"] = workflow_id()  # keep the address pointing at what is open
+        if (current := workflow_id()) and not wanted:
+            st.query_params["id"] = current  # keep the address pointing at what is open
         return
     try:
         with unit_of_work(db, read_only=True) as uow:

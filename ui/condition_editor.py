@@ -65,7 +65,7 @@ def condition_list(conditions: list, key: str, *, empty_hint: str, path: str = "
         st.rerun()
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     label = "Add a condition to this group" if nested else "Add a condition"
-    kind = left.selectbox(label, list(CONDITIONS), format_func=CONDITIONS.get, key=f"{key}_newtype")
+    kind = left.selectbox(label, list(CONDITIONS), format_func=lambda v: CONDITIONS.get(v, v), key=f"{key}_newtype")
     if right.button("Add", key=f"{key}_add", icon=":material/add:", width="stretch"):
         conditions.append(default_condition(kind))
         st.rerun()
@@ -87,7 +87,7 @@ def condition_editor(cond: Any, key: str, *, path: str = "conditions[0]") -> dic
     cond = cond if isinstance(cond, dict) else {}
     types = list(CONDITIONS)
     current = cond.get("type") if cond.get("type") in types else None
-    picked = st.selectbox("Condition", types, index=types.index(current) if current else None, format_func=CONDITIONS.get,
+    picked = st.selectbox("Condition", types, index=types.index(current) if current else None, format_func=lambda v: CONDITIONS.get(v, v),
                           key=f"{key}_type", placeholder="Choose a condition")
     if picked is None:
         return cond
@@ -112,7 +112,8 @@ def _leaf(cond: dict, ctype: str, key: str) -> None:
     with op_col:
         if ctype == "custom_field":
             cond["field"] = st.text_input("Field", value=str(cond.get("field", "")), key=f"{key}_field", placeholder="membership")
-        op = st.selectbox("Operator", operators, index=operators.index(current), format_func=OPERATOR_LABELS.get, key=f"{key}_op")
+        op = str(st.selectbox("Operator", operators, index=operators.index(str(current)),
+                              format_func=lambda v: OPERATOR_LABELS.get(v, v), key=f"{key}_op"))
     cond["operator"] = op
     if op.endswith("business_hours"):  # no value: the studio's hours from Settings > Hours & limits
         cond.pop("value", None)
@@ -190,8 +191,8 @@ def _confidence(value: Any, op: str, key: str) -> float:
 def _channel(value: Any, op: str, key: str) -> Any:
     options = list(CHANNELS)
     if op == "in":
-        return st.multiselect("Channels", options, default=[v for v in value if v in options], key=key, format_func=CHANNELS.get)
-    return st.selectbox("Channel", options, index=options.index(value) if value in options else 0, key=key, format_func=CHANNELS.get)
+        return st.multiselect("Channels", options, default=[v for v in value if v in options], key=key, format_func=lambda v: CHANNELS.get(v, v))
+    return st.selectbox("Channel", options, index=options.index(value) if value in options else 0, key=key, format_func=lambda v: CHANNELS.get(v, v))
 
 
 def _custom(value: Any, op: str, key: str) -> Any:

@@ -54,11 +54,10 @@ def show_status(db, actor, workflow_id: str | None, definition: dict, key: str) 
         if not workflow_id or not scenarios.list_scenarios(uow=uow, actor=actor):
             return None
     result = check(db, actor, workflow_id, definition)
+    if result is None and st.button("Check scenarios against this draft", key=f"{key}_check", icon=":material/rule:"):
+        result = check(db, actor, workflow_id, definition, force=True)
     if result is None:
-        if st.button("Check scenarios against this draft", key=f"{key}_check", icon=":material/rule:"):
-            result = check(db, actor, workflow_id, definition, force=True)
-        else:
-            return None
+        return None
     if "error" in result:
         st.warning(f"Scenarios could not run: {result['error']}", icon="⚠️")
         return result

@@ -101,11 +101,11 @@ def show_thread(conv: Conversation, tz: str) -> None:
         for reply in turn.replies:
             items.append((reply.at, 2 * n + 1, reply_html(reply, tz), reply))
     items.sort(key=lambda i: (i[0], i[1]))
-    for _, _, markup, reply in items:
+    for _, _, markup, maybe_reply in items:
         st.markdown(f'<div class="sa-thread">{markup}</div>', unsafe_allow_html=True)
-        if reply is not None and reply.plan:
-            with st.expander(f"🏋️ Workout plan: {reply.plan.get('summary', '')}"):
-                st.markdown(reply.plan.get("text") or "")
+        if maybe_reply is not None and maybe_reply.plan:
+            with st.expander(f"🏋️ Workout plan: {maybe_reply.plan.get('summary', '')}"):
+                st.markdown(maybe_reply.plan.get("text") or "")
 
 
 def _decision_title(d: WorkflowDecision) -> str:

@@ -172,7 +172,7 @@ def variables_with_meaning(definition: dict, index: int) -> list[tuple[str, str]
     """(variable, what it holds) pairs for the action at ``index``."""
     from engine.variables import variables_for
 
-    trigger = definition.get("trigger") if isinstance(definition.get("trigger"), dict) else {}
+    trigger = _trigger if isinstance(_trigger := definition.get("trigger"), dict) else {}
     return variables_for(trigger.get("type"), actions_of(definition)[:index])
 
 
@@ -246,7 +246,7 @@ def describe_condition(cond: Any) -> str:
     if ctype == "not":
         return "not " + describe_condition(cond.get("condition"))
     if ctype == "custom_field":
-        return f"{cond.get('field') or '?'} {_OPS.get(cond.get('operator'), cond.get('operator'))} {cond.get('value')!r}".replace("  ", " ")
-    op = _OPS.get(cond.get("operator"), str(cond.get("operator")))
+        return f"{cond.get('field') or '?'} {_OPS.get(str(cond.get('operator')), cond.get('operator'))} {cond.get('value')!r}".replace("  ", " ")
+    op = _OPS.get(str(cond.get("operator")), str(cond.get("operator")))
     subject = _SUBJECT.get(str(ctype), str(ctype))
     return " ".join(x for x in (subject, op, _value_text(str(ctype), cond.get("value"))) if x)

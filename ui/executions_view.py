@@ -16,10 +16,10 @@ from engine import domain, services
 from engine.definitions import KNOWN_INTENTS
 from engine.errors import EngineError
 from engine.services import insights, operations
+from engine.uow import unit_of_work
 from ui.formatting import local
 from ui.labels import CHANNELS, TRIGGERS
 from ui.step_trace import show_execution, status_text
-from engine.uow import unit_of_work
 
 FILTER_KEYS = ("executions_range", "executions_status", "executions_workflow", "executions_trigger",
                "executions_channel", "executions_intent", "executions_contact")
@@ -34,7 +34,7 @@ def filter_bar(tz: str, workflow_picker) -> operations.ExecutionFilter:
     params = st.query_params
     c = st.columns([1.2, 1, 1, 1, 1.3])
     ranges = {"all": "All time", "today": "Today", "7d": "Last 7 days", "30d": "Last 30 days", "month": "This month"}
-    rng = c[0].selectbox("Date range", list(ranges), format_func=ranges.get, key="executions_range", on_change=_reset_paging)
+    rng = c[0].selectbox("Date range", list(ranges), format_func=lambda v: ranges.get(v, v), key="executions_range", on_change=_reset_paging)
     statuses = [None, *domain.STATUS_FILTERS]
     if "executions_status" not in st.session_state and params.get("status") in statuses:
         st.session_state["executions_status"] = params.get("status")

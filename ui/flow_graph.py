@@ -15,7 +15,7 @@ def _quote(text: str) -> str:
 
 
 def _summary(action: dict) -> str:
-    config = action.get("config") if isinstance(action.get("config"), dict) else {}
+    config = _config if isinstance(_config := action.get("config"), dict) else {}
     atype = action.get("type")
     if atype in ("wait", "schedule_follow_up") and "delay" in config:
         return describe_delay(config["delay"])
@@ -38,7 +38,7 @@ def _conditions_label(conditions: list) -> str:
 
 def _node(action: dict) -> str:
     atype = action.get("type")
-    icon, label = ACTIONS.get(atype, ("❔", str(atype)))
+    icon, label = ACTIONS.get(str(atype), ("❔", str(atype)))
     title = action.get("label") or label
     text = f"{icon} {title}\\n{action.get('id')}"
     summary = _summary(action)
@@ -55,8 +55,8 @@ def _node(action: dict) -> str:
 
 def to_dot(definition: dict) -> str:
     """Trigger -> (conditions) -> actions, with branch edges and an end node."""
-    trigger = definition.get("trigger") if isinstance(definition.get("trigger"), dict) else {}
-    icon, label = TRIGGERS.get(trigger.get("type"), ("❔", "No trigger"))
+    trigger = _trigger if isinstance(_trigger := definition.get("trigger"), dict) else {}
+    icon, label = TRIGGERS.get(str(trigger.get("type")), ("❔", "No trigger"))
     lines = [
         "digraph G {",
         '  rankdir=TB; bgcolor="transparent"; nodesep=0.35; ranksep=0.35;',
@@ -95,7 +95,7 @@ def _edges(actions: list[dict], ids: set[str]) -> list[str]:
         target = _quote("a:" + nxt) if nxt in ids else "end"
         label = ' [label="no"]' if is_branch else ""
         out.append(f"  {src} -> {target}{label};")
-        config = action.get("config") if isinstance(action.get("config"), dict) else {}
+        config = _config if isinstance(_config := action.get("config"), dict) else {}
         jump = config.get("nextActionId") if is_branch else None
         if jump in ids:
             out.append(f'  {src} -> {_quote("a:" + jump)} [label="yes", color="{ACCENT}", fontcolor="{ACCENT}", penwidth=1.6];')

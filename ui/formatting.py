@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 
 def ago(when: datetime | None, now: datetime | None = None, tz_name: str = "UTC") -> str:
     if when is None:
         return "never"
-    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-    seconds = ((now or datetime.now(timezone.utc)) - when).total_seconds()
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
     for limit, size, unit in ((60, 1, "s"), (3600, 60, "min"), (86_400, 3600, "h"), (86_400 * 45, 86_400, "d")):
         if seconds < limit:
             return "just now" if unit == "s" else f"{int(seconds // size)} {unit} ago"
@@ -24,7 +24,7 @@ def percent(rate: float | None) -> str:
 def local(when: datetime | None, tz_name: str) -> str:
     if when is None:
         return "–"
-    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
     return when.astimezone(ZoneInfo(tz_name)).strftime("%d %b %Y, %H:%M")
 
 

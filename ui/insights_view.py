@@ -8,15 +8,15 @@ import csv
 import io
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import altair as alt
 import streamlit as st
 
 from engine.services import insights
-from ui.flow_graph import to_dot
 from engine.uow import unit_of_work
+from ui.flow_graph import to_dot
 
 PRESET_LABELS = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days", "month": "This month", "custom": "Custom"}
 OUTCOME_COLORS = {"succeeded": "#34C759", "failed": "#FF3B30", "skipped": "#FF9500", "in_progress": "#0A84FF",
@@ -27,14 +27,17 @@ def range_picker(tz: str, key: str = "insights") -> insights.Period:
     """Preset or custom range (query param ``range`` keeps it in links), in the studio's timezone."""
     presets = list(PRESET_LABELS)
     initial = st.query_params.get("range", "30d")
-    preset = st.segmented_control("Date range", presets, format_func=PRESET_LABELS.get, key=f"{key}_range",
+    preset = st.segmented_control("Date range", presets, format_func=lambda v: PRESET_LABELS.get(v, v), key=f"{key}_range",
                                   default=initial if initial in presets else "30d") or "30d"
     st.query_params["range"] = preset
     if preset != "custom":
         return insights.resolve_period(tz, preset)
     today = datetime.now(ZoneInfo(tz)).date()
     picked = st.date_input("From – to", (today - timedelta(days=13), today), max_value=today, key=f"{key}_custom")
-    first, last = (picked if isinstance(picked, tuple | list) and len(picked) == 2 else (picked, picked))
+    if isinstance(picked, tuple | list):
+        first, last = (picked[0], picked[-1]) if picked else (today, today)
+    else:
+        first = last = picked
     return insights.period_of(first, last, tz)
 
 
@@ -50,7 +53,8 @@ def _fmt(value: Any, kind: str = "int") -> str:
     return f"{value:,}"
 
 
-KPI_TILES = [("inbound_messages", "Inbound messages", "int", "normal"), ("executions", "Executions", "int", "normal"),
+KPI_TILES: list[tuple[str, str, str, Literal["normal", "inverse", "off"]]] = [
+             ("inbound_messages", "Inbound messages", "int", "normal"), ("executions", "Executions", "int", "normal"),
              ("success_rate", "Success rate", "pct", "normal"), ("failures", "Failures", "int", "inverse"),
              ("skipped", "Skipped", "int", "off"), ("leads_created", "Leads created", "int", "normal"),
              ("bookings", "Bookings", "int", "normal"), ("first_reply_median_s", "First reply (median)", "sec", "inverse"),

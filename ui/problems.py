@@ -74,7 +74,7 @@ def where(path: str, definition: dict | None = None) -> str:
         return "Conditions · " + ".".join(numbers) if numbers else "Conditions"
     if head == "actions" and len(parts) > 1 and parts[1].startswith("["):
         i = int(parts[1][1:-1])
-        actions = (definition or {}).get("actions") if isinstance((definition or {}).get("actions"), list) else []
+        actions = _actions if isinstance(_actions := (definition or {}).get("actions"), list) else []
         ident = actions[i].get("id") if i < len(actions) and isinstance(actions[i], dict) else None
         step = f"Step {i + 1}" + (f" ({ident})" if ident else "")
         field = next((p for p in reversed(parts[2:]) if not p.startswith("[") and p != "config"), None)

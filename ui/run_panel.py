@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from engine import services
 from engine.definitions import KNOWN_INTENTS, MESSAGE_TRIGGER_CHANNELS
 from engine.errors import EngineError
+from engine.uow import unit_of_work
 from ui import session
 from ui.definition import parse_pairs
 from ui.labels import CHANNELS, intent_label, trigger_label
 from ui.step_trace import show_execution
-from engine.uow import unit_of_work
-
-NO_RUNTIME = "Running workflows arrives with the runtime."
-
-
-def runtime_available() -> bool:
-    return hasattr(services, "run_workflow")
 
 
 def trigger_data_form(trigger: dict, key: str) -> tuple[dict, bool, bool] | None:
@@ -30,7 +26,7 @@ def trigger_data_form(trigger: dict, key: str) -> tuple[dict, bool, bool] | None
         sender = a.text_input("From", value="+4917012345678", key=f"{key}_from")
         channels = list(CHANNELS)
         picked = b.selectbox("Channel", channels, index=channels.index(str(channel)) if channel else 1, key=f"{key}_channel",
-                             format_func=CHANNELS.get)
+                             format_func=lambda v: CHANNELS.get(v, v))
         content = st.text_area("Message", value="Hallo, ich hätte gern einen Trainingsplan.", key=f"{key}_content", height=80)
         c, d = st.columns(2)
         intent = c.selectbox("Intent", ["(none)"] + list(KNOWN_INTENTS), key=f"{key}_intent",
@@ -45,16 +41,13 @@ def trigger_data_form(trigger: dict, key: str) -> tuple[dict, bool, bool] | None
         submitted = st.form_submit_button("Run now", type="primary", icon=":material/play_arrow:")
     if not submitted:
         return None
-    data = {"from": sender, "channel": picked, "content": content, "customFields": parse_pairs(custom, scalars=True)}
+    data: dict[str, Any] = {"from": sender, "channel": picked, "content": content, "customFields": parse_pairs(custom, scalars=True)}
     if intent != "(none)":
         data.update(intent=intent, intentConfidence=confidence)
     return data, dry_run, bypass
 
 
 def run_panel(workflow, key: str) -> None:
-    if not runtime_available():
-        st.info(NO_RUNTIME, icon="🚧")
-        return
     submitted = trigger_data_form(workflow.trigger, key)
     if submitted is None:
         return

@@ -73,7 +73,7 @@ def _resume(token: str | None) -> None:
         choose_tenant(chosen or memberships[0][0].id)
 
 
-def _remember(user, memberships, token: str) -> None:
+def _remember(user, memberships, token: str | None) -> None:
     st.session_state["auth_user"] = {"id": user.id, "email": user.email, "name": user.name}
     st.session_state["auth_tenants"] = [{"id": t.id, "name": t.name, "role": str(role)} for t, role in memberships]
     st.session_state["auth_token"] = token

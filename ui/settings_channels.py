@@ -6,6 +6,8 @@ Page state keys are prefixed ``settings_ch_``. Logic lives in
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from engine.errors import EngineError
@@ -30,7 +32,9 @@ def _channel_form(db, actor, channel: str) -> None:
     with st.form(f"settings_ch_form_{channel}", border=False, clear_on_submit=True):
         enabled = st.toggle("Send through this provider", value=view.enabled, key=f"settings_ch_{channel}_enabled",
                             help="Off: messages are only recorded in the outbox.")
-        values, secrets, slots = {}, {}, {}
+        values: dict[str, Any] = {}
+        secrets: dict[str, str | None] = {}
+        slots: dict[str, Any] = {}
         cols = st.columns(2)
         for i, f in enumerate(fields):
             col = cols[i % 2]

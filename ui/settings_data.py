@@ -13,8 +13,8 @@ import streamlit as st
 from engine import optout, privacy, retention
 from engine.auth import ADMIN, Actor
 from engine.errors import EngineError
-from ui import session
 from engine.uow import unit_of_work
+from ui import session
 
 TABLE_LABELS = {"events": "Inbound events", "executions": "Executions", "step_runs": "Steps", "outbox_messages": "Messages",
                 "leads": "Leads", "bookings": "Bookings", "due_work": "Scheduled follow-ups", "contact_opt_outs": "Opt-outs"}

@@ -11,8 +11,8 @@ from engine.business_hours import WEEKDAY_NAMES
 from engine.errors import EngineError
 from engine.services import member_admin
 from engine.services import studio_settings as ss
-from ui.labels import ROLE_LABELS
 from engine.uow import unit_of_work
+from ui.labels import ROLE_LABELS
 
 DAY_ORDER = (1, 2, 3, 4, 5, 6, 0)  # Monday first on screen; stored as 0 = Sunday
 
@@ -166,7 +166,7 @@ def api_keys_section(db, actor, tenant) -> None:
         with st.form("settings_key_form", border=False, clear_on_submit=True):
             a, b = st.columns(2)
             name = a.text_input("Name", key="settings_key_name", placeholder="e.g. Website booking form")
-            role = b.selectbox("Role", list(ROLE_LABELS), index=1, format_func=ROLE_LABELS.get, key="settings_key_role")
+            role = b.selectbox("Role", list(ROLE_LABELS), index=1, format_func=lambda v: ROLE_LABELS.get(v, v), key="settings_key_role")
             if st.form_submit_button("Create key", type="primary"):
                 try:
                     with unit_of_work(db) as uow:
@@ -212,7 +212,7 @@ def members_section(db, actor, tenant) -> None:
             a, b, c = st.columns([4, 2, 1], vertical_alignment="center")
             a.markdown(f"**{m.email}** {('· ' + m.name) if m.name else ''}")
             roles = list(ROLE_LABELS)
-            role = b.selectbox("Role", roles, index=roles.index(m.role), format_func=ROLE_LABELS.get,
+            role = b.selectbox("Role", roles, index=roles.index(m.role), format_func=lambda v: ROLE_LABELS.get(v, v),
                                key=f"settings_member_role_{m.user_id}", label_visibility="collapsed")
             if role != m.role:
                 try:

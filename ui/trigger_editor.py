@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import streamlit as st
@@ -21,7 +21,7 @@ CRON_EXAMPLES = {"0 9 * * *": "every day at 09:00", "30 7 * * 1-5": "weekdays at
 
 def trigger_editor(definition: dict, key: str, tz_name: str) -> None:
     """Edit ``definition["trigger"]`` in place."""
-    trigger = definition.get("trigger") if isinstance(definition.get("trigger"), dict) else {}
+    trigger = _trigger if isinstance(_trigger := definition.get("trigger"), dict) else {}
     types = [t.value for t in TriggerType]
     current = trigger.get("type") if trigger.get("type") in types else None
     if trigger.get("type") and current is None:
@@ -39,7 +39,7 @@ def trigger_editor(definition: dict, key: str, tz_name: str) -> None:
     definition["trigger"] = trigger
     k = f"{key}_{picked}"
     if picked in MESSAGE_TRIGGER_CHANNELS:
-        _message_trigger(config, k, required_intent=False, own_channel=str(MESSAGE_TRIGGER_CHANNELS[picked]))
+        _message_trigger(config, k, required_intent=False, own_channel=str(MESSAGE_TRIGGER_CHANNELS[TriggerType(picked)]))
     elif picked == TriggerType.INTENT_DETECTED:
         _message_trigger(config, k, required_intent=True)
     elif picked == TriggerType.TIME_BASED:
@@ -92,7 +92,7 @@ def _schedule(config: dict, key: str, tz_name: str) -> None:
     if problem:
         st.error(problem, icon="⚠️")
         return
-    fires = upcoming(schedule.strip(), tz_name, datetime.now(timezone.utc), 5)
+    fires = upcoming(schedule.strip(), tz_name, datetime.now(UTC), 5)
     tz = ZoneInfo(tz_name)
     st.success(f"**{describe(schedule.strip())}** ({tz_name})", icon="⏰")
     st.caption("Next runs: " + " · ".join(f.astimezone(tz).strftime("%a %d %b %H:%M") for f in fires))

@@ -6,14 +6,14 @@ import streamlit as st
 
 from engine import services
 from engine.errors import NotFound
+from engine.uow import unit_of_work
 from ui import session
 from ui.labels import trigger_label
-from engine.uow import unit_of_work
 
 
 def workflow_picker(key: str, *, allow_none: bool = False) -> str | None:
     """A search box and a select; the choice lives in ``st.session_state[key]``."""
-    db, actor = session.db(), session.actor()
+    db, actor = session.db(), session.require_actor()
     search_col, select_col = st.columns([1, 2], vertical_alignment="bottom")
     search = search_col.text_input("Find a workflow", key=f"{key}_search", placeholder="Search by name", icon=":material/search:")
     with unit_of_work(db, read_only=True) as uow:

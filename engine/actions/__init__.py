@@ -7,9 +7,10 @@ never holds a database transaction across their I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from engine import templating
 from engine.uow import UnitOfWork
@@ -113,10 +114,7 @@ def load_all() -> None:
     """Import every executor module once (they register themselves)."""
     global _loaded
     if not _loaded:
-        from engine.actions import flow, messages  # noqa: F401
+        # A failing import must fail loudly: swallowing it silently dropped five executors.
+        from engine.actions import flow, integrations, messages  # noqa: F401
 
-        try:
-            from engine.actions import integrations  # noqa: F401
-        except ImportError:  # pragma: no cover - arrives with the real-actions issue
-            pass
         _loaded = True

@@ -8,7 +8,6 @@ from engine.actions import StepContext, StepResult, register
 from engine.conditions import EvalContext, evaluate
 from engine.delivery import default_channel, schedule_follow_up
 
-
 STUDIO_TEAM = "studio-team"
 
 

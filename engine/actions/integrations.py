@@ -9,6 +9,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from engine.actions import StepContext, StepResult, register
+from engine.ai import provider_for_tenant
 from engine.errors import InvalidInput, NotFound
 from engine.store.models import Lead, LeadStatus
 
@@ -137,26 +138,6 @@ def generate_workout_plan(step: StepContext) -> StepResult:
     profile = profile_from_data({**lead_fields, **trigger, **config})
     plan = generate_plan(profile)
     return StepResult(output=plan.to_output(), input={"profile": profile.model_dump(mode="json")})
-
-
-def provider_for_tenant(tenant: dict[str, Any], client: Any = None):
-    """The tenant's AI provider (settings ``ai``) over its knowledge base (settings ``knowledgeBase``).
-
-    An API key saved in the settings page is stored encrypted (``apiKeyEncrypted``) and
-    decrypted here, only for the provider."""
-    from engine.ai.knowledge import KnowledgeBase
-    from engine.ai.providers import provider_from_settings
-
-    settings = tenant.get("settings") or {}
-    # No knowledge base yet: an empty one, so the offline provider hands off politely
-    # instead of quoting someone else's prices.
-    kb = KnowledgeBase.model_validate(settings.get("knowledgeBase") or {"studioName": tenant.get("name") or "unser Studio"})
-    ai = dict(settings.get("ai") or {})
-    if ai.get("apiKeyEncrypted"):
-        from engine.secrets import decrypt
-
-        ai["apiKey"] = decrypt(ai.pop("apiKeyEncrypted"))
-    return provider_from_settings(ai, kb, client=client)
 
 
 @register("ask_ai", external=True)

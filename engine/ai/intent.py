@@ -16,10 +16,10 @@ import re
 import sys
 import threading
 import unicodedata
-from itertools import repeat
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -320,7 +320,7 @@ class _DirectModel:
         self._parts, self._coef, self._intercept = parts, coef, intercept
 
     @classmethod
-    def of(cls, pipeline: Any) -> "_DirectModel | None":
+    def of(cls, pipeline: Any) -> _DirectModel | None:
         import numpy as np
 
         try:
@@ -400,18 +400,28 @@ def train(examples: Iterable[Mapping[str, Any] | Sequence[str]]) -> IntentClassi
     return IntentClassifier(pipeline)
 
 
-_default: IntentClassifier | None = None
-_default_lock = threading.Lock()
+class LazyClassifier:
+    """A classifier built by ``build`` on first use, exactly once even when threads ask together."""
+
+    def __init__(self, build: Callable[[], IntentClassifier]) -> None:
+        self._build = build
+        self._value: IntentClassifier | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> IntentClassifier:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+        return self._value
+
+
+_DEFAULT = LazyClassifier(lambda: train(load_examples()))
 
 
 def default_classifier() -> IntentClassifier:
     """Return the process-wide classifier, training it from the shipped data on first use."""
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = train(load_examples())
-    return _default
+    return _DEFAULT.get()
 
 
 def classify(text: str) -> IntentResult:

@@ -23,10 +23,11 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from engine.webhooks import parse_retry_after
-from engine.ai.intent import INTENTS, IntentResult, classify as classify_offline
+from engine.ai.intent import INTENTS, IntentResult
+from engine.ai.intent import classify as classify_offline
 from engine.ai.knowledge import DEMO_KNOWLEDGE_BASE, KnowledgeBase, KnowledgeEntry, Match, PriceItem, Retriever
 from engine.errors import InvalidInput, PermanentError, RetryableError
+from engine.retry import parse_retry_after
 
 logger = logging.getLogger(__name__)
 

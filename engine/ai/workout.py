@@ -175,7 +175,7 @@ _SPLITS: dict[str, dict[int, tuple[str, ...]]] = {
 
 _CARDIO_SHARE = {"weight_loss": 0.5, "endurance": 0.6}  # share of a cardio day spent on the cardio block
 
-_TEXTS = {
+_TEXTS: dict[str, dict[str, Any]] = {
     "de": {
         "goal": {"strength": "Kraft & Muskelaufbau", "weight_loss": "Abnehmen", "mobility": "Beweglichkeit", "endurance": "Ausdauer"},
         "level": {"beginner": "Anfänger", "intermediate": "Fortgeschritten", "advanced": "Sehr fortgeschritten"},
@@ -249,8 +249,11 @@ _KEYS = {
 _NESTED = ("customFields", "custom_fields", "fields", "data", "lead")
 
 
+_UMLAUTS: dict[str, str | int | None] = {"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"}
+
+
 def _fold(text: str) -> str:
-    return text.strip().lower().translate(str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"}))
+    return text.strip().lower().translate(str.maketrans(_UMLAUTS))
 
 
 def _lookup(data: Mapping[str, Any], field: str) -> Any:

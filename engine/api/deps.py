@@ -9,7 +9,8 @@ database in the thread pool (a deferred read, which never waits for the writer).
 
 from __future__ import annotations
 
-from typing import Annotated, Iterator
+from collections.abc import Iterator
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool

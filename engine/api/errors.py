@@ -119,9 +119,10 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(EngineError, _engine_error)
-    app.add_exception_handler(RequestValidationError, _request_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(IntegrityError, _integrity_error)
-    app.add_exception_handler(LimitExceeded, _limit_error)
+    # Starlette types every handler as taking Exception; each of these gets only its own class.
+    app.add_exception_handler(EngineError, _engine_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _request_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(IntegrityError, _integrity_error)  # type: ignore[arg-type]
+    app.add_exception_handler(LimitExceeded, _limit_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)

@@ -109,6 +109,7 @@ class FastEvents:
         return actor, idempotency_key
 
     async def _ingest(self, scope: Scope, receive: Receive, send: Send, actor: Actor, event: dict[str, Any]) -> None:
+        response: Response
         try:
             result = await asyncio.get_running_loop().run_in_executor(
                 self._executor(), functools.partial(_ingest, self.db, actor, event))

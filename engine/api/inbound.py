@@ -21,7 +21,6 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import Db
-from engine.uow import unit_of_work
 from engine.api.errors import error_response
 from engine.inbound import email as email_parser
 from engine.inbound import signatures
@@ -29,13 +28,14 @@ from engine.inbound import twilio as twilio_parser
 from engine.inbound import whatsapp as whatsapp_parser
 from engine.inbound.service import apply_status_updates, ingest_events
 from engine.services.channel_settings import secret_value, tenant_for_webhook
+from engine.uow import unit_of_work
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/hooks", tags=["provider webhooks"])
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-_ERRORS = {400: {"description": "Signed body is not JSON"},
+_ERRORS: dict[int | str, dict[str, Any]] = {400: {"description": "Signed body is not JSON"},
            403: {"description": "Bad or missing provider signature (or verify token)"},
            404: {"description": "Unknown studio webhook id"}}
 
@@ -126,7 +126,7 @@ def _twiml() -> Response:
     return Response(EMPTY_TWIML, media_type="application/xml")
 
 
-_TWIML = {200: {"content": {"application/xml": {}}, "description": "Empty TwiML"}, **_ERRORS}
+_TWIML: dict[int | str, dict[str, Any]] = {200: {"content": {"application/xml": {}}, "description": "Empty TwiML"}, **_ERRORS}
 
 
 async def _twilio_event(hook_id: str, request: Request, db, parse) -> Response:

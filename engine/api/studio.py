@@ -16,7 +16,7 @@ from engine.services import outbox
 router = APIRouter(prefix="/api", tags=["settings"])
 
 ChannelName = Annotated[Literal["whatsapp", "sms", "email"], Path(description="whatsapp, sms (Twilio) or email (SMTP)")]
-_OWNER = {401: {"description": "No or revoked API key"}, 403: {"description": "Only owners"},
+_OWNER: dict[int | str, dict[str, Any]] = {401: {"description": "No or revoked API key"}, 403: {"description": "Only owners"},
           422: {"description": "Invalid field (named in error.field)"}}
 
 
@@ -39,7 +39,7 @@ class ChannelOut(_Camel):
     secrets: dict[str, SecretStateOut] = Field(description="Never the values: only whether and when each secret was set")
 
 
-def _names(*, secret: bool) -> list[str]:
+def _names(*, secret: bool) -> list[Any]:
     """Every channel's field names of one kind (the channel in the path narrows them further)."""
     return sorted({f.name for _, fields in cs.CHANNEL_FIELDS.values() for f in fields if f.secret == secret})
 

@@ -17,15 +17,15 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import Db
-from engine.uow import unit_of_work
 from engine.api.errors import error_response
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.inbound import webchat
 from engine.services.channel_settings import tenant_for_chat_key
+from engine.uow import unit_of_work
 
 router = APIRouter(tags=["web chat"])
 WIDGET = Path(__file__).with_name("static") / "widget.js"
-_ERRORS = {403: {"description": "Origin not on the studio's allow-list"}, 404: {"description": "Unknown chat key"},
+_ERRORS: dict[int | str, dict[str, Any]] = {403: {"description": "Origin not on the studio's allow-list"}, 404: {"description": "Unknown chat key"},
            429: {"description": "Rate limit: try again after Retry-After seconds"}}
 
 

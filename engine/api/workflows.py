@@ -14,7 +14,6 @@ from engine.api.contract import JSON_VALUE, UPDATE, WORKFLOW, WORKFLOW_LIST, req
 from engine.api.deps import CurrentActor, ReadUow, Uow
 from engine.limits import MAX_PAGE, MAX_VERSION
 from engine.services.runs import ExecutionOut
-from engine.store.models import ExecutionStatus
 from engine.validation import validate
 
 router = APIRouter(prefix="/api/workflows", tags=["workflows"])
@@ -27,10 +26,6 @@ SPEC_EXAMPLE = {
     "conditions": [],
     "actions": [{"id": "action-1", "type": "send_message", "config": {"message": "Hello!"}, "nextActionId": None}],
 }
-
-#: A run "succeeded" in the spec's sense unless it failed, was stopped, or its conditions did not hold.
-_NOT_SUCCESS = {ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.SKIPPED}
-
 
 class CamelBody(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")

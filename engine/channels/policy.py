@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def next_allowed_time(now_local: datetime, quiet: QuietHours) -> datetime | None
         day += timedelta(days=1)
     tz = now_local.tzinfo
     end = datetime.combine(day, quiet.end, tzinfo=tz)
-    return end.astimezone(timezone.utc).astimezone(tz)
+    return end.astimezone(UTC).astimezone(tz)
 
 
 def frequency_cap_reached(sent_today: int, cap: int | None) -> bool:

@@ -140,7 +140,7 @@ class SmtpAdapter:
                     smtp.quit()
                 except (smtplib.SMTPException, OSError):
                     smtp.close()
-        except Exception as exc:  # noqa: BLE001 - translated below
+        except Exception as exc:
             mapped = _map_smtp_error(exc)
             if mapped is exc:
                 raise

@@ -12,7 +12,7 @@ Meta only allows free-form messages within 24 hours of the contact's last inboun
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -107,7 +107,7 @@ class WhatsAppCloudAdapter:
         ``retry_after`` from ``Retry-After``) or :class:`PermanentError` (other 4xx, with Meta's
         error message). The access token never appears in errors.
         """
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         to = normalize_phone(message.recipient).lstrip("+")
         if in_service_window(last_inbound_at, now):
             payload: dict[str, Any] = {

@@ -16,7 +16,7 @@ def email_event(payload: Any) -> dict[str, Any]:
     """``email_received``; raises :class:`InvalidInput` naming the missing field."""
     if not isinstance(payload, dict):
         raise InvalidInput("expected a JSON object", field="body")
-    full = payload.get("FromFull") if isinstance(payload.get("FromFull"), dict) else {}
+    full = _full if isinstance(_full := payload.get("FromFull"), dict) else {}
     sender = (full.get("Email") or payload.get("From") or "").strip()
     if "<" in sender and sender.endswith(">"):
         sender = sender.rsplit("<", 1)[1][:-1]

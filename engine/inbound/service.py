@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from engine.inbound.updates import RANK, STATUS_MAP, StatusUpdate
 from engine.store.db import session_scope
@@ -53,7 +53,7 @@ def apply_status_updates(db: Engine, tenant_id: str, updates: list[StatusUpdate]
         with session_scope(db) as s:
             stmt = select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id,
                                                OutboxMessage.provider_message_id == upd.provider_message_id)
-            if s.bind.dialect.name == "postgresql":
+            if s.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update()
             msg = s.exec(stmt).first()
             if msg is None:
@@ -68,5 +68,5 @@ def apply_status_updates(db: Engine, tenant_id: str, updates: list[StatusUpdate]
                 if status == "failed":
                     values["error"] = upd.error or f"provider reported {upd.status}"
                 changed += 1
-            s.execute(sa.update(OutboxMessage).where(OutboxMessage.id == msg.id).values(**values))
+            s.execute(sa.update(OutboxMessage).where(col(OutboxMessage.id) == msg.id).values(**values))
     return changed

@@ -25,9 +25,10 @@ runner needs:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session

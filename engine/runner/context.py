@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -190,9 +190,7 @@ def trigger_matches(definition: WorkflowDefinition, event: dict[str, Any]) -> bo
     if channel and event["channel"] and channel != event["channel"]:
         return False
     intent = fields.get("intent")
-    if intent and event["intent"] != intent:
-        return False
-    return True
+    return not (intent and event["intent"] != intent)
 
 
 def run_context(trigger: dict[str, Any], real_calls: bool = False) -> dict[str, Any]:
@@ -234,7 +232,7 @@ def retry_delay(action, exc: Exception, attempt: int) -> float | None:
     if attempt >= max_attempts:
         return None
     base, cap = (policy.backoff, policy.max_backoff) if policy else (DEFAULT_BACKOFF, MAX_BACKOFF)
-    from engine.webhooks import backoff_delay
+    from engine.retry import backoff_delay
 
     return backoff_delay(attempt, base=base, cap=cap, retry_after=getattr(exc, "retry_after", None))
 

@@ -22,7 +22,8 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@ tenant's AI provider (asked before the transaction, never with the database lock
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event
 from engine.errors import EngineError
@@ -37,7 +38,7 @@ def wants_provider(ev: Event, settings: dict[str, Any] | None) -> bool:
 
 def provider_intent(ev: Event, settings: dict[str, Any]) -> None:
     """Ask the tenant's AI provider for the intent (called with no transaction open)."""
-    from engine.actions.integrations import provider_for_tenant
+    from engine.ai import provider_for_tenant
 
     try:
         result = provider_for_tenant({"settings": settings}).classify(ev.content)

@@ -18,9 +18,10 @@ buffered one (:mod:`engine.runner.buffer`), everything else a plain one. Time co
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from engine.actions import StepContext, StepResult, executor_for
 from engine.errors import EngineError, NotFound

@@ -5,14 +5,13 @@
 ``members``: users and roles of a studio. ``api_keys``: keys of the REST API.
 """
 
-from engine.services.workflows import *  # noqa: F401,F403
-from engine.services.workflows import __all__ as _wf_all
-from engine.services.runs import *  # noqa: F401,F403
-from engine.services.runs import __all__ as _runs_all
-
-from engine.services.members import *  # noqa: F401,F403
-from engine.services.members import __all__ as _members_all
-from engine.services.api_keys import *  # noqa: F401,F403
+from engine.services.api_keys import *  # noqa: F403
 from engine.services.api_keys import __all__ as _api_keys_all
+from engine.services.members import *  # noqa: F403
+from engine.services.members import __all__ as _members_all
+from engine.services.runs import *  # noqa: F403
+from engine.services.runs import __all__ as _runs_all
+from engine.services.workflows import *  # noqa: F403
+from engine.services.workflows import __all__ as _wf_all
 
 __all__ = list(_wf_all) + list(_runs_all) + list(_members_all) + list(_api_keys_all)

@@ -19,11 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from engine.uow import UnitOfWork, unit_of_work
 from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.services.workflows import Out
 from engine.store.models import ApiKey, Role
+from engine.uow import UnitOfWork, unit_of_work
 
 __all__ = ["ApiKeyOut", "create_api_key", "list_api_keys", "revoke_api_key", "actor_for_api_key", "KEY_PREFIX",
            "cached_actor_for_api_key", "KEY_CACHE"]
@@ -159,6 +159,11 @@ class KeyCache:
         from engine.settings import get_settings
 
         return get_settings().api_key_cache_seconds
+
+    @ttl.setter
+    def ttl(self, seconds: float | None) -> None:
+        """Fix the entry lifetime; None: ``STUDIO_API_KEY_CACHE_SECONDS`` again."""
+        self._ttl = seconds
 
     def get(self, db: Engine, key_hash: str) -> Actor | None:
         entry = self._entries.get((db, key_hash))

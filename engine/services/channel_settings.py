@@ -19,7 +19,6 @@ from typing import Any
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
-from engine.uow import UnitOfWork
 from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, NotFound
 from engine.secrets import decrypt, encrypt
@@ -29,6 +28,7 @@ from engine.store.models import (
     Tenant,
     TenantSecret,
 )
+from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def save_channel(*, uow: UnitOfWork, actor: Actor, channel: str, enabled: bool, 
     secret_names = {f.name for f in fields if f.secret}
     changes = {k: {"from": old.get(k), "to": new.get(k)} for k in sorted(set(old) | set(new))
                if old.get(k) != new.get(k) and k not in secret_names}
-    changes.update({k: "changed" for k in secrets})
+    changes.update(dict.fromkeys(secrets, "changed"))
     if changes:
         s.add(SettingsAudit(tenant_id=actor.tenant_id, actor=by, area=f"channels.{channel}", changes=changes))
     logger.info("channel %s settings saved for tenant %s (%d secret(s) replaced)", channel, actor.tenant_id, len(secrets))

@@ -27,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from sqlmodel import Session, col, select
 
-from engine.uow import UnitOfWork
 from engine.auth import EDIT, READ, Actor
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Channel
 from engine.errors import InvalidInput, NotFound
@@ -45,6 +44,7 @@ from engine.store.models import (
     Workflow,
     utcnow,
 )
+from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ def _event_for(inp: ConsoleInput, contact: TestContact) -> dict[str, Any]:
             raise InvalidInput("name the class that was booked", field="className")
         starts = inp.starts_at or (inp.at or utcnow()) + timedelta(days=1)
         return {**base, "triggerType": "booking_created", "from": contact.phone,
-                "data": {"memberName": contact.name, "className": inp.class_name.strip(),
+                "data": {"memberName": contact.name, "className": (inp.class_name or "").strip(),
                          "startsAt": starts.isoformat(), "name": contact.name}}
     raise InvalidInput(f"unknown input kind {inp.kind!r}", field="kind")
 
@@ -255,7 +255,8 @@ def _lead_event(inp: ConsoleInput, contact: TestContact) -> dict[str, Any]:
     from engine.channels.phones import normalize_email, normalize_phone
     from engine.errors import InvalidRecipient
 
-    email, phone = inp.lead_email or contact.email, inp.lead_phone or contact.phone
+    email: str | None = inp.lead_email or contact.email
+    phone: str | None = inp.lead_phone or contact.phone
     try:
         email = normalize_email(email) if email else None
     except InvalidRecipient as exc:
@@ -381,7 +382,7 @@ def turn_report(*, uow: UnitOfWork, actor: Actor, event_id: str, kind: str | Non
     listened = {ev.trigger_type} | ({"intent_detected"} if ev.trigger_type in CHANNEL_TRIGGERS.values() else set())
     listened |= {e.trigger_type for e in events}
     others: dict[str, list[str]] = {}
-    for wf_id, name, trigger_type, _definition, _version in workflows:
+    for _wf_id, name, trigger_type, _definition, _version in workflows:
         if trigger_type not in listened:
             others.setdefault(trigger_type, []).append(name)
     intent, confidence, used = ev.intent, ev.intent_confidence, ev.intent is not None
@@ -415,7 +416,7 @@ def _event_tree(s: Session, tenant_id: str, ev: EventRecord) -> tuple[list[Event
     frontier = [ev.id]
     for _ in range(10):  # the runner's chain depth limit is 5
         found = list(s.exec(select(Execution).where(Execution.tenant_id == tenant_id, col(Execution.event_id).in_(frontier))
-                            .order_by(Execution.started_at, Execution.id)).all())
+                            .order_by(col(Execution.started_at), col(Execution.id))).all())
         executions += found
         if not found:
             break
@@ -433,7 +434,7 @@ def _steps_by_execution(s: Session, ex_ids: list[str]) -> dict[str, list[StepRun
     if not ex_ids:
         return out
     for st in s.exec(select(StepRun).where(col(StepRun.execution_id).in_(ex_ids))
-                     .order_by(StepRun.started_at, StepRun.attempt)).all():
+                     .order_by(col(StepRun.started_at), col(StepRun.attempt))).all():
         out.setdefault(st.execution_id, []).append(st)
     return out
 
@@ -457,7 +458,7 @@ def _trigger_skips(ev: EventRecord, workflows: list, started: set[str | None]) -
     """Workflows listening to this trigger that the trigger's own filter (channel, intent) left out."""
     candidates = {ev.trigger_type} | ({"intent_detected"} if ev.trigger_type in CHANNEL_TRIGGERS.values() else set())
     out = []
-    for wf_id, name, trigger_type, definition, version in workflows:
+    for wf_id, name, trigger_type, definition, _version in workflows:
         if trigger_type not in candidates or wf_id in started:
             continue
         config = (definition.get("trigger") or {}).get("config") or {}
@@ -481,11 +482,11 @@ def _replies(s: Session, tenant_id: str, executions: list[Execution]) -> list[Re
     results = {e.id: (e.context or {}).get("results", {}) for e in executions}
     rows = s.exec(select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id,
                                               col(OutboxMessage.execution_id).in_(list(names)))
-                  .order_by(OutboxMessage.created_at, OutboxMessage.id)).all()
+                  .order_by(col(OutboxMessage.created_at), col(OutboxMessage.id))).all()
     out = []
     for row in rows:
-        provider, plan = _ai_and_plan(results.get(row.execution_id) or {})
-        out.append(Reply(outbox_id=row.id, execution_id=row.execution_id, workflow_name=names.get(row.execution_id),
+        provider, plan = _ai_and_plan(results.get(row.execution_id or "") or {})
+        out.append(Reply(outbox_id=row.id, execution_id=row.execution_id, workflow_name=names.get(row.execution_id or ""),
                          channel=row.channel, recipient=row.recipient, subject=row.subject, body=row.body,
                          status=row.status, at=row.created_at, policy=(row.detail or {}).get("policy") or {},
                          ai_provider=provider, plan=plan))
@@ -511,7 +512,7 @@ def _ai_and_plan(results: dict[str, Any]) -> tuple[str | None, dict | None]:
 def _conversation_events(s: Session, tenant_id: str, contact: TestContact) -> list[EventRecord]:
     return list(s.exec(select(EventRecord).where(
         EventRecord.tenant_id == tenant_id, EventRecord.depth == 0,
-        col(EventRecord.sender).in_([contact.phone, contact.email])).order_by(EventRecord.received_at, EventRecord.id)).all())
+        col(EventRecord.sender).in_([contact.phone, contact.email])).order_by(col(EventRecord.received_at), col(EventRecord.id))).all())
 
 
 def conversation(*, uow: UnitOfWork, actor: Actor, contact: TestContact) -> Conversation:
@@ -542,7 +543,7 @@ def _pending_rows(s: Session, tenant_id: str, contact: TestContact) -> tuple[lis
                                                            col(OutboxMessage.execution_id).in_(list(executions)))).all())
     if outbox_ids:
         deliveries = s.exec(select(DueWork).where(DueWork.tenant_id == tenant_id, DueWork.status == DueStatus.PENDING,
-                                                  DueWork.kind == DueKind.DELIVER, DueWork.execution_id.is_(None))).all()
+                                                  col(DueWork.kind) == DueKind.DELIVER, col(DueWork.execution_id).is_(None))).all()
         rows += [d for d in deliveries if (d.payload or {}).get("outboxId") in outbox_ids]
     rows.sort(key=lambda r: (r.due_at, r.id))
     return rows, executions
@@ -556,9 +557,10 @@ def pending_items(*, uow: UnitOfWork, actor: Actor, contact: TestContact) -> lis
     out = []
     for row in rows:
         ex = executions.get(row.execution_id or "")
-        what = {DueKind.RESUME: f"continue at step {(row.payload or {}).get('actionId')}",
-                DueKind.FOLLOW_UP: f"follow-up: {(row.payload or {}).get('body', '')[:80]}",
-                DueKind.DELIVER: "deliver a message held back by quiet hours"}.get(row.kind, row.kind)
+        labels: dict[str, str] = {DueKind.RESUME: f"continue at step {(row.payload or {}).get('actionId')}",
+                                  DueKind.FOLLOW_UP: f"follow-up: {(row.payload or {}).get('body', '')[:80]}",
+                                  DueKind.DELIVER: "deliver a message held back by quiet hours"}
+        what = labels.get(row.kind, row.kind)
         out.append(PendingItem(id=row.id, kind=row.kind, due_at=row.due_at, execution_id=row.execution_id,
                                workflow_name=ex.workflow_name if ex else None, what=what))
     return out
@@ -586,7 +588,8 @@ def fast_forward(*, uow: UnitOfWork, actor: Actor, contact: TestContact, all_ite
         _mark_fast_forwarded(uow, actor.tenant_id, item)
         due = item.due_at
         offset = due - uow.now()
-        clock = (lambda o=offset, now=uow.clock: now() + o)
+        def clock(o=offset, now=uow.clock):
+            return (now() + o)
         runner = Runner(uow.db, clock=clock, classifier=builtin_classifier())
         runner.drafts = checked_drafts(uow=uow, actor=actor, drafts=drafts)
         before_runner(uow)

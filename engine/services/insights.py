@@ -19,12 +19,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from engine import domain
 from engine.auth import READ, Actor
 from engine.errors import InvalidInput, NotFound
-from engine.uow import UnitOfWork
 from engine.store.models import (
     Booking,
     EventRecord,
@@ -35,6 +34,7 @@ from engine.store.models import (
     Tenant,
     Workflow,
 )
+from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -327,7 +327,7 @@ def inbound_heatmap(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[st
             _ev.tenant_id == actor.tenant_id, _ev.is_test == sa.false(), _ev.depth == 0,
             _ev.channel.in_(MESSAGE_CHANNELS), _in(_ev.received_at, p)).group_by(hour))
         rows = s.execute(q).all()
-    zone, cells = ZoneInfo(p.tz), {}
+    zone, cells = ZoneInfo(p.tz), dict[Any, Any]()
     for h, n in rows:
         utc = (h if isinstance(h, datetime) else datetime.fromisoformat(h)).replace(tzinfo=UTC)
         local = utc.astimezone(zone)
@@ -411,7 +411,7 @@ def _trend(s: Session, tenant_id: str, p: Period) -> dict[str, list[int]]:
 def per_workflow(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Per workflow: runs, success rate, skipped, errors, median duration, last run, daily trend."""
     actor.require(READ)
-    q = (sa.select(Workflow.id, Workflow.name, *domain.count_columns(), sa.func.max(_ex.started_at).label("last"))
+    q = (sa.select(col(Workflow.id), col(Workflow.name), *domain.count_columns(), sa.func.max(_ex.started_at).label("last"))
          .select_from(Workflow.__table__.outerjoin(Execution.__table__, sa.and_(
              _ex.tenant_id == Workflow.tenant_id, _ex.workflow_id == Workflow.id, domain.counted(),
              _in(_ex.started_at, p))))

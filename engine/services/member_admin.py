@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from engine import auth
-from engine.uow import UnitOfWork
 from engine.auth import ADMIN, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.services.channel_settings import record_audit
 from engine.store.models import Membership, Role, User
+from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def end_user_sessions(*, uow: UnitOfWork, user_id: str) -> int:
 
 
 def _membership(s, actor: Actor, user_id: str, *, lock: bool = False) -> tuple[Membership, User]:
-    stmt = select(Membership, User).join(User, User.id == Membership.user_id).where(
+    stmt = select(Membership, User).join(User, col(User.id) == col(Membership.user_id)).where(
         Membership.tenant_id == actor.tenant_id, Membership.user_id == user_id)
     if lock and s.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from engine.uow import UnitOfWork
 from engine.auth import ADMIN, READ, Actor, hash_password
 from engine.errors import Conflict, InvalidInput
 from engine.services.workflows import Out
 from engine.store.models import Membership, Role, User
+from engine.uow import UnitOfWork
 
 __all__ = ["MemberOut", "list_members", "add_member"]
 

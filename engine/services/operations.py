@@ -28,8 +28,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from engine import domain, masking
-from engine.uow import UnitOfWork
 from engine.auth import EDIT, READ, Actor
+from engine.domain import ExecutionStatus
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.runner import _lead_stub
 from engine.services.runs import ExecutionOut, _execution_out, before_runner, runner_for
@@ -39,13 +39,13 @@ from engine.store.models import (
     DueWork,
     EventRecord,
     Execution,
-    ExecutionStatus,
     OutboxMessage,
     OutboxStatus,
     StepRun,
     Workflow,
     new_id,
 )
+from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -340,8 +340,8 @@ def replay_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, from_s
 
 def _replayable(actor: Actor, filters: ExecutionFilter) -> sa.Select:
     f = ExecutionFilter(**{**filters.__dict__, "status": "failed"})
-    replayed = sa.select(Execution.replay_of).where(Execution.tenant_id == actor.tenant_id,
-                                                    Execution.replay_of.isnot(None))
+    replayed = sa.select(col(Execution.replay_of)).where(col(Execution.tenant_id) == actor.tenant_id,
+                                                    col(Execution.replay_of).isnot(None))
     return _select(actor, f, _ex.id).where(_ex.id.notin_(replayed))
 
 

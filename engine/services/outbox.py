@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import col, func, select
 
-from engine.uow import UnitOfWork
 from engine.auth import EDIT, READ, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.services.workflows import MAX_PAGE_SIZE
@@ -21,6 +20,7 @@ from engine.store.models import (
     OutboxMessage,
     OutboxStatus,
 )
+from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +62,11 @@ def browse_outbox(*, uow: UnitOfWork, actor: Actor, status: str | None = None, c
         raise InvalidInput(f"unknown status {status!r} (one of {', '.join(OUTBOX_STATUSES)})", field="status")
     if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidInput(f"page must be >= 1 and page size between 1 and {MAX_PAGE_SIZE}", field="page")
-    where = [OutboxMessage.tenant_id == actor.tenant_id]
+    where = [col(OutboxMessage.tenant_id) == actor.tenant_id]
     if status:
-        where.append(OutboxMessage.status == status)
+        where.append(col(OutboxMessage.status) == status)
     if channel:
-        where.append(OutboxMessage.channel == channel)
+        where.append(col(OutboxMessage.channel) == channel)
     if recipient:
         where.append(col(OutboxMessage.recipient).contains(recipient.strip()))
     if execution_id:

@@ -9,15 +9,15 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import col, func, select
 
-from engine.uow import UnitOfWork
+from engine import domain, limits
 from engine.auth import EDIT, READ, Actor
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS
-from engine import limits
 from engine.errors import InvalidInput, NotFound
 from engine.limits import MAX_PAGE
 from engine.runner import IngestResult, Runner, builtin_classifier
 from engine.services.workflows import MAX_PAGE_SIZE, Out
 from engine.store.models import Booking, EventRecord, Execution, Lead, OutboxMessage, StepRun
+from engine.uow import UnitOfWork
 
 __all__ = [
     "StepOut", "ExecutionOut", "ExecutionPage", "OutboxOut", "OutboxPage", "LeadOut", "BookingOut",
@@ -79,7 +79,8 @@ class ExecutionOut(Out):
 
     @property
     def success(self) -> bool:
-        return self.status == "succeeded"
+        """Success as :func:`engine.domain.is_success` defines it (a waiting run has not succeeded yet)."""
+        return domain.is_success(self.status)
 
 
 class ExecutionPage(Out):

@@ -19,13 +19,13 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from engine.uow import UnitOfWork
 from engine.auth import EDIT, READ, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.services import console
 from engine.services.console import ConsoleInput, Conversation, TurnReport
 from engine.services.workflows import Out
 from engine.store.models import Scenario
+from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 

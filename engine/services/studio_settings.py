@@ -23,14 +23,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from engine.uow import UnitOfWork
 from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, NotFound
 from engine.secrets import decrypt, encrypt
 from engine.services.channel_settings import SecretState, record_audit
 from engine.store.models import Tenant, TenantSecret, utcnow
+from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,8 @@ def save_ai_provider(*, uow: UnitOfWork, actor: Actor, provider: str, base_url: 
         error = exc.errors()[0]
         where = to_camel(str(error["loc"][0])) if error["loc"] else "provider"
         raise InvalidInput(error["msg"], field=f"ai.{where}") from None
-    changes = {k: {"from": old.get(k), "to": value.get(k)} for k in ("provider", "baseUrl", "model") if old.get(k) != value.get(k)}
+    changes: dict[str, Any] = {k: {"from": old.get(k), "to": value.get(k)} for k in ("provider", "baseUrl", "model")
+                               if old.get(k) != value.get(k)}
     if api_key:
         changes["apiKey"] = "changed"
     s = uow.session
@@ -190,7 +191,7 @@ def save_ai_provider(*, uow: UnitOfWork, actor: Actor, provider: str, base_url: 
 
 def check_ai_provider(*, uow: UnitOfWork, actor: Actor, client: Any = None) -> tuple[bool, str]:
     """Ask the configured provider one question; (ok, the answer or the error)."""
-    from engine.actions.integrations import provider_for_tenant
+    from engine.ai import provider_for_tenant
     from engine.errors import EngineError
 
     actor.require(ADMIN)
@@ -219,7 +220,7 @@ def _clean_entry(raw: dict[str, Any], where: str) -> dict[str, Any]:
         raise InvalidInput("question (500) or answer (4000 characters) is too long", field=where)
     tags = raw.get("tags") or []
     if isinstance(tags, str):
-        tags = [t for t in re.split(r"[;,|]", tags)]
+        tags = list(re.split(r"[;,|]", tags))
     entry = {"question": question, "answer": answer, "tags": [t.strip() for t in tags if str(t).strip()][:20]}
     for key in ("questionEn", "answerEn"):  # the English question and answer (members writing in English)
         text = str(raw.get(key) or raw.get(key.lower()) or "").strip()  # CSV headers arrive lower-case
@@ -339,7 +340,7 @@ def signing_secrets(db: Engine, tenant_id: str, settings: dict[str, Any], *, now
         return [settings["webhookSecret"]] if settings.get("webhookSecret") else []
     with Session(db) as s:
         rows = {r.name: r for r in s.exec(select(TenantSecret).where(
-            TenantSecret.tenant_id == tenant_id, TenantSecret.name.in_([SIGNING, PREVIOUS_SIGNING]))).all()}
+            col(TenantSecret.tenant_id) == tenant_id, col(TenantSecret.name).in_([SIGNING, PREVIOUS_SIGNING]))).all()}
     if SIGNING not in rows:
         return [settings["webhookSecret"]] if settings.get("webhookSecret") else []
     out = [decrypt(rows[SIGNING].ciphertext)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import re
 import secrets
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,6 @@ from pydantic.alias_generators import to_camel
 from sqlmodel import Session, col, func, select
 
 from engine import domain
-from engine.uow import UnitOfWork
 from engine.auth import ADMIN, EDIT, READ, Actor
 from engine.errors import InvalidInput, NotFound, ValidationFailed
 from engine.limits import MAX_PAGE, MAX_VERSION
@@ -31,6 +31,7 @@ from engine.store.models import (
     Workflow,
     WorkflowVersion,
 )
+from engine.uow import UnitOfWork
 from engine.validation import Problem, parse_workflow
 
 __all__ = [
@@ -125,13 +126,13 @@ class TenantOut(Out):
     settings: dict
 
 
-def definition_of(data: dict[str, Any]) -> dict[str, Any]:
+def definition_of(data: Mapping[str, Any]) -> dict[str, Any]:
     """Only the keys of the workflow format, in the spec's order."""
     keys = ("name", "description", "enabled", "trigger", "conditions", "actions")
     return {k: data[k] for k in keys if k in data and not (k == "description" and data[k] is None)}
 
 
-def _to_out(row: Workflow, warnings: list[Problem] = ()) -> WorkflowOut:
+def _to_out(row: Workflow, warnings: Sequence[Problem] = ()) -> WorkflowOut:
     d = row.definition
     return WorkflowOut(
         id=row.id, tenant_id=row.tenant_id, name=row.name, description=row.description, enabled=row.enabled,
@@ -346,17 +347,17 @@ def list_workflows(*, uow: UnitOfWork, actor: Actor, enabled_only: bool = False,
     if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidInput(f"page must be between 1 and {MAX_PAGE:,} and page size between 1 and {MAX_PAGE_SIZE}",
                            field="page")
-    where = [Workflow.tenant_id == actor.tenant_id]
+    where = [col(Workflow.tenant_id) == actor.tenant_id]
     if enabled_only or enabled is True:
-        where.append(Workflow.enabled == sa.true())
+        where.append(col(Workflow.enabled) == sa.true())
     elif enabled is False:
-        where.append(Workflow.enabled == sa.false())
+        where.append(col(Workflow.enabled) == sa.false())
     if trigger_type:
-        where.append(Workflow.trigger_type == trigger_type)
+        where.append(col(Workflow.trigger_type) == trigger_type)
     if search:
         search = search.replace("\x00", "")  # PostgreSQL cannot compare text with NUL
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append(func.lower(Workflow.name).like(pattern, escape="\\"))
+        where.append(func.lower(col(Workflow.name)).like(pattern, escape="\\"))
     ordering = (col(Workflow.updated_at).desc(), Workflow.id) if order == "updated" else (func.lower(Workflow.name), Workflow.id)
     s = uow.session
     total = s.exec(select(func.count()).select_from(Workflow).where(*where)).one()
@@ -371,7 +372,7 @@ def workflow_stats(*, uow: UnitOfWork, actor: Actor) -> WorkflowStats:
     """The spec's stats, counted as ``engine.domain`` defines (skipped and waiting runs are runs;
     success rate = succeeded / (succeeded + failed); test and dry runs never count). SQL only."""
     actor.require(READ)
-    wf_q = select(func.count(), func.coalesce(func.sum(sa.case((Workflow.enabled == sa.true(), 1), else_=0)), 0)
+    wf_q = select(func.count(), func.coalesce(func.sum(sa.case((col(Workflow.enabled) == sa.true(), 1), else_=0)), 0)
                   ).where(Workflow.tenant_id == actor.tenant_id)
     s = uow.session
     total, enabled = s.exec(wf_q).one()

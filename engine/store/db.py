@@ -6,9 +6,9 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import orjson
 import sqlalchemy as sa

@@ -37,7 +37,7 @@ from __future__ import annotations
 import operator
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -150,6 +150,7 @@ class FastStatement:
         c = self.compiled(conn.dialect)
         args = c.args(params)
         dbapi_conn = conn.connection.dbapi_connection
+        assert dbapi_conn is not None  # an open connection has one
         cursor = dbapi_conn.cursor()
         try:
             cursor.execute(c.sql, args)
@@ -164,7 +165,9 @@ class FastStatement:
         args = c.args_many(rows)
         if not args:
             return
-        cursor = conn.connection.dbapi_connection.cursor()
+        dbapi_conn = conn.connection.dbapi_connection
+        assert dbapi_conn is not None  # an open connection has one
+        cursor = dbapi_conn.cursor()
         try:
             if len(args) == 1:
                 cursor.execute(c.sql, args[0])
@@ -221,7 +224,7 @@ class FastStatement:
         return rows[0] if rows else None
 
 
-_UTC = timezone.utc
+_UTC = UTC
 #: Checked against SQLAlchemy's own processor before the direct one is used.
 _SAMPLES = (datetime(2026, 3, 29, 1, 30, 0, 0, tzinfo=_UTC), datetime(2026, 11, 25, 23, 59, 59, 999999, tzinfo=_UTC),
             datetime(2026, 7, 1, 12, 0, 0, 123, tzinfo=timezone(timedelta(hours=2))), datetime(2026, 1, 1, 8, 0),
@@ -254,7 +257,7 @@ def _sqlite_utc_datetime(value: datetime | None) -> str | None:
     return text
 
 
-_JSON_SAMPLES = ({"a": [1, 2.5, None, "ü"], "b": {"c": True}}, [], {}, None, "text", 3)
+_JSON_SAMPLES: tuple[Any, ...] = ({"a": [1, 2.5, None, "ü"], "b": {"c": True}}, [], {}, None, "text", 3)
 
 
 def _fast_processor(type_: Any, dialect: Dialect) -> Any:
@@ -274,6 +277,8 @@ def _fast_processor(type_: Any, dialect: Dialect) -> Any:
     reference = impl.bind_processor(dialect)
     if reference is None:
         return None
+    fast: Any
+    samples: tuple[Any, ...]
     if isinstance(type_, UTCDateTime):
         fast, samples = _sqlite_utc_datetime, _SAMPLES
     elif isinstance(impl, sa.JSON) and not impl.none_as_null:
@@ -293,7 +298,7 @@ def _reraise(conn: Connection, sql: str, args: Any, exc: Exception, cursor: Any)
     dialect = conn.dialect
     invalidated = False
     try:
-        invalidated = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+        invalidated = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)  # type: ignore[arg-type]  # any driver error
     except Exception:  # noqa: BLE001 - classification only
         invalidated = False
     if invalidated:

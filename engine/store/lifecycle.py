@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
-from engine.store.models import _created, _json, _tenant_fk, _ts, new_id
+from engine.store.models import SQLModel, _created, _json, _tenant_fk, _ts, new_id
 
 
 class ExecutionRollup(SQLModel, table=True):

@@ -9,13 +9,28 @@ from __future__ import annotations
 import os
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
+from sqlmodel import SQLModel as _SQLModel
+
+if TYPE_CHECKING:
+
+    class SQLModel(_SQLModel):
+        """For the type checker only: sqlmodel does not declare the table that ``table=True`` creates."""
+
+        __table__: ClassVar[sa.Table]
+
+else:
+    SQLModel = _SQLModel
+
+# Execution statuses are domain values; re-exported for the store's own users.
+from engine.domain import FINISHED_STATUSES as FINISHED_STATUSES
+from engine.domain import ExecutionStatus as ExecutionStatus
 
 
 def new_id() -> str:
@@ -39,7 +54,7 @@ _random = threading.local()
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(sa.types.TypeDecorator):
@@ -50,11 +65,11 @@ class UTCDateTime(sa.types.TypeDecorator):
 
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 
     def process_result_value(self, value, dialect):
-        return value.replace(tzinfo=timezone.utc) if value is not None else None
+        return value.replace(tzinfo=UTC) if value is not None else None
 
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -85,19 +100,6 @@ class Role(StrEnum):
     OWNER = "owner"  # everything, including settings and users
     EDITOR = "editor"  # build, run, enable workflows
     ANALYST = "analyst"  # read-only: workflows, executions, stats
-
-
-class ExecutionStatus(StrEnum):
-    PENDING = "pending"  # created, not started yet
-    RUNNING = "running"  # a step is being executed
-    WAITING = "waiting"  # parked until a due-work row fires (wait, retry, deferred)
-    SUCCEEDED = "succeeded"  # reached the end; failed steps may have been continued past
-    FAILED = "failed"  # stopped by a failing step with onError=stop, or an engine error
-    SKIPPED = "skipped"  # conditions did not hold; see the explanation
-    CANCELLED = "cancelled"  # stopped by a person or because the workflow was deleted
-
-
-FINISHED_STATUSES = (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.SKIPPED, ExecutionStatus.CANCELLED)
 
 
 class StepStatus(StrEnum):

@@ -17,8 +17,9 @@ Everything the runtime says to the database is here, in one place, over the mode
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic_core import PydanticUndefined

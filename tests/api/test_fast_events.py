@@ -11,8 +11,8 @@ from engine import services
 from engine.api import create_app
 from engine.api import fast_events as fast_module
 from engine.services.api_keys import KEY_CACHE
-from tests.api.conftest import simple_workflow
 from engine.uow import unit_of_work
+from tests.api.conftest import simple_workflow
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

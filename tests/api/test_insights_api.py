@@ -6,9 +6,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from engine import services
+from engine.uow import unit_of_work
 from tests.api.conftest import simple_workflow
 from tests.servers import Receiver
-from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
 

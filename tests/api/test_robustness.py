@@ -10,8 +10,8 @@ import pytest
 
 from engine.api import create_app
 from engine.limits import MAX_RENDERED_BYTES
-from tests.api.conftest import TestClient, simple_workflow
 from engine.uow import unit_of_work
+from tests.api.conftest import TestClient, simple_workflow
 
 RAW = {"Content-Type": "application/json"}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from engine import services
 from engine.services import console, scenarios
 from engine.services.console import ConsoleInput
-from tests.api.conftest import simple_workflow
 from engine.uow import unit_of_work
+from tests.api.conftest import simple_workflow
 
 
 def _scenario(db, actor, expect_text="Hallo"):

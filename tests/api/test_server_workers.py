@@ -16,8 +16,8 @@ import pytest
 from engine import services
 from engine.api.serve import server_options
 from engine.auth import system_actor
-from tests.api.test_server import _free_port, _wait_until_up
 from engine.uow import unit_of_work
+from tests.api.test_server import _free_port, _wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENT = {"triggerType": "whatsapp_message", "channel": "whatsapp", "content": "Hallo", "from": "+4915112345678"}

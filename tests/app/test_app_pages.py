@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import APP, PASSWORD, ROLES
 from engine.uow import unit_of_work
+from tests.app.conftest import APP, PASSWORD, ROLES
 
 PAGES = {
     "pages/workflows.py": ROLES,

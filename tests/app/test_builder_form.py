@@ -6,8 +6,8 @@ from streamlit.testing.v1 import AppTest
 
 from engine import services
 from engine.seed import spec_examples
-from tests.app.conftest import actor_for
 from engine.uow import unit_of_work
+from tests.app.conftest import actor_for
 
 
 def _key(at: AppTest, suffix: str) -> str:

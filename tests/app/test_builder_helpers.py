@@ -74,7 +74,7 @@ def test_flow_graph_shows_branches_and_waits():
 
 def test_every_template_passes_validation():
     assert len(studio_templates()) >= 4
-    for source, template in gallery():
+    for _source, template in gallery():
         assert [p for p in validate(template) if p.severity == "error"] == [], template["name"]
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from engine.services import console, scenarios
 from engine.services.console import ConsoleInput, TestContact
-from tests.app.conftest import actor_for
 from engine.uow import unit_of_work
+from tests.app.conftest import actor_for
 
 PAGE = "pages/console.py"
 
@@ -89,7 +89,7 @@ def test_analyst_sees_scenarios_read_only(app_factory, studio):
     assert any("nie gesendet" in e.value for e in at.error)
     keys = {b.key for b in at.button}
     assert "console_run_all" not in keys and f"console_sc_del_{sc.id}" not in keys
-    assert not [f for f in at.get("form")]  # no way to send
+    assert not list(at.get("form"))  # no way to send
     assert isinstance(contact, TestContact)
 
 

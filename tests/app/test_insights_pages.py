@@ -7,8 +7,8 @@ from streamlit.testing.v1 import AppTest
 
 from engine import services
 from engine.services import operations
-from tests.app.conftest import actor_for
 from engine.uow import unit_of_work
+from tests.app.conftest import actor_for
 
 PHONE = "+4915112345678"
 

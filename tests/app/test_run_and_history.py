@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from engine import services
-from tests.app.conftest import actor_for
 from engine.uow import unit_of_work
+from tests.app.conftest import actor_for
 
 
 def _workflow(studio, name: str):
@@ -15,7 +15,6 @@ def _workflow(studio, name: str):
     return page.items[0]
 
 
-@pytest.mark.skipif(not hasattr(services, "run_workflow"), reason="the runtime is not there yet")
 def test_run_now_shows_the_result_with_its_step_trace(app_factory, studio):
     wf = _workflow(studio, "Missed Call")
     at = app_factory("editor")
@@ -29,7 +28,6 @@ def test_run_now_shows_the_result_with_its_step_trace(app_factory, studio):
     assert page.total == 1 and page.items[0].mode
 
 
-@pytest.mark.skipif(not hasattr(services, "run_workflow"), reason="the runtime is not there yet")
 def test_executions_page_opens_the_newest_run(app_factory, studio):
     wf = _workflow(studio, "Missed Call")
     with unit_of_work(studio["db"]) as uow:

@@ -7,9 +7,9 @@ from engine.auth import system_actor
 from engine.optout import list_opt_outs
 from engine.privacy import contact_counts, list_erasures
 from engine.retention import get_retention
-from tests.uow import in_uow
 from engine.runner import Runner
 from engine.uow import unit_of_work
+from tests.uow import in_uow
 
 PHONE = "+4915112345678"
 PAGE = "pages/settings.py"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import expect
 
-from tests.e2e.conftest import ANALYST, OWNER, App
 from engine.uow import unit_of_work
+from tests.e2e.conftest import ANALYST, OWNER, App
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 NAME = "Class Question Router"
@@ -146,10 +146,6 @@ def test_owner_builds_a_branching_workflow_toggles_and_deletes_it(app: App):
 
 
 def test_owner_runs_a_workflow_and_reads_its_step_trace(app: App):
-    from engine import services
-
-    if not hasattr(services, "run_workflow"):
-        pytest.skip("running workflows arrives with the runtime")
     page = app.page
     app.login(*OWNER)
     _menu_item(app, MISSED_CALL, "Run now").click()

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 
+from engine.uow import unit_of_work
 from tests.e2e.conftest import (
     ANALYST,
     OWNER,
@@ -23,7 +24,6 @@ from tests.e2e.conftest import (
     _wait_until_up,
 )
 from tests.servers import Receiver
-from engine.uow import unit_of_work
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 PHONE = "+4915112345678"

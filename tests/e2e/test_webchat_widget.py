@@ -18,9 +18,9 @@ from engine.auth import system_actor
 from engine.inbound import webchat
 from engine.services import channel_settings as cs
 from engine.settings import get_settings
+from engine.uow import unit_of_work
 from tests.e2e.conftest import ARTIFACTS
 from tests.servers import free_port
-from engine.uow import unit_of_work
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -12,12 +12,12 @@ from engine import services
 from engine.runner import Runner
 from engine.settings import get_settings
 from engine.store.models import Lead, OutboxMessage
+from engine.uow import unit_of_work
 from engine.webhooks import SIGNATURE_HEADER, verify_signature
 from engine.worker import Worker
 from tests.servers import Receiver, free_port
-from engine.uow import unit_of_work
 
-NOW = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)  # 11:00 in Berlin, a Wednesday
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # 11:00 in Berlin, a Wednesday
 
 
 @pytest.fixture
@@ -245,7 +245,7 @@ def test_quiet_hours_defer_and_the_frequency_cap_suppresses(db, tenant_factory, 
     with unit_of_work(db) as uow:
         services.create_workflow(uow=uow, actor=actor,
                                  data=_workflow([{"id": "sms-1", "type": "send_sms", "config": {"message": "Hi"}}], trigger="missed_call"))
-    clock[0] = datetime(2026, 11, 25, 22, 0, tzinfo=timezone.utc)  # 23:00 in Berlin
+    clock[0] = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)  # 23:00 in Berlin
     old_call = (clock[0] - timedelta(hours=2)).isoformat()  # not a direct reply
     outputs = []
     for _ in range(3):
@@ -254,7 +254,7 @@ def test_quiet_hours_defer_and_the_frequency_cap_suppresses(db, tenant_factory, 
     assert [o["status"] for o in outputs] == ["deferred", "deferred", "suppressed"]
     assert outputs[0]["policy"]["deferredUntil"] == "2026-11-26T07:00:00+00:00"
     assert "frequency cap" in outputs[2]["policy"]["reason"]
-    clock[0] = datetime(2026, 11, 26, 7, 0, 30, tzinfo=timezone.utc)
+    clock[0] = datetime(2026, 11, 26, 7, 0, 30, tzinfo=UTC)
     worker.run_once()
     with unit_of_work(db, read_only=True) as uow:
         statuses = sorted(m.status for m in services.list_outbox(uow=uow, actor=actor).items)
@@ -267,7 +267,7 @@ def test_a_direct_reply_is_exempt_from_quiet_hours(db, tenant_factory, runner, c
     with unit_of_work(db) as uow:
         services.create_workflow(uow=uow, actor=actor, data=_workflow([{"id": "wa-1", "type": "send_whatsapp", "config": {"message": "Danke!"}}],
                                                       trigger="whatsapp_message"))
-    clock[0] = datetime(2026, 11, 25, 22, 0, tzinfo=timezone.utc)
+    clock[0] = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
     result = runner.ingest(tenant.id, {"triggerType": "whatsapp_message", "content": "Hallo", "from": "+4917612345678"})
     output = _steps(db, actor, result.execution_ids[0])["wa-1"].output
     assert output["status"] == "recorded" and "direct reply" in output["policy"]["exempt"]

@@ -59,7 +59,7 @@ class FakeLLM:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server API)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
                 fake.requests.append(Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
@@ -223,18 +223,16 @@ def test_missing_choices_is_permanent(llm: FakeLLM, provider: OpenAICompatiblePr
 
 def test_timeout_is_retryable(llm: FakeLLM) -> None:
     llm.reply(Reply(body=completion("late"), delay=1.0))
-    with OpenAICompatibleProvider(llm.base_url, API_KEY, MODEL, timeout=0.2) as slow:
-        with pytest.raises(RetryableError, match="did not answer"):
-            slow.answer("p", question="q")
+    with OpenAICompatibleProvider(llm.base_url, API_KEY, MODEL, timeout=0.2) as slow, pytest.raises(RetryableError, match="did not answer"):
+        slow.answer("p", question="q")
 
 
 def test_connection_error_is_retryable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with OpenAICompatibleProvider(f"http://127.0.0.1:{port}/v1", API_KEY, MODEL, timeout=2.0) as down:
-        with pytest.raises(RetryableError) as info:
-            down.answer("p", question="q")
+    with OpenAICompatibleProvider(f"http://127.0.0.1:{port}/v1", API_KEY, MODEL, timeout=2.0) as down, pytest.raises(RetryableError) as info:
+        down.answer("p", question="q")
     assert API_KEY not in str(info.value)
 
 

@@ -15,8 +15,8 @@ from engine.backup import BackupFailed, backup, restore_postgres
 from engine.runner import Runner
 from engine.store.db import get_engine
 from engine.store.models import SQLModel
-from tests.conftest import PG_ADMIN_URL
 from engine.uow import unit_of_work
+from tests.conftest import PG_ADMIN_URL
 
 REPLY = {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
          "actions": [{"id": "r", "type": "send_whatsapp", "config": {"message": "Hallo {{trigger.content}}"}}]}

@@ -4,7 +4,7 @@ import base64
 import json
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
@@ -19,7 +19,7 @@ from engine.errors import InvalidRecipient, PermanentError, RetryableError
 
 TOKEN = "EAAG-very-secret-token"
 TWILIO_TOKEN = "twilio-secret-auth-token"
-NOW = datetime(2025, 6, 10, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 10, 12, 0, tzinfo=UTC)
 
 
 class FakeProvider:

@@ -211,3 +211,13 @@ def test_scenarios_run_prints_one_line_each_and_fails_on_a_failure(sqlite_db, tm
     assert bad.returncode == 1 and lines[0] == "PASS  a pong" and lines[1].startswith("FAIL  b ping  -- expected a reply contains 'Ping!'")
     listed = run_cli("scenarios", "list", "--tenant", "cli-sc", database_url=url_of(sqlite_db), data_dir=tmp_path)
     assert listed.stdout.split() == ["pass", "a", "pong", "fail", "b", "ping"]
+
+
+def test_bench_outside_the_checkout_says_where_the_benchmarks_are(tmp_path) -> None:
+    """The installed package does not ship ``bench/``: the bench command says so instead of a traceback."""
+    (tmp_path / "engine").symlink_to(ROOT / "engine")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PYTHONPATH")}
+    done = subprocess.run([sys.executable, "-m", "engine", "bench"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "bench/ folder" in done.stderr and "Traceback" not in done.stderr

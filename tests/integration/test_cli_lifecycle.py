@@ -7,8 +7,8 @@ import json
 from engine import services
 from engine.auth import system_actor
 from engine.runner import Runner
-from tests.integration.test_cli import run_cli, url_of
 from engine.uow import unit_of_work
+from tests.integration.test_cli import run_cli, url_of
 
 PHONE = "+4915112345678"
 REPLY = {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],

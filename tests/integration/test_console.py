@@ -14,12 +14,12 @@ from sqlmodel import Session, select
 from engine import services
 from engine.auth import Actor, system_actor
 from engine.errors import InvalidInput, NotFound, PermissionDenied
-from engine.services import console
+from engine.services import console, scenarios
 from engine.services.console import ConsoleInput, TestContact
 from engine.store.models import DueWork, EventRecord, Execution, OutboxMessage, Role
+from engine.uow import unit_of_work
 from engine.worker import Worker
 from tests.servers import Receiver
-from engine.uow import unit_of_work
 from tests.uow import in_uow
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -282,8 +282,6 @@ def test_schedule_tick_of_a_scheduled_workflow(db, tenant, actor):
 
 
 # --------------------------------------------------------------------------- scenarios
-
-from engine.services import scenarios
 
 
 def _missed_call_scenario(db, actor, spec_examples):

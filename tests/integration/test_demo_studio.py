@@ -6,7 +6,7 @@ Seeded with ``engine.seed.init`` on SQLite and PostgreSQL; time is injected, not
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import Session, select
@@ -16,16 +16,16 @@ from engine.ai.language import detect_language
 from engine.runner import Runner, builtin_classifier
 from engine.seed import demo_workflows, init, spec_examples
 from engine.store.models import OutboxMessage
-from engine.validation import validate
 from engine.uow import unit_of_work
+from engine.validation import validate
 
 PHONE = "+4915112345678"
 
 
 def at(hour: int, minute: int = 0) -> datetime:
     """Wednesday 6 May 2026 at this Berlin wall-clock time (UTC+2)."""
-    return datetime(2026, 5, 6, hour - 2, minute, tzinfo=timezone.utc) if hour >= 2 else \
-        datetime(2026, 5, 5, 22 + hour, minute, tzinfo=timezone.utc)
+    return datetime(2026, 5, 6, hour - 2, minute, tzinfo=UTC) if hour >= 2 else \
+        datetime(2026, 5, 5, 22 + hour, minute, tzinfo=UTC)
 
 
 @pytest.fixture

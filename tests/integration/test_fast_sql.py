@@ -9,13 +9,13 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from engine.store.fast import FastStatement
+from engine.store.models import EventRecord, Execution, Workflow, new_id
 from engine.store.runs import FAST_CANDIDATES as _FAST_CANDIDATES
 from engine.store.runs import FAST_INSERTS as _FAST_INSERTS
 from engine.store.runs import FAST_SAVE as _FAST_SAVE
 from engine.store.runs import FAST_TENANT as _FAST_TENANT
 from engine.store.runs import TENANT_COLUMNS as _TENANT_COLUMNS
-from engine.store.fast import FastStatement
-from engine.store.models import EventRecord, Execution, Workflow, new_id
 
 AT = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)  # microsecond 0: the format must still be SQLAlchemy's
 

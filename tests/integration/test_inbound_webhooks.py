@@ -23,9 +23,9 @@ from engine.inbound.signatures import meta_signature, twilio_signature
 from engine.services import channel_settings as cs
 from engine.settings import get_settings
 from engine.store.models import EventRecord, OutboxMessage, TenantSecret
+from engine.uow import unit_of_work
 from engine.worker import Worker
 from tests.servers import Receiver, free_port
-from engine.uow import unit_of_work
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

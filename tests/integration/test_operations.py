@@ -13,9 +13,9 @@ from engine import auth, services
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.services import operations as ops
 from engine.store.models import DueWork, Execution, OutboxMessage, Role, utcnow
+from engine.uow import unit_of_work
 from engine.worker import Worker
 from tests.servers import Receiver
-from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
 

@@ -46,6 +46,7 @@ def _fresh_cache():
     KEY_CACHE.clear()
     yield
     KEY_CACHE.clear()
+    KEY_CACHE.ttl = None  # back to STUDIO_API_KEY_CACHE_SECONDS
 
 
 def test_a_read_completes_while_a_writer_holds_the_lock(db, actor):

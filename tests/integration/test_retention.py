@@ -28,8 +28,8 @@ from engine.store.models import (
     StepRun,
     Workflow,
 )
-from engine.worker import Worker
 from engine.uow import unit_of_work
+from engine.worker import Worker
 from tests.uow import in_uow
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ in Europe/Berlin (29 March and 25 October 2026); nothing sleeps.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,8 +16,8 @@ from sqlmodel import Session, select
 from engine import services
 from engine.runner import Runner
 from engine.store.models import EventRecord, Execution, OutboxMessage, Workflow
-from engine.worker import Worker
 from engine.uow import unit_of_work
+from engine.worker import Worker
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -34,7 +34,7 @@ def nightly(schedule: str = "30 2 * * *") -> dict:
 
 def step_through(db, monkeypatch, actor, first_day: datetime, days: int, workflow: dict | None = None):
     """Create the workflow at local midnight of ``first_day``, then run the worker every 15 minutes."""
-    now = [first_day.replace(tzinfo=BERLIN).astimezone(timezone.utc)]
+    now = [first_day.replace(tzinfo=BERLIN).astimezone(UTC)]
     with unit_of_work(db, clock=lambda: now[0]) as uow:  # next_fire_at is planned from the unit's clock
         wf = services.create_workflow(uow=uow, actor=actor, data=workflow or nightly())
     runner = Runner(db, clock=lambda: now[0])
@@ -65,7 +65,7 @@ def test_cron_fires_once_a_day_across_spring_forward(db, actor, monkeypatch):
     with Session(db) as s:
         assert len(s.exec(select(OutboxMessage).where(OutboxMessage.tenant_id == actor.tenant_id)).all()) == 3
         row = s.get(Workflow, wf.id)
-        assert row.run_count == 3 and row.next_fire_at == datetime(2026, 3, 31, 0, 30, tzinfo=timezone.utc)
+        assert row.run_count == 3 and row.next_fire_at == datetime(2026, 3, 31, 0, 30, tzinfo=UTC)
 
 
 def test_cron_fires_once_a_day_across_fall_back(db, actor, monkeypatch):
@@ -79,7 +79,7 @@ def test_cron_fires_once_a_day_across_fall_back(db, actor, monkeypatch):
 
 def test_cron_fire_is_idempotent_per_fire_time(db, actor, monkeypatch):
     """Two workers (or a restarted one) that see the same fire time run it once."""
-    now = [datetime(2026, 6, 1, 0, 0, tzinfo=timezone.utc)]
+    now = [datetime(2026, 6, 1, 0, 0, tzinfo=UTC)]
     with unit_of_work(db, clock=lambda: now[0]) as uow:  # next_fire_at is planned from the unit's clock
         wf = services.create_workflow(uow=uow, actor=actor, data=nightly("0 * * * *"))
     runner = Runner(db, clock=lambda: now[0])
@@ -113,7 +113,7 @@ def test_cron_is_evaluated_in_the_tenant_timezone(db, tenant_factory, monkeypatc
 
     tenant = tenant_factory(timezone=tz_name)
     actor = auth.system_actor(tenant.id)
-    now = [datetime(2026, 7, 1, 0, 0, tzinfo=timezone.utc)]
+    now = [datetime(2026, 7, 1, 0, 0, tzinfo=UTC)]
     with unit_of_work(db, clock=lambda: now[0]) as uow:  # next_fire_at is planned from the unit's clock
         wf = services.create_workflow(uow=uow, actor=actor, data=nightly())
     runner = Runner(db, clock=lambda: now[0])

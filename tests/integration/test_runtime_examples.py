@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, select
@@ -17,14 +17,14 @@ from sqlmodel import Session, select
 from engine import auth, services
 from engine.runner import Runner
 from engine.store.models import DueKind, DueWork, EventRecord, Lead, OutboxMessage
+from engine.uow import unit_of_work
 from engine.webhooks import SIGNATURE_HEADER, verify_signature
 from engine.worker import Worker
 from tests.servers import Receiver
-from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
 # Monday 4 May 2026, summer time in Berlin (UTC+2) and New York (UTC-4).
-T0 = datetime(2026, 5, 4, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -164,14 +164,14 @@ def test_after_hours_reply_uses_the_tenant_timezone(db, tenant_factory, spec_exa
             services.create_workflow(uow=uow, actor=auth.system_actor(t.id),
                                      data=example(spec_examples, "After Hours Auto-Reply"))
 
-    early = datetime(2026, 5, 4, 5, 30, tzinfo=timezone.utc)  # 07:30 Berlin, 01:30 New York
-    noon = datetime(2026, 5, 4, 10, 0, tzinfo=timezone.utc)  # 12:00 Berlin, 06:00 New York
+    early = datetime(2026, 5, 4, 5, 30, tzinfo=UTC)  # 07:30 Berlin, 01:30 New York
+    noon = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)  # 12:00 Berlin, 06:00 New York
     assert _after_hours_at(db, berlin.id, early) == "succeeded"
     assert _after_hours_at(db, berlin.id, noon) == "skipped"
     assert _after_hours_at(db, new_york.id, early) == "succeeded"
     # Same instant, different answer: 06:00 in New York is still before 9.
     assert _after_hours_at(db, new_york.id, noon) == "succeeded"
-    afternoon = datetime(2026, 5, 4, 18, 0, tzinfo=timezone.utc)  # 20:00 Berlin, 14:00 New York
+    afternoon = datetime(2026, 5, 4, 18, 0, tzinfo=UTC)  # 20:00 Berlin, 14:00 New York
     assert _after_hours_at(db, new_york.id, afternoon) == "skipped"
 
     assert len(outbox(db, berlin.id)) == 1 and len(outbox(db, new_york.id)) == 2
@@ -189,9 +189,9 @@ def test_after_hours_in_winter_time(db, tenant, spec_examples):
         services.create_workflow(uow=uow, actor=auth.system_actor(tenant.id),
                                  data=example(spec_examples, "After Hours Auto-Reply"))
     # 07:30 UTC in January is 08:30 in Berlin (UTC+1): before 9.
-    assert _after_hours_at(db, tenant.id, datetime(2026, 1, 12, 7, 30, tzinfo=timezone.utc)) == "succeeded"
+    assert _after_hours_at(db, tenant.id, datetime(2026, 1, 12, 7, 30, tzinfo=UTC)) == "succeeded"
     # 08:30 UTC is 09:30 in Berlin.
-    assert _after_hours_at(db, tenant.id, datetime(2026, 1, 12, 8, 30, tzinfo=timezone.utc)) == "skipped"
+    assert _after_hours_at(db, tenant.id, datetime(2026, 1, 12, 8, 30, tzinfo=UTC)) == "skipped"
 
 
 # --------------------------------------------------------------------------- lead created -> webhook -> follow-up

@@ -3,7 +3,7 @@ idempotency, chain depth and tenant isolation. Time is injected; nothing sleeps.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, func, select
@@ -12,12 +12,12 @@ from engine import auth, services
 from engine.errors import NotFound
 from engine.runner import MAX_CHAIN_DEPTH, Runner
 from engine.store.models import DueKind, DueWork, EventRecord, Execution, Lead, OutboxMessage, StepRun
+from engine.uow import unit_of_work
 from engine.worker import Worker
 from tests.servers import Receiver
-from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
-T0 = datetime(2026, 5, 4, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -451,7 +451,7 @@ def test_worker_resumes_each_tenant_with_its_own_data(db, tenant_factory, clock)
 
 
 def test_skipped_executions_are_purged_after_the_retention(db, tenant_factory):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from engine import services
     from engine.auth import system_actor
@@ -464,7 +464,7 @@ def test_skipped_executions_are_purged_after_the_retention(db, tenant_factory):
         services.create_workflow(uow=uow, actor=actor, data={"name": "Never", "trigger": {"type": "missed_call"},
                                              "conditions": [{"type": "sender_match", "operator": "equals", "value": "nobody"}],
                                              "actions": [{"id": "a", "type": "wait", "config": {"delay": 1}}]})
-    now = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
     runner = Runner(db, clock=lambda: now[0])
     runner.ingest(tenant.id, {"triggerType": "missed_call", "from": "+4917612345678"})
     worker = Worker(db, clock=lambda: now[0], runner=runner)

@@ -22,8 +22,8 @@ from sqlmodel import Session, func, select
 from engine import auth, services
 from engine.runner import Runner
 from engine.store.models import DueStatus, DueWork, Execution, OutboxMessage, StepRun, Workflow, utcnow
-from engine.worker import Worker
 from engine.uow import unit_of_work
+from engine.worker import Worker
 
 pytestmark = pytest.mark.slow
 

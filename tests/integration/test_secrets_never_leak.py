@@ -20,9 +20,9 @@ from engine.services import channel_settings as cs
 from engine.services import outbox
 from engine.services import studio_settings as ss
 from engine.settings import get_settings
+from engine.uow import unit_of_work
 from engine.worker import Worker
 from tests.servers import Receiver
-from engine.uow import unit_of_work
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

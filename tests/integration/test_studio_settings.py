@@ -19,8 +19,8 @@ from engine.services import member_admin, outbox
 from engine.services import studio_settings as ss
 from engine.settings import get_settings
 from engine.store.models import DueWork, OutboxMessage, utcnow
-from engine.webhooks import verify_signature
 from engine.uow import unit_of_work
+from engine.webhooks import verify_signature
 from tests.uow import in_uow
 
 
@@ -224,7 +224,7 @@ def test_other_tenants_users_and_settings_are_out_of_reach(db, actor, other_acto
             member_admin.remove_member(uow=uow, actor=actor, user_id=foreign.id)
     assert "not a member" in str(err.value)
     editor = Actor(tenant_id=actor.tenant_id, role="editor")
-    for call in (lambda: in_uow(db, ss.save_frequency_cap, actor=editor, cap=2), lambda: in_uow(db, ss.rotate_signing_secret, 
+    for call in (lambda: in_uow(db, ss.save_frequency_cap, actor=editor, cap=2), lambda: in_uow(db, ss.rotate_signing_secret,
                                                                                                               actor=editor),
                  lambda: in_uow(db, cs.save_channel, actor=editor, channel="email", enabled=False, values={})):
         with pytest.raises(PermissionDenied):

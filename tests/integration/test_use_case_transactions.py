@@ -4,7 +4,7 @@ nothing of the first. Services read the time of the unit of work's clock. SQLite
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -12,11 +12,11 @@ import sqlalchemy as sa
 from engine import auth, services
 from engine.services import runs as runs_service
 from engine.services import workflows as workflows_service
-from engine.store.models import ApiKey, Booking, EventRecord, Execution, StepRun, UserSession, Workflow, WorkflowVersion
 from engine.store.db import reader
+from engine.store.models import ApiKey, Booking, EventRecord, Execution, StepRun, UserSession, Workflow, WorkflowVersion
 from engine.uow import unit_of_work
 
-NOW = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 
 def _count(db, model, **where) -> int:
@@ -155,7 +155,7 @@ def test_another_tenant_can_neither_roll_back_nor_duplicate(db, actor, other_act
 
 
 def test_services_read_the_time_of_the_unit_of_work(db, actor):
-    at = datetime(2030, 1, 7, 8, 0, tzinfo=timezone.utc)  # a Monday, 09:00 in Berlin
+    at = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)  # a Monday, 09:00 in Berlin
     clock = lambda: at  # noqa: E731
     cron = {"name": "Weekly", "trigger": {"type": "time_based", "config": {"schedule": "0 10 * * 1"}},
             "actions": [{"id": "w", "type": "wait", "config": {"delay": 1000}}]}
@@ -176,9 +176,9 @@ def test_services_read_the_time_of_the_unit_of_work(db, actor):
             UserSession.__table__.c.user_id == user.id)).scalar_one()
 
     def utc(value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
-    assert utc(next_fire) == datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc)  # 10:00 Berlin, the same Monday
+    assert utc(next_fire) == datetime(2030, 1, 7, 9, 0, tzinfo=UTC)  # 10:00 Berlin, the same Monday
     assert utc(created) == at and utc(revoked) == at + timedelta(hours=1)
     assert utc(expires) == at + timedelta(hours=2)
     # The session lives and expires by the unit's clock, not the wall clock (it is 2030 there).

@@ -155,11 +155,11 @@ def test_404_permanent_with_response(receiver, allow):
 
 
 def test_timeout_is_retryable(receiver, allow):
+    """The server answers only after 1 s: with a 0.2 s timeout the call gives up (a call that waited
+    would have returned the 200) and says so."""
     receiver.routes["/slow"] = (200, {}, b"late", 1.0)
-    started = time.monotonic()
     with pytest.raises(RetryableError, match="timed out"):
         call_webhook(url=receiver.url + "/slow", secret=None, allow_list=allow, timeout=0.2)
-    assert time.monotonic() - started < 0.9
 
 
 def test_connection_refused_is_retryable():

@@ -4,7 +4,7 @@ exactly-once guarantees: every execution once, every step once, leases respected
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -13,12 +13,12 @@ from sqlmodel import Session, func, select
 from engine import auth, services
 from engine.runner import Runner
 from engine.store.models import DueWork, Execution, OutboxMessage, StepRun
+from engine.uow import unit_of_work
 from engine.worker import Worker
 from engine.worker_batch import resume_batch
 from tests.servers import Receiver
-from engine.uow import unit_of_work
 
-T0 = datetime(2026, 5, 4, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 PHONE = "+4915112345678"
 
 

@@ -125,24 +125,24 @@ def test_train_rejects_unknown_intents() -> None:
         train([("hi", "greeting"), ("pizza", "food")])
 
 
-def test_default_model_is_trained_once_across_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(intent, "_default", None)
+def test_default_model_is_trained_once_across_threads() -> None:
+    """The default classifier is a LazyClassifier over the shipped examples; a fresh one shows it trains once."""
     calls: list[int] = []
-    real_train = intent.train
 
-    def counting_train(examples):  # type: ignore[no-untyped-def]
+    def counting_train() -> IntentClassifier:
         calls.append(1)
-        return real_train(examples)
+        return train(load_examples())
 
-    monkeypatch.setattr(intent, "train", counting_train)
+    lazy = intent.LazyClassifier(counting_train)
     results: list[IntentResult] = []
-    threads = [threading.Thread(target=lambda: results.append(classify("Was kostet das?"))) for _ in range(6)]
+    threads = [threading.Thread(target=lambda: results.append(lazy.get().classify("Was kostet das?"))) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert len(calls) == 1
     assert {r.intent for r in results} == {"pricing"}
+    assert intent.default_classifier() is intent.default_classifier()  # the process-wide one is built once too
 
 
 def test_to_output() -> None:

@@ -1,5 +1,6 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.channels.phones import is_email, normalize_email, normalize_phone
 from engine.errors import InvalidRecipient, PermanentError

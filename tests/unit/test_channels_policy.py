@@ -1,4 +1,4 @@
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -54,7 +54,7 @@ def test_spring_forward_night_is_one_hour_shorter():
     result = next_allowed_time(now, NIGHT)
     assert (result.year, result.month, result.day, result.hour, result.minute) == (2025, 3, 30, 8, 0)
     assert result.utcoffset() == timedelta(hours=2)
-    assert result.astimezone(timezone.utc) - now.astimezone(timezone.utc) == timedelta(hours=9)
+    assert result.astimezone(UTC) - now.astimezone(UTC) == timedelta(hours=9)
 
 
 def test_fall_back_night_is_one_hour_longer():
@@ -63,13 +63,13 @@ def test_fall_back_night_is_one_hour_longer():
     result = next_allowed_time(now, NIGHT)
     assert result.utcoffset() == timedelta(hours=1)
     assert (result.day, result.hour) == (26, 8)
-    assert result.astimezone(timezone.utc) - now.astimezone(timezone.utc) == timedelta(hours=11)
+    assert result.astimezone(UTC) - now.astimezone(UTC) == timedelta(hours=11)
 
 
 def test_end_inside_spring_forward_gap_moves_past_gap():
     quiet = QuietHours(time(22, 0), time(2, 30))  # 02:30 does not exist on 2025-03-30
     result = next_allowed_time(local(2025, 3, 30, 1, 0), quiet)
-    assert result.astimezone(timezone.utc) == datetime(2025, 3, 30, 1, 30, tzinfo=timezone.utc)
+    assert result.astimezone(UTC) == datetime(2025, 3, 30, 1, 30, tzinfo=UTC)
     assert (result.hour, result.minute) == (3, 30)
     assert result > local(2025, 3, 30, 1, 0)
 
@@ -77,7 +77,7 @@ def test_end_inside_spring_forward_gap_moves_past_gap():
 def test_end_in_fall_back_ambiguous_hour_uses_first_occurrence():
     quiet = QuietHours(time(22, 0), time(2, 30))  # 02:30 happens twice on 2025-10-26
     result = next_allowed_time(local(2025, 10, 26, 1, 0), quiet)
-    assert result.astimezone(timezone.utc) == datetime(2025, 10, 26, 0, 30, tzinfo=timezone.utc)
+    assert result.astimezone(UTC) == datetime(2025, 10, 26, 0, 30, tzinfo=UTC)
 
 
 def test_naive_datetime_rejected():
@@ -99,7 +99,7 @@ def test_frequency_cap_negative():
 
 
 def test_is_direct_reply():
-    now = datetime(2025, 6, 10, 22, 0, tzinfo=timezone.utc)
+    now = datetime(2025, 6, 10, 22, 0, tzinfo=UTC)
     assert is_direct_reply(now - timedelta(minutes=3), now)
     assert is_direct_reply(now - timedelta(minutes=15), now)
     assert not is_direct_reply(now - timedelta(minutes=16), now)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,7 +15,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 def fires_on(local_day: date, expression: str, tz: str = "Europe/Berlin") -> list[datetime]:
     """Every fire time whose local date is ``local_day`` (walking from the day before)."""
     zone = ZoneInfo(tz)
-    after = datetime.combine(local_day - timedelta(days=1), time(), tzinfo=zone).astimezone(timezone.utc)
+    after = datetime.combine(local_day - timedelta(days=1), time(), tzinfo=zone).astimezone(UTC)
     out: list[datetime] = []
     while after.astimezone(zone).date() <= local_day:
         after = next_fire_time(expression, tz, after)
@@ -27,20 +27,20 @@ def fires_on(local_day: date, expression: str, tz: str = "Europe/Berlin") -> lis
 def test_daily_0230_fires_exactly_once_on_the_spring_forward_day():
     fires = fires_on(date(2026, 3, 29), "30 2 * * *")
     # 02:30 does not exist that night; the run moves past the gap to 03:30 CEST.
-    assert fires == [datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc)]
+    assert fires == [datetime(2026, 3, 29, 1, 30, tzinfo=UTC)]
     assert fires[0].astimezone(BERLIN).strftime("%H:%M %Z") == "03:30 CEST"
 
 
 def test_daily_0230_fires_exactly_once_on_the_fall_back_day():
     fires = fires_on(date(2026, 10, 25), "30 2 * * *")
     # 02:30 exists twice that night; only the first (still summer time) fires.
-    assert fires == [datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc)]
+    assert fires == [datetime(2026, 10, 25, 0, 30, tzinfo=UTC)]
     assert fires[0].astimezone(BERLIN).strftime("%H:%M %Z") == "02:30 CEST"
 
 
 def test_daily_0230_is_back_to_0230_local_time_after_each_switch():
-    assert next_fire_time("30 2 * * *", "Europe/Berlin", datetime(2026, 3, 29, 12, tzinfo=timezone.utc)) == datetime(2026, 3, 30, 0, 30, tzinfo=timezone.utc)
-    assert next_fire_time("30 2 * * *", "Europe/Berlin", datetime(2026, 10, 25, 12, tzinfo=timezone.utc)) == datetime(2026, 10, 26, 1, 30, tzinfo=timezone.utc)
+    assert next_fire_time("30 2 * * *", "Europe/Berlin", datetime(2026, 3, 29, 12, tzinfo=UTC)) == datetime(2026, 3, 30, 0, 30, tzinfo=UTC)
+    assert next_fire_time("30 2 * * *", "Europe/Berlin", datetime(2026, 10, 25, 12, tzinfo=UTC)) == datetime(2026, 10, 26, 1, 30, tzinfo=UTC)
 
 
 def test_hourly_schedule_fires_23_times_on_the_short_day_and_24_on_the_long_day():
@@ -52,20 +52,20 @@ def test_hourly_schedule_fires_23_times_on_the_short_day_and_24_on_the_long_day(
 
 
 def test_next_fire_time_is_strictly_after_the_given_instant_and_utc():
-    at = datetime(2026, 5, 4, 7, 0, tzinfo=timezone.utc)  # 09:00 in Berlin
+    at = datetime(2026, 5, 4, 7, 0, tzinfo=UTC)  # 09:00 in Berlin
     nxt = next_fire_time("0 9 * * *", "Europe/Berlin", at)
-    assert nxt == datetime(2026, 5, 5, 7, 0, tzinfo=timezone.utc)
-    assert nxt.tzinfo == timezone.utc
+    assert nxt == datetime(2026, 5, 5, 7, 0, tzinfo=UTC)
+    assert nxt.tzinfo == UTC
 
 
 def test_the_tenant_timezone_decides_the_instant():
-    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    assert next_fire_time("0 9 * * *", "America/New_York", at) == datetime(2026, 1, 1, 14, 0, tzinfo=timezone.utc)
-    assert next_fire_time("0 9 * * *", "Europe/Berlin", at) == datetime(2026, 1, 1, 8, 0, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    assert next_fire_time("0 9 * * *", "America/New_York", at) == datetime(2026, 1, 1, 14, 0, tzinfo=UTC)
+    assert next_fire_time("0 9 * * *", "Europe/Berlin", at) == datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
 
 
 def test_weekday_schedule_skips_the_weekend():
-    friday_evening = datetime(2026, 5, 8, 18, tzinfo=timezone.utc)
+    friday_evening = datetime(2026, 5, 8, 18, tzinfo=UTC)
     assert next_fire_time("0 9 * * 1-5", "Europe/Berlin", friday_evening).astimezone(BERLIN).strftime("%a %H:%M") == "Mon 09:00"
 
 
@@ -85,6 +85,6 @@ def test_describe_gives_a_short_human_description(expression, text):
 
 
 def test_upcoming_lists_consecutive_fire_times():
-    start = datetime(2026, 3, 27, 12, tzinfo=timezone.utc)
+    start = datetime(2026, 3, 27, 12, tzinfo=UTC)
     times = upcoming("30 2 * * *", "Europe/Berlin", start, count=3)
     assert [t.astimezone(BERLIN).strftime("%d %H:%M") for t in times] == ["28 02:30", "29 03:30", "30 02:30"]

@@ -1,14 +1,15 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 20:32:28.584029
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import engine.store.models
+from alembic import op
 from sqlalchemy.dialects import postgresql
+
+import engine.store.models
 
 revision = '0001'
 down_revision = None

@@ -4,11 +4,11 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-25 21:40:39.767938
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import engine.store.models
+from alembic import op
 
+import engine.store.models
 
 revision = '0002'
 down_revision = '0001'

@@ -3,11 +3,11 @@
 Revision ID: 0004
 Revises: 0002
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import engine.store.models
+from alembic import op
 
+import engine.store.models
 
 revision = '0004'
 down_revision = '0002'

@@ -6,10 +6,9 @@ Revision ID: 0006
 Revises: 0007
 Create Date: 2026-11-26 09:30:00
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0006'
 down_revision = '0007'

@@ -4,12 +4,12 @@ Revision ID: 0007
 Revises: 0002
 Create Date: 2026-11-26 09:30:00
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import engine.store.models
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
+import engine.store.models
 
 revision = '0007'
 down_revision = '0009'
