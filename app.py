@@ -18,14 +18,22 @@ def app_pages(can) -> dict[str, list]:
     pages = {
         "Automations": [
             st.Page("pages/workflows.py", title="Workflows", icon=":material/bolt:", default=True),
-            *([st.Page("pages/builder.py", title="Builder", icon=":material/construction:"),
-               st.Page("pages/templates.py", title="Templates", icon=":material/apps:")] if can(EDIT) else []),
+            *(
+                [
+                    st.Page("pages/builder.py", title="Builder", icon=":material/construction:"),
+                    st.Page("pages/templates.py", title="Templates", icon=":material/apps:"),
+                ]
+                if can(EDIT)
+                else []
+            ),
             st.Page("pages/history.py", title="Version history", icon=":material/history:"),
             st.Page("pages/console.py", title="Test console", icon=":material/forum:"),
         ],
-        "Insights": [st.Page("pages/insights.py", title="Insights", icon=":material/insights:"),
-                     st.Page("pages/executions.py", title="Executions", icon=":material/monitoring:"),
-                     st.Page("pages/outbox.py", title="Outbox", icon=":material/outbox:")],
+        "Insights": [
+            st.Page("pages/insights.py", title="Insights", icon=":material/insights:"),
+            st.Page("pages/executions.py", title="Executions", icon=":material/monitoring:"),
+            st.Page("pages/outbox.py", title="Outbox", icon=":material/outbox:"),
+        ],
     }
     if can(ADMIN):
         pages["Studio"] = [st.Page("pages/settings.py", title="Settings & users", icon=":material/settings:")]
@@ -50,7 +58,13 @@ with st.sidebar:
     if len(tenants) > 1:
         ids = [t["id"] for t in tenants]
         names = {t["id"]: f"{t['name']} ({ROLE_LABELS.get(t['role'], t['role'])})" for t in tenants}
-        picked = st.selectbox("Studio", ids, index=ids.index(actor.tenant_id), format_func=lambda v: names.get(v, v), key="auth_switch_tenant")
+        picked = st.selectbox(
+            "Studio",
+            ids,
+            index=ids.index(actor.tenant_id),
+            format_func=lambda v: names.get(v, v),
+            key="auth_switch_tenant",
+        )
         if picked != actor.tenant_id:
             session.choose_tenant(picked)
             st.rerun()

@@ -19,8 +19,12 @@ from engine.ai.language import detect_language
 from engine.seed import demo_workflows
 from engine.validation import validate
 
-MESSAGES = ["Hallo", "Ich möchte einen Trainingsplan", "Hi, what does a membership cost and can I book a trial class?",
-            "Wann habt ihr am Sonntag geöffnet? Ich würde gerne mit meiner Freundin vorbeikommen."]
+MESSAGES = [
+    "Hallo",
+    "Ich möchte einen Trainingsplan",
+    "Hi, what does a membership cost and can I book a trial class?",
+    "Wann habt ihr am Sonntag geöffnet? Ich würde gerne mit meiner Freundin vorbeikommen.",
+]
 
 
 def _validate_copy(wf: dict) -> object:
@@ -38,13 +42,30 @@ def median_us(fn: Callable[[], object], repeat: int = 7, number: int = 200) -> f
 
 
 def big_workflow() -> dict:
-    steps = [{"id": f"s{i}", "type": "send_whatsapp",
-              "config": {"message": f"Hallo {{{{trigger.from}}}}, Schritt {i}: {{{{results.s0.status}}}} {{{{lead.name}}}}"}}
-             for i in range(12)]
-    return {"name": "big", "trigger": {"type": "whatsapp_message", "config": {}},
-            "conditions": [{"type": "any", "conditions": [{"type": "keyword_match", "operator": "contains", "value": "preis"},
-                                                          {"type": "intent_match", "operator": "equals", "value": "pricing"}]}],
-            "actions": steps}
+    steps = [
+        {
+            "id": f"s{i}",
+            "type": "send_whatsapp",
+            "config": {
+                "message": f"Hallo {{{{trigger.from}}}}, Schritt {i}: {{{{results.s0.status}}}} {{{{lead.name}}}}"
+            },
+        }
+        for i in range(12)
+    ]
+    return {
+        "name": "big",
+        "trigger": {"type": "whatsapp_message", "config": {}},
+        "conditions": [
+            {
+                "type": "any",
+                "conditions": [
+                    {"type": "keyword_match", "operator": "contains", "value": "preis"},
+                    {"type": "intent_match", "operator": "equals", "value": "pricing"},
+                ],
+            }
+        ],
+        "actions": steps,
+    }
 
 
 def main() -> None:

@@ -22,17 +22,31 @@ def _per_call(fn, number: int) -> float:
 
 
 def main() -> None:
-    event = json.dumps({"triggerType": "whatsapp_message", "channel": "whatsapp", "content": "Was kostet die 10er-Karte?",
-                        "from": "+4915112345678", "customFields": {"plan": "10er", "visits": 3}}).encode()
+    event = json.dumps(
+        {
+            "triggerType": "whatsapp_message",
+            "channel": "whatsapp",
+            "content": "Was kostet die 10er-Karte?",
+            "from": "+4915112345678",
+            "customFields": {"plan": "10er", "visits": 3},
+        }
+    ).encode()
     workflow = json.dumps(spec_examples()[0]).encode()
     nested = json.dumps({"triggerType": "web_chat", "customFields": {"a": [[[[[[[[[[1]]]]]]]]]] * 4}}).encode()
-    rows: list[tuple[str, Callable[[], object], int]] = [(f"edge check, event body ({len(event)} B)", lambda: body_problem(event), 20_000),
-            (f"edge check, spec workflow ({len(workflow)} B)", lambda: body_problem(workflow), 20_000),
-            (f"edge check, full walk ({len(nested)} B, 44 brackets)", lambda: body_problem(nested), 5_000)]
+    rows: list[tuple[str, Callable[[], object], int]] = [
+        (f"edge check, event body ({len(event)} B)", lambda: body_problem(event), 20_000),
+        (f"edge check, spec workflow ({len(workflow)} B)", lambda: body_problem(workflow), 20_000),
+        (f"edge check, full walk ({len(nested)} B, 44 brackets)", lambda: body_problem(nested), 5_000),
+    ]
     ctx = {"trigger": {"from": "+4915112345678", "content": "Hallo"}}
-    rows += [("render plain path template", lambda: templating.render("Hallo {{trigger.from}}!", ctx), 20_000),
-             ("render template with filters (sandbox)",
-              lambda: templating.render("{{ trigger.content|upper }} {{ 'ab' * 3 }}", ctx), 5_000)]
+    rows += [
+        ("render plain path template", lambda: templating.render("Hallo {{trigger.from}}!", ctx), 20_000),
+        (
+            "render template with filters (sandbox)",
+            lambda: templating.render("{{ trigger.content|upper }} {{ 'ab' * 3 }}", ctx),
+            5_000,
+        ),
+    ]
     for label, fn, number in rows:
         print(f"{label:<52} {_per_call(fn, number):8.1f} us/call")
 

@@ -34,8 +34,9 @@ def _server(db):
     from engine.api import create_app
 
     sock_port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db), host="127.0.0.1", port=sock_port, log_level="warning",
-                                           workers=1))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(db), host="127.0.0.1", port=sock_port, log_level="warning", workers=1)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -52,10 +53,34 @@ def _free_port() -> int:
 
 
 def _body(i: int) -> bytes:
-    return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp", "contacts": [{"wa_id": f"49176{i % 5000:07d}", "profile": {"name": "Mia"}}],
-        "messages": [{"from": f"49176{i % 5000:07d}", "id": f"wamid.BENCH{i:08d}", "timestamp": str(int(time.time())),
-                      "type": "text", "text": {"body": "Wann ist morgen Yoga?"}}]}}]}]}).encode()
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "WABA",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "contacts": [{"wa_id": f"49176{i % 5000:07d}", "profile": {"name": "Mia"}}],
+                                "messages": [
+                                    {
+                                        "from": f"49176{i % 5000:07d}",
+                                        "id": f"wamid.BENCH{i:08d}",
+                                        "timestamp": str(int(time.time())),
+                                        "type": "text",
+                                        "text": {"body": "Wann ist morgen Yoga?"},
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    ).encode()
 
 
 def run(requests: int, concurrency: int, database_url: str | None) -> dict:
@@ -78,11 +103,31 @@ def run(requests: int, concurrency: int, database_url: str | None) -> dict:
         tenant = services.create_tenant(uow=uow, slug=f"bench-inbound-{int(time.time())}", name="Bench")
     actor = system_actor(tenant.id)
     with unit_of_work(db) as uow:
-        cs.save_channel(uow=uow, actor=actor, channel="whatsapp", enabled=True, values={"phoneNumberId": "1"},
-                        secrets={"accessToken": "t", "appSecret": "bench-secret", "verifyToken": "v"})
-        services.create_workflow(uow=uow, actor=actor, data={"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
-                                             "conditions": [], "actions": [{"id": "r", "type": "send_whatsapp",
-                                             "config": {"message": "Hallo {{trigger.content}}"}, "nextActionId": None}]})
+        cs.save_channel(
+            uow=uow,
+            actor=actor,
+            channel="whatsapp",
+            enabled=True,
+            values={"phoneNumberId": "1"},
+            secrets={"accessToken": "t", "appSecret": "bench-secret", "verifyToken": "v"},
+        )
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data={
+                "name": "Reply",
+                "trigger": {"type": "whatsapp_message", "config": {}},
+                "conditions": [],
+                "actions": [
+                    {
+                        "id": "r",
+                        "type": "send_whatsapp",
+                        "config": {"message": "Hallo {{trigger.content}}"},
+                        "nextActionId": None,
+                    }
+                ],
+            },
+        )
         hook = cs.webhook_id(uow=uow, actor=actor)
     server, thread, base = _server(db)
     url = f"{base}/hooks/{hook}/whatsapp"
@@ -91,20 +136,27 @@ def run(requests: int, concurrency: int, database_url: str | None) -> dict:
     figures = {}
     try:
         with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
+
             def post(item):
                 body, sig = item
                 t0 = time.perf_counter()
-                r = client.post(url, content=body, headers={"X-Hub-Signature-256": sig, "Content-Type": "application/json"})
+                r = client.post(
+                    url, content=body, headers={"X-Hub-Signature-256": sig, "Content-Type": "application/json"}
+                )
                 assert r.status_code == 200, r.text
                 return time.perf_counter() - t0
+
             for label in ("new messages", "provider retries (duplicates)"):
                 start = time.perf_counter()
                 with ThreadPoolExecutor(concurrency) as pool:
                     lat = sorted(pool.map(post, signed))
                 wall = time.perf_counter() - start
-                figures[label] = {"requests/s": round(len(lat) / wall, 1), "p50 ms": round(statistics.median(lat) * 1000, 1),
-                                  "p95 ms": round(lat[int(len(lat) * 0.95) - 1] * 1000, 1),
-                                  "max ms": round(lat[-1] * 1000, 1)}
+                figures[label] = {
+                    "requests/s": round(len(lat) / wall, 1),
+                    "p50 ms": round(statistics.median(lat) * 1000, 1),
+                    "p95 ms": round(lat[int(len(lat) * 0.95) - 1] * 1000, 1),
+                    "max ms": round(lat[-1] * 1000, 1),
+                }
             bad = client.post(url, content=bodies[0], headers={"X-Hub-Signature-256": "sha256=00"})
             assert bad.status_code == 403
     finally:
@@ -123,8 +175,10 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     figures = run(args.requests, args.concurrency, args.database_url)
-    print(f"inbound WhatsApp webhooks, {args.requests} requests, {args.concurrency} concurrent, "
-          f"{(args.database_url or 'sqlite (temp file)').split('@')[-1]}")
+    print(
+        f"inbound WhatsApp webhooks, {args.requests} requests, {args.concurrency} concurrent, "
+        f"{(args.database_url or 'sqlite (temp file)').split('@')[-1]}"
+    )
     for label, values in figures.items():
         print(f"  {label:32} " + "  ".join(f"{k} {v}" for k, v in values.items()))
 

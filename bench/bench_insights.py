@@ -54,12 +54,32 @@ def _read(db, service, **kwargs):
 
 def _workflows(conn, tenant_id: str, count: int = 20) -> list[str]:
     now = utcnow()
-    rows: list[dict[str, Any]] = [{"id": new_id(), "tenant_id": tenant_id, "name": f"Workflow {i:02d}", "description": None, "enabled": True,
-             "trigger_type": "whatsapp_message", "version": 1, "created_by": None, "created_at": now, "updated_at": now,
-             "run_count": 0, "success_count": 0, "error_count": 0, "last_run_at": None, "next_fire_at": None,
-             "definition": {"name": f"Workflow {i:02d}", "trigger": {"type": "whatsapp_message", "config": {}},
-                            "conditions": [], "actions": [{"id": "send-1", "type": "send_whatsapp",
-                                                           "config": {"message": "Hallo"}}]}} for i in range(count)]
+    rows: list[dict[str, Any]] = [
+        {
+            "id": new_id(),
+            "tenant_id": tenant_id,
+            "name": f"Workflow {i:02d}",
+            "description": None,
+            "enabled": True,
+            "trigger_type": "whatsapp_message",
+            "version": 1,
+            "created_by": None,
+            "created_at": now,
+            "updated_at": now,
+            "run_count": 0,
+            "success_count": 0,
+            "error_count": 0,
+            "last_run_at": None,
+            "next_fire_at": None,
+            "definition": {
+                "name": f"Workflow {i:02d}",
+                "trigger": {"type": "whatsapp_message", "config": {}},
+                "conditions": [],
+                "actions": [{"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hallo"}}],
+            },
+        }
+        for i in range(count)
+    ]
     conn.execute(sa.insert(Workflow.__table__), rows)
     return [r["id"] for r in rows]
 
@@ -70,28 +90,89 @@ def _batch(tenant_id: str, workflows: list[str], size: int, rnd: random.Random, 
         at = now - timedelta(seconds=rnd.randrange(60 * 86_400))
         status, channel, sender = rnd.choice(STATUSES), rnd.choice(CHANNELS), f"+49151{rnd.randrange(10**7, 10**8)}"
         ev_id, ex_id = new_id(), new_id()
-        events.append({"id": ev_id, "tenant_id": tenant_id, "trigger_type": f"{channel}_message", "channel": channel,
-                       "content": "Hallo", "sender": sender, "intent": rnd.choice(INTENTS), "intent_confidence": 0.9,
-                       "custom_fields": {}, "data": {}, "received_at": at, "idempotency_key": None, "depth": 0,
-                       "parent_execution_id": None, "is_test": False})
+        events.append(
+            {
+                "id": ev_id,
+                "tenant_id": tenant_id,
+                "trigger_type": f"{channel}_message",
+                "channel": channel,
+                "content": "Hallo",
+                "sender": sender,
+                "intent": rnd.choice(INTENTS),
+                "intent_confidence": 0.9,
+                "custom_fields": {},
+                "data": {},
+                "received_at": at,
+                "idempotency_key": None,
+                "depth": 0,
+                "parent_execution_id": None,
+                "is_test": False,
+            }
+        )
         done = status in ("succeeded", "failed", "skipped", "cancelled")
-        executions.append({"id": ex_id, "tenant_id": tenant_id, "workflow_id": rnd.choice(workflows),
-                           "workflow_name": "Workflow", "workflow_version": 1, "event_id": ev_id, "status": status,
-                           "mode": "live", "definition": {}, "context": {"trigger": {"from": sender}}, "explanation": [],
-                           "current_action_id": None, "lease_token": None, "heartbeat_at": None, "depth": 0,
-                           "error": "step send-1 failed: HTTP 500" if status == "failed" else None, "started_at": at,
-                           "finished_at": at + timedelta(milliseconds=rnd.randrange(5, 900)) if done else None,
-                           "actions_executed": 1, "is_test": False, "replay_of": None})
+        executions.append(
+            {
+                "id": ex_id,
+                "tenant_id": tenant_id,
+                "workflow_id": rnd.choice(workflows),
+                "workflow_name": "Workflow",
+                "workflow_version": 1,
+                "event_id": ev_id,
+                "status": status,
+                "mode": "live",
+                "definition": {},
+                "context": {"trigger": {"from": sender}},
+                "explanation": [],
+                "current_action_id": None,
+                "lease_token": None,
+                "heartbeat_at": None,
+                "depth": 0,
+                "error": "step send-1 failed: HTTP 500" if status == "failed" else None,
+                "started_at": at,
+                "finished_at": at + timedelta(milliseconds=rnd.randrange(5, 900)) if done else None,
+                "actions_executed": 1,
+                "is_test": False,
+                "replay_of": None,
+            }
+        )
         if status in ("succeeded", "failed"):
-            steps.append({"id": new_id(), "tenant_id": tenant_id, "execution_id": ex_id, "action_id": "send-1",
-                          "action_type": "send_whatsapp", "attempt": 1, "status": status, "input": {}, "output": {},
-                          "error": None, "started_at": at, "finished_at": at})
-            messages.append({"id": new_id(), "tenant_id": tenant_id, "execution_id": ex_id, "step_run_id": None,
-                             "channel": channel, "recipient": sender, "subject": None, "body": "Hallo",
-                             "status": "sent" if status == "succeeded" else "failed", "adapter": "outbox",
-                             "provider_message_id": None, "error": None, "detail": {},
-                             "created_at": at + timedelta(seconds=rnd.randrange(1, 40)), "sent_at": None,
-                             "deliver_after": None, "is_test": False})
+            steps.append(
+                {
+                    "id": new_id(),
+                    "tenant_id": tenant_id,
+                    "execution_id": ex_id,
+                    "action_id": "send-1",
+                    "action_type": "send_whatsapp",
+                    "attempt": 1,
+                    "status": status,
+                    "input": {},
+                    "output": {},
+                    "error": None,
+                    "started_at": at,
+                    "finished_at": at,
+                }
+            )
+            messages.append(
+                {
+                    "id": new_id(),
+                    "tenant_id": tenant_id,
+                    "execution_id": ex_id,
+                    "step_run_id": None,
+                    "channel": channel,
+                    "recipient": sender,
+                    "subject": None,
+                    "body": "Hallo",
+                    "status": "sent" if status == "succeeded" else "failed",
+                    "adapter": "outbox",
+                    "provider_message_id": None,
+                    "error": None,
+                    "detail": {},
+                    "created_at": at + timedelta(seconds=rnd.randrange(1, 40)),
+                    "sent_at": None,
+                    "deliver_after": None,
+                    "is_test": False,
+                }
+            )
     return {"events": events, "executions": executions, "steps": steps, "messages": messages}
 
 
@@ -100,7 +181,12 @@ def fill(db, tenant_id: str, n: int, seed: int) -> float:
     rnd, now, t0 = random.Random(seed), utcnow(), time.perf_counter()
     with db.begin() as conn:
         workflows = _workflows(conn, tenant_id)
-    tables: dict[str, Any] = {"events": EventRecord, "executions": Execution, "steps": StepRun, "messages": OutboxMessage}
+    tables: dict[str, Any] = {
+        "events": EventRecord,
+        "executions": Execution,
+        "steps": StepRun,
+        "messages": OutboxMessage,
+    }
     for start in range(0, n, BATCH):
         rows = _batch(tenant_id, workflows, min(BATCH, n - start), rnd, now)
         with db.begin() as conn:
@@ -137,8 +223,13 @@ def cursor_at(db, tenant_id: str, offset: int) -> str | None:
     """The cursor that starts page ``offset // page_size + 1`` (found once; paging itself never offsets)."""
     ex = Execution.__table__.c
     with db.connect() as conn:
-        row = conn.execute(sa.select(ex.started_at, ex.id).where(ex.tenant_id == tenant_id, ex.is_test == sa.false())
-                           .order_by(ex.started_at.desc(), ex.id.desc()).offset(offset - 1).limit(1)).first()
+        row = conn.execute(
+            sa.select(ex.started_at, ex.id)
+            .where(ex.tenant_id == tenant_id, ex.is_test == sa.false())
+            .order_by(ex.started_at.desc(), ex.id.desc())
+            .offset(offset - 1)
+            .limit(1)
+        ).first()
     return operations.encode_cursor(row.started_at.replace(tzinfo=None).astimezone(), row.id) if row else None
 
 
@@ -155,8 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     with db.begin() as conn:
         for name in ("bench-a", "bench-b"):
             tid = new_id()
-            conn.execute(sa.insert(Tenant.__table__), [{"id": tid, "slug": f"{name}-{uuid.uuid4().hex[:6]}", "name": name,
-                                                        "timezone": "Europe/Berlin", "settings": {}, "created_at": utcnow()}])
+            conn.execute(
+                sa.insert(Tenant.__table__),
+                [
+                    {
+                        "id": tid,
+                        "slug": f"{name}-{uuid.uuid4().hex[:6]}",
+                        "name": name,
+                        "timezone": "Europe/Berlin",
+                        "settings": {},
+                        "created_at": utcnow(),
+                    }
+                ],
+            )
             ids.append(tid)
     try:
         for i, tid in enumerate(ids):
@@ -172,17 +274,28 @@ def main(argv: list[str] | None = None) -> int:
         p = insights.resolve_period("Europe/Berlin", "30d")
         deep = cursor_at(db, ids[0], 999 * 25)
         figures = {
-            "insights numbers, 30 days (KPIs + previous period)": lambda: _read(db, insights.kpis, actor=actor, period=p),
+            "insights numbers, 30 days (KPIs + previous period)": lambda: _read(
+                db, insights.kpis, actor=actor, period=p
+            ),
             "insights page, all service calls": lambda: page_render(db, actor, p),
             "executions page 1 (25 rows)": lambda: _read(db, operations.search_executions, actor=actor, page_size=25),
-            "executions page 1,000 (keyset)": lambda: _read(db, operations.search_executions, actor=actor, after=deep,
-                                                                                   page_size=25),
-            "executions page 1, filter status=failed": lambda: _read(db, operations.search_executions, actor=actor,
-                                                                                            filters=operations.ExecutionFilter(status="failed"),
-                                                                                            page_size=25),
-            "executions page 1, filter channel=sms": lambda: _read(db, operations.search_executions, actor=actor,
-                                                                                          filters=operations.ExecutionFilter(channel="sms"),
-                                                                                          page_size=25),
+            "executions page 1,000 (keyset)": lambda: _read(
+                db, operations.search_executions, actor=actor, after=deep, page_size=25
+            ),
+            "executions page 1, filter status=failed": lambda: _read(
+                db,
+                operations.search_executions,
+                actor=actor,
+                filters=operations.ExecutionFilter(status="failed"),
+                page_size=25,
+            ),
+            "executions page 1, filter channel=sms": lambda: _read(
+                db,
+                operations.search_executions,
+                actor=actor,
+                filters=operations.ExecutionFilter(channel="sms"),
+                page_size=25,
+            ),
         }
         print(f"database: {db.dialect.name}; {args.n:,} executions per studio, 2 studios; median of {args.repeat}")
         for label, fn in figures.items():

@@ -51,14 +51,26 @@ def workflow_rows(tenant_id: str, count: int, seed: int = 7) -> list[dict]:
         definition["name"] = f"{definition['name']} #{i:05d}"
         definition["enabled"] = rnd.random() < 0.5
         ok, failed = rnd.randint(0, 50), rnd.randint(0, 5)
-        rows.append({
-            "id": new_id(), "tenant_id": tenant_id, "name": definition["name"],
-            "description": definition.get("description"), "enabled": definition["enabled"],
-            "trigger_type": definition["trigger"]["type"], "definition": definition, "version": 1,
-            "created_by": None, "created_at": now, "updated_at": now,
-            "run_count": ok + failed, "success_count": ok, "error_count": failed,
-            "last_run_at": None, "next_fire_at": None,
-        })
+        rows.append(
+            {
+                "id": new_id(),
+                "tenant_id": tenant_id,
+                "name": definition["name"],
+                "description": definition.get("description"),
+                "enabled": definition["enabled"],
+                "trigger_type": definition["trigger"]["type"],
+                "definition": definition,
+                "version": 1,
+                "created_by": None,
+                "created_at": now,
+                "updated_at": now,
+                "run_count": ok + failed,
+                "success_count": ok,
+                "error_count": failed,
+                "last_run_at": None,
+                "next_fire_at": None,
+            }
+        )
     assert not any(errors_only(validate(rows[i]["definition"])) for i in range(len(templates)))
     return rows
 
@@ -69,7 +81,7 @@ def seed_tenant(db, count: int) -> str:
     rows = workflow_rows(tenant.id, count)
     with db.begin() as conn:
         for start in range(0, len(rows), BATCH):
-            conn.execute(sa.insert(Workflow.__table__), rows[start:start + BATCH])
+            conn.execute(sa.insert(Workflow.__table__), rows[start : start + BATCH])
     if db.dialect.name == "postgresql":
         with db.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE workflows")
@@ -90,13 +102,16 @@ def measure(db, tenant_id: str, runs: int) -> dict[str, float]:
     actor = system_actor(tenant_id)
     cases: dict[str, Callable[[], object]] = {
         "list_workflows page 1 (50)": lambda: _read(db, services.list_workflows, actor=actor),
-        "list_workflows search 'missed call' (page 1)": lambda: _read(db, services.list_workflows, actor=actor,
-                                                                                        search="missed call"),
-        "list_workflows search '#04242' (1 hit)": lambda: _read(db, services.list_workflows, actor=actor, search="#04242"),
+        "list_workflows search 'missed call' (page 1)": lambda: _read(
+            db, services.list_workflows, actor=actor, search="missed call"
+        ),
+        "list_workflows search '#04242' (1 hit)": lambda: _read(
+            db, services.list_workflows, actor=actor, search="#04242"
+        ),
         "list_workflows page 100 (50)": lambda: _read(db, services.list_workflows, actor=actor, page=100),
-        "list_workflows enabledOnly + includeStats": lambda: _read(db, services.list_workflows, actor=actor,
-                                                                                     enabled_only=True,
-                                                                                     include_stats=True),
+        "list_workflows enabledOnly + includeStats": lambda: _read(
+            db, services.list_workflows, actor=actor, enabled_only=True, include_stats=True
+        ),
         "workflow_stats": lambda: _read(db, services.workflow_stats, actor=actor),
     }
     with unit_of_work(db, read_only=True) as uow:

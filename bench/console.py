@@ -36,15 +36,27 @@ def _workflows() -> list[dict]:
     out = []
     for i in range(40):
         word = WORDS[i % len(WORDS)]
-        out.append({"name": f"Keyword {i:02d} {word}", "trigger": {"type": "whatsapp_message", "config": {}},
-                    "conditions": [{"type": "keyword_match", "operator": "contains", "value": word}], "actions": send})
+        out.append(
+            {
+                "name": f"Keyword {i:02d} {word}",
+                "trigger": {"type": "whatsapp_message", "config": {}},
+                "conditions": [{"type": "keyword_match", "operator": "contains", "value": word}],
+                "actions": send,
+            }
+        )
     for intent in INTENTS:
-        out.append({"name": f"Intent {intent}", "trigger": {"type": "intent_detected", "config": {"intent": intent}},
-                    "conditions": [{"type": "confidence_threshold", "operator": "greater_than", "value": 0.5}],
-                    "actions": send})
+        out.append(
+            {
+                "name": f"Intent {intent}",
+                "trigger": {"type": "intent_detected", "config": {"intent": intent}},
+                "conditions": [{"type": "confidence_threshold", "operator": "greater_than", "value": 0.5}],
+                "actions": send,
+            }
+        )
     for trigger in OTHER:
-        out.append({"name": f"Other {trigger}", "trigger": {"type": trigger, "config": {}}, "conditions": [],
-                    "actions": send})
+        out.append(
+            {"name": f"Other {trigger}", "trigger": {"type": trigger, "config": {}}, "conditions": [], "actions": send}
+        )
     return out
 
 
@@ -55,11 +67,18 @@ def measure(db, messages: int) -> dict[str, float]:
     actor = system_actor(tenant.id)
     with unit_of_work(db) as uow:
         services.import_workflows(uow=uow, actor=actor, items=_workflows())
-    texts = ["Hallo, was kostet ein Yoga Kurs?", "Ich möchte einen Trainingsplan", "Wann habt ihr offen?",
-             "Hallo!", "Gibt es einen Parkplatz bei der Sauna?"]
+    texts = [
+        "Hallo, was kostet ein Yoga Kurs?",
+        "Ich möchte einen Trainingsplan",
+        "Wann habt ihr offen?",
+        "Hallo!",
+        "Gibt es einen Parkplatz bei der Sauna?",
+    ]
     contact = console.new_contact()
     with unit_of_work(db) as uow:
-        console.send(uow=uow, actor=actor, contact=contact, inp=ConsoleInput(text="warm-up"))  # classifier and caches loaded
+        console.send(
+            uow=uow, actor=actor, contact=contact, inp=ConsoleInput(text="warm-up")
+        )  # classifier and caches loaded
     wall, server, considered = [], [], 0
     for i in range(messages):
         start = time.perf_counter()
@@ -69,8 +88,12 @@ def measure(db, messages: int) -> dict[str, float]:
         server.append(report.server_ms or 0.0)
         considered = max(considered, len(report.decisions) + sum(len(v) for v in report.other_triggers.values()))
     wall.sort()
-    return {"median": statistics.median(wall), "p95": wall[int(len(wall) * 0.95) - 1], "max": wall[-1],
-            "workflows": considered}
+    return {
+        "median": statistics.median(wall),
+        "p95": wall[int(len(wall) * 0.95) - 1],
+        "max": wall[-1],
+        "workflows": considered,
+    }
 
 
 def _postgres(url: str, messages: int) -> dict[str, float]:
@@ -89,8 +112,10 @@ def _postgres(url: str, messages: int) -> dict[str, float]:
 
 
 def _line(label: str, r: dict[str, float]) -> str:
-    return (f"{label}: console message with {int(r['workflows'])} enabled workflows: median {r['median']:.1f} ms, "
-            f"p95 {r['p95']:.1f} ms, max {r['max']:.1f} ms (server time, ingest + full decision report)")
+    return (
+        f"{label}: console message with {int(r['workflows'])} enabled workflows: median {r['median']:.1f} ms, "
+        f"p95 {r['p95']:.1f} ms, max {r['max']:.1f} ms (server time, ingest + full decision report)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,8 +38,12 @@ from engine.store.db import get_engine, migrate
 from engine.uow import unit_of_work
 
 ROOT = Path(__file__).resolve().parents[1]
-BODY = {"triggerType": "whatsapp_message", "channel": "whatsapp", "content": "Hallo, was kostet die 10er-Karte?",
-        "from": "+4915112345678"}
+BODY = {
+    "triggerType": "whatsapp_message",
+    "channel": "whatsapp",
+    "content": "Hallo, was kostet die 10er-Karte?",
+    "from": "+4915112345678",
+}
 WRK_SCRIPT = """wrk.method = "POST"
 wrk.body = [[{body}]]
 wrk.headers["Content-Type"] = "application/json"
@@ -73,11 +77,14 @@ class Result:
 
     def line(self, label: str) -> str:
         check = "ok" if self.missing == 0 and self.events >= self.ok else "FAILED"
-        return (f"[{label}] c{self.connections:<3} {self.rps:8.0f} req/s  p50 {self.p50_ms:7.1f} ms  p99 {self.p99_ms:7.1f} ms  "
-                f"server CPU {self.cpu_ms:.2f} ms/req  wrk CPU {self.load_cpu_ms:.2f} ms/req  "
-                + (f"PostgreSQL backends CPU {self.db_cpu_ms:.2f} ms/req  " if self.db_cpu_ms is not None else "")
-                + f"errors {self.errors + self.non2xx:<5} acknowledged {self.ok:>7}  stored events {self.events:>7}  "
-                f"executions {self.executions:>7}  events without execution {self.missing}  check {check}")
+        return (
+            f"[{label}] c{self.connections:<3} {self.rps:8.0f} req/s  p50 {self.p50_ms:7.1f} ms  "
+            f"p99 {self.p99_ms:7.1f} ms  "
+            f"server CPU {self.cpu_ms:.2f} ms/req  wrk CPU {self.load_cpu_ms:.2f} ms/req  "
+            + (f"PostgreSQL backends CPU {self.db_cpu_ms:.2f} ms/req  " if self.db_cpu_ms is not None else "")
+            + f"errors {self.errors + self.non2xx:<5} acknowledged {self.ok:>7}  stored events {self.events:>7}  "
+            f"executions {self.executions:>7}  events without execution {self.missing}  check {check}"
+        )
 
 
 def _free_port() -> int:
@@ -111,10 +118,23 @@ class Server:
         # The server's stderr goes to a file, not a pipe: nobody reads a pipe while the load runs, and a
         # full one (64 KB of warnings) blocks every thread of the server that logs.
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - open for the server's lifetime
-        argv = [sys.executable, "-m", "engine", "--database-url", url, "api", "--host", "127.0.0.1",
-                "--port", str(self.port), "--workers", str(workers)]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log,
-                                     text=True, start_new_session=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "engine",
+            "--database-url",
+            url,
+            "api",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+        ]
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log, text=True, start_new_session=True
+        )
         self.base = f"http://127.0.0.1:{self.port}"
         self._wait(workers)
 
@@ -187,7 +207,9 @@ class LoadRun:
         if self.tool == "wrk":
             return _parse_wrk(out, self.connections)
         r = json.loads(out)
-        return Result(self.connections, r["requests"], r["ok"], r["non2xx"], r["errors"], r["rps"], r["p50_ms"], r["p99_ms"])
+        return Result(
+            self.connections, r["requests"], r["ok"], r["non2xx"], r["errors"], r["rps"], r["p50_ms"], r["p99_ms"]
+        )
 
 
 def start_load(base: str, secret: str, connections: int, duration: float, tool: str) -> LoadRun:
@@ -197,10 +219,33 @@ def start_load(base: str, secret: str, connections: int, duration: float, tool: 
     if tool == "wrk":
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
             f.write(WRK_SCRIPT.format(body=body, secret=secret))
-        argv = ["wrk", "-t2", f"-c{connections}", f"-d{int(duration)}s", "--latency", "--timeout", "10s", "-s", f.name, url]
+        argv = [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{int(duration)}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            f.name,
+            url,
+        ]
         return LoadRun(argv, tool, connections, script=f.name)
-    argv = [sys.executable, "-m", "bench.loadgen", url, "--connections", str(connections),
-            "--duration", str(duration), "--header", f"Authorization: Bearer {secret}", "--body", body]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        url,
+        "--connections",
+        str(connections),
+        "--duration",
+        str(duration),
+        "--header",
+        f"Authorization: Bearer {secret}",
+        "--body",
+        body,
+    ]
     return LoadRun(argv, tool, connections)
 
 
@@ -220,11 +265,21 @@ def _ms(text: str) -> float:
 def _parse_wrk(out: str, connections: int) -> Result:
     requests = int(_found(r"(\d+) requests in", out).group(1))
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
-    errors = sum(int(x) for x in m.groups()) if (m := re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)) else 0
-    return Result(connections, requests, requests - non2xx, non2xx, errors,
-                  float(_found(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-                  _ms(_found(r"\s50%\s+(\S+)", out).group(1)), _ms(_found(r"\s99%\s+(\S+)", out).group(1)))
+    errors = (
+        sum(int(x) for x in m.groups())
+        if (m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out))
+        else 0
+    )
+    return Result(
+        connections,
+        requests,
+        requests - non2xx,
+        non2xx,
+        errors,
+        float(_found(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        _ms(_found(r"\s50%\s+(\S+)", out).group(1)),
+        _ms(_found(r"\s99%\s+(\S+)", out).group(1)),
+    )
 
 
 def _proc_cpu_seconds(pid: int) -> float:
@@ -241,7 +296,9 @@ def _backend_cpu(url: str) -> dict[int, float] | None:
         return None
     db = get_engine(url)
     with db.connect() as conn:
-        pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).scalars().all()
+        pids = (
+            conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).scalars().all()
+        )
     return {pid: _proc_cpu_seconds(pid) for pid in pids}
 
 
@@ -250,12 +307,15 @@ class _WaitSampler(threading.Thread):
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
-        self.url, self.done, self.counts = url, threading.Event(), Counter()
+        self.url, self.done = url, threading.Event()
+        self.counts: Counter[str] = Counter()
 
     def run(self) -> None:
         db = get_engine(self.url)
-        query = sa.text("SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'")
+        query = sa.text(
+            "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'"
+        )
         with db.connect() as conn:
             while not self.done.wait(0.02):
                 for state, kind, event in conn.execute(query):
@@ -282,9 +342,16 @@ def _counts(url: str, tenant_id: str) -> tuple[int, int, int]:
     with db.connect() as conn:
         q = conn.execute
         events = q(sa.text("SELECT count(*) FROM events WHERE tenant_id = :t"), t).scalar()
-        executions = q(sa.text("SELECT count(*) FROM executions WHERE tenant_id = :t AND status = 'succeeded'"), t).scalar()
-        missing = q(sa.text("SELECT count(*) FROM events e WHERE e.tenant_id = :t AND NOT EXISTS "
-                            "(SELECT 1 FROM executions x WHERE x.event_id = e.id)"), t).scalar()
+        executions = q(
+            sa.text("SELECT count(*) FROM executions WHERE tenant_id = :t AND status = 'succeeded'"), t
+        ).scalar()
+        missing = q(
+            sa.text(
+                "SELECT count(*) FROM events e WHERE e.tenant_id = :t AND NOT EXISTS "
+                "(SELECT 1 FROM executions x WHERE x.event_id = e.id)"
+            ),
+            t,
+        ).scalar()
     return int(events or 0), int(executions or 0), int(missing or 0)
 
 
@@ -331,14 +398,20 @@ def measure(url: str, *, workers: int, connections: list[int], duration: float, 
 def main(args) -> int:
     tool = "wrk" if shutil.which("wrk") and not args.python_load else "python"
     connections = [int(c) for c in str(args.connections).split(",")]
-    print(f"load: {tool}, {args.duration:.0f} s per run; POST /api/events, one matching workflow; "
-          f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"load: {tool}, {args.duration:.0f} s per run; POST /api/events, one matching workflow; "
+        f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
-        for r in measure(f"sqlite:///{tmp}/bench.db", workers=1, connections=connections, duration=args.duration, tool=tool):
+        for r in measure(
+            f"sqlite:///{tmp}/bench.db", workers=1, connections=connections, duration=args.duration, tool=tool
+        ):
             print(r.line("sqlite, 1 process"), flush=True)
             failed |= r.missing > 0 or r.events < r.ok
-    pg = os.environ.get("DATABASE_URL", "") or os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    pg = os.environ.get("DATABASE_URL", "") or os.environ.get(
+        "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
     if args.pg_workers and pg.startswith(("postgres://", "postgresql")):
         rates = {}
         for workers in sorted({1, args.pg_workers}):
@@ -346,7 +419,10 @@ def main(args) -> int:
             try:
                 for r in measure(scratch, workers=workers, connections=connections, duration=args.duration, tool=tool):
                     print(r.line(f"postgresql, {workers} process{'es' if workers > 1 else ''}"), flush=True)
-                    print("    busy PostgreSQL backends: " + ", ".join(f"{k} {v:.0%}" for k, v in (r.db_waits or {}).items()))
+                    print(
+                        "    busy PostgreSQL backends: "
+                        + ", ".join(f"{k} {v:.0%}" for k, v in (r.db_waits or {}).items())
+                    )
                     failed |= r.missing > 0 or r.events < r.ok
                     rates[(workers, r.connections)] = r.rps
             finally:
@@ -355,6 +431,8 @@ def main(args) -> int:
                 admin.dispose()
         for c in connections:
             if (args.pg_workers, c) in rates and args.pg_workers > 1:
-                print(f"[postgresql] c{c}: {args.pg_workers} processes / 1 process = "
-                      f"{rates[(args.pg_workers, c)] / rates[(1, c)]:.2f}x")
+                print(
+                    f"[postgresql] c{c}: {args.pg_workers} processes / 1 process = "
+                    f"{rates[(args.pg_workers, c)] / rates[(1, c)]:.2f}x"
+                )
     return 1 if failed else 0

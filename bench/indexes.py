@@ -70,9 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         results["before 0015"].append(one_run(BEFORE, [], args.n, args.producers))
         results[newest].append(one_run("head", drop, args.n, args.producers))
     for label, runs in results.items():
-        print(f"{label:12} executions/s " + " ".join(f"{r:6.0f}" for r, _ in runs)
-              + f"  median {statistics.median(r for r, _ in runs):6.0f};  CPU ms/event median "
-              f"{statistics.median(c for _, c in runs):.3f}")
+        print(
+            f"{label:12} executions/s "
+            + " ".join(f"{r:6.0f}" for r, _ in runs)
+            + f"  median {statistics.median(r for r, _ in runs):6.0f};  CPU ms/event median "
+            f"{statistics.median(c for _, c in runs):.3f}"
+        )
     return 0
 
 

@@ -20,8 +20,15 @@ from urllib.parse import urlsplit
 
 def _request(url: str, headers: list[str], body: bytes) -> bytes:
     parts = urlsplit(url)
-    lines = [f"POST {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", *headers, "", ""]
+    lines = [
+        f"POST {parts.path or '/'} HTTP/1.1",
+        f"Host: {parts.netloc}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *headers,
+        "",
+        "",
+    ]
     return "\r\n".join(lines).encode() + body
 
 
@@ -60,8 +67,9 @@ async def _connection(host: str, port: int, payload: bytes, until: list[float], 
             writer.close()
 
 
-async def run(url: str, connections: int, duration: float, headers: list[str], body: bytes,
-              stop_on_sigint: bool = False) -> dict:
+async def run(
+    url: str, connections: int, duration: float, headers: list[str], body: bytes, stop_on_sigint: bool = False
+) -> dict:
     parts = urlsplit(url)
     payload = _request(url, headers, body)
     stats = {"requests": 0, "ok": 0, "non2xx": 0, "errors": 0}
@@ -70,8 +78,12 @@ async def run(url: str, connections: int, duration: float, headers: list[str], b
     until = [start + duration]  # a list: SIGINT moves the end to now
     if stop_on_sigint:
         asyncio.get_running_loop().add_signal_handler(signal.SIGINT, until.__setitem__, 0, 0.0)
-    await asyncio.gather(*(_connection(parts.hostname or "127.0.0.1", parts.port or 80, payload, until, stats, latencies)
-                           for _ in range(connections)))
+    await asyncio.gather(
+        *(
+            _connection(parts.hostname or "127.0.0.1", parts.port or 80, payload, until, stats, latencies)
+            for _ in range(connections)
+        )
+    )
     elapsed = time.perf_counter() - start
     latencies.sort()
 
@@ -95,8 +107,13 @@ def main() -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
-    print(json.dumps(asyncio.run(run(args.url, args.connections, args.duration, args.header, args.body.encode(),
-                                       stop_on_sigint=True))))
+    print(
+        json.dumps(
+            asyncio.run(
+                run(args.url, args.connections, args.duration, args.header, args.body.encode(), stop_on_sigint=True)
+            )
+        )
+    )
 
 
 if __name__ == "__main__":

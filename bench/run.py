@@ -34,12 +34,23 @@ from engine.uow import unit_of_work
 from engine.worker import Worker
 
 WORKFLOW = {
-    "name": "Bench reply", "enabled": True,
+    "name": "Bench reply",
+    "enabled": True,
     "trigger": {"type": "whatsapp_message", "config": {}},
     "conditions": [{"type": "keyword_match", "operator": "contains", "value": "hallo"}],
-    "actions": [{"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hi {{trigger.from}}!"}, "nextActionId": None}],
+    "actions": [
+        {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hi {{trigger.from}}!"}, "nextActionId": None}
+    ],
 }
-OTHER_TYPES = ["missed_call", "lead_created", "booking_created", "email_received", "sms_received", "web_chat", "voice_call"]
+OTHER_TYPES = [
+    "missed_call",
+    "lead_created",
+    "booking_created",
+    "email_received",
+    "sms_received",
+    "web_chat",
+    "voice_call",
+]
 
 
 def _event(i: int) -> dict:
@@ -86,7 +97,9 @@ def _ingest_rate(runner: Runner, tenant_id: str, n: int, producers: int = 1) -> 
 def _succeeded(db, tenant_id: str) -> int:
     x = Execution.__table__.c
     with db.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).where(x.tenant_id == tenant_id, x.status == "succeeded")).scalar()
+        return conn.execute(
+            sa.select(sa.func.count()).where(x.tenant_id == tenant_id, x.status == "succeeded")
+        ).scalar()
 
 
 def _add_other_workflows(db, tenant_id: str, count: int) -> None:
@@ -95,50 +108,100 @@ def _add_other_workflows(db, tenant_id: str, count: int) -> None:
     for i in range(count):
         ttype = OTHER_TYPES[i % len(OTHER_TYPES)]
         definition = {**WORKFLOW, "name": f"Other {i}", "trigger": {"type": ttype, "config": {}}}
-        rows.append({"id": new_id(), "tenant_id": tenant_id, "name": definition["name"], "enabled": True,
-                     "trigger_type": ttype, "definition": definition, "version": 1, "created_at": now, "updated_at": now,
-                     "run_count": 0, "success_count": 0, "error_count": 0})
+        rows.append(
+            {
+                "id": new_id(),
+                "tenant_id": tenant_id,
+                "name": definition["name"],
+                "enabled": True,
+                "trigger_type": ttype,
+                "definition": definition,
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+                "run_count": 0,
+                "success_count": 0,
+                "error_count": 0,
+            }
+        )
     with db.begin() as conn:
         conn.execute(sa.insert(Workflow), rows)
 
 
-def _resume_rate(db, tenant_id: str, waiting: int, due: int, *, batch: int = 100, profile=None,
-                 timings: dict | None = None) -> float:
+def _resume_rate(
+    db, tenant_id: str, waiting: int, due: int, *, batch: int = 100, profile=None, timings: dict | None = None
+) -> float:
     """Park ``waiting`` executions on a wait; make ``due`` of them due; time one worker (``batch`` per claim)."""
     with unit_of_work(db) as uow:
-        wf = services.create_workflow(uow=uow, actor=system_actor(tenant_id), data={
-            "name": "Bench wait", "trigger": {"type": "missed_call", "config": {}},
-            "actions": [{"id": "wait-1", "type": "wait", "config": {"delay": 3_600_000}},
-                        {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hallo!"}, "nextActionId": None}]})
+        wf = services.create_workflow(
+            uow=uow,
+            actor=system_actor(tenant_id),
+            data={
+                "name": "Bench wait",
+                "trigger": {"type": "missed_call", "config": {}},
+                "actions": [
+                    {"id": "wait-1", "type": "wait", "config": {"delay": 3_600_000}},
+                    {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hallo!"}, "nextActionId": None},
+                ],
+            },
+        )
     now = utcnow()
     definition = wf.definition
+
     # Every member has a number of their own (valid, so the reminder is really queued; a
     # shared invalid number made every send fail, cheaply, and cached nothing either).
     def context(i: int) -> dict:
         return {"trigger": {"type": "missed_call", "from": f"+49151{i:08d}"}, "results": {"wait-1": {}}, "lead": {}}
+
     chunk = 10_000
     for start in range(0, waiting, chunk):
         executions, items = [], []
         for i in range(start, min(start + chunk, waiting)):
             ex_id = new_id()
             due_at = now - timedelta(seconds=1) if i < due else now + timedelta(hours=1 + i % 48)
-            executions.append({"id": ex_id, "tenant_id": tenant_id, "workflow_id": wf.id, "workflow_name": wf.name,
-                               "workflow_version": 1, "status": "waiting", "mode": "live", "definition": definition,
-                               "context": context(i), "explanation": [], "current_action_id": "send-1",
-                               "lease_token": new_id(), "depth": 0, "started_at": now, "heartbeat_at": now,
-                               "actions_executed": 1})
-            items.append({"id": new_id(), "tenant_id": tenant_id, "kind": "resume", "due_at": due_at, "status": "pending",
-                          "execution_id": ex_id, "workflow_id": wf.id, "payload": {"actionId": "send-1"}, "attempts": 0,
-                          "created_at": now})
+            executions.append(
+                {
+                    "id": ex_id,
+                    "tenant_id": tenant_id,
+                    "workflow_id": wf.id,
+                    "workflow_name": wf.name,
+                    "workflow_version": 1,
+                    "status": "waiting",
+                    "mode": "live",
+                    "definition": definition,
+                    "context": context(i),
+                    "explanation": [],
+                    "current_action_id": "send-1",
+                    "lease_token": new_id(),
+                    "depth": 0,
+                    "started_at": now,
+                    "heartbeat_at": now,
+                    "actions_executed": 1,
+                }
+            )
+            items.append(
+                {
+                    "id": new_id(),
+                    "tenant_id": tenant_id,
+                    "kind": "resume",
+                    "due_at": due_at,
+                    "status": "pending",
+                    "execution_id": ex_id,
+                    "workflow_id": wf.id,
+                    "payload": {"actionId": "send-1"},
+                    "attempts": 0,
+                    "created_at": now,
+                }
+            )
         with db.begin() as conn:
             conn.execute(sa.insert(Execution), executions)
             conn.execute(sa.insert(DueWork), items)
     worker = Worker(db, name="bench", batch=batch)
     if profile is not None:
         profile.enable()
-    start, cpu = time.perf_counter(), time.process_time()
+    began, cpu = time.perf_counter(), time.process_time()
     handled = worker.run_once()
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - began
     if timings is not None:
         timings.update(wall=elapsed, cpu=time.process_time() - cpu)
     if profile is not None:
@@ -147,7 +210,9 @@ def _resume_rate(db, tenant_id: str, waiting: int, due: int, *, batch: int = 100
         raise RuntimeError(f"worker handled {handled} items, expected {due}")
     x = Execution.__table__.c
     with db.connect() as conn:
-        sent = conn.execute(sa.select(sa.func.count()).where(x.tenant_id == tenant_id, x.status == "succeeded")).scalar()
+        sent = conn.execute(
+            sa.select(sa.func.count()).where(x.tenant_id == tenant_id, x.status == "succeeded")
+        ).scalar()
     if sent != due:
         raise RuntimeError(f"{due} due reminders resumed but {sent} executions succeeded")
     return due / elapsed
@@ -174,13 +239,18 @@ def measure(url: str, n: int, waiting: int, producers: int) -> dict[str, float]:
 def _report(label: str, r: dict[str, float], waiting: int, producers: int) -> None:
     print(f"[{label}] (a) executions/s, 1 workflow, {producers} concurrent callers:   {r['a']:8.0f}")
     print(f"[{label}]     the same, one caller at a time:                {r['alone']:8.0f}")
-    print(f"[{label}] (b) executions/s, + 1,000 other workflows:         {r['b']:8.0f}  ({(r['b'] / r['a'] - 1) * 100:+.1f}% vs a)")
+    print(
+        f"[{label}] (b) executions/s, + 1,000 other workflows:         {r['b']:8.0f}  "
+        f"({(r['b'] / r['a'] - 1) * 100:+.1f}% vs a)"
+    )
     print(f"[{label}] (c) due items resumed/s, {waiting:,} waiting, {min(1000, waiting):,} due: {r['c']:8.0f}")
 
 
 def _postgres_scratch(url: str):
-    admin = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url,
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url,
+        isolation_level="AUTOCOMMIT",
+    )
     name = f"sa_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')

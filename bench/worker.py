@@ -42,13 +42,18 @@ def main(argv: list[str] | None = None) -> int:
                 tenant = services.create_tenant(uow=uow, slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
             profile = cProfile.Profile() if args.profile else None
             timings: dict = {}
-            rate = _resume_rate(db, tenant.id, args.waiting, args.due, batch=args.batch, profile=profile, timings=timings)
+            rate = _resume_rate(
+                db, tenant.id, args.waiting, args.due, batch=args.batch, profile=profile, timings=timings
+            )
             # The worker's own CPU per item is the steady figure on a shared machine; the rate
             # follows how much of a core the process gets (items / CPU seconds is the rate on a free core).
-            print(f"[{db.dialect.name}] due items resumed/s, {args.waiting:,} waiting, {args.due:,} due, batch "
-                  f"{args.batch}: {rate:.0f}  (worker CPU {timings['cpu'] * 1000 / args.due:.3f} ms per item, "
-                  f"{timings['cpu'] / timings['wall']:.0%} of a core; {args.due / timings['cpu']:.0f} items per CPU second); "
-                  f"load average now {os.getloadavg()[0]:.1f}")
+            print(
+                f"[{db.dialect.name}] due items resumed/s, {args.waiting:,} waiting, {args.due:,} due, batch "
+                f"{args.batch}: {rate:.0f}  (worker CPU {timings['cpu'] * 1000 / args.due:.3f} ms per item, "
+                f"{timings['cpu'] / timings['wall']:.0%} of a core; "
+                f"{args.due / timings['cpu']:.0f} items per CPU second); "
+                f"load average now {os.getloadavg()[0]:.1f}"
+            )
             if profile:
                 pstats.Stats(profile).sort_stats("tottime").print_stats(25)
             db.dispose()

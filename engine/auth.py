@@ -119,7 +119,10 @@ def authenticate(*, uow: UnitOfWork, email: str, password: str) -> tuple[User, l
     user.failed_logins, user.locked_until = 0, None
     s.add(user)
     rows = s.exec(
-        select(Tenant, Membership.role).join(Membership, Membership.tenant_id == Tenant.id).where(Membership.user_id == user.id).order_by(Tenant.name)
+        select(Tenant, Membership.role)
+        .join(Membership, col(Membership.tenant_id) == Tenant.id)
+        .where(Membership.user_id == user.id)
+        .order_by(Tenant.name)
     ).all()
     return user, [(t, role) for t, role in rows]
 
@@ -138,8 +141,14 @@ def start_session(*, uow: UnitOfWork, user_id: str, tenant_id: str | None = None
     """Record a sign-in and return its secret token (for the browser's cookie; stored hashed)."""
     token = secrets.token_urlsafe(32)
     s = uow.session
-    s.add(UserSession(user_id=user_id, tenant_id=tenant_id, token_hash=_token_hash(token),
-                      expires_at=uow.now() + timedelta(hours=hours)))
+    s.add(
+        UserSession(
+            user_id=user_id,
+            tenant_id=tenant_id,
+            token_hash=_token_hash(token),
+            expires_at=uow.now() + timedelta(hours=hours),
+        )
+    )
     return token
 
 
@@ -190,7 +199,9 @@ def end_sessions(*, uow: UnitOfWork, user_id: str) -> int:
     working on the next click instead of at the end of the day.
     """
     s = uow.session
-    rows = s.exec(select(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))).all()
+    rows = s.exec(
+        select(UserSession).where(UserSession.user_id == user_id, col(UserSession.revoked_at).is_(None))
+    ).all()
     now = uow.now()
     for row in rows:
         row.revoked_at = now
@@ -210,6 +221,10 @@ def change_password(*, uow: UnitOfWork, user_id: str, current: str, new: str) ->
 
 
 def _memberships(s, user_id: str) -> list[tuple[Tenant, str]]:
-    rows = s.exec(select(Tenant, Membership.role).join(Membership, col(Membership.tenant_id) == Tenant.id)
-                  .where(Membership.user_id == user_id).order_by(Tenant.name)).all()
+    rows = s.exec(
+        select(Tenant, Membership.role)
+        .join(Membership, col(Membership.tenant_id) == Tenant.id)
+        .where(Membership.user_id == user_id)
+        .order_by(Tenant.name)
+    ).all()
     return [(t, role) for t, role in rows]

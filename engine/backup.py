@@ -90,11 +90,18 @@ def _postgres(db: Engine, target: Path) -> str:
         raise BackupFailed("pg_dump is not installed (apt-get install postgresql-client)")
     url = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
     partial = target.with_name(f".{target.name}.partial")
-    proc = subprocess.run([pg_dump, "--format=custom", "--no-owner", f"--file={partial}", f"--dbname={url}"],
-                          capture_output=True, text=True, timeout=6 * 3600, check=False)
+    proc = subprocess.run(
+        [pg_dump, "--format=custom", "--no-owner", f"--file={partial}", f"--dbname={url}"],
+        capture_output=True,
+        text=True,
+        timeout=6 * 3600,
+        check=False,
+    )
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
-        raise BackupFailed(f"pg_dump failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+        raise BackupFailed(
+            f"pg_dump failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
+        )
     os.replace(partial, target)
     return "pg_dump --format=custom"
 
@@ -105,7 +112,12 @@ def restore_postgres(target_url: str, path: str | os.PathLike) -> None:
     if pg_restore is None:
         raise BackupFailed("pg_restore is not installed (apt-get install postgresql-client)")
     url = target_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    proc = subprocess.run([pg_restore, "--clean", "--if-exists", "--no-owner", f"--dbname={url}", str(path)],
-                          capture_output=True, text=True, timeout=6 * 3600, check=False)
+    proc = subprocess.run(
+        [pg_restore, "--clean", "--if-exists", "--no-owner", f"--dbname={url}", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=6 * 3600,
+        check=False,
+    )
     if proc.returncode != 0:
         raise BackupFailed(f"pg_restore failed: {proc.stderr.strip()[-500:]}")

@@ -106,8 +106,11 @@ def cmd_bench(args) -> int:
     except ModuleNotFoundError as exc:
         if exc.name not in ("bench", "bench.http", "bench.run"):
             raise
-        print("error: the benchmarks are in the source checkout's bench/ folder, which the installed package "
-              "does not ship; run 'python -m engine bench' from the checkout's top folder", file=sys.stderr)
+        print(
+            "error: the benchmarks are in the source checkout's bench/ folder, which the installed package "
+            "does not ship; run 'python -m engine bench' from the checkout's top folder",
+            file=sys.stderr,
+        )
         return 2
     return module.main(args)
 
@@ -132,13 +135,18 @@ def cmd_tenant(args) -> int:
         with unit_of_work(db) as uow:
             tenant = services.create_tenant(uow=uow, slug=args.slug, name=args.name, timezone=args.timezone)
         print(f"created tenant {tenant.slug} ({tenant.name}, {tenant.timezone}) id {tenant.id}")
-        print(f"next: python -m engine api-key create --tenant {tenant.slug} --name <name> --role owner",
-              file=sys.stderr)
+        print(
+            f"next: python -m engine api-key create --tenant {tenant.slug} --name <name> --role owner", file=sys.stderr
+        )
         return 0
     with unit_of_work(db, read_only=True) as uow:
         tenants = services.list_tenants(uow=uow)
     if args.json:
-        print(json.dumps([{"id": t.id, "slug": t.slug, "name": t.name, "timezone": t.timezone} for t in tenants], indent=2))
+        print(
+            json.dumps(
+                [{"id": t.id, "slug": t.slug, "name": t.name, "timezone": t.timezone} for t in tenants], indent=2
+            )
+        )
     for t in [] if args.json else tenants:
         print(f"{t.slug:<24}  {t.timezone:<20}  {t.id}  {t.name}")
     if not tenants and not args.json:
@@ -156,7 +164,9 @@ def _api_key(args, uow: UnitOfWork) -> int:
     if args.key_command == "create":
         key, secret = services.create_api_key(uow=uow, actor=actor, name=args.name, role=args.role)
         # The secret alone on stdout, so KEY=$(python -m engine api-key create ...) works.
-        print(f"created API key {key.id} ({key.name}, {key.role}); the secret is shown only this once:", file=sys.stderr)
+        print(
+            f"created API key {key.id} ({key.name}, {key.role}); the secret is shown only this once:", file=sys.stderr
+        )
         print(secret)
     elif args.key_command == "list":
         for key in services.list_api_keys(uow=uow, actor=actor):
@@ -180,7 +190,7 @@ def cmd_callback_urls(args) -> int:
         chat_key = channel_settings.chat_key(uow=uow, actor=actor)
     for name, url in urls.items():
         print(f"{name}\t{url}")
-    print(f"widget\t<script src=\"{base.rstrip('/')}/widget.js\" data-studio=\"{chat_key}\" async></script>")
+    print(f'widget\t<script src="{base.rstrip("/")}/widget.js" data-studio="{chat_key}" async></script>')
     return 0
 
 
@@ -191,8 +201,9 @@ def cmd_contact(args) -> int:
     if args.contact_command == "export":
         with unit_of_work(db, read_only=True) as uow:
             actor = system_actor(services.find_tenant(uow=uow, slug_or_id=args.tenant).id)
-            text = json.dumps(export_contact(uow=uow, actor=actor, phone=args.phone, email=args.email), indent=2,
-                              ensure_ascii=False)
+            text = json.dumps(
+                export_contact(uow=uow, actor=actor, phone=args.phone, email=args.email), indent=2, ensure_ascii=False
+            )
         if args.out:
             Path(args.out).write_text(text + "\n", encoding="utf-8")
             print(f"wrote {args.out}", file=sys.stderr)
@@ -222,9 +233,11 @@ def cmd_prune(args) -> int:
     from engine.retention import Pruner
 
     report = Pruner(get_engine(args.database_url)).run(budget=args.budget)
-    print(f"details removed: {dict(report.details) or 'none'}; rows deleted: {dict(report.deleted) or 'none'}; "
-          f"{report.batches} batches; {report.vacuumed_pages} pages given back"
-          + ("" if report.finished else "; more to do (run again)"))
+    print(
+        f"details removed: {dict(report.details) or 'none'}; rows deleted: {dict(report.deleted) or 'none'}; "
+        f"{report.batches} batches; {report.vacuumed_pages} pages given back"
+        + ("" if report.finished else "; more to do (run again)")
+    )
     return 0
 
 
@@ -269,16 +282,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="worker name in leases (default host:pid)")
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("bench", help="measure executions per second ('bench http': the REST API under load)")
-    p.add_argument("what", nargs="?", default="engine", choices=["engine", "http"],
-                   help="engine: in-process figures (a), (b), (c); http: POST /api/events over loopback")
+    p.add_argument(
+        "what",
+        nargs="?",
+        default="engine",
+        choices=["engine", "http"],
+        help="engine: in-process figures (a), (b), (c); http: POST /api/events over loopback",
+    )
     p.add_argument("--duration", type=float, default=20, help="http: seconds per load run")
     p.add_argument("--connections", default="16,64", help="http: connection counts, comma-separated")
-    p.add_argument("--pg-workers", type=int, default=2, help="http: PostgreSQL server processes to compare with 1 (0: skip)")
+    p.add_argument(
+        "--pg-workers", type=int, default=2, help="http: PostgreSQL server processes to compare with 1 (0: skip)"
+    )
     p.add_argument("--python-load", action="store_true", help="http: use bench/loadgen.py even when wrk is installed")
     p.add_argument("--n", type=int, default=2000, help="events per measurement")
     p.add_argument("--waiting", type=int, default=100_000, help="waiting executions for (c)")
-    p.add_argument("--producers", type=int, default=40,
-                   help="concurrent callers for (a) and (b), like the REST API's 40 worker threads (default 40)")
+    p.add_argument(
+        "--producers",
+        type=int,
+        default=40,
+        help="concurrent callers for (a) and (b), like the REST API's 40 worker threads (default 40)",
+    )
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("classify", help="print intent<TAB>confidence per text (built-in classifier)")
     p.add_argument("texts", nargs="+")
@@ -286,8 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("api", help="serve the REST API (OpenAPI docs at /docs)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1,
-                   help="server processes (PostgreSQL only; SQLite runs one process, see engine/api/serve.py)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (PostgreSQL only; SQLite runs one process, see engine/api/serve.py)",
+    )
     p.set_defaults(func=cmd_api)
     p = sub.add_parser("tenant", help="create or list studios (tenants)")
     tenants = p.add_subparsers(dest="tenant_command", required=True)
@@ -309,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     for k in keys.choices.values():
         k.add_argument("--tenant", required=True, help="tenant slug or id")
     p.set_defaults(func=cmd_api_key)
-    p = sub.add_parser("callback-urls", help="print the URLs to paste into Meta's, Twilio's and the mail service's consoles")
+    p = sub.add_parser(
+        "callback-urls", help="print the URLs to paste into Meta's, Twilio's and the mail service's consoles"
+    )
     p.add_argument("--tenant", required=True, help="tenant slug or id")
     p.add_argument("--base-url", default=None, help="public address of the API (default STUDIO_PUBLIC_URL)")
     p.set_defaults(func=cmd_callback_urls)
@@ -342,8 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "worker" else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose or args.command == "worker" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.func(args)
     except ValidationFailed as exc:
@@ -357,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         # No traceback for a missing schema or an unreachable server: say what to do.
         logging.getLogger(__name__).debug("database error", exc_info=True)
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
-        print(f"error: database error ({reason}); is the database reachable and set up with "
-              "'python -m engine init'?", file=sys.stderr)
+        print(
+            f"error: database error ({reason}); is the database reachable and set up with 'python -m engine init'?",
+            file=sys.stderr,
+        )
         return 1

@@ -66,8 +66,12 @@ def _one(cond: Any, ctx: EvalContext, path: str) -> Evaluation:
 
 def _group(path: str, kind: str, inner: Evaluation) -> Evaluation:
     words = {"all": "all of", "any": "at least one of", "not": "not"}
-    entry = {"path": path, "condition": kind, "passed": inner.passed,
-             "message": f"{words[kind]} the conditions below: {'passed' if inner.passed else 'failed'}"}
+    entry = {
+        "path": path,
+        "condition": kind,
+        "passed": inner.passed,
+        "message": f"{words[kind]} the conditions below: {'passed' if inner.passed else 'failed'}",
+    }
     return Evaluation(inner.passed, [entry, *inner.explanation])
 
 
@@ -81,9 +85,14 @@ def _explain(path: str, cond: Any, actual: Any, passed: bool) -> dict[str, Any]:
     else:
         actual_text = repr(actual)
     return {
-        "path": path, "condition": cond.type, "operator": cond.operator, "actual": actual, "expected": expected,
+        "path": path,
+        "condition": cond.type,
+        "operator": cond.operator,
+        "actual": actual,
+        "expected": expected,
         "passed": passed,
-        "message": f"{subject}: {actual_text} {cond.operator.replace('_', ' ')} {expected!r} -> {'passed' if passed else 'failed'}",
+        "message": f"{subject}: {actual_text} {cond.operator.replace('_', ' ')} {expected!r} "
+        f"-> {'passed' if passed else 'failed'}",
     }
 
 
@@ -127,8 +136,9 @@ def _hour(cond, ctx):
         from engine.business_hours import is_open
 
         open_now = is_open(ctx.business_hours, now)
-        return now.strftime("%a %H:%M") + (" (open)" if open_now else " (closed)"), \
-            open_now if cond.operator == "within_business_hours" else not open_now
+        return now.strftime("%a %H:%M") + (
+            " (open)" if open_now else " (closed)"
+        ), open_now if cond.operator == "within_business_hours" else not open_now
     hour = now.hour + now.minute / 60
     if cond.operator == "greater_than":
         return now.hour, now.hour > cond.value if float(cond.value).is_integer() else hour > cond.value
@@ -169,7 +179,9 @@ def _custom_field(cond, ctx):
         return actual, a > e if cond.operator == "greater_than" else a < e
     if cond.operator == "contains":
         return actual, str(cond.value).casefold() in str(actual).casefold()
-    return actual, str(actual).casefold() == str(cond.value).casefold() if isinstance(actual, str) else actual == cond.value
+    return actual, str(actual).casefold() == str(cond.value).casefold() if isinstance(
+        actual, str
+    ) else actual == cond.value
 
 
 _LEAVES: dict[str, Callable[[Any, EvalContext], tuple[Any, bool]]] = {

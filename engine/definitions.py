@@ -239,6 +239,7 @@ Trigger = Annotated[
 
 # --------------------------------------------------------------------------- conditions
 
+
 def _compact_number(value: float) -> float | int:
     # Export ``9`` as written, not ``9.0``: an import -> export round trip keeps the JSON text.
     return int(value) if float(value).is_integer() else value
@@ -257,7 +258,9 @@ class KeywordMatch(Model):
     type: Literal["keyword_match"]
     operator: Literal["equals", "contains", "starts_with", "ends_with"]
     #: One keyword, or a list meaning "any of these".
-    value: Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    value: (
+        Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    )
     case_sensitive: bool = False
 
 
@@ -342,14 +345,7 @@ class NotGroup(Model):
 
 
 LeafCondition = (
-    KeywordMatch
-    | IntentMatch
-    | SenderMatch
-    | TimeRange
-    | DayOfWeek
-    | ConfidenceThreshold
-    | ChannelMatch
-    | CustomField
+    KeywordMatch | IntentMatch | SenderMatch | TimeRange | DayOfWeek | ConfidenceThreshold | ChannelMatch | CustomField
 )
 
 Condition = Annotated[
@@ -587,8 +583,12 @@ class Event(Model):
     booking_id: str | None = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
-    received_at: Annotated[datetime | None, BeforeValidator(text_datetime), AfterValidator(sane_datetime),
-                           Field(json_schema_extra={"pattern": DATE_PATTERN})] = None
+    received_at: Annotated[
+        datetime | None,
+        BeforeValidator(text_datetime),
+        AfterValidator(sane_datetime),
+        Field(json_schema_extra={"pattern": DATE_PATTERN}),
+    ] = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
     @model_validator(mode="before")

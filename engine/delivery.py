@@ -61,8 +61,17 @@ def configured_adapter(tenant: dict[str, Any], channel: str) -> str | None:
 
 
 def queue_message(
-    uow: UnitOfWork, *, tenant: dict[str, Any], execution_id: str | None, step_id: str | None, channel: str,
-    recipient: str | None, body: str, subject: str | None, now: datetime, trigger: dict[str, Any] | None = None,
+    uow: UnitOfWork,
+    *,
+    tenant: dict[str, Any],
+    execution_id: str | None,
+    step_id: str | None,
+    channel: str,
+    recipient: str | None,
+    body: str,
+    subject: str | None,
+    now: datetime,
+    trigger: dict[str, Any] | None = None,
     test: bool = False,
 ) -> dict[str, Any]:
     """Write the message to the outbox (in the caller's unit of work) and return the step output.
@@ -75,24 +84,49 @@ def queue_message(
     and caps count only other test messages, so tests and real members never affect each other.
     """
     if not recipient:
-        raise InvalidInput("no recipient: set one in the action or send from a trigger that has a sender", field="recipient")
+        raise InvalidInput(
+            "no recipient: set one in the action or send from a trigger that has a sender", field="recipient"
+        )
     recipient = normalize_recipient(channel, recipient, tenant)
     adapter = None if test else configured_adapter(tenant, channel)
-    status = OutboxStatus.SIMULATED if test else (OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED)
+    status: str = OutboxStatus.SIMULATED if test else (OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED)
     reason = _opt_out_reason(uow, tenant, recipient)  # the member wrote STOP (engine/optout.py)
-    policy = {"status": OutboxStatus.SUPPRESSED, "reason": reason} if reason else \
-        _policy(uow, tenant, recipient, now, trigger or {}, test)
+    policy: dict[str, Any] = (
+        {"status": OutboxStatus.SUPPRESSED, "reason": reason}
+        if reason
+        else _policy(uow, tenant, recipient, now, trigger or {}, test)
+    )
     status = policy.get("status") or status
-    row = outbox_row(now, tenant_id=tenant["id"], execution_id=execution_id, step_run_id=step_id, channel=channel,
-                     recipient=recipient, subject=subject, body=body, status=status, adapter=adapter or "outbox",
-                     error=policy.get("reason"), detail={"policy": _public(policy)} if policy else {},
-                     deliver_after=policy.get("deferredUntil"), is_test=test)
+    row = outbox_row(
+        now,
+        tenant_id=tenant["id"],
+        execution_id=execution_id,
+        step_run_id=step_id,
+        channel=channel,
+        recipient=recipient,
+        subject=subject,
+        body=body,
+        status=status,
+        adapter=adapter or "outbox",
+        error=policy.get("reason"),
+        detail={"policy": _public(policy)} if policy else {},
+        deliver_after=policy.get("deferredUntil"),
+        is_test=test,
+    )
     uow.insert(OutboxMessage, row)  # buffered in the runner's transactions (engine/runner/buffer.py)
     due_at = policy.get("deferredUntil") or (now if adapter else None)
     if due_at and status != OutboxStatus.SUPPRESSED:
-        uow.insert(DueWork, due_row(now, tenant_id=tenant["id"], kind=DueKind.DELIVER, due_at=due_at,
-                                    payload={"outboxId": row["id"]}))
-    out = {"outboxId": row["id"], "channel": channel, "recipient": recipient, "status": status, "adapter": row["adapter"]}
+        uow.insert(
+            DueWork,
+            due_row(now, tenant_id=tenant["id"], kind=DueKind.DELIVER, due_at=due_at, payload={"outboxId": row["id"]}),
+        )
+    out = {
+        "outboxId": row["id"],
+        "channel": channel,
+        "recipient": recipient,
+        "status": status,
+        "adapter": row["adapter"],
+    }
     return {**out, "policy": _public(policy)} if policy else out
 
 
@@ -107,8 +141,9 @@ def _public(policy: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in policy.items()}
 
 
-def _policy(uow: UnitOfWork, tenant: dict[str, Any], recipient: str, now: datetime, trigger: dict[str, Any],
-            test: bool = False) -> dict[str, Any]:
+def _policy(
+    uow: UnitOfWork, tenant: dict[str, Any], recipient: str, now: datetime, trigger: dict[str, Any], test: bool = False
+) -> dict[str, Any]:
     """Quiet hours and frequency cap for this message: {} when it may go now."""
     settings = tenant.get("settings") or {}
     quiet, cap = settings.get("quietHours"), settings.get("frequencyCap")
@@ -117,6 +152,7 @@ def _policy(uow: UnitOfWork, tenant: dict[str, Any], recipient: str, now: dateti
     from datetime import time
 
     from engine.channels.policy import QuietHours, frequency_cap_reached, is_direct_reply, next_allowed_time
+
     received = trigger.get("receivedAt")
     if trigger.get("from") == recipient and received and is_direct_reply(datetime.fromisoformat(received), now):
         return {"exempt": "direct reply to the contact's own message"}
@@ -126,14 +162,20 @@ def _policy(uow: UnitOfWork, tenant: dict[str, Any], recipient: str, now: dateti
         day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         sent = _sent_since(uow.session, tenant["id"], recipient, day_start, test)
         if frequency_cap_reached(sent, int(cap)):
-            return {"status": OutboxStatus.SUPPRESSED,
-                    "reason": f"frequency cap: {recipient} already got {sent} automated message(s) today (limit {cap})"}
+            return {
+                "status": OutboxStatus.SUPPRESSED,
+                "reason": f"frequency cap: {recipient} already got {sent} automated message(s) today (limit {cap})",
+            }
     if quiet:
         hours = QuietHours(time.fromisoformat(quiet["start"]), time.fromisoformat(quiet["end"]))
         allowed = next_allowed_time(local, hours)
         if allowed is not None:
-            return {"status": OutboxStatus.DEFERRED, "deferredUntil": allowed.astimezone(now.tzinfo),
-                    "reason": f"quiet hours {quiet['start']}-{quiet['end']}: deferred to {allowed.isoformat(timespec='minutes')}"}
+            return {
+                "status": OutboxStatus.DEFERRED,
+                "deferredUntil": allowed.astimezone(now.tzinfo),
+                "reason": f"quiet hours {quiet['start']}-{quiet['end']}: "
+                f"deferred to {allowed.isoformat(timespec='minutes')}",
+            }
     return {}
 
 
@@ -141,25 +183,51 @@ def _sent_since(session: Session, tenant_id: str, recipient: str, since: datetim
     """Messages counted by the frequency cap: live ones for live runs, test ones for test runs."""
     from sqlmodel import func, select
 
-    counted: tuple[OutboxStatus, ...] = (OutboxStatus.RECORDED, OutboxStatus.SENT, OutboxStatus.PENDING, OutboxStatus.DEFERRED)
+    counted: tuple[OutboxStatus, ...] = (
+        OutboxStatus.RECORDED,
+        OutboxStatus.SENT,
+        OutboxStatus.PENDING,
+        OutboxStatus.DEFERRED,
+    )
     if test:
         counted = (*counted, OutboxStatus.SIMULATED)
-    return session.exec(select(func.count()).select_from(OutboxMessage).where(
-        OutboxMessage.tenant_id == tenant_id, OutboxMessage.recipient == recipient,
-        col(OutboxMessage.created_at) >= since, col(OutboxMessage.status).in_(counted),
-        OutboxMessage.is_test == test)).one()
+    return session.exec(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            OutboxMessage.tenant_id == tenant_id,
+            OutboxMessage.recipient == recipient,
+            col(OutboxMessage.created_at) >= since,
+            col(OutboxMessage.status).in_(counted),
+            OutboxMessage.is_test == test,
+        )
+    ).one()
 
 
 def schedule_follow_up(
-    uow: UnitOfWork, *, tenant_id: str, execution_id: str, step_id: str, due_at: datetime, channel: str,
-    recipient: str | None, body: str, test: bool = False,
+    uow: UnitOfWork,
+    *,
+    tenant_id: str,
+    execution_id: str,
+    step_id: str,
+    due_at: datetime,
+    channel: str,
+    recipient: str | None,
+    body: str,
+    test: bool = False,
 ) -> str:
     """A durable follow-up: the worker writes the message to the outbox when it is due."""
     payload: dict[str, Any] = {"channel": channel, "recipient": recipient, "body": body, "stepId": step_id}
     if test:
         payload["test"] = True
-    item = due_row(uow.now(), tenant_id=tenant_id, kind=DueKind.FOLLOW_UP, due_at=due_at, execution_id=execution_id,
-                   payload=payload)
+    item = due_row(
+        uow.now(),
+        tenant_id=tenant_id,
+        kind=DueKind.FOLLOW_UP,
+        due_at=due_at,
+        execution_id=execution_id,
+        payload=payload,
+    )
     uow.insert(DueWork, item)
     return item["id"]
 
@@ -196,6 +264,7 @@ def deliver(db, outbox_id: str, *, now: datetime) -> str:
     result = adapter.send(outgoing, last_inbound_at=last_inbound, now=now)
     with unit_of_work(db, clock=lambda: now) as uow:
         msg = uow.session.get(OutboxMessage, outbox_id)
+        assert msg is not None  # read above; outbox rows are overwritten by retention, never deleted alone
         msg.status, msg.provider_message_id, msg.error = result.status, result.provider_message_id, result.error
         msg.detail = {**(msg.detail or {}), **(result.detail or {})}
         msg.sent_at = now if result.status == "sent" else None

@@ -38,7 +38,12 @@ class ExecutionStatus(StrEnum):
     CANCELLED = "cancelled"  # stopped by a person or because the workflow was deleted
 
 
-FINISHED_STATUSES = (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.SKIPPED, ExecutionStatus.CANCELLED)
+FINISHED_STATUSES = (
+    ExecutionStatus.SUCCEEDED,
+    ExecutionStatus.FAILED,
+    ExecutionStatus.SKIPPED,
+    ExecutionStatus.CANCELLED,
+)
 
 
 def _columns(table: Any) -> Any:
@@ -103,9 +108,14 @@ def count_columns(table: Any = None) -> list[sa.ColumnElement[int]]:
     def n(*values: str) -> sa.ColumnElement[int]:
         return sa.func.coalesce(sa.func.sum(sa.case((status.in_(values), 1), else_=0)), 0)
 
-    return [sa.func.count().label("runs"), n(ExecutionStatus.SUCCEEDED).label("succeeded"),
-            n(ExecutionStatus.FAILED).label("failed"), n(ExecutionStatus.SKIPPED).label("skipped"),
-            n(*IN_PROGRESS_STATUSES).label("in_progress"), n(ExecutionStatus.CANCELLED).label("cancelled")]
+    return [
+        sa.func.count().label("runs"),
+        n(ExecutionStatus.SUCCEEDED).label("succeeded"),
+        n(ExecutionStatus.FAILED).label("failed"),
+        n(ExecutionStatus.SKIPPED).label("skipped"),
+        n(*IN_PROGRESS_STATUSES).label("in_progress"),
+        n(ExecutionStatus.CANCELLED).label("cancelled"),
+    ]
 
 
 COUNT_KEYS = ("runs", "succeeded", "failed", "skipped", "in_progress", "cancelled")
@@ -130,9 +140,14 @@ def rollup_count_columns() -> list[sa.ColumnElement[int]]:
     def n(*values: str) -> sa.ColumnElement[int]:
         return sa.func.coalesce(sa.func.sum(sa.case((t.status.in_(values), t["count"]), else_=0)), 0)
 
-    return [sa.func.coalesce(sa.func.sum(t["count"]), 0).label("runs"), n(ExecutionStatus.SUCCEEDED).label("succeeded"),
-            n(ExecutionStatus.FAILED).label("failed"), n(ExecutionStatus.SKIPPED).label("skipped"),
-            n(*IN_PROGRESS_STATUSES).label("in_progress"), n(ExecutionStatus.CANCELLED).label("cancelled")]
+    return [
+        sa.func.coalesce(sa.func.sum(t["count"]), 0).label("runs"),
+        n(ExecutionStatus.SUCCEEDED).label("succeeded"),
+        n(ExecutionStatus.FAILED).label("failed"),
+        n(ExecutionStatus.SKIPPED).label("skipped"),
+        n(*IN_PROGRESS_STATUSES).label("in_progress"),
+        n(ExecutionStatus.CANCELLED).label("cancelled"),
+    ]
 
 
 def all_time_counts(s: Any, tenant_id: str, workflow_ids: list[str] | None = None) -> dict[str | None, dict[str, int]]:
@@ -147,9 +162,11 @@ def all_time_counts(s: Any, tenant_id: str, workflow_ids: list[str] | None = Non
     roll, ex = ExecutionRollup.__table__.c, Execution.__table__.c
     per_workflow = workflow_ids is not None
     live = sa.select(*([ex.workflow_id] if per_workflow else []), *count_columns()).where(
-        ex.tenant_id == tenant_id, counted())
+        ex.tenant_id == tenant_id, counted()
+    )
     pruned = sa.select(*([roll.workflow_id] if per_workflow else []), *rollup_count_columns()).where(
-        roll.tenant_id == tenant_id, rollup_counted())
+        roll.tenant_id == tenant_id, rollup_counted()
+    )
     if workflow_ids is not None:
         live = live.where(ex.workflow_id.in_(workflow_ids)).group_by(ex.workflow_id)
         pruned = pruned.where(roll.workflow_id.in_(workflow_ids)).group_by(roll.workflow_id)

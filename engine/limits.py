@@ -67,7 +67,10 @@ def json_problems(value: Any, path: str = "", *, max_depth: int = MAX_JSON_DEPTH
             children = []
             for key, child in items:
                 if isinstance(key, str) and "\x00" in key:
-                    yield _join(where, key.replace("\x00", "\\u0000")), "keys cannot contain the NUL character (\\u0000)"
+                    yield (
+                        _join(where, key.replace("\x00", "\\u0000")),
+                        "keys cannot contain the NUL character (\\u0000)",
+                    )
                     continue
                 children.append((child, _join(where, key), depth + 1))
             stack.extend(reversed(children))

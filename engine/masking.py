@@ -1,4 +1,6 @@
-"""Contact masking for analysts: ``+49 151 ****678``, ``j***@example.com`` (engine/privacy.py is a member's data on request).
+"""Contact masking for analysts: ``+49 151 ****678``, ``j***@example.com``.
+
+(engine/privacy.py is a member's data on request.)
 
 Analysts see contacts masked unless an owner turns on "analysts see contact details"
 (tenant setting ``analystsSeeContacts``). Owners and editors always see them. Masking is

@@ -132,21 +132,36 @@ def note_opt_words(s: Any, tenant: dict[str, Any], record: dict[str, Any], now: 
         return None
     opted_out = word in stop
     conn = s.connection()
-    _upsert(conn, tenant["id"], contact_key(sender, tenant.get("settings")), opted_out, word, record.get("channel"), now)
+    _upsert(
+        conn, tenant["id"], contact_key(sender, tenant.get("settings")), opted_out, word, record.get("channel"), now
+    )
     if opted_out and not (tenant.get("settings") or {}).get(FLAG):
         _set_flag(conn, tenant)
     logger.info("tenant %s: a contact opted %s with %r", tenant["id"], "out" if opted_out else "in", word)
     return "out" if opted_out else "in"
 
 
-def _upsert(conn: Any, tenant_id: str, contact: str, opted_out: bool, word: str, channel: str | None, now: datetime) -> None:
+def _upsert(
+    conn: Any, tenant_id: str, contact: str, opted_out: bool, word: str, channel: str | None, now: datetime
+) -> None:
     from sqlalchemy.dialects import postgresql, sqlite
 
     insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(_opt).values(id=new_id(), tenant_id=tenant_id, contact=contact, opted_out=opted_out, word=word,
-                               channel=channel, changed_at=now)
-    conn.execute(stmt.on_conflict_do_update(index_elements=["tenant_id", "contact"], set_={
-        "opted_out": opted_out, "word": word, "channel": channel, "changed_at": now}))
+    stmt = insert(_opt).values(
+        id=new_id(),
+        tenant_id=tenant_id,
+        contact=contact,
+        opted_out=opted_out,
+        word=word,
+        channel=channel,
+        changed_at=now,
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "contact"],
+            set_={"opted_out": opted_out, "word": word, "channel": channel, "changed_at": now},
+        )
+    )
 
 
 def _set_flag(conn: Any, tenant: dict[str, Any]) -> None:
@@ -162,13 +177,18 @@ def opt_out_reason(s: Any, tenant: dict[str, Any], recipient: str) -> str | None
     """Why a message to ``recipient`` must not go out (the contact opted out), or None."""
     if not (tenant.get("settings") or {}).get(FLAG):
         return None
-    row = s.execute(sa.select(_opt.c.word, _opt.c.channel, _opt.c.changed_at)
-                    .where(_opt.c.tenant_id == tenant["id"], _opt.c.contact == recipient, _opt.c.opted_out == sa.true())).first()
+    row = s.execute(
+        sa.select(_opt.c.word, _opt.c.channel, _opt.c.changed_at).where(
+            _opt.c.tenant_id == tenant["id"], _opt.c.contact == recipient, _opt.c.opted_out == sa.true()
+        )
+    ).first()
     if row is None:
         return None
     on = f" on {row.channel}" if row.channel else ""
-    return (f"opted out: the contact wrote {row.word}{on} on {row.changed_at:%Y-%m-%d %H:%M} UTC; "
-            "no automated messages until they write START")
+    return (
+        f"opted out: the contact wrote {row.word}{on} on {row.changed_at:%Y-%m-%d %H:%M} UTC; "
+        "no automated messages until they write START"
+    )
 
 
 # --------------------------------------------------------------------------- the studio's view
@@ -193,7 +213,7 @@ def set_opt_out(*, uow: UnitOfWork, actor: Actor, contact: str, opted_out: bool,
     row = s.get(Tenant, actor.tenant_id)
     if row is None:
         raise NotFound("tenant not found")
-    tenant = {"id": row.id, "settings": dict(row.settings or {})}
+    tenant: dict[str, Any] = {"id": row.id, "settings": dict(row.settings or {})}
     key = contact_key(contact, tenant["settings"])
     if not key.startswith("+") and "@" not in key:
         raise InvalidInput(f"{contact!r} is not a phone number or e-mail address", field="contact")

@@ -109,10 +109,14 @@ def parse_contact(*, phone: str | None = None, email: str | None = None, region:
     except InvalidRecipient as exc:
         raise InvalidInput(exc.message, field="phone") from None
     number = phonenumbers.parse(value)
-    forms = {value, value[1:], phone,
-             phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
-             phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL),
-             phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL).replace(" ", "")}
+    forms = {
+        value,
+        value[1:],
+        phone,
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL),
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL).replace(" ", ""),
+    }
     return Contact(kind="phone", value=value, variants=sorted(f for f in forms if len(f) >= 6))
 
 
@@ -158,12 +162,19 @@ def find_contact_rows(s, tenant_id: str, contact: Contact) -> dict[str, set[str]
     e-mail are then looked for too (a booking made by e-mail is the same member), and the
     events, the executions they started and the events those emitted are followed.
     """
-    leads = _ids(s, _lead, tenant_id, _lead.c.email.in_(contact.variants), _lead.c.phone.in_(contact.variants),
-                 _mentions(_lead, contact))
+    leads = _ids(
+        s,
+        _lead,
+        tenant_id,
+        _lead.c.email.in_(contact.variants),
+        _lead.c.phone.in_(contact.variants),
+        _mentions(_lead, contact),
+    )
     needles = _widen(s, contact, leads)
     found = {"leads": leads | _ids(s, _lead, tenant_id, _mentions(_lead, needles))}
-    found["bookings"] = _ids(s, _book, tenant_id, _book.c.lead_id.in_(found["leads"]) if found["leads"] else None,
-                             _mentions(_book, needles))
+    found["bookings"] = _ids(
+        s, _book, tenant_id, _book.c.lead_id.in_(found["leads"]) if found["leads"] else None, _mentions(_book, needles)
+    )
     needles = needles.model_copy(update={"variants": sorted(set(needles.variants) | found["bookings"])})
     events = _ids(s, _ev, tenant_id, _ev.c.sender.in_(needles.variants), _mentions(_ev, needles))
     executions: set[str] = set()
@@ -175,11 +186,14 @@ def find_contact_rows(s, tenant_id: str, contact: Contact) -> dict[str, set[str]
         executions |= new_ex
         events |= new_ev
     found["events"], found["executions"] = events, executions
+
     def by_execution(t):
         return t.c.execution_id.in_(executions) if executions else None
+
     found["step_runs"] = _ids(s, _st, tenant_id, by_execution(_st), _mentions(_st, needles))
-    found["outbox_messages"] = _ids(s, _ob, tenant_id, by_execution(_ob), _ob.c.recipient.in_(needles.variants),
-                                    _mentions(_ob, needles))
+    found["outbox_messages"] = _ids(
+        s, _ob, tenant_id, by_execution(_ob), _ob.c.recipient.in_(needles.variants), _mentions(_ob, needles)
+    )
     found["due_work"] = _ids(s, _due, tenant_id, by_execution(_due), _mentions(_due, needles))
     found["contact_opt_outs"] = _ids(s, _opt, tenant_id, _opt.c.contact.in_(needles.variants))
     return found
@@ -204,8 +218,9 @@ _TABLES = {t.name: t for t in (_ev, _ex, _st, _ob, _due, _lead, _book, _opt)}
 # --------------------------------------------------------------------------- export
 
 
-def contact_counts(*, uow: UnitOfWork, actor: Actor, phone: str | None = None,
-                   email: str | None = None) -> dict[str, int]:
+def contact_counts(
+    *, uow: UnitOfWork, actor: Actor, phone: str | None = None, email: str | None = None
+) -> dict[str, int]:
     """How many rows per table hold the contact (what an export shows and an erasure changes)."""
     actor.require(ADMIN)
     s = uow.session
@@ -213,25 +228,35 @@ def contact_counts(*, uow: UnitOfWork, actor: Actor, phone: str | None = None,
     return {name: len(ids) for name, ids in found.items()}
 
 
-def export_contact(*, uow: UnitOfWork, actor: Actor, phone: str | None = None,
-                   email: str | None = None) -> dict[str, Any]:
+def export_contact(
+    *, uow: UnitOfWork, actor: Actor, phone: str | None = None, email: str | None = None
+) -> dict[str, Any]:
     """Everything stored about one contact, as one JSON-ready document (owners only)."""
     actor.require(ADMIN)
     s = uow.session
     contact = _contact_for(s, actor, phone, email)
     found = find_contact_rows(s, actor.tenant_id, contact)
     tables = {name: _rows(s, _TABLES[name], ids) for name, ids in found.items()}
-    logger.info("tenant %s: exported the data of a contact (%s rows)", actor.tenant_id, sum(len(v) for v in tables.values()))
-    return {"contact": {"kind": contact.kind, "value": contact.value}, "tenantId": actor.tenant_id,
-            "exportedAt": uow.now().isoformat(), "counts": {k: len(v) for k, v in tables.items()}, "tables": tables}
+    logger.info(
+        "tenant %s: exported the data of a contact (%s rows)", actor.tenant_id, sum(len(v) for v in tables.values())
+    )
+    return {
+        "contact": {"kind": contact.kind, "value": contact.value},
+        "tenantId": actor.tenant_id,
+        "exportedAt": uow.now().isoformat(),
+        "counts": {k: len(v) for k, v in tables.items()},
+        "tables": tables,
+    }
 
 
 def _rows(s, table: sa.Table, ids: set[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    order = next((c for c in table.columns if c.name in ("received_at", "started_at", "created_at", "changed_at")), table.c.id)
+    order = next(
+        (c for c in table.columns if c.name in ("received_at", "started_at", "created_at", "changed_at")), table.c.id
+    )
     ids_list = sorted(ids)
     for i in range(0, len(ids_list), 500):
-        chunk = s.execute(sa.select(table).where(table.c.id.in_(ids_list[i:i + 500])).order_by(order)).mappings()
+        chunk = s.execute(sa.select(table).where(table.c.id.in_(ids_list[i : i + 500])).order_by(order)).mappings()
         rows += [{k: _jsonable(v) for k, v in row.items()} for row in chunk]
     return rows
 
@@ -256,8 +281,15 @@ def erase_contact(*, uow: UnitOfWork, actor: Actor, phone: str | None = None, em
     counts = {name: len(ids) for name, ids in found.items()}
     for name, ids in found.items():
         _scrub(s, _TABLES[name], actor.tenant_id, ids, uow.now())
-    record = {"id": _new_id(), "tenant_id": actor.tenant_id, "contact_hash": contact.digest, "kind": contact.kind,
-              "erased_by": actor.email or actor.user_id or "system", "erased_at": uow.now(), "counts": counts}
+    record = {
+        "id": _new_id(),
+        "tenant_id": actor.tenant_id,
+        "contact_hash": contact.digest,
+        "kind": contact.kind,
+        "erased_by": actor.email or actor.user_id or "system",
+        "erased_at": uow.now(),
+        "counts": counts,
+    }
     s.execute(sa.insert(_erasures).values(record))
     logger.info("tenant %s: erased a contact (%s)", actor.tenant_id, counts)
     return ErasureOut.model_validate(record)
@@ -266,22 +298,33 @@ def erase_contact(*, uow: UnitOfWork, actor: Actor, phone: str | None = None, em
 def _scrub(s, table: sa.Table, tenant_id: str, ids: set[str], now: datetime) -> None:
     ids_list = sorted(ids)
     for i in range(0, len(ids_list), 500):
-        where = (table.c.tenant_id == tenant_id, table.c.id.in_(ids_list[i:i + 500]))
+        where = (table.c.tenant_id == tenant_id, table.c.id.in_(ids_list[i : i + 500]))
         if table is _opt:
             s.execute(sa.delete(table).where(*where))
             continue
         s.execute(sa.update(table).where(*where).values(**SCRUB[table.name]))
         if table is _due:  # a follow-up to an erased contact must not go out any more
-            s.execute(sa.update(table).where(*where, table.c.status.in_([DueStatus.PENDING, DueStatus.CLAIMED]))
-                      .values(status=DueStatus.CANCELLED, error="contact erased", done_at=now))
+            s.execute(
+                sa.update(table)
+                .where(*where, table.c.status.in_([DueStatus.PENDING, DueStatus.CLAIMED]))
+                .values(status=DueStatus.CANCELLED, error="contact erased", done_at=now)
+            )
 
 
 def list_erasures(*, uow: UnitOfWork, actor: Actor, limit: int = 100) -> list[ErasureOut]:
     """The studio's erasure records, newest first (owners only)."""
     actor.require(ADMIN)
     conn = uow.connection()
-    rows = conn.execute(sa.select(_erasures).where(_erasures.c.tenant_id == actor.tenant_id)
-                        .order_by(_erasures.c.erased_at.desc()).limit(limit)).mappings().all()
+    rows = (
+        conn.execute(
+            sa.select(_erasures)
+            .where(_erasures.c.tenant_id == actor.tenant_id)
+            .order_by(_erasures.c.erased_at.desc())
+            .limit(limit)
+        )
+        .mappings()
+        .all()
+    )
     return [ErasureOut.model_validate(dict(r)) for r in rows]
 
 
@@ -290,8 +333,14 @@ def was_erased(*, uow: UnitOfWork, actor: Actor, phone: str | None = None, email
     actor.require(ADMIN)
     s = uow.session
     digest = _contact_for(s, actor, phone, email).digest
-    return s.execute(sa.select(_erasures.c.id).where(_erasures.c.tenant_id == actor.tenant_id,
-                                                     _erasures.c.contact_hash == digest)).first() is not None
+    return (
+        s.execute(
+            sa.select(_erasures.c.id).where(
+                _erasures.c.tenant_id == actor.tenant_id, _erasures.c.contact_hash == digest
+            )
+        ).first()
+        is not None
+    )
 
 
 def _new_id() -> str:

@@ -77,8 +77,11 @@ def retention_of(settings: dict[str, Any] | None) -> RetentionOut:
     """The retention a tenant's settings ask for, the process defaults where they are silent."""
     conf = (settings or {}).get("retention") or {}
     env = get_settings()
-    return RetentionOut(details_days=int(conf.get("detailsDays") or env.retention_details_days),
-                        summary_days=int(conf.get("summaryDays") or env.retention_summary_days), custom=bool(conf))
+    return RetentionOut(
+        details_days=int(conf.get("detailsDays") or env.retention_details_days),
+        summary_days=int(conf.get("summaryDays") or env.retention_summary_days),
+        custom=bool(conf),
+    )
 
 
 def check_retention(details_days: Any, summary_days: Any) -> tuple[int, int]:
@@ -91,8 +94,10 @@ def check_retention(details_days: Any, summary_days: Any) -> tuple[int, int]:
             raise InvalidInput(f"must be between 1 and {MAX_DAYS} days, got {value}", field=name)
         values[name] = value
     if values["summaryDays"] < values["detailsDays"]:
-        raise InvalidInput(f"must be at least detailsDays ({values['detailsDays']}): details cannot outlive their summary",
-                           field="summaryDays")
+        raise InvalidInput(
+            f"must be at least detailsDays ({values['detailsDays']}): details cannot outlive their summary",
+            field="summaryDays",
+        )
     return values["detailsDays"], values["summaryDays"]
 
 
@@ -115,15 +120,23 @@ def set_retention(*, uow: UnitOfWork, actor: Actor, details_days: int, summary_d
         raise NotFound("tenant not found")
     tenant.settings = {**(tenant.settings or {}), "retention": {"detailsDays": details, "summaryDays": summary}}
     s.add(tenant)
-    logger.info("tenant %s: retention set to %s days of details, %s days of summaries", actor.tenant_id, details, summary)
+    logger.info(
+        "tenant %s: retention set to %s days of details, %s days of summaries", actor.tenant_id, details, summary
+    )
     return RetentionOut(details_days=details, summary_days=summary, custom=True)
 
 
 # --------------------------------------------------------------------------- counts that survive pruning
 
 
-def execution_counts(db: Engine, actor: Actor, *, since: datetime | None = None, until: datetime | None = None,
-                     workflow_id: str | None = None) -> dict[str, int]:
+def execution_counts(
+    db: Engine,
+    actor: Actor,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    workflow_id: str | None = None,
+) -> dict[str, int]:
     """Executions per status in ``[since, until)``: live rows plus the rollups of pruned ones.
 
     Rollups are per UTC day, so a pruned execution counts in the period containing its day.
@@ -132,7 +145,11 @@ def execution_counts(db: Engine, actor: Actor, *, since: datetime | None = None,
     counts: Counter[str] = Counter()
     with db.connect() as conn:
         q = sa.select(_ex.c.status, sa.func.count()).where(_ex.c.tenant_id == actor.tenant_id).group_by(_ex.c.status)
-        r = sa.select(_roll.c.status, sa.func.sum(_roll.c.count)).where(_roll.c.tenant_id == actor.tenant_id).group_by(_roll.c.status)
+        r = (
+            sa.select(_roll.c.status, sa.func.sum(_roll.c.count))
+            .where(_roll.c.tenant_id == actor.tenant_id)
+            .group_by(_roll.c.status)
+        )
         if since is not None:
             q, r = q.where(_ex.c.started_at >= since), r.where(_roll.c.day >= since.date())
         if until is not None:
@@ -165,9 +182,16 @@ class PruneReport:
 class Pruner:
     """Prunes every tenant in small transactions. ``clock`` and ``stop`` are injected."""
 
-    def __init__(self, db: Engine, *, clock: Callable[[], datetime] = utcnow, batch: int | None = None,
-                 pause: float | None = None, stop: Callable[[], bool] = lambda: False,
-                 sleep: Callable[[float], Any] = time.sleep) -> None:
+    def __init__(
+        self,
+        db: Engine,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        batch: int | None = None,
+        pause: float | None = None,
+        stop: Callable[[], bool] = lambda: False,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> None:
         env = get_settings()
         self.db, self.clock, self.stop, self.sleep = db, clock, stop, sleep
         self.batch = batch or env.prune_batch
@@ -186,18 +210,28 @@ class Pruner:
         if self._sqlite and report.total():
             report.vacuumed_pages = self.incremental_vacuum()
         if report.total():
-            logger.info("pruned: details %s, deleted %s in %s batches", dict(report.details), dict(report.deleted), report.batches)
+            logger.info(
+                "pruned: details %s, deleted %s in %s batches",
+                dict(report.details),
+                dict(report.deleted),
+                report.batches,
+            )
         return report
 
-    def prune_tenant(self, tenant_id: str, retention: RetentionOut, report: PruneReport,
-                     deadline: float | None = None) -> bool:
+    def prune_tenant(
+        self, tenant_id: str, retention: RetentionOut, report: PruneReport, deadline: float | None = None
+    ) -> bool:
         """All pruning of one tenant; False when stopped before it was done."""
         now = self.clock()
         summary_cutoff = now - timedelta(days=retention.summary_days)
         details_cutoff = now - timedelta(days=retention.details_days)
         steps = [
             (lambda: self._delete_executions(tenant_id, summary_cutoff), report.deleted, "executions"),
-            (lambda: self._delete_old(_ob, _ob.c.created_at, tenant_id, summary_cutoff), report.deleted, "outbox_messages"),
+            (
+                lambda: self._delete_old(_ob, _ob.c.created_at, tenant_id, summary_cutoff),
+                report.deleted,
+                "outbox_messages",
+            ),
             (lambda: self._delete_old(_ev, _ev.c.received_at, tenant_id, summary_cutoff), report.deleted, "events"),
             (lambda: self._execution_details(tenant_id, details_cutoff), report.details, "executions"),
             (lambda: self._outbox_details(tenant_id, details_cutoff), report.details, "outbox_messages"),
@@ -234,11 +268,23 @@ class Pruner:
             where = [_ex.c.started_at < cutoff, _ex.c.status.in_(statuses)]
             if tenant_id is not None:
                 where.append(_ex.c.tenant_id == tenant_id)
-            rows = s.execute(sa.select(_ex.c.id, _ex.c.tenant_id, _ex.c.started_at, _ex.c.workflow_id, _ex.c.workflow_name,
-                                       _ex.c.status, _ex.c.mode, _ex.c.actions_executed)
-                             .where(*where).order_by(_ex.c.started_at).limit(self.batch)
-                             # Two workers never roll up the same rows (SQLite: BEGIN IMMEDIATE serialises).
-                             .with_for_update(skip_locked=True)).all()
+            rows = s.execute(
+                sa.select(
+                    _ex.c.id,
+                    _ex.c.tenant_id,
+                    _ex.c.started_at,
+                    _ex.c.workflow_id,
+                    _ex.c.workflow_name,
+                    _ex.c.status,
+                    _ex.c.mode,
+                    _ex.c.actions_executed,
+                )
+                .where(*where)
+                .order_by(_ex.c.started_at)
+                .limit(self.batch)
+                # Two workers never roll up the same rows (SQLite: BEGIN IMMEDIATE serialises).
+                .with_for_update(skip_locked=True)
+            ).all()
             if not rows:
                 return 0
             _add_rollups(s, list(rows))
@@ -247,8 +293,16 @@ class Pruner:
 
     def _delete_old(self, table: sa.Table, time_col: sa.Column, tenant_id: str, cutoff: datetime) -> int:
         with session_scope(self.db) as s:
-            ids = s.execute(sa.select(table.c.id).where(table.c.tenant_id == tenant_id, time_col < cutoff)
-                            .order_by(time_col).limit(self.batch)).scalars().all()
+            ids = (
+                s.execute(
+                    sa.select(table.c.id)
+                    .where(table.c.tenant_id == tenant_id, time_col < cutoff)
+                    .order_by(time_col)
+                    .limit(self.batch)
+                )
+                .scalars()
+                .all()
+            )
             if ids:
                 s.execute(sa.delete(table).where(table.c.id.in_(ids)))
             return len(ids)
@@ -258,31 +312,54 @@ class Pruner:
     def _execution_details(self, tenant_id: str, cutoff: datetime) -> int:
         def scrub(s, ids: list[str], now: datetime) -> None:
             s.execute(sa.delete(_st).where(_st.c.execution_id.in_(ids)))
-            s.execute(sa.update(_ex).where(_ex.c.id.in_(ids), _ex.c.status.in_(_FINISHED))
-                      .values(context={"detailsPrunedAt": now.isoformat()}, explanation=[]))
-        return self._walk("execution_details", _ex, _ex.c.started_at, tenant_id, cutoff, scrub,
-                          only=_ex.c.status.in_(_FINISHED))
+            s.execute(
+                sa.update(_ex)
+                .where(_ex.c.id.in_(ids), _ex.c.status.in_(_FINISHED))
+                .values(context={"detailsPrunedAt": now.isoformat()}, explanation=[])
+            )
+
+        return self._walk(
+            "execution_details", _ex, _ex.c.started_at, tenant_id, cutoff, scrub, only=_ex.c.status.in_(_FINISHED)
+        )
 
     def _outbox_details(self, tenant_id: str, cutoff: datetime) -> int:
         def scrub(s, ids: list[str], now: datetime) -> None:
-            s.execute(sa.update(_ob).where(_ob.c.id.in_(ids)).values(body="", subject=None, detail={"detailsPrunedAt": now.isoformat()}))
+            s.execute(
+                sa.update(_ob)
+                .where(_ob.c.id.in_(ids))
+                .values(body="", subject=None, detail={"detailsPrunedAt": now.isoformat()})
+            )
+
         return self._walk("outbox_details", _ob, _ob.c.created_at, tenant_id, cutoff, scrub)
 
     def _event_details(self, tenant_id: str, cutoff: datetime) -> int:
         def scrub(s, ids: list[str], now: datetime) -> None:
             s.execute(sa.update(_ev).where(_ev.c.id.in_(ids)).values(content=None, data={}, custom_fields={}))
+
         return self._walk("event_details", _ev, _ev.c.received_at, tenant_id, cutoff, scrub)
 
-    def _walk(self, kind: str, table: sa.Table, time_col: sa.Column, tenant_id: str, cutoff: datetime,
-              scrub: Callable[[Any, list[str], datetime], None], only: Any = None) -> int:
+    def _walk(
+        self,
+        kind: str,
+        table: sa.Table,
+        time_col: sa.Column,
+        tenant_id: str,
+        cutoff: datetime,
+        scrub: Callable[[Any, list[str], datetime], None],
+        only: Any = None,
+    ) -> int:
         """Scrub the next batch of rows older than ``cutoff`` after the tenant's mark; move the mark."""
         with session_scope(self.db) as s:
-            mark = s.execute(sa.select(_marks.c.pruned_until, _marks.c.last_id)
-                             .where(_marks.c.tenant_id == tenant_id, _marks.c.kind == kind)).first()
+            mark = s.execute(
+                sa.select(_marks.c.pruned_until, _marks.c.last_id).where(
+                    _marks.c.tenant_id == tenant_id, _marks.c.kind == kind
+                )
+            ).first()
             stmt = sa.select(table.c.id, time_col).where(table.c.tenant_id == tenant_id, time_col < cutoff)
             if mark is not None and mark.pruned_until is not None:
-                stmt = stmt.where(time_col >= mark.pruned_until,
-                                  sa.or_(time_col > mark.pruned_until, table.c.id > mark.last_id))
+                stmt = stmt.where(
+                    time_col >= mark.pruned_until, sa.or_(time_col > mark.pruned_until, table.c.id > mark.last_id)
+                )
             rows = s.execute(stmt.order_by(time_col, table.c.id).limit(self.batch)).all()
             if not rows:
                 return 0
@@ -331,21 +408,42 @@ def _add_rollups(s, rows: list[Any]) -> None:
         g = groups.setdefault(key, [r.workflow_name or "", 0, 0])
         g[1] += 1
         g[2] += r.actions_executed or 0
-    values = [{"id": _new_id(), "tenant_id": tenant_id, "day": day, "workflow_id": wf, "workflow_name": name, "status": status,
-               "mode": mode, "count": n, "actions_executed": acts}
-              for (tenant_id, day, wf, status, mode), (name, n, acts) in groups.items()]
+    values = [
+        {
+            "id": _new_id(),
+            "tenant_id": tenant_id,
+            "day": day,
+            "workflow_id": wf,
+            "workflow_name": name,
+            "status": status,
+            "mode": mode,
+            "count": n,
+            "actions_executed": acts,
+        }
+        for (tenant_id, day, wf, status, mode), (name, n, acts) in groups.items()
+    ]
     stmt = _upsert(s)(_roll).values(values)
-    s.execute(stmt.on_conflict_do_update(
-        index_elements=["tenant_id", "day", "workflow_id", "status", "mode"],
-        set_={"count": _roll.c.count + stmt.excluded.count,
-              "actions_executed": _roll.c.actions_executed + stmt.excluded.actions_executed}))
+    s.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "day", "workflow_id", "status", "mode"],
+            set_={
+                "count": _roll.c.count + stmt.excluded.count,
+                "actions_executed": _roll.c.actions_executed + stmt.excluded.actions_executed,
+            },
+        )
+    )
 
 
 def _move_mark(s, tenant_id: str, kind: str, until: datetime, last_id: str, n: int, now: datetime) -> None:
-    stmt = _upsert(s)(_marks).values(tenant_id=tenant_id, kind=kind, pruned_until=until, last_id=last_id, rows_done=n,
-                                     updated_at=now)
-    s.execute(stmt.on_conflict_do_update(index_elements=["tenant_id", "kind"], set_={
-        "pruned_until": until, "last_id": last_id, "rows_done": _marks.c.rows_done + n, "updated_at": now}))
+    stmt = _upsert(s)(_marks).values(
+        tenant_id=tenant_id, kind=kind, pruned_until=until, last_id=last_id, rows_done=n, updated_at=now
+    )
+    s.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "kind"],
+            set_={"pruned_until": until, "last_id": last_id, "rows_done": _marks.c.rows_done + n, "updated_at": now},
+        )
+    )
 
 
 def _upsert(s):
@@ -366,9 +464,15 @@ def pruning_status(db: Engine, actor: Actor) -> dict[str, Any]:
     """How far detail pruning has come for the studio (for the settings page)."""
     actor.require(READ)
     with db.connect() as conn:
-        rows = conn.execute(sa.select(_marks.c.kind, _marks.c.pruned_until, _marks.c.rows_done, _marks.c.updated_at)
-                            .where(_marks.c.tenant_id == actor.tenant_id)).all()
-        rolled = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(_roll.c.count), 0))
-                              .where(_roll.c.tenant_id == actor.tenant_id)).scalar()
-    return {"marks": {r.kind: {"prunedUntil": r.pruned_until, "rows": r.rows_done, "at": r.updated_at} for r in rows},
-            "rolledUpExecutions": int(rolled or 0)}
+        rows = conn.execute(
+            sa.select(_marks.c.kind, _marks.c.pruned_until, _marks.c.rows_done, _marks.c.updated_at).where(
+                _marks.c.tenant_id == actor.tenant_id
+            )
+        ).all()
+        rolled = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(_roll.c.count), 0)).where(_roll.c.tenant_id == actor.tenant_id)
+        ).scalar()
+    return {
+        "marks": {r.kind: {"prunedUntil": r.pruned_until, "rows": r.rows_done, "at": r.updated_at} for r in rows},
+        "rolledUpExecutions": int(rolled or 0),
+    }

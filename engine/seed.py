@@ -51,8 +51,13 @@ def init(db: Engine, *, demo_email: str, demo_password: str) -> dict:
             from engine.ai.knowledge import DEMO_KNOWLEDGE_BASE
 
             kb = DEMO_KNOWLEDGE_BASE.model_dump(mode="json", by_alias=True)
-            out = services.create_tenant(uow=uow, slug=DEMO_SLUG, name="Demo Yoga & Fitness Studio",
-                                         timezone="Europe/Berlin", settings={"knowledgeBase": kb})
+            out = services.create_tenant(
+                uow=uow,
+                slug=DEMO_SLUG,
+                name="Demo Yoga & Fitness Studio",
+                timezone="Europe/Berlin",
+                settings={"knowledgeBase": kb},
+            )
             services.import_workflows(uow=uow, actor=auth.system_actor(out.id), items=demo_workflows())
             seed_scenarios(uow, out.id)
             tenant_id = out.id
@@ -67,23 +72,42 @@ def init(db: Engine, *, demo_email: str, demo_password: str) -> dict:
 #: The spec's manual tests as test-console scenarios of the demo studio (engine/services/scenarios.py).
 #: "Hallo" is sent as if at 07:30 on a Sunday, so the after-hours reply (before 9) must run.
 DEMO_SCENARIOS = [
-    {"name": "Trainingsplan per Sprachanruf",
-     "steps": [{"kind": "message", "channel": "voice", "text": "Ich möchte einen Trainingsplan"}],
-     "expectations": [{"kind": "intent", "intent": "training_plan"}, {"kind": "ran", "workflow": "Trainingsplan auf Anfrage"},
-                      {"kind": "sent", "contains": "Trainingsplan"}]},
-    {"name": "Trainingsplan per WhatsApp",
-     "steps": [{"kind": "message", "channel": "whatsapp", "text": "Ich möchte einen Trainingsplan"}],
-     "expectations": [{"kind": "intent", "intent": "training_plan"}, {"kind": "ran", "workflow": "Trainingsplan auf Anfrage"},
-                      {"kind": "sent", "contains": "Trainingsplan"}]},
-    {"name": "Hallo auf WhatsApp am frühen Morgen",
-     "steps": [{"kind": "message", "channel": "whatsapp", "text": "Hallo", "at": "2026-11-29T07:30:00+01:00"}],
-     "expectations": [{"kind": "ran", "workflow": "Antwort außerhalb der Geschäftszeiten"},
-                      {"kind": "skipped", "workflow": "Trainingsplan auf Anfrage"},
-                      {"kind": "skipped", "workflow": "Antworten während der Geschäftszeiten"},
-                      {"kind": "sent", "contains": "von 9 bis 18 Uhr"}]},
-    {"name": "Verpasster Anruf bekommt nach 5 Minuten eine Nachricht",
-     "steps": [{"kind": "missed_call"}, {"kind": "skip_all"}],
-     "expectations": [{"kind": "ran", "workflow": "Verpasster Anruf: WhatsApp nach 5 Minuten"}, {"kind": "sent", "contains": "Anruf leider verpasst"}]},
+    {
+        "name": "Trainingsplan per Sprachanruf",
+        "steps": [{"kind": "message", "channel": "voice", "text": "Ich möchte einen Trainingsplan"}],
+        "expectations": [
+            {"kind": "intent", "intent": "training_plan"},
+            {"kind": "ran", "workflow": "Trainingsplan auf Anfrage"},
+            {"kind": "sent", "contains": "Trainingsplan"},
+        ],
+    },
+    {
+        "name": "Trainingsplan per WhatsApp",
+        "steps": [{"kind": "message", "channel": "whatsapp", "text": "Ich möchte einen Trainingsplan"}],
+        "expectations": [
+            {"kind": "intent", "intent": "training_plan"},
+            {"kind": "ran", "workflow": "Trainingsplan auf Anfrage"},
+            {"kind": "sent", "contains": "Trainingsplan"},
+        ],
+    },
+    {
+        "name": "Hallo auf WhatsApp am frühen Morgen",
+        "steps": [{"kind": "message", "channel": "whatsapp", "text": "Hallo", "at": "2026-11-29T07:30:00+01:00"}],
+        "expectations": [
+            {"kind": "ran", "workflow": "Antwort außerhalb der Geschäftszeiten"},
+            {"kind": "skipped", "workflow": "Trainingsplan auf Anfrage"},
+            {"kind": "skipped", "workflow": "Antworten während der Geschäftszeiten"},
+            {"kind": "sent", "contains": "von 9 bis 18 Uhr"},
+        ],
+    },
+    {
+        "name": "Verpasster Anruf bekommt nach 5 Minuten eine Nachricht",
+        "steps": [{"kind": "missed_call"}, {"kind": "skip_all"}],
+        "expectations": [
+            {"kind": "ran", "workflow": "Verpasster Anruf: WhatsApp nach 5 Minuten"},
+            {"kind": "sent", "contains": "Anruf leider verpasst"},
+        ],
+    },
 ]
 
 

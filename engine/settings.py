@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     prune_pause: float = Field(default=0.05, alias="STUDIO_PRUNE_PAUSE")
     prune_budget: float = Field(default=2.0, alias="STUDIO_PRUNE_BUDGET")
     #: Words that opt a member out of / back into automated messages (comma-separated).
-    opt_out_words: str = Field(default="STOP,STOPP,STOPALL,UNSUBSCRIBE,ABMELDEN,ABBESTELLEN", alias="STUDIO_OPT_OUT_WORDS")
+    opt_out_words: str = Field(
+        default="STOP,STOPP,STOPALL,UNSUBSCRIBE,ABMELDEN,ABBESTELLEN", alias="STUDIO_OPT_OUT_WORDS"
+    )
     opt_in_words: str = Field(default="START,UNSTOP,ANMELDEN", alias="STUDIO_OPT_IN_WORDS")
 
     #: Operator switch: let tenant settings point provider adapters at another base URL
@@ -64,7 +66,7 @@ def normalize_url(url: str) -> str:
     """Accept ``postgres://`` and ``postgresql://`` and use the psycopg 3 driver."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

@@ -100,8 +100,13 @@ def _bounded_format(value, *args, **kwargs):
 
 
 #: Filters that could multiply their input: bounded versions, or gone (batch / slice fill).
-_FILTERS = {"replace": _bounded_replace, "join": _bounded_join, "center": _bounded_center,
-            "indent": _bounded_indent, "format": _bounded_format}
+_FILTERS = {
+    "replace": _bounded_replace,
+    "join": _bounded_join,
+    "center": _bounded_center,
+    "indent": _bounded_indent,
+    "format": _bounded_format,
+}
 _DROPPED_FILTERS = ("batch", "slice", "wordwrap")
 _GROWING_METHODS = {"center", "ljust", "rjust", "zfill", "expandtabs"}
 
@@ -119,7 +124,12 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.globals.pop("lipsum", None)
 
     def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
-        if operator in ("*", "**") and _is_int(left) and _is_int(right) and _int_bits(operator, left, right) > MAX_INT_BITS:
+        if (
+            operator in ("*", "**")
+            and _is_int(left)
+            and _is_int(right)
+            and _int_bits(operator, left, right) > MAX_INT_BITS
+        ):
             raise SecurityError("the number would be too large")
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
@@ -140,7 +150,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             if name in _GROWING_METHODS:
                 for value in (*args, *kwargs.values()):
                     _check_int(value, "the padded text")
-                if name == "expandtabs" and owner.count("\t") * max([a for a in args if isinstance(a, int)] or [8]) > MAX_RENDERED_BYTES:
+                if (
+                    name == "expandtabs"
+                    and owner.count("\t") * max([a for a in args if isinstance(a, int)] or [8]) > MAX_RENDERED_BYTES
+                ):
                     raise _too_large("the expanded text")
             elif name == "replace" and len(args) >= 2:
                 times = owner.count(str(args[0])) if args[0] else len(owner) + 1

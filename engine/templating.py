@@ -129,13 +129,14 @@ def _plan(template: str) -> tuple | None:
     parts: list[Any] = []
     pos = 0
     for m in _SIMPLE.finditer(template):
-        parts.append(template[pos:m.start()])
+        parts.append(template[pos : m.start()])
         parts.append(tuple(m.group(1).split(".")))
         pos = m.end()
     parts.append(template[pos:])
     literals = parts[::2]
     if any(marker in literal for literal in literals for marker in ("{{", "{%", "{#")) or any(
-            literal.endswith("{") for literal in literals[:-1]):
+        literal.endswith("{") for literal in literals[:-1]
+    ):
         return None  # filters, operators, statements, comments, "{{{": Jinja's job
     return tuple(parts)
 

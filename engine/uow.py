@@ -80,9 +80,11 @@ class PlainUnitOfWork:
     opened on first use, so a unit nobody reads through costs nothing (the events hot path).
     """
 
-    def __init__(self, session: Session | Callable[[], Session], *, clock: Clock = utcnow,
-                 db: Engine | None = None) -> None:
-        self._session, self._open = (session, None) if isinstance(session, Session) else (None, session)
+    def __init__(
+        self, session: Session | Callable[[], Session], *, clock: Clock = utcnow, db: Engine | None = None
+    ) -> None:
+        self._session: Session | None = session if isinstance(session, Session) else None
+        self._open: Callable[[], Session] | None = None if isinstance(session, Session) else session
         self._clock = clock
         self._db = db
 
@@ -95,6 +97,7 @@ class PlainUnitOfWork:
     @property
     def session(self) -> Session:
         if self._session is None:
+            assert self._open is not None  # one of the two is always given
             self._session = self._open()
         return self._session
 
@@ -114,7 +117,9 @@ class PlainUnitOfWork:
             self.session.flush()
             conn = self.session.connection()
             fast = FAST_INSERTS.get(model)
-            if fast is not None and len(rows[0]) >= len(fast.column_keys):  # complete rows: the fast path
+            if (
+                fast is not None and fast.column_keys is not None and len(rows[0]) >= len(fast.column_keys)
+            ):  # complete rows: the fast path
                 fast.executemany(conn, rows)
             else:
                 conn.execute(model.__table__.insert(), rows)
@@ -134,5 +139,6 @@ def unit_of_work(db: Engine, *, clock: Clock = utcnow, read_only: bool = False) 
 
     The session is opened on first use (a unit that reads nothing opens no connection)."""
     with ExitStack() as scopes:
-        yield PlainUnitOfWork(lambda: scopes.enter_context(read_session(db) if read_only else session_scope(db)),
-                              clock=clock, db=db)
+        yield PlainUnitOfWork(
+            lambda: scopes.enter_context(read_session(db) if read_only else session_scope(db)), clock=clock, db=db
+        )

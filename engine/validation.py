@@ -97,15 +97,20 @@ def limit_problems(raw: dict) -> list[Problem]:
     if isinstance(actions, list) and len(actions) > limits.MAX_ACTIONS:
         problems.append(Problem("actions", f"a workflow has at most {limits.MAX_ACTIONS} actions (got {len(actions)})"))
     roots = [("conditions", raw.get("conditions"))]
-    roots += [(f"actions[{i}].config.conditions", a["config"].get("conditions"))
-              for i, a in _actions(raw) if a.get("type") == "branch" and isinstance(a.get("config"), dict)]
+    roots += [
+        (f"actions[{i}].config.conditions", a["config"].get("conditions"))
+        for i, a in _actions(raw)
+        if a.get("type") == "branch" and isinstance(a.get("config"), dict)
+    ]
     count = 0
     for path, conditions in roots:
         found, deep = _condition_shape(conditions, path)
         count += found
         problems += deep
     if count > limits.MAX_CONDITIONS:
-        problems.append(Problem("conditions", f"a workflow has at most {limits.MAX_CONDITIONS} conditions (got {count})"))
+        problems.append(
+            Problem("conditions", f"a workflow has at most {limits.MAX_CONDITIONS} conditions (got {count})")
+        )
     return problems
 
 
@@ -173,7 +178,9 @@ def _from_pydantic(err: Mapping[str, Any], raw: dict) -> Problem:
     if field == "operator" and isinstance(node, dict) and node.get("type") in OPERATORS:
         ctype = node["type"]
         allowed = ", ".join(OPERATORS[ctype])
-        return Problem(path, f"operator {node.get('operator')!r} is not allowed for {ctype} conditions (allowed: {allowed})")
+        return Problem(
+            path, f"operator {node.get('operator')!r} is not allowed for {ctype} conditions (allowed: {allowed})"
+        )
     if kind == "missing":
         return Problem(path, f"{plain.label(field)} is required.")
     if kind == "extra_forbidden":
@@ -235,7 +242,9 @@ def _graph_problems(raw: dict) -> list[Problem]:
     for i, action in actions:
         aid = action.get("id")
         if isinstance(aid, str) and aid in ids:
-            problems.append(Problem(f"actions[{i}].id", f"duplicate action id {aid!r} (also used by actions[{ids[aid]}])"))
+            problems.append(
+                Problem(f"actions[{i}].id", f"duplicate action id {aid!r} (also used by actions[{ids[aid]}])")
+            )
         elif isinstance(aid, str):
             ids[aid] = i
     problems += _target_problems(actions, ids)
@@ -292,9 +301,13 @@ def _cycle_problems(edges: dict[str, list[str]], ids: dict[str, int]) -> list[Pr
         state[node] = 1
         for nxt in edges.get(node, []):
             if state.get(nxt) == 1:
-                loop = stack[stack.index(nxt):] + [nxt]
-                problems.append(Problem(f"actions[{ids[node]}].nextActionId",
-                                        "the actions form a loop (" + " -> ".join(loop) + "); loops are not allowed"))
+                loop = stack[stack.index(nxt) :] + [nxt]
+                problems.append(
+                    Problem(
+                        f"actions[{ids[node]}].nextActionId",
+                        "the actions form a loop (" + " -> ".join(loop) + "); loops are not allowed",
+                    )
+                )
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = 2
@@ -353,8 +366,12 @@ def _plain_action_problems(raw: dict, action: dict, path: str) -> list[Problem]:
     config = action.get("config")
     if isinstance(config, dict):
         types = {a["id"]: a.get("type") for _, a in _actions(raw) if isinstance(a.get("id"), str)}
-        problems += [Problem(p, m, "warning") for p, m in
-                     plain.variable_problems(config, f"{path}.config", trigger_type=trigger.get("type"), actions=types)]
+        problems += [
+            Problem(p, m, "warning")
+            for p, m in plain.variable_problems(
+                config, f"{path}.config", trigger_type=trigger.get("type"), actions=types
+            )
+        ]
     return problems
 
 
@@ -390,7 +407,10 @@ def cron_problem(expression: str) -> str | None:
     """Why a cron expression is not a valid five-field schedule, or ``None``."""
     fields = expression.split()
     if len(fields) != 5:
-        return f"schedule {expression!r} must have 5 fields (minute hour day-of-month month day-of-week), it has {len(fields)}"
+        return (
+            f"schedule {expression!r} must have 5 fields (minute hour day-of-month month day-of-week), "
+            f"it has {len(fields)}"
+        )
     if not croniter.is_valid(expression):
         return f"schedule {expression!r} is not a valid cron expression"
     try:
@@ -426,7 +446,11 @@ def _one_condition_problems(cond: Any, path: str) -> list[Problem]:
     if ctype == "intent_match" and value in (None, "", []):
         return [Problem(f"{path}.value", "Pick the intent this condition looks for.")]
     if ctype in ("keyword_match", "sender_match") and value in (None, "", []):
-        return [Problem(f"{path}.value", "Enter a keyword." if ctype == "keyword_match" else "Enter the sender to look for.")]
+        return [
+            Problem(
+                f"{path}.value", "Enter a keyword." if ctype == "keyword_match" else "Enter the sender to look for."
+            )
+        ]
     if ctype == "time_range" and op == "between" and not (isinstance(value, list) and len(value) == 2):
         return [Problem(f"{path}.value", "between needs two hours: [start, end], e.g. [9, 18]")]
     if ctype == "time_range" and str(op).endswith("business_hours") and value is not None:
@@ -439,7 +463,11 @@ def _one_condition_problems(cond: Any, path: str) -> list[Problem]:
         return [Problem(f"{path}.value", "equals needs one value; use in for a list")]
     if ctype == "intent_match":
         intents = value if isinstance(value, list) else [value]
-        return [Problem(f"{path}.value", _unknown_intent(v), "warning") for v in intents if isinstance(v, str) and v not in KNOWN_INTENTS]
+        return [
+            Problem(f"{path}.value", _unknown_intent(v), "warning")
+            for v in intents
+            if isinstance(v, str) and v not in KNOWN_INTENTS
+        ]
     return []
 
 
@@ -473,7 +501,9 @@ def _template_problems(config: dict, path: str, action_ids: set) -> list[Problem
         for ref in templating.references(text):
             if ref[0] not in templating.ROOTS:
                 roots = ", ".join(r + ".…" for r in templating.ROOTS[:-1])
-                problems.append(Problem(where, f"unknown variable {'.'.join(ref)!r}: templates can use {roots} and now"))
+                problems.append(
+                    Problem(where, f"unknown variable {'.'.join(ref)!r}: templates can use {roots} and now")
+                )
             elif ref[0] == "results" and len(ref) > 1 and ref[1] not in action_ids:
                 problems.append(Problem(where, f"{'.'.join(ref)!r} refers to action {ref[1]!r}, which does not exist"))
     return problems
@@ -508,10 +538,18 @@ def _length_problems(atype: Any, config: dict, path: str, trigger_channel: str |
     message = config.get("message")
     if not isinstance(message, str):
         return []
-    channel = MESSAGE_ACTION_CHANNELS.get(atype) or config.get("channel") or (trigger_channel if atype in ("send_message", "schedule_follow_up") else None)
+    channel = (
+        MESSAGE_ACTION_CHANNELS.get(atype)
+        or config.get("channel")
+        or (trigger_channel if atype in ("send_message", "schedule_follow_up") else None)
+    )
     limit = CHANNEL_LIMITS.get(channel or "")
     if limit and len(message) > limit:
-        return [Problem(f"{path}.config.message", f"message is {len(message):,} characters; {channel} allows at most {limit:,}")]
+        return [
+            Problem(
+                f"{path}.config.message", f"message is {len(message):,} characters; {channel} allows at most {limit:,}"
+            )
+        ]
     return []
 
 

@@ -29,7 +29,11 @@ MESSAGE_FIELDS: dict[str, str] = {
 }
 
 TRIGGER_FIELDS: dict[str, dict[str, str]] = {
-    "voice_call": {**MESSAGE_FIELDS, "content": "what the caller said (transcript)", "from": "the caller's phone number"},
+    "voice_call": {
+        **MESSAGE_FIELDS,
+        "content": "what the caller said (transcript)",
+        "from": "the caller's phone number",
+    },
     "whatsapp_message": {**MESSAGE_FIELDS, "from": "the sender's WhatsApp number"},
     "email_received": {**MESSAGE_FIELDS, "from": "the sender's e-mail address", "subject": "the e-mail's subject"},
     "web_chat": {**MESSAGE_FIELDS, "from": "the visitor's chat id or e-mail"},
@@ -37,36 +41,77 @@ TRIGGER_FIELDS: dict[str, dict[str, str]] = {
     "intent_detected": dict(MESSAGE_FIELDS),
     "time_based": {"scheduledFor": "the scheduled time it fired for"},
     "missed_call": {"from": "the caller's phone number", "channel": "voice", "leadId": "the lead's id, when known"},
-    "lead_created": {"leadId": "the new lead's id", "from": "the lead's phone or e-mail", "name": "the lead's name",
-                     "email": "the lead's e-mail", "phone": "the lead's phone", "source": "where the lead came from"},
-    "booking_created": {"bookingId": "the booking's id", "leadId": "the member's lead id, when known",
-                        "from": "the member's phone or e-mail", "memberName": "the member's name",
-                        "className": "the class booked", "startsAt": "when the class starts (ISO time)"},
+    "lead_created": {
+        "leadId": "the new lead's id",
+        "from": "the lead's phone or e-mail",
+        "name": "the lead's name",
+        "email": "the lead's e-mail",
+        "phone": "the lead's phone",
+        "source": "where the lead came from",
+    },
+    "booking_created": {
+        "bookingId": "the booking's id",
+        "leadId": "the member's lead id, when known",
+        "from": "the member's phone or e-mail",
+        "memberName": "the member's name",
+        "className": "the class booked",
+        "startsAt": "when the class starts (ISO time)",
+    },
 }
 
 TRIGGER_NAMES: dict[str, str] = {
-    "voice_call": "a voice call", "whatsapp_message": "a WhatsApp message", "email_received": "an e-mail",
-    "web_chat": "a web chat", "sms_received": "an SMS", "intent_detected": "a detected intent",
-    "time_based": "a schedule", "missed_call": "a missed call", "lead_created": "a new lead",
+    "voice_call": "a voice call",
+    "whatsapp_message": "a WhatsApp message",
+    "email_received": "an e-mail",
+    "web_chat": "a web chat",
+    "sms_received": "an SMS",
+    "intent_detected": "a detected intent",
+    "time_based": "a schedule",
+    "missed_call": "a missed call",
+    "lead_created": "a new lead",
     "booking_created": "a new booking",
 }
 
 LEAD_FIELDS: dict[str, str] = {
-    "id": "the lead's id", "name": "name", "email": "e-mail", "phone": "phone", "source": "source",
-    "status": "status", "notes": "notes", "customFields": "custom fields (lead.customFields.<name>)",
+    "id": "the lead's id",
+    "name": "name",
+    "email": "e-mail",
+    "phone": "phone",
+    "source": "source",
+    "status": "status",
+    "notes": "notes",
+    "customFields": "custom fields (lead.customFields.<name>)",
 }
-TENANT_FIELDS: dict[str, str] = {"id": "the studio's id", "name": "the studio's name", "slug": "short name",
-                                 "timezone": "the studio's timezone"}
+TENANT_FIELDS: dict[str, str] = {
+    "id": "the studio's id",
+    "name": "the studio's name",
+    "slug": "short name",
+    "timezone": "the studio's timezone",
+}
 
 #: What each action leaves in ``results.<action id>``.
 ACTION_OUTPUTS: dict[str, dict[str, str]] = {
-    **{t: {"status": "delivery status", "recipient": "who it went to", "channel": "the channel used",
-           "messageId": "the outbox message id"}
-       for t in ("send_message", "send_whatsapp", "send_email", "send_sms")},
-    "ask_ai": {"text": "the AI's answer", "handoff": "true when the AI handed over to the team",
-               "sources": "knowledge-base entries used", "provider": "which AI answered"},
-    "generate_workout_plan": {"text": "the whole plan as text, in the member's language", "summary": "one line",
-                              "days": "the training days", "profile": "goal, level, days, equipment"},
+    **{
+        t: {
+            "status": "delivery status",
+            "recipient": "who it went to",
+            "channel": "the channel used",
+            "messageId": "the outbox message id",
+        }
+        for t in ("send_message", "send_whatsapp", "send_email", "send_sms")
+    },
+    "ask_ai": {
+        "text": "the AI's answer",
+        "handoff": "true when the AI handed over to the team",
+        "sources": "knowledge-base entries used",
+        "provider": "which AI answered",
+    },
+    "generate_workout_plan": {
+        "text": "the whole plan as text, in the member's language",
+        "summary": "one line",
+        "days": "the training days",
+        "profile": "goal, level, days, equipment",
+    },
     "schedule_follow_up": {"scheduledFor": "when it will be sent", "recipient": "who gets it", "channel": "channel"},
     "create_lead": {"leadId": "the lead's id", "created": "false when an existing lead was updated"},
     "update_lead": {"leadId": "the lead's id", "changed": "the fields that changed"},
@@ -98,8 +143,18 @@ def variables_for(trigger_type: str | None, earlier_actions: list[dict]) -> list
 
 def _suggest(word: str, options: list[str], prefix: str) -> str:
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
-    synonyms = {"name": "from", "sender": "from", "phone": "from", "text": "content", "message": "content",
-                "body": "content", "vorname": "name", "nachname": "name", "mail": "email", "telefon": "phone"}
+    synonyms = {
+        "name": "from",
+        "sender": "from",
+        "phone": "from",
+        "text": "content",
+        "message": "content",
+        "body": "content",
+        "vorname": "name",
+        "nachname": "name",
+        "mail": "email",
+        "telefon": "phone",
+    }
     if not close and synonyms.get(word.casefold()) in options:
         close = [synonyms[word.casefold()]]
     return f" Did you mean {prefix}.{close[0]}?" if close else ""
@@ -118,11 +173,16 @@ def reference_problem(ref: tuple[str, ...], *, trigger_type: str | None, actions
         fields = trigger_fields(trigger_type)
         if field in fields:
             return None
-        return f"“{'.'.join(ref[:2])}” is not something {TRIGGER_NAMES.get(trigger_type or '', 'this trigger')} provides, so it would be empty." \
-               + _suggest(field, list(fields), "trigger")
+        return (
+            f"“{'.'.join(ref[:2])}” is not something {TRIGGER_NAMES.get(trigger_type or '', 'this trigger')} provides, "
+            "so it would be empty." + _suggest(field, list(fields), "trigger")
+        )
     if root == "lead" and field not in LEAD_FIELDS:
-        return f"A lead has no field “{field}”." + _suggest(field, list(LEAD_FIELDS), "lead") \
+        return (
+            f"A lead has no field “{field}”."
+            + _suggest(field, list(LEAD_FIELDS), "lead")
             + " Custom fields are lead.customFields.<name>."
+        )
     if root == "tenant" and field not in TENANT_FIELDS:
         return f"The studio has no field “{field}”." + _suggest(field, list(TENANT_FIELDS), "tenant")
     if root == "results" and len(ref) >= 3 and field in actions:

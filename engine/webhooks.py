@@ -277,8 +277,7 @@ def _check_target(url: str, allow_list: Iterable[str], resolver: Resolver) -> _T
         if host_allowed and not is_metadata_address(address):
             continue
         raise BlockedAddress(
-            f"Refusing to call {host!r}: it resolves to {address}, an internal address that is not on the "
-            "allow-list.",
+            f"Refusing to call {host!r}: it resolves to {address}, an internal address that is not on the allow-list.",
             host=host,
             address=str(address),
         )
@@ -311,7 +310,11 @@ def _encode_body(body: Any) -> tuple[bytes | None, str | None]:
 
 
 def _build_headers(
-    base: dict[str, str], content: bytes | None, content_type: str | None, secret: str | list[str] | None, now: int | None
+    base: dict[str, str],
+    content: bytes | None,
+    content_type: str | None,
+    secret: str | list[str] | None,
+    now: int | None,
 ) -> dict[str, str]:
     # "Connection: close": a pooled connection (keyed by IP) is never reused for another host name.
     headers = {"User-Agent": USER_AGENT, **base, "Connection": "close"}
@@ -323,8 +326,9 @@ def _build_headers(
         headers[TIMESTAMP_HEADER] = str(timestamp)
         secrets = [secret] if isinstance(secret, str) else list(secret)
         # Several secrets (rotation grace period): one v1= per secret, as verify_signature accepts.
-        headers[SIGNATURE_HEADER] = ",".join([f"t={timestamp}"] + [
-            f"v1={_hmac_hex(one, timestamp, content or b'')}" for one in secrets])
+        headers[SIGNATURE_HEADER] = ",".join(
+            [f"t={timestamp}"] + [f"v1={_hmac_hex(one, timestamp, content or b'')}" for one in secrets]
+        )
     return headers
 
 
@@ -375,9 +379,7 @@ def _decode_body(response: httpx.Response, data: bytes, truncated: bool) -> Any:
     return text
 
 
-def _send_once(
-    client: httpx.Client, request: httpx.Request, timeout: float, final_url: str
-) -> dict[str, Any]:
+def _send_once(client: httpx.Client, request: httpx.Request, timeout: float, final_url: str) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     try:
         response = client.send(request, stream=True, follow_redirects=False)
@@ -409,8 +411,10 @@ def _classify(result: dict[str, Any], now: float | None) -> dict[str, Any]:
     if status in (408, 429) or status >= 500:
         retry_after = parse_retry_after(result["headers"].get("retry-after"), now=now)
         raise RetryableError(
-            f"Webhook {url} returned HTTP {status}: {_snippet(result['body'])}", retry_after=retry_after,
-            status=status, response=result,
+            f"Webhook {url} returned HTTP {status}: {_snippet(result['body'])}",
+            retry_after=retry_after,
+            status=status,
+            response=result,
         )
     if 400 <= status < 500:
         raise PermanentError(

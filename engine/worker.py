@@ -45,8 +45,16 @@ MAX_ITEM_ATTEMPTS = 5
 class Worker:
     """One worker loop. ``clock`` is injected so tests move time without sleeping."""
 
-    def __init__(self, db, *, name: str | None = None, clock: Callable[[], datetime] = utcnow,
-                 lease_seconds: int | None = None, batch: int = 50, runner: Runner | None = None) -> None:
+    def __init__(
+        self,
+        db,
+        *,
+        name: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        lease_seconds: int | None = None,
+        batch: int = 50,
+        runner: Runner | None = None,
+    ) -> None:
         self.db = db
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock
@@ -87,8 +95,15 @@ class Worker:
 
         ``ids``: only these items (the test console fast-forwards one conversation's items)."""
         with self._uow() as uow:
-            return claim_due(uow.session, now=uow.now(), lease=self.lease, worker=self.name,
-                             limit=limit or self.batch, postgres=self._postgres, ids=ids)
+            return claim_due(
+                uow.session,
+                now=uow.now(),
+                lease=self.lease,
+                worker=self.name,
+                limit=limit or self.batch,
+                postgres=self._postgres,
+                ids=ids,
+            )
 
     def _resume_batch(self, items: list[DueWork]) -> tuple[int, list[DueWork]]:
         """Resume the batch's ``resume`` items in one transaction (engine/worker_batch.py);
@@ -102,8 +117,9 @@ class Worker:
     def handle(self, item: DueWork) -> None:
         """Run one claimed item; failures are recorded on the item, never raised."""
         try:
-            {DueKind.RESUME: self._resume, DueKind.FOLLOW_UP: self._follow_up,
-             DueKind.DELIVER: self._deliver}[DueKind(item.kind)](item)
+            {DueKind.RESUME: self._resume, DueKind.FOLLOW_UP: self._follow_up, DueKind.DELIVER: self._deliver}[
+                DueKind(item.kind)
+            ](item)
         except Exception as exc:
             logger.exception("due item %s (%s) failed", item.id, item.kind)
             self._give_up_or_retry(item, exc)
@@ -125,9 +141,18 @@ class Worker:
                 logger.info("follow-up %s was cancelled before it fired", item.id)
                 return
             tenant = tenant_context(uow.session.get(Tenant, item.tenant_id))
-            queue_message(uow, tenant=tenant, execution_id=item.execution_id, step_id=f"follow-up:{item.id}",
-                          channel=p["channel"], recipient=p.get("recipient"), body=p["body"], subject=p.get("subject"),
-                          now=uow.now(), test=bool(p.get("test")))
+            queue_message(
+                uow,
+                tenant=tenant,
+                execution_id=item.execution_id,
+                step_id=f"follow-up:{item.id}",
+                channel=p["channel"],
+                recipient=p.get("recipient"),
+                body=p["body"],
+                subject=p.get("subject"),
+                now=uow.now(),
+                test=bool(p.get("test")),
+            )
 
     def _deliver(self, item: DueWork) -> None:
         from engine.delivery import deliver
@@ -156,8 +181,9 @@ class Worker:
             if final:
                 values.update(status=DueStatus.FAILED, done_at=uow.now())
             else:
-                delay = backoff_delay(item.attempts, base=30.0, cap=3600.0,
-                                      retry_after=getattr(exc, "retry_after", None))
+                delay = backoff_delay(
+                    item.attempts, base=30.0, cap=3600.0, retry_after=getattr(exc, "retry_after", None)
+                )
                 values.update(status=DueStatus.PENDING, due_at=uow.now() + timedelta(seconds=delay))
             reschedule_due(uow.connection(), item.id, self.name, values)
 
@@ -172,8 +198,9 @@ class Worker:
         for wf_id, tenant_id, definition, fire_at, tz in due:
             key = f"cron:{wf_id}:{fire_at.isoformat()}"
             try:
-                self.runner.run_workflow(tenant_id, wf_id, {"idempotencyKey": key, "scheduledFor": fire_at.isoformat()},
-                                         mode="live")
+                self.runner.run_workflow(
+                    tenant_id, wf_id, {"idempotencyKey": key, "scheduledFor": fire_at.isoformat()}, mode="live"
+                )
                 fired += 1
             except IntegrityError:
                 logger.info("cron %s already fired for %s", wf_id, fire_at)
@@ -205,7 +232,9 @@ class Worker:
         from engine.retention import Pruner
 
         # In small batches, counted in the rollups first (engine/retention.py).
-        deleted = Pruner(self.db, clock=self.clock, stop=self.stopping.is_set, sleep=self.stopping.wait).delete_skipped(cutoff)
+        deleted = Pruner(self.db, clock=self.clock, stop=self.stopping.is_set, sleep=self.stopping.wait).delete_skipped(
+            cutoff
+        )
         if deleted:
             logger.info("purged %s skipped executions older than %s", deleted, cutoff.date())
         return deleted
@@ -219,7 +248,8 @@ class Worker:
         if not force and self._next_prune is not None and now < self._next_prune:
             return 0
         report = Pruner(self.db, clock=self.clock, stop=self.stopping.is_set, sleep=self.stopping.wait).run(
-            budget=get_settings().prune_budget)
+            budget=get_settings().prune_budget
+        )
         self._next_prune = now if not report.finished else now + timedelta(minutes=10)
         return report.total()
 

@@ -77,7 +77,9 @@ def _resume_in_one_transaction(worker: Worker, items: list[DueWork]) -> list[Run
                 continue
             token = new_id()
             take_over.append({"b_id": ex["id"], "b_token": token, "b_now": now})
-            tenant = tenants.get(ex["tenant_id"]) or tenants.setdefault(ex["tenant_id"], load_tenant(conn, ex["tenant_id"]))
+            tenant = tenants.get(ex["tenant_id"]) or tenants.setdefault(
+                ex["tenant_id"], load_tenant(conn, ex["tenant_id"])
+            )
             runs.append(_run_of(ex, tenant, token))
         if take_over:
             conn.execute(TAKE_OVER, take_over)
@@ -99,12 +101,22 @@ def _resumable(ex: dict[str, Any], stale_before) -> bool:
 
 def _run_of(ex: dict[str, Any], tenant: dict[str, Any], token: str) -> Run:
     context = dict(ex["context"] or {})
-    return Run(ex["id"], tenant, ex["workflow_id"], parse_definition(ex["workflow_id"], ex["workflow_version"],
-                                                                      ex["definition"]),
-               context, ex["current_action_id"], token, ex["mode"], ex["depth"], ex["actions_executed"],
-               list(context.get("failedSteps", [])),
-               # As Runner.resume: a test-console run stays one (it used to resume as a live run here).
-               test=bool(ex["is_test"]), real_calls=bool(context.get("testRealCalls")))
+    return Run(
+        ex["id"],
+        tenant,
+        ex["workflow_id"],
+        parse_definition(ex["workflow_id"], ex["workflow_version"], ex["definition"]),
+        context,
+        ex["current_action_id"],
+        token,
+        ex["mode"],
+        ex["depth"],
+        ex["actions_executed"],
+        list(context.get("failedSteps", [])),
+        # As Runner.resume: a test-console run stays one (it used to resume as a live run here).
+        test=bool(ex["is_test"]),
+        real_calls=bool(context.get("testRealCalls")),
+    )
 
 
 def _close_items(conn: Any, items: list[DueWork], worker_name: str, now) -> None:

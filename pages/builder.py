@@ -25,7 +25,9 @@ if not actor.can(EDIT):
 try:
     builder_state.follow_link(session.db(), actor)
 except NotFound:
-    st.error("That workflow does not exist in this studio (it may have been deleted). Here is a new one instead.", icon="🔎")
+    st.error(
+        "That workflow does not exist in this studio (it may have been deleted). Here is a new one instead.", icon="🔎"
+    )
 
 definition = builder_state.definition()
 key = f"builder_{builder_state.revision()}"
@@ -35,10 +37,22 @@ begin_slots()
 head, tools = st.columns([3, 2], vertical_alignment="bottom")
 head.title(f"Edit · {definition.get('name') or 'workflow'}" if editing else "New workflow")
 with tools.container(horizontal=True, horizontal_alignment="right"):
-    mode = st.segmented_control("Mode", ["Form", "JSON"], default="Form", key=builder_state.MODE,
-                                on_change=builder_state.bump, label_visibility="collapsed", required=True)
-    if st.button("New workflow", icon=":material/add:", key="builder_new", type="primary",
-                 help="Put this one aside (saved versions stay) and start a blank draft"):
+    mode = st.segmented_control(
+        "Mode",
+        ["Form", "JSON"],
+        default="Form",
+        key=builder_state.MODE,
+        on_change=builder_state.bump,
+        label_visibility="collapsed",
+        required=True,
+    )
+    if st.button(
+        "New workflow",
+        icon=":material/add:",
+        key="builder_new",
+        type="primary",
+        help="Put this one aside (saved versions stay) and start a blank draft",
+    ):
         builder_state.start_new()
         st.rerun()
 
@@ -48,7 +62,8 @@ with form_col:
         json_editor()
     else:
         basics, trigger, conditions, actions, save_step = st.tabs(
-            ["① Basics", "② Trigger", "③ Conditions", "④ Actions", "⑤ Review & save"], key="builder_step")
+            ["① Basics", "② Trigger", "③ Conditions", "④ Actions", "⑤ Review & save"], key="builder_step"
+        )
         with basics:
             basics_editor(definition, f"{key}_basics")
         with trigger:
@@ -56,8 +71,11 @@ with form_col:
         with conditions:
             st.caption("The workflow only runs when **all** of these hold. Use a group for *any of* or *not*.")
             conds = definition.get("conditions")
-            definition["conditions"] = condition_list(conds if isinstance(conds, list) else [],
-                                                      f"{key}_cond", empty_hint="No conditions: the workflow runs for every matching trigger.")
+            definition["conditions"] = condition_list(
+                conds if isinstance(conds, list) else [],
+                f"{key}_cond",
+                empty_hint="No conditions: the workflow runs for every matching trigger.",
+            )
         with actions:
             actions_editor(definition, f"{key}_actions")
         ordered(definition)
@@ -73,7 +91,9 @@ def save_controls(button_key: str) -> None:
     note = st.text_input("Note for this version (optional)", key=f"{button_key}_note", placeholder="What changed?")
     if not errors:
         console_builder.show_status(session.db(), actor, editing, definition, button_key)
-    if st.button("Save workflow", type="primary", key=button_key, icon=":material/check:", disabled=bool(errors), width="stretch"):
+    if st.button(
+        "Save workflow", type="primary", key=button_key, icon=":material/check:", disabled=bool(errors), width="stretch"
+    ):
         if console_builder.failing(session.db(), actor, editing, definition):
             st.session_state["builder_sc_confirm"] = note or ""
             st.rerun()
@@ -95,8 +115,9 @@ def save(note: str | None) -> None:
     try:
         if editing:
             with unit_of_work(session.db()) as uow:
-                out = services.update_workflow(uow=uow, actor=actor, workflow_id=editing, changes=definition,
-                                               note=note or None)
+                out = services.update_workflow(
+                    uow=uow, actor=actor, workflow_id=editing, changes=definition, note=note or None
+                )
         else:
             with unit_of_work(session.db()) as uow:
                 out = services.create_workflow(uow=uow, actor=actor, data=definition, note=note or None)
@@ -107,7 +128,11 @@ def save(note: str | None) -> None:
     else:
         st.session_state[builder_state.WORKFLOW_ID] = out.id
         st.query_params["id"] = out.id
-        state = "It is on and runs from now on." if out.enabled else "It is off (a draft): turn it on in the Workflows list or under ① Basics."
+        state = (
+            "It is on and runs from now on."
+            if out.enabled
+            else "It is off (a draft): turn it on in the Workflows list or under ① Basics."
+        )
         st.session_state["builder_saved"] = f"Saved “{out.name}” as version {out.version}. {state}"
         st.rerun()
 

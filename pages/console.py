@@ -43,8 +43,10 @@ def _warm_classifier() -> bool:
 _warm_classifier()
 
 st.title("Test console")
-st.caption("Talk to your automations like a member. Every workflow's decision is shown; in test mode nothing "
-           "leaves the machine and nothing counts.")
+st.caption(
+    "Talk to your automations like a member. Every workflow's decision is shown; in test mode nothing "
+    "leaves the machine and nothing counts."
+)
 
 
 def contact() -> TestContact:
@@ -62,8 +64,14 @@ def new_conversation() -> None:
 def do_send(inp: ConsoleInput, *, live: bool) -> None:
     try:
         with unit_of_work(db) as uow:
-            report = console.send(uow=uow, actor=actor, contact=contact(), inp=inp, live=live,
-                                  real_calls=bool(st.session_state.get("console_real")))
+            report = console.send(
+                uow=uow,
+                actor=actor,
+                contact=contact(),
+                inp=inp,
+                live=live,
+                real_calls=bool(st.session_state.get("console_real")),
+            )
     except EngineError as exc:
         st.session_state["console_error"] = exc.message
         return
@@ -78,8 +86,11 @@ def close_dialogs() -> None:
 
 @st.dialog("Send for real?", on_dismiss=close_dialogs)
 def confirm_live(inp: ConsoleInput) -> None:
-    st.warning("Live mode sends through the configured channels to the contact below, runs webhooks and AI, "
-               "and counts in stats and caps.", icon="📡")
+    st.warning(
+        "Live mode sends through the configured channels to the contact below, runs webhooks and AI, "
+        "and counts in stats and caps.",
+        icon="📡",
+    )
     st.markdown(f"To **{contact().phone}** / **{contact().email}**")
     cancel, go = st.columns(2)
     if cancel.button("Cancel", key="console_live_cancel", width="stretch"):
@@ -115,7 +126,9 @@ def simulated_at() -> datetime | None:
 if can_send:
     top = st.columns([2, 2, 2, 2])
     top[0].toggle("Live mode", key="console_live", help="Off: test mode (nothing leaves the machine, nothing counts).")
-    top[1].checkbox("Call webhooks / AI for real", key="console_real", disabled=bool(st.session_state.get("console_live")))
+    top[1].checkbox(
+        "Call webhooks / AI for real", key="console_real", disabled=bool(st.session_state.get("console_live"))
+    )
     top[2].button("New conversation", key="console_new", icon=":material/restart_alt:", on_click=new_conversation)
     with top[3].popover("Test contact", icon=":material/person:"):
         c = contact()
@@ -162,16 +175,29 @@ if can_send:
                 st.session_state["console_flash"] = f"Fast-forwarded {len(done)} item(s)."
                 st.rerun()
 
-        kind = st.segmented_control("Send", list(KIND_LABELS), format_func=lambda v: KIND_LABELS.get(v, v), default="message",
-                                    key="console_kind") or "message"
+        kind = (
+            st.segmented_control(
+                "Send",
+                list(KIND_LABELS),
+                format_func=lambda v: KIND_LABELS.get(v, v),
+                default="message",
+                key="console_kind",
+            )
+            or "message"
+        )
         with st.form("console_form", border=True):
             values: dict = {"kind": kind}
             if kind == "message":
-                values["channel"] = st.selectbox("Channel", list(CHANNEL_LABELS), format_func=lambda v: CHANNEL_LABELS.get(v, v),
-                                                 key="console_channel")
+                values["channel"] = st.selectbox(
+                    "Channel",
+                    list(CHANNEL_LABELS),
+                    format_func=lambda v: CHANNEL_LABELS.get(v, v),
+                    key="console_channel",
+                )
                 values["subject"] = st.text_input("Subject (e-mail)", key="console_subject") or None
-                values["text"] = st.text_area("Message", key="console_text", placeholder="Ich möchte einen Trainingsplan",
-                                              height=90)
+                values["text"] = st.text_area(
+                    "Message", key="console_text", placeholder="Ich möchte einen Trainingsplan", height=90
+                )
             elif kind == "lead":
                 values["lead_name"] = st.text_input("Name", value=contact().name, key="console_lead_name")
                 values["lead_email"] = st.text_input("E-mail", value=contact().email, key="console_lead_email")
@@ -179,17 +205,21 @@ if can_send:
                 values["lead_source"] = st.text_input("Source", value="website", key="console_lead_source")
             elif kind == "booking":
                 values["class_name"] = st.text_input("Class", value="Vinyasa Yoga", key="console_class")
-                d = st.date_input("Class date", value=datetime.now(ZoneInfo(tz)).date() + timedelta(days=1),
-                                  key="console_class_date")
+                d = st.date_input(
+                    "Class date", value=datetime.now(ZoneInfo(tz)).date() + timedelta(days=1), key="console_class_date"
+                )
                 t = st.time_input("Class time", value=time(18, 0), key="console_class_time")
                 values["starts_at"] = datetime.combine(d, t, tzinfo=ZoneInfo(tz))
             elif kind == "schedule":
                 with unit_of_work(db, read_only=True) as uow:
                     scheduled = list_workflows(uow=uow, actor=actor, trigger_type="time_based", page_size=100).items
-                values["workflow_id"] = st.selectbox("Scheduled workflow", [w.id for w in scheduled],
-                                                     format_func=lambda v: {w.id: w.name for w in scheduled}.get(v, v),
-                                                     key="console_schedule_wf",
-                                                     placeholder="No scheduled workflows" if not scheduled else None)
+                values["workflow_id"] = st.selectbox(
+                    "Scheduled workflow",
+                    [w.id for w in scheduled],
+                    format_func=lambda v: {w.id: w.name for w in scheduled}.get(v, v),
+                    key="console_schedule_wf",
+                    placeholder="No scheduled workflows" if not scheduled else None,
+                )
             st.checkbox("Send as if at …", key="console_as_if")
             c1, c2 = st.columns(2)
             c1.date_input("Date", key="console_as_if_date", value=datetime.now(ZoneInfo(tz)).date())
@@ -209,12 +239,16 @@ if can_send:
             st.caption("Send something to see which workflows run and why the others do not.")
         else:
             ids = [t.event_id for t in conv.turns]
-            labels = {t.event_id: f"{n}. {KIND_LABELS.get(t.kind, t.kind)}" + (f": {t.text[:40]}" if t.text else "")
-                      for n, t in enumerate(conv.turns, 1)}
+            labels = {
+                t.event_id: f"{n}. {KIND_LABELS.get(t.kind, t.kind)}" + (f": {t.text[:40]}" if t.text else "")
+                for n, t in enumerate(conv.turns, 1)
+            }
             current = st.session_state.get("console_turn")
             index = ids.index(current) if current in ids else len(ids) - 1
             # Keyed by the newest input, so a new message selects itself.
-            picked = st.selectbox("Input", ids, index=index, format_func=lambda v: labels.get(v, v), key=f"console_pick_{ids[-1]}")
+            picked = st.selectbox(
+                "Input", ids, index=index, format_func=lambda v: labels.get(v, v), key=f"console_pick_{ids[-1]}"
+            )
             turn = conv.turns[ids.index(picked)]
             if picked == current and st.session_state.get("console_last_ms"):
                 turn.server_ms = st.session_state["console_last_ms"]
@@ -228,8 +262,10 @@ def save_dialog() -> None:
     with unit_of_work(db, read_only=True) as uow:
         conv = console.conversation(uow=uow, actor=actor, contact=contact())
     offered = scenarios.expectations_from(conv)
-    st.caption("Tick what must keep happening. The conversation's inputs and their times are kept; "
-               "each run uses a fresh contact.")
+    st.caption(
+        "Tick what must keep happening. The conversation's inputs and their times are kept; "
+        "each run uses a fresh contact."
+    )
     name = st.text_input("Name", key="console_sc_name", placeholder="Hallo on WhatsApp")
     chosen = []
     for n, exp in enumerate(offered):
@@ -239,9 +275,17 @@ def save_dialog() -> None:
     if st.button("Save scenario", type="primary", key="console_sc_save"):
         try:
             with unit_of_work(db) as uow:
-                out = scenarios.save_scenario(uow=uow, actor=actor, data={"name": name, "channel": (conv.turns[0].channel or "whatsapp"),
-                                                          "contactName": conv.contact.name,
-                                                          "steps": scenarios.steps_from(conv), "expectations": chosen})
+                out = scenarios.save_scenario(
+                    uow=uow,
+                    actor=actor,
+                    data={
+                        "name": name,
+                        "channel": (conv.turns[0].channel or "whatsapp"),
+                        "contactName": conv.contact.name,
+                        "steps": scenarios.steps_from(conv),
+                        "expectations": chosen,
+                    },
+                )
         except EngineError as exc:
             st.error(exc.message)
         else:
@@ -281,12 +325,19 @@ if can_send:
             with unit_of_work(db) as uow:
                 results = scenarios.run_all(uow=uow, actor=actor)
         failed = [r for r in results if not r.passed]
-        st.session_state["console_flash"] = (f"{len(results) - len(failed)} pass, {len(failed)} fail."
-                                             if results else "No scenarios yet.")
+        st.session_state["console_flash"] = (
+            f"{len(results) - len(failed)} pass, {len(failed)} fail." if results else "No scenarios yet."
+        )
         st.rerun()
 if not items:
-    st.caption("No scenarios yet. " + ("Have a conversation above, then “Save as scenario”." if can_send
-                                       else "Owners and editors save them from their conversations."))
+    st.caption(
+        "No scenarios yet. "
+        + (
+            "Have a conversation above, then “Save as scenario”."
+            if can_send
+            else "Owners and editors save them from their conversations."
+        )
+    )
 for sc in items:
     icon = {"pass": "✅", "fail": "❌"}.get(sc.status, "⚪")
     when = sc.last_run_at.astimezone(ZoneInfo(tz)).strftime("%d %b %H:%M") if sc.last_run_at else "never run"
@@ -294,9 +345,16 @@ for sc in items:
     with st.expander(title, expanded=sc.status == "fail"):
         for failure in sc.last_result.get("failures", []):
             st.error(failure, icon="❌")
-        st.markdown("**Expects:** " + "; ".join(scenarios.Expectation.model_validate(e).describe() for e in sc.expectations))
-        st.caption("Inputs: " + " → ".join(KIND_LABELS.get(s.get("kind"), "Skip all") + (f" “{s['text'][:30]}”" if s.get("text") else "")
-                                           for s in sc.steps))
+        st.markdown(
+            "**Expects:** " + "; ".join(scenarios.Expectation.model_validate(e).describe() for e in sc.expectations)
+        )
+        st.caption(
+            "Inputs: "
+            + " → ".join(
+                KIND_LABELS.get(s.get("kind"), "Skip all") + (f" “{s['text'][:30]}”" if s.get("text") else "")
+                for s in sc.steps
+            )
+        )
         if can_send and st.button("Delete", key=f"console_sc_del_{sc.id}", icon=":material/delete:"):
             close_dialogs()
             st.session_state["console_sc_delete_id"] = sc.id

@@ -27,8 +27,10 @@ tz = session.tenant_timezone()
 can_edit = actor.can(EDIT)
 
 st.title("Executions")
-st.caption("Every run of every workflow, including the skipped ones and why they were skipped. "
-           "Counts follow one rule everywhere: test and dry runs never count.")
+st.caption(
+    "Every run of every workflow, including the skipped ones and why they were skipped. "
+    "Counts follow one rule everywhere: test and dry runs never count."
+)
 if flash := st.session_state.pop("executions_flash", None):
     st.success(flash, icon="✅")
 
@@ -46,42 +48,68 @@ with tab_list:
     cursors = st.session_state.setdefault("executions_cursors", [None])
     try:
         with unit_of_work(db, read_only=True) as uow:
-            page = operations.search_executions(uow=uow, actor=actor, filters=filters, after=cursors[-1],
-                                                page_size=PAGE_SIZE)
+            page = operations.search_executions(
+                uow=uow, actor=actor, filters=filters, after=cursors[-1], page_size=PAGE_SIZE
+            )
     except EngineError as exc:
         st.error(exc.message)
         st.stop()
 
     tools = st.columns([1, 1, 2], vertical_alignment="center")
-    tools[0].download_button("Export CSV (all filtered)", lambda: _csv(db, actor, filters),
-                             file_name="executions.csv", mime="text/csv", icon=":material/download:",
-                             key="executions_export", on_click="ignore")
-    if can_edit and filters.status in (None, domain.ExecutionStatus.FAILED) and tools[1].button(
-            "Replay failed…", icon=":material/replay:", key="executions_bulk"):
+    tools[0].download_button(
+        "Export CSV (all filtered)",
+        lambda: _csv(db, actor, filters),
+        file_name="executions.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key="executions_export",
+        on_click="ignore",
+    )
+    if (
+        can_edit
+        and filters.status in (None, domain.ExecutionStatus.FAILED)
+        and tools[1].button("Replay failed…", icon=":material/replay:", key="executions_bulk")
+    ):
         with unit_of_work(db, read_only=True) as uow:
             replayable = operations.count_replayable(uow=uow, actor=actor, filters=filters)
         view.bulk_dialog(db, actor, filters, replayable)
 
     if not page.items:
-        st.info("No executions match. Run a workflow from the Workflows page, send an event, or widen the filters.", icon="📭")
+        st.info(
+            "No executions match. Run a workflow from the Workflows page, send an event, or widen the filters.",
+            icon="📭",
+        )
     else:
-        picked = st.dataframe(view.rows_of(page.items, tz), hide_index=True, width="stretch", on_select="rerun",
-                              selection_mode="single-row", key="executions_table")
+        picked = st.dataframe(
+            view.rows_of(page.items, tz),
+            hide_index=True,
+            width="stretch",
+            on_select="rerun",
+            selection_mode="single-row",
+            key="executions_table",
+        )
         prev, info, nxt = st.columns([1, 3, 1], vertical_alignment="center")
         if prev.button("Newer", key="executions_prev", disabled=len(cursors) <= 1, icon=":material/chevron_left:"):
             cursors.pop()
             st.rerun()
         info.caption(f"Page {len(cursors)} · {PAGE_SIZE} per page, newest first")
-        if nxt.button("Older", key="executions_next", disabled=page.next_cursor is None, icon=":material/chevron_right:"):
+        if nxt.button(
+            "Older", key="executions_next", disabled=page.next_cursor is None, icon=":material/chevron_right:"
+        ):
             cursors.append(page.next_cursor)
             st.rerun()
 
         selection = getattr(getattr(picked, "selection", None), "rows", None) or []
-        wanted = (st.session_state.pop("executions_open", None) or st.query_params.get("execution")
-                  or st.query_params.get("id"))  # /executions?id=... (links from elsewhere)
+        wanted = (
+            st.session_state.pop("executions_open", None)
+            or st.query_params.get("execution")
+            or st.query_params.get("id")
+        )  # /executions?id=... (links from elsewhere)
         chosen_id = page.items[selection[0]].id if selection else (wanted or page.items[0].id)
 
-        @st.fragment(run_every=3 if view.is_live(next((e.status for e in page.items if e.id == chosen_id), "")) else None)
+        @st.fragment(
+            run_every=3 if view.is_live(next((e.status for e in page.items if e.id == chosen_id), "")) else None
+        )
         def detail(execution_id: str) -> None:
             try:
                 with unit_of_work(db, read_only=True) as uow:
@@ -92,11 +120,17 @@ with tab_list:
             with st.container(border=True, key="card_execution_detail"):
                 head, act1, act2 = st.columns([4, 1, 1], vertical_alignment="center")
                 head.markdown(f"**{ex.workflow_name}** · {local(ex.started_at, tz)} · {status_text(ex.status)}")
-                if can_edit and ex.status == domain.ExecutionStatus.FAILED and act1.button("Replay", icon=":material/replay:",
-                                                                       key="executions_replay"):
+                if (
+                    can_edit
+                    and ex.status == domain.ExecutionStatus.FAILED
+                    and act1.button("Replay", icon=":material/replay:", key="executions_replay")
+                ):
                     view.replay_dialog(db, actor, ex.id)
-                if can_edit and ex.status in operations.CANCELLABLE and act2.button(
-                        "Cancel", icon=":material/cancel:", key="executions_cancel"):
+                if (
+                    can_edit
+                    and ex.status in operations.CANCELLABLE
+                    and act2.button("Cancel", icon=":material/cancel:", key="executions_cancel")
+                ):
                     view.cancel_dialog(db, actor, ex.id)
                 if view.is_live(ex.status):
                     st.caption("Refreshes by itself every 3 s while it waits or runs.")
@@ -105,8 +139,11 @@ with tab_list:
         detail(chosen_id)
 
 with tab_contact:
-    contact = st.text_input("Phone number or e-mail of the member", key="executions_timeline_contact",
-                            placeholder="+49 151 … or name@example.com")
+    contact = st.text_input(
+        "Phone number or e-mail of the member",
+        key="executions_timeline_contact",
+        placeholder="+49 151 … or name@example.com",
+    )
     if contact:
         try:
             with unit_of_work(db, read_only=True) as uow:

@@ -18,7 +18,10 @@ db = session.db()
 tz = session.tenant_timezone()
 
 st.title("Version history")
-st.caption("Each save is a version. Compare any version with the current one and roll back: a rollback is a new version, nothing is lost.")
+st.caption(
+    "Each save is a version. Compare any version with the current one and roll back: "
+    "a rollback is a new version, nothing is lost."
+)
 
 
 with unit_of_work(db, read_only=True) as uow:
@@ -54,27 +57,48 @@ with listing:
             st.markdown(f"**Version {v.version}**{tag}")
             st.caption(f"{local(v.created_at, tz)} · by {who(v.created_by)}" + (f" · {v.note}" if v.note else ""))
             left, right = st.columns(2)
-            if left.button("Compare", key=f"history_compare_{v.version}", icon=":material/difference:", width="stretch"):
+            if left.button(
+                "Compare", key=f"history_compare_{v.version}", icon=":material/difference:", width="stretch"
+            ):
                 st.session_state["history_compare"] = (workflow_id, v.version)
-            if actor.can(EDIT) and v.version != current.version and right.button(
-                    "Roll back", key=f"history_rollback_{v.version}", icon=":material/undo:", width="stretch"):
+            if (
+                actor.can(EDIT)
+                and v.version != current.version
+                and right.button(
+                    "Roll back", key=f"history_rollback_{v.version}", icon=":material/undo:", width="stretch"
+                )
+            ):
                 try:
                     with unit_of_work(db) as uow:
-                        out = services.rollback_workflow(uow=uow, actor=actor, workflow_id=workflow_id, version=v.version)
+                        out = services.rollback_workflow(
+                            uow=uow, actor=actor, workflow_id=workflow_id, version=v.version
+                        )
                 except EngineError as exc:
                     st.error(exc.message)
                 else:
-                    st.session_state["history_flash"] = f"Rolled back to version {v.version} (now version {out.version})."
+                    st.session_state["history_flash"] = (
+                        f"Rolled back to version {v.version} (now version {out.version})."
+                    )
                     st.rerun()
 
 with diff_col:
     compare = st.session_state.get("history_compare")
-    chosen = next((v for v in versions if compare == (workflow_id, v.version)), versions[min(1, len(versions) - 1)] if versions else None)
+    chosen = next(
+        (v for v in versions if compare == (workflow_id, v.version)),
+        versions[min(1, len(versions) - 1)] if versions else None,
+    )
     if chosen is None:
         st.stop()
     st.markdown(f"**Version {chosen.version} → current (version {current.version})**")
-    diff = list(difflib.unified_diff(pretty(chosen.definition), pretty(current.definition),
-                                     f"version {chosen.version}", f"current (version {current.version})", lineterm=""))
+    diff = list(
+        difflib.unified_diff(
+            pretty(chosen.definition),
+            pretty(current.definition),
+            f"version {chosen.version}",
+            f"current (version {current.version})",
+            lineterm="",
+        )
+    )
     if diff:
         st.code("\n".join(diff), language="diff", height=520)
     else:

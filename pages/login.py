@@ -17,7 +17,9 @@ with middle:
             st.markdown("**Choose a studio**")
             ids = [t["id"] for t in tenants]
             labels = {t["id"]: f"{t['name']} · {ROLE_LABELS.get(t['role'], t['role'])}" for t in tenants}
-            picked = st.radio("Studio", ids, format_func=lambda v: labels.get(v, v), key="login_tenant", label_visibility="collapsed")
+            picked = st.radio(
+                "Studio", ids, format_func=lambda v: labels.get(v, v), key="login_tenant", label_visibility="collapsed"
+            )
             if st.button("Continue", type="primary", key="login_continue", width="stretch"):
                 session.choose_tenant(picked)
                 st.rerun()

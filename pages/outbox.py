@@ -12,21 +12,31 @@ actor = session.require_actor()
 db = session.db()
 
 st.title("Outbox")
-st.caption("Recorded: kept here only (no provider connected). Sent → delivered → read as the provider reports it; "
-           "suppressed and deferred say why.")
+st.caption(
+    "Recorded: kept here only (no provider connected). Sent → delivered → read as the provider reports it; "
+    "suppressed and deferred say why."
+)
 
 a, b, c = st.columns(3)
 status = a.selectbox("Status", ["", *OUTBOX_STATUSES], format_func=lambda s: s or "any", key="outbox_status")
-channel = b.selectbox("Channel", ["", "whatsapp", "sms", "email", "web", "voice"], format_func=lambda s: s or "any",
-                      key="outbox_channel")
+channel = b.selectbox(
+    "Channel", ["", "whatsapp", "sms", "email", "web", "voice"], format_func=lambda s: s or "any", key="outbox_channel"
+)
 recipient = c.text_input("Contact contains", key="outbox_recipient")
 page_size = 50
 page = int(st.query_params.get("page", 1) or 1)
 
 try:
     with unit_of_work(db, read_only=True) as uow:
-        result = browse_outbox(uow=uow, actor=actor, status=status or None, channel=channel or None,
-                               recipient=recipient or None, page=page, page_size=page_size)
+        result = browse_outbox(
+            uow=uow,
+            actor=actor,
+            status=status or None,
+            channel=channel or None,
+            recipient=recipient or None,
+            page=page,
+            page_size=page_size,
+        )
 except EngineError as exc:
     st.error(exc.message)
     st.stop()
@@ -35,11 +45,23 @@ st.caption(f"{result.total} message(s)")
 if not result.items:
     st.info("No messages match. Messages appear here as soon as a workflow sends or records one.", icon="📭")
     st.stop()
-rows = [{"When": m.created_at, "Channel": m.channel, "Contact": m.recipient, "Workflow": m.workflow_name or "",
-         "Status": m.status, "Reason / error": m.reason or "", "Provider id": m.provider_message_id or "",
-         "Message": m.body[:120], "Execution": m.execution_id or ""} for m in result.items]
-picked = st.dataframe(rows, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                      key="outbox_table")
+rows = [
+    {
+        "When": m.created_at,
+        "Channel": m.channel,
+        "Contact": m.recipient,
+        "Workflow": m.workflow_name or "",
+        "Status": m.status,
+        "Reason / error": m.reason or "",
+        "Provider id": m.provider_message_id or "",
+        "Message": m.body[:120],
+        "Execution": m.execution_id or "",
+    }
+    for m in result.items
+]
+picked = st.dataframe(
+    rows, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="outbox_table"
+)
 pages = max(1, -(-result.total // page_size))
 if pages > 1:
     new_page = st.number_input("Page", min_value=1, max_value=pages, value=min(page, pages), key="outbox_page")
@@ -55,7 +77,11 @@ if selected:
         st.write(msg.body)
         if msg.delivery_events:
             st.dataframe(msg.delivery_events, hide_index=True, width="stretch")
-        if msg.status == "failed" and actor.can(EDIT) and st.button("Retry delivery", type="primary", key="outbox_retry"):
+        if (
+            msg.status == "failed"
+            and actor.can(EDIT)
+            and st.button("Retry delivery", type="primary", key="outbox_retry")
+        ):
             try:
                 with unit_of_work(db) as uow:
                     retry_delivery(uow=uow, actor=actor, outbox_id=msg.id)

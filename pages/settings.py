@@ -33,8 +33,13 @@ def studio_section(db, actor, tenant) -> None:
         with st.form("settings_form", border=False):
             name = st.text_input("Studio name", value=tenant.name, key="settings_name")
             zones = sorted(available_timezones())
-            timezone = st.selectbox("Timezone", zones, index=zones.index(tenant.timezone) if tenant.timezone in zones else 0,
-                                    key="settings_timezone", help="Schedules, time-of-day and weekday conditions use this timezone.")
+            timezone = st.selectbox(
+                "Timezone",
+                zones,
+                index=zones.index(tenant.timezone) if tenant.timezone in zones else 0,
+                key="settings_timezone",
+                help="Schedules, time-of-day and weekday conditions use this timezone.",
+            )
             if st.form_submit_button("Save settings", type="primary"):
                 try:
                     with unit_of_work(db) as uow:
@@ -53,13 +58,24 @@ def users_section(db, actor, tenant) -> None:
         with st.form("settings_user_form", border=False, clear_on_submit=True):
             a, b = st.columns(2)
             email = a.text_input("E-mail", key="settings_user_email")
-            role = b.selectbox("Role", list(ROLE_LABELS), index=1, format_func=lambda v: ROLE_LABELS.get(v, v), key="settings_user_role")
-            password = st.text_input("Initial password (at least 8 characters; not needed for someone who already has a login)",
-                                     type="password", key="settings_user_password")
+            role = b.selectbox(
+                "Role",
+                list(ROLE_LABELS),
+                index=1,
+                format_func=lambda v: ROLE_LABELS.get(v, v),
+                key="settings_user_role",
+            )
+            password = st.text_input(
+                "Initial password (at least 8 characters; not needed for someone who already has a login)",
+                type="password",
+                key="settings_user_password",
+            )
             if st.form_submit_button("Add user", type="primary"):
                 try:
                     with unit_of_work(db) as uow:
-                        user = services.add_member(uow=uow, actor=actor, email=email, password=password or None, role=role)
+                        user = services.add_member(
+                            uow=uow, actor=actor, email=email, password=password or None, role=role
+                        )
                 except EngineError as exc:
                     st.error(exc.message)
                 else:
@@ -68,8 +84,14 @@ def users_section(db, actor, tenant) -> None:
     with st.container(border=True, key="card_members"):
         st.subheader("Members")
         with unit_of_work(db, read_only=True) as uow:
-            st.dataframe([{"E-mail": m.email, "Name": m.name, "Role": ROLE_LABELS.get(m.role, m.role)}
-                          for m in services.list_members(uow=uow, actor=actor)], hide_index=True, width="stretch")
+            st.dataframe(
+                [
+                    {"E-mail": m.email, "Name": m.name, "Role": ROLE_LABELS.get(m.role, m.role)}
+                    for m in services.list_members(uow=uow, actor=actor)
+                ],
+                hide_index=True,
+                width="stretch",
+            )
 
 
 def all_users_section(db, actor, tenant) -> None:

@@ -49,13 +49,17 @@ def close_dialogs() -> None:
 
 @st.dialog("Delete workflow?", on_dismiss=close_dialogs)
 def confirm_delete(workflow) -> None:
-    st.markdown(f"**{escape(workflow.name)}** will be deleted, with its pending waits and follow-ups. "
-                "Past executions stay in the history. This cannot be undone.")
+    st.markdown(
+        f"**{escape(workflow.name)}** will be deleted, with its pending waits and follow-ups. "
+        "Past executions stay in the history. This cannot be undone."
+    )
     cancel, delete = st.columns(2)
     if cancel.button("Cancel", key="workflows_delete_cancel", width="stretch"):
         close_dialogs()
         st.rerun()
-    if delete.button("Delete", type="primary", key="workflows_delete_confirm", icon=":material/delete:", width="stretch"):
+    if delete.button(
+        "Delete", type="primary", key="workflows_delete_confirm", icon=":material/delete:", width="stretch"
+    ):
         with unit_of_work(db) as uow:
             services.delete_workflow(uow=uow, actor=actor, workflow_id=workflow.id)
         close_dialogs()
@@ -77,16 +81,28 @@ def open_dialog(kind: str, workflow_id: str) -> None:
 @st.dialog("Export workflow", width="large", on_dismiss=close_dialogs)
 def export_dialog(workflow) -> None:
     text = json.dumps(workflow.definition, indent=2, ensure_ascii=False)
-    st.download_button("Download JSON", text, file_name=f"{workflow.name}.json", mime="application/json",
-                       icon=":material/download:", key="workflows_export_download", on_click="ignore", type="primary")
+    st.download_button(
+        "Download JSON",
+        text,
+        file_name=f"{workflow.name}.json",
+        mime="application/json",
+        icon=":material/download:",
+        key="workflows_export_download",
+        on_click="ignore",
+        type="primary",
+    )
     st.code(text, language="json", height=360)
 
 
 @st.dialog("Switch on with failing scenarios?", on_dismiss=close_dialogs)
 def confirm_enable(workflow) -> None:
     names = console_builder.failing_when_enabled(db, actor, workflow.id)
-    st.warning(f"With **{escape(workflow.name)}** on, these test-console scenarios fail: " + ", ".join(names)
-               + ". Switch it on anyway?", icon="❌")
+    st.warning(
+        f"With **{escape(workflow.name)}** on, these test-console scenarios fail: "
+        + ", ".join(names)
+        + ". Switch it on anyway?",
+        icon="❌",
+    )
     cancel, go = st.columns(2)
     if cancel.button("Leave it off", key="workflows_enable_cancel", width="stretch"):
         close_dialogs()
@@ -100,8 +116,12 @@ def confirm_enable(workflow) -> None:
 
 
 def show_open_dialog() -> None:
-    for kind, dialog in (("run", run_dialog), ("delete", confirm_delete), ("enable", confirm_enable),
-                         ("export", export_dialog)):
+    for kind, dialog in (
+        ("run", run_dialog),
+        ("delete", confirm_delete),
+        ("enable", confirm_enable),
+        ("export", export_dialog),
+    ):
         workflow_id = st.session_state.get(f"workflows_{kind}_id")
         if workflow_id:
             try:
@@ -111,8 +131,14 @@ def show_open_dialog() -> None:
                 close_dialogs()
 
 
-MENU_ICONS = {"Edit": "edit", "Run now": "play_arrow", "Duplicate": "content_copy", "Export JSON": "download",
-              "Version history": "history", "Delete": "delete"}
+MENU_ICONS = {
+    "Edit": "edit",
+    "Run now": "play_arrow",
+    "Duplicate": "content_copy",
+    "Export JSON": "download",
+    "Version history": "history",
+    "Delete": "delete",
+}
 
 
 def on_menu(wf) -> None:
@@ -128,11 +154,21 @@ def on_menu(wf) -> None:
 
 
 def actions_menu(wf) -> None:
-    items = ["Edit", "Run now", "Duplicate", "Export JSON", "Version history", "Delete"] if can_edit else \
-        ["Export JSON", "Version history"]
-    choice = st.menu_button("", items, key=f"workflows_menu_{wf.id}", icon=":material/more_horiz:", help="More actions",
-                            on_click=on_menu, args=(wf,),
-                            format_func=lambda item: f":material/{MENU_ICONS[item]}: {item}")
+    items = (
+        ["Edit", "Run now", "Duplicate", "Export JSON", "Version history", "Delete"]
+        if can_edit
+        else ["Export JSON", "Version history"]
+    )
+    choice = st.menu_button(
+        "",
+        items,
+        key=f"workflows_menu_{wf.id}",
+        icon=":material/more_horiz:",
+        help="More actions",
+        on_click=on_menu,
+        args=(wf,),
+        format_func=lambda item: f":material/{MENU_ICONS[item]}: {item}",
+    )
     if choice == "Edit":
         builder_state.open_in_builder(wf.definition, wf.id)
     elif choice == "Version history":
@@ -142,19 +178,32 @@ def actions_menu(wf) -> None:
 
 def workflow_row(wf) -> None:
     with st.container(border=True, key=f"card_wf_{wf.id}"):
-        name, trigger, runs, rate, last, enabled, menu = st.columns([3.2, 1.8, 0.8, 0.9, 1.1, 0.9, 0.5], vertical_alignment="center")
-        name.markdown(f'<div class="sa-title">{escape(wf.name)}</div><div class="sa-muted">{escape(wf.description or "") or "&nbsp;"}</div>',
-                      unsafe_allow_html=True)
+        name, trigger, runs, rate, last, enabled, menu = st.columns(
+            [3.2, 1.8, 0.8, 0.9, 1.1, 0.9, 0.5], vertical_alignment="center"
+        )
+        name.markdown(
+            f'<div class="sa-title">{escape(wf.name)}</div>'
+            f'<div class="sa-muted">{escape(wf.description or "") or "&nbsp;"}</div>',
+            unsafe_allow_html=True,
+        )
         trigger.markdown(style.pill(trigger_label(wf.trigger.get("type", "?")), "accent"), unsafe_allow_html=True)
         runs.markdown(f"**{wf.run_count}**<br><span class='sa-muted'>runs</span>", unsafe_allow_html=True)
-        rate.markdown(f"**{percent(wf.success_rate)}**<br><span class='sa-muted'>success</span>", unsafe_allow_html=True)
-        last.markdown(f"{ago(wf.last_run_at, tz_name=tz_name)}<br><span class='sa-muted'>last run</span>", unsafe_allow_html=True)
+        rate.markdown(
+            f"**{percent(wf.success_rate)}**<br><span class='sa-muted'>success</span>", unsafe_allow_html=True
+        )
+        last.markdown(
+            f"{ago(wf.last_run_at, tz_name=tz_name)}<br><span class='sa-muted'>last run</span>", unsafe_allow_html=True
+        )
         with enabled:
             if can_edit:
                 key = f"workflows_enabled_{wf.id}_{wf.version}"
-                st.toggle("On" if wf.enabled else "Off", value=wf.enabled, key=key, on_change=on_toggle, args=(wf.id, key))
+                st.toggle(
+                    "On" if wf.enabled else "Off", value=wf.enabled, key=key, on_change=on_toggle, args=(wf.id, key)
+                )
             else:
-                st.markdown(style.pill("Enabled", "on") if wf.enabled else style.pill("Disabled", "off"), unsafe_allow_html=True)
+                st.markdown(
+                    style.pill("Enabled", "on") if wf.enabled else style.pill("Disabled", "off"), unsafe_allow_html=True
+                )
         with menu:
             actions_menu(wf)
 
@@ -182,26 +231,56 @@ m[2].metric("Runs", stats.total_executions)
 m[3].metric("Success rate", percent(stats.success_rate) if stats.total_executions else "–")
 
 search_col, trigger_col, status_col = st.columns([2.6, 1.8, 1.9], vertical_alignment="bottom")
-search = search_col.text_input("Search", key="workflows_search", placeholder="Search by name", on_change=reset_page,
-                               icon=":material/search:", label_visibility="collapsed")
+search = search_col.text_input(
+    "Search",
+    key="workflows_search",
+    placeholder="Search by name",
+    on_change=reset_page,
+    icon=":material/search:",
+    label_visibility="collapsed",
+)
 triggers = [None] + [t.value for t in TriggerType]
-trigger_type = trigger_col.selectbox("Trigger", triggers, key="workflows_trigger", on_change=reset_page, label_visibility="collapsed",
-                                     format_func=lambda t: "All triggers" if t is None else trigger_label(t))
-status = status_col.segmented_control("Status", ["All", "Enabled", "Disabled"], default="All", key="workflows_status",
-                                      on_change=reset_page, label_visibility="collapsed", required=True)
+trigger_type = trigger_col.selectbox(
+    "Trigger",
+    triggers,
+    key="workflows_trigger",
+    on_change=reset_page,
+    label_visibility="collapsed",
+    format_func=lambda t: "All triggers" if t is None else trigger_label(t),
+)
+status = status_col.segmented_control(
+    "Status",
+    ["All", "Enabled", "Disabled"],
+    default="All",
+    key="workflows_status",
+    on_change=reset_page,
+    label_visibility="collapsed",
+    required=True,
+)
 enabled = {"Enabled": True, "Disabled": False}.get(status)
 
 page_no = st.session_state.setdefault("workflows_page", 1)
 with unit_of_work(db, read_only=True) as uow:
-    result = services.list_workflows(uow=uow, actor=actor, search=search or None, trigger_type=trigger_type, enabled=enabled,
-                                     page=page_no, page_size=PAGE_SIZE)
+    result = services.list_workflows(
+        uow=uow,
+        actor=actor,
+        search=search or None,
+        trigger_type=trigger_type,
+        enabled=enabled,
+        page=page_no,
+        page_size=PAGE_SIZE,
+    )
 if result.total and page_no > result.pages:
     st.session_state["workflows_page"] = result.pages
     st.rerun()
 
 if not result.items:
-    st.info("No workflows match." if (search or trigger_type or enabled is not None) else
-            "No workflows yet. Start from a template or build one.", icon="🔍")
+    st.info(
+        "No workflows match."
+        if (search or trigger_type or enabled is not None)
+        else "No workflows yet. Start from a template or build one.",
+        icon="🔍",
+    )
 for wf in result.items:
     workflow_row(wf)
 

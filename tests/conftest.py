@@ -26,7 +26,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 def _pg_reachable() -> str | None:
     try:
-        eng = sa.create_engine(PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1), connect_args={"connect_timeout": 3})
+        eng = sa.create_engine(
+            PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1), connect_args={"connect_timeout": 3}
+        )
         with eng.connect() as conn:
             conn.exec_driver_sql("select 1")
         eng.dispose()
@@ -43,7 +45,9 @@ def postgres_url(tmp_path_factory):
         if IN_CI:
             pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)")
         pytest.skip(reason)
-    admin = sa.create_engine(PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
     name = f"sa_test_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -99,8 +103,9 @@ def tenant_factory(db):
     def make(slug: str | None = None, timezone: str = "Europe/Berlin", **settings) -> services.TenantOut:
         slug = slug or f"studio-{uuid.uuid4().hex[:8]}"
         with unit_of_work(db) as uow:
-            return services.create_tenant(uow=uow, slug=slug, name=slug.title(), timezone=timezone,
-                                          settings=settings or None)
+            return services.create_tenant(
+                uow=uow, slug=slug, name=slug.title(), timezone=timezone, settings=settings or None
+            )
 
     return make
 

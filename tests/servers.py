@@ -48,7 +48,9 @@ class Receiver:
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                receiver.requests.append(Recorded(self.command, self.path, httpx.Headers(list(self.headers.items())), body))
+                receiver.requests.append(
+                    Recorded(self.command, self.path, httpx.Headers(list(self.headers.items())), body)
+                )
                 status, payload, headers = receiver._next_response()
                 data = json.dumps(payload).encode()
                 self.send_response(status)

@@ -102,8 +102,13 @@ def _next_select(definition: dict, i: int, key: str) -> None:
     else:
         current = action.get("nextActionId")
     options = [NEXT, END] + others + ([current] if current not in [NEXT, END] + others else [])
-    picked = st.selectbox("Then", options, index=options.index(current), key=f"{key}_next",
-                          format_func=lambda o: labels.get(o, f"Go to {o}"))
+    picked = st.selectbox(
+        "Then",
+        options,
+        index=options.index(current),
+        key=f"{key}_next",
+        format_func=lambda o: labels.get(o, f"Go to {o}"),
+    )
     set_next(definition, i, None if picked in (NEXT, END) else picked, sequential=picked == NEXT)
 
 
@@ -113,12 +118,25 @@ def _advanced(action: dict, key: str) -> None:
         set_optional(action, "label", label.strip() or None)
         options = [DEFAULT, "continue", "stop"]
         current = action.get("onError") if action.get("onError") in options else DEFAULT
-        on_error = st.selectbox("When this action fails", options, index=options.index(str(current)), key=f"{key}_onerror",
-                                format_func=lambda o: {"continue": "Continue with the next step", "stop": "Stop the run"}.get(o, "Default (continue)"))
+        on_error = st.selectbox(
+            "When this action fails",
+            options,
+            index=options.index(str(current)),
+            key=f"{key}_onerror",
+            format_func=lambda o: {"continue": "Continue with the next step", "stop": "Stop the run"}.get(
+                o, "Default (continue)"
+            ),
+        )
         set_optional(action, "onError", None if on_error == DEFAULT else on_error)
         retry = _retry if isinstance(_retry := action.get("retry"), dict) else {}
-        attempts = st.number_input("Retry attempts (empty = no retries)", min_value=1, max_value=10, step=1,
-                                   value=retry.get("maxAttempts"), key=f"{key}_retry")
+        attempts = st.number_input(
+            "Retry attempts (empty = no retries)",
+            min_value=1,
+            max_value=10,
+            step=1,
+            value=retry.get("maxAttempts"),
+            key=f"{key}_retry",
+        )
         set_optional(action, "retry", {**retry, "maxAttempts": int(attempts)} if attempts else None)
 
 
@@ -146,11 +164,18 @@ def _slot(field: str) -> None:
         field_slot(f"{st.session_state[PATH]}.{field}")
 
 
-def _optional_select(config: dict, field: str, label: str, options: dict[str, str], key: str, default_label: str = DEFAULT) -> None:
+def _optional_select(
+    config: dict, field: str, label: str, options: dict[str, str], key: str, default_label: str = DEFAULT
+) -> None:
     keys = [DEFAULT] + list(options)
     current = config.get(field) if config.get(field) in keys else DEFAULT
-    picked = st.selectbox(label, keys, index=keys.index(str(current)), key=f"{key}_{field}",
-                          format_func=lambda o: default_label if o == DEFAULT else options[o])
+    picked = st.selectbox(
+        label,
+        keys,
+        index=keys.index(str(current)),
+        key=f"{key}_{field}",
+        format_func=lambda o: default_label if o == DEFAULT else options[o],
+    )
     set_optional(config, field, None if picked == DEFAULT else picked)
     _slot(field)
 
@@ -180,15 +205,26 @@ def _workout(config: dict, key: str, definition: dict, i: int) -> None:
     with a:
         _text(config, "goal", "Goal", key, optional=True, placeholder="strength, mobility ...")
     with b:
-        _optional_select(config, "level", "Level", {x: x.capitalize() for x in ("beginner", "intermediate", "advanced")}, key, "From the request")
+        _optional_select(
+            config,
+            "level",
+            "Level",
+            {x: x.capitalize() for x in ("beginner", "intermediate", "advanced")},
+            key,
+            "From the request",
+        )
     with c:
         _optional_select(config, "language", "Language", {"de": "Deutsch", "en": "English"}, key, "Studio default")
     d, e = st.columns(2)
     days = d.number_input("Days per week", 1, 6, value=config.get("daysPerWeek"), key=f"{key}_days")
-    minutes = e.number_input("Minutes per session", 15, 120, value=config.get("minutesPerSession"), step=5, key=f"{key}_minutes")
+    minutes = e.number_input(
+        "Minutes per session", 15, 120, value=config.get("minutesPerSession"), step=5, key=f"{key}_minutes"
+    )
     set_optional(config, "daysPerWeek", int(days) if days else None)
     set_optional(config, "minutesPerSession", int(minutes) if minutes else None)
-    equipment = st.text_input("Equipment (comma separated)", value=", ".join(config.get("equipment") or []), key=f"{key}_equipment")
+    equipment = st.text_input(
+        "Equipment (comma separated)", value=", ".join(config.get("equipment") or []), key=f"{key}_equipment"
+    )
     set_optional(config, "equipment", [x.strip() for x in equipment.split(",") if x.strip()] or None)
 
 
@@ -225,8 +261,12 @@ def _create_lead(config: dict, key: str, definition: dict, i: int) -> None:
 
 def _update_lead(config: dict, key: str, definition: dict, i: int) -> None:
     _text(config, "leadId", "Lead id (empty = the sender's lead)", key, optional=True, placeholder="{{trigger.leadId}}")
-    text = st.text_area("Updates, one per line (field: value)", value=format_pairs(config.get("updates")),
-                        key=f"{key}_updates", placeholder="status: trial_booked\nscore: 80")
+    text = st.text_area(
+        "Updates, one per line (field: value)",
+        value=format_pairs(config.get("updates")),
+        key=f"{key}_updates",
+        placeholder="status: trial_booked\nscore: 80",
+    )
     config["updates"] = parse_pairs(text, scalars=True)
     _variables(definition, i)
 
@@ -236,12 +276,25 @@ def _webhook(config: dict, key: str, definition: dict, i: int) -> None:
     with a:
         _text(config, "webhookUrl", "URL", key, placeholder="https://crm.example.com/api/leads")
     with b:
-        _optional_select(config, "method", "Method", {m: m for m in ("GET", "POST", "PUT", "PATCH", "DELETE")}, key, "Default (POST)")
-    headers = st.text_area("Headers, one per line (Name: value)", value=format_pairs(config.get("headers")), key=f"{key}_headers",
-                           height=80, placeholder="Authorization: Bearer …")
+        _optional_select(
+            config, "method", "Method", {m: m for m in ("GET", "POST", "PUT", "PATCH", "DELETE")}, key, "Default (POST)"
+        )
+    headers = st.text_area(
+        "Headers, one per line (Name: value)",
+        value=format_pairs(config.get("headers")),
+        key=f"{key}_headers",
+        height=80,
+        placeholder="Authorization: Bearer …",
+    )
     set_optional(config, "headers", parse_pairs(headers) or None)
     _body(config, key)
-    timeout = st.number_input("Timeout (seconds, empty = default)", min_value=1.0, max_value=60.0, value=config.get("timeout"), key=f"{key}_timeout")
+    timeout = st.number_input(
+        "Timeout (seconds, empty = default)",
+        min_value=1.0,
+        max_value=60.0,
+        value=config.get("timeout"),
+        key=f"{key}_timeout",
+    )
     set_optional(config, "timeout", timeout)
     _variables(definition, i)
 
@@ -262,13 +315,21 @@ def _body(config: dict, key: str) -> None:
 
 def _branch(config: dict, key: str, definition: dict, i: int) -> None:
     st.caption("When **all** these conditions hold, jump to the chosen step; otherwise continue with *Then* below.")
-    config["conditions"] = condition_list(config.setdefault("conditions", []), f"{key}_cond",
-                                          empty_hint="No conditions: the branch always jumps.",
-                                          path=f"{st.session_state.get(PATH, 'actions[0].config')}.conditions")
+    config["conditions"] = condition_list(
+        config.setdefault("conditions", []),
+        f"{key}_cond",
+        empty_hint="No conditions: the branch always jumps.",
+        path=f"{st.session_state.get(PATH, 'actions[0].config')}.conditions",
+    )
     others = [None] + _others(definition, i)
     current = config.get("nextActionId") if config.get("nextActionId") in others else None
-    target = st.selectbox("If they hold, jump to", others, index=others.index(current), key=f"{key}_target",
-                          format_func=lambda o: "(choose a step)" if o is None else o)
+    target = st.selectbox(
+        "If they hold, jump to",
+        others,
+        index=others.index(current),
+        key=f"{key}_target",
+        format_func=lambda o: "(choose a step)" if o is None else o,
+    )
     config["nextActionId"] = target
 
 

@@ -49,7 +49,9 @@ def default_condition(ctype: str) -> dict:
     return {"type": ctype, **{k: (list(v) if isinstance(v, list) else v) for k, v in LEAF_DEFAULTS[ctype].items()}}
 
 
-def condition_list(conditions: list, key: str, *, empty_hint: str, path: str = "conditions", nested: bool = False) -> list:
+def condition_list(
+    conditions: list, key: str, *, empty_hint: str, path: str = "conditions", nested: bool = False
+) -> list:
     """Edit a list of conditions in place; returns it. One "add" control per level, at its end."""
     if not conditions:
         st.caption(empty_hint)
@@ -76,10 +78,17 @@ def _group(cond: dict, ctype: str, key: str, path: str) -> None:
     """A group's conditions, indented under its title, with its own add control."""
     st.markdown(f"**{GROUP_TITLES[ctype]}:**")
     gutter, body = st.columns([0.04, 0.96])
-    gutter.markdown("<div style='border-left:3px solid #0A84FF;height:100%;min-height:3rem'></div>", unsafe_allow_html=True)
+    gutter.markdown(
+        "<div style='border-left:3px solid #0A84FF;height:100%;min-height:3rem'></div>", unsafe_allow_html=True
+    )
     with body:
-        cond["conditions"] = condition_list(cond.setdefault("conditions", []), key, nested=True, path=f"{path}.conditions",
-                                            empty_hint="Empty: add at least one condition, or remove the group.")
+        cond["conditions"] = condition_list(
+            cond.setdefault("conditions", []),
+            key,
+            nested=True,
+            path=f"{path}.conditions",
+            empty_hint="Empty: add at least one condition, or remove the group.",
+        )
         field_slot(f"{path}.conditions")
 
 
@@ -87,8 +96,14 @@ def condition_editor(cond: Any, key: str, *, path: str = "conditions[0]") -> dic
     cond = cond if isinstance(cond, dict) else {}
     types = list(CONDITIONS)
     current = cond.get("type") if cond.get("type") in types else None
-    picked = st.selectbox("Condition", types, index=types.index(current) if current else None, format_func=lambda v: CONDITIONS.get(v, v),
-                          key=f"{key}_type", placeholder="Choose a condition")
+    picked = st.selectbox(
+        "Condition",
+        types,
+        index=types.index(current) if current else None,
+        format_func=lambda v: CONDITIONS.get(v, v),
+        key=f"{key}_type",
+        placeholder="Choose a condition",
+    )
     if picked is None:
         return cond
     if picked != current:
@@ -111,9 +126,18 @@ def _leaf(cond: dict, ctype: str, key: str) -> None:
     current = cond.get("operator") if cond.get("operator") in operators else operators[0]
     with op_col:
         if ctype == "custom_field":
-            cond["field"] = st.text_input("Field", value=str(cond.get("field", "")), key=f"{key}_field", placeholder="membership")
-        op = str(st.selectbox("Operator", operators, index=operators.index(str(current)),
-                              format_func=lambda v: OPERATOR_LABELS.get(v, v), key=f"{key}_op"))
+            cond["field"] = st.text_input(
+                "Field", value=str(cond.get("field", "")), key=f"{key}_field", placeholder="membership"
+            )
+        op = str(
+            st.selectbox(
+                "Operator",
+                operators,
+                index=operators.index(str(current)),
+                format_func=lambda v: OPERATOR_LABELS.get(v, v),
+                key=f"{key}_op",
+            )
+        )
     cond["operator"] = op
     if op.endswith("business_hours"):  # no value: the studio's hours from Settings > Hours & limits
         cond.pop("value", None)
@@ -131,8 +155,12 @@ def _leaf(cond: dict, ctype: str, key: str) -> None:
 
 def _reshape(value: Any, ctype: str, op: str) -> Any:
     """Adapt the value when the operator changes between one value and a list."""
-    wants_list = op in LIST_OPERATORS or (ctype == "time_range" and op == "between") or (ctype == "day_of_week" and op == "in") \
+    wants_list = (
+        op in LIST_OPERATORS
+        or (ctype == "time_range" and op == "between")
+        or (ctype == "day_of_week" and op == "in")
         or (ctype == "channel_match" and op == "in")
+    )
     if wants_list and not isinstance(value, list):
         return [] if value in (None, "") else [value]
     if not wants_list and isinstance(value, list):
@@ -142,17 +170,31 @@ def _reshape(value: Any, ctype: str, op: str) -> Any:
 
 def _keyword(value: Any, op: str, key: str) -> Any:
     text = ", ".join(value) if isinstance(value, list) else str(value or "")
-    entered = st.text_input("Keyword(s)", value=text, key=key, help="Several keywords separated by commas mean: any of them.")
+    entered = st.text_input(
+        "Keyword(s)", value=text, key=key, help="Several keywords separated by commas mean: any of them."
+    )
     words = [w.strip() for w in entered.split(",") if w.strip()]
     return words[0] if len(words) == 1 else (words or "")
 
 
 def _intent(value: Any, op: str, key: str) -> Any:
-    options = list(KNOWN_INTENTS) + [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str) and v and v not in KNOWN_INTENTS]
+    options = list(KNOWN_INTENTS) + [
+        v
+        for v in (value if isinstance(value, list) else [value])
+        if isinstance(v, str) and v and v not in KNOWN_INTENTS
+    ]
     if op in LIST_OPERATORS:
-        return st.multiselect("Intents", options, default=[v for v in value if v in options], key=key, format_func=intent_label)
-    return st.selectbox("Intent", options, index=options.index(value) if value in options else None, key=key,
-                        format_func=intent_label, placeholder="Choose an intent")
+        return st.multiselect(
+            "Intents", options, default=[v for v in value if v in options], key=key, format_func=intent_label
+        )
+    return st.selectbox(
+        "Intent",
+        options,
+        index=options.index(value) if value in options else None,
+        key=key,
+        format_func=intent_label,
+        placeholder="Choose an intent",
+    )
 
 
 def _sender(value: Any, op: str, key: str) -> str:
@@ -164,12 +206,24 @@ def _hours(value: Any, op: str, key: str) -> Any:
         start, end = (value + [9, 18])[:2] if isinstance(value, list) else (9, 18)
         a, b = st.columns(2)
         start = a.selectbox("From", HOURS, index=_hour_index(start), key=f"{key}_from", format_func=hour_label)
-        end = b.selectbox("Until", HOURS, index=_hour_index(end), key=f"{key}_to", format_func=hour_label,
-                          help="Until is exclusive; from 18 until 9 wraps past midnight.")
+        end = b.selectbox(
+            "Until",
+            HOURS,
+            index=_hour_index(end),
+            key=f"{key}_to",
+            format_func=hour_label,
+            help="Until is exclusive; from 18 until 9 wraps past midnight.",
+        )
         return [start, end]
     label = "After (hour)" if op == "greater_than" else "Before (hour)"
-    return st.selectbox(label, HOURS, index=_hour_index(value), key=key, format_func=hour_label,
-                        help="The hour of day in the studio's timezone.")
+    return st.selectbox(
+        label,
+        HOURS,
+        index=_hour_index(value),
+        key=key,
+        format_func=hour_label,
+        help="The hour of day in the studio's timezone.",
+    )
 
 
 def _hour_index(value: Any) -> int:
@@ -179,7 +233,9 @@ def _hour_index(value: Any) -> int:
 def _weekdays(value: Any, op: str, key: str) -> Any:
     days = list(range(7))
     if op == "in":
-        return st.multiselect("Days", days, default=[d for d in value if d in days], key=key, format_func=WEEKDAYS.__getitem__)
+        return st.multiselect(
+            "Days", days, default=[d for d in value if d in days], key=key, format_func=WEEKDAYS.__getitem__
+        )
     return st.selectbox("Day", days, index=value if value in days else 1, key=key, format_func=WEEKDAYS.__getitem__)
 
 
@@ -191,8 +247,20 @@ def _confidence(value: Any, op: str, key: str) -> float:
 def _channel(value: Any, op: str, key: str) -> Any:
     options = list(CHANNELS)
     if op == "in":
-        return st.multiselect("Channels", options, default=[v for v in value if v in options], key=key, format_func=lambda v: CHANNELS.get(v, v))
-    return st.selectbox("Channel", options, index=options.index(value) if value in options else 0, key=key, format_func=lambda v: CHANNELS.get(v, v))
+        return st.multiselect(
+            "Channels",
+            options,
+            default=[v for v in value if v in options],
+            key=key,
+            format_func=lambda v: CHANNELS.get(v, v),
+        )
+    return st.selectbox(
+        "Channel",
+        options,
+        index=options.index(value) if value in options else 0,
+        key=key,
+        format_func=lambda v: CHANNELS.get(v, v),
+    )
 
 
 def _custom(value: Any, op: str, key: str) -> Any:
@@ -202,6 +270,12 @@ def _custom(value: Any, op: str, key: str) -> Any:
 
 
 VALUE_WIDGETS = {
-    "keyword_match": _keyword, "intent_match": _intent, "sender_match": _sender, "time_range": _hours,
-    "day_of_week": _weekdays, "confidence_threshold": _confidence, "channel_match": _channel, "custom_field": _custom,
+    "keyword_match": _keyword,
+    "intent_match": _intent,
+    "sender_match": _sender,
+    "time_range": _hours,
+    "day_of_week": _weekdays,
+    "confidence_threshold": _confidence,
+    "channel_match": _channel,
+    "custom_field": _custom,
 }

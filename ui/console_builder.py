@@ -30,8 +30,11 @@ def _run(db, actor, workflow_id: str, definition: dict) -> dict:
             results = scenarios.run_all(uow=uow, actor=actor, drafts={workflow_id: definition})
     except EngineError as exc:
         return {"error": exc.message}
-    return {"pass": sum(r.passed for r in results), "fail": sum(not r.passed for r in results),
-            "failures": {r.name: r.failures for r in results if not r.passed}}
+    return {
+        "pass": sum(r.passed for r in results),
+        "fail": sum(not r.passed for r in results),
+        "failures": {r.name: r.failures for r in results if not r.passed},
+    }
 
 
 def check(db, actor, workflow_id: str, definition: dict, *, force: bool = False) -> dict | None:
@@ -49,7 +52,7 @@ def check(db, actor, workflow_id: str, definition: dict, *, force: bool = False)
 
 
 def show_status(db, actor, workflow_id: str | None, definition: dict, key: str) -> dict | None:
-    """"Scenarios: 5 pass, 1 fails" for the draft, with what differs; returns the result."""
+    """ "Scenarios: 5 pass, 1 fails" for the draft, with what differs; returns the result."""
     with unit_of_work(db, read_only=True) as uow:
         if not workflow_id or not scenarios.list_scenarios(uow=uow, actor=actor):
             return None
@@ -61,7 +64,10 @@ def show_status(db, actor, workflow_id: str | None, definition: dict, key: str) 
     if "error" in result:
         st.warning(f"Scenarios could not run: {result['error']}", icon="⚠️")
         return result
-    text = f"Scenarios: {result['pass']} pass, {result['fail']} fail{'s' if result['fail'] == 1 else ''} (against this unsaved draft)"
+    text = (
+        f"Scenarios: {result['pass']} pass, {result['fail']} fail{'s' if result['fail'] == 1 else ''} "
+        "(against this unsaved draft)"
+    )
     if result["fail"]:
         st.error(text, icon="❌")
         with st.expander("What differs"):
@@ -90,6 +96,9 @@ def failing_when_enabled(db, actor, workflow_id: str) -> list[str]:
     with unit_of_work(db, read_only=True) as uow:
         if not scenarios.list_scenarios(uow=uow, actor=actor):
             return []
-        definition = {**services.get_workflow(uow=uow, actor=actor, workflow_id=workflow_id).definition, "enabled": True}
+        definition = {
+            **services.get_workflow(uow=uow, actor=actor, workflow_id=workflow_id).definition,
+            "enabled": True,
+        }
     result = _run(db, actor, workflow_id, definition)
     return list(result.get("failures", {}))

@@ -17,13 +17,32 @@ from engine.services.console import (
 )
 from ui.step_trace import show_execution
 
-CHANNEL_LABELS = {"whatsapp": "WhatsApp", "sms": "SMS", "voice": "Voice call (transcript)", "email": "E-mail",
-                  "web": "Web chat"}
-KIND_LABELS = {"message": "Message", "missed_call": "Missed call", "lead": "New lead", "booking": "Booking created",
-               "schedule": "Schedule tick"}
-TRIGGER_LABELS = {"missed_call": "missed call", "lead_created": "new lead", "booking_created": "booking created",
-                  "time_based": "schedule", "intent_detected": "intent detected", "whatsapp_message": "WhatsApp",
-                  "sms_received": "SMS", "voice_call": "voice call", "email_received": "e-mail", "web_chat": "web chat"}
+CHANNEL_LABELS = {
+    "whatsapp": "WhatsApp",
+    "sms": "SMS",
+    "voice": "Voice call (transcript)",
+    "email": "E-mail",
+    "web": "Web chat",
+}
+KIND_LABELS = {
+    "message": "Message",
+    "missed_call": "Missed call",
+    "lead": "New lead",
+    "booking": "Booking created",
+    "schedule": "Schedule tick",
+}
+TRIGGER_LABELS = {
+    "missed_call": "missed call",
+    "lead_created": "new lead",
+    "booking_created": "booking created",
+    "time_based": "schedule",
+    "intent_detected": "intent detected",
+    "whatsapp_message": "WhatsApp",
+    "sms_received": "SMS",
+    "voice_call": "voice call",
+    "email_received": "e-mail",
+    "web_chat": "web chat",
+}
 
 _CSS = """
 <style>
@@ -69,13 +88,20 @@ def inbound_html(turn: TurnReport, tz: str) -> str:
     when = _time(turn.at, tz)
     if turn.kind == "message":
         label = CHANNEL_LABELS.get(turn.channel or "", turn.channel or "")
-        return _bubble(turn.text or "", inbound=True, channel=turn.channel or "web", subject=turn.subject,
-                       meta=f"{html.escape(label)} · {when}")
+        return _bubble(
+            turn.text or "",
+            inbound=True,
+            channel=turn.channel or "web",
+            subject=turn.subject,
+            meta=f"{html.escape(label)} · {when}",
+        )
     data = turn.event_data or {}
-    text = {"missed_call": "📞 Missed call",
-            "lead": f"🧲 New lead: {data.get('name', '')} ({data.get('source', '')})",
-            "booking": f"📅 Booked {data.get('className', '')} for {str(data.get('startsAt', ''))[:16]}",
-            "schedule": "⏰ Schedule tick"}.get(turn.kind, turn.trigger_type)
+    text = {
+        "missed_call": "📞 Missed call",
+        "lead": f"🧲 New lead: {data.get('name', '')} ({data.get('source', '')})",
+        "booking": f"📅 Booked {data.get('className', '')} for {str(data.get('startsAt', ''))[:16]}",
+        "schedule": "⏰ Schedule tick",
+    }.get(turn.kind, turn.trigger_type)
     return _bubble(text, inbound=True, channel="event", meta=when)
 
 
@@ -86,7 +112,8 @@ def reply_html(reply: Reply, tz: str) -> str:
     if reply.ai_provider:
         tags.append(f"AI: {reply.ai_provider}")
     meta = f"{html.escape(CHANNEL_LABELS.get(reply.channel, reply.channel))} · {_time(reply.at, tz)}" + "".join(
-        f'<span class="sa-tag">{html.escape(t)}</span>' for t in tags)
+        f'<span class="sa-tag">{html.escape(t)}</span>' for t in tags
+    )
     return _bubble(reply.body, inbound=False, channel=reply.channel, subject=reply.subject, meta=meta)
 
 
@@ -125,8 +152,10 @@ def show_decisions(turn: TurnReport) -> None:
             intent_wfs = [d.workflow_name for d in turn.decisions if d.trigger_type == "intent_detected"]
             if intent_wfs:
                 st.caption(f"intent_detected → considered by {', '.join(intent_wfs)}")
-    st.caption(f"{'🧪 Test mode' if turn.is_test else '📡 Live'} · event `{turn.event_id[-8:]}`"
-               + (f" · {turn.server_ms:.0f} ms on the server" if turn.server_ms else ""))
+    st.caption(
+        f"{'🧪 Test mode' if turn.is_test else '📡 Live'} · event `{turn.event_id[-8:]}`"
+        + (f" · {turn.server_ms:.0f} ms on the server" if turn.server_ms else "")
+    )
     if not turn.decisions:
         st.warning("No workflow of this studio listens to this trigger.", icon="🔕")
     for d in turn.decisions:
@@ -135,10 +164,17 @@ def show_decisions(turn: TurnReport) -> None:
                 for reason in d.reasons or ["skipped"]:
                     st.markdown(f"- {reason}")
             if d.fast_forwarded:
-                st.caption("⏩ fast-forwarded: " + ", ".join(f"due {f.get('dueAt', '')[:16]}" for f in d.fast_forwarded))
+                st.caption(
+                    "⏩ fast-forwarded: " + ", ".join(f"due {f.get('dueAt', '')[:16]}" for f in d.fast_forwarded)
+                )
             if d.execution_id:
-                show_execution({**d.model_dump(), "mode": "test" if turn.is_test else "live",
-                                "actions_executed": len({st_.action_id for st_ in d.steps})})
+                show_execution(
+                    {
+                        **d.model_dump(),
+                        "mode": "test" if turn.is_test else "live",
+                        "actions_executed": len({st_.action_id for st_ in d.steps}),
+                    }
+                )
     if turn.other_triggers:
         parts = [f"{TRIGGER_LABELS.get(t, t)}: {', '.join(names)}" for t, names in sorted(turn.other_triggers.items())]
         st.caption("Listening to other triggers (not considered): " + " · ".join(parts))

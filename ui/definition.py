@@ -14,9 +14,18 @@ from typing import Any
 from engine.definitions import ActionType
 
 ID_PREFIX = {
-    "send_message": "send", "send_whatsapp": "send", "send_email": "email", "send_sms": "sms",
-    "ask_ai": "ai", "generate_workout_plan": "plan", "schedule_follow_up": "followup",
-    "create_lead": "lead", "update_lead": "lead", "call_webhook": "webhook", "wait": "wait", "branch": "branch",
+    "send_message": "send",
+    "send_whatsapp": "send",
+    "send_email": "email",
+    "send_sms": "sms",
+    "ask_ai": "ai",
+    "generate_workout_plan": "plan",
+    "schedule_follow_up": "followup",
+    "create_lead": "lead",
+    "update_lead": "lead",
+    "call_webhook": "webhook",
+    "wait": "wait",
+    "branch": "branch",
 }
 
 #: A default config per action type: only the keys the type requires.
@@ -42,15 +51,30 @@ TRIGGER_DEFAULTS: dict[str, dict[str, Any]] = {
 
 #: Outputs an action leaves in ``results.<id>`` (the ones worth offering in templates).
 RESULT_FIELDS: dict[str, tuple[str, ...]] = {
-    "send_message": ("status", "recipient"), "send_whatsapp": ("status", "recipient"),
-    "send_email": ("status", "recipient"), "send_sms": ("status", "recipient"),
-    "ask_ai": ("text",), "generate_workout_plan": ("text",), "schedule_follow_up": ("scheduledFor",),
-    "create_lead": ("leadId",), "update_lead": ("leadId",), "call_webhook": ("status", "body"),
-    "wait": ("resumeAt",), "branch": ("matched",),
+    "send_message": ("status", "recipient"),
+    "send_whatsapp": ("status", "recipient"),
+    "send_email": ("status", "recipient"),
+    "send_sms": ("status", "recipient"),
+    "ask_ai": ("text",),
+    "generate_workout_plan": ("text",),
+    "schedule_follow_up": ("scheduledFor",),
+    "create_lead": ("leadId",),
+    "update_lead": ("leadId",),
+    "call_webhook": ("status", "body"),
+    "wait": ("resumeAt",),
+    "branch": ("matched",),
 }
 
-TRIGGER_VARIABLES = ("trigger.from", "trigger.content", "trigger.channel", "trigger.intent",
-                     "trigger.intentConfidence", "trigger.leadId", "trigger.bookingId", "trigger.customFields.<name>")
+TRIGGER_VARIABLES = (
+    "trigger.from",
+    "trigger.content",
+    "trigger.channel",
+    "trigger.intent",
+    "trigger.intentConfidence",
+    "trigger.leadId",
+    "trigger.bookingId",
+    "trigger.customFields.<name>",
+)
 OTHER_VARIABLES = ("lead.name", "lead.email", "lead.phone", "tenant.name", "now")
 
 UNITS = {"minutes": 60_000, "hours": 3_600_000, "days": 86_400_000}
@@ -58,7 +82,13 @@ UNITS = {"minutes": 60_000, "hours": 3_600_000, "days": 86_400_000}
 
 def new_definition() -> dict[str, Any]:
     """A blank workflow: a draft (off until the owner turns it on) on the trigger most studios need first."""
-    return {"name": "", "enabled": False, "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [], "actions": []}
+    return {
+        "name": "",
+        "enabled": False,
+        "trigger": {"type": "whatsapp_message", "config": {}},
+        "conditions": [],
+        "actions": [],
+    }
 
 
 def actions_of(definition: dict) -> list[dict]:
@@ -95,7 +125,14 @@ def add_action(definition: dict, action_type: str) -> str:
     actions = definition.setdefault("actions", [])
     flags = _sequential_flags(actions) + [True]
     aid = new_action_id(definition, action_type)
-    actions.append({"id": aid, "type": action_type, "config": copy.deepcopy(ACTION_DEFAULTS.get(action_type, {})), "nextActionId": None})
+    actions.append(
+        {
+            "id": aid,
+            "type": action_type,
+            "config": copy.deepcopy(ACTION_DEFAULTS.get(action_type, {})),
+            "nextActionId": None,
+        }
+    )
     _rewire(actions, flags)
     return aid
 
@@ -105,13 +142,21 @@ def remove_action(definition: dict, index: int) -> None:
     actions = definition.get("actions", [])
     flags = _sequential_flags(actions)
     removed = actions[index]
-    successor = removed.get("nextActionId") if not flags[index] else (actions[index + 1].get("id") if index + 1 < len(actions) else None)
+    successor = (
+        removed.get("nextActionId")
+        if not flags[index]
+        else (actions[index + 1].get("id") if index + 1 < len(actions) else None)
+    )
     del actions[index], flags[index]
     for action in actions:
         if action.get("nextActionId") == removed.get("id"):
             action["nextActionId"] = successor
         config = action.get("config")
-        if action.get("type") == "branch" and isinstance(config, dict) and config.get("nextActionId") == removed.get("id"):
+        if (
+            action.get("type") == "branch"
+            and isinstance(config, dict)
+            and config.get("nextActionId") == removed.get("id")
+        ):
             config["nextActionId"] = None
     _rewire(actions, flags)
 
@@ -217,10 +262,26 @@ def known_action_types() -> list[str]:
     return [t.value for t in ActionType]
 
 
-_SUBJECT = {"keyword_match": "keyword", "intent_match": "intent", "sender_match": "sender", "time_range": "time",
-            "day_of_week": "day", "confidence_threshold": "confidence", "channel_match": "channel"}
-_OPS = {"equals": "is", "contains": "", "starts_with": "starts with", "ends_with": "ends with", "in": "is one of",
-        "not_in": "is none of", "greater_than": "after", "less_than": "before", "between": "between"}
+_SUBJECT = {
+    "keyword_match": "keyword",
+    "intent_match": "intent",
+    "sender_match": "sender",
+    "time_range": "time",
+    "day_of_week": "day",
+    "confidence_threshold": "confidence",
+    "channel_match": "channel",
+}
+_OPS = {
+    "equals": "is",
+    "contains": "",
+    "starts_with": "starts with",
+    "ends_with": "ends with",
+    "in": "is one of",
+    "not_in": "is none of",
+    "greater_than": "after",
+    "less_than": "before",
+    "between": "between",
+}
 _DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
 
 
@@ -246,7 +307,10 @@ def describe_condition(cond: Any) -> str:
     if ctype == "not":
         return "not " + describe_condition(cond.get("condition"))
     if ctype == "custom_field":
-        return f"{cond.get('field') or '?'} {_OPS.get(str(cond.get('operator')), cond.get('operator'))} {cond.get('value')!r}".replace("  ", " ")
+        return (
+            f"{cond.get('field') or '?'} {_OPS.get(str(cond.get('operator')), cond.get('operator'))} "
+            f"{cond.get('value')!r}"
+        ).replace("  ", " ")
     op = _OPS.get(str(cond.get("operator")), str(cond.get("operator")))
     subject = _SUBJECT.get(str(ctype), str(ctype))
     return " ".join(x for x in (subject, op, _value_text(str(ctype), cond.get("value"))) if x)

@@ -21,8 +21,15 @@ from ui.formatting import local
 from ui.labels import CHANNELS, TRIGGERS
 from ui.step_trace import show_execution, status_text
 
-FILTER_KEYS = ("executions_range", "executions_status", "executions_workflow", "executions_trigger",
-               "executions_channel", "executions_intent", "executions_contact")
+FILTER_KEYS = (
+    "executions_range",
+    "executions_status",
+    "executions_workflow",
+    "executions_trigger",
+    "executions_channel",
+    "executions_intent",
+    "executions_contact",
+)
 
 
 def _reset_paging() -> None:
@@ -34,34 +41,80 @@ def filter_bar(tz: str, workflow_picker) -> operations.ExecutionFilter:
     params = st.query_params
     c = st.columns([1.2, 1, 1, 1, 1.3])
     ranges = {"all": "All time", "today": "Today", "7d": "Last 7 days", "30d": "Last 30 days", "month": "This month"}
-    rng = c[0].selectbox("Date range", list(ranges), format_func=lambda v: ranges.get(v, v), key="executions_range", on_change=_reset_paging)
+    rng = c[0].selectbox(
+        "Date range",
+        list(ranges),
+        format_func=lambda v: ranges.get(v, v),
+        key="executions_range",
+        on_change=_reset_paging,
+    )
     statuses = [None, *domain.STATUS_FILTERS]
     if "executions_status" not in st.session_state and params.get("status") in statuses:
         st.session_state["executions_status"] = params.get("status")
-    status = c[1].selectbox("Status", statuses, key="executions_status", on_change=_reset_paging,
-                            format_func=lambda s: "All statuses" if s is None else ("🧪 test runs" if s == "test" else status_text(s)))
-    trigger = c[2].selectbox("Trigger", [None, *TRIGGERS], key="executions_trigger", on_change=_reset_paging,
-                             format_func=lambda t: "Any trigger" if t is None else f"{TRIGGERS[t][0]} {TRIGGERS[t][1]}")
-    channel = c[3].selectbox("Channel", [None, *CHANNELS], key="executions_channel", on_change=_reset_paging,
-                             format_func=lambda ch: "Any channel" if ch is None else CHANNELS[ch])
-    intent = c[4].selectbox("Intent", [None, *KNOWN_INTENTS], key="executions_intent", on_change=_reset_paging,
-                            format_func=lambda i: "Any intent" if i is None else i)
+    status = c[1].selectbox(
+        "Status",
+        statuses,
+        key="executions_status",
+        on_change=_reset_paging,
+        format_func=lambda s: "All statuses" if s is None else ("🧪 test runs" if s == "test" else status_text(s)),
+    )
+    trigger = c[2].selectbox(
+        "Trigger",
+        [None, *TRIGGERS],
+        key="executions_trigger",
+        on_change=_reset_paging,
+        format_func=lambda t: "Any trigger" if t is None else f"{TRIGGERS[t][0]} {TRIGGERS[t][1]}",
+    )
+    channel = c[3].selectbox(
+        "Channel",
+        [None, *CHANNELS],
+        key="executions_channel",
+        on_change=_reset_paging,
+        format_func=lambda ch: "Any channel" if ch is None else CHANNELS[ch],
+    )
+    intent = c[4].selectbox(
+        "Intent",
+        [None, *KNOWN_INTENTS],
+        key="executions_intent",
+        on_change=_reset_paging,
+        format_func=lambda i: "Any intent" if i is None else i,
+    )
     left, right = st.columns([3, 1.3], vertical_alignment="bottom")
     with left:
         workflow_id = workflow_picker("executions_workflow", allow_none=True)
-    contact = right.text_input("Contact", key="executions_contact", placeholder="phone or e-mail", on_change=_reset_paging)
+    contact = right.text_input(
+        "Contact", key="executions_contact", placeholder="phone or e-mail", on_change=_reset_paging
+    )
     start = end = None
     if rng != "all":
         p = insights.resolve_period(tz, rng)
         start, end = p.start, p.end
-    return operations.ExecutionFilter(start=start, end=end, status=status, workflow_id=workflow_id, trigger=trigger,
-                                      channel=channel, intent=intent, contact=contact or None)
+    return operations.ExecutionFilter(
+        start=start,
+        end=end,
+        status=status,
+        workflow_id=workflow_id,
+        trigger=trigger,
+        channel=channel,
+        intent=intent,
+        contact=contact or None,
+    )
 
 
 def rows_of(items: list[Any], tz: str) -> list[dict[str, Any]]:
-    return [{"Started": local(e.started_at, tz), "Workflow": e.workflow_name, "Status": status_text(e.status),
-             "Channel": (e.trigger or {}).get("channel") or "–", "Contact": (e.trigger or {}).get("from") or "–",
-             "Intent": (e.trigger or {}).get("intent") or "–", "Mode": e.mode, "Error": e.error or ""} for e in items]
+    return [
+        {
+            "Started": local(e.started_at, tz),
+            "Workflow": e.workflow_name,
+            "Status": status_text(e.status),
+            "Channel": (e.trigger or {}).get("channel") or "–",
+            "Contact": (e.trigger or {}).get("from") or "–",
+            "Intent": (e.trigger or {}).get("intent") or "–",
+            "Mode": e.mode,
+            "Error": e.error or "",
+        }
+        for e in items
+    ]
 
 
 def _duration(step: Any) -> str:
@@ -74,8 +127,10 @@ def show_detail(db: Any, actor: Any, execution: Any, tz: str) -> None:
     """The triggering event, the timeline of steps, the messages sent, then the full trace."""
     trig = execution.trigger or {}
     sender = str(trig.get("from") or "–").replace("*", "\\*")  # masked contacts contain asterisks
-    st.markdown(f"**Event** · {trig.get('type', '–')} · {trig.get('channel') or '–'} · from **{sender}**"
-                + (f" · intent `{trig['intent']}`" if trig.get("intent") else ""))
+    st.markdown(
+        f"**Event** · {trig.get('type', '–')} · {trig.get('channel') or '–'} · from **{sender}**"
+        + (f" · intent `{trig['intent']}`" if trig.get("intent") else "")
+    )
     if execution.replay_of:
         st.caption(f"↻ Replay of execution `{execution.replay_of}`")
     if execution.is_test:
@@ -83,31 +138,66 @@ def show_detail(db: Any, actor: Any, execution: Any, tz: str) -> None:
     if trig.get("content"):
         st.info(trig["content"], icon="💬")
     if execution.steps:
-        st.dataframe([{"Step": s.action_id, "Action": s.action_type, "Attempt": s.attempt, "Status": status_text(s.status),
-                       "Started": local(s.started_at, tz), "Duration": _duration(s), "Error": s.error or ""}
-                      for s in execution.steps], hide_index=True, width="stretch", key=f"executions_steps_{execution.id}")
+        st.dataframe(
+            [
+                {
+                    "Step": s.action_id,
+                    "Action": s.action_type,
+                    "Attempt": s.attempt,
+                    "Status": status_text(s.status),
+                    "Started": local(s.started_at, tz),
+                    "Duration": _duration(s),
+                    "Error": s.error or "",
+                }
+                for s in execution.steps
+            ],
+            hide_index=True,
+            width="stretch",
+            key=f"executions_steps_{execution.id}",
+        )
     with unit_of_work(db, read_only=True) as uow:
         messages = services.list_outbox(uow=uow, actor=actor, execution_id=execution.id, page_size=50).items
     if messages:
         st.markdown("**Messages sent**")
-        st.dataframe([{"Channel": m.channel, "To": m.recipient, "Status": m.status, "Text": m.body[:120],
-                       "Note": m.error or ""} for m in messages], hide_index=True, width="stretch",
-                     key=f"executions_messages_{execution.id}")
+        st.dataframe(
+            [
+                {
+                    "Channel": m.channel,
+                    "To": m.recipient,
+                    "Status": m.status,
+                    "Text": m.body[:120],
+                    "Note": m.error or "",
+                }
+                for m in messages
+            ],
+            hide_index=True,
+            width="stretch",
+            key=f"executions_messages_{execution.id}",
+        )
     show_execution(execution)
 
 
 @st.dialog("Replay this execution")
 def replay_dialog(db: Any, actor: Any, execution_id: str) -> None:
     st.write("A new execution runs; this one stays as it was. Each failed execution is replayed once.")
-    start = st.radio("Start", ["failed", "start"], format_func={"failed": "from the failed step",
-                                                                 "start": "from the start"}.get, key="executions_replay_from")
-    version = st.radio("Version", ["original", "current"], key="executions_replay_version",
-                       format_func={"original": "the version it ran", "current": "the current version"}.get)
+    start = st.radio(
+        "Start",
+        ["failed", "start"],
+        format_func={"failed": "from the failed step", "start": "from the start"}.get,
+        key="executions_replay_from",
+    )
+    version = st.radio(
+        "Version",
+        ["original", "current"],
+        key="executions_replay_version",
+        format_func={"original": "the version it ran", "current": "the current version"}.get,
+    )
     if st.button("Replay now", type="primary", key="executions_replay_go"):
         try:
             with unit_of_work(db) as uow:
-                out = operations.replay_execution(uow=uow, actor=actor, execution_id=execution_id, from_step=start,
-                                                  version=version)
+                out = operations.replay_execution(
+                    uow=uow, actor=actor, execution_id=execution_id, from_step=start, version=version
+                )
         except EngineError as exc:
             st.error(exc.message)
             return
@@ -133,24 +223,42 @@ def cancel_dialog(db: Any, actor: Any, execution_id: str) -> None:
 
 @st.dialog("Replay all filtered failed executions")
 def bulk_dialog(db: Any, actor: Any, filters: operations.ExecutionFilter, count: int) -> None:
-    st.write(f"**{count}** failed execution(s) match the filters and were not replayed yet. Each is replayed "
-             "once, from its failed step, with the version it ran.")
+    st.write(
+        f"**{count}** failed execution(s) match the filters and were not replayed yet. Each is replayed "
+        "once, from its failed step, with the version it ran."
+    )
     if st.button(f"Replay {count}", type="primary", key="executions_bulk_go", disabled=count == 0):
         bar = st.progress(0.0, text="Replaying…")
+
+        def progress(i: int, n: int) -> None:
+            bar.progress(i / n, text=f"Replayed {i} of {n}")
+
         with unit_of_work(db) as uow:
-            result = operations.bulk_replay(uow=uow, actor=actor, filters=filters,
-                                            on_progress=lambda i, n: bar.progress(i / n, text=f"Replayed {i} of {n}"))
-        st.session_state["executions_flash"] = (f"Replayed {len(result['replayed'])} of {result['selected']}"
-                                                + (f"; {len(result['errors'])} could not be replayed" if result["errors"] else ""))
+            result = operations.bulk_replay(
+                uow=uow,
+                actor=actor,
+                filters=filters,
+                on_progress=progress,
+            )
+        st.session_state["executions_flash"] = f"Replayed {len(result['replayed'])} of {result['selected']}" + (
+            f"; {len(result['errors'])} could not be replayed" if result["errors"] else ""
+        )
         st.rerun()
 
 
 def timeline_rows(items: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
     icons = {"received": "⬅️ received", "sent": "➡️ sent", "execution": "⚙️ execution"}
-    return [{"When": i["at"].astimezone(ZoneInfo(tz)).strftime("%d %b %Y, %H:%M:%S"), "What": icons[i["kind"]],
-             "Channel": i["channel"] or "", "Text": (i["text"] or "")[:140], "Detail": i["detail"] or ""} for i in items]
+    return [
+        {
+            "When": i["at"].astimezone(ZoneInfo(tz)).strftime("%d %b %Y, %H:%M:%S"),
+            "What": icons[i["kind"]],
+            "Channel": i["channel"] or "",
+            "Text": (i["text"] or "")[:140],
+            "Detail": i["detail"] or "",
+        }
+        for i in items
+    ]
 
 
 def is_live(status: str) -> bool:
     return status in domain.IN_PROGRESS_STATUSES
-

@@ -62,23 +62,30 @@ def to_dot(definition: dict) -> str:
         '  rankdir=TB; bgcolor="transparent"; nodesep=0.35; ranksep=0.35;',
         '  node [fontname="Helvetica", fontsize=11, margin="0.18,0.08", penwidth=1.2];',
         f'  edge [fontname="Helvetica", fontsize=10, color="{GREY}", arrowsize=0.7];',
-        f'  trigger [label="{icon} {label}", shape=box, style="rounded,filled", fillcolor="{ACCENT}", fontcolor=white, color="{ACCENT}"];',
+        f'  trigger [label="{icon} {label}", shape=box, style="rounded,filled", '
+        f'fillcolor="{ACCENT}", fontcolor=white, color="{ACCENT}"];',
     ]
     actions = [a for a in actions_of(definition) if isinstance(a.get("id"), str)]
     ids = {a["id"] for a in actions}
     first = "trigger"
     conditions = definition.get("conditions") or []
     if conditions:
-        lines.append(f'  conditions [label={_quote(_conditions_label(conditions))}, shape=box, style="rounded,dashed", color="{GREY}"];')
+        lines.append(
+            f"  conditions [label={_quote(_conditions_label(conditions))}, shape=box, "
+            f'style="rounded,dashed", color="{GREY}"];'
+        )
         lines.append("  trigger -> conditions;")
         first = "conditions"
-    lines.append('  end [label="End", shape=circle, style=filled, fillcolor="#F5F5F7", color="#D2D2D7", fontsize=9, width=0.5, fixedsize=true];')
+    lines.append(
+        '  end [label="End", shape=circle, style=filled, fillcolor="#F5F5F7", color="#D2D2D7", '
+        "fontsize=9, width=0.5, fixedsize=true];"
+    )
     if not actions:
         lines.append(f"  {first} -> end;")
         return "\n".join(lines + ["}"])
     for action in actions:
         lines.append(_node(action))
-    lines.append(f'  {first} -> {_quote("a:" + actions[0]["id"])};')
+    lines.append(f"  {first} -> {_quote('a:' + actions[0]['id'])};")
     lines += _edges(actions, ids)
     return "\n".join(lines + ["}"])
 
@@ -98,5 +105,7 @@ def _edges(actions: list[dict], ids: set[str]) -> list[str]:
         config = _config if isinstance(_config := action.get("config"), dict) else {}
         jump = config.get("nextActionId") if is_branch else None
         if jump in ids:
-            out.append(f'  {src} -> {_quote("a:" + jump)} [label="yes", color="{ACCENT}", fontcolor="{ACCENT}", penwidth=1.6];')
+            out.append(
+                f'  {src} -> {_quote("a:" + jump)} [label="yes", color="{ACCENT}", fontcolor="{ACCENT}", penwidth=1.6];'
+            )
     return out

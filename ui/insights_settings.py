@@ -17,14 +17,24 @@ GOALS = {"": "no goal", "booking": "a booking", "lead": "a new lead"}
 
 def _rows(settings: dict[str, Any], workflows: list[Any]) -> list[dict[str, Any]]:
     minutes, goals = settings.get("minutesSaved") or {}, settings.get("goals") or {}
-    return [{"id": w.id, "Workflow": w.name, "Minutes saved per run": float(minutes.get(w.id, DEFAULT_MINUTES_SAVED)),
-             "Goal": (goals.get(w.id) or {}).get("kind", ""), "Within days": int((goals.get(w.id) or {}).get("days", 7))}
-            for w in workflows]
+    return [
+        {
+            "id": w.id,
+            "Workflow": w.name,
+            "Minutes saved per run": float(minutes.get(w.id, DEFAULT_MINUTES_SAVED)),
+            "Goal": (goals.get(w.id) or {}).get("kind", ""),
+            "Within days": int((goals.get(w.id) or {}).get("days", 7)),
+        }
+        for w in workflows
+    ]
 
 
 def _changes(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    minutes = {r["id"]: float(r["Minutes saved per run"]) for r in rows
-               if r["Minutes saved per run"] is not None and float(r["Minutes saved per run"]) != DEFAULT_MINUTES_SAVED}
+    minutes = {
+        r["id"]: float(r["Minutes saved per run"])
+        for r in rows
+        if r["Minutes saved per run"] is not None and float(r["Minutes saved per run"]) != DEFAULT_MINUTES_SAVED
+    }
     goals = {r["id"]: {"kind": r["Goal"], "days": int(r["Within days"] or 7)} for r in rows if r["Goal"]}
     return {"minutesSaved": minutes, "goals": goals}
 
@@ -34,9 +44,12 @@ def insights_settings_card(db: Any, actor: Any, tenant: Any) -> None:
     settings = tenant.settings or {}
     with st.container(border=True, key="card_insights_settings"):
         st.subheader("Insights & privacy")
-        shown = st.toggle("Analysts see contact details", value=bool(settings.get(masking.SETTING)),
-                          key="settings_analysts_contacts",
-                          help="Off: analysts see +49 151 ****678 and j***@example.com everywhere, exports included.")
+        shown = st.toggle(
+            "Analysts see contact details",
+            value=bool(settings.get(masking.SETTING)),
+            key="settings_analysts_contacts",
+            help="Off: analysts see +49 151 ****678 and j***@example.com everywhere, exports included.",
+        )
         if shown != bool(settings.get(masking.SETTING)):
             with unit_of_work(db) as uow:
                 services.update_tenant_settings(uow=uow, actor=actor, settings={masking.SETTING: shown})
@@ -45,14 +58,23 @@ def insights_settings_card(db: Any, actor: Any, tenant: Any) -> None:
             workflows = services.list_workflows(uow=uow, actor=actor, page_size=500).items
         if not workflows:
             return
-        st.caption("Time saved counts each succeeded run with its minutes; a goal is what counts as a conversion "
-                   "(by the same contact, within the days after the run).")
-        edited = st.data_editor(_rows(settings, workflows), hide_index=True, width="stretch", key="settings_insights_table",
-                                disabled=["id", "Workflow"], column_order=["Workflow", "Minutes saved per run", "Goal", "Within days"],
-                                column_config={
-                                    "Minutes saved per run": st.column_config.NumberColumn(min_value=0, max_value=600, step=0.5),
-                                    "Goal": st.column_config.SelectboxColumn(options=list(GOALS)),
-                                    "Within days": st.column_config.NumberColumn(min_value=1, max_value=90, step=1)})
+        st.caption(
+            "Time saved counts each succeeded run with its minutes; a goal is what counts as a conversion "
+            "(by the same contact, within the days after the run)."
+        )
+        edited = st.data_editor(
+            _rows(settings, workflows),
+            hide_index=True,
+            width="stretch",
+            key="settings_insights_table",
+            disabled=["id", "Workflow"],
+            column_order=["Workflow", "Minutes saved per run", "Goal", "Within days"],
+            column_config={
+                "Minutes saved per run": st.column_config.NumberColumn(min_value=0, max_value=600, step=0.5),
+                "Goal": st.column_config.SelectboxColumn(options=list(GOALS)),
+                "Within days": st.column_config.NumberColumn(min_value=1, max_value=90, step=1),
+            },
+        )
         if st.button("Save insights settings", key="settings_insights_save", type="primary"):
             try:
                 with unit_of_work(db) as uow:

@@ -18,17 +18,36 @@ from engine.services import insights
 from engine.uow import unit_of_work
 from ui.flow_graph import to_dot
 
-PRESET_LABELS = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days", "month": "This month", "custom": "Custom"}
-OUTCOME_COLORS = {"succeeded": "#34C759", "failed": "#FF3B30", "skipped": "#FF9500", "in_progress": "#0A84FF",
-                  "cancelled": "#8E8E93"}
+PRESET_LABELS = {
+    "today": "Today",
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "month": "This month",
+    "custom": "Custom",
+}
+OUTCOME_COLORS = {
+    "succeeded": "#34C759",
+    "failed": "#FF3B30",
+    "skipped": "#FF9500",
+    "in_progress": "#0A84FF",
+    "cancelled": "#8E8E93",
+}
 
 
 def range_picker(tz: str, key: str = "insights") -> insights.Period:
     """Preset or custom range (query param ``range`` keeps it in links), in the studio's timezone."""
     presets = list(PRESET_LABELS)
     initial = st.query_params.get("range", "30d")
-    preset = st.segmented_control("Date range", presets, format_func=lambda v: PRESET_LABELS.get(v, v), key=f"{key}_range",
-                                  default=initial if initial in presets else "30d") or "30d"
+    preset = (
+        st.segmented_control(
+            "Date range",
+            presets,
+            format_func=lambda v: PRESET_LABELS.get(v, v),
+            key=f"{key}_range",
+            default=initial if initial in presets else "30d",
+        )
+        or "30d"
+    )
     st.query_params["range"] = preset
     if preset != "custom":
         return insights.resolve_period(tz, preset)
@@ -54,11 +73,17 @@ def _fmt(value: Any, kind: str = "int") -> str:
 
 
 KPI_TILES: list[tuple[str, str, str, Literal["normal", "inverse", "off"]]] = [
-             ("inbound_messages", "Inbound messages", "int", "normal"), ("executions", "Executions", "int", "normal"),
-             ("success_rate", "Success rate", "pct", "normal"), ("failures", "Failures", "int", "inverse"),
-             ("skipped", "Skipped", "int", "off"), ("leads_created", "Leads created", "int", "normal"),
-             ("bookings", "Bookings", "int", "normal"), ("first_reply_median_s", "First reply (median)", "sec", "inverse"),
-             ("first_reply_p90_s", "First reply (p90)", "sec", "inverse"), ("minutes_saved", "Time saved", "min", "normal")]
+    ("inbound_messages", "Inbound messages", "int", "normal"),
+    ("executions", "Executions", "int", "normal"),
+    ("success_rate", "Success rate", "pct", "normal"),
+    ("failures", "Failures", "int", "inverse"),
+    ("skipped", "Skipped", "int", "off"),
+    ("leads_created", "Leads created", "int", "normal"),
+    ("bookings", "Bookings", "int", "normal"),
+    ("first_reply_median_s", "First reply (median)", "sec", "inverse"),
+    ("first_reply_p90_s", "First reply (p90)", "sec", "inverse"),
+    ("minutes_saved", "Time saved", "min", "normal"),
+]
 
 
 def kpi_tiles(k: dict[str, Any]) -> None:
@@ -66,60 +91,122 @@ def kpi_tiles(k: dict[str, Any]) -> None:
     cols = st.columns(5)
     for i, (key, label, kind, color) in enumerate(KPI_TILES):
         delta = k["delta"].get(key)
-        shown = None if delta is None else (f"{delta * 100:+.0f} pts" if kind == "pct" else
-                                            f"{delta:+.0f}" if kind in ("int", "sec", "min") else delta)
-        cols[i % 5].metric(label, _fmt(k["current"].get(key), kind), shown, delta_color=color, border=True,
-                           help=f"previous period: {_fmt(k['previous'].get(key), kind)}")
+        shown = (
+            None
+            if delta is None
+            else (
+                f"{delta * 100:+.0f} pts"
+                if kind == "pct"
+                else f"{delta:+.0f}"
+                if kind in ("int", "sec", "min")
+                else delta
+            )
+        )
+        cols[i % 5].metric(
+            label,
+            _fmt(k["current"].get(key), kind),
+            shown,
+            delta_color=color,
+            border=True,
+            help=f"previous period: {_fmt(k['previous'].get(key), kind)}",
+        )
 
 
 def messages_table(k: dict[str, Any]) -> list[dict[str, Any]]:
     """Messages by channel and outcome (delivered, failed, suppressed, deferred by quiet hours)."""
     rows = []
     for channel, by_status in sorted(k["current"]["messages"].items()):
-        rows.append({"Channel": channel, "Delivered": by_status.get("sent", 0) + by_status.get("recorded", 0),
-                     "Failed": by_status.get("failed", 0), "Suppressed (cap)": by_status.get("suppressed", 0),
-                     "Deferred (quiet hours)": by_status.get("deferred", 0), "Pending": by_status.get("pending", 0)})
+        rows.append(
+            {
+                "Channel": channel,
+                "Delivered": by_status.get("sent", 0) + by_status.get("recorded", 0),
+                "Failed": by_status.get("failed", 0),
+                "Suppressed (cap)": by_status.get("suppressed", 0),
+                "Deferred (quiet hours)": by_status.get("deferred", 0),
+                "Pending": by_status.get("pending", 0),
+            }
+        )
     return rows
 
 
 def executions_chart(rows: list[dict[str, Any]]) -> alt.Chart:
     scale = alt.Scale(domain=list(OUTCOME_COLORS), range=list(OUTCOME_COLORS.values()))
-    return alt.Chart(alt.Data(values=rows)).mark_bar().encode(
-        x=alt.X("day:T", title=None, timeUnit="yearmonthdate"), y=alt.Y("n:Q", title="executions", stack=True),
-        color=alt.Color("outcome:N", scale=scale, title="status"),
-        tooltip=[alt.Tooltip("day:T", title="day"), alt.Tooltip("outcome:N"), alt.Tooltip("n:Q", title="executions")],
-    ).properties(height=240)
+    return (
+        alt.Chart(alt.Data(values=rows))
+        .mark_bar()
+        .encode(
+            x=alt.X("day:T", title=None, timeUnit="yearmonthdate"),
+            y=alt.Y("n:Q", title="executions", stack=True),
+            color=alt.Color("outcome:N", scale=scale, title="status"),
+            tooltip=[
+                alt.Tooltip("day:T", title="day"),
+                alt.Tooltip("outcome:N"),
+                alt.Tooltip("n:Q", title="executions"),
+            ],
+        )
+        .properties(height=240)
+    )
 
 
 def volume_chart(rows: list[dict[str, Any]]) -> alt.Chart:
-    return alt.Chart(alt.Data(values=rows)).mark_bar().encode(
-        y=alt.Y("trigger:N", title=None, sort="-x"), x=alt.X("n:Q", title="executions", stack=True),
-        color=alt.Color("channel:N"), tooltip=["trigger:N", "channel:N", alt.Tooltip("n:Q", title="executions")],
-    ).properties(height=220)
+    return (
+        alt.Chart(alt.Data(values=rows))
+        .mark_bar()
+        .encode(
+            y=alt.Y("trigger:N", title=None, sort="-x"),
+            x=alt.X("n:Q", title="executions", stack=True),
+            color=alt.Color("channel:N"),
+            tooltip=["trigger:N", "channel:N", alt.Tooltip("n:Q", title="executions")],
+        )
+        .properties(height=220)
+    )
 
 
 def intents_chart(rows: list[dict[str, Any]]) -> alt.Chart:
-    return alt.Chart(alt.Data(values=rows)).mark_line(point=True).encode(
-        x=alt.X("day:T", title=None, timeUnit="yearmonthdate"), y=alt.Y("n:Q", title="messages"),
-        color=alt.Color("intent:N"), tooltip=[alt.Tooltip("day:T"), "intent:N", alt.Tooltip("n:Q", title="messages")],
-    ).properties(height=220)
+    return (
+        alt.Chart(alt.Data(values=rows))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("day:T", title=None, timeUnit="yearmonthdate"),
+            y=alt.Y("n:Q", title="messages"),
+            color=alt.Color("intent:N"),
+            tooltip=[alt.Tooltip("day:T"), "intent:N", alt.Tooltip("n:Q", title="messages")],
+        )
+        .properties(height=220)
+    )
 
 
 def heatmap_chart(rows: list[dict[str, Any]]) -> alt.Chart:
     days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-    return alt.Chart(alt.Data(values=rows)).mark_rect().encode(
-        x=alt.X("hour:O", title="hour (studio time)"), y=alt.Y("weekday:N", sort=days, title=None),
-        color=alt.Color("n:Q", title="messages", scale=alt.Scale(scheme="blues"), legend=alt.Legend(format="d")),
-        tooltip=["weekday:N", "hour:O", alt.Tooltip("n:Q", title="messages")],
-    ).properties(height=220)
+    return (
+        alt.Chart(alt.Data(values=rows))
+        .mark_rect()
+        .encode(
+            x=alt.X("hour:O", title="hour (studio time)"),
+            y=alt.Y("weekday:N", sort=days, title=None),
+            color=alt.Color("n:Q", title="messages", scale=alt.Scale(scheme="blues"), legend=alt.Legend(format="d")),
+            tooltip=["weekday:N", "hour:O", alt.Tooltip("n:Q", title="messages")],
+        )
+        .properties(height=220)
+    )
 
 
 def failure_chart(rows: list[dict[str, Any]]) -> alt.Chart:
-    return alt.Chart(alt.Data(values=rows)).mark_bar(color="#FF3B30").encode(
-        y=alt.Y("actionType:N", title=None, sort="-x"), x=alt.X("failureRate:Q", title="failure rate", axis=alt.Axis(format="%")),
-        tooltip=[alt.Tooltip("actionType:N", title="action"), "attempts:Q", "failed:Q",
-                 alt.Tooltip("failureRate:Q", format=".0%", title="failure rate")],
-    ).properties(height=220)
+    return (
+        alt.Chart(alt.Data(values=rows))
+        .mark_bar(color="#FF3B30")
+        .encode(
+            y=alt.Y("actionType:N", title=None, sort="-x"),
+            x=alt.X("failureRate:Q", title="failure rate", axis=alt.Axis(format="%")),
+            tooltip=[
+                alt.Tooltip("actionType:N", title="action"),
+                "attempts:Q",
+                "failed:Q",
+                alt.Tooltip("failureRate:Q", format=".0%", title="failure rate"),
+            ],
+        )
+        .properties(height=220)
+    )
 
 
 def trend_text(trend: list[int]) -> str:
@@ -134,11 +221,17 @@ _NODE = re.compile(r'^  "a:(?P<id>[^"]+)" \[label="(?P<label>[^"]*)"', re.MULTIL
 
 def flow_dot(definition: dict[str, Any], numbers: dict[str, dict[str, int]]) -> str:
     """The workflow's flow graph with, on each step, how many executions reached it and how they ended."""
+
     def add(match: re.Match) -> str:
         n = numbers.get(match["id"])
-        extra = "\\n— not reached —" if not n else (
-            f"\\n▶ {n['reached']} reached · ✅ {n.get('succeeded', 0)} · ⛔ {n.get('failed', 0)}"
-            + (f" · ⏳ {n['waiting']}" if n.get("waiting") else ""))
+        extra = (
+            "\\n— not reached —"
+            if not n
+            else (
+                f"\\n▶ {n['reached']} reached · ✅ {n.get('succeeded', 0)} · ⛔ {n.get('failed', 0)}"
+                + (f" · ⏳ {n['waiting']}" if n.get("waiting") else "")
+            )
+        )
         return f'  "a:{match["id"]}" [label="{match["label"]}{extra}"'
 
     return _NODE.sub(add, to_dot(definition))
@@ -165,12 +258,26 @@ def _csv(rows: list[list[Any]]) -> str:
 
 def kpis_csv(k: dict[str, Any]) -> str:
     keys = [key for key, v in k["current"].items() if not isinstance(v, dict)]
-    return _csv([["kpi", "value", "previous", "delta"],
-                 *([key, k["current"][key], k["previous"][key], k["delta"][key]] for key in keys)])
+    return _csv(
+        [
+            ["kpi", "value", "previous", "delta"],
+            *([key, k["current"][key], k["previous"][key], k["delta"][key]] for key in keys),
+        ]
+    )
 
 
 def workflows_csv(rows: list[dict[str, Any]]) -> str:
-    keys = ["workflow", "runs", "succeeded", "successRate", "skipped", "errors", "inProgress", "medianDurationS", "lastRun"]
+    keys = [
+        "workflow",
+        "runs",
+        "succeeded",
+        "successRate",
+        "skipped",
+        "errors",
+        "inProgress",
+        "medianDurationS",
+        "lastRun",
+    ]
     return _csv([keys, *([r[k] for k in keys] for r in rows)])
 
 

@@ -55,7 +55,9 @@ def fill_slots(problems: Iterable[Problem]) -> list[Problem]:
     for slot, found in placed.items():
         with slots[slot].container():
             for p in found:
-                (st.error if p.severity == "error" else st.warning)(p.message, icon="⛔" if p.severity == "error" else "⚠️")
+                (st.error if p.severity == "error" else st.warning)(
+                    p.message, icon="⛔" if p.severity == "error" else "⚠️"
+                )
     return rest
 
 
@@ -82,8 +84,9 @@ def where(path: str, definition: dict | None = None) -> str:
     return label(head)
 
 
-def show_problems(problems: Iterable[Problem], *, ok_text: str = "No problems: ready to save.",
-                  definition: dict | None = None) -> None:
+def show_problems(
+    problems: Iterable[Problem], *, ok_text: str = "No problems: ready to save.", definition: dict | None = None
+) -> None:
     problems = list(problems)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
@@ -91,8 +94,18 @@ def show_problems(problems: Iterable[Problem], *, ok_text: str = "No problems: r
         st.success(ok_text, icon="✅")
         return
     if errors:
-        st.error("\n".join([f"**{len(errors)} thing{'s' if len(errors) != 1 else ''} to fix before saving:**"]
-                           + [f"- **{where(p.path, definition)}:** {p.message}" for p in errors]), icon="⛔")
+        st.error(
+            "\n".join(
+                [f"**{len(errors)} thing{'s' if len(errors) != 1 else ''} to fix before saving:**"]
+                + [f"- **{where(p.path, definition)}:** {p.message}" for p in errors]
+            ),
+            icon="⛔",
+        )
     if warnings:
-        st.warning("\n".join([f"**{len(warnings)} thing{'s' if len(warnings) != 1 else ''} to check** (you can still save):"]
-                             + [f"- **{where(p.path, definition)}:** {p.message}" for p in warnings]), icon="⚠️")
+        st.warning(
+            "\n".join(
+                [f"**{len(warnings)} thing{'s' if len(warnings) != 1 else ''} to check** (you can still save):"]
+                + [f"- **{where(p.path, definition)}:** {p.message}" for p in warnings]
+            ),
+            icon="⚠️",
+        )

@@ -25,14 +25,26 @@ def trigger_data_form(trigger: dict, key: str) -> tuple[dict, bool, bool] | None
         a, b = st.columns(2)
         sender = a.text_input("From", value="+4917012345678", key=f"{key}_from")
         channels = list(CHANNELS)
-        picked = b.selectbox("Channel", channels, index=channels.index(str(channel)) if channel else 1, key=f"{key}_channel",
-                             format_func=lambda v: CHANNELS.get(v, v))
-        content = st.text_area("Message", value="Hallo, ich hätte gern einen Trainingsplan.", key=f"{key}_content", height=80)
+        picked = b.selectbox(
+            "Channel",
+            channels,
+            index=channels.index(str(channel)) if channel else 1,
+            key=f"{key}_channel",
+            format_func=lambda v: CHANNELS.get(v, v),
+        )
+        content = st.text_area(
+            "Message", value="Hallo, ich hätte gern einen Trainingsplan.", key=f"{key}_content", height=80
+        )
         c, d = st.columns(2)
-        intent = c.selectbox("Intent", ["(none)"] + list(KNOWN_INTENTS), key=f"{key}_intent",
-                             index=1 + list(KNOWN_INTENTS).index(trigger.get("config", {}).get("intent", "training_plan"))
-                             if trigger.get("config", {}).get("intent") in KNOWN_INTENTS else 0,
-                             format_func=lambda i: i if i == "(none)" else intent_label(i))
+        intent = c.selectbox(
+            "Intent",
+            ["(none)"] + list(KNOWN_INTENTS),
+            key=f"{key}_intent",
+            index=1 + list(KNOWN_INTENTS).index(trigger.get("config", {}).get("intent", "training_plan"))
+            if trigger.get("config", {}).get("intent") in KNOWN_INTENTS
+            else 0,
+            format_func=lambda i: i if i == "(none)" else intent_label(i),
+        )
         confidence = d.slider("Intent confidence", 0.0, 1.0, 0.9, 0.05, key=f"{key}_confidence")
         custom = st.text_area("Custom fields (field: value per line)", key=f"{key}_custom", height=68)
         e, f = st.columns(2)
@@ -41,7 +53,12 @@ def trigger_data_form(trigger: dict, key: str) -> tuple[dict, bool, bool] | None
         submitted = st.form_submit_button("Run now", type="primary", icon=":material/play_arrow:")
     if not submitted:
         return None
-    data: dict[str, Any] = {"from": sender, "channel": picked, "content": content, "customFields": parse_pairs(custom, scalars=True)}
+    data: dict[str, Any] = {
+        "from": sender,
+        "channel": picked,
+        "content": content,
+        "customFields": parse_pairs(custom, scalars=True),
+    }
     if intent != "(none)":
         data.update(intent=intent, intentConfidence=confidence)
     return data, dry_run, bypass
@@ -55,8 +72,14 @@ def run_panel(workflow, key: str) -> None:
     try:
         with st.spinner("Running…"):
             with unit_of_work(session.db()) as uow:
-                execution = services.run_workflow(uow=uow, actor=session.actor(), workflow_id=workflow.id,
-                                                  trigger_data=data, bypass_conditions=bypass, dry_run=dry_run)
+                execution = services.run_workflow(
+                    uow=uow,
+                    actor=session.require_actor(),
+                    workflow_id=workflow.id,
+                    trigger_data=data,
+                    bypass_conditions=bypass,
+                    dry_run=dry_run,
+                )
     except EngineError as exc:
         st.error(exc.message, icon="⛔")
         return

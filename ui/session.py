@@ -44,7 +44,10 @@ def actor() -> Actor | None:
     """The signed-in actor of this tab, resumed from the session cookie after a reload."""
     if st.session_state.get("auth_user") is None:
         _resume(_cookie_token())
-    elif st.session_state.get("auth_token") and time.monotonic() - st.session_state.get("auth_checked", 0) > RECHECK_SECONDS:
+    elif (
+        st.session_state.get("auth_token")
+        and time.monotonic() - st.session_state.get("auth_checked", 0) > RECHECK_SECONDS
+    ):
         with unit_of_work(db(), read_only=True) as uow:
             if auth.resume_session(uow=uow, token=st.session_state["auth_token"]) is None:
                 _clear_state()
@@ -86,8 +89,11 @@ def write_cookie() -> None:
         return
     token = st.session_state.pop("auth_cookie")
     age = auth.SESSION_HOURS * 3600 if token else 0
-    st.html(f"<script>document.cookie = {json.dumps(COOKIE)} + '=' + {json.dumps(token or '')}"
-            f" + '; path=/; max-age={age}; SameSite=Strict';</script>", unsafe_allow_javascript=True)
+    st.html(
+        f"<script>document.cookie = {json.dumps(COOKIE)} + '=' + {json.dumps(token or '')}"
+        f" + '; path=/; max-age={age}; SameSite=Strict';</script>",
+        unsafe_allow_javascript=True,
+    )
 
 
 def require_actor() -> Actor:
@@ -111,7 +117,9 @@ def login(email: str, password: str) -> None:
 def choose_tenant(tenant_id: str) -> None:
     user = st.session_state["auth_user"]
     tenant = next(t for t in st.session_state["auth_tenants"] if t["id"] == tenant_id)
-    st.session_state["auth_actor"] = Actor(tenant_id=tenant["id"], user_id=user["id"], role=tenant["role"], email=user["email"])
+    st.session_state["auth_actor"] = Actor(
+        tenant_id=tenant["id"], user_id=user["id"], role=tenant["role"], email=user["email"]
+    )
     st.session_state["auth_tenant_name"] = tenant["name"]
     if st.session_state.get("auth_token"):
         with unit_of_work(db()) as uow:
@@ -133,9 +141,10 @@ def _clear_state() -> None:
 
 def tenant_name() -> str:
     name = st.session_state.get("auth_tenant_name")
-    if not name and actor() is not None:
+    who = actor()
+    if not name and who is not None:
         with unit_of_work(db(), read_only=True) as uow:
-            name = services.get_tenant(uow=uow, actor=actor()).name
+            name = services.get_tenant(uow=uow, actor=who).name
         st.session_state["auth_tenant_name"] = name
     return name or ""
 

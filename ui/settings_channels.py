@@ -30,8 +30,12 @@ def _channel_form(db, actor, channel: str) -> None:
     _, fields = cs.CHANNEL_FIELDS[channel]
     # clear_on_submit: typed secrets must not stay in the page (the input would keep the value).
     with st.form(f"settings_ch_form_{channel}", border=False, clear_on_submit=True):
-        enabled = st.toggle("Send through this provider", value=view.enabled, key=f"settings_ch_{channel}_enabled",
-                            help="Off: messages are only recorded in the outbox.")
+        enabled = st.toggle(
+            "Send through this provider",
+            value=view.enabled,
+            key=f"settings_ch_{channel}_enabled",
+            help="Off: messages are only recorded in the outbox.",
+        )
         values: dict[str, Any] = {}
         secrets: dict[str, str | None] = {}
         slots: dict[str, Any] = {}
@@ -41,21 +45,34 @@ def _channel_form(db, actor, channel: str) -> None:
             key = f"settings_ch_{channel}_{f.name}"
             slots[f.name] = col.container()  # error messages appear right above the field
             if f.secret:
-                secrets[f.name] = col.text_input(f"{f.label} ({_secret_caption(view.secrets[f.name])})", value="",
-                                                 type="password", key=key, help=f.help or None,
-                                                 placeholder="unchanged" if view.secrets[f.name].set else "")
+                secrets[f.name] = col.text_input(
+                    f"{f.label} ({_secret_caption(view.secrets[f.name])})",
+                    value="",
+                    type="password",
+                    key=key,
+                    help=f.help or None,
+                    placeholder="unchanged" if view.secrets[f.name].set else "",
+                )
             elif f.choices:
                 current = view.values.get(f.name) or f.default
-                values[f.name] = col.selectbox(f.label, f.choices, index=f.choices.index(current) if current in f.choices else 0,
-                                               key=key, help=f.help or None)
+                values[f.name] = col.selectbox(
+                    f.label,
+                    f.choices,
+                    index=f.choices.index(current) if current in f.choices else 0,
+                    key=key,
+                    help=f.help or None,
+                )
             else:
                 current = view.values.get(f.name)
-                values[f.name] = col.text_input(f.label, value="" if current is None else str(current), key=key,
-                                                help=f.help or None)
+                values[f.name] = col.text_input(
+                    f.label, value="" if current is None else str(current), key=key, help=f.help or None
+                )
         if st.form_submit_button("Save", type="primary"):
             try:
                 with unit_of_work(db) as uow:
-                    cs.save_channel(uow=uow, actor=actor, channel=channel, enabled=enabled, values=values, secrets=secrets)
+                    cs.save_channel(
+                        uow=uow, actor=actor, channel=channel, enabled=enabled, values=values, secrets=secrets
+                    )
             except EngineError as exc:
                 name = str(getattr(exc, "field", "") or "").rsplit(".", 1)[-1]
                 slots.get(name, st).error(exc.message, icon="⚠️")
@@ -66,8 +83,11 @@ def _channel_form(db, actor, channel: str) -> None:
         del st.session_state["settings_ch_saved"]
         st.success("Saved. Secrets are stored encrypted and are not shown again.", icon="✅")
     a, b = st.columns([3, 1], vertical_alignment="bottom")
-    to = a.text_input("Send a test message to", key=f"settings_ch_{channel}_test_to",
-                      placeholder="name@example.org" if channel == "email" else "+49 176 ...")
+    to = a.text_input(
+        "Send a test message to",
+        key=f"settings_ch_{channel}_test_to",
+        placeholder="name@example.org" if channel == "email" else "+49 176 ...",
+    )
     if b.button("Send test", key=f"settings_ch_{channel}_test"):
         try:
             with st.spinner("Asking the provider..."):
@@ -83,19 +103,27 @@ def _callback_urls(db, actor) -> None:
     st.subheader("Callback URLs")
     base = get_settings().public_url
     if not base:
-        base = st.text_input("Public address of the API", value="https://studio.example.com", key="settings_ch_base",
-                             help="Set STUDIO_PUBLIC_URL on the server to fix it here.")
+        base = st.text_input(
+            "Public address of the API",
+            value="https://studio.example.com",
+            key="settings_ch_base",
+            help="Set STUDIO_PUBLIC_URL on the server to fix it here.",
+        )
     with unit_of_work(db) as uow:
         urls = cs.callback_urls(uow=uow, actor=actor, base_url=base)
-    st.caption("Paste these into the providers' consoles (the copy button is at the right of each box). "
-               "Anyone with a URL can only send signed requests: the signature is checked with your secrets.")
-    labels = {"whatsapp": "Meta > WhatsApp > Configuration > Callback URL (verify token as above)",
-              "twilio_sms": "Twilio number > Messaging > A message comes in (HTTP POST)",
-              "twilio_message_status": "Twilio messaging service > Status callback URL",
-              "twilio_call_status": "Twilio number > Voice > Call status changes",
-              "twilio_transcription": "<Record transcribeCallback> of your voice TwiML",
-              "email": "Inbound e-mail service (Postmark inbound JSON) > Webhook URL",
-              "widget": "Web chat script"}
+    st.caption(
+        "Paste these into the providers' consoles (the copy button is at the right of each box). "
+        "Anyone with a URL can only send signed requests: the signature is checked with your secrets."
+    )
+    labels = {
+        "whatsapp": "Meta > WhatsApp > Configuration > Callback URL (verify token as above)",
+        "twilio_sms": "Twilio number > Messaging > A message comes in (HTTP POST)",
+        "twilio_message_status": "Twilio messaging service > Status callback URL",
+        "twilio_call_status": "Twilio number > Voice > Call status changes",
+        "twilio_transcription": "<Record transcribeCallback> of your voice TwiML",
+        "email": "Inbound e-mail service (Postmark inbound JSON) > Webhook URL",
+        "widget": "Web chat script",
+    }
     for key, url in urls.items():
         if key == "widget":
             continue
@@ -107,15 +135,25 @@ def _web_chat(db, actor, tenant) -> None:
     from engine.inbound.webchat import allowed_origins, save_web_chat
 
     st.subheader("Web chat")
-    st.caption("Put this script on your website; visitors' messages start your web chat workflows and "
-               "their replies appear in the chat box.")
-    base = (get_settings().public_url or st.session_state.get("settings_ch_base") or "https://studio.example.com").rstrip("/")
+    st.caption(
+        "Put this script on your website; visitors' messages start your web chat workflows and "
+        "their replies appear in the chat box."
+    )
+    base = (
+        get_settings().public_url or st.session_state.get("settings_ch_base") or "https://studio.example.com"
+    ).rstrip("/")
     with unit_of_work(db) as uow:
-        snippet = f'<script src="{base}/widget.js" data-studio="{cs.chat_key(uow=uow, actor=actor)}" data-title="Chat with us" async></script>'
+        snippet = (
+            f'<script src="{base}/widget.js" data-studio="{cs.chat_key(uow=uow, actor=actor)}" '
+            'data-title="Chat with us" async></script>'
+        )
     st.code(snippet, language="html")
     with st.form("settings_ch_webchat_form", border=False):
-        origins = st.text_area("Websites allowed to use the chat (one per line, e.g. https://www.mystudio.de)",
-                               value="\n".join(allowed_origins(db, actor.tenant_id)), key="settings_ch_webchat_origins")
+        origins = st.text_area(
+            "Websites allowed to use the chat (one per line, e.g. https://www.mystudio.de)",
+            value="\n".join(allowed_origins(db, actor.tenant_id)),
+            key="settings_ch_webchat_origins",
+        )
         if st.form_submit_button("Save", type="primary"):
             try:
                 with unit_of_work(db) as uow:
@@ -145,7 +183,19 @@ def render_audit(db, actor, tenant) -> None:
     if not rows:
         st.info("No settings changes recorded yet.")
         return
-    st.dataframe([{"When": r.at, "Who": r.actor, "Area": r.area,
-                   "What": "; ".join(f"{k}: {v if v == 'changed' else str(v.get('from')) + ' → ' + str(v.get('to'))}"
-                                     for k, v in r.changes.items())} for r in rows],
-                 hide_index=True, width="stretch")
+    st.dataframe(
+        [
+            {
+                "When": r.at,
+                "Who": r.actor,
+                "Area": r.area,
+                "What": "; ".join(
+                    f"{k}: {v if v == 'changed' else str(v.get('from')) + ' → ' + str(v.get('to'))}"
+                    for k, v in r.changes.items()
+                ),
+            }
+            for r in rows
+        ],
+        hide_index=True,
+        width="stretch",
+    )

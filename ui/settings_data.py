@@ -16,8 +16,16 @@ from engine.errors import EngineError
 from engine.uow import unit_of_work
 from ui import session
 
-TABLE_LABELS = {"events": "Inbound events", "executions": "Executions", "step_runs": "Steps", "outbox_messages": "Messages",
-                "leads": "Leads", "bookings": "Bookings", "due_work": "Scheduled follow-ups", "contact_opt_outs": "Opt-outs"}
+TABLE_LABELS = {
+    "events": "Inbound events",
+    "executions": "Executions",
+    "step_runs": "Steps",
+    "outbox_messages": "Messages",
+    "leads": "Leads",
+    "bookings": "Bookings",
+    "due_work": "Scheduled follow-ups",
+    "contact_opt_outs": "Opt-outs",
+}
 
 
 def render(actor: Actor) -> None:
@@ -39,29 +47,52 @@ def _retention_card(db, actor: Actor) -> None:
         current = retention.get_retention(uow=uow, actor=actor)
     with st.container(border=True, key="privacy_card_retention"):
         st.subheader("Data retention")
-        st.caption("Details are what a run saw and wrote: steps' input and output, message texts, event payloads. "
-                   "Summaries are the rows themselves (status, time, workflow, channel). Counts in insights and "
-                   "workflow statistics stay correct after both are removed. The worker prunes in small batches.")
+        st.caption(
+            "Details are what a run saw and wrote: steps' input and output, message texts, event payloads. "
+            "Summaries are the rows themselves (status, time, workflow, channel). Counts in insights and "
+            "workflow statistics stay correct after both are removed. The worker prunes in small batches."
+        )
         with st.form("privacy_retention_form", border=False):
             a, b = st.columns(2)
-            details = a.number_input("Keep details (days)", min_value=1, max_value=retention.MAX_DAYS, step=1,
-                                     value=current.details_days, key="privacy_details_days")
-            summary = b.number_input("Keep summaries (days)", min_value=1, max_value=retention.MAX_DAYS, step=1,
-                                     value=current.summary_days, key="privacy_summary_days")
+            details = a.number_input(
+                "Keep details (days)",
+                min_value=1,
+                max_value=retention.MAX_DAYS,
+                step=1,
+                value=current.details_days,
+                key="privacy_details_days",
+            )
+            summary = b.number_input(
+                "Keep summaries (days)",
+                min_value=1,
+                max_value=retention.MAX_DAYS,
+                step=1,
+                value=current.summary_days,
+                key="privacy_summary_days",
+            )
             if st.form_submit_button("Save retention", type="primary"):
                 try:
                     with unit_of_work(db) as uow:
-                        out = retention.set_retention(uow=uow, actor=actor, details_days=int(details),
-                                                      summary_days=int(summary))
+                        out = retention.set_retention(
+                            uow=uow, actor=actor, details_days=int(details), summary_days=int(summary)
+                        )
                 except EngineError as exc:
                     st.error(exc.message)
                 else:
-                    st.success(f"Saved: details for {out.details_days} days, summaries for {out.summary_days} days.", icon="✅")
+                    st.success(
+                        f"Saved: details for {out.details_days} days, summaries for {out.summary_days} days.", icon="✅"
+                    )
         status = retention.pruning_status(db, actor)
         done = status["marks"].get("execution_details")
         if done or status["rolledUpExecutions"]:
-            until = f"details removed up to {done['prunedUntil']:%Y-%m-%d}" if done and done["prunedUntil"] else "no details removed yet"
-            st.caption(f"Pruning so far: {until}; {status['rolledUpExecutions']:,} old executions kept as daily counts.")
+            until = (
+                f"details removed up to {done['prunedUntil']:%Y-%m-%d}"
+                if done and done["prunedUntil"]
+                else "no details removed yet"
+            )
+            st.caption(
+                f"Pruning so far: {until}; {status['rolledUpExecutions']:,} old executions kept as daily counts."
+            )
 
 
 # --------------------------------------------------------------------------- a member's data
@@ -70,11 +101,16 @@ def _retention_card(db, actor: Actor) -> None:
 def _member_card(db, actor: Actor) -> None:
     with st.container(border=True, key="privacy_card_member"):
         st.subheader("A member's data")
-        st.caption("Answer a request to see (GDPR art. 15) or delete (art. 17) what the studio stores about one person: "
-                   "events, executions, messages, leads and bookings with their phone number or e-mail address.")
+        st.caption(
+            "Answer a request to see (GDPR art. 15) or delete (art. 17) what the studio stores about one person: "
+            "events, executions, messages, leads and bookings with their phone number or e-mail address."
+        )
         kind = st.segmented_control("Find by", ["Phone", "E-mail"], default="Phone", key="privacy_kind")
-        value = st.text_input("Phone number" if kind != "E-mail" else "E-mail address", key="privacy_contact",
-                              placeholder="+49 151 1234567" if kind != "E-mail" else "name@example.com")
+        value = st.text_input(
+            "Phone number" if kind != "E-mail" else "E-mail address",
+            key="privacy_contact",
+            placeholder="+49 151 1234567" if kind != "E-mail" else "name@example.com",
+        )
         contact = {"email": value} if kind == "E-mail" else {"phone": value}
         look, erase = st.columns(2)
         if look.button("Find and export", key="privacy_find", icon=":material/download:", width="stretch"):
@@ -97,8 +133,20 @@ def _member_card(db, actor: Actor) -> None:
             records = privacy.list_erasures(uow=uow, actor=actor, limit=20)
         if records:
             st.markdown("**Erasures done** (the contact is kept only as a hash)")
-            st.dataframe([{"When": r.erased_at, "By": r.erased_by, "Kind": r.kind, "Contact hash": r.contact_hash[:16] + "…",
-                           "Rows": sum(r.counts.values())} for r in records], hide_index=True, width="stretch")
+            st.dataframe(
+                [
+                    {
+                        "When": r.erased_at,
+                        "By": r.erased_by,
+                        "Kind": r.kind,
+                        "Contact hash": r.contact_hash[:16] + "…",
+                        "Rows": sum(r.counts.values()),
+                    }
+                    for r in records
+                ],
+                hide_index=True,
+                width="stretch",
+            )
 
 
 def _find(db, actor: Actor, contact: dict) -> None:
@@ -114,14 +162,25 @@ def _find(db, actor: Actor, contact: dict) -> None:
 def _show_export(doc: dict) -> None:
     counts = doc["counts"]
     total = sum(counts.values())
-    st.markdown(f"**{doc['contact']['value']}**: {total} stored row(s)" if total else
-                f"Nothing stored about **{doc['contact']['value']}**.")
+    st.markdown(
+        f"**{doc['contact']['value']}**: {total} stored row(s)"
+        if total
+        else f"Nothing stored about **{doc['contact']['value']}**."
+    )
     if total:
-        st.dataframe([{"What": TABLE_LABELS.get(k, k), "Rows": v} for k, v in counts.items() if v], hide_index=True,
-                     width="stretch")
-        st.download_button("Download JSON", json.dumps(doc, indent=2, ensure_ascii=False), key="privacy_download",
-                           file_name=f"member-data-{doc['contact']['kind']}-{doc['exportedAt'][:10]}.json",
-                           mime="application/json", icon=":material/file_download:")
+        st.dataframe(
+            [{"What": TABLE_LABELS.get(k, k), "Rows": v} for k, v in counts.items() if v],
+            hide_index=True,
+            width="stretch",
+        )
+        st.download_button(
+            "Download JSON",
+            json.dumps(doc, indent=2, ensure_ascii=False),
+            key="privacy_download",
+            file_name=f"member-data-{doc['contact']['kind']}-{doc['exportedAt'][:10]}.json",
+            mime="application/json",
+            icon=":material/file_download:",
+        )
 
 
 def _close_dialog() -> None:
@@ -133,14 +192,21 @@ def _close_dialog() -> None:
 def _confirm_erase(db, actor: Actor, contact: dict, counts: dict) -> None:
     shown = contact.get("phone") or contact.get("email")
     total = sum(counts.values())
-    st.markdown(f"Every row about **{shown}** will be anonymised: phone, e-mail, names and what they wrote. "
-                "Counts stay. The erasure is recorded with a hash of the contact. **This cannot be undone.**")
+    st.markdown(
+        f"Every row about **{shown}** will be anonymised: phone, e-mail, names and what they wrote. "
+        "Counts stay. The erasure is recorded with a hash of the contact. **This cannot be undone.**"
+    )
     if total:
-        st.dataframe([{"What": TABLE_LABELS.get(k, k), "Rows": v} for k, v in counts.items() if v], hide_index=True,
-                     width="stretch")
+        st.dataframe(
+            [{"What": TABLE_LABELS.get(k, k), "Rows": v} for k, v in counts.items() if v],
+            hide_index=True,
+            width="stretch",
+        )
     else:
         st.info("Nothing is stored about this contact; the request is still recorded.")
-    sure = st.checkbox("I have exported what the member asked for, or they only asked for deletion", key="privacy_erase_sure")
+    sure = st.checkbox(
+        "I have exported what the member asked for, or they only asked for deletion", key="privacy_erase_sure"
+    )
     cancel, go = st.columns(2)
     if cancel.button("Cancel", key="privacy_erase_cancel", width="stretch"):
         _close_dialog()
@@ -175,8 +241,10 @@ def _opt_out_card(db, actor: Actor) -> None:
     stop, start = optout.opt_words(tenant_settings)
     with st.container(border=True, key="privacy_card_optout"):
         st.subheader("Opt-outs")
-        st.caption("A member who writes one of these words as a whole message, on any channel, gets no more automated "
-                   "messages until they write an opt-in word. Suppressed messages show the reason in the outbox.")
+        st.caption(
+            "A member who writes one of these words as a whole message, on any channel, gets no more automated "
+            "messages until they write an opt-in word. Suppressed messages show the reason in the outbox."
+        )
         with st.form("privacy_words_form", border=False):
             a, b = st.columns(2)
             stop_text = a.text_input("Opt-out words", ", ".join(sorted(stop)), key="privacy_stop_words")
@@ -192,8 +260,14 @@ def _opt_out_card(db, actor: Actor) -> None:
         with unit_of_work(db, read_only=True) as uow:
             rows = optout.list_opt_outs(uow=uow, actor=actor)
         if rows:
-            st.dataframe([{"Contact": r.contact, "Word": r.word, "Channel": r.channel or "", "Since": r.changed_at}
-                          for r in rows], hide_index=True, width="stretch")
+            st.dataframe(
+                [
+                    {"Contact": r.contact, "Word": r.word, "Channel": r.channel or "", "Since": r.changed_at}
+                    for r in rows
+                ],
+                hide_index=True,
+                width="stretch",
+            )
         else:
             st.caption("Nobody has opted out.")
         with st.form("privacy_manual_form", border=False, clear_on_submit=True):
@@ -203,8 +277,9 @@ def _opt_out_card(db, actor: Actor) -> None:
             if st.form_submit_button("Apply"):
                 try:
                     with unit_of_work(db) as uow:
-                        out = optout.set_opt_out(uow=uow, actor=actor, contact=who, opted_out=mode == "Opted out",
-                                                 note="by staff")
+                        out = optout.set_opt_out(
+                            uow=uow, actor=actor, contact=who, opted_out=mode == "Opted out", note="by staff"
+                        )
                 except EngineError as exc:
                     st.error(exc.message)
                 else:

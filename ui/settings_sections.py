@@ -42,30 +42,59 @@ def hours_section(db, actor, tenant) -> None:
                 current = view.business_hours.get("weekly", {}).get(str(day))
                 a, b, c = st.columns([2, 1, 1], vertical_alignment="bottom")
                 is_open = a.checkbox(WEEKDAY_NAMES[day], value=bool(current), key=f"settings_hours_open_{day}")
-                opens = b.text_input("Opens", value=(current or {}).get("open", "07:00"), key=f"settings_hours_from_{day}",
-                                     label_visibility="collapsed")
-                closes = c.text_input("Closes", value=(current or {}).get("close", "21:00"), key=f"settings_hours_to_{day}",
-                                      label_visibility="collapsed")
+                opens = b.text_input(
+                    "Opens",
+                    value=(current or {}).get("open", "07:00"),
+                    key=f"settings_hours_from_{day}",
+                    label_visibility="collapsed",
+                )
+                closes = c.text_input(
+                    "Closes",
+                    value=(current or {}).get("close", "21:00"),
+                    key=f"settings_hours_to_{day}",
+                    label_visibility="collapsed",
+                )
                 if is_open:
                     weekly[str(day)] = {"open": opens, "close": closes}
-            closed = st.text_area("Closed days (one date per line, e.g. 2026-12-24)",
-                                  value="\n".join(view.business_hours.get("closedDays", [])), key="settings_hours_closed")
+            closed = st.text_area(
+                "Closed days (one date per line, e.g. 2026-12-24)",
+                value="\n".join(view.business_hours.get("closedDays", [])),
+                key="settings_hours_closed",
+            )
             if st.form_submit_button("Save business hours", type="primary"):
-                _saved(db, lambda uow: ss.save_business_hours(uow=uow, actor=actor,
-                                                      hours={"weekly": weekly, "closedDays": closed.split()}))
+                _saved(
+                    db,
+                    lambda uow: ss.save_business_hours(
+                        uow=uow, actor=actor, hours={"weekly": weekly, "closedDays": closed.split()}
+                    ),
+                )
     with st.container(border=True, key="settings_card_limits"):
         st.subheader("Quiet hours and frequency cap")
         with st.form("settings_limits_form", border=False):
             a, b, c = st.columns(3)
             quiet = view.quiet_hours or {}
-            start = a.text_input("Quiet from (empty: off)", value=quiet.get("start", ""), key="settings_quiet_start",
-                                 help="Automated messages in this period wait until it ends; direct replies are exempt.")
+            start = a.text_input(
+                "Quiet from (empty: off)",
+                value=quiet.get("start", ""),
+                key="settings_quiet_start",
+                help="Automated messages in this period wait until it ends; direct replies are exempt.",
+            )
             end = b.text_input("Quiet until", value=quiet.get("end", ""), key="settings_quiet_end")
-            cap = c.number_input("Max automated messages per contact and day (0: no cap)", min_value=0, max_value=100,
-                                 value=int(view.frequency_cap or 0), key="settings_cap")
+            cap = c.number_input(
+                "Max automated messages per contact and day (0: no cap)",
+                min_value=0,
+                max_value=100,
+                value=int(view.frequency_cap or 0),
+                key="settings_cap",
+            )
             if st.form_submit_button("Save", type="primary"):
-                _saved(db, lambda uow: (ss.save_quiet_hours(uow=uow, actor=actor, start=start or None, end=end or None),
-                                ss.save_frequency_cap(uow=uow, actor=actor, cap=int(cap) or None)))
+                _saved(
+                    db,
+                    lambda uow: (
+                        ss.save_quiet_hours(uow=uow, actor=actor, start=start or None, end=end or None),
+                        ss.save_frequency_cap(uow=uow, actor=actor, cap=int(cap) or None),
+                    ),
+                )
 
 
 def ai_section(db, actor, tenant) -> None:
@@ -76,18 +105,38 @@ def ai_section(db, actor, tenant) -> None:
         st.subheader("AI provider")
         with st.form("settings_ai_form", border=False, clear_on_submit=True):
             choices = ["offline", "openai_compatible"]
-            provider = st.radio("Provider", choices, index=choices.index(view.ai.provider) if view.ai.provider in choices else 0,
-                                format_func={"offline": "Built-in (answers from the knowledge base, nothing leaves the server)",
-                                             "openai_compatible": "OpenAI-compatible endpoint"}.get, key="settings_ai_provider")
+            provider = st.radio(
+                "Provider",
+                choices,
+                index=choices.index(view.ai.provider) if view.ai.provider in choices else 0,
+                format_func={
+                    "offline": "Built-in (answers from the knowledge base, nothing leaves the server)",
+                    "openai_compatible": "OpenAI-compatible endpoint",
+                }.get,
+                key="settings_ai_provider",
+            )
             a, b = st.columns(2)
-            base = a.text_input("Base URL", value=view.ai.base_url or "https://api.openai.com/v1", key="settings_ai_base")
+            base = a.text_input(
+                "Base URL", value=view.ai.base_url or "https://api.openai.com/v1", key="settings_ai_base"
+            )
             model = b.text_input("Model", value=view.ai.model or "", key="settings_ai_model")
-            key_label = "API key (" + (f"set on {view.ai.api_key.set_at:%d %b %Y}, type to replace" if view.ai.api_key.set_at
-                                       else ("set, type to replace" if view.ai.api_key.set else "not set")) + ")"
+            key_label = (
+                "API key ("
+                + (
+                    f"set on {view.ai.api_key.set_at:%d %b %Y}, type to replace"
+                    if view.ai.api_key.set_at
+                    else ("set, type to replace" if view.ai.api_key.set else "not set")
+                )
+                + ")"
+            )
             api_key = st.text_input(key_label, type="password", value="", key="settings_ai_key")
             if st.form_submit_button("Save", type="primary"):
-                _saved(db, lambda uow: ss.save_ai_provider(uow=uow, actor=actor, provider=provider, base_url=base, model=model,
-                                                   api_key=api_key or None))
+                _saved(
+                    db,
+                    lambda uow: ss.save_ai_provider(
+                        uow=uow, actor=actor, provider=provider, base_url=base, model=model, api_key=api_key or None
+                    ),
+                )
         if st.button("Test the provider", key="settings_ai_test"):
             with st.spinner("Asking…"):
                 with unit_of_work(db) as uow:
@@ -95,24 +144,48 @@ def ai_section(db, actor, tenant) -> None:
             (st.success if ok else st.error)(answer)
     with st.container(border=True, key="settings_card_kb"):
         st.subheader("Knowledge base")
-        st.caption(f"{len(view.knowledge_entries)} question/answer entries. Tags are extra search words; "
-                   "members writing in English get the English answer where there is one.")
-        edited = st.data_editor([{"question": e["question"], "answer": e["answer"], "tags": ", ".join(e.get("tags", [])),
-                                  "questionEn": e.get("questionEn", ""), "answerEn": e.get("answerEn", "")}
-                                 for e in view.knowledge_entries]
-                                or [{"question": "", "answer": "", "tags": "", "questionEn": "", "answerEn": ""}],
-                                num_rows="dynamic", width="stretch", key="settings_kb_editor",
-                                column_config={"question": "Question", "answer": "Answer", "tags": "Tags",
-                                               "questionEn": "Question (English)", "answerEn": "Answer in English (optional)"})
+        st.caption(
+            f"{len(view.knowledge_entries)} question/answer entries. Tags are extra search words; "
+            "members writing in English get the English answer where there is one."
+        )
+        edited = st.data_editor(
+            [
+                {
+                    "question": e["question"],
+                    "answer": e["answer"],
+                    "tags": ", ".join(e.get("tags", [])),
+                    "questionEn": e.get("questionEn", ""),
+                    "answerEn": e.get("answerEn", ""),
+                }
+                for e in view.knowledge_entries
+            ]
+            or [{"question": "", "answer": "", "tags": "", "questionEn": "", "answerEn": ""}],
+            num_rows="dynamic",
+            width="stretch",
+            key="settings_kb_editor",
+            column_config={
+                "question": "Question",
+                "answer": "Answer",
+                "tags": "Tags",
+                "questionEn": "Question (English)",
+                "answerEn": "Answer in English (optional)",
+            },
+        )
         if st.button("Save entries", key="settings_kb_save", type="primary"):
             rows = [r for r in edited if (r.get("question") or "").strip() or (r.get("answer") or "").strip()]
             _saved(db, lambda uow: ss.save_knowledge_entries(uow=uow, actor=actor, entries=rows))
-        upload = st.file_uploader("Import CSV (columns question,answer,tags and optionally questionEn,answerEn; "
-                                  "tags separated by ;)", type=["csv"],
-                                  key="settings_kb_csv")
+        upload = st.file_uploader(
+            "Import CSV (columns question,answer,tags and optionally questionEn,answerEn; tags separated by ;)",
+            type=["csv"],
+            key="settings_kb_csv",
+        )
         replace = st.checkbox("Replace the existing entries", key="settings_kb_replace")
         if upload is not None and st.button("Import", key="settings_kb_import"):
-            _saved(db, lambda uow: ss.import_knowledge_csv(uow=uow, actor=actor, data=upload.getvalue(), replace=replace), "Imported.")
+            _saved(
+                db,
+                lambda uow: ss.import_knowledge_csv(uow=uow, actor=actor, data=upload.getvalue(), replace=replace),
+                "Imported.",
+            )
 
 
 @st.dialog("New signing secret")
@@ -137,13 +210,18 @@ def webhooks_section(db, actor, tenant) -> None:
     with st.container(border=True, key="settings_card_webhooks"):
         st.subheader("Outgoing webhooks")
         with st.form("settings_allow_form", border=False):
-            allow = st.text_area("Private hosts or networks webhooks may call (one per line; public addresses need no entry)",
-                                 value="\n".join(view.webhook_allow_list), key="settings_allow_list")
+            allow = st.text_area(
+                "Private hosts or networks webhooks may call (one per line; public addresses need no entry)",
+                value="\n".join(view.webhook_allow_list),
+                key="settings_allow_list",
+            )
             if st.form_submit_button("Save", type="primary"):
                 _saved(db, lambda uow: ss.save_webhook_allow_list(uow=uow, actor=actor, entries=allow.splitlines()))
         state = view.signing_secret
-        st.markdown("**Signing secret** (header `X-Studio-Signature`): "
-                    + (f"set on {state.set_at:%d %b %Y}" if state.set_at else ("set" if state.set else "not set")))
+        st.markdown(
+            "**Signing secret** (header `X-Studio-Signature`): "
+            + (f"set on {state.set_at:%d %b %Y}" if state.set_at else ("set" if state.set else "not set"))
+        )
         if view.previous_secret_valid_until:
             st.caption(f"The previous secret stays valid until {view.previous_secret_valid_until:%d %b %Y %H:%M} UTC.")
         if st.button("Rotate signing secret", key="settings_rotate"):
@@ -166,7 +244,9 @@ def api_keys_section(db, actor, tenant) -> None:
         with st.form("settings_key_form", border=False, clear_on_submit=True):
             a, b = st.columns(2)
             name = a.text_input("Name", key="settings_key_name", placeholder="e.g. Website booking form")
-            role = b.selectbox("Role", list(ROLE_LABELS), index=1, format_func=lambda v: ROLE_LABELS.get(v, v), key="settings_key_role")
+            role = b.selectbox(
+                "Role", list(ROLE_LABELS), index=1, format_func=lambda v: ROLE_LABELS.get(v, v), key="settings_key_role"
+            )
             if st.form_submit_button("Create key", type="primary"):
                 try:
                     with unit_of_work(db) as uow:
@@ -191,7 +271,9 @@ def api_keys_section(db, actor, tenant) -> None:
 
 @st.dialog("Remove user")
 def _remove_dialog(db, actor, member) -> None:
-    st.write(f"Remove **{member.email}** from this studio? Their sessions end now; their login stays for other studios.")
+    st.write(
+        f"Remove **{member.email}** from this studio? Their sessions end now; their login stays for other studios."
+    )
     if st.button("Remove", type="primary", key="settings_member_remove_confirm"):
         try:
             with unit_of_work(db) as uow:
@@ -212,8 +294,14 @@ def members_section(db, actor, tenant) -> None:
             a, b, c = st.columns([4, 2, 1], vertical_alignment="center")
             a.markdown(f"**{m.email}** {('· ' + m.name) if m.name else ''}")
             roles = list(ROLE_LABELS)
-            role = b.selectbox("Role", roles, index=roles.index(m.role), format_func=lambda v: ROLE_LABELS.get(v, v),
-                               key=f"settings_member_role_{m.user_id}", label_visibility="collapsed")
+            role = b.selectbox(
+                "Role",
+                roles,
+                index=roles.index(m.role),
+                format_func=lambda v: ROLE_LABELS.get(v, v),
+                key=f"settings_member_role_{m.user_id}",
+                label_visibility="collapsed",
+            )
             if role != m.role:
                 try:
                     with unit_of_work(db) as uow:

@@ -9,12 +9,30 @@ import streamlit as st
 from ui.formatting import localize
 from ui.labels import action_label
 
-STATUS_ICONS = {"succeeded": "✅", "success": "✅", "completed": "✅", "failed": "⛔", "error": "⛔", "skipped": "⏭️",
-                "waiting": "⏳", "running": "▶️", "pending": "🕒", "cancelled": "✖️", "simulated": "🧪"}
+STATUS_ICONS = {
+    "succeeded": "✅",
+    "success": "✅",
+    "completed": "✅",
+    "failed": "⛔",
+    "error": "⛔",
+    "skipped": "⏭️",
+    "waiting": "⏳",
+    "running": "▶️",
+    "pending": "🕒",
+    "cancelled": "✖️",
+    "simulated": "🧪",
+}
 
 
-BADGE_COLORS = {"succeeded": "green", "failed": "red", "skipped": "orange", "waiting": "blue", "running": "blue",
-                "cancelled": "gray", "pending": "gray"}
+BADGE_COLORS = {
+    "succeeded": "green",
+    "failed": "red",
+    "skipped": "orange",
+    "waiting": "blue",
+    "running": "blue",
+    "cancelled": "gray",
+    "pending": "gray",
+}
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -35,27 +53,46 @@ def show_execution(execution: Any, tz_name: str | None = None) -> None:
     status = str(getattr(_get(execution, "status"), "value", _get(execution, "status")) or "unknown")
     color = BADGE_COLORS.get(status, "gray")
     mode = str(_get(execution, "mode") or "–").replace("_", " ")
-    st.markdown(f":{color}-badge[{status_text(status)}] :gray-badge[{mode}] "
-                f":gray-badge[{_get(execution, 'actions_executed', 0) or 0} actions run] "
-                f":gray-badge[{len(_get(execution, 'steps') or [])} steps]")
+    st.markdown(
+        f":{color}-badge[{status_text(status)}] :gray-badge[{mode}] "
+        f":gray-badge[{_get(execution, 'actions_executed', 0) or 0} actions run] "
+        f":gray-badge[{len(_get(execution, 'steps') or [])} steps]"
+    )
     if _get(execution, "error"):
         st.error(_get(execution, "error"), icon="⛔")
     removed = _get(execution, "details_removed")
     if removed:
-        st.caption("The member's data in this run was erased on request." if removed == "erased" else
-                   f"Details (steps' input and output, trigger data) were removed on {removed[:10]} by the studio's "
-                   "retention; the summary stays.")
+        st.caption(
+            "The member's data in this run was erased on request."
+            if removed == "erased"
+            else f"Details (steps' input and output, trigger data) were removed on {removed[:10]} by the studio's "
+            "retention; the summary stays."
+        )
     explanation = _get(execution, "explanation") or []
     if explanation:
         st.markdown("**Conditions**")
-        st.dataframe([{"": "✅" if _get(e, "passed") else "❌", "condition": _get(e, "condition"),
-                       "actual": str(_get(e, "actual")), "expected": str(_get(e, "expected")), "why": _get(e, "message")}
-                      for e in explanation], hide_index=True, width="stretch")
+        st.dataframe(
+            [
+                {
+                    "": "✅" if _get(e, "passed") else "❌",
+                    "condition": _get(e, "condition"),
+                    "actual": str(_get(e, "actual")),
+                    "expected": str(_get(e, "expected")),
+                    "why": _get(e, "message"),
+                }
+                for e in explanation
+            ],
+            hide_index=True,
+            width="stretch",
+        )
     steps = _get(execution, "steps") or []
     if steps:
         st.markdown("**Step trace**")
     for n, step in enumerate(steps, 1):
-        title = f"{n}. {status_text(_get(step, 'status'))} · {action_label(str(_get(step, 'action_type')))} `{_get(step, 'action_id')}`"
+        title = (
+            f"{n}. {status_text(_get(step, 'status'))} · {action_label(str(_get(step, 'action_type')))} "
+            f"`{_get(step, 'action_id')}`"
+        )
         if (_get(step, "attempt") or 1) > 1:
             title += f" · attempt {_get(step, 'attempt')}"
         with st.expander(title, expanded=bool(_get(step, "error"))):

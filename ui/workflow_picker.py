@@ -15,7 +15,9 @@ def workflow_picker(key: str, *, allow_none: bool = False) -> str | None:
     """A search box and a select; the choice lives in ``st.session_state[key]``."""
     db, actor = session.db(), session.require_actor()
     search_col, select_col = st.columns([1, 2], vertical_alignment="bottom")
-    search = search_col.text_input("Find a workflow", key=f"{key}_search", placeholder="Search by name", icon=":material/search:")
+    search = search_col.text_input(
+        "Find a workflow", key=f"{key}_search", placeholder="Search by name", icon=":material/search:"
+    )
     with unit_of_work(db, read_only=True) as uow:
         page = services.list_workflows(uow=uow, actor=actor, search=search or None, page_size=50)
     options = {w.id: f"{w.name} · {trigger_label(w.trigger.get('type', '?'))}" for w in page.items}
@@ -31,4 +33,6 @@ def workflow_picker(key: str, *, allow_none: bool = False) -> str | None:
     if not ids:
         select_col.info("No workflow matches.", icon="🔍")
         return None
-    return select_col.selectbox("Workflow", ids, key=key, format_func=lambda i: "All workflows" if i is None else options[i])
+    return select_col.selectbox(
+        "Workflow", ids, key=key, format_func=lambda i: "All workflows" if i is None else options[i]
+    )

@@ -31,11 +31,18 @@ def wait(step: StepContext) -> StepResult:
 def branch(step: StepContext) -> StepResult:
     """If the branch's conditions hold, jump to its target; else follow the action's own next."""
     local_now = step.now.astimezone(step.tenant["tz"])
-    result = evaluate(step.action.config.conditions, EvalContext(step.trigger, local_now, step.context.get("lead"),
-                                                                  (step.tenant.get("settings") or {}).get("businessHours")),
-                      path=f"actions.{step.action.id}.config.conditions")
-    output = {"matched": result.passed, "explanation": result.explanation,
-              "target": step.action.config.next_action_id if result.passed else None}
+    result = evaluate(
+        step.action.config.conditions,
+        EvalContext(
+            step.trigger, local_now, step.context.get("lead"), (step.tenant.get("settings") or {}).get("businessHours")
+        ),
+        path=f"actions.{step.action.id}.config.conditions",
+    )
+    output = {
+        "matched": result.passed,
+        "explanation": result.explanation,
+        "target": step.action.config.next_action_id if result.passed else None,
+    }
     if result.passed:
         return StepResult(output=output, next_action_id=step.action.config.next_action_id, jump=True)
     return StepResult(output=output)
@@ -56,7 +63,15 @@ def follow_up(step: StepContext) -> StepResult:
     output = {"scheduledFor": due.isoformat(), "channel": channel, "recipient": recipient, "message": message}
     if step.dry_run:
         return StepResult(output={**output, "simulated": True}, input=rendered)
-    follow_up_id = schedule_follow_up(step.uow, tenant_id=step.tenant["id"], execution_id=step.execution_id,
-                                      step_id=step.step_id, due_at=due, channel=channel, recipient=recipient,
-                                      body=message, test=step.test)
+    follow_up_id = schedule_follow_up(
+        step.uow,
+        tenant_id=step.tenant["id"],
+        execution_id=step.execution_id,
+        step_id=step.step_id,
+        due_at=due,
+        channel=channel,
+        recipient=recipient,
+        body=message,
+        test=step.test,
+    )
     return StepResult(output={**output, "followUpId": follow_up_id}, input=rendered)

@@ -17,8 +17,16 @@ LEAD_FIELDS = ("name", "email", "phone", "source", "status", "notes")
 
 
 def lead_to_dict(lead: Lead) -> dict[str, Any]:
-    return {"id": lead.id, "name": lead.name, "email": lead.email, "phone": lead.phone, "source": lead.source,
-            "status": lead.status, "notes": lead.notes, "customFields": lead.custom_fields or {}}
+    return {
+        "id": lead.id,
+        "name": lead.name,
+        "email": lead.email,
+        "phone": lead.phone,
+        "source": lead.source,
+        "status": lead.status,
+        "notes": lead.notes,
+        "customFields": lead.custom_fields or {},
+    }
 
 
 def _normalized_contact(email: str | None, phone: str | None) -> tuple[str | None, str | None]:
@@ -39,11 +47,15 @@ def find_lead_by_contact(s: Session, tenant_id: str, email: str | None, phone: s
 def _apply_updates(lead: Lead, updates: dict[str, Any], now: datetime) -> list[str]:
     unknown = sorted(set(updates) - set(LEAD_FIELDS) - {"customFields"})
     if unknown:
-        raise InvalidInput(f"unknown lead field(s) {', '.join(unknown)}; known: {', '.join(LEAD_FIELDS)}, customFields",
-                           field=f"updates.{unknown[0]}")
+        raise InvalidInput(
+            f"unknown lead field(s) {', '.join(unknown)}; known: {', '.join(LEAD_FIELDS)}, customFields",
+            field=f"updates.{unknown[0]}",
+        )
     if "status" in updates and updates["status"] not in {s.value for s in LeadStatus}:
-        raise InvalidInput(f"status {updates['status']!r} is not one of {', '.join(s.value for s in LeadStatus)}",
-                           field="updates.status")
+        raise InvalidInput(
+            f"status {updates['status']!r} is not one of {', '.join(s.value for s in LeadStatus)}",
+            field="updates.status",
+        )
     email, phone = _normalized_contact(updates.get("email"), updates.get("phone"))
     changed = []
     for key in LEAD_FIELDS:
@@ -71,27 +83,67 @@ def create_lead(step: StepContext) -> StepResult:
         return StepResult(output={"simulated": True, "lead": rendered}, input=rendered)
     if step.test:
         # Test console: no lead is stored, but lead_created still fires (as a test event).
-        emitted = step.emit({"triggerType": "lead_created", "from": phone or email,
-                             "data": {"name": data.get("name", ""), "email": email, "phone": phone,
-                                      "source": data.get("source") or "workflow"}})
-        return StepResult(output={"simulated": True, "note": "test mode: no lead was stored", "lead": rendered,
-                                  "leadCreatedEvent": emitted}, input=rendered)
+        emitted = step.emit(
+            {
+                "triggerType": "lead_created",
+                "from": phone or email,
+                "data": {
+                    "name": data.get("name", ""),
+                    "email": email,
+                    "phone": phone,
+                    "source": data.get("source") or "workflow",
+                },
+            }
+        )
+        return StepResult(
+            output={
+                "simulated": True,
+                "note": "test mode: no lead was stored",
+                "lead": rendered,
+                "leadCreatedEvent": emitted,
+            },
+            input=rendered,
+        )
     s = step.uow.session
     existing = find_lead_by_contact(s, step.tenant["id"], email, phone)
     if existing:
         changed = _apply_updates(existing, {**data, "customFields": custom}, step.now)
         s.add(existing)
-        return StepResult(output={"leadId": existing.id, "created": False, "changed": changed,
-                                  "note": "a lead with the same e-mail or phone exists: updated it instead of creating a duplicate"},
-                          input=rendered, lead=lead_to_dict(existing))
-    lead = Lead(tenant_id=step.tenant["id"], name=data.get("name", ""), email=email, phone=phone,
-                source=data.get("source") or "workflow", notes=data.get("notes"), custom_fields=custom,
-                created_at=step.now, updated_at=step.now)
+        return StepResult(
+            output={
+                "leadId": existing.id,
+                "created": False,
+                "changed": changed,
+                "note": "a lead with the same e-mail or phone exists: updated it instead of creating a duplicate",
+            },
+            input=rendered,
+            lead=lead_to_dict(existing),
+        )
+    lead = Lead(
+        tenant_id=step.tenant["id"],
+        name=data.get("name", ""),
+        email=email,
+        phone=phone,
+        source=data.get("source") or "workflow",
+        notes=data.get("notes"),
+        custom_fields=custom,
+        created_at=step.now,
+        updated_at=step.now,
+    )
     s.add(lead)
-    emitted = step.emit({"triggerType": "lead_created", "leadId": lead.id, "from": phone or email,
-                         "data": {"name": lead.name, "email": email, "phone": phone, "source": lead.source}})
-    return StepResult(output={"leadId": lead.id, "created": True, "leadCreatedEvent": emitted},
-                      input=rendered, lead=lead_to_dict(lead))
+    emitted = step.emit(
+        {
+            "triggerType": "lead_created",
+            "leadId": lead.id,
+            "from": phone or email,
+            "data": {"name": lead.name, "email": email, "phone": phone, "source": lead.source},
+        }
+    )
+    return StepResult(
+        output={"leadId": lead.id, "created": True, "leadCreatedEvent": emitted},
+        input=rendered,
+        lead=lead_to_dict(lead),
+    )
 
 
 @register("update_lead")
@@ -149,8 +201,10 @@ def ask_ai(step: StepContext) -> StepResult:
     if step.simulate_calls and provider.__class__.__name__ != "OfflineProvider":
         # A dry or test run calls nothing outside; the offline provider is local, so it still answers.
         what = "dry run" if step.dry_run else "test mode"
-        return StepResult(output={"text": f"({what}: the AI provider was not called)", "provider": "simulated",
-                                  "simulated": True}, input={"prompt": prompt, "question": question})
+        return StepResult(
+            output={"text": f"({what}: the AI provider was not called)", "provider": "simulated", "simulated": True},
+            input={"prompt": prompt, "question": question},
+        )
     # Answer in the member's language when the message tells it, else in the studio's.
     language = step.trigger.get("language") or step.tenant.get("settings", {}).get("language", "de")
     answer = provider.answer(prompt, question=question, language=language)
@@ -172,13 +226,22 @@ def call_webhook(step: StepContext) -> StepResult:
     rendered = {"url": url, "method": method, "headers": headers, "body": body}
     if step.simulate_calls:
         what = "dry run" if step.dry_run else "test mode"
-        return StepResult(output={"simulated": True, "note": f"{what}: the webhook was not called", "request": rendered},
-                          input=rendered)
+        return StepResult(
+            output={"simulated": True, "note": f"{what}: the webhook was not called", "request": rendered},
+            input=rendered,
+        )
     from engine.services.studio_settings import signing_secrets
 
     secrets = signing_secrets(step.db, step.tenant["id"], settings)
-    response = http_call(url=url, method=method, headers=headers, body=body, secret=secrets or None,
-                         allow_list=settings.get("webhookAllowList") or (), timeout=cfg.timeout or 10.0)
+    response = http_call(
+        url=url,
+        method=method,
+        headers=headers,
+        body=body,
+        secret=secrets or None,
+        allow_list=settings.get("webhookAllowList") or (),
+        timeout=cfg.timeout or 10.0,
+    )
     # No ``now``: the signature's timestamp is checked by the receiver against its own clock, so
     # it is the real time (engine.webhooks signs with the default clock), never an injected one.
     return StepResult(output=response, input=rendered)

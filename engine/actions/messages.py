@@ -13,12 +13,27 @@ def _send(step: StepContext, channel: str | None) -> StepResult:
     fields = cfg.__dict__  # declared fields only; getattr() of a missing one raises inside pydantic (slow)
     channel = channel or fields.get("channel") or default_channel(step.trigger, recipient)
     subject = step.render(fields["subject"]) if fields.get("subject") else None
-    rendered = {"message": body, "recipient": recipient, "channel": channel, **({"subject": subject} if subject else {})}
+    rendered = {
+        "message": body,
+        "recipient": recipient,
+        "channel": channel,
+        **({"subject": subject} if subject else {}),
+    }
     if step.dry_run:
         return StepResult(output={**rendered, "status": "simulated", "simulated": True}, input=rendered)
-    output = queue_message(step.uow, tenant=step.tenant, execution_id=step.execution_id, step_id=step.step_id,
-                           channel=channel, recipient=recipient, body=body, subject=subject, now=step.now,
-                           trigger=step.trigger, test=step.test)
+    output = queue_message(
+        step.uow,
+        tenant=step.tenant,
+        execution_id=step.execution_id,
+        step_id=step.step_id,
+        channel=channel,
+        recipient=recipient,
+        body=body,
+        subject=subject,
+        now=step.now,
+        trigger=step.trigger,
+        test=step.test,
+    )
     return StepResult(output=output, input=rendered)
 
 

@@ -30,7 +30,9 @@ def provider_for_tenant(
     settings = tenant.get("settings") or {}
     # No knowledge base yet: an empty one, so the offline provider hands off politely
     # instead of quoting someone else's prices.
-    kb = KnowledgeBase.model_validate(settings.get("knowledgeBase") or {"studioName": tenant.get("name") or "unser Studio"})
+    kb = KnowledgeBase.model_validate(
+        settings.get("knowledgeBase") or {"studioName": tenant.get("name") or "unser Studio"}
+    )
     ai = dict(settings.get("ai") or {})
     if ai.get("apiKeyEncrypted"):
         from engine.secrets import decrypt

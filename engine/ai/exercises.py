@@ -33,7 +33,9 @@ class Exercise:
         return self.name_de if language == "de" else self.name_en
 
 
-def _ex(key: str, de: str, en: str, equipment: str, goals: str, muscles: str, kind: str = "reps", difficulty: int = 1) -> Exercise:
+def _ex(
+    key: str, de: str, en: str, equipment: str, goals: str, muscles: str, kind: str = "reps", difficulty: int = 1
+) -> Exercise:
     return Exercise(
         key=key,
         name_de=de,
@@ -52,7 +54,9 @@ CATALOGUE: tuple[Exercise, ...] = (
     _ex("lunge", "Ausfallschritte", "Lunges", "", "SWE", "legs glutes"),
     _ex("split_squat", "Bulgarische Kniebeugen", "Bulgarian split squats", "", "SE", "legs glutes", difficulty=2),
     _ex("glute_bridge", "Glute Bridge", "Glute bridges", "", "SWM", "glutes core"),
-    _ex("single_leg_bridge", "Einbeinige Glute Bridge", "Single-leg glute bridges", "", "S", "glutes legs", difficulty=2),
+    _ex(
+        "single_leg_bridge", "Einbeinige Glute Bridge", "Single-leg glute bridges", "", "S", "glutes legs", difficulty=2
+    ),
     _ex("knee_pushup", "Liegestütze auf den Knien", "Knee push-ups", "", "SW", "chest arms"),
     _ex("pushup", "Liegestütze", "Push-ups", "", "SWE", "chest arms shoulders", difficulty=2),
     _ex("pike_pushup", "Pike Push-ups", "Pike push-ups", "", "S", "shoulders arms", difficulty=2),
@@ -75,7 +79,15 @@ CATALOGUE: tuple[Exercise, ...] = (
     # bodyweight: mobility
     _ex("cat_cow", "Katze-Kuh", "Cat-cow", "", "M", "spine back", "timed"),
     _ex("worlds_greatest", "World's Greatest Stretch", "World's greatest stretch", "", "M", "hips spine legs", "timed"),
-    _ex("hip_flexor", "Hüftbeuger-Dehnung im Ausfallschritt", "Kneeling hip flexor stretch", "", "M", "hips legs", "timed"),
+    _ex(
+        "hip_flexor",
+        "Hüftbeuger-Dehnung im Ausfallschritt",
+        "Kneeling hip flexor stretch",
+        "",
+        "M",
+        "hips legs",
+        "timed",
+    ),
     _ex("hip_90_90", "90/90 Hüftrotation", "90/90 hip switches", "", "M", "hips glutes"),
     _ex("thoracic_rotation", "Rotation der Brustwirbelsäule", "Thoracic rotations", "", "M", "spine shoulders"),
     _ex("childs_pose", "Kindhaltung", "Child's pose", "", "M", "spine back", "timed"),
@@ -93,13 +105,37 @@ CATALOGUE: tuple[Exercise, ...] = (
     _ex("bird_dog", "Vierfüßlerstand diagonal (Bird Dog)", "Bird dogs", "mat", "SM", "core back"),
     # dumbbells
     _ex("db_goblet_squat", "Goblet Squat mit Kurzhantel", "Dumbbell goblet squats", "dumbbells", "SWE", "legs glutes"),
-    _ex("db_rdl", "Rumänisches Kreuzheben mit Kurzhanteln", "Dumbbell Romanian deadlifts", "dumbbells", "SW", "glutes legs back", difficulty=2),
+    _ex(
+        "db_rdl",
+        "Rumänisches Kreuzheben mit Kurzhanteln",
+        "Dumbbell Romanian deadlifts",
+        "dumbbells",
+        "SW",
+        "glutes legs back",
+        difficulty=2,
+    ),
     _ex("db_floor_press", "Kurzhantel-Bodendrücken", "Dumbbell floor press", "dumbbells", "SW", "chest arms"),
     _ex("db_row", "Einarmiges Kurzhantelrudern", "One-arm dumbbell rows", "dumbbells", "SWE", "back arms"),
     _ex("db_press", "Kurzhantel-Schulterdrücken", "Dumbbell shoulder press", "dumbbells", "SW", "shoulders arms"),
     _ex("db_curl", "Bizepscurls mit Kurzhanteln", "Dumbbell biceps curls", "dumbbells", "S", "arms"),
-    _ex("db_lunge", "Ausfallschritte mit Kurzhanteln", "Dumbbell lunges", "dumbbells", "SWE", "legs glutes", difficulty=2),
-    _ex("db_thruster", "Kurzhantel-Thruster", "Dumbbell thrusters", "dumbbells", "WE", "full_body legs shoulders cardio", difficulty=2),
+    _ex(
+        "db_lunge",
+        "Ausfallschritte mit Kurzhanteln",
+        "Dumbbell lunges",
+        "dumbbells",
+        "SWE",
+        "legs glutes",
+        difficulty=2,
+    ),
+    _ex(
+        "db_thruster",
+        "Kurzhantel-Thruster",
+        "Dumbbell thrusters",
+        "dumbbells",
+        "WE",
+        "full_body legs shoulders cardio",
+        difficulty=2,
+    ),
     _ex("db_lateral_raise", "Seitheben mit Kurzhanteln", "Dumbbell lateral raises", "dumbbells", "S", "shoulders"),
     _ex("db_triceps", "Trizepsdrücken über Kopf", "Overhead triceps extensions", "dumbbells", "S", "arms"),
     # barbell
@@ -107,12 +143,38 @@ CATALOGUE: tuple[Exercise, ...] = (
     _ex("bb_deadlift", "Kreuzheben", "Deadlifts", "barbell", "S", "back glutes legs", difficulty=3),
     _ex("bb_bench", "Bankdrücken", "Bench press", "barbell", "S", "chest arms shoulders", difficulty=2),
     _ex("bb_row", "Langhantelrudern", "Barbell rows", "barbell", "S", "back arms", difficulty=2),
-    _ex("bb_ohp", "Schulterdrücken stehend mit Langhantel", "Standing overhead press", "barbell", "S", "shoulders arms", difficulty=2),
+    _ex(
+        "bb_ohp",
+        "Schulterdrücken stehend mit Langhantel",
+        "Standing overhead press",
+        "barbell",
+        "S",
+        "shoulders arms",
+        difficulty=2,
+    ),
     _ex("bb_hip_thrust", "Hip Thrust mit Langhantel", "Barbell hip thrusts", "barbell", "S", "glutes", difficulty=2),
     # kettlebell
-    _ex("kb_swing", "Kettlebell Swings", "Kettlebell swings", "kettlebell", "SWE", "glutes back full_body cardio", difficulty=2),
-    _ex("kb_goblet_squat", "Goblet Squat mit Kettlebell", "Kettlebell goblet squats", "kettlebell", "SW", "legs glutes"),
-    _ex("kb_press", "Kettlebell-Schulterdrücken", "Kettlebell overhead press", "kettlebell", "S", "shoulders arms", difficulty=2),
+    _ex(
+        "kb_swing",
+        "Kettlebell Swings",
+        "Kettlebell swings",
+        "kettlebell",
+        "SWE",
+        "glutes back full_body cardio",
+        difficulty=2,
+    ),
+    _ex(
+        "kb_goblet_squat", "Goblet Squat mit Kettlebell", "Kettlebell goblet squats", "kettlebell", "SW", "legs glutes"
+    ),
+    _ex(
+        "kb_press",
+        "Kettlebell-Schulterdrücken",
+        "Kettlebell overhead press",
+        "kettlebell",
+        "S",
+        "shoulders arms",
+        difficulty=2,
+    ),
     _ex("kb_row", "Kettlebell-Rudern", "Kettlebell rows", "kettlebell", "SW", "back arms"),
     _ex("kb_halo", "Kettlebell Halo", "Kettlebell halos", "kettlebell", "MS", "shoulders core"),
     _ex("kb_getup", "Turkish Get-up", "Turkish get-ups", "kettlebell", "SM", "full_body core shoulders", difficulty=3),
@@ -122,7 +184,14 @@ CATALOGUE: tuple[Exercise, ...] = (
     _ex("band_press", "Brustpresse mit Widerstandsband", "Band chest press", "resistance_band", "SW", "chest arms"),
     _ex("band_walk", "Seitliche Schritte mit Miniband", "Banded lateral walks", "resistance_band", "SM", "glutes hips"),
     _ex("band_face_pull", "Face Pulls mit Band", "Band face pulls", "resistance_band", "SM", "shoulders back"),
-    _ex("band_dislocate", "Schulterkreisen mit Band", "Band shoulder dislocates", "resistance_band", "M", "shoulders spine"),
+    _ex(
+        "band_dislocate",
+        "Schulterkreisen mit Band",
+        "Band shoulder dislocates",
+        "resistance_band",
+        "M",
+        "shoulders spine",
+    ),
     # pull-up bar
     _ex("pullup", "Klimmzüge", "Pull-ups", "pull_up_bar", "S", "back arms", difficulty=3),
     _ex("negative_pullup", "Negative Klimmzüge", "Negative pull-ups", "pull_up_bar", "S", "back arms", difficulty=2),
@@ -134,7 +203,14 @@ CATALOGUE: tuple[Exercise, ...] = (
     _ex("machine_chest_press", "Brustpresse an der Maschine", "Machine chest press", "machine", "SW", "chest arms"),
     _ex("cable_row", "Rudern am Kabelzug", "Seated cable rows", "machine", "SWE", "back arms"),
     _ex("leg_curl", "Beinbeuger an der Maschine", "Leg curls", "machine", "S", "legs"),
-    _ex("machine_shoulder_press", "Schulterpresse an der Maschine", "Machine shoulder press", "machine", "S", "shoulders arms"),
+    _ex(
+        "machine_shoulder_press",
+        "Schulterpresse an der Maschine",
+        "Machine shoulder press",
+        "machine",
+        "S",
+        "shoulders arms",
+    ),
     # cardio machines
     _ex("bike", "Fahrradergometer", "Stationary bike", "bike", "WE", "cardio legs", "cardio"),
     _ex("rower", "Rudergerät", "Rowing machine", "rower", "WE", "cardio back", "cardio"),

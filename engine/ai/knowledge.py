@@ -126,8 +126,17 @@ class KnowledgeBase(BaseModel):
         Each carries its answer in German and, where the knowledge base has it, in English with
         the English words a member writing in English is matched against (``search_en``).
         """
-        docs = [Document(f"faq:{e.question}", f"{e.question} {' '.join(e.tags)}", e.answer, e.answer, e.answer_en,
-                         e.search_text_en()) for e in self.entries]
+        docs = [
+            Document(
+                f"faq:{e.question}",
+                f"{e.question} {' '.join(e.tags)}",
+                e.answer,
+                e.answer,
+                e.answer_en,
+                e.search_text_en(),
+            )
+            for e in self.entries
+        ]
         if self.opening_hours:
             docs.append(
                 Document(
@@ -141,14 +150,26 @@ class KnowledgeBase(BaseModel):
             )
         for item in self.prices:
             docs.append(
-                Document(f"price:{item.name}", item.name, f"{item.display()}.", item.display(),
-                         f"{item.display('en')}.", f"{item.name} {item.display('en')}")
+                Document(
+                    f"price:{item.name}",
+                    item.name,
+                    f"{item.display()}.",
+                    item.display(),
+                    f"{item.display('en')}.",
+                    f"{item.name} {item.display('en')}",
+                )
             )
         if self.prices:
-            docs.append(Document("prices", "Preise Preisliste was kostet prices price list",
-                                 f"Unsere Preise: {'; '.join(p.display() for p in self.prices)}.", "",
-                                 f"Our prices: {'; '.join(p.display('en') for p in self.prices)}.",
-                                 "prices price list costs fees rates"))
+            docs.append(
+                Document(
+                    "prices",
+                    "Preise Preisliste was kostet prices price list",
+                    f"Unsere Preise: {'; '.join(p.display() for p in self.prices)}.",
+                    "",
+                    f"Our prices: {'; '.join(p.display('en') for p in self.prices)}.",
+                    "prices price list costs fees rates",
+                )
+            )
         return docs
 
 
@@ -199,7 +220,7 @@ def analyse(text: str, *, concepts: bool = True) -> list[str]:
             continue
         tokens.append(word)
         if len(word) > 4 and not word.startswith("zz"):
-            tokens += [f"#{word[i:i + 4]}" for i in range(len(word) - 3)]
+            tokens += [f"#{word[i : i + 4]}" for i in range(len(word) - 3)]
     return tokens
 
 
@@ -225,7 +246,9 @@ class Retriever:
             token_lists = [analyse(d.title) * 2 + analyse(d.body, concepts=False) for d in self.documents]
         self._vectorizer = TfidfVectorizer(analyzer=_identity, sublinear_tf=True)
         self._matrix = self._vectorizer.fit_transform(token_lists)
-        self._price_weights = np.array([_OFF_TOPIC_PRICE_WEIGHT if d.key.startswith("price") else 1.0 for d in self.documents])
+        self._price_weights = np.array(
+            [_OFF_TOPIC_PRICE_WEIGHT if d.key.startswith("price") else 1.0 for d in self.documents]
+        )
 
     def search(self, query: str, limit: int = 3) -> list[Match]:
         """The best matching documents for ``query``, best first."""
@@ -248,18 +271,48 @@ DEMO_KNOWLEDGE_BASE = KnowledgeBase(
     studio_name="Lotus Yoga & Fitness",
     opening_hours={"Mo-Fr": "07:00-22:00", "Sa": "09:00-18:00", "So": "09:00-16:00"},
     prices=[
-        PriceItem(name="Probetraining", price="0 €", description="kostenlos, einmal pro Person",
-                  name_en="Trial class", description_en="free, once per person"),
-        PriceItem(name="Einzelstunde (Drop-in)", price="18 €", description="für alle Yoga- und Fitnesskurse",
-                  name_en="Single class (drop-in)", description_en="for every yoga and fitness class"),
-        PriceItem(name="10er-Karte", price="140 €", description="6 Monate gültig, für alle Kurse",
-                  name_en="10-class card", description_en="valid for 6 months, for every class"),
-        PriceItem(name="Flex-Mitgliedschaft", price="89 € / Monat", description="unbegrenzt Kurse, monatlich kündbar",
-                  name_en="Flex membership", description_en="unlimited classes, cancel monthly"),
-        PriceItem(name="Jahresmitgliedschaft", price="69 € / Monat", description="unbegrenzt Kurse, 12 Monate Laufzeit",
-                  name_en="Annual membership", description_en="unlimited classes, 12-month term"),
-        PriceItem(name="Personal Training", price="75 €", description="60 Minuten Einzeltraining",
-                  name_en="Personal training", description_en="60 minutes one-to-one"),
+        PriceItem(
+            name="Probetraining",
+            price="0 €",
+            description="kostenlos, einmal pro Person",
+            name_en="Trial class",
+            description_en="free, once per person",
+        ),
+        PriceItem(
+            name="Einzelstunde (Drop-in)",
+            price="18 €",
+            description="für alle Yoga- und Fitnesskurse",
+            name_en="Single class (drop-in)",
+            description_en="for every yoga and fitness class",
+        ),
+        PriceItem(
+            name="10er-Karte",
+            price="140 €",
+            description="6 Monate gültig, für alle Kurse",
+            name_en="10-class card",
+            description_en="valid for 6 months, for every class",
+        ),
+        PriceItem(
+            name="Flex-Mitgliedschaft",
+            price="89 € / Monat",
+            description="unbegrenzt Kurse, monatlich kündbar",
+            name_en="Flex membership",
+            description_en="unlimited classes, cancel monthly",
+        ),
+        PriceItem(
+            name="Jahresmitgliedschaft",
+            price="69 € / Monat",
+            description="unbegrenzt Kurse, 12 Monate Laufzeit",
+            name_en="Annual membership",
+            description_en="unlimited classes, 12-month term",
+        ),
+        PriceItem(
+            name="Personal Training",
+            price="75 €",
+            description="60 Minuten Einzeltraining",
+            name_en="Personal training",
+            description_en="60 minutes one-to-one",
+        ),
     ],
     entries=[
         KnowledgeEntry(
@@ -267,7 +320,8 @@ DEMO_KNOWLEDGE_BASE = KnowledgeBase(
             question_en="How does the free trial class work? Can I try a class?",
             answer=(
                 "Dein erstes Probetraining bei uns ist kostenlos! Buch es einfach in unserer App oder schreib uns "
-                "deinen Wunschtermin. Bring bequeme Kleidung, ein Handtuch und etwas zu trinken mit – Matten haben wir vor Ort."
+                "deinen Wunschtermin. Bring bequeme Kleidung, ein Handtuch und etwas zu trinken mit – "
+                "Matten haben wir vor Ort."
             ),
             answer_en=(
                 "Your first trial class with us is free! Book it in our app or send us the day and time you would "
@@ -292,7 +346,8 @@ DEMO_KNOWLEDGE_BASE = KnowledgeBase(
             question="Welche Mitgliedschaften gibt es?",
             question_en="Which memberships do you offer?",
             answer=(
-                "Wir haben zwei Mitgliedschaften mit unbegrenzt vielen Kursen: Flex für 89 € im Monat (monatlich kündbar) "
+                "Wir haben zwei Mitgliedschaften mit unbegrenzt vielen Kursen: Flex für 89 € im Monat "
+                "(monatlich kündbar) "
                 "und die Jahresmitgliedschaft für 69 € im Monat (12 Monate Laufzeit). Es gibt keine Anmeldegebühr."
             ),
             answer_en=(
@@ -305,7 +360,8 @@ DEMO_KNOWLEDGE_BASE = KnowledgeBase(
             question="Wie kann ich meine Mitgliedschaft kündigen?",
             question_en="How do I cancel my membership?",
             answer=(
-                "Die Flex-Mitgliedschaft kannst du mit 4 Wochen Frist zum Monatsende kündigen, die Jahresmitgliedschaft "
+                "Die Flex-Mitgliedschaft kannst du mit 4 Wochen Frist zum Monatsende kündigen, "
+                "die Jahresmitgliedschaft "
                 "mit 1 Monat Frist zum Ende der Laufzeit. Kündige in der App unter Profil → Vertrag oder per E-Mail an "
                 "hallo@lotus-studio.de."
             ),
@@ -333,7 +389,8 @@ DEMO_KNOWLEDGE_BASE = KnowledgeBase(
             question="Kann ich meine Mitgliedschaft pausieren?",
             question_en="Can I pause or freeze my membership?",
             answer=(
-                "Ja – bei Krankheit, Schwangerschaft oder längeren Reisen kannst du deine Mitgliedschaft bis zu 3 Monate "
+                "Ja – bei Krankheit, Schwangerschaft oder längeren Reisen kannst du deine Mitgliedschaft "
+                "bis zu 3 Monate "
                 "pro Jahr ruhen lassen. Schreib uns einfach kurz den gewünschten Zeitraum."
             ),
             answer_en=(
@@ -398,7 +455,8 @@ DEMO_KNOWLEDGE_BASE = KnowledgeBase(
             question="Gibt es Rabatt für Studierende?",
             question_en="Is there a student discount?",
             answer=(
-                "Ja! Schüler*innen, Studierende und Azubis erhalten gegen Nachweis 20 % Rabatt auf alle Mitgliedschaften."
+                "Ja! Schüler*innen, Studierende und Azubis erhalten gegen Nachweis 20 % Rabatt "
+                "auf alle Mitgliedschaften."
             ),
             answer_en="Yes! Pupils, students and apprentices get 20 % off every membership with proof of status.",
             tags=["Rabatt", "Studentenrabatt", "Ermäßigung", "Schüler", "Azubi", "discount"],

@@ -12,16 +12,19 @@ import re
 
 _WORDS = {
     "de": frozenset(
-        "ich du er sie wir ihr mich mir dich dir mein meine dein deine und oder aber nicht kein keine ist bin bist sind "
+        "ich du er sie wir ihr mich mir dich dir mein meine dein deine und oder aber nicht kein keine ist "
+        "bin bist sind "
         "habe hast hat haben möchte möchten würde gerne gern bitte danke hallo moin servus tschüss guten morgen tag "
         "abend wie was wann wo warum wer welche welcher kann kannst können einen einem einer eine ein der die das den "
         "dem des für mit von zu zum zur bei auf aus nach heute morgen noch auch schon mal kostet kosten preis preise "
-        "trainingsplan probetraining probestunde öffnungszeiten geöffnet offen buchen termin kurs kurse woche".split()),
+        "trainingsplan probetraining probestunde öffnungszeiten geöffnet offen buchen termin kurs kurse woche".split()
+    ),
     "en": frozenset(
         "i you he she we they me my your our and or but not no is am are was have has had would like want please "
         "thanks thank hello hi hey good morning evening afternoon how what when where why who which can could a an "
         "the for with from to of at on in today tomorrow also just much cost costs price prices plan training workout "
-        "trial class classes book booking open opening hours week do does".split()),
+        "trial class classes book booking open opening hours week do does".split()
+    ),
 }
 _TOKEN = re.compile(r"[a-zäöüß]+")
 #: Words both languages share ("hallo" is German; "so", "in", "was" are ambiguous).

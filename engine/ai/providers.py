@@ -56,7 +56,9 @@ LANGUAGE_INSTRUCTION = {
     "de": "Antworte auf Deutsch, freundlich, per du und in höchstens drei kurzen Sätzen.",
     "en": "Reply in English, friendly and in at most three short sentences.",
 }
-DEFAULT_INSTRUCTION = "Du bist der freundliche Assistent eines Fitness- und Yogastudios und beantwortest Fragen von Mitgliedern."
+DEFAULT_INSTRUCTION = (
+    "Du bist der freundliche Assistent eines Fitness- und Yogastudios und beantwortest Fragen von Mitgliedern."
+)
 FACTS_INSTRUCTION = (
     "Nutze nur die folgenden Fakten. Wenn sie die Frage nicht beantworten, erfinde nichts, sondern sag, "
     "dass sich ein Teammitglied meldet."
@@ -150,7 +152,7 @@ class OfflineProvider:
 
         An English question is looked up in the English texts first, then as before.
         """
-        for index in (["en", "de"] if language == "en" else ["de"]):
+        for index in ["en", "de"] if language == "en" else ["de"]:
             matches = [m for m in self._index(index).search(question, limit=2) if m.score >= self.min_score]
             if matches:
                 if len(matches) == 2 and matches[1].score < matches[0].score * self.combine_ratio:
@@ -261,10 +263,13 @@ class OpenAICompatibleProvider:
         try:
             response = self._post(url, body, headers)
         except httpx.TimeoutException as exc:
-            raise RetryableError(f"The AI provider did not answer within {self.timeout:g} s.", provider=self.name) from exc
+            raise RetryableError(
+                f"The AI provider did not answer within {self.timeout:g} s.", provider=self.name
+            ) from exc
         except httpx.TransportError as exc:
             raise RetryableError(
-                f"Could not reach the AI provider at {self.base_url}: {self._redact(type(exc).__name__)}.", provider=self.name
+                f"Could not reach the AI provider at {self.base_url}: {self._redact(type(exc).__name__)}.",
+                provider=self.name,
             ) from exc
         self._raise_for_status(response)
         try:
@@ -290,7 +295,10 @@ class OpenAICompatibleProvider:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             reason = "is rate limiting requests" if status == 429 else "is temporarily unavailable"
             raise RetryableError(
-                f"The AI provider {reason} (HTTP {status}){detail}.", retry_after=retry_after, status=status, provider=self.name
+                f"The AI provider {reason} (HTTP {status}){detail}.",
+                retry_after=retry_after,
+                status=status,
+                provider=self.name,
             )
         if status in (401, 403):
             message = f"The AI provider rejected the API key (HTTP {status}){detail}. Check the provider settings."
@@ -316,7 +324,9 @@ class OpenAICompatibleProvider:
         try:
             content = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
-            raise PermanentError("The AI provider's response has no choices[0].message.content.", provider=self.name) from exc
+            raise PermanentError(
+                "The AI provider's response has no choices[0].message.content.", provider=self.name
+            ) from exc
         if not isinstance(content, str):
             raise PermanentError("The AI provider's reply is not text.", provider=self.name)
         return content

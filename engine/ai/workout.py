@@ -147,13 +147,29 @@ _FOCI: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "full_body": ("Ganzkörper", "Full body", ("legs", "chest", "back", "glutes", "shoulders", "core", "arms")),
     "upper": ("Oberkörper", "Upper body", ("chest", "back", "shoulders", "back", "chest", "arms", "core")),
     "lower": ("Unterkörper & Rumpf", "Lower body & core", ("legs", "glutes", "legs", "core", "glutes", "core")),
-    "push": ("Drücken: Brust, Schultern, Trizeps", "Push: chest, shoulders, triceps", ("chest", "shoulders", "chest", "arms", "shoulders", "core")),
+    "push": (
+        "Drücken: Brust, Schultern, Trizeps",
+        "Push: chest, shoulders, triceps",
+        ("chest", "shoulders", "chest", "arms", "shoulders", "core"),
+    ),
     "pull": ("Ziehen: Rücken, Bizeps", "Pull: back, biceps", ("back", "back", "arms", "shoulders", "core", "back")),
     "legs": ("Beine & Po", "Legs & glutes", ("legs", "glutes", "legs", "glutes", "core", "legs")),
-    "circuit": ("Ganzkörper-Zirkel", "Full-body circuit", ("cardio", "legs", "chest", "back", "core", "full_body", "glutes", "shoulders")),
+    "circuit": (
+        "Ganzkörper-Zirkel",
+        "Full-body circuit",
+        ("cardio", "legs", "chest", "back", "core", "full_body", "glutes", "shoulders"),
+    ),
     "cardio": ("Ausdauer", "Cardio", ("core", "legs", "cardio", "glutes", "back")),
-    "mobility_lower": ("Mobilität: Hüfte & Beine", "Mobility: hips & legs", ("hips", "legs", "glutes", "hips", "spine", "core")),
-    "mobility_upper": ("Mobilität: Wirbelsäule & Schultern", "Mobility: spine & shoulders", ("spine", "shoulders", "back", "chest", "spine", "shoulders")),
+    "mobility_lower": (
+        "Mobilität: Hüfte & Beine",
+        "Mobility: hips & legs",
+        ("hips", "legs", "glutes", "hips", "spine", "core"),
+    ),
+    "mobility_upper": (
+        "Mobilität: Wirbelsäule & Schultern",
+        "Mobility: spine & shoulders",
+        ("spine", "shoulders", "back", "chest", "spine", "shoulders"),
+    ),
     "mobility_flow": ("Ganzkörper-Flow", "Full-body flow", ("spine", "hips", "shoulders", "legs", "core", "back")),
 }
 
@@ -177,32 +193,61 @@ _CARDIO_SHARE = {"weight_loss": 0.5, "endurance": 0.6}  # share of a cardio day 
 
 _TEXTS: dict[str, dict[str, Any]] = {
     "de": {
-        "goal": {"strength": "Kraft & Muskelaufbau", "weight_loss": "Abnehmen", "mobility": "Beweglichkeit", "endurance": "Ausdauer"},
+        "goal": {
+            "strength": "Kraft & Muskelaufbau",
+            "weight_loss": "Abnehmen",
+            "mobility": "Beweglichkeit",
+            "endurance": "Ausdauer",
+        },
         "level": {"beginner": "Anfänger", "intermediate": "Fortgeschritten", "advanced": "Sehr fortgeschritten"},
         "equipment": {
-            "bodyweight": "Körpergewicht", "dumbbells": "Kurzhanteln", "barbell": "Langhantel", "kettlebell": "Kettlebell",
-            "resistance_band": "Widerstandsband", "machine": "Geräte", "pull_up_bar": "Klimmzugstange", "mat": "Matte",
-            "bike": "Ergometer", "rower": "Rudergerät", "treadmill": "Laufband",
+            "bodyweight": "Körpergewicht",
+            "dumbbells": "Kurzhanteln",
+            "barbell": "Langhantel",
+            "kettlebell": "Kettlebell",
+            "resistance_band": "Widerstandsband",
+            "machine": "Geräte",
+            "pull_up_bar": "Klimmzugstange",
+            "mat": "Matte",
+            "bike": "Ergometer",
+            "rower": "Rudergerät",
+            "treadmill": "Laufband",
         },
         "day": "Tag",
         "title": "Dein Trainingsplan",
-        "summary": "{days} Trainingstage pro Woche à ca. {minutes} Minuten · Ziel: {goal} · Level: {level} · Ausrüstung: {equipment}.",
+        "summary": "{days} Trainingstage pro Woche à ca. {minutes} Minuten · Ziel: {goal} · Level: {level} · "
+        "Ausrüstung: {equipment}.",
         "warmup": "Aufwärmen: {m} Min. locker bewegen und mobilisieren",
         "cooldown": "Cool-down: {m} Min. lockern und dehnen",
         "rest": "Pause",
-        "tip": "Tipp: Steigere dich langsam und achte auf saubere Technik. Bei Schmerzen bitte abbrechen und mit unserem Team sprechen.",
+        "tip": "Tipp: Steigere dich langsam und achte auf saubere Technik. "
+        "Bei Schmerzen bitte abbrechen und mit unserem Team sprechen.",
     },
     "en": {
-        "goal": {"strength": "strength & muscle", "weight_loss": "weight loss", "mobility": "mobility", "endurance": "endurance"},
+        "goal": {
+            "strength": "strength & muscle",
+            "weight_loss": "weight loss",
+            "mobility": "mobility",
+            "endurance": "endurance",
+        },
         "level": {"beginner": "beginner", "intermediate": "intermediate", "advanced": "advanced"},
         "equipment": {
-            "bodyweight": "bodyweight", "dumbbells": "dumbbells", "barbell": "barbell", "kettlebell": "kettlebell",
-            "resistance_band": "resistance band", "machine": "machines", "pull_up_bar": "pull-up bar", "mat": "mat",
-            "bike": "bike", "rower": "rower", "treadmill": "treadmill",
+            "bodyweight": "bodyweight",
+            "dumbbells": "dumbbells",
+            "barbell": "barbell",
+            "kettlebell": "kettlebell",
+            "resistance_band": "resistance band",
+            "machine": "machines",
+            "pull_up_bar": "pull-up bar",
+            "mat": "mat",
+            "bike": "bike",
+            "rower": "rower",
+            "treadmill": "treadmill",
         },
         "day": "Day",
         "title": "Your training plan",
-        "summary": "{days} training days per week, about {minutes} minutes each · Goal: {goal} · Level: {level} · Equipment: {equipment}.",
+        "summary": "{days} training days per week, about {minutes} minutes each · Goal: {goal} · Level: {level} · "
+        "Equipment: {equipment}.",
         "warmup": "Warm-up: {m} min easy movement and mobility",
         "cooldown": "Cool-down: {m} min easy stretching",
         "rest": "rest",
@@ -420,7 +465,9 @@ def _build_day(profile: WorkoutProfile, index: int, focus: str, occurrence: int)
         exercises.append(_plan_exercise(block, profile, 1, f"{block_minutes} min", 0))
         used_seconds = block_minutes * 60
     remaining = available - used_seconds
-    total_sets = min(remaining // (_REPS_WORK_SECONDS + rest), int(profile.minutes_per_session * _SETS_PER_MINUTE[level_index]))
+    total_sets = min(
+        remaining // (_REPS_WORK_SECONDS + rest), int(profile.minutes_per_session * _SETS_PER_MINUTE[level_index])
+    )
     base = _SETS[level_index]
     chosen = _pick_exercises(profile, focus, max(1, math.ceil(total_sets / base)), occurrence) if total_sets > 0 else []
     for exercise, sets in zip(chosen, _distribute_sets(total_sets, len(chosen))):

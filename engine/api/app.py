@@ -40,8 +40,13 @@ JSON path), 429 `rate_limited` (with `Retry-After`). Every route lists the codes
 """
 
 
-def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES, fast_events: bool = True,
-               rate_limit: int | None = None) -> FastAPI:
+def create_app(
+    db: Engine | None = None,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    fast_events: bool = True,
+    rate_limit: int | None = None,
+) -> FastAPI:
     """The API over ``db`` (default: the process-wide engine of ``DATABASE_URL``).
 
     ``fast_events``: answer ``POST /api/events`` with a cached key without FastAPI's
@@ -52,8 +57,12 @@ def create_app(db: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
         from engine.store.db import get_engine
 
         db = get_engine()
-    app = FastAPI(title="Studio Automations API", version="1", description=DESCRIPTION,
-                  dependencies=[Depends(single_query_values)])
+    app = FastAPI(
+        title="Studio Automations API",
+        version="1",
+        description=DESCRIPTION,
+        dependencies=[Depends(single_query_values)],
+    )
     app.state.db = db
     errors.install(app)
     contract.install(app)

@@ -58,8 +58,10 @@ _PUBLIC = {"/api/health", "/api/schema"}
 
 def request_body(component: str, description: str | None = None) -> dict[str, Any]:
     """``openapi_extra`` for a route whose JSON body follows ``component``."""
-    body: dict[str, Any] = {"required": True,
-                            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{component}"}}}}
+    body: dict[str, Any] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{component}"}}},
+    }
     if description:
         body["description"] = description
     return {"requestBody": body}
@@ -86,13 +88,22 @@ def _component_schemas() -> dict[str, Any]:
         components.update(schema.pop("$defs", {}))
         components[name] = schema
     workflow = components[WORKFLOW]
-    components[WORKFLOW_LIST] = {"oneOf": [{"$ref": f"#/components/schemas/{WORKFLOW}"},
-                                           {"type": "array", "items": {"$ref": f"#/components/schemas/{WORKFLOW}"}}]}
+    components[WORKFLOW_LIST] = {
+        "oneOf": [
+            {"$ref": f"#/components/schemas/{WORKFLOW}"},
+            {"type": "array", "items": {"$ref": f"#/components/schemas/{WORKFLOW}"}},
+        ]
+    }
     properties = {"workflowId": {"type": "string", "minLength": 1, "maxLength": 64}}
     properties.update(copy.deepcopy(workflow["properties"]))
-    components[UPDATE] = {"type": "object", "title": "WorkflowUpdate", "required": ["workflowId"],
-                          "properties": properties, "additionalProperties": False,
-                          "description": "workflowId plus the top-level keys to replace"}
+    components[UPDATE] = {
+        "type": "object",
+        "title": "WorkflowUpdate",
+        "required": ["workflowId"],
+        "properties": properties,
+        "additionalProperties": False,
+        "description": "workflowId plus the top-level keys to replace",
+    }
     return components
 
 
@@ -141,11 +152,17 @@ _SHAPE_KEYS = {"type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const", "prop
 def _json_value_schema() -> dict[str, Any]:
     """Any JSON value the API stores: finite numbers, text without NUL, arrays and objects of them."""
     ref = {"$ref": f"#/components/schemas/{JSON_VALUE}"}
-    return {"description": "any JSON value: finite numbers, text without NUL, nested at most 32 levels",
-            "anyOf": [{"type": "null"}, {"type": "boolean"}, {"type": "number"},
-                      {"type": "string", "pattern": NO_NUL},
-                      {"type": "array", "items": ref},
-                      {"type": "object", "additionalProperties": ref, "propertyNames": {"pattern": NO_NUL}}]}
+    return {
+        "description": "any JSON value: finite numbers, text without NUL, nested at most 32 levels",
+        "anyOf": [
+            {"type": "null"},
+            {"type": "boolean"},
+            {"type": "number"},
+            {"type": "string", "pattern": NO_NUL},
+            {"type": "array", "items": ref},
+            {"type": "object", "additionalProperties": ref, "propertyNames": {"pattern": NO_NUL}},
+        ],
+    }
 
 
 def _storable(schema: Any) -> None:
@@ -158,16 +175,27 @@ def _storable(schema: Any) -> None:
     if not isinstance(schema, dict):
         return
     types = schema.get("type")
-    if (types == "string" or (isinstance(types, list) and "string" in types)) and "pattern" not in schema \
-            and "enum" not in schema and "const" not in schema:
+    if (
+        (types == "string" or (isinstance(types, list) and "string" in types))
+        and "pattern" not in schema
+        and "enum" not in schema
+        and "const" not in schema
+    ):
         schema["pattern"] = NO_NUL
-    if schema.get("type") == "object" and schema.get("additionalProperties") in (True, {}) and "properties" not in schema:
+    if (
+        schema.get("type") == "object"
+        and schema.get("additionalProperties") in (True, {})
+        and "properties" not in schema
+    ):
         schema["additionalProperties"] = {"$ref": f"#/components/schemas/{JSON_VALUE}"}
     if schema.get("type") == "object" and "properties" in schema and "additionalProperties" not in schema:
         # a model that ignores unknown keys still gets them through the edge checks (JSON_VALUE)
         schema["additionalProperties"] = {"$ref": f"#/components/schemas/{JSON_VALUE}"}
-    if schema.get("type") == "object" and "propertyNames" not in schema \
-            and schema.get("additionalProperties") is not False:
+    if (
+        schema.get("type") == "object"
+        and "propertyNames" not in schema
+        and schema.get("additionalProperties") is not False
+    ):
         schema["propertyNames"] = {"pattern": NO_NUL}
     for key, value in list(schema.items()):
         if key in ("properties", "$defs", "patternProperties") and isinstance(value, dict):

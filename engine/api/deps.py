@@ -23,16 +23,21 @@ from engine.auth import Actor
 from engine.errors import PermissionDenied
 from engine.uow import UnitOfWork, unit_of_work
 
-_bearer = HTTPBearer(auto_error=False, scheme_name="apiKey", bearerFormat="sa_...",
-                     description="An API key from `python -m engine api-key create --tenant <slug> --name <name> --role <role>`.")
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    bearerFormat="sa_...",
+    description="An API key from `python -m engine api-key create --tenant <slug> --name <name> --role <role>`.",
+)
 
 
 async def get_db(request: Request) -> Engine:
     return request.app.state.db
 
 
-async def current_actor(request: Request,
-                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Actor:
+async def current_actor(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Actor:
     """The tenant and role of the request's API key; 401 when it is missing, unknown or revoked."""
     if credentials is None:
         raise Unauthorized("missing API key: send the header 'Authorization: Bearer sa_...'")

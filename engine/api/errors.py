@@ -44,12 +44,29 @@ _BY_TYPE: list[tuple[type[EngineError], int, str]] = [
     (Conflict, 409, "conflict"),
 ]
 
-_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-               409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "invalid", 429: "rate_limited"}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+}
 
 
-def error_response(status: int, code: str, message: str, *, field: str | None = None,
-                   problems: list[dict] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    problems: list[dict] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     error: dict[str, Any] = {"code": code, "message": message}
     if field:
         error["field"] = field
@@ -77,19 +94,28 @@ def _location(loc: tuple | list) -> str:
 def _request_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     if isinstance(exc.body, (bytes, bytearray)) and exc.body:
         # FastAPI hands the raw bytes on when the Content-Type is not JSON (e.g. curl -d without -H).
-        return error_response(415, "unsupported_media_type",
-                              "send the body as JSON with the header 'Content-Type: application/json'", field="body")
+        return error_response(
+            415,
+            "unsupported_media_type",
+            "send the body as JSON with the header 'Content-Type: application/json'",
+            field="body",
+        )
     problems = []
     for err in exc.errors():
         if err.get("type") == "json_invalid":
             where = (err.get("ctx") or {}).get("error", "")
-            return error_response(422, "invalid", f"the request body is not valid JSON ({where})".replace(" ()", ""),
-                                  field="body")
+            return error_response(
+                422, "invalid", f"the request body is not valid JSON ({where})".replace(" ()", ""), field="body"
+            )
         path = _location(err.get("loc", ())) or "body"
-        message = "a JSON body is required" if path == "body" and err.get("type") == "missing" else err.get("msg", "invalid")
+        message = (
+            "a JSON body is required" if path == "body" and err.get("type") == "missing" else err.get("msg", "invalid")
+        )
         problems.append({"path": path, "message": message, "severity": "error"})
     first = problems[0] if problems else {"path": "body", "message": "invalid request"}
-    return error_response(422, "invalid", f"{first['path']}: {first['message']}", field=first["path"], problems=problems)
+    return error_response(
+        422, "invalid", f"{first['path']}: {first['message']}", field=first["path"], problems=problems
+    )
 
 
 def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -101,21 +127,30 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
 def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
     # A unique constraint raced us, e.g. an idempotency key used before in a manual run.
     logger.info("integrity error on %s %s: %s", request.method, request.url.path, exc.orig)
-    return error_response(409, "conflict", "this conflicts with data that already exists "
-                          "(for example an idempotency key that was used before)")
+    return error_response(
+        409,
+        "conflict",
+        "this conflicts with data that already exists (for example an idempotency key that was used before)",
+    )
 
 
 def _limit_error(request: Request, exc: LimitExceeded) -> JSONResponse:
     field = exc.path or "body"
-    return error_response(422, "invalid", f"{field}: {exc}", field=field,
-                          problems=[{"path": field, "message": str(exc), "severity": "error"}])
+    return error_response(
+        422,
+        "invalid",
+        f"{field}: {exc}",
+        field=field,
+        problems=[{"path": field, "message": str(exc), "severity": "error"}],
+    )
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     # The connection may be in any state: tell the client not to reuse it.
-    return error_response(500, "internal", "internal error; the server log has the details",
-                          headers={"Connection": "close"})
+    return error_response(
+        500, "internal", "internal error; the server log has the details", headers={"Connection": "close"}
+    )
 
 
 def install(app: FastAPI) -> None:

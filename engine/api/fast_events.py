@@ -112,7 +112,8 @@ class FastEvents:
         response: Response
         try:
             result = await asyncio.get_running_loop().run_in_executor(
-                self._executor(), functools.partial(_ingest, self.db, actor, event))
+                self._executor(), functools.partial(_ingest, self.db, actor, event)
+            )
         except EngineError as exc:
             response = errors._engine_error(Request(scope), exc)
         except IntegrityError as exc:
@@ -120,10 +121,19 @@ class FastEvents:
         except Exception as exc:  # noqa: BLE001 - the same answer the app's handler gives
             response = errors._unexpected(Request(scope), exc)
         else:
-            response = Response(orjson.dumps({"success": True, "eventId": result.event_id,
-                                              "executionIds": result.execution_ids, "duplicate": result.duplicate,
-                                              "intent": result.intent, "intentConfidence": result.intent_confidence}),
-                                media_type="application/json")
+            response = Response(
+                orjson.dumps(
+                    {
+                        "success": True,
+                        "eventId": result.event_id,
+                        "executionIds": result.execution_ids,
+                        "duplicate": result.duplicate,
+                        "intent": result.intent,
+                        "intentConfidence": result.intent_confidence,
+                    }
+                ),
+                media_type="application/json",
+            )
         await response(scope, receive, send)
 
 

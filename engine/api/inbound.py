@@ -35,9 +35,11 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/hooks", tags=["provider webhooks"])
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-_ERRORS: dict[int | str, dict[str, Any]] = {400: {"description": "Signed body is not JSON"},
-           403: {"description": "Bad or missing provider signature (or verify token)"},
-           404: {"description": "Unknown studio webhook id"}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Signed body is not JSON"},
+    403: {"description": "Bad or missing provider signature (or verify token)"},
+    404: {"description": "Unknown studio webhook id"},
+}
 
 
 class Accepted(BaseModel):
@@ -66,11 +68,19 @@ def _secret(db, tenant_id: str, name: str) -> str | None:
 # --------------------------------------------------------------------------- WhatsApp
 
 
-@router.get("/{hook_id}/whatsapp", summary="WhatsApp Cloud API verification handshake", response_class=PlainTextResponse,
-            responses=_ERRORS)
-def whatsapp_verify(hook_id: str, db: Db, mode: str = Query("", alias="hub.mode"),
-                    verify_token: str = Query("", alias="hub.verify_token"),
-                    challenge: str = Query("", alias="hub.challenge", max_length=200)) -> Response:
+@router.get(
+    "/{hook_id}/whatsapp",
+    summary="WhatsApp Cloud API verification handshake",
+    response_class=PlainTextResponse,
+    responses=_ERRORS,
+)
+def whatsapp_verify(
+    hook_id: str,
+    db: Db,
+    mode: str = Query("", alias="hub.mode"),
+    verify_token: str = Query("", alias="hub.verify_token"),
+    challenge: str = Query("", alias="hub.challenge", max_length=200),
+) -> Response:
     """Meta calls this once when the callback URL is saved: echo ``hub.challenge`` if the token fits."""
     tenant_id = _tenant(db, hook_id)
     expected = _secret(db, tenant_id, "channels.whatsapp.verifyToken")
@@ -79,15 +89,21 @@ def whatsapp_verify(hook_id: str, db: Db, mode: str = Query("", alias="hub.mode"
     return PlainTextResponse(challenge)
 
 
-@router.post("/{hook_id}/whatsapp", summary="WhatsApp Cloud API messages and statuses", response_model=Accepted,
-             responses=_ERRORS)
+@router.post(
+    "/{hook_id}/whatsapp",
+    summary="WhatsApp Cloud API messages and statuses",
+    response_model=Accepted,
+    responses=_ERRORS,
+)
 async def whatsapp_webhook(hook_id: str, request: Request, db: Db) -> Any:
     """Checks ``X-Hub-Signature-256`` (HMAC-SHA256 of the raw body with the app secret)."""
     body = await request.body()
     tenant_id = await run_in_threadpool(_tenant, db, hook_id)
     secret = await run_in_threadpool(_secret, db, tenant_id, "channels.whatsapp.appSecret")
     if not signatures.check_meta_signature(secret, body, request.headers.get("x-hub-signature-256")):
-        return _forbidden("whatsapp", tenant_id, "bad or missing X-Hub-Signature-256" if secret else "no app secret configured")
+        return _forbidden(
+            "whatsapp", tenant_id, "bad or missing X-Hub-Signature-256" if secret else "no app secret configured"
+        )
     try:
         payload = json.loads(body)
     except ValueError:
@@ -117,8 +133,12 @@ async def _twilio(hook_id: str, request: Request, db) -> tuple[str, dict[str, st
     tenant_id = await run_in_threadpool(_tenant, db, hook_id)
     token = await run_in_threadpool(_secret, db, tenant_id, "channels.sms.authToken")
     params = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-    if not signatures.check_twilio_signature(token, _public_url(request), params, request.headers.get("x-twilio-signature")):
-        return _forbidden("twilio", tenant_id, "bad or missing X-Twilio-Signature" if token else "no auth token configured")
+    if not signatures.check_twilio_signature(
+        token, _public_url(request), params, request.headers.get("x-twilio-signature")
+    ):
+        return _forbidden(
+            "twilio", tenant_id, "bad or missing X-Twilio-Signature" if token else "no auth token configured"
+        )
     return tenant_id, dict(params)
 
 
@@ -126,7 +146,10 @@ def _twiml() -> Response:
     return Response(EMPTY_TWIML, media_type="application/xml")
 
 
-_TWIML: dict[int | str, dict[str, Any]] = {200: {"content": {"application/xml": {}}, "description": "Empty TwiML"}, **_ERRORS}
+_TWIML: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/xml": {}}, "description": "Empty TwiML"},
+    **_ERRORS,
+}
 
 
 async def _twilio_event(hook_id: str, request: Request, db, parse) -> Response:
@@ -148,22 +171,31 @@ async def twilio_sms(hook_id: str, request: Request, db: Db) -> Response:
     return await _twilio_event(hook_id, request, db, twilio_parser.sms_event)
 
 
-@router.post("/{hook_id}/twilio/call-status", summary="Twilio call status callback", response_class=Response,
-             responses=_TWIML)
+@router.post(
+    "/{hook_id}/twilio/call-status", summary="Twilio call status callback", response_class=Response, responses=_TWIML
+)
 async def twilio_call_status(hook_id: str, request: Request, db: Db) -> Response:
     """``no-answer``, ``busy``, ``failed`` or ``canceled`` becomes ``missed_call`` with the caller."""
     return await _twilio_event(hook_id, request, db, twilio_parser.call_status_event)
 
 
-@router.post("/{hook_id}/twilio/transcription", summary="Twilio transcription callback", response_class=Response,
-             responses=_TWIML)
+@router.post(
+    "/{hook_id}/twilio/transcription",
+    summary="Twilio transcription callback",
+    response_class=Response,
+    responses=_TWIML,
+)
 async def twilio_transcription(hook_id: str, request: Request, db: Db) -> Response:
     """A finished transcription becomes a ``voice_call`` event with the transcript."""
     return await _twilio_event(hook_id, request, db, twilio_parser.transcription_event)
 
 
-@router.post("/{hook_id}/twilio/message-status", summary="Twilio message status callback", response_class=Response,
-             responses=_TWIML)
+@router.post(
+    "/{hook_id}/twilio/message-status",
+    summary="Twilio message status callback",
+    response_class=Response,
+    responses=_TWIML,
+)
 async def twilio_message_status(hook_id: str, request: Request, db: Db) -> Response:
     """Updates the outbox message with Twilio's ``MessageSid`` (delivered, failed with the error code...)."""
     checked = await _twilio(hook_id, request, db)
@@ -188,8 +220,12 @@ def _basic_password(header: str | None) -> str | None:
         return None
 
 
-@router.post("/{hook_id}/email/{token}", summary="Inbound e-mail (Postmark inbound JSON)", response_model=Accepted,
-             responses={**_ERRORS, 422: {"description": "Sender or MessageID missing"}})
+@router.post(
+    "/{hook_id}/email/{token}",
+    summary="Inbound e-mail (Postmark inbound JSON)",
+    response_model=Accepted,
+    responses={**_ERRORS, 422: {"description": "Sender or MessageID missing"}},
+)
 async def email_webhook(hook_id: str, token: str, request: Request, db: Db) -> Any:
     """Authenticated by the secret in the URL (or as the basic-auth password with token ``-``)."""
     body = await request.body()
@@ -205,5 +241,3 @@ async def email_webhook(hook_id: str, token: str, request: Request, db: Db) -> A
     event = email_parser.email_event(payload)
     counts = await run_in_threadpool(ingest_events, db, tenant_id, [event])
     return Accepted(received=counts["events"], duplicates=counts["duplicates"], statuses=0)
-
-

@@ -57,9 +57,14 @@ class BodySizeLimit:
         await self.app(scope, replay_body(body, receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = f"{self.max_bytes // 1024} KB" if self.max_bytes % (1024 * 1024) else f"{self.max_bytes // (1024 * 1024)} MB"
-        response = error_response(413, "too_large", f"the request body is larger than the limit of {limit}",
-                                  headers={"Connection": "close"})
+        limit = (
+            f"{self.max_bytes // 1024} KB"
+            if self.max_bytes % (1024 * 1024)
+            else f"{self.max_bytes // (1024 * 1024)} MB"
+        )
+        response = error_response(
+            413, "too_large", f"the request body is larger than the limit of {limit}", headers={"Connection": "close"}
+        )
         await response(scope, receive, send)
 
 
@@ -104,8 +109,13 @@ class JsonGuard:
             receive = replay_body(body, receive)
         if problem is not None:
             field, message = problem
-            await error_response(422, "invalid", f"{field}: {message}", field=field,
-                                 problems=[{"path": field, "message": message, "severity": "error"}])(scope, receive, send)
+            await error_response(
+                422,
+                "invalid",
+                f"{field}: {message}",
+                field=field,
+                problems=[{"path": field, "message": message, "severity": "error"}],
+            )(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -136,8 +146,12 @@ def _reject_constant(name: str) -> float:
 def _plainly_fine(body: bytes) -> bool:
     """Whether the raw text alone shows the body is within the limits (most events): JSON can
     only write NUL as ``\\u0000``, NaN and Infinity by name, and depth needs brackets."""
-    return (body.count(b"[") + body.count(b"{") <= limits.MAX_JSON_DEPTH and b"\\u0000" not in body.lower()
-            and b"NaN" not in body and b"Infinity" not in body)
+    return (
+        body.count(b"[") + body.count(b"{") <= limits.MAX_JSON_DEPTH
+        and b"\\u0000" not in body.lower()
+        and b"NaN" not in body
+        and b"Infinity" not in body
+    )
 
 
 def body_problem(body: bytes) -> tuple[str, str] | None:

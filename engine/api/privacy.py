@@ -22,8 +22,10 @@ router = APIRouter(prefix="/api", tags=["privacy"])
 
 def _exactly_one_contact(schema: dict[str, Any]) -> None:
     """The schema says what the service checks: exactly one of phone or email, as text."""
-    schema["oneOf"] = [{"required": ["phone"], "not": {"required": ["email"]}},
-                       {"required": ["email"], "not": {"required": ["phone"]}}]
+    schema["oneOf"] = [
+        {"required": ["phone"], "not": {"required": ["email"]}},
+        {"required": ["email"], "not": {"required": ["phone"]}},
+    ]
 
 
 _Word = Annotated[str, Field(min_length=1, max_length=MAX_WORD, pattern=r"\S")]
@@ -46,8 +48,9 @@ class EraseRequest(ContactRequest):
 
 class RetentionRequest(CamelBody):
     details_days: _Days = Field(description="days to keep steps' input/output, message bodies, event payloads")
-    summary_days: _Days = Field(description="days to keep execution, message and event rows (counts survive as "
-                                            "rollups); at least detailsDays")
+    summary_days: _Days = Field(
+        description="days to keep execution, message and event rows (counts survive as rollups); at least detailsDays"
+    )
 
 
 class OptOutRequest(CamelBody):
@@ -82,11 +85,16 @@ def erase_contact(uow: Uow, actor: CurrentActor, body: EraseRequest) -> dict[str
 
     if not body.confirm:
         raise InvalidInput("must be true: erasure cannot be undone (export first if needed)", field="confirm")
-    return {"success": True, "erasure": privacy.erase_contact(uow=uow, actor=actor, phone=body.phone, email=body.email).to_api()}
+    return {
+        "success": True,
+        "erasure": privacy.erase_contact(uow=uow, actor=actor, phone=body.phone, email=body.email).to_api(),
+    }
 
 
 @router.get("/contacts/erasures", summary="Erasures done: who, when, which contact hash (owners)")
-def list_erasures(uow: ReadUow, actor: CurrentActor, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+def list_erasures(
+    uow: ReadUow, actor: CurrentActor, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> dict[str, Any]:
     return {"success": True, "erasures": [e.to_api() for e in privacy.list_erasures(uow=uow, actor=actor, limit=limit)]}
 
 
@@ -97,11 +105,15 @@ def list_opt_outs(uow: ReadUow, actor: CurrentActor) -> dict[str, Any]:
 
 @router.post("/contacts/opt-outs", summary="Mark a member opted out or in by hand (owners)")
 def set_opt_out(uow: Uow, actor: CurrentActor, body: OptOutRequest) -> dict[str, Any]:
-    return {"success": True, "optOut": optout.set_opt_out(uow=uow, actor=actor, contact=body.contact,
-                                                          opted_out=body.opted_out).to_api()}
+    return {
+        "success": True,
+        "optOut": optout.set_opt_out(uow=uow, actor=actor, contact=body.contact, opted_out=body.opted_out).to_api(),
+    }
 
 
 @router.put("/settings/opt-out-words", summary="The studio's own opt-out and opt-in words (owners)")
 def set_opt_words(uow: Uow, actor: CurrentActor, body: OptWordsRequest) -> dict[str, Any]:
-    return {"success": True, **optout.set_opt_words(uow=uow, actor=actor, stop_words=body.stop_words,
-                                                    start_words=body.start_words)}
+    return {
+        "success": True,
+        **optout.set_opt_words(uow=uow, actor=actor, stop_words=body.stop_words, start_words=body.start_words),
+    }

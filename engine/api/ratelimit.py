@@ -54,8 +54,9 @@ class TokenBuckets:
 class RateLimit:
     """ASGI middleware answering 429 with ``Retry-After`` to a key over its limit."""
 
-    def __init__(self, app: ASGIApp, per_minute: int = DEFAULT_PER_MINUTE,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, app: ASGIApp, per_minute: int = DEFAULT_PER_MINUTE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.app = app
         self.buckets = TokenBuckets(per_minute, clock=clock) if per_minute > 0 else None
 
@@ -68,8 +69,12 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         seconds = max(1, math.ceil(wait))
-        response = error_response(429, "rate_limited", f"too many requests for this API key; try again in {seconds} s",
-                                  headers={"Retry-After": str(seconds)})
+        response = error_response(
+            429,
+            "rate_limited",
+            f"too many requests for this API key; try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
         await response(scope, receive, send)
 
 

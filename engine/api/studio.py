@@ -16,8 +16,11 @@ from engine.services import outbox
 router = APIRouter(prefix="/api", tags=["settings"])
 
 ChannelName = Annotated[Literal["whatsapp", "sms", "email"], Path(description="whatsapp, sms (Twilio) or email (SMTP)")]
-_OWNER: dict[int | str, dict[str, Any]] = {401: {"description": "No or revoked API key"}, 403: {"description": "Only owners"},
-          422: {"description": "Invalid field (named in error.field)"}}
+_OWNER: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No or revoked API key"},
+    403: {"description": "Only owners"},
+    422: {"description": "Invalid field (named in error.field)"},
+}
 
 
 class _Camel(BaseModel):
@@ -36,7 +39,9 @@ class ChannelOut(_Camel):
     enabled: bool
     adapter: str
     values: dict[str, Any]
-    secrets: dict[str, SecretStateOut] = Field(description="Never the values: only whether and when each secret was set")
+    secrets: dict[str, SecretStateOut] = Field(
+        description="Never the values: only whether and when each secret was set"
+    )
 
 
 def _names(*, secret: bool) -> list[Any]:
@@ -49,11 +54,15 @@ class ChannelIn(_Camel):
 
     enabled: bool
     values: dict[str, str | int | None] = Field(
-        default_factory=dict, description="Non-secret fields (which ones depends on the channel)",
-        json_schema_extra={"propertyNames": {"enum": _names(secret=False)}})
+        default_factory=dict,
+        description="Non-secret fields (which ones depends on the channel)",
+        json_schema_extra={"propertyNames": {"enum": _names(secret=False)}},
+    )
     secrets: dict[str, Annotated[str, Field(max_length=4000)] | None] = Field(
-        default_factory=dict, description="Secrets to replace; omitted or empty keeps the stored one",
-        json_schema_extra={"propertyNames": {"enum": _names(secret=True)}})
+        default_factory=dict,
+        description="Secrets to replace; omitted or empty keeps the stored one",
+        json_schema_extra={"propertyNames": {"enum": _names(secret=True)}},
+    )
 
 
 class TestMessageIn(_Camel):
@@ -87,9 +96,16 @@ class RetryOut(_Camel):
 
 
 def _channel_out(view: cs.ChannelView) -> ChannelOut:
-    return ChannelOut(channel=view.channel, enabled=view.enabled, adapter=view.adapter, values=view.values,
-                      secrets={k: SecretStateOut(set=v.set, set_at=v.set_at.isoformat() if v.set_at else None, set_by=v.set_by)
-                               for k, v in view.secrets.items()})
+    return ChannelOut(
+        channel=view.channel,
+        enabled=view.enabled,
+        adapter=view.adapter,
+        values=view.values,
+        secrets={
+            k: SecretStateOut(set=v.set, set_at=v.set_at.isoformat() if v.set_at else None, set_by=v.set_by)
+            for k, v in view.secrets.items()
+        },
+    )
 
 
 @router.get("/settings/channels/{channel}", response_model=ChannelOut, responses=_OWNER, summary="A channel's settings")
@@ -97,29 +113,51 @@ def get_channel(uow: ReadUow, actor: CurrentActor, channel: ChannelName) -> Chan
     return _channel_out(cs.get_channel(uow=uow, actor=actor, channel=channel))
 
 
-@router.put("/settings/channels/{channel}", response_model=ChannelOut, responses=_OWNER, summary="Save a channel's settings")
+@router.put(
+    "/settings/channels/{channel}", response_model=ChannelOut, responses=_OWNER, summary="Save a channel's settings"
+)
 def put_channel(uow: Uow, actor: CurrentActor, channel: ChannelName, body: ChannelIn) -> ChannelOut:
-    return _channel_out(cs.save_channel(uow=uow, actor=actor, channel=channel, enabled=body.enabled, values=body.values,
-                                        secrets=body.secrets))
+    return _channel_out(
+        cs.save_channel(
+            uow=uow, actor=actor, channel=channel, enabled=body.enabled, values=body.values, secrets=body.secrets
+        )
+    )
 
 
-@router.post("/settings/channels/{channel}/test", response_model=TestMessageOut, responses=_OWNER,
-             summary="Send a test message now and return the provider's answer")
+@router.post(
+    "/settings/channels/{channel}/test",
+    response_model=TestMessageOut,
+    responses=_OWNER,
+    summary="Send a test message now and return the provider's answer",
+)
 def test_channel(uow: Uow, actor: CurrentActor, channel: ChannelName, body: TestMessageIn) -> TestMessageOut:
     result = cs.send_test_message(uow=uow, actor=actor, channel=channel, recipient=body.recipient)
-    return TestMessageOut(ok=result.ok, status=result.status, provider_message_id=result.provider_message_id, answer=result.answer)
+    return TestMessageOut(
+        ok=result.ok, status=result.status, provider_message_id=result.provider_message_id, answer=result.answer
+    )
 
 
 @router.get("/settings/audit", response_model=AuditOut, responses=_OWNER, summary="Settings changes, newest first")
 def audit(uow: ReadUow, actor: CurrentActor) -> AuditOut:
-    return AuditOut(entries=[AuditEntryOut(at=a.at.isoformat(), actor=a.actor, area=a.area, changes=a.changes)
-                             for a in cs.list_audit(uow=uow, actor=actor)])
+    return AuditOut(
+        entries=[
+            AuditEntryOut(at=a.at.isoformat(), actor=a.actor, area=a.area, changes=a.changes)
+            for a in cs.list_audit(uow=uow, actor=actor)
+        ]
+    )
 
 
-@router.post("/outbox/{message_id}/retry", response_model=RetryOut,
-             responses={401: _OWNER[401], 403: {"description": "Analysts may not retry"}, 404: {"description": "Unknown message"},
-                        409: {"description": "Not failed, or the channel has no provider"}},
-             summary="Queue a failed delivery for another attempt")
+@router.post(
+    "/outbox/{message_id}/retry",
+    response_model=RetryOut,
+    responses={
+        401: _OWNER[401],
+        403: {"description": "Analysts may not retry"},
+        404: {"description": "Unknown message"},
+        409: {"description": "Not failed, or the channel has no provider"},
+    },
+    summary="Queue a failed delivery for another attempt",
+)
 def retry(uow: Uow, actor: CurrentActor, message_id: Annotated[str, Path(max_length=64)]) -> RetryOut:
     row = outbox.retry_delivery(uow=uow, actor=actor, outbox_id=message_id)
     return RetryOut(id=row.id, status=row.status)

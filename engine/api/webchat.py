@@ -25,8 +25,11 @@ from engine.uow import unit_of_work
 
 router = APIRouter(tags=["web chat"])
 WIDGET = Path(__file__).with_name("static") / "widget.js"
-_ERRORS: dict[int | str, dict[str, Any]] = {403: {"description": "Origin not on the studio's allow-list"}, 404: {"description": "Unknown chat key"},
-           429: {"description": "Rate limit: try again after Retry-After seconds"}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Origin not on the studio's allow-list"},
+    404: {"description": "Unknown chat key"},
+    429: {"description": "Rate limit: try again after Retry-After seconds"},
+}
 
 
 class ChatMessageIn(BaseModel):
@@ -47,8 +50,13 @@ class ChatReply(BaseModel):
 
 
 def _cors(origin: str) -> dict[str, str]:
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin", "Access-Control-Allow-Headers": "Content-Type",
-            "Access-Control-Allow-Methods": "GET, POST, OPTIONS", "Access-Control-Max-Age": "600"}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Vary": "Origin",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+        "Access-Control-Max-Age": "600",
+    }
 
 
 def _guard(db, key: str, request: Request) -> tuple[str, str]:
@@ -67,11 +75,16 @@ def _refusal(exc: Exception) -> Response:
     return error_response(403, "forbidden", getattr(exc, "message", str(exc)))
 
 
-@router.get("/widget.js", summary="The embeddable web chat script", response_class=Response,
-            responses={200: {"content": {"application/javascript": {}}}})
+@router.get(
+    "/widget.js",
+    summary="The embeddable web chat script",
+    response_class=Response,
+    responses={200: {"content": {"application/javascript": {}}}},
+)
 def widget_js() -> Response:
-    return Response(WIDGET.read_text(), media_type="application/javascript",
-                    headers={"Cache-Control": "public, max-age=300"})
+    return Response(
+        WIDGET.read_text(), media_type="application/javascript", headers={"Cache-Control": "public, max-age=300"}
+    )
 
 
 @router.options("/chat/{key}/messages", include_in_schema=False)
@@ -87,8 +100,15 @@ def chat_preflight(key: str, request: Request, db: Db) -> Response:
 async def chat_post(key: str, body: ChatMessageIn, request: Request, db: Db) -> Any:
     try:
         tenant_id, origin = await run_in_threadpool(_guard, db, key, request)
-        out = await run_in_threadpool(lambda: webchat.post_message(
-            db, tenant_id, conversation_id=body.conversation_id, text=body.text, client_message_id=body.client_message_id))
+        out = await run_in_threadpool(
+            lambda: webchat.post_message(
+                db,
+                tenant_id,
+                conversation_id=body.conversation_id,
+                text=body.text,
+                client_message_id=body.client_message_id,
+            )
+        )
     except (NotFound, PermissionDenied, InvalidInput, webchat.RateLimited) as exc:
         response = _refusal(exc)
         if not isinstance(exc, (NotFound, PermissionDenied)):
@@ -99,10 +119,19 @@ async def chat_post(key: str, body: ChatMessageIn, request: Request, db: Db) -> 
     return JSONResponse(out, headers=_cors(origin))
 
 
-@router.get("/chat/{key}/messages", summary="The studio's replies in a conversation", response_model=list[ChatReply],
-            responses=_ERRORS)
-def chat_replies(key: str, request: Request, db: Db, conversation_id: str = Query(alias="conversationId", min_length=8, max_length=64),
-                 after: datetime | None = Query(default=None)) -> Any:
+@router.get(
+    "/chat/{key}/messages",
+    summary="The studio's replies in a conversation",
+    response_model=list[ChatReply],
+    responses=_ERRORS,
+)
+def chat_replies(
+    key: str,
+    request: Request,
+    db: Db,
+    conversation_id: str = Query(alias="conversationId", min_length=8, max_length=64),
+    after: datetime | None = Query(default=None),
+) -> Any:
     try:
         tenant_id, origin = _guard(db, key, request)
         out = webchat.replies(db, tenant_id, conversation_id=conversation_id, after=after)

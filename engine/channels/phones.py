@@ -28,7 +28,7 @@ def normalize_phone(raw: str, default_region: str = "DE") -> str:
     text = raw.strip()
     for prefix in _PREFIXES:
         if text.lower().startswith(prefix):
-            text = text[len(prefix):].strip()
+            text = text[len(prefix) :].strip()
             break
     try:
         number = phonenumbers.parse(text, default_region)

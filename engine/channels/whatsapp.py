@@ -122,7 +122,10 @@ class WhatsAppCloudAdapter:
                 "messaging_product": "whatsapp",
                 "to": to,
                 "type": "template",
-                "template": {"name": self.settings.template_name, "language": {"code": self.settings.template_language}},
+                "template": {
+                    "name": self.settings.template_name,
+                    "language": {"code": self.settings.template_language},
+                },
             }
             detail = {
                 "type": "template",

@@ -26,7 +26,17 @@ def email_event(payload: Any) -> dict[str, Any]:
     if not message_id:
         raise InvalidInput("no message id", field="MessageID")
     text = payload.get("StrippedTextReply") or payload.get("TextBody") or ""
-    return {"triggerType": "email_received", "channel": "email", "from": sender.lower(),
-            "content": str(text)[:100_000], "idempotencyKey": f"email:{message_id}"[:200],
-            "data": {"subject": str(payload.get("Subject") or "")[:500], "senderName": full.get("Name"),
-                     "providerMessageId": message_id, "to": payload.get("To"), "provider": "postmark"}}
+    return {
+        "triggerType": "email_received",
+        "channel": "email",
+        "from": sender.lower(),
+        "content": str(text)[:100_000],
+        "idempotencyKey": f"email:{message_id}"[:200],
+        "data": {
+            "subject": str(payload.get("Subject") or "")[:500],
+            "senderName": full.get("Name"),
+            "providerMessageId": message_id,
+            "to": payload.get("To"),
+            "provider": "postmark",
+        },
+    }

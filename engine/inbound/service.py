@@ -11,8 +11,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from engine.inbound.updates import RANK, STATUS_MAP, StatusUpdate
-from engine.store.db import session_scope
 from engine.store.models import OutboxMessage, utcnow
+from engine.uow import Clock, unit_of_work
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +31,19 @@ def ingest_events(db: Engine, tenant_id: str, events: list[dict[str, Any]]) -> d
         result = runner.ingest(tenant_id, event, defer_external=True)
         if result.duplicate:
             counts["duplicates"] += 1
-            logger.info("inbound %s %s is a duplicate (event %s)", event["triggerType"], event.get("idempotencyKey"), result.event_id)
+            logger.info(
+                "inbound %s %s is a duplicate (event %s)",
+                event["triggerType"],
+                event.get("idempotencyKey"),
+                result.event_id,
+            )
             continue
         counts["events"] += 1
         counts["executions"] += len(result.execution_ids)
     return counts
 
 
-def apply_status_updates(db: Engine, tenant_id: str, updates: list[StatusUpdate]) -> int:
+def apply_status_updates(db: Engine, tenant_id: str, updates: list[StatusUpdate], *, clock: Clock = utcnow) -> int:
     """Move the matching outbox messages forward (sent < delivered < read; failed keeps the error).
 
     Returns how many messages changed. Unknown ids (messages not sent by us) are ignored;
@@ -50,9 +55,11 @@ def apply_status_updates(db: Engine, tenant_id: str, updates: list[StatusUpdate]
         if status is None:
             logger.info("ignored provider status %r for %s", upd.status, upd.provider_message_id)
             continue
-        with session_scope(db) as s:
-            stmt = select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id,
-                                               OutboxMessage.provider_message_id == upd.provider_message_id)
+        with unit_of_work(db, clock=clock) as uow:
+            s = uow.session
+            stmt = select(OutboxMessage).where(
+                OutboxMessage.tenant_id == tenant_id, OutboxMessage.provider_message_id == upd.provider_message_id
+            )
             if s.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update()
             msg = s.exec(stmt).first()
@@ -60,7 +67,13 @@ def apply_status_updates(db: Engine, tenant_id: str, updates: list[StatusUpdate]
                 logger.info("status %s for unknown provider message %s", upd.status, upd.provider_message_id)
                 continue
             history = list((msg.detail or {}).get("deliveryEvents") or [])
-            history.append({"status": upd.status, "at": upd.at or utcnow().isoformat(), **({"error": upd.error} if upd.error else {})})
+            history.append(
+                {
+                    "status": upd.status,
+                    "at": upd.at or uow.now().isoformat(),
+                    **({"error": upd.error} if upd.error else {}),
+                }
+            )
             detail = {**(msg.detail or {}), "deliveryEvents": history[-20:]}
             values: dict[str, Any] = {"detail": detail}
             if RANK.get(status, 0) > RANK.get(msg.status, 0):

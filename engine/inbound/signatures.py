@@ -38,7 +38,9 @@ def twilio_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]
     return base64.b64encode(hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
 
 
-def check_twilio_signature(auth_token: str | None, url: str, params: Iterable[tuple[str, str]], header: str | None) -> bool:
+def check_twilio_signature(
+    auth_token: str | None, url: str, params: Iterable[tuple[str, str]], header: str | None
+) -> bool:
     """True when ``header`` is Twilio's signature of this request."""
     if not auth_token or not header:
         return False

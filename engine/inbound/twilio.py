@@ -22,9 +22,14 @@ def sms_event(form: dict[str, str]) -> dict[str, Any] | None:
     if not sid or not sender:
         return None
     media = int(form.get("NumMedia") or 0) if str(form.get("NumMedia") or "0").isdigit() else 0
-    return {"triggerType": "sms_received", "channel": "sms", "from": sender, "content": form.get("Body") or "",
-            "idempotencyKey": f"twilio:{sid}"[:200],
-            "data": {"providerMessageId": sid, "to": form.get("To"), "numMedia": media, "provider": "twilio"}}
+    return {
+        "triggerType": "sms_received",
+        "channel": "sms",
+        "from": sender,
+        "content": form.get("Body") or "",
+        "idempotencyKey": f"twilio:{sid}"[:200],
+        "data": {"providerMessageId": sid, "to": form.get("To"), "numMedia": media, "provider": "twilio"},
+    }
 
 
 def call_status_event(form: dict[str, str]) -> dict[str, Any] | None:
@@ -32,9 +37,13 @@ def call_status_event(form: dict[str, str]) -> dict[str, Any] | None:
     status, sid, caller = form.get("CallStatus"), form.get("CallSid"), form.get("From")
     if status not in MISSED_CALL_STATUSES or not sid or not caller:
         return None
-    return {"triggerType": "missed_call", "channel": "voice", "from": caller,
-            "idempotencyKey": f"twilio-call:{sid}"[:200],
-            "data": {"callSid": sid, "callStatus": status, "to": form.get("To"), "provider": "twilio"}}
+    return {
+        "triggerType": "missed_call",
+        "channel": "voice",
+        "from": caller,
+        "idempotencyKey": f"twilio-call:{sid}"[:200],
+        "data": {"callSid": sid, "callStatus": status, "to": form.get("To"), "provider": "twilio"},
+    }
 
 
 def transcription_event(form: dict[str, str]) -> dict[str, Any] | None:
@@ -43,9 +52,14 @@ def transcription_event(form: dict[str, str]) -> dict[str, Any] | None:
     text = form.get("TranscriptionText")
     if not sid or form.get("TranscriptionStatus", "completed") != "completed" or not text:
         return None
-    return {"triggerType": "voice_call", "channel": "voice", "from": form.get("From"), "content": text,
-            "idempotencyKey": f"twilio-transcription:{sid}"[:200],
-            "data": {"callSid": form.get("CallSid"), "recordingUrl": form.get("RecordingUrl"), "provider": "twilio"}}
+    return {
+        "triggerType": "voice_call",
+        "channel": "voice",
+        "from": form.get("From"),
+        "content": text,
+        "idempotencyKey": f"twilio-transcription:{sid}"[:200],
+        "data": {"callSid": form.get("CallSid"), "recordingUrl": form.get("RecordingUrl"), "provider": "twilio"},
+    }
 
 
 def message_status(form: dict[str, str]) -> StatusUpdate | None:

@@ -8,13 +8,25 @@ from engine.store.models import OutboxStatus
 
 #: Provider status -> outbox status (WhatsApp and Twilio names).
 STATUS_MAP: dict[str, str] = {
-    "queued": OutboxStatus.SENT, "accepted": OutboxStatus.SENT, "sending": OutboxStatus.SENT, "sent": OutboxStatus.SENT,
-    "delivered": OutboxStatus.DELIVERED, "read": OutboxStatus.READ,
-    "failed": OutboxStatus.FAILED, "undelivered": OutboxStatus.FAILED,
+    "queued": OutboxStatus.SENT,
+    "accepted": OutboxStatus.SENT,
+    "sending": OutboxStatus.SENT,
+    "sent": OutboxStatus.SENT,
+    "delivered": OutboxStatus.DELIVERED,
+    "read": OutboxStatus.READ,
+    "failed": OutboxStatus.FAILED,
+    "undelivered": OutboxStatus.FAILED,
 }
 #: A later report never moves a message back (statuses may arrive out of order).
-RANK: dict[str, int] = {OutboxStatus.PENDING: 0, OutboxStatus.RECORDED: 0, OutboxStatus.DEFERRED: 0,
-                        OutboxStatus.SENT: 1, OutboxStatus.FAILED: 2, OutboxStatus.DELIVERED: 3, OutboxStatus.READ: 4}
+RANK: dict[str, int] = {
+    OutboxStatus.PENDING: 0,
+    OutboxStatus.RECORDED: 0,
+    OutboxStatus.DEFERRED: 0,
+    OutboxStatus.SENT: 1,
+    OutboxStatus.FAILED: 2,
+    OutboxStatus.DELIVERED: 3,
+    OutboxStatus.READ: 4,
+}
 
 
 @dataclass

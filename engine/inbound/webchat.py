@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from engine.auth import ADMIN, Actor
-from engine.errors import EngineError, InvalidInput, PermissionDenied
+from engine.errors import EngineError, InvalidInput, NotFound, PermissionDenied
 from engine.store.models import OutboxMessage, Tenant
 from engine.uow import UnitOfWork
 
@@ -87,7 +87,9 @@ def _conversation(conversation_id: str) -> str:
     return conversation_id
 
 
-def post_message(db: Engine, tenant_id: str, *, conversation_id: str, text: str, client_message_id: str) -> dict[str, Any]:
+def post_message(
+    db: Engine, tenant_id: str, *, conversation_id: str, text: str, client_message_id: str
+) -> dict[str, Any]:
     """Store the visitor's message as a ``web_chat`` event (idempotent per client message id)."""
     from engine.inbound.service import ingest_events
 
@@ -103,9 +105,14 @@ def post_message(db: Engine, tenant_id: str, *, conversation_id: str, text: str,
         wait = limiter.hit(key)
         if wait is not None:
             raise RateLimited(f"too many messages: try again in {wait:.0f} s", retry_after=wait)
-    event = {"triggerType": "web_chat", "channel": "web", "from": f"web:{conversation_id}", "content": text,
-             "idempotencyKey": f"web:{conversation_id}:{client_message_id}",
-             "data": {"conversationId": conversation_id, "provider": "widget"}}
+    event = {
+        "triggerType": "web_chat",
+        "channel": "web",
+        "from": f"web:{conversation_id}",
+        "content": text,
+        "idempotencyKey": f"web:{conversation_id}:{client_message_id}",
+        "data": {"conversationId": conversation_id, "provider": "widget"},
+    }
     counts = ingest_events(db, tenant_id, [event])
     return {"accepted": True, "duplicate": bool(counts["duplicates"])}
 
@@ -113,8 +120,11 @@ def post_message(db: Engine, tenant_id: str, *, conversation_id: str, text: str,
 def replies(db: Engine, tenant_id: str, *, conversation_id: str, after: datetime | None = None) -> list[dict[str, Any]]:
     """The studio's replies in this conversation (oldest first, at most 50)."""
     conversation_id = _conversation(conversation_id)
-    where = [OutboxMessage.tenant_id == tenant_id, OutboxMessage.channel == "web",
-             OutboxMessage.recipient == f"web:{conversation_id}"]
+    where = [
+        OutboxMessage.tenant_id == tenant_id,
+        OutboxMessage.channel == "web",
+        OutboxMessage.recipient == f"web:{conversation_id}",
+    ]
     if after is not None:
         where.append(OutboxMessage.created_at > after)
     with Session(db) as s:
@@ -133,14 +143,19 @@ def save_web_chat(*, uow: UnitOfWork, actor: Actor, allowed_origins: list[str]) 
         if not origin:
             continue
         if not ORIGIN_RE.match(origin):
-            raise InvalidInput(f"{origin!r} is not an origin like https://www.example.com (no path)",
-                               field="webChat.allowedOrigins")
+            raise InvalidInput(
+                f"{origin!r} is not an origin like https://www.example.com (no path)", field="webChat.allowedOrigins"
+            )
         clean.append(origin)
     s = uow.session
     tenant = s.get(Tenant, actor.tenant_id)
+    if tenant is None:
+        raise NotFound("tenant not found")
     old = list(((tenant.settings or {}).get("webChat") or {}).get("allowedOrigins") or [])
-    tenant.settings = {**(tenant.settings or {}), "webChat": {**((tenant.settings or {}).get("webChat") or {}),
-                                                             "allowedOrigins": clean}}
+    tenant.settings = {
+        **(tenant.settings or {}),
+        "webChat": {**((tenant.settings or {}).get("webChat") or {}), "allowedOrigins": clean},
+    }
     s.add(tenant)
     if old != clean:
         record_audit(uow=uow, actor=actor, area="webChat", changes={"allowedOrigins": {"from": old, "to": clean}})

@@ -60,18 +60,31 @@ def parse(payload: Any) -> tuple[list[dict[str, Any]], list[StatusUpdate]]:
     for entry in payload.get("entry") or []:
         for change in (entry or {}).get("changes") or []:
             value = (change or {}).get("value") or {}
-            names = {c.get("wa_id"): (c.get("profile") or {}).get("name") for c in value.get("contacts") or [] if isinstance(c, dict)}
+            names = {
+                c.get("wa_id"): (c.get("profile") or {}).get("name")
+                for c in value.get("contacts") or []
+                if isinstance(c, dict)
+            }
             for msg in value.get("messages") or []:
                 if not isinstance(msg, dict) or not msg.get("id") or not msg.get("from"):
                     continue
                 content, extra = _text_of(msg)
-                events.append({
-                    "triggerType": "whatsapp_message", "channel": "whatsapp", "from": "+" + str(msg["from"]).lstrip("+"),
-                    "content": content[:100_000], "receivedAt": _when(msg.get("timestamp")),
-                    "idempotencyKey": f"whatsapp:{msg['id']}"[:200],
-                    "data": {**extra, "providerMessageId": msg["id"], "contactName": names.get(msg["from"]),
-                             "provider": "whatsapp_cloud"},
-                })
+                events.append(
+                    {
+                        "triggerType": "whatsapp_message",
+                        "channel": "whatsapp",
+                        "from": "+" + str(msg["from"]).lstrip("+"),
+                        "content": content[:100_000],
+                        "receivedAt": _when(msg.get("timestamp")),
+                        "idempotencyKey": f"whatsapp:{msg['id']}"[:200],
+                        "data": {
+                            **extra,
+                            "providerMessageId": msg["id"],
+                            "contactName": names.get(msg["from"]),
+                            "provider": "whatsapp_cloud",
+                        },
+                    }
+                )
             for st in value.get("statuses") or []:
                 if not isinstance(st, dict) or not st.get("id"):
                     continue
@@ -79,10 +92,20 @@ def parse(payload: Any) -> tuple[list[dict[str, Any]], list[StatusUpdate]]:
                 error = None
                 if errors and isinstance(errors[0], dict):
                     e = errors[0]
-                    detail = (e.get("error_data") or {}).get("details") if isinstance(e.get("error_data"), dict) else None
-                    error = " ".join(str(x) for x in (e.get("title") or e.get("message"), detail, f"(code {e.get('code')})") if x)
-                updates.append(StatusUpdate(provider_message_id=str(st["id"]), status=str(st.get("status") or ""),
-                                            error=error, at=_when(st.get("timestamp"))))
+                    detail = (
+                        (e.get("error_data") or {}).get("details") if isinstance(e.get("error_data"), dict) else None
+                    )
+                    error = " ".join(
+                        str(x) for x in (e.get("title") or e.get("message"), detail, f"(code {e.get('code')})") if x
+                    )
+                updates.append(
+                    StatusUpdate(
+                        provider_message_id=str(st["id"]),
+                        status=str(st.get("status") or ""),
+                        error=error,
+                        at=_when(st.get("timestamp")),
+                    )
+                )
     for event in events:
         if event["receivedAt"] is None:
             del event["receivedAt"]  # the engine stamps the arrival time

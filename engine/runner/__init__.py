@@ -35,6 +35,20 @@ from engine.runner.machine import load_tenant
 #: The old private name, still imported by engine/services/operations.py (outside this package's branch).
 _lead_stub = lead_stub
 
-__all__ = ["MAX_CHAIN_DEPTH", "BufferedUnitOfWork", "GroupCommit", "IngestResult", "LeaseLost", "Run", "Runner",
-           "builtin_classifier", "lead_stub", "load_tenant", "local_transaction", "parse_definition",
-           "template_context", "tenant_context", "trigger_data"]
+__all__ = [
+    "MAX_CHAIN_DEPTH",
+    "BufferedUnitOfWork",
+    "GroupCommit",
+    "IngestResult",
+    "LeaseLost",
+    "Run",
+    "Runner",
+    "builtin_classifier",
+    "lead_stub",
+    "load_tenant",
+    "local_transaction",
+    "parse_definition",
+    "template_context",
+    "tenant_context",
+    "trigger_data",
+]

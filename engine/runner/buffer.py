@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from engine.runner.context import LeaseLost
@@ -45,11 +46,30 @@ _INSERT_EXECUTION = FAST_INSERTS[Execution]
 class BufferedUnitOfWork:
     """A :class:`engine.uow.UnitOfWork` with a write buffer (see the module docstring)."""
 
-    __slots__ = ("_buffering", "_clock", "_conn", "_counts", "_executions", "_idle", "_lock", "_outer", "_rows",
-                 "_session", "_tx", "_updates")
+    __slots__ = (
+        "_buffering",
+        "_clock",
+        "_conn",
+        "_counts",
+        "_executions",
+        "_idle",
+        "_lock",
+        "_outer",
+        "_rows",
+        "_session",
+        "_tx",
+        "_updates",
+    )
 
-    def __init__(self, conn: sa.Connection | None, *, clock: Clock, lazy: bool = False, lock: Any = None,
-                 outer: UnitOfWork | None = None) -> None:
+    def __init__(
+        self,
+        conn: sa.Connection | None,
+        *,
+        clock: Clock,
+        lazy: bool = False,
+        lock: Any = None,
+        outer: UnitOfWork | None = None,
+    ) -> None:
         #: ``_conn``: the connection once in a transaction. ``_idle``: with ``lazy``, the
         #: connection this unit of work owns (begun on demand, closed by commit/abort).
         self._outer = outer
@@ -73,6 +93,16 @@ class BufferedUnitOfWork:
     # ------------------------------------------------------------------ the protocol
 
     @property
+    def db(self) -> Engine:
+        """The engine of this unit's connection (the caller's, inside a caller's unit of work)."""
+        if self._outer is not None:
+            return self._outer.db
+        conn = self._conn if self._conn is not None else self._idle
+        if conn is None:
+            raise RuntimeError("this unit of work has ended")
+        return conn.engine
+
+    @property
     def clock(self) -> Clock:
         return self._clock
 
@@ -84,8 +114,9 @@ class BufferedUnitOfWork:
         """The ORM session in this transaction (the buffer is written first)."""
         self.write_out()
         if self._session is None:
-            self._session = (self._outer.session if self._outer is not None
-                             else Session(bind=self.begin(), expire_on_commit=False))
+            self._session = (
+                self._outer.session if self._outer is not None else Session(bind=self.begin(), expire_on_commit=False)
+            )
         return self._session
 
     def connection(self) -> sa.Connection:

@@ -102,12 +102,19 @@ def parse_definition(workflow_id: str | None, version: int, raw: dict) -> Workfl
 def trigger_data(event: dict[str, Any]) -> dict[str, Any]:
     """What ``{{trigger.*}}`` and conditions see: the event's fields plus its free data."""
     data = dict(event["data"] or {})
-    data.update({
-        "type": event["trigger_type"], "channel": event["channel"], "content": event["content"],
-        "from": event["sender"], "intent": event["intent"], "intentConfidence": event["intent_confidence"],
-        "customFields": event["custom_fields"] or {}, "receivedAt": event["received_at"].isoformat(),
-        "eventId": event["id"],
-    })
+    data.update(
+        {
+            "type": event["trigger_type"],
+            "channel": event["channel"],
+            "content": event["content"],
+            "from": event["sender"],
+            "intent": event["intent"],
+            "intentConfidence": event["intent_confidence"],
+            "customFields": event["custom_fields"] or {},
+            "receivedAt": event["received_at"].isoformat(),
+            "eventId": event["id"],
+        }
+    )
     data.setdefault("leadId", None)
     data.setdefault("bookingId", None)
     if "language" not in data:  # the member's language (de/en) for replies, None = the studio's
@@ -118,8 +125,14 @@ def trigger_data(event: dict[str, Any]) -> dict[str, Any]:
 def tenant_context(tenant: Any) -> dict[str, Any]:
     """The tenant as the runner and executors see it (a Tenant row or a mapping of its columns)."""
     get = tenant.__getitem__ if isinstance(tenant, Mapping) else lambda k: getattr(tenant, k)
-    return {"id": get("id"), "slug": get("slug"), "name": get("name"), "timezone": get("timezone"),
-            "settings": get("settings") or {}, "tz": ZoneInfo(get("timezone"))}
+    return {
+        "id": get("id"),
+        "slug": get("slug"),
+        "name": get("name"),
+        "timezone": get("timezone"),
+        "settings": get("settings") or {},
+        "tz": ZoneInfo(get("timezone")),
+    }
 
 
 _PRIVATE_TENANT_KEYS = ("settings", "tz", "public")
@@ -155,8 +168,18 @@ def parse_event(event: dict[str, Any] | Event) -> Event:
         raise InvalidInput(err["msg"], field=path) from exc
 
 
-_EVENT_KEYS = {"channel", "content", "from", "intent", "intentConfidence", "leadId", "bookingId", "customFields",
-               "receivedAt", "idempotencyKey"}
+_EVENT_KEYS = {
+    "channel",
+    "content",
+    "from",
+    "intent",
+    "intentConfidence",
+    "leadId",
+    "bookingId",
+    "customFields",
+    "receivedAt",
+    "idempotencyKey",
+}
 
 
 def event_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -208,9 +231,13 @@ def hours(tenant: dict[str, Any]) -> dict[str, Any] | None:
 
 def lead_stub(trigger: dict) -> dict:
     """Templates may use ``{{lead.*}}``; before a lead is loaded it holds what the trigger knows."""
-    return {"id": trigger.get("leadId"), "name": trigger.get("name") or trigger.get("from"), "phone": None,
-            "email": None,
-            "customFields": trigger.get("customFields") or {}}
+    return {
+        "id": trigger.get("leadId"),
+        "name": trigger.get("name") or trigger.get("from"),
+        "phone": None,
+        "email": None,
+        "customFields": trigger.get("customFields") or {},
+    }
 
 
 def next_in_line(definition: WorkflowDefinition, action) -> str | None:

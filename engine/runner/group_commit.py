@@ -47,8 +47,14 @@ T = TypeVar("T", bound=Ticket)
 class GroupCommit(Generic[T]):
     """Leader/follower group commit (see the module docstring)."""
 
-    def __init__(self, prepare: Callable[[list[T]], Any], commit: Callable[[Any], None], *, max_batch: int = 64,
-                 gather_seconds: float = 0.001) -> None:
+    def __init__(
+        self,
+        prepare: Callable[[list[T]], Any],
+        commit: Callable[[Any], None],
+        *,
+        max_batch: int = 64,
+        gather_seconds: float = 0.001,
+    ) -> None:
         #: Public so a test can watch batches go by (wrap it); called by the leader, outside the lock.
         self.prepare = prepare
         self._commit = commit
@@ -129,8 +135,8 @@ class GroupCommit(Generic[T]):
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._arrived.wait(left):
                     break
-            batch = [req, *self._queue[:self._max - 1]]
-            del self._queue[:self._max - 1]
+            batch = [req, *self._queue[: self._max - 1]]
+            del self._queue[: self._max - 1]
         return batch
 
     def _lead(self, req: T) -> None:

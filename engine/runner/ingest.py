@@ -77,8 +77,14 @@ class IngestRequest(Ticket):
 class Runner(ExecutionMachine):
     """Runs workflows for events, manual runs and resumptions. One per process is enough."""
 
-    def __init__(self, db, *, clock: Clock = utcnow, classifier: Callable[[str], Any] | None = None,
-                 max_depth: int = MAX_CHAIN_DEPTH) -> None:
+    def __init__(
+        self,
+        db,
+        *,
+        clock: Clock = utcnow,
+        classifier: Callable[[str], Any] | None = None,
+        max_depth: int = MAX_CHAIN_DEPTH,
+    ) -> None:
         super().__init__(db, clock=clock, max_depth=max_depth)
         self.classifier = classifier
         #: Ingest batches of this runner write one after the other (see BufferedUnitOfWork).
@@ -90,9 +96,18 @@ class Runner(ExecutionMachine):
 
     # ------------------------------------------------------------------ ingest
 
-    def ingest(self, tenant_id: str, event: dict[str, Any] | Event, *, depth: int = 0,
-               parent_execution_id: str | None = None, defer_external: bool = False, test: bool = False,
-               real_calls: bool = False, uow: UnitOfWork | None = None) -> IngestResult:
+    def ingest(
+        self,
+        tenant_id: str,
+        event: dict[str, Any] | Event,
+        *,
+        depth: int = 0,
+        parent_execution_id: str | None = None,
+        defer_external: bool = False,
+        test: bool = False,
+        real_calls: bool = False,
+        uow: UnitOfWork | None = None,
+    ) -> IngestResult:
         """Store the event, start every enabled workflow it matches, run them as far as they go.
 
         The event, its executions and their local steps (up to a wait, an external step or
@@ -110,10 +125,15 @@ class Runner(ExecutionMachine):
         ``test``: a test-console event (stored with ``is_test``; see :class:`Run`);
         ``real_calls``: a test event whose webhooks and remote AI are called for real.
         """
-        req = IngestRequest(tenant_id=tenant_id, ev=parse_event(event), depth=depth,
-                            parent_execution_id=parent_execution_id,
-                            now=self.clock() if uow is None else uow.now(), test=test,
-                            real_calls=real_calls and test)
+        req = IngestRequest(
+            tenant_id=tenant_id,
+            ev=parse_event(event),
+            depth=depth,
+            parent_execution_id=parent_execution_id,
+            now=self.clock() if uow is None else uow.now(),
+            test=test,
+            real_calls=real_calls and test,
+        )
         if uow is not None:
             return self._ingest_within(req, uow)
         if self.group_commit.nested():  # a chained event from this thread: already counted
@@ -155,7 +175,7 @@ class Runner(ExecutionMachine):
     def _ingest_within(self, req: IngestRequest, uow: UnitOfWork) -> IngestResult:
         """``ingest(..., uow=)``: everything in the caller's unit of work (see :meth:`ingest`)."""
         own = not isinstance(uow, BufferedUnitOfWork)  # a chained event of such an ingest reuses its buffer
-        buf = BufferedUnitOfWork(None, clock=uow.clock, outer=uow) if own else uow
+        buf = uow if isinstance(uow, BufferedUnitOfWork) else BufferedUnitOfWork(None, clock=uow.clock, outer=uow)
         try:
             while True:
                 req.reset()
@@ -182,8 +202,13 @@ class Runner(ExecutionMachine):
 
     @staticmethod
     def _result(req: IngestRequest) -> IngestResult:
-        return IngestResult(req.record["id"], [r.id for r in req.runs] + req.skipped, duplicate=False,
-                            intent=req.ev.intent, intent_confidence=req.ev.intent_confidence)
+        return IngestResult(
+            req.record["id"],
+            [r.id for r in req.runs] + req.skipped,
+            duplicate=False,
+            intent=req.ev.intent,
+            intent_confidence=req.ev.intent_confidence,
+        )
 
     def _ingest_alone(self, req: IngestRequest) -> None:
         """One request in its own transaction; a concurrent duplicate key answers with the first event."""
@@ -227,8 +252,9 @@ class Runner(ExecutionMachine):
             _preparing.active = False
         return s
 
-    def _ingest_in(self, s: BufferedUnitOfWork, reader: sa.Connection | None, req: IngestRequest, tenants: dict,
-                   candidates: dict) -> None:
+    def _ingest_in(
+        self, s: BufferedUnitOfWork, reader: sa.Connection | None, req: IngestRequest, tenants: dict, candidates: dict
+    ) -> None:
         ev, tenant_id = req.ev, req.tenant_id
         # Once the transaction has begun, look things up inside it (it sees the buffer's rows).
         look = s if s.begun else reader
@@ -258,14 +284,24 @@ class Runner(ExecutionMachine):
         s.insert(EventRecord, req.record)
         if req.record["content"] and req.record["sender"] and not req.test:
             note_opt_words(s, tenant, req.record, req.now)  # STOP / START on any channel (engine/optout.py)
-        req.runs, req.skipped = self._start_matching(s, tenant, req.record, found, req.now, req.depth,
-                                                     test=req.test, real_calls=req.real_calls)
+        req.runs, req.skipped = self._start_matching(
+            s, tenant, req.record, found, req.now, req.depth, test=req.test, real_calls=req.real_calls
+        )
         for run in req.runs:
             run.stopped = self.local_steps_in(s, run)
 
-    def _start_matching(self, s: UnitOfWork, tenant: dict[str, Any], record: dict[str, Any], candidates: list,
-                        now: datetime, depth: int, *, test: bool = False,
-                        real_calls: bool = False) -> tuple[list[Run], list[str]]:
+    def _start_matching(
+        self,
+        s: UnitOfWork,
+        tenant: dict[str, Any],
+        record: dict[str, Any],
+        candidates: list,
+        now: datetime,
+        depth: int,
+        *,
+        test: bool = False,
+        real_calls: bool = False,
+    ) -> tuple[list[Run], list[str]]:
         trigger = trigger_data(record)
         local_now = now.astimezone(tenant["tz"])
         runs, skipped, rows = [], [], []
@@ -274,25 +310,55 @@ class Runner(ExecutionMachine):
             if not trigger_matches(definition, record):
                 continue
             evaluation = evaluate(definition.conditions, EvalContext(trigger, local_now, None, hours(tenant)))
-            execution = execution_row(tenant["id"], wf, record["id"], run_context(trigger, real_calls),
-                                      evaluation.explanation, now, "test" if test else "live", depth, test)
+            execution = execution_row(
+                tenant["id"],
+                wf,
+                record["id"],
+                run_context(trigger, real_calls),
+                evaluation.explanation,
+                now,
+                "test" if test else "live",
+                depth,
+                test,
+            )
             rows.append(execution)
             if not evaluation.passed:
                 execution.update(status=ExecutionStatus.SKIPPED, finished_at=now)
                 skipped.append(execution["id"])
                 continue
-            runs.append(Run(execution["id"], tenant, wf.id, definition, execution["context"],
-                            execution["current_action_id"], execution["lease_token"], execution["mode"], depth,
-                            test=test, real_calls=real_calls))
+            runs.append(
+                Run(
+                    execution["id"],
+                    tenant,
+                    wf.id,
+                    definition,
+                    execution["context"],
+                    execution["current_action_id"],
+                    execution["lease_token"],
+                    execution["mode"],
+                    depth,
+                    test=test,
+                    real_calls=real_calls,
+                )
+            )
         if rows:
             s.insert(Execution, rows)
         return runs, skipped
 
     # ------------------------------------------------------------------ manual and dry runs
 
-    def run_workflow(self, tenant_id: str, workflow_id: str, trigger_data_in: dict[str, Any] | None = None, *,
-                     bypass_conditions: bool = False, dry_run: bool = False, mode: str = "manual",
-                     test: bool = False, real_calls: bool = False) -> str:
+    def run_workflow(
+        self,
+        tenant_id: str,
+        workflow_id: str,
+        trigger_data_in: dict[str, Any] | None = None,
+        *,
+        bypass_conditions: bool = False,
+        dry_run: bool = False,
+        mode: str = "manual",
+        test: bool = False,
+        real_calls: bool = False,
+    ) -> str:
         """Run one workflow now (the spec's /run; cron fires use mode="live"). Returns the execution id.
 
         ``test``: a test-console run (e.g. a scheduled workflow's tick fired from the console).
@@ -303,8 +369,9 @@ class Runner(ExecutionMachine):
         test, real_calls = test and not dry_run, real_calls and test and not dry_run
         with unit_of_work(self.db, clock=self.clock) as uow:
             now = uow.now()
-            wf = uow.session.exec(select(Workflow).where(Workflow.id == workflow_id,
-                                                         Workflow.tenant_id == tenant_id)).first()
+            wf = uow.session.exec(
+                select(Workflow).where(Workflow.id == workflow_id, Workflow.tenant_id == tenant_id)
+            ).first()
             if wf is None:
                 raise NotFound(f"workflow {workflow_id} not found")
             tenant = load_tenant(uow.connection(), tenant_id)
@@ -318,21 +385,52 @@ class Runner(ExecutionMachine):
                 uow.insert(EventRecord, record)
             definition = parse_definition(wf.id, wf.version, wf.definition)
             trigger = trigger_data(record)
-            evaluation = evaluate(definition.conditions, EvalContext(trigger, now.astimezone(tenant["tz"]), None,
-                                                                     hours(tenant)))
+            evaluation = evaluate(
+                definition.conditions, EvalContext(trigger, now.astimezone(tenant["tz"]), None, hours(tenant))
+            )
             passed = evaluation.passed or bypass_conditions
-            explanation = evaluation.explanation + ([{"path": "conditions", "condition": "bypass", "passed": True,
-                                                      "message": "conditions bypassed for this manual run"}]
-                                                     if bypass_conditions and not evaluation.passed else [])
-            execution = execution_row(tenant_id, candidate, None if dry_run else record["id"],
-                                      run_context(trigger, real_calls), explanation, now, mode, 0, test)
+            explanation = evaluation.explanation + (
+                [
+                    {
+                        "path": "conditions",
+                        "condition": "bypass",
+                        "passed": True,
+                        "message": "conditions bypassed for this manual run",
+                    }
+                ]
+                if bypass_conditions and not evaluation.passed
+                else []
+            )
+            execution = execution_row(
+                tenant_id,
+                candidate,
+                None if dry_run else record["id"],
+                run_context(trigger, real_calls),
+                explanation,
+                now,
+                mode,
+                0,
+                test,
+            )
             if not passed:
                 execution.update(status=ExecutionStatus.SKIPPED, finished_at=now)
             uow.insert(Execution, execution)
         if passed:
-            self.drive(Run(execution["id"], tenant, wf.id, definition, execution["context"],
-                           execution["current_action_id"], execution["lease_token"], mode, 0,
-                           test=test, real_calls=real_calls))
+            self.drive(
+                Run(
+                    execution["id"],
+                    tenant,
+                    wf.id,
+                    definition,
+                    execution["context"],
+                    execution["current_action_id"],
+                    execution["lease_token"],
+                    mode,
+                    0,
+                    test=test,
+                    real_calls=real_calls,
+                )
+            )
         return execution["id"]
 
 

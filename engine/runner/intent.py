@@ -23,8 +23,9 @@ def fill_intent(classifier: Callable[[str], Any] | None, ev: Event, candidates: 
     """
     if ev.intent or not ev.content or classifier is None:
         return
-    if any(w.trigger_type == "intent_detected" or any(m in w.definition_text for m in INTENT_MARKERS)
-           for w in candidates):
+    if any(
+        w.trigger_type == "intent_detected" or any(m in w.definition_text for m in INTENT_MARKERS) for w in candidates
+    ):
         result = classifier(ev.content)
         ev.intent, ev.intent_confidence = result.intent, result.confidence
 

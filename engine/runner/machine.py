@@ -70,7 +70,7 @@ class ExecutionMachine:
         #: Set by the worker on SIGTERM: the loop parks the execution after the current step.
         self.stop_requested: Callable[[], bool] = lambda: False
 
-    def ingest(self, tenant_id: str, event: dict[str, Any], **kwargs: Any) -> Any:  # pragma: no cover - Runner's
+    def ingest(self, tenant_id: str, event: Any, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - Runner's
         raise NotImplementedError
 
     # ------------------------------------------------------------------ resume (worker)
@@ -83,17 +83,29 @@ class ExecutionMachine:
             ex = execution_for_resume(s, execution_id)
             if ex is None:
                 return None
-            abandoned = ex.status == ExecutionStatus.RUNNING and (stale_before is None
-                                                                  or ex.heartbeat_at < stale_before)
+            abandoned = ex.status == ExecutionStatus.RUNNING and (
+                stale_before is None or ex.heartbeat_at < stale_before
+            )
             if ex.status not in (ExecutionStatus.WAITING, ExecutionStatus.PENDING) and not abandoned:
                 return ex.status
             tctx = load_tenant(uow.connection(), ex.tenant_id)
             ex.lease_token, ex.status, ex.heartbeat_at = new_id(), ExecutionStatus.RUNNING, now
             s.add(ex)
-            run = Run(ex.id, tctx, ex.workflow_id, parse_definition(ex.workflow_id, ex.workflow_version, ex.definition),
-                      dict(ex.context), ex.current_action_id, ex.lease_token, ex.mode, ex.depth, ex.actions_executed,
-                      list(ex.context.get("failedSteps", [])), test=bool(ex.is_test),
-                      real_calls=bool((ex.context or {}).get("testRealCalls")))
+            run = Run(
+                ex.id,
+                tctx,
+                ex.workflow_id,
+                parse_definition(ex.workflow_id, ex.workflow_version, ex.definition),
+                dict(ex.context),
+                ex.current_action_id,
+                ex.lease_token,
+                ex.mode,
+                ex.depth,
+                ex.actions_executed,
+                list(ex.context.get("failedSteps", [])),
+                test=bool(ex.is_test),
+                real_calls=bool((ex.context or {}).get("testRealCalls")),
+            )
         return self.drive(run)
 
     # ------------------------------------------------------------------ the loop
@@ -132,9 +144,18 @@ class ExecutionMachine:
             with unit_of_work(self.db, clock=self.clock) as own:
                 return self.park(run, reason, own)
         now = uow.now()
-        uow.insert(DueWork, due_row(now, tenant_id=run.tenant["id"], kind=DueKind.RESUME, due_at=now,
-                                    execution_id=run.id, workflow_id=run.workflow_id,
-                                    payload={"actionId": run.current, "reason": reason}))
+        uow.insert(
+            DueWork,
+            due_row(
+                now,
+                tenant_id=run.tenant["id"],
+                kind=DueKind.RESUME,
+                due_at=now,
+                execution_id=run.id,
+                workflow_id=run.workflow_id,
+                payload={"actionId": run.current, "reason": reason},
+            ),
+        )
         self._save(uow, run, now, status=ExecutionStatus.WAITING)
         return ExecutionStatus.WAITING
 
@@ -143,12 +164,24 @@ class ExecutionMachine:
         attempts[action_id] = attempts.get(action_id, 0) + 1
         return attempts[action_id]
 
-    def _step_context(self, run: Run, action, step_id: str, attempt: int, now: datetime,
-                      uow: UnitOfWork | None) -> StepContext:
-        return StepContext(tenant=run.tenant, execution_id=run.id, step_id=step_id, action=action,
-                           context=template_context(run.context, run.tenant, now), now=now, dry_run=run.dry_run,
-                           uow=uow, attempt=attempt, emit=lambda e: self._emit(run, e), db=self.db,
-                           test=run.test, real_calls=run.real_calls)
+    def _step_context(
+        self, run: Run, action, step_id: str, attempt: int, now: datetime, uow: UnitOfWork | None
+    ) -> StepContext:
+        return StepContext(
+            tenant=run.tenant,
+            execution_id=run.id,
+            step_id=step_id,
+            action=action,
+            context=template_context(run.context, run.tenant, now),
+            now=now,
+            dry_run=run.dry_run,
+            uow=uow,
+            attempt=attempt,
+            emit=lambda e: self._emit(run, e),
+            db=self.db,
+            test=run.test,
+            real_calls=run.real_calls,
+        )
 
     def local_steps_in(self, s: BufferedUnitOfWork, run: Run) -> str | None:
         """Run consecutive local steps in the open unit of work (up to a wait, an external step or the end).
@@ -211,11 +244,16 @@ class ExecutionMachine:
         else:
             uow.insert(StepRun, step)
 
-    def _succeeded(self, uow: UnitOfWork, run: Run, action, step: dict, result: StepResult,
-                   now: datetime) -> str | None:
+    def _succeeded(
+        self, uow: UnitOfWork, run: Run, action, step: dict, result: StepResult, now: datetime
+    ) -> str | None:
         output = jsonable(result.output)
-        step.update(status=StepStatus.SIMULATED if run.dry_run else StepStatus.SUCCEEDED, finished_at=now,
-                    input=jsonable(result.input), output=output)
+        step.update(
+            status=StepStatus.SIMULATED if run.dry_run else StepStatus.SUCCEEDED,
+            finished_at=now,
+            input=jsonable(result.input),
+            output=output,
+        )
         self._write_step(uow, step)
         run.context.setdefault("results", {})[action.id] = output
         if result.lead is not None:
@@ -223,9 +261,18 @@ class ExecutionMachine:
         run.actions_executed += 1
         run.current = result.next_action_id if result.jump else next_in_line(run.definition, action)
         if result.wait_until is not None:
-            uow.insert(DueWork, due_row(now, tenant_id=run.tenant["id"], kind=DueKind.RESUME, due_at=result.wait_until,
-                                        execution_id=run.id, workflow_id=run.workflow_id,
-                                        payload={"actionId": run.current}))
+            uow.insert(
+                DueWork,
+                due_row(
+                    now,
+                    tenant_id=run.tenant["id"],
+                    kind=DueKind.RESUME,
+                    due_at=result.wait_until,
+                    execution_id=run.id,
+                    workflow_id=run.workflow_id,
+                    payload={"actionId": run.current},
+                ),
+            )
             self._save(uow, run, now, status=ExecutionStatus.WAITING)
             return ExecutionStatus.WAITING
         return None
@@ -235,15 +282,24 @@ class ExecutionMachine:
         if not isinstance(exc, EngineError):
             # exc_info=exc: for external steps this runs after the except block has ended.
             logger.error("action %s of execution %s raised", action.id, run.id, exc_info=exc)
-        step.update(status=StepStatus.FAILED, error=message, finished_at=now,
-                    output=jsonable(getattr(exc, "details", {}) or {}))
+        step.update(
+            status=StepStatus.FAILED, error=message, finished_at=now, output=jsonable(getattr(exc, "details", {}) or {})
+        )
         self._write_step(uow, step)
         delay = retry_delay(action, exc, step["attempt"])
         if delay is not None and not run.dry_run:
-            uow.insert(DueWork, due_row(now, tenant_id=run.tenant["id"], kind=DueKind.RESUME,
-                                        due_at=now + timedelta(seconds=delay), execution_id=run.id,
-                                        workflow_id=run.workflow_id,
-                                        payload={"actionId": action.id, "retry": step["attempt"] + 1}))
+            uow.insert(
+                DueWork,
+                due_row(
+                    now,
+                    tenant_id=run.tenant["id"],
+                    kind=DueKind.RESUME,
+                    due_at=now + timedelta(seconds=delay),
+                    execution_id=run.id,
+                    workflow_id=run.workflow_id,
+                    payload={"actionId": action.id, "retry": step["attempt"] + 1},
+                ),
+            )
             self._save(uow, run, now, status=ExecutionStatus.WAITING)
             return ExecutionStatus.WAITING
         run.context.setdefault("results", {})[action.id] = {"error": message}
@@ -251,8 +307,9 @@ class ExecutionMachine:
         run.actions_executed += 1
         if action.on_error == "stop":
             run.current = None
-            self._save(uow, run, now, status=ExecutionStatus.FAILED, error=f"step {action.id} failed: {message}",
-                       finished=True)
+            self._save(
+                uow, run, now, status=ExecutionStatus.FAILED, error=f"step {action.id} failed: {message}", finished=True
+            )
             return ExecutionStatus.FAILED
         run.current = next_in_line(run.definition, action)
         return None
@@ -263,29 +320,36 @@ class ExecutionMachine:
         self._save(uow, run, uow.now(), status=status, error=error, finished=True)
         return status
 
-    def _save(self, uow: UnitOfWork, run: Run, now: datetime, *, status: str, error: str | None = None,
-              finished: bool = False) -> None:
+    def _save(
+        self, uow: UnitOfWork, run: Run, now: datetime, *, status: str, error: str | None = None, finished: bool = False
+    ) -> None:
         """Write the execution's progress, only if this runner still holds its lease."""
         if run.failed_steps:
             run.context["failedSteps"] = run.failed_steps
-        values: dict[str, Any] = {"b_id": run.id, "b_token": run.token, "status": status, "context": run.context,
-                                  "current_action_id": run.current, "actions_executed": run.actions_executed,
-                                  "heartbeat_at": now}
+        values: dict[str, Any] = {
+            "b_id": run.id,
+            "b_token": run.token,
+            "status": status,
+            "context": run.context,
+            "current_action_id": run.current,
+            "actions_executed": run.actions_executed,
+            "heartbeat_at": now,
+        }
         if finished:
             values.update(finished_at=now, error=error)
-        buffered = isinstance(uow, BufferedUnitOfWork)
-        pending = uow.pending_execution(run.id) if buffered else None
+        buf = uow if isinstance(uow, BufferedUnitOfWork) else None
+        pending = buf.pending_execution(run.id) if buf is not None else None
         if pending is not None:
             # Not written yet (same transaction, so the lease is ours): the row is written final.
             pending.update(values)
             del pending["b_id"], pending["b_token"]
-        elif buffered and uow.buffer_update(values, finished):
+        elif buf is not None and buf.buffer_update(values, finished):
             pass  # written and lease-checked at the write-out (worker batches)
         elif not save_execution(uow.connection(), values, finished):
             raise LeaseLost()
         if finished and run.mode != "dry_run" and not run.test and run.workflow_id:
             ok = 1 if status == ExecutionStatus.SUCCEEDED else 0
-            if not (buffered and uow.count_run(run.workflow_id, ok, now)):
+            if not (buf is not None and buf.count_run(run.workflow_id, ok, now)):
                 count_runs(uow.connection(), run.workflow_id, 1, ok, 1 - ok, now)
 
     # ------------------------------------------------------------------ chains
@@ -295,8 +359,9 @@ class ExecutionMachine:
         if run.dry_run:
             return {"emitted": False, "reason": "dry run: no events are emitted"}
         if run.depth + 1 > self.max_depth:
-            reason = (f"chain depth limit {self.max_depth} reached: {event.get('triggerType')} not emitted "
-                      "(a workflow loop?)")
+            reason = (
+                f"chain depth limit {self.max_depth} reached: {event.get('triggerType')} not emitted (a workflow loop?)"
+            )
             logger.warning("execution %s: %s", run.id, reason)
             return {"emitted": False, "reason": reason}
         run.emitted.append(event)
@@ -306,8 +371,15 @@ class ExecutionMachine:
         """Ingest the events the execution emitted (in ``uow`` when given, else each on its own)."""
         while run.emitted:
             event = run.emitted.pop(0)
-            self.ingest(run.tenant["id"], event, depth=run.depth + 1, parent_execution_id=run.id, test=run.test,
-                        real_calls=run.real_calls, uow=uow)
+            self.ingest(
+                run.tenant["id"],
+                event,
+                depth=run.depth + 1,
+                parent_execution_id=run.id,
+                test=run.test,
+                real_calls=run.real_calls,
+                uow=uow,
+            )
 
 
 def _step_row(run: Run, action, attempt: int, now: datetime) -> dict[str, Any]:

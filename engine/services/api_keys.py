@@ -25,8 +25,16 @@ from engine.services.workflows import Out
 from engine.store.models import ApiKey, Role
 from engine.uow import UnitOfWork, unit_of_work
 
-__all__ = ["ApiKeyOut", "create_api_key", "list_api_keys", "revoke_api_key", "actor_for_api_key", "KEY_PREFIX",
-           "cached_actor_for_api_key", "KEY_CACHE"]
+__all__ = [
+    "ApiKeyOut",
+    "create_api_key",
+    "list_api_keys",
+    "revoke_api_key",
+    "actor_for_api_key",
+    "KEY_PREFIX",
+    "cached_actor_for_api_key",
+    "KEY_CACHE",
+]
 
 KEY_PREFIX = "sa_"
 #: ``last_used_at`` is written at most this often per key, so reads stay reads.
@@ -61,8 +69,15 @@ def create_api_key(*, uow: UnitOfWork, actor: Actor, name: str, role: str) -> tu
         raise InvalidInput(f"unknown role {role!r} (owner, editor or analyst)", field="role")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     s = uow.session
-    row = ApiKey(tenant_id=actor.tenant_id, user_id=actor.user_id, name=name, role=role,
-                 key_hash=_hash(secret), prefix=secret[:8], created_at=uow.now())
+    row = ApiKey(
+        tenant_id=actor.tenant_id,
+        user_id=actor.user_id,
+        name=name,
+        role=role,
+        key_hash=_hash(secret),
+        prefix=secret[:8],
+        created_at=uow.now(),
+    )
     s.add(row)
     _audit(uow, actor, {name: {"from": None, "to": f"created ({role}, {secret[:8]}...)"}})
     return ApiKeyOut.model_validate(row), secret
@@ -78,8 +93,9 @@ def list_api_keys(*, uow: UnitOfWork, actor: Actor) -> list[ApiKeyOut]:
     """The tenant's keys, newest first, revoked ones included (owners only)."""
     actor.require(ADMIN)
     s = uow.session
-    rows = s.exec(select(ApiKey).where(ApiKey.tenant_id == actor.tenant_id)
-                  .order_by(col(ApiKey.created_at).desc(), ApiKey.id)).all()
+    rows = s.exec(
+        select(ApiKey).where(ApiKey.tenant_id == actor.tenant_id).order_by(col(ApiKey.created_at).desc(), ApiKey.id)
+    ).all()
     return [ApiKeyOut.model_validate(r) for r in rows]
 
 
@@ -144,8 +160,9 @@ class KeyCache:
     cached, so a new key works at once, and at most ``max_entries`` keys are kept (oldest out).
     """
 
-    def __init__(self, *, ttl: float | None = None, max_entries: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, ttl: float | None = None, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._ttl = ttl
         self.max_entries = max_entries
         self.clock = clock

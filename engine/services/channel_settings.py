@@ -68,32 +68,58 @@ class FieldSpec:
 
 #: channel -> (adapter name, fields). ``required`` applies once the channel is switched on.
 CHANNEL_FIELDS: dict[str, tuple[str, tuple[FieldSpec, ...]]] = {
-    "whatsapp": ("whatsapp_cloud", (
-        FieldSpec("phoneNumberId", "Phone number id", required=True, help="Meta app > WhatsApp > API setup"),
-        FieldSpec("accessToken", "Access token", secret=True, required=True, help="A permanent system-user token"),
-        FieldSpec("appSecret", "App secret", secret=True, required=True,
-                  help="Meta app > Settings > Basic; checks the X-Hub-Signature-256 of inbound webhooks"),
-        FieldSpec("verifyToken", "Verify token", secret=True, required=True,
-                  help="Any string; paste the same into Meta's webhook set-up"),
-        FieldSpec("templateName", "Approved template", help="Sent outside the 24-hour window"),
-        FieldSpec("templateLanguage", "Template language", default="de"),
-    )),
-    "sms": ("twilio", (
-        FieldSpec("accountSid", "Account SID", required=True, help="Starts with AC"),
-        FieldSpec("authToken", "Auth token", secret=True, required=True,
-                  help="Also checks the X-Twilio-Signature of inbound webhooks"),
-        FieldSpec("fromNumber", "Sender number", help="E.164, e.g. +4930123456 (or give a messaging service)"),
-        FieldSpec("messagingServiceSid", "Messaging service SID", help="Starts with MG; used instead of the sender number"),
-    )),
-    "email": ("smtp", (
-        FieldSpec("host", "SMTP host", required=True),
-        FieldSpec("port", "Port", default=587),
-        FieldSpec("security", "Security", choices=("starttls", "tls", "none"), default="starttls"),
-        FieldSpec("username", "User"),
-        FieldSpec("password", "Password", secret=True),
-        FieldSpec("fromAddress", "From address", required=True),
-        FieldSpec("fromName", "From name"),
-    )),
+    "whatsapp": (
+        "whatsapp_cloud",
+        (
+            FieldSpec("phoneNumberId", "Phone number id", required=True, help="Meta app > WhatsApp > API setup"),
+            FieldSpec("accessToken", "Access token", secret=True, required=True, help="A permanent system-user token"),
+            FieldSpec(
+                "appSecret",
+                "App secret",
+                secret=True,
+                required=True,
+                help="Meta app > Settings > Basic; checks the X-Hub-Signature-256 of inbound webhooks",
+            ),
+            FieldSpec(
+                "verifyToken",
+                "Verify token",
+                secret=True,
+                required=True,
+                help="Any string; paste the same into Meta's webhook set-up",
+            ),
+            FieldSpec("templateName", "Approved template", help="Sent outside the 24-hour window"),
+            FieldSpec("templateLanguage", "Template language", default="de"),
+        ),
+    ),
+    "sms": (
+        "twilio",
+        (
+            FieldSpec("accountSid", "Account SID", required=True, help="Starts with AC"),
+            FieldSpec(
+                "authToken",
+                "Auth token",
+                secret=True,
+                required=True,
+                help="Also checks the X-Twilio-Signature of inbound webhooks",
+            ),
+            FieldSpec("fromNumber", "Sender number", help="E.164, e.g. +4930123456 (or give a messaging service)"),
+            FieldSpec(
+                "messagingServiceSid", "Messaging service SID", help="Starts with MG; used instead of the sender number"
+            ),
+        ),
+    ),
+    "email": (
+        "smtp",
+        (
+            FieldSpec("host", "SMTP host", required=True),
+            FieldSpec("port", "Port", default=587),
+            FieldSpec("security", "Security", choices=("starttls", "tls", "none"), default="starttls"),
+            FieldSpec("username", "User"),
+            FieldSpec("password", "Password", secret=True),
+            FieldSpec("fromAddress", "From address", required=True),
+            FieldSpec("fromName", "From name"),
+        ),
+    ),
 }
 
 
@@ -140,8 +166,9 @@ def _spec(channel: str) -> tuple[str, tuple[FieldSpec, ...]]:
 
 
 def _secret_rows(s: Session, tenant_id: str, prefix: str) -> dict[str, TenantSecret]:
-    rows = s.exec(select(TenantSecret).where(TenantSecret.tenant_id == tenant_id,
-                                             col(TenantSecret.name).startswith(prefix))).all()
+    rows = s.exec(
+        select(TenantSecret).where(TenantSecret.tenant_id == tenant_id, col(TenantSecret.name).startswith(prefix))
+    ).all()
     return {r.name: r for r in rows}
 
 
@@ -161,8 +188,9 @@ def get_channel(*, uow: UnitOfWork, actor: Actor, channel: str) -> ChannelView:
         if f.secret:
             row = rows.get(_secret_name(channel, f.name))
             legacy = bool(conf.get(f.name))  # plain text from before encryption; moved on the next save
-            states[f.name] = SecretState(set=row is not None or legacy, set_at=row.set_at if row else None,
-                                         set_by=row.set_by if row else None)
+            states[f.name] = SecretState(
+                set=row is not None or legacy, set_at=row.set_at if row else None, set_by=row.set_by if row else None
+            )
     enabled = conf.get("adapter") == adapter
     return ChannelView(channel=channel, enabled=enabled, adapter=adapter, values=values, secrets=states)
 
@@ -194,6 +222,7 @@ def _check_specific(channel: str, values: dict[str, Any]) -> None:
             raise InvalidInput("give a sender number or a messaging service SID", field="channels.sms.fromNumber")
         if values.get("fromNumber"):
             from engine.channels.phones import normalize_phone
+
             try:
                 values["fromNumber"] = normalize_phone(values["fromNumber"])
             except Exception:  # noqa: BLE001 - any parse failure is the same message
@@ -202,8 +231,15 @@ def _check_specific(channel: str, values: dict[str, Any]) -> None:
         raise InvalidInput("is not an e-mail address", field="channels.email.fromAddress")
 
 
-def save_channel(*, uow: UnitOfWork, actor: Actor, channel: str, enabled: bool, values: dict[str, Any],
-                 secrets: dict[str, str | None] | None = None) -> ChannelView:
+def save_channel(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    channel: str,
+    enabled: bool,
+    values: dict[str, Any],
+    secrets: dict[str, str | None] | None = None,
+) -> ChannelView:
     """Save a channel's fields; a secret given as ``None`` or ``""`` keeps the stored one.
 
     Validates everything before writing (one transaction: settings, secrets and the audit
@@ -234,13 +270,20 @@ def save_channel(*, uow: UnitOfWork, actor: Actor, channel: str, enabled: bool, 
     old = dict(((tenant.settings or {}).get("channels") or {}).get(channel) or {})
     for f in fields:  # plain-text secrets from older settings move into encrypted storage
         legacy = old.get(f.name)
-        if f.secret and isinstance(legacy, str) and legacy and f.name not in secrets \
-                and _secret_name(channel, f.name) not in existing:
+        if (
+            f.secret
+            and isinstance(legacy, str)
+            and legacy
+            and f.name not in secrets
+            and _secret_name(channel, f.name) not in existing
+        ):
             secrets[f.name] = legacy
     if enabled:
         _check_specific(channel, clean)
         for f in fields:
-            have = clean.get(f.name) if not f.secret else (f.name in secrets or _secret_name(channel, f.name) in existing)
+            have = (
+                clean.get(f.name) if not f.secret else (f.name in secrets or _secret_name(channel, f.name) in existing)
+            )
             if f.required and not have:
                 raise InvalidInput("is required to switch this channel on", field=f"channels.{channel}.{f.name}")
     new = {"adapter": adapter if enabled else "outbox", **{k: v for k, v in clean.items() if v is not None}}
@@ -254,15 +297,20 @@ def save_channel(*, uow: UnitOfWork, actor: Actor, channel: str, enabled: bool, 
         row = existing.get(_secret_name(channel, key))
         if row is None:
             row = TenantSecret(tenant_id=actor.tenant_id, name=_secret_name(channel, key), ciphertext="")
-        row.ciphertext, row.set_at, row.set_by = encrypt(value), now, by
+        row.ciphertext, row.set_at, row.set_by = encrypt(value or ""), now, by
         s.add(row)
     secret_names = {f.name for f in fields if f.secret}
-    changes = {k: {"from": old.get(k), "to": new.get(k)} for k in sorted(set(old) | set(new))
-               if old.get(k) != new.get(k) and k not in secret_names}
+    changes: dict[str, Any] = {
+        k: {"from": old.get(k), "to": new.get(k)}
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k) and k not in secret_names
+    }
     changes.update(dict.fromkeys(secrets, "changed"))
     if changes:
         s.add(SettingsAudit(tenant_id=actor.tenant_id, actor=by, area=f"channels.{channel}", changes=changes))
-    logger.info("channel %s settings saved for tenant %s (%d secret(s) replaced)", channel, actor.tenant_id, len(secrets))
+    logger.info(
+        "channel %s settings saved for tenant %s (%d secret(s) replaced)", channel, actor.tenant_id, len(secrets)
+    )
     return get_channel(uow=uow, actor=actor, channel=channel)
 
 
@@ -314,7 +362,9 @@ def webhook_id(*, uow: UnitOfWork, actor: Actor) -> str:
 
 
 def _new_endpoint(tenant_id: str) -> InboundEndpoint:
-    return InboundEndpoint(id=_random.token_urlsafe(24), tenant_id=tenant_id, chat_key="wc_" + _random.token_urlsafe(18))
+    return InboundEndpoint(
+        id=_random.token_urlsafe(24), tenant_id=tenant_id, chat_key="wc_" + _random.token_urlsafe(18)
+    )
 
 
 def chat_key(*, uow: UnitOfWork, actor: Actor) -> str:
@@ -378,8 +428,9 @@ def callback_urls(*, uow: UnitOfWork, actor: Actor, base_url: str) -> dict[str, 
 # --------------------------------------------------------------------------- test message
 
 
-def send_test_message(*, uow: UnitOfWork, actor: Actor, channel: str, recipient: str,
-                      client: Any = None) -> TestMessageResult:
+def send_test_message(
+    *, uow: UnitOfWork, actor: Actor, channel: str, recipient: str, client: Any = None
+) -> TestMessageResult:
     """Send one message through the channel's adapter now and report the provider's answer.
 
     Nothing is written to the outbox; errors come back as ``ok=False`` with the provider's
@@ -397,21 +448,31 @@ def send_test_message(*, uow: UnitOfWork, actor: Actor, channel: str, recipient:
         raise InvalidInput("give a phone number or e-mail address to send the test to", field="recipient")
     s = uow.session
     tenant = s.get(Tenant, actor.tenant_id)
+    if tenant is None:
+        raise NotFound("tenant not found")
     settings = resolved_tenant_settings(s, actor.tenant_id, dict(tenant.settings or {}))
     name = tenant.name
     try:
         to = normalize_recipient(channel, recipient, {"settings": settings})
         adapter = adapter_for(channel, settings, client, allow_base_url_override=get_settings().allow_provider_base_url)
-        message = OutgoingMessage(channel=channel, recipient=to, subject=f"Test message from {name}",
-                                  body=f"This is a test message from {name} (Studio Automations).")
+        message = OutgoingMessage(
+            channel=channel,
+            recipient=to,
+            subject=f"Test message from {name}",
+            body=f"This is a test message from {name} (Studio Automations).",
+        )
         result = adapter.send(message, last_inbound_at=uow.now(), now=uow.now())
     except EngineError as exc:
         return TestMessageResult(ok=False, status="failed", answer=exc.message)
     answer = f"{result.status}" + (f" (provider id {result.provider_message_id})" if result.provider_message_id else "")
     if result.error:
         answer += f": {result.error}"
-    return TestMessageResult(ok=result.status in ("sent", "recorded"), status=result.status,
-                             provider_message_id=result.provider_message_id, answer=answer)
+    return TestMessageResult(
+        ok=result.status in ("sent", "recorded"),
+        status=result.status,
+        provider_message_id=result.provider_message_id,
+        answer=answer,
+    )
 
 
 # --------------------------------------------------------------------------- audit
@@ -427,6 +488,10 @@ def list_audit(*, uow: UnitOfWork, actor: Actor, limit: int = 200) -> list[Audit
     """The newest settings changes first (owners only)."""
     actor.require(ADMIN)
     s = uow.session
-    rows = s.exec(select(SettingsAudit).where(SettingsAudit.tenant_id == actor.tenant_id)
-                  .order_by(col(SettingsAudit.at).desc()).limit(max(1, min(limit, 1000)))).all()
+    rows = s.exec(
+        select(SettingsAudit)
+        .where(SettingsAudit.tenant_id == actor.tenant_id)
+        .order_by(col(SettingsAudit.at).desc())
+        .limit(max(1, min(limit, 1000)))
+    ).all()
     return [AuditOut(at=r.at, actor=r.actor, area=r.area, changes=r.changes) for r in rows]

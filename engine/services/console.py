@@ -42,7 +42,6 @@ from engine.store.models import (
     OutboxMessage,
     StepRun,
     Workflow,
-    utcnow,
 )
 from engine.uow import UnitOfWork
 
@@ -70,8 +69,13 @@ __all__ = [
 #: Longer than any SMS or chat message a studio gets; beyond it the console says so.
 MAX_MESSAGE_CHARS = 10_000
 #: What the console can fire, with the trigger type each becomes.
-INPUT_KINDS = {"message": None, "missed_call": "missed_call", "lead": "lead_created",
-               "booking": "booking_created", "schedule": "time_based"}
+INPUT_KINDS = {
+    "message": None,
+    "missed_call": "missed_call",
+    "lead": "lead_created",
+    "booking": "booking_created",
+    "schedule": "time_based",
+}
 CHANNEL_TRIGGERS = {str(ch): str(tt) for tt, ch in MESSAGE_TRIGGER_CHANNELS.items()}
 
 
@@ -218,7 +222,7 @@ def checked_contact(contact: TestContact) -> TestContact:
     return TestContact(name=contact.name.strip() or "Test Member", phone=phone, email=email)
 
 
-def _event_for(inp: ConsoleInput, contact: TestContact) -> dict[str, Any]:
+def _event_for(inp: ConsoleInput, contact: TestContact, now: datetime) -> dict[str, Any]:
     """The event the input becomes (what a provider webhook or the bookings page would ingest)."""
     received = inp.at.astimezone(UTC).isoformat() if inp.at else None
     base: dict[str, Any] = {"receivedAt": received} if received else {}
@@ -227,27 +231,47 @@ def _event_for(inp: ConsoleInput, contact: TestContact) -> dict[str, Any]:
         if not text:
             raise InvalidInput("type a message first", field="text")
         if len(text) > MAX_MESSAGE_CHARS:
-            raise InvalidInput(f"the message has {len(text)} characters; at most {MAX_MESSAGE_CHARS} are accepted",
-                               field="text")
+            raise InvalidInput(
+                f"the message has {len(text)} characters; at most {MAX_MESSAGE_CHARS} are accepted", field="text"
+            )
         channel = str(inp.channel)
         sender = contact.email if channel == "email" else contact.phone
         data = {"name": contact.name}
         if channel == "email" and inp.subject:
             data["subject"] = inp.subject
-        return {**base, "triggerType": CHANNEL_TRIGGERS[channel], "channel": channel, "content": text, "from": sender,
-                "data": data}
+        return {
+            **base,
+            "triggerType": CHANNEL_TRIGGERS[channel],
+            "channel": channel,
+            "content": text,
+            "from": sender,
+            "data": data,
+        }
     if inp.kind == "missed_call":
-        return {**base, "triggerType": "missed_call", "channel": "voice", "from": contact.phone,
-                "data": {"name": contact.name}}
+        return {
+            **base,
+            "triggerType": "missed_call",
+            "channel": "voice",
+            "from": contact.phone,
+            "data": {"name": contact.name},
+        }
     if inp.kind == "lead":
         return {**base, **_lead_event(inp, contact)}
     if inp.kind == "booking":
         if not (inp.class_name or "").strip():
             raise InvalidInput("name the class that was booked", field="className")
-        starts = inp.starts_at or (inp.at or utcnow()) + timedelta(days=1)
-        return {**base, "triggerType": "booking_created", "from": contact.phone,
-                "data": {"memberName": contact.name, "className": (inp.class_name or "").strip(),
-                         "startsAt": starts.isoformat(), "name": contact.name}}
+        starts = inp.starts_at or (inp.at or now) + timedelta(days=1)
+        return {
+            **base,
+            "triggerType": "booking_created",
+            "from": contact.phone,
+            "data": {
+                "memberName": contact.name,
+                "className": (inp.class_name or "").strip(),
+                "startsAt": starts.isoformat(),
+                "name": contact.name,
+            },
+        }
     raise InvalidInput(f"unknown input kind {inp.kind!r}", field="kind")
 
 
@@ -266,8 +290,11 @@ def _lead_event(inp: ConsoleInput, contact: TestContact) -> dict[str, Any]:
     except InvalidRecipient as exc:
         raise InvalidInput(exc.message, field="leadPhone") from None
     name = (inp.lead_name or contact.name).strip()
-    return {"triggerType": "lead_created", "from": phone or email,
-            "data": {"name": name, "email": email, "phone": phone, "source": inp.lead_source or "test console"}}
+    return {
+        "triggerType": "lead_created",
+        "from": phone or email,
+        "data": {"name": name, "email": email, "phone": phone, "source": inp.lead_source or "test console"},
+    }
 
 
 def _runner(uow: UnitOfWork, at: datetime | None, drafts: dict[str, dict] | None) -> Runner:
@@ -291,8 +318,11 @@ def checked_drafts(*, uow: UnitOfWork, actor: Actor, drafts: dict[str, dict] | N
     from engine.validation import errors_only, validate
 
     s = uow.session
-    owned = set(s.exec(select(Workflow.id).where(Workflow.tenant_id == actor.tenant_id,
-                                                 col(Workflow.id).in_(list(drafts)))).all())
+    owned = set(
+        s.exec(
+            select(Workflow.id).where(Workflow.tenant_id == actor.tenant_id, col(Workflow.id).in_(list(drafts)))
+        ).all()
+    )
     out = {}
     for workflow_id, definition in drafts.items():
         if workflow_id not in owned:
@@ -307,8 +337,16 @@ def checked_drafts(*, uow: UnitOfWork, actor: Actor, drafts: dict[str, dict] | N
 # --------------------------------------------------------------------------- send
 
 
-def send(*, uow: UnitOfWork, actor: Actor, contact: TestContact, inp: ConsoleInput, live: bool = False,
-         real_calls: bool = False, drafts: dict[str, dict] | None = None) -> TurnReport:
+def send(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    contact: TestContact,
+    inp: ConsoleInput,
+    live: bool = False,
+    real_calls: bool = False,
+    drafts: dict[str, dict] | None = None,
+) -> TurnReport:
     """Feed one input through the engine as ``contact`` and report every decision.
 
     Test mode (default) stores everything with ``is_test`` and delivers nothing; ``live``
@@ -327,17 +365,30 @@ def send(*, uow: UnitOfWork, actor: Actor, contact: TestContact, inp: ConsoleInp
     if inp.kind == "schedule":
         event_id = _fire_schedule(uow, actor, runner, inp, contact, test=test, real_calls=real_calls)
     else:
-        result = runner.ingest(actor.tenant_id, _event_for(inp, contact), test=test, real_calls=real_calls)
+        result = runner.ingest(actor.tenant_id, _event_for(inp, contact, uow.now()), test=test, real_calls=real_calls)
         event_id = result.event_id
     report = turn_report(uow=uow, actor=actor, event_id=event_id, kind=inp.kind)
     report.server_ms = round((time.perf_counter() - started) * 1000, 1)
-    logger.info("console %s for tenant %s: %d workflow(s) considered in %.1f ms", inp.kind, actor.tenant_id,
-                len(report.decisions), report.server_ms)
+    logger.info(
+        "console %s for tenant %s: %d workflow(s) considered in %.1f ms",
+        inp.kind,
+        actor.tenant_id,
+        len(report.decisions),
+        report.server_ms,
+    )
     return report
 
 
-def _fire_schedule(uow: UnitOfWork, actor: Actor, runner: Runner, inp: ConsoleInput, contact: TestContact, *,
-                   test: bool, real_calls: bool) -> str:
+def _fire_schedule(
+    uow: UnitOfWork,
+    actor: Actor,
+    runner: Runner,
+    inp: ConsoleInput,
+    contact: TestContact,
+    *,
+    test: bool,
+    real_calls: bool,
+) -> str:
     """The schedule tick of one scheduled workflow, as the worker fires it (run_workflow, mode live/test)."""
     if not inp.workflow_id:
         raise InvalidInput("pick the scheduled workflow to tick", field="workflowId")
@@ -349,10 +400,18 @@ def _fire_schedule(uow: UnitOfWork, actor: Actor, runner: Runner, inp: ConsoleIn
         raise InvalidInput(f"{wf.name!r} is not a scheduled workflow", field="workflowId")
     at = runner.clock()
     before_runner(uow)
-    execution_id = runner.run_workflow(actor.tenant_id, wf.id, {"from": contact.phone, "scheduledFor": at.isoformat()},
-                                       mode="live", test=test, real_calls=real_calls)
+    execution_id = runner.run_workflow(
+        actor.tenant_id,
+        wf.id,
+        {"from": contact.phone, "scheduledFor": at.isoformat()},
+        mode="live",
+        test=test,
+        real_calls=real_calls,
+    )
     s = uow.session
-    return s.exec(select(Execution.event_id).where(Execution.id == execution_id)).one()
+    event_id = s.exec(select(Execution.event_id).where(Execution.id == execution_id)).one()
+    assert event_id is not None  # a cron tick is an event
+    return event_id
 
 
 # --------------------------------------------------------------------------- reports
@@ -369,10 +428,19 @@ def turn_report(*, uow: UnitOfWork, actor: Actor, event_id: str, kind: str | Non
     ev = s.exec(select(EventRecord).where(EventRecord.id == event_id, EventRecord.tenant_id == actor.tenant_id)).first()
     if ev is None:
         raise NotFound(f"event {event_id} not found")
-    workflows = list(s.exec(select(Workflow.id, Workflow.name, Workflow.trigger_type, Workflow.definition,
-                                   Workflow.version).where(Workflow.tenant_id == actor.tenant_id,
-                                                           Workflow.enabled == sa.true())
-                            .order_by(sa.func.lower(Workflow.name))).all())
+    workflows = list(
+        s.exec(
+            select(  # type: ignore[call-overload]  # five ORM columns: beyond sqlmodel's typed overloads
+                col(Workflow.id),
+                col(Workflow.name),
+                col(Workflow.trigger_type),
+                col(Workflow.definition),
+                col(Workflow.version),
+            )
+            .where(Workflow.tenant_id == actor.tenant_id, Workflow.enabled == sa.true())
+            .order_by(sa.func.lower(Workflow.name))
+        ).all()
+    )
     events, executions = _event_tree(s, actor.tenant_id, ev)
     ex_ids = [e.id for e in executions]
     steps = _steps_by_execution(s, ex_ids)
@@ -392,11 +460,23 @@ def turn_report(*, uow: UnitOfWork, actor: Actor, event_id: str, kind: str | Non
             guess = classifier(ev.content)
             intent, confidence = guess.intent, guess.confidence
     return TurnReport(
-        event_id=ev.id, kind=kind or _kind_of(ev.trigger_type), trigger_type=ev.trigger_type, channel=ev.channel,
-        text=ev.content, subject=(ev.data or {}).get("subject"), sender=ev.sender, at=ev.received_at,
-        is_test=ev.is_test, intent=intent, intent_confidence=round(confidence, 4) if confidence is not None else None,
-        intent_used=used, decisions=_ordered(decisions), other_triggers=others, replies=replies,
-        event_data=dict(ev.data or {}))
+        event_id=ev.id,
+        kind=kind or _kind_of(ev.trigger_type),
+        trigger_type=ev.trigger_type,
+        channel=ev.channel,
+        text=ev.content,
+        subject=(ev.data or {}).get("subject"),
+        sender=ev.sender,
+        at=ev.received_at,
+        is_test=ev.is_test,
+        intent=intent,
+        intent_confidence=round(confidence, 4) if confidence is not None else None,
+        intent_used=used,
+        decisions=_ordered(decisions),
+        other_triggers=others,
+        replies=replies,
+        event_data=dict(ev.data or {}),
+    )
 
 
 def _kind_of(trigger_type: str) -> str:
@@ -415,13 +495,23 @@ def _event_tree(s: Session, tenant_id: str, ev: EventRecord) -> tuple[list[Event
     events, executions = [ev], []
     frontier = [ev.id]
     for _ in range(10):  # the runner's chain depth limit is 5
-        found = list(s.exec(select(Execution).where(Execution.tenant_id == tenant_id, col(Execution.event_id).in_(frontier))
-                            .order_by(col(Execution.started_at), col(Execution.id))).all())
+        found = list(
+            s.exec(
+                select(Execution)
+                .where(Execution.tenant_id == tenant_id, col(Execution.event_id).in_(frontier))
+                .order_by(col(Execution.started_at), col(Execution.id))
+            ).all()
+        )
         executions += found
         if not found:
             break
-        children = list(s.exec(select(EventRecord).where(EventRecord.tenant_id == tenant_id,
-                                                         col(EventRecord.parent_execution_id).in_([x.id for x in found]))).all())
+        children = list(
+            s.exec(
+                select(EventRecord).where(
+                    EventRecord.tenant_id == tenant_id, col(EventRecord.parent_execution_id).in_([x.id for x in found])
+                )
+            ).all()
+        )
         events += children
         frontier = [c.id for c in children]
         if not frontier:
@@ -433,8 +523,11 @@ def _steps_by_execution(s: Session, ex_ids: list[str]) -> dict[str, list[StepRun
     out: dict[str, list[StepRun]] = {}
     if not ex_ids:
         return out
-    for st in s.exec(select(StepRun).where(col(StepRun.execution_id).in_(ex_ids))
-                     .order_by(col(StepRun.started_at), col(StepRun.attempt))).all():
+    for st in s.exec(
+        select(StepRun)
+        .where(col(StepRun.execution_id).in_(ex_ids))
+        .order_by(col(StepRun.started_at), col(StepRun.attempt))
+    ).all():
         out.setdefault(st.execution_id, []).append(st)
     return out
 
@@ -443,15 +536,35 @@ def _decision(ex: Execution, steps: list[StepRun], *, chained: bool) -> Workflow
     skipped = ex.status == "skipped"
     reasons = [e.get("message", "") for e in ex.explanation or [] if not e.get("passed")] if skipped else []
     return WorkflowDecision(
-        workflow_id=ex.workflow_id, workflow_name=ex.workflow_name,
+        workflow_id=ex.workflow_id,
+        workflow_name=ex.workflow_name,
         trigger_type=(ex.definition or {}).get("trigger", {}).get("type", ""),
-        outcome="skipped" if skipped else "ran", execution_id=ex.id, status=ex.status, reasons=reasons,
-        explanation=ex.explanation or [], error=ex.error, event_id=ex.event_id, chained=chained,
+        outcome="skipped" if skipped else "ran",
+        execution_id=ex.id,
+        status=ex.status,
+        reasons=reasons,
+        explanation=ex.explanation or [],
+        error=ex.error,
+        event_id=ex.event_id,
+        chained=chained,
         fast_forwarded=(ex.context or {}).get("fastForwarded", []),
-        steps=[StepView(action_id=st.action_id, action_type=st.action_type, attempt=st.attempt, status=st.status,
-                        input=st.input, output=st.output, error=st.error, started_at=st.started_at,
-                        duration_ms=round((st.finished_at - st.started_at).total_seconds() * 1000, 1)
-                        if st.finished_at else None) for st in steps])
+        steps=[
+            StepView(
+                action_id=st.action_id,
+                action_type=st.action_type,
+                attempt=st.attempt,
+                status=st.status,
+                input=st.input,
+                output=st.output,
+                error=st.error,
+                started_at=st.started_at,
+                duration_ms=round((st.finished_at - st.started_at).total_seconds() * 1000, 1)
+                if st.finished_at
+                else None,
+            )
+            for st in steps
+        ],
+    )
 
 
 def _trigger_skips(ev: EventRecord, workflows: list, started: set[str | None]) -> list[WorkflowDecision]:
@@ -470,8 +583,16 @@ def _trigger_skips(ev: EventRecord, workflows: list, started: set[str | None]) -
             reasons.append(f"listens for intent {config['intent']}; {detected}")
         if not reasons:
             reasons.append("not started for this event")
-        out.append(WorkflowDecision(workflow_id=wf_id, workflow_name=name, trigger_type=trigger_type, outcome="skipped",
-                                    reasons=reasons, event_id=ev.id))
+        out.append(
+            WorkflowDecision(
+                workflow_id=wf_id,
+                workflow_name=name,
+                trigger_type=trigger_type,
+                outcome="skipped",
+                reasons=reasons,
+                event_id=ev.id,
+            )
+        )
     return out
 
 
@@ -480,16 +601,30 @@ def _replies(s: Session, tenant_id: str, executions: list[Execution]) -> list[Re
         return []
     names = {e.id: e.workflow_name for e in executions}
     results = {e.id: (e.context or {}).get("results", {}) for e in executions}
-    rows = s.exec(select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id,
-                                              col(OutboxMessage.execution_id).in_(list(names)))
-                  .order_by(col(OutboxMessage.created_at), col(OutboxMessage.id))).all()
+    rows = s.exec(
+        select(OutboxMessage)
+        .where(OutboxMessage.tenant_id == tenant_id, col(OutboxMessage.execution_id).in_(list(names)))
+        .order_by(col(OutboxMessage.created_at), col(OutboxMessage.id))
+    ).all()
     out = []
     for row in rows:
         provider, plan = _ai_and_plan(results.get(row.execution_id or "") or {})
-        out.append(Reply(outbox_id=row.id, execution_id=row.execution_id, workflow_name=names.get(row.execution_id or ""),
-                         channel=row.channel, recipient=row.recipient, subject=row.subject, body=row.body,
-                         status=row.status, at=row.created_at, policy=(row.detail or {}).get("policy") or {},
-                         ai_provider=provider, plan=plan))
+        out.append(
+            Reply(
+                outbox_id=row.id,
+                execution_id=row.execution_id,
+                workflow_name=names.get(row.execution_id or ""),
+                channel=row.channel,
+                recipient=row.recipient,
+                subject=row.subject,
+                body=row.body,
+                status=row.status,
+                at=row.created_at,
+                policy=(row.detail or {}).get("policy") or {},
+                ai_provider=provider,
+                plan=plan,
+            )
+        )
     return out
 
 
@@ -510,9 +645,17 @@ def _ai_and_plan(results: dict[str, Any]) -> tuple[str | None, dict | None]:
 
 
 def _conversation_events(s: Session, tenant_id: str, contact: TestContact) -> list[EventRecord]:
-    return list(s.exec(select(EventRecord).where(
-        EventRecord.tenant_id == tenant_id, EventRecord.depth == 0,
-        col(EventRecord.sender).in_([contact.phone, contact.email])).order_by(col(EventRecord.received_at), col(EventRecord.id))).all())
+    return list(
+        s.exec(
+            select(EventRecord)
+            .where(
+                EventRecord.tenant_id == tenant_id,
+                EventRecord.depth == 0,
+                col(EventRecord.sender).in_([contact.phone, contact.email]),
+            )
+            .order_by(col(EventRecord.received_at), col(EventRecord.id))
+        ).all()
+    )
 
 
 def conversation(*, uow: UnitOfWork, actor: Actor, contact: TestContact) -> Conversation:
@@ -537,13 +680,31 @@ def _pending_rows(s: Session, tenant_id: str, contact: TestContact) -> tuple[lis
     executions = _conversation_executions(s, tenant_id, contact)
     if not executions:
         return [], executions
-    rows = list(s.exec(select(DueWork).where(DueWork.tenant_id == tenant_id, DueWork.status == DueStatus.PENDING,
-                                             col(DueWork.execution_id).in_(list(executions)))).all())
-    outbox_ids = set(s.exec(select(OutboxMessage.id).where(OutboxMessage.tenant_id == tenant_id,
-                                                           col(OutboxMessage.execution_id).in_(list(executions)))).all())
+    rows = list(
+        s.exec(
+            select(DueWork).where(
+                DueWork.tenant_id == tenant_id,
+                DueWork.status == DueStatus.PENDING,
+                col(DueWork.execution_id).in_(list(executions)),
+            )
+        ).all()
+    )
+    outbox_ids = set(
+        s.exec(
+            select(OutboxMessage.id).where(
+                OutboxMessage.tenant_id == tenant_id, col(OutboxMessage.execution_id).in_(list(executions))
+            )
+        ).all()
+    )
     if outbox_ids:
-        deliveries = s.exec(select(DueWork).where(DueWork.tenant_id == tenant_id, DueWork.status == DueStatus.PENDING,
-                                                  col(DueWork.kind) == DueKind.DELIVER, col(DueWork.execution_id).is_(None))).all()
+        deliveries = s.exec(
+            select(DueWork).where(
+                DueWork.tenant_id == tenant_id,
+                DueWork.status == DueStatus.PENDING,
+                col(DueWork.kind) == DueKind.DELIVER,
+                col(DueWork.execution_id).is_(None),
+            )
+        ).all()
         rows += [d for d in deliveries if (d.payload or {}).get("outboxId") in outbox_ids]
     rows.sort(key=lambda r: (r.due_at, r.id))
     return rows, executions
@@ -557,17 +718,34 @@ def pending_items(*, uow: UnitOfWork, actor: Actor, contact: TestContact) -> lis
     out = []
     for row in rows:
         ex = executions.get(row.execution_id or "")
-        labels: dict[str, str] = {DueKind.RESUME: f"continue at step {(row.payload or {}).get('actionId')}",
-                                  DueKind.FOLLOW_UP: f"follow-up: {(row.payload or {}).get('body', '')[:80]}",
-                                  DueKind.DELIVER: "deliver a message held back by quiet hours"}
+        labels: dict[str, str] = {
+            DueKind.RESUME: f"continue at step {(row.payload or {}).get('actionId')}",
+            DueKind.FOLLOW_UP: f"follow-up: {(row.payload or {}).get('body', '')[:80]}",
+            DueKind.DELIVER: "deliver a message held back by quiet hours",
+        }
         what = labels.get(row.kind, row.kind)
-        out.append(PendingItem(id=row.id, kind=row.kind, due_at=row.due_at, execution_id=row.execution_id,
-                               workflow_name=ex.workflow_name if ex else None, what=what))
+        out.append(
+            PendingItem(
+                id=row.id,
+                kind=row.kind,
+                due_at=row.due_at,
+                execution_id=row.execution_id,
+                workflow_name=ex.workflow_name if ex else None,
+                what=what,
+            )
+        )
     return out
 
 
-def fast_forward(*, uow: UnitOfWork, actor: Actor, contact: TestContact, all_items: bool = False, max_items: int = 100,
-                 drafts: dict[str, dict] | None = None) -> list[PendingItem]:
+def fast_forward(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    contact: TestContact,
+    all_items: bool = False,
+    max_items: int = 100,
+    drafts: dict[str, dict] | None = None,
+) -> list[PendingItem]:
     """Resume the conversation's next due item (or all of them, including ones they create) now.
 
     Each item goes through :meth:`engine.worker.Worker.handle`, claimed by a worker whose clock
@@ -588,8 +766,10 @@ def fast_forward(*, uow: UnitOfWork, actor: Actor, contact: TestContact, all_ite
         _mark_fast_forwarded(uow, actor.tenant_id, item)
         due = item.due_at
         offset = due - uow.now()
+
         def clock(o=offset, now=uow.clock):
-            return (now() + o)
+            return now() + o
+
         runner = Runner(uow.db, clock=clock, classifier=builtin_classifier())
         runner.drafts = checked_drafts(uow=uow, actor=actor, drafts=drafts)
         before_runner(uow)
@@ -617,4 +797,3 @@ def _mark_fast_forwarded(uow: UnitOfWork, tenant_id: str, item: PendingItem) -> 
             context["fastForwarded"] = [*context.get("fastForwarded", []), mark]
             ex.context = context
             s.add(ex)
-

@@ -66,11 +66,11 @@ MESSAGE_CHANNELS = ("whatsapp", "sms", "email", "web", "voice")
 _ev, _ex, _ob, _st = EventRecord.__table__.c, Execution.__table__.c, OutboxMessage.__table__.c, StepRun.__table__.c
 
 
-
 @contextmanager
 def _reading(uow: UnitOfWork):
     """The unit of work's session for a block of reads (the entry point's unit ends the transaction)."""
     yield uow.session
+
 
 @dataclass(frozen=True)
 class Period:
@@ -108,13 +108,16 @@ def period_of(first: date, last: date, tz: str) -> Period:
     return Period(first, last, tz, _local_midnight(first, tz), _local_midnight(last + timedelta(days=1), tz))
 
 
-def resolve_period(tz: str, preset: str = "30d", *, first: date | None = None, last: date | None = None,
-                   now: datetime | None = None) -> Period:
+def resolve_period(
+    tz: str, preset: str = "30d", *, first: date | None = None, last: date | None = None, now: datetime | None = None
+) -> Period:
     """A preset (today, 7d, 30d, month) or a custom [first, last] of local dates, in the studio's zone."""
     today = (now or datetime.now(UTC)).astimezone(ZoneInfo(tz)).date()
     if preset == "custom" or first or last:
         if first is None or last is None:
-            raise InvalidInput("a custom range needs both from and to (YYYY-MM-DD)", field="from" if first is None else "to")
+            raise InvalidInput(
+                "a custom range needs both from and to (YYYY-MM-DD)", field="from" if first is None else "to"
+            )
         return period_of(first, last, tz)
     spans = {"today": 1, "7d": 7, "30d": 30}
     if preset == "month":
@@ -165,10 +168,15 @@ def _percentiles(s: Session, values: sa.Select, qs: tuple[float, ...]) -> list[f
     """Nearest-rank percentiles of a one-column select in one SQL pass (window functions)."""
     sub = values.subquery()
     v = next(iter(sub.c))
-    ranked = sa.select(v.label("v"), sa.func.row_number().over(order_by=v).label("rn"),
-                       sa.func.count().over().label("n")).where(v.isnot(None)).subquery()
+    ranked = (
+        sa.select(v.label("v"), sa.func.row_number().over(order_by=v).label("rn"), sa.func.count().over().label("n"))
+        .where(v.isnot(None))
+        .subquery()
+    )
     wanted = [sa.case((_ceil(ranked.c.n * q) < 1, 1), else_=_ceil(ranked.c.n * q)) for q in qs]
-    found = s.execute(sa.select(ranked.c.rn, ranked.c.v, ranked.c.n).where(sa.or_(*(ranked.c.rn == w for w in wanted)))).all()
+    found = s.execute(
+        sa.select(ranked.c.rn, ranked.c.v, ranked.c.n).where(sa.or_(*(ranked.c.rn == w for w in wanted)))
+    ).all()
     if not found:
         return [None for _ in qs]
     n = found[0].n
@@ -186,15 +194,19 @@ def _execution_counts(s: Session, tenant_id: str, p: Period) -> dict[str, int]:
 
 def _inbound(s: Session, tenant_id: str, p: Period) -> dict[str, int]:
     base = [_ev.tenant_id == tenant_id, _ev.is_test == sa.false(), _ev.depth == 0, _in(_ev.received_at, p)]
-    q = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(
-        sa.case((_ev.channel.in_(MESSAGE_CHANNELS), 1), else_=0)), 0)).where(*base)
+    q = sa.select(
+        sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((_ev.channel.in_(MESSAGE_CHANNELS), 1), else_=0)), 0)
+    ).where(*base)
     events, messages = s.execute(q).one()
     return {"inbound_events": events, "inbound_messages": messages}
 
 
 def _messages(s: Session, tenant_id: str, p: Period) -> dict[str, dict[str, int]]:
-    q = (sa.select(_ob.channel, _ob.status, sa.func.count()).where(
-        _ob.tenant_id == tenant_id, _ob.is_test == sa.false(), _in(_ob.created_at, p)).group_by(_ob.channel, _ob.status))
+    q = (
+        sa.select(_ob.channel, _ob.status, sa.func.count())
+        .where(_ob.tenant_id == tenant_id, _ob.is_test == sa.false(), _in(_ob.created_at, p))
+        .group_by(_ob.channel, _ob.status)
+    )
     out: dict[str, dict[str, int]] = {}
     for channel, status, n in s.execute(q):
         out.setdefault(channel, {})[status] = n
@@ -219,25 +231,46 @@ def _first_reply_seconds(s: Session, tenant_id: str, p: Period) -> list[float | 
     ``REPLY_SAMPLE``), then each message's executions and their first outbox row.
     """
     dialect = s.get_bind().dialect.name
-    inbound = (sa.select(_ev.id.label("id"), _ev.received_at.label("at"))
-               .where(_ev.tenant_id == tenant_id, _ev.is_test == sa.false(), _ev.depth == 0,
-                      _ev.channel.in_(MESSAGE_CHANNELS), _in(_ev.received_at, p))
-               .order_by(_ev.received_at.desc()).limit(REPLY_SAMPLE).subquery())
-    first_out = (sa.select(sa.func.min(_ob.created_at)).where(_ob.execution_id == _ex.id, _ob.is_test == sa.false())
-                 .correlate(Execution.__table__).scalar_subquery())
-    replied = (sa.select(inbound.c.id, inbound.c.at, sa.func.min(first_out).label("replied"))
-               .select_from(inbound.join(Execution.__table__, _ex.event_id == inbound.c.id))
-               .where(domain.counted()).group_by(inbound.c.id, inbound.c.at).subquery())
-    values = sa.select(_seconds(replied.c.replied, replied.c.at, dialect).label("d")).where(replied.c.replied.isnot(None))
+    inbound = (
+        sa.select(_ev.id.label("id"), _ev.received_at.label("at"))
+        .where(
+            _ev.tenant_id == tenant_id,
+            _ev.is_test == sa.false(),
+            _ev.depth == 0,
+            _ev.channel.in_(MESSAGE_CHANNELS),
+            _in(_ev.received_at, p),
+        )
+        .order_by(_ev.received_at.desc())
+        .limit(REPLY_SAMPLE)
+        .subquery()
+    )
+    first_out = (
+        sa.select(sa.func.min(_ob.created_at))
+        .where(_ob.execution_id == _ex.id, _ob.is_test == sa.false())
+        .correlate(Execution.__table__)
+        .scalar_subquery()
+    )
+    replied = (
+        sa.select(inbound.c.id, inbound.c.at, sa.func.min(first_out).label("replied"))
+        .select_from(inbound.join(Execution.__table__, _ex.event_id == inbound.c.id))
+        .where(domain.counted())
+        .group_by(inbound.c.id, inbound.c.at)
+        .subquery()
+    )
+    values = sa.select(_seconds(replied.c.replied, replied.c.at, dialect).label("d")).where(
+        replied.c.replied.isnot(None)
+    )
     return _percentiles(s, values, (0.5, 0.9))
 
 
 def _minutes_saved(s: Session, tenant: Tenant, p: Period) -> float:
     """Succeeded runs per workflow x that workflow's minutes saved per run (settings, default 2)."""
     per = (tenant.settings or {}).get("minutesSaved", {})
-    q = (sa.select(_ex.workflow_id, sa.func.count()).where(
-        _ex.tenant_id == tenant.id, domain.counted(), _in(_ex.started_at, p),
-        _ex.status == "succeeded").group_by(_ex.workflow_id))
+    q = (
+        sa.select(_ex.workflow_id, sa.func.count())
+        .where(_ex.tenant_id == tenant.id, domain.counted(), _in(_ex.started_at, p), _ex.status == "succeeded")
+        .group_by(_ex.workflow_id)
+    )
     return round(sum(n * float(per.get(wf or "", DEFAULT_MINUTES_SAVED)) for wf, n in s.execute(q)), 1)
 
 
@@ -245,11 +278,19 @@ def _kpis_in(s: Session, tenant: Tenant, p: Period) -> dict[str, Any]:
     counts = _execution_counts(s, tenant.id, p)
     median, p90 = _first_reply_seconds(s, tenant.id, p)
     return {
-        **_inbound(s, tenant.id, p), "executions": counts["runs"], "succeeded": counts["succeeded"],
-        "failures": counts["failed"], "skipped": counts["skipped"], "in_progress": counts["in_progress"],
-        "cancelled": counts["cancelled"], "success_rate": domain.success_rate(counts["succeeded"], counts["failed"]),
-        "leads_created": _count(s, Lead, tenant.id, p), "bookings": _count(s, Booking, tenant.id, p),
-        "first_reply_median_s": median, "first_reply_p90_s": p90, "minutes_saved": _minutes_saved(s, tenant, p),
+        **_inbound(s, tenant.id, p),
+        "executions": counts["runs"],
+        "succeeded": counts["succeeded"],
+        "failures": counts["failed"],
+        "skipped": counts["skipped"],
+        "in_progress": counts["in_progress"],
+        "cancelled": counts["cancelled"],
+        "success_rate": domain.success_rate(counts["succeeded"], counts["failed"]),
+        "leads_created": _count(s, Lead, tenant.id, p),
+        "bookings": _count(s, Booking, tenant.id, p),
+        "first_reply_median_s": median,
+        "first_reply_p90_s": p90,
+        "minutes_saved": _minutes_saved(s, tenant, p),
         "messages": _messages(s, tenant.id, p),
     }
 
@@ -269,16 +310,31 @@ def kpis(*, uow: UnitOfWork, actor: Actor, period: Period) -> dict[str, Any]:
     return {"current": current, "previous": previous, "delta": {k: _delta(v, previous[k]) for k, v in current.items()}}
 
 
-def stats(*, uow: UnitOfWork, actor: Actor, first: date | None = None, last: date | None = None, preset: str = "30d",
-          now: datetime | None = None) -> dict[str, Any]:
+def stats(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    first: date | None = None,
+    last: date | None = None,
+    preset: str = "30d",
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """What ``GET /api/stats`` returns: the range, KPIs with previous period and deltas, top skip reasons."""
     actor.require(READ)
     tz = _tz(uow, actor)
     p = resolve_period(tz, preset, first=first, last=last, now=now or uow.now())
     prev = p.previous()
-    return {"range": {"from": p.first.isoformat(), "to": p.last.isoformat(), "timezone": tz,
-                      "previousFrom": prev.first.isoformat(), "previousTo": prev.last.isoformat()},
-            **kpis(uow=uow, actor=actor, period=p), "skipReasons": skip_reasons(uow=uow, actor=actor, p=p)}
+    return {
+        "range": {
+            "from": p.first.isoformat(),
+            "to": p.last.isoformat(),
+            "timezone": tz,
+            "previousFrom": prev.first.isoformat(),
+            "previousTo": prev.last.isoformat(),
+        },
+        **kpis(uow=uow, actor=actor, period=p),
+        "skipReasons": skip_reasons(uow=uow, actor=actor, p=p),
+    }
 
 
 def _tz(uow: UnitOfWork, actor: Actor) -> str:
@@ -294,8 +350,11 @@ def executions_by_day(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[
     actor.require(READ)
     bucket = _day_bucket(_ex.started_at, p).label("b")
     outcome = sa.case((_ex.status.in_(domain.IN_PROGRESS_STATUSES), "in_progress"), else_=_ex.status).label("o")
-    q = (sa.select(bucket, outcome, sa.func.count()).where(_ex.tenant_id == actor.tenant_id, domain.counted(),
-                                                            _in(_ex.started_at, p)).group_by(bucket, outcome))
+    q = (
+        sa.select(bucket, outcome, sa.func.count())
+        .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _in(_ex.started_at, p))
+        .group_by(bucket, outcome)
+    )
     with _reading(uow) as s:
         rows = s.execute(q).all()
     days = p.days
@@ -307,9 +366,17 @@ def intents_by_day(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str
     actor.require(READ)
     bucket = _day_bucket(_ev.received_at, p).label("b")
     intent = sa.func.coalesce(_ev.intent, "unknown").label("i")
-    q = (sa.select(bucket, intent, sa.func.count()).where(
-        _ev.tenant_id == actor.tenant_id, _ev.is_test == sa.false(), _ev.depth == 0, _ev.channel.in_(MESSAGE_CHANNELS),
-        _in(_ev.received_at, p)).group_by(bucket, intent))
+    q = (
+        sa.select(bucket, intent, sa.func.count())
+        .where(
+            _ev.tenant_id == actor.tenant_id,
+            _ev.is_test == sa.false(),
+            _ev.depth == 0,
+            _ev.channel.in_(MESSAGE_CHANNELS),
+            _in(_ev.received_at, p),
+        )
+        .group_by(bucket, intent)
+    )
     with _reading(uow) as s:
         rows = s.execute(q).all()
     return [{"day": p.days[b].isoformat(), "intent": i, "n": n} for b, i, n in rows if b is not None]
@@ -321,11 +388,22 @@ def inbound_heatmap(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[st
     actor.require(READ)
     with _reading(uow) as s:
         dialect = s.get_bind().dialect.name
-        hour = (sa.func.date_trunc("hour", _ev.received_at) if dialect == "postgresql"
-                else sa.func.strftime("%Y-%m-%d %H:00:00", _ev.received_at)).label("h")
-        q = (sa.select(hour, sa.func.count()).where(
-            _ev.tenant_id == actor.tenant_id, _ev.is_test == sa.false(), _ev.depth == 0,
-            _ev.channel.in_(MESSAGE_CHANNELS), _in(_ev.received_at, p)).group_by(hour))
+        hour = (
+            sa.func.date_trunc("hour", _ev.received_at)
+            if dialect == "postgresql"
+            else sa.func.strftime("%Y-%m-%d %H:00:00", _ev.received_at)
+        ).label("h")
+        q = (
+            sa.select(hour, sa.func.count())
+            .where(
+                _ev.tenant_id == actor.tenant_id,
+                _ev.is_test == sa.false(),
+                _ev.depth == 0,
+                _ev.channel.in_(MESSAGE_CHANNELS),
+                _in(_ev.received_at, p),
+            )
+            .group_by(hour)
+        )
         rows = s.execute(q).all()
     zone, cells = ZoneInfo(p.tz), dict[Any, Any]()
     for h, n in rows:
@@ -333,17 +411,22 @@ def inbound_heatmap(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[st
         local = utc.astimezone(zone)
         key = (local.strftime("%a"), local.weekday(), local.hour)
         cells[key] = cells.get(key, 0) + n
-    return [{"weekday": k[0], "weekdayNo": k[1], "hour": k[2], "n": n} for k, n in sorted(cells.items(), key=lambda i: i[0][1:])]
+    return [
+        {"weekday": k[0], "weekdayNo": k[1], "hour": k[2], "n": n}
+        for k, n in sorted(cells.items(), key=lambda i: i[0][1:])
+    ]
 
 
 def volume_by_trigger_channel(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Counted executions per trigger type and channel of their event."""
     actor.require(READ)
     channel = sa.func.coalesce(_ev.channel, "none").label("c")
-    q = (sa.select(_ev.trigger_type, channel, sa.func.count())
-         .select_from(Execution.__table__.join(EventRecord.__table__, _ev.id == _ex.event_id))
-         .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _in(_ex.started_at, p))
-         .group_by(_ev.trigger_type, channel))
+    q = (
+        sa.select(_ev.trigger_type, channel, sa.func.count())
+        .select_from(Execution.__table__.join(EventRecord.__table__, _ev.id == _ex.event_id))
+        .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _in(_ex.started_at, p))
+        .group_by(_ev.trigger_type, channel)
+    )
     with _reading(uow) as s:
         return [{"trigger": t, "channel": c, "n": n} for t, c, n in s.execute(q)]
 
@@ -351,10 +434,15 @@ def volume_by_trigger_channel(*, uow: UnitOfWork, actor: Actor, p: Period) -> li
 def top_errors(*, uow: UnitOfWork, actor: Actor, p: Period, limit: int = 10) -> list[dict[str, Any]]:
     """The most frequent errors of failed executions (text as stored), with one example id."""
     actor.require(READ)
-    q = (sa.select(sa.func.coalesce(_ex.error, "(no message)").label("e"), sa.func.count().label("n"),
-                   sa.func.max(_ex.id)).where(_ex.tenant_id == actor.tenant_id, domain.counted(),
-                                              _ex.status == "failed", _in(_ex.started_at, p))
-         .group_by(sa.text("1")).order_by(sa.desc("n")).limit(limit))
+    q = (
+        sa.select(
+            sa.func.coalesce(_ex.error, "(no message)").label("e"), sa.func.count().label("n"), sa.func.max(_ex.id)
+        )
+        .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _ex.status == "failed", _in(_ex.started_at, p))
+        .group_by(sa.text("1"))
+        .order_by(sa.desc("n"))
+        .limit(limit)
+    )
     with _reading(uow) as s:
         return [{"error": e, "n": n, "exampleId": ex} for e, n, ex in s.execute(q)]
 
@@ -362,24 +450,34 @@ def top_errors(*, uow: UnitOfWork, actor: Actor, p: Period, limit: int = 10) -> 
 def skip_reasons(*, uow: UnitOfWork, actor: Actor, p: Period, limit: int = 5) -> list[dict[str, Any]]:
     """Top reasons executions were skipped: per workflow (its conditions did not hold)."""
     actor.require(READ)
-    q = (sa.select(_ex.workflow_name, sa.func.count().label("n")).where(
-        _ex.tenant_id == actor.tenant_id, domain.counted(), _ex.status == "skipped", _in(_ex.started_at, p))
-         .group_by(_ex.workflow_name).order_by(sa.desc("n")).limit(limit))
+    q = (
+        sa.select(_ex.workflow_name, sa.func.count().label("n"))
+        .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _ex.status == "skipped", _in(_ex.started_at, p))
+        .group_by(_ex.workflow_name)
+        .order_by(sa.desc("n"))
+        .limit(limit)
+    )
     with _reading(uow) as s:
-        return [{"reason": f"conditions of “{name}” did not hold", "workflow": name, "n": n} for name, n in s.execute(q)]
+        return [
+            {"reason": f"conditions of “{name}” did not hold", "workflow": name, "n": n} for name, n in s.execute(q)
+        ]
 
 
 def action_failure_rates(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Per action type: step attempts, failed attempts, failure rate."""
     actor.require(READ)
     failed = sa.func.coalesce(sa.func.sum(sa.case((_st.status == "failed", 1), else_=0)), 0)
-    q = (sa.select(_st.action_type, sa.func.count(), failed)
-         .select_from(StepRun.__table__.join(Execution.__table__, _ex.id == _st.execution_id))
-         .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _in(_ex.started_at, p))
-         .group_by(_st.action_type))
+    q = (
+        sa.select(_st.action_type, sa.func.count(), failed)
+        .select_from(StepRun.__table__.join(Execution.__table__, _ex.id == _st.execution_id))
+        .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _in(_ex.started_at, p))
+        .group_by(_st.action_type)
+    )
     with _reading(uow) as s:
-        return [{"actionType": t, "attempts": n, "failed": f, "failureRate": round(f / n, 4) if n else 0.0}
-                for t, n, f in s.execute(q)]
+        return [
+            {"actionType": t, "attempts": n, "failed": f, "failureRate": round(f / n, 4) if n else 0.0}
+            for t, n, f in s.execute(q)
+        ]
 
 
 # --------------------------------------------------------------------------- per workflow
@@ -388,19 +486,33 @@ def action_failure_rates(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[di
 def _median_durations(s: Session, tenant_id: str, p: Period) -> dict[str, float]:
     """Median seconds from start to finish per workflow (window functions, both dialects)."""
     dur = _seconds(_ex.finished_at, _ex.started_at, s.get_bind().dialect.name)
-    ranked = (sa.select(_ex.workflow_id.label("w"), dur.label("d"),
-                        sa.func.row_number().over(partition_by=_ex.workflow_id, order_by=dur).label("rn"),
-                        sa.func.count().over(partition_by=_ex.workflow_id).label("n"))
-              .where(_ex.tenant_id == tenant_id, domain.counted(), _in(_ex.started_at, p), _ex.finished_at.isnot(None),
-                     _ex.status.in_(("succeeded", "failed"))).subquery())
+    ranked = (
+        sa.select(
+            _ex.workflow_id.label("w"),
+            dur.label("d"),
+            sa.func.row_number().over(partition_by=_ex.workflow_id, order_by=dur).label("rn"),
+            sa.func.count().over(partition_by=_ex.workflow_id).label("n"),
+        )
+        .where(
+            _ex.tenant_id == tenant_id,
+            domain.counted(),
+            _in(_ex.started_at, p),
+            _ex.finished_at.isnot(None),
+            _ex.status.in_(("succeeded", "failed")),
+        )
+        .subquery()
+    )
     q = sa.select(ranked.c.w, ranked.c.d).where((ranked.c.rn * 2 - ranked.c.n).in_((0, 1)))  # lower median
     return {w: round(float(d), 2) for w, d in s.execute(q)}
 
 
 def _trend(s: Session, tenant_id: str, p: Period) -> dict[str, list[int]]:
     bucket = _day_bucket(_ex.started_at, p).label("b")
-    q = (sa.select(_ex.workflow_id, bucket, sa.func.count()).where(
-        _ex.tenant_id == tenant_id, domain.counted(), _in(_ex.started_at, p)).group_by(_ex.workflow_id, bucket))
+    q = (
+        sa.select(_ex.workflow_id, bucket, sa.func.count())
+        .where(_ex.tenant_id == tenant_id, domain.counted(), _in(_ex.started_at, p))
+        .group_by(_ex.workflow_id, bucket)
+    )
     out: dict[str, list[int]] = {}
     for w, b, n in s.execute(q):
         if b is not None:
@@ -411,22 +523,46 @@ def _trend(s: Session, tenant_id: str, p: Period) -> dict[str, list[int]]:
 def per_workflow(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Per workflow: runs, success rate, skipped, errors, median duration, last run, daily trend."""
     actor.require(READ)
-    q = (sa.select(col(Workflow.id), col(Workflow.name), *domain.count_columns(), sa.func.max(_ex.started_at).label("last"))
-         .select_from(Workflow.__table__.outerjoin(Execution.__table__, sa.and_(
-             _ex.tenant_id == Workflow.tenant_id, _ex.workflow_id == Workflow.id, domain.counted(),
-             _in(_ex.started_at, p))))
-         .where(Workflow.tenant_id == actor.tenant_id).group_by(Workflow.id, Workflow.name).order_by(Workflow.name))
+    q = (
+        sa.select(
+            col(Workflow.id), col(Workflow.name), *domain.count_columns(), sa.func.max(_ex.started_at).label("last")
+        )
+        .select_from(
+            Workflow.__table__.outerjoin(
+                Execution.__table__,
+                sa.and_(
+                    _ex.tenant_id == Workflow.tenant_id,
+                    _ex.workflow_id == Workflow.id,
+                    domain.counted(),
+                    _in(_ex.started_at, p),
+                ),
+            )
+        )
+        .where(col(Workflow.tenant_id) == actor.tenant_id)
+        .group_by(Workflow.id, Workflow.name)
+        .order_by(Workflow.name)
+    )
     with _reading(uow) as s:
         rows = s.execute(q).all()
         medians, trends = _median_durations(s, actor.tenant_id, p), _trend(s, actor.tenant_id, p)
     out = []
     for r in rows:
         runs = r.runs if r.last is not None else 0
-        out.append({"workflowId": r.id, "workflow": r.name, "runs": runs, "succeeded": r.succeeded,
-                    "successRate": domain.success_rate(r.succeeded, r.failed), "skipped": r.skipped, "errors": r.failed,
-                    "inProgress": r.in_progress, "medianDurationS": medians.get(r.id),
-                    "lastRun": r.last.replace(tzinfo=UTC).isoformat() if r.last else None,
-                    "trend": trends.get(r.id, [0] * len(p.days))})
+        out.append(
+            {
+                "workflowId": r.id,
+                "workflow": r.name,
+                "runs": runs,
+                "succeeded": r.succeeded,
+                "successRate": domain.success_rate(r.succeeded, r.failed),
+                "skipped": r.skipped,
+                "errors": r.failed,
+                "inProgress": r.in_progress,
+                "medianDurationS": medians.get(r.id),
+                "lastRun": r.last.replace(tzinfo=UTC).isoformat() if r.last else None,
+                "trend": trends.get(r.id, [0] * len(p.days)),
+            }
+        )
     return out
 
 
@@ -437,13 +573,25 @@ def flow_numbers(*, uow: UnitOfWork, actor: Actor, workflow_id: str, p: Period) 
     the ``reached`` of the steps it leads to.
     """
     actor.require(READ)
-    last = (sa.select(_st.execution_id, _st.action_id, sa.func.max(_st.attempt).label("a"))
-            .select_from(StepRun.__table__.join(Execution.__table__, _ex.id == _st.execution_id))
-            .where(_ex.tenant_id == actor.tenant_id, _ex.workflow_id == workflow_id, domain.counted(),
-                   _in(_ex.started_at, p)).group_by(_st.execution_id, _st.action_id).subquery())
-    q = (sa.select(_st.action_id, _st.status, sa.func.count())
-         .join(last, sa.and_(last.c.execution_id == _st.execution_id, last.c.action_id == _st.action_id,
-                             last.c.a == _st.attempt)).group_by(_st.action_id, _st.status))
+    last = (
+        sa.select(_st.execution_id, _st.action_id, sa.func.max(_st.attempt).label("a"))
+        .select_from(StepRun.__table__.join(Execution.__table__, _ex.id == _st.execution_id))
+        .where(
+            _ex.tenant_id == actor.tenant_id, _ex.workflow_id == workflow_id, domain.counted(), _in(_ex.started_at, p)
+        )
+        .group_by(_st.execution_id, _st.action_id)
+        .subquery()
+    )
+    q = (
+        sa.select(_st.action_id, _st.status, sa.func.count())
+        .join(
+            last,
+            sa.and_(
+                last.c.execution_id == _st.execution_id, last.c.action_id == _st.action_id, last.c.a == _st.attempt
+            ),
+        )
+        .group_by(_st.action_id, _st.status)
+    )
     out: dict[str, dict[str, int]] = {}
     with _reading(uow) as s:
         for action_id, status, n in s.execute(q):
@@ -463,8 +611,9 @@ def goal_of(*, uow: UnitOfWork, actor: Actor, workflow_id: str) -> dict[str, Any
         return ((_tenant(s, actor).settings or {}).get("goals") or {}).get(workflow_id)
 
 
-def conversions(*, uow: UnitOfWork, actor: Actor, workflow_id: str, p: Period, kind: str = "booking",
-                days: int = 7) -> dict[str, Any]:
+def conversions(
+    *, uow: UnitOfWork, actor: Actor, workflow_id: str, p: Period, kind: str = "booking", days: int = 7
+) -> dict[str, Any]:
     """Share of the workflow's counted executions whose contact booked (or became a lead) within
     ``days`` after the execution started, and the median time to convert (hours)."""
     actor.require(READ)
@@ -479,16 +628,39 @@ def conversions(*, uow: UnitOfWork, actor: Actor, workflow_id: str, p: Period, k
     else:
         g = Lead.__table__.c
         match = sa.or_(g.phone == _ev.sender, g.email == _ev.sender)
-    first_goal = (sa.select(sa.func.min(g.created_at)).where(
-        g.tenant_id == actor.tenant_id, match, g.created_at >= _ex.started_at, g.created_at < _plus(_ex.started_at, window, uow.db.dialect.name))
-        .correlate(Execution.__table__, EventRecord.__table__).scalar_subquery())
-    runs = (sa.select(_ex.started_at.label("s"), first_goal.label("g"))
-            .select_from(Execution.__table__.join(EventRecord.__table__, _ev.id == _ex.event_id))
-            .where(_ex.tenant_id == actor.tenant_id, _ex.workflow_id == workflow_id, domain.counted(),
-                   _ex.status != "skipped", _in(_ex.started_at, p), _ev.sender.isnot(None)).subquery())
+    first_goal = (
+        sa.select(sa.func.min(g.created_at))
+        .where(
+            g.tenant_id == actor.tenant_id,
+            match,
+            g.created_at >= _ex.started_at,
+            g.created_at < _plus(_ex.started_at, window, uow.db.dialect.name),
+        )
+        .correlate(Execution.__table__, EventRecord.__table__)
+        .scalar_subquery()
+    )
+    runs = (
+        sa.select(_ex.started_at.label("s"), first_goal.label("g"))
+        .select_from(Execution.__table__.join(EventRecord.__table__, _ev.id == _ex.event_id))
+        .where(
+            _ex.tenant_id == actor.tenant_id,
+            _ex.workflow_id == workflow_id,
+            domain.counted(),
+            _ex.status != "skipped",
+            _in(_ex.started_at, p),
+            _ev.sender.isnot(None),
+        )
+        .subquery()
+    )
     with _reading(uow) as s:
         total, converted = s.execute(sa.select(sa.func.count(), sa.func.count(runs.c.g))).one()
         dialect = s.get_bind().dialect.name
         (median,) = _percentiles(s, sa.select((_seconds(runs.c.g, runs.c.s, dialect) / 3600.0).label("h")), (0.5,))
-    return {"kind": kind, "days": days, "executions": total, "converted": converted,
-            "rate": round(converted / total, 4) if total else None, "medianHoursToConvert": median}
+    return {
+        "kind": kind,
+        "days": days,
+        "executions": total,
+        "converted": converted,
+        "rate": round(converted / total, 4) if total else None,
+        "medianHoursToConvert": median,
+    }

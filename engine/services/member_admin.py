@@ -25,8 +25,11 @@ def end_user_sessions(*, uow: UnitOfWork, user_id: str) -> int:
 
 
 def _membership(s, actor: Actor, user_id: str, *, lock: bool = False) -> tuple[Membership, User]:
-    stmt = select(Membership, User).join(User, col(User.id) == col(Membership.user_id)).where(
-        Membership.tenant_id == actor.tenant_id, Membership.user_id == user_id)
+    stmt = (
+        select(Membership, User)
+        .join(User, col(User.id) == col(Membership.user_id))
+        .where(Membership.tenant_id == actor.tenant_id, Membership.user_id == user_id)
+    )
     if lock and s.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     row = s.exec(stmt).first()
@@ -72,5 +75,3 @@ def remove_member(*, uow: UnitOfWork, actor: Actor, user_id: str) -> None:
     email = user.email
     end_user_sessions(uow=uow, user_id=user_id)
     record_audit(uow=uow, actor=actor, area="users", changes={email: {"from": "member", "to": "removed"}})
-
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from engine.auth import ADMIN, READ, Actor, hash_password
 from engine.errors import Conflict, InvalidInput
@@ -24,13 +24,18 @@ def list_members(*, uow: UnitOfWork, actor: Actor) -> list[MemberOut]:
     """The studio's users and their roles, by e-mail."""
     actor.require(READ)
     s = uow.session
-    rows = s.exec(select(User, Membership.role).join(Membership, Membership.user_id == User.id)
-                  .where(Membership.tenant_id == actor.tenant_id).order_by(User.email)).all()
+    rows = s.exec(
+        select(User, Membership.role)
+        .join(Membership, col(Membership.user_id) == User.id)
+        .where(Membership.tenant_id == actor.tenant_id)
+        .order_by(User.email)
+    ).all()
     return [MemberOut(user_id=u.id, email=u.email, name=u.name, role=role) for u, role in rows]
 
 
-def add_member(*, uow: UnitOfWork, actor: Actor, email: str, role: str, password: str | None = None,
-               name: str = "") -> MemberOut:
+def add_member(
+    *, uow: UnitOfWork, actor: Actor, email: str, role: str, password: str | None = None, name: str = ""
+) -> MemberOut:
     """Give a user a role in this studio; creates the login when the e-mail is new (owners only).
 
     An existing user keeps their password (it is theirs, possibly used in another studio).
@@ -49,7 +54,9 @@ def add_member(*, uow: UnitOfWork, actor: Actor, email: str, role: str, password
         user = User(email=email, name=name, password_hash=hash_password(password))
         s.add(user)
         s.flush()
-    elif s.exec(select(Membership).where(Membership.user_id == user.id, Membership.tenant_id == actor.tenant_id)).first():
+    elif s.exec(
+        select(Membership).where(Membership.user_id == user.id, Membership.tenant_id == actor.tenant_id)
+    ).first():
         raise Conflict(f"{email} is already a member of this studio")
     s.add(Membership(user_id=user.id, tenant_id=actor.tenant_id, role=role))
     return MemberOut(user_id=user.id, email=user.email, name=user.name, role=role)

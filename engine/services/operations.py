@@ -55,18 +55,35 @@ __all__ = [
     "ExecutionFilter",
     "ExecutionKeysetPage",
     "ReplayOut",
-    "bulk_replay", "count_replayable",
+    "bulk_replay",
+    "count_replayable",
     "cancel_execution",
     "contact_timeline",
     "count_executions",
-    "iter_executions_csv", "mask_executions", "contact_forms",
+    "iter_executions_csv",
+    "mask_executions",
+    "contact_forms",
     "replay_execution",
     "search_executions",
 ]
 
 CANCELLABLE = (ExecutionStatus.WAITING, ExecutionStatus.PENDING)
-CSV_COLUMNS = ("id", "started_at", "finished_at", "workflow", "status", "mode", "trigger", "channel", "sender",
-               "intent", "actions_executed", "error", "test", "replay_of")
+CSV_COLUMNS = (
+    "id",
+    "started_at",
+    "finished_at",
+    "workflow",
+    "status",
+    "mode",
+    "trigger",
+    "channel",
+    "sender",
+    "intent",
+    "actions_executed",
+    "error",
+    "test",
+    "replay_of",
+)
 _ex, _ev = Execution.__table__.c, EventRecord.__table__.c
 
 
@@ -112,10 +129,15 @@ def _where(actor: Actor, f: ExecutionFilter) -> list[Any]:
     where += domain.status_filter(f.status) if f.status else [_ex.is_test == sa.false()]
     if f.status and f.status != domain.TEST_FILTER:
         where.append(_ex.is_test == sa.false())
-    optional = [(f.start, lambda v: _ex.started_at >= v), (f.end, lambda v: _ex.started_at < v),
-                (f.workflow_id, lambda v: _ex.workflow_id == v), (f.trigger, lambda v: _ev.trigger_type == v),
-                (f.channel, lambda v: _ev.channel == v), (f.intent, lambda v: _ev.intent == v),
-                (f.contact, lambda v: _ev.sender.in_(contact_forms(v)))]
+    optional = [
+        (f.start, lambda v: _ex.started_at >= v),
+        (f.end, lambda v: _ex.started_at < v),
+        (f.workflow_id, lambda v: _ex.workflow_id == v),
+        (f.trigger, lambda v: _ev.trigger_type == v),
+        (f.channel, lambda v: _ev.channel == v),
+        (f.intent, lambda v: _ev.intent == v),
+        (f.contact, lambda v: _ev.sender.in_(contact_forms(v))),
+    ]
     where += [make(value) for value, make in optional if value]
     return where
 
@@ -162,8 +184,14 @@ def _keyset(q: Any, after: str | None) -> Any:
     return q.order_by(col(Execution.started_at).desc(), col(Execution.id).desc())
 
 
-def search_executions(*, uow: UnitOfWork, actor: Actor, filters: ExecutionFilter | None = None,
-                      after: str | None = None, page_size: int = 50) -> ExecutionKeysetPage:
+def search_executions(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    filters: ExecutionFilter | None = None,
+    after: str | None = None,
+    page_size: int = 50,
+) -> ExecutionKeysetPage:
     """One keyset page of executions (newest first) with the filters; fast at any depth."""
     actor.require(READ)
     if not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -195,13 +223,32 @@ def count_executions(*, uow: UnitOfWork, actor: Actor, filters: ExecutionFilter 
 
 def _csv_row(ex: Execution, ev: dict[str, Any] | None) -> list[Any]:
     ev = ev or {}
-    return [ex.id, ex.started_at.isoformat(), ex.finished_at.isoformat() if ex.finished_at else "", ex.workflow_name,
-            ex.status, ex.mode, ev.get("trigger_type") or "", ev.get("channel") or "", ev.get("sender") or "",
-            ev.get("intent") or "", ex.actions_executed, ex.error or "", "yes" if ex.is_test else "", ex.replay_of or ""]
+    return [
+        ex.id,
+        ex.started_at.isoformat(),
+        ex.finished_at.isoformat() if ex.finished_at else "",
+        ex.workflow_name,
+        ex.status,
+        ex.mode,
+        ev.get("trigger_type") or "",
+        ev.get("channel") or "",
+        ev.get("sender") or "",
+        ev.get("intent") or "",
+        ex.actions_executed,
+        ex.error or "",
+        "yes" if ex.is_test else "",
+        ex.replay_of or "",
+    ]
 
 
-def iter_executions_csv(*, uow: UnitOfWork, actor: Actor, filters: ExecutionFilter | None = None,
-                        mask: Callable[[str], str] | None = None, batch: int = 1000) -> Iterator[str]:
+def iter_executions_csv(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    filters: ExecutionFilter | None = None,
+    mask: Callable[[str], str] | None = None,
+    batch: int = 1000,
+) -> Iterator[str]:
     """Every matching execution as CSV text, streamed in keyset batches (never all rows at once)."""
     actor.require(READ)
     f, after = filters or ExecutionFilter(), None
@@ -211,13 +258,21 @@ def iter_executions_csv(*, uow: UnitOfWork, actor: Actor, filters: ExecutionFilt
     while True:
         s = uow.session
         cols = (Execution, _ev.trigger_type, _ev.channel, _ev.sender, _ev.intent)
-        q = _keyset(_select(actor, f, *cols).outerjoin(EventRecord, _ev.id == _ex.event_id) if not f.needs_event
-                    else _select(actor, f, *cols), after).limit(batch)
+        q = _keyset(
+            _select(actor, f, *cols).outerjoin(EventRecord, _ev.id == _ex.event_id)
+            if not f.needs_event
+            else _select(actor, f, *cols),
+            after,
+        ).limit(batch)
         rows = s.execute(q).all()
         out = []
         for ex, trigger, channel, sender, intent in rows:
-            ev = {"trigger_type": trigger, "channel": channel, "sender": mask(sender) if (mask and sender) else sender,
-                  "intent": intent}
+            ev = {
+                "trigger_type": trigger,
+                "channel": channel,
+                "sender": mask(sender) if (mask and sender) else sender,
+                "intent": intent,
+            }
             out.append(_csv_line(_csv_row(ex, ev)))
         if out:
             yield "".join(out)
@@ -246,18 +301,35 @@ def cancel_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, reason
     now = uow.now()
     s = uow.session
     status = _status_of(s, actor, execution_id)
-    moved = s.execute(sa.update(Execution).where(
-        Execution.id == execution_id, Execution.tenant_id == actor.tenant_id, Execution.status.in_(CANCELLABLE))
-        .values(status=ExecutionStatus.CANCELLED, finished_at=now, lease_token=new_id(), current_action_id=None,
-                error=f"cancelled by {actor.email or actor.role}: {reason}")).rowcount
+    moved = s.execute(
+        sa.update(Execution)
+        .where(
+            col(Execution.id) == execution_id,
+            col(Execution.tenant_id) == actor.tenant_id,
+            col(Execution.status).in_(CANCELLABLE),
+        )
+        .values(
+            status=ExecutionStatus.CANCELLED,
+            finished_at=now,
+            lease_token=new_id(),
+            current_action_id=None,
+            error=f"cancelled by {actor.email or actor.role}: {reason}",
+        )
+    ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
     if moved != 1:
         raise Conflict(f"only waiting executions can be cancelled; this one is {status}")
-    s.execute(sa.update(DueWork).where(DueWork.execution_id == execution_id,
-                                       DueWork.status.in_((DueStatus.PENDING, DueStatus.CLAIMED)))
-              .values(status=DueStatus.CANCELLED, done_at=now, error=f"execution cancelled: {reason}"))
-    s.execute(sa.update(OutboxMessage).where(OutboxMessage.execution_id == execution_id,
-                                             OutboxMessage.status == OutboxStatus.DEFERRED)
-              .values(status=OutboxStatus.SUPPRESSED, error=f"execution cancelled: {reason}"))
+    s.execute(
+        sa.update(DueWork)
+        .where(
+            col(DueWork.execution_id) == execution_id, col(DueWork.status).in_((DueStatus.PENDING, DueStatus.CLAIMED))
+        )
+        .values(status=DueStatus.CANCELLED, done_at=now, error=f"execution cancelled: {reason}")
+    )
+    s.execute(
+        sa.update(OutboxMessage)
+        .where(col(OutboxMessage.execution_id) == execution_id, col(OutboxMessage.status) == OutboxStatus.DEFERRED)
+        .values(status=OutboxStatus.SUPPRESSED, error=f"execution cancelled: {reason}")
+    )
     logger.info("execution %s cancelled by %s", execution_id, actor.user_id or actor.role)
     from engine.services.runs import get_execution
 
@@ -265,8 +337,9 @@ def cancel_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, reason
 
 
 def _status_of(s: Session, actor: Actor, execution_id: str) -> str:
-    status = s.exec(select(Execution.status).where(Execution.id == execution_id,
-                                                   Execution.tenant_id == actor.tenant_id)).first()
+    status = s.exec(
+        select(Execution.status).where(Execution.id == execution_id, Execution.tenant_id == actor.tenant_id)
+    ).first()
     if status is None:
         raise NotFound(f"execution {execution_id} not found")
     return status
@@ -276,12 +349,14 @@ def _status_of(s: Session, actor: Actor, execution_id: str) -> str:
 
 
 def _failed_step(s: Session, execution_id: str) -> str | None:
-    return s.exec(select(StepRun.action_id).where(StepRun.execution_id == execution_id, StepRun.status == "failed")
-                  .order_by(col(StepRun.started_at).desc(), col(StepRun.attempt).desc())).first()
+    return s.exec(
+        select(StepRun.action_id)
+        .where(StepRun.execution_id == execution_id, StepRun.status == "failed")
+        .order_by(col(StepRun.started_at).desc(), col(StepRun.attempt).desc())
+    ).first()
 
 
-def _replay_row(s: Session, actor: Actor, ex: Execution, from_step: str, version: str,
-                now: datetime) -> dict[str, Any]:
+def _replay_row(s: Session, actor: Actor, ex: Execution, from_step: str, version: str, now: datetime) -> dict[str, Any]:
     definition, number, name = ex.definition, ex.workflow_version, ex.workflow_name
     if version == "current":
         wf = s.get(Workflow, ex.workflow_id) if ex.workflow_id else None
@@ -301,15 +376,34 @@ def _replay_row(s: Session, actor: Actor, ex: Execution, from_step: str, version
         trigger = context.get("trigger", {})
         context = {"trigger": trigger, "results": {}, "lead": _lead_stub(trigger)}
     context["replayOf"] = ex.id
-    return {"id": new_id(), "tenant_id": actor.tenant_id, "workflow_id": ex.workflow_id, "workflow_name": name,
-            "workflow_version": number, "event_id": ex.event_id, "status": ExecutionStatus.PENDING, "mode": ex.mode,
-            "definition": definition, "context": context, "explanation": ex.explanation, "current_action_id": start,
-            "lease_token": None, "heartbeat_at": None, "depth": ex.depth, "error": None, "started_at": now,
-            "finished_at": None, "actions_executed": 0, "is_test": ex.is_test, "replay_of": ex.id}
+    return {
+        "id": new_id(),
+        "tenant_id": actor.tenant_id,
+        "workflow_id": ex.workflow_id,
+        "workflow_name": name,
+        "workflow_version": number,
+        "event_id": ex.event_id,
+        "status": ExecutionStatus.PENDING,
+        "mode": ex.mode,
+        "definition": definition,
+        "context": context,
+        "explanation": ex.explanation,
+        "current_action_id": start,
+        "lease_token": None,
+        "heartbeat_at": None,
+        "depth": ex.depth,
+        "error": None,
+        "started_at": now,
+        "finished_at": None,
+        "actions_executed": 0,
+        "is_test": ex.is_test,
+        "replay_of": ex.id,
+    }
 
 
-def replay_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, from_step: str = "failed",
-                     version: str = "original") -> ReplayOut:
+def replay_execution(
+    *, uow: UnitOfWork, actor: Actor, execution_id: str, from_step: str = "failed", version: str = "original"
+) -> ReplayOut:
     """Run a failed execution again as a new execution, from its failed step or from the start,
     with the definition it ran or the workflow's current one. Each failed execution is replayed
     at most once (``Conflict`` for the second attempt, even a concurrent one)."""
@@ -320,8 +414,9 @@ def replay_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, from_s
         raise InvalidInput("version must be original or current", field="version")
     try:
         s = uow.session
-        ex = s.exec(select(Execution).where(Execution.id == execution_id,
-                                            Execution.tenant_id == actor.tenant_id)).first()
+        ex = s.exec(
+            select(Execution).where(Execution.id == execution_id, Execution.tenant_id == actor.tenant_id)
+        ).first()
         if ex is None:
             raise NotFound(f"execution {execution_id} not found")
         if ex.status != ExecutionStatus.FAILED:
@@ -340,8 +435,9 @@ def replay_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, from_s
 
 def _replayable(actor: Actor, filters: ExecutionFilter) -> sa.Select:
     f = ExecutionFilter(**{**filters.__dict__, "status": "failed"})
-    replayed = sa.select(col(Execution.replay_of)).where(col(Execution.tenant_id) == actor.tenant_id,
-                                                    col(Execution.replay_of).isnot(None))
+    replayed = sa.select(col(Execution.replay_of)).where(
+        col(Execution.tenant_id) == actor.tenant_id, col(Execution.replay_of).isnot(None)
+    )
     return _select(actor, f, _ex.id).where(_ex.id.notin_(replayed))
 
 
@@ -352,9 +448,16 @@ def count_replayable(*, uow: UnitOfWork, actor: Actor, filters: ExecutionFilter)
     return s.execute(sa.select(sa.func.count()).select_from(_replayable(actor, filters).subquery())).scalar_one()
 
 
-def bulk_replay(*, uow: UnitOfWork, actor: Actor, filters: ExecutionFilter, from_step: str = "failed",
-                version: str = "original", limit: int = 1000,
-                on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def bulk_replay(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    filters: ExecutionFilter,
+    from_step: str = "failed",
+    version: str = "original",
+    limit: int = 1000,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Replay every failed, not yet replayed execution matching the filters (at most ``limit``)."""
     actor.require(EDIT)
     s = uow.session
@@ -362,8 +465,11 @@ def bulk_replay(*, uow: UnitOfWork, actor: Actor, filters: ExecutionFilter, from
     done, errors = [], []
     for i, execution_id in enumerate(ids, 1):
         try:
-            done.append(replay_execution(uow=uow, actor=actor, execution_id=execution_id, from_step=from_step,
-                                         version=version).execution.id)
+            done.append(
+                replay_execution(
+                    uow=uow, actor=actor, execution_id=execution_id, from_step=from_step, version=version
+                ).execution.id
+            )
         except (Conflict, InvalidInput, NotFound) as exc:
             errors.append({"executionId": execution_id, "error": exc.message})
         if on_progress:
@@ -382,22 +488,58 @@ def contact_timeline(*, uow: UnitOfWork, actor: Actor, contact: str, limit: int 
         raise InvalidInput("give a phone number or an e-mail address", field="contact")
     ob = OutboxMessage.__table__.c
     s = uow.session
-    inbound = s.execute(sa.select(_ev.id, _ev.received_at, _ev.channel, _ev.content, _ev.intent, _ev.trigger_type)
-                        .where(_ev.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)))
-                        .order_by(_ev.received_at.desc()).limit(limit)).all()
-    outbound = s.execute(sa.select(ob.id, ob.created_at, ob.channel, ob.body, ob.status, ob.execution_id)
-                         .where(ob.tenant_id == actor.tenant_id, ob.recipient.in_(contact_forms(contact)))
-                         .order_by(ob.created_at.desc()).limit(limit)).all()
-    runs = s.execute(sa.select(_ex.id, _ex.started_at, _ex.workflow_name, _ex.status)
-                     .join_from(Execution, EventRecord, _ev.id == _ex.event_id)
-                     .where(_ex.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)))
-                     .order_by(_ex.started_at.desc()).limit(limit)).all()
-    items = [{"at": r.received_at, "kind": "received", "channel": r.channel, "text": r.content or r.trigger_type,
-              "detail": r.intent, "id": r.id} for r in inbound]
-    items += [{"at": r.created_at, "kind": "sent", "channel": r.channel, "text": r.body, "detail": r.status,
-               "id": r.execution_id} for r in outbound]
-    items += [{"at": r.started_at, "kind": "execution", "channel": None, "text": r.workflow_name, "detail": r.status,
-               "id": r.id} for r in runs]
+    inbound = s.execute(
+        sa.select(_ev.id, _ev.received_at, _ev.channel, _ev.content, _ev.intent, _ev.trigger_type)
+        .where(_ev.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)))
+        .order_by(_ev.received_at.desc())
+        .limit(limit)
+    ).all()
+    outbound = s.execute(
+        sa.select(ob.id, ob.created_at, ob.channel, ob.body, ob.status, ob.execution_id)
+        .where(ob.tenant_id == actor.tenant_id, ob.recipient.in_(contact_forms(contact)))
+        .order_by(ob.created_at.desc())
+        .limit(limit)
+    ).all()
+    runs = s.execute(
+        sa.select(_ex.id, _ex.started_at, _ex.workflow_name, _ex.status)
+        .join_from(Execution, EventRecord, _ev.id == _ex.event_id)
+        .where(_ex.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)))
+        .order_by(_ex.started_at.desc())
+        .limit(limit)
+    ).all()
+    items = [
+        {
+            "at": r.received_at,
+            "kind": "received",
+            "channel": r.channel,
+            "text": r.content or r.trigger_type,
+            "detail": r.intent,
+            "id": r.id,
+        }
+        for r in inbound
+    ]
+    items += [
+        {
+            "at": r.created_at,
+            "kind": "sent",
+            "channel": r.channel,
+            "text": r.body,
+            "detail": r.status,
+            "id": r.execution_id,
+        }
+        for r in outbound
+    ]
+    items += [
+        {
+            "at": r.started_at,
+            "kind": "execution",
+            "channel": None,
+            "text": r.workflow_name,
+            "detail": r.status,
+            "id": r.id,
+        }
+        for r in runs
+    ]
     for item in items:
         item["at"] = item["at"].replace(tzinfo=UTC) if item["at"].tzinfo is None else item["at"]
     return sorted(items, key=lambda i: i["at"])[-limit:]

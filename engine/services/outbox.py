@@ -53,9 +53,17 @@ class OutboxRows(BaseModel):
     page_size: int
 
 
-def browse_outbox(*, uow: UnitOfWork, actor: Actor, status: str | None = None, channel: str | None = None,
-                  recipient: str | None = None, execution_id: str | None = None, page: int = 1,
-                  page_size: int = 50) -> OutboxRows:
+def browse_outbox(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    status: str | None = None,
+    channel: str | None = None,
+    recipient: str | None = None,
+    execution_id: str | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> OutboxRows:
     """Newest first, one page, with the workflow of each message."""
     actor.require(READ)
     if status and status not in OUTBOX_STATUSES:
@@ -70,18 +78,36 @@ def browse_outbox(*, uow: UnitOfWork, actor: Actor, status: str | None = None, c
     if recipient:
         where.append(col(OutboxMessage.recipient).contains(recipient.strip()))
     if execution_id:
-        where.append(OutboxMessage.execution_id == execution_id)
+        where.append(col(OutboxMessage.execution_id) == execution_id)
     s = uow.session
     total = s.exec(select(func.count()).select_from(OutboxMessage).where(*where)).one()
-    rows = s.exec(select(OutboxMessage, Execution.workflow_name)
-                  .join(Execution, Execution.id == OutboxMessage.execution_id, isouter=True)
-                  .where(*where).order_by(col(OutboxMessage.created_at).desc(), OutboxMessage.id)
-                  .offset((page - 1) * page_size).limit(page_size)).all()
-    items = [OutboxRow(id=m.id, created_at=m.created_at, channel=m.channel, recipient=m.recipient, subject=m.subject,
-                       body=m.body, status=m.status, reason=m.error, adapter=m.adapter,
-                       provider_message_id=m.provider_message_id, workflow_name=wf, execution_id=m.execution_id,
-                       sent_at=m.sent_at, delivery_events=list((m.detail or {}).get("deliveryEvents") or []))
-             for m, wf in rows]
+    rows = s.exec(
+        select(OutboxMessage, Execution.workflow_name)
+        .join(Execution, col(Execution.id) == OutboxMessage.execution_id, isouter=True)
+        .where(*where)
+        .order_by(col(OutboxMessage.created_at).desc(), OutboxMessage.id)
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    ).all()
+    items = [
+        OutboxRow(
+            id=m.id,
+            created_at=m.created_at,
+            channel=m.channel,
+            recipient=m.recipient,
+            subject=m.subject,
+            body=m.body,
+            status=m.status,
+            reason=m.error,
+            adapter=m.adapter,
+            provider_message_id=m.provider_message_id,
+            workflow_name=wf,
+            execution_id=m.execution_id,
+            sent_at=m.sent_at,
+            delivery_events=list((m.detail or {}).get("deliveryEvents") or []),
+        )
+        for m, wf in rows
+    ]
     return OutboxRows(items=_masked(uow, actor, items), total=total, page=page, page_size=page_size)
 
 
@@ -98,8 +124,9 @@ def retry_delivery(*, uow: UnitOfWork, actor: Actor, outbox_id: str) -> OutboxRo
     """Queue a failed message for one more delivery attempt by the worker (same message, same row)."""
     actor.require(EDIT)
     s = uow.session
-    msg = s.exec(select(OutboxMessage).where(OutboxMessage.id == outbox_id,
-                                             OutboxMessage.tenant_id == actor.tenant_id)).first()
+    msg = s.exec(
+        select(OutboxMessage).where(OutboxMessage.id == outbox_id, OutboxMessage.tenant_id == actor.tenant_id)
+    ).first()
     if msg is None:
         raise NotFound(f"message {outbox_id} not found")
     if msg.status != OutboxStatus.FAILED:
@@ -107,10 +134,14 @@ def retry_delivery(*, uow: UnitOfWork, actor: Actor, outbox_id: str) -> OutboxRo
     if msg.adapter == "outbox":
         raise Conflict("this channel has no provider configured: connect it in Settings > Channels first")
     history = list((msg.detail or {}).get("deliveryEvents") or [])
-    history.append({"status": "retry", "at": uow.now().isoformat(), "by": actor.email or "system",
-                    "previousError": msg.error})
-    s.execute(sa.update(OutboxMessage).where(OutboxMessage.id == msg.id).values(
-        status=OutboxStatus.PENDING, error=None, detail={**(msg.detail or {}), "deliveryEvents": history}))
+    history.append(
+        {"status": "retry", "at": uow.now().isoformat(), "by": actor.email or "system", "previousError": msg.error}
+    )
+    s.execute(
+        sa.update(OutboxMessage)
+        .where(col(OutboxMessage.id) == msg.id)
+        .values(status=OutboxStatus.PENDING, error=None, detail={**(msg.detail or {}), "deliveryEvents": history})
+    )
     s.add(DueWork(tenant_id=actor.tenant_id, kind=DueKind.DELIVER, due_at=uow.now(), payload={"outboxId": msg.id}))
     logger.info("outbox message %s queued for retry by %s", outbox_id, actor.email or "system")
     return _one(uow, actor, outbox_id)
@@ -118,9 +149,27 @@ def retry_delivery(*, uow: UnitOfWork, actor: Actor, outbox_id: str) -> OutboxRo
 
 def _one(uow: UnitOfWork, actor: Actor, outbox_id: str) -> OutboxRow:
     s = uow.session
-    m = s.exec(select(OutboxMessage).where(OutboxMessage.id == outbox_id, OutboxMessage.tenant_id == actor.tenant_id)).one()
-    wf = s.exec(select(Execution.workflow_name).where(Execution.id == m.execution_id)).first() if m.execution_id else None
-    return OutboxRow(id=m.id, created_at=m.created_at, channel=m.channel, recipient=m.recipient, subject=m.subject,
-                     body=m.body, status=m.status, reason=m.error, adapter=m.adapter,
-                     provider_message_id=m.provider_message_id, workflow_name=wf, execution_id=m.execution_id,
-                     sent_at=m.sent_at, delivery_events=list((m.detail or {}).get("deliveryEvents") or []))
+    m = s.exec(
+        select(OutboxMessage).where(OutboxMessage.id == outbox_id, OutboxMessage.tenant_id == actor.tenant_id)
+    ).one()
+    wf = (
+        s.exec(select(Execution.workflow_name).where(Execution.id == m.execution_id)).first()
+        if m.execution_id
+        else None
+    )
+    return OutboxRow(
+        id=m.id,
+        created_at=m.created_at,
+        channel=m.channel,
+        recipient=m.recipient,
+        subject=m.subject,
+        body=m.body,
+        status=m.status,
+        reason=m.error,
+        adapter=m.adapter,
+        provider_message_id=m.provider_message_id,
+        workflow_name=wf,
+        execution_id=m.execution_id,
+        sent_at=m.sent_at,
+        delivery_events=list((m.detail or {}).get("deliveryEvents") or []),
+    )

@@ -20,9 +20,22 @@ from engine.store.models import Booking, EventRecord, Execution, Lead, OutboxMes
 from engine.uow import UnitOfWork
 
 __all__ = [
-    "StepOut", "ExecutionOut", "ExecutionPage", "OutboxOut", "OutboxPage", "LeadOut", "BookingOut",
-    "ingest_event", "run_workflow", "list_executions", "get_execution", "list_outbox", "list_leads",
-    "create_booking", "list_bookings", "runner_for",
+    "StepOut",
+    "ExecutionOut",
+    "ExecutionPage",
+    "OutboxOut",
+    "OutboxPage",
+    "LeadOut",
+    "BookingOut",
+    "ingest_event",
+    "run_workflow",
+    "list_executions",
+    "get_execution",
+    "list_outbox",
+    "list_leads",
+    "create_booking",
+    "list_bookings",
+    "runner_for",
 ]
 
 _runners: dict[int, Runner] = {}
@@ -137,30 +150,48 @@ class BookingOut(Out):
 
 def _check_page(page: int, page_size: int) -> None:
     if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"page must be between 1 and {MAX_PAGE:,} and page size between 1 and {MAX_PAGE_SIZE}",
-                           field="page")
+        raise InvalidInput(
+            f"page must be between 1 and {MAX_PAGE:,} and page size between 1 and {MAX_PAGE_SIZE}", field="page"
+        )
 
 
-def _newest_first(uow: UnitOfWork, model: Any, time_column: Any, actor: Actor, filters: dict[Any, Any], page: int,
-                  page_size: int) -> tuple[int, list[Any]]:
+def _newest_first(
+    uow: UnitOfWork, model: Any, time_column: Any, actor: Actor, filters: dict[Any, Any], page: int, page_size: int
+) -> tuple[int, list[Any]]:
     """Total and one page of the tenant's rows, newest first; filters with a None value are ignored."""
     _check_page(page, page_size)
     where = [model.tenant_id == actor.tenant_id, *(column == value for column, value in filters.items() if value)]
     s = uow.session
     total = s.exec(select(func.count()).select_from(model).where(*where)).one()
-    rows = s.exec(select(model).where(*where).order_by(col(time_column).desc(), model.id)
-                  .offset((page - 1) * page_size).limit(page_size)).all()
+    rows = s.exec(
+        select(model)
+        .where(*where)
+        .order_by(col(time_column).desc(), model.id)
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    ).all()
     return total, list(rows)
 
 
 def _execution_out(ex: Execution, steps: list[StepRun] | None = None) -> ExecutionOut:
     return ExecutionOut(
-        id=ex.id, workflow_id=ex.workflow_id, workflow_name=ex.workflow_name, event_id=ex.event_id, status=ex.status,
-        mode=ex.mode, started_at=ex.started_at, finished_at=ex.finished_at, explanation=ex.explanation, error=ex.error,
-        actions_executed=ex.actions_executed, current_action_id=ex.current_action_id,
-        results=(ex.context or {}).get("results", {}), trigger=(ex.context or {}).get("trigger", {}),
+        id=ex.id,
+        workflow_id=ex.workflow_id,
+        workflow_name=ex.workflow_name,
+        event_id=ex.event_id,
+        status=ex.status,
+        mode=ex.mode,
+        started_at=ex.started_at,
+        finished_at=ex.finished_at,
+        explanation=ex.explanation,
+        error=ex.error,
+        actions_executed=ex.actions_executed,
+        current_action_id=ex.current_action_id,
+        results=(ex.context or {}).get("results", {}),
+        trigger=(ex.context or {}).get("trigger", {}),
         steps=[StepOut.model_validate(st) for st in steps or []],
-        details_removed=(ex.context or {}).get("detailsPrunedAt") or ("erased" if (ex.context or {}).get("erased") else None),
+        details_removed=(ex.context or {}).get("detailsPrunedAt")
+        or ("erased" if (ex.context or {}).get("erased") else None),
         replay_of=getattr(ex, "replay_of", None),
         is_test=bool(getattr(ex, "is_test", False)),
     )
@@ -196,8 +227,13 @@ def _detect_intent(uow: UnitOfWork, result: IngestResult, event: dict[str, Any])
 
 
 #: What the stored event keeps of a request, and the request's key for it.
-_SAME_EVENT_FIELDS = (("trigger_type", "triggerType"), ("channel", "channel"), ("content", "content"),
-                      ("sender", "from"), ("custom_fields", "customFields"))
+_SAME_EVENT_FIELDS = (
+    ("trigger_type", "triggerType"),
+    ("channel", "channel"),
+    ("content", "content"),
+    ("sender", "from"),
+    ("custom_fields", "customFields"),
+)
 
 
 def _check_same_event(uow: UnitOfWork, actor: Actor, event_id: str, event: dict[str, Any]) -> None:
@@ -213,29 +249,47 @@ def _check_same_event(uow: UnitOfWork, actor: Actor, event_id: str, event: dict[
         elif key == "channel" and given is None:
             continue  # filled in from the trigger type when left out
         if given != getattr(stored, column):
-            raise InvalidInput(f"this idempotency key was used for a different event ({key} differs); "
-                               "use a new key for a new event", field="idempotencyKey")
+            raise InvalidInput(
+                f"this idempotency key was used for a different event ({key} differs); use a new key for a new event",
+                field="idempotencyKey",
+            )
 
 
-def run_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str, trigger_data: dict[str, Any] | None = None,
-                 bypass_conditions: bool = False, dry_run: bool = False) -> ExecutionOut:
+def run_workflow(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    workflow_id: str,
+    trigger_data: dict[str, Any] | None = None,
+    bypass_conditions: bool = False,
+    dry_run: bool = False,
+) -> ExecutionOut:
     """Run one workflow now; a dry run sends nothing, calls nothing and writes no lead."""
     actor.require(EDIT)
     limits.check_json(trigger_data or {}, "triggerData")
     before_runner(uow)
-    execution_id = runner_for(uow.db).run_workflow(actor.tenant_id, workflow_id, trigger_data or {},
-                                               bypass_conditions=bypass_conditions, dry_run=dry_run)
+    execution_id = runner_for(uow.db).run_workflow(
+        actor.tenant_id, workflow_id, trigger_data or {}, bypass_conditions=bypass_conditions, dry_run=dry_run
+    )
     return get_execution(uow=uow, actor=actor, execution_id=execution_id)
 
 
-def list_executions(*, uow: UnitOfWork, actor: Actor, workflow_id: str | None = None, status: str | None = None,
-                    page: int = 1, page_size: int = 50) -> ExecutionPage:
+def list_executions(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    workflow_id: str | None = None,
+    status: str | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> ExecutionPage:
     """Newest first, one SQL page (uses the (tenant, workflow, started_at) index)."""
     actor.require(READ)
     filters = {Execution.workflow_id: workflow_id, Execution.status: status}
     total, rows = _newest_first(uow, Execution, Execution.started_at, actor, filters, page, page_size)
-    return ExecutionPage(items=[_visible(uow, actor, _execution_out(r)) for r in rows], total=total, page=page,
-                         page_size=page_size)
+    return ExecutionPage(
+        items=[_visible(uow, actor, _execution_out(r)) for r in rows], total=total, page=page, page_size=page_size
+    )
 
 
 def get_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str) -> ExecutionOut:
@@ -245,8 +299,9 @@ def get_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str) -> Execut
     ex = s.exec(select(Execution).where(Execution.id == execution_id, Execution.tenant_id == actor.tenant_id)).first()
     if ex is None:
         raise NotFound(f"execution {execution_id} not found")
-    steps = s.exec(select(StepRun).where(StepRun.execution_id == ex.id)
-                   .order_by(StepRun.started_at, StepRun.attempt)).all()
+    steps = s.exec(
+        select(StepRun).where(StepRun.execution_id == ex.id).order_by(col(StepRun.started_at), col(StepRun.attempt))
+    ).all()
     out = _execution_out(ex, list(steps))
     return _visible(uow, actor, out)
 
@@ -255,11 +310,22 @@ def _visible(uow: UnitOfWork, actor: Actor, out: ExecutionOut) -> ExecutionOut:
     """Contacts masked for analysts unless the owner allows them (engine.masking)."""
     from engine import masking
 
-    return out if masking.sees_contacts(uow=uow, actor=actor) else ExecutionOut.model_validate(masking.mask_data(out.model_dump()))
+    return (
+        out
+        if masking.sees_contacts(uow=uow, actor=actor)
+        else ExecutionOut.model_validate(masking.mask_data(out.model_dump()))
+    )
 
 
-def list_outbox(*, uow: UnitOfWork, actor: Actor, execution_id: str | None = None, status: str | None = None,
-                page: int = 1, page_size: int = 50) -> OutboxPage:
+def list_outbox(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    execution_id: str | None = None,
+    status: str | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> OutboxPage:
     actor.require(READ)
     filters = {OutboxMessage.execution_id: execution_id, OutboxMessage.status: status}
     total, rows = _newest_first(uow, OutboxMessage, OutboxMessage.created_at, actor, filters, page, page_size)
@@ -275,13 +341,26 @@ def list_leads(*, uow: UnitOfWork, actor: Actor, page: int = 1, page_size: int =
     actor.require(READ)
     _check_page(page, page_size)
     s = uow.session
-    rows = s.exec(select(Lead).where(Lead.tenant_id == actor.tenant_id).order_by(col(Lead.created_at).desc(), Lead.id)
-                  .offset((page - 1) * page_size).limit(page_size)).all()
+    rows = s.exec(
+        select(Lead)
+        .where(Lead.tenant_id == actor.tenant_id)
+        .order_by(col(Lead.created_at).desc(), Lead.id)
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    ).all()
     return [LeadOut.model_validate(r) for r in rows]
 
 
-def create_booking(*, uow: UnitOfWork, actor: Actor, member_name: str, class_name: str, starts_at: datetime,
-                   member_contact: str | None = None, lead_id: str | None = None) -> tuple[BookingOut, IngestResult]:
+def create_booking(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    member_name: str,
+    class_name: str,
+    starts_at: datetime,
+    member_contact: str | None = None,
+    lead_id: str | None = None,
+) -> tuple[BookingOut, IngestResult]:
     """Store a booking and emit ``booking_created`` in the same unit of work: both commit or neither.
 
     The workflows it starts run their local steps in that unit of work too; external steps
@@ -294,21 +373,37 @@ def create_booking(*, uow: UnitOfWork, actor: Actor, member_name: str, class_nam
         raise InvalidInput("class name is required", field="className")
     if lead_id is not None and not lead_id.strip():
         raise InvalidInput("must be a lead's id or left out", field="leadId")
-    for field, text in (("memberName", member_name), ("className", class_name), ("memberContact", member_contact),
-                        ("leadId", lead_id)):
+    for field, text in (
+        ("memberName", member_name),
+        ("className", class_name),
+        ("memberContact", member_contact),
+        ("leadId", lead_id),
+    ):
         limits.check_text(text, field)
     limits.check_date(starts_at, "startsAt")
     s = uow.session
     if lead_id and not s.exec(select(Lead.id).where(Lead.id == lead_id, Lead.tenant_id == actor.tenant_id)).first():
         raise NotFound(f"lead {lead_id} not found")
-    booking = Booking(tenant_id=actor.tenant_id, lead_id=lead_id, member_name=member_name.strip(),
-                      member_contact=member_contact, class_name=class_name.strip(), starts_at=starts_at)
+    booking = Booking(
+        tenant_id=actor.tenant_id,
+        lead_id=lead_id,
+        member_name=member_name.strip(),
+        member_contact=member_contact,
+        class_name=class_name.strip(),
+        starts_at=starts_at,
+    )
     s.add(booking)
     out = BookingOut.model_validate(booking)
     event = {
-        "triggerType": "booking_created", "bookingId": booking.id, "leadId": lead_id, "from": member_contact,
-        "data": {"memberName": booking.member_name, "className": booking.class_name,
-                 "startsAt": booking.starts_at.isoformat()},
+        "triggerType": "booking_created",
+        "bookingId": booking.id,
+        "leadId": lead_id,
+        "from": member_contact,
+        "data": {
+            "memberName": booking.member_name,
+            "className": booking.class_name,
+            "startsAt": booking.starts_at.isoformat(),
+        },
     }
     result = runner_for(uow.db).ingest(actor.tenant_id, event, uow=uow)
     return out, result
@@ -318,7 +413,11 @@ def list_bookings(*, uow: UnitOfWork, actor: Actor, page: int = 1, page_size: in
     actor.require(READ)
     _check_page(page, page_size)
     s = uow.session
-    rows = s.exec(select(Booking).where(Booking.tenant_id == actor.tenant_id)
-                  .order_by(col(Booking.starts_at).desc(), Booking.id).offset((page - 1) * page_size).limit(page_size)).all()
+    rows = s.exec(
+        select(Booking)
+        .where(Booking.tenant_id == actor.tenant_id)
+        .order_by(col(Booking.starts_at).desc(), Booking.id)
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    ).all()
     return [BookingOut.model_validate(r) for r in rows]
-

@@ -62,8 +62,12 @@ class Expectation(BaseModel):
 
     def describe(self) -> str:
         where = f" (input {self.turn + 1})" if self.turn is not None else ""
-        return {"ran": f"{self.workflow} runs", "skipped": f"{self.workflow} is skipped",
-                "sent": f"a reply contains {self.contains!r}", "intent": f"intent is {self.intent}"}[self.kind] + where
+        return {
+            "ran": f"{self.workflow} runs",
+            "skipped": f"{self.workflow} is skipped",
+            "sent": f"a reply contains {self.contains!r}",
+            "intent": f"intent is {self.intent}",
+        }[self.kind] + where
 
 
 class ScenarioStep(ConsoleInput):
@@ -170,10 +174,15 @@ def save_scenario(*, uow: UnitOfWork, actor: Actor, data: dict[str, Any] | Scena
     name = sc.name.strip()
     if not name:
         raise InvalidInput("give the scenario a name", field="name")
-    row = Scenario(tenant_id=actor.tenant_id, name=name, channel=sc.channel, contact={"name": sc.contact_name},
-                   steps=[s.model_dump(mode="json", exclude_none=True, by_alias=True) for s in sc.steps],
-                   expectations=[e.model_dump(mode="json", exclude_none=True) for e in sc.expectations],
-                   created_by=actor.user_id)
+    row = Scenario(
+        tenant_id=actor.tenant_id,
+        name=name,
+        channel=sc.channel,
+        contact={"name": sc.contact_name},
+        steps=[s.model_dump(mode="json", exclude_none=True, by_alias=True) for s in sc.steps],
+        expectations=[e.model_dump(mode="json", exclude_none=True) for e in sc.expectations],
+        created_by=actor.user_id,
+    )
     try:
         with uow.session.begin_nested():  # a taken name fails alone, at once
             uow.session.add(row)
@@ -211,8 +220,9 @@ def delete_scenario(*, uow: UnitOfWork, actor: Actor, scenario_id: str) -> None:
 # --------------------------------------------------------------------------- running
 
 
-def run_scenario(*, uow: UnitOfWork, actor: Actor, scenario_id: str,
-                 drafts: dict[str, dict] | None = None) -> ScenarioResult:
+def run_scenario(
+    *, uow: UnitOfWork, actor: Actor, scenario_id: str, drafts: dict[str, dict] | None = None
+) -> ScenarioResult:
     """Replay the scenario in test mode on a fresh contact and compare with its expectations.
 
     ``drafts``: unsaved definitions by workflow id to run against; the result is then not stored.
@@ -229,18 +239,33 @@ def run_scenario(*, uow: UnitOfWork, actor: Actor, scenario_id: str,
             console.fast_forward(uow=uow, actor=actor, contact=contact, all_items=True, drafts=drafts)
             continue
         try:
-            turns.append(console.send(uow=uow, actor=actor, contact=contact,
-                                      inp=ConsoleInput.model_validate(step.model_dump()), drafts=drafts))
+            turns.append(
+                console.send(
+                    uow=uow,
+                    actor=actor,
+                    contact=contact,
+                    inp=ConsoleInput.model_validate(step.model_dump()),
+                    drafts=drafts,
+                )
+            )
         except (InvalidInput, NotFound) as exc:
             errors.append(f"input {i + 1} could not be sent: {exc.message}")
     # Reports again after the fast-forwards (follow-ups arrive later).
     final = console.conversation(uow=uow, actor=actor, contact=contact).turns
     failures = errors + [f for e in sc.expectations if (f := _check(Expectation.model_validate(e), final))]
-    result = ScenarioResult(scenario_id=sc.id, name=sc.name, passed=not failures, failures=failures,
-                            checked=len(sc.expectations), ran_at=uow.now(), draft=bool(drafts))
+    result = ScenarioResult(
+        scenario_id=sc.id,
+        name=sc.name,
+        passed=not failures,
+        failures=failures,
+        checked=len(sc.expectations),
+        ran_at=uow.now(),
+        draft=bool(drafts),
+    )
     if not drafts:
         s = uow.session
         row = s.get(Scenario, sc.id)
+        assert row is not None  # read above in this unit of work
         row.last_result = result.to_api()
         row.last_run_at = result.ran_at
         s.add(row)
@@ -251,8 +276,10 @@ def run_all(*, uow: UnitOfWork, actor: Actor, drafts: dict[str, dict] | None = N
     """Every scenario of the studio, by name."""
     actor.require(EDIT)
     drafts = console.checked_drafts(uow=uow, actor=actor, drafts=drafts)  # a bad draft is refused before anything runs
-    return [run_scenario(uow=uow, actor=actor, scenario_id=sc.id, drafts=drafts) for sc in list_scenarios(uow=uow,
-                                                                                                          actor=actor)]
+    return [
+        run_scenario(uow=uow, actor=actor, scenario_id=sc.id, drafts=drafts)
+        for sc in list_scenarios(uow=uow, actor=actor)
+    ]
 
 
 def _check(exp: Expectation, turns: list[TurnReport]) -> str | None:

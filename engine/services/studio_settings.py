@@ -80,8 +80,12 @@ def _update(uow: UnitOfWork, actor: Actor, area: str, key: str, value: Any, *, a
     tenant.settings = settings
     s.add(tenant)
     if old != value:
-        record_audit(uow=uow, actor=actor, area=area,
-                     changes={key: audit_value if audit_value is not None else {"from": old, "to": value}})
+        record_audit(
+            uow=uow,
+            actor=actor,
+            area=area,
+            changes={key: audit_value if audit_value is not None else {"from": old, "to": value}},
+        )
 
 
 def get_studio_settings(*, uow: UnitOfWork, actor: Actor) -> StudioSettingsView:
@@ -89,22 +93,35 @@ def get_studio_settings(*, uow: UnitOfWork, actor: Actor) -> StudioSettingsView:
     actor.require(ADMIN)
     s = uow.session
     settings = dict(_tenant(s, actor).settings or {})
-    rows = {r.name: r for r in s.exec(select(TenantSecret).where(
-        TenantSecret.tenant_id == actor.tenant_id, TenantSecret.name.in_([SIGNING, PREVIOUS_SIGNING]))).all()}
+    rows = {
+        r.name: r
+        for r in s.exec(
+            select(TenantSecret).where(
+                TenantSecret.tenant_id == actor.tenant_id, col(TenantSecret.name).in_([SIGNING, PREVIOUS_SIGNING])
+            )
+        ).all()
+    }
     ai = settings.get("ai") or {}
     signing = rows.get(SIGNING)
     previous_until = rows[SIGNING].set_at + ROTATION_GRACE if PREVIOUS_SIGNING in rows and signing else None
     legacy = bool(settings.get("webhookSecret"))
     return StudioSettingsView(
         business_hours=settings.get("businessHours") or {"weekly": {}, "closedDays": []},
-        quiet_hours=settings.get("quietHours"), frequency_cap=settings.get("frequencyCap"),
-        ai=AISettingsView(provider=ai.get("provider") or "offline", base_url=ai.get("baseUrl"), model=ai.get("model"),
-                          api_key=SecretState(set=bool(ai.get("apiKeyEncrypted") or ai.get("apiKey")),
-                                              set_at=ai.get("apiKeySetAt"))),
+        quiet_hours=settings.get("quietHours"),
+        frequency_cap=settings.get("frequencyCap"),
+        ai=AISettingsView(
+            provider=ai.get("provider") or "offline",
+            base_url=ai.get("baseUrl"),
+            model=ai.get("model"),
+            api_key=SecretState(set=bool(ai.get("apiKeyEncrypted") or ai.get("apiKey")), set_at=ai.get("apiKeySetAt")),
+        ),
         knowledge_entries=list((settings.get("knowledgeBase") or {}).get("entries") or []),
         webhook_allow_list=list(settings.get("webhookAllowList") or []),
-        signing_secret=SecretState(set=bool(signing) or legacy, set_at=signing.set_at if signing else None,
-                                   set_by=signing.set_by if signing else None),
+        signing_secret=SecretState(
+            set=bool(signing) or legacy,
+            set_at=signing.set_at if signing else None,
+            set_by=signing.set_by if signing else None,
+        ),
         previous_secret_valid_until=previous_until if previous_until and previous_until > uow.now() else None,
     )
 
@@ -150,8 +167,15 @@ def save_frequency_cap(*, uow: UnitOfWork, actor: Actor, cap: int | None) -> int
 # --------------------------------------------------------------------------- AI provider
 
 
-def save_ai_provider(*, uow: UnitOfWork, actor: Actor, provider: str, base_url: str | None = None,
-                     model: str | None = None, api_key: str | None = None) -> AISettingsView:
+def save_ai_provider(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    provider: str,
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+) -> AISettingsView:
     """Built-in (offline) or an OpenAI-compatible endpoint; ``api_key`` None/"" keeps the stored one."""
     from engine.ai.providers import ProviderSettings
 
@@ -176,8 +200,11 @@ def save_ai_provider(*, uow: UnitOfWork, actor: Actor, provider: str, base_url: 
         error = exc.errors()[0]
         where = to_camel(str(error["loc"][0])) if error["loc"] else "provider"
         raise InvalidInput(error["msg"], field=f"ai.{where}") from None
-    changes: dict[str, Any] = {k: {"from": old.get(k), "to": value.get(k)} for k in ("provider", "baseUrl", "model")
-                               if old.get(k) != value.get(k)}
+    changes: dict[str, Any] = {
+        k: {"from": old.get(k), "to": value.get(k)}
+        for k in ("provider", "baseUrl", "model")
+        if old.get(k) != value.get(k)
+    }
     if api_key:
         changes["apiKey"] = "changed"
     s = uow.session
@@ -296,7 +323,9 @@ def save_webhook_allow_list(*, uow: UnitOfWork, actor: Actor, entries: list[str]
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
             if not HOST_RE.match(entry) or len(entry) > 253:
-                raise InvalidInput(f"{entry!r} is not a host name, IP address or network", field="webhookAllowList") from None
+                raise InvalidInput(
+                    f"{entry!r} is not a host name, IP address or network", field="webhookAllowList"
+                ) from None
         clean.append(entry)
     _update(uow, actor, "webhookAllowList", "webhookAllowList", clean or None)
     return clean
@@ -313,8 +342,14 @@ def rotate_signing_secret(*, uow: UnitOfWork, actor: Actor) -> str:
     now = uow.now()
     s = uow.session
     tenant = _tenant(s, actor)
-    rows = {r.name: r for r in s.exec(select(TenantSecret).where(
-        TenantSecret.tenant_id == actor.tenant_id, TenantSecret.name.in_([SIGNING, PREVIOUS_SIGNING]))).all()}
+    rows = {
+        r.name: r
+        for r in s.exec(
+            select(TenantSecret).where(
+                TenantSecret.tenant_id == actor.tenant_id, col(TenantSecret.name).in_([SIGNING, PREVIOUS_SIGNING])
+            )
+        ).all()
+    }
     current = decrypt(rows[SIGNING].ciphertext) if SIGNING in rows else (tenant.settings or {}).get("webhookSecret")
     previous = rows.get(PREVIOUS_SIGNING)
     if current:
@@ -327,8 +362,12 @@ def rotate_signing_secret(*, uow: UnitOfWork, actor: Actor) -> str:
     if "webhookSecret" in (tenant.settings or {}):
         tenant.settings = {k: v for k, v in tenant.settings.items() if k != "webhookSecret"}
         s.add(tenant)
-    record_audit(uow=uow, actor=actor, area="webhookSigning",
-                 changes={"signingSecret": "changed", "previousValidUntil": (now + ROTATION_GRACE).isoformat()})
+    record_audit(
+        uow=uow,
+        actor=actor,
+        area="webhookSigning",
+        changes={"signingSecret": "changed", "previousValidUntil": (now + ROTATION_GRACE).isoformat()},
+    )
     return new
 
 
@@ -339,8 +378,14 @@ def signing_secrets(db: Engine, tenant_id: str, settings: dict[str, Any], *, now
     if db is None:
         return [settings["webhookSecret"]] if settings.get("webhookSecret") else []
     with Session(db) as s:
-        rows = {r.name: r for r in s.exec(select(TenantSecret).where(
-            col(TenantSecret.tenant_id) == tenant_id, col(TenantSecret.name).in_([SIGNING, PREVIOUS_SIGNING]))).all()}
+        rows = {
+            r.name: r
+            for r in s.exec(
+                select(TenantSecret).where(
+                    col(TenantSecret.tenant_id) == tenant_id, col(TenantSecret.name).in_([SIGNING, PREVIOUS_SIGNING])
+                )
+            ).all()
+        }
     if SIGNING not in rows:
         return [settings["webhookSecret"]] if settings.get("webhookSecret") else []
     out = [decrypt(rows[SIGNING].ciphertext)]

@@ -35,11 +35,31 @@ from engine.uow import UnitOfWork
 from engine.validation import Problem, parse_workflow
 
 __all__ = [
-    "WorkflowOut", "WorkflowStats", "WorkflowPage", "VersionOut", "TenantOut", "definition_of",
-    "create_tenant", "list_tenants", "get_tenant", "find_tenant", "update_tenant_settings",
-    "create_workflow", "update_workflow", "set_enabled", "delete_workflow", "duplicate_workflow",
-    "get_workflow", "list_workflows", "workflow_stats", "list_versions", "rollback_workflow",
-    "export_workflows", "import_workflows", "UPDATABLE", "MAX_PAGE_SIZE",
+    "WorkflowOut",
+    "WorkflowStats",
+    "WorkflowPage",
+    "VersionOut",
+    "TenantOut",
+    "definition_of",
+    "create_tenant",
+    "list_tenants",
+    "get_tenant",
+    "find_tenant",
+    "update_tenant_settings",
+    "create_workflow",
+    "update_workflow",
+    "set_enabled",
+    "delete_workflow",
+    "duplicate_workflow",
+    "get_workflow",
+    "list_workflows",
+    "workflow_stats",
+    "list_versions",
+    "rollback_workflow",
+    "export_workflows",
+    "import_workflows",
+    "UPDATABLE",
+    "MAX_PAGE_SIZE",
 ]
 
 UPDATABLE = ("name", "description", "enabled", "trigger", "conditions", "actions")
@@ -135,19 +155,32 @@ def definition_of(data: Mapping[str, Any]) -> dict[str, Any]:
 def _to_out(row: Workflow, warnings: Sequence[Problem] = ()) -> WorkflowOut:
     d = row.definition
     return WorkflowOut(
-        id=row.id, tenant_id=row.tenant_id, name=row.name, description=row.description, enabled=row.enabled,
-        trigger=d["trigger"], conditions=d.get("conditions", []), actions=d["actions"], version=row.version,
-        created_at=row.created_at, updated_at=row.updated_at, run_count=row.run_count,
-        success_count=row.success_count, error_count=row.error_count, last_run_at=row.last_run_at,
-        next_fire_at=row.next_fire_at, warnings=[p.to_dict() for p in warnings],
+        id=row.id,
+        tenant_id=row.tenant_id,
+        name=row.name,
+        description=row.description,
+        enabled=row.enabled,
+        trigger=d["trigger"],
+        conditions=d.get("conditions", []),
+        actions=d["actions"],
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        run_count=row.run_count,
+        success_count=row.success_count,
+        error_count=row.error_count,
+        last_run_at=row.last_run_at,
+        next_fire_at=row.next_fire_at,
+        warnings=[p.to_dict() for p in warnings],
     )
 
 
 # --------------------------------------------------------------------------- tenants
 
 
-def create_tenant(*, uow: UnitOfWork, slug: str, name: str, timezone: str = "Europe/Berlin",
-                  settings: dict | None = None) -> TenantOut:
+def create_tenant(
+    *, uow: UnitOfWork, slug: str, name: str, timezone: str = "Europe/Berlin", settings: dict | None = None
+) -> TenantOut:
     """A new studio. (Not tenant-scoped: only the CLI and set-up call it.)"""
     _check_tenant_fields(slug, name)
     _check_timezone(timezone)
@@ -176,8 +209,10 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 def _check_tenant_fields(slug: str, name: str) -> None:
     if not isinstance(slug, str) or not _SLUG.fullmatch(slug):
-        raise InvalidInput("use 1-63 lower-case letters, digits and dashes, starting with a letter or digit "
-                           f"(got {slug!r})", field="slug")
+        raise InvalidInput(
+            f"use 1-63 lower-case letters, digits and dashes, starting with a letter or digit (got {slug!r})",
+            field="slug",
+        )
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or "\x00" in name:
         raise InvalidInput("a name of 1-200 characters is required", field="name")
 
@@ -194,7 +229,9 @@ def _check_timezone(name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidInput(f"unknown timezone {name!r} (use an IANA name such as Europe/Berlin)", field="timezone") from exc
+        raise InvalidInput(
+            f"unknown timezone {name!r} (use an IANA name such as Europe/Berlin)", field="timezone"
+        ) from exc
 
 
 def get_tenant(*, uow: UnitOfWork, actor: Actor) -> TenantOut:
@@ -214,8 +251,9 @@ def find_tenant(*, uow: UnitOfWork, slug_or_id: str) -> TenantOut:
     return TenantOut.model_validate(tenant)
 
 
-def update_tenant_settings(*, uow: UnitOfWork, actor: Actor, timezone: str | None = None, name: str | None = None,
-                           settings: dict | None = None) -> TenantOut:
+def update_tenant_settings(
+    *, uow: UnitOfWork, actor: Actor, timezone: str | None = None, name: str | None = None, settings: dict | None = None
+) -> TenantOut:
     actor.require(ADMIN)
     if timezone:
         _check_timezone(timezone)
@@ -264,8 +302,16 @@ def _apply(s: Session, row: Workflow, definition: dict[str, Any], now: datetime)
 
 
 def _record_version(s: Session, row: Workflow, actor: Actor, note: str | None = None) -> None:
-    s.add(WorkflowVersion(tenant_id=row.tenant_id, workflow_id=row.id, version=row.version,
-                          definition=copy.deepcopy(row.definition), created_by=actor.user_id, note=note))
+    s.add(
+        WorkflowVersion(
+            tenant_id=row.tenant_id,
+            workflow_id=row.id,
+            version=row.version,
+            definition=copy.deepcopy(row.definition),
+            created_by=actor.user_id,
+            note=note,
+        )
+    )
 
 
 def _validated(data: Any) -> tuple[dict[str, Any], list[Problem]]:
@@ -286,13 +332,16 @@ def create_workflow(*, uow: UnitOfWork, actor: Actor, data: dict[str, Any], note
     return _to_out(row, warnings)
 
 
-def update_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str, changes: dict[str, Any],
-                    note: str | None = None) -> WorkflowOut:
+def update_workflow(
+    *, uow: UnitOfWork, actor: Actor, workflow_id: str, changes: dict[str, Any], note: str | None = None
+) -> WorkflowOut:
     """Partial update as the spec's ``/update``: given top-level keys replace the stored ones."""
     actor.require(EDIT)
     unknown = sorted(set(changes) - set(UPDATABLE) - {"workflowId", "id"})
     if unknown:
-        raise InvalidInput(f"unknown field(s) {', '.join(unknown)}; updatable: {', '.join(UPDATABLE)}", field=unknown[0])
+        raise InvalidInput(
+            f"unknown field(s) {', '.join(unknown)}; updatable: {', '.join(UPDATABLE)}", field=unknown[0]
+        )
     s = uow.session
     row = _load(s, actor, workflow_id, lock=True)
     merged = {**row.definition, **{k: v for k, v in changes.items() if k in UPDATABLE}}
@@ -308,8 +357,13 @@ def update_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str, changes:
 
 
 def set_enabled(*, uow: UnitOfWork, actor: Actor, workflow_id: str, enabled: bool) -> WorkflowOut:
-    return update_workflow(uow=uow, actor=actor, workflow_id=workflow_id, changes={"enabled": enabled},
-                           note="enabled" if enabled else "disabled")
+    return update_workflow(
+        uow=uow,
+        actor=actor,
+        workflow_id=workflow_id,
+        changes={"enabled": enabled},
+        note="enabled" if enabled else "disabled",
+    )
 
 
 def delete_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str) -> None:
@@ -317,8 +371,11 @@ def delete_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str) -> None:
     actor.require(EDIT)
     s = uow.session
     row = _load(s, actor, workflow_id, lock=True)
-    s.exec(sa.update(DueWork).where(DueWork.workflow_id == row.id, DueWork.status == DueStatus.PENDING)
-           .values(status=DueStatus.CANCELLED))
+    s.exec(
+        sa.update(DueWork)
+        .where(col(DueWork.workflow_id) == row.id, col(DueWork.status) == DueStatus.PENDING)
+        .values(status=DueStatus.CANCELLED)
+    )
     s.delete(row)
 
 
@@ -339,14 +396,25 @@ def get_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str) -> Workflow
     return out
 
 
-def list_workflows(*, uow: UnitOfWork, actor: Actor, enabled_only: bool = False, include_stats: bool = False,
-                   search: str | None = None, trigger_type: str | None = None, enabled: bool | None = None,
-                   page: int = 1, page_size: int = 50, order: str = "name") -> WorkflowPage:
+def list_workflows(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    enabled_only: bool = False,
+    include_stats: bool = False,
+    search: str | None = None,
+    trigger_type: str | None = None,
+    enabled: bool | None = None,
+    page: int = 1,
+    page_size: int = 50,
+    order: str = "name",
+) -> WorkflowPage:
     """One page of the tenant's workflows (by name, or most recently updated first)."""
     actor.require(READ)
     if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"page must be between 1 and {MAX_PAGE:,} and page size between 1 and {MAX_PAGE_SIZE}",
-                           field="page")
+        raise InvalidInput(
+            f"page must be between 1 and {MAX_PAGE:,} and page size between 1 and {MAX_PAGE_SIZE}", field="page"
+        )
     where = [col(Workflow.tenant_id) == actor.tenant_id]
     if enabled_only or enabled is True:
         where.append(col(Workflow.enabled) == sa.true())
@@ -358,10 +426,16 @@ def list_workflows(*, uow: UnitOfWork, actor: Actor, enabled_only: bool = False,
         search = search.replace("\x00", "")  # PostgreSQL cannot compare text with NUL
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append(func.lower(col(Workflow.name)).like(pattern, escape="\\"))
-    ordering = (col(Workflow.updated_at).desc(), Workflow.id) if order == "updated" else (func.lower(Workflow.name), Workflow.id)
+    ordering = (
+        (col(Workflow.updated_at).desc(), Workflow.id)
+        if order == "updated"
+        else (func.lower(Workflow.name), Workflow.id)
+    )
     s = uow.session
     total = s.exec(select(func.count()).select_from(Workflow).where(*where)).one()
-    rows = s.exec(select(Workflow).where(*where).order_by(*ordering).offset((page - 1) * page_size).limit(page_size)).all()
+    rows = s.exec(
+        select(Workflow).where(*where).order_by(*ordering).offset((page - 1) * page_size).limit(page_size)
+    ).all()
     items = [_to_out(r) for r in rows]
     _with_counts(s, actor, items)
     stats = workflow_stats(uow=uow, actor=actor) if include_stats else None
@@ -372,15 +446,24 @@ def workflow_stats(*, uow: UnitOfWork, actor: Actor) -> WorkflowStats:
     """The spec's stats, counted as ``engine.domain`` defines (skipped and waiting runs are runs;
     success rate = succeeded / (succeeded + failed); test and dry runs never count). SQL only."""
     actor.require(READ)
-    wf_q = select(func.count(), func.coalesce(func.sum(sa.case((col(Workflow.enabled) == sa.true(), 1), else_=0)), 0)
-                  ).where(Workflow.tenant_id == actor.tenant_id)
+    wf_q = select(
+        func.count(), func.coalesce(func.sum(sa.case((col(Workflow.enabled) == sa.true(), 1), else_=0)), 0)
+    ).where(Workflow.tenant_id == actor.tenant_id)
     s = uow.session
     total, enabled = s.exec(wf_q).one()
     counts = domain.all_time_counts(s, actor.tenant_id).get(None) or dict.fromkeys(domain.COUNT_KEYS, 0)
     rate = domain.success_rate(counts["succeeded"], counts["failed"])
-    return WorkflowStats(total_workflows=total, enabled_workflows=enabled, total_executions=counts["runs"],
-                         success_rate=rate or 0.0, succeeded=counts["succeeded"], failed=counts["failed"],
-                         skipped=counts["skipped"], in_progress=counts["in_progress"], cancelled=counts["cancelled"])
+    return WorkflowStats(
+        total_workflows=total,
+        enabled_workflows=enabled,
+        total_executions=counts["runs"],
+        success_rate=rate or 0.0,
+        succeeded=counts["succeeded"],
+        failed=counts["failed"],
+        skipped=counts["skipped"],
+        in_progress=counts["in_progress"],
+        cancelled=counts["cancelled"],
+    )
 
 
 def _with_counts(s: Session, actor: Actor, items: list[WorkflowOut]) -> None:
@@ -404,9 +487,11 @@ def list_versions(*, uow: UnitOfWork, actor: Actor, workflow_id: str) -> list[Ve
     actor.require(READ)
     s = uow.session
     _load(s, actor, workflow_id)
-    rows = s.exec(select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id,
-                                                WorkflowVersion.tenant_id == actor.tenant_id)
-                  .order_by(col(WorkflowVersion.version).desc())).all()
+    rows = s.exec(
+        select(WorkflowVersion)
+        .where(WorkflowVersion.workflow_id == workflow_id, WorkflowVersion.tenant_id == actor.tenant_id)
+        .order_by(col(WorkflowVersion.version).desc())
+    ).all()
     return [VersionOut.model_validate(r) for r in rows]
 
 
@@ -417,14 +502,19 @@ def rollback_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str, versio
         raise NotFound(f"version {version} of workflow {workflow_id} not found")
     s = uow.session
     _load(s, actor, workflow_id)
-    old = s.exec(select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id,
-                                               WorkflowVersion.tenant_id == actor.tenant_id,
-                                               WorkflowVersion.version == version)).first()
+    old = s.exec(
+        select(WorkflowVersion).where(
+            WorkflowVersion.workflow_id == workflow_id,
+            WorkflowVersion.tenant_id == actor.tenant_id,
+            WorkflowVersion.version == version,
+        )
+    ).first()
     if old is None:
         raise NotFound(f"version {version} of workflow {workflow_id} not found")
     definition = copy.deepcopy(old.definition)
-    return update_workflow(uow=uow, actor=actor, workflow_id=workflow_id, changes=definition,
-                           note=f"rolled back to version {version}")
+    return update_workflow(
+        uow=uow, actor=actor, workflow_id=workflow_id, changes=definition, note=f"rolled back to version {version}"
+    )
 
 
 # --------------------------------------------------------------------------- import / export
@@ -436,7 +526,9 @@ def export_workflows(*, uow: UnitOfWork, actor: Actor, workflow_id: str | None =
     if workflow_id:
         return [get_workflow(uow=uow, actor=actor, workflow_id=workflow_id).definition]
     s = uow.session
-    rows = s.exec(select(Workflow.definition).where(Workflow.tenant_id == actor.tenant_id).order_by(func.lower(Workflow.name))).all()
+    rows = s.exec(
+        select(Workflow.definition).where(Workflow.tenant_id == actor.tenant_id).order_by(func.lower(Workflow.name))
+    ).all()
     return [definition_of(d) for d in rows]
 
 
@@ -451,7 +543,9 @@ def import_workflows(*, uow: UnitOfWork, actor: Actor, items: list[Any]) -> list
         try:
             parsed.append(_validated(item))
         except ValidationFailed as exc:
-            problems += [Problem(f"[{i}].{p.path}" if p.path else f"[{i}]", p.message, p.severity) for p in exc.problems]
+            problems += [
+                Problem(f"[{i}].{p.path}" if p.path else f"[{i}]", p.message, p.severity) for p in exc.problems
+            ]
     if any(p.severity == "error" for p in problems):
         raise ValidationFailed(problems)
     out = []
@@ -469,8 +563,11 @@ def import_workflows(*, uow: UnitOfWork, actor: Actor, items: list[Any]) -> list
 def _reschedule_cron(uow: UnitOfWork, actor: Actor) -> None:
     """After a timezone change, recompute the next fire time of every time_based workflow."""
     s = uow.session
-    rows = s.exec(select(Workflow).where(Workflow.tenant_id == actor.tenant_id, Workflow.trigger_type == "time_based",
-                                         Workflow.enabled == sa.true())).all()
+    rows = s.exec(
+        select(Workflow).where(
+            Workflow.tenant_id == actor.tenant_id, Workflow.trigger_type == "time_based", Workflow.enabled == sa.true()
+        )
+    ).all()
     for row in rows:
         _apply(s, row, row.definition, uow.now())
         s.add(row)

@@ -60,19 +60,29 @@ def _create_engine(url: str) -> Engine:
         # One in-memory database lives as long as its one connection: every checkout gets that
         # connection (StaticPool), from any thread. The engine's units of work take turns on it
         # (the runner, the worker and services open them one after the other).
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False}, poolclass=sa.pool.StaticPool,
-                                  json_serializer=json_dumps, json_deserializer=orjson.loads)
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            poolclass=sa.pool.StaticPool,
+            json_serializer=json_dumps,
+            json_deserializer=orjson.loads,
+        )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     if url.startswith("sqlite"):
-        path = sa.engine.make_url(url).database
+        path = sa.engine.make_url(url).database or ""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         # The pool holds as many connections as the API has threads, so a busy server never
         # opens (and re-PRAGMAs) overflow connections per request.
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                                  pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
-                                  json_serializer=json_dumps, json_deserializer=orjson.loads)
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+            json_serializer=json_dumps,
+            json_deserializer=orjson.loads,
+        )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         if not path.startswith("file:"):
@@ -88,8 +98,14 @@ def _create_engine(url: str) -> Engine:
     # Half the SQLite pool kept open: each server process may hold up to 40, and PostgreSQL's
     # default max_connections is 100 for every process and tool together. Few are busy at
     # once (the group-commit leader, cache misses), so overflow connections are rare.
-    return sa.create_engine(url, pool_recycle=1800, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW,
-                            json_serializer=json_dumps, json_deserializer=orjson.loads)
+    return sa.create_engine(
+        url,
+        pool_recycle=1800,
+        pool_size=PG_POOL_SIZE,
+        max_overflow=PG_POOL_OVERFLOW,
+        json_serializer=json_dumps,
+        json_deserializer=orjson.loads,
+    )
 
 
 def json_dumps(value) -> str:

@@ -111,10 +111,14 @@ class _Compiled:
                 values[i] = proc(values[i])
             return values
         if self.positional:
-            return [proc if name is None else params[name] if proc is None else proc(params[name])
-                    for name, _sql, proc in self.binds]
-        return {sqlname: proc if name is None else params[name] if proc is None else proc(params[name])
-                for name, sqlname, proc in self.binds}
+            return [
+                proc if name is None else params[name] if proc is None else proc(params[name])
+                for name, _sql, proc in self.binds
+            ]
+        return {
+            sqlname: proc if name is None else params[name] if proc is None else proc(params[name])
+            for name, sqlname, proc in self.binds
+        }
 
 
 class FastStatement:
@@ -134,8 +138,13 @@ class FastStatement:
         self._lock = threading.Lock()
 
     def compiled(self, dialect: Dialect) -> _Compiled:
-        key = (dialect.name, dialect.driver, dialect.paramstyle, getattr(dialect, "server_version_info", None),
-               getattr(dialect, "_json_serializer", None))
+        key = (
+            dialect.name,
+            dialect.driver,
+            dialect.paramstyle,
+            getattr(dialect, "server_version_info", None),
+            getattr(dialect, "_json_serializer", None),
+        )
         found = self._by_dialect.get(key)
         if found is None:
             with self._lock:
@@ -178,7 +187,7 @@ class FastStatement:
         finally:
             cursor.close()
 
-    def rowcount_many(self, target: Session | Connection, rows: list[Mapping[str, Any]]) -> int:
+    def rowcount_many(self, target: Session | Connection, rows: Sequence[Mapping[str, Any]]) -> int:
         """Run an UPDATE/DELETE once per parameter set; the number of rows matched in all.
 
         Counted per set (``execute`` in a loop on one cursor): what ``executemany`` reports as
@@ -186,7 +195,9 @@ class FastStatement:
         conn = connection_of(target)
         c = self.compiled(conn.dialect)
         args = c.args_many(rows)
-        cursor = conn.connection.dbapi_connection.cursor()
+        dbapi_conn = conn.connection.dbapi_connection
+        assert dbapi_conn is not None  # an open connection has one
+        cursor = dbapi_conn.cursor()
         total = 0
         try:
             for one in args:
@@ -226,9 +237,14 @@ class FastStatement:
 
 _UTC = UTC
 #: Checked against SQLAlchemy's own processor before the direct one is used.
-_SAMPLES = (datetime(2026, 3, 29, 1, 30, 0, 0, tzinfo=_UTC), datetime(2026, 11, 25, 23, 59, 59, 999999, tzinfo=_UTC),
-            datetime(2026, 7, 1, 12, 0, 0, 123, tzinfo=timezone(timedelta(hours=2))), datetime(2026, 1, 1, 8, 0),
-            datetime(999, 1, 2, 3, 4, 5, 6), None)
+_SAMPLES = (
+    datetime(2026, 3, 29, 1, 30, 0, 0, tzinfo=_UTC),
+    datetime(2026, 11, 25, 23, 59, 59, 999999, tzinfo=_UTC),
+    datetime(2026, 7, 1, 12, 0, 0, 123, tzinfo=timezone(timedelta(hours=2))),
+    datetime(2026, 1, 1, 8, 0),
+    datetime(999, 1, 2, 3, 4, 5, 6),
+    None,
+)
 
 
 #: Recently converted datetimes and their text: the same few ``now`` values fill several
@@ -251,8 +267,9 @@ def _sqlite_utc_datetime(value: datetime | None) -> str | None:
     if text is None:
         if len(_recent) > 512:
             _recent.clear()
-        text = _recent[value] = (value.astimezone(_UTC).replace(tzinfo=None) if value.tzinfo is not None
-                                 else value).isoformat(" ", "microseconds")
+        text = _recent[value] = (
+            value.astimezone(_UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+        ).isoformat(" ", "microseconds")
     _last = (value, text)
     return text
 
@@ -303,5 +320,6 @@ def _reraise(conn: Connection, sql: str, args: Any, exc: Exception, cursor: Any)
         invalidated = False
     if invalidated:
         conn.invalidate(exc)
-    raise sa.exc.DBAPIError.instance(sql, args, exc, dialect.loaded_dbapi.Error, connection_invalidated=invalidated,
-                                     dialect=dialect) from exc
+    raise sa.exc.DBAPIError.instance(
+        sql, args, exc, dialect.loaded_dbapi.Error, connection_invalidated=invalidated, dialect=dialect
+    ) from exc

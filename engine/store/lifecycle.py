@@ -82,5 +82,6 @@ class ContactErasure(SQLModel, table=True):
     erased_at: datetime = _created()
     counts: dict = _json()
 
+
 # Deleting an execution sets its messages' execution_id to NULL: ``ix_outbox_execution_created``
 # (execution_id, created_at; models.py, migration 0006) keeps that from scanning the outbox.

@@ -46,7 +46,7 @@ def new_id() -> str:
         # One getrandom() call per 256 ids (the call releases the GIL, which under load
         # costs far more than the bytes); each thread has its own pool.
         block = os.urandom(10 * 256).hex()
-        pool = _random.pool = [block[i:i + 20] for i in range(0, len(block), 20)]
+        pool = _random.pool = [block[i : i + 20] for i in range(0, len(block), 20)]
     return f"{time.time_ns() // 1_000_000:012x}{pool.pop()}"
 
 
@@ -234,7 +234,9 @@ class EventRecord(SQLModel, table=True):
         sa.Index("ix_events_tenant_received", "tenant_id", "received_at"),
         sa.Index("ix_events_tenant_sender", "tenant_id", "sender", "received_at"),
         # Covering for the Insights' inbound counts, intents and heatmap.
-        sa.Index("ix_events_tenant_received_cover", "tenant_id", "received_at", "channel", "depth", "is_test", "intent"),
+        sa.Index(
+            "ix_events_tenant_received_cover", "tenant_id", "received_at", "channel", "depth", "is_test", "intent"
+        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -265,8 +267,16 @@ class Execution(SQLModel, table=True):
         sa.Index("ix_executions_status_heartbeat", "status", "heartbeat_at"),
         # Keyset pages of the executions list (newest first), and covering for the Insights
         # counts so they read the index only (status, flags and workflow ride along).
-        sa.Index("ix_executions_tenant_started_id", "tenant_id", "started_at", "id", "status", "is_test", "mode",
-                 "workflow_id"),
+        sa.Index(
+            "ix_executions_tenant_started_id",
+            "tenant_id",
+            "started_at",
+            "id",
+            "status",
+            "is_test",
+            "mode",
+            "workflow_id",
+        ),
         sa.Index("ix_executions_tenant_status_started", "tenant_id", "status", "started_at"),
     )
 
@@ -303,9 +313,7 @@ class Execution(SQLModel, table=True):
 
 class StepRun(SQLModel, table=True):
     __tablename__ = "step_runs"
-    __table_args__ = (
-        sa.UniqueConstraint("execution_id", "action_id", "attempt", name="uq_step_attempt"),
-    )
+    __table_args__ = (sa.UniqueConstraint("execution_id", "action_id", "attempt", name="uq_step_attempt"),)
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     tenant_id: str = _tenant_fk()
@@ -378,8 +386,10 @@ class Lead(SQLModel, table=True):
 
 class Booking(SQLModel, table=True):
     __tablename__ = "bookings"
-    __table_args__ = (sa.Index("ix_bookings_tenant_starts", "tenant_id", "starts_at"),
-                      sa.Index("ix_bookings_tenant_created", "tenant_id", "created_at"))
+    __table_args__ = (
+        sa.Index("ix_bookings_tenant_starts", "tenant_id", "starts_at"),
+        sa.Index("ix_bookings_tenant_created", "tenant_id", "created_at"),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     tenant_id: str = _tenant_fk()

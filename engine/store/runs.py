@@ -17,7 +17,7 @@ Everything the runtime says to the database is here, in one place, over the mode
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -88,8 +88,9 @@ class RowFactory:
         for key in self._now_columns:
             if key not in values:
                 if now is None:
-                    raise ValueError(f"{self.model.__tablename__}.{key} defaults to now: "
-                                     "pass now (the unit of work's time)")
+                    raise ValueError(
+                        f"{self.model.__tablename__}.{key} defaults to now: pass now (the unit of work's time)"
+                    )
                 row[key] = now
         return row
 
@@ -114,38 +115,87 @@ _OUTBOX, _DUE = RowFactory(OutboxMessage), RowFactory(DueWork)
 _factories.update({EventRecord: _EVENT, Execution: _EXECUTION, StepRun: _STEP, OutboxMessage: _OUTBOX, DueWork: _DUE})
 
 
-def event_row(tenant_id: str, ev: Any, now: datetime, depth: int, parent: str | None,
-              is_test: bool = False) -> dict[str, Any]:
+def event_row(
+    tenant_id: str, ev: Any, now: datetime, depth: int, parent: str | None, is_test: bool = False
+) -> dict[str, Any]:
     """The stored event for a parsed :class:`engine.definitions.Event`."""
     data = dict(ev.data)
     if ev.lead_id:
         data["leadId"] = ev.lead_id
     if ev.booking_id:
         data["bookingId"] = ev.booking_id
-    return _EVENT({"tenant_id": tenant_id, "trigger_type": ev.trigger_type, "channel": ev.channel,
-                   "content": ev.content, "sender": ev.from_, "intent": ev.intent,
-                   "intent_confidence": ev.intent_confidence, "custom_fields": ev.custom_fields, "data": data,
-                   "received_at": ev.received_at or now, "idempotency_key": ev.idempotency_key, "depth": depth,
-                   "parent_execution_id": parent, "is_test": is_test}, now)
+    return _EVENT(
+        {
+            "tenant_id": tenant_id,
+            "trigger_type": ev.trigger_type,
+            "channel": ev.channel,
+            "content": ev.content,
+            "sender": ev.from_,
+            "intent": ev.intent,
+            "intent_confidence": ev.intent_confidence,
+            "custom_fields": ev.custom_fields,
+            "data": data,
+            "received_at": ev.received_at or now,
+            "idempotency_key": ev.idempotency_key,
+            "depth": depth,
+            "parent_execution_id": parent,
+            "is_test": is_test,
+        },
+        now,
+    )
 
 
-def execution_row(tenant_id: str, wf: Any, event_id: str | None, context: dict[str, Any], explanation: list,
-                  now: datetime, mode: str, depth: int, is_test: bool = False) -> dict[str, Any]:
+def execution_row(
+    tenant_id: str,
+    wf: Any,
+    event_id: str | None,
+    context: dict[str, Any],
+    explanation: list,
+    now: datetime,
+    mode: str,
+    depth: int,
+    is_test: bool = False,
+) -> dict[str, Any]:
     """A new execution of workflow ``wf`` (id, name, version, definition), running, with its lease."""
     definition = wf.definition
     first = definition["actions"][0]["id"] if definition.get("actions") else None
-    return _EXECUTION({"tenant_id": tenant_id, "workflow_id": wf.id, "workflow_name": wf.name,
-                       "workflow_version": wf.version, "event_id": event_id, "status": ExecutionStatus.RUNNING,
-                       "mode": mode, "definition": definition, "context": context, "explanation": explanation,
-                       "current_action_id": first, "lease_token": new_id(), "heartbeat_at": now, "depth": depth,
-                       "started_at": now, "is_test": is_test}, now)
+    return _EXECUTION(
+        {
+            "tenant_id": tenant_id,
+            "workflow_id": wf.id,
+            "workflow_name": wf.name,
+            "workflow_version": wf.version,
+            "event_id": event_id,
+            "status": ExecutionStatus.RUNNING,
+            "mode": mode,
+            "definition": definition,
+            "context": context,
+            "explanation": explanation,
+            "current_action_id": first,
+            "lease_token": new_id(),
+            "heartbeat_at": now,
+            "depth": depth,
+            "started_at": now,
+            "is_test": is_test,
+        },
+        now,
+    )
 
 
 def step_row(tenant_id: str, execution_id: str, action: Any, attempt: int, now: datetime) -> dict[str, Any]:
     """A step of ``action`` starting now (status running)."""
-    return _STEP({"tenant_id": tenant_id, "execution_id": execution_id, "action_id": action.id,
-                  "action_type": action.type, "attempt": attempt, "status": StepStatus.RUNNING,
-                  "started_at": now}, now)
+    return _STEP(
+        {
+            "tenant_id": tenant_id,
+            "execution_id": execution_id,
+            "action_id": action.id,
+            "action_type": action.type,
+            "attempt": attempt,
+            "status": StepStatus.RUNNING,
+            "started_at": now,
+        },
+        now,
+    )
 
 
 def outbox_row(now: datetime, **values: Any) -> dict[str, Any]:
@@ -183,12 +233,16 @@ TENANT_COLUMNS = ("id", "slug", "name", "timezone", "settings")
 FAST_TENANT = FastStatement(sa.select(*(_tc[k] for k in TENANT_COLUMNS)).where(_tc.id == sa.bindparam("tenant_id")))
 #: Two IN parameters (the same type twice when there is one): no expanding parameter, one SQL text.
 FAST_CANDIDATES = FastStatement(
-    sa.select(_wf.id, _wf.name, _wf.version, _wf.definition, _wf.trigger_type)
-    .where(_wf.tenant_id == sa.bindparam("tenant_id"), _wf.trigger_type.in_([sa.bindparam("t1"), sa.bindparam("t2")]),
-           _wf.enabled == sa.true()))
+    sa.select(_wf.id, _wf.name, _wf.version, _wf.definition, _wf.trigger_type).where(
+        _wf.tenant_id == sa.bindparam("tenant_id"),
+        _wf.trigger_type.in_([sa.bindparam("t1"), sa.bindparam("t2")]),
+        _wf.enabled == sa.true(),
+    )
+)
 #: On the DB-API connection: on a plain (not begun) Connection they begin no transaction.
-FAST_EVENT_BY_KEY = FastStatement(sa.select(_ev.id).where(_ev.tenant_id == sa.bindparam("tenant_id"),
-                                                          _ev.idempotency_key == sa.bindparam("key")))
+FAST_EVENT_BY_KEY = FastStatement(
+    sa.select(_ev.id).where(_ev.tenant_id == sa.bindparam("tenant_id"), _ev.idempotency_key == sa.bindparam("key"))
+)
 FAST_EXECUTIONS_OF = FastStatement(sa.select(_ex.id).where(_ex.event_id == sa.bindparam("event_id")))
 
 
@@ -215,14 +269,22 @@ def executions_of(target: Any, event_id: str) -> list[str]:
 # ---------------------------------------------------------------------- execution progress
 
 #: SET columns come from the parameters given; only the holder of the lease token may write.
-_SAVE_EXECUTION = sa.update(Execution.__table__).where(_ex.id == sa.bindparam("b_id"),
-                                                       _ex.lease_token == sa.bindparam("b_token"))
+_SAVE_EXECUTION = sa.update(Execution.__table__).where(
+    _ex.id == sa.bindparam("b_id"), _ex.lease_token == sa.bindparam("b_token")
+)
 SAVE_KEYS = ["status", "context", "current_action_id", "actions_executed", "heartbeat_at"]
 FAST_SAVE = FastStatement(_SAVE_EXECUTION, SAVE_KEYS)
 FAST_SAVE_FINISHED = FastStatement(_SAVE_EXECUTION, SAVE_KEYS + ["finished_at", "error"])
-FAST_COUNT_RUN = FastStatement(sa.update(Workflow.__table__).where(_wf.id == sa.bindparam("b_id")).values(
-    run_count=_wf.run_count + sa.bindparam("b_n"), success_count=_wf.success_count + sa.bindparam("b_ok"),
-    error_count=_wf.error_count + sa.bindparam("b_bad"), last_run_at=sa.bindparam("b_at")))
+FAST_COUNT_RUN = FastStatement(
+    sa.update(Workflow.__table__)
+    .where(_wf.id == sa.bindparam("b_id"))
+    .values(
+        run_count=_wf.run_count + sa.bindparam("b_n"),
+        success_count=_wf.success_count + sa.bindparam("b_ok"),
+        error_count=_wf.error_count + sa.bindparam("b_bad"),
+        last_run_at=sa.bindparam("b_at"),
+    )
+)
 _st = StepRun.__table__.c
 _FINISH_STEP = sa.update(StepRun.__table__).where(_st.id == sa.bindparam("b_id"))
 FINISH_STEP_KEYS = ["status", "input", "output", "error", "finished_at"]
@@ -235,7 +297,7 @@ def save_execution(conn: Any, values: dict[str, Any], finished: bool) -> bool:
     return (FAST_SAVE_FINISHED if finished else FAST_SAVE).rowcount(conn, values) == 1
 
 
-def save_executions(conn: Any, values: list[dict[str, Any]], finished: bool) -> bool:
+def save_executions(conn: Any, values: Sequence[Mapping[str, Any]], finished: bool) -> bool:
     """:func:`save_execution` for many executions in one ``executemany``; False when any lease
     token no longer matches (fewer rows updated than given)."""
     return (FAST_SAVE_FINISHED if finished else FAST_SAVE).rowcount_many(conn, values) == len(values)
@@ -254,13 +316,18 @@ def finish_step(conn: Any, step: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- the worker
 
 _due = DueWork.__table__.c
-TAKE_OVER = (sa.update(Execution.__table__).where(_ex.id == sa.bindparam("b_id"))
-             .values(lease_token=sa.bindparam("b_token"), status=ExecutionStatus.RUNNING,
-                     heartbeat_at=sa.bindparam("b_now")))
-CLOSE_DUE = (sa.update(DueWork.__table__)
-             .where(_due.id == sa.bindparam("b_id"), _due.locked_by == sa.bindparam("b_by"),
-                    _due.status == DueStatus.CLAIMED)
-             .values(status=DueStatus.DONE, done_at=sa.bindparam("b_now"), locked_until=None))
+_wf = Workflow.__table__.c
+_tenant = Tenant.__table__.c
+TAKE_OVER = (
+    sa.update(Execution.__table__)
+    .where(_ex.id == sa.bindparam("b_id"))
+    .values(lease_token=sa.bindparam("b_token"), status=ExecutionStatus.RUNNING, heartbeat_at=sa.bindparam("b_now"))
+)
+CLOSE_DUE = (
+    sa.update(DueWork.__table__)
+    .where(_due.id == sa.bindparam("b_id"), _due.locked_by == sa.bindparam("b_by"), _due.status == DueStatus.CLAIMED)
+    .values(status=DueStatus.DONE, done_at=sa.bindparam("b_now"), locked_until=None)
+)
 
 
 def lock_executions(conn: sa.Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -273,7 +340,7 @@ def lock_executions(conn: sa.Connection, ids: Sequence[str]) -> dict[str, dict[s
 
 def execution_for_resume(session: Any, execution_id: str) -> Execution | None:
     """The execution as an ORM row (locked on PostgreSQL), to take it over."""
-    stmt = sa.select(Execution).where(Execution.id == execution_id)
+    stmt = sa.select(Execution).where(_ex.id == execution_id)
     if session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     return session.execute(stmt).scalars().first()
@@ -281,24 +348,36 @@ def execution_for_resume(session: Any, execution_id: str) -> Execution | None:
 
 def due_filter(now: datetime, ids: Sequence[str] | None = None) -> Any:
     """Due items: pending and due, or claimed with an expired lease (only ``ids`` when given)."""
-    due = sa.or_(sa.and_(DueWork.status == DueStatus.PENDING, DueWork.due_at <= now),
-                 sa.and_(DueWork.status == DueStatus.CLAIMED, DueWork.locked_until < now))
-    return due if ids is None else sa.and_(due, DueWork.id.in_(ids))
+    due = sa.or_(
+        sa.and_(_due.status == DueStatus.PENDING, _due.due_at <= now),
+        sa.and_(_due.status == DueStatus.CLAIMED, _due.locked_until < now),
+    )
+    return due if ids is None else sa.and_(due, _due.id.in_(ids))
 
 
-def claim_due(session: Any, *, now: datetime, lease: Any, worker: str, limit: int, postgres: bool,
-              ids: Sequence[str] | None = None) -> list[DueWork]:
+def claim_due(
+    session: Any,
+    *,
+    now: datetime,
+    lease: Any,
+    worker: str,
+    limit: int,
+    postgres: bool,
+    ids: Sequence[str] | None = None,
+) -> list[DueWork]:
     """Lease up to ``limit`` due items to ``worker`` (SKIP LOCKED on PostgreSQL); the claimed rows."""
-    stmt = sa.select(DueWork.id).where(due_filter(now, ids)).order_by(DueWork.due_at).limit(limit)
+    stmt = sa.select(_due.id).where(due_filter(now, ids)).order_by(_due.due_at).limit(limit)
     if postgres:
         stmt = stmt.with_for_update(skip_locked=True)
     claimed = list(session.execute(stmt).scalars().all())
     if not claimed:
         return []
-    session.execute(sa.update(DueWork).where(DueWork.id.in_(claimed)).values(
-        status=DueStatus.CLAIMED, locked_by=worker, locked_until=now + lease, attempts=DueWork.attempts + 1))
-    return list(session.execute(sa.select(DueWork).where(DueWork.id.in_(claimed)).order_by(DueWork.due_at))
-                .scalars().all())
+    session.execute(
+        sa.update(DueWork)
+        .where(_due.id.in_(claimed))
+        .values(status=DueStatus.CLAIMED, locked_by=worker, locked_until=now + lease, attempts=_due.attempts + 1)
+    )
+    return list(session.execute(sa.select(DueWork).where(_due.id.in_(claimed)).order_by(_due.due_at)).scalars().all())
 
 
 def close_due(conn: Any, item_id: str, worker: str, now: datetime) -> bool:
@@ -313,14 +392,17 @@ def close_due_many(conn: Any, item_ids: Sequence[str], worker: str, now: datetim
 
 def reschedule_due(conn: Any, item_id: str, worker: str, values: dict[str, Any]) -> None:
     """Record a failed item's error and its next try (or final failure), if still ``worker``'s."""
-    conn.execute(sa.update(DueWork).where(DueWork.id == item_id, DueWork.locked_by == worker).values(**values))
+    conn.execute(sa.update(DueWork).where(_due.id == item_id, _due.locked_by == worker).values(**values))
 
 
 def due_cron(session: Any, now: datetime, limit: int, postgres: bool) -> list[tuple]:
     """(workflow id, tenant id, definition, fire time, timezone) of cron workflows due now."""
-    stmt = (sa.select(Workflow.id, Workflow.tenant_id, Workflow.definition, Workflow.next_fire_at, Tenant.timezone)
-            .join(Tenant, Tenant.id == Workflow.tenant_id)
-            .where(Workflow.next_fire_at <= now, Workflow.enabled == sa.true()).limit(limit))
+    stmt = (
+        sa.select(_wf.id, _wf.tenant_id, _wf.definition, _wf.next_fire_at, _tenant.timezone)
+        .join(Tenant, _tenant.id == _wf.tenant_id)
+        .where(_wf.next_fire_at <= now, _wf.enabled == sa.true())
+        .limit(limit)
+    )
     if postgres:
         stmt = stmt.with_for_update(skip_locked=True, of=Workflow)
     return list(session.execute(stmt).all())
@@ -328,12 +410,17 @@ def due_cron(session: Any, now: datetime, limit: int, postgres: bool) -> list[tu
 
 def advance_cron(conn: Any, workflow_id: str, fired_at: datetime, next_at: datetime | None) -> None:
     """Move the workflow's next fire time on, unless someone else already did."""
-    conn.execute(sa.update(Workflow).where(Workflow.id == workflow_id, Workflow.next_fire_at == fired_at)
-                 .values(next_fire_at=next_at))
+    conn.execute(
+        sa.update(Workflow).where(_wf.id == workflow_id, _wf.next_fire_at == fired_at).values(next_fire_at=next_at)
+    )
 
 
 def stale_executions(session: Any, stale_before: datetime, limit: int) -> list[str]:
     """Running executions without progress since ``stale_before`` (their runner died)."""
-    return list(session.execute(sa.select(Execution.id).where(Execution.status == ExecutionStatus.RUNNING,
-                                                              Execution.heartbeat_at < stale_before)
-                                .limit(limit)).scalars().all())
+    return list(
+        session.execute(
+            sa.select(_ex.id).where(_ex.status == ExecutionStatus.RUNNING, _ex.heartbeat_at < stale_before).limit(limit)
+        )
+        .scalars()
+        .all()
+    )

@@ -60,6 +60,12 @@ def simple_workflow(name: str = "Reply on WhatsApp", trigger: str = "whatsapp_me
         "name": name,
         "trigger": {"type": trigger, "config": {}},
         "conditions": [],
-        "actions": [{"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hallo {{trigger.from}}!"},
-                     "nextActionId": None}],
+        "actions": [
+            {
+                "id": "send-1",
+                "type": "send_whatsapp",
+                "config": {"message": "Hallo {{trigger.from}}!"},
+                "nextActionId": None,
+            }
+        ],
     }

@@ -19,7 +19,9 @@ def test_a_request_without_a_key_is_401_and_says_how_to_authenticate(client):
     assert "Authorization: Bearer" in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("header", ["Bearer sa_not-a-real-key", "Bearer nonsense", "Basic dXNlcjpwYXNz", "sa_no_scheme"])
+@pytest.mark.parametrize(
+    "header", ["Bearer sa_not-a-real-key", "Bearer nonsense", "Basic dXNlcjpwYXNz", "sa_no_scheme"]
+)
 def test_an_unknown_key_is_401(client, header):
     r = client.get("/api/workflows/list", headers={"Authorization": header})
     assert r.status_code == 401

@@ -56,7 +56,9 @@ def test_validate_answers_200_with_problems_and_stores_nothing(client, auth):
 
 
 def test_malformed_json_is_422_naming_the_body(client, auth):
-    r = client.post("/api/workflows/create", content=b'{"name": "x",', headers={**auth, "Content-Type": "application/json"})
+    r = client.post(
+        "/api/workflows/create", content=b'{"name": "x",', headers={**auth, "Content-Type": "application/json"}
+    )
     assert r.status_code == 422
     assert r.json()["error"]["field"] == "body" and "not valid JSON" in r.json()["error"]["message"]
 

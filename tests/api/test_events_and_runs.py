@@ -15,7 +15,11 @@ def test_an_event_runs_the_matching_workflow_and_a_repeated_key_returns_the_same
     body = first.json()
     assert body["success"] is True and body["duplicate"] is False and len(body["executionIds"]) == 1
     again = client.post("/api/events", json=MESSAGE, headers={**auth, "Idempotency-Key": "msg-1"}).json()
-    assert (again["eventId"], again["executionIds"], again["duplicate"]) == (body["eventId"], body["executionIds"], True)
+    assert (again["eventId"], again["executionIds"], again["duplicate"]) == (
+        body["eventId"],
+        body["executionIds"],
+        True,
+    )
 
     executions = client.get("/api/executions", params={"workflowId": wid}, headers=auth).json()
     assert executions["total"] == 1 and executions["executions"][0]["id"] == body["executionIds"][0]
@@ -29,7 +33,9 @@ def test_an_event_runs_the_matching_workflow_and_a_repeated_key_returns_the_same
 def test_the_key_may_also_come_in_the_body_but_must_not_contradict_the_header(client, auth):
     client.post("/api/workflows/create", json=simple_workflow(), headers=auth)
     first = client.post("/api/events", json={**MESSAGE, "idempotencyKey": "k"}, headers=auth).json()
-    assert client.post("/api/events", json=MESSAGE, headers={**auth, "Idempotency-Key": "k"}).json()["duplicate"] is True
+    assert (
+        client.post("/api/events", json=MESSAGE, headers={**auth, "Idempotency-Key": "k"}).json()["duplicate"] is True
+    )
     assert first["duplicate"] is False
     r = client.post("/api/events", json={**MESSAGE, "idempotencyKey": "a"}, headers={**auth, "Idempotency-Key": "b"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "idempotencyKey"
@@ -50,12 +56,28 @@ def test_executions_filter_by_status_and_page(client, auth):
 
 
 def test_a_booking_is_stored_and_runs_booking_created_workflows(client, auth):
-    welcome = {**simple_workflow("Booking welcome", "booking_created"),
-               "actions": [{"id": "sms-1", "type": "send_sms", "config": {"message": "Bis bald, {{trigger.memberName}}!"},
-                            "nextActionId": None}]}
+    welcome = {
+        **simple_workflow("Booking welcome", "booking_created"),
+        "actions": [
+            {
+                "id": "sms-1",
+                "type": "send_sms",
+                "config": {"message": "Bis bald, {{trigger.memberName}}!"},
+                "nextActionId": None,
+            }
+        ],
+    }
     assert client.post("/api/workflows/create", json=welcome, headers=auth).status_code == 201
-    r = client.post("/api/bookings", json={"memberName": "Anna", "className": "Vinyasa", "startsAt": "2025-11-24T18:00:00+01:00",
-                                            "memberContact": "+4915112345678"}, headers=auth)
+    r = client.post(
+        "/api/bookings",
+        json={
+            "memberName": "Anna",
+            "className": "Vinyasa",
+            "startsAt": "2025-11-24T18:00:00+01:00",
+            "memberContact": "+4915112345678",
+        },
+        headers=auth,
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["booking"]["memberName"] == "Anna" and len(body["executionIds"]) == 1
@@ -63,8 +85,11 @@ def test_a_booking_is_stored_and_runs_booking_created_workflows(client, auth):
 
 
 def test_a_booking_needs_a_time_with_an_offset(client, auth):
-    r = client.post("/api/bookings", json={"memberName": "Anna", "className": "Yoga", "startsAt": "2025-11-24T18:00:00"},
-                    headers=auth)
+    r = client.post(
+        "/api/bookings",
+        json={"memberName": "Anna", "className": "Yoga", "startsAt": "2025-11-24T18:00:00"},
+        headers=auth,
+    )
     assert r.status_code == 422 and r.json()["error"]["field"] == "startsAt"
 
 
@@ -89,4 +114,3 @@ def test_delete_removes_the_workflow_but_keeps_its_executions(client, auth):
     assert r.status_code == 200 and r.json() == {"success": True, "deleted": wid}
     assert client.get(f"/api/workflows/{wid}", headers=auth).status_code == 404
     assert client.get(f"/api/executions/{execution_id}", headers=auth).status_code == 200
-

@@ -36,8 +36,10 @@ CASES = [
 def _shape(value):
     """The answer with generated ids blanked out (they differ between the two databases' runs)."""
     if isinstance(value, dict):
-        return {k: ("<id>" if k == "eventId" else [("<id>") for _ in v] if k == "executionIds" else _shape(v))
-                for k, v in value.items()}
+        return {
+            k: ("<id>" if k == "eventId" else [("<id>") for _ in v] if k == "executionIds" else _shape(v))
+            for k, v in value.items()
+        }
     return value
 
 
@@ -70,7 +72,26 @@ def test_fast_and_framework_paths_answer_the_same(db, actor, key_factory):
     slow = _answers(db, headers, CASES, fast=False)
     fast = _answers(db, headers, _with_fresh_keys(CASES, "-fast"), fast=True)
     assert fast == slow
-    assert [s for s, _ in slow] == [200, 200, 200, 200, 200, 200, 422, 422, 422, 422, 422, 422, 422, 422, 415, 415, 422, 422]
+    assert [s for s, _ in slow] == [
+        200,
+        200,
+        200,
+        200,
+        200,
+        200,
+        422,
+        422,
+        422,
+        422,
+        422,
+        422,
+        422,
+        422,
+        415,
+        415,
+        422,
+        422,
+    ]
     assert [a["duplicate"] for _, a in slow[:6]] == [False, False, False, True, False, True]
 
 

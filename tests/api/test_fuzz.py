@@ -44,9 +44,16 @@ CONTACTS = {"/api/contacts/export", "/api/contacts/erase", "/api/contacts/opt-ou
 CHANNEL_SETTINGS = "/api/settings/channels/{channel}"
 #: Routes taking a period: from/to are each a valid date, but together at most 400 days in order,
 #: and range=custom needs one of them (relations between parameters JSON Schema cannot say).
-PERIODS = {"/api/stats", "/api/stats/workflows", "/api/stats/workflows/{workflow_id}/flow",
-           "/api/stats/workflows/{workflow_id}/conversions", "/api/stats/export.csv",
-           "/api/executions", "/api/executions/search", "/api/executions/export.csv"}
+PERIODS = {
+    "/api/stats",
+    "/api/stats/workflows",
+    "/api/stats/workflows/{workflow_id}/flow",
+    "/api/stats/workflows/{workflow_id}/conversions",
+    "/api/stats/export.csv",
+    "/api/executions",
+    "/api/executions/search",
+    "/api/executions/export.csv",
+}
 
 
 def _period_refusable(query: dict) -> bool:
@@ -102,7 +109,9 @@ def _auth_for(case, auth: dict[str, str]) -> dict[str, str]:
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-FIGURES: dict[str, dict] = defaultdict(lambda: {"operations": set(), "cases": 0, "failed_operations": [], "seconds": 0.0})
+FIGURES: dict[str, dict] = defaultdict(
+    lambda: {"operations": set(), "cases": 0, "failed_operations": [], "seconds": 0.0}
+)
 
 
 #: One app for the module; each test points it at its database (the document needs none).
@@ -127,10 +136,17 @@ def _report_figures():
     yield
     if not FIGURES:
         return
-    report = {backend: {"operations": len(f["operations"]), "cases": f["cases"],
-                        "failures": len(f["failed_operations"]), "failed_operations": f["failed_operations"],
-                        "seconds": round(f["seconds"], 1), "examples_per_operation": EXAMPLES}
-              for backend, f in FIGURES.items()}
+    report = {
+        backend: {
+            "operations": len(f["operations"]),
+            "cases": f["cases"],
+            "failures": len(f["failed_operations"]),
+            "failed_operations": f["failed_operations"],
+            "seconds": round(f["seconds"], 1),
+            "examples_per_operation": EXAMPLES,
+        }
+        for backend, f in FIGURES.items()
+    }
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "fuzz-figures.json").write_text(json.dumps(report, indent=2))
     print("\nfuzzer figures:", json.dumps(report))
@@ -147,8 +163,7 @@ def _count_failures(request):
 
 @pytest.mark.usefixtures("_count_failures")
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_every_operation_holds_its_contract(case, fuzz_auth, request):
     backend = request.node.callspec.params.get("db", "sqlite") if hasattr(request.node, "callspec") else "sqlite"
     figures = FIGURES[backend]

@@ -70,9 +70,19 @@ def test_replay_and_cancel_over_http_with_roles(db, client, auth, key_factory, a
     with unit_of_work(db) as uow:
         services.update_tenant_settings(uow=uow, actor=actor, settings={"webhookAllowList": ["127.0.0.1"]})
     with Receiver(statuses=[404, 200]) as receiver:
-        hook = {"name": "CRM", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
-                "actions": [{"id": "hook", "type": "call_webhook", "onError": "stop",
-                             "config": {"webhookUrl": receiver.hook_url, "method": "POST"}}]}
+        hook = {
+            "name": "CRM",
+            "trigger": {"type": "whatsapp_message", "config": {}},
+            "conditions": [],
+            "actions": [
+                {
+                    "id": "hook",
+                    "type": "call_webhook",
+                    "onError": "stop",
+                    "config": {"webhookUrl": receiver.hook_url, "method": "POST"},
+                }
+            ],
+        }
         client.post("/api/workflows/create", json=hook, headers=auth)
         [failed] = client.post("/api/events", json=_event(), headers=auth).json()["executionIds"]
         analyst = key_factory(actor, "analyst")

@@ -8,7 +8,9 @@ from engine.api.workflows import SPEC_EXAMPLE
 
 REQUESTS = {
     "get": lambda c, wid, h: c.get(f"/api/workflows/{wid}", headers=h),
-    "update": lambda c, wid, h: c.post("/api/workflows/update", json={"workflowId": wid, "name": "hijacked"}, headers=h),
+    "update": lambda c, wid, h: c.post(
+        "/api/workflows/update", json={"workflowId": wid, "name": "hijacked"}, headers=h
+    ),
     "run": lambda c, wid, h: c.post("/api/workflows/run", json={"workflowId": wid}, headers=h),
     "delete": lambda c, wid, h: c.delete(f"/api/workflows/{wid}", headers=h),
     "duplicate": lambda c, wid, h: c.post(f"/api/workflows/{wid}/duplicate", headers=h),
@@ -35,11 +37,17 @@ def test_another_tenants_workflow_is_404_like_an_unknown_id(client, auth, other_
 
 
 def test_lists_never_include_another_tenants_rows(client, auth, other_auth, a_workflow):
-    run = client.post("/api/workflows/run", json={"workflowId": a_workflow["id"], "triggerData": {"from": "x"}}, headers=auth)
+    run = client.post(
+        "/api/workflows/run", json={"workflowId": a_workflow["id"], "triggerData": {"from": "x"}}, headers=auth
+    )
     execution_id = run.json()["result"]["executionId"]
-    listed = client.get("/api/workflows/list", params={"includeStats": "true", "search": "Workflow"}, headers=other_auth).json()
+    listed = client.get(
+        "/api/workflows/list", params={"includeStats": "true", "search": "Workflow"}, headers=other_auth
+    ).json()
     assert listed["workflows"] == [] and listed["total"] == 0 and listed["stats"]["totalWorkflows"] == 0
     assert client.get("/api/executions", headers=other_auth).json()["executions"] == []
-    assert client.get("/api/executions", params={"workflowId": a_workflow["id"]}, headers=other_auth).json()["total"] == 0
+    assert (
+        client.get("/api/executions", params={"workflowId": a_workflow["id"]}, headers=other_auth).json()["total"] == 0
+    )
     assert client.get(f"/api/executions/{execution_id}", headers=other_auth).status_code == 404
     assert client.get("/api/outbox", headers=other_auth).json()["messages"] == []

@@ -10,8 +10,11 @@ PHONE = "+4915112345678"
 
 def seed(client, auth):
     assert client.post("/api/workflows/create", headers=auth, json=simple_workflow()).status_code in (200, 201)
-    r = client.post("/api/events", headers=auth, json={"triggerType": "whatsapp_message", "channel": "whatsapp",
-                                                       "from": PHONE, "content": "Mein Knie tut weh"})
+    r = client.post(
+        "/api/events",
+        headers=auth,
+        json={"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE, "content": "Mein Knie tut weh"},
+    )
     assert r.status_code == 200
 
 
@@ -23,7 +26,10 @@ def test_retention_read_and_set(client, auth, key_factory, actor):
     r = client.put("/api/settings/retention", headers=auth, json={"detailsDays": 30, "summaryDays": 10})
     assert r.status_code == 422 and r.json()["error"]["field"] == "summaryDays"
     editor = key_factory(actor, "editor")
-    assert client.put("/api/settings/retention", headers=editor, json={"detailsDays": 1, "summaryDays": 1}).status_code == 403
+    assert (
+        client.put("/api/settings/retention", headers=editor, json={"detailsDays": 1, "summaryDays": 1}).status_code
+        == 403
+    )
     assert client.get("/api/settings/retention", headers=auth).json()["retention"]["detailsDays"] == 30
 
 
@@ -34,7 +40,10 @@ def test_export_and_erase(client, auth, other_auth, key_factory, actor):
     # Another studio's owner finds nothing of ours; an editor may not look.
     r = client.post("/api/contacts/export", headers=other_auth, json={"phone": PHONE})
     assert r.status_code == 200 and "Knie" not in r.text
-    assert client.post("/api/contacts/export", headers=key_factory(actor, "editor"), json={"phone": PHONE}).status_code == 403
+    assert (
+        client.post("/api/contacts/export", headers=key_factory(actor, "editor"), json={"phone": PHONE}).status_code
+        == 403
+    )
     r = client.post("/api/contacts/erase", headers=auth, json={"phone": PHONE})
     assert r.status_code == 422 and r.json()["error"]["field"] == "confirm"
     r = client.post("/api/contacts/erase", headers=auth, json={"phone": PHONE, "email": "a@b.de", "confirm": True})
@@ -46,13 +55,18 @@ def test_export_and_erase(client, auth, other_auth, key_factory, actor):
     assert "Knie" not in client.post("/api/contacts/export", headers=auth, json={"phone": PHONE}).text
     [record] = client.get("/api/contacts/erasures", headers=auth).json()["erasures"]
     assert record["contactHash"] and PHONE not in str(record)
-    assert len(client.get("/api/contacts/erasures", headers=other_auth).json()["erasures"]) == 1  # its own (empty) erasure
+    assert (
+        len(client.get("/api/contacts/erasures", headers=other_auth).json()["erasures"]) == 1
+    )  # its own (empty) erasure
 
 
 def test_opt_outs(client, auth, other_auth):
     seed(client, auth)
-    client.post("/api/events", headers=auth, json={"triggerType": "whatsapp_message", "channel": "whatsapp",
-                                                   "from": PHONE, "content": "STOP"})
+    client.post(
+        "/api/events",
+        headers=auth,
+        json={"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE, "content": "STOP"},
+    )
     [opt] = client.get("/api/contacts/opt-outs", headers=auth).json()["optOuts"]
     assert opt["contact"] == PHONE and opt["word"] == "STOP"
     assert client.get("/api/contacts/opt-outs", headers=other_auth).json()["optOuts"] == []

@@ -19,18 +19,38 @@ from hypothesis import strategies as st
 from tests.api.conftest import simple_workflow
 
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "25"))
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=30) | st.sampled_from(
-    ["", "\x00", "a\x00b", "{{", "{{ trigger.from }}", "{{ 'x' * 100000000 }}", "0 0 30 2 *",
-     "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "whatsapp_message", "not", "all"])
-NUMBER = (st.integers(min_value=-(2**70), max_value=2**70) | st.floats(allow_nan=True, allow_infinity=True)
-          | st.sampled_from([0, -1, 2**63, 2**64, 1e308]))
+    [
+        "",
+        "\x00",
+        "a\x00b",
+        "{{",
+        "{{ trigger.from }}",
+        "{{ 'x' * 100000000 }}",
+        "0 0 30 2 *",
+        "9999-12-31T23:59:59-23:59",
+        "0001-01-01T00:00:00+23:59",
+        "whatsapp_message",
+        "not",
+        "all",
+    ]
+)
+NUMBER = (
+    st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([0, -1, 2**63, 2**64, 1e308])
+)
 SCALAR = st.none() | st.booleans() | NUMBER | TEXT
-JSON = st.recursive(SCALAR, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
-                    max_leaves=30)
+JSON = st.recursive(
+    SCALAR, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=30
+)
 
 
 def _nested(levels: int) -> list:
@@ -86,8 +106,12 @@ def stored(client, auth) -> str:
 
 
 @SETTINGS
-@given(value=ANY | _planted(WORKFLOW) | st.builds(lambda v: {**WORKFLOW, "conditions": [{**CONDITION, "value": v}]}, ANY)
-       | st.builds(lambda v: {**WORKFLOW, "actions": [{**WORKFLOW["actions"][0], "config": {"message": v}}]}, ANY))
+@given(
+    value=ANY
+    | _planted(WORKFLOW)
+    | st.builds(lambda v: {**WORKFLOW, "conditions": [{**CONDITION, "value": v}]}, ANY)
+    | st.builds(lambda v: {**WORKFLOW, "actions": [{**WORKFLOW["actions"][0], "config": {"message": v}}]}, ANY)
+)
 def test_random_json_at_create_never_breaks_the_studio(client, auth, value):
     r = _post(client, auth, "/api/workflows/create", value)
     if r.status_code == 201:
@@ -97,8 +121,14 @@ def test_random_json_at_create_never_breaks_the_studio(client, auth, value):
 
 
 @SETTINGS
-@given(changes=st.dictionaries(st.sampled_from(["name", "description", "enabled", "trigger", "conditions", "actions"]),
-                               ANY, min_size=1, max_size=3))
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(["name", "description", "enabled", "trigger", "conditions", "actions"]),
+        ANY,
+        min_size=1,
+        max_size=3,
+    )
+)
 def test_random_json_at_update_never_breaks_the_studio(client, auth, stored, changes):
     r = _post(client, auth, "/api/workflows/update", {"workflowId": stored, **changes})
     if r.status_code == 200:
@@ -109,14 +139,22 @@ def test_random_json_at_update_never_breaks_the_studio(client, auth, stored, cha
 @SETTINGS
 @given(trigger_data=ANY, dry_run=st.booleans(), bypass=st.booleans())
 def test_random_trigger_data_at_run_never_breaks_the_studio(client, auth, stored, trigger_data, dry_run, bypass):
-    _post(client, auth, "/api/workflows/run", {"workflowId": stored, "triggerData": trigger_data, "dryRun": dry_run,
-                                               "bypassConditions": bypass})
+    _post(
+        client,
+        auth,
+        "/api/workflows/run",
+        {"workflowId": stored, "triggerData": trigger_data, "dryRun": dry_run, "bypassConditions": bypass},
+    )
     _studio_still_answers(client, auth)
 
 
 @SETTINGS
-@given(event=ANY | _planted(EVENT) | st.builds(lambda v: {**EVENT, "customFields": {"plan": v}}, ANY)
-       | st.builds(lambda v: {**EVENT, "receivedAt": v}, TEXT | NUMBER))
+@given(
+    event=ANY
+    | _planted(EVENT)
+    | st.builds(lambda v: {**EVENT, "customFields": {"plan": v}}, ANY)
+    | st.builds(lambda v: {**EVENT, "receivedAt": v}, TEXT | NUMBER)
+)
 def test_random_json_at_events_never_breaks_the_studio(client, auth, stored, event):
     _post(client, auth, "/api/events", event)
     _studio_still_answers(client, auth)

@@ -18,8 +18,15 @@ def _scenario(db, actor, expect_text="Hallo"):
     with unit_of_work(db, read_only=True) as uow:
         conv = console.conversation(uow=uow, actor=actor, contact=contact)
     with unit_of_work(db) as uow:
-        sc = scenarios.save_scenario(uow=uow, actor=actor, data={"name": "Hi gets Hallo", "steps": scenarios.steps_from(conv),
-                                                 "expectations": [{"kind": "sent", "contains": expect_text}]})
+        sc = scenarios.save_scenario(
+            uow=uow,
+            actor=actor,
+            data={
+                "name": "Hi gets Hallo",
+                "steps": scenarios.steps_from(conv),
+                "expectations": [{"kind": "sent", "contains": expect_text}],
+            },
+        )
     return wf, sc
 
 
@@ -50,7 +57,10 @@ def test_list_and_run(client, db, actor, auth, key_factory, other_auth):
 def test_invalid_draft_names_the_problem(client, db, actor, auth, other_actor, other_auth):
     wf, _ = _scenario(db, actor)
     with unit_of_work(db, read_only=True) as uow:
-        bad = {**services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id).definition, "actions": [{"id": "x", "type": "nope", "config": {}}]}
+        bad = {
+            **services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id).definition,
+            "actions": [{"id": "x", "type": "nope", "config": {}}],
+        }
     res = client.post("/api/scenarios/run", headers=auth, json={"drafts": {wf.id: bad}})
     assert res.status_code == 422 and res.json()["error"]["field"].startswith("drafts")
     _scenario(db, other_actor)

@@ -31,10 +31,13 @@ def cli(tmp_path):
     argv = [sys.executable, "-m", "engine", "--database-url", url]
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(argv + list(args), check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            argv + list(args), check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
 
-    run.popen = lambda *args: subprocess.Popen(argv + list(args), cwd=ROOT, env=env,
-                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run.popen = lambda *args: subprocess.Popen(
+        argv + list(args), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     assert run("init").returncode == 0
     return run
 

@@ -24,9 +24,18 @@ EVENT = {"triggerType": "whatsapp_message", "channel": "whatsapp", "content": "H
 
 
 def _start(url: str, *args: str, cache_seconds: float = 5.0) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"STUDIO_API_KEY_CACHE_SECONDS": str(cache_seconds)}
-    return subprocess.Popen([sys.executable, "-m", "engine", "--database-url", url, "api", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {
+        "STUDIO_API_KEY_CACHE_SECONDS": str(cache_seconds)
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine", "--database-url", url, "api", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -59,15 +68,24 @@ def test_two_processes_on_postgresql_serve_events_and_honour_revocation(postgres
         tenant = services.create_tenant(uow=uow, slug="workers", name="Workers")
     actor = system_actor(tenant.id)
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data={"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
-                                             "actions": [{"id": "send-1", "type": "send_whatsapp",
-                                                          "config": {"message": "Hi"}, "nextActionId": None}]})
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data={
+                "name": "Reply",
+                "trigger": {"type": "whatsapp_message", "config": {}},
+                "actions": [
+                    {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hi"}, "nextActionId": None}
+                ],
+            },
+        )
     with unit_of_work(db) as uow:
         key, secret = services.create_api_key(uow=uow, actor=actor, name="CRM", role="editor")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _start(db.url.render_as_string(hide_password=False), "--workers", "2", "--port", str(port),
-                  cache_seconds=1.0)
+    proc = _start(
+        db.url.render_as_string(hide_password=False), "--workers", "2", "--port", str(port), cache_seconds=1.0
+    )
     try:
         _wait_until_up(base, proc)
         headers = {"Authorization": f"Bearer {secret}"}
@@ -80,9 +98,13 @@ def test_two_processes_on_postgresql_serve_events_and_honour_revocation(postgres
                 ids += r.json()["executionIds"]
             assert len(ids) == 20
             with unit_of_work(db, read_only=True) as uow:
-                assert all(services.get_execution(uow=uow, actor=actor, execution_id=i).status == "succeeded" for i in ids)
+                assert all(
+                    services.get_execution(uow=uow, actor=actor, execution_id=i).status == "succeeded" for i in ids
+                )
             with unit_of_work(db) as uow:
-                services.revoke_api_key(uow=uow, actor=actor, key_id=key.id)  # in this process: the servers only see the database
+                services.revoke_api_key(
+                    uow=uow, actor=actor, key_id=key.id
+                )  # in this process: the servers only see the database
             time.sleep(1.5)  # the cache bound the servers were started with
             for _ in range(10):
                 r = httpx.post(f"{base}/api/events", json=EVENT, headers=headers, timeout=10)

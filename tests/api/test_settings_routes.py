@@ -21,16 +21,24 @@ def key(monkeypatch):
 
 
 def test_channel_secrets_are_write_only(client, auth, other_auth, key_factory, actor):
-    body = {"enabled": True, "values": {"phoneNumberId": "1055"},
-            "secrets": {"accessToken": SECRET, "appSecret": "a-secret-xyz", "verifyToken": "v-xyz"}}
+    body = {
+        "enabled": True,
+        "values": {"phoneNumberId": "1055"},
+        "secrets": {"accessToken": SECRET, "appSecret": "a-secret-xyz", "verifyToken": "v-xyz"},
+    }
     r = client.put("/api/settings/channels/whatsapp", json=body, headers=auth)
     assert r.status_code == 200, r.text
     assert SECRET not in r.text and r.json()["secrets"]["accessToken"]["set"] is True
     got = client.get("/api/settings/channels/whatsapp", headers=auth)
     assert SECRET not in got.text and got.json()["values"]["phoneNumberId"] == "1055"
-    assert client.get("/api/settings/channels/whatsapp", headers=other_auth).json()["secrets"]["accessToken"]["set"] is False
+    assert (
+        client.get("/api/settings/channels/whatsapp", headers=other_auth).json()["secrets"]["accessToken"]["set"]
+        is False
+    )
     assert client.get("/api/settings/channels/whatsapp", headers=key_factory(actor, "editor")).status_code == 403
-    bad = client.put("/api/settings/channels/sms", json={"enabled": True, "values": {"accountSid": "XX1"}}, headers=auth)
+    bad = client.put(
+        "/api/settings/channels/sms", json={"enabled": True, "values": {"accountSid": "XX1"}}, headers=auth
+    )
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "channels.sms.accountSid"
     assert client.get("/api/settings/channels/telegram", headers=auth).status_code == 422
     audit = client.get("/api/settings/audit", headers=auth)
@@ -41,8 +49,15 @@ def test_channel_secrets_are_write_only(client, auth, other_auth, key_factory, a
 
 def test_outbox_retry_route(client, db, auth, other_auth, key_factory, actor):
     with session_scope(db) as s:
-        msg = OutboxMessage(tenant_id=actor.tenant_id, channel="sms", recipient="+4917611112222", body="x",
-                            status="failed", adapter="twilio", error="boom")
+        msg = OutboxMessage(
+            tenant_id=actor.tenant_id,
+            channel="sms",
+            recipient="+4917611112222",
+            body="x",
+            status="failed",
+            adapter="twilio",
+            error="boom",
+        )
         s.add(msg)
     assert client.post(f"/api/outbox/{msg.id}/retry", headers=other_auth).status_code == 404
     assert client.post(f"/api/outbox/{msg.id}/retry", headers=key_factory(actor, "analyst")).status_code == 403
@@ -57,7 +72,9 @@ def test_unknown_keys_a_body_ignores_are_documented_without_nul(client, auth):
     schema = client.get("/openapi.json").json()["components"]["schemas"]["TestMessageIn"]
     assert schema["additionalProperties"] == {"$ref": "#/components/schemas/JsonValue"}
     assert schema["propertyNames"]["pattern"] == "^[^\\u0000]*$"
-    r = client.post("/api/settings/channels/sms/test", headers=auth, json={"recipient": "+4915112345678", "x": [{"a\u0000": 1}]})
+    r = client.post(
+        "/api/settings/channels/sms/test", headers=auth, json={"recipient": "+4915112345678", "x": [{"a\u0000": 1}]}
+    )
     assert r.status_code == 422 and "NUL" in r.json()["error"]["message"]
 
 

@@ -11,11 +11,27 @@ def test_create_with_the_spec_request_answers_the_spec_response(client, auth, ac
     body = r.json()
     assert body["success"] is True
     wf = body["workflow"]
-    for key in ("id", "tenantId", "name", "enabled", "trigger", "conditions", "actions", "createdAt", "updatedAt",
-                "runCount", "successCount", "errorCount"):
+    for key in (
+        "id",
+        "tenantId",
+        "name",
+        "enabled",
+        "trigger",
+        "conditions",
+        "actions",
+        "createdAt",
+        "updatedAt",
+        "runCount",
+        "successCount",
+        "errorCount",
+    ):
         assert key in wf, key
     assert wf["tenantId"] == actor.tenant_id
-    assert (wf["name"], wf["trigger"], wf["actions"]) == (SPEC_EXAMPLE["name"], SPEC_EXAMPLE["trigger"], SPEC_EXAMPLE["actions"])
+    assert (wf["name"], wf["trigger"], wf["actions"]) == (
+        SPEC_EXAMPLE["name"],
+        SPEC_EXAMPLE["trigger"],
+        SPEC_EXAMPLE["actions"],
+    )
     assert (wf["runCount"], wf["successCount"], wf["errorCount"]) == (0, 0, 0)
     assert wf["createdAt"].endswith("Z")
 
@@ -24,14 +40,17 @@ def test_each_of_the_spec_examples_can_be_created_and_read_back(client, auth, sp
     for example in spec_examples:
         created = client.post("/api/workflows/create", json=example, headers=auth).json()["workflow"]
         read = client.get(f"/api/workflows/{created['id']}", headers=auth).json()["workflow"]
-        assert {k: read[k] for k in ("name", "trigger", "conditions", "actions")} == \
-            {k: example[k] for k in ("name", "trigger", "conditions", "actions")}
+        assert {k: read[k] for k in ("name", "trigger", "conditions", "actions")} == {
+            k: example[k] for k in ("name", "trigger", "conditions", "actions")
+        }
         assert client.get(f"/api/workflows/{created['id']}/export", headers=auth).json() == example
 
 
 def test_update_with_the_spec_request_changes_only_the_given_keys(client, auth):
     wid = client.post("/api/workflows/create", json=SPEC_EXAMPLE, headers=auth).json()["workflow"]["id"]
-    r = client.post("/api/workflows/update", json={"workflowId": wid, "name": "Updated Name", "enabled": False}, headers=auth)
+    r = client.post(
+        "/api/workflows/update", json={"workflowId": wid, "name": "Updated Name", "enabled": False}, headers=auth
+    )
     assert r.status_code == 200, r.text
     wf = r.json()["workflow"]
     assert (wf["name"], wf["enabled"], wf["version"]) == ("Updated Name", False, 2)
@@ -47,8 +66,11 @@ def test_update_with_an_unknown_key_names_it(client, auth):
 
 def test_run_with_the_spec_request_answers_the_spec_result(client, auth):
     wid = client.post("/api/workflows/create", json=SPEC_EXAMPLE, headers=auth).json()["workflow"]["id"]
-    r = client.post("/api/workflows/run", json={"workflowId": wid, "triggerData": {"content": "Test message", "from": "test-user"}},
-                    headers=auth)
+    r = client.post(
+        "/api/workflows/run",
+        json={"workflowId": wid, "triggerData": {"content": "Test message", "from": "test-user"}},
+        headers=auth,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["success"] is True
@@ -65,8 +87,9 @@ def test_run_with_the_spec_request_answers_the_spec_result(client, auth):
 
 def test_dry_run_sends_nothing(client, auth):
     wid = client.post("/api/workflows/create", json=SPEC_EXAMPLE, headers=auth).json()["workflow"]["id"]
-    result = client.post("/api/workflows/run", json={"workflowId": wid, "triggerData": {"from": "x"}, "dryRun": True},
-                         headers=auth).json()["result"]
+    result = client.post(
+        "/api/workflows/run", json={"workflowId": wid, "triggerData": {"from": "x"}, "dryRun": True}, headers=auth
+    ).json()["result"]
     assert result["steps"][0]["status"] == "simulated"
     assert client.get("/api/outbox", params={"status": "recorded"}, headers=auth).json()["total"] == 0
 
@@ -91,11 +114,26 @@ def test_list_with_stats_as_the_spec(client, auth, spec_examples):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["success"] is True and body["total"] == 4 and len(body["workflows"]) == 4
-    for key in ("id", "name", "enabled", "trigger", "conditions", "actions", "runCount", "successCount", "errorCount", "lastRunAt"):
+    for key in (
+        "id",
+        "name",
+        "enabled",
+        "trigger",
+        "conditions",
+        "actions",
+        "runCount",
+        "successCount",
+        "errorCount",
+        "lastRunAt",
+    ):
         assert key in body["workflows"][0], key
     spec_keys = ("totalWorkflows", "enabledWorkflows", "totalExecutions", "successRate")
-    assert {k: body["stats"][k] for k in spec_keys} == {"totalWorkflows": 4, "enabledWorkflows": 3, "totalExecutions": 0,
-                                                        "successRate": 0.0}
+    assert {k: body["stats"][k] for k in spec_keys} == {
+        "totalWorkflows": 4,
+        "enabledWorkflows": 3,
+        "totalExecutions": 0,
+        "successRate": 0.0,
+    }
     assert body["stats"]["skipped"] == body["stats"]["inProgress"] == 0
     enabled = client.get("/api/workflows/list", params={"enabledOnly": "true"}, headers=auth).json()
     assert enabled["total"] == 3 and enabled["stats"] is None

@@ -80,7 +80,9 @@ def studio(tmp_path, monkeypatch, seeded_template):
 
 
 def actor_for(studio: dict, role: str) -> Actor:
-    return Actor(tenant_id=studio["tenant_id"], user_id=studio["user_ids"][role], role=role, email=f"{role}@demo.studio")
+    return Actor(
+        tenant_id=studio["tenant_id"], user_id=studio["user_ids"][role], role=role, email=f"{role}@demo.studio"
+    )
 
 
 @pytest.fixture

@@ -90,7 +90,10 @@ def test_analyst_sees_no_edit_controls(app_factory):
     at = app_factory("analyst")
     _no_exceptions(at)
     keys = [b.key or "" for b in at.button]
-    assert not any(k.startswith(("workflows_new", "workflows_edit_", "workflows_delete_", "workflows_run_", "workflows_dup_")) for k in keys)
+    assert not any(
+        k.startswith(("workflows_new", "workflows_edit_", "workflows_delete_", "workflows_run_", "workflows_dup_"))
+        for k in keys
+    )
     assert at.menu_button, "the read-only menu is there"
     assert all([o.split(": ", 1)[1] for o in m.options] == ["Export JSON", "Version history"] for m in at.menu_button)
     assert not at.toggle, "analysts see an enabled badge, not a toggle"
@@ -102,10 +105,19 @@ def test_editor_sees_toggles_and_menus(app_factory):
     assert len(at.toggle) == 9  # the demo studio's five workflows and the spec's four examples
     assert at.button(key="workflows_new") is not None
     menu = at.menu_button[0]
-    assert [o.split(": ", 1)[1] for o in menu.options] == ["Edit", "Run now", "Duplicate", "Export JSON", "Version history", "Delete"]
+    assert [o.split(": ", 1)[1] for o in menu.options] == [
+        "Edit",
+        "Run now",
+        "Duplicate",
+        "Export JSON",
+        "Version history",
+        "Delete",
+    ]
     menu.click("Export JSON").run()
     _no_exceptions(at)
-    assert at.get("download_button") and at.code[0].language == "json", "export opens a dialog with the JSON and a download"
+    assert at.get("download_button") and at.code[0].language == "json", (
+        "export opens a dialog with the JSON and a download"
+    )
     at.menu_button[0].click("Delete").run()
     _no_exceptions(at)
     assert any("cannot be undone" in m.value for m in at.markdown) and not at.code, "one dialog at a time"

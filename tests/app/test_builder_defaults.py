@@ -44,8 +44,9 @@ def test_a_new_workflow_is_a_whatsapp_draft(app_factory, studio):
     at.run()
     at.button(key="builder_save").click().run()
     with unit_of_work(studio["db"], read_only=True) as uow:
-        stored = services.get_workflow(uow=uow, actor=actor_for(studio, "owner"),
-                                       workflow_id=at.session_state["builder_workflow_id"])
+        stored = services.get_workflow(
+            uow=uow, actor=actor_for(studio, "owner"), workflow_id=at.session_state["builder_workflow_id"]
+        )
     assert stored.enabled is False
     assert any("off (a draft)" in s.value for s in at.success)
 
@@ -214,7 +215,10 @@ def test_a_new_tab_with_the_session_cookie_is_signed_in_and_a_forged_one_is_not(
         token = auth.start_session(uow=uow, user_id=studio["user_ids"]["editor"], tenant_id=studio["tenant_id"])
     monkeypatch.setattr(session, "_cookie_token", lambda: token)  # what st.context.cookies holds after a reload
     at = AppTest.from_file(APP, default_timeout=60).run()
-    assert at.session_state["auth_actor"].role == "editor" and at.session_state["auth_actor"].tenant_id == studio["tenant_id"]
+    assert (
+        at.session_state["auth_actor"].role == "editor"
+        and at.session_state["auth_actor"].tenant_id == studio["tenant_id"]
+    )
     assert any(t.value == "Workflows" for t in at.title)
 
     monkeypatch.setattr(session, "_cookie_token", lambda: token + "x")

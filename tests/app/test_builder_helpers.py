@@ -26,7 +26,10 @@ def test_moving_an_action_keeps_next_in_list_wiring():
     definition = _chain("wait", "send_whatsapp", "send_sms")
     d.move_action(definition, 2, -1)
     assert [(a["id"], a["nextActionId"]) for a in definition["actions"]] == [
-        ("wait-1", "sms-1"), ("sms-1", "send-1"), ("send-1", None)]
+        ("wait-1", "sms-1"),
+        ("sms-1", "send-1"),
+        ("send-1", None),
+    ]
 
 
 def test_removing_an_action_reconnects_its_predecessor_and_clears_branch_targets():
@@ -44,7 +47,10 @@ def test_a_picked_target_survives_reordering():
     assert definition["actions"][0]["nextActionId"] == "sms-1"
 
 
-@pytest.mark.parametrize("ms,expected", [(300_000, (5, "minutes")), (86_400_000, (1, "days")), (7_200_000, (2, "hours")), (0, (0, "minutes"))])
+@pytest.mark.parametrize(
+    "ms,expected",
+    [(300_000, (5, "minutes")), (86_400_000, (1, "days")), (7_200_000, (2, "hours")), (0, (0, "minutes"))],
+)
 def test_delays_are_shown_in_the_largest_whole_unit(ms, expected):
     assert d.split_delay(ms) == expected
     assert d.join_delay(*expected) == ms

@@ -11,8 +11,9 @@ PAGE = "pages/console.py"
 
 
 def _texts(at) -> str:
-    return "\n".join([str(m.value) for m in at.markdown] + [str(c.value) for c in at.caption]
-                     + [e.label for e in at.expander])
+    return "\n".join(
+        [str(m.value) for m in at.markdown] + [str(c.value) for c in at.caption] + [e.label for e in at.expander]
+    )
 
 
 def _send(at, text: str, channel: str = "whatsapp"):
@@ -79,8 +80,15 @@ def test_analyst_sees_scenarios_read_only(app_factory, studio):
     with unit_of_work(studio["db"], read_only=True) as uow:
         conv = console.conversation(uow=uow, actor=owner, contact=contact)
     with unit_of_work(studio["db"]) as uow:
-        sc = scenarios.save_scenario(uow=uow, actor=owner, data={"name": "Hallo guard", "steps": scenarios.steps_from(conv),
-                                                           "expectations": [{"kind": "sent", "contains": "nie gesendet"}]})
+        sc = scenarios.save_scenario(
+            uow=uow,
+            actor=owner,
+            data={
+                "name": "Hallo guard",
+                "steps": scenarios.steps_from(conv),
+                "expectations": [{"kind": "sent", "contains": "nie gesendet"}],
+            },
+        )
     with unit_of_work(studio["db"]) as uow:
         scenarios.run_all(uow=uow, actor=owner)
     at = app_factory("analyst", PAGE)
@@ -101,8 +109,9 @@ def test_owner_saves_and_runs_a_scenario(app_factory, studio):
     at.button(key="console_sc_save").click().run()
     assert not at.exception, [e.value for e in at.exception]
     with unit_of_work(studio["db"], read_only=True) as uow:
-        assert "Hallo on WhatsApp" in [s.name for s in scenarios.list_scenarios(uow=uow,
-                                                                                actor=actor_for(studio, "owner"))]
+        assert "Hallo on WhatsApp" in [
+            s.name for s in scenarios.list_scenarios(uow=uow, actor=actor_for(studio, "owner"))
+        ]
     at.button(key="console_run_all").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(e.label.startswith("✅ Hallo on WhatsApp · pass") for e in at.expander)
@@ -118,8 +127,15 @@ def _missed_call_guard(studio):
     with unit_of_work(studio["db"], read_only=True) as uow:
         conv = console.conversation(uow=uow, actor=owner, contact=contact)
     with unit_of_work(studio["db"]) as uow:
-        scenarios.save_scenario(uow=uow, actor=owner, data={"name": "Missed call follow-up", "steps": scenarios.steps_from(conv),
-                                                      "expectations": [{"kind": "sent", "contains": "angerufen"}]})
+        scenarios.save_scenario(
+            uow=uow,
+            actor=owner,
+            data={
+                "name": "Missed call follow-up",
+                "steps": scenarios.steps_from(conv),
+                "expectations": [{"kind": "sent", "contains": "angerufen"}],
+            },
+        )
     from engine import services
 
     with unit_of_work(studio["db"], read_only=True) as uow:
@@ -163,11 +179,23 @@ def test_switching_on_a_workflow_that_fails_a_scenario_asks_first(app_factory, s
 
     owner = actor_for(studio, "owner")
     with unit_of_work(studio["db"], read_only=True) as uow:
-        wf = next(w for w in services.list_workflows(uow=uow, actor=owner).items if w.name == "Verpasster Anruf: WhatsApp nach 5 Minuten")
+        wf = next(
+            w
+            for w in services.list_workflows(uow=uow, actor=owner).items
+            if w.name == "Verpasster Anruf: WhatsApp nach 5 Minuten"
+        )
     with unit_of_work(studio["db"]) as uow:
-        services.update_workflow(uow=uow, actor=owner, workflow_id=wf.id, changes={"actions": [
-            {"id": "wait-1", "type": "wait", "config": {"delay": 300000}, "nextActionId": "send-1"},
-            {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Servus"}, "nextActionId": None}]})
+        services.update_workflow(
+            uow=uow,
+            actor=owner,
+            workflow_id=wf.id,
+            changes={
+                "actions": [
+                    {"id": "wait-1", "type": "wait", "config": {"delay": 300000}, "nextActionId": "send-1"},
+                    {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Servus"}, "nextActionId": None},
+                ]
+            },
+        )
     with unit_of_work(studio["db"]) as uow:
         services.set_enabled(uow=uow, actor=owner, workflow_id=wf.id, enabled=False)
     at = app_factory("editor")

@@ -24,17 +24,37 @@ def runs(studio):
     with unit_of_work(db) as uow:
         services.update_tenant_settings(uow=uow, actor=owner, settings={"webhookAllowList": ["127.0.0.1"]})
     with unit_of_work(db) as uow:
-        wf = services.create_workflow(uow=uow, actor=owner, data={
-            "name": "CRM hook", "trigger": {"type": "sms_received", "config": {}}, "conditions": [],
-            "actions": [{"id": "hook", "type": "call_webhook", "onError": "stop", "retry": {"maxAttempts": 1, "backoff": 1},
-                         "config": {"webhookUrl": "http://127.0.0.1:9/down", "method": "POST", "timeout": 1}}]})
+        wf = services.create_workflow(
+            uow=uow,
+            actor=owner,
+            data={
+                "name": "CRM hook",
+                "trigger": {"type": "sms_received", "config": {}},
+                "conditions": [],
+                "actions": [
+                    {
+                        "id": "hook",
+                        "type": "call_webhook",
+                        "onError": "stop",
+                        "retry": {"maxAttempts": 1, "backoff": 1},
+                        "config": {"webhookUrl": "http://127.0.0.1:9/down", "method": "POST", "timeout": 1},
+                    }
+                ],
+            },
+        )
     for text in ("Was kostet die 10er-Karte?", "Ich möchte einen Probetermin"):
         with unit_of_work(db) as uow:
-            services.ingest_event(uow=uow, actor=owner, event={"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE,
-                                              "content": text})
+            services.ingest_event(
+                uow=uow,
+                actor=owner,
+                event={"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE, "content": text},
+            )
     with unit_of_work(db) as uow:
-        [failed] = services.ingest_event(uow=uow, actor=owner, event={"triggerType": "sms_received", "channel": "sms", "from": PHONE,
-                                                     "content": "Hallo"}).execution_ids
+        [failed] = services.ingest_event(
+            uow=uow,
+            actor=owner,
+            event={"triggerType": "sms_received", "channel": "sms", "from": PHONE, "content": "Hallo"},
+        ).execution_ids
     return {"failed": failed, "workflow": wf.id}
 
 

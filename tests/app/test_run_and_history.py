@@ -22,7 +22,9 @@ def test_run_now_shows_the_result_with_its_step_trace(app_factory, studio):
     at.button(key="FormSubmitter:workflows_run_form-Run now").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("wait-1" in e.label for e in at.expander)
-    assert any("wait-1" in e.label for e in at.expander), [e.label for e in at.expander] + [str(m.value) for m in at.metric] + [e.value for e in at.error]
+    assert any("wait-1" in e.label for e in at.expander), (
+        [e.label for e in at.expander] + [str(m.value) for m in at.metric] + [e.value for e in at.error]
+    )
     with unit_of_work(studio["db"], read_only=True) as uow:
         page = services.list_executions(uow=uow, actor=actor_for(studio, "owner"))
     assert page.total == 1 and page.items[0].mode
@@ -31,8 +33,13 @@ def test_run_now_shows_the_result_with_its_step_trace(app_factory, studio):
 def test_executions_page_opens_the_newest_run(app_factory, studio):
     wf = _workflow(studio, "Missed Call")
     with unit_of_work(studio["db"]) as uow:
-        services.run_workflow(uow=uow, actor=actor_for(studio, "owner"), workflow_id=wf.id,
-                              trigger_data={"from": "+4917012345678"}, dry_run=True)
+        services.run_workflow(
+            uow=uow,
+            actor=actor_for(studio, "owner"),
+            workflow_id=wf.id,
+            trigger_data={"from": "+4917012345678"},
+            dry_run=True,
+        )
     at = app_factory("analyst", "pages/executions.py")
     assert not at.exception, [e.value for e in at.exception]
     assert any("Missed Call Follow-Up" in m.value for m in at.markdown)
@@ -42,8 +49,9 @@ def test_history_shows_a_diff_and_rolls_back(app_factory, studio):
     owner = actor_for(studio, "owner")
     wf = _workflow(studio, "Missed Call")
     with unit_of_work(studio["db"]) as uow:
-        services.update_workflow(uow=uow, actor=owner, workflow_id=wf.id,
-                                 changes={"name": "Missed Call Follow-Up v2"}, note="renamed")
+        services.update_workflow(
+            uow=uow, actor=owner, workflow_id=wf.id, changes={"name": "Missed Call Follow-Up v2"}, note="renamed"
+        )
     at = app_factory("owner")
     at.session_state["history_workflow_id"] = wf.id
     at.switch_page("pages/history.py").run()
@@ -85,8 +93,11 @@ def test_import_from_a_file(app_factory, studio):
     from ui.templates import parse_upload
 
     with unit_of_work(studio["db"], read_only=True) as uow:
-        items = parse_upload(json.dumps({"workflows": [services.export_workflows(uow=uow,
-                                                                                 actor=actor_for(studio, "owner"))[0]]}).encode())
+        items = parse_upload(
+            json.dumps(
+                {"workflows": [services.export_workflows(uow=uow, actor=actor_for(studio, "owner"))[0]]}
+            ).encode()
+        )
     assert len(items) == 1 and items[0]["name"]
     with pytest.raises(ValueError, match="line 1"):
         parse_upload(b"{not json")

@@ -17,8 +17,10 @@ PAGE = "pages/settings.py"
 
 def seed_member(studio):
     actor = system_actor(studio["tenant_id"])
-    Runner(studio["db"]).ingest(studio["tenant_id"], {"triggerType": "whatsapp_message", "channel": "whatsapp",
-                                                      "from": PHONE, "content": "Mein Knie tut weh"})
+    Runner(studio["db"]).ingest(
+        studio["tenant_id"],
+        {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE, "content": "Mein Knie tut weh"},
+    )
     return actor
 
 

@@ -21,8 +21,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / "test-artifacts")) / "e2e"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 OWNER = ("owner@demo.studio", "demo-owner-2026")
@@ -61,12 +68,14 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float =
 
 
 def _create_analyst(env: dict) -> None:
-    code = ("from engine import auth, services; from engine.store.db import get_engine; "
-            "from engine.uow import unit_of_work\n"
-            "with unit_of_work(get_engine()) as uow:\n"
-            "    t = services.find_tenant(uow=uow, slug_or_id='demo')\n"
-            f"    u = auth.create_user(uow=uow, email={ANALYST[0]!r}, password={ANALYST[1]!r}, name='Analyst')\n"
-            "    auth.add_membership(uow=uow, user_id=u.id, tenant_id=t.id, role='analyst')\n")
+    code = (
+        "from engine import auth, services; from engine.store.db import get_engine; "
+        "from engine.uow import unit_of_work\n"
+        "with unit_of_work(get_engine()) as uow:\n"
+        "    t = services.find_tenant(uow=uow, slug_or_id='demo')\n"
+        f"    u = auth.create_user(uow=uow, email={ANALYST[0]!r}, password={ANALYST[1]!r}, name='Analyst')\n"
+        "    auth.add_membership(uow=uow, user_id=u.id, tenant_id=t.id, role='analyst')\n"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=120)
 
 
@@ -74,18 +83,42 @@ def _create_analyst(env: dict) -> None:
 def app_url(tmp_path_factory, chromium):
     """The app on a free port with a freshly initialised database; stopped afterwards."""
     tmp = tmp_path_factory.mktemp("e2e")
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp / 'studio.db'}", "STUDIO_DEMO_EMAIL": OWNER[0],
-           "STUDIO_DEMO_PASSWORD": OWNER[1], "PYTHONUNBUFFERED": "1"}
-    subprocess.run([sys.executable, "-m", "engine", "init"], cwd=ROOT, env=env, check=True, timeout=120,
-                   capture_output=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp / 'studio.db'}",
+        "STUDIO_DEMO_EMAIL": OWNER[0],
+        "STUDIO_DEMO_PASSWORD": OWNER[1],
+        "PYTHONUNBUFFERED": "1",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "engine", "init"], cwd=ROOT, env=env, check=True, timeout=120, capture_output=True
+    )
     _create_analyst(env)
     port = _free_port()
     log = tmp / "streamlit.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, proc, log)
@@ -184,8 +217,9 @@ class App:
         """Pick ``option`` in the visible select labelled ``label`` (the last one, or ``index``)."""
         options = self.page.get_by_role("option", name=re.compile(re.escape(option)))
         for _ in range(5):  # a rerun may replace the widget between finding and clicking it
-            box = self.visible(self.page.get_by_test_id("stSelectbox").filter(
-                has=self.page.get_by_text(label, exact=True))).nth(index)
+            box = self.visible(
+                self.page.get_by_test_id("stSelectbox").filter(has=self.page.get_by_text(label, exact=True))
+            ).nth(index)
             box.wait_for()
             box.get_by_role("button", name="Open").click()  # the combobox's chevron opens the list
             try:

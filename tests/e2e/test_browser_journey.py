@@ -90,7 +90,9 @@ def test_owner_builds_a_branching_workflow_toggles_and_deletes_it(app: App):
     app.fill("Description (optional)", "Price questions get the price list by SMS, everything else a WhatsApp reply")
 
     app.tab("② Trigger")
-    assert app.visible(page.get_by_label("Channel", exact=True)).first.input_value() == "💬 WhatsApp"  # the default, fixed
+    assert (
+        app.visible(page.get_by_label("Channel", exact=True)).first.input_value() == "💬 WhatsApp"
+    )  # the default, fixed
     app.select("When this happens", "Schedule")
     page.get_by_text("Next runs:").wait_for()
     app.shot("03-builder-trigger-schedule", height=1100)
@@ -161,8 +163,15 @@ def test_owner_runs_a_workflow_and_reads_its_step_trace(app: App):
 
 def test_every_page_renders_for_the_owner(app: App):
     app.login(*OWNER)
-    for n, (title, heading) in enumerate([("Templates", "Templates"), ("Version history", "Version history"),
-                                          ("Executions", "Executions"), ("Settings & users", "Settings & users")], 10):
+    for n, (title, heading) in enumerate(
+        [
+            ("Templates", "Templates"),
+            ("Version history", "Version history"),
+            ("Executions", "Executions"),
+            ("Settings & users", "Settings & users"),
+        ],
+        10,
+    ):
         app.nav(title)
         app.page.get_by_role("heading", name=heading).first.wait_for()
         app.shot(f"{n:02d}-{title.lower().replace(' & ', '-').replace(' ', '-')}")

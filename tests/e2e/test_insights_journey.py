@@ -34,17 +34,41 @@ def studio_server(tmp_path_factory, chromium):
     """The app on a free port over a database this test can also write to (events, runs)."""
     tmp = tmp_path_factory.mktemp("e2e-insights")
     url = f"sqlite:///{tmp / 'studio.db'}"
-    env = {**os.environ, "DATABASE_URL": url, "STUDIO_DEMO_EMAIL": OWNER[0], "STUDIO_DEMO_PASSWORD": OWNER[1],
-           "PYTHONUNBUFFERED": "1"}
-    subprocess.run([sys.executable, "-m", "engine", "init"], cwd=ROOT, env=env, check=True, timeout=120,
-                   capture_output=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "STUDIO_DEMO_EMAIL": OWNER[0],
+        "STUDIO_DEMO_PASSWORD": OWNER[1],
+        "PYTHONUNBUFFERED": "1",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "engine", "init"], cwd=ROOT, env=env, check=True, timeout=120, capture_output=True
+    )
     _create_analyst(env)
     port, log = _free_port(), tmp / "streamlit.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         _wait_until_up(f"http://127.0.0.1:{port}", proc, log)
         yield f"http://127.0.0.1:{port}", url
@@ -66,32 +90,71 @@ def scenario(studio_server):
     with unit_of_work(db) as uow:
         services.update_tenant_settings(uow=uow, actor=owner, settings={"webhookAllowList": ["127.0.0.1"]})
     with unit_of_work(db) as uow:
-        hook = services.create_workflow(uow=uow, actor=owner, data={
-            "name": "SMS to CRM", "trigger": {"type": "sms_received", "config": {}}, "conditions": [],
-            "actions": [{"id": "hook", "type": "call_webhook", "onError": "stop", "retry": {"maxAttempts": 1, "backoff": 1},
-                         "config": {"webhookUrl": broken.hook_url, "method": "POST", "body": {"from": "{{trigger.from}}"}}}]})
+        hook = services.create_workflow(
+            uow=uow,
+            actor=owner,
+            data={
+                "name": "SMS to CRM",
+                "trigger": {"type": "sms_received", "config": {}},
+                "conditions": [],
+                "actions": [
+                    {
+                        "id": "hook",
+                        "type": "call_webhook",
+                        "onError": "stop",
+                        "retry": {"maxAttempts": 1, "backoff": 1},
+                        "config": {
+                            "webhookUrl": broken.hook_url,
+                            "method": "POST",
+                            "body": {"from": "{{trigger.from}}"},
+                        },
+                    }
+                ],
+            },
+        )
     with unit_of_work(db) as uow:
-        nudge = services.create_workflow(uow=uow, actor=owner, data={
-            "name": "Web chat nudge", "trigger": {"type": "web_chat", "config": {}}, "conditions": [],
-            "actions": [{"id": "later", "type": "schedule_follow_up", "config": {"delay": 3_600_000, "message": "Noch Fragen?"}},
-                        {"id": "wait-1", "type": "wait", "config": {"delay": 600_000}},
-                        {"id": "thanks", "type": "send_sms", "config": {"message": "Danke"}}]})
+        nudge = services.create_workflow(
+            uow=uow,
+            actor=owner,
+            data={
+                "name": "Web chat nudge",
+                "trigger": {"type": "web_chat", "config": {}},
+                "conditions": [],
+                "actions": [
+                    {
+                        "id": "later",
+                        "type": "schedule_follow_up",
+                        "config": {"delay": 3_600_000, "message": "Noch Fragen?"},
+                    },
+                    {"id": "wait-1", "type": "wait", "config": {"delay": 600_000}},
+                    {"id": "thanks", "type": "send_sms", "config": {"message": "Danke"}},
+                ],
+            },
+        )
     for text in ("Was kostet die 10er-Karte?", "Kann ich morgen zum Yoga kommen?", "Habt ihr Sonntag offen?"):
         with unit_of_work(db) as uow:
-            services.ingest_event(uow=uow, actor=owner, event={"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE,
-                                              "content": text})
+            services.ingest_event(
+                uow=uow,
+                actor=owner,
+                event={"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE, "content": text},
+            )
     with unit_of_work(db) as uow:
-        [failed] = services.ingest_event(uow=uow, actor=owner, event={"triggerType": "sms_received", "channel": "sms", "from": PHONE,
-                                                     "content": "Bitte zurückrufen"}).execution_ids
+        [failed] = services.ingest_event(
+            uow=uow,
+            actor=owner,
+            event={"triggerType": "sms_received", "channel": "sms", "from": PHONE, "content": "Bitte zurückrufen"},
+        ).execution_ids
     with unit_of_work(db) as uow:
-        [waiting] = services.ingest_event(uow=uow, actor=owner, event={"triggerType": "web_chat", "channel": "web", "from": "jana@example.com",
-                                                      "content": "Hallo?"}).execution_ids
+        [waiting] = services.ingest_event(
+            uow=uow,
+            actor=owner,
+            event={"triggerType": "web_chat", "channel": "web", "from": "jana@example.com", "content": "Hallo?"},
+        ).execution_ids
     with unit_of_work(db, read_only=True) as uow:
         assert services.get_execution(uow=uow, actor=owner, execution_id=failed).status == "failed"
     with unit_of_work(db, read_only=True) as uow:
         assert services.get_execution(uow=uow, actor=owner, execution_id=waiting).status == "waiting"
-    yield {"db": db, "owner": owner, "hook": hook, "nudge": nudge, "failed": failed, "waiting": waiting,
-           "fixed": fixed}
+    yield {"db": db, "owner": owner, "hook": hook, "nudge": nudge, "failed": failed, "waiting": waiting, "fixed": fixed}
     broken.close()
     fixed.close()
 
@@ -108,8 +171,11 @@ def _workflow_names_in_table_order(db, owner) -> list[str]:
     from engine.store.models import Workflow
 
     with db.connect() as conn:
-        return list(conn.execute(sa.select(Workflow.name).where(Workflow.tenant_id == owner.tenant_id)
-                                 .order_by(Workflow.name)).scalars())
+        return list(
+            conn.execute(
+                sa.select(Workflow.name).where(Workflow.tenant_id == owner.tenant_id).order_by(Workflow.name)
+            ).scalars()
+        )
 
 
 def test_insights_counts_the_events_and_shows_the_flow_with_numbers(app: App, scenario):
@@ -148,8 +214,9 @@ def test_failed_webhook_replayed_after_fixing_its_url_succeeds(app: App, scenari
         definition = services.get_workflow(uow=uow, actor=scenario["owner"], workflow_id=wf.id).definition
     definition["actions"][0]["config"]["webhookUrl"] = scenario["fixed"].hook_url
     with unit_of_work(scenario["db"]) as uow:
-        services.update_workflow(uow=uow, actor=scenario["owner"], workflow_id=wf.id,
-                                 changes={"actions": definition["actions"]})
+        services.update_workflow(
+            uow=uow, actor=scenario["owner"], workflow_id=wf.id, changes={"actions": definition["actions"]}
+        )
     app.login(*OWNER)
     app.nav("Executions")
     app.select("Status", "failed")
@@ -185,7 +252,9 @@ def test_a_cancelled_wait_never_sends_its_follow_up(app: App, scenario):
     later = utcnow() + timedelta(hours=3)
     Worker(scenario["db"], clock=lambda: later, name="e2e-after-cancel").run_once()
     with Session(scenario["db"]) as s:
-        bodies = [m.body for m in s.exec(select(OutboxMessage).where(OutboxMessage.execution_id == scenario["waiting"]))]
+        bodies = [
+            m.body for m in s.exec(select(OutboxMessage).where(OutboxMessage.execution_id == scenario["waiting"]))
+        ]
     assert "Noch Fragen?" not in bodies and "Danke" not in bodies
 
 

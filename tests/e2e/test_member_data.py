@@ -33,17 +33,42 @@ r.ingest(t.id, {{"triggerType": "whatsapp_message", "channel": "whatsapp", "from
 @pytest.fixture(scope="module")
 def data_url(tmp_path_factory, chromium):
     tmp = tmp_path_factory.mktemp("e2e-data")
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp / 'studio.db'}", "STUDIO_DEMO_EMAIL": OWNER[0],
-           "STUDIO_DEMO_PASSWORD": OWNER[1], "PYTHONUNBUFFERED": "1"}
-    subprocess.run([sys.executable, "-m", "engine", "init"], cwd=ROOT, env=env, check=True, timeout=120, capture_output=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp / 'studio.db'}",
+        "STUDIO_DEMO_EMAIL": OWNER[0],
+        "STUDIO_DEMO_PASSWORD": OWNER[1],
+        "PYTHONUNBUFFERED": "1",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "engine", "init"], cwd=ROOT, env=env, check=True, timeout=120, capture_output=True
+    )
     subprocess.run([sys.executable, "-c", SEED], cwd=ROOT, env=env, check=True, timeout=120)
     port = _free_port()
     log = tmp / "streamlit.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, proc, log)

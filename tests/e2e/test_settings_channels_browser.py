@@ -25,8 +25,10 @@ def test_owner_connects_whatsapp_secrets_never_shown(app: App):
     app.nav("Settings & users")
     app.tab("Channels")
     card = page.locator(".st-key-settings_ch_card_whatsapp")
+
     def field(name):
         return card.get_by_role("textbox", name=name)
+
     field("Phone number id").fill("1055")
     field("Phone number id").press("Tab")
     field("Access token (not set)").fill(TOKEN)

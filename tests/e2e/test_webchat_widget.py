@@ -33,7 +33,9 @@ def secret_key(monkeypatch):
 
 @pytest.fixture
 def api(sqlite_db):
-    server = uvicorn.Server(uvicorn.Config(create_app(sqlite_db), host="127.0.0.1", port=free_port(), log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(sqlite_db), host="127.0.0.1", port=free_port(), log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -68,14 +70,29 @@ def test_widget_chat_round_trip(sqlite_db, api, browser):
         tenant = services.create_tenant(uow=uow, slug="yoga-nord", name="Yoga Nord")
     actor = system_actor(tenant.id)
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data={
-            "name": "Chat answer", "trigger": {"type": "web_chat", "config": {}}, "conditions": [],
-            "actions": [{"id": "reply", "type": "send_message",
-                         "config": {"message": "Namaste! Du fragtest: {{trigger.content}}"}, "nextActionId": None}]})
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data={
+                "name": "Chat answer",
+                "trigger": {"type": "web_chat", "config": {}},
+                "conditions": [],
+                "actions": [
+                    {
+                        "id": "reply",
+                        "type": "send_message",
+                        "config": {"message": "Namaste! Du fragtest: {{trigger.content}}"},
+                        "nextActionId": None,
+                    }
+                ],
+            },
+        )
     with unit_of_work(db) as uow:
         key = cs.chat_key(uow=uow, actor=actor)
-    html = (f'<!doctype html><html><head><title>Yoga Nord</title></head><body><h1>Yoga Nord</h1>'
-            f'<p>Welcome to our studio.</p><script src="{api}/widget.js" data-studio="{key}" async></script></body></html>')
+    html = (
+        f"<!doctype html><html><head><title>Yoga Nord</title></head><body><h1>Yoga Nord</h1>"
+        f'<p>Welcome to our studio.</p><script src="{api}/widget.js" data-studio="{key}" async></script></body></html>'
+    )
     site = _website(html)
     other = _website(html)
     site_url = f"http://127.0.0.1:{site.server_address[1]}"

@@ -146,7 +146,10 @@ def test_without_knowledge_base_no_facts_are_sent(llm: FakeLLM) -> None:
         bare.answer("Sei nett.", question="Hallo")
     body = llm.requests[0].json()
     assert llm.requests[0].path == "/v1/chat/completions"  # trailing slash in base_url is fine
-    assert body["messages"][0]["content"] == "Sei nett.\n\nAntworte auf Deutsch, freundlich, per du und in höchstens drei kurzen Sätzen."
+    assert (
+        body["messages"][0]["content"]
+        == "Sei nett.\n\nAntworte auf Deutsch, freundlich, per du und in höchstens drei kurzen Sätzen."
+    )
 
 
 def test_classify_parses_json_reply(llm: FakeLLM, provider: OpenAICompatibleProvider) -> None:
@@ -193,7 +196,9 @@ def test_503_with_retry_after(llm: FakeLLM, provider: OpenAICompatibleProvider) 
 
 
 def test_400_is_permanent_with_clear_message(llm: FakeLLM, provider: OpenAICompatibleProvider) -> None:
-    llm.reply(Reply(status=400, body={"error": {"message": "Unknown parameter: 'foo'", "type": "invalid_request_error"}}))
+    llm.reply(
+        Reply(status=400, body={"error": {"message": "Unknown parameter: 'foo'", "type": "invalid_request_error"}})
+    )
     with pytest.raises(PermanentError) as info:
         provider.answer("p", question="q")
     assert not isinstance(info.value, RetryableError)
@@ -223,7 +228,10 @@ def test_missing_choices_is_permanent(llm: FakeLLM, provider: OpenAICompatiblePr
 
 def test_timeout_is_retryable(llm: FakeLLM) -> None:
     llm.reply(Reply(body=completion("late"), delay=1.0))
-    with OpenAICompatibleProvider(llm.base_url, API_KEY, MODEL, timeout=0.2) as slow, pytest.raises(RetryableError, match="did not answer"):
+    with (
+        OpenAICompatibleProvider(llm.base_url, API_KEY, MODEL, timeout=0.2) as slow,
+        pytest.raises(RetryableError, match="did not answer"),
+    ):
         slow.answer("p", question="q")
 
 
@@ -231,7 +239,10 @@ def test_connection_error_is_retryable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with OpenAICompatibleProvider(f"http://127.0.0.1:{port}/v1", API_KEY, MODEL, timeout=2.0) as down, pytest.raises(RetryableError) as info:
+    with (
+        OpenAICompatibleProvider(f"http://127.0.0.1:{port}/v1", API_KEY, MODEL, timeout=2.0) as down,
+        pytest.raises(RetryableError) as info,
+    ):
         down.answer("p", question="q")
     assert API_KEY not in str(info.value)
 

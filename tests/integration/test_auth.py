@@ -93,7 +93,9 @@ def test_after_the_lock_expires_the_right_password_works_and_resets_the_count(db
         assert (user.failed_logins, user.locked_until) == (0, None)
     fail_login(db, auth.FREE_ATTEMPTS - 1)
     with unit_of_work(db) as uow:
-        auth.authenticate(uow=uow, email="ana@studio.example", password=PASSWORD)  # still under the limit: not throttled
+        auth.authenticate(
+            uow=uow, email="ana@studio.example", password=PASSWORD
+        )  # still under the limit: not throttled
 
 
 def test_an_unknown_email_fails_like_a_wrong_password(db, owner):
@@ -109,7 +111,9 @@ def test_a_second_user_with_the_same_email_is_refused(db, owner):
             auth.create_user(uow=uow, email="ana@studio.example", password=PASSWORD)
 
 
-@pytest.mark.parametrize(("email", "password", "field"), [("no-at-sign", PASSWORD, "email"), ("bo@studio.example", "short", "password")])
+@pytest.mark.parametrize(
+    ("email", "password", "field"), [("no-at-sign", PASSWORD, "email"), ("bo@studio.example", "short", "password")]
+)
 def test_a_bad_email_or_short_password_is_refused_naming_the_field(db, email, password, field):
     with pytest.raises(InvalidInput) as exc:
         with unit_of_work(db) as uow:
@@ -123,11 +127,14 @@ def test_an_unknown_role_is_refused(db, owner, tenant):
             auth.add_membership(uow=uow, user_id=owner.id, tenant_id=tenant.id, role="janitor")
 
 
-@pytest.mark.parametrize(("role", "allowed"), [
-    ("owner", {"read", "edit", "admin"}),
-    ("editor", {"read", "edit"}),
-    ("analyst", {"read"}),
-])
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        ("owner", {"read", "edit", "admin"}),
+        ("editor", {"read", "edit"}),
+        ("analyst", {"read"}),
+    ],
+)
 def test_roles_grant_their_permissions_and_nothing_more(role, allowed):
     actor = auth.Actor("t1", role=role)
     for permission in ("read", "edit", "admin"):
@@ -159,9 +166,13 @@ def test_only_owners_add_members_and_members_are_listed_per_studio(db, tenant_fa
     with unit_of_work(db) as uow:
         services.add_member(uow=uow, actor=system_actor(b.id), email="eva@studio.de", role="analyst")
     with unit_of_work(db, read_only=True) as uow:
-        assert [(m.email, m.role) for m in services.list_members(uow=uow, actor=owner_a)] == [("eva@studio.de", "editor")]
+        assert [(m.email, m.role) for m in services.list_members(uow=uow, actor=owner_a)] == [
+            ("eva@studio.de", "editor")
+        ]
     with unit_of_work(db, read_only=True) as uow:
-        assert [(m.email, m.role) for m in services.list_members(uow=uow, actor=system_actor(b.id))] == [("eva@studio.de", "analyst")]
+        assert [(m.email, m.role) for m in services.list_members(uow=uow, actor=system_actor(b.id))] == [
+            ("eva@studio.de", "analyst")
+        ]
     with unit_of_work(db) as uow:
         _, memberships = authenticate(uow=uow, email="eva@studio.de", password="eva-password-1")
     assert sorted(role for _, role in memberships) == ["analyst", "editor"]

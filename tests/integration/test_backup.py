@@ -18,8 +18,12 @@ from engine.store.models import SQLModel
 from engine.uow import unit_of_work
 from tests.conftest import PG_ADMIN_URL
 
-REPLY = {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
-         "actions": [{"id": "r", "type": "send_whatsapp", "config": {"message": "Hallo {{trigger.content}}"}}]}
+REPLY = {
+    "name": "Reply",
+    "trigger": {"type": "whatsapp_message", "config": {}},
+    "conditions": [],
+    "actions": [{"id": "r", "type": "send_whatsapp", "config": {"message": "Hallo {{trigger.content}}"}}],
+}
 
 
 def ids(engine, table: str) -> set[str]:
@@ -38,8 +42,15 @@ class Ingesting:
             i = 0
             while not self.stop.is_set():
                 try:
-                    runner.ingest(tenant_id, {"triggerType": "whatsapp_message", "channel": "whatsapp",
-                                              "from": "+4915112345678", "content": f"t{n}-{i}"})
+                    runner.ingest(
+                        tenant_id,
+                        {
+                            "triggerType": "whatsapp_message",
+                            "channel": "whatsapp",
+                            "from": "+4915112345678",
+                            "content": f"t{n}-{i}",
+                        },
+                    )
                     self.count[0] += 1
                 except Exception as exc:  # noqa: BLE001 - reported by the test
                     self.errors.append(exc)
@@ -61,7 +72,9 @@ class Ingesting:
 def restored_engine(db, path, request):
     if db.dialect.name == "sqlite":
         return get_engine(f"sqlite:///{path}")
-    admin = sa.create_engine(PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
     name = f"sa_restore_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -84,8 +97,15 @@ def test_backup_while_ingesting_restores_every_row(db, tenant_factory, tmp_path,
         services.create_workflow(uow=uow, actor=system_actor(tenant.id), data=REPLY)
     runner = Runner(db)
     for i in range(20):
-        runner.ingest(tenant.id, {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": "+4915112345678",
-                                  "content": f"before {i}"})
+        runner.ingest(
+            tenant.id,
+            {
+                "triggerType": "whatsapp_message",
+                "channel": "whatsapp",
+                "from": "+4915112345678",
+                "content": f"before {i}",
+            },
+        )
     target = tmp_path / "studio-backup.db"
     with Ingesting(db, tenant.id) as ingest:
         while ingest.count[0] < 10:  # ingest is running
@@ -103,10 +123,21 @@ def test_backup_while_ingesting_restores_every_row(db, tenant_factory, tmp_path,
         assert restored <= after[table]
     with copy.connect() as conn:
         # Consistent: every execution has its event, every message its execution.
-        assert conn.execute(sa.text("SELECT count(*) FROM executions e LEFT JOIN events v ON v.id = e.event_id "
-                                    "WHERE v.id IS NULL")).scalar() == 0
-        assert conn.execute(sa.text("SELECT count(*) FROM outbox_messages m LEFT JOIN executions e ON e.id = m.execution_id "
-                                    "WHERE e.id IS NULL")).scalar() == 0
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM executions e LEFT JOIN events v ON v.id = e.event_id WHERE v.id IS NULL")
+            ).scalar()
+            == 0
+        )
+        assert (
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM outbox_messages m LEFT JOIN executions e ON e.id = m.execution_id "
+                    "WHERE e.id IS NULL"
+                )
+            ).scalar()
+            == 0
+        )
         # Every table of the schema is there, with the same tenants and workflows.
         tables = set(sa.inspect(conn).get_table_names())
         assert {t.name for t in SQLModel.metadata.sorted_tables} <= tables

@@ -70,8 +70,9 @@ def provider():
 
 
 def wa_adapter(provider, template=None, timeout=5.0):
-    settings = WhatsAppSettings(base_url=provider.url, phone_number_id="1055", access_token=TOKEN,
-                                template_name=template, timeout=timeout)
+    settings = WhatsAppSettings(
+        base_url=provider.url, phone_number_id="1055", access_token=TOKEN, template_name=template, timeout=timeout
+    )
     return WhatsAppCloudAdapter(settings)
 
 
@@ -80,9 +81,18 @@ MSG = OutgoingMessage(channel="whatsapp", recipient="0151 23456789", body="Hallo
 
 # ------------------------------------------------------------------ WhatsApp
 
+
 def test_whatsapp_free_text_inside_window(provider):
-    provider.reply = (200, {}, {"messaging_product": "whatsapp", "contacts": [{"input": "4915123456789"}],
-                                "messages": [{"id": "wamid.HBgM123"}]}, 0)
+    provider.reply = (
+        200,
+        {},
+        {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": "4915123456789"}],
+            "messages": [{"id": "wamid.HBgM123"}],
+        },
+        0,
+    )
     result = wa_adapter(provider, template="reminder").send(MSG, last_inbound_at=NOW - timedelta(hours=23), now=NOW)
     assert result.status == "sent" and result.provider_message_id == "wamid.HBgM123"
     assert result.detail == {"type": "text"}
@@ -90,8 +100,12 @@ def test_whatsapp_free_text_inside_window(provider):
     assert req["path"] == "/v21.0/1055/messages"
     assert req["headers"]["Authorization"] == f"Bearer {TOKEN}"
     assert req["headers"]["Content-Type"] == "application/json"
-    assert json.loads(req["body"]) == {"messaging_product": "whatsapp", "to": "4915123456789", "type": "text",
-                                       "text": {"body": "Hallo Anna, Grüße!"}}
+    assert json.loads(req["body"]) == {
+        "messaging_product": "whatsapp",
+        "to": "4915123456789",
+        "type": "text",
+        "text": {"body": "Hallo Anna, Grüße!"},
+    }
 
 
 @pytest.mark.parametrize("last_inbound", [None, NOW - timedelta(hours=24), NOW - timedelta(days=3)])
@@ -102,8 +116,11 @@ def test_whatsapp_template_outside_window(provider, last_inbound):
     assert result.detail["type"] == "template" and result.detail["template"] == "class_reminder"
     assert "24-hour" in result.detail["reason"]
     assert json.loads(provider.requests[0]["body"]) == {
-        "messaging_product": "whatsapp", "to": "4915123456789", "type": "template",
-        "template": {"name": "class_reminder", "language": {"code": "de"}}}
+        "messaging_product": "whatsapp",
+        "to": "4915123456789",
+        "type": "template",
+        "template": {"name": "class_reminder", "language": {"code": "de"}},
+    }
 
 
 def test_whatsapp_suppressed_without_template(provider):
@@ -119,10 +136,20 @@ def test_whatsapp_invalid_recipient(provider):
 
 
 def test_whatsapp_4xx_permanent_with_meta_message(provider):
-    provider.reply = (400, {}, {"error": {"message": "(#131030) Recipient phone number not in allowed list",
-                                          "type": "OAuthException", "code": 131030,
-                                          "error_data": {"details": "Add recipient to allowed list"},
-                                          "fbtrace_id": "Abc"}}, 0)
+    provider.reply = (
+        400,
+        {},
+        {
+            "error": {
+                "message": "(#131030) Recipient phone number not in allowed list",
+                "type": "OAuthException",
+                "code": 131030,
+                "error_data": {"details": "Add recipient to allowed list"},
+                "fbtrace_id": "Abc",
+            }
+        },
+        0,
+    )
     with pytest.raises(PermanentError) as info:
         wa_adapter(provider).send(MSG, last_inbound_at=NOW, now=NOW)
     assert not isinstance(info.value, RetryableError)
@@ -138,8 +165,10 @@ def test_whatsapp_token_never_in_error(provider):
     assert TOKEN not in str(info.value) and "***" in str(info.value)
 
 
-@pytest.mark.parametrize(("status", "headers", "retry_after"), [(429, {"Retry-After": "30"}, 30.0), (500, {}, None),
-                                                                  (503, {"Retry-After": "5"}, 5.0)])
+@pytest.mark.parametrize(
+    ("status", "headers", "retry_after"),
+    [(429, {"Retry-After": "30"}, 30.0), (500, {}, None), (503, {"Retry-After": "5"}, 5.0)],
+)
 def test_whatsapp_retryable_statuses(provider, status, headers, retry_after):
     provider.reply = (status, headers, {"error": {"message": "try later", "code": 2}}, 0)
     with pytest.raises(RetryableError) as info:
@@ -171,8 +200,17 @@ def test_whatsapp_naive_datetime_rejected(provider):
 
 def test_whatsapp_injected_client_via_registry(provider):
     provider.reply = (200, {}, {"messages": [{"id": "wamid.R"}]}, 0)
-    tenant = {"channels": {"whatsapp": {"adapter": "whatsapp_cloud", "baseUrl": provider.url, "apiVersion": "v22.0",
-                                        "phoneNumberId": "77", "accessToken": TOKEN}}}
+    tenant = {
+        "channels": {
+            "whatsapp": {
+                "adapter": "whatsapp_cloud",
+                "baseUrl": provider.url,
+                "apiVersion": "v22.0",
+                "phoneNumberId": "77",
+                "accessToken": TOKEN,
+            }
+        }
+    }
     with httpx.Client() as client:
         adapter = adapter_for("whatsapp", tenant, client=client, allow_base_url_override=True)
         result = adapter.send(MSG, last_inbound_at=NOW - timedelta(minutes=5), now=NOW)
@@ -182,9 +220,17 @@ def test_whatsapp_injected_client_via_registry(provider):
 
 # ------------------------------------------------------------------ Twilio
 
+
 def twilio(provider, timeout=5.0):
-    return TwilioSmsAdapter(TwilioSettings(base_url=provider.url, account_sid="AC123", auth_token=TWILIO_TOKEN,
-                                           from_number="+4930123456", timeout=timeout))
+    return TwilioSmsAdapter(
+        TwilioSettings(
+            base_url=provider.url,
+            account_sid="AC123",
+            auth_token=TWILIO_TOKEN,
+            from_number="+4930123456",
+            timeout=timeout,
+        )
+    )
 
 
 SMS = OutgoingMessage(channel="sms", recipient="whatsapp:+49 151 23456789", body="Kurs morgen 9:00 – bis dann!")
@@ -200,13 +246,20 @@ def test_twilio_sends_form_with_basic_auth(provider):
     assert req["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
     expected_auth = base64.b64encode(f"AC123:{TWILIO_TOKEN}".encode()).decode()
     assert req["headers"]["Authorization"] == f"Basic {expected_auth}"
-    assert parse_qs(req["body"].decode()) == {"To": ["+4915123456789"], "From": ["+4930123456"],
-                                              "Body": ["Kurs morgen 9:00 – bis dann!"]}
+    assert parse_qs(req["body"].decode()) == {
+        "To": ["+4915123456789"],
+        "From": ["+4930123456"],
+        "Body": ["Kurs morgen 9:00 – bis dann!"],
+    }
 
 
 def test_twilio_invalid_number_from_provider(provider):
-    provider.reply = (400, {}, {"code": 21211, "message": "The 'To' number is not a valid phone number.",
-                                "status": 400}, 0)
+    provider.reply = (
+        400,
+        {},
+        {"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400},
+        0,
+    )
     with pytest.raises(InvalidRecipient, match="21211"):
         twilio(provider).send(SMS)
 

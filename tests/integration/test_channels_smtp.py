@@ -58,21 +58,37 @@ def smtpd():
 @pytest.fixture
 def smtpd_auth():
     recorder = Recorder()
-    controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), authenticator=authenticator,
-                            auth_required=True, auth_require_tls=False)
+    controller = Controller(
+        recorder,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=authenticator,
+        auth_required=True,
+        auth_require_tls=False,
+    )
     controller.start()
     yield controller, recorder
     controller.stop()
 
 
 def settings_for(controller, **kw):
-    base = {"host": "127.0.0.1", "port": controller.port, "security": "none", "from_address": "info@studio-yoga.de",
-            "from_name": "Studio Yoga", "timeout": 5}
+    base = {
+        "host": "127.0.0.1",
+        "port": controller.port,
+        "security": "none",
+        "from_address": "info@studio-yoga.de",
+        "from_name": "Studio Yoga",
+        "timeout": 5,
+    }
     return SmtpSettings(**{**base, **kw})
 
 
-MSG = OutgoingMessage(channel="email", recipient="Anna@Example.com", body="Hallo Anna,\n\nviele Grüße\nDein Studio",
-                      subject="Dein Kurs morgen – Grüße")
+MSG = OutgoingMessage(
+    channel="email",
+    recipient="Anna@Example.com",
+    body="Hallo Anna,\n\nviele Grüße\nDein Studio",
+    subject="Dein Kurs morgen – Grüße",
+)
 
 
 def parsed(envelope):
@@ -156,8 +172,9 @@ def test_silent_server_times_out():
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)  # accepts the TCP connection but never sends a greeting
-        settings = SmtpSettings(host="127.0.0.1", port=server.getsockname()[1], security="none",
-                                from_address="a@b.de", timeout=0.3)
+        settings = SmtpSettings(
+            host="127.0.0.1", port=server.getsockname()[1], security="none", from_address="a@b.de", timeout=0.3
+        )
         with pytest.raises(RetryableError):
             SmtpAdapter(settings).send(MSG)
 

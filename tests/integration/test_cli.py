@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "engine" / "examples").glob("*.json"))
 
 
-def run_cli(*args: str, database_url: str | None = None, env: dict | None = None, data_dir: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, database_url: str | None = None, env: dict | None = None, data_dir: Path | None = None
+) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     full_env["STUDIO_DATA_DIR"] = str(data_dir or Path(tempfile.gettempdir()) / "studio-cli-tests")
     full_env.update(env or {})
@@ -36,15 +38,19 @@ def url_of(db) -> str:
 def acceptance_file(tmp_path) -> Path:
     """A dangling ``nextActionId``, an unknown action type and ``greater_than`` on keyword_match."""
     path = tmp_path / "broken.json"
-    path.write_text(json.dumps({
-        "name": "Broken",
-        "trigger": {"type": "whatsapp_message", "config": {}},
-        "conditions": [{"type": "keyword_match", "operator": "greater_than", "value": "preis"}],
-        "actions": [
-            {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hallo"}, "nextActionId": "ghost"},
-            {"id": "odd-1", "type": "teleport", "config": {}},
-        ],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "name": "Broken",
+                "trigger": {"type": "whatsapp_message", "config": {}},
+                "conditions": [{"type": "keyword_match", "operator": "greater_than", "value": "preis"}],
+                "actions": [
+                    {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hallo"}, "nextActionId": "ghost"},
+                    {"id": "odd-1", "type": "teleport", "config": {}},
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -149,7 +155,12 @@ def test_import_then_export_round_trips_the_spec_examples(db, tenant, tmp_path):
         services.create_tenant(uow=uow, slug="studio-c", name="C")
     assert run_cli("import", "--tenant", "studio-c", str(dump), database_url=url_of(db)).returncode == 0
     with unit_of_work(db, read_only=True) as uow:
-        assert services.list_workflows(uow=uow, actor=system_actor(services.find_tenant(uow=uow, slug_or_id="studio-c").id)).total == 4
+        assert (
+            services.list_workflows(
+                uow=uow, actor=system_actor(services.find_tenant(uow=uow, slug_or_id="studio-c").id)
+            ).total
+            == 4
+        )
 
 
 def test_export_of_one_workflow_prints_one_object(db, actor, spec_examples):
@@ -191,24 +202,41 @@ def test_scenarios_run_prints_one_line_each_and_fails_on_a_failure(sqlite_db, tm
         tenant = services.create_tenant(uow=uow, slug="cli-sc", name="CLI")
     actor = system_actor(tenant.id)
     with unit_of_work(sqlite_db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data={"name": "Echo", "trigger": {"type": "sms_received", "config": {}},
-                                                    "actions": [{"id": "s", "type": "send_sms", "config": {"message": "Pong"}}]})
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data={
+                "name": "Echo",
+                "trigger": {"type": "sms_received", "config": {}},
+                "actions": [{"id": "s", "type": "send_sms", "config": {"message": "Pong"}}],
+            },
+        )
     contact = console.new_contact()
     with unit_of_work(sqlite_db) as uow:
         console.send(uow=uow, actor=actor, contact=contact, inp=ConsoleInput(channel="sms", text="Ping"))
     with unit_of_work(sqlite_db, read_only=True) as uow:
         steps = scenarios.steps_from(console.conversation(uow=uow, actor=actor, contact=contact))
     with unit_of_work(sqlite_db) as uow:
-        scenarios.save_scenario(uow=uow, actor=actor,
-                                data={"name": "a pong", "steps": steps, "expectations": [{"kind": "sent", "contains": "Pong"}]})
+        scenarios.save_scenario(
+            uow=uow,
+            actor=actor,
+            data={"name": "a pong", "steps": steps, "expectations": [{"kind": "sent", "contains": "Pong"}]},
+        )
     ok = run_cli("scenarios", "run", "--tenant", "cli-sc", database_url=url_of(sqlite_db), data_dir=tmp_path)
     assert ok.returncode == 0 and ok.stdout.strip() == "PASS  a pong", ok.stderr
     with unit_of_work(sqlite_db) as uow:
-        scenarios.save_scenario(uow=uow, actor=actor,
-                                data={"name": "b ping", "steps": steps, "expectations": [{"kind": "sent", "contains": "Ping!"}]})
+        scenarios.save_scenario(
+            uow=uow,
+            actor=actor,
+            data={"name": "b ping", "steps": steps, "expectations": [{"kind": "sent", "contains": "Ping!"}]},
+        )
     bad = run_cli("scenarios", "run", "--tenant", "cli-sc", database_url=url_of(sqlite_db), data_dir=tmp_path)
     lines = bad.stdout.strip().splitlines()
-    assert bad.returncode == 1 and lines[0] == "PASS  a pong" and lines[1].startswith("FAIL  b ping  -- expected a reply contains 'Ping!'")
+    assert (
+        bad.returncode == 1
+        and lines[0] == "PASS  a pong"
+        and lines[1].startswith("FAIL  b ping  -- expected a reply contains 'Ping!'")
+    )
     listed = run_cli("scenarios", "list", "--tenant", "cli-sc", database_url=url_of(sqlite_db), data_dir=tmp_path)
     assert listed.stdout.split() == ["pass", "a", "pong", "fail", "b", "ping"]
 
@@ -217,7 +245,8 @@ def test_bench_outside_the_checkout_says_where_the_benchmarks_are(tmp_path) -> N
     """The installed package does not ship ``bench/``: the bench command says so instead of a traceback."""
     (tmp_path / "engine").symlink_to(ROOT / "engine")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PYTHONPATH")}
-    done = subprocess.run([sys.executable, "-m", "engine", "bench"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", "bench"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2, done.stderr
     assert "bench/ folder" in done.stderr and "Traceback" not in done.stderr

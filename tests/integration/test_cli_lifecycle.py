@@ -11,24 +11,39 @@ from engine.uow import unit_of_work
 from tests.integration.test_cli import run_cli, url_of
 
 PHONE = "+4915112345678"
-REPLY = {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
-         "actions": [{"id": "r", "type": "send_whatsapp", "config": {"message": "Du schriebst: {{trigger.content}}"}}]}
+REPLY = {
+    "name": "Reply",
+    "trigger": {"type": "whatsapp_message", "config": {}},
+    "conditions": [],
+    "actions": [{"id": "r", "type": "send_whatsapp", "config": {"message": "Du schriebst: {{trigger.content}}"}}],
+}
 
 
 def seeded(db, tenant_factory):
     tenant = tenant_factory("cli-studio")
     with unit_of_work(db) as uow:
         services.create_workflow(uow=uow, actor=system_actor(tenant.id), data=REPLY)
-    Runner(db).ingest(tenant.id, {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE,
-                                  "content": "Mein Knie tut weh"})
+    Runner(db).ingest(
+        tenant.id,
+        {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE, "content": "Mein Knie tut weh"},
+    )
     return tenant
 
 
 def test_contact_export_then_erase(db, tenant_factory, tmp_path):
     seeded(db, tenant_factory)
     out = tmp_path / "erika.json"
-    r = run_cli("contact", "export", "--tenant", "cli-studio", "--phone", "0151 12345678", "--out", str(out),
-                database_url=url_of(db))
+    r = run_cli(
+        "contact",
+        "export",
+        "--tenant",
+        "cli-studio",
+        "--phone",
+        "0151 12345678",
+        "--out",
+        str(out),
+        database_url=url_of(db),
+    )
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     assert doc["contact"]["value"] == PHONE and "Mein Knie tut weh" in out.read_text()
@@ -45,7 +60,9 @@ def test_contact_needs_one_valid_contact(db, tenant_factory):
     seeded(db, tenant_factory)
     r = run_cli("contact", "export", "--tenant", "cli-studio", "--phone", "12", database_url=url_of(db))
     assert r.returncode == 1 and "phone:" in r.stderr
-    r = run_cli("contact", "export", "--tenant", "cli-studio", "--phone", PHONE, "--email", "a@b.de", database_url=url_of(db))
+    r = run_cli(
+        "contact", "export", "--tenant", "cli-studio", "--phone", PHONE, "--email", "a@b.de", database_url=url_of(db)
+    )
     assert r.returncode == 2 and "not allowed with" in r.stderr
 
 

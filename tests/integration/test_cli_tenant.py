@@ -11,8 +11,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={"DATABASE_URL": url, "PATH": "/usr/bin:/bin"}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
 
 
 def test_tenant_create_and_list(db):
@@ -30,10 +36,12 @@ def test_tenant_create_and_list(db):
 def test_tenant_create_refuses_bad_input_with_a_clear_message(db):
     url = db.url.render_as_string(hide_password=False)
     assert _cli(url, "tenant", "create", "--slug", "dup", "--name", "A").returncode == 0
-    cases = [(["--slug", "dup", "--name", "B"], "already exists"),
-             (["--slug", "Bad Slug", "--name", "B"], "slug"),
-             (["--slug", "ok", "--name", " "], "name"),
-             (["--slug", "ok", "--name", "B", "--timezone", "Mars/Base"], "timezone")]
+    cases = [
+        (["--slug", "dup", "--name", "B"], "already exists"),
+        (["--slug", "Bad Slug", "--name", "B"], "slug"),
+        (["--slug", "ok", "--name", " "], "name"),
+        (["--slug", "ok", "--name", "B", "--timezone", "Mars/Base"], "timezone"),
+    ]
     for args, words in cases:
         r = _cli(url, "tenant", "create", *args)
         assert r.returncode == 1 and words in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)

@@ -33,13 +33,23 @@ def receiver():
 
 
 def _wf(name, actions, trigger="whatsapp_message", conditions=(), config=None):
-    return {"name": name, "trigger": {"type": trigger, "config": config or {}}, "conditions": list(conditions),
-            "actions": actions}
+    return {
+        "name": name,
+        "trigger": {"type": trigger, "config": config or {}},
+        "conditions": list(conditions),
+        "actions": actions,
+    }
 
 
 def _say(db, actor, contact, text, channel="whatsapp", **kw):
-    return in_uow(db, console.send, actor=actor, contact=contact,
-                  inp=ConsoleInput(kind="message", channel=channel, text=text), **kw)
+    return in_uow(
+        db,
+        console.send,
+        actor=actor,
+        contact=contact,
+        inp=ConsoleInput(kind="message", channel=channel, text=text),
+        **kw,
+    )
 
 
 def _count(db, model, **where):
@@ -51,14 +61,28 @@ def _count(db, model, **where):
 
 
 def test_test_mode_delivers_nothing_and_counts_nothing(db, tenant_factory, receiver):
-    tenant = tenant_factory(channels={"whatsapp": {"adapter": "whatsapp_cloud", "baseUrl": receiver.url,
-                                                   "phoneNumberId": "1", "accessToken": "t"}},
-                            frequencyCap=1)
+    tenant = tenant_factory(
+        channels={
+            "whatsapp": {"adapter": "whatsapp_cloud", "baseUrl": receiver.url, "phoneNumberId": "1", "accessToken": "t"}
+        },
+        frequencyCap=1,
+    )
     actor = system_actor(tenant.id)
     with unit_of_work(db) as uow:
-        wf = services.create_workflow(uow=uow, actor=actor, data=_wf("Echo", [
-            {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Du schriebst: {{trigger.content}}",
-                                                                 "recipient": "+4915199999999"}}]))
+        wf = services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=_wf(
+                "Echo",
+                [
+                    {
+                        "id": "send-1",
+                        "type": "send_whatsapp",
+                        "config": {"message": "Du schriebst: {{trigger.content}}", "recipient": "+4915199999999"},
+                    }
+                ],
+            ),
+        )
     contact = console.new_contact()
     report = _say(db, actor, contact, "Hallo")
     assert report.is_test and [d.outcome for d in report.decisions] == ["ran"]
@@ -79,8 +103,11 @@ def test_test_mode_delivers_nothing_and_counts_nothing(db, tenant_factory, recei
         assert services.workflow_stats(uow=uow, actor=actor).total_executions == 0
     # A real message to the same recipient is not capped by the test message (cap 1 per day) ...
     with unit_of_work(db) as uow:
-        live = services.ingest_event(uow=uow, actor=actor, event={"triggerType": "whatsapp_message", "channel": "whatsapp",
-                                                 "content": "Hallo", "from": contact.phone})
+        live = services.ingest_event(
+            uow=uow,
+            actor=actor,
+            event={"triggerType": "whatsapp_message", "channel": "whatsapp", "content": "Hallo", "from": contact.phone},
+        )
     with Session(db) as s:
         live_row = s.exec(select(OutboxMessage).where(OutboxMessage.execution_id == live.execution_ids[0])).one()
     assert live_row.status == "pending" and not live_row.is_test
@@ -95,9 +122,21 @@ def test_test_mode_calls_no_webhook_unless_asked(db, tenant_factory, receiver):
     tenant = tenant_factory(webhookAllowList=["127.0.0.1"])
     actor = system_actor(tenant.id)
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=_wf("Hook", [
-            {"id": "hook-1", "type": "call_webhook", "config": {"webhookUrl": receiver.url + "/crm", "body": {"x": 1}}}],
-            trigger="web_chat"))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=_wf(
+                "Hook",
+                [
+                    {
+                        "id": "hook-1",
+                        "type": "call_webhook",
+                        "config": {"webhookUrl": receiver.url + "/crm", "body": {"x": 1}},
+                    }
+                ],
+                trigger="web_chat",
+            ),
+        )
     contact = console.new_contact()
     report = _say(db, actor, contact, "Hi", channel="web")
     (step,) = report.decisions[0].steps
@@ -121,8 +160,9 @@ def test_every_workflow_is_reported_with_why(db, tenant, actor, spec_examples):
     assert report.at.astimezone(BERLIN).hour == 7 and report.replies[0].at.astimezone(BERLIN).hour == 7
     # At 10:00 the same message is skipped with the condition in words.
     with unit_of_work(db) as uow:
-        later = console.send(uow=uow, actor=actor, contact=contact,
-                             inp=ConsoleInput(text="Hallo", at=sunday_night.replace(hour=10)))
+        later = console.send(
+            uow=uow, actor=actor, contact=contact, inp=ConsoleInput(text="Hallo", at=sunday_night.replace(hour=10))
+        )
     after = {d.workflow_name: d for d in later.decisions}["After Hours Auto-Reply"]
     assert after.outcome == "skipped" and "failed" in after.reasons[0] and later.replies == []
 
@@ -171,9 +211,21 @@ def test_follow_ups_and_quiet_hours_in_test_mode(db, tenant_factory):
     tenant = tenant_factory(quietHours={"start": "21:00", "end": "08:00"})
     actor = system_actor(tenant.id)
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=_wf("Later", [
-            {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Sofort"}},
-            {"id": "f-1", "type": "schedule_follow_up", "config": {"delay": 3_600_000, "message": "Eine Stunde später"}}]))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=_wf(
+                "Later",
+                [
+                    {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Sofort"}},
+                    {
+                        "id": "f-1",
+                        "type": "schedule_follow_up",
+                        "config": {"delay": 3_600_000, "message": "Eine Stunde später"},
+                    },
+                ],
+            ),
+        )
     contact = console.new_contact()
     night = datetime(2026, 11, 29, 22, 0, tzinfo=BERLIN)
     with unit_of_work(db) as uow:
@@ -201,25 +253,53 @@ def test_other_triggers_and_chains(db, tenant_factory):
     tenant = tenant_factory()
     actor = system_actor(tenant.id)
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=_wf("Welcome lead", [
-            {"id": "send-1", "type": "send_email", "config": {"message": "Willkommen {{trigger.name}}",
-                                                              "recipient": "{{trigger.email}}", "subject": "Hallo"}}],
-            trigger="lead_created"))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=_wf(
+                "Welcome lead",
+                [
+                    {
+                        "id": "send-1",
+                        "type": "send_email",
+                        "config": {
+                            "message": "Willkommen {{trigger.name}}",
+                            "recipient": "{{trigger.email}}",
+                            "subject": "Hallo",
+                        },
+                    }
+                ],
+                trigger="lead_created",
+            ),
+        )
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=_wf("Booked", [
-            {"id": "send-1", "type": "send_sms", "config": {"message": "Bis {{trigger.className}}!"}}],
-            trigger="booking_created"))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=_wf(
+                "Booked",
+                [{"id": "send-1", "type": "send_sms", "config": {"message": "Bis {{trigger.className}}!"}}],
+                trigger="booking_created",
+            ),
+        )
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=_wf("Chat to lead", [
-            {"id": "lead-1", "type": "create_lead", "config": {"name": "Chat", "email": "chat@example.com"}}],
-            trigger="web_chat"))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=_wf(
+                "Chat to lead",
+                [{"id": "lead-1", "type": "create_lead", "config": {"name": "Chat", "email": "chat@example.com"}}],
+                trigger="web_chat",
+            ),
+        )
     contact = console.new_contact("Anna")
     with unit_of_work(db) as uow:
         lead = console.send(uow=uow, actor=actor, contact=contact, inp=ConsoleInput(kind="lead", lead_name="Anna B"))
     assert lead.replies[0].subject == "Hallo" and lead.replies[0].body == "Willkommen Anna B"
     with unit_of_work(db) as uow:
-        booking = console.send(uow=uow, actor=actor, contact=contact,
-                               inp=ConsoleInput(kind="booking", class_name="Yin Yoga"))
+        booking = console.send(
+            uow=uow, actor=actor, contact=contact, inp=ConsoleInput(kind="booking", class_name="Yin Yoga")
+        )
     assert booking.replies[0].body == "Bis Yin Yoga!" and booking.replies[0].channel == "sms"
     chat = _say(db, actor, contact, "Ich will Mitglied werden", channel="web")
     chained = [d for d in chat.decisions if d.chained]
@@ -231,9 +311,13 @@ def test_other_triggers_and_chains(db, tenant_factory):
 
 def test_bad_input_is_refused_by_field_and_nothing_is_stored(db, tenant, actor):
     contact = console.new_contact()
-    cases = [(ConsoleInput(text="   "), "text"), (ConsoleInput(text="x" * 10_001), "text"),
-             (ConsoleInput(kind="booking"), "className"), (ConsoleInput(kind="schedule"), "workflowId"),
-             (ConsoleInput(kind="lead", lead_email="nope"), "leadEmail")]
+    cases = [
+        (ConsoleInput(text="   "), "text"),
+        (ConsoleInput(text="x" * 10_001), "text"),
+        (ConsoleInput(kind="booking"), "className"),
+        (ConsoleInput(kind="schedule"), "workflowId"),
+        (ConsoleInput(kind="lead", lead_email="nope"), "leadEmail"),
+    ]
     for inp, field in cases:
         with pytest.raises(InvalidInput) as info:
             with unit_of_work(db) as uow:
@@ -241,8 +325,12 @@ def test_bad_input_is_refused_by_field_and_nothing_is_stored(db, tenant, actor):
         assert info.value.field == field
     with pytest.raises(InvalidInput) as info:
         with unit_of_work(db) as uow:
-            console.send(uow=uow, actor=actor, contact=TestContact(phone="12", email="a@example.com"),
-                         inp=ConsoleInput(text="Hi"))
+            console.send(
+                uow=uow,
+                actor=actor,
+                contact=TestContact(phone="12", email="a@example.com"),
+                inp=ConsoleInput(text="Hi"),
+            )
     assert info.value.field == "contact.phone"
     assert _count(db, EventRecord) == 0
     # Long, emoji and right-to-left text run normally.
@@ -270,12 +358,27 @@ def test_roles_and_tenants(db, tenant, actor, other_actor):
 
 def test_schedule_tick_of_a_scheduled_workflow(db, tenant, actor):
     with unit_of_work(db) as uow:
-        wf = services.create_workflow(uow=uow, actor=actor, data=_wf("Daily", [
-            {"id": "send-1", "type": "send_sms", "config": {"message": "Guten Morgen", "recipient": "+4915112345678"}}],
-            trigger="time_based", config={"schedule": "0 8 * * *"}))
+        wf = services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=_wf(
+                "Daily",
+                [
+                    {
+                        "id": "send-1",
+                        "type": "send_sms",
+                        "config": {"message": "Guten Morgen", "recipient": "+4915112345678"},
+                    }
+                ],
+                trigger="time_based",
+                config={"schedule": "0 8 * * *"},
+            ),
+        )
     contact = console.new_contact()
     with unit_of_work(db) as uow:
-        report = console.send(uow=uow, actor=actor, contact=contact, inp=ConsoleInput(kind="schedule", workflow_id=wf.id))
+        report = console.send(
+            uow=uow, actor=actor, contact=contact, inp=ConsoleInput(kind="schedule", workflow_id=wf.id)
+        )
     assert report.trigger_type == "time_based" and report.replies[0].body == "Guten Morgen"
     with unit_of_work(db, read_only=True) as uow:
         assert services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id).run_count == 0
@@ -300,8 +403,9 @@ def _missed_call_scenario(db, actor, spec_examples):
     assert {"kind": "ran", "workflow": "Missed Call Follow-Up", "turn": 0} in offered
     expect = [{"kind": "ran", "workflow": "Missed Call Follow-Up"}, {"kind": "sent", "contains": "angerufen"}]
     with unit_of_work(db) as uow:
-        return scenarios.save_scenario(uow=uow, actor=actor, data={"name": "Missed call gets a follow-up", "steps": steps,
-                                                   "expectations": expect})
+        return scenarios.save_scenario(
+            uow=uow, actor=actor, data={"name": "Missed call gets a follow-up", "steps": steps, "expectations": expect}
+        )
 
 
 def test_scenario_passes_then_fails_against_a_draft(db, tenant, actor, spec_examples):
@@ -322,13 +426,18 @@ def test_scenario_passes_then_fails_against_a_draft(db, tenant, actor, spec_exam
     assert "angerufen" in failing.failures[0] and "Schön, dass du dich meldest" in failing.failures[0]
     # The draft was not saved and the stored result is still the last real run.
     with unit_of_work(db, read_only=True) as uow:
-        assert services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id).definition["actions"][1]["config"]["message"].startswith("Hallo!")
+        assert (
+            services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id)
+            .definition["actions"][1]["config"]["message"]
+            .startswith("Hallo!")
+        )
     with unit_of_work(db, read_only=True) as uow:
         assert scenarios.get_scenario(uow=uow, actor=actor, scenario_id=sc.id).status == "pass"
     # A disabled draft: the workflow is not considered at all.
     with unit_of_work(db) as uow:
-        failing = scenarios.run_scenario(uow=uow, actor=actor, scenario_id=sc.id,
-                                         drafts={wf.id: {**draft, "enabled": False}})
+        failing = scenarios.run_scenario(
+            uow=uow, actor=actor, scenario_id=sc.id, drafts={wf.id: {**draft, "enabled": False}}
+        )
     assert "runs, but it was skipped" in failing.failures[0]
 
 
@@ -351,11 +460,14 @@ def test_scenario_fail_is_stored_and_names_are_per_studio(db, tenant, actor, oth
 
     with pytest.raises(Conflict):
         with unit_of_work(db) as uow:
-            scenarios.save_scenario(uow=uow, actor=actor,
-                                    data={"name": sc.name, "steps": sc.steps, "expectations": sc.expectations})
+            scenarios.save_scenario(
+                uow=uow, actor=actor, data={"name": sc.name, "steps": sc.steps, "expectations": sc.expectations}
+            )
     with pytest.raises(InvalidInput) as info:
         with unit_of_work(db) as uow:
-            scenarios.save_scenario(uow=uow, actor=actor, data={"name": "x", "steps": [], "expectations": sc.expectations})
+            scenarios.save_scenario(
+                uow=uow, actor=actor, data={"name": "x", "steps": [], "expectations": sc.expectations}
+            )
     assert info.value.field == "steps"
     analyst = Actor(tenant_id=tenant.id, user_id=None, role=Role.ANALYST)
     with unit_of_work(db, read_only=True) as uow:
@@ -378,9 +490,17 @@ def test_demo_studio_scenarios_pass_on_the_seed(sqlite_db):
 
 def test_live_mode_counts_and_plans_show_as_plans(db, tenant, actor):
     with unit_of_work(db) as uow:
-        wf = services.create_workflow(uow=uow, actor=actor, data=_wf("Plan", [
-            {"id": "plan-1", "type": "generate_workout_plan", "config": {"daysPerWeek": 2}},
-            {"id": "send-1", "type": "send_whatsapp", "config": {"message": "{{results.plan-1.summary}}"}}]))
+        wf = services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=_wf(
+                "Plan",
+                [
+                    {"id": "plan-1", "type": "generate_workout_plan", "config": {"daysPerWeek": 2}},
+                    {"id": "send-1", "type": "send_whatsapp", "config": {"message": "{{results.plan-1.summary}}"}},
+                ],
+            ),
+        )
     report = _say(db, actor, console.new_contact(), "Plan bitte")
     assert report.replies[0].plan and report.replies[0].plan["summary"] == report.replies[0].body
     live = _say(db, actor, console.new_contact(), "Plan bitte", live=True)

@@ -24,8 +24,11 @@ PHONE = "+4915112345678"
 
 def at(hour: int, minute: int = 0) -> datetime:
     """Wednesday 6 May 2026 at this Berlin wall-clock time (UTC+2)."""
-    return datetime(2026, 5, 6, hour - 2, minute, tzinfo=UTC) if hour >= 2 else \
-        datetime(2026, 5, 5, 22 + hour, minute, tzinfo=UTC)
+    return (
+        datetime(2026, 5, 6, hour - 2, minute, tzinfo=UTC)
+        if hour >= 2
+        else datetime(2026, 5, 5, 22 + hour, minute, tzinfo=UTC)
+    )
 
 
 @pytest.fixture
@@ -34,11 +37,15 @@ def demo(db):
 
 
 def send(db, tenant_id: str, text: str, when: datetime, trigger: str = "whatsapp_message", channel: str = "whatsapp"):
-    Runner(db, clock=lambda: when, classifier=builtin_classifier()).ingest(tenant_id, {"triggerType": trigger, "channel": channel, "from": PHONE,
-                                                      "content": text})
+    Runner(db, clock=lambda: when, classifier=builtin_classifier()).ingest(
+        tenant_id, {"triggerType": trigger, "channel": channel, "from": PHONE, "content": text}
+    )
     with Session(db) as s:
-        return list(s.exec(select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id)
-                           .order_by(OutboxMessage.created_at)).all())
+        return list(
+            s.exec(
+                select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id).order_by(OutboxMessage.created_at)
+            ).all()
+        )
 
 
 def test_demo_workflows_are_valid_and_seeded_enabled(db, demo):
@@ -86,16 +93,19 @@ def test_hello_in_business_hours_gets_a_greeting(db, demo):
     assert [m.body for m in messages] == ["Hallo! Schön, von dir zu hören. Wie können wir dir helfen?"]
 
 
-@pytest.mark.parametrize("question, expected", [
-    ("Was kostet ein Probetraining?", "Probetraining: 0 €"),
-    ("Wann habt ihr offen?", "Öffnungszeiten"),
-    ("Was kostet die Mitgliedschaft?", "89 €"),
-    # A member writing in English gets the English texts.
-    ("Hello!", "Hi! Great to hear from you."),
-    ("Hi, I'd like to try a class", "Your first trial class with us is free!"),
-    ("How much does the 10-class card cost?", "10-class card: 140 €"),
-    ("What are your opening hours?", "Our opening hours: Mon-Fri 07:00-22:00"),
-])
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        ("Was kostet ein Probetraining?", "Probetraining: 0 €"),
+        ("Wann habt ihr offen?", "Öffnungszeiten"),
+        ("Was kostet die Mitgliedschaft?", "89 €"),
+        # A member writing in English gets the English texts.
+        ("Hello!", "Hi! Great to hear from you."),
+        ("Hi, I'd like to try a class", "Your first trial class with us is free!"),
+        ("How much does the 10-class card cost?", "10-class card: 140 €"),
+        ("What are your opening hours?", "Our opening hours: Mon-Fri 07:00-22:00"),
+    ],
+)
 def test_questions_in_business_hours_are_answered_from_the_knowledge_base(db, demo, question, expected):
     messages = send(db, demo, question, at(14, 30))
     assert len(messages) == 1 and expected in messages[0].body, [m.body for m in messages]
@@ -129,9 +139,16 @@ def test_spec_examples_still_import_unchanged(db, demo):
             assert services.get_workflow(uow=uow, actor=system_actor(demo), workflow_id=out.id).definition == original
 
 
-@pytest.mark.parametrize("text, language", [
-    ("Ich möchte einen Trainingsplan", "de"), ("Hallo", "de"), ("I want a workout plan", "en"),
-    ("Hello", "en"), ("ok", None), ("", None),
-])
+@pytest.mark.parametrize(
+    "text, language",
+    [
+        ("Ich möchte einen Trainingsplan", "de"),
+        ("Hallo", "de"),
+        ("I want a workout plan", "en"),
+        ("Hello", "en"),
+        ("ok", None),
+        ("", None),
+    ],
+)
 def test_member_language_is_detected_from_the_message(text, language):
     assert detect_language(text) == language

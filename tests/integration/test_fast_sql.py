@@ -21,21 +21,51 @@ AT = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)  # microsecond 0: the format mus
 
 
 def _event(tenant_id: str, **over) -> dict:
-    row = {"id": new_id(), "tenant_id": tenant_id, "trigger_type": "whatsapp_message", "channel": "whatsapp",
-           "content": "Hallo ünïcode", "sender": "+4915100000001", "intent": None, "intent_confidence": 0.5,
-           "custom_fields": {"a": [1, 2, {"b": None}]}, "data": {"x": "y"},
-           "received_at": AT.astimezone(timezone(timedelta(hours=2))), "idempotency_key": None, "depth": 0,
-           "parent_execution_id": None, "is_test": False}
+    row = {
+        "id": new_id(),
+        "tenant_id": tenant_id,
+        "trigger_type": "whatsapp_message",
+        "channel": "whatsapp",
+        "content": "Hallo ünïcode",
+        "sender": "+4915100000001",
+        "intent": None,
+        "intent_confidence": 0.5,
+        "custom_fields": {"a": [1, 2, {"b": None}]},
+        "data": {"x": "y"},
+        "received_at": AT.astimezone(timezone(timedelta(hours=2))),
+        "idempotency_key": None,
+        "depth": 0,
+        "parent_execution_id": None,
+        "is_test": False,
+    }
     row.update(over)
     return row
 
 
 def _execution(tenant_id: str, **over) -> dict:
-    row = {"id": new_id(), "tenant_id": tenant_id, "workflow_id": None, "workflow_name": "wf", "workflow_version": 1,
-           "event_id": None, "status": "running", "mode": "live", "definition": {"actions": []},
-           "context": {"trigger": {"from": "x"}}, "explanation": [], "current_action_id": None,
-           "lease_token": "token-1", "heartbeat_at": AT, "depth": 0, "error": None, "started_at": AT,
-           "finished_at": None, "actions_executed": 0, "is_test": False, "replay_of": None}
+    row = {
+        "id": new_id(),
+        "tenant_id": tenant_id,
+        "workflow_id": None,
+        "workflow_name": "wf",
+        "workflow_version": 1,
+        "event_id": None,
+        "status": "running",
+        "mode": "live",
+        "definition": {"actions": []},
+        "context": {"trigger": {"from": "x"}},
+        "explanation": [],
+        "current_action_id": None,
+        "lease_token": "token-1",
+        "heartbeat_at": AT,
+        "depth": 0,
+        "error": None,
+        "started_at": AT,
+        "finished_at": None,
+        "actions_executed": 0,
+        "is_test": False,
+        "replay_of": None,
+    }
     row.update(over)
     return row
 
@@ -49,8 +79,10 @@ def test_fast_insert_stores_what_sqlalchemy_stores(db, tenant_factory):
     t = EventRecord.__table__
     with db.connect() as conn:
         # Raw stored values are identical (datetime text format on SQLite, JSON text/JSONB).
-        raw = {r[0]: tuple(r[1:]) for r in conn.exec_driver_sql(
-            "SELECT id, received_at, custom_fields, data, intent_confidence FROM events")}
+        raw = {
+            r[0]: tuple(r[1:])
+            for r in conn.exec_driver_sql("SELECT id, received_at, custom_fields, data, intent_confidence FROM events")
+        }
         assert raw[fast_row["id"]] == raw[core_row["id"]]
         # And they read back through the model types as given.
         got = conn.execute(sa.select(t).where(t.c.id == fast_row["id"])).mappings().one()
@@ -78,8 +110,13 @@ def test_lease_checked_update_reports_the_rows_it_matched(db, tenant_factory):
     ex = _execution(tenant.id)
     with db.begin() as conn:
         _FAST_INSERTS[Execution].executemany(conn, [ex])
-    values = {"status": "succeeded", "context": {"results": {"a": 1}}, "current_action_id": None,
-              "actions_executed": 1, "heartbeat_at": AT + timedelta(seconds=5)}
+    values = {
+        "status": "succeeded",
+        "context": {"results": {"a": 1}},
+        "current_action_id": None,
+        "actions_executed": 1,
+        "heartbeat_at": AT + timedelta(seconds=5),
+    }
     with db.begin() as conn:
         assert _FAST_SAVE.rowcount(conn, {**values, "b_id": ex["id"], "b_token": "someone-else"}) == 0
         assert _FAST_SAVE.rowcount(conn, {**values, "b_id": ex["id"], "b_token": "token-1"}) == 1
@@ -92,10 +129,24 @@ def test_lease_checked_update_reports_the_rows_it_matched(db, tenant_factory):
 def test_tenant_and_candidate_selects_decode_like_sqlalchemy(db, tenant_factory):
     tenant = tenant_factory(defaultRegion="AT", quietHours={"start": "21:00", "end": "08:00"})
     now = AT
-    wf = {"id": new_id(), "tenant_id": tenant.id, "name": "W", "description": None, "enabled": True,
-          "trigger_type": "whatsapp_message", "definition": {"actions": [{"id": "a"}]}, "version": 3,
-          "created_by": None, "created_at": now, "updated_at": now, "run_count": 0, "success_count": 0,
-          "error_count": 0, "last_run_at": None, "next_fire_at": None}
+    wf = {
+        "id": new_id(),
+        "tenant_id": tenant.id,
+        "name": "W",
+        "description": None,
+        "enabled": True,
+        "trigger_type": "whatsapp_message",
+        "definition": {"actions": [{"id": "a"}]},
+        "version": 3,
+        "created_by": None,
+        "created_at": now,
+        "updated_at": now,
+        "run_count": 0,
+        "success_count": 0,
+        "error_count": 0,
+        "last_run_at": None,
+        "next_fire_at": None,
+    }
     other = {**wf, "id": new_id(), "trigger_type": "missed_call"}
     disabled = {**wf, "id": new_id(), "enabled": False}
     intent = {**wf, "id": new_id(), "trigger_type": "intent_detected"}
@@ -153,7 +204,12 @@ def test_sqlite_binds_use_the_direct_processors_only_where_they_agree(tmp_path):
     plain_procs = {name: proc for name, _sql, proc in insert.compiled(plain.dialect).binds}
     assert plain_procs["context"] is not json_dumps  # compiled separately, with SQLAlchemy's own
     reference = Execution.__table__.c.started_at.type.dialect_impl(ours.dialect).bind_processor(ours.dialect)
-    for moment in (AT, AT.replace(microsecond=7), AT.astimezone(timezone(timedelta(hours=-5))), AT.replace(tzinfo=None)):
+    for moment in (
+        AT,
+        AT.replace(microsecond=7),
+        AT.astimezone(timezone(timedelta(hours=-5))),
+        AT.replace(tzinfo=None),
+    ):
         assert _sqlite_utc_datetime(moment) == reference(moment)
 
 

@@ -35,15 +35,29 @@ SENDERS = [f"+49151{i:08d}" for i in range(40)]
 
 
 def reply_workflow(**config) -> dict:
-    return {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
-            "conditions": [{"type": "keyword_match", "operator": "contains", "value": "hallo"}],
-            "actions": [{"id": "send-1", "type": "send_whatsapp",
-                         "config": {"message": "Hi {{trigger.from}}!", **config}, "nextActionId": None}]}
+    return {
+        "name": "Reply",
+        "trigger": {"type": "whatsapp_message", "config": {}},
+        "conditions": [{"type": "keyword_match", "operator": "contains", "value": "hallo"}],
+        "actions": [
+            {
+                "id": "send-1",
+                "type": "send_whatsapp",
+                "config": {"message": "Hi {{trigger.from}}!", **config},
+                "nextActionId": None,
+            }
+        ],
+    }
 
 
 def message(i: int, **extra) -> dict:
-    return {"triggerType": "whatsapp_message", "channel": "whatsapp", "content": f"Hallo {i}", "from": SENDERS[i % 40],
-            **extra}
+    return {
+        "triggerType": "whatsapp_message",
+        "channel": "whatsapp",
+        "content": f"Hallo {i}",
+        "from": SENDERS[i % 40],
+        **extra,
+    }
 
 
 class Batches:
@@ -171,13 +185,23 @@ def test_frequency_cap_sees_messages_written_earlier_in_the_same_batch(db, tenan
 
 def test_leads_created_in_one_batch_are_deduplicated(db, tenant, actor):
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data={
-            "name": "Lead", "trigger": {"type": "missed_call", "config": {}},
-            "actions": [{"id": "lead-1", "type": "create_lead", "config": {"name": "Caller", "phone": "{{trigger.from}}"}}]})
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data={
+                "name": "Lead",
+                "trigger": {"type": "missed_call", "config": {}},
+                "actions": [
+                    {"id": "lead-1", "type": "create_lead", "config": {"name": "Caller", "phone": "{{trigger.from}}"}}
+                ],
+            },
+        )
     runner = Runner(db)
     batches = Batches(runner, hold=4)
-    calls = [(tenant.id, {"triggerType": "missed_call", "from": "+4915199999999" if i in (1, 2, 3) else SENDERS[i]})
-             for i in range(5)]
+    calls = [
+        (tenant.id, {"triggerType": "missed_call", "from": "+4915199999999" if i in (1, 2, 3) else SENDERS[i]})
+        for i in range(5)
+    ]
     results = ingest_concurrently(runner, calls, batches)
 
     assert batches.sizes[0] == 1 and batches.sizes[1] >= 4  # (lead_created events may join)

@@ -54,8 +54,12 @@ def client(db):
 
 
 def _workflow(trigger: str, action: dict) -> dict:
-    return {"name": f"Answer {trigger}", "trigger": {"type": trigger, "config": {}}, "conditions": [],
-            "actions": [{"id": "reply", **action, "nextActionId": None}]}
+    return {
+        "name": f"Answer {trigger}",
+        "trigger": {"type": trigger, "config": {}},
+        "conditions": [],
+        "actions": [{"id": "reply", **action, "nextActionId": None}],
+    }
 
 
 def _point_at(db, actor, channel: str, url: str) -> None:
@@ -70,27 +74,66 @@ def _point_at(db, actor, channel: str, url: str) -> None:
 
 def _whatsapp(db, actor, graph: Receiver) -> str:
     with unit_of_work(db) as uow:
-        cs.save_channel(uow=uow, actor=actor, channel="whatsapp", enabled=True, values={"phoneNumberId": "1055"},
-                        secrets={"accessToken": ACCESS, "appSecret": APP_SECRET, "verifyToken": VERIFY})
+        cs.save_channel(
+            uow=uow,
+            actor=actor,
+            channel="whatsapp",
+            enabled=True,
+            values={"phoneNumberId": "1055"},
+            secrets={"accessToken": ACCESS, "appSecret": APP_SECRET, "verifyToken": VERIFY},
+        )
     _point_at(db, actor, "whatsapp", graph.url)
     with unit_of_work(db) as uow:
         return cs.webhook_id(uow=uow, actor=actor)
 
 
 def _wa_message(msg_id: str, text: str) -> bytes:
-    return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp", "metadata": {"phone_number_id": "1055"},
-        "contacts": [{"wa_id": MEMBER, "profile": {"name": "Mia"}}],
-        "messages": [{"from": MEMBER, "id": msg_id, "timestamp": str(int(time.time())), "type": "text", "text": {"body": text}}],
-    }}]}]}).encode()
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "WABA",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {"phone_number_id": "1055"},
+                                "contacts": [{"wa_id": MEMBER, "profile": {"name": "Mia"}}],
+                                "messages": [
+                                    {
+                                        "from": MEMBER,
+                                        "id": msg_id,
+                                        "timestamp": str(int(time.time())),
+                                        "type": "text",
+                                        "text": {"body": text},
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    ).encode()
 
 
 def _wa_status(wamid: str, status: str, errors: list | None = None) -> bytes:
     st = {"id": wamid, "status": status, "timestamp": str(int(time.time())), "recipient_id": MEMBER}
     if errors:
         st["errors"] = errors
-    return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [
-        {"field": "messages", "value": {"messaging_product": "whatsapp", "statuses": [st]}}]}]}).encode()
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "WABA",
+                    "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp", "statuses": [st]}}],
+                }
+            ],
+        }
+    ).encode()
 
 
 def _post_meta(client, hook: str, body: bytes, secret: str | None = APP_SECRET):
@@ -103,9 +146,14 @@ def _post_meta(client, hook: str, body: bytes, secret: str | None = APP_SECRET):
 def test_whatsapp_handshake(db, actor, client):
     with Receiver() as graph:
         hook = _whatsapp(db, actor, graph)
-    ok = client.get(f"/hooks/{hook}/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "1158201444"})
+    ok = client.get(
+        f"/hooks/{hook}/whatsapp",
+        params={"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "1158201444"},
+    )
     assert ok.status_code == 200 and ok.text == "1158201444"
-    bad = client.get(f"/hooks/{hook}/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"})
+    bad = client.get(
+        f"/hooks/{hook}/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"}
+    )
     assert bad.status_code == 403
     assert client.get("/hooks/not-a-hook/whatsapp", params={"hub.mode": "subscribe"}).status_code == 404
 
@@ -116,8 +164,14 @@ def test_whatsapp_message_runs_workflow_reply_delivered_then_status(db, actor, c
     try:
         hook = _whatsapp(db, actor, graph)
         with unit_of_work(db) as uow:
-            services.create_workflow(uow=uow, actor=actor, data=_workflow("whatsapp_message", {
-                "type": "send_whatsapp", "config": {"message": "Hallo! Du schriebst: {{trigger.content}}"}}))
+            services.create_workflow(
+                uow=uow,
+                actor=actor,
+                data=_workflow(
+                    "whatsapp_message",
+                    {"type": "send_whatsapp", "config": {"message": "Hallo! Du schriebst: {{trigger.content}}"}},
+                ),
+            )
         body = _wa_message("wamid.IN1", "Wann ist Yoga?")
         r = _post_meta(client, hook, body)
         assert r.status_code == 200, r.text
@@ -159,15 +213,19 @@ def test_whatsapp_bad_signatures_store_nothing(db, actor, client, caplog):
     with Receiver() as graph:
         hook = _whatsapp(db, actor, graph)
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor,
-                                 data=_workflow("whatsapp_message", {"type": "send_whatsapp", "config": {"message": "Hi"}}))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=_workflow("whatsapp_message", {"type": "send_whatsapp", "config": {"message": "Hi"}}),
+        )
     body = _wa_message("wamid.X", "Hallo")
     caplog.set_level(logging.WARNING, logger="engine.api.inbound")
     assert _post_meta(client, hook, body, secret=None).status_code == 403  # missing header
     assert _post_meta(client, hook, body, secret="wrong-secret").status_code == 403
     tampered = body.replace(b"Hallo", b"Hallx")
-    r = client.post(f"/hooks/{hook}/whatsapp", content=tampered,
-                    headers={"X-Hub-Signature-256": meta_signature(APP_SECRET, body)})
+    r = client.post(
+        f"/hooks/{hook}/whatsapp", content=tampered, headers={"X-Hub-Signature-256": meta_signature(APP_SECRET, body)}
+    )
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
     assert caplog.text.count("refused") == 3
     with Session(db) as s:
@@ -180,8 +238,11 @@ def test_failed_status_records_the_error(db, actor, client):
     try:
         hook = _whatsapp(db, actor, graph)
         with unit_of_work(db) as uow:
-            services.create_workflow(uow=uow, actor=actor,
-                                     data=_workflow("whatsapp_message", {"type": "send_whatsapp", "config": {"message": "Hi"}}))
+            services.create_workflow(
+                uow=uow,
+                actor=actor,
+                data=_workflow("whatsapp_message", {"type": "send_whatsapp", "config": {"message": "Hi"}}),
+            )
         _post_meta(client, hook, _wa_message("wamid.IN2", "Hallo"))
         Worker(db, name="t").run_once()
         err = [{"code": 131026, "title": "Message undeliverable", "error_data": {"details": "Receiver is incapable"}}]
@@ -195,8 +256,14 @@ def test_failed_status_records_the_error(db, actor, client):
 
 def _twilio_setup(db, actor, fake: Receiver) -> str:
     with unit_of_work(db) as uow:
-        cs.save_channel(uow=uow, actor=actor, channel="sms", enabled=True,
-                        values={"accountSid": "AC123", "fromNumber": "+4930123456"}, secrets={"authToken": TWILIO_TOKEN})
+        cs.save_channel(
+            uow=uow,
+            actor=actor,
+            channel="sms",
+            enabled=True,
+            values={"accountSid": "AC123", "fromNumber": "+4930123456"},
+            secrets={"authToken": TWILIO_TOKEN},
+        )
     _point_at(db, actor, "sms", fake.url)
     with unit_of_work(db) as uow:
         return cs.webhook_id(uow=uow, actor=actor)
@@ -216,17 +283,32 @@ def test_twilio_sms_reply_and_status(db, actor, client):
     try:
         hook = _twilio_setup(db, actor, fake)
         with unit_of_work(db) as uow:
-            services.create_workflow(uow=uow, actor=actor,
-                                     data=_workflow("sms_received", {"type": "send_sms", "config": {"message": "Danke, {{trigger.content}}"}}))
-        params = {"MessageSid": "SMIN1", "AccountSid": "AC123", "From": "+4917611112222", "To": "+4930123456", "Body": "Probetraining?", "NumMedia": "0"}
+            services.create_workflow(
+                uow=uow,
+                actor=actor,
+                data=_workflow(
+                    "sms_received", {"type": "send_sms", "config": {"message": "Danke, {{trigger.content}}"}}
+                ),
+            )
+        params = {
+            "MessageSid": "SMIN1",
+            "AccountSid": "AC123",
+            "From": "+4917611112222",
+            "To": "+4930123456",
+            "Body": "Probetraining?",
+            "NumMedia": "0",
+        }
         r = _post_twilio(client, hook, "sms", params)
         assert r.status_code == 200 and "<Response>" in r.text
         assert _post_twilio(client, hook, "sms", params).status_code == 200  # retry: duplicate
         assert _post_twilio(client, hook, "sms", {**params, "Body": "tampered"}, token=None).status_code == 403
         bad = dict(params, Body="x")
         bad_sig = twilio_signature(TWILIO_TOKEN, f"http://testserver/hooks/{hook}/twilio/sms", params.items())
-        r = client.post(f"/hooks/{hook}/twilio/sms", content=urlencode(bad),
-                        headers={"X-Twilio-Signature": bad_sig, "Content-Type": "application/x-www-form-urlencoded"})
+        r = client.post(
+            f"/hooks/{hook}/twilio/sms",
+            content=urlencode(bad),
+            headers={"X-Twilio-Signature": bad_sig, "Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert r.status_code == 403
         assert _post_twilio(client, hook, "sms", params, token="wrong").status_code == 403
         with Session(db) as s:
@@ -248,14 +330,31 @@ def test_twilio_missed_call_and_transcription(db, actor, client):
     try:
         hook = _twilio_setup(db, actor, fake)
         with unit_of_work(db) as uow:
-            services.create_workflow(uow=uow, actor=actor, data=_workflow("missed_call", {
-                "type": "send_sms", "config": {"message": "Sorry, wir haben deinen Anruf verpasst.", "recipient": "{{trigger.from}}"}}))
+            services.create_workflow(
+                uow=uow,
+                actor=actor,
+                data=_workflow(
+                    "missed_call",
+                    {
+                        "type": "send_sms",
+                        "config": {
+                            "message": "Sorry, wir haben deinen Anruf verpasst.",
+                            "recipient": "{{trigger.from}}",
+                        },
+                    },
+                ),
+            )
         answered = {"CallSid": "CA0", "CallStatus": "completed", "From": "+4917633334444", "To": "+4930123456"}
         assert _post_twilio(client, hook, "call-status", answered).status_code == 200
         missed = {"CallSid": "CA1", "CallStatus": "no-answer", "From": "+4917633334444", "To": "+4930123456"}
         assert _post_twilio(client, hook, "call-status", missed).status_code == 200
-        transcript = {"TranscriptionSid": "TR1", "TranscriptionText": "Ich möchte einen Kurs buchen", "TranscriptionStatus": "completed",
-                      "CallSid": "CA1", "From": "+4917633334444"}
+        transcript = {
+            "TranscriptionSid": "TR1",
+            "TranscriptionText": "Ich möchte einen Kurs buchen",
+            "TranscriptionStatus": "completed",
+            "CallSid": "CA1",
+            "From": "+4917633334444",
+        }
         assert _post_twilio(client, hook, "transcription", transcript).status_code == 200
         with Session(db) as s:
             events = {e.trigger_type: e for e in s.exec(select(EventRecord)).all()}
@@ -283,16 +382,41 @@ def test_inbound_email_answered_over_smtp(db, actor, client):
     smtpd.start()
     try:
         with unit_of_work(db) as uow:
-            cs.save_channel(uow=uow, actor=actor, channel="email", enabled=True, values={"host": "127.0.0.1", "port": smtpd.port, "security": "none",
-                                                                       "fromAddress": "hallo@studio.test"})
+            cs.save_channel(
+                uow=uow,
+                actor=actor,
+                channel="email",
+                enabled=True,
+                values={
+                    "host": "127.0.0.1",
+                    "port": smtpd.port,
+                    "security": "none",
+                    "fromAddress": "hallo@studio.test",
+                },
+            )
         with unit_of_work(db) as uow:
-            services.create_workflow(uow=uow, actor=actor, data=_workflow("email_received", {
-                "type": "send_email", "config": {"message": "Danke für: {{trigger.subject}}", "subject": "Re: {{trigger.subject}}"}}))
+            services.create_workflow(
+                uow=uow,
+                actor=actor,
+                data=_workflow(
+                    "email_received",
+                    {
+                        "type": "send_email",
+                        "config": {"message": "Danke für: {{trigger.subject}}", "subject": "Re: {{trigger.subject}}"},
+                    },
+                ),
+            )
         with unit_of_work(db) as uow:
             urls = cs.callback_urls(uow=uow, actor=actor, base_url="http://testserver")
         path = urls["email"].removeprefix("http://testserver")
-        payload = {"FromFull": {"Email": "Mia@Example.org", "Name": "Mia"}, "From": "Mia <mia@example.org>", "To": "hallo@studio.test",
-                   "Subject": "Preise", "TextBody": "Was kostet ein Monat?", "MessageID": "73e6d360-66eb-11e1-8e72-a8904824019b"}
+        payload = {
+            "FromFull": {"Email": "Mia@Example.org", "Name": "Mia"},
+            "From": "Mia <mia@example.org>",
+            "To": "hallo@studio.test",
+            "Subject": "Preise",
+            "TextBody": "Was kostet ein Monat?",
+            "MessageID": "73e6d360-66eb-11e1-8e72-a8904824019b",
+        }
         assert client.post(path, json=payload).status_code == 200
         assert client.post(path, json=payload).json()["duplicates"] == 1
         wrong = path.rsplit("/", 1)[0] + "/not-the-token"
@@ -314,8 +438,14 @@ def test_webhook_ids_do_not_cross_tenants(db, actor, other_actor, client):
     assert hook_a != hook_b
     # B's body signed with A's secret at B's hook is refused (secrets are per studio).
     with unit_of_work(db) as uow:
-        cs.save_channel(uow=uow, actor=other_actor, channel="whatsapp", enabled=True, values={"phoneNumberId": "2"},
-                        secrets={"appSecret": "b-secret"})
+        cs.save_channel(
+            uow=uow,
+            actor=other_actor,
+            channel="whatsapp",
+            enabled=True,
+            values={"phoneNumberId": "2"},
+            secrets={"appSecret": "b-secret"},
+        )
     assert _post_meta(client, hook_b, _wa_message("wamid.B", "x"), secret=APP_SECRET).status_code == 403
     with pytest.raises(PermissionDenied):
         with unit_of_work(db, read_only=True) as uow:
@@ -369,8 +499,17 @@ def test_external_steps_wait_for_the_worker_so_the_webhook_answers_at_once(db, t
         with Receiver() as graph:
             hook = _whatsapp(db, actor, graph)
         with unit_of_work(db) as uow:
-            services.create_workflow(uow=uow, actor=actor, data=_workflow("whatsapp_message", {
-                "type": "call_webhook", "config": {"webhookUrl": crm.url + "/crm", "body": {"text": "{{trigger.content}}"}}}))
+            services.create_workflow(
+                uow=uow,
+                actor=actor,
+                data=_workflow(
+                    "whatsapp_message",
+                    {
+                        "type": "call_webhook",
+                        "config": {"webhookUrl": crm.url + "/crm", "body": {"text": "{{trigger.content}}"}},
+                    },
+                ),
+            )
         assert _post_meta(client, hook, _wa_message("wamid.EXT", "Neuer Lead")).status_code == 200
         assert crm.requests == []  # the provider got its answer before any remote call
         with unit_of_work(db, read_only=True) as uow:
@@ -390,7 +529,9 @@ def test_cli_prints_the_callback_urls(db, actor, capsys):
     url = db.url.render_as_string(hide_password=False)
     with unit_of_work(db, read_only=True) as uow:
         tenant = services.get_tenant(uow=uow, actor=actor)
-    assert main(["--database-url", url, "callback-urls", "--tenant", tenant.slug, "--base-url", "https://s.example"]) == 0
+    assert (
+        main(["--database-url", url, "callback-urls", "--tenant", tenant.slug, "--base-url", "https://s.example"]) == 0
+    )
     out = capsys.readouterr().out
     with unit_of_work(db) as uow:
         hook = cs.webhook_id(uow=uow, actor=actor)
@@ -399,14 +540,23 @@ def test_cli_prints_the_callback_urls(db, actor, capsys):
 
 
 def test_plain_text_secrets_from_old_settings_move_into_encrypted_storage(db, tenant_factory):
-    tenant = tenant_factory(channels={"sms": {"adapter": "twilio", "accountSid": "AC9", "authToken": "legacy-plain-token",
-                                              "fromNumber": "+4930123456"}})
+    tenant = tenant_factory(
+        channels={
+            "sms": {
+                "adapter": "twilio",
+                "accountSid": "AC9",
+                "authToken": "legacy-plain-token",
+                "fromNumber": "+4930123456",
+            }
+        }
+    )
     actor = Actor(tenant_id=tenant.id, role="owner")
     with unit_of_work(db, read_only=True) as uow:
         assert cs.get_channel(uow=uow, actor=actor, channel="sms").secrets["authToken"].set
     with unit_of_work(db) as uow:
-        cs.save_channel(uow=uow, actor=actor, channel="sms", enabled=True,
-                        values={"accountSid": "AC9", "fromNumber": "+4930123456"})
+        cs.save_channel(
+            uow=uow, actor=actor, channel="sms", enabled=True, values={"accountSid": "AC9", "fromNumber": "+4930123456"}
+        )
     with unit_of_work(db, read_only=True) as uow:
         assert "legacy-plain-token" not in json.dumps(services.get_tenant(uow=uow, actor=actor).settings)
     with unit_of_work(db, read_only=True) as uow:

@@ -13,17 +13,28 @@ from engine.store.models import EventRecord, Execution, Lead, OutboxMessage, Ste
 from engine.uow import unit_of_work
 
 CALLER = "+4915112345678"
-DEFINITION = {"name": "Missed call", "trigger": {"type": "missed_call", "config": {}}, "conditions": [],
-              "actions": [{"id": "lead-1", "type": "create_lead",
-                           "config": {"name": "Caller", "phone": "{{trigger.from}}"}},
-                          {"id": "sms-1", "type": "send_sms", "config": {"message": "We call you back"}}]}
+DEFINITION = {
+    "name": "Missed call",
+    "trigger": {"type": "missed_call", "config": {}},
+    "conditions": [],
+    "actions": [
+        {"id": "lead-1", "type": "create_lead", "config": {"name": "Caller", "phone": "{{trigger.from}}"}},
+        {"id": "sms-1", "type": "send_sms", "config": {"message": "We call you back"}},
+    ],
+}
 
 
 @pytest.fixture
 def workflow(db, tenant) -> str:
     with unit_of_work(db) as uow:
-        wf = Workflow(tenant_id=tenant.id, name=DEFINITION["name"], trigger_type="missed_call", definition=DEFINITION,
-                      created_at=uow.now(), updated_at=uow.now())
+        wf = Workflow(
+            tenant_id=tenant.id,
+            name=DEFINITION["name"],
+            trigger_type="missed_call",
+            definition=DEFINITION,
+            created_at=uow.now(),
+            updated_at=uow.now(),
+        )
         uow.session.add(wf)
     return wf.id
 

@@ -28,26 +28,71 @@ def _at(*args) -> datetime:
 def record(db):
     """Write an event with one execution (and optional steps/messages) at a given time."""
 
-    def make(tenant_id: str, at: datetime, status: str = "succeeded", *, workflow_id: str | None = None,
-             mode: str = "live", is_test: bool = False, sender: str = "+4915112345678", error: str | None = None,
-             steps: tuple = (), reply_after_s: float | None = None, intent: str | None = "pricing") -> str:
+    def make(
+        tenant_id: str,
+        at: datetime,
+        status: str = "succeeded",
+        *,
+        workflow_id: str | None = None,
+        mode: str = "live",
+        is_test: bool = False,
+        sender: str = "+4915112345678",
+        error: str | None = None,
+        steps: tuple = (),
+        reply_after_s: float | None = None,
+        intent: str | None = "pricing",
+    ) -> str:
         with session_scope(db) as s:
-            ev = EventRecord(tenant_id=tenant_id, trigger_type="whatsapp_message", channel="whatsapp", content="hi",
-                             sender=sender, intent=intent, received_at=at, is_test=is_test)
+            ev = EventRecord(
+                tenant_id=tenant_id,
+                trigger_type="whatsapp_message",
+                channel="whatsapp",
+                content="hi",
+                sender=sender,
+                intent=intent,
+                received_at=at,
+                is_test=is_test,
+            )
             s.add(ev)
             s.flush()
-            ex = Execution(tenant_id=tenant_id, workflow_id=workflow_id, workflow_name="WF", event_id=ev.id,
-                           status=status, mode=mode, is_test=is_test, started_at=at, error=error,
-                           finished_at=at + timedelta(seconds=3) if status in ("succeeded", "failed") else None)
+            ex = Execution(
+                tenant_id=tenant_id,
+                workflow_id=workflow_id,
+                workflow_name="WF",
+                event_id=ev.id,
+                status=status,
+                mode=mode,
+                is_test=is_test,
+                started_at=at,
+                error=error,
+                finished_at=at + timedelta(seconds=3) if status in ("succeeded", "failed") else None,
+            )
             s.add(ex)
             s.flush()
             for action_id, action_type, st in steps:
-                s.add(StepRun(tenant_id=tenant_id, execution_id=ex.id, action_id=action_id, action_type=action_type,
-                              status=st, started_at=at))
+                s.add(
+                    StepRun(
+                        tenant_id=tenant_id,
+                        execution_id=ex.id,
+                        action_id=action_id,
+                        action_type=action_type,
+                        status=st,
+                        started_at=at,
+                    )
+                )
             if reply_after_s is not None:
-                s.add(OutboxMessage(tenant_id=tenant_id, execution_id=ex.id, channel="whatsapp", recipient=sender,
-                                    body="hello", status="recorded", created_at=at + timedelta(seconds=reply_after_s),
-                                    is_test=is_test))
+                s.add(
+                    OutboxMessage(
+                        tenant_id=tenant_id,
+                        execution_id=ex.id,
+                        channel="whatsapp",
+                        recipient=sender,
+                        body="hello",
+                        status="recorded",
+                        created_at=at + timedelta(seconds=reply_after_s),
+                        is_test=is_test,
+                    )
+                )
             return ex.id
 
     return make
@@ -69,7 +114,14 @@ def test_every_status_counts_once_and_test_and_dry_runs_never(db, actor, record,
     with unit_of_work(db, read_only=True) as uow:
         out = insights.stats(uow=uow, actor=actor, first=date(2026, 11, 10), last=date(2026, 11, 10))
     k = out["current"]
-    assert (k["executions"], k["succeeded"], k["failures"], k["skipped"], k["in_progress"], k["cancelled"]) == (6, 2, 1, 1, 1, 1)
+    assert (k["executions"], k["succeeded"], k["failures"], k["skipped"], k["in_progress"], k["cancelled"]) == (
+        6,
+        2,
+        1,
+        1,
+        1,
+        1,
+    )
     assert k["success_rate"] == round(2 / 3, 4)
     assert k["inbound_events"] == 7 and k["inbound_messages"] == 7  # the test event is not counted
     # The workflow list, its stats and the cards count the same way.
@@ -104,7 +156,12 @@ def test_local_days_across_the_end_of_daylight_saving(db, actor, record):
         by_day = {r["day"]: r["n"] for r in insights.executions_by_day(uow=uow, actor=actor, p=p)}
     assert by_day == {"2026-10-24": 1, "2026-10-25": 2, "2026-10-26": 1}
     with unit_of_work(db, read_only=True) as uow:
-        assert insights.stats(uow=uow, actor=actor, first=date(2026, 10, 25), last=date(2026, 10, 25))["current"]["executions"] == 2
+        assert (
+            insights.stats(uow=uow, actor=actor, first=date(2026, 10, 25), last=date(2026, 10, 25))["current"][
+                "executions"
+            ]
+            == 2
+        )
 
 
 def test_start_of_daylight_saving_is_a_23_hour_day(db, actor, record):
@@ -129,7 +186,11 @@ def test_first_reply_percentiles_errors_and_failure_rates(db, actor, record):
     assert k["first_reply_median_s"] == 3.0 and k["first_reply_p90_s"] == 100.0
     assert k["messages"] == {"whatsapp": {"recorded": 5}}
     with unit_of_work(db, read_only=True) as uow:
-        assert insights.top_errors(uow=uow, actor=actor, p=p)[0] | {"exampleId": None} == {"error": "step w failed: HTTP 500", "n": 2, "exampleId": None}
+        assert insights.top_errors(uow=uow, actor=actor, p=p)[0] | {"exampleId": None} == {
+            "error": "step w failed: HTTP 500",
+            "n": 2,
+            "exampleId": None,
+        }
     with unit_of_work(db, read_only=True) as uow:
         rates = {r["actionType"]: r["failureRate"] for r in insights.action_failure_rates(uow=uow, actor=actor, p=p)}
     assert rates == {"send_whatsapp": 0.0, "webhook": 1.0}
@@ -137,16 +198,40 @@ def test_first_reply_percentiles_errors_and_failure_rates(db, actor, record):
 
 def test_per_workflow_flow_numbers_and_conversions(db, actor, record, workflow):
     at = _at(2026, 11, 10, 9)
-    booked = record(actor.tenant_id, at, workflow_id=workflow.id, sender="+4915100000001",
-                    steps=(("b", "branch", "succeeded"), ("yes", "send_whatsapp", "succeeded")))
-    record(actor.tenant_id, at, workflow_id=workflow.id, sender="+4915100000002",
-           steps=(("b", "branch", "succeeded"), ("no", "send_whatsapp", "failed")))
+    booked = record(
+        actor.tenant_id,
+        at,
+        workflow_id=workflow.id,
+        sender="+4915100000001",
+        steps=(("b", "branch", "succeeded"), ("yes", "send_whatsapp", "succeeded")),
+    )
+    record(
+        actor.tenant_id,
+        at,
+        workflow_id=workflow.id,
+        sender="+4915100000002",
+        steps=(("b", "branch", "succeeded"), ("no", "send_whatsapp", "failed")),
+    )
     record(actor.tenant_id, at, "skipped", workflow_id=workflow.id, sender="+4915100000003")
     with session_scope(db) as s:
-        s.add(Booking(tenant_id=actor.tenant_id, member_name="A", member_contact="+4915100000001", class_name="Yoga",
-                      created_at=at + timedelta(hours=30)))
-        s.add(Booking(tenant_id=actor.tenant_id, member_name="B", member_contact="+4915100000002", class_name="Yoga",
-                      created_at=at + timedelta(days=9)))  # too late for a 7-day goal
+        s.add(
+            Booking(
+                tenant_id=actor.tenant_id,
+                member_name="A",
+                member_contact="+4915100000001",
+                class_name="Yoga",
+                created_at=at + timedelta(hours=30),
+            )
+        )
+        s.add(
+            Booking(
+                tenant_id=actor.tenant_id,
+                member_name="B",
+                member_contact="+4915100000002",
+                class_name="Yoga",
+                created_at=at + timedelta(days=9),
+            )
+        )  # too late for a 7-day goal
     p = insights.period_of(date(2026, 11, 10), date(2026, 11, 10), "Europe/Berlin")
     with unit_of_work(db, read_only=True) as uow:
         row = next(r for r in insights.per_workflow(uow=uow, actor=actor, p=p) if r["workflowId"] == workflow.id)
@@ -164,22 +249,26 @@ def test_per_workflow_flow_numbers_and_conversions(db, actor, record, workflow):
 
 def test_aggregates_never_cross_tenants(db, actor, other_actor, record, workflow):
     at = _at(2026, 11, 10, 9)
-    record(other_actor.tenant_id, at, "failed", error="theirs", reply_after_s=1,
-           steps=(("x", "webhook", "failed"),))
+    record(other_actor.tenant_id, at, "failed", error="theirs", reply_after_s=1, steps=(("x", "webhook", "failed"),))
     p = insights.period_of(date(2026, 11, 10), date(2026, 11, 10), "Europe/Berlin")
     with unit_of_work(db, read_only=True) as uow:
         k = insights.kpis(uow=uow, actor=actor, period=p)["current"]
     assert (k["executions"], k["inbound_events"], k["messages"], k["first_reply_median_s"]) == (0, 0, {}, None)
     with unit_of_work(db, read_only=True) as uow:
-        assert insights.top_errors(uow=uow, actor=actor, p=p) == [] and insights.action_failure_rates(uow=uow, actor=actor,
-                                                                                                     p=p) == []
+        assert (
+            insights.top_errors(uow=uow, actor=actor, p=p) == []
+            and insights.action_failure_rates(uow=uow, actor=actor, p=p) == []
+        )
     with unit_of_work(db, read_only=True) as uow:
-        assert insights.executions_by_day(uow=uow, actor=actor, p=p) == [] and insights.volume_by_trigger_channel(uow=uow,
-                                                                                                                 actor=actor,
-                                                                                                                 p=p) == []
+        assert (
+            insights.executions_by_day(uow=uow, actor=actor, p=p) == []
+            and insights.volume_by_trigger_channel(uow=uow, actor=actor, p=p) == []
+        )
     with unit_of_work(db, read_only=True) as uow:
-        assert insights.intents_by_day(uow=uow, actor=actor, p=p) == [] and insights.inbound_heatmap(uow=uow, actor=actor,
-                                                                                                    p=p) == []
+        assert (
+            insights.intents_by_day(uow=uow, actor=actor, p=p) == []
+            and insights.inbound_heatmap(uow=uow, actor=actor, p=p) == []
+        )
     with unit_of_work(db, read_only=True) as uow:
         assert insights.flow_numbers(uow=uow, actor=other_actor, workflow_id=workflow.id, p=p) == {}
     with unit_of_work(db, read_only=True) as uow:

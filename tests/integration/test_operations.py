@@ -40,10 +40,21 @@ def studio(db, tenant_factory):
 
 
 def _hook_workflow(url: str) -> dict:
-    return {"name": "Lead to CRM", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
-            "actions": [{"id": "hook-1", "type": "call_webhook", "onError": "stop", "retry": {"maxAttempts": 1, "backoff": 1},
-                         "config": {"webhookUrl": url, "method": "POST", "body": {"from": "{{trigger.from}}"}}},
-                        {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Danke!"}}]}
+    return {
+        "name": "Lead to CRM",
+        "trigger": {"type": "whatsapp_message", "config": {}},
+        "conditions": [],
+        "actions": [
+            {
+                "id": "hook-1",
+                "type": "call_webhook",
+                "onError": "stop",
+                "retry": {"maxAttempts": 1, "backoff": 1},
+                "config": {"webhookUrl": url, "method": "POST", "body": {"from": "{{trigger.from}}"}},
+            },
+            {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Danke!"}},
+        ],
+    }
 
 
 def _message(sender: str = PHONE, content: str = "Hallo") -> dict:
@@ -86,8 +97,9 @@ def test_replay_from_the_start_with_the_fixed_url(db, studio, receivers):
     broken, fixed = receivers([500]), receivers([200])
     wf_id, failed = _failed_execution(db, studio, broken)
     with unit_of_work(db) as uow:
-        services.update_workflow(uow=uow, actor=studio, workflow_id=wf_id,
-                                 changes={"actions": _hook_workflow(fixed.hook_url)["actions"]})
+        services.update_workflow(
+            uow=uow, actor=studio, workflow_id=wf_id, changes={"actions": _hook_workflow(fixed.hook_url)["actions"]}
+        )
     with pytest.raises(InvalidInput):
         with unit_of_work(db) as uow:
             ops.replay_execution(uow=uow, actor=studio, execution_id=failed, version="newest")
@@ -126,11 +138,24 @@ def test_two_concurrent_replays_run_exactly_once(db, studio, receivers):
 
 def _waiting_execution(db, actor) -> str:
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data={
-            "name": "Nudge", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
-            "actions": [{"id": "later", "type": "schedule_follow_up", "config": {"delay": 3_600_000, "message": "Noch da?"}},
-                        {"id": "wait-1", "type": "wait", "config": {"delay": 60_000}},
-                        {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Nach dem Warten"}}]})
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data={
+                "name": "Nudge",
+                "trigger": {"type": "whatsapp_message", "config": {}},
+                "conditions": [],
+                "actions": [
+                    {
+                        "id": "later",
+                        "type": "schedule_follow_up",
+                        "config": {"delay": 3_600_000, "message": "Noch da?"},
+                    },
+                    {"id": "wait-1", "type": "wait", "config": {"delay": 60_000}},
+                    {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Nach dem Warten"}},
+                ],
+            },
+        )
     with unit_of_work(db) as uow:
         [execution_id] = services.ingest_event(uow=uow, actor=actor, event=_message()).execution_ids
     with unit_of_work(db, read_only=True) as uow:
@@ -145,7 +170,9 @@ def test_a_cancelled_wait_never_resumes_and_its_follow_up_never_fires(db, studio
             ops.cancel_execution(uow=uow, actor=studio, execution_id=execution_id, reason=" ")
     assert e.value.field == "reason"
     with unit_of_work(db) as uow:
-        out = ops.cancel_execution(uow=uow, actor=studio, execution_id=execution_id, reason="member called, booked by phone")
+        out = ops.cancel_execution(
+            uow=uow, actor=studio, execution_id=execution_id, reason="member called, booked by phone"
+        )
     assert out.status == "cancelled" and "booked by phone" in out.error
     later = utcnow() + timedelta(hours=2)
     worker = Worker(db, clock=lambda: later, name="after-cancel")
@@ -183,7 +210,9 @@ def test_two_concurrent_cancels_cancel_once(db, studio):
         barrier.wait()
         try:
             with unit_of_work(db) as uow:
-                results.append(ops.cancel_execution(uow=uow, actor=studio, execution_id=execution_id, reason="dup").status)
+                results.append(
+                    ops.cancel_execution(uow=uow, actor=studio, execution_id=execution_id, reason="dup").status
+                )
         except Conflict:
             results.append("conflict")
 
@@ -222,13 +251,23 @@ def test_keyset_pages_filters_csv_and_bulk_replay(db, studio, receivers):
         with unit_of_work(db) as uow:
             services.ingest_event(uow=uow, actor=studio, event=_message(f"+491511234567{i}"))
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=studio, data={"name": "Hi", "trigger": {"type": "sms_received", "config": {}},
-                                              "conditions": [], "actions": [
-                                                  {"id": "s", "type": "send_sms", "config": {"message": "Hi"}}]})
+        services.create_workflow(
+            uow=uow,
+            actor=studio,
+            data={
+                "name": "Hi",
+                "trigger": {"type": "sms_received", "config": {}},
+                "conditions": [],
+                "actions": [{"id": "s", "type": "send_sms", "config": {"message": "Hi"}}],
+            },
+        )
     for i in range(4):
         with unit_of_work(db) as uow:
-            services.ingest_event(uow=uow, actor=studio, event={"triggerType": "sms_received", "channel": "sms",
-                                               "from": "+4915199999999", "content": f"m{i}"})
+            services.ingest_event(
+                uow=uow,
+                actor=studio,
+                event={"triggerType": "sms_received", "channel": "sms", "from": "+4915199999999", "content": f"m{i}"},
+            )
     seen, after = [], None
     while True:
         with unit_of_work(db, read_only=True) as uow:
@@ -262,11 +301,14 @@ def test_keyset_pages_filters_csv_and_bulk_replay(db, studio, receivers):
     assert len(masked) == 5 and all(",***," in line for line in masked[1:])
     progress = []
     with unit_of_work(db) as uow:
-        result = ops.bulk_replay(uow=uow, actor=studio, filters=ops.ExecutionFilter(),
-                                 on_progress=lambda i, n: progress.append((i, n)))
+        result = ops.bulk_replay(
+            uow=uow, actor=studio, filters=ops.ExecutionFilter(), on_progress=lambda i, n: progress.append((i, n))
+        )
     assert result["selected"] == 3 and len(result["replayed"]) == 3 and progress[-1] == (3, 3)
     with unit_of_work(db) as uow:
-        assert ops.bulk_replay(uow=uow, actor=studio, filters=ops.ExecutionFilter())["selected"] == 0  # each replayed once
+        assert (
+            ops.bulk_replay(uow=uow, actor=studio, filters=ops.ExecutionFilter())["selected"] == 0
+        )  # each replayed once
     with unit_of_work(db, read_only=True) as uow:
         timeline = ops.contact_timeline(uow=uow, actor=studio, contact="+4915199999999")
     assert [i["kind"] for i in timeline].count("received") == 4 and [i["kind"] for i in timeline].count("sent") == 4

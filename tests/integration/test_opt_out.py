@@ -19,10 +19,18 @@ from engine.uow import unit_of_work
 
 PHONE = "+4915112345678"
 OTHER = "+4917099887766"
-REPLY = {"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
-         "actions": [{"id": "r", "type": "send_whatsapp", "config": {"message": "Hallo {{trigger.from}}"}}]}
-SMS_REPLY = {"name": "SMS", "trigger": {"type": "sms_received", "config": {}}, "conditions": [],
-             "actions": [{"id": "r", "type": "send_sms", "config": {"message": "SMS an {{trigger.from}}"}}]}
+REPLY = {
+    "name": "Reply",
+    "trigger": {"type": "whatsapp_message", "config": {}},
+    "conditions": [],
+    "actions": [{"id": "r", "type": "send_whatsapp", "config": {"message": "Hallo {{trigger.from}}"}}],
+}
+SMS_REPLY = {
+    "name": "SMS",
+    "trigger": {"type": "sms_received", "config": {}},
+    "conditions": [],
+    "actions": [{"id": "r", "type": "send_sms", "config": {"message": "SMS an {{trigger.from}}"}}],
+}
 
 
 @pytest.fixture
@@ -37,13 +45,18 @@ def studio(db, tenant_factory):
 
 
 def whatsapp(runner, tenant_id, sender, text):
-    return runner.ingest(tenant_id, {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": sender, "content": text})
+    return runner.ingest(
+        tenant_id, {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": sender, "content": text}
+    )
 
 
 def last_message(db, tenant_id) -> OutboxMessage:
     with Session(db) as s:
-        return s.exec(select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id)
-                      .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())).first()
+        return s.exec(
+            select(OutboxMessage)
+            .where(OutboxMessage.tenant_id == tenant_id)
+            .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
+        ).first()
 
 
 def test_stop_suppresses_with_the_reason_and_start_resumes(studio):
@@ -69,8 +82,10 @@ def test_stop_suppresses_with_the_reason_and_start_resumes(studio):
 
 def test_opt_out_on_one_channel_holds_on_every_channel(studio):
     db, actor, runner = studio
-    runner.ingest(actor.tenant_id, {"triggerType": "sms_received", "channel": "sms", "from": "0151 12345678",
-                                    "content": "ABMELDEN"})
+    runner.ingest(
+        actor.tenant_id,
+        {"triggerType": "sms_received", "channel": "sms", "from": "0151 12345678", "content": "ABMELDEN"},
+    )
     whatsapp(runner, actor.tenant_id, PHONE, "Noch eine Frage")
     msg = last_message(db, actor.tenant_id)
     assert msg.channel == "whatsapp" and msg.status == "suppressed" and "ABMELDEN on sms" in msg.error
@@ -128,7 +143,9 @@ def test_owner_marks_by_hand_and_a_queued_message_is_not_delivered(studio):
         s.commit()
     with pytest.raises(PermissionDenied):
         with unit_of_work(db) as uow:
-            set_opt_out(uow=uow, actor=Actor(tenant_id=actor.tenant_id, role=Role.EDITOR), contact=PHONE, opted_out=True)
+            set_opt_out(
+                uow=uow, actor=Actor(tenant_id=actor.tenant_id, role=Role.EDITOR), contact=PHONE, opted_out=True
+            )
     with pytest.raises(InvalidInput):
         with unit_of_work(db) as uow:
             set_opt_out(uow=uow, actor=actor, contact="nobody", opted_out=True)
@@ -151,7 +168,10 @@ def test_stop_through_the_rest_api(studio):
         _, secret = services.create_api_key(uow=uow, actor=actor, name="inbound", role="editor")
     with TestClient(create_app(db)) as client:
         headers = {"Authorization": f"Bearer {secret}"}
-        r = client.post("/api/events", headers=headers, json={"triggerType": "whatsapp_message", "channel": "whatsapp",
-                                                              "from": PHONE, "content": "STOP"})
+        r = client.post(
+            "/api/events",
+            headers=headers,
+            json={"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE, "content": "STOP"},
+        )
         assert r.status_code == 200
     assert last_message(db, actor.tenant_id).status == "suppressed"

@@ -34,26 +34,63 @@ WORDS = "Mein Knie tut weh seit dem Lauf"
 NEEDLES = ["4915112345678", "015112345678", "1511 2345678", EMAIL, "Knie tut weh", "Erika Muster"]
 
 INTAKE = {
-    "name": "Intake", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
+    "name": "Intake",
+    "trigger": {"type": "whatsapp_message", "config": {}},
+    "conditions": [],
     "actions": [
-        {"id": "reply", "type": "send_whatsapp", "config": {"message": "Danke! Du schriebst: {{trigger.content}}"},
-         "nextActionId": "lead"},
-        {"id": "lead", "type": "create_lead", "config": {
-            "name": "{{trigger.customFields.name}}", "phone": "{{trigger.from}}", "email": "{{trigger.customFields.email}}",
-            "notes": "{{trigger.content}}"}, "nextActionId": "later"},
-        {"id": "later", "type": "schedule_follow_up", "config": {
-            "delay": 172800, "message": "Wie geht es dem Knie, {{trigger.customFields.name}}?"}},
+        {
+            "id": "reply",
+            "type": "send_whatsapp",
+            "config": {"message": "Danke! Du schriebst: {{trigger.content}}"},
+            "nextActionId": "lead",
+        },
+        {
+            "id": "lead",
+            "type": "create_lead",
+            "config": {
+                "name": "{{trigger.customFields.name}}",
+                "phone": "{{trigger.from}}",
+                "email": "{{trigger.customFields.email}}",
+                "notes": "{{trigger.content}}",
+            },
+            "nextActionId": "later",
+        },
+        {
+            "id": "later",
+            "type": "schedule_follow_up",
+            "config": {"delay": 172800, "message": "Wie geht es dem Knie, {{trigger.customFields.name}}?"},
+        },
     ],
 }
-WELCOME = {"name": "Welcome", "trigger": {"type": "lead_created", "config": {}}, "conditions": [],
-           "actions": [{"id": "mail", "type": "send_email", "config": {
-               "recipient": "{{trigger.data.email}}", "subject": "Willkommen {{trigger.data.name}}",
-               "message": "Hallo {{trigger.data.name}}"}}]}
+WELCOME = {
+    "name": "Welcome",
+    "trigger": {"type": "lead_created", "config": {}},
+    "conditions": [],
+    "actions": [
+        {
+            "id": "mail",
+            "type": "send_email",
+            "config": {
+                "recipient": "{{trigger.data.email}}",
+                "subject": "Willkommen {{trigger.data.name}}",
+                "message": "Hallo {{trigger.data.name}}",
+            },
+        }
+    ],
+}
 
 
 def message(tenant_id, runner, sender, content, name, email):
-    return runner.ingest(tenant_id, {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": sender,
-                                     "content": content, "customFields": {"name": name, "email": email}})
+    return runner.ingest(
+        tenant_id,
+        {
+            "triggerType": "whatsapp_message",
+            "channel": "whatsapp",
+            "from": sender,
+            "content": content,
+            "customFields": {"name": name, "email": email},
+        },
+    )
 
 
 @pytest.fixture
@@ -76,8 +113,15 @@ def studio(db, tenant_factory):
     with unit_of_work(db, read_only=True) as uow:
         lead = next(x for x in services.list_leads(uow=uow, actor=actor_a) if x.phone == PHONE)
     with unit_of_work(db) as uow:
-        services.create_booking(uow=uow, actor=actor_a, member_name="Erika Muster", class_name="Yin Yoga", lead_id=lead.id,
-                                member_contact=EMAIL, starts_at=datetime(2026, 12, 1, 18, tzinfo=UTC))
+        services.create_booking(
+            uow=uow,
+            actor=actor_a,
+            member_name="Erika Muster",
+            class_name="Yin Yoga",
+            lead_id=lead.id,
+            member_contact=EMAIL,
+            starts_at=datetime(2026, 12, 1, 18, tzinfo=UTC),
+        )
     return db, actor_a, actor_b
 
 
@@ -104,8 +148,17 @@ def traces(db, tenant_id: str, needle: str) -> list[str]:
 
 def test_the_search_covers_every_text_column():
     names = {f"{t.name}.{c.name}" for t, c in text_columns()}
-    assert {"events.content", "events.sender", "events.data", "outbox_messages.body", "leads.name", "bookings.member_name",
-            "users.email", "step_runs.output", "executions.context"} <= names
+    assert {
+        "events.content",
+        "events.sender",
+        "events.data",
+        "outbox_messages.body",
+        "leads.name",
+        "bookings.member_name",
+        "users.email",
+        "step_runs.output",
+        "executions.context",
+    } <= names
     assert "events.received_at" not in names
 
 
@@ -153,7 +206,8 @@ def test_export_holds_everything_the_erasure_removes(studio):
     assert exported_ids == to_erase and exported["counts"] == record.counts
     assert exported["contact"] == {"kind": "phone", "value": PHONE}
     assert {"events", "executions", "step_runs", "outbox_messages", "leads", "bookings", "due_work"} <= {
-        k for k, v in exported_ids.items() if v}
+        k for k, v in exported_ids.items() if v
+    }
     # After erasure, an export finds nothing any more.
     with unit_of_work(db, read_only=True) as uow:
         assert sum(export_contact(uow=uow, actor=a, phone=PHONE)["counts"].values()) == 0
@@ -176,8 +230,12 @@ def test_only_owners_and_one_contact(studio):
     with pytest.raises(PermissionDenied):
         with unit_of_work(db) as uow:
             erase_contact(uow=uow, actor=analyst, phone=PHONE)
-    for kwargs, field in (({}, "email"), ({"phone": PHONE, "email": EMAIL}, "phone"), ({"phone": "12"}, "phone"),
-                          ({"email": "not-an-address"}, "email")):
+    for kwargs, field in (
+        ({}, "email"),
+        ({"phone": PHONE, "email": EMAIL}, "phone"),
+        ({"phone": "12"}, "phone"),
+        ({"email": "not-an-address"}, "email"),
+    ):
         with pytest.raises(InvalidInput) as exc:
             in_uow(db, erase_contact, actor=a, **kwargs)
         assert exc.value.field == field

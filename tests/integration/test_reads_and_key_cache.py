@@ -54,8 +54,15 @@ def test_a_read_completes_while_a_writer_holds_the_lock(db, actor):
     with unit_of_work(db) as uow:
         _, secret = services.create_api_key(uow=uow, actor=actor, name="CRM", role="editor")
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data={"name": "Hello", "trigger": {"type": "missed_call", "config": {}},
-                                             "actions": [{"id": "a", "type": "wait", "config": {"delay": 1000}}]})
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data={
+                "name": "Hello",
+                "trigger": {"type": "missed_call", "config": {}},
+                "actions": [{"id": "a", "type": "wait", "config": {"delay": 1000}}],
+            },
+        )
     # The first use of a key records last_used_at (a write, at most once a minute per key).
     with unit_of_work(db, read_only=True) as uow:
         services.actor_for_api_key(uow=uow, secret=secret)
@@ -65,12 +72,17 @@ def test_a_read_completes_while_a_writer_holds_the_lock(db, actor):
     writer.execute(sa.update(Tenant).values(name="uncommitted"))
     try:
         # A second writer queues behind the lock ...
-        blocked, blocked_out = _in_thread(lambda: in_uow(db, services.update_tenant_settings, actor=actor,
-                                                                                  name="second writer"))
+        blocked, blocked_out = _in_thread(
+            lambda: in_uow(db, services.update_tenant_settings, actor=actor, name="second writer")
+        )
         # ... while reads (API-key auth, a list, a lookup) go through and see the last commit.
-        read, out = _in_thread(lambda: (in_uow(db, services.actor_for_api_key, read_only=True, secret=secret),
-                                        in_uow(db, services.list_workflows, read_only=True, actor=actor),
-                                        in_uow(db, services.get_tenant, read_only=True, actor=actor)))
+        read, out = _in_thread(
+            lambda: (
+                in_uow(db, services.actor_for_api_key, read_only=True, secret=secret),
+                in_uow(db, services.list_workflows, read_only=True, actor=actor),
+                in_uow(db, services.get_tenant, read_only=True, actor=actor),
+            )
+        )
         read.join(JOIN)
         assert not read.is_alive(), "a read waited for the writer's lock"
         assert "error" not in out, out.get("error")

@@ -34,8 +34,12 @@ from tests.uow import in_uow
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 PHONE = "+4915112345678"
-REPLY = {"name": "Echo", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
-         "actions": [{"id": "reply", "type": "send_whatsapp", "config": {"message": "Du schriebst: {{trigger.content}}"}}]}
+REPLY = {
+    "name": "Echo",
+    "trigger": {"type": "whatsapp_message", "config": {}},
+    "conditions": [],
+    "actions": [{"id": "reply", "type": "send_whatsapp", "config": {"message": "Du schriebst: {{trigger.content}}"}}],
+}
 
 
 class Clock:
@@ -58,8 +62,13 @@ def setup(db, tenant_factory):
 
 
 def ingest(runner, tenant_id: str, n: int, text: str = "Was kostet die 10er-Karte?") -> list[str]:
-    return [runner.ingest(tenant_id, {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE,
-                                      "content": f"{text} #{i}"}).execution_ids[0] for i in range(n)]
+    return [
+        runner.ingest(
+            tenant_id,
+            {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE, "content": f"{text} #{i}"},
+        ).execution_ids[0]
+        for i in range(n)
+    ]
 
 
 def count(db, model, *where) -> int:
@@ -77,13 +86,21 @@ def test_details_go_after_their_horizon_and_counts_stay(db, setup):
 
     report = Pruner(db, clock=clock, pause=0).run()
 
-    assert report.details["executions"] == 3 and report.details["events"] == 3 and report.details["outbox_messages"] == 3
+    assert (
+        report.details["executions"] == 3 and report.details["events"] == 3 and report.details["outbox_messages"] == 3
+    )
     assert count(db, StepRun, StepRun.execution_id.in_(old)) == 0
     assert count(db, StepRun, StepRun.execution_id.in_(new)) == 2
     with Session(db) as s:
         for ex in s.exec(select(Execution).where(Execution.id.in_(old))):
             assert ex.status == "succeeded" and "detailsPrunedAt" in ex.context and "trigger" not in ex.context
-        assert sorted(m.body for m in s.exec(select(OutboxMessage))) == ["", "", "", "Du schriebst: neu #0", "Du schriebst: neu #1"]
+        assert sorted(m.body for m in s.exec(select(OutboxMessage))) == [
+            "",
+            "",
+            "",
+            "Du schriebst: neu #0",
+            "Du schriebst: neu #1",
+        ]
         assert sorted(e.content or "-" for e in s.exec(select(EventRecord))) == ["-", "-", "-", "neu #0", "neu #1"]
         # The summary stays: who got what on which channel, and when.
         assert {m.recipient for m in s.exec(select(OutboxMessage))} == {PHONE}
@@ -112,7 +129,9 @@ def test_summaries_go_after_their_horizon_into_rollups(db, setup):
 
     report = Pruner(db, clock=clock, pause=0).run()
 
-    assert report.deleted["executions"] == 4 and report.deleted["events"] == 4 and report.deleted["outbox_messages"] == 4
+    assert (
+        report.deleted["executions"] == 4 and report.deleted["events"] == 4 and report.deleted["outbox_messages"] == 4
+    )
     assert count(db, Execution, Execution.tenant_id == tenant.id) == 1
     assert count(db, StepRun, StepRun.tenant_id == tenant.id) == 0  # 4 deleted with their executions, 1 pruned
     assert execution_counts(db, actor) == {"succeeded": 5}
@@ -163,19 +182,31 @@ def test_each_studio_keeps_its_own_retention(db, setup, tenant_factory):
     Pruner(db, clock=clock, pause=0).run()
     assert count(db, StepRun, StepRun.tenant_id == tenant.id) == 0
     assert count(db, StepRun, StepRun.tenant_id == other.id) == 2
-    assert in_uow(db, get_retention, actor=other_actor).details_days == 365 and in_uow(db, get_retention, actor=actor).details_days == 90
+    assert (
+        in_uow(db, get_retention, actor=other_actor).details_days == 365
+        and in_uow(db, get_retention, actor=actor).details_days == 90
+    )
     clock.now += timedelta(days=800)  # both studios' executions roll up; counts never mix
     Pruner(db, clock=clock, pause=0).run()
     assert execution_counts(db, actor) == {"succeeded": 2} and execution_counts(db, other_actor) == {"succeeded": 2}
-    assert in_uow(db, get_retention, actor=actor).summary_days == 730 and not in_uow(db, get_retention, actor=actor).custom
+    assert (
+        in_uow(db, get_retention, actor=actor).summary_days == 730 and not in_uow(db, get_retention, actor=actor).custom
+    )
 
 
 def test_worker_prunes_and_skipped_purge_keeps_counts(db, setup):
     tenant, actor, wf, clock, runner = setup
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data={"name": "Never", "trigger": {"type": "missed_call"},
-                                             "conditions": [{"type": "sender_match", "operator": "equals", "value": "nobody"}],
-                                             "actions": [{"id": "a", "type": "wait", "config": {"delay": 1}}]})
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data={
+                "name": "Never",
+                "trigger": {"type": "missed_call"},
+                "conditions": [{"type": "sender_match", "operator": "equals", "value": "nobody"}],
+                "actions": [{"id": "a", "type": "wait", "config": {"delay": 1}}],
+            },
+        )
     runner.ingest(tenant.id, {"triggerType": "missed_call", "from": PHONE})
     ingest(runner, tenant.id, 1)
     clock.now += timedelta(days=95)
@@ -186,10 +217,16 @@ def test_worker_prunes_and_skipped_purge_keeps_counts(db, setup):
     assert worker.prune() == 0  # not due again for ten minutes
 
 
-@pytest.mark.parametrize(("details", "summary", "field"), [
-    (0, 730, "detailsDays"), (90, "730", "summaryDays"), (90, 30, "summaryDays"), (True, 730, "detailsDays"),
-    (90, 10**6, "summaryDays"),
-])
+@pytest.mark.parametrize(
+    ("details", "summary", "field"),
+    [
+        (0, 730, "detailsDays"),
+        (90, "730", "summaryDays"),
+        (90, 30, "summaryDays"),
+        (True, 730, "detailsDays"),
+        (90, 10**6, "summaryDays"),
+    ],
+)
 def test_bad_retention_names_the_field_and_stores_nothing(db, setup, details, summary, field):
     tenant, actor, *_ = setup
     with pytest.raises(InvalidInput) as exc:
@@ -201,7 +238,13 @@ def test_bad_retention_names_the_field_and_stores_nothing(db, setup, details, su
 def test_only_owners_change_retention(db, setup):
     tenant, *_ = setup
     with pytest.raises(PermissionDenied):
-        in_uow(db, set_retention, actor=system_actor(tenant.id).__class__(tenant.id, role=Role.EDITOR), details_days=30, summary_days=60)
+        in_uow(
+            db,
+            set_retention,
+            actor=system_actor(tenant.id).__class__(tenant.id, role=Role.EDITOR),
+            details_days=30,
+            summary_days=60,
+        )
     assert check_retention(30, 60) == (30, 60)
 
 

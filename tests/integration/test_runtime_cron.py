@@ -24,11 +24,20 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 def nightly(schedule: str = "30 2 * * *") -> dict:
     return {
-        "name": "Nightly report", "trigger": {"type": "time_based", "config": {"schedule": schedule}},
+        "name": "Nightly report",
+        "trigger": {"type": "time_based", "config": {"schedule": schedule}},
         "conditions": [],
-        "actions": [{"id": "send-1", "type": "send_email",
-                     "config": {"message": "Bericht {{trigger.scheduledFor}}", "recipient": "owner@studio.de",
-                                "subject": "Nachtbericht"}}],
+        "actions": [
+            {
+                "id": "send-1",
+                "type": "send_email",
+                "config": {
+                    "message": "Bericht {{trigger.scheduledFor}}",
+                    "recipient": "owner@studio.de",
+                    "subject": "Nachtbericht",
+                },
+            }
+        ],
     }
 
 
@@ -44,8 +53,9 @@ def step_through(db, monkeypatch, actor, first_day: datetime, days: int, workflo
         worker.run_once()
         now[0] += timedelta(minutes=15)
     with Session(db) as s:
-        executions = s.exec(select(Execution).where(Execution.workflow_id == wf.id)
-                            .order_by(Execution.started_at)).all()
+        executions = s.exec(
+            select(Execution).where(Execution.workflow_id == wf.id).order_by(Execution.started_at)
+        ).all()
     return wf, executions
 
 

@@ -97,9 +97,14 @@ def test_missed_call_waits_five_minutes_then_sends_whatsapp(db, tenant, actor, s
 
 
 def _training_plan_event(confidence: float) -> dict:
-    return {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE,
-            "content": "Kannst du mir einen Trainingsplan erstellen?", "intent": "training_plan",
-            "intentConfidence": confidence}
+    return {
+        "triggerType": "whatsapp_message",
+        "channel": "whatsapp",
+        "from": PHONE,
+        "content": "Kannst du mir einen Trainingsplan erstellen?",
+        "intent": "training_plan",
+        "intentConfidence": confidence,
+    }
 
 
 def test_training_plan_runs_above_the_confidence_threshold(db, tenant, actor, spec_examples):
@@ -148,8 +153,10 @@ def test_training_plan_ignores_other_intents(db, tenant, actor, spec_examples):
 
 def _after_hours_at(db, tenant_id: str, moment: datetime) -> str:
     runner = Runner(db, clock=lambda: moment)
-    [execution_id] = runner.ingest(tenant_id, {"triggerType": "whatsapp_message", "channel": "whatsapp",
-                                               "from": PHONE, "content": "Habt ihr offen?"}).execution_ids
+    [execution_id] = runner.ingest(
+        tenant_id,
+        {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": PHONE, "content": "Habt ihr offen?"},
+    ).execution_ids
     with Session(db) as s:
         from engine.store.models import Execution
 
@@ -161,8 +168,9 @@ def test_after_hours_reply_uses_the_tenant_timezone(db, tenant_factory, spec_exa
     new_york = tenant_factory("new-york", timezone="America/New_York")
     for t in (berlin, new_york):
         with unit_of_work(db) as uow:
-            services.create_workflow(uow=uow, actor=auth.system_actor(t.id),
-                                     data=example(spec_examples, "After Hours Auto-Reply"))
+            services.create_workflow(
+                uow=uow, actor=auth.system_actor(t.id), data=example(spec_examples, "After Hours Auto-Reply")
+            )
 
     early = datetime(2026, 5, 4, 5, 30, tzinfo=UTC)  # 07:30 Berlin, 01:30 New York
     noon = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)  # 12:00 Berlin, 06:00 New York
@@ -178,16 +186,16 @@ def test_after_hours_reply_uses_the_tenant_timezone(db, tenant_factory, spec_exa
     with Session(db) as s:
         from engine.store.models import Execution
 
-        skipped = s.exec(select(Execution).where(Execution.tenant_id == berlin.id,
-                                                 Execution.status == "skipped")).one()
+        skipped = s.exec(select(Execution).where(Execution.tenant_id == berlin.id, Execution.status == "skipped")).one()
     [entry] = skipped.explanation
     assert entry["condition"] == "time_range" and entry["actual"] == 12 and entry["passed"] is False
 
 
 def test_after_hours_in_winter_time(db, tenant, spec_examples):
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=auth.system_actor(tenant.id),
-                                 data=example(spec_examples, "After Hours Auto-Reply"))
+        services.create_workflow(
+            uow=uow, actor=auth.system_actor(tenant.id), data=example(spec_examples, "After Hours Auto-Reply")
+        )
     # 07:30 UTC in January is 08:30 in Berlin (UTC+1): before 9.
     assert _after_hours_at(db, tenant.id, datetime(2026, 1, 12, 7, 30, tzinfo=UTC)) == "succeeded"
     # 08:30 UTC is 09:30 in Berlin.
@@ -269,8 +277,12 @@ def test_dry_run_of_the_lead_webhook_example_has_no_side_effects(db, tenant_fact
     tenant = tenant_factory("dry", webhookAllowList=["127.0.0.1"])
     actor = auth.system_actor(tenant.id)
     wf = _lead_webhook_workflow(db, actor, spec_examples, receiver.hook_url)
-    create = {"id": "lead-1", "type": "create_lead",
-              "config": {"name": "Dry Run", "email": "dry@example.de"}, "nextActionId": "send-1"}
+    create = {
+        "id": "lead-1",
+        "type": "create_lead",
+        "config": {"name": "Dry Run", "email": "dry@example.de"},
+        "nextActionId": "send-1",
+    }
     send = {"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hallo {{trigger.from}}"}}
     actions = copy.deepcopy(wf.actions)
     actions[1]["nextActionId"] = "lead-1"
@@ -278,8 +290,9 @@ def test_dry_run_of_the_lead_webhook_example_has_no_side_effects(db, tenant_fact
         services.update_workflow(uow=uow, actor=actor, workflow_id=wf.id, changes={"actions": actions + [create, send]})
 
     with unit_of_work(db) as uow:
-        ex = services.run_workflow(uow=uow, actor=actor, workflow_id=wf.id, trigger_data={"leadId": "lead-7", "from": PHONE},
-                                   dry_run=True)
+        ex = services.run_workflow(
+            uow=uow, actor=actor, workflow_id=wf.id, trigger_data={"leadId": "lead-7", "from": PHONE}, dry_run=True
+        )
     assert ex.mode == "dry_run" and ex.status == "succeeded", ex.error
     assert [s.action_id for s in ex.steps] == ["webhook-1", "followup-1", "lead-1", "send-1"]
     assert all(s.status == "simulated" for s in ex.steps)
@@ -297,11 +310,16 @@ def test_dry_run_of_the_lead_webhook_example_has_no_side_effects(db, tenant_fact
 
 def test_manual_run_with_bypass_conditions_runs_a_workflow_whose_conditions_fail(db, tenant, actor):
     with unit_of_work(db) as uow:
-        wf = services.create_workflow(uow=uow, actor=actor, data={
-            "name": "Only for zebras", "trigger": {"type": "whatsapp_message", "config": {}},
-            "conditions": [{"type": "keyword_match", "operator": "contains", "value": "zebra"}],
-            "actions": [{"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hi"}}],
-        })
+        wf = services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data={
+                "name": "Only for zebras",
+                "trigger": {"type": "whatsapp_message", "config": {}},
+                "conditions": [{"type": "keyword_match", "operator": "contains", "value": "zebra"}],
+                "actions": [{"id": "send-1", "type": "send_whatsapp", "config": {"message": "Hi"}}],
+            },
+        )
     data = {"from": PHONE, "content": "Hallo"}
     with unit_of_work(db) as uow:
         skipped = services.run_workflow(uow=uow, actor=actor, workflow_id=wf.id, trigger_data=data)

@@ -33,10 +33,15 @@ def make_receiver():
         r.close()
 
 
-def workflow(actions: list[dict], *, trigger: str = "whatsapp_message", conditions: list | None = None,
-             name: str = "Test") -> dict:
-    return {"name": name, "trigger": {"type": trigger, "config": {}}, "conditions": conditions or [],
-            "actions": actions}
+def workflow(
+    actions: list[dict], *, trigger: str = "whatsapp_message", conditions: list | None = None, name: str = "Test"
+) -> dict:
+    return {
+        "name": name,
+        "trigger": {"type": trigger, "config": {}},
+        "conditions": conditions or [],
+        "actions": actions,
+    }
 
 
 def send(action_id: str, message: str, **extra) -> dict:
@@ -67,15 +72,23 @@ def message(content: str = "Hallo", **extra) -> dict:
 
 def outbox_bodies(db, tenant_id: str) -> list[str]:
     with Session(db) as s:
-        rows = s.exec(select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id)
-                      .order_by(OutboxMessage.created_at, OutboxMessage.id)).all()
+        rows = s.exec(
+            select(OutboxMessage)
+            .where(OutboxMessage.tenant_id == tenant_id)
+            .order_by(OutboxMessage.created_at, OutboxMessage.id)
+        ).all()
         return [r.body for r in rows]
 
 
 def steps_of(db, execution_id: str) -> list[StepRun]:
     with Session(db) as s:
-        return list(s.exec(select(StepRun).where(StepRun.execution_id == execution_id)
-                           .order_by(StepRun.started_at, StepRun.attempt)).all())
+        return list(
+            s.exec(
+                select(StepRun)
+                .where(StepRun.execution_id == execution_id)
+                .order_by(StepRun.started_at, StepRun.attempt)
+            ).all()
+        )
 
 
 def run_one(runner, tenant_id: str, event: dict) -> str:
@@ -89,10 +102,18 @@ def run_one(runner, tenant_id: str, event: dict) -> str:
 def test_templates_see_trigger_and_results_of_ids_with_dashes(db, tenant, actor, clock):
     now, runner, worker = clock
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=workflow([
-            {"id": "wait-1", "type": "wait", "config": {"delay": 60000}},
-            send("send-1", "Hallo {{trigger.from}}, gewartet: {{results.wait-1.delayMs}} ms, {{ tenant.name }}"),
-        ]))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=workflow(
+                [
+                    {"id": "wait-1", "type": "wait", "config": {"delay": 60000}},
+                    send(
+                        "send-1", "Hallo {{trigger.from}}, gewartet: {{results.wait-1.delayMs}} ms, {{ tenant.name }}"
+                    ),
+                ]
+            ),
+        )
     execution_id = run_one(runner, tenant.id, message())
     now[0] += timedelta(minutes=2)
     worker.run_once()
@@ -104,10 +125,16 @@ def test_templates_see_trigger_and_results_of_ids_with_dashes(db, tenant, actor,
 def test_unknown_variable_fails_the_step_loudly_and_the_workflow_continues(db, tenant, actor, clock):
     _, runner, _ = clock
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=workflow([
-            send("send-1", "Hallo {{trigger.nope}}"),
-            send("send-2", "Weiter geht's"),
-        ]))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=workflow(
+                [
+                    send("send-1", "Hallo {{trigger.nope}}"),
+                    send("send-2", "Weiter geht's"),
+                ]
+            ),
+        )
     execution_id = run_one(runner, tenant.id, message())
     with unit_of_work(db, read_only=True) as uow:
         ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
@@ -127,8 +154,11 @@ def test_unknown_result_of_an_action_that_did_not_run_fails_the_step(db, tenant,
     _, runner, _ = clock
     # send-2 exists but has not run yet when send-1 renders.
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=workflow([send("send-1", "Antwort: {{results.send-2.outboxId}}"),
-                                                      send("send-2", "zwei")]))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=workflow([send("send-1", "Antwort: {{results.send-2.outboxId}}"), send("send-2", "zwei")]),
+        )
     execution_id = run_one(runner, tenant.id, message())
     step = steps_of(db, execution_id)[0]
     assert step.action_id == "send-1" and step.status == "failed" and "send-2" in step.error
@@ -138,10 +168,16 @@ def test_unknown_result_of_an_action_that_did_not_run_fails_the_step(db, tenant,
 def test_on_error_stop_fails_the_execution_and_later_steps_do_not_run(db, tenant, actor, clock):
     _, runner, _ = clock
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=workflow([
-            send("send-1", "Hallo {{trigger.nope}}", onError="stop"),
-            send("send-2", "darf nicht kommen"),
-        ]))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=workflow(
+                [
+                    send("send-1", "Hallo {{trigger.nope}}", onError="stop"),
+                    send("send-2", "darf nicht kommen"),
+                ]
+            ),
+        )
     execution_id = run_one(runner, tenant.id, message())
     with unit_of_work(db, read_only=True) as uow:
         ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
@@ -155,14 +191,21 @@ def test_on_error_stop_fails_the_execution_and_later_steps_do_not_run(db, tenant
 
 
 def _branch_workflow() -> dict:
-    return workflow([
-        {"id": "branch-1", "type": "branch",
-         "config": {"conditions": [{"type": "keyword_match", "operator": "contains", "value": "preis"}],
-                    "nextActionId": "send-price"},
-         "nextActionId": "send-default"},
-        send("send-price", "Unsere Preise", nextActionId=None),
-        send("send-default", "Allgemeine Antwort", nextActionId=None),
-    ])
+    return workflow(
+        [
+            {
+                "id": "branch-1",
+                "type": "branch",
+                "config": {
+                    "conditions": [{"type": "keyword_match", "operator": "contains", "value": "preis"}],
+                    "nextActionId": "send-price",
+                },
+                "nextActionId": "send-default",
+            },
+            send("send-price", "Unsere Preise", nextActionId=None),
+            send("send-default", "Allgemeine Antwort", nextActionId=None),
+        ]
+    )
 
 
 def test_branch_goes_to_its_target_when_the_condition_holds(db, tenant, actor, clock):
@@ -194,13 +237,24 @@ def test_branch_follows_its_own_next_when_the_condition_fails(db, tenant, actor,
 def test_branch_without_own_next_falls_through_to_the_next_in_the_list(db, tenant, actor, clock):
     _, runner, _ = clock
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=workflow([
-            {"id": "branch-1", "type": "branch",
-             "config": {"conditions": [{"type": "keyword_match", "operator": "contains", "value": "preis"}],
-                        "nextActionId": "send-3"}},
-            send("send-2", "zwei"),
-            send("send-3", "drei"),
-        ]))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=workflow(
+                [
+                    {
+                        "id": "branch-1",
+                        "type": "branch",
+                        "config": {
+                            "conditions": [{"type": "keyword_match", "operator": "contains", "value": "preis"}],
+                            "nextActionId": "send-3",
+                        },
+                    },
+                    send("send-2", "zwei"),
+                    send("send-3", "drei"),
+                ]
+            ),
+        )
     run_one(runner, tenant.id, message("Hallo"))
     assert outbox_bodies(db, tenant.id) == ["zwei", "drei"]
     run_one(runner, tenant.id, message("Preis?"))
@@ -210,11 +264,17 @@ def test_branch_without_own_next_falls_through_to_the_next_in_the_list(db, tenan
 def test_next_action_id_absent_means_next_in_list_and_null_ends(db, tenant, actor, clock):
     _, runner, _ = clock
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=workflow([
-            send("send-1", "eins"),  # absent -> send-2
-            send("send-2", "zwei", nextActionId=None),  # null -> end
-            send("send-3", "drei"),
-        ]))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=workflow(
+                [
+                    send("send-1", "eins"),  # absent -> send-2
+                    send("send-2", "zwei", nextActionId=None),  # null -> end
+                    send("send-3", "drei"),
+                ]
+            ),
+        )
     execution_id = run_one(runner, tenant.id, message())
     with unit_of_work(db, read_only=True) as uow:
         ex = services.get_execution(uow=uow, actor=actor, execution_id=execution_id)
@@ -226,11 +286,17 @@ def test_next_action_id_absent_means_next_in_list_and_null_ends(db, tenant, acto
 def test_explicit_next_action_id_jumps_over_actions(db, tenant, actor, clock):
     _, runner, _ = clock
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=workflow([
-            send("send-1", "eins", nextActionId="send-3"),
-            send("send-2", "zwei"),
-            send("send-3", "drei"),
-        ]))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=workflow(
+                [
+                    send("send-1", "eins", nextActionId="send-3"),
+                    send("send-2", "zwei"),
+                    send("send-3", "drei"),
+                ]
+            ),
+        )
     run_one(runner, tenant.id, message())
     assert outbox_bodies(db, tenant.id) == ["eins", "drei"]
 
@@ -239,8 +305,11 @@ def test_explicit_next_action_id_jumps_over_actions(db, tenant, actor, clock):
 
 
 def _webhook_workflow(url: str, retry: dict | None = None) -> dict:
-    hook = {"id": "hook-1", "type": "call_webhook",
-            "config": {"webhookUrl": url, "method": "POST", "body": {"from": "{{trigger.from}}"}}}
+    hook = {
+        "id": "hook-1",
+        "type": "call_webhook",
+        "config": {"webhookUrl": url, "method": "POST", "body": {"from": "{{trigger.from}}"}},
+    }
     if retry:
         hook["retry"] = retry
     return workflow([hook, send("send-1", "fertig")])
@@ -251,8 +320,9 @@ def test_retryable_failure_is_retried_durably_until_it_succeeds(db, tenant_facto
     actor = auth.system_actor(tenant.id)
     receiver = make_receiver([503, 503, 503, 200])
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor,
-                                 data=_webhook_workflow(receiver.hook_url, {"maxAttempts": 4, "backoff": 1}))
+        services.create_workflow(
+            uow=uow, actor=actor, data=_webhook_workflow(receiver.hook_url, {"maxAttempts": 4, "backoff": 1})
+        )
     now = [T0]
     runner = Runner(db, clock=lambda: now[0])
     worker = Worker(db, clock=lambda: now[0], runner=runner, name="retry-worker")
@@ -293,8 +363,9 @@ def test_retries_stop_after_max_attempts(db, tenant_factory, make_receiver):
     actor = auth.system_actor(tenant.id)
     receiver = make_receiver([503])
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor,
-                                 data=_webhook_workflow(receiver.hook_url, {"maxAttempts": 2, "backoff": 1}))
+        services.create_workflow(
+            uow=uow, actor=actor, data=_webhook_workflow(receiver.hook_url, {"maxAttempts": 2, "backoff": 1})
+        )
     now = [T0]
     runner = Runner(db, clock=lambda: now[0])
     worker = Worker(db, clock=lambda: now[0], runner=runner, name="retry-worker")
@@ -315,8 +386,9 @@ def test_permanent_failure_is_not_retried(db, tenant_factory, make_receiver):
     actor = auth.system_actor(tenant.id)
     receiver = make_receiver([404])
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor,
-                                 data=_webhook_workflow(receiver.hook_url, {"maxAttempts": 4, "backoff": 1}))
+        services.create_workflow(
+            uow=uow, actor=actor, data=_webhook_workflow(receiver.hook_url, {"maxAttempts": 4, "backoff": 1})
+        )
     now = [T0]
     runner = Runner(db, clock=lambda: now[0])
     execution_id = run_one(runner, tenant.id, message())
@@ -368,16 +440,26 @@ def test_idempotency_keys_are_per_tenant(db, tenant_factory, clock):
 def test_create_lead_loop_stops_at_the_chain_depth_limit(db, tenant, actor, clock):
     _, runner, _ = clock
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=workflow([
-            {"id": "lead-1", "type": "create_lead",
-             "config": {"name": "Loop {{trigger.eventId}}", "email": "{{trigger.eventId}}@x.de"}},
-        ], trigger="lead_created", name="Loop"))
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=workflow(
+                [
+                    {
+                        "id": "lead-1",
+                        "type": "create_lead",
+                        "config": {"name": "Loop {{trigger.eventId}}", "email": "{{trigger.eventId}}@x.de"},
+                    },
+                ],
+                trigger="lead_created",
+                name="Loop",
+            ),
+        )
     result = runner.ingest(tenant.id, {"triggerType": "lead_created", "leadId": "seed"})
     assert len(result.execution_ids) == 1
 
     with Session(db) as s:
-        executions = s.exec(select(Execution).where(Execution.tenant_id == tenant.id)
-                            .order_by(Execution.depth)).all()
+        executions = s.exec(select(Execution).where(Execution.tenant_id == tenant.id).order_by(Execution.depth)).all()
         leads = s.exec(select(func.count()).select_from(Lead).where(Lead.tenant_id == tenant.id)).one()
         events = s.exec(select(EventRecord).where(EventRecord.tenant_id == tenant.id)).all()
     assert [e.depth for e in executions] == list(range(MAX_CHAIN_DEPTH + 1))
@@ -407,7 +489,9 @@ def test_other_tenants_ids_are_not_found(db, tenant, actor, other_actor):
             services.run_workflow(uow=uow, actor=other_actor, workflow_id=wf.id, trigger_data={"from": PHONE})
     with pytest.raises(NotFound):
         with unit_of_work(db) as uow:
-            services.run_workflow(uow=uow, actor=other_actor, workflow_id=wf.id, trigger_data={"from": PHONE}, dry_run=True)
+            services.run_workflow(
+                uow=uow, actor=other_actor, workflow_id=wf.id, trigger_data={"from": PHONE}, dry_run=True
+            )
     with pytest.raises(NotFound):
         with unit_of_work(db, read_only=True) as uow:
             services.get_execution(uow=uow, actor=other_actor, execution_id=ex.id)
@@ -439,10 +523,16 @@ def test_worker_resumes_each_tenant_with_its_own_data(db, tenant_factory, clock)
     a, b = tenant_factory("iso-a"), tenant_factory("iso-b")
     for t in (a, b):
         with unit_of_work(db) as uow:
-            services.create_workflow(uow=uow, actor=auth.system_actor(t.id), data=workflow([
-                {"id": "wait-1", "type": "wait", "config": {"delay": 1000}},
-                send("send-1", "{{ tenant.slug }}"),
-            ]))
+            services.create_workflow(
+                uow=uow,
+                actor=auth.system_actor(t.id),
+                data=workflow(
+                    [
+                        {"id": "wait-1", "type": "wait", "config": {"delay": 1000}},
+                        send("send-1", "{{ tenant.slug }}"),
+                    ]
+                ),
+            )
     runner.ingest(a.id, message())
     runner.ingest(b.id, message())
     now[0] += timedelta(seconds=5)
@@ -461,9 +551,16 @@ def test_skipped_executions_are_purged_after_the_retention(db, tenant_factory):
     tenant = tenant_factory()
     actor = system_actor(tenant.id)
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data={"name": "Never", "trigger": {"type": "missed_call"},
-                                             "conditions": [{"type": "sender_match", "operator": "equals", "value": "nobody"}],
-                                             "actions": [{"id": "a", "type": "wait", "config": {"delay": 1}}]})
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data={
+                "name": "Never",
+                "trigger": {"type": "missed_call"},
+                "conditions": [{"type": "sender_match", "operator": "equals", "value": "nobody"}],
+                "actions": [{"id": "a", "type": "wait", "config": {"delay": 1}}],
+            },
+        )
     now = [datetime(2026, 1, 1, tzinfo=UTC)]
     runner = Runner(db, clock=lambda: now[0])
     runner.ingest(tenant.id, {"triggerType": "missed_call", "from": "+4917612345678"})

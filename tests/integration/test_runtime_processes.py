@@ -33,7 +33,9 @@ PHONE = "+4915112345678"
 
 def wait_then_send(wait_ms: int) -> dict:
     return {
-        "name": "Wait then send", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [],
+        "name": "Wait then send",
+        "trigger": {"type": "whatsapp_message", "config": {}},
+        "conditions": [],
         "actions": [
             {"id": "wait-1", "type": "wait", "config": {"delay": wait_ms}},
             {"id": "send-1", "type": "send_whatsapp", "config": {"message": "A {{trigger.content}}"}},
@@ -92,19 +94,27 @@ def count(db, stmt) -> int:
 
 def assert_each_ran_once(db, tenant_id: str, execution_ids: list[str], steps_after_wait: tuple[str, ...]) -> None:
     with Session(db) as s:
-        statuses = s.exec(select(Execution.status, func.count()).where(Execution.tenant_id == tenant_id)
-                          .group_by(Execution.status)).all()
+        statuses = s.exec(
+            select(Execution.status, func.count()).where(Execution.tenant_id == tenant_id).group_by(Execution.status)
+        ).all()
         assert dict(statuses) == {"succeeded": len(execution_ids)}
-        doubled = s.exec(select(StepRun.execution_id, StepRun.action_id, func.count())
-                         .where(StepRun.tenant_id == tenant_id, StepRun.status == "succeeded")
-                         .group_by(StepRun.execution_id, StepRun.action_id).having(func.count() > 1)).all()
+        doubled = s.exec(
+            select(StepRun.execution_id, StepRun.action_id, func.count())
+            .where(StepRun.tenant_id == tenant_id, StepRun.status == "succeeded")
+            .group_by(StepRun.execution_id, StepRun.action_id)
+            .having(func.count() > 1)
+        ).all()
         assert doubled == []
         for action_id in ("wait-1", *steps_after_wait):
-            done = s.exec(select(func.count()).select_from(StepRun).where(
-                StepRun.tenant_id == tenant_id, StepRun.action_id == action_id, StepRun.status == "succeeded")).one()
+            done = s.exec(
+                select(func.count())
+                .select_from(StepRun)
+                .where(StepRun.tenant_id == tenant_id, StepRun.action_id == action_id, StepRun.status == "succeeded")
+            ).one()
             assert done == len(execution_ids), action_id
-        messages = s.exec(select(OutboxMessage.execution_id, OutboxMessage.body)
-                          .where(OutboxMessage.tenant_id == tenant_id)).all()
+        messages = s.exec(
+            select(OutboxMessage.execution_id, OutboxMessage.body).where(OutboxMessage.tenant_id == tenant_id)
+        ).all()
         assert len(messages) == len(execution_ids) * len(steps_after_wait)
         assert len(set(messages)) == len(messages), "a message was sent twice"
         assert {m[0] for m in messages} == set(execution_ids)
@@ -137,8 +147,12 @@ def test_workers_killed_with_sigkill_lose_nothing_and_repeat_nothing(db_and_url)
         first = start_worker(url)
         procs.append(first)
         wait_for_start(first)
-        ids = [runner.ingest(tenant.id, {"triggerType": "whatsapp_message", "from": PHONE, "content": f"m{i}"})
-               .execution_ids[0] for i in range(40)]
+        ids = [
+            runner.ingest(
+                tenant.id, {"triggerType": "whatsapp_message", "from": PHONE, "content": f"m{i}"}
+            ).execution_ids[0]
+            for i in range(40)
+        ]
         kill9(first)
         assert count(db, select(func.count()).select_from(Execution).where(Execution.status == "waiting")) == len(ids)
 
@@ -146,9 +160,12 @@ def test_workers_killed_with_sigkill_lose_nothing_and_repeat_nothing(db_and_url)
         poll(lambda: utcnow() > max_due(db), 10, what="the waits to be due")
         second = start_worker(url)
         procs.append(second)
-        poll(lambda: count(db, select(func.count()).select_from(DueWork)
-                           .where(DueWork.status != DueStatus.PENDING)) > 0,
-             30, interval=0.005, what="a claim")
+        poll(
+            lambda: count(db, select(func.count()).select_from(DueWork).where(DueWork.status != DueStatus.PENDING)) > 0,
+            30,
+            interval=0.005,
+            what="a claim",
+        )
         kill9(second)
         claimed = count(db, select(func.count()).select_from(DueWork).where(DueWork.status == DueStatus.CLAIMED))
 
@@ -165,9 +182,17 @@ def test_workers_killed_with_sigkill_lose_nothing_and_repeat_nothing(db_and_url)
         # Its SIGTERM handler is installed before it logs "started"; the previous worker may
         # already have finished everything, so wait for that before step 5's SIGTERM.
         wait_for_start(third)
-        poll(lambda: count(db, select(func.count()).select_from(Execution)
-                           .where(Execution.status.in_(("succeeded", "failed")))) == len(ids),
-             60, interval=0.2, what="all executions to finish")
+        poll(
+            lambda: (
+                count(
+                    db, select(func.count()).select_from(Execution).where(Execution.status.in_(("succeeded", "failed")))
+                )
+                == len(ids)
+            ),
+            60,
+            interval=0.2,
+            what="all executions to finish",
+        )
         assert_each_ran_once(db, tenant.id, ids, ("send-1", "send-2"))
         with Session(db) as s:
             dues = s.exec(select(DueWork)).all()
@@ -205,11 +230,20 @@ def test_worker_once_runs_what_is_due_and_exits(sqlite_db):
     with unit_of_work(db) as uow:
         services.create_workflow(uow=uow, actor=auth.system_actor(tenant.id), data=wait_then_send(1000))
     runner = Runner(db, clock=lambda: utcnow() - timedelta(minutes=5))
-    ids = [runner.ingest(tenant.id, {"triggerType": "whatsapp_message", "from": PHONE, "content": f"o{i}"})
-           .execution_ids[0] for i in range(3)]
+    ids = [
+        runner.ingest(tenant.id, {"triggerType": "whatsapp_message", "from": PHONE, "content": f"o{i}"}).execution_ids[
+            0
+        ]
+        for i in range(3)
+    ]
     url = db.url.render_as_string(hide_password=False)
-    done = subprocess.run([sys.executable, "-m", "engine", "--database-url", url, "worker", "--once"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", "--database-url", url, "worker", "--once"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert_each_ran_once(db, tenant.id, ids, ("send-1", "send-2"))
 
@@ -222,13 +256,21 @@ def park_due_executions(db, tenant_id: str, n: int) -> list[str]:
     runner = Runner(db, clock=lambda: utcnow() - timedelta(hours=1))
 
     def one(i: int) -> str:
-        return runner.ingest(tenant_id, {"triggerType": "whatsapp_message", "from": PHONE,
-                                         "content": f"item-{i}"}).execution_ids[0]
+        return runner.ingest(
+            tenant_id, {"triggerType": "whatsapp_message", "from": PHONE, "content": f"item-{i}"}
+        ).execution_ids[0]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         ids = list(pool.map(one, range(n)))
-    assert count(db, select(func.count()).select_from(DueWork).where(DueWork.status == DueStatus.PENDING,
-                                                                     DueWork.due_at <= utcnow())) == n
+    assert (
+        count(
+            db,
+            select(func.count())
+            .select_from(DueWork)
+            .where(DueWork.status == DueStatus.PENDING, DueWork.due_at <= utcnow()),
+        )
+        == n
+    )
     return ids
 
 
@@ -251,11 +293,22 @@ def test_four_worker_processes_run_a_thousand_due_items_exactly_once(postgres_db
     ids = park_due_executions(db, tenant.id, 1000)
     procs = [start_worker(postgres_url, lease=60, name=f"w{i}") for i in range(4)]
     try:
-        poll(lambda: count(db, select(func.count()).select_from(DueWork)
-                           .where(DueWork.status == DueStatus.DONE)) == len(ids),
-             120, interval=0.25, what="1,000 items to be done")
-        poll(lambda: count(db, select(func.count()).select_from(Execution)
-                           .where(Execution.status == "succeeded")) == len(ids), 30, what="executions to finish")
+        poll(
+            lambda: (
+                count(db, select(func.count()).select_from(DueWork).where(DueWork.status == DueStatus.DONE)) == len(ids)
+            ),
+            120,
+            interval=0.25,
+            what="1,000 items to be done",
+        )
+        poll(
+            lambda: (
+                count(db, select(func.count()).select_from(Execution).where(Execution.status == "succeeded"))
+                == len(ids)
+            ),
+            30,
+            what="executions to finish",
+        )
         for p in procs:
             p.send_signal(signal.SIGTERM)
         assert [p.wait(timeout=30) for p in procs] == [0, 0, 0, 0]

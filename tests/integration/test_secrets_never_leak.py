@@ -58,20 +58,48 @@ def test_no_secret_in_api_exports_logs_or_database(db, actor, caplog):
     graph.responses.append((200, {"messages": [{"id": "wamid.LEAK1"}]}, {}))
     try:
         with unit_of_work(db) as uow:
-            cs.save_channel(uow=uow, actor=actor, channel="whatsapp", enabled=True, values={"phoneNumberId": "1055"}, secrets={"accessToken": SECRETS["wa_token"], "appSecret": SECRETS["wa_app"],
-                                     "verifyToken": SECRETS["wa_verify"]})
+            cs.save_channel(
+                uow=uow,
+                actor=actor,
+                channel="whatsapp",
+                enabled=True,
+                values={"phoneNumberId": "1055"},
+                secrets={
+                    "accessToken": SECRETS["wa_token"],
+                    "appSecret": SECRETS["wa_app"],
+                    "verifyToken": SECRETS["wa_verify"],
+                },
+            )
         with unit_of_work(db) as uow:
-            cs.save_channel(uow=uow, actor=actor, channel="sms", enabled=True,
-                            values={"accountSid": "AC1", "fromNumber": "+4930123456"},
-                            secrets={"authToken": SECRETS["tw_token"]})
+            cs.save_channel(
+                uow=uow,
+                actor=actor,
+                channel="sms",
+                enabled=True,
+                values={"accountSid": "AC1", "fromNumber": "+4930123456"},
+                secrets={"authToken": SECRETS["tw_token"]},
+            )
         with unit_of_work(db) as uow:
-            cs.save_channel(uow=uow, actor=actor, channel="email", enabled=True,
-                            values={"host": "127.0.0.1", "port": 2525, "fromAddress": "a@b.test"},
-                            secrets={"password": SECRETS["smtp"]})
+            cs.save_channel(
+                uow=uow,
+                actor=actor,
+                channel="email",
+                enabled=True,
+                values={"host": "127.0.0.1", "port": 2525, "fromAddress": "a@b.test"},
+                secrets={"password": SECRETS["smtp"]},
+            )
         with unit_of_work(db) as uow:
-            ss.save_ai_provider(uow=uow, actor=actor, provider="openai_compatible", base_url="https://llm.example/v1",
-                                model="m", api_key=SECRETS["ai"])
-        legacy = __import__("engine.services.studio_settings", fromlist=["x"]).signing_secrets(db, actor.tenant_id, {})[0]
+            ss.save_ai_provider(
+                uow=uow,
+                actor=actor,
+                provider="openai_compatible",
+                base_url="https://llm.example/v1",
+                model="m",
+                api_key=SECRETS["ai"],
+            )
+        legacy = __import__("engine.services.studio_settings", fromlist=["x"]).signing_secrets(db, actor.tenant_id, {})[
+            0
+        ]
         with unit_of_work(db) as uow:
             signing = ss.rotate_signing_secret(uow=uow, actor=actor)
         with unit_of_work(db, read_only=True) as uow:
@@ -82,51 +110,130 @@ def test_no_secret_in_api_exports_logs_or_database(db, actor, caplog):
         with unit_of_work(db) as uow:
             services.update_tenant_settings(uow=uow, actor=actor, settings={"channels": channels})
         with unit_of_work(db) as uow:
-            wf = services.create_workflow(uow=uow, actor=actor, data={"name": "Reply", "trigger": {"type": "whatsapp_message", "config": {}},
-                                                      "conditions": [], "actions": [{"id": "r", "type": "send_whatsapp",
-                                                      "config": {"message": "Hallo"}, "nextActionId": None}]})
+            wf = services.create_workflow(
+                uow=uow,
+                actor=actor,
+                data={
+                    "name": "Reply",
+                    "trigger": {"type": "whatsapp_message", "config": {}},
+                    "conditions": [],
+                    "actions": [
+                        {"id": "r", "type": "send_whatsapp", "config": {"message": "Hallo"}, "nextActionId": None}
+                    ],
+                },
+            )
         with unit_of_work(db) as uow:
             hook = cs.webhook_id(uow=uow, actor=actor)
-        body = json.dumps({"entry": [{"changes": [{"value": {"messages": [
-            {"from": "4917612345678", "id": "wamid.IN", "timestamp": str(int(time.time())), "type": "text",
-             "text": {"body": "Hallo"}}]}}]}]}).encode()
-        status = json.dumps({"entry": [{"changes": [{"value": {"statuses": [
-            {"id": "wamid.LEAK1", "status": "failed", "errors": [{"code": 131026, "title": "Undeliverable"}]}]}}]}]}).encode()
+        body = json.dumps(
+            {
+                "entry": [
+                    {
+                        "changes": [
+                            {
+                                "value": {
+                                    "messages": [
+                                        {
+                                            "from": "4917612345678",
+                                            "id": "wamid.IN",
+                                            "timestamp": str(int(time.time())),
+                                            "type": "text",
+                                            "text": {"body": "Hallo"},
+                                        }
+                                    ]
+                                }
+                            }
+                        ]
+                    }
+                ]
+            }
+        ).encode()
+        status = json.dumps(
+            {
+                "entry": [
+                    {
+                        "changes": [
+                            {
+                                "value": {
+                                    "statuses": [
+                                        {
+                                            "id": "wamid.LEAK1",
+                                            "status": "failed",
+                                            "errors": [{"code": 131026, "title": "Undeliverable"}],
+                                        }
+                                    ]
+                                }
+                            }
+                        ]
+                    }
+                ]
+            }
+        ).encode()
         texts: list[tuple[str, str]] = []
         with TestClient(create_app(db)) as client:
-            assert client.post(f"/hooks/{hook}/whatsapp", content=body,
-                               headers={"X-Hub-Signature-256": meta_signature(SECRETS["wa_app"], body)}).status_code == 200
+            assert (
+                client.post(
+                    f"/hooks/{hook}/whatsapp",
+                    content=body,
+                    headers={"X-Hub-Signature-256": meta_signature(SECRETS["wa_app"], body)},
+                ).status_code
+                == 200
+            )
             Worker(db, name="leak").run_once()
             assert graph.requests and graph.requests[0].headers["authorization"].endswith(SECRETS["wa_token"])
-            client.post(f"/hooks/{hook}/whatsapp", content=status,
-                        headers={"X-Hub-Signature-256": meta_signature(SECRETS["wa_app"], status)})
+            client.post(
+                f"/hooks/{hook}/whatsapp",
+                content=status,
+                headers={"X-Hub-Signature-256": meta_signature(SECRETS["wa_app"], status)},
+            )
             refused = client.post(f"/hooks/{hook}/whatsapp", content=body, headers={"X-Hub-Signature-256": "sha256=00"})
             texts.append(("refused webhook", refused.text))
-            texts.append(("handshake refusal", client.get(f"/hooks/{hook}/whatsapp", params={
-                "hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"}).text))
+            texts.append(
+                (
+                    "handshake refusal",
+                    client.get(
+                        f"/hooks/{hook}/whatsapp",
+                        params={"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"},
+                    ).text,
+                )
+            )
             with unit_of_work(db) as uow:
                 _, key = services.create_api_key(uow=uow, actor=actor, name="leak check", role="owner")
             headers = {"Authorization": f"Bearer {key}"}
             with unit_of_work(db, read_only=True) as uow:
                 execution = services.list_executions(uow=uow, actor=actor).items[0].id
-            for path in ("/api/workflows/list", "/api/executions", f"/api/executions/{execution}", "/api/outbox",
-                         f"/api/workflows/{wf.id}", f"/api/workflows/{wf.id}/export", f"/api/workflows/{wf.id}/versions",
-                         "/openapi.json"):
+            for path in (
+                "/api/workflows/list",
+                "/api/executions",
+                f"/api/executions/{execution}",
+                "/api/outbox",
+                f"/api/workflows/{wf.id}",
+                f"/api/workflows/{wf.id}/export",
+                f"/api/workflows/{wf.id}/versions",
+                "/openapi.json",
+            ):
                 response = client.get(path, headers=headers)
                 assert response.status_code == 200, path
                 texts.append((path, response.text))
         with unit_of_work(db) as uow:
-            result = cs.send_test_message(uow=uow, actor=actor, channel="sms", recipient="+4917611112222")  # Twilio unreachable: an error
+            result = cs.send_test_message(
+                uow=uow, actor=actor, channel="sms", recipient="+4917611112222"
+            )  # Twilio unreachable: an error
         texts.append(("test message answer", result.model_dump_json()))
         with unit_of_work(db, read_only=True) as uow:
-            texts.append(("export", json.dumps(services.export_workflows(uow=uow, actor=actor, workflow_id=None), default=str)))
+            texts.append(
+                ("export", json.dumps(services.export_workflows(uow=uow, actor=actor, workflow_id=None), default=str))
+            )
         for channel in ("whatsapp", "sms", "email"):
             with unit_of_work(db, read_only=True) as uow:
-                texts.append((f"channel view {channel}", cs.get_channel(uow=uow, actor=actor, channel=channel).model_dump_json()))
+                texts.append(
+                    (f"channel view {channel}", cs.get_channel(uow=uow, actor=actor, channel=channel).model_dump_json())
+                )
         with unit_of_work(db, read_only=True) as uow:
             texts.append(("studio settings view", ss.get_studio_settings(uow=uow, actor=actor).model_dump_json()))
         with unit_of_work(db, read_only=True) as uow:
-            texts.append(("audit log", json.dumps([a.model_dump(mode="json") for a in cs.list_audit(uow=uow, actor=actor)])))
+            texts.append(
+                ("audit log", json.dumps([a.model_dump(mode="json") for a in cs.list_audit(uow=uow, actor=actor)]))
+            )
         with unit_of_work(db, read_only=True) as uow:
             texts.append(("outbox page rows", outbox.browse_outbox(uow=uow, actor=actor).model_dump_json()))
         texts.append(("logs", caplog.text))

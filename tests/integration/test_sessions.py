@@ -139,8 +139,9 @@ def test_removing_a_member_ends_their_sessions(db, user, tenant):
     with unit_of_work(db) as uow:
         kept = auth.start_session(uow=uow, user_id=owner.id)
     with unit_of_work(db) as uow:
-        member_admin.remove_member(uow=uow, actor=Actor(tenant_id=tenant.id, user_id=owner.id, role="owner"),
-                                   user_id=user.id)
+        member_admin.remove_member(
+            uow=uow, actor=Actor(tenant_id=tenant.id, user_id=owner.id, role="owner"), user_id=user.id
+        )
     with unit_of_work(db, read_only=True) as uow:
         assert auth.resume_session(uow=uow, token=token) is None
     with unit_of_work(db, read_only=True) as uow:

@@ -46,8 +46,11 @@ def test_hours_cap_quiet_hours_validate_and_audit(db, actor):
     with unit_of_work(db) as uow:
         ss.save_frequency_cap(uow=uow, actor=actor, cap=3)
     with unit_of_work(db) as uow:
-        ss.save_business_hours(uow=uow, actor=actor,
-                               hours={"weekly": {"1": {"open": "07:00", "close": "22:00"}}, "closedDays": ["2026-12-25"]})
+        ss.save_business_hours(
+            uow=uow,
+            actor=actor,
+            hours={"weekly": {"1": {"open": "07:00", "close": "22:00"}}, "closedDays": ["2026-12-25"]},
+        )
     with unit_of_work(db, read_only=True) as uow:
         view = ss.get_studio_settings(uow=uow, actor=actor)
     assert view.quiet_hours == {"start": "21:00", "end": "08:00"} and view.frequency_cap == 3
@@ -60,16 +63,24 @@ def test_hours_cap_quiet_hours_validate_and_audit(db, actor):
 def test_ai_key_is_encrypted_and_never_shown(db, actor):
     with pytest.raises(InvalidInput) as err:
         with unit_of_work(db) as uow:
-            ss.save_ai_provider(uow=uow, actor=actor, provider="openai_compatible", base_url="https://llm.example/v1",
-                                model="m")
+            ss.save_ai_provider(
+                uow=uow, actor=actor, provider="openai_compatible", base_url="https://llm.example/v1", model="m"
+            )
     assert err.value.field == "ai.apiKey"
     with unit_of_work(db) as uow:
-        ss.save_ai_provider(uow=uow, actor=actor, provider="openai_compatible", base_url="https://llm.example/v1", model="m",
-                            api_key="sk-very-secret-123")
+        ss.save_ai_provider(
+            uow=uow,
+            actor=actor,
+            provider="openai_compatible",
+            base_url="https://llm.example/v1",
+            model="m",
+            api_key="sk-very-secret-123",
+        )
     # Saving again without a key keeps it.
     with unit_of_work(db) as uow:
-        view = ss.save_ai_provider(uow=uow, actor=actor, provider="openai_compatible", base_url="https://llm.example/v1",
-                                   model="m2")
+        view = ss.save_ai_provider(
+            uow=uow, actor=actor, provider="openai_compatible", base_url="https://llm.example/v1", model="m2"
+        )
     assert view.api_key.set
     with unit_of_work(db, read_only=True) as uow:
         settings = services.get_tenant(uow=uow, actor=actor).settings
@@ -81,7 +92,9 @@ def test_ai_key_is_encrypted_and_never_shown(db, actor):
     provider = provider_for_tenant({"name": "x", "settings": settings})
     assert provider.model == "m2"
     with unit_of_work(db, read_only=True) as uow:
-        assert "sk-very-secret-123" not in json.dumps([a.model_dump(mode="json") for a in cs.list_audit(uow=uow, actor=actor)])
+        assert "sk-very-secret-123" not in json.dumps(
+            [a.model_dump(mode="json") for a in cs.list_audit(uow=uow, actor=actor)]
+        )
 
 
 def test_knowledge_csv_import_all_or_nothing(db, actor):
@@ -108,8 +121,15 @@ def test_knowledge_entries_keep_their_english_question_and_answer(db, actor):
     csv_text = "question,answer,tags,questionEn,answerEn\nGibt es eine Sauna?,Ja.,Sauna,Is there a sauna?,Yes.\n"
     in_uow(db, ss.import_knowledge_csv, actor=actor, data=csv_text.encode(), replace=True)
     entries = in_uow(db, ss.get_studio_settings, actor=actor).knowledge_entries
-    assert entries == [{"question": "Gibt es eine Sauna?", "answer": "Ja.", "tags": ["Sauna"],
-                        "questionEn": "Is there a sauna?", "answerEn": "Yes."}]
+    assert entries == [
+        {
+            "question": "Gibt es eine Sauna?",
+            "answer": "Ja.",
+            "tags": ["Sauna"],
+            "questionEn": "Is there a sauna?",
+            "answerEn": "Yes.",
+        }
+    ]
     in_uow(db, ss.save_knowledge_entries, actor=actor, entries=[{**entries[0], "answerEn": ""}])  # emptied: gone
     assert "answerEn" not in in_uow(db, ss.get_studio_settings, actor=actor).knowledge_entries[0]
     with pytest.raises(InvalidInput) as err:
@@ -138,7 +158,8 @@ def test_a_legacy_plain_signing_secret_still_signs_until_rotated(db, actor):
         tenant.settings = {**tenant.settings, "webhookSecret": "legacy-plain-secret"}
         s.add(tenant)
     assert ss.signing_secrets(db, actor.tenant_id, in_uow(db, services.get_tenant, actor=actor).settings) == [
-        "legacy-plain-secret"]
+        "legacy-plain-secret"
+    ]
     with unit_of_work(db) as uow:
         new = ss.rotate_signing_secret(uow=uow, actor=actor)
     with unit_of_work(db, read_only=True) as uow:
@@ -156,15 +177,17 @@ def test_signing_secret_rotation_keeps_old_valid_for_24_hours(db, actor):
     assert "webhookSecret" not in settings  # no longer kept in plain text
     both = ss.signing_secrets(db, actor.tenant_id, settings)
     assert both == [new, legacy]
-    later = ss.signing_secrets(db, actor.tenant_id, settings,
-                               now=utcnow() + timedelta(hours=24, seconds=1))
+    later = ss.signing_secrets(db, actor.tenant_id, settings, now=utcnow() + timedelta(hours=24, seconds=1))
     assert later == [new]
     # The header carries both signatures during the grace period; receivers with either secret verify it.
     from engine.webhooks import _build_headers
 
     headers = _build_headers({}, b'{"a":1}', "application/json", both, 1_700_000_000)
-    header = headers["X-Studio-Signature"] if "X-Studio-Signature" in headers else next(
-        v for k, v in headers.items() if "signature" in k.lower())
+    header = (
+        headers["X-Studio-Signature"]
+        if "X-Studio-Signature" in headers
+        else next(v for k, v in headers.items() if "signature" in k.lower())
+    )
     for secret in (new, legacy):
         assert verify_signature(secret, header, b'{"a":1}', now=1_700_000_000)
     assert not verify_signature("other", header, b'{"a":1}', now=1_700_000_000)
@@ -176,8 +199,9 @@ def test_signing_secret_rotation_keeps_old_valid_for_24_hours(db, actor):
 
 def test_webhook_allow_list_validation(db, actor):
     with unit_of_work(db) as uow:
-        assert ss.save_webhook_allow_list(uow=uow, actor=actor, entries=["crm.local", "10.0.0.0/8", "", "192.168.1.5"]) == [
-            "crm.local", "10.0.0.0/8", "192.168.1.5"]
+        assert ss.save_webhook_allow_list(
+            uow=uow, actor=actor, entries=["crm.local", "10.0.0.0/8", "", "192.168.1.5"]
+        ) == ["crm.local", "10.0.0.0/8", "192.168.1.5"]
     with pytest.raises(InvalidInput) as err:
         with unit_of_work(db) as uow:
             ss.save_webhook_allow_list(uow=uow, actor=actor, entries=["http://crm.local/path"])
@@ -224,9 +248,11 @@ def test_other_tenants_users_and_settings_are_out_of_reach(db, actor, other_acto
             member_admin.remove_member(uow=uow, actor=actor, user_id=foreign.id)
     assert "not a member" in str(err.value)
     editor = Actor(tenant_id=actor.tenant_id, role="editor")
-    for call in (lambda: in_uow(db, ss.save_frequency_cap, actor=editor, cap=2), lambda: in_uow(db, ss.rotate_signing_secret,
-                                                                                                              actor=editor),
-                 lambda: in_uow(db, cs.save_channel, actor=editor, channel="email", enabled=False, values={})):
+    for call in (
+        lambda: in_uow(db, ss.save_frequency_cap, actor=editor, cap=2),
+        lambda: in_uow(db, ss.rotate_signing_secret, actor=editor),
+        lambda: in_uow(db, cs.save_channel, actor=editor, channel="email", enabled=False, values={}),
+    ):
         with pytest.raises(PermissionDenied):
             call()
 
@@ -235,10 +261,23 @@ def test_outbox_retry_only_for_failed_and_own_tenant(db, actor, other_actor):
     from engine.store.db import session_scope
 
     with session_scope(db) as s:
-        msg = OutboxMessage(tenant_id=actor.tenant_id, channel="sms", recipient="+4917611112222", body="Hallo",
-                            status="failed", adapter="twilio", error="Twilio error 30003")
-        ok = OutboxMessage(tenant_id=actor.tenant_id, channel="sms", recipient="+4917611112222", body="x",
-                           status="sent", adapter="twilio")
+        msg = OutboxMessage(
+            tenant_id=actor.tenant_id,
+            channel="sms",
+            recipient="+4917611112222",
+            body="Hallo",
+            status="failed",
+            adapter="twilio",
+            error="Twilio error 30003",
+        )
+        ok = OutboxMessage(
+            tenant_id=actor.tenant_id,
+            channel="sms",
+            recipient="+4917611112222",
+            body="x",
+            status="sent",
+            adapter="twilio",
+        )
         s.add(msg)
         s.add(ok)
     with pytest.raises(NotFound):
@@ -269,8 +308,14 @@ def test_ai_provider_test_button_talks_to_the_endpoint(db, actor):
         llm.responses.append((200, {"choices": [{"message": {"content": "Mo-Fr 7-22 Uhr."}}]}, {}))
         llm.responses.append((401, {"error": {"message": "bad key"}}, {}))
         with unit_of_work(db) as uow:
-            ss.save_ai_provider(uow=uow, actor=actor, provider="openai_compatible", base_url=llm.url + "/v1", model="small",
-                                api_key="sk-test-button-key")
+            ss.save_ai_provider(
+                uow=uow,
+                actor=actor,
+                provider="openai_compatible",
+                base_url=llm.url + "/v1",
+                model="small",
+                api_key="sk-test-button-key",
+            )
         with unit_of_work(db) as uow:
             ok, answer = ss.check_ai_provider(uow=uow, actor=actor)
         assert ok and answer == "Mo-Fr 7-22 Uhr."
@@ -286,14 +331,24 @@ def test_outbox_page_masks_contacts_for_analysts_unless_allowed(db, actor):
     from engine.store.db import session_scope
 
     with session_scope(db) as s:
-        s.add(OutboxMessage(tenant_id=actor.tenant_id, channel="sms", recipient="+4917611112222",
-                            body="Hallo, ruf an: +4917611112222", status="sent", adapter="twilio"))
+        s.add(
+            OutboxMessage(
+                tenant_id=actor.tenant_id,
+                channel="sms",
+                recipient="+4917611112222",
+                body="Hallo, ruf an: +4917611112222",
+                status="sent",
+                adapter="twilio",
+            )
+        )
     analyst = Actor(tenant_id=actor.tenant_id, role="analyst")
     with unit_of_work(db, read_only=True) as uow:
         row = outbox.browse_outbox(uow=uow, actor=analyst).items[0]
     assert "11112222" not in row.recipient and "11112222" not in row.body and row.recipient.endswith("222")
     with unit_of_work(db, read_only=True) as uow:
-        assert outbox.browse_outbox(uow=uow, actor=actor).items[0].recipient == "+4917611112222"  # owners see everything
+        assert (
+            outbox.browse_outbox(uow=uow, actor=actor).items[0].recipient == "+4917611112222"
+        )  # owners see everything
     with unit_of_work(db) as uow:
         services.update_tenant_settings(uow=uow, actor=actor, settings={SETTING: True})
     with unit_of_work(db, read_only=True) as uow:

@@ -23,8 +23,9 @@ def a_workflow(db, actor, spec_examples):
 
 OPERATIONS = {
     "get": lambda db, b, wid: in_uow(db, services.get_workflow, actor=b, workflow_id=wid),
-    "update": lambda db, b, wid: in_uow(db, services.update_workflow, actor=b, workflow_id=wid,
-                                                          changes={"name": "hijacked"}),
+    "update": lambda db, b, wid: in_uow(
+        db, services.update_workflow, actor=b, workflow_id=wid, changes={"name": "hijacked"}
+    ),
     "disable": lambda db, b, wid: in_uow(db, services.set_enabled, actor=b, workflow_id=wid, enabled=False),
     "delete": lambda db, b, wid: in_uow(db, services.delete_workflow, actor=b, workflow_id=wid),
     "duplicate": lambda db, b, wid: in_uow(db, services.duplicate_workflow, actor=b, workflow_id=wid),
@@ -74,13 +75,23 @@ def test_stats_ignore_the_other_tenants_counters(db, actor, other_actor, a_workf
     from engine.store.models import Execution
 
     with Session(db) as s:
-        s.add_all(Execution(tenant_id=actor.tenant_id, workflow_id=a_workflow.id, workflow_name=a_workflow.name,
-                            status="succeeded" if i < 90 else "failed") for i in range(100))
+        s.add_all(
+            Execution(
+                tenant_id=actor.tenant_id,
+                workflow_id=a_workflow.id,
+                workflow_name=a_workflow.name,
+                status="succeeded" if i < 90 else "failed",
+            )
+            for i in range(100)
+        )
         s.commit()
     with unit_of_work(db, read_only=True) as uow:
         other = services.workflow_stats(uow=uow, actor=other_actor).to_api()
     assert {k: other[k] for k in ("totalWorkflows", "enabledWorkflows", "totalExecutions", "successRate")} == {
-        "totalWorkflows": 0, "enabledWorkflows": 0, "totalExecutions": 0, "successRate": 0.0,
+        "totalWorkflows": 0,
+        "enabledWorkflows": 0,
+        "totalExecutions": 0,
+        "successRate": 0.0,
     }
     with unit_of_work(db, read_only=True) as uow:
         assert services.workflow_stats(uow=uow, actor=actor).total_executions == 100

@@ -30,17 +30,32 @@ def _count(db, model, **where) -> int:
 
 def _booking_workflow(db, actor):
     """A booking_created workflow with a local step (an outbox message) and a wait."""
-    definition = {"name": "Booking thanks", "trigger": {"type": "booking_created", "config": {}}, "actions": [
-        {"id": "sms", "type": "send_sms", "config": {"message": "See you at {{trigger.className}}!",
-                                                     "recipient": "{{trigger.from}}"}, "nextActionId": "pause"},
-        {"id": "pause", "type": "wait", "config": {"delay": 60_000}}]}
+    definition = {
+        "name": "Booking thanks",
+        "trigger": {"type": "booking_created", "config": {}},
+        "actions": [
+            {
+                "id": "sms",
+                "type": "send_sms",
+                "config": {"message": "See you at {{trigger.className}}!", "recipient": "{{trigger.from}}"},
+                "nextActionId": "pause",
+            },
+            {"id": "pause", "type": "wait", "config": {"delay": 60_000}},
+        ],
+    }
     with unit_of_work(db) as uow:
         return services.create_workflow(uow=uow, actor=actor, data=definition)
 
 
 def _book(uow, actor, member="Lea"):
-    return services.create_booking(uow=uow, actor=actor, member_name=member, class_name="Vinyasa Flow",
-                                   starts_at=NOW + timedelta(days=1), member_contact="+4917611112222")
+    return services.create_booking(
+        uow=uow,
+        actor=actor,
+        member_name=member,
+        class_name="Vinyasa Flow",
+        starts_at=NOW + timedelta(days=1),
+        member_contact="+4917611112222",
+    )
 
 
 # --------------------------------------------------------------------------- booking and its event
@@ -89,8 +104,9 @@ def test_a_booking_for_another_tenants_lead_stores_nothing(db, actor, other_acto
         lead = Lead(tenant_id=actor.tenant_id, name="Lea", status="new")
         uow.session.add(lead)
     with pytest.raises(NotFound), unit_of_work(db) as uow:
-        services.create_booking(uow=uow, actor=other_actor, member_name="Lea", class_name="Yin",
-                                starts_at=NOW, lead_id=lead.id)
+        services.create_booking(
+            uow=uow, actor=other_actor, member_name="Lea", class_name="Yin", starts_at=NOW, lead_id=lead.id
+        )
     assert _count(db, Booking) == 0 and _count(db, EventRecord) == 0
 
 
@@ -144,8 +160,10 @@ def test_another_tenant_can_neither_roll_back_nor_duplicate(db, actor, other_act
     from engine.errors import NotFound
 
     wf = _two_versions(db, actor, spec_examples)
-    for call in (lambda uow: services.rollback_workflow(uow=uow, actor=other_actor, workflow_id=wf.id, version=1),
-                 lambda uow: services.duplicate_workflow(uow=uow, actor=other_actor, workflow_id=wf.id)):
+    for call in (
+        lambda uow: services.rollback_workflow(uow=uow, actor=other_actor, workflow_id=wf.id, version=1),
+        lambda uow: services.duplicate_workflow(uow=uow, actor=other_actor, workflow_id=wf.id),
+    ):
         with pytest.raises(NotFound), unit_of_work(db) as uow:
             call(uow)
     assert _count(db, Workflow) == 1 and _count(db, WorkflowVersion) == 2
@@ -157,8 +175,11 @@ def test_another_tenant_can_neither_roll_back_nor_duplicate(db, actor, other_act
 def test_services_read_the_time_of_the_unit_of_work(db, actor):
     at = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)  # a Monday, 09:00 in Berlin
     clock = lambda: at  # noqa: E731
-    cron = {"name": "Weekly", "trigger": {"type": "time_based", "config": {"schedule": "0 10 * * 1"}},
-            "actions": [{"id": "w", "type": "wait", "config": {"delay": 1000}}]}
+    cron = {
+        "name": "Weekly",
+        "trigger": {"type": "time_based", "config": {"schedule": "0 10 * * 1"}},
+        "actions": [{"id": "w", "type": "wait", "config": {"delay": 1000}}],
+    }
     with unit_of_work(db, clock=clock) as uow:
         wf = services.create_workflow(uow=uow, actor=actor, data=cron)
         key, _secret = services.create_api_key(uow=uow, actor=actor, name="CRM", role="editor")
@@ -168,12 +189,17 @@ def test_services_read_the_time_of_the_unit_of_work(db, actor):
     with unit_of_work(db, clock=lambda: at + timedelta(hours=1)) as uow:
         services.revoke_api_key(uow=uow, actor=actor, key_id=key.id)
     with db.connect() as conn:
-        next_fire = conn.execute(sa.select(Workflow.__table__.c.next_fire_at).where(
-            Workflow.__table__.c.id == wf.id)).scalar_one()
-        created, revoked = conn.execute(sa.select(ApiKey.__table__.c.created_at, ApiKey.__table__.c.revoked_at).where(
-            ApiKey.__table__.c.id == key.id)).one()
-        expires = conn.execute(sa.select(UserSession.__table__.c.expires_at).where(
-            UserSession.__table__.c.user_id == user.id)).scalar_one()
+        next_fire = conn.execute(
+            sa.select(Workflow.__table__.c.next_fire_at).where(Workflow.__table__.c.id == wf.id)
+        ).scalar_one()
+        created, revoked = conn.execute(
+            sa.select(ApiKey.__table__.c.created_at, ApiKey.__table__.c.revoked_at).where(
+                ApiKey.__table__.c.id == key.id
+            )
+        ).one()
+        expires = conn.execute(
+            sa.select(UserSession.__table__.c.expires_at).where(UserSession.__table__.c.user_id == user.id)
+        ).scalar_one()
 
     def utc(value: datetime) -> datetime:
         return value if value.tzinfo else value.replace(tzinfo=UTC)

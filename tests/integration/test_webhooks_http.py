@@ -82,10 +82,21 @@ def allow(receiver):
 
 def test_post_json_signed(receiver, allow):
     payload = {"event": "booking.created", "name": "Grüße", "n": [1, 2]}
-    result = call_webhook(url=receiver.url + "/hook?x=1", body=payload, secret=SECRET, allow_list=allow,
-                          headers={"X-Custom": "yes"}, now=NOW)
-    assert result == {"status": 200, "headers": {"content-type": "application/json"}, "body": {"ok": True},
-                      "truncated": False, "url": receiver.url + "/hook?x=1"}
+    result = call_webhook(
+        url=receiver.url + "/hook?x=1",
+        body=payload,
+        secret=SECRET,
+        allow_list=allow,
+        headers={"X-Custom": "yes"},
+        now=NOW,
+    )
+    assert result == {
+        "status": 200,
+        "headers": {"content-type": "application/json"},
+        "body": {"ok": True},
+        "truncated": False,
+        "url": receiver.url + "/hook?x=1",
+    }
     (req,) = receiver.requests
     assert req["method"] == "POST" and req["path"] == "/hook?x=1"
     assert req["headers"]["Content-Type"] == "application/json"
@@ -195,9 +206,15 @@ def test_final_3xx_without_location_is_returned(receiver, allow):
 
 # ------------------------------------------------------------------ SSRF
 
+
 @pytest.mark.parametrize(
-    "url", ["http://127.0.0.1:{port}/", "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/",
-            "http://[::1]:{port}/"],
+    "url",
+    [
+        "http://127.0.0.1:{port}/",
+        "http://10.0.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:{port}/",
+    ],
 )
 def test_internal_refused_without_allow_list(receiver, url):
     with pytest.raises(BlockedAddress):
@@ -239,8 +256,13 @@ def test_authorization_dropped_on_cross_origin_redirect(receiver):
     other = Receiver()
     try:
         receiver.routes["/x"] = (307, {"Location": other.url + "/y"}, b"", 0)
-        call_webhook(url=receiver.url + "/x", headers={"Authorization": "Bearer abc"}, body={}, secret=None,
-                     allow_list=["127.0.0.1"])
+        call_webhook(
+            url=receiver.url + "/x",
+            headers={"Authorization": "Bearer abc"},
+            body={},
+            secret=None,
+            allow_list=["127.0.0.1"],
+        )
         assert receiver.requests[0]["headers"]["Authorization"] == "Bearer abc"
         assert "Authorization" not in other.requests[0]["headers"]
     finally:
@@ -256,9 +278,26 @@ def tls_receiver(tmp_path):
         pytest.skip("openssl not available to create a test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hooks.test",
-         "-addext", "subjectAltName=DNS:hooks.test", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=hooks.test",
+            "-addext",
+            "subjectAltName=DNS:hooks.test",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
@@ -274,12 +313,24 @@ def loopback_resolver(host, port, *a, **k):
 def test_https_pinned_ip_keeps_sni_and_certificate_check(tls_receiver):
     receiver, client_ctx = tls_receiver
     with httpx.Client(verify=client_ctx, trust_env=False) as client:
-        result = call_webhook(url=f"https://hooks.test:{receiver.port}/s", body={"a": 1}, secret=SECRET, now=NOW,
-                              allow_list=["hooks.test"], resolver=loopback_resolver, client=client)
+        result = call_webhook(
+            url=f"https://hooks.test:{receiver.port}/s",
+            body={"a": 1},
+            secret=SECRET,
+            now=NOW,
+            allow_list=["hooks.test"],
+            resolver=loopback_resolver,
+            client=client,
+        )
         assert result["status"] == 200
         assert receiver.requests[0]["headers"]["Host"] == f"hooks.test:{receiver.port}"
         # a host name the certificate does not cover fails verification even though the IP is the same
         with pytest.raises(RetryableError):
-            call_webhook(url=f"https://other.test:{receiver.port}/s", secret=None, allow_list=["other.test"],
-                         resolver=loopback_resolver, client=client)
+            call_webhook(
+                url=f"https://other.test:{receiver.port}/s",
+                secret=None,
+                allow_list=["other.test"],
+                resolver=loopback_resolver,
+                client=client,
+            )
     assert len(receiver.requests) == 1

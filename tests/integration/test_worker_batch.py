@@ -23,8 +23,11 @@ PHONE = "+4915112345678"
 
 
 def _wait_then(actions_after: list[dict]) -> dict:
-    return {"name": "Reminder", "trigger": {"type": "missed_call", "config": {}},
-            "actions": [{"id": "wait-1", "type": "wait", "config": {"delay": 3_600_000}}, *actions_after]}
+    return {
+        "name": "Reminder",
+        "trigger": {"type": "missed_call", "config": {}},
+        "actions": [{"id": "wait-1", "type": "wait", "config": {"delay": 3_600_000}}, *actions_after],
+    }
 
 
 def _send(action_id: str, text: str) -> dict:
@@ -35,8 +38,9 @@ def _park(db, tenant_id: str, n: int, now: list[datetime]) -> list[str]:
     runner = Runner(db, clock=lambda: now[0])
     ids = []
     for i in range(n):
-        ids += runner.ingest(tenant_id, {"triggerType": "missed_call", "channel": "voice",
-                                         "from": f"+49151{i:08d}"}).execution_ids
+        ids += runner.ingest(
+            tenant_id, {"triggerType": "missed_call", "channel": "voice", "from": f"+49151{i:08d}"}
+        ).execution_ids
     return ids
 
 
@@ -44,19 +48,28 @@ def _counts(db, tenant_id: str) -> dict[str, int]:
     with Session(db) as s:
         return {
             "steps": s.exec(select(func.count()).select_from(StepRun).where(StepRun.action_id == "send-1")).one(),
-            "outbox": s.exec(select(func.count()).select_from(OutboxMessage)
-                             .where(OutboxMessage.tenant_id == tenant_id)).one(),
-            "succeeded": s.exec(select(func.count()).select_from(Execution)
-                                .where(Execution.tenant_id == tenant_id, Execution.status == "succeeded")).one(),
-            "due_done": s.exec(select(func.count()).select_from(DueWork)
-                               .where(DueWork.tenant_id == tenant_id, DueWork.status == "done")).one(),
+            "outbox": s.exec(
+                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id)
+            ).one(),
+            "succeeded": s.exec(
+                select(func.count())
+                .select_from(Execution)
+                .where(Execution.tenant_id == tenant_id, Execution.status == "succeeded")
+            ).one(),
+            "due_done": s.exec(
+                select(func.count())
+                .select_from(DueWork)
+                .where(DueWork.tenant_id == tenant_id, DueWork.status == "done")
+            ).one(),
         }
 
 
 @pytest.fixture
 def parked(db, tenant, actor):
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=_wait_then([_send("send-1", "Bis gleich, {{trigger.from}}!")]))
+        services.create_workflow(
+            uow=uow, actor=actor, data=_wait_then([_send("send-1", "Bis gleich, {{trigger.from}}!")])
+        )
     now = [T0]
     ids = _park(db, tenant.id, 120, now)
     now[0] += timedelta(hours=2)
@@ -121,8 +134,11 @@ def test_a_batch_drives_external_steps_after_its_commit(db, tenant_factory):
     actor = auth.system_actor(tenant.id)
     receiver = Receiver()
     try:
-        hook = {"id": "hook-1", "type": "call_webhook",
-                "config": {"webhookUrl": receiver.hook_url, "method": "POST", "body": {"from": "{{trigger.from}}"}}}
+        hook = {
+            "id": "hook-1",
+            "type": "call_webhook",
+            "config": {"webhookUrl": receiver.hook_url, "method": "POST", "body": {"from": "{{trigger.from}}"}},
+        }
         with unit_of_work(db) as uow:
             services.create_workflow(uow=uow, actor=actor, data=_wait_then([hook, _send("send-1", "fertig")]))
         now = [T0]

@@ -49,8 +49,9 @@ def set_counters(db, workflow_id: str, *, runs: int, ok: int, failed: int) -> No
     with Session(db) as s:
         row = s.get(Workflow, workflow_id)
         statuses = ["succeeded"] * ok + ["failed"] * failed + ["skipped"] * (runs - ok - failed)
-        s.add_all(Execution(tenant_id=row.tenant_id, workflow_id=row.id, workflow_name=row.name, status=st)
-                  for st in statuses)
+        s.add_all(
+            Execution(tenant_id=row.tenant_id, workflow_id=row.id, workflow_name=row.name, status=st) for st in statuses
+        )
         s.commit()
 
 
@@ -91,8 +92,12 @@ def test_create_returns_warnings_but_stores_the_workflow(db, actor):
 
 def test_partial_update_like_the_spec_bumps_the_version_and_keeps_the_rest(db, actor, workflow):
     with unit_of_work(db) as uow:
-        updated = services.update_workflow(uow=uow, actor=actor, workflow_id=workflow.id,
-                                           changes={"workflowId": workflow.id, "name": "Feierabend", "enabled": False})
+        updated = services.update_workflow(
+            uow=uow,
+            actor=actor,
+            workflow_id=workflow.id,
+            changes={"workflowId": workflow.id, "name": "Feierabend", "enabled": False},
+        )
     assert (updated.name, updated.enabled, updated.version) == ("Feierabend", False, 2)
     assert updated.actions == workflow.actions and updated.trigger == workflow.trigger
     assert stored_versions(db, workflow.id) == [1, 2]
@@ -103,7 +108,12 @@ def test_partial_update_like_the_spec_bumps_the_version_and_keeps_the_rest(db, a
 
 def test_an_update_that_changes_nothing_keeps_the_version(db, actor, workflow):
     with unit_of_work(db) as uow:
-        assert services.update_workflow(uow=uow, actor=actor, workflow_id=workflow.id, changes={"name": workflow.name}).version == 1
+        assert (
+            services.update_workflow(
+                uow=uow, actor=actor, workflow_id=workflow.id, changes={"name": workflow.name}
+            ).version
+            == 1
+        )
     assert stored_versions(db, workflow.id) == [1]
 
 
@@ -111,8 +121,9 @@ def test_an_invalid_update_stores_nothing(db, actor, workflow):
     bad_actions = copy.deepcopy(workflow.actions) + [{"id": "x", "type": "teleport", "config": {}}]
     with pytest.raises(ValidationFailed) as exc:
         with unit_of_work(db) as uow:
-            services.update_workflow(uow=uow, actor=actor, workflow_id=workflow.id,
-                                     changes={"name": "Changed", "actions": bad_actions})
+            services.update_workflow(
+                uow=uow, actor=actor, workflow_id=workflow.id, changes={"name": "Changed", "actions": bad_actions}
+            )
     assert "actions[1].type" in {p.path for p in exc.value.problems}
     with unit_of_work(db, read_only=True) as uow:
         after = services.get_workflow(uow=uow, actor=actor, workflow_id=workflow.id)
@@ -159,7 +170,10 @@ def test_duplicate_creates_a_disabled_copy_with_its_own_history(db, actor, workf
     with unit_of_work(db, read_only=True) as uow:
         assert services.get_workflow(uow=uow, actor=actor, workflow_id=workflow.id).enabled is True
     with unit_of_work(db) as uow:
-        assert services.duplicate_workflow(uow=uow, actor=actor, workflow_id=workflow.id, name="Wochenende").name == "Wochenende"
+        assert (
+            services.duplicate_workflow(uow=uow, actor=actor, workflow_id=workflow.id, name="Wochenende").name
+            == "Wochenende"
+        )
 
 
 def test_getting_an_unknown_id_is_not_found(db, actor):
@@ -198,8 +212,13 @@ def many(db, actor):
     """12 workflows: names "Flow 00".."Flow 11"; even ones enabled; every third on missed_call."""
     with unit_of_work(db) as uow:
         return [
-            services.create_workflow(uow=uow, actor=actor,
-                                     data=simple(f"Flow {i:02d}", trigger="missed_call" if i % 3 == 0 else "whatsapp_message", enabled=i % 2 == 0))
+            services.create_workflow(
+                uow=uow,
+                actor=actor,
+                data=simple(
+                    f"Flow {i:02d}", trigger="missed_call" if i % 3 == 0 else "whatsapp_message", enabled=i % 2 == 0
+                ),
+            )
             for i in range(12)
         ]
 
@@ -229,11 +248,18 @@ def test_list_search_is_case_insensitive_and_treats_wildcards_literally(db, acto
     with unit_of_work(db) as uow:
         services.create_workflow(uow=uow, actor=actor, data=simple("100% Rabatt_Aktion"))
     with unit_of_work(db, read_only=True) as uow:
-        assert [w.name for w in services.list_workflows(uow=uow, actor=actor, search="flow 1").items] == ["Flow 10", "Flow 11"]
+        assert [w.name for w in services.list_workflows(uow=uow, actor=actor, search="flow 1").items] == [
+            "Flow 10",
+            "Flow 11",
+        ]
     with unit_of_work(db, read_only=True) as uow:
-        assert [w.name for w in services.list_workflows(uow=uow, actor=actor, search="%").items] == ["100% Rabatt_Aktion"]
+        assert [w.name for w in services.list_workflows(uow=uow, actor=actor, search="%").items] == [
+            "100% Rabatt_Aktion"
+        ]
     with unit_of_work(db, read_only=True) as uow:
-        assert [w.name for w in services.list_workflows(uow=uow, actor=actor, search="t_a").items] == ["100% Rabatt_Aktion"]
+        assert [w.name for w in services.list_workflows(uow=uow, actor=actor, search="t_a").items] == [
+            "100% Rabatt_Aktion"
+        ]
 
 
 def test_list_by_trigger_type(db, actor, many):
@@ -263,12 +289,22 @@ def test_stats_aggregate_counters_across_the_tenant(db, actor, many):
     assert (stats.total_workflows, stats.enabled_workflows, stats.total_executions) == (12, 6, 50)
     assert stats.success_rate == pytest.approx(47 / 49, abs=1e-4)
     assert (stats.succeeded, stats.failed, stats.skipped) == (47, 2, 1)
-    assert _spec_keys(stats.to_api()) == {"totalWorkflows": 12, "enabledWorkflows": 6, "totalExecutions": 50, "successRate": round(47 / 49, 4)}
+    assert _spec_keys(stats.to_api()) == {
+        "totalWorkflows": 12,
+        "enabledWorkflows": 6,
+        "totalExecutions": 50,
+        "successRate": round(47 / 49, 4),
+    }
 
 
 def test_stats_of_an_empty_tenant_are_zero(db, actor):
     with unit_of_work(db, read_only=True) as uow:
-        assert _spec_keys(services.workflow_stats(uow=uow, actor=actor).to_api()) == {"totalWorkflows": 0, "enabledWorkflows": 0, "totalExecutions": 0, "successRate": 0.0}
+        assert _spec_keys(services.workflow_stats(uow=uow, actor=actor).to_api()) == {
+            "totalWorkflows": 0,
+            "enabledWorkflows": 0,
+            "totalExecutions": 0,
+            "successRate": 0.0,
+        }
 
 
 def test_list_include_stats_returns_the_stats_with_the_page(db, actor, many):
@@ -332,8 +368,12 @@ def test_export_of_one_workflow_is_its_definition(db, actor, workflow, spec_exam
 
 def test_time_based_workflows_get_a_next_fire_time(db, actor):
     with unit_of_work(db) as uow:
-        wf = services.create_workflow(uow=uow, actor=actor,
-                                      data=simple("Morgens", trigger="time_based") | {"trigger": {"type": "time_based", "config": {"schedule": "0 9 * * *"}}})
+        wf = services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=simple("Morgens", trigger="time_based")
+            | {"trigger": {"type": "time_based", "config": {"schedule": "0 9 * * *"}}},
+        )
     assert wf.next_fire_at is not None
     with unit_of_work(db) as uow:
         assert services.set_enabled(uow=uow, actor=actor, workflow_id=wf.id, enabled=False).next_fire_at is None
@@ -355,15 +395,19 @@ def test_an_analyst_can_read(db, analyst, workflow):
         assert len(services.export_workflows(uow=uow, actor=analyst)) == 1
 
 
-@pytest.mark.parametrize("change", [
-    lambda db, a, wf: in_uow(db, services.create_workflow, actor=a, data=simple("Neu")),
-    lambda db, a, wf: in_uow(db, services.update_workflow, actor=a, workflow_id=wf.id, changes={"name": "Neu"}),
-    lambda db, a, wf: in_uow(db, services.set_enabled, actor=a, workflow_id=wf.id, enabled=False),
-    lambda db, a, wf: in_uow(db, services.delete_workflow, actor=a, workflow_id=wf.id),
-    lambda db, a, wf: in_uow(db, services.duplicate_workflow, actor=a, workflow_id=wf.id),
-    lambda db, a, wf: in_uow(db, services.rollback_workflow, actor=a, workflow_id=wf.id, version=1),
-    lambda db, a, wf: in_uow(db, services.import_workflows, actor=a, items=[simple("Neu")]),
-], ids=["create", "update", "disable", "delete", "duplicate", "rollback", "import"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda db, a, wf: in_uow(db, services.create_workflow, actor=a, data=simple("Neu")),
+        lambda db, a, wf: in_uow(db, services.update_workflow, actor=a, workflow_id=wf.id, changes={"name": "Neu"}),
+        lambda db, a, wf: in_uow(db, services.set_enabled, actor=a, workflow_id=wf.id, enabled=False),
+        lambda db, a, wf: in_uow(db, services.delete_workflow, actor=a, workflow_id=wf.id),
+        lambda db, a, wf: in_uow(db, services.duplicate_workflow, actor=a, workflow_id=wf.id),
+        lambda db, a, wf: in_uow(db, services.rollback_workflow, actor=a, workflow_id=wf.id, version=1),
+        lambda db, a, wf: in_uow(db, services.import_workflows, actor=a, items=[simple("Neu")]),
+    ],
+    ids=["create", "update", "disable", "delete", "duplicate", "rollback", "import"],
+)
 def test_an_analyst_cannot_change_anything(db, actor, analyst, workflow, change):
     with pytest.raises(PermissionDenied):
         change(db, analyst, workflow)
@@ -377,7 +421,12 @@ def test_an_analyst_cannot_change_anything(db, actor, analyst, workflow, change)
 def test_an_editor_can_change_workflows_but_not_tenant_settings(db, tenant, workflow):
     editor = Actor(tenant.id, role="editor")
     with unit_of_work(db) as uow:
-        assert services.update_workflow(uow=uow, actor=editor, workflow_id=workflow.id, changes={"name": "Vom Editor"}).version == 2
+        assert (
+            services.update_workflow(
+                uow=uow, actor=editor, workflow_id=workflow.id, changes={"name": "Vom Editor"}
+            ).version
+            == 2
+        )
     with pytest.raises(PermissionDenied):
         with unit_of_work(db) as uow:
             services.update_tenant_settings(uow=uow, actor=editor, name="Umbenannt")

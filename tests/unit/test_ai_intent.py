@@ -135,7 +135,9 @@ def test_default_model_is_trained_once_across_threads() -> None:
 
     lazy = intent.LazyClassifier(counting_train)
     results: list[IntentResult] = []
-    threads = [threading.Thread(target=lambda: results.append(lazy.get().classify("Was kostet das?"))) for _ in range(6)]
+    threads = [
+        threading.Thread(target=lambda: results.append(lazy.get().classify("Was kostet das?"))) for _ in range(6)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -193,8 +195,14 @@ def _concepts_by_search(norm: str) -> list[str]:
 
 
 #: Pieces of the concept patterns' literal text, so generated messages hit concepts often.
-_FRAGMENTS = sorted({piece for patterns in intent._CONCEPTS.values() for p in patterns
-                     for piece in __import__("re").findall(r"[a-z0-9€/ ']+", p)})
+_FRAGMENTS = sorted(
+    {
+        piece
+        for patterns in intent._CONCEPTS.values()
+        for p in patterns
+        for piece in __import__("re").findall(r"[a-z0-9€/ ']+", p)
+    }
+)
 
 
 def test_concept_markers_of_every_shipped_example_match_the_patterns() -> None:
@@ -210,14 +218,17 @@ def test_concept_markers_match_the_patterns_on_mixed_texts(parts: list[tuple[str
     assert intent._concepts_of(norm) == _concepts_by_search(norm)
 
 
-@pytest.mark.parametrize(("pattern", "required"), [
-    (r"^(hallo|hi+|yo)\b", {"hallo", "hi", "yo"}),
-    (r"programm?|\bsets?\b", {"program", "set"}),
-    (r"was (soll|sollte) ich", {"was "}),
-    (r"trag .*\bein\b", {"trag "}),
-    (r"[0-9]+x", {"x"}),
-    (r"€", {"€"}),
-])
+@pytest.mark.parametrize(
+    ("pattern", "required"),
+    [
+        (r"^(hallo|hi+|yo)\b", {"hallo", "hi", "yo"}),
+        (r"programm?|\bsets?\b", {"program", "set"}),
+        (r"was (soll|sollte) ich", {"was "}),
+        (r"trag .*\bein\b", {"trag "}),
+        (r"[0-9]+x", {"x"}),
+        (r"€", {"€"}),
+    ],
+)
 def test_required_literals_of_a_pattern(pattern: str, required: set[str]) -> None:
     import re
 

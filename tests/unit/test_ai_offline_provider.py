@@ -64,7 +64,8 @@ def test_opening_hours_are_in_the_answer(provider: OfflineProvider) -> None:
 
 
 @pytest.mark.parametrize(
-    "question", ["Wie wird das Wetter morgen?", "Was ist die Hauptstadt von Frankreich?", "asdf", "Wer ist heute die Trainerin?"]
+    "question",
+    ["Wie wird das Wetter morgen?", "Was ist die Hauptstadt von Frankreich?", "asdf", "Wer ist heute die Trainerin?"],
 )
 def test_unrelated_question_gets_handoff(provider: OfflineProvider, question: str) -> None:
     answer = provider.answer(PROMPT, question=question)
@@ -90,14 +91,27 @@ def test_english_handoff(provider: OfflineProvider) -> None:
     assert answer.handoff and answer.text == HANDOFF["en"]
 
 
-@pytest.mark.parametrize("question, source, text", [
-    ("Can I book a trial class?", "faq:Wie funktioniert das Probetraining?", "Your first trial class with us is free!"),
-    ("What are your prices?", "prices", "Our prices: Trial class: 0 € (free, once per person); "),
-    ("How much is the Flex membership?", "price:Flex-Mitgliedschaft", "Flex membership: 89 € / month"),
-    ("Are you open on Sunday?", "opening_hours", "Our opening hours: Mon-Fri 07:00-22:00, Sat 09:00-18:00, Sun 09:00-16:00."),
-    ("Do you have a student discount?", "faq:Gibt es Rabatt für Studierende?", "Yes! Pupils, students"),
-])
-def test_english_question_gets_the_english_answer(provider: OfflineProvider, question: str, source: str, text: str) -> None:
+@pytest.mark.parametrize(
+    "question, source, text",
+    [
+        (
+            "Can I book a trial class?",
+            "faq:Wie funktioniert das Probetraining?",
+            "Your first trial class with us is free!",
+        ),
+        ("What are your prices?", "prices", "Our prices: Trial class: 0 € (free, once per person); "),
+        ("How much is the Flex membership?", "price:Flex-Mitgliedschaft", "Flex membership: 89 € / month"),
+        (
+            "Are you open on Sunday?",
+            "opening_hours",
+            "Our opening hours: Mon-Fri 07:00-22:00, Sat 09:00-18:00, Sun 09:00-16:00.",
+        ),
+        ("Do you have a student discount?", "faq:Gibt es Rabatt für Studierende?", "Yes! Pupils, students"),
+    ],
+)
+def test_english_question_gets_the_english_answer(
+    provider: OfflineProvider, question: str, source: str, text: str
+) -> None:
     answer = provider.answer(PROMPT, question=question, language="en")
     assert source in answer.sources and text in answer.text, answer
 
@@ -108,17 +122,33 @@ def test_german_question_still_gets_the_german_answer(provider: OfflineProvider)
 
 
 def test_entry_without_english_answer_answers_in_german_to_english_questions() -> None:
-    kb = KnowledgeBase.model_validate({"entries": [{"question": "Habt ihr eine Sauna?", "answer": "Ja, eine finnische Sauna.",
-                                                    "tags": ["Sauna", "sauna"]}]})
+    kb = KnowledgeBase.model_validate(
+        {
+            "entries": [
+                {"question": "Habt ihr eine Sauna?", "answer": "Ja, eine finnische Sauna.", "tags": ["Sauna", "sauna"]}
+            ]
+        }
+    )
     answer = OfflineProvider(kb).answer(PROMPT, question="Do you have a sauna?", language="en")
     assert answer.text == "Ja, eine finnische Sauna.", answer
 
 
 def test_english_texts_come_from_camel_case_settings() -> None:
-    kb = KnowledgeBase.model_validate({
-        "entries": [{"question": "Habt ihr eine Sauna?", "questionEn": "Do you have a sauna?", "answer": "Ja.",
-                     "answerEn": "Yes, a Finnish sauna."}],
-        "prices": [{"name": "Sauna", "price": "5 € / Stunde", "nameEn": "Sauna", "descriptionEn": "towel included"}]})
+    kb = KnowledgeBase.model_validate(
+        {
+            "entries": [
+                {
+                    "question": "Habt ihr eine Sauna?",
+                    "questionEn": "Do you have a sauna?",
+                    "answer": "Ja.",
+                    "answerEn": "Yes, a Finnish sauna.",
+                }
+            ],
+            "prices": [
+                {"name": "Sauna", "price": "5 € / Stunde", "nameEn": "Sauna", "descriptionEn": "towel included"}
+            ],
+        }
+    )
     provider = OfflineProvider(kb)
     assert provider.answer(PROMPT, question="Do you have a sauna?", language="en").text == "Yes, a Finnish sauna."
     assert kb.prices[0].display("en") == "Sauna: 5 € / hour (towel included)"
@@ -139,8 +169,17 @@ def test_custom_knowledge_base_from_camel_case_dict() -> None:
         {
             "studioName": "Flow Loft",
             "openingHours": {"Mo-So": "06:00-23:00"},
-            "prices": [{"name": "Drop-in", "price": 15}, {"name": "Monatsabo", "price": 59.5, "description": "unbegrenzt"}],
-            "entries": [{"question": "Gibt es Handtücher?", "answer": "Ja, Handtücher leihen wir für 1 € aus.", "tags": ["Handtuch"]}],
+            "prices": [
+                {"name": "Drop-in", "price": 15},
+                {"name": "Monatsabo", "price": 59.5, "description": "unbegrenzt"},
+            ],
+            "entries": [
+                {
+                    "question": "Gibt es Handtücher?",
+                    "answer": "Ja, Handtücher leihen wir für 1 € aus.",
+                    "tags": ["Handtuch"],
+                }
+            ],
         }
     )
     provider = OfflineProvider(kb)
@@ -185,7 +224,13 @@ def test_provider_from_settings_offline() -> None:
 
 def test_provider_from_settings_openai() -> None:
     provider = provider_from_settings(
-        {"provider": "openai_compatible", "baseUrl": "http://llm.local/v1/", "apiKey": "sk-secret", "model": "m", "timeout": 5},
+        {
+            "provider": "openai_compatible",
+            "baseUrl": "http://llm.local/v1/",
+            "apiKey": "sk-secret",
+            "model": "m",
+            "timeout": 5,
+        },
         DEMO_KNOWLEDGE_BASE,
     )
     assert isinstance(provider, OpenAICompatibleProvider)

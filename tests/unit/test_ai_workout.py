@@ -107,7 +107,9 @@ def test_mat_is_not_implied() -> None:
     plan = generate_plan(WorkoutProfile(goal="mobility", days_per_week=6, minutes_per_session=90))
     names = {e.name for d in plan.days for e in d.exercises}
     assert "Sonnengruß" not in names and "Taube" not in names
-    with_mat = generate_plan(WorkoutProfile(goal="mobility", days_per_week=6, minutes_per_session=90, equipment=["mat"]))
+    with_mat = generate_plan(
+        WorkoutProfile(goal="mobility", days_per_week=6, minutes_per_session=90, equipment=["mat"])
+    )
     assert any("mat" in e.equipment for d in with_mat.days for e in d.exercises)
 
 
@@ -174,7 +176,12 @@ def test_profile_rejects_out_of_range_values(data: dict) -> None:
 def test_profile_from_data_defaults() -> None:
     profile = profile_from_data({})
     assert profile == WorkoutProfile(
-        goal="strength", level="beginner", days_per_week=3, minutes_per_session=45, equipment=["bodyweight"], language="de"
+        goal="strength",
+        level="beginner",
+        days_per_week=3,
+        minutes_per_session=45,
+        equipment=["bodyweight"],
+        language="de",
     )
     assert profile_from_data(None) == profile
 
@@ -218,7 +225,9 @@ def test_profile_from_data_reads_custom_fields() -> None:
 
 
 def test_profile_from_data_clamps_and_ignores_garbage() -> None:
-    profile = profile_from_data({"daysPerWeek": 12, "minutesPerSession": "5", "level": "Profi", "language": "fr", "equipment": "Raumschiff"})
+    profile = profile_from_data(
+        {"daysPerWeek": 12, "minutesPerSession": "5", "level": "Profi", "language": "fr", "equipment": "Raumschiff"}
+    )
     assert profile.days_per_week == 6
     assert profile.minutes_per_session == 15
     assert profile.level == "advanced"

@@ -15,25 +15,32 @@ from engine.validation import errors_only
 from engine.validation import validate as validate_workflow
 
 BERLIN = ZoneInfo("Europe/Berlin")
-HOURS = validate({"weekly": {"1": {"open": "07:00", "close": "22:00"}, "5": {"open": "18:00", "close": "02:00"}},
-                  "closedDays": ["2026-11-30"]})
+HOURS = validate(
+    {
+        "weekly": {"1": {"open": "07:00", "close": "22:00"}, "5": {"open": "18:00", "close": "02:00"}},
+        "closedDays": ["2026-11-30"],
+    }
+)
 
 
 def at(*args) -> datetime:
     return datetime(*args, tzinfo=BERLIN)
 
 
-@pytest.mark.parametrize("moment,expected", [
-    (at(2026, 11, 23, 6, 59), False),   # Monday before opening
-    (at(2026, 11, 23, 7, 0), True),     # Monday opening
-    (at(2026, 11, 23, 21, 59), True),
-    (at(2026, 11, 23, 22, 0), False),   # closing is exclusive
-    (at(2026, 11, 30, 12, 0), False),   # a closed Monday (holiday)
-    (at(2026, 11, 27, 23, 0), True),    # Friday night range past midnight
-    (at(2026, 11, 28, 1, 30), True),    # ... still open early Saturday
-    (at(2026, 11, 28, 2, 0), False),
-    (at(2026, 11, 29, 12, 0), False),   # Sunday: no hours
-])
+@pytest.mark.parametrize(
+    "moment,expected",
+    [
+        (at(2026, 11, 23, 6, 59), False),  # Monday before opening
+        (at(2026, 11, 23, 7, 0), True),  # Monday opening
+        (at(2026, 11, 23, 21, 59), True),
+        (at(2026, 11, 23, 22, 0), False),  # closing is exclusive
+        (at(2026, 11, 30, 12, 0), False),  # a closed Monday (holiday)
+        (at(2026, 11, 27, 23, 0), True),  # Friday night range past midnight
+        (at(2026, 11, 28, 1, 30), True),  # ... still open early Saturday
+        (at(2026, 11, 28, 2, 0), False),
+        (at(2026, 11, 29, 12, 0), False),  # Sunday: no hours
+    ],
+)
 def test_is_open(moment, expected):
     assert is_open(HOURS, moment) is expected
 
@@ -55,8 +62,14 @@ def _workflow(operator: str, value=None) -> dict:
     cond = {"type": "time_range", "operator": operator}
     if value is not None:
         cond["value"] = value
-    return {"name": "After hours", "trigger": {"type": "whatsapp_message", "config": {}}, "conditions": [cond],
-            "actions": [{"id": "a", "type": "send_whatsapp", "config": {"message": "Wir melden uns morgen."}, "nextActionId": None}]}
+    return {
+        "name": "After hours",
+        "trigger": {"type": "whatsapp_message", "config": {}},
+        "conditions": [cond],
+        "actions": [
+            {"id": "a", "type": "send_whatsapp", "config": {"message": "Wir melden uns morgen."}, "nextActionId": None}
+        ],
+    }
 
 
 def test_outside_business_hours_condition():

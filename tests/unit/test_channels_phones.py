@@ -8,8 +8,15 @@ from engine.errors import InvalidRecipient, PermanentError
 
 @pytest.mark.parametrize(
     "raw",
-    ["+49 151 23456789", "0151 23456789", "0049 151 23456789", "whatsapp:+4915123456789",
-     "WhatsApp:+49 (151) 234-56789", "tel:+4915123456789", " 015123456789 "],
+    [
+        "+49 151 23456789",
+        "0151 23456789",
+        "0049 151 23456789",
+        "whatsapp:+4915123456789",
+        "WhatsApp:+49 (151) 234-56789",
+        "tel:+4915123456789",
+        " 015123456789 ",
+    ],
 )
 def test_normalize_phone_german_forms(raw):
     assert normalize_phone(raw) == "+4915123456789"
@@ -44,8 +51,20 @@ def test_is_email_true(value):
 
 @pytest.mark.parametrize(
     "value",
-    ["", "anna", "anna@", "@example.com", "anna@example", "a@@b.de", "a b@c.de", "a@b.de\nBcc: x@y.de",
-     "Anna <anna@example.com>", "a..b@c.de", None, 42],
+    [
+        "",
+        "anna",
+        "anna@",
+        "@example.com",
+        "anna@example",
+        "a@@b.de",
+        "a b@c.de",
+        "a@b.de\nBcc: x@y.de",
+        "Anna <anna@example.com>",
+        "a..b@c.de",
+        None,
+        42,
+    ],
 )
 def test_is_email_false(value):
     assert not is_email(value)

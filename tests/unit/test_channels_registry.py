@@ -10,10 +10,22 @@ from engine.errors import InvalidInput
 
 TENANT = {
     "channels": {
-        "email": {"adapter": "smtp", "host": "mail.example.com", "fromAddress": "info@studio.de",
-                  "fromName": "Yoga Studio", "security": "tls", "port": 465, "username": "u", "password": "pw"},
-        "whatsapp": {"adapter": "whatsapp_cloud", "phone_number_id": "1055", "accessToken": "tok",
-                     "templateName": "reminder"},
+        "email": {
+            "adapter": "smtp",
+            "host": "mail.example.com",
+            "fromAddress": "info@studio.de",
+            "fromName": "Yoga Studio",
+            "security": "tls",
+            "port": 465,
+            "username": "u",
+            "password": "pw",
+        },
+        "whatsapp": {
+            "adapter": "whatsapp_cloud",
+            "phone_number_id": "1055",
+            "accessToken": "tok",
+            "templateName": "reminder",
+        },
         "sms": {"adapter": "twilio", "accountSid": "AC1", "auth_token": "t", "fromNumber": "+4930123456"},
     }
 }

@@ -15,16 +15,40 @@ EXAMPLES = sorted((Path(d.__file__).parent / "examples").glob("*.json"))
 SEED_EXAMPLES = Path("/work/shared/seed/examples")
 
 TRIGGER_TYPES = {
-    "voice_call", "whatsapp_message", "email_received", "web_chat", "sms_received",
-    "intent_detected", "time_based", "missed_call", "lead_created", "booking_created",
+    "voice_call",
+    "whatsapp_message",
+    "email_received",
+    "web_chat",
+    "sms_received",
+    "intent_detected",
+    "time_based",
+    "missed_call",
+    "lead_created",
+    "booking_created",
 }
 CONDITION_TYPES = {
-    "keyword_match", "intent_match", "sender_match", "time_range",
-    "day_of_week", "confidence_threshold", "channel_match", "custom_field",
+    "keyword_match",
+    "intent_match",
+    "sender_match",
+    "time_range",
+    "day_of_week",
+    "confidence_threshold",
+    "channel_match",
+    "custom_field",
 }
 ACTION_TYPES = {
-    "send_message", "send_whatsapp", "send_email", "send_sms", "ask_ai", "generate_workout_plan",
-    "schedule_follow_up", "create_lead", "update_lead", "call_webhook", "wait", "branch",
+    "send_message",
+    "send_whatsapp",
+    "send_email",
+    "send_sms",
+    "ask_ai",
+    "generate_workout_plan",
+    "schedule_follow_up",
+    "create_lead",
+    "update_lead",
+    "call_webhook",
+    "wait",
+    "branch",
 }
 
 
@@ -39,8 +63,10 @@ def workflow(actions=None, conditions=None, trigger=None) -> dict:
 
 def test_there_are_four_spec_examples_identical_to_the_seed():
     assert [p.name for p in EXAMPLES] == [
-        "after_hours_auto_reply.json", "lead_qualification_webhook.json",
-        "missed_call_follow_up.json", "training_plan_request.json",
+        "after_hours_auto_reply.json",
+        "lead_qualification_webhook.json",
+        "missed_call_follow_up.json",
+        "training_plan_request.json",
     ]
     if SEED_EXAMPLES.is_dir():
         for path in EXAMPLES:
@@ -89,11 +115,15 @@ def test_each_trigger_type_parses_into_its_own_model(trigger_type):
 
 
 def test_absent_next_action_id_stays_absent_and_null_stays_null():
-    wf = WorkflowDefinition.model_validate(workflow(actions=[
-        {"id": "a", "type": "send_whatsapp", "config": {"message": "1"}},
-        {"id": "b", "type": "send_whatsapp", "config": {"message": "2"}, "nextActionId": None},
-        {"id": "c", "type": "send_whatsapp", "config": {"message": "3"}, "nextActionId": "a"},
-    ]))
+    wf = WorkflowDefinition.model_validate(
+        workflow(
+            actions=[
+                {"id": "a", "type": "send_whatsapp", "config": {"message": "1"}},
+                {"id": "b", "type": "send_whatsapp", "config": {"message": "2"}, "nextActionId": None},
+                {"id": "c", "type": "send_whatsapp", "config": {"message": "3"}, "nextActionId": "a"},
+            ]
+        )
+    )
     a, b, c = wf.to_json()["actions"]
     assert "nextActionId" not in a
     assert "nextActionId" in b and b["nextActionId"] is None
@@ -102,16 +132,21 @@ def test_absent_next_action_id_stays_absent_and_null_stays_null():
 
 
 def test_condition_groups_all_any_not_nest_and_round_trip():
-    conditions = [{
-        "type": "any",
-        "conditions": [
-            {"type": "all", "conditions": [
-                {"type": "keyword_match", "operator": "contains", "value": ["preis", "kosten"]},
-                {"type": "not", "condition": {"type": "day_of_week", "operator": "in", "value": [0, 6]}},
-            ]},
-            {"type": "intent_match", "operator": "equals", "value": "pricing"},
-        ],
-    }]
+    conditions = [
+        {
+            "type": "any",
+            "conditions": [
+                {
+                    "type": "all",
+                    "conditions": [
+                        {"type": "keyword_match", "operator": "contains", "value": ["preis", "kosten"]},
+                        {"type": "not", "condition": {"type": "day_of_week", "operator": "in", "value": [0, 6]}},
+                    ],
+                },
+                {"type": "intent_match", "operator": "equals", "value": "pricing"},
+            ],
+        }
+    ]
     wf = WorkflowDefinition.model_validate(workflow(conditions=conditions))
     group = wf.conditions[0]
     assert isinstance(group, d.AnyGroup)
@@ -141,7 +176,9 @@ def test_fractional_hours_keep_their_fraction_on_export():
 
 def test_operator_outside_the_spec_table_is_rejected():
     with pytest.raises(ValidationError):
-        WorkflowDefinition.model_validate(workflow(conditions=[{"type": "keyword_match", "operator": "greater_than", "value": "x"}]))
+        WorkflowDefinition.model_validate(
+            workflow(conditions=[{"type": "keyword_match", "operator": "greater_than", "value": "x"}])
+        )
 
 
 def test_unknown_keys_are_rejected_rather_than_silently_dropped():
@@ -152,8 +189,13 @@ def test_unknown_keys_are_rejected_rather_than_silently_dropped():
 
 
 def test_retry_and_on_error_are_accepted_and_exported_in_camel_case():
-    action = {"id": "hook", "type": "call_webhook", "config": {"webhookUrl": "https://x.example/h"},
-              "retry": {"maxAttempts": 5, "backoff": 10}, "onError": "stop"}
+    action = {
+        "id": "hook",
+        "type": "call_webhook",
+        "config": {"webhookUrl": "https://x.example/h"},
+        "retry": {"maxAttempts": 5, "backoff": 10},
+        "onError": "stop",
+    }
     exported = WorkflowDefinition.model_validate(workflow(actions=[action])).to_json()
     assert exported["actions"][0] == action
 

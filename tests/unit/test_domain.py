@@ -15,9 +15,19 @@ from engine.services.runs import ExecutionOut
 
 
 def _execution(status: str) -> ExecutionOut:
-    return ExecutionOut(id="e1", workflow_id="w1", workflow_name="W", event_id=None, status=status, mode="live",
-                        started_at=datetime(2026, 1, 1, tzinfo=UTC), finished_at=None, explanation=[], error=None,
-                        actions_executed=0)
+    return ExecutionOut(
+        id="e1",
+        workflow_id="w1",
+        workflow_name="W",
+        event_id=None,
+        status=status,
+        mode="live",
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        finished_at=None,
+        explanation=[],
+        error=None,
+        actions_executed=0,
+    )
 
 
 def test_only_a_run_that_reached_the_end_is_a_success() -> None:
@@ -37,12 +47,19 @@ def test_api_result_and_service_output_use_the_domain_definition(status: Executi
 def test_the_succeeded_count_counts_exactly_the_successes() -> None:
     """One execution of each status (plus a test and a dry run that never count) in a real database."""
     engine = sa.create_engine("sqlite://")
-    table = sa.Table("executions", sa.MetaData(), sa.Column("status", sa.String), sa.Column("mode", sa.String),
-                     sa.Column("is_test", sa.Boolean))
+    table = sa.Table(
+        "executions",
+        sa.MetaData(),
+        sa.Column("status", sa.String),
+        sa.Column("mode", sa.String),
+        sa.Column("is_test", sa.Boolean),
+    )
     table.metadata.create_all(engine)
     rows = [{"status": s, "mode": "live", "is_test": False} for s in ExecutionStatus]
-    rows += [{"status": "succeeded", "mode": "dry_run", "is_test": False},
-             {"status": "succeeded", "mode": "test", "is_test": True}]
+    rows += [
+        {"status": "succeeded", "mode": "dry_run", "is_test": False},
+        {"status": "succeeded", "mode": "test", "is_test": True},
+    ]
     with engine.begin() as c:
         c.execute(table.insert(), rows)
         counts = c.execute(sa.select(*domain.count_columns(table)).where(domain.counted(table))).one()._mapping

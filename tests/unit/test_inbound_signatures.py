@@ -16,8 +16,13 @@ from engine.inbound.signatures import (
 
 # Twilio's own example ("Validating signatures from Twilio"): auth token 12345.
 TWILIO_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
-TWILIO_PARAMS = {"CallSid": "CA1234567890ABCDE", "Caller": "+12349013030", "Digits": "1234",
-                 "From": "+12349013030", "To": "+18005551212"}
+TWILIO_PARAMS = {
+    "CallSid": "CA1234567890ABCDE",
+    "Caller": "+12349013030",
+    "Digits": "1234",
+    "From": "+12349013030",
+    "To": "+18005551212",
+}
 TWILIO_EXPECTED = "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
 
 

@@ -15,8 +15,10 @@ def _by_counting(text: str | None) -> str | None:
     tokens = language._TOKEN.findall((text or "").casefold())
     if not tokens:
         return None
-    scores = {lang: sum(1 for t in tokens if t in words and t not in language._SHARED)
-              for lang, words in language._WORDS.items()}
+    scores = {
+        lang: sum(1 for t in tokens if t in words and t not in language._SHARED)
+        for lang, words in language._WORDS.items()
+    }
     if "ß" in (text or "") or any(ch in (text or "").casefold() for ch in "äöü"):
         scores["de"] += 1
     best = max(scores, key=scores.get)
@@ -29,10 +31,19 @@ def _by_counting(text: str | None) -> str | None:
 _VOCABULARY = sorted(language._WORDS["de"] | language._WORDS["en"] | language._SHARED | {"straße", "xyz", "Ärger"})
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("Hallo, was kostet die 10er-Karte?", "de"), ("How much is a class?", "en"), ("ok", None), ("", None),
-    (None, None), ("Straße", "de"), ("in was so", None), ("hi hallo", None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hallo, was kostet die 10er-Karte?", "de"),
+        ("How much is a class?", "en"),
+        ("ok", None),
+        ("", None),
+        (None, None),
+        ("Straße", "de"),
+        ("in was so", None),
+        ("hi hallo", None),
+    ],
+)
 def test_typical_messages(text: str | None, expected: str | None) -> None:
     assert detect_language(text) == expected == _by_counting(text)
 

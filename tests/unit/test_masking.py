@@ -18,4 +18,7 @@ def test_masks_contacts_inside_text_and_leaves_the_rest():
 
 def test_masks_nested_data_but_keeps_keys_and_numbers():
     data = {"trigger": {"from": "+4915112345678", "n": 3}, "steps": [{"recipient": "max@studio.de"}]}
-    assert mask_data(data) == {"trigger": {"from": "+49 151 ****678", "n": 3}, "steps": [{"recipient": "m***@studio.de"}]}
+    assert mask_data(data) == {
+        "trigger": {"from": "+49 151 ****678", "n": 3},
+        "steps": [{"recipient": "m***@studio.de"}],
+    }

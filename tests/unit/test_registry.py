@@ -24,8 +24,17 @@ def test_registry_has_no_unknown_types():
 def test_external_flags():
     # The runner never holds a transaction across these (HTTP, AI providers).
     assert executor_for("call_webhook").external and executor_for("ask_ai").external
-    for local in ("send_message", "send_whatsapp", "send_email", "send_sms", "wait", "branch",
-                  "schedule_follow_up", "create_lead", "update_lead"):
+    for local in (
+        "send_message",
+        "send_whatsapp",
+        "send_email",
+        "send_sms",
+        "wait",
+        "branch",
+        "schedule_follow_up",
+        "create_lead",
+        "update_lead",
+    ):
         assert not executor_for(local).external, local
 
 

@@ -29,13 +29,21 @@ from engine.validation import errors_only, validate
 
 CHANNELS = [c.value for c in Channel]
 SAFE_TEXT = st.text(alphabet=string.ascii_letters + string.digits + " .,!?-äöüß", min_size=1, max_size=30)
-TEMPLATES = st.sampled_from(["Hallo {{trigger.from}}", "{{ lead.name }} – {{ tenant.name }}", "Um {{now}}: {{trigger.content | upper}}"])
+TEMPLATES = st.sampled_from(
+    ["Hallo {{trigger.from}}", "{{ lead.name }} – {{ tenant.name }}", "Um {{now}}: {{trigger.content | upper}}"]
+)
 MESSAGE = st.one_of(SAFE_TEXT.filter(str.strip), TEMPLATES)
 INTENTS = st.sampled_from(KNOWN_INTENTS)
 HOUR = st.one_of(st.integers(0, 24), st.floats(0, 24, allow_nan=False))
 CRON = st.sampled_from(["0 9 * * *", "*/15 8-20 * * 1-5", "30 2 * * *", "0 0 1 * *", "5 4 * * 0,6"])
-JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False), SAFE_TEXT)
-JSON_VALUE = st.recursive(JSON_LEAF, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(SAFE_TEXT, inner, max_size=3)), max_leaves=6)
+JSON_LEAF = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False, allow_infinity=False), SAFE_TEXT
+)
+JSON_VALUE = st.recursive(
+    JSON_LEAF,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(SAFE_TEXT, inner, max_size=3)),
+    max_leaves=6,
+)
 ACTION_ID = st.from_regex(r"[a-z][a-z0-9_-]{0,8}", fullmatch=True)
 
 
@@ -97,7 +105,9 @@ def leaf_conditions(draw) -> dict:
         cond["value"] = draw(_one_or_many(st.sampled_from(CHANNELS), ("in",), op))
     else:
         cond["field"] = draw(SAFE_TEXT)
-        cond["value"] = draw(st.one_of(st.booleans(), st.integers(-1000, 1000), st.floats(-1e6, 1e6, allow_nan=False), SAFE_TEXT))
+        cond["value"] = draw(
+            st.one_of(st.booleans(), st.integers(-1000, 1000), st.floats(-1e6, 1e6, allow_nan=False), SAFE_TEXT)
+        )
     return cond
 
 
@@ -167,7 +177,7 @@ def action_lists(draw) -> list[dict]:
         atype = draw(st.sampled_from(sorted(ACTION_MODELS)))
         action = {"id": action_id, "type": atype}
         config = draw(action_configs(atype))
-        later = ids[i + 1:]
+        later = ids[i + 1 :]
         if atype == "branch" and later and draw(st.booleans()):
             config["nextActionId"] = draw(st.sampled_from(later))
         if config or atype != "generate_workout_plan" or draw(st.booleans()):
@@ -178,7 +188,12 @@ def action_lists(draw) -> list[dict]:
             action["nextActionId"] = None
         elif wiring == "jump":
             action["nextActionId"] = draw(st.sampled_from(later))
-        optional(draw, action, "retry", st.fixed_dictionaries({"maxAttempts": st.integers(1, 10)}, optional={"backoff": st.floats(0.5, 3600)}))
+        optional(
+            draw,
+            action,
+            "retry",
+            st.fixed_dictionaries({"maxAttempts": st.integers(1, 10)}, optional={"backoff": st.floats(0.5, 3600)}),
+        )
         optional(draw, action, "onError", st.sampled_from(["continue", "stop"]))
         optional(draw, action, "label", SAFE_TEXT)
         actions.append(action)
@@ -196,8 +211,11 @@ def workflows(draw) -> dict:
         # A reply the trigger cannot answer on is an error (engine.plain.reply_problem): address
         # such a message to a phone number on SMS, as an owner would.
         if reply_problem(action, f"actions[{i}]", wf["trigger"]):
-            action["config"].update({"recipient": "+4915112345678", "channel": "sms"} if action["type"] in (
-                "send_message", "schedule_follow_up") else {"recipient": "+4915112345678" if action["type"] != "send_email" else "ana@example.com"})
+            action["config"].update(
+                {"recipient": "+4915112345678", "channel": "sms"}
+                if action["type"] in ("send_message", "schedule_follow_up")
+                else {"recipient": "+4915112345678" if action["type"] != "send_email" else "ana@example.com"}
+            )
     return wf
 
 

@@ -63,8 +63,13 @@ def clock() -> Clock:
 
 def add_tenant(db, clock: Clock, **settings) -> str:
     with unit_of_work(db, clock=clock) as uow:
-        tenant = Tenant(slug=f"studio-{new_id()[-8:]}", name="Studio", timezone="Europe/Berlin", settings=settings,
-                        created_at=uow.now())
+        tenant = Tenant(
+            slug=f"studio-{new_id()[-8:]}",
+            name="Studio",
+            timezone="Europe/Berlin",
+            settings=settings,
+            created_at=uow.now(),
+        )
         uow.session.add(tenant)
     return tenant.id
 
@@ -72,8 +77,15 @@ def add_tenant(db, clock: Clock, **settings) -> str:
 def add_workflow(db, clock: Clock, tenant_id: str, definition: dict, **columns) -> str:
     WorkflowDefinition.model_validate(definition)  # a definition the services would accept
     with unit_of_work(db, clock=clock) as uow:
-        wf = Workflow(tenant_id=tenant_id, name=definition["name"], trigger_type=definition["trigger"]["type"],
-                      definition=definition, created_at=uow.now(), updated_at=uow.now(), **columns)
+        wf = Workflow(
+            tenant_id=tenant_id,
+            name=definition["name"],
+            trigger_type=definition["trigger"]["type"],
+            definition=definition,
+            created_at=uow.now(),
+            updated_at=uow.now(),
+            **columns,
+        )
         uow.session.add(wf)
     return wf.id
 
@@ -105,9 +117,17 @@ def test_the_store_is_in_memory_and_one_database_for_every_checkout(store):
 
 def test_wait_then_resume_on_the_injected_clock(store, clock):
     tenant_id = add_tenant(store, clock)
-    add_workflow(store, clock, tenant_id, missed_call([
-        {"id": "wait-1", "type": "wait", "config": {"delay": 3_600_000}},
-        sms("sms-1", "Sorry, we missed you at {{now}}")]))
+    add_workflow(
+        store,
+        clock,
+        tenant_id,
+        missed_call(
+            [
+                {"id": "wait-1", "type": "wait", "config": {"delay": 3_600_000}},
+                sms("sms-1", "Sorry, we missed you at {{now}}"),
+            ]
+        ),
+    )
     runner = Runner(store, clock=clock)
     worker = Worker(store, clock=clock, runner=runner, name="memory-worker")
 
@@ -137,9 +157,21 @@ def test_wait_then_resume_on_the_injected_clock(store, clock):
 def test_a_failed_step_is_retried_durably_until_it_succeeds(store, clock):
     tenant_id = add_tenant(store, clock)
     lead_id = new_id()
-    add_workflow(store, clock, tenant_id, missed_call([
-        {"id": "lead-1", "type": "update_lead", "config": {"leadId": lead_id, "updates": {"status": "contacted"}},
-         "retry": {"maxAttempts": 3, "backoff": 60, "maxBackoff": 60}}]))
+    add_workflow(
+        store,
+        clock,
+        tenant_id,
+        missed_call(
+            [
+                {
+                    "id": "lead-1",
+                    "type": "update_lead",
+                    "config": {"leadId": lead_id, "updates": {"status": "contacted"}},
+                    "retry": {"maxAttempts": 3, "backoff": 60, "maxBackoff": 60},
+                }
+            ]
+        ),
+    )
     runner = Runner(store, clock=clock)
     worker = Worker(store, clock=clock, runner=runner, name="memory-worker")
 
@@ -152,8 +184,9 @@ def test_a_failed_step_is_retried_durably_until_it_succeeds(store, clock):
     assert failed.status == "failed" and "not found" in failed.error
 
     with unit_of_work(store, clock=clock) as uow:  # the lead arrives meanwhile
-        uow.session.add(Lead(id=lead_id, tenant_id=tenant_id, name="Mia", phone=CALLER, created_at=uow.now(),
-                             updated_at=uow.now()))
+        uow.session.add(
+            Lead(id=lead_id, tenant_id=tenant_id, name="Mia", phone=CALLER, created_at=uow.now(), updated_at=uow.now())
+        )
     retried_at = clock.advance(minutes=2)
     worker.run_once()
     ex = execution(store, execution_id)
@@ -166,11 +199,24 @@ def test_a_failed_step_is_retried_durably_until_it_succeeds(store, clock):
 def test_cron_fires_once_at_its_time(store, clock):
     tenant_id = add_tenant(store, clock)
     fire_at = START + timedelta(hours=1)
-    wf_id = add_workflow(store, clock, tenant_id, {
-        "name": "Morning", "trigger": {"type": "time_based", "config": {"schedule": "0 11 * * *"}},  # 11:00 Berlin
-        "conditions": [], "actions": [{"id": "mail-1", "type": "send_email",
-                                       "config": {"message": "Guten Morgen", "recipient": "owner@studio.de"}}]},
-        next_fire_at=fire_at)
+    wf_id = add_workflow(
+        store,
+        clock,
+        tenant_id,
+        {
+            "name": "Morning",
+            "trigger": {"type": "time_based", "config": {"schedule": "0 11 * * *"}},  # 11:00 Berlin
+            "conditions": [],
+            "actions": [
+                {
+                    "id": "mail-1",
+                    "type": "send_email",
+                    "config": {"message": "Guten Morgen", "recipient": "owner@studio.de"},
+                }
+            ],
+        },
+        next_fire_at=fire_at,
+    )
     worker = Worker(store, clock=clock, runner=Runner(store, clock=clock), name="memory-worker")
 
     clock.advance(minutes=59)
@@ -191,12 +237,28 @@ def test_cron_fires_once_at_its_time(store, clock):
 
 def chained_workflows(db, clock: Clock, tenant_id: str) -> None:
     """missed_call -> create_lead (emits lead_created) -> sms; lead_created -> a webhook (external)."""
-    add_workflow(db, clock, tenant_id, missed_call([
-        {"id": "lead-1", "type": "create_lead", "config": {"name": "Caller", "phone": "{{trigger.from}}"}},
-        sms("sms-1", "We call you back")]))
-    add_workflow(db, clock, tenant_id, {
-        "name": "To the CRM", "trigger": {"type": "lead_created", "config": {}}, "conditions": [],
-        "actions": [{"id": "hook-1", "type": "call_webhook", "config": {"webhookUrl": "https://crm.example/hook"}}]})
+    add_workflow(
+        db,
+        clock,
+        tenant_id,
+        missed_call(
+            [
+                {"id": "lead-1", "type": "create_lead", "config": {"name": "Caller", "phone": "{{trigger.from}}"}},
+                sms("sms-1", "We call you back"),
+            ]
+        ),
+    )
+    add_workflow(
+        db,
+        clock,
+        tenant_id,
+        {
+            "name": "To the CRM",
+            "trigger": {"type": "lead_created", "config": {}},
+            "conditions": [],
+            "actions": [{"id": "hook-1", "type": "call_webhook", "config": {"webhookUrl": "https://crm.example/hook"}}],
+        },
+    )
 
 
 def test_an_ingest_in_a_callers_unit_of_work_commits_with_the_callers_writes(store, clock):
@@ -205,8 +267,9 @@ def test_an_ingest_in_a_callers_unit_of_work_commits_with_the_callers_writes(sto
     runner = Runner(store, clock=clock)
 
     with unit_of_work(store, clock=clock) as uow:
-        uow.session.add(Lead(tenant_id=tenant_id, name="Walk-in", email="walk@in.de", created_at=uow.now(),
-                             updated_at=uow.now()))
+        uow.session.add(
+            Lead(tenant_id=tenant_id, name="Walk-in", email="walk@in.de", created_at=uow.now(), updated_at=uow.now())
+        )
         result = runner.ingest(tenant_id, {"triggerType": "missed_call", "from": CALLER}, uow=uow)
         # Inside the caller's transaction the ingest's rows are visible (written at the first read).
         assert uow.session.get(EventRecord, result.event_id) is not None

@@ -39,8 +39,12 @@ def test_daily_0230_fires_exactly_once_on_the_fall_back_day():
 
 
 def test_daily_0230_is_back_to_0230_local_time_after_each_switch():
-    assert next_fire_time("30 2 * * *", "Europe/Berlin", datetime(2026, 3, 29, 12, tzinfo=UTC)) == datetime(2026, 3, 30, 0, 30, tzinfo=UTC)
-    assert next_fire_time("30 2 * * *", "Europe/Berlin", datetime(2026, 10, 25, 12, tzinfo=UTC)) == datetime(2026, 10, 26, 1, 30, tzinfo=UTC)
+    assert next_fire_time("30 2 * * *", "Europe/Berlin", datetime(2026, 3, 29, 12, tzinfo=UTC)) == datetime(
+        2026, 3, 30, 0, 30, tzinfo=UTC
+    )
+    assert next_fire_time("30 2 * * *", "Europe/Berlin", datetime(2026, 10, 25, 12, tzinfo=UTC)) == datetime(
+        2026, 10, 26, 1, 30, tzinfo=UTC
+    )
 
 
 def test_hourly_schedule_fires_23_times_on_the_short_day_and_24_on_the_long_day():
@@ -66,20 +70,26 @@ def test_the_tenant_timezone_decides_the_instant():
 
 def test_weekday_schedule_skips_the_weekend():
     friday_evening = datetime(2026, 5, 8, 18, tzinfo=UTC)
-    assert next_fire_time("0 9 * * 1-5", "Europe/Berlin", friday_evening).astimezone(BERLIN).strftime("%a %H:%M") == "Mon 09:00"
+    assert (
+        next_fire_time("0 9 * * 1-5", "Europe/Berlin", friday_evening).astimezone(BERLIN).strftime("%a %H:%M")
+        == "Mon 09:00"
+    )
 
 
-@pytest.mark.parametrize(("expression", "text"), [
-    ("0 9 * * *", "at 09:00, every day"),
-    ("30 7 * * 1-5", "at 07:30, Monday to Friday"),
-    ("0 10 * * 0,6", "at 10:00, weekends"),
-    ("0 8 * * 1", "at 08:00, every Monday"),
-    ("0 8 * * 7", "at 08:00, every Sunday"),
-    ("15 * * * *", "every hour at minute 15"),
-    ("*/5 * * * *", "every 5 minutes"),
-    ("0 9 1 * *", "cron 0 9 1 * *"),
-    ("not cron", "not cron"),
-])
+@pytest.mark.parametrize(
+    ("expression", "text"),
+    [
+        ("0 9 * * *", "at 09:00, every day"),
+        ("30 7 * * 1-5", "at 07:30, Monday to Friday"),
+        ("0 10 * * 0,6", "at 10:00, weekends"),
+        ("0 8 * * 1", "at 08:00, every Monday"),
+        ("0 8 * * 7", "at 08:00, every Sunday"),
+        ("15 * * * *", "every hour at minute 15"),
+        ("*/5 * * * *", "every 5 minutes"),
+        ("0 9 1 * *", "cron 0 9 1 * *"),
+        ("not cron", "not cron"),
+    ],
+)
 def test_describe_gives_a_short_human_description(expression, text):
     assert describe(expression) == text
 

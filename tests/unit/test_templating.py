@@ -43,7 +43,9 @@ def test_an_unknown_variable_raises_instead_of_rendering_empty(template, context
         templating.render(template, context)
 
 
-@pytest.mark.parametrize("template", ["{{ trigger.__class__ }}", "{{ ''.__class__.__mro__ }}", "{{ lead.update({'name': 'x'}) }}"])
+@pytest.mark.parametrize(
+    "template", ["{{ trigger.__class__ }}", "{{ ''.__class__.__mro__ }}", "{{ lead.update({'name': 'x'}) }}"]
+)
 def test_the_sandbox_refuses_attribute_tricks_and_mutation(template, context):
     with pytest.raises(TemplateError):
         templating.render(template, context)
@@ -57,14 +59,17 @@ def test_a_syntax_error_is_a_template_error_and_check_syntax_names_it(context):
 
 
 def test_references_lists_every_variable_path_but_not_filters_or_literals():
-    refs = templating.references('{{ results.ai-1.text }} {{ foo }} {{ trigger.content | lower }} {{ "x.y" }} {{ now }}')
+    refs = templating.references(
+        '{{ results.ai-1.text }} {{ foo }} {{ trigger.content | lower }} {{ "x.y" }} {{ now }}'
+    )
     assert refs == [("results", "ai-1", "text"), ("foo",), ("trigger", "content"), ("now",)]
 
 
 def test_render_value_renders_strings_inside_lists_and_dicts_but_keeps_keys(context):
     body = {"{{lead.name}}": ["{{lead.name}}", 3, {"from": "{{trigger.from}}"}], "flag": True}
     assert templating.render_value(body, context) == {
-        "{{lead.name}}": ["Ana", 3, {"from": "+49 170 1234567"}], "flag": True,
+        "{{lead.name}}": ["Ana", 3, {"from": "+49 170 1234567"}],
+        "flag": True,
     }
 
 
@@ -78,20 +83,42 @@ def test_iter_strings_yields_a_path_for_every_nested_string():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False, width=32),
-                    st.text(max_size=8), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
-_PATHS = ["trigger.from", "trigger.n", "results.ai-1.text", "lead.name", "now", "trigger.items", "trigger.missing",
-          "results.send-1.status"]
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, width=32),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+)
+_PATHS = [
+    "trigger.from",
+    "trigger.n",
+    "results.ai-1.text",
+    "lead.name",
+    "now",
+    "trigger.items",
+    "trigger.missing",
+    "results.send-1.status",
+]
 _LITERALS = st.text(alphabet=st.sampled_from("ab {}%#-\n!ü"), max_size=6)
 
 
 @settings(max_examples=300, deadline=None)
-@given(pieces=st.lists(st.tuples(_LITERALS, st.sampled_from(_PATHS), st.sampled_from(["", " "])), min_size=1, max_size=3),
-       tail=_LITERALS, values=st.lists(_VALUES, min_size=4, max_size=4))
+@given(
+    pieces=st.lists(st.tuples(_LITERALS, st.sampled_from(_PATHS), st.sampled_from(["", " "])), min_size=1, max_size=3),
+    tail=_LITERALS,
+    values=st.lists(_VALUES, min_size=4, max_size=4),
+)
 def test_plain_paths_render_exactly_as_jinja_renders_them(pieces, tail, values):
     template = "".join(f"{lit}{{{{{sp}{path}{sp}}}}}" for lit, path, sp in pieces) + tail
-    context = {"trigger": {"from": values[0], "n": values[1]}, "results": {"ai-1": {"text": values[2]}},
-               "lead": {"name": values[3]}, "now": "2026-03-01T10:00:00+01:00"}
+    context = {
+        "trigger": {"from": values[0], "n": values[1]},
+        "results": {"ai-1": {"text": values[2]}},
+        "lead": {"name": values[3]},
+        "now": "2026-03-01T10:00:00+01:00",
+    }
 
     def outcome(fn):
         try:
@@ -111,6 +138,12 @@ def test_plain_paths_render_exactly_as_jinja_renders_them(pieces, tail, values):
 def test_the_fast_path_is_taken_only_for_plain_paths():
     assert templating._plan("Hi {{trigger.from}}!") is not None
     assert templating._plan("{{ results.ai-1.text }} {{now}}") is not None
-    for template in ("{{trigger.from|upper}}", "{{ 1 + 2 }}", "{% if x %}y{% endif %}", "{{- trigger.from }}",
-                     "{# note #}{{trigger.from}}", "{{trigger['from']}}"):
+    for template in (
+        "{{trigger.from|upper}}",
+        "{{ 1 + 2 }}",
+        "{% if x %}y{% endif %}",
+        "{{- trigger.from }}",
+        "{# note #}{{trigger.from}}",
+        "{{trigger['from']}}",
+    ):
         assert templating._plan(template) is None, template

@@ -115,8 +115,11 @@ def test_a_result_of_a_missing_action_is_an_error_naming_the_action():
 
 
 def test_templates_are_checked_deep_inside_webhook_bodies():
-    hook = {"id": "h", "type": "call_webhook",
-            "config": {"webhookUrl": "https://crm.example.com/x", "body": {"lead": {"ids": ["{{nope.id}}"]}}}}
+    hook = {
+        "id": "h",
+        "type": "call_webhook",
+        "config": {"webhookUrl": "https://crm.example.com/x", "body": {"lead": {"ids": ["{{nope.id}}"]}}},
+    }
     assert list(errors_at(workflow(hook))) == ["actions[0].config.body.lead.ids[0]"]
 
 
@@ -141,7 +144,10 @@ def test_a_negative_delay_is_reported():
     assert "negative" in errors["actions[0].config.delay"]
 
 
-@pytest.mark.parametrize(("action_type", "bound_words", "bound_ms"), [("wait", "90 days", MAX_WAIT_MS), ("schedule_follow_up", "365 days", 365 * MS_PER_DAY)])
+@pytest.mark.parametrize(
+    ("action_type", "bound_words", "bound_ms"),
+    [("wait", "90 days", MAX_WAIT_MS), ("schedule_follow_up", "365 days", 365 * MS_PER_DAY)],
+)
 def test_a_delay_over_the_bound_is_reported_with_the_bound(action_type, bound_words, bound_ms):
     action = {"id": "w", "type": action_type, "config": {"delay": bound_ms + 1, "message": "x"}}
     if action_type == "wait":
@@ -167,8 +173,10 @@ def test_a_whatsapp_message_over_4096_characters_is_reported_with_the_limit():
 
 
 def test_send_message_is_limited_by_the_trigger_channel():
-    raw = workflow({"id": "a", "type": "send_message", "config": {"message": "x" * 1601}},
-                   trigger={"type": "sms_received", "config": {}})
+    raw = workflow(
+        {"id": "a", "type": "send_message", "config": {"message": "x" * 1601}},
+        trigger={"type": "sms_received", "config": {}},
+    )
     assert "1,600" in errors_at(raw)["actions[0].config.message"]
 
 
@@ -179,13 +187,25 @@ def test_an_operator_not_allowed_for_a_type_names_the_type_and_the_operator():
 
 
 def test_an_operator_problem_inside_nested_groups_has_the_full_path():
-    raw = workflow(conditions=[{"type": "any", "conditions": [
-        {"type": "not", "condition": {"type": "intent_match", "operator": "between", "value": "booking"}}]}])
+    raw = workflow(
+        conditions=[
+            {
+                "type": "any",
+                "conditions": [
+                    {"type": "not", "condition": {"type": "intent_match", "operator": "between", "value": "booking"}}
+                ],
+            }
+        ]
+    )
     assert "intent_match" in errors_at(raw)["conditions[0].conditions[0].condition.operator"]
 
 
 def test_an_operator_problem_inside_a_branch_has_the_branch_path():
-    branch = {"id": "b", "type": "branch", "config": {"conditions": [{"type": "sender_match", "operator": "in", "value": "x"}]}}
+    branch = {
+        "id": "b",
+        "type": "branch",
+        "config": {"conditions": [{"type": "sender_match", "operator": "in", "value": "x"}]},
+    }
     assert "sender_match" in errors_at(workflow(branch, send("a")))["actions[0].config.conditions[0].operator"]
 
 
@@ -199,15 +219,21 @@ def test_an_unknown_trigger_type_is_reported_on_the_trigger():
 
 
 def test_a_missing_required_config_field_names_the_field():
-    assert errors_at(workflow({"id": "a", "type": "send_email", "config": {}}))["actions[0].config.message"] == "Message is required."
+    assert (
+        errors_at(workflow({"id": "a", "type": "send_email", "config": {}}))["actions[0].config.message"]
+        == "Message is required."
+    )
 
 
-@pytest.mark.parametrize(("condition", "path", "words"), [
-    ({"type": "time_range", "operator": "less_than", "value": 30}, "conditions[0].value", "24"),
-    ({"type": "time_range", "operator": "between", "value": [1, 30]}, "conditions[0].value[1]", "24"),
-    ({"type": "day_of_week", "operator": "in", "value": 9}, "conditions[0].value", "6"),
-    ({"type": "channel_match", "operator": "equals", "value": "fax"}, "conditions[0].value", "whatsapp"),
-])
+@pytest.mark.parametrize(
+    ("condition", "path", "words"),
+    [
+        ({"type": "time_range", "operator": "less_than", "value": 30}, "conditions[0].value", "24"),
+        ({"type": "time_range", "operator": "between", "value": [1, 30]}, "conditions[0].value[1]", "24"),
+        ({"type": "day_of_week", "operator": "in", "value": 9}, "conditions[0].value", "6"),
+        ({"type": "channel_match", "operator": "equals", "value": "fax"}, "conditions[0].value", "whatsapp"),
+    ],
+)
 def test_a_bad_condition_value_gets_one_error_on_the_value_itself(condition, path, words):
     errors = errors_at(workflow(conditions=[condition]))
     assert list(errors) == [path]
@@ -236,8 +262,13 @@ def test_every_problem_is_reported_at_once_errors_before_warnings():
     problems = validate(raw)
     errors = by_path(errors_only(problems))
     assert {
-        "actions[0].nextActionId", "actions[0].config.message", "actions[1].id", "actions[1].config.delay",
-        "actions[2].config.webhookUrl", "conditions[0].operator", "trigger.config.schedule",
+        "actions[0].nextActionId",
+        "actions[0].config.message",
+        "actions[1].id",
+        "actions[1].config.delay",
+        "actions[2].config.webhookUrl",
+        "conditions[0].operator",
+        "trigger.config.schedule",
     } <= set(errors)
     severities = [p.severity for p in problems]
     assert severities == sorted(severities, key=lambda s: s != "error")
@@ -267,5 +298,7 @@ def test_parse_workflow_raises_with_every_problem_and_returns_warnings_otherwise
 def test_problems_serialise_to_plain_dicts():
     (problem,) = validate(workflow(send("a", nextActionId="x")))
     assert json.loads(json.dumps(problem.to_dict())) == {
-        "path": "actions[0].nextActionId", "message": problem.message, "severity": "error",
+        "path": "actions[0].nextActionId",
+        "message": problem.message,
+        "severity": "error",
     }

@@ -16,13 +16,21 @@ from ui.definition import describe_condition
 from ui.flow_graph import to_dot
 from ui.formatting import localize
 
-PRICE_OR = {"type": "any", "conditions": [{"type": "keyword_match", "operator": "contains", "value": "preis"},
-                                          {"type": "intent_match", "operator": "equals", "value": "pricing"}]}
+PRICE_OR = {
+    "type": "any",
+    "conditions": [
+        {"type": "keyword_match", "operator": "contains", "value": "preis"},
+        {"type": "intent_match", "operator": "equals", "value": "pricing"},
+    ],
+}
 
 
 def wf(trigger: str = "whatsapp_message", **action) -> dict:
-    return {"name": "x", "trigger": {"type": trigger, "config": {}},
-            "actions": [{"id": "send-1", "type": "send_whatsapp", "config": {"message": "hi"}, **action}]}
+    return {
+        "name": "x",
+        "trigger": {"type": trigger, "config": {}},
+        "actions": [{"id": "send-1", "type": "send_whatsapp", "config": {"message": "hi"}, **action}],
+    }
 
 
 def test_every_trigger_and_action_type_declares_its_variables():
@@ -30,29 +38,41 @@ def test_every_trigger_and_action_type_declares_its_variables():
     assert set(ACTION_OUTPUTS) == {a.value for a in ActionType}
 
 
-@pytest.mark.parametrize("ref, trigger, expected", [
-    (("trigger", "name"), "whatsapp_message", "Did you mean trigger.from?"),
-    (("trigger", "contnet"), "sms_received", "Did you mean trigger.content?"),
-    (("lead", "vorname"), "whatsapp_message", "Did you mean lead.name?"),
-    (("trigger", "className"), "whatsapp_message", "not something a WhatsApp message provides"),
-])
+@pytest.mark.parametrize(
+    "ref, trigger, expected",
+    [
+        (("trigger", "name"), "whatsapp_message", "Did you mean trigger.from?"),
+        (("trigger", "contnet"), "sms_received", "Did you mean trigger.content?"),
+        (("lead", "vorname"), "whatsapp_message", "Did you mean lead.name?"),
+        (("trigger", "className"), "whatsapp_message", "not something a WhatsApp message provides"),
+    ],
+)
 def test_unknown_variables_get_a_suggestion(ref, trigger, expected):
     assert expected in reference_problem(ref, trigger_type=trigger, actions={})
 
 
-@pytest.mark.parametrize("ref, trigger", [
-    (("trigger", "from"), "whatsapp_message"), (("trigger", "className"), "booking_created"),
-    (("trigger", "customFields", "goal"), "web_chat"), (("lead", "customFields", "x"), "lead_created"),
-    (("trigger", "language"), "voice_call"),
-])
+@pytest.mark.parametrize(
+    "ref, trigger",
+    [
+        (("trigger", "from"), "whatsapp_message"),
+        (("trigger", "className"), "booking_created"),
+        (("trigger", "customFields", "goal"), "web_chat"),
+        (("lead", "customFields", "x"), "lead_created"),
+        (("trigger", "language"), "voice_call"),
+    ],
+)
 def test_declared_variables_pass(ref, trigger):
     assert reference_problem(ref, trigger_type=trigger, actions={}) is None
 
 
 def test_step_outputs_are_checked_too():
-    assert "Did you mean results.ai-1.text?" in reference_problem(("results", "ai-1", "txt"), trigger_type=None,
-                                                                   actions={"ai-1": "ask_ai"})
-    assert reference_problem(("results", "hook", "body", "anything"), trigger_type=None, actions={"hook": "call_webhook"}) is None
+    assert "Did you mean results.ai-1.text?" in reference_problem(
+        ("results", "ai-1", "txt"), trigger_type=None, actions={"ai-1": "ask_ai"}
+    )
+    assert (
+        reference_problem(("results", "hook", "body", "anything"), trigger_type=None, actions={"hook": "call_webhook"})
+        is None
+    )
 
 
 def test_the_variables_list_comes_from_the_same_declaration():
@@ -67,16 +87,22 @@ def test_variable_warnings_reach_validation():
     assert problem.severity == "warning" and problem.path == "actions[0].config.message"
 
 
-@pytest.mark.parametrize("raw, path, words", [
-    ({**wf(), "name": ""}, "name", "Give the workflow a name"),
-    ({**wf(), "actions": []}, "actions", "add at least one action"),
-    (wf(config={"message": "  "}), "actions[0].config.message", "The message: write"),
-    ({**wf(), "conditions": [{"type": "any", "conditions": []}]}, "conditions[0].conditions", "group is empty"),
-    ({**wf(), "trigger": {"type": "whatsapp_message", "config": {"channel": "voice"}}}, "trigger.config.channel",
-     "always arrives on whatsapp"),
-    (wf(trigger="email_received"), "actions[0].config.recipient", "cannot get whatsapp"),
-    (wf(id="a b"), "actions[0].id", "may only use letters, digits"),
-])
+@pytest.mark.parametrize(
+    "raw, path, words",
+    [
+        ({**wf(), "name": ""}, "name", "Give the workflow a name"),
+        ({**wf(), "actions": []}, "actions", "add at least one action"),
+        (wf(config={"message": "  "}), "actions[0].config.message", "The message: write"),
+        ({**wf(), "conditions": [{"type": "any", "conditions": []}]}, "conditions[0].conditions", "group is empty"),
+        (
+            {**wf(), "trigger": {"type": "whatsapp_message", "config": {"channel": "voice"}}},
+            "trigger.config.channel",
+            "always arrives on whatsapp",
+        ),
+        (wf(trigger="email_received"), "actions[0].config.recipient", "cannot get whatsapp"),
+        (wf(id="a b"), "actions[0].id", "may only use letters, digits"),
+    ],
+)
 def test_problems_are_sentences_about_the_field(raw, path, words):
     problems = {p.path: p.message for p in validate(raw) if p.severity == "error"}
     assert words in problems[path], problems
@@ -87,8 +113,11 @@ def test_a_message_to_a_missed_call_on_its_own_channel_is_a_warning_and_the_spec
     from engine.api.workflows import SPEC_EXAMPLE
 
     assert validate(SPEC_EXAMPLE) == []  # voice_call -> send_message: the phone system speaks it
-    raw = {"name": "x", "trigger": {"type": "missed_call", "config": {}},
-           "actions": [{"id": "s", "type": "send_message", "config": {"message": "hi", "channel": "voice"}}]}
+    raw = {
+        "name": "x",
+        "trigger": {"type": "missed_call", "config": {}},
+        "actions": [{"id": "s", "type": "send_message", "config": {"message": "hi", "channel": "voice"}}],
+    }
     [problem] = validate(raw)
     assert problem.severity == "warning" and "choose WhatsApp or SMS" in problem.message
 

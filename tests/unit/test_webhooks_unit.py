@@ -39,6 +39,7 @@ def resolver_for(mapping):
 
 # ------------------------------------------------------------------ signing
 
+
 def test_sign_payload_format_and_value():
     body = b'{"a":1}'
     header = sign_payload(SECRET, 1700000000, body)
@@ -83,6 +84,7 @@ def test_docstring_snippet_verifies(monkeypatch):
 
 # ------------------------------------------------------------------ backoff / retry-after
 
+
 def test_backoff_full_jitter_bounds():
     assert backoff_delay(1, rand=lambda: 1.0) == 2.0
     assert backoff_delay(2, rand=lambda: 1.0) == 4.0
@@ -121,12 +123,27 @@ def test_parse_retry_after():
 
 # ------------------------------------------------------------------ SSRF guard
 
+
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1/", "http://10.0.0.1/hook", "http://169.254.169.254/latest/meta-data/", "http://[::1]:8080/",
-     "http://[::ffff:127.0.0.1]/", "http://[::ffff:a9fe:a9fe]/", "http://0.0.0.0/", "http://192.168.1.20/",
-     "http://172.16.0.1/", "http://100.64.0.1/", "http://224.0.0.1/", "http://[fd00:ec2::254]/",
-     "http://[fe80::1]/", "http://[2002:7f00:1::]/", "http://[64:ff9b::a9fe:a9fe]/", "http://240.0.0.1/"],
+    [
+        "http://127.0.0.1/",
+        "http://10.0.0.1/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:8080/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:a9fe:a9fe]/",
+        "http://0.0.0.0/",
+        "http://192.168.1.20/",
+        "http://172.16.0.1/",
+        "http://100.64.0.1/",
+        "http://224.0.0.1/",
+        "http://[fd00:ec2::254]/",
+        "http://[fe80::1]/",
+        "http://[2002:7f00:1::]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://240.0.0.1/",
+    ],
 )
 def test_internal_addresses_refused(url):
     with pytest.raises(BlockedAddress) as info:
@@ -143,7 +160,9 @@ def test_hostname_resolving_to_loopback_refused():
 
 
 def test_public_host_allowed():
-    check_url_allowed("https://hooks.example.com/x", [], resolver=resolver_for({"hooks.example.com": ["93.184.215.14"]}))
+    check_url_allowed(
+        "https://hooks.example.com/x", [], resolver=resolver_for({"hooks.example.com": ["93.184.215.14"]})
+    )
     check_url_allowed("http://8.8.8.8/", [])
 
 
@@ -168,27 +187,47 @@ def test_unresolvable_and_malformed():
 
 @pytest.mark.parametrize(
     ("url", "allow"),
-    [("http://127.0.0.1:9000/", ["127.0.0.1"]), ("http://127.0.0.5/", ["127.0.0.0/8"]),
-     ("http://[::1]:8080/", ["[::1]:8080"]), ("http://[::1]/", ["::1"]), ("http://10.1.2.3/", ["10.0.0.0/8"]),
-     ("http://crm.local/", ["crm.local"]), ("http://CRM.local./", ["crm.local"]),
-     ("http://localhost:8080/", ["localhost:8080"]), ("http://a.studio.internal/", ["*.studio.internal"])],
+    [
+        ("http://127.0.0.1:9000/", ["127.0.0.1"]),
+        ("http://127.0.0.5/", ["127.0.0.0/8"]),
+        ("http://[::1]:8080/", ["[::1]:8080"]),
+        ("http://[::1]/", ["::1"]),
+        ("http://10.1.2.3/", ["10.0.0.0/8"]),
+        ("http://crm.local/", ["crm.local"]),
+        ("http://CRM.local./", ["crm.local"]),
+        ("http://localhost:8080/", ["localhost:8080"]),
+        ("http://a.studio.internal/", ["*.studio.internal"]),
+    ],
 )
 def test_allow_list_entries(url, allow):
-    resolve = resolver_for({"crm.local": ["10.0.0.7"], "localhost": ["127.0.0.1", "::1"], "a.studio.internal": ["10.9.9.9"]})
+    resolve = resolver_for(
+        {"crm.local": ["10.0.0.7"], "localhost": ["127.0.0.1", "::1"], "a.studio.internal": ["10.9.9.9"]}
+    )
     check_url_allowed(url, allow, resolver=resolve)
 
 
 @pytest.mark.parametrize(
     ("url", "allow"),
-    [("http://127.0.0.1:9000/", ["127.0.0.1:8000"]), ("http://localhost:9000/", ["localhost:8080"]),
-     ("http://10.1.2.3/", ["10.0.0.0/16"]), ("http://other.local/", ["crm.local"]),
-     ("http://studio.internal/", ["*.studio.internal"]),
-     # metadata needs the exact address, not a network or a host name
-     ("http://169.254.169.254/", ["169.254.0.0/16"]), ("http://meta.local/", ["meta.local"])],
+    [
+        ("http://127.0.0.1:9000/", ["127.0.0.1:8000"]),
+        ("http://localhost:9000/", ["localhost:8080"]),
+        ("http://10.1.2.3/", ["10.0.0.0/16"]),
+        ("http://other.local/", ["crm.local"]),
+        ("http://studio.internal/", ["*.studio.internal"]),
+        # metadata needs the exact address, not a network or a host name
+        ("http://169.254.169.254/", ["169.254.0.0/16"]),
+        ("http://meta.local/", ["meta.local"]),
+    ],
 )
 def test_allow_list_does_not_over_match(url, allow):
-    resolve = resolver_for({"localhost": ["127.0.0.1"], "other.local": ["10.0.0.8"], "studio.internal": ["10.0.0.9"],
-                            "meta.local": ["169.254.169.254"]})
+    resolve = resolver_for(
+        {
+            "localhost": ["127.0.0.1"],
+            "other.local": ["10.0.0.8"],
+            "studio.internal": ["10.0.0.9"],
+            "meta.local": ["169.254.169.254"],
+        }
+    )
     with pytest.raises(BlockedAddress):
         check_url_allowed(url, allow, resolver=resolve)
 
