@@ -35,7 +35,7 @@ class StepContext:
     dry_run: bool
     uow: UnitOfWork | None
     attempt: int = 1
-    emit: Callable[[dict[str, Any]], None] | None = None
+    emit: Callable[[dict[str, Any]], Any] | None = None
     db: Any = None
     #: A test-console run: nothing is delivered or counted (see engine/services/console.py).
     test: bool = False

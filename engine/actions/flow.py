@@ -63,6 +63,7 @@ def follow_up(step: StepContext) -> StepResult:
     output = {"scheduledFor": due.isoformat(), "channel": channel, "recipient": recipient, "message": message}
     if step.dry_run:
         return StepResult(output={**output, "simulated": True}, input=rendered)
+    assert step.uow is not None  # a local step runs in a unit of work
     follow_up_id = schedule_follow_up(
         step.uow,
         tenant_id=step.tenant["id"],

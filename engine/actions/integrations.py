@@ -83,6 +83,7 @@ def create_lead(step: StepContext) -> StepResult:
         return StepResult(output={"simulated": True, "lead": rendered}, input=rendered)
     if step.test:
         # Test console: no lead is stored, but lead_created still fires (as a test event).
+        assert step.emit is not None  # the runner always gives one
         emitted = step.emit(
             {
                 "triggerType": "lead_created",
@@ -104,6 +105,7 @@ def create_lead(step: StepContext) -> StepResult:
             },
             input=rendered,
         )
+    assert step.uow is not None  # a local step runs in a unit of work
     s = step.uow.session
     existing = find_lead_by_contact(s, step.tenant["id"], email, phone)
     if existing:
@@ -131,6 +133,7 @@ def create_lead(step: StepContext) -> StepResult:
         updated_at=step.now,
     )
     s.add(lead)
+    assert step.emit is not None  # the runner always gives one
     emitted = step.emit(
         {
             "triggerType": "lead_created",
@@ -155,6 +158,7 @@ def update_lead(step: StepContext) -> StepResult:
     rendered = {"leadId": lead_id, "updates": updates}
     if step.dry_run or step.test:
         return StepResult(output={"simulated": True, **rendered}, input=rendered)
+    assert step.uow is not None  # a local step runs in a unit of work
     s = step.uow.session
     lead = _find_for_update(s, step, lead_id)
     changed = _apply_updates(lead, updates, step.now)

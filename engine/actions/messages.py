@@ -21,6 +21,7 @@ def _send(step: StepContext, channel: str | None) -> StepResult:
     }
     if step.dry_run:
         return StepResult(output={**rendered, "status": "simulated", "simulated": True}, input=rendered)
+    assert step.uow is not None  # a local step runs in a unit of work
     output = queue_message(
         step.uow,
         tenant=step.tenant,

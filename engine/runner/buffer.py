@@ -78,7 +78,8 @@ class BufferedUnitOfWork:
             conn = outer.connection()
         self._conn: sa.Connection | None = None if lazy else conn
         self._idle: sa.Connection | None = conn if lazy else None
-        self._lock, self._tx = lock, None
+        self._lock = lock
+        self._tx: Any = None
         self._clock = clock
         self._session: Session | None = None
         self._rows: dict[FastStatement, list[dict[str, Any]]] = {}
@@ -151,13 +152,15 @@ class BufferedUnitOfWork:
     def begin(self) -> sa.Connection:
         """The transaction's Connection, begun (under the write lock) if it was not yet."""
         if self._conn is None:
+            idle = self._idle
+            assert idle is not None  # a unit begun on demand owns its connection until it ends
             self._lock.acquire()
             try:
-                self._tx = self._idle.begin()
+                self._tx = idle.begin()
             except BaseException:
                 self._lock.release()
                 raise
-            self._conn = self._idle
+            self._conn = idle
         return self._conn
 
     def defer_updates(self) -> None:

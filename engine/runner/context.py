@@ -218,7 +218,7 @@ def trigger_matches(definition: WorkflowDefinition, event: dict[str, Any]) -> bo
 
 def run_context(trigger: dict[str, Any], real_calls: bool = False) -> dict[str, Any]:
     """A new execution's context: its trigger, no results yet, the lead as far as the trigger knows it."""
-    context = {"trigger": trigger, "results": {}, "lead": lead_stub(trigger)}
+    context: dict[str, Any] = {"trigger": trigger, "results": {}, "lead": lead_stub(trigger)}
     if real_calls:
         context["testRealCalls"] = True  # a resumed test run keeps calling for real
     return context

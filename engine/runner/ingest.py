@@ -53,10 +53,11 @@ class IngestRequest(Ticket):
     """One ``ingest`` call on its way through a batch."""
 
     tenant_id: str = ""
-    ev: Event | None = None
+    #: Always given by the caller (a default only because the base dataclass has defaults).
+    ev: Event = None  # type: ignore[assignment]
     depth: int = 0
     parent_execution_id: str | None = None
-    now: datetime | None = None
+    now: datetime = None  # type: ignore[assignment]  # always given, like ev
     test: bool = False
     real_calls: bool = False
     asked_provider: bool = False
@@ -202,6 +203,7 @@ class Runner(ExecutionMachine):
 
     @staticmethod
     def _result(req: IngestRequest) -> IngestResult:
+        assert req.record is not None  # the event was stored
         return IngestResult(
             req.record["id"],
             [r.id for r in req.runs] + req.skipped,

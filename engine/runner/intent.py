@@ -42,7 +42,7 @@ def provider_intent(ev: Event, settings: dict[str, Any]) -> None:
     from engine.ai import provider_for_tenant
 
     try:
-        result = provider_for_tenant({"settings": settings}).classify(ev.content)
+        result = provider_for_tenant({"settings": settings}).classify(ev.content or "")
     except EngineError as exc:
         logger.warning("AI provider could not classify (%s); using the built-in classifier", exc.message)
         return

@@ -84,7 +84,7 @@ class ExecutionMachine:
             if ex is None:
                 return None
             abandoned = ex.status == ExecutionStatus.RUNNING and (
-                stale_before is None or ex.heartbeat_at < stale_before
+                stale_before is None or ex.heartbeat_at is None or ex.heartbeat_at < stale_before
             )
             if ex.status not in (ExecutionStatus.WAITING, ExecutionStatus.PENDING) and not abandoned:
                 return ex.status
