@@ -28,7 +28,9 @@ def _exactly_one_contact(schema: dict[str, Any]) -> None:
     ]
 
 
-_Word = Annotated[str, Field(min_length=1, max_length=MAX_WORD, pattern=r"\S")]
+#: Some visible character and no NUL (which the API refuses in any text; the schema says so).
+_VISIBLE = r"^[^\x00]*[^\s\x00][^\x00]*$"
+_Word = Annotated[str, Field(min_length=1, max_length=MAX_WORD, pattern=_VISIBLE)]
 _Days = Annotated[int, Field(ge=1, le=MAX_DAYS)]
 
 
@@ -38,8 +40,8 @@ class ContactRequest(CamelBody):
     model_config = CamelBody.model_config | {"json_schema_extra": _exactly_one_contact}
 
     # Text when given (null is refused, as documented); absent is None.
-    phone: Annotated[str, Field(max_length=64, pattern=r"\S")] = None  # type: ignore[assignment]
-    email: Annotated[str, Field(max_length=320, pattern=r"\S")] = None  # type: ignore[assignment]
+    phone: Annotated[str, Field(max_length=64, pattern=_VISIBLE)] = None  # type: ignore[assignment]
+    email: Annotated[str, Field(max_length=320, pattern=_VISIBLE)] = None  # type: ignore[assignment]
 
 
 class EraseRequest(ContactRequest):

@@ -69,7 +69,8 @@ def _period_refusable(query: dict) -> bool:
 
 
 def _words(body, key: str) -> set[str]:
-    return {w.strip().upper() for w in (body.get(key) or []) if isinstance(w, str)} if isinstance(body, dict) else set()
+    words = body.get(key) if isinstance(body, dict) else None
+    return {w.strip().upper() for w in words if isinstance(w, str)} if isinstance(words, list) else set()
 
 
 def _semantic(case) -> bool:
