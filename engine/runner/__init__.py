@@ -32,9 +32,6 @@ from engine.runner.group_commit import GroupCommit
 from engine.runner.ingest import Runner
 from engine.runner.machine import load_tenant
 
-#: The old private name, still imported by engine/services/operations.py (outside this package's branch).
-_lead_stub = lead_stub
-
 __all__ = [
     "MAX_CHAIN_DEPTH",
     "BufferedUnitOfWork",

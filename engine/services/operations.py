@@ -31,7 +31,7 @@ from engine import domain, masking
 from engine.auth import EDIT, READ, Actor
 from engine.domain import ExecutionStatus
 from engine.errors import Conflict, InvalidInput, NotFound
-from engine.runner import _lead_stub
+from engine.runner.context import run_context
 from engine.services.runs import ExecutionOut, _execution_out, before_runner, runner_for
 from engine.services.workflows import MAX_PAGE_SIZE, Out
 from engine.store.models import (
@@ -374,7 +374,7 @@ def _replay_row(s: Session, actor: Actor, ex: Execution, from_step: str, version
     else:
         start = ids[0] if ids else None
         trigger = context.get("trigger", {})
-        context = {"trigger": trigger, "results": {}, "lead": _lead_stub(trigger)}
+        context = run_context(trigger)
     context["replayOf"] = ex.id
     return {
         "id": new_id(),
