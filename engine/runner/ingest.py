@@ -2,7 +2,8 @@
 
 :class:`Runner` adds to the state machine (:mod:`engine.runner.machine`) what starts
 executions: store the event, match it to workflows, evaluate their conditions, start the
-matching executions and run their local steps, all in one unit of work.
+matching executions and run their local steps, all in one unit of work. Matching an event's
+candidates into execution rows, and manual runs, are in :mod:`engine.runner.start`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
 
-from engine.conditions import EvalContext, evaluate
-from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event
+from engine.definitions import Event
 from engine.errors import NotFound
 from engine.optout import note_opt_words
 from engine.runner.buffer import BufferedUnitOfWork
@@ -27,21 +26,16 @@ from engine.runner.context import (
     Candidate,
     IngestResult,
     Run,
-    event_fields,
-    hours,
-    parse_definition,
     parse_event,
-    run_context,
-    trigger_data,
-    trigger_matches,
     with_drafts,
 )
 from engine.runner.group_commit import GroupCommit, Ticket
 from engine.runner.intent import fill_intent, provider_intent, wants_provider
 from engine.runner.machine import ExecutionMachine, load_tenant
-from engine.store.models import EventRecord, Execution, ExecutionStatus, Workflow, utcnow
-from engine.store.runs import candidate_rows, event_by_key, event_row, execution_row, executions_of
-from engine.uow import Clock, UnitOfWork, unit_of_work
+from engine.runner.start import candidates_for, run_workflow, start_matching
+from engine.store.models import EventRecord, utcnow
+from engine.store.runs import event_by_key, event_row, executions_of
+from engine.uow import Clock, UnitOfWork
 
 #: Per thread: ``active`` while it prepares an ingest batch (an ingest from there would wait
 #: for its own write lock).
@@ -278,7 +272,7 @@ class Runner(ExecutionMachine):
         key = (tenant_id, str(ev.trigger_type))
         found = candidates.get(key)
         if found is None:
-            found = candidates[key] = _candidates(look, tenant_id, ev)
+            found = candidates[key] = candidates_for(look, tenant_id, ev)
             if self.drafts:
                 found[:] = with_drafts(ev, found, self.drafts)
         fill_intent(self.classifier, ev, found)
@@ -286,66 +280,11 @@ class Runner(ExecutionMachine):
         s.insert(EventRecord, req.record)
         if req.record["content"] and req.record["sender"] and not req.test:
             note_opt_words(s, tenant, req.record, req.now)  # STOP / START on any channel (engine/optout.py)
-        req.runs, req.skipped = self._start_matching(
+        req.runs, req.skipped = start_matching(
             s, tenant, req.record, found, req.now, req.depth, test=req.test, real_calls=req.real_calls
         )
         for run in req.runs:
             run.stopped = self.local_steps_in(s, run)
-
-    def _start_matching(
-        self,
-        s: UnitOfWork,
-        tenant: dict[str, Any],
-        record: dict[str, Any],
-        candidates: list,
-        now: datetime,
-        depth: int,
-        *,
-        test: bool = False,
-        real_calls: bool = False,
-    ) -> tuple[list[Run], list[str]]:
-        trigger = trigger_data(record)
-        local_now = now.astimezone(tenant["tz"])
-        runs, skipped, rows = [], [], []
-        for wf in candidates:
-            definition = parse_definition(wf.id, wf.version, wf.definition)
-            if not trigger_matches(definition, record):
-                continue
-            evaluation = evaluate(definition.conditions, EvalContext(trigger, local_now, None, hours(tenant)))
-            execution = execution_row(
-                tenant["id"],
-                wf,
-                record["id"],
-                run_context(trigger, real_calls),
-                evaluation.explanation,
-                now,
-                "test" if test else "live",
-                depth,
-                test,
-            )
-            rows.append(execution)
-            if not evaluation.passed:
-                execution.update(status=ExecutionStatus.SKIPPED, finished_at=now)
-                skipped.append(execution["id"])
-                continue
-            runs.append(
-                Run(
-                    execution["id"],
-                    tenant,
-                    wf.id,
-                    definition,
-                    execution["context"],
-                    execution["current_action_id"],
-                    execution["lease_token"],
-                    execution["mode"],
-                    depth,
-                    test=test,
-                    real_calls=real_calls,
-                )
-            )
-        if rows:
-            s.insert(Execution, rows)
-        return runs, skipped
 
     # ------------------------------------------------------------------ manual and dry runs
 
@@ -367,77 +306,14 @@ class Runner(ExecutionMachine):
 
         An ``idempotencyKey`` in the trigger data that was already used raises IntegrityError.
         """
-        mode = "dry_run" if dry_run else ("test" if test else mode)
-        test, real_calls = test and not dry_run, real_calls and test and not dry_run
-        with unit_of_work(self.db, clock=self.clock) as uow:
-            now = uow.now()
-            wf = uow.session.exec(
-                select(Workflow).where(Workflow.id == workflow_id, Workflow.tenant_id == tenant_id)
-            ).first()
-            if wf is None:
-                raise NotFound(f"workflow {workflow_id} not found")
-            tenant = load_tenant(uow.connection(), tenant_id)
-            ev = parse_event({"triggerType": wf.trigger_type, **event_fields(trigger_data_in or {})})
-            if ev.channel is None and wf.trigger_type in MESSAGE_TRIGGER_CHANNELS:
-                ev.channel = MESSAGE_TRIGGER_CHANNELS[wf.trigger_type]
-            candidate = Candidate(wf.id, wf.name, wf.version, wf.definition, wf.trigger_type)
-            fill_intent(self.classifier, ev, [candidate])
-            record = event_row(tenant_id, ev, now, 0, None, test)
-            if not dry_run:
-                uow.insert(EventRecord, record)
-            definition = parse_definition(wf.id, wf.version, wf.definition)
-            trigger = trigger_data(record)
-            evaluation = evaluate(
-                definition.conditions, EvalContext(trigger, now.astimezone(tenant["tz"]), None, hours(tenant))
-            )
-            passed = evaluation.passed or bypass_conditions
-            explanation = evaluation.explanation + (
-                [
-                    {
-                        "path": "conditions",
-                        "condition": "bypass",
-                        "passed": True,
-                        "message": "conditions bypassed for this manual run",
-                    }
-                ]
-                if bypass_conditions and not evaluation.passed
-                else []
-            )
-            execution = execution_row(
-                tenant_id,
-                candidate,
-                None if dry_run else record["id"],
-                run_context(trigger, real_calls),
-                explanation,
-                now,
-                mode,
-                0,
-                test,
-            )
-            if not passed:
-                execution.update(status=ExecutionStatus.SKIPPED, finished_at=now)
-            uow.insert(Execution, execution)
-        if passed:
-            self.drive(
-                Run(
-                    execution["id"],
-                    tenant,
-                    wf.id,
-                    definition,
-                    execution["context"],
-                    execution["current_action_id"],
-                    execution["lease_token"],
-                    mode,
-                    0,
-                    test=test,
-                    real_calls=real_calls,
-                )
-            )
-        return execution["id"]
-
-
-def _candidates(target: Any, tenant_id: str, ev: Event) -> list[Candidate]:
-    """Enabled workflows of the event's trigger type (and intent_detected for messages with text)."""
-    trigger_type = str(ev.trigger_type)
-    other = "intent_detected" if ev.trigger_type in MESSAGE_TRIGGER_CHANNELS else trigger_type
-    return [Candidate(*row) for row in candidate_rows(target, tenant_id, trigger_type, other)]
+        return run_workflow(
+            self,
+            tenant_id,
+            workflow_id,
+            trigger_data_in,
+            bypass_conditions=bypass_conditions,
+            dry_run=dry_run,
+            mode=mode,
+            test=test,
+            real_calls=real_calls,
+        )
