@@ -69,8 +69,9 @@ class UnitOfWork(Protocol):
         """Write everything buffered, and pending ORM changes, into the transaction now."""
 
     def commit(self) -> None:
-        """Commit what was done so far; the unit goes on in a new transaction. Only for use cases
-        that hand work to the runner, which commits on its own (a manual run, a replay)."""
+        """Commit what was done so far. A plain unit goes on in a new transaction (only for use
+        cases that hand work to the runner, which commits on its own: a manual run, a replay);
+        the runner's buffered unit is one transaction, so its commit also ends it."""
 
 
 class PlainUnitOfWork:

@@ -219,7 +219,10 @@ class BufferedUnitOfWork:
                 count_runs(conn, workflow_id, n, ok, bad, at)
 
     def commit(self) -> None:
-        """Write everything and commit (a transaction on demand that was never needed: nothing)."""
+        """Write everything and commit (a transaction on demand that was never needed: nothing).
+
+        Unlike :class:`engine.uow.PlainUnitOfWork`, the unit ends here: connection, lock and buffer
+        are given back (:meth:`abort`), since a runner unit is one transaction."""
         try:
             self.flush()
             if self._tx is not None:
