@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from engine import heap
 from engine.delivery import queue_message
 from engine.errors import EngineError, InvalidInput, PermanentError
 from engine.runner import Runner, builtin_classifier, tenant_context
@@ -282,5 +283,7 @@ def run_worker(db, *, once: bool = False, name: str | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    heap.tune()
+    heap.freeze_startup_objects()
     worker.run_forever()
     return 0

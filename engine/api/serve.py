@@ -64,12 +64,19 @@ def app_factory(db=None):
     """The app of one server process, with the intent model trained in the background at once.
 
     Every message event answers its intent, and training takes seconds: without this the
-    first requests after a start would each wait for it.
+    first requests after a start would each wait for it. Once trained, start-up's objects are
+    frozen out of the garbage collector's passes (:mod:`engine.heap`).
     """
     import threading
 
+    from engine import heap
     from engine.ai.intent import default_classifier
     from engine.api import create_app
 
-    threading.Thread(target=default_classifier, name="intent-warm-up", daemon=True).start()
+    def warm_up() -> None:
+        default_classifier()
+        heap.freeze_startup_objects()  # the app and the trained model: out of every later collection
+
+    heap.tune()
+    threading.Thread(target=warm_up, name="intent-warm-up", daemon=True).start()
     return create_app(db)
