@@ -182,6 +182,8 @@ class App:
         if height:
             self.page.set_viewport_size({"width": size["width"], "height": height})
         self.settle()
+        # Widgets still loading show grey skeletons (a page's first render): wait for the real ones.
+        self.page.locator("[data-testid='stSkeleton']").first.wait_for(state="detached", timeout=WAIT_MS)
         self.page.evaluate("""() => document.querySelectorAll('[data-testid="stMain"], section.main, [data-testid="stAppViewContainer"]')
                                        .forEach(el => el.scrollTo(0, 0))""")
         self.page.wait_for_timeout(300)
