@@ -509,3 +509,20 @@ def test_live_mode_counts_and_plans_show_as_plans(db, tenant, actor):
         assert services.get_workflow(uow=uow, actor=actor, workflow_id=wf.id).run_count == 1
     with pytest.raises(InvalidInput):
         _say(db, actor, console.new_contact(), "x", live=True, drafts={wf.id: {}})
+
+
+def test_inputs_sent_as_if_at_the_same_time_stay_in_the_order_they_were_sent(db, tenant, actor):
+    with unit_of_work(db) as uow:
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=_wf("Echo", [{"id": "a", "type": "send_whatsapp", "config": {"message": "Re: {{trigger.content}}"}}]),
+        )
+    contact = console.new_contact()
+    at = datetime(2026, 11, 30, 10, 0, tzinfo=BERLIN)
+    for text in ("first", "second", "third"):
+        with unit_of_work(db) as uow:
+            console.send(uow=uow, actor=actor, contact=contact, inp=ConsoleInput(text=text, at=at))
+    with unit_of_work(db) as uow:
+        turns = console.conversation(uow=uow, actor=actor, contact=contact).turns
+    assert [[r.body for r in t.replies] for t in turns] == [["Re: first"], ["Re: second"], ["Re: third"]]
