@@ -6,6 +6,11 @@
 * **Processes.** ``--workers N`` starts N uvicorn processes sharing the listening socket;
   each builds the app from ``DATABASE_URL`` (``create_app`` as a factory) and has its own
   connection pool (40 connections, the size of the thread pool) and API-key cache.
+  Each process listens on **its own socket** bound to the same port with ``SO_REUSEPORT``
+  (Linux), so the kernel spreads new connections evenly over them. (uvicorn's own
+  ``--workers`` share one listening socket: the process that wakes first accepts a whole
+  burst, and 62 of a load generator's 64 connections went to one process, so two
+  processes served no more than one.) Elsewhere uvicorn's own workers are used.
   This scales on **PostgreSQL** only. **SQLite has one writer**: the engine's group commit
   batches the events of *one* process into one transaction, and several processes would
   each commit their own small batches, taking turns on the file lock (measured slower
@@ -17,7 +22,13 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import multiprocessing
 import os
+import signal
+import socket
+import sys
+import threading
+import time
 
 from engine.errors import EngineError
 
@@ -57,7 +68,79 @@ def serve(url: str, *, host: str, port: int, workers: int = 1, verbose: bool = F
     # Worker processes are spawned: they find the database in the environment.
     os.environ["DATABASE_URL"] = url
     logger.info("serving on %s:%s with %d processes", host, port, workers)
-    uvicorn.run("engine.api.serve:app_factory", factory=True, workers=workers, **options)
+    if not hasattr(socket, "SO_REUSEPORT") or not sys.platform.startswith("linux"):
+        uvicorn.run("engine.api.serve:app_factory", factory=True, workers=workers, **options)
+        return
+    Supervisor(workers, options).run()
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port that other processes may bind too (``SO_REUSEPORT``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _serve_one(options: dict) -> None:
+    """One server process of :class:`Supervisor`: its own socket, the app over ``DATABASE_URL``."""
+    import uvicorn
+
+    sock = _listening_socket(options["host"], options["port"])
+    config = uvicorn.Config(app_factory(), **{k: v for k, v in options.items() if k not in ("host", "port")})
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+class Supervisor:
+    """Starts ``workers`` server processes (each :func:`_serve_one`), restarts one that dies, and
+    stops them all on SIGTERM or SIGINT (each finishes its requests in flight, as uvicorn does)."""
+
+    #: A process that dies sooner than this after its start is not restarted: something is wrong
+    #: (the port is taken, the database is unreachable) and restarting would only loop.
+    MIN_LIFETIME = 5.0
+
+    def __init__(self, workers: int, options: dict) -> None:
+        self.workers, self.options = workers, options
+        self.stopping = threading.Event()
+        self.failed = False
+        self._spawn = multiprocessing.get_context("spawn")
+
+    def _start(self, index: int) -> tuple[multiprocessing.process.BaseProcess, float]:
+        proc = self._spawn.Process(target=_serve_one, args=(self.options,), name=f"api-{index}")
+        proc.start()
+        return proc, time.monotonic()
+
+    def run(self) -> None:
+        _listening_socket(self.options["host"], self.options["port"]).close()  # a taken port fails here, clearly
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        procs = [self._start(i) for i in range(self.workers)]
+        try:
+            while not self.stopping.wait(0.5):
+                for i, (proc, started) in enumerate(procs):
+                    if proc.is_alive():
+                        continue
+                    if time.monotonic() - started < self.MIN_LIFETIME:
+                        logger.error("server process %s exited at start (code %s); stopping", proc.name, proc.exitcode)
+                        self.failed = True
+                        self.stopping.set()
+                        break
+                    logger.warning("server process %s exited (code %s); starting another", proc.name, proc.exitcode)
+                    procs[i] = self._start(i)
+        finally:
+            for proc, _ in procs:
+                if proc.is_alive():
+                    proc.terminate()  # SIGTERM: uvicorn finishes what is in flight
+            for proc, _ in procs:
+                proc.join(timeout=25)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+        if self.failed:
+            raise EngineError("a server process could not start; see its messages above")
 
 
 def app_factory(db=None):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -97,6 +99,7 @@ def test_two_processes_on_postgresql_serve_events_and_honour_revocation(postgres
                 assert r.status_code == 200, r.text
                 ids += r.json()["executionIds"]
             assert len(ids) == 20
+            _spread_over_both_processes(base, headers, proc.pid, port)
             with unit_of_work(db, read_only=True) as uow:
                 assert all(
                     services.get_execution(uow=uow, actor=actor, execution_id=i).status == "succeeded" for i in ids
@@ -112,3 +115,46 @@ def test_two_processes_on_postgresql_serve_events_and_honour_revocation(postgres
             assert client.get("/api/health").status_code == 200
     finally:
         _stop(proc)
+
+
+def _spread_over_both_processes(base: str, headers: dict, group: int, port: int) -> None:
+    """A burst of 64 connections, opened at once as a load generator opens them, lands on both
+    processes. (Connections complete in the kernel before any process accepts them; with one
+    shared listening socket the first process to wake took nearly all of such a burst.)"""
+    conns = [socket.socket() for _ in range(64)]
+    try:
+        for conn in conns:  # non-blocking: the whole burst is in the kernel within a millisecond
+            conn.setblocking(False)
+            conn.connect_ex(("127.0.0.1", port))
+        for conn in conns:
+            conn.settimeout(10)
+            conn.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert all(conn.recv(64).startswith(b"HTTP/1.1 200") for conn in conns)
+        per_process = _established_per_process(group, port)
+        assert len(per_process) == 2 and min(per_process.values()) >= 12, per_process
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def _established_per_process(group: int, port: int) -> Counter:
+    """Established connections to ``port`` by server process of the process group (Linux /proc)."""
+    owner = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != group:
+                continue
+            for fd in (stat.parent / "fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    owner[int(link[8:-1])] = stat.parent.name
+        except OSError:
+            continue
+    found: Counter = Counter()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], int(fields[9])
+            if local_port == port and state == "01" and inode in owner:  # 01: ESTABLISHED
+                found[owner[inode]] += 1
+    return found
