@@ -123,6 +123,9 @@ class Supervisor:
                 for i, (proc, started) in enumerate(procs):
                     if proc.is_alive():
                         continue
+                    if proc.exitcode == 0:  # it was told to stop (Ctrl-C reaches the whole process group)
+                        self.stopping.set()
+                        break
                     if time.monotonic() - started < self.MIN_LIFETIME:
                         logger.error("server process %s exited at start (code %s); stopping", proc.name, proc.exitcode)
                         self.failed = True
