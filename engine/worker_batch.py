@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from engine.runner import Run, load_tenant, local_transaction, parse_definition
+from engine.runner import Run, load_tenant, local_transaction, resumed_run
 from engine.store.models import DueKind, DueWork, ExecutionStatus, new_id
 from engine.store.runs import TAKE_OVER, close_due_many, lock_executions
 
@@ -80,7 +80,7 @@ def _resume_in_one_transaction(worker: Worker, items: list[DueWork]) -> list[Run
             tenant = tenants.get(ex["tenant_id"]) or tenants.setdefault(
                 ex["tenant_id"], load_tenant(conn, ex["tenant_id"])
             )
-            runs.append(_run_of(ex, tenant, token))
+            runs.append(resumed_run(ex, tenant, token))
         if take_over:
             conn.execute(TAKE_OVER, take_over)
         for run in runs:
@@ -97,26 +97,6 @@ def _resumable(ex: dict[str, Any], stale_before) -> bool:
         return True
     heartbeat = ex["heartbeat_at"]
     return ex["status"] == ExecutionStatus.RUNNING and heartbeat is not None and heartbeat < stale_before
-
-
-def _run_of(ex: dict[str, Any], tenant: dict[str, Any], token: str) -> Run:
-    context = dict(ex["context"] or {})
-    return Run(
-        ex["id"],
-        tenant,
-        ex["workflow_id"],
-        parse_definition(ex["workflow_id"], ex["workflow_version"], ex["definition"]),
-        context,
-        ex["current_action_id"],
-        token,
-        ex["mode"],
-        ex["depth"],
-        ex["actions_executed"],
-        list(context.get("failedSteps", [])),
-        # As Runner.resume: a test-console run stays one (it used to resume as a live run here).
-        test=bool(ex["is_test"]),
-        real_calls=bool(context.get("testRealCalls")),
-    )
 
 
 def _close_items(conn: Any, items: list[DueWork], worker_name: str, now) -> None:

@@ -88,6 +88,27 @@ class Candidate:
 _definitions: dict[tuple[str | None, int], WorkflowDefinition] = {}
 
 
+def resumed_run(ex: Mapping[str, Any], tenant: dict[str, Any], token: str) -> Run:
+    """The :class:`Run` that continues a stored execution (a row's columns by name) under a new
+    lease ``token``. A test-console run stays one."""
+    context = dict(ex["context"] or {})
+    return Run(
+        ex["id"],
+        tenant,
+        ex["workflow_id"],
+        parse_definition(ex["workflow_id"], ex["workflow_version"], ex["definition"]),
+        context,
+        ex["current_action_id"],
+        token,
+        ex["mode"],
+        ex["depth"],
+        ex["actions_executed"],
+        list(context.get("failedSteps", [])),
+        test=bool(ex["is_test"]),
+        real_calls=bool(context.get("testRealCalls")),
+    )
+
+
 def parse_definition(workflow_id: str | None, version: int, raw: dict) -> WorkflowDefinition:
     """Parsed definition, cached per (workflow, version): a version's definition never changes."""
     key = (workflow_id, version)

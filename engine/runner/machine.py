@@ -32,7 +32,7 @@ from engine.runner.context import (
     Run,
     jsonable,
     next_in_line,
-    parse_definition,
+    resumed_run,
     retry_delay,
     template_context,
     tenant_context,
@@ -91,21 +91,7 @@ class ExecutionMachine:
             tctx = load_tenant(uow.connection(), ex.tenant_id)
             ex.lease_token, ex.status, ex.heartbeat_at = new_id(), ExecutionStatus.RUNNING, now
             s.add(ex)
-            run = Run(
-                ex.id,
-                tctx,
-                ex.workflow_id,
-                parse_definition(ex.workflow_id, ex.workflow_version, ex.definition),
-                dict(ex.context),
-                ex.current_action_id,
-                ex.lease_token,
-                ex.mode,
-                ex.depth,
-                ex.actions_executed,
-                list(ex.context.get("failedSteps", [])),
-                test=bool(ex.is_test),
-                real_calls=bool((ex.context or {}).get("testRealCalls")),
-            )
+            run = resumed_run(ex.model_dump(), tctx, ex.lease_token)
         return self.drive(run)
 
     # ------------------------------------------------------------------ the loop
