@@ -32,7 +32,8 @@ from engine.runner.context import (
 from engine.runner.group_commit import GroupCommit, Ticket
 from engine.runner.intent import fill_intent, provider_intent, wants_provider
 from engine.runner.machine import ExecutionMachine, load_tenant
-from engine.runner.start import candidates_for, run_workflow, start_matching
+from engine.runner.start import candidates_for, start_matching
+from engine.runner.start import run_workflow as _run_workflow
 from engine.store.models import EventRecord, utcnow
 from engine.store.runs import event_by_key, event_row, executions_of
 from engine.uow import Clock, UnitOfWork
@@ -288,32 +289,5 @@ class Runner(ExecutionMachine):
 
     # ------------------------------------------------------------------ manual and dry runs
 
-    def run_workflow(
-        self,
-        tenant_id: str,
-        workflow_id: str,
-        trigger_data_in: dict[str, Any] | None = None,
-        *,
-        bypass_conditions: bool = False,
-        dry_run: bool = False,
-        mode: str = "manual",
-        test: bool = False,
-        real_calls: bool = False,
-    ) -> str:
-        """Run one workflow now (the spec's /run; cron fires use mode="live"). Returns the execution id.
-
-        ``test``: a test-console run (e.g. a scheduled workflow's tick fired from the console).
-
-        An ``idempotencyKey`` in the trigger data that was already used raises IntegrityError.
-        """
-        return run_workflow(
-            self,
-            tenant_id,
-            workflow_id,
-            trigger_data_in,
-            bypass_conditions=bypass_conditions,
-            dry_run=dry_run,
-            mode=mode,
-            test=test,
-            real_calls=real_calls,
-        )
+    #: Run one workflow now (manual, dry and cron runs, console ticks): see :func:`engine.runner.start.run_workflow`.
+    run_workflow = _run_workflow

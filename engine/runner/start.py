@@ -78,21 +78,7 @@ def start_matching(
             execution.update(status=ExecutionStatus.SKIPPED, finished_at=now)
             skipped.append(execution["id"])
             continue
-        runs.append(
-            Run(
-                execution["id"],
-                tenant,
-                wf.id,
-                definition,
-                execution["context"],
-                execution["current_action_id"],
-                execution["lease_token"],
-                execution["mode"],
-                depth,
-                test=test,
-                real_calls=real_calls,
-            )
-        )
+        runs.append(_new_run(execution, tenant, definition, test=test, real_calls=real_calls))
     if rows:
         s.insert(Execution, rows)
     return runs, skipped
@@ -167,19 +153,24 @@ def run_workflow(
             execution.update(status=ExecutionStatus.SKIPPED, finished_at=now)
         uow.insert(Execution, execution)
     if passed:
-        runner.drive(
-            Run(
-                execution["id"],
-                tenant,
-                wf.id,
-                definition,
-                execution["context"],
-                execution["current_action_id"],
-                execution["lease_token"],
-                mode,
-                0,
-                test=test,
-                real_calls=real_calls,
-            )
-        )
+        runner.drive(_new_run(execution, tenant, definition, test=test, real_calls=real_calls))
     return execution["id"]
+
+
+def _new_run(
+    execution: dict[str, Any], tenant: dict[str, Any], definition: Any, *, test: bool, real_calls: bool
+) -> Run:
+    """The :class:`Run` of a just-built execution row (see :func:`execution_row`)."""
+    return Run(
+        execution["id"],
+        tenant,
+        execution["workflow_id"],
+        definition,
+        execution["context"],
+        execution["current_action_id"],
+        execution["lease_token"],
+        execution["mode"],
+        execution["depth"],
+        test=test,
+        real_calls=real_calls,
+    )
