@@ -116,6 +116,7 @@ def _run_of(ex: dict[str, Any], tenant: dict[str, Any], token: str) -> Run:
         # As Runner.resume: a test-console run stays one (it used to resume as a live run here).
         test=bool(ex["is_test"]),
         real_calls=bool(context.get("testRealCalls")),
+        started_at=ex["started_at"],
     )
 
 

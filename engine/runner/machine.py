@@ -23,6 +23,8 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from engine.actions import StepContext, StepResult, executor_for
 from engine.errors import EngineError, NotFound
 from engine.runner.buffer import BufferedUnitOfWork, local_transaction
@@ -37,7 +39,8 @@ from engine.runner.context import (
     template_context,
     tenant_context,
 )
-from engine.store.models import DueKind, DueWork, ExecutionStatus, StepRun, StepStatus, new_id, utcnow
+from engine.store import rollups
+from engine.store.models import DueKind, DueWork, Execution, ExecutionStatus, StepRun, StepStatus, new_id, utcnow
 from engine.store.runs import (
     count_runs,
     due_row,
@@ -49,6 +52,7 @@ from engine.store.runs import (
 )
 from engine.uow import Clock, UnitOfWork, unit_of_work
 
+_ex = Execution.__table__.c
 logger = logging.getLogger(__name__)
 
 
@@ -105,6 +109,7 @@ class ExecutionMachine:
                 list(ex.context.get("failedSteps", [])),
                 test=bool(ex.is_test),
                 real_calls=bool((ex.context or {}).get("testRealCalls")),
+                started_at=ex.started_at,
             )
         return self.drive(run)
 
@@ -347,10 +352,25 @@ class ExecutionMachine:
             pass  # written and lease-checked at the write-out (worker batches)
         elif not save_execution(uow.connection(), values, finished):
             raise LeaseLost()
+        if finished and pending is None and run.mode != "dry_run" and not run.test:
+            self._count_finish(uow, buf, run, status, now)
         if finished and run.mode != "dry_run" and not run.test and run.workflow_id:
             ok = 1 if status == ExecutionStatus.SUCCEEDED else 0
             if not (buf is not None and buf.count_run(run.workflow_id, ok, now)):
                 count_runs(uow.connection(), run.workflow_id, 1, ok, 1 - ok, now)
+
+    @staticmethod
+    def _count_finish(uow: UnitOfWork, buf: BufferedUnitOfWork | None, run: Run, status: str, now: datetime) -> None:
+        """The Insights rollups of an execution written earlier as in progress that ended now."""
+        started = run.started_at
+        if started is None:  # not known to this Run: read it (rare: only callers that build a Run by hand)
+            started = uow.connection().execute(sa.select(_ex.started_at).where(_ex.id == run.id)).scalar_one()
+        deltas = rollups.Deltas()
+        deltas.finish(run.tenant["id"], run.workflow_id, started, status, now)
+        if buf is not None:
+            buf.add_rollups(deltas)
+        else:
+            rollups.apply(uow.connection(), deltas)
 
     # ------------------------------------------------------------------ chains
 

@@ -91,6 +91,7 @@ def start_matching(
                 depth,
                 test=test,
                 real_calls=real_calls,
+                started_at=now,
             )
         )
     if rows:
@@ -180,6 +181,7 @@ def run_workflow(
                 0,
                 test=test,
                 real_calls=real_calls,
+                started_at=now,
             )
         )
     return execution["id"]
