@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -414,7 +414,7 @@ _ROLLUP_KEYS = {
 }
 
 
-def _take_from_insights(s, table: str, rows: list[Any]) -> None:
+def _take_from_insights(s, table: str, rows: Sequence[Any]) -> None:
     """Subtract deleted rows from the Insights rollups in the same transaction."""
     deltas = rollups.Deltas()
     if table == "executions":

@@ -82,9 +82,10 @@ def apply_status_updates(db: Engine, tenant_id: str, updates: list[StatusUpdate]
                 if status == "failed":
                     values["error"] = upd.error or f"provider reported {upd.status}"
                 changed += 1
+            before = rollups.outbox_values(msg)  # (the ORM UPDATE changes msg too)
             s.execute(sa.update(OutboxMessage).where(col(OutboxMessage.id) == msg.id).values(**values))
             if "status" in values:  # the Insights' messages by outcome, in this transaction
                 deltas = rollups.Deltas()
-                deltas.outbox_status(rollups.outbox_values(msg), values["status"])
+                deltas.outbox_status(before, values["status"])
                 rollups.apply(s, deltas)
     return changed

@@ -465,7 +465,7 @@ def skip_reasons(*, uow: UnitOfWork, actor: Actor, p: Period, limit: int = 5) ->
 def _workflow_names(s: Session, tenant_id: str, ids: list[str]) -> dict[str, str]:
     """Names by workflow id; a deleted workflow (or none) by the name its last execution kept."""
     q = sa.select(col(Workflow.id), col(Workflow.name)).where(col(Workflow.id).in_([i for i in ids if i]))
-    found: dict[str, str] = {w: name for w, name in s.execute(q)}
+    found = {str(w): str(name) for w, name in s.execute(q)}
     for wf in ids:
         if wf not in found:
             kept = s.execute(

@@ -334,7 +334,7 @@ def cancel_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, reason
         col(OutboxMessage.execution_id) == execution_id, col(OutboxMessage.status) == OutboxStatus.DEFERRED
     )
     for row in s.execute(sa.select(*_OUTBOX_ROLLUP_COLUMNS).where(deferred)).mappings():
-        deltas.outbox_status(row, OutboxStatus.SUPPRESSED)
+        deltas.outbox_status(dict(row), OutboxStatus.SUPPRESSED)
     s.execute(
         sa.update(DueWork)
         .where(

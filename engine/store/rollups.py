@@ -231,6 +231,18 @@ def apply(conn: Any, deltas: Deltas) -> None:
         deltas.write(conn if isinstance(conn, sa.Connection) else conn.connection())
 
 
+def forget_workflow(conn: sa.Connection, tenant_id: str, workflow_id: str) -> None:
+    """A deleted workflow's counts move to the "no workflow" key, as its executions' rows do."""
+    q = sa.select(_c.kind, _c.hour, _c.k2, _c.n).where(
+        _c.tenant_id == tenant_id, _c.kind.in_((EXECUTIONS, DURATIONS)), _c.k1 == workflow_id, _c.n != 0
+    )
+    deltas = Deltas()
+    for kind, hour, k2, n in conn.execute(q):
+        deltas.add((tenant_id, kind, hour_of(hour), workflow_id, k2), -n)
+        deltas.add((tenant_id, kind, hour_of(hour), "", k2), n)
+    deltas.write(conn)
+
+
 def event_sources(conn: Any, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """trigger type and channel of the given events, by id (for executions whose event is not at hand)."""
     ids = sorted({i for i in event_ids if i})
@@ -257,6 +269,13 @@ def inserted(conn: Any, tables: Mapping[str, list[dict[str, Any]]], deltas: Delt
         by_id.update(event_sources(conn, missing))
     for row in executions:
         deltas.execution(row, 1, by_id.get(row["event_id"]) if row["event_id"] else None)
+
+
+def inserted_deltas(conn: Any, table: str, rows: list[dict[str, Any]]) -> Deltas:
+    """:func:`inserted` for rows of one table, as a new :class:`Deltas`."""
+    deltas = Deltas()
+    inserted(conn, {table: rows}, deltas)
+    return deltas
 
 
 # --------------------------------------------------------------------------- from rows
@@ -371,7 +390,7 @@ def stored(conn: Any, tenant_id: str | None = None) -> dict[Key, int]:
 _EXECUTION_KEYS = ("tenant_id", "workflow_id", "status", "mode", "is_test", "started_at", "finished_at", "event_id")
 _EVENT_KEYS = ("tenant_id", "channel", "intent", "received_at", "is_test", "depth")
 _OUTBOX_KEYS = ("tenant_id", "channel", "status", "created_at", "is_test")
-_ORM = {Execution: _EXECUTION_KEYS, EventRecord: _EVENT_KEYS, OutboxMessage: _OUTBOX_KEYS}
+_ORM: dict[Any, tuple[str, ...]] = {Execution: _EXECUTION_KEYS, EventRecord: _EVENT_KEYS, OutboxMessage: _OUTBOX_KEYS}
 _PENDING = "insight_rollups"
 
 
@@ -437,3 +456,9 @@ def _after_flush(session: OrmSession, _ctx: Any) -> None:
 @sa_event.listens_for(OrmSession, "after_rollback")
 def _after_rollback(session: OrmSession) -> None:
     session.info.pop(_PENDING, None)
+
+
+def difference(stored: Mapping[Key, int], expected: Mapping[Key, int]) -> dict[Key, tuple[int, int]]:
+    """Keys whose stored count differs from the rows' count: (stored, expected)."""
+    keys = set(stored) | set(expected)
+    return {k: (stored.get(k, 0), expected.get(k, 0)) for k in sorted(keys) if stored.get(k, 0) != expected.get(k, 0)}
