@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=100_000, help="executions per studio (default 100,000)")
     ap.add_argument("--database-url", default=None)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--keep", action="store_true", help="leave the two studios in the database at the end")
     args = ap.parse_args(argv)
     url = args.database_url or f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench-insights.db'}"
     db = get_engine(url)
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, fn in figures.items():
             print(f"  {label:<50} {timed(fn, args.repeat):9.1f} ms")
     finally:
-        if args.database_url:
+        if args.database_url and not args.keep:
             with db.begin() as conn:
                 for table in (rollups.InsightRollup, OutboxMessage, StepRun, Execution, EventRecord, Workflow, Tenant):
                     col = Tenant.__table__.c.id if table is Tenant else table.__table__.c.tenant_id

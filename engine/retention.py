@@ -293,6 +293,7 @@ class Pruner:
                 return 0
             _add_rollups(s, list(rows))
             _take_from_insights(s, "executions", [r._mapping for r in rows])
+            _take_steps_from_insights(s, [r.id for r in rows])  # their steps go with them (ON DELETE CASCADE)
             s.execute(sa.delete(_ex).where(_ex.c.id.in_([r.id for r in rows])))
             return len(rows)
 
@@ -317,6 +318,7 @@ class Pruner:
 
     def _execution_details(self, tenant_id: str, cutoff: datetime) -> int:
         def scrub(s, ids: list[str], now: datetime) -> None:
+            _take_steps_from_insights(s, ids)
             s.execute(sa.delete(_st).where(_st.c.execution_id.in_(ids)))
             s.execute(
                 sa.update(_ex)
@@ -425,6 +427,22 @@ def _take_from_insights(s, table: str, rows: Sequence[Any]) -> None:
         add = deltas.outbox if table == "outbox_messages" else deltas.event
         for r in rows:
             add(r, -1)
+    rollups.apply(s, deltas)
+
+
+def _take_steps_from_insights(s, execution_ids: list[str]) -> None:
+    """Subtract the steps of these executions (about to be deleted) from the Insights rollups."""
+    counted = rollups.counted_executions(s, execution_ids)
+    if not counted:
+        return
+    steps = s.execute(
+        sa.select(_st.c.tenant_id, _st.c.action_type, _st.c.status, _st.c.started_at).where(
+            _st.c.execution_id.in_(sorted(counted))
+        )
+    ).mappings()
+    deltas = rollups.Deltas()
+    for row in steps:
+        deltas.step(row, -1)
     rollups.apply(s, deltas)
 
 

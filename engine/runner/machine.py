@@ -227,6 +227,10 @@ class ExecutionMachine:
         step = _step_row(run, action, attempt, now)
         with unit_of_work(self.db, clock=self.clock) as uow:
             uow.insert(StepRun, step)
+            if run.mode != "dry_run" and not run.test:
+                deltas = rollups.Deltas()
+                deltas.step(step)
+                _add_rollups(uow, deltas)
             self._save(uow, run, now, status=ExecutionStatus.RUNNING)
         step["persisted"] = True
         try:
@@ -243,11 +247,19 @@ class ExecutionMachine:
                 self._save(uow, run, done, status=ExecutionStatus.RUNNING)
             return outcome
 
-    def _write_step(self, uow: UnitOfWork, step: dict[str, Any]) -> None:
+    def _write_step(self, uow: UnitOfWork, run: Run, step: dict[str, Any]) -> None:
+        deltas = rollups.Deltas()
+        counted = run.mode != "dry_run" and not run.test
         if step.pop("persisted", False):
             finish_step(uow.connection(), step)
+            if counted:
+                deltas.step_status(step, StepStatus.RUNNING)
         else:
             uow.insert(StepRun, step)
+            if counted:
+                deltas.step(step)
+        if deltas:
+            _add_rollups(uow, deltas)
 
     def _succeeded(
         self, uow: UnitOfWork, run: Run, action, step: dict, result: StepResult, now: datetime
@@ -259,7 +271,7 @@ class ExecutionMachine:
             input=jsonable(result.input),
             output=output,
         )
-        self._write_step(uow, step)
+        self._write_step(uow, run, step)
         run.context.setdefault("results", {})[action.id] = output
         if result.lead is not None:
             run.context["lead"] = result.lead
@@ -290,7 +302,7 @@ class ExecutionMachine:
         step.update(
             status=StepStatus.FAILED, error=message, finished_at=now, output=jsonable(getattr(exc, "details", {}) or {})
         )
-        self._write_step(uow, step)
+        self._write_step(uow, run, step)
         delay = retry_delay(action, exc, step["attempt"])
         if delay is not None and not run.dry_run:
             uow.insert(
@@ -353,24 +365,21 @@ class ExecutionMachine:
         elif not save_execution(uow.connection(), values, finished):
             raise LeaseLost()
         if finished and pending is None and run.mode != "dry_run" and not run.test:
-            self._count_finish(uow, buf, run, status, now)
+            self._count_finish(uow, run, status, now)
         if finished and run.mode != "dry_run" and not run.test and run.workflow_id:
             ok = 1 if status == ExecutionStatus.SUCCEEDED else 0
             if not (buf is not None and buf.count_run(run.workflow_id, ok, now)):
                 count_runs(uow.connection(), run.workflow_id, 1, ok, 1 - ok, now)
 
     @staticmethod
-    def _count_finish(uow: UnitOfWork, buf: BufferedUnitOfWork | None, run: Run, status: str, now: datetime) -> None:
+    def _count_finish(uow: UnitOfWork, run: Run, status: str, now: datetime) -> None:
         """The Insights rollups of an execution written earlier as in progress that ended now."""
         started = run.started_at
         if started is None:  # not known to this Run: read it (rare: only callers that build a Run by hand)
             started = uow.connection().execute(sa.select(_ex.started_at).where(_ex.id == run.id)).scalar_one()
         deltas = rollups.Deltas()
         deltas.finish(run.tenant["id"], run.workflow_id, started, status, now)
-        if buf is not None:
-            buf.add_rollups(deltas)
-        else:
-            rollups.apply(uow.connection(), deltas)
+        _add_rollups(uow, deltas)
 
     # ------------------------------------------------------------------ chains
 
@@ -400,6 +409,14 @@ class ExecutionMachine:
                 real_calls=run.real_calls,
                 uow=uow,
             )
+
+
+def _add_rollups(uow: UnitOfWork, deltas: rollups.Deltas) -> None:
+    """Insights rollup deltas into the unit of work's transaction (kept for its commit when buffered)."""
+    if isinstance(uow, BufferedUnitOfWork):
+        uow.add_rollups(deltas)
+    else:
+        rollups.apply(uow.connection(), deltas)
 
 
 def _step_row(run: Run, action, attempt: int, now: datetime) -> dict[str, Any]:

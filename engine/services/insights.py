@@ -213,7 +213,7 @@ def _counts_of(pairs: Any) -> dict[str, int]:
 
 
 def _execution_counts(s: Session, tenant_id: str, p: Period) -> dict[str, int]:
-    q = sa.select(_ru.k2, _n()).where(*_rolled(tenant_id, rollups.EXECUTIONS, p)).group_by(_ru.k2)
+    q = sa.select(_ru.k2, _n()).where(*_rolled(tenant_id, rollups.TOTALS, p)).group_by(_ru.k2)
     return _counts_of(s.execute(q))
 
 
@@ -373,7 +373,7 @@ def executions_by_day(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[
     bucket = _day_bucket(_ru.hour, p).label("b")
     q = (
         sa.select(bucket, _ru.k2, _n())
-        .where(*_rolled(actor.tenant_id, rollups.EXECUTIONS, p))
+        .where(*_rolled(actor.tenant_id, rollups.TOTALS, p))
         .group_by(bucket, _ru.k2)
         .order_by(bucket, _ru.k2)
     )
@@ -479,19 +479,15 @@ def _workflow_names(s: Session, tenant_id: str, ids: list[str]) -> dict[str, str
 
 
 def action_failure_rates(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
-    """Per action type: step attempts, failed attempts, failure rate."""
+    """Per action type: step attempts started in the period, failed attempts, failure rate."""
     actor.require(READ)
-    failed = sa.func.coalesce(sa.func.sum(sa.case((_st.status == "failed", 1), else_=0)), 0)
-    q = (
-        sa.select(_st.action_type, sa.func.count(), failed)
-        .select_from(StepRun.__table__.join(Execution.__table__, _ex.id == _st.execution_id))
-        .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _in(_ex.started_at, p))
-        .group_by(_st.action_type)
-    )
+    failed = sa.func.coalesce(sa.func.sum(sa.case((_ru.k2 == "failed", _ru.n), else_=0)), 0)
+    q = sa.select(_ru.k1, _n(), failed).where(*_rolled(actor.tenant_id, rollups.STEPS, p)).group_by(_ru.k1)
     with _reading(uow) as s:
         return [
-            {"actionType": t, "attempts": n, "failed": f, "failureRate": round(f / n, 4) if n else 0.0}
+            {"actionType": t, "attempts": int(n), "failed": int(f), "failureRate": round(f / n, 4) if n else 0.0}
             for t, n, f in s.execute(q)
+            if n
         ]
 
 

@@ -10,6 +10,8 @@ in the same order. The kinds:
 kind   what is counted                             k1 / k2                          hour of
 =====  ==========================================  ==============================  ==========
 ``x``  counted executions (``engine.domain``)      workflow id ("" none) / outcome  started_at
+``t``  the same, whole studio                      "" / outcome                     started_at
+``a``  step attempts of counted executions         action type / step status        step start
 ``s``  counted executions with an event            trigger type / channel ("none")  started_at
 ``d``  counted succeeded/failed executions'        workflow id / duration bucket    started_at
        durations (``hour`` is the UTC **day**)                                      (day)
@@ -50,12 +52,12 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Field
 
 from engine.domain import IN_PROGRESS_STATUSES, UNCOUNTED_MODES
-from engine.store.models import EventRecord, Execution, OutboxMessage, SQLModel, UTCDateTime
+from engine.store.models import EventRecord, Execution, OutboxMessage, SQLModel, StepRun, UTCDateTime
 
 #: Inbound channels of members' messages (the event's ``channel``); as the Insights count them.
 MESSAGE_CHANNELS = ("whatsapp", "sms", "email", "web", "voice")
-EXECUTIONS, SOURCES, DURATIONS, EVENTS, OUTBOX = "x", "s", "d", "e", "o"
-KINDS = (EXECUTIONS, SOURCES, DURATIONS, EVENTS, OUTBOX)
+EXECUTIONS, TOTALS, STEPS, SOURCES, DURATIONS, EVENTS, OUTBOX = "x", "t", "a", "s", "d", "e", "o"
+KINDS = (EXECUTIONS, TOTALS, STEPS, SOURCES, DURATIONS, EVENTS, OUTBOX)
 _FINE_BUCKETS = 600  # 0.1 s each, up to 60 s
 _PER_DOUBLING = 8
 
@@ -131,7 +133,9 @@ class Deltas(dict[Key, int]):
         if not _counted(row):
             return
         tenant, wf, started = row["tenant_id"], row["workflow_id"] or "", row["started_at"]
-        self.add((tenant, EXECUTIONS, hour_of(started), wf, outcome(row["status"])), sign)
+        hour, out = hour_of(started), outcome(row["status"])
+        self.add((tenant, EXECUTIONS, hour, wf, out), sign)
+        self.add((tenant, TOTALS, hour, "", out), sign)
         self._duration(tenant, wf, row["status"], started, row.get("finished_at"), sign)
         if event is not None:
             self.add((tenant, SOURCES, hour_of(started), event["trigger_type"], event["channel"] or "none"), sign)
@@ -143,6 +147,8 @@ class Deltas(dict[Key, int]):
         hour, wf = hour_of(started_at), workflow_id or ""
         self.add((tenant_id, EXECUTIONS, hour, wf, "in_progress"), -1)
         self.add((tenant_id, EXECUTIONS, hour, wf, outcome(status)), 1)
+        self.add((tenant_id, TOTALS, hour, "", "in_progress"), -1)
+        self.add((tenant_id, TOTALS, hour, "", outcome(status)), 1)
         self._duration(tenant_id, wf, status, started_at, finished_at, 1)
 
     def _duration(self, tenant: str, wf: str, status: str, started: datetime, finished: Any, sign: int) -> None:
@@ -150,6 +156,17 @@ class Deltas(dict[Key, int]):
             return
         seconds = max(0.0, (_aware(finished) - _aware(started)).total_seconds())
         self.add((tenant, DURATIONS, day_of(started), wf, str(duration_bucket(seconds))), sign)
+
+    def step(self, row: Mapping[str, Any], sign: int = 1) -> None:
+        """A step attempt of a counted execution (the caller knows the execution counts)."""
+        key = (row["tenant_id"], STEPS, hour_of(row["started_at"]), row["action_type"], row["status"])
+        self.add(key, sign)
+
+    def step_status(self, row: Mapping[str, Any], old_status: str) -> None:
+        """A step written earlier with ``old_status`` now has ``row["status"]``."""
+        if old_status != row["status"]:
+            self.step({**row, "status": old_status}, -1)
+            self.step(row, 1)
 
     # --- events and messages
 
@@ -243,6 +260,15 @@ def forget_workflow(conn: sa.Connection, tenant_id: str, workflow_id: str) -> No
     deltas.write(conn)
 
 
+def counted_executions(conn: Any, execution_ids: Iterable[str]) -> set[str]:
+    """Which of the given executions count (the step rollups of the others are not kept)."""
+    ids = sorted(set(execution_ids))
+    if not ids:
+        return set()
+    ex = Execution.__table__.c
+    return set(conn.execute(sa.select(ex.id).where(ex.id.in_(ids), _counted_sql(ex))).scalars())
+
+
 def event_sources(conn: Any, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """trigger type and channel of the given events, by id (for executions whose event is not at hand)."""
     ids = sorted({i for i in event_ids if i})
@@ -324,6 +350,19 @@ def source_selects(dialect: str, tenant_id: str | None = None) -> list[sa.Select
         .where(*scoped(ex, _counted_sql(ex)))
         .group_by(ex.tenant_id, hx, wf, out)
     )
+    totals = (
+        sa.select(ex.tenant_id, sa.literal(TOTALS), hx, sa.literal(""), out, sa.func.count())
+        .where(*scoped(ex, _counted_sql(ex)))
+        .group_by(ex.tenant_id, hx, out)
+    )
+    st = StepRun.__table__.c
+    hs = _hour_sql(st.started_at, dialect)
+    steps = (
+        sa.select(st.tenant_id, sa.literal(STEPS), hs, st.action_type, st.status, sa.func.count())
+        .select_from(StepRun.__table__.join(Execution.__table__, ex.id == st.execution_id))
+        .where(*scoped(st, _counted_sql(ex)))
+        .group_by(st.tenant_id, hs, st.action_type, st.status)
+    )
     channel = sa.func.coalesce(ev.channel, "none")
     sources = (
         sa.select(ex.tenant_id, sa.literal(SOURCES), hx, ev.trigger_type, channel, sa.func.count())
@@ -354,7 +393,7 @@ def source_selects(dialect: str, tenant_id: str | None = None) -> list[sa.Select
         .where(*scoped(ob, ob.is_test == sa.false()))
         .group_by(ob.tenant_id, ho, ob.channel, ob.status)
     )
-    return [executions, sources, durations, events, outbox]
+    return [executions, totals, steps, sources, durations, events, outbox]
 
 
 def backfill(conn: sa.Connection, tenant_id: str | None = None) -> None:
@@ -390,7 +429,13 @@ def stored(conn: Any, tenant_id: str | None = None) -> dict[Key, int]:
 _EXECUTION_KEYS = ("tenant_id", "workflow_id", "status", "mode", "is_test", "started_at", "finished_at", "event_id")
 _EVENT_KEYS = ("tenant_id", "channel", "intent", "received_at", "is_test", "depth")
 _OUTBOX_KEYS = ("tenant_id", "channel", "status", "created_at", "is_test")
-_ORM: dict[Any, tuple[str, ...]] = {Execution: _EXECUTION_KEYS, EventRecord: _EVENT_KEYS, OutboxMessage: _OUTBOX_KEYS}
+_STEP_KEYS = ("tenant_id", "execution_id", "action_type", "status", "started_at")
+_ORM: dict[Any, tuple[str, ...]] = {
+    Execution: _EXECUTION_KEYS,
+    EventRecord: _EVENT_KEYS,
+    OutboxMessage: _OUTBOX_KEYS,
+    StepRun: _STEP_KEYS,
+}
 _PENDING = "insight_rollups"
 
 
@@ -442,8 +487,12 @@ def _after_flush(session: OrmSession, _ctx: Any) -> None:
     deltas = Deltas()
     need = [v["event_id"] for model, v, _ in work if model is Execution and v["event_id"]]
     sources = event_sources(conn, need) if need else {}
+    counted = counted_executions(conn, [v["execution_id"] for model, v, _ in work if model is StepRun])
     for model, values, sign in work:
-        if model is Execution:
+        if model is StepRun:
+            if values["execution_id"] in counted:
+                deltas.step(values, sign)
+        elif model is Execution:
             event = sources.get(values["event_id"]) if values["event_id"] else None
             deltas.execution(values, sign, event)
         elif model is EventRecord:
