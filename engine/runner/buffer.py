@@ -40,11 +40,13 @@ from sqlmodel import Session
 from engine.runner.context import LeaseLost
 from engine.store import rollups
 from engine.store.fast import FastStatement
-from engine.store.models import Execution
+from engine.store.models import EventRecord, Execution, OutboxMessage
 from engine.store.runs import FAST_INSERTS, TABLE_ORDER, count_runs, insert_statement, save_executions
 from engine.uow import Clock, UnitOfWork
 
 _INSERT_EXECUTION = FAST_INSERTS[Execution]
+#: The inserts whose rows the Insights rollups count (steps are counted by the runner itself).
+_COUNTED = frozenset(FAST_INSERTS[m] for m in (EventRecord, Execution, OutboxMessage))
 
 
 class BufferedUnitOfWork:
@@ -205,6 +207,10 @@ class BufferedUnitOfWork:
         counts[3] = max(counts[3], at)
         return True
 
+    def rollup_deltas(self) -> rollups.Deltas | None:
+        """This unit's rollup deltas to add to (None after a savepoint: write yours at once)."""
+        return self._deltas if self._buffering else None
+
     def add_rollups(self, deltas: rollups.Deltas) -> None:
         """Rollup deltas of rows changed in this transaction: kept for :meth:`flush`, or written
         now after a savepoint (so that rolling the savepoint back takes them back too)."""
@@ -225,7 +231,7 @@ class BufferedUnitOfWork:
         if self._rows:
             conn = self.begin()
             rows, self._rows, self._executions = self._rows, {}, {}
-            rollups.inserted(conn, {fast.stmt.table.name: rows[fast] for fast in rows}, self._deltas)
+            rollups.inserted(conn, {f.stmt.table.name: r for f, r in rows.items() if f in _COUNTED}, self._deltas)
             for fast in sorted(rows, key=lambda f: TABLE_ORDER[f.stmt.table.name]):
                 fast.executemany(conn, rows[fast])
         if self._updates:

@@ -248,18 +248,22 @@ class ExecutionMachine:
             return outcome
 
     def _write_step(self, uow: UnitOfWork, run: Run, step: dict[str, Any]) -> None:
-        deltas = rollups.Deltas()
-        counted = run.mode != "dry_run" and not run.test
-        if step.pop("persisted", False):
+        persisted = step.pop("persisted", False)
+        if persisted:
             finish_step(uow.connection(), step)
-            if counted:
-                deltas.step_status(step, StepStatus.RUNNING)
         else:
             uow.insert(StepRun, step)
-            if counted:
-                deltas.step(step)
-        if deltas:
-            _add_rollups(uow, deltas)
+        if run.mode == "dry_run" or run.test:
+            return
+        # Straight into a buffering unit's own deltas (the hot path), else written now.
+        kept = uow.rollup_deltas() if isinstance(uow, BufferedUnitOfWork) else None
+        deltas = kept if kept is not None else rollups.Deltas()
+        if persisted:
+            deltas.step_status(step, StepStatus.RUNNING)
+        else:
+            deltas.step(step)
+        if kept is None:
+            rollups.apply(uow.connection(), deltas)
 
     def _succeeded(
         self, uow: UnitOfWork, run: Run, action, step: dict, result: StepResult, now: datetime

@@ -85,13 +85,10 @@ Key = tuple[str, str, datetime, str, str]
 
 def hour_of(at: datetime) -> datetime:
     """The naive UTC hour an instant falls in (rows carry aware or naive UTC datetimes)."""
-    if at.tzinfo is not None:
-        at = at.astimezone(UTC).replace(tzinfo=None)
-    return at.replace(minute=0, second=0, microsecond=0)
-
-
-def day_of(at: datetime) -> datetime:
-    return hour_of(at).replace(hour=0)
+    tz = at.tzinfo
+    if tz is not None and tz is not UTC:
+        at = at.astimezone(UTC)
+    return at.replace(minute=0, second=0, microsecond=0, tzinfo=None)
 
 
 def duration_bucket(seconds: float) -> int:
@@ -99,6 +96,9 @@ def duration_bucket(seconds: float) -> int:
     if seconds < 60:
         return max(0, int(seconds * 10 + 1e-3))
     return _FINE_BUCKETS + int(math.log2(seconds / 60) * _PER_DOUBLING)
+
+
+_BUCKETS = [str(i) for i in range(_FINE_BUCKETS + 1)]
 
 
 def bucket_seconds(bucket: int) -> float:
@@ -132,13 +132,15 @@ class Deltas(dict[Key, int]):
         """A counted execution row (as inserted or deleted): its outcome, duration and source."""
         if not _counted(row):
             return
-        tenant, wf, started = row["tenant_id"], row["workflow_id"] or "", row["started_at"]
-        hour, out = hour_of(started), outcome(row["status"])
+        tenant, wf, started, status = row["tenant_id"], row["workflow_id"] or "", row["started_at"], row["status"]
+        hour, out = hour_of(started), outcome(status)
         self.add((tenant, EXECUTIONS, hour, wf, out), sign)
         self.add((tenant, TOTALS, hour, "", out), sign)
-        self._duration(tenant, wf, row["status"], started, row.get("finished_at"), sign)
+        finished = row.get("finished_at")
+        if finished is not None and (status == "succeeded" or status == "failed"):
+            self._duration(tenant, wf, hour, started, finished, sign)
         if event is not None:
-            self.add((tenant, SOURCES, hour_of(started), event["trigger_type"], event["channel"] or "none"), sign)
+            self.add((tenant, SOURCES, hour, event["trigger_type"], event["channel"] or "none"), sign)
 
     def finish(
         self, tenant_id: str, workflow_id: str | None, started_at: datetime, status: str, finished_at: datetime | None
@@ -149,13 +151,15 @@ class Deltas(dict[Key, int]):
         self.add((tenant_id, EXECUTIONS, hour, wf, outcome(status)), 1)
         self.add((tenant_id, TOTALS, hour, "", "in_progress"), -1)
         self.add((tenant_id, TOTALS, hour, "", outcome(status)), 1)
-        self._duration(tenant_id, wf, status, started_at, finished_at, 1)
+        if finished_at is not None and status in ("succeeded", "failed"):
+            self._duration(tenant_id, wf, hour, started_at, finished_at, 1)
 
-    def _duration(self, tenant: str, wf: str, status: str, started: datetime, finished: Any, sign: int) -> None:
-        if finished is None or status not in ("succeeded", "failed"):
-            return
-        seconds = max(0.0, (_aware(finished) - _aware(started)).total_seconds())
-        self.add((tenant, DURATIONS, day_of(started), wf, str(duration_bucket(seconds))), sign)
+    def _duration(self, tenant: str, wf: str, hour: datetime, started: datetime, finished: Any, sign: int) -> None:
+        if (started.tzinfo is None) != (finished.tzinfo is None):
+            started, finished = _aware(started), _aware(finished)
+        seconds = (finished - started).total_seconds()
+        bucket = _BUCKETS[int(seconds * 10 + 1e-3)] if 0 <= seconds < 60 else str(duration_bucket(seconds))
+        self.add((tenant, DURATIONS, hour.replace(hour=0), wf, bucket), sign)
 
     def step(self, row: Mapping[str, Any], sign: int = 1) -> None:
         """A step attempt of a counted execution (the caller knows the execution counts)."""
@@ -220,6 +224,19 @@ def _sql(dialect: str, count: int) -> str:
     return found
 
 
+_TEXTS: dict[datetime, str] = {}
+
+
+def _sqlite_time(hour: datetime) -> str:
+    """An hour as SQLAlchemy's SQLite DATETIME text (cached: a batch's keys share a few hours)."""
+    text = _TEXTS.get(hour)
+    if text is None:
+        if len(_TEXTS) > 4096:
+            _TEXTS.clear()
+        text = _TEXTS[hour] = hour.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return text
+
+
 def upsert(conn: sa.Connection, rows: list[tuple[Key, int]]) -> None:
     """Add counts (sorted rows) with one statement per 500 keys, on the DB-API cursor of
     ``conn``'s transaction (the runner's hot path: no SQLAlchemy statement machinery)."""
@@ -231,7 +248,7 @@ def upsert(conn: sa.Connection, rows: list[tuple[Key, int]]) -> None:
             chunk = rows[start : start + _CHUNK]
             params: list[Any] = []
             for (tenant, kind, hour, k1, k2), n in chunk:
-                params += (tenant, kind, hour.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else hour, k1, k2, n)
+                params += (tenant, kind, _sqlite_time(hour) if sqlite else hour, k1, k2, n)
             cursor.execute(_sql(dialect, len(chunk)), params)
     finally:
         cursor.close()
