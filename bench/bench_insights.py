@@ -5,9 +5,11 @@ service calls, and executions pages 1 and 1,000 (keyset).
     python -m bench.bench_insights --n 100000                      # a temporary SQLite file
     python -m bench.bench_insights --n 1000000 --database-url postgresql://postgres@127.0.0.1:5432/bench
 
-Rows are bulk-inserted (Core ``executemany`` in batches) over the last 60 days; each figure
-is the median of ``--repeat`` runs in milliseconds. Nothing is asserted: it prints figures.
-On a given database the two benchmark studios are deleted again at the end.
+Rows are bulk-inserted (the store's compiled INSERTs, ``executemany`` in batches of 5,000) over
+the last 60 days; then the Insights rollups are filled from the rows by the same
+``engine.store.rollups.backfill`` the migration runs. Each figure is the median of ``--repeat``
+runs in milliseconds. Nothing is asserted: it prints figures. On a given database the two
+benchmark studios are deleted again at the end.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sqlalchemy as sa
 
 from engine.auth import system_actor
 from engine.services import insights, operations
+from engine.store import rollups
 from engine.store.db import get_engine, migrate
 from engine.store.models import (
     EventRecord,
@@ -38,6 +41,7 @@ from engine.store.models import (
     new_id,
     utcnow,
 )
+from engine.store.runs import insert_statement
 from engine.uow import unit_of_work
 
 BATCH = 5000
@@ -177,7 +181,8 @@ def _batch(tenant_id: str, workflows: list[str], size: int, rnd: random.Random, 
 
 
 def fill(db, tenant_id: str, n: int, seed: int) -> float:
-    """Insert n executions with their events, steps and messages; returns seconds taken."""
+    """Insert n executions with their events, steps and messages, then the studio's rollups
+    (``rollups.backfill``); returns seconds taken."""
     rnd, now, t0 = random.Random(seed), utcnow(), time.perf_counter()
     with db.begin() as conn:
         workflows = _workflows(conn, tenant_id)
@@ -191,7 +196,9 @@ def fill(db, tenant_id: str, n: int, seed: int) -> float:
         rows = _batch(tenant_id, workflows, min(BATCH, n - start), rnd, now)
         with db.begin() as conn:
             for key in ("events", "executions", "steps", "messages"):
-                conn.execute(sa.insert(tables[key].__table__), rows[key])
+                insert_statement(tables[key]).executemany(conn, rows[key])
+    with db.begin() as conn:
+        rollups.backfill(conn, tenant_id)
     return time.perf_counter() - t0
 
 
@@ -238,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=100_000, help="executions per studio (default 100,000)")
     ap.add_argument("--database-url", default=None)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--keep", action="store_true", help="leave the two studios in the database at the end")
     args = ap.parse_args(argv)
     url = args.database_url or f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench-insights.db'}"
     db = get_engine(url)
@@ -301,9 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         for label, fn in figures.items():
             print(f"  {label:<50} {timed(fn, args.repeat):9.1f} ms")
     finally:
-        if args.database_url:
+        if args.database_url and not args.keep:
             with db.begin() as conn:
-                for table in (OutboxMessage, StepRun, Execution, EventRecord, Workflow, Tenant):
+                for table in (rollups.InsightRollup, OutboxMessage, StepRun, Execution, EventRecord, Workflow, Tenant):
                     col = Tenant.__table__.c.id if table is Tenant else table.__table__.c.tenant_id
                     conn.execute(sa.delete(table.__table__).where(col.in_(ids)))
     return 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +36,7 @@ from sqlalchemy.engine import Engine
 from engine.auth import ADMIN, READ, Actor
 from engine.errors import InvalidInput, NotFound
 from engine.settings import get_settings
+from engine.store import rollups
 from engine.store.db import session_scope
 from engine.store.lifecycle import ExecutionRollup, RetentionMark
 from engine.store.models import (
@@ -278,6 +279,9 @@ class Pruner:
                     _ex.c.status,
                     _ex.c.mode,
                     _ex.c.actions_executed,
+                    _ex.c.is_test,
+                    _ex.c.finished_at,
+                    _ex.c.event_id,
                 )
                 .where(*where)
                 .order_by(_ex.c.started_at)
@@ -288,29 +292,33 @@ class Pruner:
             if not rows:
                 return 0
             _add_rollups(s, list(rows))
+            _take_from_insights(s, "executions", [r._mapping for r in rows])
+            _take_steps_from_insights(s, [r.id for r in rows])  # their steps go with them (ON DELETE CASCADE)
             s.execute(sa.delete(_ex).where(_ex.c.id.in_([r.id for r in rows])))
             return len(rows)
 
     def _delete_old(self, table: sa.Table, time_col: sa.Column, tenant_id: str, cutoff: datetime) -> int:
         with session_scope(self.db) as s:
-            ids = (
+            rows = (
                 s.execute(
-                    sa.select(table.c.id)
+                    sa.select(table.c.id, *(table.c[k] for k in _ROLLUP_KEYS[table.name]))
                     .where(table.c.tenant_id == tenant_id, time_col < cutoff)
                     .order_by(time_col)
                     .limit(self.batch)
                 )
-                .scalars()
+                .mappings()
                 .all()
             )
-            if ids:
-                s.execute(sa.delete(table).where(table.c.id.in_(ids)))
-            return len(ids)
+            if rows:
+                _take_from_insights(s, table.name, rows)
+                s.execute(sa.delete(table).where(table.c.id.in_([r["id"] for r in rows])))
+            return len(rows)
 
     # ------------------------------------------------------------------ details retention
 
     def _execution_details(self, tenant_id: str, cutoff: datetime) -> int:
         def scrub(s, ids: list[str], now: datetime) -> None:
+            _take_steps_from_insights(s, ids)
             s.execute(sa.delete(_st).where(_st.c.execution_id.in_(ids)))
             s.execute(
                 sa.update(_ex)
@@ -399,6 +407,43 @@ def _freelist(conn) -> int:
     free = conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
     conn.rollback()
     return int(free)
+
+
+#: The columns the Insights rollups key deleted rows by (engine/store/rollups.py).
+_ROLLUP_KEYS = {
+    "outbox_messages": ("tenant_id", "channel", "status", "created_at", "is_test"),
+    "events": ("tenant_id", "channel", "intent", "received_at", "is_test", "depth"),
+}
+
+
+def _take_from_insights(s, table: str, rows: Sequence[Any]) -> None:
+    """Subtract deleted rows from the Insights rollups in the same transaction."""
+    deltas = rollups.Deltas()
+    if table == "executions":
+        sources = rollups.event_sources(s, [r["event_id"] for r in rows if r["event_id"]])
+        for r in rows:
+            deltas.execution(r, -1, sources.get(r["event_id"]) if r["event_id"] else None)
+    else:
+        add = deltas.outbox if table == "outbox_messages" else deltas.event
+        for r in rows:
+            add(r, -1)
+    rollups.apply(s, deltas)
+
+
+def _take_steps_from_insights(s, execution_ids: list[str]) -> None:
+    """Subtract the steps of these executions (about to be deleted) from the Insights rollups."""
+    counted = rollups.counted_executions(s, execution_ids)
+    if not counted:
+        return
+    steps = s.execute(
+        sa.select(_st.c.tenant_id, _st.c.action_type, _st.c.status, _st.c.started_at).where(
+            _st.c.execution_id.in_(sorted(counted))
+        )
+    ).mappings()
+    deltas = rollups.Deltas()
+    for row in steps:
+        deltas.step(row, -1)
+    rollups.apply(s, deltas)
 
 
 def _add_rollups(s, rows: list[Any]) -> None:

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from engine.store import rollups
 from engine.store.db import read_session, session_scope
 from engine.store.models import utcnow
 from engine.store.runs import FAST_INSERTS
@@ -124,6 +125,7 @@ class PlainUnitOfWork:
                 fast.executemany(conn, rows)
             else:
                 conn.execute(model.__table__.insert(), rows)
+            rollups.apply(conn, rollups.inserted_deltas(conn, model.__table__.name, rows))
 
     def flush(self) -> None:
         if self._session is not None:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from engine.inbound.updates import RANK, STATUS_MAP, StatusUpdate
+from engine.store import rollups
 from engine.store.models import OutboxMessage, utcnow
 from engine.uow import Clock, unit_of_work
 
@@ -81,5 +82,10 @@ def apply_status_updates(db: Engine, tenant_id: str, updates: list[StatusUpdate]
                 if status == "failed":
                     values["error"] = upd.error or f"provider reported {upd.status}"
                 changed += 1
+            before = rollups.outbox_values(msg)  # (the ORM UPDATE changes msg too)
             s.execute(sa.update(OutboxMessage).where(col(OutboxMessage.id) == msg.id).values(**values))
+            if "status" in values:  # the Insights' messages by outcome, in this transaction
+                deltas = rollups.Deltas()
+                deltas.outbox_status(before, values["status"])
+                rollups.apply(s, deltas)
     return changed

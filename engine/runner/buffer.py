@@ -11,6 +11,9 @@ runner needs:
   written once. ``session``, ``connection()``, ``flush()`` and the commit write the buffer
   first, so readers see no difference. **Every finished or changed execution row of a
   buffered unit of work reaches the database in** :meth:`write_out`.
+* **Insights rollups** (``engine.store.rollups``): the buffered rows' counts and the runner's
+  finishes of executions written earlier (:meth:`add_rollups`) are added up in Python and
+  written by :meth:`flush` (so at the commit) as one multi-row upsert, sorted by key.
 * **Transaction on demand** (``lazy=True``, ingest batches): the connection begins no
   transaction until something needs one (an action using the session, or the final
   write-out); then ``lock`` is taken and the transaction begins (``BEGIN IMMEDIATE`` on
@@ -35,12 +38,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from engine.runner.context import LeaseLost
+from engine.store import rollups
 from engine.store.fast import FastStatement
-from engine.store.models import Execution
+from engine.store.models import EventRecord, Execution, OutboxMessage
 from engine.store.runs import FAST_INSERTS, TABLE_ORDER, count_runs, insert_statement, save_executions
 from engine.uow import Clock, UnitOfWork
 
 _INSERT_EXECUTION = FAST_INSERTS[Execution]
+#: The inserts whose rows the Insights rollups count (steps are counted by the runner itself).
+_COUNTED = frozenset(FAST_INSERTS[m] for m in (EventRecord, Execution, OutboxMessage))
 
 
 class BufferedUnitOfWork:
@@ -51,6 +57,7 @@ class BufferedUnitOfWork:
         "_clock",
         "_conn",
         "_counts",
+        "_deltas",
         "_executions",
         "_idle",
         "_lock",
@@ -87,6 +94,8 @@ class BufferedUnitOfWork:
         #: workflow id -> [runs, succeeded, failed, last run at]
         self._counts: dict[str, list] = {}
         self._buffering = True
+        #: Insights rollup deltas of this transaction, written by :meth:`flush`.
+        self._deltas = rollups.Deltas()
         #: With :meth:`defer_updates`: lease-checked execution UPDATEs kept for the write-out,
         #: by ``finished``.
         self._updates: dict[bool, list[dict[str, Any]]] | None = None
@@ -135,13 +144,19 @@ class BufferedUnitOfWork:
             if fast is _INSERT_EXECUTION:
                 self._executions.update((row["id"], row) for row in rows)
         elif rows:
-            fast.executemany(self.connection(), rows)
+            conn = self.connection()
+            deltas = rollups.Deltas()
+            rollups.inserted(conn, {fast.stmt.table.name: rows}, deltas)
+            fast.executemany(conn, rows)
+            deltas.write(conn)
 
     def flush(self) -> None:
-        """Everything into the transaction (buffer, then the ORM session)."""
+        """Everything into the transaction (buffer, then the ORM session, then the rollups)."""
         self.write_out()
         if self._session is not None:
             self._session.flush()
+        if self._deltas:
+            self._deltas.write(self.begin() if self._session is None else self._session.connection())
 
     # ------------------------------------------------------------------ the runner's own
 
@@ -192,6 +207,18 @@ class BufferedUnitOfWork:
         counts[3] = max(counts[3], at)
         return True
 
+    def rollup_deltas(self) -> rollups.Deltas | None:
+        """This unit's rollup deltas to add to (None after a savepoint: write yours at once)."""
+        return self._deltas if self._buffering else None
+
+    def add_rollups(self, deltas: rollups.Deltas) -> None:
+        """Rollup deltas of rows changed in this transaction: kept for :meth:`flush`, or written
+        now after a savepoint (so that rolling the savepoint back takes them back too)."""
+        if self._buffering:
+            self._deltas.merge(deltas)
+        else:
+            deltas.write(self.connection())
+
     def savepoint(self) -> Any:
         """A savepoint (context manager); the buffer is off from here on (see the module docstring)."""
         self.write_out()
@@ -204,6 +231,7 @@ class BufferedUnitOfWork:
         if self._rows:
             conn = self.begin()
             rows, self._rows, self._executions = self._rows, {}, {}
+            rollups.inserted(conn, {f.stmt.table.name: r for f, r in rows.items() if f in _COUNTED}, self._deltas)
             for fast in sorted(rows, key=lambda f: TABLE_ORDER[f.stmt.table.name]):
                 fast.executemany(conn, rows[fast])
         if self._updates:
@@ -235,6 +263,7 @@ class BufferedUnitOfWork:
 
         Inside a caller's unit of work only the buffer is dropped: the caller rolls back."""
         self._rows, self._executions, self._counts = {}, {}, {}
+        self._deltas.clear()
         if self._updates is not None:
             self._updates = {}
         if self._outer is not None:

@@ -64,6 +64,8 @@ class Run:
     #: webhooks and remote AI are simulated unless ``real_calls``.
     test: bool = False
     real_calls: bool = False
+    #: When the execution started (the hour its Insights rollups are counted in).
+    started_at: datetime | None = None
 
     @property
     def dry_run(self) -> bool:
@@ -106,6 +108,7 @@ def resumed_run(ex: Mapping[str, Any], tenant: dict[str, Any], token: str) -> Ru
         list(context.get("failedSteps", [])),
         test=bool(ex["is_test"]),
         real_calls=bool(context.get("testRealCalls")),
+        started_at=ex["started_at"],
     )
 
 

@@ -23,6 +23,8 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from engine.actions import StepContext, StepResult, executor_for
 from engine.errors import EngineError, NotFound
 from engine.runner.buffer import BufferedUnitOfWork, local_transaction
@@ -37,7 +39,8 @@ from engine.runner.context import (
     template_context,
     tenant_context,
 )
-from engine.store.models import DueKind, DueWork, ExecutionStatus, StepRun, StepStatus, new_id, utcnow
+from engine.store import rollups
+from engine.store.models import DueKind, DueWork, Execution, ExecutionStatus, StepRun, StepStatus, new_id, utcnow
 from engine.store.runs import (
     count_runs,
     due_row,
@@ -49,6 +52,7 @@ from engine.store.runs import (
 )
 from engine.uow import Clock, UnitOfWork, unit_of_work
 
+_ex = Execution.__table__.c
 logger = logging.getLogger(__name__)
 
 
@@ -208,6 +212,10 @@ class ExecutionMachine:
         step = _step_row(run, action, attempt, now)
         with unit_of_work(self.db, clock=self.clock) as uow:
             uow.insert(StepRun, step)
+            if run.mode != "dry_run" and not run.test:
+                deltas = rollups.Deltas()
+                deltas.step(step)
+                _add_rollups(uow, deltas)
             self._save(uow, run, now, status=ExecutionStatus.RUNNING)
         step["persisted"] = True
         try:
@@ -224,11 +232,23 @@ class ExecutionMachine:
                 self._save(uow, run, done, status=ExecutionStatus.RUNNING)
             return outcome
 
-    def _write_step(self, uow: UnitOfWork, step: dict[str, Any]) -> None:
-        if step.pop("persisted", False):
+    def _write_step(self, uow: UnitOfWork, run: Run, step: dict[str, Any]) -> None:
+        persisted = step.pop("persisted", False)
+        if persisted:
             finish_step(uow.connection(), step)
         else:
             uow.insert(StepRun, step)
+        if run.mode == "dry_run" or run.test:
+            return
+        # Straight into a buffering unit's own deltas (the hot path), else written now.
+        kept = uow.rollup_deltas() if isinstance(uow, BufferedUnitOfWork) else None
+        deltas = kept if kept is not None else rollups.Deltas()
+        if persisted:
+            deltas.step_status(step, StepStatus.RUNNING)
+        else:
+            deltas.step(step)
+        if kept is None:
+            rollups.apply(uow.connection(), deltas)
 
     def _succeeded(
         self, uow: UnitOfWork, run: Run, action, step: dict, result: StepResult, now: datetime
@@ -240,7 +260,7 @@ class ExecutionMachine:
             input=jsonable(result.input),
             output=output,
         )
-        self._write_step(uow, step)
+        self._write_step(uow, run, step)
         run.context.setdefault("results", {})[action.id] = output
         if result.lead is not None:
             run.context["lead"] = result.lead
@@ -271,7 +291,7 @@ class ExecutionMachine:
         step.update(
             status=StepStatus.FAILED, error=message, finished_at=now, output=jsonable(getattr(exc, "details", {}) or {})
         )
-        self._write_step(uow, step)
+        self._write_step(uow, run, step)
         delay = retry_delay(action, exc, step["attempt"])
         if delay is not None and not run.dry_run:
             uow.insert(
@@ -333,10 +353,22 @@ class ExecutionMachine:
             pass  # written and lease-checked at the write-out (worker batches)
         elif not save_execution(uow.connection(), values, finished):
             raise LeaseLost()
+        if finished and pending is None and run.mode != "dry_run" and not run.test:
+            self._count_finish(uow, run, status, now)
         if finished and run.mode != "dry_run" and not run.test and run.workflow_id:
             ok = 1 if status == ExecutionStatus.SUCCEEDED else 0
             if not (buf is not None and buf.count_run(run.workflow_id, ok, now)):
                 count_runs(uow.connection(), run.workflow_id, 1, ok, 1 - ok, now)
+
+    @staticmethod
+    def _count_finish(uow: UnitOfWork, run: Run, status: str, now: datetime) -> None:
+        """The Insights rollups of an execution written earlier as in progress that ended now."""
+        started = run.started_at
+        if started is None:  # not known to this Run: read it (rare: only callers that build a Run by hand)
+            started = uow.connection().execute(sa.select(_ex.started_at).where(_ex.id == run.id)).scalar_one()
+        deltas = rollups.Deltas()
+        deltas.finish(run.tenant["id"], run.workflow_id, started, status, now)
+        _add_rollups(uow, deltas)
 
     # ------------------------------------------------------------------ chains
 
@@ -366,6 +398,14 @@ class ExecutionMachine:
                 real_calls=run.real_calls,
                 uow=uow,
             )
+
+
+def _add_rollups(uow: UnitOfWork, deltas: rollups.Deltas) -> None:
+    """Insights rollup deltas into the unit of work's transaction (kept for its commit when buffered)."""
+    if isinstance(uow, BufferedUnitOfWork):
+        uow.add_rollups(deltas)
+    else:
+        rollups.apply(uow.connection(), deltas)
 
 
 def _step_row(run: Run, action, attempt: int, now: datetime) -> dict[str, Any]:

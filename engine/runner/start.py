@@ -173,4 +173,5 @@ def _new_run(
         execution["depth"],
         test=test,
         real_calls=real_calls,
+        started_at=execution["started_at"],
     )

@@ -1,11 +1,15 @@
 """Insights for analysts: KPIs over a date range in the studio's timezone with the previous
 period's deltas, series for charts, per-workflow numbers, the flow graph's counts, conversions.
 
-Everything is aggregated in SQL (``GROUP BY``, ``CASE`` buckets, ``ORDER BY .. LIMIT 1 OFFSET k``
-for percentiles), on SQLite and PostgreSQL alike; Python only reshapes the few aggregate rows.
-Counts follow ``engine.domain`` (the one definition of runs, success, skipped, test runs).
-Day buckets are local days: their UTC boundaries come from ``zoneinfo``, so a 23- or 25-hour
-DST day is one bucket with exactly its own executions.
+The counts (executions by outcome, workflow, trigger and channel; inbound events by channel and
+intent; messages by channel and status; durations) are read from the hourly rollups that the
+writers keep in the same transactions as the rows (``engine.store.rollups``), so a 30-day range
+sums a few thousand rollup rows however many executions it had. What is per row and bounded
+stays SQL over rows: top errors, action failure rates, the flow graph, conversions, the
+first-reply sample, leads and bookings. Counts follow ``engine.domain`` (the one definition of
+runs, success, skipped, test runs). Day buckets are local days: their UTC boundaries come from
+``zoneinfo``, so a 23- or 25-hour DST day is one bucket with exactly its own executions (local
+days are unions of UTC hours for zones with whole-hour offsets).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sqlmodel import Session, col
 from engine import domain
 from engine.auth import READ, Actor
 from engine.errors import InvalidInput, NotFound
+from engine.store import rollups
 from engine.store.models import (
     Booking,
     EventRecord,
@@ -64,6 +69,8 @@ DEFAULT_MINUTES_SAVED = 2.0
 #: Inbound channels of members' messages (the event's ``channel``).
 MESSAGE_CHANNELS = ("whatsapp", "sms", "email", "web", "voice")
 _ev, _ex, _ob, _st = EventRecord.__table__.c, Execution.__table__.c, OutboxMessage.__table__.c, StepRun.__table__.c
+_ru = rollups.InsightRollup.__table__.c
+_OUTCOME_KEYS = {"succeeded": "succeeded", "failed": "failed", "skipped": "skipped", "in_progress": "in_progress"}
 
 
 @contextmanager
@@ -153,9 +160,17 @@ def _plus(column: Any, delta: timedelta, dialect: str) -> Any:
 
 
 def _day_bucket(column: Any, p: Period) -> Any:
-    """The index of the local day a timestamp falls on (CASE over the UTC midnights)."""
+    """The index of the local day a timestamp falls on: a binary search over the UTC midnights as
+    nested CASEs (about log2(days) comparisons per row, not one per day)."""
     bounds = p.boundaries()
-    return sa.case(*[(column < b, i) for i, b in enumerate(bounds[1:])], else_=None)
+
+    def search(lo: int, hi: int) -> Any:  # the day is in [lo, hi)
+        if hi - lo == 1:
+            return sa.literal(lo)
+        mid = (lo + hi) // 2
+        return sa.case((column < bounds[mid], search(lo, mid)), else_=search(mid, hi))
+
+    return sa.case((sa.or_(column < bounds[0], column >= bounds[-1]), None), else_=search(0, len(bounds) - 1))
 
 
 def _ceil(x: Any) -> Any:
@@ -187,29 +202,44 @@ def _percentiles(s: Session, values: sa.Select, qs: tuple[float, ...]) -> list[f
 # --------------------------------------------------------------------------- KPIs
 
 
+def _rolled(tenant_id: str, kind: str, p: Period, *where: Any) -> list[Any]:
+    """WHERE clauses of one rollup kind's hours in the period."""
+    return [_ru.tenant_id == tenant_id, _ru.kind == kind, _in(_ru.hour, p), *where]
+
+
+def _n() -> Any:
+    return sa.func.sum(_ru.n)
+
+
+def _counts_of(pairs: Any) -> dict[str, int]:
+    """(outcome, n) pairs -> the labelled counts of ``domain.count_columns``."""
+    out = dict.fromkeys(domain.COUNT_KEYS, 0)
+    for outcome, n in pairs:
+        out[outcome] = out.get(outcome, 0) + int(n or 0)
+        out["runs"] += int(n or 0)
+    return out
+
+
 def _execution_counts(s: Session, tenant_id: str, p: Period) -> dict[str, int]:
-    q = sa.select(*domain.count_columns()).where(_ex.tenant_id == tenant_id, domain.counted(), _in(_ex.started_at, p))
-    return dict(s.execute(q).one()._mapping)
+    q = sa.select(_ru.k2, _n()).where(*_rolled(tenant_id, rollups.TOTALS, p)).group_by(_ru.k2)
+    return _counts_of(s.execute(q))
 
 
 def _inbound(s: Session, tenant_id: str, p: Period) -> dict[str, int]:
-    base = [_ev.tenant_id == tenant_id, _ev.is_test == sa.false(), _ev.depth == 0, _in(_ev.received_at, p)]
-    q = sa.select(
-        sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((_ev.channel.in_(MESSAGE_CHANNELS), 1), else_=0)), 0)
-    ).where(*base)
-    events, messages = s.execute(q).one()
-    return {"inbound_events": events, "inbound_messages": messages}
+    messages = sa.func.sum(sa.case((_ru.k1.in_(MESSAGE_CHANNELS), _ru.n), else_=0))
+    q = sa.select(sa.func.coalesce(_n(), 0), sa.func.coalesce(messages, 0)).where(
+        *_rolled(tenant_id, rollups.EVENTS, p)
+    )
+    events, messages_n = s.execute(q).one()
+    return {"inbound_events": int(events), "inbound_messages": int(messages_n)}
 
 
 def _messages(s: Session, tenant_id: str, p: Period) -> dict[str, dict[str, int]]:
-    q = (
-        sa.select(_ob.channel, _ob.status, sa.func.count())
-        .where(_ob.tenant_id == tenant_id, _ob.is_test == sa.false(), _in(_ob.created_at, p))
-        .group_by(_ob.channel, _ob.status)
-    )
+    q = sa.select(_ru.k1, _ru.k2, _n()).where(*_rolled(tenant_id, rollups.OUTBOX, p)).group_by(_ru.k1, _ru.k2)
     out: dict[str, dict[str, int]] = {}
     for channel, status, n in s.execute(q):
-        out.setdefault(channel, {})[status] = n
+        if n:
+            out.setdefault(channel, {})[status] = int(n)
     return out
 
 
@@ -267,11 +297,11 @@ def _minutes_saved(s: Session, tenant: Tenant, p: Period) -> float:
     """Succeeded runs per workflow x that workflow's minutes saved per run (settings, default 2)."""
     per = (tenant.settings or {}).get("minutesSaved", {})
     q = (
-        sa.select(_ex.workflow_id, sa.func.count())
-        .where(_ex.tenant_id == tenant.id, domain.counted(), _in(_ex.started_at, p), _ex.status == "succeeded")
-        .group_by(_ex.workflow_id)
+        sa.select(_ru.k1, _n())
+        .where(*_rolled(tenant.id, rollups.EXECUTIONS, p, _ru.k2 == "succeeded"))
+        .group_by(_ru.k1)
     )
-    return round(sum(n * float(per.get(wf or "", DEFAULT_MINUTES_SAVED)) for wf, n in s.execute(q)), 1)
+    return round(sum(int(n) * float(per.get(wf or "", DEFAULT_MINUTES_SAVED)) for wf, n in s.execute(q)), 1)
 
 
 def _kpis_in(s: Session, tenant: Tenant, p: Period) -> dict[str, Any]:
@@ -348,67 +378,48 @@ def _tz(uow: UnitOfWork, actor: Actor) -> str:
 def executions_by_day(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Counted executions per local day and outcome (rows: day, outcome, n)."""
     actor.require(READ)
-    bucket = _day_bucket(_ex.started_at, p).label("b")
-    outcome = sa.case((_ex.status.in_(domain.IN_PROGRESS_STATUSES), "in_progress"), else_=_ex.status).label("o")
+    bucket = _day_bucket(_ru.hour, p).label("b")
     q = (
-        sa.select(bucket, outcome, sa.func.count())
-        .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _in(_ex.started_at, p))
-        .group_by(bucket, outcome)
+        sa.select(bucket, _ru.k2, _n())
+        .where(*_rolled(actor.tenant_id, rollups.TOTALS, p))
+        .group_by(bucket, _ru.k2)
+        .order_by(bucket, _ru.k2)
     )
     with _reading(uow) as s:
         rows = s.execute(q).all()
     days = p.days
-    return [{"day": days[b].isoformat(), "outcome": o, "n": n} for b, o, n in rows if b is not None]
+    return [{"day": days[b].isoformat(), "outcome": o, "n": int(n)} for b, o, n in rows if b is not None and n]
 
 
 def intents_by_day(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Inbound messages per local day and recognised intent."""
     actor.require(READ)
-    bucket = _day_bucket(_ev.received_at, p).label("b")
-    intent = sa.func.coalesce(_ev.intent, "unknown").label("i")
+    bucket = _day_bucket(_ru.hour, p).label("b")
+    intent = sa.case((_ru.k2 == "", "unknown"), else_=_ru.k2).label("i")
     q = (
-        sa.select(bucket, intent, sa.func.count())
-        .where(
-            _ev.tenant_id == actor.tenant_id,
-            _ev.is_test == sa.false(),
-            _ev.depth == 0,
-            _ev.channel.in_(MESSAGE_CHANNELS),
-            _in(_ev.received_at, p),
-        )
+        sa.select(bucket, intent, _n())
+        .where(*_rolled(actor.tenant_id, rollups.EVENTS, p, _ru.k1.in_(MESSAGE_CHANNELS)))
         .group_by(bucket, intent)
     )
     with _reading(uow) as s:
         rows = s.execute(q).all()
-    return [{"day": p.days[b].isoformat(), "intent": i, "n": n} for b, i, n in rows if b is not None]
+    return [{"day": p.days[b].isoformat(), "intent": i, "n": int(n)} for b, i, n in rows if b is not None and n]
 
 
 def inbound_heatmap(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
-    """Inbound messages by local weekday and hour: SQL groups by UTC hour, each hour is then placed
-    on the studio's wall clock (zones with half-hour offsets land on the hour they start in)."""
+    """Inbound messages by local weekday and hour: the rollups' UTC hours, each placed on the
+    studio's wall clock (zones with half-hour offsets land on the hour they start in)."""
     actor.require(READ)
+    q = (
+        sa.select(_ru.hour, _n())
+        .where(*_rolled(actor.tenant_id, rollups.EVENTS, p, _ru.k1.in_(MESSAGE_CHANNELS)))
+        .group_by(_ru.hour)
+    )
     with _reading(uow) as s:
-        dialect = s.get_bind().dialect.name
-        hour = (
-            sa.func.date_trunc("hour", _ev.received_at)
-            if dialect == "postgresql"
-            else sa.func.strftime("%Y-%m-%d %H:00:00", _ev.received_at)
-        ).label("h")
-        q = (
-            sa.select(hour, sa.func.count())
-            .where(
-                _ev.tenant_id == actor.tenant_id,
-                _ev.is_test == sa.false(),
-                _ev.depth == 0,
-                _ev.channel.in_(MESSAGE_CHANNELS),
-                _in(_ev.received_at, p),
-            )
-            .group_by(hour)
-        )
-        rows = s.execute(q).all()
+        rows = [(h, int(n)) for h, n in s.execute(q) if n]
     zone, cells = ZoneInfo(p.tz), dict[Any, Any]()
     for h, n in rows:
-        utc = (h if isinstance(h, datetime) else datetime.fromisoformat(h)).replace(tzinfo=UTC)
-        local = utc.astimezone(zone)
+        local = h.astimezone(zone)
         key = (local.strftime("%a"), local.weekday(), local.hour)
         cells[key] = cells.get(key, 0) + n
     return [
@@ -420,15 +431,9 @@ def inbound_heatmap(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[st
 def volume_by_trigger_channel(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Counted executions per trigger type and channel of their event."""
     actor.require(READ)
-    channel = sa.func.coalesce(_ev.channel, "none").label("c")
-    q = (
-        sa.select(_ev.trigger_type, channel, sa.func.count())
-        .select_from(Execution.__table__.join(EventRecord.__table__, _ev.id == _ex.event_id))
-        .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _in(_ex.started_at, p))
-        .group_by(_ev.trigger_type, channel)
-    )
+    q = sa.select(_ru.k1, _ru.k2, _n()).where(*_rolled(actor.tenant_id, rollups.SOURCES, p)).group_by(_ru.k1, _ru.k2)
     with _reading(uow) as s:
-        return [{"trigger": t, "channel": c, "n": n} for t, c, n in s.execute(q)]
+        return [{"trigger": t, "channel": c, "n": int(n)} for t, c, n in s.execute(q) if n]
 
 
 def top_errors(*, uow: UnitOfWork, actor: Actor, p: Period, limit: int = 10) -> list[dict[str, Any]]:
@@ -450,33 +455,47 @@ def top_errors(*, uow: UnitOfWork, actor: Actor, p: Period, limit: int = 10) -> 
 def skip_reasons(*, uow: UnitOfWork, actor: Actor, p: Period, limit: int = 5) -> list[dict[str, Any]]:
     """Top reasons executions were skipped: per workflow (its conditions did not hold)."""
     actor.require(READ)
+    n = _n().label("n")
     q = (
-        sa.select(_ex.workflow_name, sa.func.count().label("n"))
-        .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _ex.status == "skipped", _in(_ex.started_at, p))
-        .group_by(_ex.workflow_name)
-        .order_by(sa.desc("n"))
+        sa.select(_ru.k1, n)
+        .where(*_rolled(actor.tenant_id, rollups.EXECUTIONS, p, _ru.k2 == "skipped"))
+        .group_by(_ru.k1)
+        .having(n > 0)
+        .order_by(sa.desc("n"), _ru.k1)
         .limit(limit)
     )
     with _reading(uow) as s:
-        return [
-            {"reason": f"conditions of “{name}” did not hold", "workflow": name, "n": n} for name, n in s.execute(q)
-        ]
+        rows = s.execute(q).all()
+        names = _workflow_names(s, actor.tenant_id, [w for w, _ in rows])
+    return [{"reason": f"conditions of “{names[w]}” did not hold", "workflow": names[w], "n": int(k)} for w, k in rows]
+
+
+def _workflow_names(s: Session, tenant_id: str, ids: list[str]) -> dict[str, str]:
+    """Names by workflow id; a deleted workflow (or none) by the name its last execution kept."""
+    q = sa.select(col(Workflow.id), col(Workflow.name)).where(col(Workflow.id).in_([i for i in ids if i]))
+    found = {str(w): str(name) for w, name in s.execute(q)}
+    for wf in ids:
+        if wf not in found:
+            kept = s.execute(
+                sa.select(_ex.workflow_name)
+                .where(_ex.tenant_id == tenant_id, _ex.workflow_id == (wf or None))
+                .order_by(_ex.started_at.desc())
+                .limit(1)
+            ).scalar()
+            found[wf] = kept or "(deleted workflow)"
+    return found
 
 
 def action_failure_rates(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
-    """Per action type: step attempts, failed attempts, failure rate."""
+    """Per action type: step attempts started in the period, failed attempts, failure rate."""
     actor.require(READ)
-    failed = sa.func.coalesce(sa.func.sum(sa.case((_st.status == "failed", 1), else_=0)), 0)
-    q = (
-        sa.select(_st.action_type, sa.func.count(), failed)
-        .select_from(StepRun.__table__.join(Execution.__table__, _ex.id == _st.execution_id))
-        .where(_ex.tenant_id == actor.tenant_id, domain.counted(), _in(_ex.started_at, p))
-        .group_by(_st.action_type)
-    )
+    failed = sa.func.coalesce(sa.func.sum(sa.case((_ru.k2 == "failed", _ru.n), else_=0)), 0)
+    q = sa.select(_ru.k1, _n(), failed).where(*_rolled(actor.tenant_id, rollups.STEPS, p)).group_by(_ru.k1)
     with _reading(uow) as s:
         return [
-            {"actionType": t, "attempts": n, "failed": f, "failureRate": round(f / n, 4) if n else 0.0}
+            {"actionType": t, "attempts": int(n), "failed": int(f), "failureRate": round(f / n, 4) if n else 0.0}
             for t, n, f in s.execute(q)
+            if n
         ]
 
 
@@ -484,85 +503,97 @@ def action_failure_rates(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[di
 
 
 def _median_durations(s: Session, tenant_id: str, p: Period) -> dict[str, float]:
-    """Median seconds from start to finish per workflow (window functions, both dialects)."""
-    dur = _seconds(_ex.finished_at, _ex.started_at, s.get_bind().dialect.name)
-    ranked = (
-        sa.select(
-            _ex.workflow_id.label("w"),
-            dur.label("d"),
-            sa.func.row_number().over(partition_by=_ex.workflow_id, order_by=dur).label("rn"),
-            sa.func.count().over(partition_by=_ex.workflow_id).label("n"),
-        )
+    """Lower median seconds from start to finish per workflow, from the duration buckets.
+
+    Durations are bucketed per UTC day (0.1 s up to a minute, then 8 buckets per doubling): the
+    days that overlap the period count, and the median is its bucket's lower bound."""
+    first = datetime.combine(p.start.astimezone(UTC).date(), time(0), tzinfo=UTC)
+    q = (
+        sa.select(_ru.k1, _ru.k2, _n())
+        .where(_ru.tenant_id == tenant_id, _ru.kind == rollups.DURATIONS, _ru.hour >= first, _ru.hour < p.end)
+        .group_by(_ru.k1, _ru.k2)
+    )
+    buckets: dict[str, list[tuple[int, int]]] = {}
+    for wf, bucket, n in s.execute(q):
+        if n:
+            buckets.setdefault(wf, []).append((int(bucket), int(n)))
+    out = {}
+    for wf, counts in buckets.items():
+        rank, seen = (sum(n for _, n in counts) + 1) // 2, 0
+        for bucket, n in sorted(counts):
+            seen += n
+            if seen >= rank:
+                out[wf] = round(rollups.bucket_seconds(bucket), 2)
+                break
+    return out
+
+
+def _trend(s: Session, tenant_id: str, p: Period) -> dict[str, dict[str, Any]]:
+    """Per workflow: counts by outcome, the last hour with a run, and runs per local day (two
+    queries: grouping by workflow and outcome, then by workflow and day, is cheaper than by all three)."""
+    where = _rolled(tenant_id, rollups.EXECUTIONS, p)
+    out: dict[str, dict[str, Any]] = {}
+    for w, outcome, n, hour in s.execute(
+        sa.select(_ru.k1, _ru.k2, _n(), sa.func.max(_ru.hour)).where(*where).group_by(_ru.k1, _ru.k2)
+    ):
+        if n:
+            entry = out.setdefault(w, {"trend": [0] * len(p.days), "outcomes": [], "hour": hour})
+            entry["outcomes"].append((outcome, n))
+            entry["hour"] = max(entry["hour"], hour)
+    bucket = _day_bucket(_ru.hour, p).label("b")
+    for w, b, n in s.execute(sa.select(_ru.k1, bucket, _n()).where(*where).group_by(_ru.k1, bucket)):
+        if b is not None and w in out:
+            out[w]["trend"][b] += int(n)
+    return out
+
+
+def _last_run(s: Session, tenant_id: str, workflow_id: str, hour: datetime, p: Period) -> datetime | None:
+    """The exact start of the workflow's last counted run: only its last rolled-up hour is read."""
+    return s.execute(
+        sa.select(_ex.started_at)
         .where(
             _ex.tenant_id == tenant_id,
+            _ex.workflow_id == workflow_id,
+            _ex.started_at >= hour,
+            _ex.started_at < p.end,
             domain.counted(),
-            _in(_ex.started_at, p),
-            _ex.finished_at.isnot(None),
-            _ex.status.in_(("succeeded", "failed")),
         )
-        .subquery()
-    )
-    q = sa.select(ranked.c.w, ranked.c.d).where((ranked.c.rn * 2 - ranked.c.n).in_((0, 1)))  # lower median
-    return {w: round(float(d), 2) for w, d in s.execute(q)}
-
-
-def _trend(s: Session, tenant_id: str, p: Period) -> dict[str, list[int]]:
-    bucket = _day_bucket(_ex.started_at, p).label("b")
-    q = (
-        sa.select(_ex.workflow_id, bucket, sa.func.count())
-        .where(_ex.tenant_id == tenant_id, domain.counted(), _in(_ex.started_at, p))
-        .group_by(_ex.workflow_id, bucket)
-    )
-    out: dict[str, list[int]] = {}
-    for w, b, n in s.execute(q):
-        if b is not None:
-            out.setdefault(w, [0] * len(p.days))[b] = n
-    return out
+        .order_by(_ex.started_at.desc())
+        .limit(1)
+    ).scalar()
 
 
 def per_workflow(*, uow: UnitOfWork, actor: Actor, p: Period) -> list[dict[str, Any]]:
     """Per workflow: runs, success rate, skipped, errors, median duration, last run, daily trend."""
     actor.require(READ)
     q = (
-        sa.select(
-            col(Workflow.id), col(Workflow.name), *domain.count_columns(), sa.func.max(_ex.started_at).label("last")
-        )
-        .select_from(
-            Workflow.__table__.outerjoin(
-                Execution.__table__,
-                sa.and_(
-                    _ex.tenant_id == Workflow.tenant_id,
-                    _ex.workflow_id == Workflow.id,
-                    domain.counted(),
-                    _in(_ex.started_at, p),
-                ),
-            )
-        )
+        sa.select(col(Workflow.id), col(Workflow.name))
         .where(col(Workflow.tenant_id) == actor.tenant_id)
-        .group_by(Workflow.id, Workflow.name)
         .order_by(Workflow.name)
     )
+    out = []
     with _reading(uow) as s:
         rows = s.execute(q).all()
         medians, trends = _median_durations(s, actor.tenant_id, p), _trend(s, actor.tenant_id, p)
-    out = []
-    for r in rows:
-        runs = r.runs if r.last is not None else 0
-        out.append(
-            {
-                "workflowId": r.id,
-                "workflow": r.name,
-                "runs": runs,
-                "succeeded": r.succeeded,
-                "successRate": domain.success_rate(r.succeeded, r.failed),
-                "skipped": r.skipped,
-                "errors": r.failed,
-                "inProgress": r.in_progress,
-                "medianDurationS": medians.get(r.id),
-                "lastRun": r.last.replace(tzinfo=UTC).isoformat() if r.last else None,
-                "trend": trends.get(r.id, [0] * len(p.days)),
-            }
-        )
+        for r in rows:
+            t = trends.get(r.id)
+            c = _counts_of(t["outcomes"] if t else [])
+            last = _last_run(s, actor.tenant_id, r.id, t["hour"], p) if t else None
+            out.append(
+                {
+                    "workflowId": r.id,
+                    "workflow": r.name,
+                    "runs": c["runs"],
+                    "succeeded": c["succeeded"],
+                    "successRate": domain.success_rate(c["succeeded"], c["failed"]),
+                    "skipped": c["skipped"],
+                    "errors": c["failed"],
+                    "inProgress": c["in_progress"],
+                    "medianDurationS": medians.get(r.id),
+                    "lastRun": last.astimezone(UTC).isoformat() if last else None,
+                    "trend": t["trend"] if t else [0] * len(p.days),
+                }
+            )
     return out
 
 

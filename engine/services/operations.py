@@ -34,6 +34,7 @@ from engine.errors import Conflict, InvalidInput, NotFound
 from engine.runner.context import run_context
 from engine.services.runs import ExecutionOut, _execution_out, before_runner, runner_for
 from engine.services.workflows import MAX_PAGE_SIZE, Out
+from engine.store import rollups
 from engine.store.models import (
     DueStatus,
     DueWork,
@@ -290,6 +291,13 @@ def _csv_line(values: Any) -> str:
 # --------------------------------------------------------------------------- cancel
 
 
+_ex = Execution.__table__.c
+_ROLLUP_COLUMNS = (_ex.tenant_id, _ex.workflow_id, _ex.started_at, _ex.is_test, _ex.mode)
+_OUTBOX_ROLLUP_COLUMNS = tuple(
+    OutboxMessage.__table__.c[k] for k in ("tenant_id", "channel", "status", "created_at", "is_test")
+)
+
+
 def cancel_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, reason: str) -> ExecutionOut:
     """Cancel a waiting (or not yet started) execution: it never resumes, its follow-ups never fire."""
     actor.require(EDIT)
@@ -318,6 +326,15 @@ def cancel_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, reason
     ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
     if moved != 1:
         raise Conflict(f"only waiting executions can be cancelled; this one is {status}")
+    deltas = rollups.Deltas()
+    ex = s.execute(sa.select(*_ROLLUP_COLUMNS).where(col(Execution.id) == execution_id)).one()._mapping
+    if not ex["is_test"] and ex["mode"] not in domain.UNCOUNTED_MODES:
+        deltas.finish(ex["tenant_id"], ex["workflow_id"], ex["started_at"], ExecutionStatus.CANCELLED, now)
+    deferred = sa.and_(
+        col(OutboxMessage.execution_id) == execution_id, col(OutboxMessage.status) == OutboxStatus.DEFERRED
+    )
+    for row in s.execute(sa.select(*_OUTBOX_ROLLUP_COLUMNS).where(deferred)).mappings():
+        deltas.outbox_status(dict(row), OutboxStatus.SUPPRESSED)
     s.execute(
         sa.update(DueWork)
         .where(
@@ -327,9 +344,10 @@ def cancel_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, reason
     )
     s.execute(
         sa.update(OutboxMessage)
-        .where(col(OutboxMessage.execution_id) == execution_id, col(OutboxMessage.status) == OutboxStatus.DEFERRED)
+        .where(deferred)
         .values(status=OutboxStatus.SUPPRESSED, error=f"execution cancelled: {reason}")
     )
+    rollups.apply(s, deltas)
     logger.info("execution %s cancelled by %s", execution_id, actor.user_id or actor.role)
     from engine.services.runs import get_execution
 
@@ -424,6 +442,9 @@ def replay_execution(
         row = _replay_row(s, actor, ex, from_step, version, uow.now())
         with s.begin_nested():  # a second replay fails alone: a bulk replay goes on with the next
             s.execute(sa.insert(Execution).values(**row))
+            deltas = rollups.Deltas()
+            rollups.inserted(s.connection(), {"executions": [row]}, deltas)
+            rollups.apply(s, deltas)
     except IntegrityError as exc:
         raise Conflict(f"execution {execution_id} was already replayed") from exc
     before_runner(uow)  # the replay is stored; the runner drives it in its own transactions

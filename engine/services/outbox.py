@@ -13,6 +13,7 @@ from sqlmodel import col, func, select
 from engine.auth import EDIT, READ, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.services.workflows import MAX_PAGE_SIZE
+from engine.store import rollups
 from engine.store.models import (
     DueKind,
     DueWork,
@@ -137,11 +138,15 @@ def retry_delivery(*, uow: UnitOfWork, actor: Actor, outbox_id: str) -> OutboxRo
     history.append(
         {"status": "retry", "at": uow.now().isoformat(), "by": actor.email or "system", "previousError": msg.error}
     )
+    before = rollups.outbox_values(msg)  # (the ORM UPDATE below changes msg too)
     s.execute(
         sa.update(OutboxMessage)
         .where(col(OutboxMessage.id) == msg.id)
         .values(status=OutboxStatus.PENDING, error=None, detail={**(msg.detail or {}), "deliveryEvents": history})
     )
+    deltas = rollups.Deltas()
+    deltas.outbox_status(before, OutboxStatus.PENDING)
+    rollups.apply(s, deltas)
     s.add(DueWork(tenant_id=actor.tenant_id, kind=DueKind.DELIVER, due_at=uow.now(), payload={"outboxId": msg.id}))
     logger.info("outbox message %s queued for retry by %s", outbox_id, actor.email or "system")
     return _one(uow, actor, outbox_id)

@@ -24,6 +24,7 @@ from engine.auth import ADMIN, EDIT, READ, Actor
 from engine.errors import InvalidInput, NotFound, ValidationFailed
 from engine.limits import MAX_PAGE, MAX_VERSION
 from engine.schedule import next_fire_time
+from engine.store import rollups
 from engine.store.models import (
     DueStatus,
     DueWork,
@@ -377,6 +378,8 @@ def delete_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str) -> None:
         .values(status=DueStatus.CANCELLED)
     )
     s.delete(row)
+    s.flush()  # its executions' workflow_id becomes NULL (ON DELETE SET NULL): so do their rollups
+    rollups.forget_workflow(s.connection(), actor.tenant_id, row.id)
 
 
 def duplicate_workflow(*, uow: UnitOfWork, actor: Actor, workflow_id: str, name: str | None = None) -> WorkflowOut:
