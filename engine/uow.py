@@ -18,6 +18,10 @@ protocol. The contract:
   the commit. Nothing is written outside the transaction, ever.
 * **One clock.** :meth:`UnitOfWork.now` is the time of the use case; engine code reads no other
   clock (tests inject one and move time without sleeping).
+* **Insights rollups** (:mod:`engine.store.rollups`) change in the same transaction as the rows
+  they count: :meth:`UnitOfWork.insert` counts the rows it inserts; other changes hand their
+  deltas to :meth:`UnitOfWork.add_rollups`, which a plain unit writes at once and a buffered one
+  adds up for one upsert at its flush.
 * **Read-only units** (``unit_of_work(db, read_only=True)``) never take SQLite's write lock;
   flushing a write through them raises ``RuntimeError``.
 """
@@ -68,6 +72,13 @@ class UnitOfWork(Protocol):
 
     def flush(self) -> None:
         """Write everything buffered, and pending ORM changes, into the transaction now."""
+
+    def add_rollups(self, deltas: rollups.Deltas) -> None:
+        """Insights rollup deltas of rows changed in this transaction (written now or at the flush)."""
+
+    def rollup_deltas(self) -> rollups.Deltas | None:
+        """The unit's own pending deltas to add to directly (the runner's hot path), or None:
+        then build a :class:`rollups.Deltas` and hand it to :meth:`add_rollups`."""
 
     def commit(self) -> None:
         """Commit what was done so far. A plain unit goes on in a new transaction (only for use
@@ -130,6 +141,13 @@ class PlainUnitOfWork:
     def flush(self) -> None:
         if self._session is not None:
             self._session.flush()
+
+    def add_rollups(self, deltas: rollups.Deltas) -> None:
+        if deltas:
+            rollups.apply(self.connection(), deltas)
+
+    def rollup_deltas(self) -> rollups.Deltas | None:
+        return None
 
     def commit(self) -> None:
         if self._session is not None and self._session.in_transaction():

@@ -23,6 +23,7 @@ from engine.runner.context import (
     Run,
     builtin_classifier,
     lead_stub,
+    load_tenant,
     parse_definition,
     resumed_run,
     template_context,
@@ -31,7 +32,6 @@ from engine.runner.context import (
 )
 from engine.runner.group_commit import GroupCommit
 from engine.runner.ingest import Runner
-from engine.runner.machine import load_tenant
 
 __all__ = [
     "MAX_CHAIN_DEPTH",

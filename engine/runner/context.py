@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from engine.ai.language import detect_language
 from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event, WorkflowDefinition
-from engine.errors import EngineError, InvalidInput, PermanentError, RetryableError, TemplateError
+from engine.errors import EngineError, InvalidInput, NotFound, PermanentError, RetryableError, TemplateError
 from engine.store.db import json_dumps
+from engine.store.runs import tenant_row
 
 #: create_lead -> lead_created -> ... stops here, with the reason recorded.
 MAX_CHAIN_DEPTH = 5
@@ -160,6 +161,14 @@ def tenant_context(tenant: Any) -> dict[str, Any]:
 
 
 _PRIVATE_TENANT_KEYS = ("settings", "tz", "public")
+
+
+def load_tenant(target: Any, tenant_id: str) -> dict[str, Any]:
+    """The tenant as executors see it (see :func:`tenant_context`); NotFound if there is none."""
+    row = tenant_row(target, tenant_id)
+    if row is None:
+        raise NotFound("tenant not found")
+    return tenant_context(row)
 
 
 def template_context(run_context: dict[str, Any], tenant: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -26,12 +26,13 @@ from engine.runner.context import (
     Candidate,
     IngestResult,
     Run,
+    load_tenant,
     parse_event,
     with_drafts,
 )
 from engine.runner.group_commit import GroupCommit, Ticket
 from engine.runner.intent import fill_intent, provider_intent, wants_provider
-from engine.runner.machine import ExecutionMachine, load_tenant
+from engine.runner.machine import ExecutionMachine
 from engine.runner.start import candidates_for, start_matching
 from engine.runner.start import run_workflow as _run_workflow
 from engine.store.models import EventRecord, utcnow
@@ -286,6 +287,22 @@ class Runner(ExecutionMachine):
         )
         for run in req.runs:
             run.stopped = self.local_steps_in(s, run)
+
+    # ------------------------------------------------------------------ chains
+
+    def process_emitted(self, run: Run, uow: UnitOfWork | None = None) -> None:
+        """Ingest the events the execution emitted (in ``uow`` when given, else each on its own)."""
+        while run.emitted:
+            event = run.emitted.pop(0)
+            self.ingest(
+                run.tenant["id"],
+                event,
+                depth=run.depth + 1,
+                parent_execution_id=run.id,
+                test=run.test,
+                real_calls=run.real_calls,
+                uow=uow,
+            )
 
     # ------------------------------------------------------------------ manual and dry runs
 

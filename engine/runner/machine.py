@@ -26,18 +26,18 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.actions import StepContext, StepResult, executor_for
-from engine.errors import EngineError, NotFound
+from engine.errors import EngineError
 from engine.runner.buffer import BufferedUnitOfWork, local_transaction
 from engine.runner.context import (
     MAX_CHAIN_DEPTH,
     LeaseLost,
     Run,
     jsonable,
+    load_tenant,
     next_in_line,
     resumed_run,
     retry_delay,
     template_context,
-    tenant_context,
 )
 from engine.store import rollups
 from engine.store.models import DueKind, DueWork, Execution, ExecutionStatus, StepRun, StepStatus, new_id, utcnow
@@ -48,20 +48,11 @@ from engine.store.runs import (
     finish_step,
     save_execution,
     step_row,
-    tenant_row,
 )
 from engine.uow import Clock, UnitOfWork, unit_of_work
 
 _ex = Execution.__table__.c
 logger = logging.getLogger(__name__)
-
-
-def load_tenant(target: Any, tenant_id: str) -> dict[str, Any]:
-    """The tenant as executors see it (see :func:`tenant_context`); NotFound if there is none."""
-    row = tenant_row(target, tenant_id)
-    if row is None:
-        raise NotFound("tenant not found")
-    return tenant_context(row)
 
 
 class ExecutionMachine:
@@ -74,7 +65,8 @@ class ExecutionMachine:
         #: Set by the worker on SIGTERM: the loop parks the execution after the current step.
         self.stop_requested: Callable[[], bool] = lambda: False
 
-    def ingest(self, tenant_id: str, event: Any, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - Runner's
+    def process_emitted(self, run: Run, uow: UnitOfWork | None = None) -> None:  # pragma: no cover - Runner's
+        """Ingest the events ``run`` emitted: a chain starts new executions (see ``Runner``)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ resume (worker)
@@ -215,7 +207,7 @@ class ExecutionMachine:
             if run.mode != "dry_run" and not run.test:
                 deltas = rollups.Deltas()
                 deltas.step(step)
-                _add_rollups(uow, deltas)
+                uow.add_rollups(deltas)
             self._save(uow, run, now, status=ExecutionStatus.RUNNING)
         step["persisted"] = True
         try:
@@ -240,15 +232,14 @@ class ExecutionMachine:
             uow.insert(StepRun, step)
         if run.mode == "dry_run" or run.test:
             return
-        # Straight into a buffering unit's own deltas (the hot path), else written now.
-        kept = uow.rollup_deltas() if isinstance(uow, BufferedUnitOfWork) else None
+        kept = uow.rollup_deltas()  # straight into a buffering unit's own deltas: the hot path
         deltas = kept if kept is not None else rollups.Deltas()
         if persisted:
             deltas.step_status(step, StepStatus.RUNNING)
         else:
             deltas.step(step)
         if kept is None:
-            rollups.apply(uow.connection(), deltas)
+            uow.add_rollups(deltas)
 
     def _succeeded(
         self, uow: UnitOfWork, run: Run, action, step: dict, result: StepResult, now: datetime
@@ -368,7 +359,7 @@ class ExecutionMachine:
             started = uow.connection().execute(sa.select(_ex.started_at).where(_ex.id == run.id)).scalar_one()
         deltas = rollups.Deltas()
         deltas.finish(run.tenant["id"], run.workflow_id, started, status, now)
-        _add_rollups(uow, deltas)
+        uow.add_rollups(deltas)
 
     # ------------------------------------------------------------------ chains
 
@@ -384,28 +375,6 @@ class ExecutionMachine:
             return {"emitted": False, "reason": reason}
         run.emitted.append(event)
         return {"emitted": True, "depth": run.depth + 1}
-
-    def process_emitted(self, run: Run, uow: UnitOfWork | None = None) -> None:
-        """Ingest the events the execution emitted (in ``uow`` when given, else each on its own)."""
-        while run.emitted:
-            event = run.emitted.pop(0)
-            self.ingest(
-                run.tenant["id"],
-                event,
-                depth=run.depth + 1,
-                parent_execution_id=run.id,
-                test=run.test,
-                real_calls=run.real_calls,
-                uow=uow,
-            )
-
-
-def _add_rollups(uow: UnitOfWork, deltas: rollups.Deltas) -> None:
-    """Insights rollup deltas into the unit of work's transaction (kept for its commit when buffered)."""
-    if isinstance(uow, BufferedUnitOfWork):
-        uow.add_rollups(deltas)
-    else:
-        rollups.apply(uow.connection(), deltas)
 
 
 def _step_row(run: Run, action, attempt: int, now: datetime) -> dict[str, Any]:

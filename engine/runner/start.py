@@ -20,6 +20,7 @@ from engine.runner.context import (
     Run,
     event_fields,
     hours,
+    load_tenant,
     parse_definition,
     parse_event,
     run_context,
@@ -27,7 +28,6 @@ from engine.runner.context import (
     trigger_matches,
 )
 from engine.runner.intent import fill_intent
-from engine.runner.machine import load_tenant
 from engine.store.models import EventRecord, Execution, ExecutionStatus, Workflow
 from engine.store.runs import candidate_rows, event_row, execution_row
 from engine.uow import UnitOfWork, unit_of_work

@@ -233,10 +233,6 @@ class EventRecord(SQLModel, table=True):
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_events_idempotency"),
         sa.Index("ix_events_tenant_received", "tenant_id", "received_at"),
         sa.Index("ix_events_tenant_sender", "tenant_id", "sender", "received_at"),
-        # Covering for the Insights' inbound counts, intents and heatmap.
-        sa.Index(
-            "ix_events_tenant_received_cover", "tenant_id", "received_at", "channel", "depth", "is_test", "intent"
-        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -262,21 +258,10 @@ class Execution(SQLModel, table=True):
     __tablename__ = "executions"
     __table_args__ = (
         sa.Index("ix_executions_tenant_workflow_started", "tenant_id", "workflow_id", "started_at"),
-        sa.Index("ix_executions_tenant_started", "tenant_id", "started_at"),
         sa.Index("ix_executions_event", "event_id"),
         sa.Index("ix_executions_status_heartbeat", "status", "heartbeat_at"),
-        # Keyset pages of the executions list (newest first), and covering for the Insights
-        # counts so they read the index only (status, flags and workflow ride along).
-        sa.Index(
-            "ix_executions_tenant_started_id",
-            "tenant_id",
-            "started_at",
-            "id",
-            "status",
-            "is_test",
-            "mode",
-            "workflow_id",
-        ),
+        # Keyset pages of the executions list (newest first); also every (tenant, time range) scan.
+        sa.Index("ix_executions_tenant_started_id", "tenant_id", "started_at", "id"),
         sa.Index("ix_executions_tenant_status_started", "tenant_id", "status", "started_at"),
     )
 
@@ -336,9 +321,8 @@ class OutboxMessage(SQLModel, table=True):
         sa.Index("ix_outbox_tenant_recipient", "tenant_id", "recipient", "created_at"),
         # Provider status callbacks find their message by the provider's id.
         sa.Index("ix_outbox_tenant_provider_id", "tenant_id", "provider_message_id"),
-        # An execution's messages (detail, first-reply times); covering counts by channel and status.
+        # An execution's messages (detail, first-reply times).
         sa.Index("ix_outbox_execution_created", "execution_id", "created_at"),
-        sa.Index("ix_outbox_tenant_created_cover", "tenant_id", "created_at", "channel", "status", "is_test"),
         # One message per step attempt: a re-run step never duplicates its message.
         sa.UniqueConstraint("step_run_id", name="uq_outbox_step"),
     )
