@@ -35,7 +35,7 @@ with unit_of_work(db, read_only=True) as uow:
         left,
         "insights_card_executions",
         "**Executions over time, by status**",
-        view.executions_chart(insights.executions_by_day(uow=uow, actor=actor, p=period)),
+        view.executions_chart(insights.executions_by_day(uow=uow, actor=actor, p=period), period.days),
     )
     view.chart_card(
         right,
@@ -55,7 +55,7 @@ with unit_of_work(db, read_only=True) as uow:
         right,
         "insights_card_intents",
         "**Intents over time**",
-        view.intents_chart(insights.intents_by_day(uow=uow, actor=actor, p=period)),
+        view.intents_chart(insights.intents_by_day(uow=uow, actor=actor, p=period), period.days),
     )
 
 left, right = st.columns(2)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -102,11 +102,13 @@ def kpi_tiles(k: dict[str, Any]) -> None:
                 else delta
             )
         )
+        unchanged = delta is not None and round(delta * (100 if kind == "pct" else 1)) == 0
         cols[i % 5].metric(
             label,
             _fmt(k["current"].get(key), kind),
-            shown,
-            delta_color=color,
+            "no change" if unchanged else shown,
+            delta_color="off" if unchanged else color,
+            delta_arrow="off" if unchanged else "auto",
             border=True,
             help=f"previous period: {_fmt(k['previous'].get(key), kind)}",
         )
@@ -129,17 +131,27 @@ def messages_table(k: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def executions_chart(rows: list[dict[str, Any]]) -> alt.Chart:
+def _day_axis(days: list[date]) -> alt.X:
+    """Every local day of the period on the x axis (empty days too), labelled once each ("26 Nov")."""
+    return alt.X(
+        "day:O",
+        title=None,
+        scale=alt.Scale(domain=[d.isoformat() for d in days]),
+        axis=alt.Axis(labelExpr="utcFormat(toDate(datum.value), '%d %b')", labelAngle=0, labelOverlap=True),
+    )
+
+
+def executions_chart(rows: list[dict[str, Any]], days: list[date]) -> alt.Chart:
     scale = alt.Scale(domain=list(OUTCOME_COLORS), range=list(OUTCOME_COLORS.values()))
     return (
         alt.Chart(alt.Data(values=rows))
         .mark_bar()
         .encode(
-            x=alt.X("day:T", title=None, timeUnit="yearmonthdate"),
+            x=_day_axis(days),
             y=alt.Y("n:Q", title="executions", stack=True),
             color=alt.Color("outcome:N", scale=scale, title="status"),
             tooltip=[
-                alt.Tooltip("day:T", title="day"),
+                alt.Tooltip("day:O", title="day"),
                 alt.Tooltip("outcome:N"),
                 alt.Tooltip("n:Q", title="executions"),
             ],
@@ -162,15 +174,15 @@ def volume_chart(rows: list[dict[str, Any]]) -> alt.Chart:
     )
 
 
-def intents_chart(rows: list[dict[str, Any]]) -> alt.Chart:
+def intents_chart(rows: list[dict[str, Any]], days: list[date]) -> alt.Chart:
     return (
         alt.Chart(alt.Data(values=rows))
         .mark_line(point=True)
         .encode(
-            x=alt.X("day:T", title=None, timeUnit="yearmonthdate"),
+            x=_day_axis(days),
             y=alt.Y("n:Q", title="messages"),
             color=alt.Color("intent:N"),
-            tooltip=[alt.Tooltip("day:T"), "intent:N", alt.Tooltip("n:Q", title="messages")],
+            tooltip=[alt.Tooltip("day:O"), "intent:N", alt.Tooltip("n:Q", title="messages")],
         )
         .properties(height=220)
     )
