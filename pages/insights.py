@@ -103,7 +103,7 @@ shown = [
         "Success rate": percent(r["successRate"]),
         "Skipped": r["skipped"],
         "Errors": r["errors"],
-        "Median duration (s)": r["medianDurationS"],
+        "Median duration": "–" if r["medianDurationS"] is None else f"{r['medianDurationS']:.2f} s",
         "Last run": view.when(r["lastRun"], tz),
         "Trend": r["trend"],
     }
@@ -118,7 +118,6 @@ picked = st.dataframe(
     key="insights_workflows",
     column_config={
         "Trend": st.column_config.LineChartColumn("Trend (runs per day)"),
-        "Median duration (s)": st.column_config.NumberColumn(format="%.2f"),
     },
 )
 
