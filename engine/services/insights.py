@@ -252,44 +252,28 @@ def _count(s: Session, model: Any, tenant_id: str, p: Period) -> int:
 #: messages: a bounded sample keeps the query constant-time at any volume (the exact value
 #: would be a rollup written by the runner; see docs/PERFORMANCE.md).
 REPLY_SAMPLE = 2000
-#: The sample is spread over the period: its latest messages in each of this many equal slices.
-REPLY_SLICES = 50
-
-
-def _inbound_sample(tenant_id: str, p: Period) -> Any:
-    """(id, at) of up to ``REPLY_SAMPLE`` inbound messages spread over the period: the latest
-    ``REPLY_SAMPLE // REPLY_SLICES`` of each of ``REPLY_SLICES`` equal slices, each an index range
-    scan. (The period's latest messages alone would describe its last hours, not the period.)"""
-    per, span = REPLY_SAMPLE // REPLY_SLICES, (p.end - p.start) / REPLY_SLICES
-    parts = []
-    for k in range(REPLY_SLICES):
-        lo, hi = p.start + k * span, (p.start + (k + 1) * span if k < REPLY_SLICES - 1 else p.end)
-        part = (
-            sa.select(_ev.id.label("id"), _ev.received_at.label("at"))
-            .where(
-                _ev.tenant_id == tenant_id,
-                _ev.received_at >= lo,
-                _ev.received_at < hi,
-                _ev.is_test == sa.false(),
-                _ev.depth == 0,
-                _ev.channel.in_(MESSAGE_CHANNELS),
-            )
-            .order_by(_ev.received_at.desc())
-            .limit(per)
-            .subquery()
-        )
-        parts.append(sa.select(part.c.id, part.c.at))  # LIMIT inside a compound needs its own SELECT
-    return sa.union_all(*parts).subquery()
 
 
 def _first_reply_seconds(s: Session, tenant_id: str, p: Period) -> list[float | None]:
     """Median and p90 of inbound message -> first automated message of its executions.
 
-    Driven from a sample of the period's inbound messages spread over it (:func:`_inbound_sample`),
-    then each message's executions and their first outbox row.
+    Driven from the period's latest inbound messages (covering index, newest first, at most
+    ``REPLY_SAMPLE``), then each message's executions and their first outbox row.
     """
     dialect = s.get_bind().dialect.name
-    inbound = _inbound_sample(tenant_id, p)
+    inbound = (
+        sa.select(_ev.id.label("id"), _ev.received_at.label("at"))
+        .where(
+            _ev.tenant_id == tenant_id,
+            _ev.is_test == sa.false(),
+            _ev.depth == 0,
+            _ev.channel.in_(MESSAGE_CHANNELS),
+            _in(_ev.received_at, p),
+        )
+        .order_by(_ev.received_at.desc())
+        .limit(REPLY_SAMPLE)
+        .subquery()
+    )
     first_out = (
         sa.select(sa.func.min(_ob.created_at))
         .where(_ob.execution_id == _ex.id, _ob.is_test == sa.false())

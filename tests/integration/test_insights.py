@@ -174,21 +174,6 @@ def test_start_of_daylight_saving_is_a_23_hour_day(db, actor, record):
         assert {r["day"]: r["n"] for r in insights.executions_by_day(uow=uow, actor=actor, p=p)} == {"2026-03-29": 2}
 
 
-def test_the_first_reply_sample_is_spread_over_the_period(db, actor, record, monkeypatch):
-    """Ten days of quick replies, then one day of slow ones: a sample of the latest messages
-    alone would report the slow day as the period's median."""
-    monkeypatch.setattr(insights, "REPLY_SAMPLE", 20)
-    monkeypatch.setattr(insights, "REPLY_SLICES", 10)
-    for day in range(1, 11):
-        record(actor.tenant_id, _at(2026, 11, day, 9), reply_after_s=2, steps=(("a1", "send_whatsapp", "succeeded"),))
-    for _ in range(30):
-        record(actor.tenant_id, _at(2026, 11, 10, 20), reply_after_s=60, steps=(("a1", "send_whatsapp", "succeeded"),))
-    p = insights.period_of(date(2026, 11, 1), date(2026, 11, 10), "Europe/Berlin")
-    with unit_of_work(db, read_only=True) as uow:
-        k = insights.kpis(uow=uow, actor=actor, period=p)["current"]
-    assert k["first_reply_median_s"] == 2.0 and k["first_reply_p90_s"] == 60.0
-
-
 def test_first_reply_percentiles_errors_and_failure_rates(db, actor, record):
     at = _at(2026, 11, 10, 9)
     for seconds in (1, 2, 3, 4, 100):
