@@ -233,6 +233,10 @@ class EventRecord(SQLModel, table=True):
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_events_idempotency"),
         sa.Index("ix_events_tenant_received", "tenant_id", "received_at"),
         sa.Index("ix_events_tenant_sender", "tenant_id", "sender", "received_at"),
+        # Covering for the Insights' first-reply sample (the period's latest inbound messages).
+        sa.Index(
+            "ix_events_tenant_received_cover", "tenant_id", "received_at", "channel", "depth", "is_test", "intent"
+        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
