@@ -90,25 +90,7 @@ def browse_outbox(
         .offset((page - 1) * page_size)
         .limit(page_size)
     ).all()
-    items = [
-        OutboxRow(
-            id=m.id,
-            created_at=m.created_at,
-            channel=m.channel,
-            recipient=m.recipient,
-            subject=m.subject,
-            body=m.body,
-            status=m.status,
-            reason=m.error,
-            adapter=m.adapter,
-            provider_message_id=m.provider_message_id,
-            workflow_name=wf,
-            execution_id=m.execution_id,
-            sent_at=m.sent_at,
-            delivery_events=list((m.detail or {}).get("deliveryEvents") or []),
-        )
-        for m, wf in rows
-    ]
+    items = [_outbox_row(m, wf) for m, wf in rows]
     return OutboxRows(items=_masked(uow, actor, items), total=total, page=page, page_size=page_size)
 
 
@@ -162,6 +144,11 @@ def _one(uow: UnitOfWork, actor: Actor, outbox_id: str) -> OutboxRow:
         if m.execution_id
         else None
     )
+    return _outbox_row(m, wf)
+
+
+def _outbox_row(m: OutboxMessage, workflow_name: str | None) -> OutboxRow:
+    """A stored message as the outbox page and API show it."""
     return OutboxRow(
         id=m.id,
         created_at=m.created_at,
@@ -173,7 +160,7 @@ def _one(uow: UnitOfWork, actor: Actor, outbox_id: str) -> OutboxRow:
         reason=m.error,
         adapter=m.adapter,
         provider_message_id=m.provider_message_id,
-        workflow_name=wf,
+        workflow_name=workflow_name,
         execution_id=m.execution_id,
         sent_at=m.sent_at,
         delivery_events=list((m.detail or {}).get("deliveryEvents") or []),

@@ -47,6 +47,32 @@ def chromium() -> str:
     return CHROMIUM
 
 
+def start_streamlit(port: int, env: dict, out) -> subprocess.Popen:
+    """The app on 127.0.0.1:``port`` in its own process group, its output to ``out``."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,28 +123,7 @@ def app_url(tmp_path_factory, chromium):
     port = _free_port()
     log = tmp / "streamlit.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.port",
-                str(port),
-                "--server.headless",
-                "true",
-                "--server.address",
-                "127.0.0.1",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = start_streamlit(port, env, out)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, proc, log)

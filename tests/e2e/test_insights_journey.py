@@ -22,6 +22,7 @@ from tests.e2e.conftest import (
     _free_port,
     _stop,
     _wait_until_up,
+    start_streamlit,
 )
 from tests.servers import Receiver
 
@@ -47,28 +48,7 @@ def studio_server(tmp_path_factory, chromium):
     _create_analyst(env)
     port, log = _free_port(), tmp / "streamlit.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.port",
-                str(port),
-                "--server.headless",
-                "true",
-                "--server.address",
-                "127.0.0.1",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = start_streamlit(port, env, out)
     try:
         _wait_until_up(f"http://127.0.0.1:{port}", proc, log)
         yield f"http://127.0.0.1:{port}", url

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.e2e.conftest import OWNER, ROOT, App, _free_port, _stop, _wait_until_up
+from tests.e2e.conftest import OWNER, ROOT, App, _free_port, _stop, _wait_until_up, start_streamlit
 
 PHONE = "+4915112345678"
 SEED = f"""
@@ -47,28 +47,7 @@ def data_url(tmp_path_factory, chromium):
     port = _free_port()
     log = tmp / "streamlit.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.port",
-                str(port),
-                "--server.headless",
-                "true",
-                "--server.address",
-                "127.0.0.1",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = start_streamlit(port, env, out)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, proc, log)
