@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from engine.auth import ADMIN, EDIT
+from engine.security.auth import ADMIN, EDIT
 from ui import session, style
 from ui.labels import ROLE_LABELS
 

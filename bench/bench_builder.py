@@ -16,8 +16,8 @@ from collections.abc import Callable
 from functools import partial
 
 from engine.ai.language import detect_language
-from engine.seed import demo_workflows
-from engine.validation import validate
+from engine.demo.seed import demo_workflows
+from engine.workflow.validation import validate
 
 MESSAGES = [
     "Hallo",

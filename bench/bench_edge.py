@@ -11,9 +11,9 @@ import json
 import timeit
 from collections.abc import Callable
 
-from engine import templating
 from engine.api.limits import body_problem
-from engine.seed import spec_examples
+from engine.demo.seed import spec_examples
+from engine.workflow import templating
 
 
 def _per_call(fn, number: int) -> float:

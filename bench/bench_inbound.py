@@ -88,8 +88,8 @@ def run(requests: int, concurrency: int, database_url: str | None) -> dict:
 
     os.environ.setdefault("STUDIO_SECRET_KEY", Fernet.generate_key().decode())
     from engine import services
-    from engine.auth import system_actor
     from engine.inbound.signatures import meta_signature
+    from engine.security.auth import system_actor
     from engine.services import channel_settings as cs
     from engine.store.db import get_engine, migrate
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.auth import system_actor
+from engine.security.auth import system_actor
 from engine.services import insights, operations
 from engine.store import rollups
 from engine.store.db import get_engine, migrate

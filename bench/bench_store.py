@@ -24,12 +24,12 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from engine import services
-from engine.auth import system_actor
-from engine.seed import spec_examples
+from engine.demo.seed import spec_examples
+from engine.security.auth import system_actor
 from engine.store.db import get_engine, migrate
 from engine.store.models import Tenant, Workflow, new_id, utcnow
 from engine.uow import unit_of_work
-from engine.validation import errors_only, validate
+from engine.workflow.validation import errors_only, validate
 
 BATCH = 1000
 

@@ -20,7 +20,7 @@ import uuid
 import sqlalchemy as sa
 
 from engine import services
-from engine.auth import system_actor
+from engine.security.auth import system_actor
 from engine.services import console
 from engine.services.console import ConsoleInput
 from engine.store.db import get_engine, migrate

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from bench.run import WORKFLOW, _postgres_scratch
 from engine import services
-from engine.auth import system_actor
+from engine.security.auth import system_actor
 from engine.store.db import get_engine, migrate
 from engine.uow import unit_of_work
 

@@ -18,8 +18,8 @@ import uuid
 
 from bench.run import WORKFLOW, _ingest_rate
 from engine import services
-from engine.auth import system_actor
 from engine.runner import Runner
+from engine.security.auth import system_actor
 from engine.store.db import alembic_config, get_engine, migrate
 from engine.uow import unit_of_work
 

@@ -8,7 +8,7 @@ one key sending as fast as it can) over the same database, then
 1. drives ``POST /api/events`` from a separate process (``wrk`` when installed, else
    ``bench.loadgen``; one editor key, ``--connections`` keep-alive connections) for
    ``--seconds`` with nothing else running;
-2. runs the pruner (the worker's own code, :class:`engine.retention.Pruner`, default batch
+2. runs the pruner (the worker's own code, :class:`engine.lifecycle.retention.Pruner`, default batch
    and pause) in this process while the same load runs, until every old execution is
    rolled up into daily counts and deleted; the load is stopped when the pruner is done;
 3. prints req/s, p50, p99 and errors without and during pruning, pruning time and rate,
@@ -37,8 +37,8 @@ import sqlalchemy as sa
 
 from bench import http
 from bench.run import _postgres_scratch
-from engine.auth import system_actor
-from engine.retention import Pruner, execution_counts
+from engine.lifecycle.retention import Pruner, execution_counts
+from engine.security.auth import system_actor
 from engine.store.db import get_engine
 from engine.store.models import (
     EventRecord,

@@ -26,8 +26,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from engine import services
-from engine.auth import system_actor
 from engine.runner import Runner
+from engine.security.auth import system_actor
 from engine.store.db import get_engine, migrate
 from engine.store.models import DueWork, Execution, Workflow, new_id, utcnow
 from engine.uow import unit_of_work

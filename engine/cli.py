@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from engine import services
-from engine.auth import system_actor
 from engine.errors import EngineError, ValidationFailed
+from engine.security.auth import system_actor
 from engine.settings import get_settings
 from engine.store.db import get_engine
 from engine.uow import UnitOfWork, unit_of_work
-from engine.validation import validate
+from engine.workflow.validation import validate
 
 
 def _load_json(path: str) -> Any:
@@ -31,7 +31,7 @@ def _load_json(path: str) -> Any:
 
 
 def cmd_init(args) -> int:
-    from engine.seed import init
+    from engine.demo.seed import init
 
     settings = get_settings()
     result = init(get_engine(args.database_url), demo_email=settings.demo_email, demo_password=settings.demo_password)
@@ -62,7 +62,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from engine.definitions import workflow_json_schema
+    from engine.workflow.definitions import workflow_json_schema
 
     print(json.dumps(workflow_json_schema(), indent=2))
     return 0
@@ -195,7 +195,7 @@ def cmd_callback_urls(args) -> int:
 
 
 def cmd_contact(args) -> int:
-    from engine.privacy import erase_contact, export_contact
+    from engine.lifecycle.privacy import erase_contact, export_contact
 
     db = get_engine(args.database_url)
     if args.contact_command == "export":
@@ -222,7 +222,7 @@ def cmd_contact(args) -> int:
 
 
 def cmd_backup(args) -> int:
-    from engine.backup import backup
+    from engine.lifecycle.backup import backup
 
     result = backup(get_engine(args.database_url), args.path, overwrite=args.overwrite)
     print(f"backup written to {result.path} ({result.bytes / 1e6:.1f} MB in {result.seconds:.1f} s, {result.method})")
@@ -230,7 +230,7 @@ def cmd_backup(args) -> int:
 
 
 def cmd_prune(args) -> int:
-    from engine.retention import Pruner
+    from engine.lifecycle.retention import Pruner
 
     report = Pruner(get_engine(args.database_url)).run(budget=args.budget)
     print(

@@ -153,7 +153,7 @@ def rollup_count_columns() -> list[sa.ColumnElement[int]]:
 def all_time_counts(s: Any, tenant_id: str, workflow_ids: list[str] | None = None) -> dict[str | None, dict[str, int]]:
     """Counts per workflow id (``None``: the whole studio) over live rows plus the rollups of pruned ones.
 
-    Pruning (engine/retention.py) deletes summary rows only after adding them to
+    Pruning (engine/lifecycle/retention.py) deletes summary rows only after adding them to
     ``execution_rollups``, so all-time numbers on the cards and in the stats never drop.
     """
     from engine.store.lifecycle import ExecutionRollup

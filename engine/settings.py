@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     #: Days to keep skipped executions ("why didn't my workflow run?").
     skipped_retention_days: int = Field(default=30, alias="STUDIO_SKIPPED_RETENTION_DAYS")
     #: Default days to keep execution details (step input/output, message bodies, event payloads);
-    #: a studio may set its own on the settings page (engine/retention.py).
+    #: a studio may set its own on the settings page (engine/lifecycle/retention.py).
     retention_details_days: int = Field(default=90, alias="STUDIO_RETENTION_DETAILS_DAYS")
     #: Default days to keep summary rows (executions, messages, events); counts survive as rollups.
     retention_summary_days: int = Field(default=730, alias="STUDIO_RETENTION_SUMMARY_DAYS")

@@ -4,10 +4,10 @@ with a live JSON preview and flow graph beside it. One definition dict in sessio
 import streamlit as st
 
 from engine import services
-from engine.auth import EDIT
 from engine.errors import EngineError, NotFound, ValidationFailed
+from engine.security.auth import EDIT
 from engine.uow import unit_of_work
-from engine.validation import validate
+from engine.workflow.validation import validate
 from ui import builder_state, console_builder, session
 from ui.action_editor import actions_editor
 from ui.builder_form import basics_editor, ordered, review

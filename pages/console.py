@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from engine.auth import EDIT
 from engine.errors import EngineError
+from engine.security.auth import EDIT
 from engine.services import console, scenarios
 from engine.services.console import ConsoleInput, TestContact
 from engine.services.workflows import list_workflows

@@ -3,8 +3,8 @@
 import streamlit as st
 
 from engine import domain, services
-from engine.auth import EDIT
 from engine.errors import EngineError
+from engine.security.auth import EDIT
 from engine.services import operations
 from engine.uow import unit_of_work
 from ui import executions_view as view

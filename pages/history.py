@@ -6,8 +6,8 @@ import json
 import streamlit as st
 
 from engine import services
-from engine.auth import EDIT
 from engine.errors import EngineError
+from engine.security.auth import EDIT
 from engine.uow import unit_of_work
 from ui import session
 from ui.formatting import local

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from engine.auth import LoginFailed, LoginThrottled
+from engine.security.auth import LoginFailed, LoginThrottled
 from ui import session
 from ui.labels import ROLE_LABELS
 

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from engine.auth import EDIT
 from engine.errors import EngineError
+from engine.security.auth import EDIT
 from engine.services.outbox import OUTBOX_STATUSES, browse_outbox, retry_delivery
 from engine.uow import unit_of_work
 from ui import session

@@ -9,8 +9,8 @@ from zoneinfo import available_timezones
 import streamlit as st
 
 from engine import services
-from engine.auth import ADMIN
 from engine.errors import EngineError
+from engine.security.auth import ADMIN
 from engine.uow import unit_of_work
 from ui import session, settings_channels, settings_data, settings_sections
 from ui.insights_settings import insights_settings_card

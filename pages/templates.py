@@ -5,8 +5,8 @@ from html import escape
 import streamlit as st
 
 from engine import services
-from engine.auth import EDIT
 from engine.errors import EngineError, ValidationFailed
+from engine.security.auth import EDIT
 from engine.uow import unit_of_work
 from ui import builder_state, session
 from ui.labels import CONDITIONS, action_label, trigger_label

@@ -7,10 +7,10 @@ from html import escape
 import streamlit as st
 
 from engine import services
-from engine.auth import EDIT
-from engine.definitions import TriggerType
 from engine.errors import EngineError
+from engine.security.auth import EDIT
 from engine.uow import unit_of_work
+from engine.workflow.definitions import TriggerType
 from ui import builder_state, console_builder, session, style
 from ui.formatting import ago, percent
 from ui.labels import trigger_label

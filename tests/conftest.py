@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from engine import auth, services
+from engine import services
+from engine.security import auth
 from engine.store.db import get_engine, migrate
 from engine.store.models import SQLModel
 from engine.uow import unit_of_work
@@ -129,6 +130,6 @@ def other_actor(tenant_factory) -> auth.Actor:
 
 @pytest.fixture
 def spec_examples():
-    from engine.seed import spec_examples
+    from engine.demo.seed import spec_examples
 
     return spec_examples()

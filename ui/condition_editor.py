@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from engine.definitions import KNOWN_INTENTS, OPERATORS
+from engine.workflow.definitions import KNOWN_INTENTS, OPERATORS
 from ui import builder_state
 from ui.definition import parse_scalar
 from ui.labels import (

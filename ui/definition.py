@@ -11,7 +11,7 @@ import copy
 import re
 from typing import Any
 
-from engine.definitions import ActionType
+from engine.workflow.definitions import ActionType
 
 ID_PREFIX = {
     "send_message": "send",
@@ -209,13 +209,13 @@ def describe_delay(ms: Any) -> str:
 
 def variables_before(definition: dict, index: int) -> list[str]:
     """Template variables an action at ``index`` can use, from the same declaration the
-    validator checks against (``engine.variables``): this trigger's fields, the lead, earlier results."""
+    validator checks against (``engine.workflow.variables``): this trigger's fields, the lead, earlier results."""
     return [f"{{{{{v}}}}}" for v, _ in variables_with_meaning(definition, index)]
 
 
 def variables_with_meaning(definition: dict, index: int) -> list[tuple[str, str]]:
     """(variable, what it holds) pairs for the action at ``index``."""
-    from engine.variables import variables_for
+    from engine.workflow.variables import variables_for
 
     trigger = _trigger if isinstance(_trigger := definition.get("trigger"), dict) else {}
     return variables_for(trigger.get("type"), actions_of(definition)[:index])

@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 import streamlit as st
 
 from engine import domain, services
-from engine.definitions import KNOWN_INTENTS
 from engine.errors import EngineError
 from engine.services import insights, operations
 from engine.uow import unit_of_work
+from engine.workflow.definitions import KNOWN_INTENTS
 from ui.formatting import local
 from ui.labels import CHANNELS, TRIGGERS
 from ui.step_trace import show_execution, status_text

@@ -7,8 +7,9 @@ from typing import Any
 
 import streamlit as st
 
-from engine import masking, services
+from engine import services
 from engine.errors import EngineError
+from engine.messaging import masking
 from engine.services.insights import DEFAULT_MINUTES_SAVED
 from engine.uow import unit_of_work
 

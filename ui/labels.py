@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.definitions import ActionType, Channel, ConditionType, TriggerType
+from engine.workflow.definitions import ActionType, Channel, ConditionType, TriggerType
 
 TRIGGERS: dict[str, tuple[str, str]] = {
     TriggerType.VOICE_CALL: ("📞", "Voice call"),

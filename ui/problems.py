@@ -14,8 +14,8 @@ from collections.abc import Iterable
 
 import streamlit as st
 
-from engine.plain import label
-from engine.validation import Problem
+from engine.workflow.plain import label
+from engine.workflow.validation import Problem
 
 SLOTS = "builder_problem_slots"
 

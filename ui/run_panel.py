@@ -7,9 +7,9 @@ from typing import Any
 import streamlit as st
 
 from engine import services
-from engine.definitions import KNOWN_INTENTS, MESSAGE_TRIGGER_CHANNELS
 from engine.errors import EngineError
 from engine.uow import unit_of_work
+from engine.workflow.definitions import KNOWN_INTENTS, MESSAGE_TRIGGER_CHANNELS
 from ui import session
 from ui.definition import parse_pairs
 from ui.labels import CHANNELS, intent_label, trigger_label

@@ -1,12 +1,12 @@
 """Login state, the tenant context and the process-wide DB engine.
 
 Session keys (prefix ``auth_``):
-``auth_actor`` the :class:`engine.auth.Actor` of the chosen tenant (None = logged out),
+``auth_actor`` the :class:`engine.security.auth.Actor` of the chosen tenant (None = logged out),
 ``auth_user`` {"id", "email", "name"}, ``auth_tenants`` [{"id", "name", "role"}],
 ``auth_token`` this browser's session token (also in the ``sa_session`` cookie).
 
 A reload or a second tab starts a new Streamlit session: :func:`actor` then resumes the
-server-side session named by the cookie (``engine.auth.resume_session``). Each run re-checks
+server-side session named by the cookie (``engine.security.auth.resume_session``). Each run re-checks
 the token at most every ``RECHECK_SECONDS``, so signing out elsewhere, a password change or
 the removal of the user ends this tab too.
 """
@@ -19,8 +19,9 @@ import time
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from engine import auth, services
-from engine.auth import Actor
+from engine import services
+from engine.security import auth
+from engine.security.auth import Actor
 from engine.settings import get_settings
 from engine.store.db import get_engine
 from engine.uow import unit_of_work

@@ -1,7 +1,8 @@
 """Settings, data lifecycle part: retention, a member's data (export, erase), opt-outs.
 
 ``render(actor)`` is called at the end of ``pages/settings.py``. Session keys start with
-``privacy_``. All logic lives in engine/retention.py, engine/privacy.py and engine/optout.py.
+``privacy_``. All logic lives in engine/lifecycle/retention.py, engine/lifecycle/privacy.py and
+engine/messaging/optout.py.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import json
 
 import streamlit as st
 
-from engine import optout, privacy, retention
-from engine.auth import ADMIN, Actor
 from engine.errors import EngineError
+from engine.lifecycle import privacy, retention
+from engine.messaging import optout
+from engine.security.auth import ADMIN, Actor
 from engine.uow import unit_of_work
 from ui import session
 

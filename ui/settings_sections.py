@@ -7,11 +7,11 @@ from __future__ import annotations
 import streamlit as st
 
 from engine import services
-from engine.business_hours import WEEKDAY_NAMES
 from engine.errors import EngineError
 from engine.services import member_admin
 from engine.services import studio_settings as ss
 from engine.uow import unit_of_work
+from engine.workflow.business_hours import WEEKDAY_NAMES
 from ui.labels import ROLE_LABELS
 
 DAY_ORDER = (1, 2, 3, 4, 5, 6, 0)  # Monday first on screen; stored as 0 = Sunday

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.seed import spec_examples
+from engine.demo.seed import spec_examples
 
 FOLDER = Path(__file__).parent / "templates"
 

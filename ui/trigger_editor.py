@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from engine.definitions import KNOWN_INTENTS, MESSAGE_TRIGGER_CHANNELS, TriggerType
-from engine.schedule import describe, upcoming
-from engine.validation import cron_problem
+from engine.workflow.definitions import KNOWN_INTENTS, MESSAGE_TRIGGER_CHANNELS, TriggerType
+from engine.workflow.schedule import describe, upcoming
+from engine.workflow.validation import cron_problem
 from ui.definition import TRIGGER_DEFAULTS, set_optional
 from ui.labels import CHANNELS, TRIGGERS, intent_label, trigger_label
 from ui.problems import field_slot

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine import templating
 from engine.uow import UnitOfWork
+from engine.workflow import templating
 
 
 @dataclass

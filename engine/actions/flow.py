@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from engine.actions import StepContext, StepResult, register
-from engine.conditions import EvalContext, evaluate
-from engine.delivery import default_channel, schedule_follow_up
+from engine.messaging.delivery import default_channel, schedule_follow_up
+from engine.workflow.conditions import EvalContext, evaluate
 
 STUDIO_TEAM = "studio-team"
 

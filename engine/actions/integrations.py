@@ -218,7 +218,7 @@ def ask_ai(step: StepContext) -> StepResult:
 @register("call_webhook", external=True)
 def call_webhook(step: StepContext) -> StepResult:
     """One signed HTTP call; the runner retries retryable failures durably."""
-    from engine.webhooks import call_webhook as http_call
+    from engine.outbound.webhooks import call_webhook as http_call
 
     cfg = step.action.config
     url = step.render(cfg.webhook_url)
@@ -247,5 +247,5 @@ def call_webhook(step: StepContext) -> StepResult:
         timeout=cfg.timeout or 10.0,
     )
     # No ``now``: the signature's timestamp is checked by the receiver against its own clock, so
-    # it is the real time (engine.webhooks signs with the default clock), never an injected one.
+    # it is the real time (engine.outbound.webhooks signs with the default clock), never an injected one.
     return StepResult(output=response, input=rendered)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.actions import StepContext, StepResult, register
-from engine.delivery import default_channel, queue_message
+from engine.messaging.delivery import default_channel, queue_message
 
 
 def _send(step: StepContext, channel: str | None) -> StepResult:

@@ -35,7 +35,7 @@ def provider_for_tenant(
     )
     ai = dict(settings.get("ai") or {})
     if ai.get("apiKeyEncrypted"):
-        from engine.secrets import decrypt
+        from engine.security.secrets import decrypt
 
         ai["apiKey"] = decrypt(ai.pop("apiKeyEncrypted"))
     return provider_from_settings(ai, kb, client=client)

@@ -23,7 +23,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from engine.definitions import KNOWN_INTENTS
+from engine.workflow.definitions import KNOWN_INTENTS
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from engine.ai.intent import INTENTS, IntentResult
 from engine.ai.intent import classify as classify_offline
 from engine.ai.knowledge import DEMO_KNOWLEDGE_BASE, KnowledgeBase, KnowledgeEntry, Match, PriceItem, Retriever
 from engine.errors import InvalidInput, PermanentError, RetryableError
-from engine.retry import parse_retry_after
+from engine.outbound.retry import parse_retry_after
 
 logger = logging.getLogger(__name__)
 

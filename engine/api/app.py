@@ -119,7 +119,7 @@ def _meta_router() -> APIRouter:
 
     @router.get("/schema", summary="JSON Schema of the workflow format (no key needed)")
     def schema() -> dict[str, Any]:
-        from engine.definitions import workflow_json_schema
+        from engine.workflow.definitions import workflow_json_schema
 
         return workflow_json_schema()
 

@@ -80,7 +80,7 @@ def _codes(path: str, method: str, operation: dict[str, Any]) -> list[int]:
 
 def _component_schemas() -> dict[str, Any]:
     """The workflow format's and the event's JSON Schemas, with their ``$defs`` as components."""
-    from engine.definitions import Event, WorkflowDefinition
+    from engine.workflow.definitions import Event, WorkflowDefinition
 
     components: dict[str, Any] = {}
     for name, model in ((WORKFLOW, WorkflowDefinition), (EVENT, Event), ("ErrorResponse", ErrorResponse)):

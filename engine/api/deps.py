@@ -19,8 +19,8 @@ from sqlalchemy.engine import Engine
 
 from engine import services
 from engine.api.errors import Unauthorized
-from engine.auth import Actor
 from engine.errors import PermissionDenied
+from engine.security.auth import Actor
 from engine.uow import UnitOfWork, unit_of_work
 
 _bearer = HTTPBearer(

@@ -26,7 +26,7 @@ from engine.errors import (
     PermissionDenied,
     ValidationFailed,
 )
-from engine.limits import LimitExceeded
+from engine.workflow.limits import LimitExceeded
 
 logger = logging.getLogger(__name__)
 

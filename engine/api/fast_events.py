@@ -37,8 +37,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from engine import services
 from engine.api import errors
 from engine.api.limits import read_body, replay_body
-from engine.auth import EDIT, Actor
 from engine.errors import EngineError
+from engine.security.auth import EDIT, Actor
 from engine.uow import unit_of_work
 
 logger = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine import limits
 from engine.api.errors import error_response
 from engine.errors import InvalidInput
+from engine.workflow import limits
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -85,7 +85,7 @@ def replay_body(body: bytes, receive: Receive) -> Receive:
 class JsonGuard:
     """Refuse, before any route runs, what no backend can store or serve back (422, naming the field).
 
-    * a JSON body nested deeper than :data:`engine.limits.MAX_JSON_DEPTH`, with ``NaN`` or
+    * a JSON body nested deeper than :data:`engine.workflow.limits.MAX_JSON_DEPTH`, with ``NaN`` or
       ``Infinity``, or with a NUL character in any string or key;
     * a NUL character in the path, a query parameter or a header.
 

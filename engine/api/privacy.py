@@ -11,11 +11,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import Field
 
-from engine import optout, privacy, retention
 from engine.api.deps import CurrentActor, ReadUow, Uow
 from engine.api.workflows import CamelBody
-from engine.optout import MAX_WORD
-from engine.retention import MAX_DAYS
+from engine.lifecycle import privacy, retention
+from engine.lifecycle.retention import MAX_DAYS
+from engine.messaging import optout
+from engine.messaging.optout import MAX_WORD
 
 router = APIRouter(prefix="/api", tags=["privacy"])
 

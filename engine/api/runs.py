@@ -13,7 +13,7 @@ from engine.api.contract import EVENT, request_body
 from engine.api.deps import CurrentActor, ReadUow, Uow
 from engine.api.workflows import CamelBody
 from engine.errors import InvalidInput
-from engine.limits import DATE_PATTERN, MAX_PAGE, sane_datetime, text_datetime
+from engine.workflow.limits import DATE_PATTERN, MAX_PAGE, sane_datetime, text_datetime
 
 router = APIRouter(prefix="/api", tags=["runs"])
 

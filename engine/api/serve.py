@@ -151,13 +151,13 @@ def app_factory(db=None):
 
     Every message event answers its intent, and training takes seconds: without this the
     first requests after a start would each wait for it. Once trained, start-up's objects are
-    frozen out of the garbage collector's passes (:mod:`engine.heap`).
+    frozen out of the garbage collector's passes (:mod:`engine.worker.heap`).
     """
     import threading
 
-    from engine import heap
     from engine.ai.intent import default_classifier
     from engine.api import create_app
+    from engine.worker import heap
 
     def warm_up() -> None:
         default_classifier()

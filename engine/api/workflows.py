@@ -12,9 +12,9 @@ from pydantic.alias_generators import to_camel
 from engine import domain, services
 from engine.api.contract import JSON_VALUE, UPDATE, WORKFLOW, WORKFLOW_LIST, request_body
 from engine.api.deps import CurrentActor, ReadUow, Uow
-from engine.limits import MAX_PAGE, MAX_VERSION
 from engine.services.runs import ExecutionOut
-from engine.validation import validate
+from engine.workflow.limits import MAX_PAGE, MAX_VERSION
+from engine.workflow.validation import validate
 
 router = APIRouter(prefix="/api/workflows", tags=["workflows"])
 

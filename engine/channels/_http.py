@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from engine.errors import PermanentError, RetryableError
-from engine.retry import parse_retry_after
+from engine.outbound.retry import parse_retry_after
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from engine.auth import ADMIN, Actor
 from engine.errors import EngineError, InvalidInput, NotFound, PermissionDenied
+from engine.security.auth import ADMIN, Actor
 from engine.store.models import OutboxMessage, Tenant
 from engine.uow import UnitOfWork
 

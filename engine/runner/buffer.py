@@ -180,7 +180,7 @@ class BufferedUnitOfWork:
 
     def defer_updates(self) -> None:
         """Keep the executions' progress UPDATEs for the write-out too (one ``executemany``; the
-        worker's batches, engine/worker_batch.py). Their lease check is then made there for all of
+        worker's batches, engine/worker/batch.py). Their lease check is then made there for all of
         them at once: fewer rows updated than kept raises LeaseLost, and the caller rolls the
         whole transaction back."""
         self._updates = {}

@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from engine.ai.language import detect_language
-from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event, WorkflowDefinition
 from engine.errors import EngineError, InvalidInput, NotFound, PermanentError, RetryableError, TemplateError
 from engine.store.db import json_dumps
 from engine.store.runs import tenant_row
+from engine.workflow.definitions import MESSAGE_TRIGGER_CHANNELS, Event, WorkflowDefinition
 
 #: create_lead -> lead_created -> ... stops here, with the reason recorded.
 MAX_CHAIN_DEPTH = 5
@@ -292,7 +292,7 @@ def retry_delay(action, exc: Exception, attempt: int) -> float | None:
     if attempt >= max_attempts:
         return None
     base, cap = (policy.backoff, policy.max_backoff) if policy else (DEFAULT_BACKOFF, MAX_BACKOFF)
-    from engine.retry import backoff_delay
+    from engine.outbound.retry import backoff_delay
 
     return backoff_delay(attempt, base=base, cap=cap, retry_after=getattr(exc, "retry_after", None))
 

@@ -17,9 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from engine.definitions import Event
 from engine.errors import NotFound
-from engine.optout import note_opt_words
+from engine.messaging.optout import note_opt_words
 from engine.runner.buffer import BufferedUnitOfWork
 from engine.runner.context import (
     MAX_CHAIN_DEPTH,
@@ -38,6 +37,7 @@ from engine.runner.start import run_workflow as _run_workflow
 from engine.store.models import EventRecord, utcnow
 from engine.store.runs import event_by_key, event_row, executions_of
 from engine.uow import Clock, UnitOfWork
+from engine.workflow.definitions import Event
 
 #: Per thread: ``active`` while it prepares an ingest batch (an ingest from there would wait
 #: for its own write lock).
@@ -281,7 +281,7 @@ class Runner(ExecutionMachine):
         req.record = event_row(tenant_id, ev, req.now, req.depth, req.parent_execution_id, req.test)
         s.insert(EventRecord, req.record)
         if req.record["content"] and req.record["sender"] and not req.test:
-            note_opt_words(s, tenant, req.record, req.now)  # STOP / START on any channel (engine/optout.py)
+            note_opt_words(s, tenant, req.record, req.now)  # STOP / START on any channel (engine/messaging/optout.py)
         req.runs, req.skipped = start_matching(
             s, tenant, req.record, found, req.now, req.depth, test=req.test, real_calls=req.real_calls
         )

@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event
 from engine.errors import EngineError
 from engine.runner.context import INTENT_MARKERS
+from engine.workflow.definitions import MESSAGE_TRIGGER_CHANNELS, Event
 
 logger = logging.getLogger(__name__)
 

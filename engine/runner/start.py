@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import select
 
-from engine.conditions import EvalContext, evaluate
-from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Event
 from engine.errors import NotFound
 from engine.runner.context import (
     Candidate,
@@ -31,6 +29,8 @@ from engine.runner.intent import fill_intent
 from engine.store.models import EventRecord, Execution, ExecutionStatus, Workflow
 from engine.store.runs import candidate_rows, event_row, execution_row
 from engine.uow import UnitOfWork, unit_of_work
+from engine.workflow.conditions import EvalContext, evaluate
+from engine.workflow.definitions import MESSAGE_TRIGGER_CHANNELS, Event
 
 if TYPE_CHECKING:
     from engine.runner.ingest import Runner

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, NotFound, PermissionDenied
+from engine.security.auth import ADMIN, Actor
 from engine.services.workflows import Out
 from engine.store.models import ApiKey, Role
 from engine.uow import UnitOfWork, unit_of_work

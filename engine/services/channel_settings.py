@@ -19,9 +19,9 @@ from typing import Any
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
-from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, NotFound
-from engine.secrets import decrypt, encrypt
+from engine.security.auth import ADMIN, Actor
+from engine.security.secrets import decrypt, encrypt
 from engine.store.models import (
     InboundEndpoint,
     SettingsAudit,
@@ -439,8 +439,8 @@ def send_test_message(
     actor.require(ADMIN)
     from engine.channels.base import OutgoingMessage
     from engine.channels.registry import adapter_for
-    from engine.delivery import normalize_recipient
     from engine.errors import EngineError
+    from engine.messaging.delivery import normalize_recipient
     from engine.settings import get_settings
 
     _spec(channel)

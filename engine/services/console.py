@@ -27,10 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from sqlmodel import Session, col, select
 
-from engine.auth import EDIT, READ, Actor
-from engine.definitions import MESSAGE_TRIGGER_CHANNELS, Channel
 from engine.errors import InvalidInput, NotFound
 from engine.runner import Runner, builtin_classifier
+from engine.security.auth import EDIT, READ, Actor
 from engine.services.runs import before_runner, runner_for
 from engine.services.workflows import Out
 from engine.store.models import (
@@ -44,6 +43,7 @@ from engine.store.models import (
     Workflow,
 )
 from engine.uow import UnitOfWork
+from engine.workflow.definitions import MESSAGE_TRIGGER_CHANNELS, Channel
 
 logger = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ def checked_drafts(*, uow: UnitOfWork, actor: Actor, drafts: dict[str, dict] | N
     """Drafts of the actor's own workflows only, each validated like a save would be."""
     if not drafts:
         return {}
-    from engine.validation import errors_only, validate
+    from engine.workflow.validation import errors_only, validate
 
     s = uow.session
     owned = set(

@@ -26,8 +26,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from engine import domain
-from engine.auth import READ, Actor
 from engine.errors import InvalidInput, NotFound
+from engine.security.auth import READ, Actor
 from engine.store import rollups
 from engine.store.models import (
     Booking,

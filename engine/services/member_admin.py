@@ -7,9 +7,9 @@ import logging
 
 from sqlmodel import col, select
 
-from engine import auth
-from engine.auth import ADMIN, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
+from engine.security import auth
+from engine.security.auth import ADMIN, Actor
 from engine.services.channel_settings import record_audit
 from engine.store.models import Membership, Role, User
 from engine.uow import UnitOfWork

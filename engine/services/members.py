@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from engine.auth import ADMIN, READ, Actor, hash_password
 from engine.errors import Conflict, InvalidInput
+from engine.security.auth import ADMIN, READ, Actor, hash_password
 from engine.services.workflows import Out
 from engine.store.models import Membership, Role, User
 from engine.uow import UnitOfWork

@@ -6,7 +6,7 @@ Exactly once, without locks held across I/O:
 * **cancel** is one conditional ``UPDATE .. WHERE status IN (waiting, pending)``; the same
   transaction cancels the execution's due work (resume, follow-ups) and suppresses its
   deferred messages. A worker that already claimed a follow-up closes it with a conditional
-  update first and sends nothing when the cancel won (see ``engine/worker.py``); a worker that
+  update first and sends nothing when the cancel won (see ``engine/worker/loop.py``); a worker that
   claimed its resume finds the execution cancelled and does nothing.
 * **replay** inserts a new execution with ``replay_of = <failed id>``; the column is unique, so
   of two concurrent replays of one execution exactly one commits, the other gets ``Conflict``.
@@ -27,11 +27,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from engine import domain, masking
-from engine.auth import EDIT, READ, Actor
+from engine import domain
 from engine.domain import ExecutionStatus
 from engine.errors import Conflict, InvalidInput, NotFound
+from engine.messaging import masking
 from engine.runner.context import run_context
+from engine.security.auth import EDIT, READ, Actor
 from engine.services.runs import ExecutionOut, _execution_out, before_runner, runner_for
 from engine.services.workflows import MAX_PAGE_SIZE, Out
 from engine.store import rollups

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import col, func, select
 
-from engine.auth import EDIT, READ, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
+from engine.security.auth import EDIT, READ, Actor
 from engine.services.workflows import MAX_PAGE_SIZE
 from engine.store import rollups
 from engine.store.models import (
@@ -95,8 +95,8 @@ def browse_outbox(
 
 
 def _masked(uow: UnitOfWork, actor: Actor, items: list[OutboxRow]) -> list[OutboxRow]:
-    """Analysts see contacts masked unless an owner allows them (engine/masking.py)."""
-    from engine import masking
+    """Analysts see contacts masked unless an owner allows them (engine/messaging/masking.py)."""
+    from engine.messaging import masking
 
     if masking.sees_contacts(uow=uow, actor=actor):
         return items

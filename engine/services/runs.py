@@ -9,15 +9,16 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import col, func, select
 
-from engine import domain, limits
-from engine.auth import EDIT, READ, Actor
-from engine.definitions import MESSAGE_TRIGGER_CHANNELS
+from engine import domain
 from engine.errors import InvalidInput, NotFound
-from engine.limits import MAX_PAGE
 from engine.runner import IngestResult, Runner, builtin_classifier
+from engine.security.auth import EDIT, READ, Actor
 from engine.services.workflows import MAX_PAGE_SIZE, Out
 from engine.store.models import Booking, EventRecord, Execution, Lead, OutboxMessage, StepRun
 from engine.uow import UnitOfWork
+from engine.workflow import limits
+from engine.workflow.definitions import MESSAGE_TRIGGER_CHANNELS
+from engine.workflow.limits import MAX_PAGE
 
 __all__ = [
     "StepOut",
@@ -307,8 +308,8 @@ def get_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str) -> Execut
 
 
 def _visible(uow: UnitOfWork, actor: Actor, out: ExecutionOut) -> ExecutionOut:
-    """Contacts masked for analysts unless the owner allows them (engine.masking)."""
-    from engine import masking
+    """Contacts masked for analysts unless the owner allows them (engine.messaging.masking)."""
+    from engine.messaging import masking
 
     return (
         out
@@ -330,7 +331,7 @@ def list_outbox(
     filters = {OutboxMessage.execution_id: execution_id, OutboxMessage.status: status}
     total, rows = _newest_first(uow, OutboxMessage, OutboxMessage.created_at, actor, filters, page, page_size)
     items = [OutboxOut.model_validate(r) for r in rows]
-    from engine import masking
+    from engine.messaging import masking
 
     if not masking.sees_contacts(uow=uow, actor=actor):
         items = [OutboxOut.model_validate(masking.mask_data(i.model_dump())) for i in items]

@@ -19,8 +19,8 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from engine.auth import EDIT, READ, Actor
 from engine.errors import Conflict, InvalidInput, NotFound
+from engine.security.auth import EDIT, READ, Actor
 from engine.services import console
 from engine.services.console import ConsoleInput, Conversation, TurnReport
 from engine.services.workflows import Out

@@ -25,9 +25,9 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, NotFound
-from engine.secrets import decrypt, encrypt
+from engine.security.auth import ADMIN, Actor
+from engine.security.secrets import decrypt, encrypt
 from engine.services.channel_settings import SecretState, record_audit
 from engine.store.models import Tenant, TenantSecret, utcnow
 from engine.uow import UnitOfWork
@@ -130,8 +130,8 @@ def get_studio_settings(*, uow: UnitOfWork, actor: Actor) -> StudioSettingsView:
 
 
 def save_business_hours(*, uow: UnitOfWork, actor: Actor, hours: dict[str, Any]) -> dict[str, Any]:
-    """Opening hours per weekday (0 = Sunday) and closed days; see :mod:`engine.business_hours`."""
-    from engine.business_hours import validate
+    """Opening hours per weekday (0 = Sunday) and closed days; see :mod:`engine.workflow.business_hours`."""
+    from engine.workflow.business_hours import validate
 
     clean = validate(hours)
     _update(uow, actor, "businessHours", "businessHours", clean)
@@ -139,7 +139,7 @@ def save_business_hours(*, uow: UnitOfWork, actor: Actor, hours: dict[str, Any])
 
 
 def _hhmm(value: str, field: str) -> str:
-    from engine.business_hours import parse_time
+    from engine.workflow.business_hours import parse_time
 
     return parse_time(value, field).strftime("%H:%M")
 

@@ -20,10 +20,8 @@ from pydantic.alias_generators import to_camel
 from sqlmodel import Session, col, func, select
 
 from engine import domain
-from engine.auth import ADMIN, EDIT, READ, Actor
 from engine.errors import InvalidInput, NotFound, ValidationFailed
-from engine.limits import MAX_PAGE, MAX_VERSION
-from engine.schedule import next_fire_time
+from engine.security.auth import ADMIN, EDIT, READ, Actor
 from engine.store import rollups
 from engine.store.models import (
     DueStatus,
@@ -33,7 +31,9 @@ from engine.store.models import (
     WorkflowVersion,
 )
 from engine.uow import UnitOfWork
-from engine.validation import Problem, parse_workflow
+from engine.workflow.limits import MAX_PAGE, MAX_VERSION
+from engine.workflow.schedule import next_fire_time
+from engine.workflow.validation import Problem, parse_workflow
 
 __all__ = [
     "WorkflowOut",
@@ -198,7 +198,7 @@ def create_tenant(
 
 
 def _signing_secret_row(tenant_id: str) -> Any:
-    from engine.secrets import encrypt
+    from engine.security.secrets import encrypt
     from engine.services.studio_settings import SIGNING
     from engine.store.models import TenantSecret
 

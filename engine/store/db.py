@@ -132,7 +132,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     # Only on a new, empty file (an existing one keeps its mode until a VACUUM): pruning then
-    # gives freed pages back with PRAGMA incremental_vacuum (engine/retention.py). Setting it
+    # gives freed pages back with PRAGMA incremental_vacuum (engine/lifecycle/retention.py). Setting it
     # on an existing file would wait for the write lock, so a reader would queue behind a writer.
     if cur.execute("PRAGMA page_count").fetchone()[0] == 0:
         cur.execute("PRAGMA auto_vacuum=INCREMENTAL")

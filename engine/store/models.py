@@ -443,7 +443,7 @@ class UserSession(SQLModel, table=True):
 
     The browser keeps a random 32-byte token in a cookie; only its SHA-256 is stored, so a
     database leak does not sign anyone in. Signing out, a password change or the removal of
-    the user sets ``revoked_at`` (``engine.auth.end_sessions``).
+    the user sets ``revoked_at`` (``engine.security.auth.end_sessions``).
     """
 
     __tablename__ = "user_sessions"

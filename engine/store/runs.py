@@ -118,7 +118,7 @@ _factories.update({EventRecord: _EVENT, Execution: _EXECUTION, StepRun: _STEP, O
 def event_row(
     tenant_id: str, ev: Any, now: datetime, depth: int, parent: str | None, is_test: bool = False
 ) -> dict[str, Any]:
-    """The stored event for a parsed :class:`engine.definitions.Event`."""
+    """The stored event for a parsed :class:`engine.workflow.definitions.Event`."""
     data = dict(ev.data)
     if ev.lead_id:
         data["leadId"] = ev.lead_id

@@ -8,7 +8,7 @@ import pytest
 
 from engine import services
 from engine.api import create_app
-from engine.auth import system_actor
+from engine.security.auth import system_actor
 from engine.uow import unit_of_work
 
 with warnings.catch_warnings():

@@ -6,8 +6,8 @@ import pytest
 
 from engine import services
 from engine.api.workflows import SPEC_EXAMPLE
-from engine.auth import Actor
 from engine.errors import NotFound, PermissionDenied
+from engine.security.auth import Actor
 from engine.uow import unit_of_work
 
 

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from engine import services
 from engine.api import create_app
-from engine.auth import system_actor
+from engine.security.auth import system_actor
 from engine.uow import unit_of_work
 
 #: Operations whose 422s go beyond what JSON Schema can say (a nextActionId must name an

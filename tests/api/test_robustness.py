@@ -9,8 +9,8 @@ import json
 import pytest
 
 from engine.api import create_app
-from engine.limits import MAX_RENDERED_BYTES
 from engine.uow import unit_of_work
+from engine.workflow.limits import MAX_RENDERED_BYTES
 from tests.api.conftest import TestClient, simple_workflow
 
 RAW = {"Content-Type": "application/json"}
@@ -176,7 +176,7 @@ def test_the_engine_refuses_what_the_edge_refuses(db, actor):
     """The same limits hold without the API (UI, CLI, adapters call the services)."""
     from engine import services
     from engine.errors import InvalidInput
-    from engine.limits import LimitExceeded
+    from engine.workflow.limits import LimitExceeded
 
     with pytest.raises(InvalidInput):
         with unit_of_work(db) as uow:

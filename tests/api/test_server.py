@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.seed import demo_workflows
+from engine.demo.seed import demo_workflows
 
 ROOT = Path(__file__).resolve().parents[2]
 

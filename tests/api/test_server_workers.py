@@ -17,7 +17,7 @@ import pytest
 
 from engine import services
 from engine.api.serve import server_options
-from engine.auth import system_actor
+from engine.security.auth import system_actor
 from engine.uow import unit_of_work
 from tests.api.test_server import _free_port, _wait_until_up
 

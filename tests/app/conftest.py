@@ -9,9 +9,10 @@ import pytest
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from engine import auth, services
-from engine.auth import Actor
-from engine.seed import init, spec_examples
+from engine import services
+from engine.demo.seed import init, spec_examples
+from engine.security import auth
+from engine.security.auth import Actor
 from engine.settings import get_settings
 from engine.store.db import get_engine
 from engine.uow import unit_of_work

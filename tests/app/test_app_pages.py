@@ -72,7 +72,8 @@ def test_login_with_the_right_password_opens_the_workflows(studio):
 
 
 def test_user_in_two_studios_picks_one(studio):
-    from engine import auth, services
+    from engine import services
+    from engine.security import auth
 
     with unit_of_work(studio["db"]) as uow:
         second = services.create_tenant(uow=uow, slug="second", name="Second Studio")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from engine import auth, services
-from engine.seed import spec_examples
+from engine import services
+from engine.demo.seed import spec_examples
+from engine.security import auth
 from engine.uow import unit_of_work
 from tests.app.conftest import APP, PASSWORD, actor_for
 

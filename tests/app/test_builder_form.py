@@ -5,7 +5,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from engine import services
-from engine.seed import spec_examples
+from engine.demo.seed import spec_examples
 from engine.uow import unit_of_work
 from tests.app.conftest import actor_for
 
@@ -64,7 +64,7 @@ def test_builder_blocks_saving_while_there_are_errors(app_factory):
 
 
 def test_builder_edits_every_trigger_condition_and_action_type_without_errors(app_factory):
-    from engine.definitions import ActionType, TriggerType
+    from engine.workflow.definitions import ActionType, TriggerType
     from ui.labels import CONDITIONS
 
     at = app_factory("owner", "pages/builder.py")

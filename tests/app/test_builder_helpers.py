@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.validation import validate
+from engine.workflow.validation import validate
 from ui import definition as d
 from ui.flow_graph import to_dot
 from ui.templates import gallery, studio_templates

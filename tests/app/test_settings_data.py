@@ -3,11 +3,11 @@ exported and erased after confirmation, opt-out words and manual opt-outs."""
 
 from __future__ import annotations
 
-from engine.auth import system_actor
-from engine.optout import list_opt_outs
-from engine.privacy import contact_counts, list_erasures
-from engine.retention import get_retention
+from engine.lifecycle.privacy import contact_counts, list_erasures
+from engine.lifecycle.retention import get_retention
+from engine.messaging.optout import list_opt_outs
 from engine.runner import Runner
+from engine.security.auth import system_actor
 from engine.uow import unit_of_work
 from tests.uow import in_uow
 

@@ -215,7 +215,7 @@ def test_reload_and_second_tab_keep_the_owner_signed_in_until_sign_out(app: App)
 
 def test_a_direct_link_opens_its_page_after_sign_in(app: App):
     from engine import services
-    from engine.auth import system_actor
+    from engine.security.auth import system_actor
     from engine.store.db import get_engine
 
     page = app.page

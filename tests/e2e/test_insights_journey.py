@@ -59,7 +59,8 @@ def studio_server(tmp_path_factory, chromium):
 @pytest.fixture(scope="module")
 def scenario(studio_server):
     """Events in: three WhatsApp messages, one SMS whose webhook fails, one wait with a follow-up."""
-    from engine import auth, services
+    from engine import services
+    from engine.security import auth
     from engine.store.db import get_engine
 
     _, url = studio_server

@@ -15,7 +15,7 @@ from tests.e2e.conftest import OWNER, ROOT, App, _free_port, _stop, _wait_until_
 PHONE = "+4915112345678"
 SEED = f"""
 from engine import services
-from engine.auth import system_actor
+from engine.security.auth import system_actor
 from engine.runner import Runner
 from engine.store.db import get_engine
 from engine.uow import unit_of_work

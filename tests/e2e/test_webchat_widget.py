@@ -14,8 +14,8 @@ from cryptography.fernet import Fernet
 
 from engine import services
 from engine.api import create_app
-from engine.auth import system_actor
 from engine.inbound import webchat
+from engine.security.auth import system_actor
 from engine.services import channel_settings as cs
 from engine.settings import get_settings
 from engine.uow import unit_of_work

@@ -9,11 +9,11 @@ from aiosmtpd.controller import Controller
 from sqlmodel import Session, select
 
 from engine import services
+from engine.outbound.webhooks import SIGNATURE_HEADER, verify_signature
 from engine.runner import Runner
 from engine.settings import get_settings
 from engine.store.models import Lead, OutboxMessage
 from engine.uow import unit_of_work
-from engine.webhooks import SIGNATURE_HEADER, verify_signature
 from engine.worker import Worker
 from tests.servers import Receiver, free_port
 
@@ -182,7 +182,7 @@ def test_all_twelve_action_types_do_real_work(db, tenant_factory, runner, worker
 
 
 def _actor(tenant):
-    from engine.auth import system_actor
+    from engine.security.auth import system_actor
 
     return system_actor(tenant.id)
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
-from engine import auth
 from engine.errors import InvalidInput, PermissionDenied
+from engine.security import auth
 from engine.store.models import User, utcnow
 from engine.uow import unit_of_work
 
@@ -160,8 +160,8 @@ def test_only_owners_add_members_and_members_are_listed_per_studio(db, tenant_fa
     import pytest as _pytest
 
     from engine import services
-    from engine.auth import Actor, authenticate, system_actor
     from engine.errors import Conflict, PermissionDenied
+    from engine.security.auth import Actor, authenticate, system_actor
 
     a, b = tenant_factory(), tenant_factory()
     owner_a = system_actor(a.id)

@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from engine import services
-from engine.auth import system_actor
-from engine.backup import BackupFailed, backup, restore_postgres
+from engine.lifecycle.backup import BackupFailed, backup, restore_postgres
 from engine.runner import Runner
+from engine.security.auth import system_actor
 from engine.store.db import get_engine
 from engine.store.models import SQLModel
 from engine.uow import unit_of_work

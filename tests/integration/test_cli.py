@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from engine import services
-from engine.auth import system_actor
-from engine.seed import demo_workflows
+from engine.demo.seed import demo_workflows
+from engine.security.auth import system_actor
 from engine.uow import unit_of_work
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from engine import services
-from engine.auth import system_actor
 from engine.runner import Runner
+from engine.security.auth import system_actor
 from engine.uow import unit_of_work
 from tests.integration.test_cli import run_cli, url_of
 

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from engine import services
-from engine.auth import Actor, system_actor
 from engine.errors import InvalidInput, NotFound, PermissionDenied
+from engine.security.auth import Actor, system_actor
 from engine.services import console, scenarios
 from engine.services.console import ConsoleInput, TestContact
 from engine.store.models import DueWork, EventRecord, Execution, OutboxMessage, Role
@@ -478,7 +478,7 @@ def test_scenario_fail_is_stored_and_names_are_per_studio(db, tenant, actor, oth
 
 
 def test_demo_studio_scenarios_pass_on_the_seed(sqlite_db):
-    from engine.seed import DEMO_SCENARIOS, init
+    from engine.demo.seed import DEMO_SCENARIOS, init
 
     out = init(sqlite_db, demo_email="owner@demo.example", demo_password="a-long-password-1")
     actor = system_actor(out["tenant_id"])

@@ -1,7 +1,7 @@
 """The demo studio answers members well: plans in their language, knowledge-base replies in
 business hours, an after-hours reply in the evening and the early morning.
 
-Seeded with ``engine.seed.init`` on SQLite and PostgreSQL; time is injected, nothing sleeps.
+Seeded with ``engine.demo.seed.init`` on SQLite and PostgreSQL; time is injected, nothing sleeps.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from sqlmodel import Session, select
 
 from engine import services
 from engine.ai.language import detect_language
+from engine.demo.seed import demo_workflows, init, spec_examples
 from engine.runner import Runner, builtin_classifier
-from engine.seed import demo_workflows, init, spec_examples
 from engine.store.models import OutboxMessage
 from engine.uow import unit_of_work
-from engine.validation import validate
+from engine.workflow.validation import validate
 
 PHONE = "+4915112345678"
 
@@ -51,7 +51,7 @@ def send(db, tenant_id: str, text: str, when: datetime, trigger: str = "whatsapp
 def test_demo_workflows_are_valid_and_seeded_enabled(db, demo):
     for definition in demo_workflows():
         assert [p for p in validate(definition) if p.severity == "error"] == [], definition["name"]
-    from engine.auth import system_actor
+    from engine.security.auth import system_actor
 
     with unit_of_work(db, read_only=True) as uow:
         stored = services.list_workflows(uow=uow, actor=system_actor(demo))
@@ -61,7 +61,7 @@ def test_demo_workflows_are_valid_and_seeded_enabled(db, demo):
 
 
 def test_seeding_twice_adds_nothing(db, demo):
-    from engine.auth import system_actor
+    from engine.security.auth import system_actor
 
     init(db, demo_email="owner@demo.studio", demo_password="demo-pass-2026")
     with unit_of_work(db, read_only=True) as uow:
@@ -130,7 +130,7 @@ def test_after_hours_english_member_gets_the_knowledge_base_answer_in_english(db
 
 
 def test_spec_examples_still_import_unchanged(db, demo):
-    from engine.auth import system_actor
+    from engine.security.auth import system_actor
 
     with unit_of_work(db) as uow:
         imported = services.import_workflows(uow=uow, actor=system_actor(demo), items=spec_examples())

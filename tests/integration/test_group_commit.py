@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from engine import services
-from engine.auth import system_actor
 from engine.errors import NotFound
 from engine.runner import Runner
+from engine.security.auth import system_actor
 from engine.store import fast
 from engine.store.models import (
     EventRecord,

@@ -17,9 +17,9 @@ from sqlmodel import Session, select
 
 from engine import services
 from engine.api import create_app
-from engine.auth import Actor
 from engine.errors import PermissionDenied
 from engine.inbound.signatures import meta_signature, twilio_signature
+from engine.security.auth import Actor
 from engine.services import channel_settings as cs
 from engine.settings import get_settings
 from engine.store.models import EventRecord, OutboxMessage, TenantSecret

@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from engine import services
-from engine.auth import system_actor
 from engine.runner import Runner
+from engine.security.auth import system_actor
 from engine.services import insights
 from engine.store import rollups
 from engine.store.models import EventRecord, Execution, OutboxMessage

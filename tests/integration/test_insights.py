@@ -5,8 +5,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from engine import auth, services
+from engine import services
 from engine.errors import InvalidInput
+from engine.security import auth
 from engine.services import insights
 from engine.store.db import session_scope
 from engine.store.models import (

@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
-from engine import auth, services
+from engine import services
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from engine.security import auth
 from engine.services import operations as ops
 from engine.store.models import DueWork, Execution, OutboxMessage, Role, utcnow
 from engine.uow import unit_of_work

@@ -10,10 +10,10 @@ import pytest
 from sqlmodel import Session, select
 
 from engine import services
-from engine.auth import Actor, system_actor
 from engine.errors import InvalidInput, PermissionDenied
-from engine.optout import keyword, list_opt_outs, set_opt_out, set_opt_words
+from engine.messaging.optout import keyword, list_opt_outs, set_opt_out, set_opt_words
 from engine.runner import Runner
+from engine.security.auth import Actor, system_actor
 from engine.store.models import OutboxMessage, Role
 from engine.uow import unit_of_work
 
@@ -131,7 +131,7 @@ def test_other_studios_are_not_affected(studio, tenant_factory):
 
 
 def test_owner_marks_by_hand_and_a_queued_message_is_not_delivered(studio):
-    from engine.delivery import deliver
+    from engine.messaging.delivery import deliver
 
     db, actor, runner = studio
     whatsapp(runner, actor.tenant_id, PHONE, "Hallo")

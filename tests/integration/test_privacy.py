@@ -11,9 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from engine import services
-from engine.auth import Actor, system_actor
 from engine.errors import InvalidInput, PermissionDenied
-from engine.privacy import (
+from engine.lifecycle.privacy import (
     erase_contact,
     export_contact,
     find_contact_rows,
@@ -22,7 +21,8 @@ from engine.privacy import (
     parse_contact,
     was_erased,
 )
-from engine.retention import execution_counts
+from engine.lifecycle.retention import execution_counts
+from engine.security.auth import Actor, system_actor
 from engine.store.models import Role, SQLModel
 from engine.uow import unit_of_work
 from tests.uow import in_uow

@@ -12,8 +12,8 @@ from sqlmodel import select
 
 from engine import services
 from engine.api import create_app
-from engine.auth import system_actor
 from engine.errors import PermissionDenied
+from engine.security.auth import system_actor
 from engine.services.api_keys import KEY_CACHE
 from engine.store.db import read_session, session_scope
 from engine.store.models import ApiKey, Tenant, utcnow

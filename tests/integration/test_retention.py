@@ -10,9 +10,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from engine import services
-from engine.auth import system_actor
 from engine.errors import InvalidInput, PermissionDenied
-from engine.retention import (
+from engine.lifecycle.retention import (
     Pruner,
     check_retention,
     execution_counts,
@@ -20,6 +19,7 @@ from engine.retention import (
     set_retention,
 )
 from engine.runner import Runner
+from engine.security.auth import system_actor
 from engine.store.models import (
     EventRecord,
     Execution,

@@ -119,7 +119,7 @@ def test_disabled_cron_workflow_does_not_fire(db, actor, monkeypatch):
 
 @pytest.mark.parametrize("tz_name,expected_utc", [("Europe/Berlin", "00:30"), ("America/New_York", "06:30")])
 def test_cron_is_evaluated_in_the_tenant_timezone(db, tenant_factory, monkeypatch, tz_name, expected_utc):
-    from engine import auth
+    from engine.security import auth
 
     tenant = tenant_factory(timezone=tz_name)
     actor = auth.system_actor(tenant.id)

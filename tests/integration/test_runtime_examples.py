@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, select
 
-from engine import auth, services
+from engine import services
+from engine.outbound.webhooks import SIGNATURE_HEADER, verify_signature
 from engine.runner import Runner
+from engine.security import auth
 from engine.store.models import DueKind, DueWork, EventRecord, Lead, OutboxMessage
 from engine.uow import unit_of_work
-from engine.webhooks import SIGNATURE_HEADER, verify_signature
 from engine.worker import Worker
 from tests.servers import Receiver
 

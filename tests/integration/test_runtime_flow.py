@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, func, select
 
-from engine import auth, services
+from engine import services
 from engine.errors import NotFound
 from engine.runner import MAX_CHAIN_DEPTH, Runner
+from engine.security import auth
 from engine.store.models import DueKind, DueWork, EventRecord, Execution, Lead, OutboxMessage, StepRun
 from engine.uow import unit_of_work
 from engine.worker import Worker
@@ -544,8 +545,8 @@ def test_skipped_executions_are_purged_after_the_retention(db, tenant_factory):
     from datetime import datetime, timedelta
 
     from engine import services
-    from engine.auth import system_actor
     from engine.runner import Runner
+    from engine.security.auth import system_actor
     from engine.worker import Worker
 
     tenant = tenant_factory()

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, func, select
 
-from engine import auth, services
+from engine import services
 from engine.runner import Runner
+from engine.security import auth
 from engine.store.models import DueStatus, DueWork, Execution, OutboxMessage, StepRun, Workflow, utcnow
 from engine.uow import unit_of_work
 from engine.worker import Worker

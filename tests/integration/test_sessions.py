@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
-from engine import auth
 from engine.errors import InvalidInput
+from engine.security import auth
 from engine.store.models import UserSession
 from engine.uow import unit_of_work
 
@@ -127,7 +127,7 @@ def test_a_user_removed_from_every_studio_cannot_resume(db, user, tenant):
 
 
 def test_removing_a_member_ends_their_sessions(db, user, tenant):
-    from engine.auth import Actor
+    from engine.security.auth import Actor
     from engine.services import member_admin
 
     with unit_of_work(db) as uow:

@@ -11,16 +11,17 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from sqlmodel import Session, select
 
-from engine import auth, services
-from engine.auth import Actor
+from engine import services
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from engine.outbound.webhooks import verify_signature
+from engine.security import auth
+from engine.security.auth import Actor
 from engine.services import channel_settings as cs
 from engine.services import member_admin, outbox
 from engine.services import studio_settings as ss
 from engine.settings import get_settings
 from engine.store.models import DueWork, OutboxMessage, utcnow
 from engine.uow import unit_of_work
-from engine.webhooks import verify_signature
 from tests.uow import in_uow
 
 
@@ -180,7 +181,7 @@ def test_signing_secret_rotation_keeps_old_valid_for_24_hours(db, actor):
     later = ss.signing_secrets(db, actor.tenant_id, settings, now=utcnow() + timedelta(hours=24, seconds=1))
     assert later == [new]
     # The header carries both signatures during the grace period; receivers with either secret verify it.
-    from engine.webhooks import _build_headers
+    from engine.outbound.webhooks import _build_headers
 
     headers = _build_headers({}, b'{"a":1}', "application/json", both, 1_700_000_000)
     header = (
@@ -327,7 +328,7 @@ def test_ai_provider_test_button_talks_to_the_endpoint(db, actor):
 
 
 def test_outbox_page_masks_contacts_for_analysts_unless_allowed(db, actor):
-    from engine.masking import SETTING
+    from engine.messaging.masking import SETTING
     from engine.store.db import session_scope
 
     with session_scope(db) as s:

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from engine import auth, services
+from engine import services
+from engine.security import auth
 from engine.services import runs as runs_service
 from engine.services import workflows as workflows_service
 from engine.store.db import reader

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from engine.errors import BlockedAddress, PermanentError, RetryableError
-from engine.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, call_webhook, verify_signature
+from engine.outbound.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, call_webhook, verify_signature
 
 SECRET = "whsec_local"
 NOW = 1_700_000_000

@@ -1,4 +1,4 @@
-"""The worker resumes due waits in batches (engine/worker_batch.py) with the same
+"""The worker resumes due waits in batches (engine/worker/batch.py) with the same
 exactly-once guarantees: every execution once, every step once, leases respected."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
-from engine import auth, services
+from engine import services
 from engine.runner import Runner
+from engine.security import auth
 from engine.store.models import DueWork, Execution, OutboxMessage, StepRun
 from engine.uow import unit_of_work
 from engine.worker import Worker
-from engine.worker_batch import resume_batch
+from engine.worker.batch import resume_batch
 from tests.servers import Receiver
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ import pytest
 from sqlmodel import Session, select
 
 from engine import services
-from engine.auth import Actor
 from engine.errors import InvalidInput, NotFound, PermissionDenied, ValidationFailed
+from engine.security.auth import Actor
 from engine.store.models import Execution, Workflow, WorkflowVersion
 from engine.uow import unit_of_work
 from tests.uow import in_uow

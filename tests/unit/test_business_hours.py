@@ -7,12 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.business_hours import is_open, validate
-from engine.conditions import EvalContext, evaluate
-from engine.definitions import WorkflowDefinition
 from engine.errors import InvalidInput
-from engine.validation import errors_only
-from engine.validation import validate as validate_workflow
+from engine.workflow.business_hours import is_open, validate
+from engine.workflow.conditions import EvalContext, evaluate
+from engine.workflow.definitions import WorkflowDefinition
+from engine.workflow.validation import errors_only
+from engine.workflow.validation import validate as validate_workflow
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOURS = validate(

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import TypeAdapter
 
-from engine.conditions import EvalContext, evaluate, js_weekday
-from engine.definitions import Condition
+from engine.workflow.conditions import EvalContext, evaluate, js_weekday
+from engine.workflow.definitions import Condition
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # Monday 4 May 2026, 10:30 local.

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from engine import definitions as d
-from engine.definitions import WorkflowDefinition
+from engine.workflow import definitions as d
+from engine.workflow.definitions import WorkflowDefinition
 
-EXAMPLES = sorted((Path(d.__file__).parent / "examples").glob("*.json"))
+EXAMPLES = sorted((Path(d.__file__).parent.parent / "examples").glob("*.json"))
 SEED_EXAMPLES = Path("/work/shared/seed/examples")
 
 TRIGGER_TYPES = {

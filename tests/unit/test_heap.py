@@ -1,10 +1,10 @@
-"""The service processes' garbage-collector settings (engine/heap.py)."""
+"""The service processes' garbage-collector settings (engine/worker/heap.py)."""
 
 import gc
 
 import pytest
 
-from engine import heap
+from engine.worker import heap
 
 
 @pytest.fixture

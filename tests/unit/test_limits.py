@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from engine import limits, templating
 from engine.api.ratelimit import TokenBuckets
 from engine.errors import BlockedAddress, TemplateError
-from engine.validation import cron_problem, validate
-from engine.webhooks import check_url_allowed, is_metadata_address
+from engine.outbound.webhooks import check_url_allowed, is_metadata_address
+from engine.workflow import limits, templating
+from engine.workflow.validation import cron_problem, validate
 
 
 def test_json_problems_name_the_path_of_each_problem():

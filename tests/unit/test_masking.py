@@ -1,6 +1,6 @@
 """Contact masking: phone numbers and e-mail addresses are masked, dates, prices and ids are not."""
 
-from engine.masking import mask_data, mask_email, mask_phone, mask_text
+from engine.messaging.masking import mask_data, mask_email, mask_phone, mask_text
 
 
 def test_masks_the_formats_the_issue_names():

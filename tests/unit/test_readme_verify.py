@@ -6,7 +6,7 @@ import re
 import time
 from pathlib import Path
 
-from engine.webhooks import sign_payload
+from engine.outbound.webhooks import sign_payload
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -6,8 +6,8 @@ import pytest
 
 from engine import actions
 from engine.actions import REGISTRY, StepResult, executor_for, register
-from engine.conditions import EVALUATORS
-from engine.definitions import OPERATORS, ActionType, ConditionType
+from engine.workflow.conditions import EVALUATORS
+from engine.workflow.definitions import OPERATORS, ActionType, ConditionType
 
 
 @pytest.mark.parametrize("action_type", [t.value for t in ActionType])

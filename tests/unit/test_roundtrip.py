@@ -13,7 +13,7 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.definitions import (
+from engine.workflow.definitions import (
     ACTION_MODELS,
     KNOWN_INTENTS,
     MAX_FOLLOW_UP_MS,
@@ -24,8 +24,8 @@ from engine.definitions import (
     Channel,
     WorkflowDefinition,
 )
-from engine.plain import reply_problem
-from engine.validation import errors_only, validate
+from engine.workflow.plain import reply_problem
+from engine.workflow.validation import errors_only, validate
 
 CHANNELS = [c.value for c in Channel]
 SAFE_TEXT = st.text(alphabet=string.ascii_letters + string.digits + " .,!?-äöüß", min_size=1, max_size=30)
@@ -208,7 +208,7 @@ def workflows(draw) -> dict:
     if draw(st.booleans()):
         wf["conditions"] = draw(CONDITIONS)
     for i, action in enumerate(wf["actions"]):
-        # A reply the trigger cannot answer on is an error (engine.plain.reply_problem): address
+        # A reply the trigger cannot answer on is an error (engine.workflow.plain.reply_problem): address
         # such a message to a phone number on SMS, as an owner would.
         if reply_problem(action, f"actions[{i}]", wf["trigger"]):
             action["config"].update(

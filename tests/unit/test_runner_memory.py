@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
-from engine.definitions import WorkflowDefinition
 from engine.runner import Runner
 from engine.store.db import migrate, new_engine
 from engine.store.models import (
@@ -31,6 +30,7 @@ from engine.store.models import (
 )
 from engine.uow import unit_of_work
 from engine.worker import Worker
+from engine.workflow.definitions import WorkflowDefinition
 
 START = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 CALLER = "+4915112345678"

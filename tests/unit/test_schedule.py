@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.schedule import describe, next_fire_time, upcoming
+from engine.workflow.schedule import describe, next_fire_time, upcoming
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -7,7 +7,7 @@ import stat
 import pytest
 from cryptography.fernet import Fernet
 
-from engine import secrets
+from engine.security import secrets
 from engine.settings import get_settings
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine import templating
 from engine.errors import TemplateError
+from engine.workflow import templating
 
 
 @pytest.fixture

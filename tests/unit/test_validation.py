@@ -1,4 +1,4 @@
-"""``engine.validation.validate``: every problem at once, each with the JSON path it is at."""
+"""``engine.workflow.validation.validate``: every problem at once, each with the JSON path it is at."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from engine.definitions import MAX_WAIT_MS, MS_PER_DAY
+from engine.demo.seed import spec_examples
 from engine.errors import ValidationFailed
-from engine.seed import spec_examples
-from engine.validation import errors_only, parse_workflow, validate
+from engine.workflow.definitions import MAX_WAIT_MS, MS_PER_DAY
+from engine.workflow.validation import errors_only, parse_workflow, validate
 
 
 def send(action_id: str, message: str = "hi", **extra) -> dict:

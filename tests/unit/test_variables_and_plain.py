@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.definitions import ActionType, TriggerType
-from engine.validation import validate
-from engine.variables import (
+from engine.workflow.definitions import ActionType, TriggerType
+from engine.workflow.validation import validate
+from engine.workflow.variables import (
     ACTION_OUTPUTS,
     TRIGGER_FIELDS,
     reference_problem,

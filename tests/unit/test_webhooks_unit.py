@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import BlockedAddress, PermanentError, RetryableError
-from engine.retry import backoff_delay, parse_retry_after
-from engine.webhooks import (
+from engine.outbound.retry import backoff_delay, parse_retry_after
+from engine.outbound.webhooks import (
     SIGNATURE_HEADER,
     check_url_allowed,
     is_blocked_address,
@@ -72,7 +72,7 @@ def test_verify_signature_accepts_rotated_keys():
 
 
 def test_docstring_snippet_verifies(monkeypatch):
-    import engine.webhooks as webhooks
+    import engine.outbound.webhooks as webhooks
 
     source = webhooks.__doc__.split("::", 1)[1].split("SSRF guard", 1)[0]
     namespace = {}

@@ -20,11 +20,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
-from engine import heap
-from engine.delivery import queue_message
 from engine.errors import EngineError, InvalidInput, PermanentError
+from engine.messaging.delivery import queue_message
 from engine.runner import Runner, builtin_classifier, tenant_context
-from engine.schedule import next_fire_time
 from engine.settings import get_settings
 from engine.store.models import DueKind, DueStatus, DueWork, Tenant, utcnow
 from engine.store.runs import (
@@ -36,6 +34,8 @@ from engine.store.runs import (
     stale_executions,
 )
 from engine.uow import UnitOfWork, unit_of_work
+from engine.worker import heap
+from engine.workflow.schedule import next_fire_time
 
 logger = logging.getLogger(__name__)
 
@@ -107,11 +107,11 @@ class Worker:
             )
 
     def _resume_batch(self, items: list[DueWork]) -> tuple[int, list[DueWork]]:
-        """Resume the batch's ``resume`` items in one transaction (engine/worker_batch.py);
+        """Resume the batch's ``resume`` items in one transaction (engine/worker/batch.py);
         returns how many it handled and the items left for :meth:`handle`."""
         if not self.batch_resumes or self.stopping.is_set():
             return 0, items
-        from engine.worker_batch import resume_batch
+        from engine.worker.batch import resume_batch
 
         return resume_batch(self, items)
 
@@ -156,7 +156,7 @@ class Worker:
             )
 
     def _deliver(self, item: DueWork) -> None:
-        from engine.delivery import deliver
+        from engine.messaging.delivery import deliver
 
         deliver(self.db, item.payload["outboxId"], now=self.clock())
         self._done(item)
@@ -173,7 +173,7 @@ class Worker:
             return close_due(own.connection(), item.id, self.name, own.now())
 
     def _give_up_or_retry(self, item: DueWork, exc: Exception) -> None:
-        from engine.retry import backoff_delay
+        from engine.outbound.retry import backoff_delay
 
         message = exc.message if isinstance(exc, EngineError) else f"{exc.__class__.__name__}: {exc}"
         final = isinstance(exc, (PermanentError, InvalidInput)) or item.attempts >= MAX_ITEM_ATTEMPTS
@@ -230,9 +230,9 @@ class Worker:
             return 0
         self._last_purge = now
         cutoff = now - timedelta(days=get_settings().skipped_retention_days)
-        from engine.retention import Pruner
+        from engine.lifecycle.retention import Pruner
 
-        # In small batches, counted in the rollups first (engine/retention.py).
+        # In small batches, counted in the rollups first (engine/lifecycle/retention.py).
         deleted = Pruner(self.db, clock=self.clock, stop=self.stopping.is_set, sleep=self.stopping.wait).delete_skipped(
             cutoff
         )
@@ -241,9 +241,9 @@ class Worker:
         return deleted
 
     def prune(self, *, force: bool = False) -> int:
-        """Apply the studios' retention (engine/retention.py) for at most ``STUDIO_PRUNE_BUDGET``
+        """Apply the studios' retention (engine/lifecycle/retention.py) for at most ``STUDIO_PRUNE_BUDGET``
         seconds, in small batches; unfinished work continues at the next pass, else in 10 minutes."""
-        from engine.retention import Pruner
+        from engine.lifecycle.retention import Pruner
 
         now = self.clock()
         if not force and self._next_prune is not None and now < self._next_prune:

@@ -1,6 +1,6 @@
 """Contact masking for analysts: ``+49 151 ****678``, ``j***@example.com``.
 
-(engine/privacy.py is a member's data on request.)
+(engine/lifecycle/privacy.py is a member's data on request.)
 
 Analysts see contacts masked unless an owner turns on "analysts see contact details"
 (tenant setting ``analystsSeeContacts``). Owners and editors always see them. Masking is
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from engine.auth import Actor
+from engine.security.auth import Actor
 from engine.store.models import Role, Tenant
 from engine.uow import UnitOfWork
 

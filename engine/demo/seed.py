@@ -9,15 +9,16 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from engine import auth, services
+from engine import services
+from engine.security import auth
 from engine.store.db import migrate
 from engine.store.models import Tenant, User
 from engine.uow import UnitOfWork, unit_of_work
 
 logger = logging.getLogger(__name__)
 
-EXAMPLES = Path(__file__).parent / "examples"
-DEMO_WORKFLOWS = Path(__file__).parent / "demo"
+EXAMPLES = Path(__file__).parent.parent / "examples"
+DEMO_WORKFLOWS = Path(__file__).parent
 DEMO_SLUG = "demo"
 
 

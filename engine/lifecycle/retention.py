@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Engine
 
-from engine.auth import ADMIN, READ, Actor
 from engine.errors import InvalidInput, NotFound
+from engine.security.auth import ADMIN, READ, Actor
 from engine.settings import get_settings
 from engine.store import rollups
 from engine.store.db import session_scope

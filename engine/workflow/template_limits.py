@@ -3,7 +3,7 @@
 Jinja's sandbox stops attribute tricks but not size: ``{{ 'x' * 100000000 }}``,
 ``{{ 'x'|center(10**9) }}`` or ``{{ 9**9**9 }}`` would allocate gigabytes or spin the CPU.
 Here every operator, filter and string method that can grow a value checks the size it
-would produce *before* producing it, against :data:`engine.limits.MAX_RENDERED_BYTES`,
+would produce *before* producing it, against :data:`engine.workflow.limits.MAX_RENDERED_BYTES`,
 and rendering stops as soon as the output passes that limit. Written here because Jinja2
 has no such option (its ``MAX_RANGE`` bounds only ``range``).
 """
@@ -17,7 +17,7 @@ from jinja2 import filters as jinja_filters
 from jinja2 import pass_eval_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from engine.limits import MAX_RENDERED_BYTES
+from engine.workflow.limits import MAX_RENDERED_BYTES
 
 #: Largest exponent ``**`` accepts (2 ** 4096 still prints in a blink).
 MAX_EXPONENT = 4096

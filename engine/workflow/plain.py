@@ -2,7 +2,7 @@
 checks that catch what a schema cannot (empty texts and groups, replies the trigger cannot
 answer on, variables the trigger does not provide).
 
-``engine.validation`` calls these; every message is a sentence about one field, so the
+``engine.workflow.validation`` calls these; every message is a sentence about one field, so the
 builder can show it next to that field.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine import templating
-from engine.definitions import MESSAGE_TRIGGER_CHANNELS
-from engine.variables import TRIGGER_NAMES, reference_problem
+from engine.workflow import templating
+from engine.workflow.definitions import MESSAGE_TRIGGER_CHANNELS
+from engine.workflow.variables import TRIGGER_NAMES, reference_problem
 
 #: The form's name for a JSON key.
 FIELD_LABELS: dict[str, str] = {

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.definitions import Condition
+from engine.workflow.definitions import Condition
 
 #: JavaScript numbering, as in the spec: 0 = Sunday ... 6 = Saturday.
 WEEKDAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
@@ -133,7 +133,7 @@ def _sender(cond, ctx):
 def _hour(cond, ctx):
     now = ctx.now_local
     if cond.operator.endswith("business_hours"):
-        from engine.business_hours import is_open
+        from engine.workflow.business_hours import is_open
 
         open_now = is_open(ctx.business_hours, now)
         return now.strftime("%a %H:%M") + (

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from engine.auth import ADMIN, READ, Actor
 from engine.errors import InvalidInput, InvalidRecipient, NotFound
+from engine.security.auth import ADMIN, READ, Actor
 from engine.settings import get_settings
 from engine.store.lifecycle import ContactOptOut
 from engine.store.models import Tenant, new_id

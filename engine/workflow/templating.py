@@ -16,8 +16,8 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SecurityError
 
 from engine.errors import TemplateError
-from engine.limits import MAX_RENDERED_BYTES, MAX_TEMPLATE_NESTING
-from engine.template_limits import BoundedSandbox
+from engine.workflow.limits import MAX_RENDERED_BYTES, MAX_TEMPLATE_NESTING
+from engine.workflow.template_limits import BoundedSandbox
 
 ROOTS = ("trigger", "results", "lead", "tenant", "now")
 

@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from engine.auth import ADMIN, Actor
 from engine.errors import InvalidInput, InvalidRecipient, NotFound
+from engine.security.auth import ADMIN, Actor
 from engine.store.lifecycle import ContactErasure, ContactOptOut
 from engine.store.models import (
     Booking,

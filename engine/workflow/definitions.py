@@ -33,7 +33,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from engine.limits import DATE_PATTERN, json_problems, sane_datetime, text_datetime
+from engine.workflow.limits import DATE_PATTERN, json_problems, sane_datetime, text_datetime
 
 
 class Channel(StrEnum):

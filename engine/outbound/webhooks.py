@@ -1,4 +1,4 @@
-"""Outgoing webhooks: signing, SSRF guard, one-attempt HTTP call (retry helpers: :mod:`engine.retry`).
+"""Outgoing webhooks: signing, SSRF guard, one-attempt HTTP call (retry helpers: :mod:`engine.outbound.retry`).
 
 Verifying our signature on your server
 --------------------------------------
@@ -66,7 +66,7 @@ from typing import Any
 import httpx
 
 from engine.errors import BlockedAddress, PermanentError, RetryableError
-from engine.retry import parse_retry_after
+from engine.outbound.retry import parse_retry_after
 from engine.store.models import utcnow as default_clock
 
 logger = logging.getLogger(__name__)

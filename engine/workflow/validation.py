@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 from croniter import croniter
 from pydantic import ValidationError
 
-from engine import limits, plain, templating
-from engine.definitions import (
+from engine.errors import ValidationFailed
+from engine.workflow import limits, plain, templating
+from engine.workflow.definitions import (
     KNOWN_INTENTS,
     MAX_FOLLOW_UP_MS,
     MAX_WAIT_MS,
@@ -26,7 +27,6 @@ from engine.definitions import (
     OPERATORS,
     WorkflowDefinition,
 )
-from engine.errors import ValidationFailed
 
 Severity = Literal["error", "warning"]
 
@@ -85,7 +85,7 @@ def parse_workflow(raw: Any) -> tuple[WorkflowDefinition, list[Problem]]:
 
 
 def limit_problems(raw: dict) -> list[Problem]:
-    """What is beyond the product's limits (``engine/limits.py``): checked before anything else.
+    """What is beyond the product's limits (``engine/workflow/limits.py``): checked before anything else.
 
     NUL characters, non-finite numbers and too deep JSON anywhere; too many actions; too
     deep or too many condition groups. Each with its JSON path.

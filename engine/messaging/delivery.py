@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from engine.errors import InvalidInput
-from engine.optout import opt_out_reason
+from engine.messaging.optout import opt_out_reason
 from engine.store.models import DueKind, DueWork, OutboxMessage, OutboxStatus
 from engine.store.runs import due_row, outbox_row
 from engine.uow import UnitOfWork, unit_of_work
@@ -90,7 +90,7 @@ def queue_message(
     recipient = normalize_recipient(channel, recipient, tenant)
     adapter = None if test else configured_adapter(tenant, channel)
     status: str = OutboxStatus.SIMULATED if test else (OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED)
-    reason = _opt_out_reason(uow, tenant, recipient)  # the member wrote STOP (engine/optout.py)
+    reason = _opt_out_reason(uow, tenant, recipient)  # the member wrote STOP (engine/messaging/optout.py)
     policy: dict[str, Any] = (
         {"status": OutboxStatus.SUPPRESSED, "reason": reason}
         if reason
@@ -132,7 +132,7 @@ def queue_message(
 
 def _opt_out_reason(uow: UnitOfWork, tenant: dict[str, Any], recipient: str) -> str | None:
     # Only a studio where someone opted out looks (so most messages never touch the session).
-    from engine.optout import FLAG
+    from engine.messaging.optout import FLAG
 
     return opt_out_reason(uow.session, tenant, recipient) if (tenant.get("settings") or {}).get(FLAG) else None
 
@@ -273,7 +273,7 @@ def deliver(db, outbox_id: str, *, now: datetime) -> str:
 
 
 def _opted_out(session: Session, msg: OutboxMessage) -> str | None:
-    from engine.optout import opt_out_reason
+    from engine.messaging.optout import opt_out_reason
     from engine.store.models import Tenant
 
     tenant = session.get(Tenant, msg.tenant_id)

@@ -1,0 +1,2 @@
+"""The demo studio: its workflows (JSON beside this file) and the seeding of a new database.
+"""
