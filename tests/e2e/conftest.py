@@ -95,7 +95,7 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float =
 
 def _create_analyst(env: dict) -> None:
     code = (
-        "from engine import auth, services; from engine.store.db import get_engine; "
+        "from engine import services; from engine.security import auth; from engine.store.db import get_engine; "
         "from engine.uow import unit_of_work\n"
         "with unit_of_work(get_engine()) as uow:\n"
         "    t = services.find_tenant(uow=uow, slug_or_id='demo')\n"
