@@ -439,6 +439,11 @@ def replay_execution(
             raise NotFound(f"execution {execution_id} not found")
         if ex.status != ExecutionStatus.FAILED:
             raise Conflict(f"only failed executions can be replayed; this one is {ex.status}")
+        replayed_by = s.exec(
+            select(Execution.id).where(Execution.tenant_id == actor.tenant_id, Execution.replay_of == ex.id)
+        ).first()
+        if replayed_by is not None:  # (a concurrent replay is caught by the unique replay_of below)
+            raise Conflict(f"execution {execution_id} was already replayed as {replayed_by}")
         row = _replay_row(s, actor, ex, from_step, version, uow.now())
         with s.begin_nested():  # a second replay fails alone: a bulk replay goes on with the next
             s.execute(sa.insert(Execution).values(**row))
