@@ -214,7 +214,7 @@ def show_detail(db: Any, actor: Any, execution: Any, tz: str) -> None:
     with unit_of_work(db, read_only=True) as uow:
         messages = services.list_outbox(uow=uow, actor=actor, execution_id=execution.id, page_size=50).items
     if messages:
-        st.markdown("**Messages sent**")
+        st.markdown("**Messages**")  # with their status: a suppressed or failed one was not sent
         st.dataframe(
             [
                 {
@@ -303,7 +303,8 @@ def bulk_dialog(db: Any, actor: Any, filters: operations.ExecutionFilter, count:
 
 
 def timeline_rows(items: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
-    icons = {"received": "⬅️ received", "sent": "➡️ sent", "execution": "⚙️ execution"}
+    # "outgoing", not "sent": the Detail column says whether it was sent, suppressed or failed
+    icons = {"received": "⬅️ received", "sent": "➡️ outgoing", "execution": "⚙️ execution"}
     return [
         {
             "When": i["at"].astimezone(ZoneInfo(tz)).strftime("%d %b %Y, %H:%M:%S"),

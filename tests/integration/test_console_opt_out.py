@@ -188,3 +188,43 @@ def test_a_quiet_hours_message_held_back_then_stop_is_not_delivered(db, tenant_f
     assert deliver(db, held.outbox_id, now=now) == "suppressed"
     with Session(db) as s:
         assert "opted out" in s.get(OutboxMessage, held.outbox_id).error
+
+
+def test_a_members_timeline_leaves_out_test_conversations_written_as_their_number(studio):
+    """The console may write as a real member's number; their timeline shows only what really happened."""
+    from engine.services import operations
+
+    db, actor = studio
+    _live(db, actor.tenant_id, "Echt")
+    _say(db, actor, TestContact(phone=PHONE, email="member@example.com"), "Nur ein Test")
+    with unit_of_work(db, read_only=True) as uow:
+        items = operations.contact_timeline(uow=uow, actor=actor, contact=PHONE)
+    texts = [i["text"] for i in items]
+    assert "Echt" in texts and "Nur ein Test" not in texts
+    assert [i["kind"] for i in items].count("execution") == 1 and [i["kind"] for i in items].count("sent") == 1
+
+
+def test_a_scenario_never_counts_a_suppressed_reply_as_a_reply(studio):
+    """Saved from a conversation with STOP, a scenario offers no "a reply contains" for the
+    suppressed replies, and an expectation of a reply after STOP fails, saying why."""
+    from engine.services import scenarios
+
+    db, actor = studio
+    contact = console.new_contact()
+    for text in ("Hallo", "STOP", "Noch da?"):
+        _say(db, actor, contact, text)
+    conv = _conversation(db, actor, contact)
+    offered = [e for e in scenarios.expectations_from(conv) if e["kind"] == "sent"]
+    assert [e["turn"] for e in offered] == [0]
+    expect = [{"kind": "sent", "contains": "Hallo", "turn": 2}]
+    with unit_of_work(db) as uow:
+        sc = scenarios.save_scenario(
+            uow=uow,
+            actor=actor,
+            data={"name": "Reply after STOP", "steps": scenarios.steps_from(conv), "expectations": expect},
+        )
+    with unit_of_work(db) as uow:
+        result = scenarios.run_scenario(uow=uow, actor=actor, scenario_id=sc.id)
+    [failure] = result.failures
+    assert not result.passed and "the replies were: no reply at all; not sent: " in failure
+    assert "(suppressed: test conversation opted out: the contact wrote STOP" in failure
