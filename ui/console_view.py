@@ -134,13 +134,23 @@ def _why(reply: Reply) -> str | None:
     return html.escape(f"{HELD[reply.status]}: {reason}" if reason else HELD[reply.status])
 
 
-def opt_out_notice(conv: Conversation, *, live: bool) -> str | None:
-    """The conversation's opt-out state for the mode in use, as a member would experience it."""
+def opt_out_notices(conv: Conversation, *, live: bool) -> list[tuple[str, str]]:
+    """("warning" | "info", text): the opt-out state of the mode in use, as a member would
+    experience it, and a real opt-out that test mode does not follow (so it is not a surprise)."""
+    out = []
     if live and conv.opted_out_live:
-        return f"This contact {conv.opted_out_live}. A real opt-out: live replies are suppressed."
+        out.append(("warning", f"This contact {conv.opted_out_live}. A real opt-out: live replies are suppressed."))
     if not live and conv.opted_out:
-        return f"This {conv.opted_out}. Replies are suppressed as a member's would be."
-    return None
+        out.append(("warning", f"This {conv.opted_out}. Replies are suppressed as a member's would be."))
+    if not live and conv.opted_out_live:
+        out.append(
+            (
+                "info",
+                f"For real this contact {conv.opted_out_live} (live mode). "
+                "Test mode keeps its own opt-out state and is not affected.",
+            )
+        )
+    return out
 
 
 def show_thread(conv: Conversation, tz: str) -> None:
