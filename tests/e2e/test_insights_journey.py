@@ -226,6 +226,9 @@ def test_a_cancelled_wait_never_sends_its_follow_up(app: App, scenario):
     app.click("Cancel")
     dialog = page.get_by_test_id("stDialog")
     app.fill("Reason", "booked by phone")
+    # The detail of a waiting execution refreshes every 3 s: the open dialog and its text stay.
+    page.wait_for_timeout(7_000)
+    assert dialog.get_by_label("Reason").input_value() == "booked by phone"
     dialog.get_by_role("button", name="Cancel execution").click()
     app.settle()
     page.get_by_text("Cancelled. Its follow-ups will not fire.").wait_for()
