@@ -4,7 +4,7 @@ import streamlit as st
 
 from engine import domain, services
 from engine.auth import EDIT
-from engine.errors import EngineError
+from engine.errors import EngineError, NotFound
 from engine.services import operations
 from engine.uow import unit_of_work
 from ui import executions_view as view
@@ -20,16 +20,19 @@ def _csv(db, actor, filters) -> str:
         return "".join(operations.iter_executions_csv(uow=uow, actor=actor, filters=filters))
 
 
-def _status(execution_id: str, items) -> str:
-    """The open execution's status (read when it is not on this page, e.g. a replay the filters hide)."""
+def _open(execution_id: str, items) -> tuple[str, str]:
+    """The execution to show and its status (read when it is not on this page, e.g. a replay the
+    filters hide); the newest of the page when it is gone (erased, pruned, another studio's)."""
     for e in items:
         if e.id == execution_id:
-            return e.status
+            return e.id, e.status
     try:
         with unit_of_work(db, read_only=True) as uow:
-            return services.get_execution(uow=uow, actor=actor, execution_id=execution_id).status
-    except EngineError:
-        return ""
+            return execution_id, services.get_execution(uow=uow, actor=actor, execution_id=execution_id).status
+    except NotFound:
+        st.session_state.pop(view.SELECTED, None)
+        st.warning(f"Execution {execution_id} was not found (removed, or not this studio's); showing the newest.")
+        return items[0].id, items[0].status
 
 
 PAGE_SIZE = 25
@@ -95,7 +98,7 @@ with tab_list:
     else:
         ids = [e.id for e in page.items]
         link = st.query_params.get("execution") or st.query_params.get("id")  # /executions?id=... from elsewhere
-        chosen_id = view.open_execution(ids, link)
+        chosen_id, chosen_status = _open(view.open_execution(ids, link), page.items)
         table = view.table_key(ids)
         st.dataframe(
             view.rows_of(page.items, tz, chosen_id),
@@ -118,7 +121,7 @@ with tab_list:
             st.session_state.pop(view.SELECTED, None)
             st.rerun()
 
-        @st.fragment(run_every=3 if view.is_live(_status(chosen_id, page.items)) else None)
+        @st.fragment(run_every=3 if view.is_live(chosen_status) else None)
         def detail(execution_id: str) -> None:
             try:
                 with unit_of_work(db, read_only=True) as uow:

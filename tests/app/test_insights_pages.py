@@ -149,3 +149,16 @@ def test_a_replayed_execution_offers_its_replay_not_a_second_one(app_factory, ru
     _ok(at)
     assert any(f"Replay of execution `{runs['failed']}`" in c.value for c in at.caption)
     assert "executions_open_replay" not in [b.key for b in at.button]
+
+
+def test_an_open_execution_that_is_gone_falls_back_to_the_newest_with_a_note(app_factory, runs, studio):
+    at = app_factory("owner")
+    at.query_params["id"] = "0" * 32
+    at.switch_page("pages/executions.py").run()
+    _ok(at)
+    assert any("was not found" in w.value for w in at.warning)
+    heads = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert any("CRM hook" in h for h in heads), heads  # the newest: the failed webhook run
+    at.run()  # the note is said once; the page goes on with the newest
+    _ok(at)
+    assert not any("was not found" in w.value for w in at.warning)
