@@ -1,11 +1,12 @@
-"""``python -m engine <command>``: init, validate, schema, import, export, worker, bench, classify, api, api-key,
-tenant, callback-urls, contact, backup, prune, scenarios."""
+"""``python -m engine <command>``: init, validate, schema, import, export, worker, bench, classify, api, start,
+api-key, tenant, callback-urls, contact, backup, prune, scenarios."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,31 @@ def cmd_scenarios(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_start(args) -> int:
+    """The whole product: migrate and seed (``init``), then the app, the API and a worker, kept
+    running together until Ctrl-C or SIGTERM (engine/supervisor.py)."""
+    import subprocess
+
+    from engine.supervisor import Addresses, addresses_from_env, start
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "app.py").is_file():
+        raise EngineError(f"'start' runs the app from the source checkout; {root / 'app.py'} is missing")
+    addresses_from_env(os.environ)  # a bad port is refused before anything starts
+    init = [sys.executable, "-m", "engine"] + (["--database-url", args.database_url] if args.database_url else [])
+    done = subprocess.run([*init, "init"], cwd=root, check=False)
+    if done.returncode != 0:
+        return done.returncode
+
+    def announce(where: Addresses) -> None:
+        print(f"Open {where.app_url}  (the app)")
+        print(f"API  {where.api_url}  (provider webhooks, web chat widget, REST; docs at /docs)")
+        print("A worker runs beside them. Ctrl-C stops all three.", flush=True)
+
+    app_args = [a for a in args.app_args if a != "--"]
+    return start(cwd=str(root), database_url=args.database_url, app_args=app_args, announce=announce)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Studio Automations engine")
     parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
@@ -317,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="server processes (PostgreSQL only; SQLite runs one process, see engine/api/serve.py)",
     )
     p.set_defaults(func=cmd_api)
+    p = sub.add_parser(
+        "start", help="init, then run the app, the API and a worker together (what scripts/start.sh runs)"
+    )
+    p.add_argument("app_args", nargs=argparse.REMAINDER, help="after --: more options for streamlit run")
+    p.set_defaults(func=cmd_start)
     p = sub.add_parser("tenant", help="create or list studios (tenants)")
     tenants = p.add_subparsers(dest="tenant_command", required=True)
     t = tenants.add_parser("create", help="a new studio")
@@ -373,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose or args.command == "worker" else logging.WARNING,
+        level=logging.INFO if args.verbose or args.command in ("worker", "start") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

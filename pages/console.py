@@ -17,6 +17,7 @@ from ui.console_view import (
     CHANNEL_LABELS,
     KIND_LABELS,
     inject_css,
+    opt_out_notices,
     pending_label,
     show_decisions,
     show_thread,
@@ -157,6 +158,8 @@ if can_send:
     with left:
         st.subheader(f"Conversation · {conv.contact.name}")
         st.caption(f"{conv.contact.phone} · {conv.contact.email}")
+        for level, notice in opt_out_notices(conv, live=bool(st.session_state.get("console_live"))):
+            (st.warning if level == "warning" else st.info)(notice, icon="🛑" if level == "warning" else "ℹ️")
         with st.container(height=460, key="console_thread"):
             show_thread(conv, tz)
         if conv.pending:

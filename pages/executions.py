@@ -3,7 +3,7 @@
 import streamlit as st
 
 from engine import domain, services
-from engine.errors import EngineError
+from engine.errors import EngineError, NotFound
 from engine.security.auth import EDIT
 from engine.services import operations
 from engine.uow import unit_of_work
@@ -18,6 +18,21 @@ def _csv(db, actor, filters) -> str:
     """The filtered executions as CSV, read in one read-only unit of work when the button is clicked."""
     with unit_of_work(db, read_only=True) as uow:
         return "".join(operations.iter_executions_csv(uow=uow, actor=actor, filters=filters))
+
+
+def _open(execution_id: str, items) -> tuple[str, str]:
+    """The execution to show and its status (read when it is not on this page, e.g. a replay the
+    filters hide); the newest of the page when it is gone (erased, pruned, another studio's)."""
+    for e in items:
+        if e.id == execution_id:
+            return e.id, e.status
+    try:
+        with unit_of_work(db, read_only=True) as uow:
+            return execution_id, services.get_execution(uow=uow, actor=actor, execution_id=execution_id).status
+    except NotFound:
+        st.session_state.pop(view.SELECTED, None)
+        st.warning(f"Execution {execution_id} was not found (removed, or not this studio's); showing the newest.")
+        return items[0].id, items[0].status
 
 
 PAGE_SIZE = 25
@@ -45,6 +60,7 @@ m[3].metric("Waiting or running", stats.in_progress, border=True)
 tab_list, tab_contact = st.tabs(["Executions", "Contact timeline"])
 with tab_list:
     filters = view.filter_bar(tz, workflow_picker)
+    view.follow_filters()
     cursors = st.session_state.setdefault("executions_cursors", [None])
     try:
         with unit_of_work(db, read_only=True) as uow:
@@ -80,36 +96,32 @@ with tab_list:
             icon="📭",
         )
     else:
-        picked = st.dataframe(
-            view.rows_of(page.items, tz),
+        ids = [e.id for e in page.items]
+        link = st.query_params.get("execution") or st.query_params.get("id")  # /executions?id=... from elsewhere
+        chosen_id, chosen_status = _open(view.open_execution(ids, link), page.items)
+        table = view.table_key(ids)
+        st.dataframe(
+            view.rows_of(page.items, tz, chosen_id),
             hide_index=True,
             width="stretch",
-            on_select="rerun",
+            on_select=view.on_pick(table, ids),
             selection_mode="single-row",
-            key="executions_table",
+            key=table,
         )
         prev, info, nxt = st.columns([1, 3, 1], vertical_alignment="center")
         if prev.button("Newer", key="executions_prev", disabled=len(cursors) <= 1, icon=":material/chevron_left:"):
             cursors.pop()
+            st.session_state.pop(view.SELECTED, None)
             st.rerun()
         info.caption(f"Page {len(cursors)} · {PAGE_SIZE} per page, newest first")
         if nxt.button(
             "Older", key="executions_next", disabled=page.next_cursor is None, icon=":material/chevron_right:"
         ):
             cursors.append(page.next_cursor)
+            st.session_state.pop(view.SELECTED, None)
             st.rerun()
 
-        selection = getattr(getattr(picked, "selection", None), "rows", None) or []
-        wanted = (
-            st.session_state.pop("executions_open", None)
-            or st.query_params.get("execution")
-            or st.query_params.get("id")
-        )  # /executions?id=... (links from elsewhere)
-        chosen_id = page.items[selection[0]].id if selection else (wanted or page.items[0].id)
-
-        @st.fragment(
-            run_every=3 if view.is_live(next((e.status for e in page.items if e.id == chosen_id), "")) else None
-        )
+        @st.fragment(run_every=3 if view.is_live(chosen_status) else None)
         def detail(execution_id: str) -> None:
             try:
                 with unit_of_work(db, read_only=True) as uow:
@@ -120,7 +132,11 @@ with tab_list:
             with st.container(border=True, key="card_execution_detail"):
                 head, act1, act2 = st.columns([4, 1, 1], vertical_alignment="center")
                 head.markdown(f"**{ex.workflow_name}** · {local(ex.started_at, tz)} · {status_text(ex.status)}")
-                if (
+                if ex.replayed_by:  # replayed once already: offer the replay, not a second one
+                    if act1.button("Open replay", icon=":material/arrow_upward:", key="executions_open_replay"):
+                        st.session_state[view.SELECTED] = ex.replayed_by
+                        st.rerun()
+                elif (
                     can_edit
                     and ex.status == domain.ExecutionStatus.FAILED
                     and act1.button("Replay", icon=":material/replay:", key="executions_replay")

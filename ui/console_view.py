@@ -60,6 +60,8 @@ _CSS = """
   white-space: pre-wrap; overflow-wrap: anywhere;}
 .sa-card.sa-in {background: #FAFAFC;}
 .sa-card .sa-subject {font-weight: 650; border-bottom: 1px solid #E5E5EA; padding-bottom: 4px; margin-bottom: 6px;}
+.sa-out.sa-held {opacity: 0.65; border: 1px dashed #8E8E93; background: #F7F7F8;}
+.sa-why {font-size: 0.78rem; color: #B3261E; margin-top: 4px;}
 .sa-tag {display: inline-block; font-size: 0.7rem; padding: 0 6px; border-radius: 6px; background: #F2F2F7;
   color: #3A3A3C; margin-left: 4px;}
 </style>
@@ -74,10 +76,14 @@ def _time(when: datetime, tz: str) -> str:
     return when.astimezone(ZoneInfo(tz)).strftime("%a %d %b, %H:%M")
 
 
-def _bubble(text: str, *, inbound: bool, channel: str, meta: str, subject: str | None = None) -> str:
+def _bubble(
+    text: str, *, inbound: bool, channel: str, meta: str, subject: str | None = None, why: str | None = None
+) -> str:
     side = "sa-in" if inbound else "sa-out"
+    if why:
+        side += " sa-held"
     body = html.escape(text or "")
-    meta_html = f'<div class="sa-meta">{meta}</div>'
+    meta_html = f'<div class="sa-meta">{meta}</div>' + (f'<div class="sa-why">{why}</div>' if why else "")
     if channel == "email":
         head = f'<div class="sa-subject" dir="auto">{html.escape(subject or "(no subject)")}</div>'
         return f'<div class="sa-card {side}" dir="auto">{head}{body}{meta_html}</div>'
@@ -114,7 +120,37 @@ def reply_html(reply: Reply, tz: str) -> str:
     meta = f"{html.escape(CHANNEL_LABELS.get(reply.channel, reply.channel))} · {_time(reply.at, tz)}" + "".join(
         f'<span class="sa-tag">{html.escape(t)}</span>' for t in tags
     )
-    return _bubble(reply.body, inbound=False, channel=reply.channel, subject=reply.subject, meta=meta)
+    return _bubble(reply.body, inbound=False, channel=reply.channel, subject=reply.subject, meta=meta, why=_why(reply))
+
+
+#: Replies the member does not get (now): the bubble is greyed and says why.
+HELD = {"suppressed": "⛔ Not sent", "deferred": "⏸ Held back", "failed": "⚠️ Failed"}
+
+
+def _why(reply: Reply) -> str | None:
+    if reply.status not in HELD:
+        return None
+    reason = reply.reason or (reply.policy or {}).get("reason") or ""
+    return html.escape(f"{HELD[reply.status]}: {reason}" if reason else HELD[reply.status])
+
+
+def opt_out_notices(conv: Conversation, *, live: bool) -> list[tuple[str, str]]:
+    """("warning" | "info", text): the opt-out state of the mode in use, as a member would
+    experience it, and a real opt-out that test mode does not follow (so it is not a surprise)."""
+    out = []
+    if live and conv.opted_out_live:
+        out.append(("warning", f"This contact {conv.opted_out_live}. A real opt-out: live replies are suppressed."))
+    if not live and conv.opted_out:
+        out.append(("warning", f"This {conv.opted_out}. Replies are suppressed as a member's would be."))
+    if not live and conv.opted_out_live:
+        out.append(
+            (
+                "info",
+                f"For real this contact {conv.opted_out_live} (live mode). "
+                "Test mode keeps its own opt-out state and is not affected.",
+            )
+        )
+    return out
 
 
 def show_thread(conv: Conversation, tz: str) -> None:
@@ -152,6 +188,10 @@ def show_decisions(turn: TurnReport) -> None:
             intent_wfs = [d.workflow_name for d in turn.decisions if d.trigger_type == "intent_detected"]
             if intent_wfs:
                 st.caption(f"intent_detected → considered by {', '.join(intent_wfs)}")
+    if turn.opt == "out":
+        st.warning("Opt-out word: automated messages to this contact are suppressed until it opts in again.", icon="🛑")
+    elif turn.opt == "in":
+        st.success("Opt-in word: automated messages to this contact go out again.", icon="🔔")
     st.caption(
         f"{'🧪 Test mode' if turn.is_test else '📡 Live'} · event `{turn.event_id[-8:]}`"
         + (f" · {turn.server_ms:.0f} ms on the server" if turn.server_ms else "")

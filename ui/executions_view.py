@@ -3,10 +3,16 @@
 
 Session keys carry the ``executions_`` prefix. The cursor stack (``executions_cursors``) holds
 the ``after`` cursor of every page visited, so Previous goes back without OFFSET.
+
+The open execution is kept **by id** (``executions_selected``), never as a row number: the list
+shifts when executions arrive or a replay adds one on top, and a row number would then point at
+another execution (with another execution's buttons). See :func:`open_execution`.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,8 +38,54 @@ FILTER_KEYS = (
 )
 
 
+#: The id of the execution whose detail is shown (picked in the table, opened by a replay or a link).
+SELECTED = "executions_selected"
+
+
 def _reset_paging() -> None:
     st.session_state["executions_cursors"] = [None]
+    st.session_state.pop(SELECTED, None)  # other rows now: show the newest of them
+
+
+def follow_filters() -> None:
+    """Back to the first page, and the newest execution, whenever a filter changed (the workflow
+    picker has no ``on_change``; a cursor or a pick from other filters would mislead)."""
+    now = repr([st.session_state.get(k) for k in FILTER_KEYS])
+    before = st.session_state.get("executions_filters_seen")
+    st.session_state["executions_filters_seen"] = now
+    if before is not None and before != now:
+        _reset_paging()
+
+
+def table_key(ids: list[str]) -> str:
+    """The table's widget key, new whenever its rows change: Streamlit keeps a table's selection
+    as a row number, which must not outlive the rows it was made on."""
+    return "executions_table_" + hashlib.sha1("|".join(ids).encode()).hexdigest()[:16]
+
+
+def on_pick(key: str, ids: list[str]) -> Callable[[], None]:
+    """The table's ``on_select``: the picked row becomes the open execution, by its id."""
+
+    def pick() -> None:
+        rows = st.session_state[key].selection.rows
+        if rows:
+            st.session_state[SELECTED] = ids[rows[0]]
+        else:
+            st.session_state.pop(SELECTED, None)
+
+    return pick
+
+
+def open_execution(ids: list[str], link: str | None) -> str:
+    """The execution to show: one a replay just made, else a link's (once), else the one picked,
+    else the newest in the list."""
+    opened = st.session_state.pop("executions_open", None)
+    if opened:
+        st.session_state[SELECTED] = opened
+    elif link and link != st.session_state.get("executions_link"):
+        st.session_state["executions_link"] = link  # applied once: a later pick wins over the URL
+        st.session_state[SELECTED] = link
+    return st.session_state.get(SELECTED) or ids[0]
 
 
 def filter_bar(tz: str, workflow_picker) -> operations.ExecutionFilter:
@@ -49,7 +101,8 @@ def filter_bar(tz: str, workflow_picker) -> operations.ExecutionFilter:
         on_change=_reset_paging,
     )
     statuses = [None, *domain.STATUS_FILTERS]
-    if "executions_status" not in st.session_state and params.get("status") in statuses:
+    # (only a given one: a None set here would show the box empty, "Choose an option", not "All statuses")
+    if "executions_status" not in st.session_state and params.get("status") and params.get("status") in statuses:
         st.session_state["executions_status"] = params.get("status")
     status = c[1].selectbox(
         "Status",
@@ -101,9 +154,10 @@ def filter_bar(tz: str, workflow_picker) -> operations.ExecutionFilter:
     )
 
 
-def rows_of(items: list[Any], tz: str) -> list[dict[str, Any]]:
+def rows_of(items: list[Any], tz: str, shown: str | None = None) -> list[dict[str, Any]]:
     return [
         {
+            "": "▶" if e.id == shown else "",  # the row whose detail is open below
             "Started": local(e.started_at, tz),
             "Workflow": e.workflow_name,
             "Status": status_text(e.status),
@@ -133,6 +187,8 @@ def show_detail(db: Any, actor: Any, execution: Any, tz: str) -> None:
     )
     if execution.replay_of:
         st.caption(f"↻ Replay of execution `{execution.replay_of}`")
+    if execution.replayed_by:
+        st.caption(f"↻ Replayed as execution `{execution.replayed_by}` (each failed execution is replayed once)")
     if execution.is_test:
         st.caption("🧪 Test-console run: shown here, never counted.")
     if trig.get("content"):
@@ -158,7 +214,7 @@ def show_detail(db: Any, actor: Any, execution: Any, tz: str) -> None:
     with unit_of_work(db, read_only=True) as uow:
         messages = services.list_outbox(uow=uow, actor=actor, execution_id=execution.id, page_size=50).items
     if messages:
-        st.markdown("**Messages sent**")
+        st.markdown("**Messages**")  # with their status: a suppressed or failed one was not sent
         st.dataframe(
             [
                 {
@@ -247,7 +303,8 @@ def bulk_dialog(db: Any, actor: Any, filters: operations.ExecutionFilter, count:
 
 
 def timeline_rows(items: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
-    icons = {"received": "⬅️ received", "sent": "➡️ sent", "execution": "⚙️ execution"}
+    # "outgoing", not "sent": the Detail column says whether it was sent, suppressed or failed
+    icons = {"received": "⬅️ received", "sent": "➡️ outgoing", "execution": "⚙️ execution"}
     return [
         {
             "When": i["at"].astimezone(ZoneInfo(tz)).strftime("%d %b %Y, %H:%M:%S"),

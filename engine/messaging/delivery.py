@@ -90,7 +90,7 @@ def queue_message(
     recipient = normalize_recipient(channel, recipient, tenant)
     adapter = None if test else configured_adapter(tenant, channel)
     status: str = OutboxStatus.SIMULATED if test else (OutboxStatus.PENDING if adapter else OutboxStatus.RECORDED)
-    reason = _opt_out_reason(uow, tenant, recipient)  # the member wrote STOP (engine/messaging/optout.py)
+    reason = _opt_out_reason(uow, tenant, recipient, test)  # the member wrote STOP (engine/messaging/optout.py)
     policy: dict[str, Any] = (
         {"status": OutboxStatus.SUPPRESSED, "reason": reason}
         if reason
@@ -130,11 +130,14 @@ def queue_message(
     return {**out, "policy": _public(policy)} if policy else out
 
 
-def _opt_out_reason(uow: UnitOfWork, tenant: dict[str, Any], recipient: str) -> str | None:
-    # Only a studio where someone opted out looks (so most messages never touch the session).
+def _opt_out_reason(uow: UnitOfWork, tenant: dict[str, Any], recipient: str, test: bool = False) -> str | None:
+    # Only a studio where someone opted out looks (so most messages never touch the session);
+    # a test conversation keeps its own opt state (engine/messaging/optout.py), looked up for each test message.
     from engine.messaging.optout import FLAG
 
-    return opt_out_reason(uow.session, tenant, recipient) if (tenant.get("settings") or {}).get(FLAG) else None
+    if test or (tenant.get("settings") or {}).get(FLAG):
+        return opt_out_reason(uow.session, tenant, recipient, test=test)
+    return None
 
 
 def _public(policy: dict[str, Any]) -> dict[str, Any]:
@@ -277,7 +280,8 @@ def _opted_out(session: Session, msg: OutboxMessage) -> str | None:
     from engine.store.models import Tenant
 
     tenant = session.get(Tenant, msg.tenant_id)
-    return opt_out_reason(session, {"id": msg.tenant_id, "settings": tenant.settings if tenant else {}}, msg.recipient)
+    settings = tenant.settings if tenant else {}
+    return opt_out_reason(session, {"id": msg.tenant_id, "settings": settings}, msg.recipient, test=msg.is_test)
 
 
 def _last_inbound_at(session: Session, tenant_id: str, sender: str, channel: str | None = None) -> datetime | None:

@@ -9,6 +9,11 @@ message counts only when its whole text is the word (trimmed, any case, trailing
 
 To keep the ingest path cheap, a studio's settings carry ``optOutsRecorded`` once anyone
 opted out; studios without it skip the look-up per message.
+
+**Test conversations** (the test console, ``is_test``) opt out and in exactly like members, but
+on their own: their state is the latest opt word among the contact's own *test* events
+(:func:`test_opt_out_reason`), so nothing is written beside real members' opt-outs, a test STOP
+never silences a real member and a real opt-out never silences a test conversation.
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ from engine.errors import InvalidInput, InvalidRecipient, NotFound
 from engine.security.auth import ADMIN, READ, Actor
 from engine.settings import get_settings
 from engine.store.lifecycle import ContactOptOut
-from engine.store.models import Tenant, new_id
+from engine.store.models import EventRecord, Tenant, new_id
 from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
 FLAG = "optOutsRecorded"
 MAX_WORD = 32
-_opt, _tenants = ContactOptOut.__table__, Tenant.__table__
+_opt, _tenants, _ev = ContactOptOut.__table__, Tenant.__table__, EventRecord.__table__
+#: How far back a test conversation's own messages are read for its opt state (a console chat is short).
+TEST_LOOKBACK = 200
 
 
 class OptOutOut(BaseModel):
@@ -173,8 +180,13 @@ def _set_flag(conn: Any, tenant: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- delivery
 
 
-def opt_out_reason(s: Any, tenant: dict[str, Any], recipient: str) -> str | None:
-    """Why a message to ``recipient`` must not go out (the contact opted out), or None."""
+def opt_out_reason(s: Any, tenant: dict[str, Any], recipient: str, *, test: bool = False) -> str | None:
+    """Why a message to ``recipient`` must not go out (the contact opted out), or None.
+
+    ``test``: a test-console message, judged by the test conversation's own words only.
+    """
+    if test:
+        return test_opt_out_reason(s, tenant, recipient)
     if not (tenant.get("settings") or {}).get(FLAG):
         return None
     row = s.execute(
@@ -182,12 +194,40 @@ def opt_out_reason(s: Any, tenant: dict[str, Any], recipient: str) -> str | None
             _opt.c.tenant_id == tenant["id"], _opt.c.contact == recipient, _opt.c.opted_out == sa.true()
         )
     ).first()
-    if row is None:
-        return None
-    on = f" on {row.channel}" if row.channel else ""
+    return None if row is None else _reason(row.word, row.channel, row.changed_at, tenant)
+
+
+def test_opt_out_reason(s: Any, tenant: dict[str, Any], recipient: str) -> str | None:
+    """Why a test message to ``recipient`` must not go out: the contact's latest opt word among its
+    own test messages was an opt-out word (what :func:`note_opt_words` would have recorded)."""
+    stop, start = opt_words(tenant.get("settings"))
+    rows = s.execute(
+        sa.select(_ev.c.content, _ev.c.channel, _ev.c.received_at)
+        .where(
+            _ev.c.tenant_id == tenant["id"],
+            _ev.c.sender == recipient,
+            _ev.c.is_test == sa.true(),
+            sa.func.length(_ev.c.content) <= MAX_WORD + 4,  # longer texts are never a word (keyword())
+        )
+        .order_by(_ev.c.received_at.desc(), _ev.c.id.desc())
+        .limit(TEST_LOOKBACK)
+    )
+    for row in rows:
+        word = keyword(row.content)
+        if word in start:
+            return None
+        if word in stop:
+            return "test conversation " + _reason(word, row.channel, row.received_at, tenant)
+    return None
+
+
+def _reason(word: str, channel: str | None, at: datetime, tenant: dict[str, Any]) -> str:
+    on = f" on {channel}" if channel else ""
+    _, start = opt_words(tenant.get("settings"))
+    again = "START" if "START" in start or not start else min(start)  # the studio's own word when it has one
     return (
-        f"opted out: the contact wrote {row.word}{on} on {row.changed_at:%Y-%m-%d %H:%M} UTC; "
-        "no automated messages until they write START"
+        f"opted out: the contact wrote {word}{on} on {at:%Y-%m-%d %H:%M} UTC; "
+        f"no automated messages until they write {again}"
     )
 
 

@@ -280,8 +280,10 @@ class Runner(ExecutionMachine):
         fill_intent(self.classifier, ev, found)
         req.record = event_row(tenant_id, ev, req.now, req.depth, req.parent_execution_id, req.test)
         s.insert(EventRecord, req.record)
+        # STOP / START on any channel (engine/messaging/optout.py); a test conversation's words are read back
+        # from its own test events by delivery, so they never touch real members' opt-outs.
         if req.record["content"] and req.record["sender"] and not req.test:
-            note_opt_words(s, tenant, req.record, req.now)  # STOP / START on any channel (engine/messaging/optout.py)
+            note_opt_words(s, tenant, req.record, req.now)
         req.runs, req.skipped = start_matching(
             s, tenant, req.record, found, req.now, req.depth, test=req.test, real_calls=req.real_calls
         )

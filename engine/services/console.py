@@ -12,6 +12,10 @@ with its clock at each item's due time (see :func:`fast_forward`).
 
 A conversation is identified by its test contact (a fresh phone number and e-mail address):
 its events are the tenant's events sent from that contact (test, and live ones sent from the console).
+
+STOP and START work as for a member (engine/messaging/optout.py): a test conversation that wrote STOP gets
+its replies suppressed with the reason until it writes START, on its own opt state, apart from
+real members' opt-outs (:attr:`Conversation.opted_out`; live mode uses the real one).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from engine.store.models import (
     Execution,
     OutboxMessage,
     StepRun,
+    Tenant,
     Workflow,
 )
 from engine.uow import UnitOfWork
@@ -153,6 +158,8 @@ class Reply(Out):
     status: str
     at: datetime
     policy: dict = {}
+    #: Why it was suppressed, held back or failed (an opt-out, a cap, quiet hours, the provider's error).
+    reason: str | None = None
     ai_provider: str | None = None
     plan: dict | None = None
 
@@ -177,6 +184,8 @@ class TurnReport(Out):
     #: Workflows listening to other triggers: {trigger type: [names]}.
     other_triggers: dict[str, list[str]]
     replies: list[Reply]
+    #: "out" / "in": the message was an opt-out (STOP) or opt-in (START) word of the studio.
+    opt: Literal["out", "in"] | None = None
     #: The event's free data (booking class, lead name ...).
     event_data: dict = {}
     server_ms: float | None = None
@@ -195,6 +204,10 @@ class Conversation(Out):
     contact: TestContact
     turns: list[TurnReport]
     pending: list[PendingItem]
+    #: Why test replies to this contact are suppressed now (the test conversation wrote STOP), or None.
+    opted_out: str | None = None
+    #: The same for live mode: the real opt-out of this phone number or address, if any.
+    opted_out_live: str | None = None
 
 
 # --------------------------------------------------------------------------- contacts and input
@@ -454,6 +467,7 @@ def turn_report(*, uow: UnitOfWork, actor: Actor, event_id: str, kind: str | Non
         if trigger_type not in listened:
             others.setdefault(trigger_type, []).append(name)
     intent, confidence, used = ev.intent, ev.intent_confidence, ev.intent is not None
+    tenant = s.get(Tenant, actor.tenant_id)
     if intent is None and ev.content and ev.trigger_type in CHANNEL_TRIGGERS.values():
         classifier = builtin_classifier()
         if classifier is not None:
@@ -475,8 +489,20 @@ def turn_report(*, uow: UnitOfWork, actor: Actor, event_id: str, kind: str | Non
         decisions=_ordered(decisions),
         other_triggers=others,
         replies=replies,
+        opt=_opt_of(ev, tenant.settings if tenant else {}),
         event_data=dict(ev.data or {}),
     )
+
+
+def _opt_of(ev: EventRecord, settings: dict[str, Any] | None) -> Literal["out", "in"] | None:
+    """Whether the message was an opt word, judged as the ingest path judges it (engine/messaging/optout.py)."""
+    from engine.messaging.optout import keyword, opt_words
+
+    if ev.trigger_type not in CHANNEL_TRIGGERS.values() or not ev.sender:
+        return None
+    word = keyword(ev.content)
+    stop, start = opt_words(settings)
+    return "out" if word in stop else "in" if word in start else None
 
 
 def _kind_of(trigger_type: str) -> str:
@@ -621,6 +647,7 @@ def _replies(s: Session, tenant_id: str, executions: list[Execution]) -> list[Re
                 status=row.status,
                 at=row.created_at,
                 policy=(row.detail or {}).get("policy") or {},
+                reason=row.error,
                 ai_provider=provider,
                 plan=plan,
             )
@@ -666,7 +693,29 @@ def conversation(*, uow: UnitOfWork, actor: Actor, contact: TestContact) -> Conv
     s = uow.session
     ids = [e.id for e in _conversation_events(s, actor.tenant_id, contact)]
     turns = [turn_report(uow=uow, actor=actor, event_id=event_id) for event_id in ids]
-    return Conversation(contact=contact, turns=turns, pending=pending_items(uow=uow, actor=actor, contact=contact))
+    test_state, live_state = _opt_states(s, actor.tenant_id, contact)
+    return Conversation(
+        contact=contact,
+        turns=turns,
+        pending=pending_items(uow=uow, actor=actor, contact=contact),
+        opted_out=test_state,
+        opted_out_live=live_state,
+    )
+
+
+def _opt_states(s: Session, tenant_id: str, contact: TestContact) -> tuple[str | None, str | None]:
+    """(test, live): why messages to the contact's phone or address are suppressed now, if they are."""
+    from engine.messaging.optout import opt_out_reason
+
+    row = s.get(Tenant, tenant_id)
+    tenant = {"id": tenant_id, "settings": dict(row.settings or {}) if row else {}}
+
+    def first(test: bool) -> str | None:
+        return next(
+            (r for to in (contact.phone, contact.email) if (r := opt_out_reason(s, tenant, to, test=test))), None
+        )
+
+    return first(True), first(False)
 
 
 def _conversation_executions(s: Session, tenant_id: str, contact: TestContact) -> dict[str, Execution]:

@@ -440,6 +440,11 @@ def replay_execution(
             raise NotFound(f"execution {execution_id} not found")
         if ex.status != ExecutionStatus.FAILED:
             raise Conflict(f"only failed executions can be replayed; this one is {ex.status}")
+        replayed_by = s.exec(
+            select(Execution.id).where(Execution.tenant_id == actor.tenant_id, Execution.replay_of == ex.id)
+        ).first()
+        if replayed_by is not None:  # (a concurrent replay is caught by the unique replay_of below)
+            raise Conflict(f"execution {execution_id} was already replayed as {replayed_by}")
         row = _replay_row(s, actor, ex, from_step, version, uow.now())
         with s.begin_nested():  # a second replay fails alone: a bulk replay goes on with the next
             s.execute(sa.insert(Execution).values(**row))
@@ -503,7 +508,8 @@ def bulk_replay(
 
 
 def contact_timeline(*, uow: UnitOfWork, actor: Actor, contact: str, limit: int = 200) -> list[dict[str, Any]]:
-    """Everything one member sent and received, and every execution their messages started, in order."""
+    """Everything one member sent and received, and every execution their messages started, in order.
+    Test-console rows are left out: a test conversation written as this member's number is not theirs."""
     actor.require(READ)
     contact = (contact or "").strip()
     if not contact:
@@ -512,20 +518,20 @@ def contact_timeline(*, uow: UnitOfWork, actor: Actor, contact: str, limit: int 
     s = uow.session
     inbound = s.execute(
         sa.select(_ev.id, _ev.received_at, _ev.channel, _ev.content, _ev.intent, _ev.trigger_type)
-        .where(_ev.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)))
+        .where(_ev.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)), _ev.is_test == sa.false())
         .order_by(_ev.received_at.desc())
         .limit(limit)
     ).all()
     outbound = s.execute(
         sa.select(ob.id, ob.created_at, ob.channel, ob.body, ob.status, ob.execution_id)
-        .where(ob.tenant_id == actor.tenant_id, ob.recipient.in_(contact_forms(contact)))
+        .where(ob.tenant_id == actor.tenant_id, ob.recipient.in_(contact_forms(contact)), ob.is_test == sa.false())
         .order_by(ob.created_at.desc())
         .limit(limit)
     ).all()
     runs = s.execute(
         sa.select(_ex.id, _ex.started_at, _ex.workflow_name, _ex.status)
         .join_from(Execution, EventRecord, _ev.id == _ex.event_id)
-        .where(_ex.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)))
+        .where(_ex.tenant_id == actor.tenant_id, _ev.sender.in_(contact_forms(contact)), _ex.is_test == sa.false())
         .order_by(_ex.started_at.desc())
         .limit(limit)
     ).all()

@@ -90,6 +90,8 @@ class ExecutionOut(Out):
     #: The failed execution this one replays (issue 11), and whether it is a test-console run.
     replay_of: str | None = None
     is_test: bool = False
+    #: The execution that replays this one (set by :func:`get_execution`): it cannot be replayed again.
+    replayed_by: str | None = None
 
     @property
     def success(self) -> bool:
@@ -304,6 +306,9 @@ def get_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str) -> Execut
         select(StepRun).where(StepRun.execution_id == ex.id).order_by(col(StepRun.started_at), col(StepRun.attempt))
     ).all()
     out = _execution_out(ex, list(steps))
+    out.replayed_by = s.exec(
+        select(Execution.id).where(Execution.tenant_id == actor.tenant_id, Execution.replay_of == ex.id)
+    ).first()
     return _visible(uow, actor, out)
 
 

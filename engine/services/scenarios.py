@@ -27,6 +27,9 @@ from engine.services.workflows import Out
 from engine.store.models import Scenario
 from engine.uow import UnitOfWork
 
+#: Replies the member does not get (an opt-out, a cap, the provider refused): never "a reply".
+NOT_SENT = frozenset({"suppressed", "failed"})
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -149,7 +152,8 @@ def expectations_from(conv: Conversation) -> list[dict[str, Any]]:
         for d in turn.decisions:
             out.append({"kind": d.outcome, "workflow": d.workflow_name, "turn": i})
         for reply in turn.replies:
-            out.append({"kind": "sent", "contains": reply.body[:60], "turn": i})
+            if reply.status not in NOT_SENT:
+                out.append({"kind": "sent", "contains": reply.body[:60], "turn": i})
     return out
 
 
@@ -300,11 +304,15 @@ def _check(exp: Expectation, turns: list[TurnReport]) -> str | None:
         why = "; ".join(r for d in mine for r in d.reasons) or (mine[0].status or "")
         return f"expected {exp.describe()}, but it was {mine[0].outcome}" + (f" ({why})" if why else "")
     if exp.kind == "sent":
-        bodies = [r.body for t in scope for r in t.replies]
+        replies = [r for t in scope for r in t.replies]
+        bodies = [r.body for r in replies if r.status not in NOT_SENT]
         if any((exp.contains or "").lower() in b.lower() for b in bodies):
             return None
         got = "; ".join(repr(b[:60]) for b in bodies) or "no reply at all"
-        return f"expected {exp.describe()}, but the replies were: {got}"
+        held = [f"{r.body[:60]!r} ({r.status}: {r.reason or 'no reason'})" for r in replies if r.status in NOT_SENT]
+        return f"expected {exp.describe()}, but the replies were: {got}" + (
+            f"; not sent: {'; '.join(held)}" if held else ""
+        )
     intents = [t.intent for t in scope if t.intent]
     if exp.intent in intents:
         return None

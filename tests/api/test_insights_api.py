@@ -91,7 +91,11 @@ def test_replay_and_cancel_over_http_with_roles(db, client, auth, key_factory, a
         r = client.post(f"/api/executions/{failed}/replay", json={"fromStep": "failed"}, headers=auth)
         assert r.status_code == 200, r.text
         assert r.json()["execution"]["status"] == "succeeded"
-        assert client.post(f"/api/executions/{failed}/replay", headers=auth).status_code == 409
+        second = client.post(f"/api/executions/{failed}/replay", headers=auth)
+        assert second.status_code == 409
+        replay_id = r.json()["execution"]["id"]
+        assert f"already replayed as {replay_id}" in second.text
+        assert client.get(f"/api/executions/{failed}", headers=auth).json()["execution"]["replayedBy"] == replay_id
     r = client.post(f"/api/executions/{failed}/cancel", json={"reason": "x"}, headers=auth)
     assert r.status_code == 409
     assert client.post(f"/api/executions/{failed}/cancel", json={}, headers=auth).status_code == 422

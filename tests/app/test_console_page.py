@@ -226,3 +226,24 @@ def test_live_mode_sends_only_after_confirmation(app_factory, studio):
         (event,) = s.exec(select(EventRecord)).all()
     assert event.content == "Hallo live" and not event.is_test
     assert "Live" in _texts(at)
+
+
+def test_stop_then_start_shows_the_opt_out_and_a_real_one_is_only_mentioned(app_factory, studio):
+    """Issue 21: STOP greys the reply with its reason and opts the test conversation out (a banner),
+    START opts back in; a real member's opt-out of the same number is mentioned, not applied."""
+    from engine.runner import Runner
+
+    at = app_factory("owner", PAGE)
+    _send(at, "STOP")
+    assert any("This test conversation opted out: the contact wrote STOP" in w.value for w in at.warning)
+    assert "Not sent: test conversation opted out" in _texts(at)
+    _send(at, "START")
+    assert not any("This test conversation opted out" in w.value for w in at.warning)
+    assert any("Opt-in word" in s.value for s in at.success)
+
+    phone = at.session_state["console_contact"]["phone"]
+    stop = {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": phone, "content": "STOP"}
+    Runner(studio["db"]).ingest(studio["tenant_id"], stop)
+    at.run()
+    assert any("For real this contact opted out" in i.value and "not affected" in i.value for i in at.info)
+    assert not any("opted out" in w.value for w in at.warning)

@@ -130,3 +130,35 @@ def test_a_link_to_one_execution_opens_its_detail(app_factory, runs, studio):
     _ok(at)
     heads = [m.value for m in at.markdown if m.value.startswith("**")]
     assert any(oldest.workflow_name in h for h in heads) and not any("CRM hook" in h for h in heads), heads
+
+
+def test_a_replayed_execution_offers_its_replay_not_a_second_one(app_factory, runs, studio):
+    """Issue 21: once replayed, the detail names the replay and has no Replay button; the page
+    opens the replay (by id) after "Open replay"."""
+    db, editor = studio["db"], actor_for(studio, "editor")
+    with unit_of_work(db) as uow:
+        replay = operations.replay_execution(uow=uow, actor=editor, execution_id=runs["failed"]).execution
+    at = app_factory("editor")
+    at.query_params["id"] = runs["failed"]
+    at.switch_page("pages/executions.py").run()
+    _ok(at)
+    keys = [b.key for b in at.button]
+    assert "executions_replay" not in keys and "executions_open_replay" in keys
+    assert any(f"Replayed as execution `{replay.id}`" in c.value for c in at.caption)
+    at.button(key="executions_open_replay").click().run()
+    _ok(at)
+    assert any(f"Replay of execution `{runs['failed']}`" in c.value for c in at.caption)
+    assert "executions_open_replay" not in [b.key for b in at.button]
+
+
+def test_an_open_execution_that_is_gone_falls_back_to_the_newest_with_a_note(app_factory, runs, studio):
+    at = app_factory("owner")
+    at.query_params["id"] = "0" * 32
+    at.switch_page("pages/executions.py").run()
+    _ok(at)
+    assert any("was not found" in w.value for w in at.warning)
+    heads = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert any("CRM hook" in h for h in heads), heads  # the newest: the failed webhook run
+    at.run()  # the note is said once; the page goes on with the newest
+    _ok(at)
+    assert not any("was not found" in w.value for w in at.warning)

@@ -94,3 +94,49 @@ def test_console_spec_manual_tests_time_travel_and_scenarios(app: App):
     app.shot("10-builder-confirm-save")
     page.get_by_role("dialog").get_by_role("button", name="Keep editing").click()
     app.settle()
+
+
+def test_stop_in_the_console_opts_the_test_conversation_out_and_start_back_in(app: App):
+    """Issue 21: STOP shows the reply as suppressed with the reason, the next one too; START opts in
+    again; no real member's opt-out is written."""
+    from engine.messaging.optout import list_opt_outs
+    from engine.security.auth import system_actor
+    from engine.services import find_tenant
+    from engine.store.db import get_engine
+    from engine.uow import unit_of_work
+
+    page = app.page
+    app.login(*OWNER)
+    app.nav("Test console")
+    app.click("New conversation")
+    page.get_by_text("No messages yet").wait_for()
+    replies, held = page.locator(".sa-out"), page.locator(".sa-out.sa-held")
+
+    _say(app, "WhatsApp", "Hallo")
+    replies.first.wait_for()
+    assert held.count() == 0
+
+    _say(app, "WhatsApp", "STOP")
+    page.get_by_text("Opt-out word: automated messages to this contact are suppressed").wait_for()
+    held.first.wait_for()
+    assert "Not sent: test conversation opted out: the contact wrote STOP on whatsapp" in held.first.inner_text()
+    page.get_by_text("This test conversation opted out").wait_for()
+    app.shot("21-console-stop-suppressed", height=1500)
+
+    _say(app, "WhatsApp", "Wann habt ihr offen?")
+    page.wait_for_function("() => document.querySelectorAll('.sa-out.sa-held').length === 2")
+    assert replies.count() == 3
+
+    _say(app, "WhatsApp", "START")
+    page.get_by_text("Opt-in word: automated messages to this contact go out again.").wait_for()
+    page.wait_for_function("() => document.querySelectorAll('.sa-out').length === 4")
+    assert held.count() == 2  # the reply to START goes out
+    assert page.get_by_text("This test conversation opted out").count() == 0
+    _say(app, "WhatsApp", "Hallo")
+    page.wait_for_function("() => document.querySelectorAll('.sa-out').length === 5")
+    assert held.count() == 2
+
+    db = get_engine(app.database_url)
+    with unit_of_work(db, read_only=True) as uow:
+        actor = system_actor(find_tenant(uow=uow, slug_or_id="demo").id)
+        assert list_opt_outs(uow=uow, actor=actor, opted_out_only=False) == []

@@ -227,6 +227,9 @@ def test_a_cancelled_wait_never_sends_its_follow_up(app: App, scenario):
     app.click("Cancel")
     dialog = page.get_by_test_id("stDialog")
     app.fill("Reason", "booked by phone")
+    # The detail of a waiting execution refreshes every 3 s: the open dialog and its text stay.
+    page.wait_for_timeout(7_000)
+    assert dialog.get_by_label("Reason").input_value() == "booked by phone"
     dialog.get_by_role("button", name="Cancel execution").click()
     app.settle()
     page.get_by_text("Cancelled. Its follow-ups will not fire.").wait_for()
@@ -249,3 +252,93 @@ def test_analyst_sees_masked_contacts_and_no_replay_button(app: App, scenario):
     assert app.visible(page.get_by_role("button", name="Replay", exact=True)).count() == 0
     assert app.visible(page.get_by_role("button", name="Replay failed…")).count() == 0
     app.shot("11-executions-analyst-masked", height=1600)
+
+
+def _click_row(app: App, row: int) -> None:
+    """Tick the selection box of row ``row`` (0 = top) of the executions table."""
+    grid = app.page.locator("[class*='st-key-executions_table']").get_by_test_id("stDataFrame")
+    grid.scroll_into_view_if_needed()
+    app.settle()
+    box = grid.bounding_box()
+    app.page.mouse.click(box["x"] + 20, box["y"] + 35 * (row + 1) + 17)
+    app.settle()
+
+
+def _row_of(db, owner, execution_id: str) -> int:
+    from engine.services import operations
+
+    with unit_of_work(db, read_only=True) as uow:
+        page = operations.search_executions(uow=uow, actor=owner, filters=operations.ExecutionFilter(), page_size=25)
+    return [e.id for e in page.items].index(execution_id)
+
+
+def test_after_a_replay_the_detail_shows_the_new_execution_not_the_row_that_moved_up(app: App, scenario):
+    """Issue 21: the selection follows the execution, not the row number; a replayed execution
+    offers no second replay."""
+    from engine import services
+
+    db, owner = scenario["db"], scenario["owner"]
+    with Receiver(statuses=[500, 200]) as crm:
+        with unit_of_work(db) as uow:
+            services.create_workflow(
+                uow=uow,
+                actor=owner,
+                data={
+                    "name": "Booking to CRM",
+                    "trigger": {"type": "booking_created", "config": {}},
+                    "conditions": [],
+                    "actions": [
+                        {
+                            "id": "hook",
+                            "type": "call_webhook",
+                            "onError": "stop",
+                            "retry": {"maxAttempts": 1, "backoff": 1},
+                            "config": {"webhookUrl": crm.hook_url, "method": "POST", "body": {"x": 1}},
+                        }
+                    ],
+                },
+            )
+        booking = {"triggerType": "booking_created", "from": PHONE, "data": {"className": "Yin"}}
+        with unit_of_work(db) as uow:
+            [failed] = services.ingest_event(uow=uow, actor=owner, event=booking).execution_ids
+        # A newer execution that waits: the one the old row number pointed at after the replay.
+        chat = {"triggerType": "web_chat", "channel": "web", "from": "lena@example.com", "content": "Hallo?"}
+        with unit_of_work(db) as uow:
+            services.ingest_event(uow=uow, actor=owner, event=chat)
+
+        app.login(*OWNER)
+        app.nav("Executions")
+        page = app.page
+        status = app.visible(page.get_by_test_id("stSelectbox").filter(has=page.get_by_text("Status", exact=True)))
+        # the box says "All statuses", not "Choose an option" as if it were empty
+        assert status.first.get_by_role("combobox").input_value() == "All statuses"
+        card = page.locator("[class*='st-key-card_execution_detail']")
+        row = _row_of(db, owner, failed)
+        assert row >= 1
+        _click_row(app, row)
+        card.get_by_text("Booking to CRM").first.wait_for()
+        app.visible(card.get_by_role("button", name="Replay", exact=True)).first.click()
+        app.settle()
+        dialog = page.get_by_test_id("stDialog")
+        dialog.get_by_role("button", name="Replay now").click()
+        app.settle()
+        page.get_by_text("Replayed: the new execution").wait_for()
+        assert "succeeded" in page.get_by_test_id("stAlert").first.inner_text()
+        with unit_of_work(db, read_only=True) as uow:
+            replay = services.get_execution(uow=uow, actor=owner, execution_id=failed).replayed_by
+        assert replay is not None and len(crm.requests) == 2
+
+        # The detail is the replay: its head, its origin, and no Cancel of some other execution.
+        card.get_by_text(f"Replay of execution {failed}").wait_for()
+        head = card.get_by_test_id("stMarkdown").first.inner_text()
+        assert "Booking to CRM" in head and "succeeded" in head.lower(), head
+        assert app.visible(card.get_by_role("button", name="Cancel", exact=True)).count() == 0
+        app.shot("21-executions-after-replay", height=1600)
+
+        # The original, picked again, names its replay and offers no second one.
+        _click_row(app, _row_of(db, owner, failed))
+        card.get_by_text(f"Replayed as execution {replay}").wait_for()
+        assert app.visible(card.get_by_role("button", name="Replay", exact=True)).count() == 0
+        app.visible(card.get_by_role("button", name="Open replay")).first.click()
+        app.settle()
+        card.get_by_text(f"Replay of execution {failed}").wait_for()

@@ -94,6 +94,25 @@ def test_replay_from_the_failed_step_succeeds_once_the_receiver_is_back(db, stud
             ops.replay_execution(uow=uow, actor=studio, execution_id=out.execution.id)
 
 
+def test_a_replayed_execution_names_its_replay_and_refuses_a_second_one(db, studio, other_actor, receivers):
+    """Issue 21: the detail knows the replay (so the page offers no second one); the API's 409 says which."""
+    _, failed = _failed_execution(db, studio, receivers([404, 200]))
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_execution(uow=uow, actor=studio, execution_id=failed).replayed_by is None
+    with unit_of_work(db) as uow:
+        replay = ops.replay_execution(uow=uow, actor=studio, execution_id=failed).execution
+    with unit_of_work(db, read_only=True) as uow:
+        assert services.get_execution(uow=uow, actor=studio, execution_id=failed).replayed_by == replay.id
+        assert services.get_execution(uow=uow, actor=studio, execution_id=replay.id).replayed_by is None
+    with pytest.raises(Conflict) as exc:
+        with unit_of_work(db) as uow:
+            ops.replay_execution(uow=uow, actor=studio, execution_id=failed)
+    assert exc.value.message == f"execution {failed} was already replayed as {replay.id}"
+    with pytest.raises(NotFound):  # another studio learns nothing about it
+        with unit_of_work(db, read_only=True) as uow:
+            services.get_execution(uow=uow, actor=other_actor, execution_id=failed)
+
+
 def test_replay_from_the_start_with_the_fixed_url(db, studio, receivers):
     broken, fixed = receivers([500]), receivers([200])
     wf_id, failed = _failed_execution(db, studio, broken)
