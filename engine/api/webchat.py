@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import Db
@@ -23,6 +23,7 @@ from engine.api.errors import error_response
 from engine.api.limits import AnyQueryRoute
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.inbound import webchat
+from engine.limits import sane_datetime
 from engine.services.channel_settings import tenant_for_chat_key
 from engine.uow import unit_of_work
 
@@ -150,7 +151,9 @@ def chat_replies(
     request: Request,
     db: Db,
     conversation_id: str = Query(alias="conversationId", min_length=8, max_length=64),
-    after: datetime | None = Query(default=None),
+    # Within the calendar window every date filter accepts (a date near year 1 or 9999 in
+    # another zone overflowed on its way to UTC: a 500).
+    after: Annotated[datetime | None, AfterValidator(sane_datetime), Query()] = None,
     token: str = ChatToken,
 ) -> Any:
     try:

@@ -454,11 +454,27 @@ def test_web_chat_never_answers_5xx(db, client, studio, server_log):
 
     post()
 
+    # Reads of a conversation that exists, with its token (else nothing reaches the database).
+    own, own_token = "c" + secrets.token_hex(16), secrets.token_hex(32)
+    studio.secrets.append(own_token)
+    started = client.post(
+        f"/chat/{studio.chat_key}/messages",
+        json={"conversationId": own, "clientMessageId": "m0123456789", "text": "Hallo"},
+        headers={"Origin": SITE, "X-Chat-Token": own_token},
+    )
+    assert started.status_code == 200, started.text
+    dates = st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()) | st.sampled_from(
+        ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "0001-01-01", "-1", "1e20"]
+    )
+
     @SETTINGS
     @given(
-        st.dictionaries(st.sampled_from(["conversationId", "after", "x"]) | FORM_TEXT, FORM_TEXT, max_size=3), FORM_TEXT
+        st.dictionaries(st.sampled_from(["conversationId", "x"]) | FORM_TEXT, FORM_TEXT, max_size=2),
+        dates | FORM_TEXT,
+        st.just(own_token) | FORM_TEXT,
     )
-    def read(query, token):
+    def read(query, after, token):
+        query = {"conversationId": own, "after": after, **query}
         headers = {"Origin": SITE}
         if token.isascii() and token.isprintable():
             headers["X-Chat-Token"] = token

@@ -172,3 +172,22 @@ def test_preflight_allows_the_token_header(db, actor, client):
         },
     )
     assert r.status_code == 204 and "X-Chat-Token" in r.headers["access-control-allow-headers"]
+
+
+@pytest.mark.parametrize("after", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "0001-01-01"])
+def test_reading_after_a_date_at_the_calendars_edge_is_refused_not_a_500(db, actor, client, after):
+    key = _studio(db, actor)
+    conversation, token = "c" + secrets.token_hex(16), _token()
+    assert _post(client, key, conversation, token).status_code == 200
+    r = client.get(
+        f"/chat/{key}/messages",
+        params={"conversationId": conversation, "after": after},
+        headers={"Origin": SITE, "X-Chat-Token": token},
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "after"
+    ok = client.get(
+        f"/chat/{key}/messages",
+        params={"conversationId": conversation, "after": "2026-01-01T00:00:00+14:00"},
+        headers={"Origin": SITE, "X-Chat-Token": token},
+    )
+    assert ok.status_code == 200
