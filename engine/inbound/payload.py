@@ -38,14 +38,15 @@ def location(loc: tuple[int | str, ...]) -> str:
     return path or "body"
 
 
-def parse_as(model: type[M], data: Any) -> M:
-    """``data`` as ``model``; raises :class:`UnexpectedShape` naming the first wrong field."""
+def parse_as(model: type[M], data: Any, at: tuple[int | str, ...] = ()) -> M:
+    """``data`` (found at ``at`` in the payload) as ``model``; raises :class:`UnexpectedShape`
+    naming the first wrong field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors(include_url=False, include_input=False)[0]
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise UnexpectedShape(err["msg"] + more, field=location(tuple(err["loc"]))) from None
+        raise UnexpectedShape(err["msg"] + more, field=location((*at, *err["loc"]))) from None
 
 
 def _reject_constant(name: str) -> float:

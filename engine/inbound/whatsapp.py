@@ -127,7 +127,10 @@ class Value(ProviderModel):
 
 
 class Change(ProviderModel):
-    value: Value = Value()
+    #: ``messages`` for messages and statuses; an app may send other fields (template, quality,
+    #: account updates) to the same URL, each with a value of its own shape.
+    kind: Annotated[Short | None, Field(alias="field")] = None
+    value: dict[str, Any] = {}
 
 
 class Entry(ProviderModel):
@@ -221,9 +224,14 @@ def parse(payload: Any) -> Parsed:
     """
     hook = parse_as(Webhook, payload)
     out = Parsed()
+    if hook.object not in (None, "whatsapp_business_account"):
+        out.ignored.append("object: not a WhatsApp Business Account delivery")
+        return out
     for e, entry in enumerate(hook.entry):
         for c, change in enumerate(entry.changes):
-            value = change.value
+            if change.kind not in (None, "messages"):
+                continue  # nothing for the engine
+            value = parse_as(Value, change.value, at=("entry", e, "changes", c, "value"))
             names = {ct.wa_id: ct.profile.name if ct.profile else None for ct in value.contacts}
             for m, msg in enumerate(value.messages):
                 try:

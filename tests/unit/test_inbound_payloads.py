@@ -234,3 +234,24 @@ def test_json_bodies_beyond_the_limits_are_unexpected_shapes(body):
 def test_json_body_within_the_limits():
     value = {"emoji": "🧘", "n": 1.5, "deep": [[[]]]}
     assert json_body(json.dumps(value).encode()) == value
+
+
+def test_other_webhook_fields_and_objects_of_the_same_app_are_left_alone():
+    template_update = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "WABA",
+                "changes": [
+                    {
+                        "field": "message_template_status_update",
+                        "value": {"event": "APPROVED", "message_template_id": 12, "messages": "not ours"},
+                    }
+                ],
+            }
+        ],
+    }
+    parsed = whatsapp.parse(template_update)
+    assert parsed.events == [] and parsed.updates == [] and parsed.ignored == []
+    instagram = {"object": "instagram", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {}}]}]}
+    assert whatsapp.parse(instagram).ignored == ["object: not a WhatsApp Business Account delivery"]
