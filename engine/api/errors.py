@@ -146,7 +146,9 @@ def _limit_error(request: Request, exc: LimitExceeded) -> JSONResponse:
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    # The route's template, not the path: some paths carry a secret (the inbound e-mail token).
+    where = getattr(request.scope.get("route"), "path", None) or request.url.path
+    logger.error("unhandled error on %s %s", request.method, where, exc_info=exc)
     # The connection may be in any state: tell the client not to reuse it.
     return error_response(
         500, "internal", "internal error; the server log has the details", headers={"Connection": "close"}

@@ -1,16 +1,24 @@
 """Public provider webhooks: ``/hooks/<studio webhook id>/...`` (no API key; each checks the
 provider's signature on the raw body before anything is stored).
 
-A bad or missing signature is answered 403 with a log line and nothing else; an unknown
-webhook id 404. Accepted deliveries are answered 200 as soon as the events are stored (their
-workflows' local steps committed, external steps handed to the worker).
+Order of checks, the same on every route: unknown webhook id 404; bad or missing signature
+(or e-mail token) 403 with a log line and nothing else; a body that is not the provider's
+content type 415; a payload of another shape than the provider documents 422 or 200
+"ignored", as that provider's retry rules call for (the PROVIDERS notes in
+``engine/inbound/whatsapp.py``, ``twilio.py`` and ``email.py`` say which and why). Accepted
+deliveries are answered 200 as soon as the events are stored (their workflows' local steps
+committed, external steps handed to the worker).
+
+Log lines name the provider, the studio and what was wrong, never the URL (the e-mail route
+carries its secret in the path), a signature or a secret.
+
+Providers call the URL the owner pasted into their console, query string included (Twilio
+signs it with the query), so these routes take any query parameter.
 """
 
 from __future__ import annotations
 
 import base64
-import hmac
-import json
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
@@ -22,23 +30,28 @@ from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import Db
 from engine.api.errors import error_response
+from engine.api.limits import AnyQueryRoute
 from engine.inbound import email as email_parser
 from engine.inbound import signatures
 from engine.inbound import twilio as twilio_parser
 from engine.inbound import whatsapp as whatsapp_parser
+from engine.inbound.payload import UnexpectedShape, json_body
 from engine.inbound.service import apply_status_updates, ingest_events
 from engine.services.channel_settings import secret_value, tenant_for_webhook
 from engine.uow import unit_of_work
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/hooks", tags=["provider webhooks"])
+
+router = APIRouter(prefix="/hooks", tags=["provider webhooks"], route_class=AnyQueryRoute)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Signed body is not JSON"},
     403: {"description": "Bad or missing provider signature (or verify token)"},
     404: {"description": "Unknown studio webhook id"},
+    415: {"description": "Signed body is not the provider's content type"},
 }
 
 
@@ -48,11 +61,28 @@ class Accepted(BaseModel):
     received: int
     duplicates: int
     statuses: int
+    #: Parts of the delivery not stored because of their shape (the server log says where).
+    ignored: int = 0
 
 
 def _forbidden(provider: str, tenant_id: str, why: str) -> Response:
     logger.warning("%s webhook for tenant %s refused: %s", provider, tenant_id, why)
     return error_response(403, "forbidden", "signature check failed")
+
+
+def _unexpected_shape(provider: str, tenant_id: str, exc: UnexpectedShape) -> Response:
+    logger.warning("%s webhook for tenant %s refused: unexpected payload: %s", provider, tenant_id, exc.message)
+    return error_response(422, "invalid", exc.message, field=exc.field)
+
+
+def _wrong_media_type(request: Request, expected: str, provider: str, tenant_id: str) -> Response | None:
+    given = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if given == expected:
+        return None
+    logger.warning(
+        "%s webhook for tenant %s refused: content type %r, not %s", provider, tenant_id, given[:60], expected
+    )
+    return error_response(415, "unsupported_media_type", f"send the body as {expected}", field="Content-Type")
 
 
 def _tenant(db, hook_id: str) -> str:
@@ -84,7 +114,7 @@ def whatsapp_verify(
     """Meta calls this once when the callback URL is saved: echo ``hub.challenge`` if the token fits."""
     tenant_id = _tenant(db, hook_id)
     expected = _secret(db, tenant_id, "channels.whatsapp.verifyToken")
-    if mode != "subscribe" or not expected or not hmac.compare_digest(expected.encode(), verify_token.encode()):
+    if mode != "subscribe" or not expected or not signatures.same(expected, verify_token):
         return _forbidden("whatsapp", tenant_id, "verify token does not match")
     return PlainTextResponse(challenge)
 
@@ -96,7 +126,11 @@ def whatsapp_verify(
     responses=_ERRORS,
 )
 async def whatsapp_webhook(hook_id: str, request: Request, db: Db) -> Any:
-    """Checks ``X-Hub-Signature-256`` (HMAC-SHA256 of the raw body with the app secret)."""
+    """Checks ``X-Hub-Signature-256`` (HMAC-SHA256 of the raw body with the app secret).
+
+    A signed delivery of an unexpected shape is answered 200 with ``ignored`` (Meta retries
+    anything else for days; see ``engine/inbound/whatsapp.py``).
+    """
     body = await request.body()
     tenant_id = await run_in_threadpool(_tenant, db, hook_id)
     secret = await run_in_threadpool(_secret, db, tenant_id, "channels.whatsapp.appSecret")
@@ -104,28 +138,34 @@ async def whatsapp_webhook(hook_id: str, request: Request, db: Db) -> Any:
         return _forbidden(
             "whatsapp", tenant_id, "bad or missing X-Hub-Signature-256" if secret else "no app secret configured"
         )
+    if refused := _wrong_media_type(request, JSON, "whatsapp", tenant_id):
+        return refused
     try:
-        payload = json.loads(body)
-    except ValueError:
-        return error_response(400, "invalid", "body is not JSON", field="body")
-    events, updates = whatsapp_parser.parse(payload)
-    counts = await run_in_threadpool(ingest_events, db, tenant_id, events)
-    changed = await run_in_threadpool(apply_status_updates, db, tenant_id, updates)
-    return Accepted(received=counts["events"], duplicates=counts["duplicates"], statuses=changed)
+        parsed = whatsapp_parser.parse(json_body(body))
+    except UnexpectedShape as exc:
+        parsed = whatsapp_parser.Parsed(ignored=[exc.message])
+    if parsed.ignored:
+        logger.warning("whatsapp webhook for tenant %s: ignored %s", tenant_id, "; ".join(parsed.ignored))
+    counts = await run_in_threadpool(ingest_events, db, tenant_id, parsed.events)
+    changed = await run_in_threadpool(apply_status_updates, db, tenant_id, parsed.updates)
+    return Accepted(
+        received=counts["events"], duplicates=counts["duplicates"], statuses=changed, ignored=len(parsed.ignored)
+    )
 
 
 # --------------------------------------------------------------------------- Twilio
 
 
-def _public_url(request: Request) -> str:
-    """The URL Twilio called (``STUDIO_PUBLIC_URL`` + path behind a proxy, else the request URL)."""
+def called_url(request: Request) -> str:
+    """The URL Twilio called, as it signs it: scheme and host from ``STUDIO_PUBLIC_URL`` behind a
+    proxy, else from the request (its Host header); the path and query exactly as sent."""
     from engine.settings import get_settings
 
-    base = get_settings().public_url
-    if base:
-        url = base.rstrip("/") + request.url.path
-        return url + (f"?{request.url.query}" if request.url.query else "")
-    return str(request.url)
+    base = get_settings().public_url or f"{request.url.scheme}://{request.url.netloc}"
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else request.url.path
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return base.rstrip("/") + path + (f"?{query}" if query else "")
 
 
 async def _twilio(hook_id: str, request: Request, db) -> tuple[str, dict[str, str]] | Response:
@@ -134,11 +174,13 @@ async def _twilio(hook_id: str, request: Request, db) -> tuple[str, dict[str, st
     token = await run_in_threadpool(_secret, db, tenant_id, "channels.sms.authToken")
     params = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
     if not signatures.check_twilio_signature(
-        token, _public_url(request), params, request.headers.get("x-twilio-signature")
+        token, called_url(request), params, request.headers.get("x-twilio-signature")
     ):
         return _forbidden(
             "twilio", tenant_id, "bad or missing X-Twilio-Signature" if token else "no auth token configured"
         )
+    if refused := _wrong_media_type(request, FORM, "twilio", tenant_id):
+        return refused
     return tenant_id, dict(params)
 
 
@@ -148,6 +190,7 @@ def _twiml() -> Response:
 
 _TWIML: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/xml": {}}, "description": "Empty TwiML"},
+    422: {"description": "A signed form without the fields Twilio documents (named in the answer)"},
     **_ERRORS,
 }
 
@@ -159,7 +202,10 @@ async def _twilio_event(hook_id: str, request: Request, db, parse) -> Response:
     if isinstance(checked, Response):
         return checked
     tenant_id, form = checked
-    event = parse(form)
+    try:
+        event = parse(form)
+    except UnexpectedShape as exc:
+        return _unexpected_shape("twilio", tenant_id, exc)
     if event:
         await run_in_threadpool(ingest_events, db, tenant_id, [event])
     return _twiml()
@@ -202,9 +248,11 @@ async def twilio_message_status(hook_id: str, request: Request, db: Db) -> Respo
     if isinstance(checked, Response):
         return checked
     tenant_id, form = checked
-    update = twilio_parser.message_status(form)
-    if update:
-        await run_in_threadpool(apply_status_updates, db, tenant_id, [update])
+    try:
+        update = twilio_parser.message_status(form)
+    except UnexpectedShape as exc:
+        return _unexpected_shape("twilio", tenant_id, exc)
+    await run_in_threadpool(apply_status_updates, db, tenant_id, [update])
     return _twiml()
 
 
@@ -224,7 +272,7 @@ def _basic_password(header: str | None) -> str | None:
     "/{hook_id}/email/{token}",
     summary="Inbound e-mail (Postmark inbound JSON)",
     response_model=Accepted,
-    responses={**_ERRORS, 422: {"description": "Sender or MessageID missing"}},
+    responses={**_ERRORS, 422: {"description": "Not Postmark's inbound JSON: sender, MessageID or a type (named)"}},
 )
 async def email_webhook(hook_id: str, token: str, request: Request, db: Db) -> Any:
     """Authenticated by the secret in the URL (or as the basic-auth password with token ``-``)."""
@@ -232,12 +280,13 @@ async def email_webhook(hook_id: str, token: str, request: Request, db: Db) -> A
     tenant_id = await run_in_threadpool(_tenant, db, hook_id)
     expected = await run_in_threadpool(_secret, db, tenant_id, "inbound.emailToken")
     given = token if token != "-" else (_basic_password(request.headers.get("authorization")) or "")
-    if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+    if not expected or not signatures.same(expected, given):
         return _forbidden("email", tenant_id, "wrong inbound e-mail token")
+    if refused := _wrong_media_type(request, JSON, "email", tenant_id):
+        return refused
     try:
-        payload = json.loads(body)
-    except ValueError:
-        return error_response(400, "invalid", "body is not JSON", field="body")
-    event = email_parser.email_event(payload)
+        event = email_parser.email_event(json_body(body))
+    except UnexpectedShape as exc:
+        return _unexpected_shape("email", tenant_id, exc)
     counts = await run_in_threadpool(ingest_events, db, tenant_id, [event])
     return Accepted(received=counts["events"], duplicates=counts["duplicates"], statuses=0)

@@ -7,6 +7,7 @@ import typing
 from urllib.parse import parse_qsl
 
 from fastapi import Request
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.api.errors import error_response
@@ -14,6 +15,8 @@ from engine.errors import InvalidInput
 from engine.workflow import limits
 
 MAX_BODY_BYTES = 1024 * 1024
+#: Paths of the provider webhooks (engine/api/inbound.py).
+PROVIDER_PATHS = "/hooks/"
 
 
 class BodySizeLimit:
@@ -101,7 +104,9 @@ class JsonGuard:
             await self.app(scope, receive, send)
             return
         problem = _request_line_problem(scope)
-        if problem is None and _is_json(scope):
+        # Provider webhooks check their signature first and then these limits themselves
+        # (engine/inbound/payload.py), answering as the provider's retry rules need.
+        if problem is None and _is_json(scope) and not scope.get("path", "").startswith(PROVIDER_PATHS):
             body, complete = await read_body(receive)
             if not complete:
                 return  # client went away
@@ -184,6 +189,13 @@ def _request_line_problem(scope: Scope) -> tuple[str, str] | None:
     return None
 
 
+class AnyQueryRoute(APIRoute):
+    """A route whose URL is not ours to decide (a provider's configured callback URL, a CORS
+    preflight that repeats the real request's query): :func:`single_query_values` lets it be."""
+
+    any_query = True
+
+
 def single_query_values(request: Request) -> None:
     """An app-wide dependency: only the query parameters a route takes, each once (else 422).
 
@@ -193,7 +205,7 @@ def single_query_values(request: Request) -> None:
     """
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
-    if dependant is None:
+    if dependant is None or getattr(route, "any_query", False):  # provider webhooks: the URL is theirs
         return
     fields = list(_query_fields(dependant))
     known = {field.alias for field in fields}

@@ -2,34 +2,46 @@
 
 ``<script src="https://api.example.com/widget.js" data-studio="wc_..."></script>`` on the
 studio's website opens a chat box; messages are posted to ``/chat/<key>/messages`` (origin
-allow-list, rate limit) and replies read back from the same URL.
+allow-list, rate limit) and replies read back from the same URL. Both carry the conversation's
+random token in ``X-Chat-Token`` (a header, so it is never in a URL or an access log); a wrong
+or missing one gets the same 404 as a conversation that does not exist.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import Db
 from engine.api.errors import error_response
+from engine.api.limits import AnyQueryRoute
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.inbound import webchat
 from engine.services.channel_settings import tenant_for_chat_key
 from engine.uow import unit_of_work
+from engine.workflow.limits import sane_datetime
 
 router = APIRouter(tags=["web chat"])
 WIDGET = Path(__file__).with_name("static") / "widget.js"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "Origin not on the studio's allow-list"},
-    404: {"description": "Unknown chat key"},
+    404: {"description": "Unknown chat key, or no conversation with this id and token"},
     429: {"description": "Rate limit: try again after Retry-After seconds"},
 }
+#: The conversation's random token (the widget makes it with crypto.getRandomValues).
+ChatToken = Header(
+    alias=webchat.TOKEN_HEADER,
+    min_length=32,
+    max_length=128,
+    pattern=webchat.TOKEN_RE.pattern,
+    description="The conversation's random token: the first message binds the conversation to it",
+)
 
 
 class ChatMessageIn(BaseModel):
@@ -53,7 +65,7 @@ def _cors(origin: str) -> dict[str, str]:
     return {
         "Access-Control-Allow-Origin": origin,
         "Vary": "Origin",
-        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Allow-Headers": f"Content-Type, {webchat.TOKEN_HEADER}",
         "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
         "Access-Control-Max-Age": "600",
     }
@@ -87,7 +99,6 @@ def widget_js() -> Response:
     )
 
 
-@router.options("/chat/{key}/messages", include_in_schema=False)
 def chat_preflight(key: str, request: Request, db: Db) -> Response:
     try:
         _, origin = _guard(db, key, request)
@@ -96,8 +107,18 @@ def chat_preflight(key: str, request: Request, db: Db) -> Response:
     return Response(status_code=204, headers=_cors(origin))
 
 
+# The browser's preflight carries the real request's query (conversationId, after).
+router.add_api_route(
+    "/chat/{key}/messages",
+    chat_preflight,
+    methods=["OPTIONS"],
+    include_in_schema=False,
+    route_class_override=AnyQueryRoute,
+)
+
+
 @router.post("/chat/{key}/messages", summary="A visitor's chat message", response_model=ChatAccepted, responses=_ERRORS)
-async def chat_post(key: str, body: ChatMessageIn, request: Request, db: Db) -> Any:
+async def chat_post(key: str, body: ChatMessageIn, request: Request, db: Db, token: str = ChatToken) -> Any:
     try:
         tenant_id, origin = await run_in_threadpool(_guard, db, key, request)
         out = await run_in_threadpool(
@@ -105,17 +126,17 @@ async def chat_post(key: str, body: ChatMessageIn, request: Request, db: Db) -> 
                 db,
                 tenant_id,
                 conversation_id=body.conversation_id,
+                token=token,
                 text=body.text,
                 client_message_id=body.client_message_id,
             )
         )
     except (NotFound, PermissionDenied, InvalidInput, webchat.RateLimited) as exc:
         response = _refusal(exc)
-        if not isinstance(exc, (NotFound, PermissionDenied)):
+        if isinstance(exc, (InvalidInput, webchat.RateLimited, webchat.UnknownConversation)):
+            # Past the origin check: the widget may read why (and start a new conversation).
             response.headers.update(_cors(request.headers.get("origin") or ""))
         return response
-    from fastapi.responses import JSONResponse
-
     return JSONResponse(out, headers=_cors(origin))
 
 
@@ -130,13 +151,17 @@ def chat_replies(
     request: Request,
     db: Db,
     conversation_id: str = Query(alias="conversationId", min_length=8, max_length=64),
-    after: datetime | None = Query(default=None),
+    # Within the calendar window every date filter accepts (a date near year 1 or 9999 in
+    # another zone overflowed on its way to UTC: a 500).
+    after: Annotated[datetime | None, AfterValidator(sane_datetime), Query()] = None,
+    token: str = ChatToken,
 ) -> Any:
     try:
         tenant_id, origin = _guard(db, key, request)
-        out = webchat.replies(db, tenant_id, conversation_id=conversation_id, after=after)
+        out = webchat.replies(db, tenant_id, conversation_id=conversation_id, token=token, after=after)
     except (NotFound, PermissionDenied, InvalidInput) as exc:
-        return _refusal(exc)
-    from fastapi.responses import JSONResponse
-
+        response = _refusal(exc)
+        if isinstance(exc, (InvalidInput, webchat.UnknownConversation)):
+            response.headers.update(_cors(request.headers.get("origin") or ""))
+        return response
     return JSONResponse(out, headers=_cors(origin))

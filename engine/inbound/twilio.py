@@ -4,69 +4,128 @@ Reference: Twilio "Messaging webhooks" (MessageSid, From, To, Body, NumMedia), "
 callbacks" (CallSid, CallStatus, From, To), "<Record transcribe>" callbacks
 (TranscriptionSid, TranscriptionText, TranscriptionStatus, CallSid, From) and message status
 callbacks (MessageSid, MessageStatus, ErrorCode).
+
+PROVIDERS notes (what Twilio gets back): Twilio does not retry a webhook that answered 4xx
+(only connection failures, unless the URL asks for more with ``#rp=``); it records the answer
+as error 11200 in the account's Debugger and calls the number's Fallback URL if one is set.
+So a correctly signed form without the documented fields (or with values the runner would
+refuse) is answered 422 naming the field: the owner sees exactly what went wrong in Twilio's
+console, and nothing is retried. A documented form that asks nothing of us (an answered call,
+a failed transcription, a status we do not track) gets the empty TwiML 200 as before.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AliasChoices, Field
+
+from engine.inbound.payload import ProviderModel, parse_as, storable
 from engine.inbound.updates import StatusUpdate
 
 #: A call that ended with one of these never reached anyone: a missed call.
 MISSED_CALL_STATUSES = frozenset({"no-answer", "busy", "failed", "canceled"})
 
+Sid = Annotated[str, Field(min_length=1, max_length=64)]
+Address = Annotated[str, Field(min_length=1, max_length=320)]
+Short = Annotated[str, Field(max_length=1000)]
+Body = Annotated[str, Field(max_length=100_000)]
 
-def sms_event(form: dict[str, str]) -> dict[str, Any] | None:
-    """``sms_received`` for an inbound SMS (None without MessageSid/From)."""
-    sid, sender = form.get("MessageSid") or form.get("SmsSid"), form.get("From")
-    if not sid or not sender:
-        return None
-    media = int(form.get("NumMedia") or 0) if str(form.get("NumMedia") or "0").isdigit() else 0
-    return {
-        "triggerType": "sms_received",
-        "channel": "sms",
-        "from": sender,
-        "content": form.get("Body") or "",
-        "idempotencyKey": f"twilio:{sid}"[:200],
-        "data": {"providerMessageId": sid, "to": form.get("To"), "numMedia": media, "provider": "twilio"},
-    }
+
+class InboundSms(ProviderModel):
+    message_sid: Annotated[Sid, Field(validation_alias=AliasChoices("MessageSid", "SmsSid"))]
+    sender: Annotated[Address, Field(alias="From")]
+    to: Annotated[Address | None, Field(alias="To")] = None
+    body: Annotated[Body, Field(alias="Body")] = ""
+    #: Twilio takes at most 10 media per message.
+    num_media: Annotated[int, Field(alias="NumMedia", ge=0, le=10)] = 0
+
+
+class CallStatus(ProviderModel):
+    call_sid: Annotated[Sid, Field(alias="CallSid")]
+    call_status: Annotated[Short, Field(alias="CallStatus")]
+    sender: Annotated[Address, Field(alias="From")]
+    to: Annotated[Address | None, Field(alias="To")] = None
+    #: ``inbound`` for calls to the studio; ``outbound-api``/``outbound-dial`` for calls it made.
+    direction: Annotated[Short | None, Field(alias="Direction")] = None
+
+
+class Transcription(ProviderModel):
+    transcription_sid: Annotated[Sid | None, Field(alias="TranscriptionSid")] = None
+    recording_sid: Annotated[Sid | None, Field(alias="RecordingSid")] = None
+    call_sid: Annotated[Sid | None, Field(alias="CallSid")] = None
+    text: Annotated[Body | None, Field(alias="TranscriptionText")] = None
+    status: Annotated[Short, Field(alias="TranscriptionStatus")] = "completed"
+    sender: Annotated[Address | None, Field(alias="From")] = None
+    recording_url: Annotated[Short | None, Field(alias="RecordingUrl")] = None
+
+
+class MessageStatus(ProviderModel):
+    message_sid: Annotated[Sid, Field(validation_alias=AliasChoices("MessageSid", "SmsSid"))]
+    status: Annotated[Short, Field(validation_alias=AliasChoices("MessageStatus", "SmsStatus"), min_length=1)]
+    error_code: Annotated[Short | None, Field(alias="ErrorCode")] = None
+    error_message: Annotated[Short | None, Field(alias="ErrorMessage")] = None
+
+
+def sms_event(form: dict[str, str]) -> dict[str, Any]:
+    """``sms_received`` for an inbound SMS; :class:`UnexpectedShape` for another form."""
+    sms = parse_as(InboundSms, form)
+    return storable(
+        {
+            "triggerType": "sms_received",
+            "channel": "sms",
+            "from": sms.sender,
+            "content": sms.body,
+            "idempotencyKey": f"twilio:{sms.message_sid}",
+            "data": {
+                "providerMessageId": sms.message_sid,
+                "to": sms.to,
+                "numMedia": sms.num_media,
+                "provider": "twilio",
+            },
+        }
+    )
 
 
 def call_status_event(form: dict[str, str]) -> dict[str, Any] | None:
-    """``missed_call`` for a call that ended no-answer/busy/failed/canceled; None otherwise."""
-    status, sid, caller = form.get("CallStatus"), form.get("CallSid"), form.get("From")
-    if status not in MISSED_CALL_STATUSES or not sid or not caller:
+    """``missed_call`` for an inbound call that ended no-answer/busy/failed/canceled; None otherwise."""
+    call = parse_as(CallStatus, form)
+    inbound = call.direction is None or call.direction.startswith("inbound")
+    if call.call_status not in MISSED_CALL_STATUSES or not inbound:
         return None
-    return {
-        "triggerType": "missed_call",
-        "channel": "voice",
-        "from": caller,
-        "idempotencyKey": f"twilio-call:{sid}"[:200],
-        "data": {"callSid": sid, "callStatus": status, "to": form.get("To"), "provider": "twilio"},
-    }
+    return storable(
+        {
+            "triggerType": "missed_call",
+            "channel": "voice",
+            "from": call.sender,
+            "idempotencyKey": f"twilio-call:{call.call_sid}",
+            "data": {"callSid": call.call_sid, "callStatus": call.call_status, "to": call.to, "provider": "twilio"},
+        }
+    )
 
 
 def transcription_event(form: dict[str, str]) -> dict[str, Any] | None:
     """``voice_call`` with the transcript (None when the transcription failed or is empty)."""
-    sid = form.get("TranscriptionSid") or form.get("RecordingSid") or form.get("CallSid")
-    text = form.get("TranscriptionText")
-    if not sid or form.get("TranscriptionStatus", "completed") != "completed" or not text:
+    tr = parse_as(Transcription, form)
+    sid = tr.transcription_sid or tr.recording_sid or tr.call_sid
+    if not sid or tr.status != "completed" or not tr.text:
         return None
-    return {
-        "triggerType": "voice_call",
-        "channel": "voice",
-        "from": form.get("From"),
-        "content": text,
-        "idempotencyKey": f"twilio-transcription:{sid}"[:200],
-        "data": {"callSid": form.get("CallSid"), "recordingUrl": form.get("RecordingUrl"), "provider": "twilio"},
-    }
+    return storable(
+        {
+            "triggerType": "voice_call",
+            "channel": "voice",
+            "from": tr.sender,
+            "content": tr.text,
+            "idempotencyKey": f"twilio-transcription:{sid}",
+            "data": {"callSid": tr.call_sid, "recordingUrl": tr.recording_url, "provider": "twilio"},
+        }
+    )
 
 
-def message_status(form: dict[str, str]) -> StatusUpdate | None:
-    """A delivery update of an SMS we sent."""
-    sid, status = form.get("MessageSid") or form.get("SmsSid"), form.get("MessageStatus") or form.get("SmsStatus")
-    if not sid or not status:
-        return None
-    code = form.get("ErrorCode")
-    error = f"Twilio error {code}" + (f": {form['ErrorMessage']}" if form.get("ErrorMessage") else "") if code else None
-    return StatusUpdate(provider_message_id=sid, status=status, error=error)
+def message_status(form: dict[str, str]) -> StatusUpdate:
+    """A delivery update of an SMS we sent; :class:`UnexpectedShape` for another form."""
+    st = parse_as(MessageStatus, form)
+    error = None
+    if st.error_code:
+        error = f"Twilio error {st.error_code}" + (f": {st.error_message}" if st.error_message else "")
+    return StatusUpdate(provider_message_id=st.message_sid, status=st.status, error=error)

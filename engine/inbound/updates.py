@@ -35,3 +35,4 @@ class StatusUpdate:
     status: str
     error: str | None = None
     at: str | None = None
+    reference: str | None = None  # our own reference echoed back by the provider (WhatsApp biz_opaque_callback_data)

@@ -3,110 +3,240 @@
 Messages become ``whatsapp_message`` events (text, button and interactive replies as their
 text; media as its type and caption), statuses become delivery updates of outbox messages.
 Reference: Meta "Webhooks > messages" payload (entry[].changes[].value.{messages,statuses,contacts}).
+
+PROVIDERS notes (what Meta gets back): Meta retries every non-2xx delivery for up to seven
+days and may disable a subscription that keeps failing, and a retry of the same signed bytes
+can never parse differently. So a correctly signed delivery of an unexpected shape is answered
+200 with ``ignored`` counted and a log line naming where it differs (:class:`Ignored`); one
+message of a batch that the runner would refuse is skipped the same way, the rest stored.
+Only a bad signature is refused (403), as Meta documents.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
+
+from engine.inbound.payload import ProviderModel, UnexpectedShape, parse_as, storable
 from engine.inbound.updates import StatusUpdate
 
 logger = logging.getLogger(__name__)
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
+#: Short strings Meta sends (ids, types, numbers); texts are bounded by the event's own limits.
+Short = Annotated[str, Field(max_length=1000)]
 
 
-def _text_of(msg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    kind = msg.get("type") or "unknown"
+class Text(ProviderModel):
+    body: str = ""
+
+
+class Button(ProviderModel):
+    text: str = ""
+    payload: Short | None = None
+
+
+class Reply(ProviderModel):
+    id: Short | None = None
+    title: str = ""
+
+
+class Interactive(ProviderModel):
+    type: Short | None = None
+    button_reply: Reply | None = None
+    list_reply: Reply | None = None
+
+
+class Media(ProviderModel):
+    id: Short | None = None
+    mime_type: Short | None = None
+    caption: str | None = None
+    filename: str | None = None
+
+
+class Location(ProviderModel):
+    latitude: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    longitude: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    name: str | None = None
+
+
+class Message(ProviderModel):
+    """One inbound message; ``from`` is the member's WhatsApp id (their number's digits)."""
+
+    sender: Annotated[str, Field(alias="from", pattern=r"^\+?[0-9]{1,32}$")]
+    id: Annotated[str, Field(min_length=1, max_length=190)]
+    timestamp: Short | None = None
+    type: Short = "unknown"
+    text: Text | None = None
+    button: Button | None = None
+    interactive: Interactive | None = None
+    image: Media | None = None
+    audio: Media | None = None
+    video: Media | None = None
+    document: Media | None = None
+    sticker: Media | None = None
+    location: Location | None = None
+
+
+class Profile(ProviderModel):
+    name: Short | None = None
+
+
+class Contact(ProviderModel):
+    wa_id: Short | None = None
+    profile: Profile | None = None
+
+
+class ErrorData(ProviderModel):
+    details: Short | None = None
+
+
+class StatusError(ProviderModel):
+    code: int | None = None
+    title: Short | None = None
+    message: Short | None = None
+    error_data: ErrorData | None = None
+
+    def describe(self) -> str:
+        detail = self.error_data.details if self.error_data else None
+        code = f"(code {self.code})" if self.code is not None else None
+        return " ".join(x for x in (self.title or self.message, detail, code) if x)
+
+
+class Status(ProviderModel):
+    """A delivery report of a message we sent (``id`` is its wamid)."""
+
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    status: Short
+    timestamp: Short | None = None
+    recipient_id: Short | None = None
+    #: Our own reference, sent with the message and echoed back by Meta.
+    biz_opaque_callback_data: Annotated[str, Field(max_length=512)] | None = None
+    errors: list[StatusError] = []
+
+
+class Value(ProviderModel):
+    messaging_product: Short | None = None
+    contacts: list[Contact] = []
+    messages: list[Message] = []
+    statuses: list[Status] = []
+
+
+class Change(ProviderModel):
+    #: ``messages`` for messages and statuses; an app may send other fields (template, quality,
+    #: account updates) to the same URL, each with a value of its own shape.
+    kind: Annotated[Short | None, Field(alias="field")] = None
+    value: dict[str, Any] = {}
+
+
+class Entry(ProviderModel):
+    id: Short | None = None
+    changes: list[Change] = []
+
+
+class Webhook(ProviderModel):
+    object: Short | None = None
+    entry: list[Entry] = []
+
+
+@dataclass
+class Parsed:
+    """What one delivery holds: events to ingest, status updates, and what was skipped."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[StatusUpdate] = field(default_factory=list)
+    #: ``where: why`` of each skipped part (for the log; never a value from the payload).
+    ignored: list[str] = field(default_factory=list)
+
+
+def _text_of(msg: Message) -> tuple[str, dict[str, Any]]:
+    kind = msg.type
     extra: dict[str, Any] = {"messageType": kind}
     if kind == "text":
-        return str((msg.get("text") or {}).get("body") or ""), extra
+        return (msg.text.body if msg.text else ""), extra
     if kind == "button":
-        button = msg.get("button") or {}
-        extra["buttonPayload"] = button.get("payload")
-        return str(button.get("text") or ""), extra
+        button = msg.button or Button()
+        extra["buttonPayload"] = button.payload
+        return button.text, extra
     if kind == "interactive":
-        inter = msg.get("interactive") or {}
-        reply = inter.get("button_reply") or inter.get("list_reply") or {}
-        extra.update(replyId=reply.get("id"), interactiveType=inter.get("type"))
-        return str(reply.get("title") or ""), extra
+        inter = msg.interactive or Interactive()
+        reply = inter.button_reply or inter.list_reply or Reply()
+        extra.update(replyId=reply.id, interactiveType=inter.type)
+        return reply.title, extra
     if kind in MEDIA_TYPES:
-        media = msg.get(kind) or {}
-        extra.update(mediaId=media.get("id"), mimeType=media.get("mime_type"))
-        caption = media.get("caption") or media.get("filename") or ""
-        return (f"[{kind}] {caption}".strip()), extra
+        media = getattr(msg, kind) or Media()
+        extra.update(mediaId=media.id, mimeType=media.mime_type)
+        return (f"[{kind}] {media.caption or media.filename or ''}".strip()), extra
     if kind == "location":
-        loc = msg.get("location") or {}
-        extra.update(latitude=loc.get("latitude"), longitude=loc.get("longitude"))
-        return f"[location] {loc.get('name') or ''}".strip(), extra
+        loc = msg.location or Location()
+        extra.update(latitude=loc.latitude, longitude=loc.longitude)
+        return f"[location] {loc.name or ''}".strip(), extra
     return f"[{kind}]", extra
 
 
-def _when(raw: Any) -> str | None:
+def _when(raw: str | None) -> str | None:
     try:
-        return datetime.fromtimestamp(int(raw), UTC).isoformat()
-    except (TypeError, ValueError, OverflowError):
+        return datetime.fromtimestamp(int(raw or ""), UTC).isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):
         return None
 
 
-def parse(payload: Any) -> tuple[list[dict[str, Any]], list[StatusUpdate]]:
-    """Events and status updates in one webhook delivery (unknown parts are skipped)."""
-    events: list[dict[str, Any]] = []
-    updates: list[StatusUpdate] = []
-    if not isinstance(payload, dict):
-        return events, updates
-    for entry in payload.get("entry") or []:
-        for change in (entry or {}).get("changes") or []:
-            value = (change or {}).get("value") or {}
-            names = {
-                c.get("wa_id"): (c.get("profile") or {}).get("name")
-                for c in value.get("contacts") or []
-                if isinstance(c, dict)
-            }
-            for msg in value.get("messages") or []:
-                if not isinstance(msg, dict) or not msg.get("id") or not msg.get("from"):
-                    continue
-                content, extra = _text_of(msg)
-                events.append(
-                    {
-                        "triggerType": "whatsapp_message",
-                        "channel": "whatsapp",
-                        "from": "+" + str(msg["from"]).lstrip("+"),
-                        "content": content[:100_000],
-                        "receivedAt": _when(msg.get("timestamp")),
-                        "idempotencyKey": f"whatsapp:{msg['id']}"[:200],
-                        "data": {
-                            **extra,
-                            "providerMessageId": msg["id"],
-                            "contactName": names.get(msg["from"]),
-                            "provider": "whatsapp_cloud",
-                        },
-                    }
-                )
-            for st in value.get("statuses") or []:
-                if not isinstance(st, dict) or not st.get("id"):
-                    continue
-                errors = st.get("errors") or []
-                error = None
-                if errors and isinstance(errors[0], dict):
-                    e = errors[0]
-                    detail = (
-                        (e.get("error_data") or {}).get("details") if isinstance(e.get("error_data"), dict) else None
-                    )
-                    error = " ".join(
-                        str(x) for x in (e.get("title") or e.get("message"), detail, f"(code {e.get('code')})") if x
-                    )
-                updates.append(
-                    StatusUpdate(
-                        provider_message_id=str(st["id"]),
-                        status=str(st.get("status") or ""),
-                        error=error,
-                        at=_when(st.get("timestamp")),
-                    )
-                )
-    for event in events:
-        if event["receivedAt"] is None:
-            del event["receivedAt"]  # the engine stamps the arrival time
-    return events, updates
+def _event(msg: Message, names: dict[str | None, str | None]) -> dict[str, Any]:
+    content, extra = _text_of(msg)
+    event: dict[str, Any] = {
+        "triggerType": "whatsapp_message",
+        "channel": "whatsapp",
+        "from": "+" + msg.sender.lstrip("+"),
+        "content": content[:100_000],
+        "idempotencyKey": f"whatsapp:{msg.id}"[:200],
+        "data": {
+            **extra,
+            "providerMessageId": msg.id,
+            "contactName": names.get(msg.sender),
+            "provider": "whatsapp_cloud",
+        },
+    }
+    received = _when(msg.timestamp)
+    if received is not None:  # else the engine stamps the arrival time
+        event["receivedAt"] = received
+    return event
+
+
+def _update(st: Status) -> StatusUpdate:
+    return StatusUpdate(
+        provider_message_id=st.id,
+        status=st.status,
+        error=(st.errors[0].describe() or None) if st.errors else None,
+        at=_when(st.timestamp),
+        reference=st.biz_opaque_callback_data,
+    )
+
+
+def parse(payload: Any) -> Parsed:
+    """Events and status updates in one webhook delivery.
+
+    A delivery of another shape raises :class:`UnexpectedShape`; a message the runner would
+    refuse (a timestamp centuries away, a NUL in its text) is skipped and listed in ``ignored``.
+    """
+    hook = parse_as(Webhook, payload)
+    out = Parsed()
+    if hook.object not in (None, "whatsapp_business_account"):
+        out.ignored.append("object: not a WhatsApp Business Account delivery")
+        return out
+    for e, entry in enumerate(hook.entry):
+        for c, change in enumerate(entry.changes):
+            if change.kind not in (None, "messages"):
+                continue  # nothing for the engine
+            value = parse_as(Value, change.value, at=("entry", e, "changes", c, "value"))
+            names = {ct.wa_id: ct.profile.name if ct.profile else None for ct in value.contacts}
+            for m, msg in enumerate(value.messages):
+                try:
+                    out.events.append(storable(_event(msg, names)))
+                except UnexpectedShape as exc:
+                    out.ignored.append(f"entry[{e}].changes[{c}].value.messages[{m}]: {exc.message}")
+            out.updates.extend(_update(st) for st in value.statuses)
+    return out

@@ -488,6 +488,19 @@ class InboundEndpoint(SQLModel, table=True):
     created_at: datetime = _created()
 
 
+class WebChatConversation(SQLModel, table=True):
+    """A web chat conversation bound to the one browser that started it: the widget makes a random
+    token (``crypto.getRandomValues``) and sends it with every read and write; only SHA-256 of it
+    and of the conversation id are kept, so this table names no one and holds nothing to steal."""
+
+    __tablename__ = "web_chat_conversations"
+
+    tenant_id: str = Field(foreign_key="tenants.id", ondelete="CASCADE", primary_key=True, max_length=32)
+    conversation_hash: str = Field(primary_key=True, max_length=64)
+    token_hash: str = Field(max_length=64)
+    created_at: datetime = _created()
+
+
 class SettingsAudit(SQLModel, table=True):
     """Who changed which studio setting when (secrets recorded as "changed", never their value)."""
 

@@ -1,13 +1,18 @@
 """The web chat widget in a real browser: a studio website on one loopback port embeds
 ``widget.js`` from the API (uvicorn) on another; a visitor's message runs a web_chat
-workflow and its reply appears in the chat box. Origins not on the allow-list are refused."""
+workflow and its reply appears in the chat box. Origins not on the allow-list are refused.
+The conversation's id and token come from ``crypto.getRandomValues``; a browser that knows
+the id but not the token sees none of its replies."""
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 import uvicorn
 from cryptography.fernet import Fernet
@@ -99,6 +104,13 @@ def test_widget_chat_round_trip(sqlite_db, api, browser):
     with unit_of_work(db) as uow:
         webchat.save_web_chat(uow=uow, actor=actor, allowed_origins=[site_url])
     page = browser.new_page()
+    # Record what crypto.getRandomValues hands out, and make Math.random useless as a source.
+    page.add_init_script(
+        """window.__random = []; Math.random = () => 0.5;
+        const real = crypto.getRandomValues.bind(crypto);
+        crypto.getRandomValues = (a) => { const r = real(a);
+          window.__random.push(Array.from(r, b => b.toString(16).padStart(2, "0")).join("")); return r; };"""
+    )
     try:
         page.goto(site_url + "/")
         page.click("#sa-chat-open")
@@ -110,6 +122,38 @@ def test_widget_chat_round_trip(sqlite_db, api, browser):
         assert page.locator(".sa-chat-mine").count() == 1
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "12-webchat-widget.png"))
+        chat = json.loads(page.evaluate(f"localStorage.getItem('sa-chat2-{key}')"))
+        drawn = page.evaluate("window.__random")
+        assert re.fullmatch(r"c[0-9a-f]{32}", chat["id"]) and re.fullmatch(r"[0-9a-f]{64}", chat["token"])
+        assert chat["id"][1:] in drawn and chat["token"] in drawn  # both straight from getRandomValues
+        # The API answers the holder of the token, and nobody who only knows the id.
+        url = f"{api}/chat/{key}/messages"
+        query = {"conversationId": chat["id"]}
+        mine = httpx.get(url, params=query, headers={"Origin": site_url, "X-Chat-Token": chat["token"]})
+        assert mine.status_code == 200 and "Namaste" in mine.text
+        theirs = httpx.get(url, params=query, headers={"Origin": site_url, "X-Chat-Token": "f" * 64})
+        assert theirs.status_code == 404 and "Namaste" not in theirs.text
+        # A second browser that learned the id but holds another token sees none of the replies;
+        # when it writes, the widget starts a conversation of its own.
+        snooper = browser.new_context()
+        snooper.add_init_script(
+            f"localStorage.setItem('sa-chat2-{key}', "
+            f"JSON.stringify({{id: {chat['id']!r}, token: '{'e' * 64}', started: true}}))"
+        )
+        other_tab = snooper.new_page()
+        other_tab.goto(site_url + "/")
+        other_tab.click("#sa-chat-open")
+        other_tab.wait_for_timeout(2500)  # a poll has run
+        assert other_tab.locator(".sa-chat-reply").count() == 0
+        other_tab.fill("#sa-chat-input", "Hallo?")
+        other_tab.click("#sa-chat-send")
+        other_tab.locator(".sa-chat-reply").first.wait_for(timeout=20_000)
+        assert [t.strip() for t in other_tab.locator(".sa-chat-reply").all_inner_texts()] == [
+            "Namaste! Du fragtest: Hallo?"
+        ]
+        own = json.loads(other_tab.evaluate(f"localStorage.getItem('sa-chat2-{key}')"))
+        assert own["id"] != chat["id"] and own["token"] != "e" * 64
+        snooper.close()
         # The same page from an origin that is not on the allow-list: refused with a clear message.
         page.goto(f"http://127.0.0.1:{other.server_address[1]}/")
         page.click("#sa-chat-open")

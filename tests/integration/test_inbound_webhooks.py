@@ -175,7 +175,7 @@ def test_whatsapp_message_runs_workflow_reply_delivered_then_status(db, actor, c
         body = _wa_message("wamid.IN1", "Wann ist Yoga?")
         r = _post_meta(client, hook, body)
         assert r.status_code == 200, r.text
-        assert r.json() == {"received": 1, "duplicates": 0, "statuses": 0}
+        assert r.json() == {"received": 1, "duplicates": 0, "statuses": 0, "ignored": 0}
         # The provider retries the same delivery: no second event, no second run.
         again = _post_meta(client, hook, body)
         assert again.json()["duplicates"] == 1
@@ -564,3 +564,248 @@ def test_plain_text_secrets_from_old_settings_move_into_encrypted_storage(db, te
     with unit_of_work(db, read_only=True) as uow:
         audit = cs.list_audit(uow=uow, actor=actor)[0]
     assert audit.changes["authToken"] == "changed" and "legacy-plain-token" not in json.dumps(audit.changes)
+
+
+# --------------------------------------------------------------------------- issue 21: no 5xx
+
+
+def _email_path(db, actor) -> str:
+    with unit_of_work(db) as uow:
+        return cs.callback_urls(uow=uow, actor=actor, base_url="http://testserver")["email"].removeprefix(
+            "http://testserver"
+        )
+
+
+def _no_secrets_in(caplog, *secrets: str) -> None:
+    """Nothing the server logged (the test's own HTTP client logs its URLs) holds a secret."""
+    server = "\n".join(
+        f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))
+    )
+    assert server, "the server logged nothing: the check would prove nothing"
+    for secret in (APP_SECRET, VERIFY, ACCESS, TWILIO_TOKEN, *secrets):
+        assert secret not in server
+
+
+def _stored_events(db) -> int:
+    with Session(db) as s:
+        return len(s.exec(select(EventRecord)).all())
+
+
+def test_non_ascii_signature_headers_are_refused_with_403(db, actor, client, caplog):
+    with Receiver() as fake:
+        hook = _whatsapp(db, actor, fake)
+        _twilio_setup(db, actor, fake)
+    caplog.set_level(logging.DEBUG)
+    body = _wa_message("wamid.U", "Hallo")
+    r = client.post(
+        f"/hooks/{hook}/whatsapp",
+        content=body,
+        headers={"X-Hub-Signature-256": "sha256=éé".encode(), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    r = client.post(
+        f"/hooks/{hook}/twilio/sms",
+        content=urlencode({"MessageSid": "SM1", "From": "+4917611112222"}),
+        headers={"X-Twilio-Signature": "éé=".encode(), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 403
+    token = _email_path(db, actor).rsplit("/", 1)[1]
+    r = client.post(
+        f"/hooks/{hook}/email/-",
+        json={"From": "a@b.c", "MessageID": "m"},
+        headers={"Authorization": b"Basic " + "x:éé".encode()},
+    )
+    assert r.status_code == 403
+    r = client.post(f"/hooks/{hook}/email/{'é' * 30}", json={"From": "a@b.c", "MessageID": "m"})
+    assert r.status_code == 403
+    assert _stored_events(db) == 0
+    assert "unhandled" not in caplog.text
+    _no_secrets_in(caplog, token)
+
+
+def _shapes() -> list[bytes]:
+    good = json.loads(_wa_message("wamid.S", "Hallo"))
+    text_plain = json.loads(json.dumps(good))
+    text_plain["entry"][0]["changes"][0]["value"]["messages"][0]["text"] = "plain"
+    profile = json.loads(json.dumps(good))
+    profile["entry"][0]["changes"][0]["value"]["contacts"][0]["profile"] = "x"
+    return [
+        b'{"entry":["x"]}',
+        b'{"object":"whatsapp_business_account","entry":{"a":1}}',
+        json.dumps(text_plain).encode(),
+        json.dumps(profile).encode(),
+        b'{"entry": [{"changes": [{"value": {"messages": [{"from": "49", "id": "w", "text": {"body": NaN}}]}}]}]}',
+        b"not json at all",
+        b'{"deep":' + b"[" * 100 + b"]" * 100 + b"}",
+    ]
+
+
+def test_whatsapp_signed_deliveries_of_unexpected_shape_are_ignored_with_200(db, actor, client, caplog):
+    """Meta retries non-2xx for days: a signed delivery it will send the same way again gets
+    200 with ``ignored`` and a log line naming where it differs, and nothing is stored."""
+    with Receiver() as graph:
+        hook = _whatsapp(db, actor, graph)
+    with unit_of_work(db) as uow:
+        services.create_workflow(
+            uow=uow,
+            actor=actor,
+            data=_workflow("whatsapp_message", {"type": "send_whatsapp", "config": {"message": "Hi"}}),
+        )
+    caplog.set_level(logging.DEBUG)
+    signatures = []
+    for body in _shapes():
+        signatures.append(meta_signature(APP_SECRET, body))
+        r = _post_meta(client, hook, body)
+        assert r.status_code == 200, (body[:80], r.text)
+        assert r.json() == {"received": 0, "duplicates": 0, "statuses": 0, "ignored": 1}
+    assert _stored_events(db) == 0
+    lines = [rec.getMessage() for rec in caplog.records if "ignored" in rec.getMessage()]
+    assert len(lines) == len(_shapes())
+    assert "entry[0]: Input should be a valid dictionary" in lines[0]
+    assert "entry[0].changes[0].value.messages[0].text" in lines[2]
+    assert "entry[0].changes[0].value.contacts[0].profile" in lines[3]
+    assert "numbers must be finite" in lines[4] and "body: is not JSON" in lines[5] and "nested" in lines[6]
+    assert "unhandled" not in caplog.text
+    _no_secrets_in(caplog, *signatures)
+    # A well-formed delivery still goes through afterwards.
+    assert _post_meta(client, hook, _wa_message("wamid.OK", "Hallo")).json()["received"] == 1
+
+
+def test_email_of_unexpected_shape_gets_422_and_the_token_stays_out_of_the_log(db, actor, client, caplog):
+    path = _email_path(db, actor)
+    token = path.rsplit("/", 1)[1]
+    caplog.set_level(logging.DEBUG)
+    for payload, field in (
+        ({"FromFull": {"Email": 123}, "MessageID": "m1"}, "FromFull.Email"),
+        ({"From": ["a@b.c"], "MessageID": "m2"}, "From"),
+        ({"From": "a@b.c", "MessageID": 7}, "MessageID"),
+        ({"From": "a@b.c", "MessageID": "m3", "StrippedTextReply": "a\x00b"}, "StrippedTextReply"),
+        ({"From": "a" * 400 + "@b.c", "MessageID": "m5"}, "from"),
+    ):
+        r = client.post(path, json=payload)
+        assert r.status_code == 422, r.text
+        assert field in r.json()["error"]["message"]
+    r = client.post(
+        path,
+        content=b'{"From": "a@b.c", "MessageID": "m4", "TextBody": NaN}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 422 and "finite" in r.json()["error"]["message"]
+    assert _stored_events(db) == 0
+    assert "refused: unexpected payload: FromFull.Email" in caplog.text
+    assert "unhandled" not in caplog.text
+    _no_secrets_in(caplog, token, path)
+
+
+def test_signed_bodies_with_the_wrong_content_type_get_415(db, actor, client):
+    with Receiver() as fake:
+        hook = _whatsapp(db, actor, fake)
+        _twilio_setup(db, actor, fake)
+    body = _wa_message("wamid.CT", "Hallo")
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"X-Hub-Signature-256": meta_signature(APP_SECRET, body)}
+        if content_type:
+            headers["Content-Type"] = content_type
+        r = client.post(f"/hooks/{hook}/whatsapp", content=body, headers=headers)
+        assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type", content_type
+    assert _post_meta(client, hook, body, secret="wrong").status_code == 403  # the signature comes first
+    params = {"MessageSid": "SMCT", "From": "+4917611112222", "Body": "Hi"}
+    url = f"http://testserver/hooks/{hook}/twilio/sms"
+    r = client.post(
+        url,
+        content=urlencode(params),
+        headers={
+            "X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, url, params.items()),
+            "Content-Type": "text/plain",
+        },
+    )
+    assert r.status_code == 415
+    path = _email_path(db, actor)
+    r = client.post(path, content=b'{"From": "a@b.c", "MessageID": "m"}', headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415
+    assert (
+        client.post(
+            path, json={"From": "a@b.c", "MessageID": "m"}, headers={"Content-Type": "application/json; charset=utf-8"}
+        ).status_code
+        == 200
+    )
+    assert _stored_events(db) == 1
+
+
+def test_twilio_form_of_unexpected_shape_gets_422_naming_the_field(db, actor, client, caplog):
+    with Receiver() as fake:
+        hook = _twilio_setup(db, actor, fake)
+    caplog.set_level(logging.DEBUG)
+    base = {"MessageSid": "SMX", "From": "+4917611112222", "Body": "Hi"}
+    for kind, params, field in (
+        ("sms", {**base, "NumMedia": "²"}, "NumMedia"),
+        ("sms", {"Body": "Hi", "MessageSid": "SMY"}, "From"),
+        ("call-status", {"CallStatus": "busy", "From": "+4917611112222"}, "CallSid"),
+        ("message-status", {"MessageSid": "SM1"}, "MessageStatus"),
+    ):
+        r = _post_twilio(client, hook, kind, params)
+        assert r.status_code == 422 and field in r.json()["error"]["message"], (kind, r.text)
+    assert _stored_events(db) == 0
+    assert "unhandled" not in caplog.text
+    _no_secrets_in(caplog)
+
+
+def test_twilio_signed_url_with_a_query_string_is_accepted(db, actor, client, monkeypatch):
+    """Twilio signs the full URL it called, query included: verified that way and accepted.
+    Without STUDIO_PUBLIC_URL the expected URL comes from the request's Host header."""
+    with Receiver() as fake:
+        hook = _twilio_setup(db, actor, fake)
+    params = {"MessageSid": "SMQ1", "From": "+4917611112222", "To": "+4930123456", "Body": "Mit Query"}
+    url = f"http://testserver/hooks/{hook}/twilio/sms?foo=1&bar=2"
+    r = _post_signed(client, url, params, url)
+    assert r.status_code == 200, r.text
+    assert "<Response>" in r.text
+    # Signed without the query (or with it reordered): refused.
+    r = _post_signed(client, url, {**params, "MessageSid": "SMQ2"}, url.split("?")[0])
+    assert r.status_code == 403
+    r = _post_signed(client, url, {**params, "MessageSid": "SMQ3"}, url.replace("foo=1&bar=2", "bar=2&foo=1"))
+    assert r.status_code == 403
+    # Host header of a proxy that passes it on: that host is what Twilio called.
+    proxied = f"http://studio.example.com/hooks/{hook}/twilio/sms?foo=1&bar=2"
+    r = _post_signed(client, url, {**params, "MessageSid": "SMQ4"}, proxied, host="studio.example.com")
+    assert r.status_code == 200
+    public = f"https://studio.example.com/hooks/{hook}/twilio/sms?foo=1"
+    # Behind a TLS proxy, STUDIO_PUBLIC_URL names the public scheme and host; the query still counts.
+    monkeypatch.setenv("STUDIO_PUBLIC_URL", "https://studio.example.com")
+    get_settings.cache_clear()
+    r = _post_signed(client, url.replace("foo=1&bar=2", "foo=1"), {**params, "MessageSid": "SMQ5"}, public)
+    assert r.status_code == 200
+    r = _post_signed(client, url, {**params, "MessageSid": "SMQ6"}, url)  # signed for the inner URL
+    assert r.status_code == 403
+    with Session(db) as s:
+        keys = sorted(e.idempotency_key for e in s.exec(select(EventRecord)).all())
+    assert keys == ["twilio:SMQ1", "twilio:SMQ4", "twilio:SMQ5"]
+
+
+def _post_signed(client, url: str, params: dict, signed_url: str, host: str | None = None):
+    headers = {
+        "X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, signed_url, params.items()),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    if host:
+        headers["Host"] = host
+    return client.post(url, content=urlencode(params), headers=headers)
+
+
+def test_whatsapp_handshake_and_email_take_the_configured_urls_query(db, actor, client):
+    with Receiver() as graph:
+        hook = _whatsapp(db, actor, graph)
+    r = client.get(
+        f"/hooks/{hook}/whatsapp",
+        params={"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "42", "studio": "nord"},
+    )
+    assert r.status_code == 200 and r.text == "42"
+    r = client.post(_email_path(db, actor) + "?source=postmark", json={"From": "a@b.c", "MessageID": "mq"})
+    assert r.status_code == 200
+    body = _wa_message("wamid.Q", "Hallo")
+    r = client.post(
+        f"/hooks/{hook}/whatsapp?x=1",
+        content=body,
+        headers={"X-Hub-Signature-256": meta_signature(APP_SECRET, body), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 200 and r.json()["received"] == 1

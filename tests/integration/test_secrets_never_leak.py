@@ -174,7 +174,10 @@ def test_no_secret_in_api_exports_logs_or_database(db, actor, caplog):
                 client.post(
                     f"/hooks/{hook}/whatsapp",
                     content=body,
-                    headers={"X-Hub-Signature-256": meta_signature(SECRETS["wa_app"], body)},
+                    headers={
+                        "X-Hub-Signature-256": meta_signature(SECRETS["wa_app"], body),
+                        "Content-Type": "application/json",  # as Meta sends it (else 415)
+                    },
                 ).status_code
                 == 200
             )
@@ -183,7 +186,10 @@ def test_no_secret_in_api_exports_logs_or_database(db, actor, caplog):
             client.post(
                 f"/hooks/{hook}/whatsapp",
                 content=status,
-                headers={"X-Hub-Signature-256": meta_signature(SECRETS["wa_app"], status)},
+                headers={
+                    "X-Hub-Signature-256": meta_signature(SECRETS["wa_app"], status),
+                    "Content-Type": "application/json",
+                },
             )
             refused = client.post(f"/hooks/{hook}/whatsapp", content=body, headers={"X-Hub-Signature-256": "sha256=00"})
             texts.append(("refused webhook", refused.text))

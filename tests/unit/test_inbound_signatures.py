@@ -66,3 +66,38 @@ def test_meta_rejects_tampering_wrong_secret_missing_header():
     assert not check_meta_signature("app-secret", body, None)
     assert not check_meta_signature("app-secret", body, good.replace("sha256=", "sha1="))
     assert not check_meta_signature(None, body, good)
+
+
+def test_non_ascii_signature_headers_are_refused_not_errors():
+    # Starlette hands header bytes on as latin-1 text: "é" sent as UTF-8 arrives as "Ã©".
+    for header in ("sha256=éé", "sha256=Ã©Ã©", "sha256=\udce9"):
+        assert not check_meta_signature("app-secret", b"{}", header)
+    for header in ("éé=", "Ã©Ã©=", "\udce9"):
+        assert not check_twilio_signature("12345", TWILIO_URL, TWILIO_PARAMS.items(), header)
+    # Non-ASCII in the URL or the form (a member's SMS text) is signed as UTF-8, like Twilio does.
+    params = [("Body", "Grüße 🧘"), ("From", "+4917612345678")]
+    signed = twilio_signature("12345", TWILIO_URL, params)
+    joined = (TWILIO_URL + "BodyGrüße 🧘From+4917612345678").encode()
+    assert signed == base64.b64encode(hmac.new(b"12345", joined, hashlib.sha1).digest()).decode()
+    assert check_twilio_signature("12345", TWILIO_URL, params, signed)
+
+
+def test_twilio_signature_of_either_port_spelling_is_accepted():
+    """Twilio signs the URL as configured; with or without the scheme's default port both count
+    (as in Twilio's own validator), any other port or URL does not."""
+    with_port = "https://mycompany.com:443/myapp.php?foo=1&bar=2"
+    signed_with_port = twilio_signature("12345", with_port, TWILIO_PARAMS.items())
+    assert check_twilio_signature("12345", TWILIO_URL, TWILIO_PARAMS.items(), signed_with_port)
+    assert check_twilio_signature("12345", with_port, TWILIO_PARAMS.items(), TWILIO_EXPECTED)
+    other_port = "https://mycompany.com:8443/myapp.php?foo=1&bar=2"
+    assert not check_twilio_signature("12345", other_port, TWILIO_PARAMS.items(), TWILIO_EXPECTED)
+    assert not check_twilio_signature(
+        "12345", "http://mycompany.com/myapp.php?foo=1&bar=2", TWILIO_PARAMS.items(), TWILIO_EXPECTED
+    )
+    # The query is part of what is signed: dropping or reordering it breaks the signature.
+    assert not check_twilio_signature(
+        "12345", "https://mycompany.com/myapp.php", TWILIO_PARAMS.items(), TWILIO_EXPECTED
+    )
+    assert not check_twilio_signature(
+        "12345", "https://mycompany.com/myapp.php?bar=2&foo=1", TWILIO_PARAMS.items(), TWILIO_EXPECTED
+    )

@@ -1,7 +1,9 @@
 /* Studio Automations web chat widget.
  * <script src="https://<api>/widget.js" data-studio="wc_..." data-title="Chat with us" async></script>
  * Opens a chat box; posts the visitor's messages and shows the studio's replies.
- * No dependencies; text is always inserted as text (never as HTML). */
+ * The conversation id and its token are random bytes from crypto.getRandomValues; the token goes
+ * with every request in the X-Chat-Token header (never in a URL), and the server answers only
+ * the browser that holds it. No dependencies; text is always inserted as text (never as HTML). */
 (function () {
   "use strict";
   var script = document.currentScript || document.querySelector("script[data-studio]");
@@ -10,13 +12,23 @@
   var title = script.getAttribute("data-title") || "Chat with us";
   var base = new URL(script.src, window.location.href).origin;
   var url = base + "/chat/" + encodeURIComponent(key) + "/messages";
-  var storeKey = "sa-chat-" + key;
-  var conversation = null;
-  try { conversation = window.localStorage.getItem(storeKey); } catch (e) { /* storage blocked */ }
-  if (!conversation) {
-    conversation = "c" + Math.random().toString(36).slice(2) + Date.now().toString(36);
-    try { window.localStorage.setItem(storeKey, conversation); } catch (e) { /* storage blocked */ }
+  var storeKey = "sa-chat2-" + key;
+  try { window.localStorage.removeItem("sa-chat-" + key); } catch (e) { /* the old, token-less conversation */ }
+
+  function randomHex(bytes) {
+    var a = new Uint8Array(bytes), out = "";
+    window.crypto.getRandomValues(a);
+    for (var i = 0; i < a.length; i++) { out += (a[i] < 16 ? "0" : "") + a[i].toString(16); }
+    return out;
   }
+  function save() {
+    try { window.localStorage.setItem(storeKey, JSON.stringify(chat)); } catch (e) { /* storage blocked */ }
+  }
+  function freshChat() { chat = { id: "c" + randomHex(16), token: randomHex(32), started: false }; save(); }
+
+  var chat = null;
+  try { chat = JSON.parse(window.localStorage.getItem(storeKey) || "null"); } catch (e) { chat = null; }
+  if (!chat || !chat.id || !chat.token) { freshChat(); }
   var lastAt = null, seen = {}, timer = null;
 
   function el(tag, style, text) {
@@ -61,8 +73,9 @@
   }
 
   function poll() {
-    var q = url + "?conversationId=" + encodeURIComponent(conversation) + (lastAt ? "&after=" + encodeURIComponent(lastAt) : "");
-    fetch(q, { method: "GET", mode: "cors" }).then(function (r) { return r.ok ? r.json() : []; }).then(function (items) {
+    if (!chat.started) { return; }  // nothing to read before the first message binds the token
+    var q = url + "?conversationId=" + encodeURIComponent(chat.id) + (lastAt ? "&after=" + encodeURIComponent(lastAt) : "");
+    fetch(q, { method: "GET", mode: "cors", headers: { "X-Chat-Token": chat.token } }).then(function (r) { return r.ok ? r.json() : []; }).then(function (items) {
       items.forEach(function (m) {
         if (!seen[m.id]) { seen[m.id] = true; bubble(m.text, false); }
         lastAt = m.at;
@@ -70,7 +83,21 @@
     }).catch(function () { /* offline: try again */ });
   }
 
-  function newId() { return "m" + Math.random().toString(36).slice(2) + Date.now().toString(36); }
+  function deliver(text, messageId, again) {
+    return fetch(url, { method: "POST", mode: "cors",
+      headers: { "Content-Type": "application/json", "X-Chat-Token": chat.token },
+      body: JSON.stringify({ conversationId: chat.id, clientMessageId: messageId, text: text }) })
+      .then(function (r) {
+        if (r.status === 404 && again) {
+          // Not ours (a conversation from before tokens): start a new one and send it there.
+          freshChat(); lastAt = null;
+          return deliver(text, messageId, false);
+        }
+        if (!r.ok) { return r.json().then(function (e) { status.textContent = (e.error && e.error.message) || "Could not send."; }); }
+        if (!chat.started) { chat.started = true; save(); }
+        setTimeout(poll, 300);
+      });
+  }
 
   form.addEventListener("submit", function (ev) {
     ev.preventDefault();
@@ -78,12 +105,7 @@
     if (!text) { return; }
     input.value = ""; status.textContent = "";
     bubble(text, true);
-    fetch(url, { method: "POST", mode: "cors", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ conversationId: conversation, clientMessageId: newId(), text: text }) })
-      .then(function (r) {
-        if (!r.ok) { return r.json().then(function (e) { status.textContent = (e.error && e.error.message) || "Could not send."; }); }
-        setTimeout(poll, 300);
-      })
+    deliver(text, "m" + randomHex(12), true)
       .catch(function () { status.textContent = "Could not reach the studio. Please try again."; });
   });
   button.addEventListener("click", function () {
