@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,20 +127,29 @@ def truncate_wal(engine: Engine, *, timeout: float = 15.0) -> bool:
     After an erasure commits, the pages it overwrote are still in the ``-wal`` file (and in the
     database file until a checkpoint copies the new pages over them). With ``secure_delete``
     on, the checkpoint leaves zeros where the erased bytes were, and ``TRUNCATE`` removes the
-    log itself. It waits (the busy handler, at most ``timeout`` seconds) for readers that still
-    use the log and for a writer; False when one held on longer. No-op on PostgreSQL and for
-    in-memory SQLite (True).
+    log itself. SQLite waits (the busy handler) for readers that still use the log and for a
+    writer, but answers "busy" at once while another connection checkpoints (the background
+    checkpointer of any process): that is retried. False when it did not succeed within
+    ``timeout`` seconds. No-op on PostgreSQL and for in-memory SQLite (True).
     """
     if not is_sqlite(engine) or is_memory_sqlite(engine.url.render_as_string()):
         return True
+    deadline = time.monotonic() + timeout
     raw = engine.raw_connection()
     try:
         conn = raw.driver_connection
         assert conn is not None  # a checked-out connection always has its driver connection
         (usual,) = conn.execute("PRAGMA busy_timeout").fetchone()
-        conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        busy, _log, _copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        conn.execute(f"PRAGMA busy_timeout={int(usual)}")
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                conn.execute(f"PRAGMA busy_timeout={max(1, int(left * 1000))}")
+                busy, _log, _copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy or left <= 0:
+                    break
+                time.sleep(0.02)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(usual)}")
     finally:
         raw.close()
     if busy:

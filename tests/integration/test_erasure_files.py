@@ -237,3 +237,48 @@ def test_a_new_database_file_and_its_folder_are_private(tmp_path):
         assert {p.name: mode(p) for p in path.parent.iterdir()} == {p.name: 0o600 for p in path.parent.iterdir()}
     finally:
         db.dispose()
+
+
+def _write(db, n: int) -> None:
+    with db.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS filler (x TEXT)")
+        conn.exec_driver_sql("INSERT INTO filler VALUES " + ",".join(["('" + "y" * 500 + "')"] * n))
+
+
+def test_the_wal_is_emptied_while_other_connections_checkpoint_and_read(sqlite_db):
+    """A checkpoint running elsewhere (every process's background checkpointer) makes SQLite answer
+    "busy" at once, without waiting: the truncation tries again; a reader is waited for."""
+    import sqlite3
+    import threading
+    from contextlib import closing
+
+    from engine.store.db import reader as reader_of
+    from engine.store.db import truncate_wal
+
+    path = sqlite_db.url.database
+    _write(sqlite_db, 50)
+    # Another process's checkpoint holds the checkpoint lock while it waits for a writer.
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO filler VALUES ('z')")
+
+
+    def checkpoint_waiting_for_the_writer() -> None:
+        with closing(sqlite3.connect(path, timeout=10)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(FULL)").fetchall()
+
+    other = threading.Thread(target=checkpoint_waiting_for_the_writer)
+    other.start()
+    time.sleep(0.3)
+    threading.Timer(0.5, lambda: writer.execute("COMMIT")).start()
+    assert truncate_wal(sqlite_db, timeout=10) is True
+    other.join()
+    writer.close()
+    assert Path(f"{path}-wal").stat().st_size == 0
+    _write(sqlite_db, 50)
+    reader = reader_of(sqlite_db).connect()
+    reader.exec_driver_sql("SELECT count(*) FROM filler").scalar()  # a read transaction that uses the log
+    assert truncate_wal(sqlite_db, timeout=0.3) is False  # it held on longer than allowed
+    threading.Timer(0.5, reader.close).start()
+    assert truncate_wal(sqlite_db, timeout=10) is True  # waited for the reader to finish
+    assert Path(f"{path}-wal").stat().st_size == 0
