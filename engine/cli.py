@@ -420,7 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     private_umask()
     try:
         if getattr(args, "needs_key", False):
-            args.key_status = ensure_key(get_engine(args.database_url))
+            db = get_engine(args.database_url)
+            args.key_status = ensure_key(db)
+            db.dispose()  # `api` forks its server processes: none may inherit an open connection
         return args.func(args)
     except ValidationFailed as exc:
         for p in exc.problems:
