@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from bench import http
-from bench.prune import fill
+from bench.prune import _workflow_id, fill
 from engine import privacy
 from engine.auth import system_actor
 from engine.retention import Pruner
@@ -39,9 +40,7 @@ def _filled(folder: Path, n: int) -> tuple[str, str]:
     url = f"sqlite:///{folder / 'bench.db'}"
     tenant_id, _ = http.prepare(url)
     db = get_engine(url)
-    with db.connect() as conn:
-        workflow_id = conn.execute(sa.text("SELECT id FROM workflows WHERE tenant_id = :t"), {"t": tenant_id}).scalar()
-    fill(db, tenant_id, workflow_id, n)
+    fill(db, tenant_id, _workflow_id(db, tenant_id), n)
     db.dispose()
     return url, tenant_id
 
@@ -69,11 +68,11 @@ def _erasure(url: str, tenant_id: str, messages: int) -> dict[str, float]:
     timed: dict[str, float] = {}
     original = privacy.truncate_wal
 
-    def measured(engine):
+    def measured(engine: Engine, *, timeout: float = 15.0) -> bool:
         timed["wal_bytes"] = wal.stat().st_size if wal.exists() else 0
         start = time.perf_counter()
         try:
-            return original(engine)
+            return original(engine, timeout=timeout)
         finally:
             timed["truncate"] = time.perf_counter() - start
 
