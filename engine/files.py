@@ -48,15 +48,15 @@ def private_file(path: str | os.PathLike) -> Path:
 
 
 def tighten(*paths: str | os.PathLike) -> None:
-    """Set 0600 on those of ``paths`` that exist (a file someone else owns is left and logged)."""
+    """Set 0600 on those of ``paths`` that exist (one that cannot be changed is left and logged)."""
     for path in paths:
         try:
             if os.stat(path).st_mode & 0o077:
                 os.chmod(path, FILE_MODE)
         except FileNotFoundError:
             continue
-        except PermissionError:
-            logger.warning("%s is readable by others and not ours to change (chmod 600 it)", path)
+        except OSError:  # someone else's file, or a read-only file system
+            logger.warning("%s is readable by others and could not be changed (chmod 600 it)", path)
 
 
 def write_private(path: str | os.PathLike, data: str | bytes) -> Path:
