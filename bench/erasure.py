@@ -3,8 +3,9 @@
 1. **secure_delete.** Every SQLite connection zeroes what it frees (``engine/store/db.py``), so
    an erased row leaves no bytes behind. Deleting is where that costs: the pruner (the worker's
    own code, :class:`engine.retention.Pruner`, ``--batch`` rows per transaction, no pause) deletes
-   ``--n`` old executions (4 rows each) once with ``secure_delete`` on and once, on a copy of the
-   same database, with it off; printed: seconds and rows deleted per second for both.
+   ``--n`` old executions (4 rows each) on copies of one database, ``--rounds`` times with
+   ``secure_delete`` on and as often with it off, in alternating order; printed: seconds and rows
+   deleted per second of each prune, and the median of each setting.
 2. **An erasure.** One member with ``--messages`` messages (each: event, execution, step, outbox
    message) among the ``--n`` executions; ``erase_contact`` is timed as a whole and the WAL
    checkpoint + truncation (``engine.store.db.truncate_wal``) on its own, with the WAL's size
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -95,18 +97,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=20_000, help="old executions (4 rows each)")
     parser.add_argument("--batch", type=int, default=2_000, help="pruner rows per transaction")
     parser.add_argument("--messages", type=int, default=200, help="the erased member's messages")
+    parser.add_argument("--rounds", type=int, default=2, help="prunes per setting, in alternating order")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-erasure-") as tmp:
-        on, off = Path(tmp, "on"), Path(tmp, "off")
-        on.mkdir()
-        url_on, tenant_id = _filled(on, args.n)
-        shutil.copytree(on, off, dirs_exist_ok=True)
-        url_off = f"sqlite:///{off / 'bench.db'}"
+        template = Path(tmp, "template")
+        template.mkdir()
+        url, tenant_id = _filled(template, args.n)
         print(f"SQLite, {args.n:,} old executions (x4 rows), pruner batch {args.batch}, no pause")
-        for label, url, secure in (("secure_delete on ", url_on, True), ("secure_delete off", url_off, False)):
-            seconds, rows = _prune(url, secure=secure, batch=args.batch)
-            print(f"  prune, {label}: {seconds:6.2f} s  {rows / seconds:9,.0f} rows deleted/s")
-        timed = _erasure(url_on, tenant_id, args.messages)
+        seconds: dict[bool, list[float]] = {True: [], False: []}
+        for round_ in range(args.rounds):
+            for secure in (True, False) if round_ % 2 == 0 else (False, True):  # neither always goes first
+                copy = Path(tmp, f"r{round_}-{secure}")
+                shutil.copytree(template, copy)
+                took, rows = _prune(f"sqlite:///{copy / 'bench.db'}", secure=secure, batch=args.batch)
+                seconds[secure].append(took)
+                label = "on " if secure else "off"
+                print(f"  round {round_ + 1}, secure_delete {label}: {took:6.2f} s  {rows / took:9,.0f} rows deleted/s")
+        for secure in (True, False):
+            middle = statistics.median(seconds[secure])
+            label = "on " if secure else "off"
+            print(f"  median, secure_delete {label}: {middle:6.2f} s  {rows / middle:9,.0f} rows deleted/s")
+        timed = _erasure(url, tenant_id, args.messages)
         total, truncate, wal = timed["total"] * 1000, timed["truncate"] * 1000, timed["wal_bytes"] / 1e6
         print(
             f"erasure of one member ({args.messages} messages, {timed['rows']:.0f} rows): {total:.0f} ms, "

@@ -109,12 +109,6 @@ def cmd_bench(args) -> int:
     """The benchmarks live in the checkout's ``bench/`` folder (not in the installed package):
     imported only here, with a clear error when run outside the checkout."""
     import importlib
-    import os
-
-    from cryptography.fernet import Fernet
-
-    # The benchmarks' throw-away studios need a key but must not create the data folder's one.
-    os.environ.setdefault("STUDIO_SECRET_KEY", Fernet.generate_key().decode())
 
     try:
         module = importlib.import_module("bench.http" if args.what == "http" else "bench.run")
