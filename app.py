@@ -9,6 +9,7 @@ from ui.labels import ROLE_LABELS
 st.set_page_config(page_title="Studio Automations", page_icon="⚡", layout="wide")
 style.apply()
 
+session.db()  # the database and its secret key first: without the key the app refuses, naming its path
 actor = session.actor()
 session.write_cookie()
 

@@ -1,5 +1,8 @@
 """``python -m engine <command>``: init, validate, schema, import, export, worker, bench, classify, api, start,
-api-key, tenant, callback-urls, contact, backup, prune, scenarios."""
+api-key, tenant, callback-urls, contact, backup, prune, scenarios, secrets.
+
+Files the commands create are for their owner only (umask 077); commands that use the secret key
+(``needs_key``) check it first and refuse to start when encrypted secrets exist without it."""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ from sqlalchemy.exc import DBAPIError
 
 from engine import services
 from engine.errors import EngineError, ValidationFailed
+from engine.files import private_umask
 from engine.security.auth import system_actor
+from engine.security.secrets import ensure_key
 from engine.settings import get_settings
 from engine.store.db import get_engine
 from engine.uow import UnitOfWork, unit_of_work
@@ -35,8 +40,12 @@ def cmd_init(args) -> int:
     from engine.demo.seed import init
 
     settings = get_settings()
-    result = init(get_engine(args.database_url), demo_email=settings.demo_email, demo_password=settings.demo_password)
+    db = get_engine(args.database_url)
+    result = init(db, demo_email=settings.demo_email, demo_password=settings.demo_password)
     state = "created" if result["tenant_created"] else "already there"
+    print(f"data folder: {settings.data_dir}")
+    print(f"database:    {db.url.render_as_string(hide_password=True)}")
+    print(f"secret key:  {args.key_status.describe()}")
     print(f"database ready; demo tenant {state}; login {settings.demo_email} / {settings.demo_password}")
     return 0
 
@@ -206,7 +215,9 @@ def cmd_contact(args) -> int:
                 export_contact(uow=uow, actor=actor, phone=args.phone, email=args.email), indent=2, ensure_ascii=False
             )
         if args.out:
-            Path(args.out).write_text(text + "\n", encoding="utf-8")
+            from engine.files import write_private
+
+            write_private(args.out, text + "\n")  # a member's data: for the owner's eyes only
             print(f"wrote {args.out}", file=sys.stderr)
         else:
             print(text)
@@ -227,6 +238,22 @@ def cmd_backup(args) -> int:
 
     result = backup(get_engine(args.database_url), args.path, overwrite=args.overwrite)
     print(f"backup written to {result.path} ({result.bytes / 1e6:.1f} MB in {result.seconds:.1f} s, {result.method})")
+    return 0
+
+
+def cmd_secrets(args) -> int:
+    """``secrets rotate``: every stored secret re-encrypted with a new key (engine/security/secrets.py)."""
+    from engine.security.secrets import rotate
+
+    done = rotate(get_engine(args.database_url))
+    if done.key_path is None:
+        print(
+            f"re-encrypted {done.secrets} secrets with the first key of STUDIO_SECRET_KEY; "
+            "remove the other keys from it once every process runs with the new value"
+        )
+    else:
+        print(f"re-encrypted {done.secrets} secrets with a new key in {done.key_path}")
+        print(f"the old key is kept in {done.old_key_backup}: backups made before now need it")
     return 0
 
 
@@ -290,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("init", help="create or migrate the database and seed the demo tenant").set_defaults(func=cmd_init)
+    sub.add_parser(
+        "init", help="create or migrate the database and seed the demo tenant; shows the data folder and key"
+    ).set_defaults(func=cmd_init, needs_key=True)
     p = sub.add_parser("validate", help="check workflow JSON files; exit 1 on errors")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=cmd_validate)
@@ -306,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run due work (waits, follow-ups, retries, cron)")
     p.add_argument("--once", action="store_true", help="run what is due now, then exit")
     p.add_argument("--name", default=None, help="worker name in leases (default host:pid)")
-    p.set_defaults(func=cmd_worker)
+    p.set_defaults(func=cmd_worker, needs_key=True)
     p = sub.add_parser("bench", help="measure executions per second ('bench http': the REST API under load)")
     p.add_argument(
         "what",
@@ -342,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="server processes (PostgreSQL only; SQLite runs one process, see engine/api/serve.py)",
     )
-    p.set_defaults(func=cmd_api)
+    p.set_defaults(func=cmd_api, needs_key=True)
     p = sub.add_parser(
         "start", help="init, then run the app, the API and a worker together (what scripts/start.sh runs)"
     )
@@ -356,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--timezone", default="Europe/Berlin", help="IANA timezone (default Europe/Berlin)")
     t = tenants.add_parser("list", help="every studio: slug, timezone, id, name")
     t.add_argument("--json", action="store_true", help="as JSON")
-    p.set_defaults(func=cmd_tenant)
+    p.set_defaults(func=cmd_tenant, needs_key=True)
     p = sub.add_parser("api-key", help="create, list or revoke a tenant's API keys")
     keys = p.add_subparsers(dest="key_command", required=True)
     k = keys.add_parser("create", help="print a new key's secret (shown once)")
@@ -373,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tenant", required=True, help="tenant slug or id")
     p.add_argument("--base-url", default=None, help="public address of the API (default STUDIO_PUBLIC_URL)")
-    p.set_defaults(func=cmd_callback_urls)
+    p.set_defaults(func=cmd_callback_urls, needs_key=True)
     p = sub.add_parser("contact", help="a member's data (GDPR): export it as JSON, or erase it")
     contact = p.add_subparsers(dest="contact_command", required=True)
     c_export = contact.add_parser("export", help="everything stored about one phone number or e-mail address")
@@ -397,7 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
     sc = p.add_subparsers(dest="scenario_command", required=True)
     for name, text in (("run", "replay every scenario in test mode"), ("list", "scenarios with their last result")):
         sc.add_parser(name, help=text).add_argument("--tenant", required=True, help="tenant slug or id")
-    p.set_defaults(func=cmd_scenarios)
+    p.set_defaults(func=cmd_scenarios, needs_key=True)
+    p = sub.add_parser("secrets", help="the key that encrypts studio secrets (see README: key backup and rotation)")
+    keys = p.add_subparsers(dest="secrets_command", required=True)
+    keys.add_parser(
+        "rotate", help="re-encrypt every stored secret with a new key (the old key file is kept as a backup)"
+    )
+    p.set_defaults(func=cmd_secrets, needs_key=True)
     return parser
 
 
@@ -407,7 +442,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose or args.command in ("worker", "start") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    private_umask()
     try:
+        if getattr(args, "needs_key", False):
+            db = get_engine(args.database_url)
+            args.key_status = ensure_key(db)
+            db.dispose()  # `api` forks its server processes: none may inherit an open connection
         return args.func(args)
     except ValidationFailed as exc:
         for p in exc.problems:

@@ -1,12 +1,38 @@
-"""Process settings from the environment (one pydantic-settings object)."""
+"""Process settings from the environment (one pydantic-settings object).
+
+The data folder (``STUDIO_DATA_DIR``: the SQLite file, the secret key) is resolved once, to an
+absolute path that does not depend on the current directory: by default ``data/`` in the
+project folder (the source checkout that holds ``engine/``), or, for an installed package,
+``$XDG_DATA_HOME/studio-automations`` (``~/.local/share/studio-automations``). A relative
+``STUDIO_DATA_DIR`` is taken from the project folder too, so every command, started from any
+folder, finds the same database and the same key.
+"""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The folder holding the ``engine`` package (``absolute``, not ``resolve``: a symlinked checkout
+#: keeps its own data folder).
+_PACKAGE_PARENT = Path(__file__).absolute().parent.parent
+
+
+def project_dir() -> Path:
+    """The source checkout (the folder with ``engine/`` and ``pyproject.toml``), or, for an
+    installed package, the per-user data home (``$XDG_DATA_HOME``, default ``~/.local/share``)."""
+    if (_PACKAGE_PARENT / "pyproject.toml").is_file():
+        return _PACKAGE_PARENT
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share").absolute()
+
+
+def default_data_dir() -> Path:
+    base = project_dir()
+    return base / "data" if base == _PACKAGE_PARENT else base / "studio-automations"
 
 
 class Settings(BaseSettings):
@@ -14,8 +40,8 @@ class Settings(BaseSettings):
 
     #: SQLAlchemy URL. Default: a SQLite file under ``STUDIO_DATA_DIR``.
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
-    #: Where the embedded SQLite file lives.
-    data_dir: Path = Field(default=Path("data"), alias="STUDIO_DATA_DIR")
+    #: Where the embedded SQLite file and the secret key live: absolute (see the module docstring).
+    data_dir: Path = Field(default_factory=default_data_dir, alias="STUDIO_DATA_DIR")
     #: Demo login created by ``python -m engine init``.
     demo_email: str = Field(default="owner@demo.studio", alias="STUDIO_DEMO_EMAIL")
     demo_password: str = Field(default="demo-owner-2026", alias="STUDIO_DEMO_PASSWORD")
@@ -56,10 +82,17 @@ class Settings(BaseSettings):
     #: Twilio signs the URL it called, which behind a proxy differs from the one we see).
     public_url: str | None = Field(default=None, alias="STUDIO_PUBLIC_URL")
 
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """Relative to the project folder, never to the current directory."""
+        value = value.expanduser()
+        return value if value.is_absolute() else project_dir() / value
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return normalize_url(self.database_url)
-        return f"sqlite:///{(self.data_dir / 'studio.db').resolve()}"
+        return f"sqlite:///{self.data_dir / 'studio.db'}"
 
 
 def normalize_url(url: str) -> str:

@@ -82,7 +82,8 @@ class UnitOfWork(Protocol):
 
     def commit(self) -> None:
         """Commit what was done so far. A plain unit goes on in a new transaction (only for use
-        cases that hand work to the runner, which commits on its own: a manual run, a replay);
+        cases that hand work to the runner, which commits on its own: a manual run, a replay; and for
+        an erasure, which must be durable before it wipes the old copies from the files);
         the runner's buffered unit is one transaction, so its commit also ends it."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 from engine import services
 from engine.security import auth
@@ -23,6 +24,10 @@ from engine.uow import unit_of_work
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# One secret key for the test session, in this process and in every process a test starts (CLI,
+# API, worker, app): tests never read or create the checkout's data/secret.key, and the databases
+# they hand to those processes open with the key they were written with.
+os.environ.setdefault("STUDIO_SECRET_KEY", Fernet.generate_key().decode())
 
 
 def _pg_reachable() -> str | None:

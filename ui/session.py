@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from engine import services
 from engine.security import auth
 from engine.security.auth import Actor
+from engine.security.secrets import SecretKeyMissing, ensure_key
 from engine.settings import get_settings
 from engine.store.db import get_engine
 from engine.uow import unit_of_work
@@ -29,12 +30,19 @@ from engine.uow import unit_of_work
 
 @st.cache_resource(show_spinner=False)
 def _engine(url: str) -> Engine:
-    return get_engine(url)
+    engine = get_engine(url)
+    ensure_key(engine)  # refuses (not cached) when stored secrets have no key: never makes a new one
+    return engine
 
 
 def db() -> Engine:
     """The one SQLAlchemy engine of this process (per database URL)."""
-    return _engine(get_settings().resolved_database_url())
+    try:
+        return _engine(get_settings().resolved_database_url())
+    except SecretKeyMissing as exc:
+        st.error(exc.message)
+        st.stop()
+        raise  # st.stop() raises; this keeps type checkers sure db() never returns None
 
 
 COOKIE = "sa_session"

@@ -1,5 +1,6 @@
 """Routes for analysts and operations: ``GET /api/stats`` (the Insights page's numbers), per
-workflow numbers, flow counts, conversions, CSV exports (streamed), replay and cancel."""
+workflow numbers, flow counts, conversions, CSV exports (streamed), replay and cancel, and one
+member's timeline (``POST``: the contact travels in the body)."""
 
 from __future__ import annotations
 
@@ -260,9 +261,13 @@ def cancel_execution(uow: Uow, actor: CurrentActor, execution_id: str, body: Can
     }
 
 
-@router.get("/contacts/timeline", summary="Everything one member sent and received, and every execution, in order")
-def contact_timeline(
-    uow: ReadUow, actor: CurrentActor, contact: Annotated[str, Query(min_length=1, max_length=320)]
-) -> dict[str, Any]:
-    items = operations.contact_timeline(uow=uow, actor=actor, contact=contact)
+class TimelineRequest(CamelBody):
+    """The member, in the body: contacts never go in URLs (they would end up in access logs)."""
+
+    contact: Annotated[str, Field(min_length=1, max_length=320, description="a phone number or an e-mail address")]
+
+
+@router.post("/contacts/timeline", summary="Everything one member sent and received, and every execution, in order")
+def contact_timeline(uow: ReadUow, actor: CurrentActor, body: TimelineRequest) -> dict[str, Any]:
+    items = operations.contact_timeline(uow=uow, actor=actor, contact=body.contact)
     return {"success": True, "items": [{**i, "at": i["at"].isoformat()} for i in items]}

@@ -12,6 +12,10 @@
   repeatable-read transaction; writers are not blocked). Restore with ``pg_restore --clean
   --if-exists -d DATABASE_URL PATH``. ``pg_dump`` must be on the PATH and of the server's
   major version or newer.
+
+The backup file is created with mode 0600 before anything is written into it (it holds every
+member's data). A backup taken after an erasure holds none of the erased data: both methods
+copy live rows only.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from engine.errors import EngineError
+from engine.files import private_file
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +74,7 @@ def _sqlite(db: Engine, target: Path) -> str:
         raise BackupFailed("an in-memory database cannot be backed up")
     partial = target.with_name(f".{target.name}.partial")
     partial.unlink(missing_ok=True)
+    private_file(partial)  # VACUUM INTO writes into an empty file and keeps its mode
     # A connection of its own (not the pool's): VACUUM cannot run inside a transaction and the
     # engine's connections begin one (BEGIN IMMEDIATE) for every statement.
     conn = sqlite3.connect(source, timeout=30, isolation_level=None)
@@ -90,6 +96,8 @@ def _postgres(db: Engine, target: Path) -> str:
         raise BackupFailed("pg_dump is not installed (apt-get install postgresql-client)")
     url = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
     partial = target.with_name(f".{target.name}.partial")
+    partial.unlink(missing_ok=True)
+    private_file(partial)  # pg_dump truncates the file and keeps its mode
     proc = subprocess.run(
         [pg_dump, "--format=custom", "--no-owner", f"--file={partial}", f"--dbname={url}"],
         capture_output=True,

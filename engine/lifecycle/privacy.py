@@ -10,6 +10,16 @@ anonymous counts stay) and records *that* it happened: who, when and a hash of t
 Text is matched case-insensitively as a substring of every text and JSON column, in the
 forms a number is commonly written (E.164, without "+", national, international with
 spaces). Those are full scans of the studio's rows: this runs on request, not on a hot path.
+
+An erasure also leaves no copy in the files: it commits, then (SQLite) checkpoints the
+write-ahead log into the database file and truncates it (``engine.store.db.truncate_wal``).
+Every connection runs with ``secure_delete`` on, so the bytes the erasure overwrote, index
+entries it replaced and pages it freed are zeros in the file; the ``-shm`` file holds only the
+log's index (page numbers). A backup made afterwards (``VACUUM INTO``, ``pg_dump``) copies live
+rows only. The Insights rollups hold counts keyed by workflow, channel, intent and status,
+nothing of a member. On PostgreSQL no row shows the data after the erasure commits; the
+superseded row versions stay in the table files until (auto)vacuum reclaims them, which is
+the server's business (``VACUUM`` the tables to hurry it).
 """
 
 from __future__ import annotations
@@ -24,8 +34,9 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from engine.errors import InvalidInput, InvalidRecipient, NotFound
+from engine.errors import EngineError, InvalidInput, InvalidRecipient, NotFound
 from engine.security.auth import ADMIN, Actor
+from engine.store.db import truncate_wal
 from engine.store.lifecycle import ContactErasure, ContactOptOut
 from engine.store.models import (
     Booking,
@@ -57,6 +68,12 @@ SCRUB: dict[str, dict[str, Any]] = {
     "bookings": {"member_name": ERASED, "member_contact": None},
     "due_work": {"payload": {}},
 }
+
+
+class CopiesRemain(EngineError):
+    """The erasure is saved, but the database's write-ahead log still holds earlier copies because
+    another connection kept reading for too long; repeat the erasure in a moment (it finds
+    nothing left to change and empties the log)."""
 
 
 class Contact(BaseModel):
@@ -272,7 +289,10 @@ def erase_contact(*, uow: UnitOfWork, actor: Actor, phone: str | None = None, em
     """Anonymise every row holding the contact, in one transaction, and record the erasure.
 
     Rows are overwritten, not deleted, so counts (executions per workflow, messages per
-    channel, leads per status) stay; opt-out rows of the contact are deleted.
+    channel, leads per status) stay; opt-out rows of the contact are deleted. The erasure
+    commits the unit of work itself and then removes the overwritten bytes from the files
+    (see the module docstring), so when it returns no file of the database holds the data;
+    :class:`CopiesRemain` if that could not be done in time (the erasure itself is saved).
     """
     actor.require(ADMIN)
     s = uow.session
@@ -292,6 +312,9 @@ def erase_contact(*, uow: UnitOfWork, actor: Actor, phone: str | None = None, em
     }
     s.execute(sa.insert(_erasures).values(record))
     logger.info("tenant %s: erased a contact (%s)", actor.tenant_id, counts)
+    uow.commit()  # the erasure is durable before the old copies are wiped from the files
+    if not truncate_wal(uow.db):
+        raise CopiesRemain()
     return ErasureOut.model_validate(record)
 
 

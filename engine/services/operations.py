@@ -508,8 +508,9 @@ def bulk_replay(
 
 
 def contact_timeline(*, uow: UnitOfWork, actor: Actor, contact: str, limit: int = 200) -> list[dict[str, Any]]:
-    """Everything one member sent and received, and every execution their messages started, in order.
-    Test-console rows are left out: a test conversation written as this member's number is not theirs."""
+    """Everything one member sent and received, and every execution their messages started, in order
+    (numbers and addresses inside the texts masked for analysts, as everywhere). Test-console rows are
+    left out: a test conversation written as this member's number is not theirs."""
     actor.require(READ)
     contact = (contact or "").strip()
     if not contact:
@@ -570,4 +571,5 @@ def contact_timeline(*, uow: UnitOfWork, actor: Actor, contact: str, limit: int 
     ]
     for item in items:
         item["at"] = item["at"].replace(tzinfo=UTC) if item["at"].tzinfo is None else item["at"]
-    return sorted(items, key=lambda i: i["at"])[-limit:]
+    mask = masking.masker_for(uow=uow, actor=actor)  # texts quote numbers and addresses too
+    return [mask(i) for i in sorted(items, key=lambda i: i["at"])[-limit:]]

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,7 +73,7 @@ def _create_engine(url: str) -> Engine:
         return engine
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database or ""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _private_sqlite_files(path)
         # The pool holds as many connections as the API has threads, so a busy server never
         # opens (and re-PRAGMAs) overflow connections per request.
         engine = sa.create_engine(
@@ -108,6 +109,54 @@ def _create_engine(url: str) -> Engine:
     )
 
 
+def _private_sqlite_files(path: str) -> None:
+    """The database file exists with mode 0600 before SQLite opens it (SQLite gives its ``-wal``
+    and ``-shm`` files the database file's mode), in a folder made 0700; files an older version
+    left readable by others are tightened."""
+    from engine.files import private_file, tighten
+
+    if path.startswith("file:"):
+        return
+    private_file(path)
+    tighten(f"{path}-wal", f"{path}-shm", f"{path}-journal")
+
+
+def truncate_wal(engine: Engine, *, timeout: float = 15.0) -> bool:
+    """Copy the whole write-ahead log into the database file and cut the log to zero bytes.
+
+    After an erasure commits, the pages it overwrote are still in the ``-wal`` file (and in the
+    database file until a checkpoint copies the new pages over them). With ``secure_delete``
+    on, the checkpoint leaves zeros where the erased bytes were, and ``TRUNCATE`` removes the
+    log itself. SQLite waits (the busy handler) for readers that still use the log and for a
+    writer, but answers "busy" at once while another connection checkpoints (the background
+    checkpointer of any process): that is retried. False when it did not succeed within
+    ``timeout`` seconds. No-op on PostgreSQL and for in-memory SQLite (True).
+    """
+    if not is_sqlite(engine) or is_memory_sqlite(engine.url.render_as_string()):
+        return True
+    deadline = time.monotonic() + timeout
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        assert conn is not None  # a checked-out connection always has its driver connection
+        (usual,) = conn.execute("PRAGMA busy_timeout").fetchone()
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                conn.execute(f"PRAGMA busy_timeout={max(1, int(left * 1000))}")
+                busy, _log, _copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy or left <= 0:
+                    break
+                time.sleep(0.02)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(usual)}")
+    finally:
+        raw.close()
+    if busy:
+        logger.warning("the WAL of %s could not be truncated: a reader or writer held on", engine.url.database)
+    return not busy
+
+
 def json_dumps(value) -> str:
     """JSON for JSON columns: orjson (about 5x faster than the standard library on the hot path).
 
@@ -140,6 +189,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    # Freed space (an erased or pruned row, a dropped index entry, a page put on the free list) is
+    # overwritten with zeros, so erased data does not linger in the file (engine/lifecycle/privacy.py).
+    # Many builds default to it (Debian's does); others do not.
+    cur.execute("PRAGMA secure_delete=ON")
     # Checkpoints normally run in a background thread (engine/store/checkpoint.py); a commit
     # checkpoints by itself only past 10,000 pages (~40 MB) instead of SQLite's 1,000, as a
     # backstop. The file is cut back to 64 MB after a checkpoint.

@@ -152,3 +152,27 @@ def test_the_executions_list_documents_its_status_filter_found_by_the_fuzzer(cli
     assert r.status_code == 422 and r.json()["error"]["field"] == "status"
     for status in ("failed", "in_progress", "test"):
         assert client.get("/api/executions", params={"status": status}, headers=auth).status_code == 200, status
+
+
+def test_contact_timeline_takes_the_contact_in_the_body_never_in_the_url(client, auth, other_auth, key_factory, actor):
+    """Issue 21: ``GET /api/contacts/timeline?contact=...`` put a member's number into URLs (access logs)."""
+    client.post("/api/workflows/create", json=simple_workflow(), headers=auth)
+    client.post("/api/events", json=_event("Zeitleiste bitte"), headers=auth)
+    r = client.post("/api/contacts/timeline", json={"contact": "0151 12345678"}, headers=auth)
+    assert r.status_code == 200, r.text
+    kinds = [i["kind"] for i in r.json()["items"]]
+    assert sorted(kinds) == ["execution", "received", "sent"]
+    assert any(i["text"] == "Zeitleiste bitte" for i in r.json()["items"])
+    # The query-string form is gone; the route documents its body and every status.
+    assert client.get("/api/contacts/timeline", params={"contact": PHONE}, headers=auth).status_code == 405
+    op = client.get("/openapi.json").json()["paths"]["/api/contacts/timeline"]
+    assert list(op) == ["post"] and not op["post"].get("parameters")
+    assert {"200", "401", "403", "404", "405", "413", "415", "422", "429"} <= set(op["post"]["responses"])
+    # Bad input names the field; an analyst sees the number masked; another studio sees nothing.
+    r = client.post("/api/contacts/timeline", json={"contact": "  "}, headers=auth)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "contact"
+    r = client.post("/api/contacts/timeline", json={"phone": PHONE}, headers=auth)
+    assert r.status_code == 422
+    analyst = client.post("/api/contacts/timeline", json={"contact": PHONE}, headers=key_factory(actor, "analyst"))
+    assert analyst.status_code == 200 and len(analyst.json()["items"]) == 3 and PHONE not in analyst.text
+    assert client.post("/api/contacts/timeline", json={"contact": PHONE}, headers=other_auth).json()["items"] == []

@@ -152,3 +152,16 @@ def test_logout_returns_to_login(app_factory):
     at.button(key="auth_logout").click().run()
     _no_exceptions(at)
     assert "auth_actor" not in at.session_state
+
+
+def test_the_app_refuses_to_start_without_the_key_of_its_secrets(studio, monkeypatch, tmp_path):
+    """Issue 21: a missing key was replaced by a new one and every stored secret stopped working."""
+    from engine.settings import get_settings
+
+    monkeypatch.delenv("STUDIO_SECRET_KEY")  # the studio's secrets were written with the session's key
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    expected = tmp_path / "data" / "secret.key"
+    assert [e.value for e in at.error] and f"expected at {expected}" in at.error[0].value
+    assert not expected.exists() and not at.text_input  # no new key, no login form

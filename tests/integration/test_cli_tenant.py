@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ def _cli(url: str, *args: str) -> subprocess.CompletedProcess:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={"DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
+        # The session's key (tests/conftest.py), so the checkout's data/secret.key is never made.
+        env={"DATABASE_URL": url, "PATH": "/usr/bin:/bin", "STUDIO_SECRET_KEY": os.environ["STUDIO_SECRET_KEY"]},
         timeout=120,
     )
 

@@ -1,4 +1,5 @@
-"""Encryption at rest: a key from STUDIO_SECRET_KEY or created once in the data folder."""
+"""Encryption at rest: a key from STUDIO_SECRET_KEY or created once in the data folder (by
+``ensure_key`` at a process's start, never on first use)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from cryptography.fernet import Fernet
 
 from engine.security import secrets
 from engine.settings import get_settings
+from engine.store.db import new_engine
 
 
 @pytest.fixture
@@ -21,8 +23,15 @@ def data_dir(tmp_path, monkeypatch):
 
 
 def test_key_created_once_in_the_data_folder(data_dir):
-    token = secrets.encrypt("hunter2-secret")
     key_file = data_dir / "secret.key"
+    with pytest.raises(secrets.SecretKeyMissing):  # no key is made behind the operator's back
+        secrets.encrypt("hunter2-secret")
+    assert not key_file.exists()
+    db = new_engine("sqlite://")
+    status = secrets.ensure_key(db)  # an empty database: nothing to lose, so the key is made
+    assert status.created and status.path == key_file and secrets.ensure_key(db).created is False
+    db.dispose()
+    token = secrets.encrypt("hunter2-secret")
     assert key_file.exists() and stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert "hunter2" not in token and secrets.decrypt(token) == "hunter2-secret"
     first = key_file.read_text()
