@@ -23,6 +23,7 @@ from engine.api.fast_events import FastEvents
 from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit, JsonGuard, single_query_values
 from engine.api.ratelimit import RateLimit
 from engine.store.db import reader
+from engine.store.health import write_problem
 
 DESCRIPTION = """
 Workflows, runs, events and the outbox of one studio, over JSON.
@@ -107,14 +108,24 @@ def create_app(
 def _meta_router() -> APIRouter:
     router = APIRouter(prefix="/api", tags=["meta"])
 
-    @router.get("/health", summary="Liveness and database check (no key needed)")
+    @router.get(
+        "/health",
+        summary="Liveness and database check (no key needed)",
+        description="200 when the database answers a read and commits a write (a one-row probe, at most one a "
+        "second per process); 503 with `Retry-After` and the reason (`unwritable: ...`) when it does not.",
+    )
     def health(db: Db) -> Any:
         try:
             with reader(db).connect() as conn:  # a deferred read: never waits for the writer
                 conn.execute(sa.text("SELECT 1"))
         except sa.exc.SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            return JSONResponse({"status": "error", "database": reason}, status_code=503)
+            return JSONResponse({"status": "error", "database": reason}, status_code=503, headers={"Retry-After": "5"})
+        problem = write_problem(db)  # a read said "ok" while every write failed (full disk, lock held)
+        if problem is not None:
+            return JSONResponse(
+                {"status": "error", "database": f"unwritable: {problem}"}, status_code=503, headers={"Retry-After": "5"}
+            )
         return {"status": "ok", "database": "ok"}
 
     @router.get("/schema", summary="JSON Schema of the workflow format (no key needed)")
