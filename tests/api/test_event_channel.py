@@ -93,7 +93,8 @@ def test_a_whatsapp_event_without_channel_is_stored_on_whatsapp_and_its_reply_is
             services.create_workflow(uow=uow, actor=actor, data=_reply_workflow("whatsapp_message", "send_whatsapp"))
         with httpx.Client(base_url=api, headers=auth, timeout=30) as client:
             for text in ("route", "fast path"):  # the first request caches the key for the second
-                r = client.post("/api/events", json={"triggerType": "whatsapp_message", "from": MEMBER, "content": text})
+                event = {"triggerType": "whatsapp_message", "from": MEMBER, "content": text}
+                r = client.post("/api/events", json=event)
                 assert r.status_code == 200, r.text
         assert [e.channel for e in _events(db, actor.tenant_id)] == ["whatsapp", "whatsapp"]
         Worker(db, name="t").run_once()
