@@ -52,7 +52,7 @@ from bench.run import _postgres_scratch
 from engine import services
 from engine.auth import system_actor
 from engine.inbound.signatures import meta_signature
-from engine.store.db import get_engine, migrate
+from engine.store.db import get_engine, migrate, reader
 from engine.uow import unit_of_work
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,9 +119,10 @@ class Proc:
 
 
 class Api(Proc):
-    def __init__(self, url: str, env: dict[str, str], log_dir: str) -> None:
+    def __init__(self, url: str, env: dict[str, str], log_dir: str, workers: int = 1) -> None:
         self.port = _free_port()
-        super().__init__(url, ["api", "--host", "127.0.0.1", "--port", str(self.port)], env, log_dir, "api")
+        argv = ["api", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)]
+        super().__init__(url, argv, env, log_dir, "api")
         self.base = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Api:
@@ -517,6 +518,174 @@ def cmd_disk(args) -> int:
     return 0 if recovered == args.runs else 1
 
 
+# --------------------------------------------------------------------------- kill -9
+
+
+def kill_api_run(url: str, args) -> dict:
+    """Events from 8 connections; SIGKILL of the API once ``--kill-at`` are acknowledged; restart; resend."""
+    studio = prepare(url)
+    with tempfile.TemporaryDirectory() as logs:
+        api = Api(url, {"STUDIO_API_RATE_LIMIT": "0"}, logs, workers=args.api_workers if "postgres" in url else 1)
+        load = Load(0, studio.secret, connections=8, total=args.events)
+        try:
+            api.start()
+            load.port = api.port
+            load.start()
+            if not wait_until(lambda: len(load.acked) >= args.kill_at, 600):
+                raise RuntimeError(f"only {len(load.acked)} events acknowledged")
+            api.kill9()
+            at_kill = len(load.acked)
+            killed = time.monotonic()
+            api.start()
+            restarted = time.monotonic() - killed
+            if not wait_until(load.done, 600):
+                raise RuntimeError(f"only {len(load.acked)} of {args.events} acknowledged after the restart")
+        finally:
+            load.stop()
+            api.stop()
+    keys = [load.key(i) for i in range(args.events)]
+    check = event_check(url, studio.tenant_id, keys, [load.key(i) for i in load.acked])
+    return check | {
+        "killed at": at_kill,
+        "restarted in s": round(restarted, 1),
+        "no answer": sum(1 for a in load.answers if a.status == 0),
+        "5xx": sum(1 for a in load.answers if a.status >= 500),
+    }
+
+
+def kill_api_line(label: str, args, r: dict) -> str:
+    return (
+        f"[{label}] kill -9 of the API at {r['killed at']:,} acknowledged events "
+        f"(restarted in {r['restarted in s']} s), {args.events:,} sent with idempotency keys, "
+        f"unacknowledged ones resent: requests that got no answer (server down) {r['no answer']}, "
+        f"5xx {r['5xx']}; stored {r['stored']:,}, lost {r['lost']}, duplicated {r['duplicated']}, "
+        f"executions not finished {r['stuck']}"
+    )
+
+
+def wait_then_send(delay_ms: int) -> dict:
+    return {
+        "name": "Wait then send",
+        "trigger": {"type": "whatsapp_message", "config": {}},
+        "conditions": [],
+        "actions": [
+            {"id": "wait-1", "type": "wait", "config": {"delay": delay_ms}},
+            {"id": "send-1", "type": "send_whatsapp", "config": {"message": "A {{trigger.content}}"}},
+            {"id": "send-2", "type": "send_whatsapp", "config": {"message": "B {{trigger.content}}"}},
+        ],
+    }
+
+
+def kill_workers_run(url: str, args) -> dict:
+    """``--due`` executions wait 2 s; two workers are killed with SIGKILL ``--kills`` times while resuming them."""
+    from engine.runner import Runner
+
+    db = get_engine(url)
+    migrate(db)
+    with unit_of_work(db) as uow:
+        tenant = services.create_tenant(uow=uow, slug=f"kill-{uuid.uuid4().hex[:6]}", name="Kill")
+    with unit_of_work(db) as uow:
+        services.create_workflow(uow=uow, actor=system_actor(tenant.id), data=wait_then_send(2000))
+    runner = Runner(db)
+    for i in range(args.due):
+        runner.ingest(tenant.id, {"triggerType": "whatsapp_message", "from": f"+49151{i:08d}", "content": f"m{i}"})
+    env = {"STUDIO_LEASE_SECONDS": str(args.lease), "STUDIO_POLL_INTERVAL": "0.2"}
+    count = sa.text("SELECT count(*) FROM executions WHERE tenant_id = :t AND status IN ('succeeded', 'failed')")
+
+    def finished() -> int:
+        with reader(db).connect() as conn:  # a deferred read: never queues behind the workers' writes
+            return int(conn.execute(count, {"t": tenant.id}).scalar() or 0)
+
+    kills: list[int] = []
+    with tempfile.TemporaryDirectory() as logs:
+        workers = [worker(url, env, logs, f"w{n}") for n in range(2)]
+        try:
+            time.sleep(2.0)  # the waits are due
+            for _ in range(args.kills):
+                before = finished()
+                for w in workers:
+                    w.start()
+                wait_until(lambda before=before: finished() >= before + args.due // 10, 300, 0.01)
+                for w in workers:
+                    w.kill9()
+                kills.append(finished())
+            for w in workers:
+                w.start()
+            done = wait_until(lambda: finished() >= args.due, 600, 0.2)
+        finally:
+            for w in workers:
+                w.stop()
+    result = _each_ran_once(db, tenant.id, args.due)
+    db.dispose()
+    return result | {"kills at": kills, "all finished": done}
+
+
+def kill_workers_line(label: str, args, r: dict) -> str:
+    return (
+        f"[{label}] {args.due:,} due waits, 2 workers killed with SIGKILL {len(r['kills at'])} times (at "
+        f"{r['kills at']} finished; lease {args.lease} s): all finished {r['all finished']}; lost {r['lost']}, "
+        f"duplicated {r['duplicated']} (steps run twice {r['steps twice']}, messages twice {r['messages twice']}, "
+        f"runs counted twice {r['runs counted']})"
+    )
+
+
+def _each_ran_once(db, tenant_id: str, n: int) -> dict[str, int]:
+    t = {"t": tenant_id}
+    with db.connect() as conn:
+        q = conn.execute
+        succeeded = q(
+            sa.text("SELECT count(*) FROM executions WHERE tenant_id = :t AND status = 'succeeded'"), t
+        ).scalar()
+        steps_twice = q(
+            sa.text(
+                "SELECT count(*) FROM (SELECT execution_id, action_id FROM step_runs WHERE tenant_id = :t "
+                "AND status = 'succeeded' GROUP BY execution_id, action_id HAVING count(*) > 1) d"
+            ),
+            t,
+        ).scalar()
+        messages = q(sa.text("SELECT count(*) FROM outbox_messages WHERE tenant_id = :t"), t).scalar()
+        distinct = q(
+            sa.text(
+                "SELECT count(*) FROM (SELECT DISTINCT execution_id, body FROM outbox_messages WHERE tenant_id = :t) d"
+            ),
+            t,
+        ).scalar()
+        runs = q(sa.text("SELECT coalesce(sum(run_count), 0) FROM workflows WHERE tenant_id = :t"), t).scalar()
+    messages_twice = int(messages or 0) - int(distinct or 0)
+    return {
+        "lost": n - int(succeeded or 0) + max(0, 2 * n - int(distinct or 0)),
+        "duplicated": int(steps_twice or 0) + messages_twice + max(0, int(runs or 0) - n),
+        "steps twice": int(steps_twice or 0),
+        "messages twice": messages_twice,
+        "runs counted": max(0, int(runs or 0) - n),
+    }
+
+
+def _on_each_database(args, run, line) -> list[dict]:
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        results.append(run(f"sqlite:///{tmp}/studio.db", args))
+        print(line("sqlite", args, results[-1]), flush=True)
+        get_engine(f"sqlite:///{tmp}/studio.db").dispose()
+    for admin, name, url in postgres_scratch(args):
+        try:
+            results.append(run(url, args))
+            print(line("postgresql", args, results[-1]), flush=True)
+        finally:
+            drop(admin, name, url)
+    return results
+
+
+def cmd_kill_api(args) -> int:
+    results = _on_each_database(args, kill_api_run, kill_api_line)
+    return 0 if all(r["lost"] == 0 and r["duplicated"] == 0 for r in results) else 1
+
+
+def cmd_kill_workers(args) -> int:
+    results = _on_each_database(args, kill_workers_run, kill_workers_line)
+    return 0 if all(r["lost"] == 0 and r["duplicated"] == 0 for r in results) else 1
+
+
 # --------------------------------------------------------------------------- lock held
 
 
@@ -681,7 +850,17 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--hold", type=float, default=20.0, help="seconds the lock is held")
     lk.add_argument("--lock-timeout", type=float, default=0.0, help="STUDIO_DB_LOCK_TIMEOUT for the server")
     lk.set_defaults(func=cmd_lock)
-    for sp in (lk,):
+    ka = sub.add_parser("kill-api", help="SIGKILL of the API under event load, restart, resend")
+    ka.add_argument("--events", type=int, default=6000)
+    ka.add_argument("--kill-at", type=int, default=4000)
+    ka.add_argument("--api-workers", type=int, default=2, help="API processes on PostgreSQL")
+    ka.set_defaults(func=cmd_kill_api)
+    kw = sub.add_parser("kill-workers", help="SIGKILL of two workers resuming due waits")
+    kw.add_argument("--due", type=int, default=1600)
+    kw.add_argument("--kills", type=int, default=3)
+    kw.add_argument("--lease", type=int, default=5, help="STUDIO_LEASE_SECONDS of the workers")
+    kw.set_defaults(func=cmd_kill_workers)
+    for sp in (lk, ka, kw):
         sp.add_argument("--no-postgres", action="store_true")
     return p
 
