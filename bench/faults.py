@@ -490,8 +490,8 @@ def disk_run(args, run: int) -> dict:
         check = event_check(url, studio.tenant_id, [], [load.key(i) for i in load.acked])
         get_engine(url).dispose()
         result["lost"] = check["lost"]
-        if not result.get("recovered") and args.verbose:
-            print(api.log()[-3000:], work.log()[-3000:], sep="\n")
+        if args.verbose:
+            print(api.log()[-4000:], work.log()[-4000:], sep="\n")
         return result
 
 
@@ -834,7 +834,7 @@ def drop(admin, name: str, url: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__.splitlines()[0])
-    p.add_argument("--verbose", action="store_true", help="print server logs of failed runs")
+    p.add_argument("--verbose", action="store_true", help="print the end of the servers' logs after each disk run")
     sub = p.add_subparsers(dest="what", required=True)
     d = sub.add_parser("disk", help="full disk on a small filesystem (root)")
     d.add_argument("--runs", type=int, default=6)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -158,11 +159,20 @@ def _limit_error(request: Request, exc: LimitExceeded) -> JSONResponse:
     )
 
 
+#: Seconds between two warnings about storage faults of one kind (an outage answers thousands).
+_WARN_EVERY = 10.0
+_warned: dict[str, float] = {}
+
+
 def _unavailable(request: Request, fault: StorageUnavailable, exc: BaseException | None = None) -> JSONResponse:
     # One line, the driver's own words: SQLAlchemy's message would carry the statement's parameters.
     cause = exc if exc is not None and exc is not fault else fault.__cause__
     reason = str(getattr(cause, "orig", None) or cause or fault.message).strip().splitlines()[0]
-    logger.warning("%s %s answered 503 (%s): %s", request.method, request.url.path, fault.kind, reason)
+    now = time.monotonic()
+    level = logging.WARNING if now - _warned.get(fault.kind, float("-inf")) >= _WARN_EVERY else logging.DEBUG
+    if level == logging.WARNING:
+        _warned[fault.kind] = now
+    logger.log(level, "%s %s answered 503 (%s): %s", request.method, request.url.path, fault.kind, reason)
     return error_response(503, "unavailable", fault.message, headers={"Retry-After": str(fault.retry_after)})
 
 

@@ -54,6 +54,8 @@ INTERVAL = 0.5
 POLL = 0.05
 #: Longest a TRUNCATE checkpoint waits for the log's readers (new writers wait meanwhile).
 BLOCK_SECONDS = 1.0
+#: Seconds between two log lines about a file's full disk.
+WARN_EVERY = 60.0
 #: The reserve is allocated in steps of this size (a full disk gets what is free).
 _STEP = 1 << 20
 
@@ -71,6 +73,9 @@ class Guard:
     full: bool = False
     #: The reserve is smaller than it should be: top it up when space allows.
     short: bool = True
+    #: When the last full-disk recovery ran, and when a full disk was last logged (monotonic).
+    recovered_at: float = float("-inf")
+    warned_at: float = float("-inf")
 
     @property
     def reserve_path(self) -> str:
@@ -110,16 +115,23 @@ class Checkpointer:
             self._start()
 
     def disk_full(self, path: str) -> None:
-        """A write to ``path`` failed for lack of space: free the log now (see the module docstring)."""
+        """A write to ``path`` failed for lack of space: free the log now (see the module docstring).
+
+        At most once an ``interval``: while the disk stays full every write fails again, and
+        each recovery gives up and takes back the whole reserve."""
         guard = self._guards.get(path)
         if guard is None or guard.full:
             return
-        logger.warning("%s: the disk is full; giving up the reserve to empty the write-ahead log", path)
+        now = time.monotonic()
+        if now - guard.warned_at > WARN_EVERY:
+            guard.warned_at = now
+            logger.warning("%s: the disk is full; giving up the reserve to empty the write-ahead log", path)
         with self._lock:
             guard.full = True
             self._dirty.add(path)
             self._start()
-        self._wake.set()
+        if now - guard.recovered_at >= self.interval:
+            self._wake.set()
 
     def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -177,11 +189,12 @@ class Checkpointer:
                     self._dirty.add(path)
 
     def _recover(self, guard: Guard) -> None:
+        guard.recovered_at = time.monotonic()
         release(guard)
         result = checkpoint(guard.path, "TRUNCATE", wait=BLOCK_SECONDS, guard=guard)
         if result is not None and not result[0]:
             guard.full = False
-            logger.warning("%s: write-ahead log emptied after a full disk", guard.path)
+            logger.info("%s: write-ahead log emptied after a full disk", guard.path)
         else:  # still no room (the reserve was spent already) or busy: next round
             with self._lock:
                 self._dirty.add(guard.path)

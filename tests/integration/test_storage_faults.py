@@ -341,3 +341,30 @@ def _first_503(base: str, secret: str) -> str | None:
             return r.headers.get("retry-after")
         time.sleep(0.05)
     return None
+
+
+def test_a_storage_fault_in_a_due_item_is_not_held_against_the_item(db, tenant, monkeypatch):
+    """A delivery that meets a locked or full database is not the message's failure: the item is
+    neither failed nor rescheduled with an error, its lease runs out and it is claimed again."""
+    from sqlmodel import Session
+
+    from engine.store.models import DueKind, DueStatus, DueWork, utcnow
+    from engine.store.runs import due_row
+    from engine.uow import unit_of_work
+    from engine.worker import Worker
+
+    with unit_of_work(db) as uow:
+        row = due_row(uow.now(), tenant_id=tenant.id, kind=DueKind.DELIVER, due_at=utcnow(), payload={"outboxId": "x"})
+        uow.insert(DueWork, row)
+    worker = Worker(db, name="w")
+
+    def locked(_item):
+        raise sa.exc.OperationalError("UPDATE ...", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(worker, "_deliver", locked)
+    [item] = worker.claim()
+    with pytest.raises(sa.exc.OperationalError):
+        worker.handle(item)
+    with Session(db) as s:
+        stored = s.get(DueWork, row["id"])
+    assert stored.status == DueStatus.CLAIMED and stored.error is None
