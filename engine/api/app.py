@@ -38,7 +38,7 @@ The key's role decides what it may do (analysts read, editors build and run, own
 409 `conflict`, 413 `too_large`, 415 `unsupported_media_type`, 422 `invalid` (every problem with its
 JSON path), 429 `rate_limited` (with `Retry-After`), 503 `unavailable` (with `Retry-After`: the database
 cannot take the request now, e.g. a write lock held by another process past `STUDIO_DB_LOCK_TIMEOUT` or a
-full disk; nothing was stored). Every route lists the codes it can answer.
+full disk; try again). Every route lists the codes it can answer.
 
 **Limits:** JSON nested at most 32 levels, finite numbers only, no NUL characters, dates between
 1970 and 2200, pages up to 1,000,000; see the README's "Limits" table.

@@ -53,8 +53,8 @@ _DESCRIPTIONS = {
     415: "The body is not JSON",
     422: "Invalid input; every problem with its path",
     429: "Too many requests for this key; see Retry-After",
-    503: "The database cannot take the request now (a write lock held elsewhere, a full disk, unreachable); "
-    "nothing was stored: try again after Retry-After seconds",
+    503: "The database cannot take the request now (a write lock held elsewhere, a full disk, unreachable): "
+    "try again after Retry-After seconds",
 }
 _PUBLIC = {"/api/health", "/api/schema"}
 

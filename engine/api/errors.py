@@ -9,7 +9,8 @@ types, bad query parameters) are re-worded into the same shape, naming the field
 Storage faults (a lock held past the lock timeout, a full disk, failing storage, an
 unreachable database: ``engine/store/faults.py``) are 503 ``unavailable`` with
 ``Retry-After``, on every route including the public provider webhooks (``/hooks/...``):
-providers retry a 503 later, and nothing of the request was stored.
+providers retry a 503 later, and what the failed transaction would have written was not
+committed (a message stored before the fault is a duplicate on the retry).
 """
 
 from __future__ import annotations
