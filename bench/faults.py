@@ -451,10 +451,10 @@ def disk_run(args, run: int) -> dict:
             load.start()
             wait_until(lambda: load.acked, 60)  # the server's first answers wait for its intent model
             time.sleep(args.load)
-            t_full = time.monotonic()
             filler = Filler(os.path.join(mnt, "filler"))
             filler.start()
             filler.full.wait(30)
+            t_full = time.monotonic()
             time.sleep(args.full)
             health_full = _health(api.base)
             result["filler MB"] = round(filler.stop() / 2**20, 1)
