@@ -38,7 +38,7 @@ from bench.faults import (
 from engine.api import create_app
 from engine.settings import get_settings
 from engine.store import checkpoint as cp
-from engine.store.db import new_engine
+from engine.store.db import get_engine, new_engine
 from engine.store.faults import FULL, LOCKED, fault_kind
 from tests.conftest import IN_CI
 
@@ -316,10 +316,7 @@ def test_a_full_disk_answers_503_and_the_studio_recovers_by_itself(monkeypatch, 
         assert check["lost"] == 0 and check["duplicated"] == 0, check
         assert wait_until(lambda: os.stat(db_path + "-reserve").st_blocks * 512 >= 4 << 20, 10)
         assert largest_wal < 24 << 20  # never the whole volume, as before
-        new_engine(url).dispose()
-        from engine.store.db import get_engine
-
-        get_engine(url).dispose()
+        get_engine(url).dispose()  # before the volume is unmounted
 
 
 def _unwritable(base: str) -> bool:
