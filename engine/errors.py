@@ -78,3 +78,15 @@ class InvalidRecipient(PermanentError):
 
 class TemplateError(ActionError):
     """A template could not be rendered."""
+
+
+class StorageUnavailable(EngineError):
+    """The database cannot take this request now; try again shortly."""
+
+    def __init__(self, message: str | None = None, *, kind: str = "unavailable", retry_after: int = 5) -> None:
+        #: ``locked`` (another process holds the write lock), ``full`` (no space left), ``io``
+        #: (the storage failed a write) or ``unreachable`` (no connection to the server).
+        self.kind = kind
+        #: Seconds a client should wait before trying again (HTTP ``Retry-After``).
+        self.retry_after = retry_after
+        super().__init__(message)

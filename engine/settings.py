@@ -88,6 +88,14 @@ class Settings(BaseSettings):
         """Relative to the project folder, never to the current directory."""
         value = value.expanduser()
         return value if value.is_absolute() else project_dir() / value
+    #: Storage faults (engine/store/faults.py): seconds a write waits for a lock another process
+    #: holds (SQLite busy_timeout, PostgreSQL lock_timeout) before the request is answered 503.
+    db_lock_timeout: float = Field(default=5.0, gt=0, le=600, alias="STUDIO_DB_LOCK_TIMEOUT")
+    #: SQLite: the write-ahead log is checkpointed and cut back once it passes this size (MB).
+    sqlite_wal_limit_mb: int = Field(default=4, ge=1, alias="STUDIO_SQLITE_WAL_LIMIT_MB")
+    #: SQLite: MB kept in ``<database>-reserve`` next to the file, given up when the disk is full
+    #: so a checkpoint can complete, then taken back (engine/store/checkpoint.py). 0 = none.
+    sqlite_reserve_mb: int = Field(default=8, ge=0, alias="STUDIO_SQLITE_RESERVE_MB")
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -22,6 +22,10 @@ from engine.store.db import get_engine, migrate
 from engine.store.models import SQLModel
 from engine.uow import unit_of_work
 
+# The suite's thousand throw-away SQLite files keep no full-disk reserve (8 MB each by default,
+# engine/store/checkpoint.py); the full-disk tests set their own.
+os.environ.setdefault("STUDIO_SQLITE_RESERVE_MB", "0")
+
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # One secret key for the test session, in this process and in every process a test starts (CLI,

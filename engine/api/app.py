@@ -23,6 +23,7 @@ from engine.api.fast_events import FastEvents
 from engine.api.limits import MAX_BODY_BYTES, BodySizeLimit, JsonGuard, single_query_values
 from engine.api.ratelimit import RateLimit
 from engine.store.db import reader
+from engine.store.health import write_problem
 
 DESCRIPTION = """
 Workflows, runs, events and the outbox of one studio, over JSON.
@@ -35,7 +36,9 @@ The key's role decides what it may do (analysts read, editors build and run, own
 **Errors:** `{"success": false, "error": {"code", "message", "field"?, "problems"?}}` with
 401 `unauthorized`, 403 `forbidden`, 404 `not_found` (also for another studio's ids),
 409 `conflict`, 413 `too_large`, 415 `unsupported_media_type`, 422 `invalid` (every problem with its
-JSON path), 429 `rate_limited` (with `Retry-After`). Every route lists the codes it can answer.
+JSON path), 429 `rate_limited` (with `Retry-After`), 503 `unavailable` (with `Retry-After`: the database
+cannot take the request now, e.g. a write lock held by another process past `STUDIO_DB_LOCK_TIMEOUT` or a
+full disk; try again). Every route lists the codes it can answer.
 
 **Limits:** JSON nested at most 32 levels, finite numbers only, no NUL characters, dates between
 1970 and 2200, pages up to 1,000,000; see the README's "Limits" table.
@@ -107,14 +110,24 @@ def create_app(
 def _meta_router() -> APIRouter:
     router = APIRouter(prefix="/api", tags=["meta"])
 
-    @router.get("/health", summary="Liveness and database check (no key needed)")
+    @router.get(
+        "/health",
+        summary="Liveness and database check (no key needed)",
+        description="200 when the database answers a read and commits a write (a one-row probe, at most one a "
+        "second per process); 503 with `Retry-After` and the reason (`unwritable: ...`) when it does not.",
+    )
     def health(db: Db) -> Any:
         try:
             with reader(db).connect() as conn:  # a deferred read: never waits for the writer
                 conn.execute(sa.text("SELECT 1"))
         except sa.exc.SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            return JSONResponse({"status": "error", "database": reason}, status_code=503)
+            return JSONResponse({"status": "error", "database": reason}, status_code=503, headers={"Retry-After": "5"})
+        problem = write_problem(db)  # a read said "ok" while every write failed (full disk, lock held)
+        if problem is not None:
+            return JSONResponse(
+                {"status": "error", "database": f"unwritable: {problem}"}, status_code=503, headers={"Retry-After": "5"}
+            )
         return {"status": "ok", "database": "ok"}
 
     @router.get("/schema", summary="JSON Schema of the workflow format (no key needed)")

@@ -27,7 +27,9 @@ class Problem(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    code: str = Field(description="unauthorized, forbidden, not_found, conflict, too_large, invalid, rate_limited, ...")
+    code: str = Field(
+        description="unauthorized, forbidden, not_found, conflict, too_large, invalid, rate_limited, unavailable, ..."
+    )
     message: str
     field: str | None = Field(None, description="the field the error is about")
     problems: list[Problem] | None = Field(None, description="every problem, each with its path (422)")
@@ -51,7 +53,8 @@ _DESCRIPTIONS = {
     415: "The body is not JSON",
     422: "Invalid input; every problem with its path",
     429: "Too many requests for this key; see Retry-After",
-    503: "The database is not reachable",
+    503: "The database cannot take the request now (a write lock held elsewhere, a full disk, unreachable): "
+    "try again after Retry-After seconds",
 }
 _PUBLIC = {"/api/health", "/api/schema"}
 
@@ -69,7 +72,7 @@ def request_body(component: str, description: str | None = None) -> dict[str, An
 
 def _codes(path: str, method: str, operation: dict[str, Any]) -> list[int]:
     codes = [405, 422]
-    if path == "/api/health":
+    if path != "/api/schema":  # every other route reads or writes the database
         codes.append(503)
     if path not in _PUBLIC:
         codes += [401, 403, 404, 429]

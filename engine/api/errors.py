@@ -5,13 +5,22 @@
 Engine errors map by type (not found 404, forbidden 403, invalid 422, conflict 409), a
 missing or bad API key is 401, and FastAPI's own request checks (malformed JSON, wrong
 types, bad query parameters) are re-worded into the same shape, naming the field.
+
+Storage faults (a lock held past the lock timeout, a full disk, failing storage, an
+unreachable database: ``engine/store/faults.py``) are 503 ``unavailable`` with
+``Retry-After``, on every route including the public provider webhooks (``/hooks/...``):
+providers retry a 503 later, and what the failed transaction would have written was not
+committed (a message stored before the fault is a duplicate on the retry).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,8 +33,10 @@ from engine.errors import (
     InvalidInput,
     NotFound,
     PermissionDenied,
+    StorageUnavailable,
     ValidationFailed,
 )
+from engine.store.faults import storage_fault
 from engine.workflow.limits import LimitExceeded
 
 logger = logging.getLogger(__name__)
@@ -37,6 +48,7 @@ class Unauthorized(EngineError):
 
 #: Most specific first: ValidationFailed is an InvalidInput.
 _BY_TYPE: list[tuple[type[EngineError], int, str]] = [
+    (StorageUnavailable, 503, "unavailable"),
     (Unauthorized, 401, "unauthorized"),
     (NotFound, 404, "not_found"),
     (PermissionDenied, 403, "forbidden"),
@@ -55,6 +67,7 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid",
     429: "rate_limited",
+    503: "unavailable",
 }
 
 
@@ -80,6 +93,8 @@ def _engine_error(request: Request, exc: EngineError) -> JSONResponse:
     problems = [p.to_dict() for p in exc.problems] if isinstance(exc, ValidationFailed) else None
     field = getattr(exc, "field", None)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, StorageUnavailable):
+        return _unavailable(request, exc)
     return error_response(status, code, exc.message, field=field, problems=problems, headers=headers)
 
 
@@ -145,7 +160,33 @@ def _limit_error(request: Request, exc: LimitExceeded) -> JSONResponse:
     )
 
 
+#: Seconds between two warnings about storage faults of one kind (an outage answers thousands).
+_WARN_EVERY = 10.0
+_warned: dict[str, float] = {}
+
+
+def _unavailable(request: Request, fault: StorageUnavailable, exc: BaseException | None = None) -> JSONResponse:
+    # One line, the driver's own words: SQLAlchemy's message would carry the statement's parameters.
+    cause = exc if exc is not None and exc is not fault else fault.__cause__
+    reason = str(getattr(cause, "orig", None) or cause or fault.message).strip().splitlines()[0]
+    now = time.monotonic()
+    level = logging.WARNING if now - _warned.get(fault.kind, float("-inf")) >= _WARN_EVERY else logging.DEBUG
+    if level == logging.WARNING:
+        _warned[fault.kind] = now
+    logger.log(level, "%s %s answered 503 (%s): %s", request.method, request.url.path, fault.kind, reason)
+    return error_response(503, "unavailable", fault.message, headers={"Retry-After": str(fault.retry_after)})
+
+
+def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A database error that is not a constraint: 503 when it is a storage fault, else 500."""
+    fault = storage_fault(exc)
+    return _unavailable(request, fault, exc) if fault is not None else _unexpected(request, exc)
+
+
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    fault = storage_fault(exc)
+    if fault is not None:  # raised from a storage fault somewhere down the stack
+        return _unavailable(request, fault, exc)
     # The route's template, not the path: some paths carry a secret (the inbound e-mail token).
     where = getattr(request.scope.get("route"), "path", None) or request.url.path
     logger.error("unhandled error on %s %s", request.method, where, exc_info=exc)
@@ -162,4 +203,15 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(IntegrityError, _integrity_error)  # type: ignore[arg-type]
     app.add_exception_handler(LimitExceeded, _limit_error)  # type: ignore[arg-type]
+    for database_error in (sa.exc.DBAPIError, sa.exc.TimeoutError, sqlite3.Error, *_driver_errors()):
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """PostgreSQL's driver errors, when it is installed (raised unwrapped outside SQLAlchemy's calls)."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover
+        return ()
+    return (psycopg.Error,)

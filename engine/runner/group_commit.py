@@ -8,6 +8,11 @@ therefore commits at once; under load one commit serves many. If a batch fails, 
 requests is marked ``alone`` and its own caller runs it again by itself, so one bad request
 never fails the others. No timer, no extra thread.
 
+A failure that ``give_up`` recognises (a storage fault: the write lock held elsewhere past the
+lock timeout, a full disk) is not one bad request: running each alone would only wait for the
+lock again, one after the other. It is handed to every request of the batch *and* every
+request queued meanwhile, so no caller waits more than about one lock timeout for its answer.
+
 (Preparing the next batch while one commits was measured and dropped: the committing thread
 gives up the GIL for every row SQLite steps through and waits up to a switch interval to get
 it back from the preparing thread, which made it slower, not faster.)
@@ -36,6 +41,8 @@ class Ticket:
 
     #: Its batch failed as a whole: the caller runs it again on its own.
     alone: bool = False
+    #: Its batch failed for a reason no request can avoid (``give_up``): the caller raises it.
+    failure: BaseException | None = None
     #: This caller's own lock, and whether it was woken to lead a batch.
     wake: Any = None
     lead: bool = False
@@ -54,12 +61,14 @@ class GroupCommit(Generic[T]):
         *,
         max_batch: int = 64,
         gather_seconds: float = 0.001,
+        give_up: Callable[[BaseException], bool] | None = None,
     ) -> None:
         #: Public so a test can watch batches go by (wrap it); called by the leader, outside the lock.
         self.prepare = prepare
         self._commit = commit
         self._max = max_batch
         self._gather = gather_seconds
+        self._give_up = give_up
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._queue: list[T] = []
@@ -103,8 +112,9 @@ class GroupCommit(Generic[T]):
                 self._waiters -= 1
 
     def submit(self, req: T) -> None:
-        """Commit ``req`` in a batch; returns when that batch is done (``req.alone``: it failed)."""
-        req.lead, req.wake = False, None
+        """Commit ``req`` in a batch; returns when that batch is done (``req.alone``: it failed;
+        ``req.failure``: it failed for a reason that fails every request)."""
+        req.lead, req.wake, req.failure = False, None, None
         with self._lock:
             if self._busy:
                 req.wake = threading.Lock()
@@ -146,9 +156,17 @@ class GroupCommit(Generic[T]):
             self._commit(self.prepare(batch))
         except BaseException as exc:  # each request is retried alone by its caller
             failure = exc
-            logger.debug("batch of %d failed; retrying each alone", len(batch), exc_info=exc)
-            for r in batch:
-                r.alone = True
+            if isinstance(exc, Exception) and self._give_up is not None and self._give_up(exc):
+                with self._lock:  # the queue would wait for the same lock: it gets the answer now
+                    batch += self._queue
+                    self._queue.clear()
+                logger.debug("batch failed (%s); failing %d requests", exc.__class__.__name__, len(batch))
+                for r in batch:
+                    r.failure = exc
+            else:
+                logger.debug("batch of %d failed; retrying each alone", len(batch), exc_info=exc)
+                for r in batch:
+                    r.alone = True
         finally:
             self._hand_over()
             _wake(batch)

@@ -34,6 +34,7 @@ from engine.runner.intent import fill_intent, provider_intent, wants_provider
 from engine.runner.machine import ExecutionMachine
 from engine.runner.start import candidates_for, start_matching
 from engine.runner.start import run_workflow as _run_workflow
+from engine.store.faults import fault_kind, storage_fault
 from engine.store.models import EventRecord, utcnow
 from engine.store.runs import event_by_key, event_row, executions_of
 from engine.uow import Clock, UnitOfWork
@@ -86,7 +87,9 @@ class Runner(ExecutionMachine):
         self.classifier = classifier
         #: Ingest batches of this runner write one after the other (see BufferedUnitOfWork).
         self._write_lock = threading.Lock()
-        self.group_commit: GroupCommit[IngestRequest] = GroupCommit(self._prepare_batch, BufferedUnitOfWork.commit)
+        self.group_commit: GroupCommit[IngestRequest] = GroupCommit(
+            self._prepare_batch, BufferedUnitOfWork.commit, give_up=lambda exc: fault_kind(exc) is not None
+        )
         #: Unsaved definitions by workflow id (test console scenarios against a builder draft):
         #: matching sees these instead of the stored ones. Only ever set on a runner of its own.
         self.drafts: dict[str, dict[str, Any]] = {}
@@ -147,6 +150,10 @@ class Runner(ExecutionMachine):
             raise RuntimeError("Runner.ingest called from inside an ingest batch: actions emit events with step.emit")
         while True:
             self.group_commit.submit(req)
+            if req.failure is not None:  # a storage fault: each caller raises an error of its own
+                fault = storage_fault(req.failure)
+                assert fault is not None  # give_up only hands storage faults on
+                raise fault from req.failure
             if req.alone:  # its batch failed: try it again on its own
                 req.alone = False
                 self._ingest_alone(req)

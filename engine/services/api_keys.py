@@ -8,6 +8,7 @@ without adding safety.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -22,8 +23,11 @@ from sqlmodel import col, select
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.security.auth import ADMIN, Actor
 from engine.services.workflows import Out
+from engine.store.faults import fault_kind
 from engine.store.models import ApiKey, Role
 from engine.uow import UnitOfWork, unit_of_work
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ApiKeyOut",
@@ -228,5 +232,12 @@ def _touch(uow: UnitOfWork, row: ApiKey) -> None:
     now = uow.now()
     if row.last_used_at is not None and now - row.last_used_at < _TOUCH_EVERY:
         return
-    with unit_of_work(uow.db, clock=uow.clock) as own:
-        own.session.exec(sa.update(ApiKey).where(col(ApiKey.id) == row.id).values(last_used_at=now))
+    try:
+        with unit_of_work(uow.db, clock=uow.clock) as own:
+            own.session.exec(sa.update(ApiKey).where(col(ApiKey.id) == row.id).values(last_used_at=now))
+    except Exception as exc:
+        # A full disk or a lock held elsewhere must not fail a request that only reads: the
+        # time is written at the key's next use.
+        if fault_kind(exc) is None:
+            raise
+        logger.warning("last use of API key %s not recorded: %s", row.id, fault_kind(exc))

@@ -74,24 +74,22 @@ def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database or ""
         _private_sqlite_files(path)
+        settings = get_settings()
         # The pool holds as many connections as the API has threads, so a busy server never
         # opens (and re-PRAGMAs) overflow connections per request.
         engine = sa.create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": settings.db_lock_timeout},
             pool_size=POOL_SIZE,
             max_overflow=POOL_OVERFLOW,
             json_serializer=json_dumps,
             json_deserializer=orjson.loads,
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "connect", _sqlite_limits(settings.db_lock_timeout, settings.sqlite_wal_limit_mb))
         sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         if not path.startswith("file:"):
-            from engine.store.checkpoint import CHECKPOINTER
-
-            real = str(Path(path).resolve())
-            # WAL checkpoints in the background, not inside a commit (engine/store/checkpoint.py).
-            sa.event.listen(engine, "commit", lambda _conn: CHECKPOINTER.mark(real))
+            _guard_sqlite_file(engine, path, settings.sqlite_wal_limit_mb, settings.sqlite_reserve_mb)
         return engine
     # No pre-ping (a round trip per checkout on the hot path): connections are recycled every
     # 30 minutes, and a connection the server dropped fails one unit of work, which the
@@ -106,6 +104,7 @@ def _create_engine(url: str) -> Engine:
         max_overflow=PG_POOL_OVERFLOW,
         json_serializer=json_dumps,
         json_deserializer=orjson.loads,
+        connect_args=_postgres_timeouts(url, get_settings().db_lock_timeout),
     )
 
 
@@ -155,6 +154,49 @@ def truncate_wal(engine: Engine, *, timeout: float = 15.0) -> bool:
     if busy:
         logger.warning("the WAL of %s could not be truncated: a reader or writer held on", engine.url.database)
     return not busy
+def _guard_sqlite_file(engine: Engine, path: str, wal_limit_mb: int, reserve_mb: int) -> None:
+    """Checkpoints in the background, a bounded WAL and a reserve for a full disk (engine/store/checkpoint.py)."""
+    from engine.store.checkpoint import CHECKPOINTER
+    from engine.store.faults import is_disk_full
+
+    real = str(Path(path).resolve())
+    CHECKPOINTER.watch(real, wal_limit=wal_limit_mb << 20, reserve=reserve_mb << 20)
+    # WAL checkpoints in the background, not inside a commit.
+    sa.event.listen(engine, "commit", lambda _conn: CHECKPOINTER.mark(real))
+
+    def on_error(context) -> None:
+        if is_disk_full(context.original_exception):
+            CHECKPOINTER.disk_full(real)
+
+    sa.event.listen(engine, "handle_error", on_error)
+
+
+def _sqlite_limits(lock_timeout: float, wal_limit_mb: int):
+    """A connect hook: how long a write waits for the lock, and how large the WAL may grow."""
+    busy_ms, wal_bytes = int(lock_timeout * 1000), wal_limit_mb << 20
+
+    def apply(dbapi_conn, _record) -> None:
+        cur = dbapi_conn.cursor()
+        # A write waits this long for another process's write lock, then fails (answered 503
+        # with Retry-After, engine/store/faults.py) instead of holding the request for 30 s.
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+        # Checkpoints run in a background thread that also bounds the WAL (engine/store/checkpoint.py);
+        # a commit checkpoints by itself only past twice the limit, as a backstop should that
+        # thread fall behind, and the file is cut back to the limit when the log starts over.
+        page = cur.execute("PRAGMA page_size").fetchone()[0]
+        cur.execute(f"PRAGMA wal_autocheckpoint={2 * wal_bytes // page}")
+        cur.execute(f"PRAGMA journal_size_limit={wal_bytes}")
+        cur.close()
+
+    return apply
+
+
+def _postgres_timeouts(url: str, lock_timeout: float) -> dict[str, str]:
+    """``lock_timeout`` for every session: a statement that waits longer for a lock another
+    session holds fails (answered 503 with Retry-After) instead of hanging the request."""
+    given = sa.engine.make_url(url).query.get("options") or ""
+    given = given if isinstance(given, str) else " ".join(given)
+    return {"options": f"{given} -c lock_timeout={int(lock_timeout * 1000)}".strip()}
 
 
 def json_dumps(value) -> str:
@@ -188,16 +230,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    # busy_timeout and the WAL's limits: _sqlite_limits.
     # Freed space (an erased or pruned row, a dropped index entry, a page put on the free list) is
     # overwritten with zeros, so erased data does not linger in the file (engine/lifecycle/privacy.py).
     # Many builds default to it (Debian's does); others do not.
     cur.execute("PRAGMA secure_delete=ON")
-    # Checkpoints normally run in a background thread (engine/store/checkpoint.py); a commit
-    # checkpoints by itself only past 10,000 pages (~40 MB) instead of SQLite's 1,000, as a
-    # backstop. The file is cut back to 64 MB after a checkpoint.
-    cur.execute("PRAGMA wal_autocheckpoint=10000")
-    cur.execute("PRAGMA journal_size_limit=67108864")
     cur.close()
 
 

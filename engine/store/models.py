@@ -540,4 +540,5 @@ class Scenario(SQLModel, table=True):
 
 # Data lifecycle tables (issue 16) live in their own module; importing them here registers them.
 import engine.store.rollups  # noqa: E402,F401  (Insights rollups, issue 11; registers its table)
+from engine.store.health import StorageProbe  # noqa: E402,F401  (the health check's write probe)
 from engine.store.lifecycle import ContactErasure, ContactOptOut, ExecutionRollup, RetentionMark  # noqa: E402,F401

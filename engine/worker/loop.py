@@ -24,6 +24,7 @@ from engine.errors import EngineError, InvalidInput, PermanentError
 from engine.messaging.delivery import queue_message
 from engine.runner import Runner, builtin_classifier, tenant_context
 from engine.settings import get_settings
+from engine.store.faults import fault_kind
 from engine.store.models import DueKind, DueStatus, DueWork, Tenant, utcnow
 from engine.store.runs import (
     advance_cron,
@@ -122,6 +123,8 @@ class Worker:
                 DueKind(item.kind)
             ](item)
         except Exception as exc:
+            if fault_kind(exc) is not None:
+                raise  # the database, not the item: its lease runs out and it is claimed again
             logger.exception("due item %s (%s) failed", item.id, item.kind)
             self._give_up_or_retry(item, exc)
 
@@ -262,8 +265,11 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 handled = self.run_once()
-            except Exception:
-                logger.exception("worker pass failed")
+            except Exception as exc:
+                if fault_kind(exc) is None:
+                    logger.exception("worker pass failed")
+                else:  # a lock held elsewhere, a full disk: no traceback each poll
+                    logger.warning("worker pass stopped: the database is unavailable (%s)", fault_kind(exc))
                 handled = 0
             if not handled:
                 self.stopping.wait(interval)

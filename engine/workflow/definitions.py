@@ -28,10 +28,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
+    field_validator,
     model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from engine.workflow.limits import DATE_PATTERN, json_problems, sane_datetime, text_datetime
 
@@ -571,10 +574,15 @@ class WorkflowDefinition(Model):
 
 
 class Event(Model):
-    """An inbound event: a message, a missed call, a new lead or booking, a cron tick."""
+    """An inbound event: a message, a missed call, a new lead or booking, a cron tick.
+
+    A message trigger implies its channel (``MESSAGE_TRIGGER_CHANNELS``): left out, it is filled
+    in (the WhatsApp 24-hour window looks for the member's WhatsApp messages by channel); one
+    that contradicts the trigger type is refused, naming the field.
+    """
 
     trigger_type: TriggerType
-    channel: Channel | None = None
+    channel: Annotated[Channel | None, Field(validate_default=True)] = None
     content: Annotated[str, Field(max_length=100_000)] | None = None
     from_: Annotated[str | None, Field(max_length=320)] = Field(default=None, alias="from")
     intent: Intent | None = None
@@ -590,6 +598,21 @@ class Event(Model):
         Field(json_schema_extra={"pattern": DATE_PATTERN}),
     ] = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_of_trigger(cls, channel: str | None, info: ValidationInfo) -> str | None:
+        trigger = info.data.get("trigger_type")
+        implied = MESSAGE_TRIGGER_CHANNELS.get(trigger) if trigger else None
+        if implied is None or channel == implied:
+            return channel
+        if channel is None:
+            return str(implied)
+        raise PydanticCustomError(
+            "channel_mismatch",
+            "a {trigger} event comes in on the {implied} channel, not {channel}: send {implied} or leave it out",
+            {"trigger": str(trigger), "implied": str(implied), "channel": str(channel)},
+        )
 
     @model_validator(mode="before")
     @classmethod

@@ -207,3 +207,29 @@ def test_json_schema_mentions_every_trigger_condition_and_action_type():
     for t in TRIGGER_TYPES | CONDITION_TYPES | ACTION_TYPES | {"all", "any", "not"}:
         assert f'"{t}"' in text, t
     assert "nextActionId" in text and "webhookUrl" in text
+
+
+# --------------------------------------------------------------------------- an event's channel (issue 21)
+
+
+@pytest.mark.parametrize("trigger, channel", sorted((str(t), str(c)) for t, c in d.MESSAGE_TRIGGER_CHANNELS.items()))
+def test_a_message_event_without_channel_gets_its_triggers_channel(trigger, channel):
+    assert d.Event.model_validate({"triggerType": trigger}).channel == channel
+    assert d.Event.model_validate({"triggerType": trigger, "channel": channel}).channel == channel
+
+
+def test_a_contradicting_channel_is_refused_on_the_field_at_every_door():
+    from engine.errors import InvalidInput
+    from engine.runner.context import parse_event  # what the runner, API, webhooks, app and CLI parse with
+
+    with pytest.raises(ValidationError) as exc:
+        d.Event.model_validate({"triggerType": "whatsapp_message", "channel": "sms"})
+    assert exc.value.errors()[0]["loc"] == ("channel",)
+    with pytest.raises(InvalidInput) as refused:
+        parse_event({"triggerType": "sms_received", "channel": "whatsapp", "content": "Hallo"})
+    assert refused.value.field == "channel" and "sms" in refused.value.message
+
+
+def test_triggers_that_imply_no_channel_keep_what_was_sent():
+    assert d.Event.model_validate({"triggerType": "missed_call"}).channel is None
+    assert d.Event.model_validate({"triggerType": "lead_created", "channel": "web"}).channel == "web"

@@ -137,3 +137,26 @@ def test_an_interrupt_in_a_batch_still_wakes_the_followers_and_reaches_the_leade
     follower = Req(name="next")
     group.submit(follower)  # the group was handed over: the next caller is not stuck
     assert follower.committed_in == ["commit 1"]
+
+
+class Locked(Exception):
+    """Stands for a storage fault: the write lock held elsewhere past the lock timeout."""
+
+
+def test_a_failure_give_up_knows_fails_the_batch_and_the_queue_without_running_any_alone():
+    log = Log()
+
+    def prepare(batch):
+        result = log.prepare(batch)
+        if len(log.batches) == 1:
+            raise Locked()
+        return result
+
+    group = GroupCommit(prepare, log.commit, give_up=lambda exc: isinstance(exc, Locked))
+    reqs = [Req(name=f"r{i}") for i in range(5)]
+    submit_in_threads(group, reqs, log)  # r1..r4 queue while r0's batch waits for the "lock"
+    assert log.batches == [["r0"]]  # the queued requests were not tried again for the same lock
+    assert all(isinstance(r.failure, Locked) and not r.alone and not r.committed_in for r in reqs)
+    after = Req(name="after")
+    group.submit(after)  # the group is free again
+    assert after.committed_in == ["commit 1"] and after.failure is None
