@@ -35,7 +35,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from datetime import date
 from functools import lru_cache
-from typing import Annotated, Any, ClassVar, Literal
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -46,9 +47,12 @@ from pydantic import (
     SecretStr,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 
 from engine.errors import InvalidInput
 
@@ -71,6 +75,7 @@ __all__ = [
     "WebChat",
     "WhatsAppChannel",
     "field_path",
+    "known_path",
     "patched",
     "settings_of",
 ]
@@ -90,10 +95,13 @@ Text = Annotated[
 
 
 class _Part(BaseModel):
-    """camelCase aliases (as stored), snake_case names also accepted; frozen: the engine shares it."""
+    """camelCase aliases (as stored), snake_case names also accepted; frozen: the engine shares it.
+
+    Unknown keys are refused (a write names them; a stored one is left out when loading) except
+    in the models that say ``extra="allow"``: there they are kept and handed on."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True, frozen=True, extra="ignore"
+        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True, frozen=True, extra="forbid"
     )
 
 
@@ -216,6 +224,8 @@ class Channels(_Part):
 def _hhmm(value: Any) -> str:
     from engine.business_hours import parse_time
 
+    if not isinstance(value, str):
+        raise ValueError("must be a time like 09:00 (text)")
     try:
         return parse_time(value, "time").strftime("%H:%M")
     except InvalidInput:
@@ -238,8 +248,10 @@ class DayHours(_Part):
 
 
 def _iso_day(value: Any) -> str:
+    if not isinstance(value, str) or len(value.strip()) != 10:
+        raise ValueError(f"{value!r} is not a date like 2026-12-24")
     try:
-        return date.fromisoformat(str(value).strip()).isoformat()
+        return date.fromisoformat(value.strip()).isoformat()
     except ValueError:
         raise ValueError(f"{value!r} is not a date like 2026-12-24") from None
 
@@ -251,7 +263,8 @@ def _weekday(value: Any) -> str:
 
 
 def _open_days(value: Any) -> Any:
-    return {k: v for k, v in value.items() if v} if isinstance(value, Mapping) else value
+    """A day given as null (or false, from older rows) is closed, like a missing one."""
+    return {k: v for k, v in value.items() if v is not None and v is not False} if isinstance(value, Mapping) else value
 
 
 class BusinessHours(_Part):
@@ -302,7 +315,13 @@ class AISettings(_Part):
 
     model_config = ConfigDict(extra="allow")  # timeout, temperature: operator-level, handed to the provider
 
-    provider: Annotated[Literal["offline", "openai_compatible"], BeforeValidator(_provider)] = "offline"
+    provider: Annotated[
+        Literal["offline", "openai_compatible"],
+        BeforeValidator(_provider),
+        WithJsonSchema(
+            {"type": "string", "description": "offline or openai_compatible (also: builtin, local, openai)"}
+        ),
+    ] = "offline"
     base_url: Annotated[Text, AfterValidator(_http_url)] = None
     model: Text = None
     #: Fernet ciphertext of the API key (never shown; decrypted only where the provider is built).
@@ -311,7 +330,7 @@ class AISettings(_Part):
     #: Plain text from before encryption (moved on the next save).
     api_key: SecretStr | None = Field(None, exclude=True)
     #: Let the provider classify messages that arrive without an intent.
-    classify: bool = False
+    classify: bool = Field(False, strict=True)
 
     @property
     def key_set(self) -> bool:
@@ -319,10 +338,6 @@ class AISettings(_Part):
 
 
 def _tags(value: Any) -> Any:
-    import re
-
-    if isinstance(value, str):
-        value = re.split(r"[;,|]", value)
     if isinstance(value, list):
         return [t.strip() for t in value if isinstance(t, str) and t.strip()][:20]
     return value
@@ -382,14 +397,20 @@ class Goal(_Part):
     """A workflow's conversion goal: the same contact books (or becomes a lead) within ``days``."""
 
     kind: Literal["booking", "lead"]
-    days: int = Field(7, ge=1, le=90)
+    days: int = Field(7, ge=1, le=90, strict=True)
 
 
 class Retention(_Part):
     """How long details and summaries are kept (None: the process defaults; see :mod:`engine.retention`)."""
 
-    details_days: int | None = Field(None, ge=1, le=3650 * 3)
-    summary_days: int | None = Field(None, ge=1, le=3650 * 3)
+    details_days: int | None = Field(None, ge=1, le=3650 * 3, strict=True)
+    summary_days: int | None = Field(None, ge=1, le=3650 * 3, strict=True)
+
+    @model_validator(mode="after")
+    def _summaries_outlive_details(self) -> Retention:
+        if self.details_days and self.summary_days and self.summary_days < self.details_days:
+            raise ValueError("summaryDays must be at least detailsDays: details cannot outlive their summary")
+        return self
 
 
 def _word(value: Any) -> Any:
@@ -405,6 +426,13 @@ class OptOutWords(_Part):
     stop_words: list[Word] = Field(default_factory=list, max_length=20)
     start_words: list[Word] = Field(default_factory=list, max_length=20)
 
+    @model_validator(mode="after")
+    def _apart(self) -> OptOutWords:
+        both = set(self.stop_words) & set(self.start_words)
+        if both:
+            raise ValueError(f"{', '.join(sorted(both))} cannot both opt out and opt in")
+        return self
+
 
 class TenantSettings(_Part):
     """Everything a studio configures. Field by field: alias (stored key) = camelCase of the name."""
@@ -415,22 +443,22 @@ class TenantSettings(_Part):
     business_hours: BusinessHours | None = None
     quiet_hours: QuietHours | None = None
     #: At most this many automated messages per contact and day (None: no cap).
-    frequency_cap: int | None = Field(None, ge=1, le=100)
+    frequency_cap: int | None = Field(None, ge=1, le=100, strict=True)
     ai: AISettings = AISettings()
     knowledge_base: KnowledgeBaseSettings | None = None
     #: Private hosts, addresses or networks webhooks may reach (``host``, ``10.0.0.0/8``, ``127.0.0.1:8080``).
     webhook_allow_list: list[AllowEntry] = Field(default_factory=list, max_length=100)
     web_chat: WebChat = WebChat()
     #: Analysts see phone numbers and e-mail addresses unmasked.
-    analysts_see_contacts: bool = False
+    analysts_see_contacts: bool = Field(False, strict=True)
     #: Minutes a succeeded run saves, per workflow id (Insights; default 2).
-    minutes_saved: dict[str, Annotated[float, Field(ge=0, le=600)]] = Field(default_factory=dict)
+    minutes_saved: dict[str, Annotated[float, Field(ge=0, le=600, strict=True)]] = Field(default_factory=dict)
     #: Conversion goal per workflow id (Insights).
     goals: dict[str, Goal] = Field(default_factory=dict)
     retention: Retention | None = None
     opt_out: OptOutWords | None = None
     #: Set by the engine once anyone opted out (delivery only looks opt-outs up when it is set).
-    opt_outs_recorded: bool = False
+    opt_outs_recorded: bool = Field(False, strict=True)
     #: Region for phone numbers written without a country code.
     default_region: Annotated[str, AfterValidator(str.upper), Field(pattern=r"^[A-Za-z]{2}$")] = "DE"
     #: The studio's language for AI answers when a member's is unknown.
@@ -535,18 +563,6 @@ def field_path(loc: Iterable[Any]) -> str:
     return out
 
 
-def _alias(model: type[BaseModel], name: str) -> tuple[str, type[BaseModel] | None]:
-    """The stored key of ``name`` (attribute or alias) in ``model``, and its model type if it is one."""
-    for attr, info in model.model_fields.items():
-        alias = info.alias or attr
-        if name in (attr, alias):
-            sub = info.annotation
-            args = getattr(sub, "__args__", ())
-            found = next((a for a in (sub, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-            return alias, found
-    return name, None
-
-
 def patched(raw: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> tuple[dict[str, Any], TenantSettings]:
     """``raw`` (the stored JSON) with ``changes`` applied, and the model of the result.
 
@@ -574,20 +590,6 @@ def patched(raw: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> tuple[
     return data, model
 
 
-def _write_only(path: str) -> bool:
-    model: type[BaseModel] | None = TenantSettings
-    for part in path.split("."):
-        if model is None:
-            return False
-        info = next((i for a, i in model.model_fields.items() if part in (a, i.alias)), None)
-        if info is None:
-            return False
-        if info.exclude:
-            return True
-        model = _alias(model, part)[1]
-    return False
-
-
 def _get(node: Any, parts: list[str]) -> Any:
     for part in parts:
         if not isinstance(node, Mapping) or part not in node:
@@ -597,7 +599,15 @@ def _get(node: Any, parts: list[str]) -> Any:
 
 
 def _within(path: str, written: list[str]) -> bool:
-    return any(path == w or path.startswith((w + ".", w + "[")) or w.startswith(path + ".") for w in written)
+    """Whether an error at ``path`` is the caller's: in or above a changed value, or beside one in
+    the same object (a partial change must leave its object whole: ``quietHours.end`` missing)."""
+    parent = path.rsplit(".", 1)[0] if "." in path else ""
+    parent = parent if not path.endswith("]") else path[: path.rindex("[")]
+    return any(_under(path, w) or _under(w, path) or bool(parent and _under(w, parent)) for w in written)
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith((top + ".", top + "["))
 
 
 def _message(error: Any) -> str:
@@ -606,38 +616,149 @@ def _message(error: Any) -> str:
         message = message.removeprefix(prefix)
     if error["type"] == "extra_forbidden":
         return "unknown setting"
+    if error["type"] == "missing":
+        return "is required"
     return message
 
 
-def _set(data: dict[str, Any], parts: list[str], value: Any) -> str:
-    """Write ``value`` at ``parts`` (stored keys) in ``data``; the stored path it wrote."""
+def _child(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """(the model a value of this type is, whether the value is a map of them) for a field's type."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _child(args[0])
+    if origin in (Union, UnionType):
+        return next(
+            (found for a in args if a is not type(None) and (found := _child(a)) != (None, False)), (None, False)
+        )
+    if origin is dict:
+        return _child(args[1])[0], True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    return None, False
+
+
+class _Step(NamedTuple):
+    key: str  # the stored key (the alias of a field)
+    info: FieldInfo | None  # None: a key of a map, inside a free value, or unknown to ``holder``
+    holder: type[BaseModel] | None  # the model whose field it is (or would be)
+
+
+def _walk(parts: list[str]) -> list[_Step]:
+    """Each part of a path as the model sees it."""
+    steps: list[_Step] = []
     model: type[BaseModel] | None = TenantSettings
+    map_of: type[BaseModel] | None = None
+    in_map = False
+    for part in parts:
+        if in_map:  # a map's key (a workflow id, a weekday): its value is of the map's type
+            steps.append(_Step(part, None, None))
+            model, in_map = map_of, False
+            continue
+        found = next(((a, i) for a, i in model.model_fields.items() if part in (a, i.alias)), None) if model else None
+        if found is None:
+            steps.append(_Step(part, None, model))
+            model = None
+            continue
+        attr, info = found
+        steps.append(_Step(info.alias or attr, info, model))
+        sub, in_map = _child(info.annotation)
+        model, map_of = (None, sub) if in_map else (sub, None)
+    return steps
+
+
+def _write_only(path: str) -> bool:
+    return any(step.info is not None and step.info.exclude for step in _walk(path.split(".")))
+
+
+def known_path(path: str) -> bool:
+    """Whether ``path`` names a setting: a field of the model, or a key inside a free value (a map
+    per workflow, an object that hands extra keys on such as ``knowledgeBase.prices``). A new
+    top-level key is never known: stored unknown keys stay, the API may not invent them."""
+    for step in _walk(path.split(".")):
+        if step.info is None and step.holder is not None:
+            return step.holder is not TenantSettings and step.holder.model_config.get("extra") == "allow"
+    return True
+
+
+def _set(data: dict[str, Any], parts: list[str], value: Any) -> str:
+    """Write ``value`` at ``parts`` in ``data`` under the stored keys; the stored path it wrote."""
+    steps = _walk(parts)
     node = data
-    keys = []
-    for i, part in enumerate(parts):
-        key, sub = _alias(model, part) if model is not None else (part, None)
-        if model is not None and key != part and part in node:
-            del node[part]  # the snake_case spelling of an older row: one key per field
-        snake = _snake(model, key)
-        if snake and snake != key and snake in node:
-            del node[snake]
-        keys.append(key)
-        if i == len(parts) - 1:
+    for i, (part, step) in enumerate(zip(parts, steps)):
+        for spelling in {part, *(_names(step) if step.info else ())} - {step.key}:
+            node.pop(spelling, None)  # the snake_case spelling of an older row: one key per field
+        if i == len(steps) - 1:
             if value is None:
-                node.pop(key, None)
+                node.pop(step.key, None)
             else:
-                node[key] = value
+                node[step.key] = value
             break
-        child = node.get(key)
-        node[key] = child = dict(child) if isinstance(child, Mapping) else {}
-        node, model = child, sub
-    return ".".join(keys)
+        child = node.get(step.key)
+        node[step.key] = child = dict(child) if isinstance(child, Mapping) else {}
+        node = child
+    return ".".join(step.key for step in steps)
 
 
-def _snake(model: type[BaseModel] | None, key: str) -> str | None:
-    if model is None:
-        return None
-    for attr, info in model.model_fields.items():
-        if (info.alias or attr) == key:
-            return attr
-    return None
+def _names(step: _Step) -> set[str]:
+    assert step.holder is not None
+    return {a for a, i in step.holder.model_fields.items() if i is step.info}
+
+
+# --------------------------------------------------------------------------- the API's schema
+
+
+def patch_schema(read_only: Iterable[str] = ()) -> dict[str, Any]:
+    """The JSON Schema of a merge patch of the settings (``PATCH /api/settings``), from the model:
+    every property optional and nullable (``null`` removes a setting), arrays whole, ``read_only``
+    paths and write-only fields left out (but for ``ai.apiKey``, which the service encrypts)."""
+    schema = TenantSettings.model_json_schema(by_alias=True, mode="validation")
+    defs = schema.pop("$defs", {})
+    out = _patchable(schema, defs, merge=True)
+    out["additionalProperties"] = False  # stored unknown keys stay, but the API writes none
+    skip = set(read_only) | {"webhookSecret", "ai.apiKeyEncrypted"}
+    for path in skip:
+        *parents, last = path.split(".")
+        node = out
+        for part in parents:
+            node = _object_of(node["properties"][part])
+        node["properties"].pop(last, None)
+    return out
+
+
+def _object_of(prop: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in prop.get("anyOf", [prop]) if s.get("type") == "object")
+
+
+def _patchable(node: Any, defs: dict[str, Any], *, merge: bool) -> Any:
+    """Resolve ``$ref``s; objects reached through properties lose ``required`` and take ``null``."""
+    if isinstance(node, list):
+        return [_patchable(n, defs, merge=merge) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return _patchable(copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]]), defs, merge=merge)
+    out = {k: v for k, v in node.items() if k != "title"}
+    if node.get("type") == "object" or "properties" in node:
+        if "properties" in node:
+            if "additionalProperties" not in node:
+                out["additionalProperties"] = False  # the model's fields only (extra="allow" models say true)
+            out["properties"] = {k: _patchable(v, defs, merge=merge) for k, v in node["properties"].items()}
+            if merge:  # in a patch every property may be left out, or null to remove the setting
+                out.pop("required", None)
+                out["properties"] = {k: _nullable(v) for k, v in out["properties"].items()}
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):  # a map (per workflow, per weekday): an entry is patched like a property
+            value = _patchable(extra, defs, merge=merge)
+            out["additionalProperties"] = _nullable(value) if merge else value
+        return out
+    for key in ("items", "anyOf", "oneOf", "allOf", "prefixItems"):
+        if key in node:
+            out[key] = _patchable(node[key], defs, merge=merge and key != "items")
+    return out
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    options = schema.get("anyOf", [schema])
+    if any(o.get("type") == "null" for o in options):
+        return schema
+    return {"anyOf": [*options, {"type": "null"}]} if "anyOf" in schema else {"anyOf": [schema, {"type": "null"}]}

@@ -420,6 +420,79 @@ def callback_urls(*, uow: UnitOfWork, actor: Actor, base_url: str) -> dict[str, 
     }
 
 
+# --------------------------------------------------------------------------- the webhook endpoint
+
+
+class EndpointStatus(BaseModel):
+    """Whether the REST API that receives provider webhooks answers, as the Channels tab says it."""
+
+    reachable: bool
+    api_url: str
+    #: The base providers must reach (``STUDIO_PUBLIC_URL``); None: not set, see :func:`expected_urls`.
+    public_url: str | None
+    message: str
+
+
+def webhook_endpoint(*, api_url: str, public_url: str | None, client: Any = None) -> EndpointStatus:
+    """Ask the API's ``/api/health`` at ``api_url`` (``STUDIO_API_URL``) whether it is up.
+
+    Nothing receives a provider's messages unless that process runs; the answer says how to start it.
+    """
+    import httpx
+
+    base = api_url.rstrip("/")
+    start = f"Start the API: `python -m engine api --port {_port(base)}` (or `bash scripts/start.sh`, which runs it)."
+    try:
+        if client is None:
+            with httpx.Client(timeout=2.0, trust_env=False) as own:
+                response = own.get(f"{base}/api/health")
+        else:
+            response = client.get(f"{base}/api/health")
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        why = type(exc).__name__ if not str(exc) else str(exc).splitlines()[0][:200]
+        return EndpointStatus(
+            reachable=False,
+            api_url=base,
+            public_url=public_url,
+            message=f"The webhook endpoint (the REST API) does not answer at {base} ({why}): "
+            f"providers' messages and the web chat reach nothing. {start}",
+        )
+    if not isinstance(body, dict) or "status" not in body:
+        return EndpointStatus(
+            reachable=False,
+            api_url=base,
+            public_url=public_url,
+            message=f"{base} answers HTTP {response.status_code}, but it is not the Studio Automations API "
+            f"(STUDIO_API_URL points elsewhere). {start}",
+        )
+    if body.get("status") != "ok":
+        return EndpointStatus(
+            reachable=True,
+            api_url=base,
+            public_url=public_url,
+            message=f"The API at {base} answers, but reports a problem: {body}",
+        )
+    where = (
+        f" Providers must reach it at {public_url.rstrip('/')} (STUDIO_PUBLIC_URL): that is checked from outside only."
+        if public_url
+        else ""
+    )
+    return EndpointStatus(
+        reachable=True, api_url=base, public_url=public_url, message=f"The webhook endpoint is up at {base}.{where}"
+    )
+
+
+def _port(base: str) -> int:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base)
+    try:
+        return parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return 8000
+
+
 # --------------------------------------------------------------------------- test message
 
 

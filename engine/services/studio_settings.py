@@ -33,7 +33,7 @@ from engine.errors import Conflict, InvalidInput, NotFound
 from engine.secrets import decrypt, encrypt
 from engine.services.channel_settings import SecretState, locked_tenant, record_audit
 from engine.store.models import Tenant, TenantSecret, utcnow
-from engine.tenant_settings import TenantSettings, patched, settings_of
+from engine.tenant_settings import TenantSettings, field_path, known_path, patched, settings_of
 from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,8 @@ def update_settings(
     uow.session.add(tenant)
     diff = _audit(changes, before.stored(), after.stored(), old_raw, raw)
     if diff:
-        record_audit(uow=uow, actor=actor, area=area or next(iter(changes)).split(".")[0], changes=audit or diff)
+        tops = sorted({path.split(".")[0] for path in changes})
+        record_audit(uow=uow, actor=actor, area=area or ", ".join(tops), changes=audit or diff)
     return after
 
 
@@ -137,35 +138,74 @@ def _at(node: Any, path: str) -> Any:
 
 def merge_patch(body: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """A JSON merge patch (RFC 7396: objects merge key by key, ``null`` removes, anything else
-    replaces) as the dotted paths :func:`update_settings` takes. Engine-kept keys are refused."""
+    replaces; an empty object changes nothing) as the dotted paths :func:`update_settings` takes.
+    Keys the model does not know and keys the engine keeps are refused, naming them."""
     out: dict[str, Any] = {}
     for key, value in body.items():
         path = f"{prefix}{key}"
-        if not isinstance(key, str) or not key or "." in key:
-            raise InvalidInput("is not a setting name", field=path)
+        if not isinstance(key, str) or not key.strip() or "." in key:
+            raise InvalidInput("is not a setting name (no dots, not empty)", field=path or "settings")
         if path in NOT_WRITABLE:
             raise InvalidInput(NOT_WRITABLE[path], field=path)
-        if isinstance(value, Mapping) and value and _mergeable(path):
+        if not known_path(path):
+            raise InvalidInput("unknown setting", field=path)
+        if isinstance(value, Mapping):
             out.update(merge_patch(value, prefix=f"{path}."))
         else:
             out[path] = value
     return out
 
 
-def _mergeable(path: str) -> bool:
-    """Objects the model knows field by field merge; the rest (per-workflow maps, hours) merge too."""
-    return path.split(".")[0] in TenantSettings.model_fields or path.split(".")[0] in {
-        info.alias for info in TenantSettings.model_fields.values()
-    }
+def patch_settings(*, uow: UnitOfWork, actor: Actor, body: Any) -> TenantSettings:
+    """The REST API's change of settings: a JSON merge patch of the stored settings (camelCase, as
+    ``GET /api/settings`` shows them); ``ai.apiKey`` is encrypted, never stored as given. Only
+    what the patch names changes; a bad value is refused naming its field and nothing is written."""
+    actor.require(ADMIN)
+    if not isinstance(body, Mapping):
+        raise InvalidInput("must be a JSON object of settings", field="settings")
+    changes = merge_patch(body)
+    if "ai.apiKey" in changes:
+        key = changes.pop("ai.apiKey")
+        if key is not None and (not isinstance(key, str) or not key.strip()):
+            raise InvalidInput("must be the key as text (null keeps the stored one)", field="ai.apiKey")
+        changes.update(ai_changes(uow=uow, api_key=key))
+    after = patched(_tenant(uow.session, actor).settings, changes)[1]
+    if any(p.startswith("ai.") for p in changes):
+        _check_ai(after.ai)
+        _check_provider(after)
+    if any(p.startswith("knowledgeBase") for p in changes):
+        _check_knowledge_base(after)
+    return update_settings(uow=uow, actor=actor, changes=changes)
 
 
-def check_known(changes: Mapping[str, Any]) -> None:
-    """Refuse settings the model does not know (the API may not invent keys; stored unknown keys stay)."""
-    known = {info.alias or name for name, info in TenantSettings.model_fields.items()}
-    for path in changes:
-        top = path.split(".")[0]
-        if top not in known:
-            raise InvalidInput("unknown setting", field=top)
+def _check_provider(settings: TenantSettings) -> None:
+    """The AI settings as the provider reads them (timeout, temperature ... are its own)."""
+    from pydantic import ValidationError
+    from pydantic.alias_generators import to_camel
+
+    from engine.ai.providers import ProviderSettings
+
+    try:
+        ProviderSettings.model_validate(settings.ai.model_dump(mode="json", by_alias=True, exclude_none=True))
+    except ValidationError as exc:  # field names and messages only, never values
+        error = exc.errors()[0]
+        where = to_camel(str(error["loc"][0])) if error["loc"] else "provider"
+        raise InvalidInput(error["msg"], field=f"ai.{where}") from None
+
+
+def _check_knowledge_base(settings: TenantSettings) -> None:
+    """The knowledge base as the assistant reads it (opening hours, prices are its own)."""
+    from pydantic import ValidationError
+
+    from engine.ai.knowledge import KnowledgeBase
+
+    if settings.knowledge_base is None:
+        return
+    try:
+        KnowledgeBase.model_validate(settings.knowledge_base.model_dump(mode="json", by_alias=True, exclude_none=True))
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        raise InvalidInput(str(error["msg"]), field=field_path(("knowledgeBase", *error["loc"]))) from None
 
 
 def get_studio_settings(*, uow: UnitOfWork, actor: Actor) -> StudioSettingsView:
@@ -286,7 +326,9 @@ def save_ai_provider(
     the stored value, "" clears it); ``api_key`` None/"" keeps the stored key."""
     actor.require(ADMIN)
     changes = ai_changes(uow=uow, provider=provider, base_url=base_url, model=model, api_key=api_key, classify=classify)
-    _check_ai(patched(_tenant(uow.session, actor).settings, changes)[1].ai)
+    after = patched(_tenant(uow.session, actor).settings, changes)[1]
+    _check_ai(after.ai)
+    _check_provider(after)
     update_settings(uow=uow, actor=actor, changes=changes, area="ai")
     return get_studio_settings(uow=uow, actor=actor).ai
 
