@@ -25,6 +25,10 @@ def _secret_caption(state: cs.SecretState) -> str:
     return f"set on {state.set_at:%d %b %Y}" + (f" by {state.set_by}" if state.set_by else "") + ", type to replace"
 
 
+def _key(channel: str, f: cs.FieldSpec) -> str:
+    return settings_form.key(f"settings_ch_form_{channel}", f"settings_ch_{channel}_{f.name}", secret=f.secret)
+
+
 def _shown(view: cs.ChannelView, fields: tuple[cs.FieldSpec, ...], channel: str) -> dict[str, Any]:
     """The stored channel as its widgets hold it (text fields as text, secrets as empty fields)."""
     shown: dict[str, Any] = {f"settings_ch_{channel}_enabled": view.enabled}
@@ -32,21 +36,21 @@ def _shown(view: cs.ChannelView, fields: tuple[cs.FieldSpec, ...], channel: str)
         value = "" if f.secret else view.values.get(f.name)
         if f.choices:
             value = value if value in f.choices else (f.default or f.choices[0])
-        shown[f"settings_ch_{channel}_{f.name}"] = "" if value is None else value if f.choices else str(value)
+        shown[_key(channel, f)] = "" if value is None else value if f.choices else str(value)
     return shown
 
 
 def _save_channel(db, actor, channel: str, fields: tuple[cs.FieldSpec, ...]) -> Any:
     def save(changed: dict[str, Any]) -> str:
-        prefix = f"settings_ch_{channel}_"
-        enabled = changed.pop(prefix + "enabled", None)
-        specs = {prefix + f.name: f for f in fields}
-        values = {specs[k].name: v for k, v in changed.items() if not specs[k].secret}
-        secrets = {specs[k].name: v for k, v in changed.items() if specs[k].secret and v}
+        enabled = changed.get(f"settings_ch_{channel}_enabled")
+        specs = {_key(channel, f): f for f in fields}
+        fields_changed = {k: v for k, v in changed.items() if k in specs}
+        values = {specs[k].name: v for k, v in fields_changed.items() if not specs[k].secret}
+        secrets = {specs[k].name: v for k, v in fields_changed.items() if specs[k].secret and v}
         with unit_of_work(db) as uow:
             cs.save_channel(uow=uow, actor=actor, channel=channel, enabled=enabled, values=values, secrets=secrets)
         names = (["switched " + ("on" if enabled else "off")] if enabled is not None else []) + [
-            specs[k].label for k in changed
+            specs[k].label for k in fields_changed
         ]
         note = " Secrets are stored encrypted and are not shown again." if secrets else ""
         return f"Saved: {', '.join(names)}.{note}"
@@ -72,7 +76,7 @@ def _channel_form(db, actor, channel: str) -> None:
         cols = st.columns(2)
         for i, f in enumerate(fields):
             col = cols[i % 2]
-            key = f"settings_ch_{channel}_{f.name}"
+            key = _key(channel, f)
             slots[f.name] = col.container()  # error messages appear right above the field
             if f.secret:
                 col.text_input(

@@ -13,9 +13,10 @@ issue 21). So:
   the service, which writes only those;
 * after a save the page shows the stored values (the service may have normalised them:
   ``8:00`` -> ``08:00``), a message names what was saved, and secrets typed into password
-  fields are gone from the page state.
+  fields are gone from the page (their widgets are new ones: :func:`key`).
 
-Keys: ``<form>__shown`` (what the widgets showed), ``<form>__result`` (the last save's outcome).
+Keys: ``<form>__shown`` (what the widgets showed), ``<form>__result`` (the last save's outcome),
+``<form>__generation`` (saves so far, in the keys of secret fields).
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ def sync(form: str, shown: Mapping[str, Any]) -> None:
     st.session_state[f"{form}__shown"] = dict(shown)
 
 
+def key(form: str, name: str, *, secret: bool = False) -> str:
+    """The widget key of ``name`` in ``form``. A secret's key changes after every save: a widget
+    the owner typed into keeps its text even when page state empties it (the browser only takes a
+    value that differs from the last one it was sent), so the emptied field is a new widget."""
+    generation = st.session_state.get(f"{form}__generation", 0)
+    return f"{name}_{generation}" if secret and generation else name
+
+
 def edits(form: str) -> dict[str, Any]:
     """The widgets whose value differs from what the page showed (call it in a callback)."""
     shown = st.session_state.get(f"{form}__shown", {})
@@ -67,9 +76,12 @@ def run_save(form: str, save: Save) -> None:
     except EngineError as exc:  # the owner's input stays in the widgets, to be corrected
         st.session_state[f"{form}__result"] = ("error", exc.message, getattr(exc, "field", None))
         return
-    shown = st.session_state.get(f"{form}__shown", {})
-    for key in changed:  # the next run shows what was stored (see sync), and typed secrets are gone
-        shown.pop(key, None)
+    # The next run shows what was stored (see sync), and typed secrets are gone. (Assigned anew:
+    # page state may hand out a copy, so changing the dict in place could be lost.)
+    st.session_state[f"{form}__shown"] = {
+        k: v for k, v in st.session_state.get(f"{form}__shown", {}).items() if k not in changed
+    }
+    st.session_state[f"{form}__generation"] = st.session_state.get(f"{form}__generation", 0) + 1
     st.session_state[f"{form}__result"] = ("success", message, None)
 
 

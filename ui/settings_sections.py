@@ -151,6 +151,10 @@ AI_LABELS = {
 }
 
 
+def _ai_key() -> str:
+    return settings_form.key("settings_ai_form", "settings_ai_key", secret=True)
+
+
 def _save_ai(db, actor):
     def save(changed: dict[str, Any]) -> str:
         with unit_of_work(db) as uow:
@@ -160,9 +164,9 @@ def _save_ai(db, actor):
                 provider=changed.get("settings_ai_provider"),
                 base_url=changed.get("settings_ai_base"),
                 model=changed.get("settings_ai_model"),
-                api_key=changed.get("settings_ai_key") or None,
+                api_key=changed.get(_ai_key()) or None,
             )
-        return settings_form.saved(AI_LABELS, changed)
+        return settings_form.saved(AI_LABELS | {_ai_key(): "API key"}, changed)
 
     return save
 
@@ -181,7 +185,7 @@ def ai_section(db, actor, tenant) -> None:
                 "settings_ai_provider": view.ai.provider if view.ai.provider in choices else "offline",
                 "settings_ai_base": view.ai.base_url or "",
                 "settings_ai_model": view.ai.model or "",
-                "settings_ai_key": "",
+                _ai_key(): "",
             },
         )
         with st.form(form, border=False):
@@ -206,7 +210,7 @@ def ai_section(db, actor, tenant) -> None:
                 )
                 + ")"
             )
-            st.text_input(key_label, type="password", key="settings_ai_key")
+            st.text_input(key_label, type="password", key=_ai_key())
             settings_form.save_button(form, "Save", _save_ai(db, actor))
         settings_form.result(form)
         if st.button("Test the provider", key="settings_ai_test"):
