@@ -1,8 +1,9 @@
 """Channel settings of a studio: provider fields, write-only encrypted secrets, the public
 webhook id, "send a test message", and the settings audit log (owners only).
 
-Non-secret fields live in ``tenants.settings["channels"][channel]`` (where the adapters
-already look); secrets live Fernet-encrypted in ``tenant_secrets`` under
+Non-secret fields live in ``tenants.settings["channels"][channel]`` (typed by the channel
+blocks of :mod:`engine.tenant_settings`, which also give the form its fields, labels and
+defaults); a save writes only the fields it is given. Secrets live Fernet-encrypted in ``tenant_secrets`` under
 ``channels.<channel>.<field>`` and are merged in only by :func:`resolved_tenant_settings`
 (delivery, test messages) and :func:`secret_value` (signature checks). Nothing returned to a
 page or the API contains a secret: only "set on <date>".
