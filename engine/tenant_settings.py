@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import date
-from functools import lru_cache
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union, get_args, get_origin
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -337,18 +339,14 @@ class AISettings(_Part):
         return bool(self.api_key_encrypted or self.api_key)
 
 
-def _tags(value: Any) -> Any:
-    if isinstance(value, list):
-        return [t.strip() for t in value if isinstance(t, str) and t.strip()][:20]
-    return value
-
-
 class KnowledgeEntry(_Part):
     """One question and answer (``questionEn``/``answerEn``: what members writing in English get)."""
 
     question: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
     answer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-    tags: Annotated[list[str], BeforeValidator(_tags)] = Field(default_factory=list)
+    tags: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=20
+    )
     question_en: Text = None
     answer_en: Annotated[
         Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)] | None, BeforeValidator(_blank_none)
@@ -484,7 +482,30 @@ settings_of = TenantSettings.of
 # --------------------------------------------------------------------------- loading
 
 
+#: Models of recently loaded JSON, by its bytes: the runner, the worker and delivery load a
+#: studio's settings again and again, and a knowledge base of 2,000 entries takes milliseconds
+#: to validate but a fraction of one to serialise. Frozen models, so sharing them is safe.
+_LOADED: OrderedDict[bytes, TenantSettings] = OrderedDict()
+_LOADED_MAX = 32
+_LOADED_LOCK = threading.Lock()
+
+
 def _load(raw: Mapping[str, Any]) -> TenantSettings:
+    try:
+        key = orjson.dumps(raw)
+    except TypeError:  # not JSON (a caller's Python objects): validated, not kept
+        return _validate(raw)
+    found = _LOADED.get(key)
+    if found is None:
+        found = _validate(raw)
+        with _LOADED_LOCK:  # the API's threads load at the same time
+            _LOADED[key] = found
+            while len(_LOADED) > _LOADED_MAX:
+                _LOADED.popitem(last=False)
+    return found
+
+
+def _validate(raw: Mapping[str, Any]) -> TenantSettings:
     try:
         return TenantSettings.model_validate(raw)
     except ValidationError as exc:
@@ -498,7 +519,7 @@ def _load(raw: Mapping[str, Any]) -> TenantSettings:
             dropped += _drop_invalid(data, exc)
     else:
         model = TenantSettings()
-    _warn_once(tuple(sorted(set(dropped))))
+    _warn(tuple(sorted(set(dropped))))
     return model
 
 
@@ -541,8 +562,8 @@ def _compact(node: Any) -> None:
             _compact(value)
 
 
-@lru_cache(maxsize=256)
-def _warn_once(paths: tuple[str, ...]) -> None:
+def _warn(paths: tuple[str, ...]) -> None:
+    """Once per stored JSON while its model is kept (see _LOADED), not at every load."""
     if paths:
         logger.warning("stored tenant settings ignored (invalid, defaults apply): %s", ", ".join(paths))
 
