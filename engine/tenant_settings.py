@@ -113,12 +113,16 @@ class _Part(BaseModel):
 def _secret(label: str, help: str = "", *, required: bool = True) -> Any:
     """A write-only field: stored encrypted in ``tenant_secrets``; here only plain text from old rows."""
     return Field(
-        None, exclude=True, title=label, description=help, json_schema_extra={"secret": True, "required": required}
+        None,
+        exclude=True,
+        title=label,
+        description=help,
+        json_schema_extra={"x-secret": True, "x-required-when-on": required},
     )
 
 
 def _field(default: Any, label: str, help: str = "", *, required: bool = False, **kw: Any) -> Any:
-    return Field(default, title=label, description=help, json_schema_extra={"required": required}, **kw)
+    return Field(default, title=label, description=help, json_schema_extra={"x-required-when-on": required}, **kw)
 
 
 class ChannelBlock(_Part):

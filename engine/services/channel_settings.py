@@ -92,8 +92,8 @@ def _field_specs(model: type[ChannelBlock]) -> tuple[FieldSpec, ...]:
             FieldSpec(
                 name=info.alias or attr,
                 label=info.title or attr,
-                secret=bool(extra.get("secret")),
-                required=bool(extra.get("required")),
+                secret=bool(extra.get("x-secret")),
+                required=bool(extra.get("x-required-when-on")),
                 help=info.description or "",
                 choices=tuple(str(c) for c in choices),
                 default=info.default,
