@@ -170,6 +170,14 @@ def test_every_settings_form_saved_twice_loses_nothing(app: App):
     _save(app, studio, name="Save settings")
     _save(app, studio, name="Save settings", expect="Nothing changed")
 
+    app.tab("Insights")
+    insights = _card(app, "card_insights_settings")
+    insights.get_by_text("Analysts see contact details").click()
+    app.settle()
+    insights.get_by_role("button", name="Save insights settings").click()
+    app.settle()
+    insights.get_by_text("Nothing changed").first.wait_for()
+
     app.tab("Data & privacy")
     retention = _card(app, "privacy_card_retention")
     _type(app, "privacy_details_days", "30")
@@ -204,6 +212,7 @@ def test_every_settings_form_saved_twice_loses_nothing(app: App):
     assert s["webhookAllowList"] == ["127.0.0.1:8080", "crm.local"]
     assert s["retention"] == {"detailsDays": 30, "summaryDays": 730}
     assert s["optOut"] == {"stopWords": ["HALT", "STOP"], "startWords": ["ANMELDEN", "START", "UNSTOP"]}
+    assert s["analystsSeeContacts"] is True and "minutesSaved" not in s and "goals" not in s
     assert not _lost(audit), _lost(audit)
 
 

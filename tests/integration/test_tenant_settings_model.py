@@ -277,3 +277,37 @@ def test_readers_of_a_stored_row_share_one_model(db, actor):
             tenant = load_tenant(conn, actor.tenant_id)
         assert isinstance(tenant["settings"], TenantSettings)
         assert tenant["settings"].business_hours.weekly["1"].open == "09:00"
+
+
+def test_a_knowledge_base_edit_from_a_stale_page_is_refused_not_written_over(db, actor):
+    first = [{"question": "Parken?", "answer": "Im Hof.", "tags": []}]
+    in_uow(db, ss.save_knowledge_entries, actor=actor, entries=first, expected=[])
+    shown = in_uow(db, ss.get_studio_settings, actor=actor).knowledge_entries
+    in_uow(db, ss.save_knowledge_entries, actor=actor, entries=[*shown, {"question": "Sauna?", "answer": "Ja."}])
+    from engine.errors import Conflict
+
+    with pytest.raises(Conflict) as err:  # the editor still shows one entry: saving it would drop "Sauna?"
+        in_uow(
+            db,
+            ss.save_knowledge_entries,
+            actor=actor,
+            entries=[{"question": "Parken?", "answer": "Ja."}],
+            expected=shown,
+        )
+    assert "changed meanwhile" in err.value.message
+    assert [e["question"] for e in in_uow(db, ss.get_studio_settings, actor=actor).knowledge_entries] == [
+        "Parken?",
+        "Sauna?",
+    ]
+
+
+def test_the_insights_table_writes_only_the_rows_the_owner_edited():
+    from ui.insights_settings import _changes
+
+    shown = [
+        {"id": "wf1", "Minutes saved per run": 2.0, "Goal": "", "Within days": 7},
+        {"id": "wf2", "Minutes saved per run": 5.0, "Goal": "lead", "Within days": 3},
+    ]
+    edited = [dict(shown[0], **{"Minutes saved per run": 4.5}), dict(shown[1], Goal="")]
+    assert _changes(edited, shown) == {"minutesSaved.wf1": 4.5, "goals.wf2": None}
+    assert _changes(shown, shown) == {}
