@@ -166,7 +166,9 @@ def _upsert(
 
 
 def _set_flag(conn: Any, tenant: dict[str, Any]) -> None:
-    settings = conn.execute(sa.select(_tenants.c.settings).where(_tenants.c.id == tenant["id"])).scalar() or {}
+    # Locked (PostgreSQL): written back whole, so an owner's settings save in between must not be lost.
+    found = sa.select(_tenants.c.settings).where(_tenants.c.id == tenant["id"]).with_for_update()
+    settings = conn.execute(found).scalar() or {}
     conn.execute(sa.update(_tenants).where(_tenants.c.id == tenant["id"]).values(settings={**settings, FLAG: True}))
     tenant["settings"] = settings_of(tenant.get("settings")).model_copy(update={"opt_outs_recorded": True})
 
