@@ -108,8 +108,10 @@ def update_settings(
     uow.session.add(tenant)
     diff = _audit(changes, before.stored(), after.stored(), old_raw, raw)
     if diff:
-        tops = sorted({path.split(".")[0] for path in changes})
-        record_audit(uow=uow, actor=actor, area=area or ", ".join(tops), changes=audit or diff)
+        tops = {path.split(".")[0] for path in changes}  # the paths in ``changes`` say the rest
+        record_audit(
+            uow=uow, actor=actor, area=area or (tops.pop() if len(tops) == 1 else "settings"), changes=audit or diff
+        )
     return after
 
 

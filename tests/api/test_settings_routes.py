@@ -127,6 +127,22 @@ def test_studio_settings_are_read_and_patched_through_the_model(client, auth, ot
     assert key.status_code == 200 and SECRET not in key.text and key.json()["secrets"]["aiApiKey"]["set"] is True
     assert key.json()["settings"]["ai"]["provider"] == "openai_compatible"
     assert SECRET not in client.get("/api/settings/audit", headers=auth).text
+    # Found by the fuzzer: a patch of many settings named them all in the audit row's area (64 characters) -> 500.
+    every = {
+        "analystsSeeContacts": True,
+        "defaultRegion": "AT",
+        "language": "en",
+        "goals": {"wf1": {"kind": "lead"}},
+        "retention": {"detailsDays": 10, "summaryDays": 20},
+        "optOut": {"stopWords": ["HALT"], "startWords": ["WEITER"]},
+        "webChat": {"allowedOrigins": ["https://www.studio.test"]},
+    }
+    many = client.patch("/api/settings", headers=auth, json=every)
+    assert many.status_code == 200, many.text
+    entry = client.get("/api/settings/audit", headers=auth).json()["entries"][0]
+    assert entry["area"] == "settings" and {"language", "retention.detailsDays", "goals.wf1.kind"} <= set(
+        entry["changes"]
+    )
 
 
 def test_a_channel_put_keeps_the_fields_it_leaves_out(client, auth):
