@@ -193,7 +193,14 @@ def cmd_callback_urls(args) -> int:
     """Print the provider callback URLs and the web chat snippet of a tenant."""
     from engine.services import channel_settings
 
-    base = args.base_url or get_settings().public_url or "https://studio.example.com"
+    conf = get_settings()
+    base = args.base_url or conf.public_url or conf.api_url  # what the API verifies, never a made-up domain
+    if not args.base_url and not conf.public_url:
+        print(
+            f"STUDIO_PUBLIC_URL is not set: these are the URLs the API verifies when providers call it directly "
+            f"at {conf.api_url}; behind HTTPS or a proxy set STUDIO_PUBLIC_URL to the address they call.",
+            file=sys.stderr,
+        )
     with unit_of_work(get_engine(args.database_url)) as uow:  # the first call creates the chat key
         actor = system_actor(services.find_tenant(uow=uow, slug_or_id=args.tenant).id)
         urls = channel_settings.callback_urls(uow=uow, actor=actor, base_url=base)

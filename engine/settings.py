@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     #: The public https URL of the REST API app (provider callback URLs are built from it, and
     #: Twilio signs the URL it called, which behind a proxy differs from the one we see).
     public_url: str | None = Field(default=None, alias="STUDIO_PUBLIC_URL")
+    #: Where the app reaches the REST API (the process serving /hooks/...), to tell owners whether it is up.
+    api_url: str = Field(default="http://127.0.0.1:8000", alias="STUDIO_API_URL")
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -12,7 +12,7 @@ from engine import services
 from engine.errors import EngineError
 from engine.security.auth import ADMIN
 from engine.uow import unit_of_work
-from ui import session, settings_channels, settings_data, settings_sections
+from ui import session, settings_channels, settings_data, settings_form, settings_sections
 from ui.insights_settings import insights_settings_card
 from ui.labels import ROLE_LABELS
 
@@ -27,28 +27,40 @@ with unit_of_work(db, read_only=True) as uow:
 st.title("Settings & users")
 
 
+def _save_studio(db, actor):
+    def save(changed: dict) -> str:
+        with unit_of_work(db) as uow:
+            out = services.update_tenant_settings(
+                uow=uow, actor=actor, name=changed.get("settings_name"), timezone=changed.get("settings_timezone")
+            )
+        st.session_state["auth_tenant_name"] = out.name
+        return settings_form.saved({"settings_name": "studio name", "settings_timezone": "timezone"}, changed)
+
+    return save
+
+
 def studio_section(db, actor, tenant) -> None:
+    zones = sorted(available_timezones())
     with st.container(border=True, key="card_settings"):
         st.subheader("Studio")
-        with st.form("settings_form", border=False):
-            name = st.text_input("Studio name", value=tenant.name, key="settings_name")
-            zones = sorted(available_timezones())
-            timezone = st.selectbox(
+        form = "settings_form"
+        settings_form.sync(
+            form,
+            {
+                "settings_name": tenant.name,
+                "settings_timezone": tenant.timezone if tenant.timezone in zones else zones[0],
+            },
+        )
+        with st.form(form, border=False):
+            st.text_input("Studio name", key="settings_name")
+            st.selectbox(
                 "Timezone",
                 zones,
-                index=zones.index(tenant.timezone) if tenant.timezone in zones else 0,
                 key="settings_timezone",
                 help="Schedules, time-of-day and weekday conditions use this timezone.",
             )
-            if st.form_submit_button("Save settings", type="primary"):
-                try:
-                    with unit_of_work(db) as uow:
-                        out = services.update_tenant_settings(uow=uow, actor=actor, name=name, timezone=timezone)
-                except EngineError as exc:
-                    st.error(exc.message)
-                else:
-                    st.session_state["auth_tenant_name"] = out.name
-                    st.success("Saved.", icon="✅")
+            settings_form.save_button(form, "Save settings", _save_studio(db, actor))
+        settings_form.result(form)
 
 
 def users_section(db, actor, tenant) -> None:

@@ -1,5 +1,8 @@
 """Owner settings of the Insights: whether analysts see contact details, and per workflow the
-minutes saved per run and its conversion goal (stored in the studio's settings)."""
+minutes saved per run and its conversion goal (stored in the studio's settings).
+
+Saves write only what the owner changed: the switch when it is flipped, and the rows of the
+table that differ from what it showed (``minutesSaved.<workflow id>``, ``goals.<workflow id>``)."""
 
 from __future__ import annotations
 
@@ -9,52 +12,73 @@ import streamlit as st
 
 from engine import services
 from engine.errors import EngineError
-from engine.messaging import masking
+from engine.services import studio_settings as ss
 from engine.services.insights import DEFAULT_MINUTES_SAVED
+from engine.tenant_settings import TenantSettings, settings_of
 from engine.uow import unit_of_work
+from ui import settings_form
 
 GOALS = {"": "no goal", "booking": "a booking", "lead": "a new lead"}
 
 
-def _rows(settings: dict[str, Any], workflows: list[Any]) -> list[dict[str, Any]]:
-    minutes, goals = settings.get("minutesSaved") or {}, settings.get("goals") or {}
+def _rows(settings: TenantSettings, workflows: list[Any]) -> list[dict[str, Any]]:
+    minutes, goals = settings.minutes_saved, settings.goals
     return [
         {
             "id": w.id,
             "Workflow": w.name,
             "Minutes saved per run": float(minutes.get(w.id, DEFAULT_MINUTES_SAVED)),
-            "Goal": (goals.get(w.id) or {}).get("kind", ""),
-            "Within days": int((goals.get(w.id) or {}).get("days", 7)),
+            "Goal": goals[w.id].kind if w.id in goals else "",
+            "Within days": goals[w.id].days if w.id in goals else 7,
         }
         for w in workflows
     ]
 
 
-def _changes(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    minutes = {
-        r["id"]: float(r["Minutes saved per run"])
-        for r in rows
-        if r["Minutes saved per run"] is not None and float(r["Minutes saved per run"]) != DEFAULT_MINUTES_SAVED
-    }
-    goals = {r["id"]: {"kind": r["Goal"], "days": int(r["Within days"] or 7)} for r in rows if r["Goal"]}
-    return {"minutesSaved": minutes, "goals": goals}
+def _changes(rows: list[dict[str, Any]], shown: list[dict[str, Any]]) -> dict[str, Any]:
+    """The settings paths of the rows the owner edited (a default is stored as no entry)."""
+    before = {r["id"]: r for r in shown}
+    changes: dict[str, Any] = {}
+    for r in rows:
+        old = before.get(r["id"])
+        if old is None:
+            continue
+        minutes = r["Minutes saved per run"]
+        if minutes != old["Minutes saved per run"]:
+            value = None if minutes is None or float(minutes) == DEFAULT_MINUTES_SAVED else float(minutes)
+            changes[f"minutesSaved.{r['id']}"] = value
+        if (r["Goal"], r["Within days"]) != (old["Goal"], old["Within days"]):
+            goal = {"kind": r["Goal"], "days": int(r["Within days"] or 7)}
+            changes[f"goals.{r['id']}"] = goal if r["Goal"] else None
+    return changes
+
+
+def _toggle_contacts(db: Any, actor: Any) -> None:
+    """The switch was flipped by the owner (on_change): store exactly that."""
+    shown = st.session_state["settings_analysts_contacts"]
+    with unit_of_work(db) as uow:
+        ss.update_settings(uow=uow, actor=actor, changes={"analystsSeeContacts": shown})
+    st.session_state["settings_insights_toast"] = (
+        "Saved: analysts " + ("now see" if shown else "no longer see") + " contact details."
+    )
 
 
 def insights_settings_card(db: Any, actor: Any, tenant: Any) -> None:
     """The card on the settings page (owners only, like the page)."""
-    settings = tenant.settings or {}
+    settings = settings_of(tenant.settings)
     with st.container(border=True, key="card_insights_settings"):
         st.subheader("Insights & privacy")
-        shown = st.toggle(
+        settings_form.sync("settings_insights", {"settings_analysts_contacts": settings.analysts_see_contacts})
+        st.toggle(
             "Analysts see contact details",
-            value=bool(settings.get(masking.SETTING)),
             key="settings_analysts_contacts",
             help="Off: analysts see +49 151 ****678 and j***@example.com everywhere, exports included.",
+            on_change=_toggle_contacts,
+            args=(db, actor),
         )
-        if shown != bool(settings.get(masking.SETTING)):
-            with unit_of_work(db) as uow:
-                services.update_tenant_settings(uow=uow, actor=actor, settings={masking.SETTING: shown})
-            st.toast("Saved: analysts " + ("now see" if shown else "no longer see") + " contact details.")
+        toast = st.session_state.pop("settings_insights_toast", None)
+        if toast:
+            st.toast(toast)
         with unit_of_work(db, read_only=True) as uow:
             workflows = services.list_workflows(uow=uow, actor=actor, page_size=500).items
         if not workflows:
@@ -63,11 +87,13 @@ def insights_settings_card(db: Any, actor: Any, tenant: Any) -> None:
             "Time saved counts each succeeded run with its minutes; a goal is what counts as a conversion "
             "(by the same contact, within the days after the run)."
         )
+        shown = _rows(settings, workflows)
+        version = st.session_state.setdefault("settings_insights_version", 0)  # a fresh table after each save
         edited = st.data_editor(
-            _rows(settings, workflows),
+            shown,
             hide_index=True,
             width="stretch",
-            key="settings_insights_table",
+            key=f"settings_insights_table_{version}",
             disabled=["id", "Workflow"],
             column_order=["Workflow", "Minutes saved per run", "Goal", "Within days"],
             column_config={
@@ -77,10 +103,18 @@ def insights_settings_card(db: Any, actor: Any, tenant: Any) -> None:
             },
         )
         if st.button("Save insights settings", key="settings_insights_save", type="primary"):
+            changes = _changes(edited, shown)
             try:
                 with unit_of_work(db) as uow:
-                    services.update_tenant_settings(uow=uow, actor=actor, settings=_changes(edited))
+                    ss.update_settings(uow=uow, actor=actor, changes=changes, area="insights")
             except EngineError as exc:
                 st.error(exc.message)
             else:
-                st.success("Saved.", icon="✅")
+                st.session_state["settings_insights_version"] = version + 1
+                st.session_state["settings_insights_flash"] = (
+                    f"Saved: {len(changes)} change(s)." if changes else "Nothing changed."
+                )
+                st.rerun()
+        flash = st.session_state.pop("settings_insights_flash", None)
+        if flash:
+            st.success(flash, icon="✅")

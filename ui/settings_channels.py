@@ -14,6 +14,7 @@ from engine.errors import EngineError
 from engine.services import channel_settings as cs
 from engine.settings import get_settings
 from engine.uow import unit_of_work
+from ui import settings_form
 
 TITLES = {"whatsapp": "WhatsApp Cloud API", "sms": "Twilio (SMS and calls)", "email": "E-mail (SMTP)"}
 
@@ -24,64 +25,73 @@ def _secret_caption(state: cs.SecretState) -> str:
     return f"set on {state.set_at:%d %b %Y}" + (f" by {state.set_by}" if state.set_by else "") + ", type to replace"
 
 
+def _key(channel: str, f: cs.FieldSpec) -> str:
+    return settings_form.key(f"settings_ch_form_{channel}", f"settings_ch_{channel}_{f.name}", secret=f.secret)
+
+
+def _shown(view: cs.ChannelView, fields: tuple[cs.FieldSpec, ...], channel: str) -> dict[str, Any]:
+    """The stored channel as its widgets hold it (text fields as text, secrets as empty fields)."""
+    shown: dict[str, Any] = {f"settings_ch_{channel}_enabled": view.enabled}
+    for f in fields:
+        value = "" if f.secret else view.values.get(f.name)
+        if f.choices:
+            value = value if value in f.choices else (f.default or f.choices[0])
+        shown[_key(channel, f)] = "" if value is None else value if f.choices else str(value)
+    return shown
+
+
+def _save_channel(db, actor, channel: str, fields: tuple[cs.FieldSpec, ...]) -> Any:
+    def save(changed: dict[str, Any]) -> str:
+        enabled = changed.get(f"settings_ch_{channel}_enabled")
+        specs = {_key(channel, f): f for f in fields}
+        fields_changed = {k: v for k, v in changed.items() if k in specs}
+        values = {specs[k].name: v for k, v in fields_changed.items() if not specs[k].secret}
+        secrets = {specs[k].name: v for k, v in fields_changed.items() if specs[k].secret and v}
+        with unit_of_work(db) as uow:
+            cs.save_channel(uow=uow, actor=actor, channel=channel, enabled=enabled, values=values, secrets=secrets)
+        names = (["switched " + ("on" if enabled else "off")] if enabled is not None else []) + [
+            specs[k].label for k in fields_changed
+        ]
+        note = " Secrets are stored encrypted and are not shown again." if secrets else ""
+        return f"Saved: {', '.join(names)}.{note}"
+
+    return save
+
+
 def _channel_form(db, actor, channel: str) -> None:
     with unit_of_work(db, read_only=True) as uow:
         view = cs.get_channel(uow=uow, actor=actor, channel=channel)
     _, fields = cs.CHANNEL_FIELDS[channel]
-    # clear_on_submit: typed secrets must not stay in the page (the input would keep the value).
-    with st.form(f"settings_ch_form_{channel}", border=False, clear_on_submit=True):
-        enabled = st.toggle(
+    form = f"settings_ch_form_{channel}"
+    # Widgets take the stored values through page state (settings_form.sync): a typed secret is
+    # emptied after the save, every other field shows what was saved.
+    settings_form.sync(form, _shown(view, fields, channel))
+    with st.form(form, border=False):
+        st.toggle(
             "Send through this provider",
-            value=view.enabled,
             key=f"settings_ch_{channel}_enabled",
             help="Off: messages are only recorded in the outbox.",
         )
-        values: dict[str, Any] = {}
-        secrets: dict[str, str | None] = {}
         slots: dict[str, Any] = {}
         cols = st.columns(2)
         for i, f in enumerate(fields):
             col = cols[i % 2]
-            key = f"settings_ch_{channel}_{f.name}"
+            key = _key(channel, f)
             slots[f.name] = col.container()  # error messages appear right above the field
             if f.secret:
-                secrets[f.name] = col.text_input(
+                col.text_input(
                     f"{f.label} ({_secret_caption(view.secrets[f.name])})",
-                    value="",
                     type="password",
                     key=key,
                     help=f.help or None,
                     placeholder="unchanged" if view.secrets[f.name].set else "",
                 )
             elif f.choices:
-                current = view.values.get(f.name) or f.default
-                values[f.name] = col.selectbox(
-                    f.label,
-                    f.choices,
-                    index=f.choices.index(current) if current in f.choices else 0,
-                    key=key,
-                    help=f.help or None,
-                )
+                col.selectbox(f.label, f.choices, key=key, help=f.help or None)
             else:
-                current = view.values.get(f.name)
-                values[f.name] = col.text_input(
-                    f.label, value="" if current is None else str(current), key=key, help=f.help or None
-                )
-        if st.form_submit_button("Save", type="primary"):
-            try:
-                with unit_of_work(db) as uow:
-                    cs.save_channel(
-                        uow=uow, actor=actor, channel=channel, enabled=enabled, values=values, secrets=secrets
-                    )
-            except EngineError as exc:
-                name = str(getattr(exc, "field", "") or "").rsplit(".", 1)[-1]
-                slots.get(name, st).error(exc.message, icon="⚠️")
-            else:
-                st.session_state["settings_ch_saved"] = channel
-                st.rerun()  # show the new state ("set on ...") at once
-    if st.session_state.get("settings_ch_saved") == channel:
-        del st.session_state["settings_ch_saved"]
-        st.success("Saved. Secrets are stored encrypted and are not shown again.", icon="✅")
+                col.text_input(f.label, key=key, help=f.help or None)
+        settings_form.save_button(form, "Save", _save_channel(db, actor, channel, fields))
+    settings_form.result(form, slots)
     a, b = st.columns([3, 1], vertical_alignment="bottom")
     to = a.text_input(
         "Send a test message to",
@@ -99,18 +109,44 @@ def _channel_form(db, actor, channel: str) -> None:
             (st.success if result.ok else st.error)(f"Provider answer: {result.answer}")
 
 
+@st.cache_data(ttl=15, show_spinner=False)
+def _endpoint(api_url: str, public_url: str | None) -> cs.EndpointStatus:
+    return cs.webhook_endpoint(api_url=api_url, public_url=public_url)
+
+
+def _webhook_endpoint() -> None:
+    """Whether the process that receives provider webhooks (the REST API) is up."""
+    conf = get_settings()
+    status = _endpoint(conf.api_url, conf.public_url)
+    a, b = st.columns([5, 1], vertical_alignment="center")
+    up = status.reachable and status.message.startswith("The webhook endpoint is up")
+    (a.success if up else a.warning)(status.message, icon="✅" if up else "⚠️")
+    if b.button("Check again", key="settings_ch_endpoint_check"):
+        _endpoint.clear()
+        st.rerun()
+
+
+def _public_base() -> str:
+    """The base of the URLs providers call: STUDIO_PUBLIC_URL, else the API's own address."""
+    conf = get_settings()
+    return (conf.public_url or conf.api_url).rstrip("/")
+
+
 def _callback_urls(db, actor) -> None:
     st.subheader("Callback URLs")
-    base = get_settings().public_url
-    if not base:
-        base = st.text_input(
-            "Public address of the API",
-            value="https://studio.example.com",
-            key="settings_ch_base",
-            help="Set STUDIO_PUBLIC_URL on the server to fix it here.",
+    conf = get_settings()
+    if not conf.public_url:
+        st.warning(
+            "**STUDIO_PUBLIC_URL is not set.** The API then checks each Twilio request against the URL the "
+            "request arrived at: its scheme, its `Host` header and its path. The URLs below are exactly what "
+            f"it verifies when providers call the API directly at {conf.api_url.rstrip('/')}. If providers reach "
+            "it at another address, over HTTPS or through a proxy, set STUDIO_PUBLIC_URL to that public address "
+            "(scheme and host, no path) for the API and this app and restart them: Twilio signs the URL it "
+            "called, and a signature for another URL is refused (403).",
+            icon="⚠️",
         )
     with unit_of_work(db) as uow:
-        urls = cs.callback_urls(uow=uow, actor=actor, base_url=base)
+        urls = cs.callback_urls(uow=uow, actor=actor, base_url=_public_base())
     st.caption(
         "Paste these into the providers' consoles (the copy button is at the right of each box). "
         "Anyone with a URL can only send signed requests: the signature is checked with your secrets."
@@ -139,33 +175,37 @@ def _web_chat(db, actor, tenant) -> None:
         "Put this script on your website; visitors' messages start your web chat workflows and "
         "their replies appear in the chat box."
     )
-    base = (
-        get_settings().public_url or st.session_state.get("settings_ch_base") or "https://studio.example.com"
-    ).rstrip("/")
+    base = _public_base()
     with unit_of_work(db) as uow:
         snippet = (
             f'<script src="{base}/widget.js" data-studio="{cs.chat_key(uow=uow, actor=actor)}" '
             'data-title="Chat with us" async></script>'
         )
     st.code(snippet, language="html")
-    with st.form("settings_ch_webchat_form", border=False):
-        origins = st.text_area(
+    form = "settings_ch_webchat_form"
+    settings_form.sync(form, {"settings_ch_webchat_origins": "\n".join(allowed_origins(db, actor.tenant_id))})
+    with st.form(form, border=False):
+        st.text_area(
             "Websites allowed to use the chat (one per line, e.g. https://www.mystudio.de)",
-            value="\n".join(allowed_origins(db, actor.tenant_id)),
             key="settings_ch_webchat_origins",
         )
-        if st.form_submit_button("Save", type="primary"):
-            try:
-                with unit_of_work(db) as uow:
-                    save_web_chat(uow=uow, actor=actor, allowed_origins=origins.splitlines())
-            except EngineError as exc:
-                st.error(exc.message, icon="⚠️")
-            else:
-                st.success("Saved.", icon="✅")
+
+        def save(changed: dict) -> str:
+            with unit_of_work(db) as uow:
+                saved = save_web_chat(
+                    uow=uow, actor=actor, allowed_origins=changed["settings_ch_webchat_origins"].splitlines()
+                )
+            return f"Saved: {len(saved)} website(s) may use the chat."
+
+        settings_form.save_button(form, "Save", save)
+    settings_form.result(form)
 
 
 def render(db, actor, tenant) -> None:
     """The Channels section of the settings page."""
+    with st.container(border=True, key="settings_ch_card_endpoint"):
+        st.subheader("Webhook endpoint")
+        _webhook_endpoint()
     for channel, title in TITLES.items():
         with st.container(border=True, key=f"settings_ch_card_{channel}"):
             st.subheader(title)

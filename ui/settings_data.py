@@ -16,7 +16,7 @@ from engine.lifecycle import privacy, retention
 from engine.messaging import optout
 from engine.security.auth import ADMIN, Actor
 from engine.uow import unit_of_work
-from ui import session
+from ui import session, settings_form
 
 TABLE_LABELS = {
     "events": "Inbound events",
@@ -54,36 +54,20 @@ def _retention_card(db, actor: Actor) -> None:
             "Summaries are the rows themselves (status, time, workflow, channel). Counts in insights and "
             "workflow statistics stay correct after both are removed. The worker prunes in small batches."
         )
-        with st.form("privacy_retention_form", border=False):
+        form = "privacy_retention_form"
+        settings_form.sync(
+            form, {"privacy_details_days": current.details_days, "privacy_summary_days": current.summary_days}
+        )
+        with st.form(form, border=False):
             a, b = st.columns(2)
-            details = a.number_input(
-                "Keep details (days)",
-                min_value=1,
-                max_value=retention.MAX_DAYS,
-                step=1,
-                value=current.details_days,
-                key="privacy_details_days",
+            a.number_input(
+                "Keep details (days)", min_value=1, max_value=retention.MAX_DAYS, step=1, key="privacy_details_days"
             )
-            summary = b.number_input(
-                "Keep summaries (days)",
-                min_value=1,
-                max_value=retention.MAX_DAYS,
-                step=1,
-                value=current.summary_days,
-                key="privacy_summary_days",
+            b.number_input(
+                "Keep summaries (days)", min_value=1, max_value=retention.MAX_DAYS, step=1, key="privacy_summary_days"
             )
-            if st.form_submit_button("Save retention", type="primary"):
-                try:
-                    with unit_of_work(db) as uow:
-                        out = retention.set_retention(
-                            uow=uow, actor=actor, details_days=int(details), summary_days=int(summary)
-                        )
-                except EngineError as exc:
-                    st.error(exc.message)
-                else:
-                    st.success(
-                        f"Saved: details for {out.details_days} days, summaries for {out.summary_days} days.", icon="✅"
-                    )
+            settings_form.save_button(form, "Save retention", _save_retention(db, actor))
+        settings_form.result(form)
         status = retention.pruning_status(db, actor)
         done = status["marks"].get("execution_details")
         if done or status["rolledUpExecutions"]:
@@ -95,6 +79,21 @@ def _retention_card(db, actor: Actor) -> None:
             st.caption(
                 f"Pruning so far: {until}; {status['rolledUpExecutions']:,} old executions kept as daily counts."
             )
+
+
+def _save_retention(db, actor: Actor):
+    def save(changed: dict) -> str:
+        with unit_of_work(db) as uow:  # the other number as stored now, not as this page last showed it
+            now = retention.get_retention(uow=uow, actor=actor)
+            out = retention.set_retention(
+                uow=uow,
+                actor=actor,
+                details_days=int(changed.get("privacy_details_days", now.details_days)),
+                summary_days=int(changed.get("privacy_summary_days", now.summary_days)),
+            )
+        return f"Saved: details for {out.details_days} days, summaries for {out.summary_days} days."
+
+    return save
 
 
 # --------------------------------------------------------------------------- a member's data
@@ -231,6 +230,24 @@ def _show_open_dialog(db, actor: Actor) -> None:
 # --------------------------------------------------------------------------- opt-outs
 
 
+def _save_words(db, actor: Actor):
+    def save(changed: dict) -> str:
+        from engine import services
+
+        with unit_of_work(db) as uow:  # the other list as stored now, not as this page last showed it
+            stop, start = optout.opt_words(services.get_tenant(uow=uow, actor=actor).settings)
+            optout.set_opt_words(
+                uow=uow,
+                actor=actor,
+                stop_words=changed.get("privacy_stop_words", ", ".join(sorted(stop))),
+                start_words=changed.get("privacy_start_words", ", ".join(sorted(start))),
+            )
+        labels = {"privacy_stop_words": "opt-out words", "privacy_start_words": "opt-in words"}
+        return settings_form.saved(labels, changed)
+
+    return save
+
+
 def _opt_out_card(db, actor: Actor) -> None:
     tenant_settings = {}
     try:
@@ -247,18 +264,16 @@ def _opt_out_card(db, actor: Actor) -> None:
             "A member who writes one of these words as a whole message, on any channel, gets no more automated "
             "messages until they write an opt-in word. Suppressed messages show the reason in the outbox."
         )
-        with st.form("privacy_words_form", border=False):
+        form = "privacy_words_form"
+        settings_form.sync(
+            form, {"privacy_stop_words": ", ".join(sorted(stop)), "privacy_start_words": ", ".join(sorted(start))}
+        )
+        with st.form(form, border=False):
             a, b = st.columns(2)
-            stop_text = a.text_input("Opt-out words", ", ".join(sorted(stop)), key="privacy_stop_words")
-            start_text = b.text_input("Opt-in words", ", ".join(sorted(start)), key="privacy_start_words")
-            if st.form_submit_button("Save words"):
-                try:
-                    with unit_of_work(db) as uow:
-                        optout.set_opt_words(uow=uow, actor=actor, stop_words=stop_text, start_words=start_text)
-                except EngineError as exc:
-                    st.error(exc.message)
-                else:
-                    st.success("Saved.", icon="✅")
+            a.text_input("Opt-out words", key="privacy_stop_words")
+            b.text_input("Opt-in words", key="privacy_start_words")
+            settings_form.save_button(form, "Save words", _save_words(db, actor))
+        settings_form.result(form)
         with unit_of_work(db, read_only=True) as uow:
             rows = optout.list_opt_outs(uow=uow, actor=actor)
         if rows:

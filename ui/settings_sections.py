@@ -4,6 +4,8 @@ prefixed ``settings_``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from engine import services
@@ -12,6 +14,7 @@ from engine.services import member_admin
 from engine.services import studio_settings as ss
 from engine.uow import unit_of_work
 from engine.workflow.business_hours import WEEKDAY_NAMES
+from ui import settings_form
 from ui.labels import ROLE_LABELS
 
 DAY_ORDER = (1, 2, 3, 4, 5, 6, 0)  # Monday first on screen; stored as 0 = Sunday
@@ -29,6 +32,68 @@ def _saved(db, call, message: str = "Saved.") -> bool:
     return True
 
 
+def _hours_shown(view: ss.StudioSettingsView) -> dict[str, Any]:
+    shown: dict[str, Any] = {}
+    for day in DAY_ORDER:
+        current = view.business_hours.get("weekly", {}).get(str(day))
+        shown[f"settings_hours_open_{day}"] = bool(current)
+        shown[f"settings_hours_from_{day}"] = (current or {}).get("open", "07:00")
+        shown[f"settings_hours_to_{day}"] = (current or {}).get("close", "21:00")
+    shown["settings_hours_closed"] = "\n".join(view.business_hours.get("closedDays", []))
+    return shown
+
+
+def _save_hours(db, actor):
+    def save(changed: dict[str, Any]) -> str:
+        state = st.session_state
+        changes: dict[str, Any] = {}
+        for day in DAY_ORDER:  # a day whose checkbox or times changed: that day only
+            if any(k.endswith(f"_{day}") for k in changed):
+                is_open = state[f"settings_hours_open_{day}"]
+                hours = {"open": state[f"settings_hours_from_{day}"], "close": state[f"settings_hours_to_{day}"]}
+                changes[f"businessHours.weekly.{day}"] = hours if is_open else None
+        if "settings_hours_closed" in changed:
+            changes["businessHours.closedDays"] = changed["settings_hours_closed"].split()
+        with unit_of_work(db) as uow:
+            ss.update_settings(uow=uow, actor=actor, changes=changes, area="businessHours")
+        days = [WEEKDAY_NAMES[d] for d in DAY_ORDER if f"businessHours.weekly.{d}" in changes]
+        return "Saved: " + ", ".join(days + (["closed days"] if "settings_hours_closed" in changed else [])) + "."
+
+    return save
+
+
+LIMIT_LABELS = {
+    "settings_quiet_start": "quiet from",
+    "settings_quiet_end": "quiet until",
+    "settings_cap": "frequency cap",
+}
+
+
+def _save_limits(db, actor):
+    def save(changed: dict[str, Any]) -> str:
+        state = st.session_state
+        changes: dict[str, Any] = {}
+        start, end = state["settings_quiet_start"].strip(), state["settings_quiet_end"].strip()
+        if "settings_quiet_start" in changed or "settings_quiet_end" in changed:
+            if not start and not end:
+                changes["quietHours"] = None  # both emptied: quiet hours off
+            else:
+                changes.update(
+                    {
+                        f"quietHours.{k}": v
+                        for k, v in (("start", start), ("end", end))
+                        if f"settings_quiet_{k}" in changed
+                    }
+                )
+        if "settings_cap" in changed:
+            changes["frequencyCap"] = int(changed["settings_cap"]) or None
+        with unit_of_work(db) as uow:
+            ss.update_settings(uow=uow, actor=actor, changes=changes)
+        return settings_form.saved(LIMIT_LABELS, changed)
+
+    return save
+
+
 def hours_section(db, actor, tenant) -> None:
     """Business hours, closed days, quiet hours and the frequency cap."""
     with unit_of_work(db, read_only=True) as uow:
@@ -36,65 +101,74 @@ def hours_section(db, actor, tenant) -> None:
     with st.container(border=True, key="settings_card_hours"):
         st.subheader("Business hours")
         st.caption("Used by the condition “outside business hours” (time range → outside business hours).")
-        with st.form("settings_hours_form", border=False):
-            weekly = {}
+        form = "settings_hours_form"
+        settings_form.sync(form, _hours_shown(view))
+        with st.form(form, border=False):
             for day in DAY_ORDER:
-                current = view.business_hours.get("weekly", {}).get(str(day))
                 a, b, c = st.columns([2, 1, 1], vertical_alignment="bottom")
-                is_open = a.checkbox(WEEKDAY_NAMES[day], value=bool(current), key=f"settings_hours_open_{day}")
-                opens = b.text_input(
-                    "Opens",
-                    value=(current or {}).get("open", "07:00"),
-                    key=f"settings_hours_from_{day}",
-                    label_visibility="collapsed",
-                )
-                closes = c.text_input(
-                    "Closes",
-                    value=(current or {}).get("close", "21:00"),
-                    key=f"settings_hours_to_{day}",
-                    label_visibility="collapsed",
-                )
-                if is_open:
-                    weekly[str(day)] = {"open": opens, "close": closes}
-            closed = st.text_area(
-                "Closed days (one date per line, e.g. 2026-12-24)",
-                value="\n".join(view.business_hours.get("closedDays", [])),
-                key="settings_hours_closed",
-            )
-            if st.form_submit_button("Save business hours", type="primary"):
-                _saved(
-                    db,
-                    lambda uow: ss.save_business_hours(
-                        uow=uow, actor=actor, hours={"weekly": weekly, "closedDays": closed.split()}
-                    ),
-                )
+                a.checkbox(WEEKDAY_NAMES[day], key=f"settings_hours_open_{day}")
+                b.text_input("Opens", key=f"settings_hours_from_{day}", label_visibility="collapsed")
+                c.text_input("Closes", key=f"settings_hours_to_{day}", label_visibility="collapsed")
+            st.text_area("Closed days (one date per line, e.g. 2026-12-24)", key="settings_hours_closed")
+            settings_form.save_button(form, "Save business hours", _save_hours(db, actor))
+        settings_form.result(form)
     with st.container(border=True, key="settings_card_limits"):
         st.subheader("Quiet hours and frequency cap")
-        with st.form("settings_limits_form", border=False):
+        form = "settings_limits_form"
+        quiet = view.quiet_hours or {}
+        settings_form.sync(
+            form,
+            {
+                "settings_quiet_start": quiet.get("start", ""),
+                "settings_quiet_end": quiet.get("end", ""),
+                "settings_cap": int(view.frequency_cap or 0),
+            },
+        )
+        with st.form(form, border=False):
             a, b, c = st.columns(3)
-            quiet = view.quiet_hours or {}
-            start = a.text_input(
+            a.text_input(
                 "Quiet from (empty: off)",
-                value=quiet.get("start", ""),
                 key="settings_quiet_start",
                 help="Automated messages in this period wait until it ends; direct replies are exempt.",
             )
-            end = b.text_input("Quiet until", value=quiet.get("end", ""), key="settings_quiet_end")
-            cap = c.number_input(
+            b.text_input("Quiet until", key="settings_quiet_end")
+            c.number_input(
                 "Max automated messages per contact and day (0: no cap)",
                 min_value=0,
                 max_value=100,
-                value=int(view.frequency_cap or 0),
+                step=1,
                 key="settings_cap",
             )
-            if st.form_submit_button("Save", type="primary"):
-                _saved(
-                    db,
-                    lambda uow: (
-                        ss.save_quiet_hours(uow=uow, actor=actor, start=start or None, end=end or None),
-                        ss.save_frequency_cap(uow=uow, actor=actor, cap=int(cap) or None),
-                    ),
-                )
+            settings_form.save_button(form, "Save", _save_limits(db, actor))
+        settings_form.result(form)
+
+
+AI_LABELS = {
+    "settings_ai_provider": "provider",
+    "settings_ai_base": "base URL",
+    "settings_ai_model": "model",
+    "settings_ai_key": "API key",
+}
+
+
+def _ai_key() -> str:
+    return settings_form.key("settings_ai_form", "settings_ai_key", secret=True)
+
+
+def _save_ai(db, actor):
+    def save(changed: dict[str, Any]) -> str:
+        with unit_of_work(db) as uow:
+            ss.save_ai_provider(
+                uow=uow,
+                actor=actor,
+                provider=changed.get("settings_ai_provider"),
+                base_url=changed.get("settings_ai_base"),
+                model=changed.get("settings_ai_model"),
+                api_key=changed.get(_ai_key()) or None,
+            )
+        return settings_form.saved(AI_LABELS | {_ai_key(): "API key"}, changed)
+
+    return save
 
 
 def ai_section(db, actor, tenant) -> None:
@@ -103,12 +177,21 @@ def ai_section(db, actor, tenant) -> None:
         view = ss.get_studio_settings(uow=uow, actor=actor)
     with st.container(border=True, key="settings_card_ai"):
         st.subheader("AI provider")
-        with st.form("settings_ai_form", border=False, clear_on_submit=True):
-            choices = ["offline", "openai_compatible"]
-            provider = st.radio(
+        form = "settings_ai_form"
+        choices = ["offline", "openai_compatible"]
+        settings_form.sync(
+            form,
+            {
+                "settings_ai_provider": view.ai.provider if view.ai.provider in choices else "offline",
+                "settings_ai_base": view.ai.base_url or "",
+                "settings_ai_model": view.ai.model or "",
+                _ai_key(): "",
+            },
+        )
+        with st.form(form, border=False):
+            st.radio(
                 "Provider",
                 choices,
-                index=choices.index(view.ai.provider) if view.ai.provider in choices else 0,
                 format_func={
                     "offline": "Built-in (answers from the knowledge base, nothing leaves the server)",
                     "openai_compatible": "OpenAI-compatible endpoint",
@@ -116,10 +199,8 @@ def ai_section(db, actor, tenant) -> None:
                 key="settings_ai_provider",
             )
             a, b = st.columns(2)
-            base = a.text_input(
-                "Base URL", value=view.ai.base_url or "https://api.openai.com/v1", key="settings_ai_base"
-            )
-            model = b.text_input("Model", value=view.ai.model or "", key="settings_ai_model")
+            a.text_input("Base URL", key="settings_ai_base", placeholder="https://api.openai.com/v1 (when empty)")
+            b.text_input("Model", key="settings_ai_model")
             key_label = (
                 "API key ("
                 + (
@@ -129,63 +210,84 @@ def ai_section(db, actor, tenant) -> None:
                 )
                 + ")"
             )
-            api_key = st.text_input(key_label, type="password", value="", key="settings_ai_key")
-            if st.form_submit_button("Save", type="primary"):
-                _saved(
-                    db,
-                    lambda uow: ss.save_ai_provider(
-                        uow=uow, actor=actor, provider=provider, base_url=base, model=model, api_key=api_key or None
-                    ),
-                )
+            st.text_input(key_label, type="password", key=_ai_key())
+            settings_form.save_button(form, "Save", _save_ai(db, actor))
+        settings_form.result(form)
         if st.button("Test the provider", key="settings_ai_test"):
             with st.spinner("Asking…"):
                 with unit_of_work(db) as uow:
                     ok, answer = ss.check_ai_provider(uow=uow, actor=actor)
             (st.success if ok else st.error)(answer)
     with st.container(border=True, key="settings_card_kb"):
-        st.subheader("Knowledge base")
-        st.caption(
-            f"{len(view.knowledge_entries)} question/answer entries. Tags are extra search words; "
-            "members writing in English get the English answer where there is one."
-        )
-        edited = st.data_editor(
-            [
-                {
-                    "question": e["question"],
-                    "answer": e["answer"],
-                    "tags": ", ".join(e.get("tags", [])),
-                    "questionEn": e.get("questionEn", ""),
-                    "answerEn": e.get("answerEn", ""),
-                }
-                for e in view.knowledge_entries
-            ]
-            or [{"question": "", "answer": "", "tags": "", "questionEn": "", "answerEn": ""}],
-            num_rows="dynamic",
-            width="stretch",
-            key="settings_kb_editor",
-            column_config={
-                "question": "Question",
-                "answer": "Answer",
-                "tags": "Tags",
-                "questionEn": "Question (English)",
-                "answerEn": "Answer in English (optional)",
-            },
-        )
-        if st.button("Save entries", key="settings_kb_save", type="primary"):
-            rows = [r for r in edited if (r.get("question") or "").strip() or (r.get("answer") or "").strip()]
-            _saved(db, lambda uow: ss.save_knowledge_entries(uow=uow, actor=actor, entries=rows))
-        upload = st.file_uploader(
-            "Import CSV (columns question,answer,tags and optionally questionEn,answerEn; tags separated by ;)",
-            type=["csv"],
-            key="settings_kb_csv",
-        )
-        replace = st.checkbox("Replace the existing entries", key="settings_kb_replace")
-        if upload is not None and st.button("Import", key="settings_kb_import"):
-            _saved(
-                db,
-                lambda uow: ss.import_knowledge_csv(uow=uow, actor=actor, data=upload.getvalue(), replace=replace),
-                "Imported.",
-            )
+        _knowledge_base(db, actor, view)
+
+
+def _kb_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "question": e["question"],
+            "answer": e["answer"],
+            "tags": ", ".join(e.get("tags", [])),
+            "questionEn": e.get("questionEn", ""),
+            "answerEn": e.get("answerEn", ""),
+        }
+        for e in entries
+    ]
+
+
+def _knowledge_base(db, actor, view: ss.StudioSettingsView) -> None:
+    st.subheader("Knowledge base")
+    st.caption(
+        f"{len(view.knowledge_entries)} question/answer entries. Tags are extra search words; "
+        "members writing in English get the English answer where there is one."
+    )
+    # A new editor (key) after every save: the old one's edits would be applied again to the saved rows.
+    version = st.session_state.setdefault("settings_kb_version", 0)
+    edited = st.data_editor(
+        _kb_rows(view.knowledge_entries)
+        or [{"question": "", "answer": "", "tags": "", "questionEn": "", "answerEn": ""}],
+        num_rows="dynamic",
+        width="stretch",
+        key=f"settings_kb_editor_{version}",
+        column_config={
+            "question": "Question",
+            "answer": "Answer",
+            "tags": "Tags",
+            "questionEn": "Question (English)",
+            "answerEn": "Answer in English (optional)",
+        },
+    )
+    if st.button("Save entries", key="settings_kb_save", type="primary"):
+        rows = [r for r in edited if (r.get("question") or "").strip() or (r.get("answer") or "").strip()]
+        if rows == _kb_rows(view.knowledge_entries):
+            st.info("Nothing changed.")
+        elif _saved(
+            db,
+            lambda uow: ss.save_knowledge_entries(uow=uow, actor=actor, entries=rows, expected=view.knowledge_entries),
+        ):
+            _next_editor("settings_kb_version", f"Saved: {len(rows)} entries.")
+    flash = st.session_state.pop("settings_kb_flash", None)
+    if flash:
+        st.success(flash, icon="✅")
+    upload = st.file_uploader(
+        "Import CSV (columns question,answer,tags and optionally questionEn,answerEn; tags separated by ;)",
+        type=["csv"],
+        key="settings_kb_csv",
+    )
+    replace = st.checkbox("Replace the existing entries", key="settings_kb_replace")
+    data = upload.getvalue() if upload is not None else b""
+    imported = bool(data) and st.button("Import", key="settings_kb_import")
+    if imported and _saved(
+        db, lambda uow: ss.import_knowledge_csv(uow=uow, actor=actor, data=data, replace=replace), "Imported."
+    ):
+        _next_editor("settings_kb_version", "Imported.")
+
+
+def _next_editor(version_key: str, message: str) -> None:
+    """Show the stored rows in a fresh editor, and say what was saved."""
+    st.session_state[version_key] = st.session_state.get(version_key, 0) + 1
+    st.session_state["settings_kb_flash"] = message
+    st.rerun()
 
 
 @st.dialog("New signing secret")
@@ -209,14 +311,24 @@ def webhooks_section(db, actor, tenant) -> None:
         view = ss.get_studio_settings(uow=uow, actor=actor)
     with st.container(border=True, key="settings_card_webhooks"):
         st.subheader("Outgoing webhooks")
-        with st.form("settings_allow_form", border=False):
-            allow = st.text_area(
-                "Private hosts or networks webhooks may call (one per line; public addresses need no entry)",
-                value="\n".join(view.webhook_allow_list),
+        form = "settings_allow_form"
+        settings_form.sync(form, {"settings_allow_list": "\n".join(view.webhook_allow_list)})
+        with st.form(form, border=False):
+            st.text_area(
+                "Private hosts or networks webhooks may call, one per line, optionally with :port "
+                "(e.g. crm.local, 10.0.0.0/8, 127.0.0.1:8080); public addresses need no entry",
                 key="settings_allow_list",
             )
-            if st.form_submit_button("Save", type="primary"):
-                _saved(db, lambda uow: ss.save_webhook_allow_list(uow=uow, actor=actor, entries=allow.splitlines()))
+
+            def save(changed: dict[str, Any]) -> str:
+                with unit_of_work(db) as uow:
+                    saved = ss.save_webhook_allow_list(
+                        uow=uow, actor=actor, entries=changed["settings_allow_list"].splitlines()
+                    )
+                return f"Saved: {len(saved)} allowed host(s) or network(s)."
+
+            settings_form.save_button(form, "Save", save)
+        settings_form.result(form)
         state = view.signing_secret
         st.markdown(
             "**Signing secret** (header `X-Studio-Signature`): "
@@ -284,31 +396,39 @@ def _remove_dialog(db, actor, member) -> None:
             st.rerun()
 
 
+def _change_role(db, actor, member) -> None:
+    """A role picked by the owner (on_change: only a change they made, never a stale widget's value)."""
+    key = f"settings_member_role_{member.user_id}"
+    try:
+        with unit_of_work(db) as uow:
+            member_admin.change_role(uow=uow, actor=actor, user_id=member.user_id, role=st.session_state[key])
+    except EngineError as exc:
+        st.session_state[key] = member.role  # shows the role that stayed
+        st.session_state[f"settings_member_error_{member.user_id}"] = exc.message
+
+
 def members_section(db, actor, tenant) -> None:
     """Change roles and remove members (the last owner is protected)."""
     with st.container(border=True, key="settings_card_member_admin"):
         st.subheader("Roles")
         with unit_of_work(db, read_only=True) as uow:
             members = services.list_members(uow=uow, actor=actor)
+        settings_form.sync("settings_members", {f"settings_member_role_{m.user_id}": m.role for m in members})
+        roles = list(ROLE_LABELS)
         for m in members:
             a, b, c = st.columns([4, 2, 1], vertical_alignment="center")
             a.markdown(f"**{m.email}** {('· ' + m.name) if m.name else ''}")
-            roles = list(ROLE_LABELS)
-            role = b.selectbox(
+            b.selectbox(
                 "Role",
                 roles,
-                index=roles.index(m.role),
                 format_func=lambda v: ROLE_LABELS.get(v, v),
                 key=f"settings_member_role_{m.user_id}",
                 label_visibility="collapsed",
+                on_change=_change_role,
+                args=(db, actor, m),
             )
-            if role != m.role:
-                try:
-                    with unit_of_work(db) as uow:
-                        member_admin.change_role(uow=uow, actor=actor, user_id=m.user_id, role=role)
-                except EngineError as exc:
-                    b.error(exc.message)
-                else:
-                    st.rerun()
+            error = st.session_state.pop(f"settings_member_error_{m.user_id}", None)
+            if error:
+                b.error(error)
             if c.button("Remove", key=f"settings_member_remove_{m.user_id}"):
                 _remove_dialog(db, actor, m)

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from engine.actions import StepContext, StepResult, register
 from engine.messaging.delivery import default_channel, schedule_follow_up
+from engine.tenant_settings import settings_of
 from engine.workflow.conditions import EvalContext, evaluate
 
 STUDIO_TEAM = "studio-team"
@@ -34,7 +35,7 @@ def branch(step: StepContext) -> StepResult:
     result = evaluate(
         step.action.config.conditions,
         EvalContext(
-            step.trigger, local_now, step.context.get("lead"), (step.tenant.get("settings") or {}).get("businessHours")
+            step.trigger, local_now, step.context.get("lead"), settings_of(step.tenant.get("settings")).business_hours
         ),
         path=f"actions.{step.action.id}.config.conditions",
     )

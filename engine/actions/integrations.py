@@ -12,6 +12,7 @@ from engine.actions import StepContext, StepResult, register
 from engine.ai import provider_for_tenant
 from engine.errors import InvalidInput, NotFound
 from engine.store.models import Lead, LeadStatus
+from engine.tenant_settings import settings_of
 
 LEAD_FIELDS = ("name", "email", "phone", "source", "status", "notes")
 
@@ -210,7 +211,7 @@ def ask_ai(step: StepContext) -> StepResult:
             input={"prompt": prompt, "question": question},
         )
     # Answer in the member's language when the message tells it, else in the studio's.
-    language = step.trigger.get("language") or step.tenant.get("settings", {}).get("language", "de")
+    language = step.trigger.get("language") or settings_of(step.tenant.get("settings")).language
     answer = provider.answer(prompt, question=question, language=language)
     return StepResult(output=answer.to_output(), input={"prompt": prompt, "question": question})
 
@@ -225,7 +226,7 @@ def call_webhook(step: StepContext) -> StepResult:
     headers = step.render(cfg.headers or {})
     body = step.render(cfg.body) if cfg.body is not None else None
     method = cfg.method or "POST"
-    settings = step.tenant.get("settings") or {}
+    settings = settings_of(step.tenant.get("settings"))
     headers.setdefault("Idempotency-Key", f"{step.execution_id}:{step.action.id}")
     rendered = {"url": url, "method": method, "headers": headers, "body": body}
     if step.simulate_calls:
@@ -243,7 +244,7 @@ def call_webhook(step: StepContext) -> StepResult:
         headers=headers,
         body=body,
         secret=secrets or None,
-        allow_list=settings.get("webhookAllowList") or (),
+        allow_list=settings.webhook_allow_list,
         timeout=cfg.timeout or 10.0,
     )
     # No ``now``: the signature's timestamp is checked by the receiver against its own clock, so

@@ -26,16 +26,22 @@ def provider_for_tenant(
     """
     from engine.ai.knowledge import KnowledgeBase
     from engine.ai.providers import provider_from_settings
+    from engine.tenant_settings import settings_of
 
-    settings = tenant.get("settings") or {}
+    settings = settings_of(tenant.get("settings"))
     # No knowledge base yet: an empty one, so the offline provider hands off politely
     # instead of quoting someone else's prices.
+    stored_kb = settings.knowledge_base
     kb = KnowledgeBase.model_validate(
-        settings.get("knowledgeBase") or {"studioName": tenant.get("name") or "unser Studio"}
+        stored_kb.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if stored_kb
+        else {"studioName": tenant.get("name") or "unser Studio"}
     )
-    ai = dict(settings.get("ai") or {})
-    if ai.get("apiKeyEncrypted"):
+    ai = settings.ai.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if settings.ai.api_key_encrypted:
         from engine.security.secrets import decrypt
 
-        ai["apiKey"] = decrypt(ai.pop("apiKeyEncrypted"))
+        ai["apiKey"] = decrypt(settings.ai.api_key_encrypted)
+    elif settings.ai.api_key:  # plain text from before encryption
+        ai["apiKey"] = settings.ai.api_key.get_secret_value()
     return provider_from_settings(ai, kb, client=client)

@@ -1,17 +1,23 @@
-"""Owner routes for channel settings (secrets write-only), test messages, the settings audit
-log, and retrying a failed outbox delivery (editors and owners)."""
+"""Owner routes for the studio's settings (one typed model: engine/tenant_settings.py), channel
+settings (secrets write-only), test messages, the settings audit log, and retrying a failed
+outbox delivery (editors and owners).
+
+Writes change only what the request names: ``PATCH /api/settings`` is a JSON merge patch, and a
+channel's ``PUT`` keeps the fields it leaves out. A refused value is a 422 naming the field."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Body, Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from engine.api.deps import CurrentActor, ReadUow, Uow
 from engine.services import channel_settings as cs
 from engine.services import outbox
+from engine.services import studio_settings as ss
+from engine.tenant_settings import patch_schema
 
 router = APIRouter(prefix="/api", tags=["settings"])
 
@@ -52,10 +58,11 @@ def _names(*, secret: bool) -> list[Any]:
 class ChannelIn(_Camel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
-    enabled: bool
+    enabled: bool | None = Field(None, description="Send through the provider; left out: as it is")
     values: dict[str, str | int | None] = Field(
         default_factory=dict,
-        description="Non-secret fields (which ones depends on the channel)",
+        description="Non-secret fields to change (which ones depends on the channel); fields left out keep "
+        "their stored value, null clears one",
         json_schema_extra={"propertyNames": {"enum": _names(secret=False)}},
     )
     secrets: dict[str, Annotated[str, Field(max_length=4000)] | None] = Field(
@@ -63,6 +70,18 @@ class ChannelIn(_Camel):
         description="Secrets to replace; omitted or empty keeps the stored one",
         json_schema_extra={"propertyNames": {"enum": _names(secret=True)}},
     )
+
+
+class SettingsOut(_Camel):
+    success: bool = True
+    settings: dict[str, Any] = Field(
+        description="Every setting as stored (camelCase, see PATCH for the fields); never a secret"
+    )
+    secrets: dict[str, SecretStateOut] = Field(description="aiApiKey, signingSecret: only whether and when set")
+
+
+#: Settings with a door of their own, or kept by the engine: not in the PATCH body.
+_READ_ONLY = ["channels", "optOutsRecorded", "ai.apiKeySetAt"]
 
 
 class TestMessageIn(_Camel):
@@ -108,13 +127,57 @@ def _channel_out(view: cs.ChannelView) -> ChannelOut:
     )
 
 
+def _settings_out(view: ss.StudioSettingsView) -> SettingsOut:
+    def state(v: cs.SecretState) -> SecretStateOut:
+        return SecretStateOut(set=v.set, set_at=v.set_at.isoformat() if v.set_at else None, set_by=v.set_by)
+
+    return SettingsOut(
+        settings=view.settings,
+        secrets={"aiApiKey": state(view.ai.api_key), "signingSecret": state(view.signing_secret)},
+    )
+
+
+@router.get("/settings", response_model=SettingsOut, responses=_OWNER, summary="The studio's settings")
+def read_studio_settings(uow: ReadUow, actor: CurrentActor) -> SettingsOut:
+    """Every setting as stored (camelCase), with its default where none is stored; secrets only as set/not set."""
+    return _settings_out(ss.get_studio_settings(uow=uow, actor=actor))
+
+
+_PATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A JSON merge patch (RFC 7396): objects merge key by key, null removes a setting "
+        "(its default applies), anything else replaces; what the patch leaves out stays as stored. "
+        "ai.apiKey is stored encrypted and never shown.",
+        "content": {"application/json": {"schema": patch_schema(_READ_ONLY)}},
+    }
+}
+
+
+@router.patch(
+    "/settings",
+    response_model=SettingsOut,
+    responses=_OWNER,
+    summary="Change some of the studio's settings",
+    openapi_extra=_PATCH_BODY,
+)
+def change_studio_settings(uow: Uow, actor: CurrentActor, body: Annotated[dict[str, Any], Body()]) -> SettingsOut:
+    """Only what the patch names changes, checked by the same model the engine reads; a refused
+    value is a 422 naming its field (``quietHours.start``), and then nothing is written."""
+    ss.patch_settings(uow=uow, actor=actor, body=body)
+    return _settings_out(ss.get_studio_settings(uow=uow, actor=actor))
+
+
 @router.get("/settings/channels/{channel}", response_model=ChannelOut, responses=_OWNER, summary="A channel's settings")
 def get_channel(uow: ReadUow, actor: CurrentActor, channel: ChannelName) -> ChannelOut:
     return _channel_out(cs.get_channel(uow=uow, actor=actor, channel=channel))
 
 
 @router.put(
-    "/settings/channels/{channel}", response_model=ChannelOut, responses=_OWNER, summary="Save a channel's settings"
+    "/settings/channels/{channel}",
+    response_model=ChannelOut,
+    responses=_OWNER,
+    summary="Change a channel's settings (fields left out keep their value)",
 )
 def put_channel(uow: Uow, actor: CurrentActor, channel: ChannelName, body: ChannelIn) -> ChannelOut:
     return _channel_out(

@@ -29,6 +29,7 @@ from sqlmodel import Session, col, select
 from engine.errors import EngineError, InvalidInput, NotFound, PermissionDenied
 from engine.security.auth import ADMIN, Actor
 from engine.store.models import EventRecord, OutboxMessage, Tenant, WebChatConversation
+from engine.tenant_settings import patched, settings_of
 from engine.uow import UnitOfWork, unit_of_work
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ _per_studio = SlidingWindow(*PER_STUDIO)
 def allowed_origins(db: Engine, tenant_id: str) -> list[str]:
     with Session(db) as s:
         tenant = s.get(Tenant, tenant_id)
-        return list(((tenant.settings or {}).get("webChat") or {}).get("allowedOrigins") or []) if tenant else []
+        return list(settings_of(tenant.settings).web_chat.allowed_origins) if tenant else []
 
 
 def check_origin(db: Engine, tenant_id: str, origin: str | None) -> str:
@@ -227,14 +228,11 @@ def save_web_chat(*, uow: UnitOfWork, actor: Actor, allowed_origins: list[str]) 
             )
         clean.append(origin)
     s = uow.session
-    tenant = s.get(Tenant, actor.tenant_id)
+    tenant = s.get(Tenant, actor.tenant_id, with_for_update=True, populate_existing=True)
     if tenant is None:
         raise NotFound("tenant not found")
-    old = list(((tenant.settings or {}).get("webChat") or {}).get("allowedOrigins") or [])
-    tenant.settings = {
-        **(tenant.settings or {}),
-        "webChat": {**((tenant.settings or {}).get("webChat") or {}), "allowedOrigins": clean},
-    }
+    old = list(settings_of(tenant.settings).web_chat.allowed_origins)
+    tenant.settings = patched(tenant.settings, {"webChat.allowedOrigins": clean})[0]
     s.add(tenant)
     if old != clean:
         record_audit(uow=uow, actor=actor, area="webChat", changes={"allowedOrigins": {"from": old, "to": clean}})

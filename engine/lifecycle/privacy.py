@@ -49,6 +49,7 @@ from engine.store.models import (
     StepRun,
     Tenant,
 )
+from engine.tenant_settings import settings_of
 from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -141,8 +142,7 @@ def _contact_for(s, actor: Actor, phone: str | None, email: str | None) -> Conta
     tenant = s.get(Tenant, actor.tenant_id)
     if tenant is None:
         raise NotFound("tenant not found")
-    region = (tenant.settings or {}).get("defaultRegion", "DE")
-    return parse_contact(phone=phone, email=email, region=region if isinstance(region, str) else "DE")
+    return parse_contact(phone=phone, email=email, region=settings_of(tenant.settings).default_region)
 
 
 # --------------------------------------------------------------------------- finding rows

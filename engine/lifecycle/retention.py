@@ -48,6 +48,7 @@ from engine.store.models import (
     Tenant,
     utcnow,
 )
+from engine.tenant_settings import TenantSettings, patched, settings_of
 from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -74,14 +75,14 @@ class RetentionOut(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
-def retention_of(settings: dict[str, Any] | None) -> RetentionOut:
+def retention_of(settings: TenantSettings | dict[str, Any] | None) -> RetentionOut:
     """The retention a tenant's settings ask for, the process defaults where they are silent."""
-    conf = (settings or {}).get("retention") or {}
+    conf = settings_of(settings).retention
     env = get_settings()
     return RetentionOut(
-        details_days=int(conf.get("detailsDays") or env.retention_details_days),
-        summary_days=int(conf.get("summaryDays") or env.retention_summary_days),
-        custom=bool(conf),
+        details_days=(conf and conf.details_days) or env.retention_details_days,
+        summary_days=(conf and conf.summary_days) or env.retention_summary_days,
+        custom=conf is not None,
     )
 
 
@@ -119,7 +120,7 @@ def set_retention(*, uow: UnitOfWork, actor: Actor, details_days: int, summary_d
     tenant = s.get(Tenant, actor.tenant_id, with_for_update=True)
     if tenant is None:
         raise NotFound("tenant not found")
-    tenant.settings = {**(tenant.settings or {}), "retention": {"detailsDays": details, "summaryDays": summary}}
+    tenant.settings = patched(tenant.settings, {"retention": {"detailsDays": details, "summaryDays": summary}})[0]
     s.add(tenant)
     logger.info(
         "tenant %s: retention set to %s days of details, %s days of summaries", actor.tenant_id, details, summary

@@ -18,6 +18,7 @@ from engine.errors import InvalidInput
 from engine.messaging.optout import opt_out_reason
 from engine.store.models import DueKind, DueWork, OutboxMessage, OutboxStatus
 from engine.store.runs import due_row, outbox_row
+from engine.tenant_settings import settings_of
 from engine.uow import UnitOfWork, unit_of_work
 
 
@@ -34,7 +35,7 @@ def normalize_recipient(channel: str, recipient: str, tenant: dict[str, Any]) ->
     """E.164 for phone channels, a checked address for e-mail; raises InvalidRecipient."""
     if channel not in ("whatsapp", "sms", "email"):
         return recipient
-    region = (tenant.get("settings") or {}).get("defaultRegion", "DE")
+    region = settings_of(tenant.get("settings")).default_region
     if isinstance(recipient, str) and isinstance(region, str):
         return _normalized(channel, recipient, region)
     return _normalize(channel, recipient, region)
@@ -55,8 +56,8 @@ _normalized = lru_cache(maxsize=4096)(_normalize)
 
 def configured_adapter(tenant: dict[str, Any], channel: str) -> str | None:
     """The adapter name configured for the channel in tenant settings, or None (outbox only)."""
-    conf = (tenant.get("settings") or {}).get("channels", {}).get(channel) or {}
-    adapter = conf.get("adapter")
+    conf = settings_of(tenant.get("settings")).channels.block(channel)
+    adapter = conf.adapter if conf else None
     return adapter if adapter and adapter not in ("outbox", "outbox_only") else None
 
 
@@ -133,9 +134,7 @@ def queue_message(
 def _opt_out_reason(uow: UnitOfWork, tenant: dict[str, Any], recipient: str, test: bool = False) -> str | None:
     # Only a studio where someone opted out looks (so most messages never touch the session);
     # a test conversation keeps its own opt state (engine/messaging/optout.py), looked up for each test message.
-    from engine.messaging.optout import FLAG
-
-    if test or (tenant.get("settings") or {}).get(FLAG):
+    if test or settings_of(tenant.get("settings")).opt_outs_recorded:
         return opt_out_reason(uow.session, tenant, recipient, test=test)
     return None
 
@@ -148,8 +147,8 @@ def _policy(
     uow: UnitOfWork, tenant: dict[str, Any], recipient: str, now: datetime, trigger: dict[str, Any], test: bool = False
 ) -> dict[str, Any]:
     """Quiet hours and frequency cap for this message: {} when it may go now."""
-    settings = tenant.get("settings") or {}
-    quiet, cap = settings.get("quietHours"), settings.get("frequencyCap")
+    settings = settings_of(tenant.get("settings"))
+    quiet, cap = settings.quiet_hours, settings.frequency_cap
     if not quiet and cap is None:
         return {}
     from datetime import time
@@ -170,13 +169,13 @@ def _policy(
                 "reason": f"frequency cap: {recipient} already got {sent} automated message(s) today (limit {cap})",
             }
     if quiet:
-        hours = QuietHours(time.fromisoformat(quiet["start"]), time.fromisoformat(quiet["end"]))
+        hours = QuietHours(time.fromisoformat(quiet.start), time.fromisoformat(quiet.end))
         allowed = next_allowed_time(local, hours)
         if allowed is not None:
             return {
                 "status": OutboxStatus.DEFERRED,
                 "deferredUntil": allowed.astimezone(now.tzinfo),
-                "reason": f"quiet hours {quiet['start']}-{quiet['end']}: "
+                "reason": f"quiet hours {quiet.start}-{quiet.end}: "
                 f"deferred to {allowed.isoformat(timespec='minutes')}",
             }
     return {}

@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.security.auth import Actor
 from engine.store.models import Role, Tenant
+from engine.tenant_settings import settings_of
 from engine.uow import UnitOfWork
 
 __all__ = ["SETTING", "mask_phone", "mask_email", "mask_text", "mask_data", "sees_contacts", "masker_for"]
@@ -62,7 +63,7 @@ def sees_contacts(*, uow: UnitOfWork, actor: Actor) -> bool:
     if actor.role != Role.ANALYST:
         return True
     tenant = uow.session.get(Tenant, actor.tenant_id)
-    return bool(tenant and (tenant.settings or {}).get(SETTING))
+    return bool(tenant and settings_of(tenant.settings).analysts_see_contacts)
 
 
 def masker_for(*, uow: UnitOfWork, actor: Actor):

@@ -32,6 +32,7 @@ from engine.security.auth import ADMIN, READ, Actor
 from engine.settings import get_settings
 from engine.store.lifecycle import ContactOptOut
 from engine.store.models import EventRecord, Tenant, new_id
+from engine.tenant_settings import OptOutWords, TenantSettings, patched, settings_of
 from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -63,11 +64,11 @@ def _split(words: str) -> list[str]:
     return [w.strip().upper() for w in words.split(",") if w.strip()]
 
 
-def opt_words(settings: dict[str, Any] | None) -> tuple[frozenset[str], frozenset[str]]:
+def opt_words(settings: TenantSettings | dict[str, Any] | None) -> tuple[frozenset[str], frozenset[str]]:
     """(opt-out words, opt-in words) of a studio: its own, else ``STUDIO_OPT_OUT_WORDS`` / ``STUDIO_OPT_IN_WORDS``."""
-    conf = (settings or {}).get("optOut") or {}
+    conf = settings_of(settings).opt_out or OptOutWords()
     env = get_settings()
-    stop, start = _hashable(conf.get("stopWords")), _hashable(conf.get("startWords"))
+    stop, start = _hashable(conf.stop_words), _hashable(conf.start_words)
     try:
         return _opt_words(stop, start, env.opt_out_words, env.opt_in_words)
     except TypeError:  # not a list of words: as given, uncached
@@ -108,11 +109,11 @@ def check_words(words: Any, field: str) -> list[str]:
     return sorted(set(clean))
 
 
-def contact_key(sender: str, settings: dict[str, Any] | None) -> str:
+def contact_key(sender: str, settings: TenantSettings | dict[str, Any] | None) -> str:
     """The contact as outbox recipients are written: E.164 or a normalised e-mail address."""
     from engine.channels.phones import is_email, normalize_email, normalize_phone
 
-    region = (settings or {}).get("defaultRegion", "DE")
+    region = settings_of(settings).default_region
     try:
         if is_email(sender):
             return normalize_email(sender)
@@ -142,7 +143,7 @@ def note_opt_words(s: Any, tenant: dict[str, Any], record: dict[str, Any], now: 
     _upsert(
         conn, tenant["id"], contact_key(sender, tenant.get("settings")), opted_out, word, record.get("channel"), now
     )
-    if opted_out and not (tenant.get("settings") or {}).get(FLAG):
+    if opted_out and not settings_of(tenant.get("settings")).opt_outs_recorded:
         _set_flag(conn, tenant)
     logger.info("tenant %s: a contact opted %s with %r", tenant["id"], "out" if opted_out else "in", word)
     return "out" if opted_out else "in"
@@ -172,9 +173,11 @@ def _upsert(
 
 
 def _set_flag(conn: Any, tenant: dict[str, Any]) -> None:
-    settings = conn.execute(sa.select(_tenants.c.settings).where(_tenants.c.id == tenant["id"])).scalar() or {}
+    # Locked (PostgreSQL): written back whole, so an owner's settings save in between must not be lost.
+    found = sa.select(_tenants.c.settings).where(_tenants.c.id == tenant["id"]).with_for_update()
+    settings = conn.execute(found).scalar() or {}
     conn.execute(sa.update(_tenants).where(_tenants.c.id == tenant["id"]).values(settings={**settings, FLAG: True}))
-    tenant["settings"] = {**(tenant.get("settings") or {}), FLAG: True}
+    tenant["settings"] = settings_of(tenant.get("settings")).model_copy(update={"opt_outs_recorded": True})
 
 
 # --------------------------------------------------------------------------- delivery
@@ -187,7 +190,7 @@ def opt_out_reason(s: Any, tenant: dict[str, Any], recipient: str, *, test: bool
     """
     if test:
         return test_opt_out_reason(s, tenant, recipient)
-    if not (tenant.get("settings") or {}).get(FLAG):
+    if not settings_of(tenant.get("settings")).opt_outs_recorded:
         return None
     row = s.execute(
         sa.select(_opt.c.word, _opt.c.channel, _opt.c.changed_at).where(
@@ -253,14 +256,14 @@ def set_opt_out(*, uow: UnitOfWork, actor: Actor, contact: str, opted_out: bool,
     row = s.get(Tenant, actor.tenant_id)
     if row is None:
         raise NotFound("tenant not found")
-    tenant: dict[str, Any] = {"id": row.id, "settings": dict(row.settings or {})}
+    tenant: dict[str, Any] = {"id": row.id, "settings": settings_of(row.settings)}
     key = contact_key(contact, tenant["settings"])
     if not key.startswith("+") and "@" not in key:
         raise InvalidInput(f"{contact!r} is not a phone number or e-mail address", field="contact")
     conn = s.connection()
     now = uow.now()
     _upsert(conn, actor.tenant_id, key, opted_out, note.upper()[:MAX_WORD], None, now)
-    if opted_out and not tenant["settings"].get(FLAG):
+    if opted_out and not tenant["settings"].opt_outs_recorded:
         _set_flag(conn, tenant)
     return OptOutOut(contact=key, opted_out=opted_out, word=note.upper()[:MAX_WORD], changed_at=now)
 
@@ -276,6 +279,6 @@ def set_opt_words(*, uow: UnitOfWork, actor: Actor, stop_words: Any, start_words
     row = s.get(Tenant, actor.tenant_id, with_for_update=True)
     if row is None:
         raise NotFound("tenant not found")
-    row.settings = {**(row.settings or {}), "optOut": {"stopWords": stop, "startWords": start}}
+    row.settings = patched(row.settings, {"optOut": {"stopWords": stop, "startWords": start}})[0]
     s.add(row)
     return {"stopWords": stop, "startWords": start}

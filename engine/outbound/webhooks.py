@@ -57,6 +57,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -166,6 +167,29 @@ def _split_port(entry: str) -> tuple[str, int | None]:
         host, _, port = entry.partition(":")
         return host, int(port)
     return entry, None
+
+
+_HOST_NAME = re.compile(r"^(\*\.)?[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?$")
+
+
+def allow_entry(raw: str) -> str:
+    """One allow-list entry in the form stored and matched (trimmed, lower case), in any of the
+    forms above; ``ValueError`` saying why otherwise. The settings store exactly what this accepts."""
+    entry = raw.strip().lower()
+    try:
+        host, port = _split_port(entry)
+    except ValueError:
+        raise ValueError(f"{raw.strip()!r}: the port after ':' must be a number") from None
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"{raw.strip()!r}: the port must be between 1 and 65535")
+    try:
+        ipaddress.ip_network(host, strict=False)
+    except ValueError:
+        if len(host) > 253 or not _HOST_NAME.match(host):
+            raise ValueError(
+                f"{raw.strip()!r} is not a host name, IP address or network (optionally with :port)"
+            ) from None
+    return entry
 
 
 def _parse_allow_entry(raw: str) -> _AllowEntry:

@@ -18,6 +18,7 @@ from engine.ai.language import detect_language
 from engine.errors import EngineError, InvalidInput, NotFound, PermanentError, RetryableError, TemplateError
 from engine.store.db import json_dumps
 from engine.store.runs import tenant_row
+from engine.tenant_settings import BusinessHours, settings_of
 from engine.workflow.definitions import MESSAGE_TRIGGER_CHANNELS, Event, WorkflowDefinition
 
 #: create_lead -> lead_created -> ... stops here, with the reason recorded.
@@ -155,7 +156,7 @@ def tenant_context(tenant: Any) -> dict[str, Any]:
         "slug": get("slug"),
         "name": get("name"),
         "timezone": get("timezone"),
-        "settings": get("settings") or {},
+        "settings": settings_of(get("settings")),
         "tz": ZoneInfo(get("timezone")),
     }
 
@@ -257,9 +258,9 @@ def run_context(trigger: dict[str, Any], real_calls: bool = False) -> dict[str, 
     return context
 
 
-def hours(tenant: dict[str, Any]) -> dict[str, Any] | None:
+def hours(tenant: dict[str, Any]) -> BusinessHours | None:
     """The studio's business hours (for ``outside_business_hours`` conditions)."""
-    return (tenant.get("settings") or {}).get("businessHours")
+    return settings_of(tenant.get("settings")).business_hours
 
 
 def lead_stub(trigger: dict) -> dict:

@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.errors import EngineError
 from engine.runner.context import INTENT_MARKERS
+from engine.tenant_settings import TenantSettings, settings_of
 from engine.workflow.definitions import MESSAGE_TRIGGER_CHANNELS, Event
 
 logger = logging.getLogger(__name__)
@@ -30,14 +31,14 @@ def fill_intent(classifier: Callable[[str], Any] | None, ev: Event, candidates: 
         ev.intent, ev.intent_confidence = result.intent, result.confidence
 
 
-def wants_provider(ev: Event, settings: dict[str, Any] | None) -> bool:
+def wants_provider(ev: Event, settings: TenantSettings | dict[str, Any] | None) -> bool:
     """A message without an intent, for a tenant whose AI provider classifies text."""
     if ev.intent or not ev.content or ev.trigger_type not in MESSAGE_TRIGGER_CHANNELS:
         return False
-    return bool(((settings or {}).get("ai") or {}).get("classify"))
+    return settings_of(settings).ai.classify
 
 
-def provider_intent(ev: Event, settings: dict[str, Any]) -> None:
+def provider_intent(ev: Event, settings: TenantSettings | dict[str, Any]) -> None:
     """Ask the tenant's AI provider for the intent (called with no transaction open)."""
     from engine.ai import provider_for_tenant
 

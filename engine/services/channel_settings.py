@@ -1,8 +1,9 @@
 """Channel settings of a studio: provider fields, write-only encrypted secrets, the public
 webhook id, "send a test message", and the settings audit log (owners only).
 
-Non-secret fields live in ``tenants.settings["channels"][channel]`` (where the adapters
-already look); secrets live Fernet-encrypted in ``tenant_secrets`` under
+Non-secret fields live in ``tenants.settings["channels"][channel]`` (typed by the channel
+blocks of :mod:`engine.tenant_settings`, which also give the form its fields, labels and
+defaults); a save writes only the fields it is given. Secrets live Fernet-encrypted in ``tenant_secrets`` under
 ``channels.<channel>.<field>`` and are merged in only by :func:`resolved_tenant_settings`
 (delivery, test messages) and :func:`secret_value` (signature checks). Nothing returned to a
 page or the API contains a secret: only "set on <date>".
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import secrets as _random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
@@ -27,6 +29,15 @@ from engine.store.models import (
     SettingsAudit,
     Tenant,
     TenantSecret,
+)
+from engine.tenant_settings import (
+    ChannelBlock,
+    EmailChannel,
+    SmsChannel,
+    TenantSettings,
+    WhatsAppChannel,
+    patched,
+    settings_of,
 )
 from engine.uow import UnitOfWork
 
@@ -55,7 +66,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One field of a channel's settings form."""
+    """One field of a channel's settings form (read off the typed model, :mod:`engine.tenant_settings`)."""
 
     name: str
     label: str
@@ -64,62 +75,37 @@ class FieldSpec:
     help: str = ""
     choices: tuple[str, ...] = ()
     default: Any = None
+    attr: str = ""
 
 
-#: channel -> (adapter name, fields). ``required`` applies once the channel is switched on.
+CHANNEL_MODELS: dict[str, type[ChannelBlock]] = {"whatsapp": WhatsAppChannel, "sms": SmsChannel, "email": EmailChannel}
+
+
+def _field_specs(model: type[ChannelBlock]) -> tuple[FieldSpec, ...]:
+    specs = []
+    for attr, info in model.model_fields.items():
+        if attr == "adapter":
+            continue
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        choices = tuple(get_args(info.annotation)) if get_origin(info.annotation) is Literal else ()
+        specs.append(
+            FieldSpec(
+                name=info.alias or attr,
+                label=info.title or attr,
+                secret=bool(extra.get("x-secret")),
+                required=bool(extra.get("x-required-when-on")),
+                help=info.description or "",
+                choices=tuple(str(c) for c in choices),
+                default=info.default,
+                attr=attr,
+            )
+        )
+    return tuple(specs)
+
+
+#: channel -> (adapter name, fields), in the form's order. ``required`` applies once the channel is switched on.
 CHANNEL_FIELDS: dict[str, tuple[str, tuple[FieldSpec, ...]]] = {
-    "whatsapp": (
-        "whatsapp_cloud",
-        (
-            FieldSpec("phoneNumberId", "Phone number id", required=True, help="Meta app > WhatsApp > API setup"),
-            FieldSpec("accessToken", "Access token", secret=True, required=True, help="A permanent system-user token"),
-            FieldSpec(
-                "appSecret",
-                "App secret",
-                secret=True,
-                required=True,
-                help="Meta app > Settings > Basic; checks the X-Hub-Signature-256 of inbound webhooks",
-            ),
-            FieldSpec(
-                "verifyToken",
-                "Verify token",
-                secret=True,
-                required=True,
-                help="Any string; paste the same into Meta's webhook set-up",
-            ),
-            FieldSpec("templateName", "Approved template", help="Sent outside the 24-hour window"),
-            FieldSpec("templateLanguage", "Template language", default="de"),
-        ),
-    ),
-    "sms": (
-        "twilio",
-        (
-            FieldSpec("accountSid", "Account SID", required=True, help="Starts with AC"),
-            FieldSpec(
-                "authToken",
-                "Auth token",
-                secret=True,
-                required=True,
-                help="Also checks the X-Twilio-Signature of inbound webhooks",
-            ),
-            FieldSpec("fromNumber", "Sender number", help="E.164, e.g. +4930123456 (or give a messaging service)"),
-            FieldSpec(
-                "messagingServiceSid", "Messaging service SID", help="Starts with MG; used instead of the sender number"
-            ),
-        ),
-    ),
-    "email": (
-        "smtp",
-        (
-            FieldSpec("host", "SMTP host", required=True),
-            FieldSpec("port", "Port", default=587),
-            FieldSpec("security", "Security", choices=("starttls", "tls", "none"), default="starttls"),
-            FieldSpec("username", "User"),
-            FieldSpec("password", "Password", secret=True),
-            FieldSpec("fromAddress", "From address", required=True),
-            FieldSpec("fromName", "From name"),
-        ),
-    ),
+    channel: (model.ADAPTER, _field_specs(model)) for channel, model in CHANNEL_MODELS.items()
 }
 
 
@@ -172,6 +158,16 @@ def _secret_rows(s: Session, tenant_id: str, prefix: str) -> dict[str, TenantSec
     return {r.name: r for r in rows}
 
 
+def locked_tenant(uow: UnitOfWork, tenant_id: str) -> Tenant:
+    """The tenant row, locked for the rest of the unit of work on PostgreSQL (SQLite's writers
+    hold the database lock from their first statement), so two saves of different settings at
+    once both keep their change: each reads the JSON the other committed."""
+    tenant = uow.session.get(Tenant, tenant_id, with_for_update=True, populate_existing=True)
+    if tenant is None:
+        raise NotFound("tenant not found")
+    return tenant
+
+
 def get_channel(*, uow: UnitOfWork, actor: Actor, channel: str) -> ChannelView:
     """The channel's fields (secrets as set/not set with the date)."""
     actor.require(ADMIN)
@@ -180,55 +176,60 @@ def get_channel(*, uow: UnitOfWork, actor: Actor, channel: str) -> ChannelView:
     tenant = s.get(Tenant, actor.tenant_id)
     if tenant is None:
         raise NotFound("tenant not found")
-    conf = dict(((tenant.settings or {}).get("channels") or {}).get(channel) or {})
-    rows = _secret_rows(s, actor.tenant_id, f"channels.{channel}.")
-    values = {f.name: conf.get(f.name, f.default) for f in fields if not f.secret}
+    return _view(s, actor.tenant_id, channel, settings_of(tenant.settings))
+
+
+def _block(settings: TenantSettings, channel: str) -> ChannelBlock:
+    block = settings.channels.block(channel)
+    if block is None:
+        raise InvalidInput(f"unknown channel {channel!r} (expected {', '.join(CHANNEL_FIELDS)})", field="channel")
+    return block
+
+
+def _view(s: Session, tenant_id: str, channel: str, settings: TenantSettings) -> ChannelView:
+    adapter, fields = _spec(channel)
+    block = _block(settings, channel)
+    rows = _secret_rows(s, tenant_id, f"channels.{channel}.")
+    values = {f.name: getattr(block, f.attr) for f in fields if not f.secret}
     states = {}
     for f in fields:
         if f.secret:
             row = rows.get(_secret_name(channel, f.name))
-            legacy = bool(conf.get(f.name))  # plain text from before encryption; moved on the next save
+            legacy = getattr(block, f.attr) is not None  # plain text from before encryption; moved on the next save
             states[f.name] = SecretState(
                 set=row is not None or legacy, set_at=row.set_at if row else None, set_by=row.set_by if row else None
             )
-    enabled = conf.get("adapter") == adapter
-    return ChannelView(channel=channel, enabled=enabled, adapter=adapter, values=values, secrets=states)
+    return ChannelView(channel=channel, enabled=block.enabled, adapter=adapter, values=values, secrets=states)
 
 
-def _clean_value(channel: str, spec: FieldSpec, value: Any) -> Any:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if spec.name == "port":
-        try:
-            port = int(value)
-        except (TypeError, ValueError):
-            raise InvalidInput("must be a whole number", field=f"channels.{channel}.port") from None
-        if not 0 < port < 65536:
-            raise InvalidInput("must be between 1 and 65535", field=f"channels.{channel}.port")
-        return port
-    value = str(value).strip()
-    if spec.choices and value not in spec.choices:
-        raise InvalidInput(f"must be one of {', '.join(spec.choices)}", field=f"channels.{channel}.{spec.name}")
-    if len(value) > 500:
-        raise InvalidInput("is too long (at most 500 characters)", field=f"channels.{channel}.{spec.name}")
-    return value
+def _changes(channel: str, fields: tuple[FieldSpec, ...], values: dict[str, Any], enabled: bool | None) -> dict:
+    """The settings paths a save writes: the fields given (None or "" clears one) and the switch."""
+    by_name = {f.name: f for f in fields}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        spec = by_name.get(key)
+        if spec is None:
+            raise InvalidInput(f"unknown field {key!r}", field=f"channels.{channel}.{key}")
+        if spec.secret:
+            raise InvalidInput("is a secret: pass it in secrets", field=f"channels.{channel}.{key}")
+        if isinstance(value, str) and not value.strip():
+            value = None
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise InvalidInput("must be text or a number", field=f"channels.{channel}.{key}")
+        changes[f"channels.{channel}.{key}"] = value
+    if enabled is not None:
+        changes[f"channels.{channel}.adapter"] = CHANNEL_MODELS[channel].ADAPTER if enabled else "outbox"
+    return changes
 
 
-def _check_specific(channel: str, values: dict[str, Any]) -> None:
-    if channel == "sms":
-        if values.get("accountSid") and not str(values["accountSid"]).startswith("AC"):
-            raise InvalidInput("a Twilio account SID starts with AC", field="channels.sms.accountSid")
-        if not values.get("fromNumber") and not values.get("messagingServiceSid"):
-            raise InvalidInput("give a sender number or a messaging service SID", field="channels.sms.fromNumber")
-        if values.get("fromNumber"):
-            from engine.channels.phones import normalize_phone
-
-            try:
-                values["fromNumber"] = normalize_phone(values["fromNumber"])
-            except Exception:  # noqa: BLE001 - any parse failure is the same message
-                raise InvalidInput("is not a phone number (use +49...)", field="channels.sms.fromNumber") from None
-    if channel == "email" and values.get("fromAddress") and "@" not in str(values["fromAddress"]):
-        raise InvalidInput("is not an e-mail address", field="channels.email.fromAddress")
+def _check_on(channel: str, fields: tuple[FieldSpec, ...], block: ChannelBlock, have_secret: set[str]) -> None:
+    """A switched-on channel has what its provider needs."""
+    for f in fields:
+        have = f.name in have_secret if f.secret else getattr(block, f.attr)
+        if f.required and not have:
+            raise InvalidInput("is required to switch this channel on", field=f"channels.{channel}.{f.name}")
+    if isinstance(block, SmsChannel) and not (block.from_number or block.messaging_service_sid):
+        raise InvalidInput("give a sender number or a messaging service SID", field="channels.sms.fromNumber")
 
 
 def save_channel(
@@ -236,82 +237,70 @@ def save_channel(
     uow: UnitOfWork,
     actor: Actor,
     channel: str,
-    enabled: bool,
-    values: dict[str, Any],
-    secrets: dict[str, str | None] | None = None,
+    enabled: bool | None = None,
+    values: dict[str, Any] | None = None,
+    secrets: Mapping[str, str | None] | None = None,
 ) -> ChannelView:
-    """Save a channel's fields; a secret given as ``None`` or ``""`` keeps the stored one.
+    """Change a channel's settings: only the fields in ``values`` (``None`` or ``""`` clears one),
+    the switch when ``enabled`` is given, and the secrets given (``None`` or ``""`` keeps the
+    stored one). Everything else stays as stored, so a save never writes back what it did not mean to.
 
     Validates everything before writing (one transaction: settings, secrets and the audit
     row together). Raises :class:`InvalidInput` naming the field.
     """
     actor.require(ADMIN)
     adapter, fields = _spec(channel)
-    secrets = {k: v for k, v in (secrets or {}).items() if v not in (None, "")}
-    names = {f.name for f in fields}
-    for key in [*values, *secrets]:
-        if key not in names:
+    given: dict[str, str] = {k: v for k, v in (secrets or {}).items() if v}
+    secret_fields = {f.name: f for f in fields if f.secret}
+    for key, value in given.items():
+        if key not in secret_fields:
             raise InvalidInput(f"unknown field {key!r}", field=f"channels.{channel}.{key}")
-    clean = {}
-    for f in fields:
-        if f.secret:
-            if f.name in values:
-                raise InvalidInput("is a secret: pass it in secrets", field=f"channels.{channel}.{f.name}")
-            continue
-        clean[f.name] = _clean_value(channel, f, values.get(f.name, f.default))
-    for key, value in secrets.items():
         if not isinstance(value, str) or len(value) > 4000:
             raise InvalidInput("must be text of at most 4000 characters", field=f"channels.{channel}.{key}")
+    changes = _changes(channel, fields, dict(values or {}), enabled)
+    tenant = locked_tenant(uow, actor.tenant_id)
     s = uow.session
-    tenant = s.get(Tenant, actor.tenant_id)
-    if tenant is None:
-        raise NotFound("tenant not found")
     existing = _secret_rows(s, actor.tenant_id, f"channels.{channel}.")
-    old = dict(((tenant.settings or {}).get("channels") or {}).get(channel) or {})
-    for f in fields:  # plain-text secrets from older settings move into encrypted storage
-        legacy = old.get(f.name)
-        if (
-            f.secret
-            and isinstance(legacy, str)
-            and legacy
-            and f.name not in secrets
-            and _secret_name(channel, f.name) not in existing
-        ):
-            secrets[f.name] = legacy
-    if enabled:
-        _check_specific(channel, clean)
-        for f in fields:
-            have = (
-                clean.get(f.name) if not f.secret else (f.name in secrets or _secret_name(channel, f.name) in existing)
-            )
-            if f.required and not have:
-                raise InvalidInput("is required to switch this channel on", field=f"channels.{channel}.{f.name}")
-    new = {"adapter": adapter if enabled else "outbox", **{k: v for k, v in clean.items() if v is not None}}
-    channels = dict((tenant.settings or {}).get("channels") or {})
-    channels[channel] = new
-    tenant.settings = {**(tenant.settings or {}), "channels": channels}
+    before = settings_of(tenant.settings)
+    old_block = _block(before, channel)
+    for name, f in secret_fields.items():  # plain-text secrets from older settings move into encrypted storage
+        legacy = getattr(old_block, f.attr)
+        if legacy is not None:
+            if name not in given and _secret_name(channel, name) not in existing:
+                given[name] = legacy.get_secret_value()
+            changes[f"channels.{channel}.{name}"] = None
+    raw, after = patched(tenant.settings, changes)
+    block = _block(after, channel)
+    if block.enabled:
+        _check_on(
+            channel, fields, block, set(given) | {n for n in secret_fields if _secret_name(channel, n) in existing}
+        )
+    tenant.settings = raw
     s.add(tenant)
-    now = uow.now()
-    by = actor.email or "system"
+    _store_secrets(uow, actor, channel, given, existing)
+    audit: dict[str, Any] = {
+        k: {"from": old, "to": new}
+        for k, old, new in [("adapter", old_block.adapter, block.adapter)]
+        + [(f.name, getattr(old_block, f.attr), getattr(block, f.attr)) for f in fields if not f.secret]
+        if old != new
+    }
+    audit.update(dict.fromkeys(given, "changed"))
+    if audit:
+        record_audit(uow=uow, actor=actor, area=f"channels.{channel}", changes=audit)
+    logger.info("channel %s settings saved for tenant %s (%d secret(s) replaced)", channel, actor.tenant_id, len(given))
+    return _view(s, actor.tenant_id, channel, after)
+
+
+def _store_secrets(
+    uow: UnitOfWork, actor: Actor, channel: str, secrets: dict[str, str], existing: dict[str, TenantSecret]
+) -> None:
+    now, by = uow.now(), actor.email or "system"
     for key, value in secrets.items():
         row = existing.get(_secret_name(channel, key))
         if row is None:
             row = TenantSecret(tenant_id=actor.tenant_id, name=_secret_name(channel, key), ciphertext="")
         row.ciphertext, row.set_at, row.set_by = encrypt(value or ""), now, by
-        s.add(row)
-    secret_names = {f.name for f in fields if f.secret}
-    changes: dict[str, Any] = {
-        k: {"from": old.get(k), "to": new.get(k)}
-        for k in sorted(set(old) | set(new))
-        if old.get(k) != new.get(k) and k not in secret_names
-    }
-    changes.update(dict.fromkeys(secrets, "changed"))
-    if changes:
-        s.add(SettingsAudit(tenant_id=actor.tenant_id, actor=by, area=f"channels.{channel}", changes=changes))
-    logger.info(
-        "channel %s settings saved for tenant %s (%d secret(s) replaced)", channel, actor.tenant_id, len(secrets)
-    )
-    return get_channel(uow=uow, actor=actor, channel=channel)
+        uow.session.add(row)
 
 
 def secret_value(*, uow: UnitOfWork, tenant_id: str, name: str) -> str | None:
@@ -321,18 +310,25 @@ def secret_value(*, uow: UnitOfWork, tenant_id: str, name: str) -> str | None:
     return decrypt(row.ciphertext) if row else None
 
 
-def resolved_tenant_settings(session: Session, tenant_id: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` with each channel's decrypted secrets merged in (for adapters only; never show it)."""
-    rows = _secret_rows(session, tenant_id, "channels.")
-    if not rows:
-        return settings
-    channels = {k: dict(v or {}) for k, v in (settings.get("channels") or {}).items()}
-    for name, row in rows.items():
-        _, channel, field = name.split(".", 2)
+def resolved_tenant_settings(session: Session, tenant_id: str, settings: Any) -> dict[str, Any]:
+    """The channel blocks as the adapters take them (``{"channels": {...}}``), each with its
+    decrypted secrets merged in (for adapters only; never show it). ``settings``: the stored
+    JSON or the model."""
+    model = settings_of(settings)
+    channels: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (model.channels.model_extra or {}).items()}
+    for name in CHANNEL_MODELS:
+        block = _block(model, name)
+        channels[name] = block.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for f in CHANNEL_FIELDS[name][1]:  # plain text from before encryption, until the next save moves it
+            legacy = getattr(block, f.attr) if f.secret else None
+            if legacy is not None:
+                channels[name][f.name] = legacy.get_secret_value()
+    for secret_name, row in _secret_rows(session, tenant_id, "channels.").items():
+        _, channel, field = secret_name.split(".", 2)
         if channel in channels:
             channels[channel][field] = decrypt(row.ciphertext)
     _add_status_callback(session, tenant_id, channels)
-    return {**settings, "channels": channels}
+    return {"channels": channels}
 
 
 def _add_status_callback(session: Session, tenant_id: str, channels: dict[str, dict[str, Any]]) -> None:
@@ -425,6 +421,79 @@ def callback_urls(*, uow: UnitOfWork, actor: Actor, base_url: str) -> dict[str, 
     }
 
 
+# --------------------------------------------------------------------------- the webhook endpoint
+
+
+class EndpointStatus(BaseModel):
+    """Whether the REST API that receives provider webhooks answers, as the Channels tab says it."""
+
+    reachable: bool
+    api_url: str
+    #: The base providers must reach (``STUDIO_PUBLIC_URL``); None: not set, see :func:`expected_urls`.
+    public_url: str | None
+    message: str
+
+
+def webhook_endpoint(*, api_url: str, public_url: str | None, client: Any = None) -> EndpointStatus:
+    """Ask the API's ``/api/health`` at ``api_url`` (``STUDIO_API_URL``) whether it is up.
+
+    Nothing receives a provider's messages unless that process runs; the answer says how to start it.
+    """
+    import httpx
+
+    base = api_url.rstrip("/")
+    start = f"Start the API: `python -m engine api --port {_port(base)}` (or `bash scripts/start.sh`, which runs it)."
+    try:
+        if client is None:
+            with httpx.Client(timeout=2.0, trust_env=False) as own:
+                response = own.get(f"{base}/api/health")
+        else:
+            response = client.get(f"{base}/api/health")
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        why = type(exc).__name__ if not str(exc) else str(exc).splitlines()[0][:200]
+        return EndpointStatus(
+            reachable=False,
+            api_url=base,
+            public_url=public_url,
+            message=f"The webhook endpoint (the REST API) does not answer at {base} ({why}): "
+            f"providers' messages and the web chat reach nothing. {start}",
+        )
+    if not isinstance(body, dict) or "status" not in body:
+        return EndpointStatus(
+            reachable=False,
+            api_url=base,
+            public_url=public_url,
+            message=f"{base} answers HTTP {response.status_code}, but it is not the Studio Automations API "
+            f"(STUDIO_API_URL points elsewhere). {start}",
+        )
+    if body.get("status") != "ok":
+        return EndpointStatus(
+            reachable=True,
+            api_url=base,
+            public_url=public_url,
+            message=f"The API at {base} answers, but reports a problem: {body}",
+        )
+    where = (
+        f" Providers must reach it at {public_url.rstrip('/')} (STUDIO_PUBLIC_URL): that is checked from outside only."
+        if public_url
+        else ""
+    )
+    return EndpointStatus(
+        reachable=True, api_url=base, public_url=public_url, message=f"The webhook endpoint is up at {base}.{where}"
+    )
+
+
+def _port(base: str) -> int:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base)
+    try:
+        return parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return 8000
+
+
 # --------------------------------------------------------------------------- test message
 
 
@@ -450,10 +519,11 @@ def send_test_message(
     tenant = s.get(Tenant, actor.tenant_id)
     if tenant is None:
         raise NotFound("tenant not found")
-    settings = resolved_tenant_settings(s, actor.tenant_id, dict(tenant.settings or {}))
+    stored = settings_of(tenant.settings)
+    settings = resolved_tenant_settings(s, actor.tenant_id, stored)
     name = tenant.name
     try:
-        to = normalize_recipient(channel, recipient, {"settings": settings})
+        to = normalize_recipient(channel, recipient, {"settings": stored})
         adapter = adapter_for(channel, settings, client, allow_base_url_override=get_settings().allow_provider_base_url)
         message = OutgoingMessage(
             channel=channel,

@@ -39,6 +39,7 @@ from engine.store.models import (
     Tenant,
     Workflow,
 )
+from engine.tenant_settings import settings_of
 from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -295,7 +296,7 @@ def _first_reply_seconds(s: Session, tenant_id: str, p: Period) -> list[float | 
 
 def _minutes_saved(s: Session, tenant: Tenant, p: Period) -> float:
     """Succeeded runs per workflow x that workflow's minutes saved per run (settings, default 2)."""
-    per = (tenant.settings or {}).get("minutesSaved", {})
+    per = settings_of(tenant.settings).minutes_saved
     q = (
         sa.select(_ru.k1, _n())
         .where(*_rolled(tenant.id, rollups.EXECUTIONS, p, _ru.k2 == "succeeded"))
@@ -639,7 +640,8 @@ def goal_of(*, uow: UnitOfWork, actor: Actor, workflow_id: str) -> dict[str, Any
     """The workflow's conversion goal from the studio settings: {"kind": "booking"|"lead", "days": N}."""
     actor.require(READ)
     with _reading(uow) as s:
-        return ((_tenant(s, actor).settings or {}).get("goals") or {}).get(workflow_id)
+        goal = settings_of(_tenant(s, actor).settings).goals.get(workflow_id)
+        return goal.model_dump() if goal else None
 
 
 def conversions(

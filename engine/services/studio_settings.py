@@ -2,6 +2,10 @@
 recorded in the settings audit log: business hours, quiet hours, frequency cap, AI provider,
 knowledge base (with CSV import), webhook allow-list and signing-secret rotation.
 
+Every save goes through :func:`update_settings`: the typed model (:mod:`engine.tenant_settings`)
+checks exactly the settings a caller changes and writes only those, so a form or an API call
+never writes back a value it did not mean to change.
+
 Secrets: the AI provider's key is kept Fernet-encrypted inside ``settings.ai.apiKeyEncrypted``
 (the runner decrypts it where it builds the provider); the webhook signing secret lives in
 ``tenant_secrets`` (``webhook.signingSecret`` and, for 24 hours after a rotation,
@@ -13,23 +17,23 @@ from __future__ import annotations
 
 import csv
 import io
-import ipaddress
 import logging
 import re
 import secrets as _random
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from engine.errors import InvalidInput, NotFound
+from engine.errors import Conflict, InvalidInput, NotFound
 from engine.security.auth import ADMIN, Actor
 from engine.security.secrets import decrypt, encrypt
-from engine.services.channel_settings import SecretState, record_audit
+from engine.services.channel_settings import SecretState, locked_tenant, record_audit
 from engine.store.models import Tenant, TenantSecret, utcnow
+from engine.tenant_settings import TenantSettings, field_path, known_path, patched, settings_of
 from engine.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -39,13 +43,13 @@ MAX_KB_ENTRIES = 2000
 MAX_CSV_BYTES = 1_000_000
 SIGNING = "webhook.signingSecret"
 PREVIOUS_SIGNING = "webhook.previousSigningSecret"
-HOST_RE = re.compile(r"^(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
 
 
 class AISettingsView(BaseModel):
     provider: str
     base_url: str | None
     model: str | None
+    classify: bool = False
     api_key: SecretState
 
 
@@ -58,6 +62,8 @@ class StudioSettingsView(BaseModel):
     webhook_allow_list: list[str]
     signing_secret: SecretState
     previous_secret_valid_until: datetime | None
+    #: Every setting as stored (camelCase; secrets left out): what the API's GET /api/settings shows.
+    settings: dict[str, Any] = {}
 
 
 def _tenant(s: Session, actor: Actor) -> Tenant:
@@ -67,32 +73,148 @@ def _tenant(s: Session, actor: Actor) -> Tenant:
     return tenant
 
 
-def _update(uow: UnitOfWork, actor: Actor, area: str, key: str, value: Any, *, audit_value: Any = None) -> None:
+#: Settings the engine keeps itself, or that have their own door (channels: secrets and checks).
+NOT_WRITABLE = {
+    "channels": "use the channel settings (PUT /api/settings/channels/{channel})",
+    "optOutsRecorded": "is kept by the engine",
+    "webhookSecret": "rotate the signing secret instead",
+    "ai.apiKeyEncrypted": "give ai.apiKey; it is stored encrypted",
+    "ai.apiKeySetAt": "is kept by the engine",
+}
+
+
+def update_settings(
+    *,
+    uow: UnitOfWork,
+    actor: Actor,
+    changes: Mapping[str, Any],
+    area: str | None = None,
+    audit: dict[str, Any] | None = None,
+) -> TenantSettings:
+    """Change only the settings in ``changes`` (dotted paths in stored spelling, ``None`` removes
+    one so its default applies); every other setting stays as stored.
+
+    Checked by the typed model (:mod:`engine.tenant_settings`): :class:`InvalidInput` names the
+    field and nothing is written. The change is recorded in the audit log (``audit`` replaces the
+    from/to of each path, e.g. to count entries instead of listing them).
+    """
     actor.require(ADMIN)
-    s = uow.session
-    tenant = _tenant(s, actor)
-    old = (tenant.settings or {}).get(key)
-    settings = dict(tenant.settings or {})
-    if value is None:
-        settings.pop(key, None)
-    else:
-        settings[key] = value
-    tenant.settings = settings
-    s.add(tenant)
-    if old != value:
+    if not changes:
+        return settings_of(_tenant(uow.session, actor).settings)
+    tenant = locked_tenant(uow, actor.tenant_id)
+    before, old_raw = settings_of(tenant.settings), tenant.settings or {}
+    raw, after = patched(tenant.settings, changes)
+    tenant.settings = raw
+    uow.session.add(tenant)
+    diff = _audit(changes, before.stored(), after.stored(), old_raw, raw)
+    if diff:
+        tops = {path.split(".")[0] for path in changes}  # the paths in ``changes`` say the rest
         record_audit(
-            uow=uow,
-            actor=actor,
-            area=area,
-            changes={key: audit_value if audit_value is not None else {"from": old, "to": value}},
+            uow=uow, actor=actor, area=area or (tops.pop() if len(tops) == 1 else "settings"), changes=audit or diff
         )
+    return after
+
+
+#: Paths holding secrets: the audit says "changed" under the name given (None: not at all), never a value.
+SECRET_PATHS = {"ai.apiKeyEncrypted": "ai.apiKey", "ai.apiKey": None, "ai.apiKeySetAt": None, "webhookSecret": None}
+
+
+def _audit(changes: Mapping[str, Any], old: Any, new: Any, old_raw: Any, new_raw: Any) -> dict[str, Any]:
+    diff: dict[str, Any] = {}
+    for path in changes:
+        if path in SECRET_PATHS:
+            if SECRET_PATHS[path] and _at(old_raw, path) != _at(new_raw, path):
+                diff[str(SECRET_PATHS[path])] = "changed"
+        elif _at(old, path) != _at(new, path):
+            diff[path] = {"from": _at(old, path), "to": _at(new, path)}
+    return diff
+
+
+def _at(node: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def merge_patch(body: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A JSON merge patch (RFC 7396: objects merge key by key, ``null`` removes, anything else
+    replaces; an empty object changes nothing) as the dotted paths :func:`update_settings` takes.
+    Keys the model does not know and keys the engine keeps are refused, naming them."""
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        path = f"{prefix}{key}"
+        if not isinstance(key, str) or not key.strip() or "." in key:
+            raise InvalidInput("is not a setting name (no dots, not empty)", field=path or "settings")
+        if path in NOT_WRITABLE:
+            raise InvalidInput(NOT_WRITABLE[path], field=path)
+        if not known_path(path):
+            raise InvalidInput("unknown setting", field=path)
+        if isinstance(value, Mapping):
+            out.update(merge_patch(value, prefix=f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def patch_settings(*, uow: UnitOfWork, actor: Actor, body: Any) -> TenantSettings:
+    """The REST API's change of settings: a JSON merge patch of the stored settings (camelCase, as
+    ``GET /api/settings`` shows them); ``ai.apiKey`` is encrypted, never stored as given. Only
+    what the patch names changes; a bad value is refused naming its field and nothing is written."""
+    actor.require(ADMIN)
+    if not isinstance(body, Mapping):
+        raise InvalidInput("must be a JSON object of settings", field="settings")
+    changes = merge_patch(body)
+    if "ai.apiKey" in changes:
+        key = changes.pop("ai.apiKey")
+        if key is not None and (not isinstance(key, str) or not key.strip()):
+            raise InvalidInput("must be the key as text (null keeps the stored one)", field="ai.apiKey")
+        changes.update(ai_changes(uow=uow, api_key=key))
+    after = patched(_tenant(uow.session, actor).settings, changes)[1]
+    if any(p.startswith("ai.") for p in changes):
+        _check_ai(after.ai)
+        _check_provider(after)
+    if any(p.startswith("knowledgeBase") for p in changes):
+        _check_knowledge_base(after)
+    return update_settings(uow=uow, actor=actor, changes=changes)
+
+
+def _check_provider(settings: TenantSettings) -> None:
+    """The AI settings as the provider reads them (timeout, temperature ... are its own)."""
+    from pydantic import ValidationError
+    from pydantic.alias_generators import to_camel
+
+    from engine.ai.providers import ProviderSettings
+
+    try:
+        ProviderSettings.model_validate(settings.ai.model_dump(mode="json", by_alias=True, exclude_none=True))
+    except ValidationError as exc:  # field names and messages only, never values
+        error = exc.errors()[0]
+        where = to_camel(str(error["loc"][0])) if error["loc"] else "provider"
+        raise InvalidInput(error["msg"], field=f"ai.{where}") from None
+
+
+def _check_knowledge_base(settings: TenantSettings) -> None:
+    """The knowledge base as the assistant reads it (opening hours, prices are its own)."""
+    from pydantic import ValidationError
+
+    from engine.ai.knowledge import KnowledgeBase
+
+    if settings.knowledge_base is None:
+        return
+    try:
+        KnowledgeBase.model_validate(settings.knowledge_base.model_dump(mode="json", by_alias=True, exclude_none=True))
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        raise InvalidInput(str(error["msg"]), field=field_path(("knowledgeBase", *error["loc"]))) from None
 
 
 def get_studio_settings(*, uow: UnitOfWork, actor: Actor) -> StudioSettingsView:
     """Everything the settings page shows (secrets as set/not set only)."""
     actor.require(ADMIN)
     s = uow.session
-    settings = dict(_tenant(s, actor).settings or {})
+    settings = settings_of(_tenant(s, actor).settings)
     rows = {
         r.name: r
         for r in s.exec(
@@ -101,28 +223,33 @@ def get_studio_settings(*, uow: UnitOfWork, actor: Actor) -> StudioSettingsView:
             )
         ).all()
     }
-    ai = settings.get("ai") or {}
+    stored = settings.stored()
+    ai = settings.ai
     signing = rows.get(SIGNING)
     previous_until = rows[SIGNING].set_at + ROTATION_GRACE if PREVIOUS_SIGNING in rows and signing else None
-    legacy = bool(settings.get("webhookSecret"))
+    kb = settings.knowledge_base
     return StudioSettingsView(
-        business_hours=settings.get("businessHours") or {"weekly": {}, "closedDays": []},
-        quiet_hours=settings.get("quietHours"),
-        frequency_cap=settings.get("frequencyCap"),
+        business_hours=stored.get("businessHours") or {"weekly": {}, "closedDays": []},
+        quiet_hours=stored.get("quietHours"),
+        frequency_cap=settings.frequency_cap,
         ai=AISettingsView(
-            provider=ai.get("provider") or "offline",
-            base_url=ai.get("baseUrl"),
-            model=ai.get("model"),
-            api_key=SecretState(set=bool(ai.get("apiKeyEncrypted") or ai.get("apiKey")), set_at=ai.get("apiKeySetAt")),
+            provider=ai.provider,
+            base_url=ai.base_url,
+            model=ai.model,
+            classify=ai.classify,
+            api_key=SecretState(set=ai.key_set, set_at=ai.api_key_set_at),
         ),
-        knowledge_entries=list((settings.get("knowledgeBase") or {}).get("entries") or []),
-        webhook_allow_list=list(settings.get("webhookAllowList") or []),
+        knowledge_entries=[e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in kb.entries]
+        if kb
+        else [],
+        webhook_allow_list=list(settings.webhook_allow_list),
         signing_secret=SecretState(
-            set=bool(signing) or legacy,
+            set=bool(signing) or settings.webhook_secret is not None,
             set_at=signing.set_at if signing else None,
             set_by=signing.set_by if signing else None,
         ),
         previous_secret_valid_until=previous_until if previous_until and previous_until > uow.now() else None,
+        settings=stored,
     )
 
 
@@ -131,88 +258,80 @@ def get_studio_settings(*, uow: UnitOfWork, actor: Actor) -> StudioSettingsView:
 
 def save_business_hours(*, uow: UnitOfWork, actor: Actor, hours: dict[str, Any]) -> dict[str, Any]:
     """Opening hours per weekday (0 = Sunday) and closed days; see :mod:`engine.workflow.business_hours`."""
-    from engine.workflow.business_hours import validate
-
-    clean = validate(hours)
-    _update(uow, actor, "businessHours", "businessHours", clean)
-    return clean
-
-
-def _hhmm(value: str, field: str) -> str:
-    from engine.workflow.business_hours import parse_time
-
-    return parse_time(value, field).strftime("%H:%M")
+    if not isinstance(hours, Mapping):
+        raise InvalidInput("must be an object with weekly and closedDays", field="businessHours")
+    after = update_settings(uow=uow, actor=actor, changes={"businessHours": dict(hours)})
+    return after.stored().get("businessHours") or {"weekly": {}, "closedDays": []}
 
 
 def save_quiet_hours(*, uow: UnitOfWork, actor: Actor, start: str | None, end: str | None) -> dict[str, str] | None:
     """No automated messages between ``start`` and ``end`` (deferred to ``end``); both None: off."""
-    if not start and not end:
-        _update(uow, actor, "quietHours", "quietHours", None)
-        return None
-    value = {"start": _hhmm(start or "", "quietHours.start"), "end": _hhmm(end or "", "quietHours.end")}
-    if value["start"] == value["end"]:
-        raise InvalidInput("must differ from the start", field="quietHours.end")
-    _update(uow, actor, "quietHours", "quietHours", value)
-    return value
+    value = None if not start and not end else {"start": start or "", "end": end or ""}
+    after = update_settings(uow=uow, actor=actor, changes={"quietHours": value})
+    return after.stored().get("quietHours")
 
 
 def save_frequency_cap(*, uow: UnitOfWork, actor: Actor, cap: int | None) -> int | None:
     """At most ``cap`` automated messages per contact and day (None: no cap)."""
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 100):
         raise InvalidInput("must be a whole number from 1 to 100 (or empty for no cap)", field="frequencyCap")
-    _update(uow, actor, "frequencyCap", "frequencyCap", cap)
-    return cap
+    return update_settings(uow=uow, actor=actor, changes={"frequencyCap": cap}).frequency_cap
 
 
 # --------------------------------------------------------------------------- AI provider
+
+
+def ai_changes(
+    *,
+    uow: UnitOfWork,
+    provider: str | None = None,
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+    classify: bool | None = None,
+) -> dict[str, Any]:
+    """The ``ai.*`` paths a save writes: the arguments given (None keeps a stored value, "" clears it);
+    a new key is encrypted here and never stored in plain text."""
+    changes: dict[str, Any] = {}
+    for path, value in (("provider", provider), ("baseUrl", base_url), ("model", model), ("classify", classify)):
+        if value is not None:
+            changes[f"ai.{path}"] = value
+    if api_key:
+        if not isinstance(api_key, str) or len(api_key) > 4000:
+            raise InvalidInput("must be text of at most 4000 characters", field="ai.apiKey")
+        changes.update(
+            {"ai.apiKeyEncrypted": encrypt(api_key), "ai.apiKeySetAt": uow.now().isoformat(), "ai.apiKey": None}
+        )
+    return changes
+
+
+def _check_ai(ai: Any) -> None:
+    if ai.provider == "offline":
+        return
+    if not ai.key_set:
+        raise InvalidInput("is required for an OpenAI-compatible provider", field="ai.apiKey")
+    if not ai.model:
+        raise InvalidInput("is required for an OpenAI-compatible provider", field="ai.model")
 
 
 def save_ai_provider(
     *,
     uow: UnitOfWork,
     actor: Actor,
-    provider: str,
+    provider: str | None = None,
     base_url: str | None = None,
     model: str | None = None,
     api_key: str | None = None,
+    classify: bool | None = None,
 ) -> AISettingsView:
-    """Built-in (offline) or an OpenAI-compatible endpoint; ``api_key`` None/"" keeps the stored one."""
-    from engine.ai.providers import ProviderSettings
-
+    """Built-in (offline) or an OpenAI-compatible endpoint. Only what is given changes (None keeps
+    the stored value, "" clears it); ``api_key`` None/"" keeps the stored key."""
     actor.require(ADMIN)
-    s = uow.session
-    old = dict((_tenant(s, actor).settings or {}).get("ai") or {})
-    value: dict[str, Any] = {k: v for k, v in old.items() if k in ("classify",)}
-    value["provider"] = provider
-    if provider != "offline":
-        value.update(baseUrl=(base_url or "").strip() or None, model=(model or "").strip() or None)
-        if api_key:
-            value.update(apiKeyEncrypted=encrypt(api_key), apiKeySetAt=uow.now().isoformat())
-        elif old.get("apiKeyEncrypted"):
-            value.update(apiKeyEncrypted=old["apiKeyEncrypted"], apiKeySetAt=old.get("apiKeySetAt"))
-        if not value.get("apiKeyEncrypted"):
-            raise InvalidInput("is required for an OpenAI-compatible provider", field="ai.apiKey")
-        if not value.get("model"):
-            raise InvalidInput("is required for an OpenAI-compatible provider", field="ai.model")
-    try:
-        ProviderSettings.model_validate({k: v for k, v in value.items() if v is not None and k != "apiKeyEncrypted"})
-    except ValidationError as exc:  # field names and messages only, never values
-        error = exc.errors()[0]
-        where = to_camel(str(error["loc"][0])) if error["loc"] else "provider"
-        raise InvalidInput(error["msg"], field=f"ai.{where}") from None
-    changes: dict[str, Any] = {
-        k: {"from": old.get(k), "to": value.get(k)}
-        for k in ("provider", "baseUrl", "model")
-        if old.get(k) != value.get(k)
-    }
-    if api_key:
-        changes["apiKey"] = "changed"
-    s = uow.session
-    tenant = _tenant(s, actor)
-    tenant.settings = {**(tenant.settings or {}), "ai": value}
-    s.add(tenant)
-    if changes:
-        record_audit(uow=uow, actor=actor, area="ai", changes=changes)
+    changes = ai_changes(uow=uow, provider=provider, base_url=base_url, model=model, api_key=api_key, classify=classify)
+    after = patched(_tenant(uow.session, actor).settings, changes)[1]
+    _check_ai(after.ai)
+    _check_provider(after)
+    update_settings(uow=uow, actor=actor, changes=changes, area="ai")
     return get_studio_settings(uow=uow, actor=actor).ai
 
 
@@ -224,7 +343,7 @@ def check_ai_provider(*, uow: UnitOfWork, actor: Actor, client: Any = None) -> t
     actor.require(ADMIN)
     s = uow.session
     tenant = _tenant(s, actor)
-    ctx = {"name": tenant.name, "settings": dict(tenant.settings or {})}
+    ctx = {"name": tenant.name, "settings": settings_of(tenant.settings)}
     try:
         provider = provider_for_tenant(ctx, client=client)
         answer = provider.answer("Answer briefly.", question="Wann habt ihr geöffnet?")
@@ -258,20 +377,38 @@ def _clean_entry(raw: dict[str, Any], where: str) -> dict[str, Any]:
     return entry
 
 
-def save_knowledge_entries(*, uow: UnitOfWork, actor: Actor, entries: list[dict[str, Any]]) -> int:
-    """Replace the knowledge base's question/answer entries (opening hours and prices are kept)."""
+def save_knowledge_entries(
+    *, uow: UnitOfWork, actor: Actor, entries: list[dict[str, Any]], expected: list[dict[str, Any]] | None = None
+) -> int:
+    """Replace the knowledge base's question/answer entries (opening hours and prices are kept).
+
+    ``expected``: the entries the editor started from; when the stored ones differ (saved
+    meanwhile in another tab or through the API) nothing is written (:class:`Conflict`), so
+    an edit never silently undoes someone else's.
+    """
     clean = [_clean_entry(e, f"knowledgeBase.entries[{i}]") for i, e in enumerate(entries)]
     if len(clean) > MAX_KB_ENTRIES:
         raise InvalidInput(f"at most {MAX_KB_ENTRIES} entries", field="knowledgeBase.entries")
     actor.require(ADMIN)
-    s = uow.session
-    tenant = _tenant(s, actor)
-    kb = dict((tenant.settings or {}).get("knowledgeBase") or {"studioName": tenant.name})
-    before = len(kb.get("entries") or [])
-    kb["entries"] = clean
-    tenant.settings = {**(tenant.settings or {}), "knowledgeBase": kb}
-    s.add(tenant)
-    record_audit(uow=uow, actor=actor, area="knowledgeBase", changes={"entries": {"from": before, "to": len(clean)}})
+    tenant = locked_tenant(uow, actor.tenant_id)
+    current = settings_of(tenant.settings).knowledge_base
+    stored = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in current.entries] if current else []
+    if expected is not None and expected != stored:
+        raise Conflict(
+            "the knowledge base was changed meanwhile (another tab or the API); your edit was not saved, "
+            "reload to see the current entries",
+            field="knowledgeBase.entries",
+        )
+    changes: dict[str, Any] = {"knowledgeBase.entries": clean}
+    if current is None or not current.studio_name:
+        changes["knowledgeBase.studioName"] = tenant.name
+    update_settings(
+        uow=uow,
+        actor=actor,
+        changes=changes,
+        area="knowledgeBase",
+        audit={"entries": {"from": len(stored), "to": len(clean)}},
+    )
     return len(clean)
 
 
@@ -313,22 +450,13 @@ def import_knowledge_csv(*, uow: UnitOfWork, actor: Actor, data: bytes | str, re
 
 
 def save_webhook_allow_list(*, uow: UnitOfWork, actor: Actor, entries: list[str]) -> list[str]:
-    """Hosts, IPs or networks that ``call_webhook`` may reach even if private (e.g. an on-site CRM)."""
-    clean = []
-    for raw in entries:
-        entry = raw.strip()
-        if not entry:
-            continue
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            if not HOST_RE.match(entry) or len(entry) > 253:
-                raise InvalidInput(
-                    f"{entry!r} is not a host name, IP address or network", field="webhookAllowList"
-                ) from None
-        clean.append(entry)
-    _update(uow, actor, "webhookAllowList", "webhookAllowList", clean or None)
-    return clean
+    """Hosts, IPs or networks, each optionally with ``:port``, that ``call_webhook`` may reach even
+    if private (e.g. an on-site CRM); the formats :mod:`engine.outbound.webhooks` documents. Blank lines go."""
+    clean = [e.strip() for e in entries if isinstance(e, str) and e.strip()]
+    if any(not isinstance(e, str) for e in entries):
+        raise InvalidInput("each entry must be text", field="webhookAllowList")
+    after = update_settings(uow=uow, actor=actor, changes={"webhookAllowList": clean or None})
+    return list(after.webhook_allow_list)
 
 
 def rotate_signing_secret(*, uow: UnitOfWork, actor: Actor) -> str:
@@ -341,7 +469,8 @@ def rotate_signing_secret(*, uow: UnitOfWork, actor: Actor) -> str:
     new = "whsec_" + _random.token_hex(24)
     now = uow.now()
     s = uow.session
-    tenant = _tenant(s, actor)
+    tenant = locked_tenant(uow, actor.tenant_id)
+    legacy = settings_of(tenant.settings).webhook_secret
     rows = {
         r.name: r
         for r in s.exec(
@@ -350,7 +479,7 @@ def rotate_signing_secret(*, uow: UnitOfWork, actor: Actor) -> str:
             )
         ).all()
     }
-    current = decrypt(rows[SIGNING].ciphertext) if SIGNING in rows else (tenant.settings or {}).get("webhookSecret")
+    current = decrypt(rows[SIGNING].ciphertext) if SIGNING in rows else (legacy and legacy.get_secret_value())
     previous = rows.get(PREVIOUS_SIGNING)
     if current:
         previous = previous or TenantSecret(tenant_id=actor.tenant_id, name=PREVIOUS_SIGNING, ciphertext="")
@@ -359,8 +488,8 @@ def rotate_signing_secret(*, uow: UnitOfWork, actor: Actor) -> str:
     row = rows.get(SIGNING) or TenantSecret(tenant_id=actor.tenant_id, name=SIGNING, ciphertext="")
     row.ciphertext, row.set_at, row.set_by = encrypt(new), now, actor.email or "system"
     s.add(row)
-    if "webhookSecret" in (tenant.settings or {}):
-        tenant.settings = {k: v for k, v in tenant.settings.items() if k != "webhookSecret"}
+    if legacy is not None:  # no longer kept in plain text
+        tenant.settings = patched(tenant.settings, {"webhookSecret": None})[0]
         s.add(tenant)
     record_audit(
         uow=uow,
@@ -371,12 +500,16 @@ def rotate_signing_secret(*, uow: UnitOfWork, actor: Actor) -> str:
     return new
 
 
-def signing_secrets(db: Engine, tenant_id: str, settings: dict[str, Any], *, now: datetime | None = None) -> list[str]:
+def signing_secrets(
+    db: Engine, tenant_id: str, settings: TenantSettings | Mapping[str, Any] | None, *, now: datetime | None = None
+) -> list[str]:
     """The secrets outgoing webhooks are signed with: the current one, plus the previous one
     for 24 hours after a rotation (engine use only)."""
     now = now or utcnow()
+    legacy = settings_of(settings).webhook_secret
+    plain = [legacy.get_secret_value()] if legacy and legacy.get_secret_value() else []
     if db is None:
-        return [settings["webhookSecret"]] if settings.get("webhookSecret") else []
+        return plain
     with Session(db) as s:
         rows = {
             r.name: r
@@ -387,7 +520,7 @@ def signing_secrets(db: Engine, tenant_id: str, settings: dict[str, Any], *, now
             ).all()
         }
     if SIGNING not in rows:
-        return [settings["webhookSecret"]] if settings.get("webhookSecret") else []
+        return plain
     out = [decrypt(rows[SIGNING].ciphertext)]
     if PREVIOUS_SIGNING in rows and now < rows[SIGNING].set_at + ROTATION_GRACE:
         out.append(decrypt(rows[PREVIOUS_SIGNING].ciphertext))

@@ -30,6 +30,7 @@ from engine.store.models import (
     Workflow,
     WorkflowVersion,
 )
+from engine.tenant_settings import patched
 from engine.uow import UnitOfWork
 from engine.workflow.limits import MAX_PAGE, MAX_VERSION
 from engine.workflow.schedule import next_fire_time
@@ -259,13 +260,13 @@ def update_tenant_settings(
     if timezone:
         _check_timezone(timezone)
     s = uow.session
-    tenant = s.get(Tenant, actor.tenant_id)
+    tenant = s.get(Tenant, actor.tenant_id, with_for_update=settings is not None, populate_existing=True)
     if tenant is None:
         raise NotFound("tenant not found")
     tenant.timezone = timezone or tenant.timezone
     tenant.name = name or tenant.name
-    if settings is not None:
-        tenant.settings = {**tenant.settings, **settings}
+    if settings is not None:  # only these keys change, checked by the typed model (engine/tenant_settings.py)
+        tenant.settings = patched(tenant.settings, settings)[0]
     s.add(tenant)
     if timezone:
         _reschedule_cron(uow, actor)

@@ -15,9 +15,12 @@ from __future__ import annotations
 import logging
 import re
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from engine.tenant_settings import BusinessHours
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +63,16 @@ def validate(raw: Any) -> dict[str, Any]:
     return {"weekly": weekly, "closedDays": sorted(set(closed))}
 
 
-def is_open(hours: dict[str, Any] | None, local: datetime) -> bool:
+def is_open(hours: BusinessHours | dict[str, Any] | None, local: datetime) -> bool:
     """True when the studio is open at ``local`` (the studio's wall clock). No hours set: always open."""
-    if not hours or not hours.get("weekly"):
+    if isinstance(hours, dict):  # stored JSON (older callers, tests)
+        from engine.tenant_settings import BusinessHours as Hours
+
+        hours = Hours.model_validate(hours)
+    if not hours or not hours.weekly:
         return True
-    closed = set(hours.get("closedDays") or [])
-    weekly = hours["weekly"]
+    closed = set(hours.closed_days)
+    weekly = hours.weekly
     now = local.time().replace(tzinfo=None)
     for offset in (0, 1):  # today's range, or yesterday's range running past midnight
         day = local.date() - timedelta(days=offset)
@@ -74,7 +81,7 @@ def is_open(hours: dict[str, Any] | None, local: datetime) -> bool:
         entry = weekly.get(str(_js_weekday(day)))
         if not entry:
             continue
-        opens, closes = time.fromisoformat(entry["open"]), time.fromisoformat(entry["close"])
+        opens, closes = time.fromisoformat(entry.open), time.fromisoformat(entry.close)
         if opens < closes:
             if offset == 0 and opens <= now < closes:
                 return True

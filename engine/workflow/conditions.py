@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.workflow.definitions import Condition
+
+if TYPE_CHECKING:
+    from engine.tenant_settings import BusinessHours
 
 #: JavaScript numbering, as in the spec: 0 = Sunday ... 6 = Saturday.
 WEEKDAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
@@ -25,7 +28,7 @@ class EvalContext:
     now_local: datetime
     lead: dict[str, Any] | None = None
     #: The studio's business hours (settings ``businessHours``) for ``outside_business_hours``.
-    business_hours: dict[str, Any] | None = None
+    business_hours: BusinessHours | dict[str, Any] | None = None
 
 
 @dataclass

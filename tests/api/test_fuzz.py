@@ -42,6 +42,10 @@ CONTACTS = {"/api/contacts/export", "/api/contacts/erase", "/api/contacts/opt-ou
 #: them are required on whether the body switches the channel on (JSON Schema cannot tie a body
 #: to a path parameter, nor one field's requirement to another's value).
 CHANNEL_SETTINGS = "/api/settings/channels/{channel}"
+#: A merge patch of the studio's settings: its schema says each field's type, but not the rules
+#: between fields (quiet hours' end differs from their start, an OpenAI-compatible provider needs
+#: a key and a model, a partial object must complete the stored one).
+STUDIO_SETTINGS = "/api/settings"
 #: Routes taking a period: from/to are each a valid date, but together at most 400 days in order,
 #: and range=custom needs one of them (relations between parameters JSON Schema cannot say).
 PERIODS = {
@@ -75,12 +79,14 @@ def _words(body, key: str) -> set[str]:
 
 def _semantic(case) -> bool:
     """Whether a schema-valid request may rightly be refused: see SEMANTIC, CONTACTS,
-    CHANNEL_SETTINGS and PERIODS; an event with an idempotency key, which must match the header
+    CHANNEL_SETTINGS, STUDIO_SETTINGS and PERIODS; an event with an idempotency key, which must match the header
     and, when reused, the first event's body; a retention whose summaries would not outlive its
     details; opt-out words that are also opt-in words; a search cursor (opaque, from a previous
     page); cross-field rules JSON Schema cannot say."""
     path, body, query = case.operation.path, case.body, case.query or {}
     if path in SEMANTIC or path in CONTACTS or (path == CHANNEL_SETTINGS and case.method.upper() == "PUT"):
+        return True
+    if path == STUDIO_SETTINGS and case.method.upper() == "PATCH":
         return True
     if path in PERIODS and _period_refusable(query):
         return True

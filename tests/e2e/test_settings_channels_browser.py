@@ -37,7 +37,7 @@ def test_owner_connects_whatsapp_secrets_never_shown(app: App):
     card.get_by_text("Send through this provider").click()
     card.get_by_role("button", name="Save").click()
     app.settle()
-    card.get_by_text("Saved. Secrets are stored encrypted").wait_for()
+    card.get_by_text("Secrets are stored encrypted and are not shown again").wait_for()
     html = page.content()
     assert TOKEN not in html and APP_SECRET not in html and "verify-abc" not in html
     app.nav("Workflows")  # a reload would start a new (logged-out) session

@@ -206,7 +206,21 @@ def test_webhook_allow_list_validation(db, actor):
     with pytest.raises(InvalidInput) as err:
         with unit_of_work(db) as uow:
             ss.save_webhook_allow_list(uow=uow, actor=actor, entries=["http://crm.local/path"])
-    assert err.value.field == "webhookAllowList"
+    assert err.value.field == "webhookAllowList[0]"  # the entry is named (it used to be the whole list)
+
+
+def test_webhook_allow_list_stores_the_host_port_entries_webhooks_documents(db, actor):
+    """engine/outbound/webhooks.py documents ``host:port``, ``[v6]:port`` and ``network:port`` entries; the
+    settings used to refuse every one of them."""
+    entries = ["127.0.0.1:8080", "localhost:8080", "[::1]:9000", "10.0.0.0/8:443", "*.Studio.Internal:8443"]
+    saved = in_uow(db, ss.save_webhook_allow_list, actor=actor, entries=entries)
+    assert saved == ["127.0.0.1:8080", "localhost:8080", "[::1]:9000", "10.0.0.0/8:443", "*.studio.internal:8443"]
+    assert in_uow(db, ss.get_studio_settings, actor=actor).webhook_allow_list == saved
+    for bad, why in (("127.0.0.1:99999", "between 1 and 65535"), ("crm.local:http", "number"), ("a b:80", "host")):
+        with pytest.raises(InvalidInput) as err:
+            in_uow(db, ss.save_webhook_allow_list, actor=actor, entries=["crm.local", bad])
+        assert err.value.field == "webhookAllowList[1]" and why in err.value.message
+    assert in_uow(db, ss.get_studio_settings, actor=actor).webhook_allow_list == saved  # nothing half-written
 
 
 def test_last_owner_can_be_neither_removed_nor_demoted(db, tenant):
