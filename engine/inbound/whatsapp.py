@@ -104,6 +104,7 @@ def parse(payload: Any) -> tuple[list[dict[str, Any]], list[StatusUpdate]]:
                         status=str(st.get("status") or ""),
                         error=error,
                         at=_when(st.get("timestamp")),
+                        reference=str(st["biz_opaque_callback_data"]) if st.get("biz_opaque_callback_data") else None,
                     )
                 )
     for event in events:
