@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from bench.provider import LoopbackProvider
 from engine import auth, services
+from engine.delivery import SENDER_STOPPED
 from engine.outbox_states import IN_PROGRESS
 from engine.runner import Runner
 from engine.store.db import get_engine, migrate
@@ -168,7 +169,7 @@ def _reply(trigger: str, action: str) -> dict[str, Any]:
 
 def rows(db: Any, tenant_id: str) -> list[dict[str, Any]]:
     with db.connect() as conn:
-        q = sa.select(_ob.id, _ob.channel, _ob.body, _ob.status, _ob.attempts, _ob.provider_message_id)
+        q = sa.select(_ob.id, _ob.channel, _ob.body, _ob.status, _ob.attempts, _ob.provider_message_id, _ob.detail)
         return [dict(r) for r in conn.execute(q.where(_ob.tenant_id == tenant_id)).mappings()]
 
 
@@ -232,15 +233,16 @@ def _mid_send(db: Any, studio: Studio, pool: Workers, provider: LoopbackProvider
     return {n: items for n, items in busy if n in pool.procs and any(received[k] for k in items.values())}
 
 
-def _kill_mid_send(db: Any, pool: Workers, victim: str, sending: set[str], deadline: float) -> float:
-    """kill -9 ``victim`` (a replacement starts); seconds until its claimed, unstarted items were
-    taken by another worker (or none were left)."""
-    unstarted = held_by(db, victim) - sending
+def _kill_mid_send(db: Any, studio: Studio, pool: Workers, victim: str, deadline: float) -> tuple[float, int]:
+    """kill -9 ``victim`` (a replacement starts); the seconds until its claimed, unstarted items
+    were taken by another worker (or none were left), and how many messages it left "sending"."""
     pool.kill9(victim)
     killed_at = time.monotonic()
+    caught = sending_by(db, studio.tenant_id).get(victim, {})  # what it was sending when it died
+    unstarted = held_by(db, victim) - set(caught)
     pool.start()
     wait_until(lambda: not (unstarted & held_by(db, victim)), deadline, what="the killed worker's items")
-    return time.monotonic() - killed_at
+    return time.monotonic() - killed_at, len(caught)
 
 
 @dataclass
@@ -253,6 +255,9 @@ class Result:
     sent_not_received: list[str]  # "sent" messages the provider never got (must be none)
     takeover_seconds: list[float]  # per kill: until the victim's unstarted items were another's
     kills: int = 0
+    caught_sending: int = 0  # messages the killed workers left "sending" when they died
+    left_sending: int = 0  # messages found "sending" by another worker and made unknown
+    settled_by_lookup: int = 0  # of those, settled as sent by a Twilio look-up
 
 
 def run(
@@ -273,6 +278,7 @@ def run(
         env = worker_env(lease_seconds=lease_seconds, claim_lease_seconds=claim_lease_seconds)
         pool = Workers(url, env, Path(logs))
         takeovers: list[float] = []
+        caught = 0
         try:
             for _ in range(workers):
                 pool.start()
@@ -281,8 +287,9 @@ def run(
             studio = queue_messages(db, provider.url, messages=messages, sms=sms)
             for _ in range(kills):
                 busy = wait_until(lambda: _mid_send(db, studio, pool, provider), deadline, 0.02, "a worker mid-send")
-                victim = next(iter(busy))
-                takeovers.append(_kill_mid_send(db, pool, victim, set(busy[victim]), deadline))
+                seconds, left = _kill_mid_send(db, studio, pool, next(iter(busy)), deadline)
+                takeovers.append(seconds)
+                caught += left
             wait_until(lambda: in_progress(db, studio.tenant_id) == 0, deadline, interval=0.2, what="every message")
             seconds = time.monotonic() - start
         finally:
@@ -299,7 +306,14 @@ def run(
         sent_not_received=sorted(r["id"] for r in final if r["status"] == "sent" and not counts[keys[r["id"]]]),
         takeover_seconds=takeovers,
         kills=kills,
+        caught_sending=caught,
+        left_sending=sum(1 for r in final if SENDER_STOPPED in _events(r, "error")),
+        settled_by_lookup=sum(1 for r in final if "look-up" in _events(r, "by")),
     )
+
+
+def _events(row: dict[str, Any], key: str) -> list[Any]:
+    return [e.get(key) for e in (row["detail"] or {}).get("deliveryEvents") or []]
 
 
 def report(dialect: str, args: argparse.Namespace, r: Result) -> str:
@@ -309,7 +323,8 @@ def report(dialect: str, args: argparse.Namespace, r: Result) -> str:
         f"[{dialect}] {args.workers} workers, {total} messages ({args.sms} SMS), {r.kills} kill -9: "
         f"{r.requests} provider requests, {len(r.duplicates)} sent twice, "
         f"outcomes {dict(sorted(r.outcomes.items()))}, {r.unknown_received} of the unknown reached the provider, "
-        f"{len(r.sent_not_received)} 'sent' never reached it; "
+        f"{len(r.sent_not_received)} 'sent' never reached it, {r.left_sending} left sending by a killed worker "
+        f"({r.settled_by_lookup} settled by a Twilio look-up); "
         f"{r.seconds:.1f} s ({total / r.seconds:.1f} messages/s){takeover}"
     )
 

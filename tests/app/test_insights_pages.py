@@ -130,3 +130,14 @@ def test_a_link_to_one_execution_opens_its_detail(app_factory, runs, studio):
     _ok(at)
     heads = [m.value for m in at.markdown if m.value.startswith("**")]
     assert any(oldest.workflow_name in h for h in heads) and not any("CRM hook" in h for h in heads), heads
+
+
+def test_messages_nobody_received_are_recorded_not_delivered(app_factory, runs):
+    """The demo studio has no provider connected: its replies are recorded, and Insights says so
+    instead of counting them as delivered (issue 21)."""
+    at = app_factory("owner", "pages/insights.py")
+    _ok(at)
+    [table] = [df.value for df in at.dataframe if "Recorded (no provider)" in df.value.columns]
+    whatsapp = table.set_index("Channel").loc["whatsapp"]
+    assert whatsapp["Recorded (no provider)"] >= 2
+    assert whatsapp["Delivered"] == whatsapp["Sent"] == whatsapp["Read"] == 0
