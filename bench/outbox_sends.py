@@ -320,7 +320,8 @@ def report(dialect: str, args: argparse.Namespace, r: Result) -> str:
     total = args.messages + args.sms
     takeover = f", killed worker's unstarted items taken after max {max(r.takeover_seconds):.1f} s" if r.kills else ""
     return (
-        f"[{dialect}] {args.workers} workers, {total} messages ({args.sms} SMS), {r.kills} kill -9: "
+        f"[{dialect}] {args.workers} workers (lease {args.lease} s), {total} messages ({args.sms} SMS), "
+        f"{r.kills} kill -9: "
         f"{r.requests} provider requests, {len(r.duplicates)} sent twice, "
         f"outcomes {dict(sorted(r.outcomes.items()))}, {r.unknown_received} of the unknown reached the provider, "
         f"{len(r.sent_not_received)} 'sent' never reached it, {r.left_sending} left sending by a killed worker "
@@ -336,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sms", type=int, default=0, help="Twilio SMS besides the WhatsApp messages")
     p.add_argument("--kills", type=int, default=0, help="kill -9 a worker mid-send this many times")
     p.add_argument("--delay", type=float, nargs=2, default=(0.3, 2.0), metavar=("LOW", "HIGH"))
-    p.add_argument("--claim-lease", type=float, default=3.0, help="STUDIO_CLAIM_LEASE_SECONDS of the workers")
+    p.add_argument("--lease", type=int, default=60, help="STUDIO_LEASE_SECONDS of the workers (default 60)")
+    p.add_argument("--claim-lease", type=float, default=10.0, help="STUDIO_CLAIM_LEASE_SECONDS (default 10)")
     p.add_argument("--database-url", default="", help="a PostgreSQL server URL (a scratch database is made)")
     args = p.parse_args(argv)
     from bench.run import _postgres_scratch
@@ -357,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 sms=args.sms,
                 kills=args.kills,
                 delay=tuple(args.delay),
+                lease_seconds=args.lease,
                 claim_lease_seconds=args.claim_lease,
             )
             print(report(db.dialect.name, args, result))

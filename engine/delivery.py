@@ -20,7 +20,7 @@ from engine import outbox_states as states
 from engine.errors import InvalidInput
 from engine.optout import opt_out_reason
 from engine.store.models import DueKind, DueStatus, DueWork, OutboxMessage, OutboxStatus, utcnow
-from engine.store.runs import close_due, due_row, hold_due, outbox_row, reschedule_due
+from engine.store.runs import close_due, due_row, hold_due, lock_due, outbox_row, reschedule_due
 from engine.uow import Clock, UnitOfWork, unit_of_work
 
 logger = logging.getLogger(__name__)
@@ -419,6 +419,8 @@ def _finish(db, send: _Send, outcome: _Outcome, clock: Clock, claim: Claim | Non
     S = OutboxStatus
     with unit_of_work(db, clock=clock) as uow:
         conn, now = uow.connection(), uow.now()
+        if claim is not None:
+            lock_due(conn, claim.item_id)  # the item, then the message: the order _begin locks them in
         row = states.load(conn, send.row["id"], lock=True)
         assert row is not None  # outbox rows are overwritten by retention and erasure, never deleted alone
         values = dict(outcome.values)

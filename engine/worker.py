@@ -98,19 +98,21 @@ class Worker:
         handled += self.recover_stale()
         self.purge_skipped()
         self.prune()
-        while not self.stopping.is_set():
-            items = self.claim()
-            if not items:
-                break
-            batched, rest = self._resume_batch(items)
-            self._let_go({i.id for i in items} - {i.id for i in rest})
-            handled += batched
-            for item in rest:
-                if self.stopping.is_set():
+        try:
+            while not self.stopping.is_set():
+                items = self.claim()
+                if not items:
                     break
-                self.handle(item)
-                handled += 1
-        self.release_unstarted()  # stopping: the items not begun go back at once
+                batched, rest = self._resume_batch(items)
+                self._let_go({i.id for i in items} - {i.id for i in rest})
+                handled += batched
+                for item in rest:
+                    if self.stopping.is_set():
+                        break
+                    self.handle(item)
+                    handled += 1
+        finally:
+            self.release_unstarted()  # stopping (or a failed pass): the items not begun go back at once
         return handled
 
     def claim(self, limit: int | None = None, *, ids: list[str] | None = None) -> list[DueWork]:

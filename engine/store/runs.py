@@ -429,6 +429,13 @@ def hold_due(conn: Any, item_id: str, worker: str, until: datetime) -> bool:
     )
 
 
+def lock_due(conn: Any, item_id: str) -> None:
+    """Lock the item's row first (PostgreSQL), so a transaction that also writes its outbox
+    message takes the two locks in the same order as the one that began the send."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(_due.id).where(_due.id == item_id).with_for_update())
+
+
 def release_due(conn: Any, item_ids: Sequence[str], worker: str) -> int:
     """Give claimed items that were never started back (a stopping worker): due again at once,
     their claim not counted as an attempt."""
