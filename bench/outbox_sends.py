@@ -145,16 +145,12 @@ def queue_messages(db: Any, provider_url: str, *, messages: int, sms: int = 0) -
         services.create_workflow(uow=uow, actor=actor, data=_reply("whatsapp_message", "send_whatsapp"))
         services.create_workflow(uow=uow, actor=actor, data=_reply("missed_call", "send_sms"))
     runner = Runner(db)
-    for i in range(messages):
-        event = {
-            "triggerType": "whatsapp_message",
-            "channel": "whatsapp",
-            "from": f"+49151{i:08d}",
-            "content": f"wa-{i}",
-        }
-        runner.ingest(tenant.id, event)
-    for i in range(sms):
-        runner.ingest(tenant.id, {"triggerType": "missed_call", "from": f"+49160{i:08d}", "content": f"sms-{i}"})
+    for i in range(max(messages, sms)):  # interleaved, so kills meet both channels
+        if i < messages:
+            wa = {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": f"+49151{i:08d}"}
+            runner.ingest(tenant.id, {**wa, "content": f"wa-{i}"})
+        if i < sms:
+            runner.ingest(tenant.id, {"triggerType": "missed_call", "from": f"+49160{i:08d}", "content": f"sms-{i}"})
     return Studio(tenant.id, messages + sms)
 
 
@@ -255,6 +251,7 @@ class Result:
     sent_not_received: list[str]  # "sent" messages the provider never got (must be none)
     takeover_seconds: list[float]  # per kill: until the victim's unstarted items were another's
     kills: int = 0
+    provider_seconds: float = 0.0  # the provider's delays added up (the time one worker would need)
     caught_sending: int = 0  # messages the killed workers left "sending" when they died
     left_sending: int = 0  # messages found "sending" by another worker and made unknown
     settled_by_lookup: int = 0  # of those, settled as sent by a Twilio look-up
@@ -294,7 +291,7 @@ def run(
             seconds = time.monotonic() - start
         finally:
             pool.stop()
-        counts = provider.counts()
+        counts, provider_seconds = provider.counts(), provider.busy_seconds
         final = rows(db, studio.tenant_id)
     keys = {r["id"]: (r["id"] if r["channel"] == "whatsapp" else r["body"]) for r in final}
     return Result(
@@ -306,6 +303,7 @@ def run(
         sent_not_received=sorted(r["id"] for r in final if r["status"] == "sent" and not counts[keys[r["id"]]]),
         takeover_seconds=takeovers,
         kills=kills,
+        provider_seconds=provider_seconds,
         caught_sending=caught,
         left_sending=sum(1 for r in final if SENDER_STOPPED in _events(r, "error")),
         settled_by_lookup=sum(1 for r in final if "look-up" in _events(r, "by")),
@@ -326,7 +324,8 @@ def report(dialect: str, args: argparse.Namespace, r: Result) -> str:
         f"outcomes {dict(sorted(r.outcomes.items()))}, {r.unknown_received} of the unknown reached the provider, "
         f"{len(r.sent_not_received)} 'sent' never reached it, {r.left_sending} left sending by a killed worker "
         f"({r.settled_by_lookup} settled by a Twilio look-up); "
-        f"{r.seconds:.1f} s ({total / r.seconds:.1f} messages/s){takeover}"
+        f"{r.seconds:.1f} s ({total / r.seconds:.1f} messages/s; the provider's delays add up to "
+        f"{r.provider_seconds:.0f} s, {r.provider_seconds / args.workers:.1f} s per worker){takeover}"
     )
 
 

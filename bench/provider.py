@@ -40,6 +40,11 @@ class Send:
     at: datetime
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a sender killed mid-request resets its connection: expected here, not worth a traceback
+
+
 class LoopbackProvider:
     """``delay``: (low, high) seconds per send, uniform, from a seeded generator. ``before_answer``:
     called with the :class:`Send` after the delay, before the answer is written (a test applies
@@ -55,6 +60,7 @@ class LoopbackProvider:
         self.delay = delay
         self.sends: list[Send] = []
         self.lookups = 0
+        self.busy_seconds = 0.0
         self.before_answer = before_answer
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -107,7 +113,7 @@ class LoopbackProvider:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
@@ -118,7 +124,9 @@ class LoopbackProvider:
 
     def _next_delay(self) -> float:
         with self._lock:
-            return self._random.uniform(*self.delay)
+            delay = self._random.uniform(*self.delay)
+            self.busy_seconds += delay
+            return delay
 
     def _record(self, channel: str, key: str, to: str | None, body: str) -> Send:
         with self._lock:

@@ -111,13 +111,13 @@ class Studio:
     def new_worker(self, name: str) -> Worker:
         return Worker(self.db, clock=lambda: self.now, runner=self.runner, name=name)
 
-    def queue(self, text: str = "hallo", *, channel: str = "whatsapp") -> str:
+    def queue(self, text: str = "hallo", *, channel: str = "whatsapp", **more: Any) -> str:
         """One member message in, one reply queued (pending, with its deliver item); its id."""
         event = (
             {"triggerType": "whatsapp_message", "channel": "whatsapp", "from": MEMBER, "content": text}
             if channel == "whatsapp"
             else {"triggerType": "missed_call", "from": MEMBER, "content": text}
-        )
+        ) | more
         [execution] = self.runner.ingest(self.tenant.id, event).execution_ids
         with self.db.connect() as conn:
             return conn.execute(sa.select(OutboxMessage.id).where(OutboxMessage.execution_id == execution)).scalar_one()
@@ -384,3 +384,19 @@ def _wa_status(wamid: str, status: str, *, reference: str) -> bytes:
             "entry": [{"id": "W", "changes": [{"field": "messages", "value": value}]}],
         }
     ).encode()
+
+
+def test_the_frequency_cap_counts_delivered_and_read_messages(studio, receiver):
+    """Before issue 21 the cap counted sent but not delivered or read messages, so a member got
+    more than the cap once their messages were reported delivered."""
+    with unit_of_work(studio.db) as uow:
+        services.update_tenant_settings(uow=uow, actor=studio.actor, settings={"frequencyCap": 1})
+    receiver.responses.append((200, {"messages": [{"id": "wamid.CAP1"}]}, {}))
+    first = studio.queue("eins")
+    studio.worker.run_once()
+    assert apply_status_updates(studio.db, studio.tenant.id, [StatusUpdate("wamid.CAP1", "read")]) == 1
+    # An event the member sent an hour ago (not a direct reply, which the cap exempts).
+    second = studio.queue("zwei", receivedAt=(studio.now - timedelta(hours=1)).isoformat())
+    assert studio.row(first)["status"] == "read"
+    row = studio.row(second)
+    assert row["status"] == "suppressed" and "frequency cap" in row["error"]
