@@ -30,9 +30,7 @@ def db_and_url(request):
 
 @pytest.mark.postgres
 def test_four_workers_on_postgresql_send_each_of_200_messages_exactly_once(postgres_db, postgres_url):
-    result = run(
-        postgres_db, postgres_url, workers=4, messages=200, delay=(0.3, 2.0), lease_seconds=10, deadline=400
-    )
+    result = run(postgres_db, postgres_url, workers=4, messages=200, delay=(0.3, 2.0), lease_seconds=10, deadline=400)
     assert result.duplicates == []
     assert result.requests == 200
     assert result.outcomes == {"sent": 200}
@@ -41,9 +39,7 @@ def test_four_workers_on_postgresql_send_each_of_200_messages_exactly_once(postg
 
 def test_kill9_while_sending_leaves_each_message_sent_once_or_unknown(db_and_url):
     db, url = db_and_url
-    result = run(
-        db, url, workers=3, messages=45, sms=15, kills=3, delay=(0.3, 2.0), lease_seconds=10, deadline=400
-    )
+    result = run(db, url, workers=3, messages=45, sms=15, kills=3, delay=(0.3, 2.0), lease_seconds=10, deadline=400)
     assert result.duplicates == [], "a message was sent twice"
     assert set(result.outcomes) <= {"sent", "unknown"} and sum(result.outcomes.values()) == 60
     assert result.sent_not_received == []
