@@ -68,6 +68,10 @@ class PermanentError(ActionError):
     """The action failed and retrying will not help."""
 
 
+class OutcomeUnknown(ActionError):
+    """The request may have reached the provider, but its answer was lost; sending again could send twice."""
+
+
 class BlockedAddress(PermanentError):
     """The address is not allowed (internal or private network) and is not on the tenant's allow-list."""
 

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     demo_password: str = Field(default="demo-owner-2026", alias="STUDIO_DEMO_PASSWORD")
     #: Worker: how long a claimed item stays leased before another worker may take it.
     lease_seconds: int = Field(default=60, alias="STUDIO_LEASE_SECONDS")
+    #: Worker: a claimed due item's lease, renewed every third of it while the worker lives, so a
+    #: dead worker's items go to another within this time (at most ``lease_seconds``).
+    claim_lease_seconds: float = Field(default=10.0, gt=0, alias="STUDIO_CLAIM_LEASE_SECONDS")
     #: Worker: idle poll interval in seconds.
     poll_interval: float = Field(default=1.0, alias="STUDIO_POLL_INTERVAL")
     #: Days to keep skipped executions ("why didn't my workflow run?").

@@ -609,10 +609,27 @@ def patched(raw: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> tuple[
             raise InvalidInput(_message(error), field=field_path(error["loc"]) or written[0]) from None
         model = _load(data)  # stored values refused elsewhere: the owner's change is fine, keep them as they are
     clean = model.stored()
-    for path in written:  # store what the model made of the change ("8:00" -> "08:00", trimmed, E.164)
-        if not _write_only(path):  # (secrets are no part of a dump: stored as given)
-            _set(data, path.split("."), _get(clean, path.split(".")))
+    for path, value in zip(written, changes.values()):
+        # store what the model made of the change ("8:00" -> "08:00", trimmed, E.164); secrets are
+        # no part of a dump: stored as given, also inside a changed object (a whole channel block)
+        if not _write_only(path):
+            _set(data, path.split("."), _with_write_only(_get(clean, path.split(".")), value, path))
     return data, model
+
+
+def _with_write_only(clean: Any, given: Any, path: str) -> Any:
+    """``clean`` with the write-only values of ``given`` (under ``path``) put back as given."""
+    if not isinstance(clean, Mapping) or not isinstance(given, Mapping):
+        return clean
+    out = dict(clean)
+    for key, value in given.items():
+        sub = f"{path}.{key}"
+        if _write_only(sub):
+            if value is not None:
+                out[key] = value
+        elif key in out:
+            out[key] = _with_write_only(out[key], value, sub)
+    return out
 
 
 def _get(node: Any, parts: list[str]) -> Any:

@@ -1,6 +1,6 @@
 """Owner routes for the studio's settings (one typed model: engine/tenant_settings.py), channel
-settings (secrets write-only), test messages, the settings audit log, and retrying a failed
-outbox delivery (editors and owners).
+settings (secrets write-only), test messages, the settings audit log, retrying a failed outbox
+delivery and settling one whose outcome is unknown (editors and owners).
 
 Writes change only what the request names: ``PATCH /api/settings`` is a JSON merge patch, and a
 channel's ``PUT`` keeps the fields it leaves out. A refused value is a 422 naming the field."""
@@ -112,6 +112,7 @@ class RetryOut(_Camel):
     success: bool = True
     id: str
     status: str
+    status_text: str = ""
 
 
 def _channel_out(view: cs.ChannelView) -> ChannelOut:
@@ -223,4 +224,34 @@ def audit(uow: ReadUow, actor: CurrentActor) -> AuditOut:
 )
 def retry(uow: Uow, actor: CurrentActor, message_id: Annotated[str, Path(max_length=64)]) -> RetryOut:
     row = outbox.retry_delivery(uow=uow, actor=actor, outbox_id=message_id)
-    return RetryOut(id=row.id, status=row.status)
+    return RetryOut(id=row.id, status=row.status, status_text=row.status_text)
+
+
+_UNKNOWN_ONLY: dict[int | str, dict[str, Any]] = {
+    401: _OWNER[401],
+    403: {"description": "Analysts may not decide"},
+    404: {"description": "Unknown message"},
+    409: {"description": "The message's outcome is not unknown"},
+}
+
+
+@router.post(
+    "/outbox/{message_id}/mark-sent",
+    response_model=RetryOut,
+    responses=_UNKNOWN_ONLY,
+    summary="Settle a message whose outcome is unknown as sent (the member got it)",
+)
+def mark_sent(uow: Uow, actor: CurrentActor, message_id: Annotated[str, Path(max_length=64)]) -> RetryOut:
+    row = outbox.mark_sent(uow=uow, actor=actor, outbox_id=message_id)
+    return RetryOut(id=row.id, status=row.status, status_text=row.status_text)
+
+
+@router.post(
+    "/outbox/{message_id}/send-again",
+    response_model=RetryOut,
+    responses={**_UNKNOWN_ONLY, 409: {"description": "The outcome is not unknown, or the channel has no provider"}},
+    summary="Send a message whose outcome is unknown once more (the member may get it twice)",
+)
+def send_again(uow: Uow, actor: CurrentActor, message_id: Annotated[str, Path(max_length=64)]) -> RetryOut:
+    row = outbox.send_again(uow=uow, actor=actor, outbox_id=message_id)
+    return RetryOut(id=row.id, status=row.status, status_text=row.status_text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 logger = logging.getLogger(__name__)
@@ -57,12 +58,38 @@ class DeliveryResult:
 
 @runtime_checkable
 class ChannelAdapter(Protocol):
-    """Something that can deliver an :class:`OutgoingMessage` (one attempt per call)."""
+    """Something that can deliver an :class:`OutgoingMessage` (one attempt per call).
+
+    ``send`` takes keyword arguments it may ignore: ``reference`` (our own id of the message,
+    which an adapter sends along where the provider echoes it back in its status reports),
+    ``last_inbound_at`` and ``now``. Failures: :class:`~engine.errors.RetryableError` (not sent,
+    may work later), :class:`~engine.errors.PermanentError` (not sent, will not work),
+    :class:`~engine.errors.OutcomeUnknown` (the request may have reached the provider).
+    """
 
     name: str
 
     def send(self, message: OutgoingMessage, **kw: Any) -> DeliveryResult:
-        """Attempt delivery once; raise RetryableError/PermanentError on failure."""
+        """Attempt delivery once; raise RetryableError/PermanentError/OutcomeUnknown on failure."""
+        ...
+
+
+@dataclass
+class SentMessage:
+    """A message the provider says it has (a look-up's answer)."""
+
+    provider_message_id: str
+    status: str | None = None
+    created_at: str | None = None
+
+
+@runtime_checkable
+class FindsSentMessages(Protocol):
+    """An adapter whose provider can list recent messages, so an unknown outcome can be settled."""
+
+    def find_sent(self, message: OutgoingMessage, *, reference: str, since: datetime) -> SentMessage | None:
+        """The provider's record of ``message`` sent since ``since``, or None when it has none.
+        Raises :class:`~engine.errors.RetryableError` when the provider cannot be asked now."""
         ...
 
 

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 from pydantic import Field, SecretStr
 
-from engine.channels._http import json_or_none, post_once, raise_for_provider_error
+from engine.channels._http import get_once, json_or_none, post_once, raise_for_provider_error
 from engine.channels._settings import ChannelSettings
-from engine.channels.base import DeliveryResult, OutgoingMessage
+from engine.channels.base import DeliveryResult, OutgoingMessage, SentMessage
 from engine.channels.phones import normalize_phone
 from engine.errors import InvalidRecipient, PermanentError
 
 logger = logging.getLogger(__name__)
+
+#: A look-up accepts messages created this long before the send began (clocks differ).
+LOOKUP_SKEW = timedelta(minutes=2)
+#: Twilio lists the newest first; a look-up reads this many messages to the number.
+LOOKUP_PAGE = 50
 
 #: Twilio error codes meaning "this recipient cannot receive SMS" (invalid / not mobile /
 #: unsubscribed via STOP): raised as :class:`InvalidRecipient`.
@@ -106,3 +113,42 @@ class TwilioSmsAdapter:
             logger.warning("Twilio accepted the message but returned no sid")
         detail = {"status": data.get("status")} if isinstance(data, dict) and data.get("status") else {}
         return DeliveryResult(status="sent", provider_message_id=sid, detail=detail)
+
+    def find_sent(self, message: OutgoingMessage, *, reference: str, since: datetime) -> SentMessage | None:
+        """Twilio's record of ``message`` (same recipient and body, created since ``since``), from
+        the Messages list (``GET Messages.json?To=..``, newest first), or None.
+
+        Twilio keeps no reference of ours on a message, so the match is recipient + body + time;
+        an exact body sent to the same number in the same minutes is as good as a reference."""
+        to = normalize_phone(message.recipient)
+        token = self.settings.auth_token.get_secret_value()
+        params = {"To": to, "PageSize": str(LOOKUP_PAGE)}
+        if self.settings.from_number and not self.settings.messaging_service_sid:
+            params["From"] = self.settings.from_number
+        response = get_once(
+            self.client,
+            self.url,
+            provider="Twilio",
+            timeout=self.settings.timeout,
+            secrets=[token],
+            params=params,
+            auth=(self.settings.account_sid, token),
+        )
+        raise_for_provider_error(response, provider="Twilio", secrets=[token], describe=_describe_twilio_error)
+        data = json_or_none(response)
+        items = data.get("messages") if isinstance(data, dict) else None
+        for item in reversed(items if isinstance(items, list) else []):  # oldest first: the first send
+            if not isinstance(item, dict) or item.get("body") != message.body or not item.get("sid"):
+                continue
+            created = _twilio_time(item.get("date_created"))
+            if created is not None and created >= since - LOOKUP_SKEW:
+                return SentMessage(str(item["sid"]), status=item.get("status"), created_at=created.isoformat())
+        return None
+
+
+def _twilio_time(raw: Any) -> datetime | None:
+    """Twilio's RFC 2822 times ("Wed, 18 Aug 2010 20:01:40 +0000")."""
+    try:
+        return parsedate_to_datetime(str(raw)) if raw else None
+    except (TypeError, ValueError):
+        return None

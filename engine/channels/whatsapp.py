@@ -96,6 +96,7 @@ class WhatsAppCloudAdapter:
         *,
         last_inbound_at: datetime | None = None,
         now: datetime | None = None,
+        reference: str | None = None,
         **kw: Any,
     ) -> DeliveryResult:
         """Send ``message`` once.
@@ -105,7 +106,10 @@ class WhatsAppCloudAdapter:
         so) or, without one, a ``suppressed`` result. Raises :class:`InvalidRecipient`,
         :class:`RetryableError` (timeouts, connection errors, 408/429/5xx, Meta throttling codes;
         ``retry_after`` from ``Retry-After``) or :class:`PermanentError` (other 4xx, with Meta's
-        error message). The access token never appears in errors.
+        error message), or :class:`OutcomeUnknown` (no answer: Meta may have sent it). The access
+        token never appears in errors. ``reference`` goes along as ``biz_opaque_callback_data``,
+        which Meta echoes in every status report of the message, so a status settles a message
+        whose answer was lost.
         """
         now = now or datetime.now(UTC)
         to = normalize_phone(message.recipient).lstrip("+")
@@ -136,6 +140,8 @@ class WhatsAppCloudAdapter:
         else:
             logger.info("whatsapp message suppressed: outside service window, no template")
             return DeliveryResult(status="suppressed", error=NO_TEMPLATE_ERROR, detail={"type": "none"})
+        if reference:
+            payload["biz_opaque_callback_data"] = reference[:512]  # Meta's limit
         return self._post(payload, detail)
 
     def _post(self, payload: dict[str, Any], detail: dict[str, Any]) -> DeliveryResult:

@@ -6,16 +6,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
 
-from engine.inbound.updates import RANK, STATUS_MAP, StatusUpdate
-from engine.store import rollups
-from engine.store.models import OutboxMessage, utcnow
-from engine.uow import Clock, unit_of_work
+from engine.inbound.updates import apply_status_updates
 
 logger = logging.getLogger(__name__)
+
+#: Status reports are applied in engine/inbound/updates.py (the outbox's owner); routes import both from here.
+__all__ = ["apply_status_updates", "ingest_events"]
 
 
 def ingest_events(db: Engine, tenant_id: str, events: list[dict[str, Any]]) -> dict[str, int]:
@@ -42,50 +40,3 @@ def ingest_events(db: Engine, tenant_id: str, events: list[dict[str, Any]]) -> d
         counts["events"] += 1
         counts["executions"] += len(result.execution_ids)
     return counts
-
-
-def apply_status_updates(db: Engine, tenant_id: str, updates: list[StatusUpdate], *, clock: Clock = utcnow) -> int:
-    """Move the matching outbox messages forward (sent < delivered < read; failed keeps the error).
-
-    Returns how many messages changed. Unknown ids (messages not sent by us) are ignored;
-    a report that would move a message backwards (out-of-order callbacks) is only logged.
-    """
-    changed = 0
-    for upd in updates:
-        status = STATUS_MAP.get(upd.status.lower())
-        if status is None:
-            logger.info("ignored provider status %r for %s", upd.status, upd.provider_message_id)
-            continue
-        with unit_of_work(db, clock=clock) as uow:
-            s = uow.session
-            stmt = select(OutboxMessage).where(
-                OutboxMessage.tenant_id == tenant_id, OutboxMessage.provider_message_id == upd.provider_message_id
-            )
-            if s.get_bind().dialect.name == "postgresql":
-                stmt = stmt.with_for_update()
-            msg = s.exec(stmt).first()
-            if msg is None:
-                logger.info("status %s for unknown provider message %s", upd.status, upd.provider_message_id)
-                continue
-            history = list((msg.detail or {}).get("deliveryEvents") or [])
-            history.append(
-                {
-                    "status": upd.status,
-                    "at": upd.at or uow.now().isoformat(),
-                    **({"error": upd.error} if upd.error else {}),
-                }
-            )
-            detail = {**(msg.detail or {}), "deliveryEvents": history[-20:]}
-            values: dict[str, Any] = {"detail": detail}
-            if RANK.get(status, 0) > RANK.get(msg.status, 0):
-                values["status"] = status
-                if status == "failed":
-                    values["error"] = upd.error or f"provider reported {upd.status}"
-                changed += 1
-            before = rollups.outbox_values(msg)  # (the ORM UPDATE changes msg too)
-            s.execute(sa.update(OutboxMessage).where(col(OutboxMessage.id) == msg.id).values(**values))
-            if "status" in values:  # the Insights' messages by outcome, in this transaction
-                deltas = rollups.Deltas()
-                deltas.outbox_status(before, values["status"])
-                rollups.apply(s, deltas)
-    return changed

@@ -30,7 +30,7 @@ from sqlmodel import Session, col, select
 from engine import domain
 from engine.domain import ExecutionStatus
 from engine.errors import Conflict, InvalidInput, NotFound
-from engine.messaging import masking
+from engine.messaging import masking, outbox_states
 from engine.runner.context import run_context
 from engine.security.auth import EDIT, READ, Actor
 from engine.services.runs import ExecutionOut, _execution_out, before_runner, runner_for
@@ -294,9 +294,6 @@ def _csv_line(values: Any) -> str:
 
 _ex = Execution.__table__.c
 _ROLLUP_COLUMNS = (_ex.tenant_id, _ex.workflow_id, _ex.started_at, _ex.is_test, _ex.mode)
-_OUTBOX_ROLLUP_COLUMNS = tuple(
-    OutboxMessage.__table__.c[k] for k in ("tenant_id", "channel", "status", "created_at", "is_test")
-)
 
 
 def cancel_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, reason: str) -> ExecutionOut:
@@ -334,19 +331,14 @@ def cancel_execution(*, uow: UnitOfWork, actor: Actor, execution_id: str, reason
     deferred = sa.and_(
         col(OutboxMessage.execution_id) == execution_id, col(OutboxMessage.status) == OutboxStatus.DEFERRED
     )
-    for row in s.execute(sa.select(*_OUTBOX_ROLLUP_COLUMNS).where(deferred)).mappings():
-        deltas.outbox_status(dict(row), OutboxStatus.SUPPRESSED)
+    for row in s.execute(sa.select(OutboxMessage.__table__).where(deferred)).mappings().all():
+        outbox_states.move(s, dict(row), OutboxStatus.SUPPRESSED, error=f"execution cancelled: {reason}")
     s.execute(
         sa.update(DueWork)
         .where(
             col(DueWork.execution_id) == execution_id, col(DueWork.status).in_((DueStatus.PENDING, DueStatus.CLAIMED))
         )
         .values(status=DueStatus.CANCELLED, done_at=now, error=f"execution cancelled: {reason}")
-    )
-    s.execute(
-        sa.update(OutboxMessage)
-        .where(deferred)
-        .values(status=OutboxStatus.SUPPRESSED, error=f"execution cancelled: {reason}")
     )
     rollups.apply(s, deltas)
     logger.info("execution %s cancelled by %s", execution_id, actor.user_id or actor.role)

@@ -120,6 +120,11 @@ class OutboxOut(Out):
     detail: dict
     created_at: datetime
     sent_at: datetime | None
+    #: Provider calls made, and when the next one is due (``retrying``).
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    #: The status in words, e.g. "retrying (attempt 3 of 5, next at 15:42)" in the studio's time zone.
+    status_text: str = ""
 
 
 class OutboxPage(Out):
@@ -335,7 +340,15 @@ def list_outbox(
     actor.require(READ)
     filters = {OutboxMessage.execution_id: execution_id, OutboxMessage.status: status}
     total, rows = _newest_first(uow, OutboxMessage, OutboxMessage.created_at, actor, filters, page, page_size)
-    items = [OutboxOut.model_validate(r) for r in rows]
+    from engine.messaging.outbox_states import describe
+    from engine.services.outbox import studio_zone
+
+    tz, now = studio_zone(uow, actor), uow.now()
+
+    def words(r: OutboxMessage) -> str:
+        return describe(r.status, attempts=r.attempts, next_attempt_at=r.next_attempt_at, tz=tz, now=now)
+
+    items = [OutboxOut.model_validate(r).model_copy(update={"status_text": words(r)}) for r in rows]
     from engine.messaging import masking
 
     if not masking.sees_contacts(uow=uow, actor=actor):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import time
 
 import sqlalchemy as sa
 
@@ -101,14 +102,26 @@ def retry_after(kind: str) -> int:
     return 30 if kind in (FULL, IO) else 5
 
 
+#: When this process last saw a write fail for a storage fault (monotonic seconds).
+_last_fault: list[float] = []
+
+
 def storage_fault(exc: BaseException | None) -> StorageUnavailable | None:
-    """A new engine error for a storage fault (with its ``Retry-After``), or None."""
+    """A new engine error for a storage fault (with its ``Retry-After``), or None. The time is
+    remembered: the health check tells a lock that writes wait for from one they fail on."""
     if isinstance(exc, StorageUnavailable):
+        _last_fault[:] = [time.monotonic()]
         return StorageUnavailable(exc.message, kind=exc.kind, retry_after=exc.retry_after)
     kind = fault_kind(exc)
     if kind is None:
         return None
+    _last_fault[:] = [time.monotonic()]
     return StorageUnavailable(f"{_MESSAGES[kind]}; try again later", kind=kind, retry_after=retry_after(kind))
+
+
+def failed_within(seconds: float) -> bool:
+    """Did a write of this process fail for a storage fault in the last ``seconds``?"""
+    return bool(_last_fault) and time.monotonic() - _last_fault[0] < seconds
 
 
 def is_disk_full(exc: BaseException | None) -> bool:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Field
 
+from engine.store.faults import LOCKED, failed_within, fault_kind
 from engine.store.models import SQLModel, _created, utcnow
 
 #: Longest the probe waits for a lock another connection holds.
@@ -29,6 +30,8 @@ PROBE_SECONDS = 1.0
 CACHE_SECONDS = 1.0
 
 _answers: dict[int, tuple[float, None]] = {}
+#: Since when the probe has found the write lock held by another connection, per database.
+_busy_since: dict[int, float] = {}
 _lock = threading.Lock()
 
 
@@ -49,14 +52,29 @@ def write_problem(db: Engine) -> str | None:
         cached = _answers.get(key)
     if cached is not None and now - cached[0] < CACHE_SECONDS:
         return None
-    problem = _probe(db)
-    if problem is None:
-        with _lock:
+    problem, kind = _probe(db)
+    with _lock:
+        if problem is None:
             _answers[key] = (time.monotonic(), None)
+            _busy_since.pop(key, None)
+        elif kind == LOCKED:
+            since = _busy_since.setdefault(key, now)
+            if _writes_only_wait(now - since):
+                return None
     return problem
 
 
-def _probe(db: Engine) -> str | None:
+def _writes_only_wait(busy_for: float) -> bool:
+    """Another writer holds the lock, but writes wait for it (up to the lock timeout) rather than
+    fail: no write of this process failed lately and the lock has not been held that long."""
+    from engine.settings import get_settings
+
+    timeout = get_settings().db_lock_timeout
+    return busy_for < timeout and not failed_within(2 * timeout + PROBE_SECONDS)
+
+
+def _probe(db: Engine) -> tuple[str | None, str | None]:
+    """Why a write does not commit now (the driver's words, first line) and the fault's kind."""
     try:
         with db.connect() as conn:
             if db.dialect.name == "sqlite":
@@ -67,8 +85,8 @@ def _probe(db: Engine) -> str | None:
                     conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(PROBE_SECONDS * 2000)}")
                     conn.execute(_upsert(db))
     except Exception as exc:  # noqa: BLE001 - whatever failed the write is the answer
-        return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    return None
+        return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], fault_kind(exc)
+    return None, None
 
 
 def _probe_sqlite(conn: sa.Connection) -> None:

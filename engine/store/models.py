@@ -126,15 +126,20 @@ class DueStatus(StrEnum):
 
 
 class OutboxStatus(StrEnum):
-    PENDING = "pending"  # waiting for the worker to hand it to the channel's adapter
-    RECORDED = "recorded"  # kept in the outbox only (no adapter configured)
+    """A message's state; the moves between them are in engine/messaging/outbox_states.py (and only there)."""
+
+    PENDING = "pending"  # queued: the worker hands it to the channel's adapter when it is due
+    DEFERRED = "deferred"  # waiting for quiet hours to end
+    SENDING = "sending"  # a worker is calling the provider right now (committed before the call)
+    RETRYING = "retrying"  # the provider refused for now; the next attempt is at next_attempt_at
+    UNKNOWN = "unknown"  # outcome unknown: the provider's answer was lost; the owner decides
     SENT = "sent"  # handed to the provider
     DELIVERED = "delivered"  # the provider reported delivery to the handset / mailbox
     READ = "read"  # the provider reported that the contact read it (WhatsApp)
-    FAILED = "failed"  # provider refused or unreachable
-    SUPPRESSED = "suppressed"  # not sent on purpose (frequency cap, 24h window)
-    DEFERRED = "deferred"  # waiting for quiet hours to end
-    SIMULATED = "simulated"  # dry run
+    FAILED = "failed"  # provider refused or unreachable (error and attempts kept)
+    SUPPRESSED = "suppressed"  # not sent on purpose (opt-out, frequency cap, 24h window, cancelled)
+    RECORDED = "recorded"  # kept in the outbox only (no provider connected): nobody received it
+    SIMULATED = "simulated"  # test console: never handed to a provider
 
 
 class LeadStatus(StrEnum):
@@ -347,6 +352,12 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = _created()
     sent_at: datetime | None = _ts()
     deliver_after: datetime | None = _ts()
+    #: Provider calls begun for this message (moves to ``sending``); the owner's retry starts again at 0.
+    attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer(), nullable=False, server_default="0"))
+    #: ``retrying``: when the worker tries again.
+    next_attempt_at: datetime | None = _ts()
+    #: When the last provider call began (a look-up of an unknown outcome starts there).
+    sending_at: datetime | None = _ts()
     #: Written by a test-console run: shown, never handed to an adapter, not counted by caps.
     is_test: bool = _flag()
 

@@ -364,9 +364,16 @@ def claim_due(
     limit: int,
     postgres: bool,
     ids: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
+    other_kinds: bool = False,
 ) -> list[DueWork]:
-    """Lease up to ``limit`` due items to ``worker`` (SKIP LOCKED on PostgreSQL); the claimed rows."""
-    stmt = sa.select(_due.id).where(due_filter(now, ids)).order_by(_due.due_at).limit(limit)
+    """Lease up to ``limit`` due items to ``worker`` (SKIP LOCKED on PostgreSQL); the claimed rows.
+
+    ``kinds``: only items of these kinds (or, with ``other_kinds``, only items of other kinds)."""
+    where = due_filter(now, ids)
+    if kinds is not None:
+        where = sa.and_(where, _due.kind.not_in(kinds) if other_kinds else _due.kind.in_(kinds))
+    stmt = sa.select(_due.id).where(where).order_by(_due.due_at).limit(limit)
     if postgres:
         stmt = stmt.with_for_update(skip_locked=True)
     claimed = list(session.execute(stmt).scalars().all())
@@ -388,6 +395,58 @@ def close_due(conn: Any, item_id: str, worker: str, now: datetime) -> bool:
 def close_due_many(conn: Any, item_ids: Sequence[str], worker: str, now: datetime) -> int:
     """Mark claimed items done; how many were still leased to ``worker``."""
     return conn.execute(CLOSE_DUE, [{"b_id": i, "b_by": worker, "b_now": now} for i in item_ids]).rowcount
+
+
+def renew_due(conn: Any, item_ids: Sequence[str], worker: str, until: datetime) -> int:
+    """Extend ``worker``'s leases of these items to ``until``; how many it still held.
+
+    On PostgreSQL the rows are locked in id order and rows another transaction holds are
+    skipped (this worker's own item being closed right now, a claim racing an expired lease):
+    a renewal never waits, so it can never be part of a deadlock; a skipped row is renewed
+    on the next round."""
+    ids = sorted(set(item_ids))
+    if not ids:
+        return 0
+    mine = sa.and_(_due.id.in_(ids), _due.locked_by == worker, _due.status == DueStatus.CLAIMED)
+    if conn.dialect.name == "postgresql":
+        locked = sa.select(_due.id).where(mine).order_by(_due.id).with_for_update(skip_locked=True).scalar_subquery()
+        stmt = sa.update(DueWork.__table__).where(_due.id.in_(locked))
+    else:
+        stmt = sa.update(DueWork.__table__).where(mine)
+    return conn.execute(stmt.values(locked_until=until)).rowcount
+
+
+def hold_due(conn: Any, item_id: str, worker: str, until: datetime) -> bool:
+    """Renew one item's lease before its work begins; False when it is no longer ``worker``'s
+    (its lease ran out and another worker claimed it): then the work must not begin."""
+    return (
+        conn.execute(
+            sa.update(DueWork.__table__)
+            .where(_due.id == item_id, _due.locked_by == worker, _due.status == DueStatus.CLAIMED)
+            .values(locked_until=until)
+        ).rowcount
+        == 1
+    )
+
+
+def lock_due(conn: Any, item_id: str) -> None:
+    """Lock the item's row first (PostgreSQL), so a transaction that also writes its outbox
+    message takes the two locks in the same order as the one that began the send."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(_due.id).where(_due.id == item_id).with_for_update())
+
+
+def release_due(conn: Any, item_ids: Sequence[str], worker: str) -> int:
+    """Give claimed items that were never started back (a stopping worker): due again at once,
+    their claim not counted as an attempt."""
+    ids = sorted(set(item_ids))
+    if not ids:
+        return 0
+    return conn.execute(
+        sa.update(DueWork.__table__)
+        .where(_due.id.in_(ids), _due.locked_by == worker, _due.status == DueStatus.CLAIMED)
+        .values(status=DueStatus.PENDING, locked_until=None, attempts=_due.attempts - 1)
+    ).rowcount
 
 
 def reschedule_due(conn: Any, item_id: str, worker: str, values: dict[str, Any]) -> None:

@@ -4,8 +4,12 @@ and takes over executions whose runner died.
 Claiming is a lease: ``status=claimed, locked_until=now+lease``. On PostgreSQL the claim
 uses ``FOR UPDATE SKIP LOCKED`` so any number of workers share the table without running an
 item twice; on SQLite every write transaction is ``BEGIN IMMEDIATE``, so claims serialise.
-A worker that dies loses its lease and the item is claimed again; the runner's per-step
-commits (and lease tokens) make sure a completed step is not run again.
+The lease is short (``STUDIO_CLAIM_LEASE_SECONDS``, 10 s) and a background thread renews the
+leases of every item the worker still holds every third of it (:meth:`Worker.keeping_leases`),
+so a batch whose items take long (slow provider sends) keeps them, while a worker that dies
+loses all of them within one short lease and another worker claims them. The runner's per-step
+commits (and lease tokens) make sure a completed step is not run again; a delivery begins only
+while its item is still held and marks its message ``sending`` first (engine/messaging/delivery.py).
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -31,6 +37,8 @@ from engine.store.runs import (
     claim_due,
     close_due,
     due_cron,
+    release_due,
+    renew_due,
     reschedule_due,
     stale_executions,
 )
@@ -42,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 #: Attempts for a delivery or follow-up before it is marked failed.
 MAX_ITEM_ATTEMPTS = 5
+#: Deliveries a worker claims at once: per-item claims for what takes seconds.
+SENDS_PER_CLAIM = 1
 
 
 class Worker:
@@ -54,13 +64,23 @@ class Worker:
         name: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         lease_seconds: int | None = None,
+        claim_lease_seconds: float | None = None,
         batch: int = 50,
         runner: Runner | None = None,
     ) -> None:
+        settings = get_settings()
         self.db = db
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock
-        self.lease = timedelta(seconds=lease_seconds or get_settings().lease_seconds)
+        #: When a running execution without progress counts as abandoned (its runner died).
+        self.lease = timedelta(seconds=lease_seconds or settings.lease_seconds)
+        #: A claimed due item's lease (renewed while held; never longer than ``lease``).
+        self.claim_lease = min(timedelta(seconds=claim_lease_seconds or settings.claim_lease_seconds), self.lease)
+        #: Deliveries claimed at once (each is a provider call; see :meth:`claim`).
+        self.sends_per_claim = SENDS_PER_CLAIM
+        #: Ids of the claimed items not yet handled: their leases are renewed while the worker lives.
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
         self.batch = batch
         self.stopping = threading.Event()
         self.runner = runner or Runner(db, clock=clock, classifier=builtin_classifier())
@@ -79,33 +99,99 @@ class Worker:
         handled += self.recover_stale()
         self.purge_skipped()
         self.prune()
-        while not self.stopping.is_set():
-            items = self.claim()
-            if not items:
-                break
-            batched, items = self._resume_batch(items)
-            handled += batched
-            for item in items:
-                if self.stopping.is_set():
-                    break  # unclaimed leases expire; the next worker takes them
-                self.handle(item)
-                handled += 1
+        try:
+            while not self.stopping.is_set():
+                items = self.claim()
+                if not items:
+                    break
+                batched, rest = self._resume_batch(items)
+                self._let_go({i.id for i in items} - {i.id for i in rest})
+                handled += batched
+                for item in rest:
+                    if self.stopping.is_set():
+                        break
+                    self.handle(item)
+                    handled += 1
+        finally:
+            self.release_unstarted()  # stopping (or a failed pass): the items not begun go back at once
         return handled
 
     def claim(self, limit: int | None = None, *, ids: list[str] | None = None) -> list[DueWork]:
         """Lease up to ``limit`` due items (pending and due, or claimed with an expired lease).
 
         ``ids``: only these items (the test console fast-forwards one conversation's items)."""
+        sends, limit = [DueKind.DELIVER.value], limit or self.batch
         with self._uow() as uow:
-            return claim_due(
-                uow.session,
-                now=uow.now(),
-                lease=self.lease,
-                worker=self.name,
-                limit=limit or self.batch,
-                postgres=self._postgres,
-                ids=ids,
-            )
+
+            def lease(n: int, **kinds: Any) -> list[DueWork]:
+                return claim_due(
+                    uow.session,
+                    now=uow.now(),
+                    lease=self.claim_lease,
+                    worker=self.name,
+                    limit=n,
+                    postgres=self._postgres,
+                    ids=ids,
+                    **kinds,
+                )
+
+            items = lease(limit, kinds=sends, other_kinds=True)
+            # Provider sends take up to seconds each: claimed a few at a time, so idle workers
+            # share them and a dead worker holds few (resumptions are claimed in batches).
+            items += lease(min(limit, self.sends_per_claim), kinds=sends)
+        with self._held_lock:
+            self._held.update(i.id for i in items)
+        return items
+
+    # ------------------------------------------------------------------ leases
+
+    def _let_go(self, ids: Iterable[str]) -> None:
+        with self._held_lock:
+            self._held.difference_update(ids)
+
+    def renew_leases(self) -> int:
+        """Extend the leases of every item this worker holds; how many it still held."""
+        with self._held_lock:
+            ids = list(self._held)
+        if not ids:
+            return 0
+        with self._uow() as uow:
+            return renew_due(uow.connection(), ids, self.name, uow.now() + self.claim_lease)
+
+    def release_unstarted(self) -> int:
+        """Give back the items claimed but not begun (pending again at once)."""
+        with self._held_lock:
+            ids, self._held = list(self._held), set()
+        if not ids:
+            return 0
+        with self._uow() as uow:
+            released = release_due(uow.connection(), ids, self.name)
+        logger.info("released %d unstarted due item(s)", released)
+        return released
+
+    @contextmanager
+    def keeping_leases(self) -> Iterator[None]:
+        """While the block runs, a thread renews the held items' leases every third of a lease.
+
+        A worker that dies stops renewing, so its items (begun or not) are claimed by another
+        worker one short lease later rather than after the batch's whole run."""
+        stop = threading.Event()
+        every = self.claim_lease.total_seconds() / 3
+
+        def renew() -> None:
+            while not stop.wait(every):
+                try:
+                    self.renew_leases()
+                except Exception:  # the database may be away; the next round tries again
+                    logger.warning("renewing the leases of %s failed", self.name, exc_info=True)
+
+        keeper = threading.Thread(target=renew, name=f"leases-{self.name}", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            keeper.join(timeout=every + 5)
 
     def _resume_batch(self, items: list[DueWork]) -> tuple[int, list[DueWork]]:
         """Resume the batch's ``resume`` items in one transaction (engine/worker/batch.py);
@@ -127,6 +213,8 @@ class Worker:
                 raise  # the database, not the item: its lease runs out and it is claimed again
             logger.exception("due item %s (%s) failed", item.id, item.kind)
             self._give_up_or_retry(item, exc)
+        finally:
+            self._let_go([item.id])
 
     # ------------------------------------------------------------------ kinds
 
@@ -159,10 +247,10 @@ class Worker:
             )
 
     def _deliver(self, item: DueWork) -> None:
-        from engine.messaging.delivery import deliver
+        """Send one outbox message; the delivery ends (or reschedules) the item with its outcome."""
+        from engine.messaging.delivery import Claim, deliver
 
-        deliver(self.db, item.payload["outboxId"], now=self.clock())
-        self._done(item)
+        deliver(self.db, item.payload["outboxId"], clock=self.clock, claim=Claim(item.id, self.name, self.claim_lease))
 
     def _uow(self):
         """A unit of work on the worker's clock."""
@@ -190,6 +278,10 @@ class Worker:
                 )
                 values.update(status=DueStatus.PENDING, due_at=uow.now() + timedelta(seconds=delay))
             reschedule_due(uow.connection(), item.id, self.name, values)
+            if DueKind(item.kind) == DueKind.DELIVER and final:
+                from engine.messaging.delivery import gave_up
+
+                gave_up(uow.connection(), item.payload.get("outboxId"), error=message, now=uow.now())
 
     # ------------------------------------------------------------------ cron
 
@@ -280,7 +372,8 @@ def run_worker(db, *, once: bool = False, name: str | None = None) -> int:
     """Entry point of ``python -m engine worker``. SIGTERM/SIGINT: finish the step, exit."""
     worker = Worker(db, name=name)
     if once:
-        worker.run_once()
+        with worker.keeping_leases():
+            worker.run_once()
         return 0
 
     def stop(signum, _frame):
@@ -291,5 +384,6 @@ def run_worker(db, *, once: bool = False, name: str | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     heap.tune()
     heap.freeze_startup_objects()
-    worker.run_forever()
+    with worker.keeping_leases():
+        worker.run_forever()
     return 0

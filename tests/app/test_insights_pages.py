@@ -162,3 +162,12 @@ def test_an_open_execution_that_is_gone_falls_back_to_the_newest_with_a_note(app
     at.run()  # the note is said once; the page goes on with the newest
     _ok(at)
     assert not any("was not found" in w.value for w in at.warning)
+def test_messages_nobody_received_are_recorded_not_delivered(app_factory, runs):
+    """The demo studio has no provider connected: its replies are recorded, and Insights says so
+    instead of counting them as delivered (issue 21)."""
+    at = app_factory("owner", "pages/insights.py")
+    _ok(at)
+    [table] = [df.value for df in at.dataframe if "Recorded (no provider)" in df.value.columns]
+    whatsapp = table.set_index("Channel").loc["whatsapp"]
+    assert whatsapp["Recorded (no provider)"] >= 2
+    assert whatsapp["Delivered"] == whatsapp["Sent"] == whatsapp["Read"] == 0

@@ -323,15 +323,17 @@ def test_whatsapp_reply_is_delivered_by_the_worker_to_the_cloud_api(
     request = receiver.requests[0]
     assert (request.method, request.path) == ("POST", "/v21.0/12345/messages")
     assert request.headers["authorization"] == "Bearer secret-token"
+    with unit_of_work(db, read_only=True) as uow:
+        message = services.list_outbox(uow=uow, actor=actor, execution_id=result.execution_ids[0]).items[0]
+    # Our own reference goes along; Meta echoes it in every status report of the message.
     assert request.json() == {
         "messaging_product": "whatsapp",
         "to": "4917612345678",
         "type": "text",
         "text": {"body": "Hallo +4917612345678!"},
+        "biz_opaque_callback_data": message.id,
     }
-    with unit_of_work(db, read_only=True) as uow:
-        message = services.list_outbox(uow=uow, actor=actor, execution_id=result.execution_ids[0]).items[0]
-    assert (message.status, message.provider_message_id) == ("sent", "wamid.TEST1")
+    assert (message.status, message.provider_message_id, message.attempts) == ("sent", "wamid.TEST1", 1)
 
 
 def test_sms_is_delivered_through_twilio(db, tenant_factory, runner, worker, receiver, provider_base_urls):

@@ -15,7 +15,7 @@ from engine.channels.base import OutgoingMessage
 from engine.channels.registry import adapter_for
 from engine.channels.twilio import TwilioSettings, TwilioSmsAdapter
 from engine.channels.whatsapp import NO_TEMPLATE_ERROR, WhatsAppCloudAdapter, WhatsAppSettings
-from engine.errors import InvalidRecipient, PermanentError, RetryableError
+from engine.errors import InvalidRecipient, OutcomeUnknown, PermanentError, RetryableError
 
 TOKEN = "EAAG-very-secret-token"
 TWILIO_TOKEN = "twilio-secret-auth-token"
@@ -184,9 +184,12 @@ def test_whatsapp_throttling_code_on_400_is_retryable(provider):
 
 
 def test_whatsapp_timeout_and_connection_errors(provider):
+    # No answer in time: Meta got the request and may send it ("late"), so sending again could
+    # send twice: the outcome is unknown, not retryable. No connection at all: retryable.
     provider.reply = (200, {}, {"messages": [{"id": "late"}]}, 1.0)
-    with pytest.raises(RetryableError, match="timed out"):
+    with pytest.raises(OutcomeUnknown, match="no answer within 0.2s"):
         wa_adapter(provider, timeout=0.2).send(MSG, last_inbound_at=NOW, now=NOW)
+    assert len(provider.requests) == 1
     settings = WhatsAppSettings(base_url="http://127.0.0.1:1", phone_number_id="1", access_token=TOKEN)
     with pytest.raises(RetryableError) as info:
         WhatsAppCloudAdapter(settings).send(MSG, last_inbound_at=NOW, now=NOW)
@@ -282,5 +285,5 @@ def test_twilio_retryable(provider, status, headers, retry_after):
 
 def test_twilio_timeout(provider):
     provider.reply = (201, {}, {"sid": "SMlate"}, 1.0)
-    with pytest.raises(RetryableError, match="timed out"):
+    with pytest.raises(OutcomeUnknown, match="no answer within 0.2s"):
         twilio(provider, timeout=0.2).send(SMS)

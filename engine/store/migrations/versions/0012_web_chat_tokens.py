@@ -1,6 +1,6 @@
 """web chat conversations bound to the browser's random token (SHA-256 of conversation id and token)
 
-Revision ID: 0015
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-04 18:00:00
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 import engine.store.models
 
-revision = "0015"
+revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None

@@ -3,8 +3,8 @@
 ``/api/health`` read ``SELECT 1`` and said "ok" while every write failed (a full disk, a write
 lock held by another process): it now rewrites this row (engine/store/health.py).
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-11-27 10:00:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import engine.store.models
 
-revision = "0016"
-down_revision = "0015"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
