@@ -140,7 +140,8 @@ def test_workers_killed_with_sigkill_lose_nothing_and_repeat_nothing(db_and_url)
         tenant = services.create_tenant(uow=uow, slug="crash", name="Crash")
     actor = auth.system_actor(tenant.id)
     with unit_of_work(db) as uow:
-        services.create_workflow(uow=uow, actor=actor, data=wait_then_send(2000))
+        # 6 s: longer than 40 ingests and a worker's start take on a loaded machine
+        services.create_workflow(uow=uow, actor=actor, data=wait_then_send(6000))
     runner = Runner(db)
     procs: list[subprocess.Popen] = []
     try:
@@ -158,7 +159,7 @@ def test_workers_killed_with_sigkill_lose_nothing_and_repeat_nothing(db_and_url)
         assert count(db, select(func.count()).select_from(Execution).where(Execution.status == "waiting")) == len(ids)
 
         # 2. Once due, the next worker is killed as soon as it holds claims.
-        poll(lambda: utcnow() > max_due(db), 10, what="the waits to be due")
+        poll(lambda: utcnow() > max_due(db), 30, what="the waits to be due")
         second = start_worker(url)
         procs.append(second)
         poll(
